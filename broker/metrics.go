@@ -1,0 +1,59 @@
+package broker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// metrics are the broker's Prometheus collectors. Labels are bounded: api is one
+// of the registered API names, result is "ok" or a Kafka error name.
+type metrics struct {
+	requests        *prometheus.CounterVec   // api, result
+	requestSeconds  *prometheus.HistogramVec // api
+	produceBytes    prometheus.Counter
+	produceRecords  prometheus.Counter
+	fetchBytes      prometheus.Counter
+	fetchRecords    prometheus.Counter
+	connections     prometheus.Gauge
+	connectionsOpen prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_broker_requests_total",
+			Help: "Kafka requests served, by API and result (ok or the Kafka error code name of the response's first error).",
+		}, []string{"api", "result"}),
+		requestSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shardcache_broker_request_duration_seconds",
+			Help:    "Time from a request's arrival to its response being written, by API.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"api"}),
+		produceBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardcache_broker_produce_bytes_total",
+			Help: "Record batch bytes accepted by Produce, as sent (compressed).",
+		}),
+		produceRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardcache_broker_produce_records_total",
+			Help: "Records accepted by Produce.",
+		}),
+		fetchBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardcache_broker_fetch_bytes_total",
+			Help: "Record batch bytes returned by Fetch.",
+		}),
+		fetchRecords: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardcache_broker_fetch_records_total",
+			Help: "Records returned by Fetch.",
+		}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardcache_broker_connections",
+			Help: "Open Kafka client connections.",
+		}),
+		connectionsOpen: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardcache_broker_connections_opened_total",
+			Help: "Kafka client connections accepted.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.requestSeconds, m.produceBytes, m.produceRecords,
+			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen)
+	}
+	return m
+}
