@@ -111,6 +111,11 @@ func (n *Node) Close() error { panic("unimplemented") }
 // NodeID is this node's id.
 func (n *Node) NodeID() int32 { panic("unimplemented") }
 
+// ClusterID is the cluster's id as Kafka shows it (22 characters of URL-safe
+// base64 of a random UUID), chosen when the cluster is bootstrapped and kept in
+// cluster metadata.
+func (n *Node) ClusterID() string { panic("unimplemented") }
+
 // Topics lists every topic, sorted by name.
 func (n *Node) Topics() []TopicInfo { panic("unimplemented") }
 
