@@ -1,12 +1,14 @@
 package broker
 
-// CONTRACT STUB (Config and the Broker fields are agreed; the broker-core
-// implementer fills in New, Serve, Close and may add unexported fields).
-
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -27,6 +29,11 @@ type Config struct {
 	// it) and on Produce, with DefaultPartitions partitions.
 	AutoCreateTopics  bool
 	DefaultPartitions int32
+	// TopicDefaults are the broker-level topic config defaults, the same map
+	// given to raftfsm as BrokerTopicDefaults (for example cleanup.policy).
+	// DescribeConfigs uses it to report STATIC_BROKER_CONFIG sources and the
+	// broker's log.cleanup.policy; nil means the built-in defaults.
+	TopicDefaults map[string]string
 	// Node is the Raft layer (writes, topics); Store is read directly for fetches.
 	Node  *raftfsm.Node
 	Store *shardstore.Store
@@ -36,21 +43,228 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// Defaults used by DefaultConfig.
+const (
+	// DefaultMaxRequestBytes is Kafka's socket.request.max.bytes default (100 MiB).
+	DefaultMaxRequestBytes = 100 << 20
+	// DefaultMaxDecompressedBytes bounds one decompressed record batch (100 MiB).
+	DefaultMaxDecompressedBytes = 100 << 20
+)
+
+// DefaultConfig returns the configuration of a one-node broker on
+// 127.0.0.1:9092 that auto-creates topics with one partition. Node and Store
+// must still be set.
+func DefaultConfig() Config {
+	return Config{
+		AdvertisedAddr:       "127.0.0.1:9092",
+		MaxRequestBytes:      DefaultMaxRequestBytes,
+		MaxDecompressedBytes: DefaultMaxDecompressedBytes,
+		AutoCreateTopics:     true,
+		DefaultPartitions:    1,
+	}
+}
+
+// Validate checks the configuration, naming the first bad field.
+func (c Config) Validate() error {
+	host, port, err := net.SplitHostPort(c.AdvertisedAddr)
+	if err != nil || host == "" {
+		return fmt.Errorf("broker: AdvertisedAddr %q is not host:port", c.AdvertisedAddr)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
+		return fmt.Errorf("broker: AdvertisedAddr %q has a bad port", c.AdvertisedAddr)
+	}
+	// A request header alone takes 10 bytes; anything below a few KiB would
+	// refuse ordinary metadata requests.
+	if c.MaxRequestBytes < 4096 {
+		return fmt.Errorf("broker: MaxRequestBytes %d is below 4096", c.MaxRequestBytes)
+	}
+	if c.MaxDecompressedBytes < 4096 {
+		return fmt.Errorf("broker: MaxDecompressedBytes %d is below 4096", c.MaxDecompressedBytes)
+	}
+	if c.DefaultPartitions < 1 {
+		return fmt.Errorf("broker: DefaultPartitions %d is below 1", c.DefaultPartitions)
+	}
+	if c.Node == nil {
+		return errors.New("broker: Node is nil")
+	}
+	if c.Store == nil {
+		return errors.New("broker: Store is nil")
+	}
+	return nil
+}
+
 // Broker serves the Kafka protocol.
+//
+// Lifecycle: New, then Serve on one or more listeners (each call blocks), then
+// Close, which makes every Serve return nil. Goroutines: Serve's caller owns
+// the accept loop; the broker owns one goroutine per connection (conn.serve)
+// and that connection's reader, and Close waits for all of them.
 type Broker struct {
 	cfg     Config
 	node    *raftfsm.Node
 	store   *shardstore.Store
 	log     *slog.Logger
 	metrics *metrics
+
+	// advHost and advPort are AdvertisedAddr split for Metadata.
+	advHost string
+	advPort int32
+
+	// baseCtx is the parent of every request's context; cancelBase ends it
+	// when Close's drain deadline passes.
+	baseCtx    context.Context
+	cancelBase context.CancelFunc
+
+	mu        sync.Mutex
+	closed    bool
+	closing   chan struct{} // closed when Close starts
+	listeners map[net.Listener]struct{}
+	conns     map[*conn]struct{}
+	connWG    sync.WaitGroup // one per conn.serve goroutine
+
+	closeOnce sync.Once
+	closeDone chan struct{} // closed when Close has finished
 }
 
 // New builds a broker; it does not listen yet.
-func New(cfg Config) (*Broker, error) { panic("unimplemented") }
+func New(cfg Config) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	host, portStr, _ := net.SplitHostPort(cfg.AdvertisedAddr)
+	port, _ := strconv.Atoi(portStr)
+	log := cfg.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Broker{
+		cfg:        cfg,
+		node:       cfg.Node,
+		store:      cfg.Store,
+		log:        log,
+		metrics:    newMetrics(cfg.Registerer),
+		advHost:    host,
+		advPort:    int32(port),
+		baseCtx:    ctx,
+		cancelBase: cancel,
+		listeners:  map[net.Listener]struct{}{},
+		conns:      map[*conn]struct{}{},
+		closing:    make(chan struct{}),
+		closeDone:  make(chan struct{}),
+	}, nil
+}
 
-// Serve accepts connections on ln until Close. It returns nil after Close.
-func (b *Broker) Serve(ln net.Listener) error { panic("unimplemented") }
+// Serve accepts connections on ln until Close. It returns nil after Close, or
+// the accept error that stopped it; either way ln is closed.
+func (b *Broker) Serve(ln net.Listener) error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	b.listeners[ln] = struct{}{}
+	b.mu.Unlock()
+	b.log.Info("kafka listener started", logKeyAddr, ln.Addr().String())
+
+	defer func() {
+		b.mu.Lock()
+		delete(b.listeners, ln)
+		b.mu.Unlock()
+		ln.Close()
+	}()
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			b.mu.Lock()
+			closed := b.closed
+			b.mu.Unlock()
+			if closed {
+				return nil
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return fmt.Errorf("broker: accept: %w", err)
+			}
+			// Transient (for example out of file descriptors): back off as
+			// net/http does rather than spin or give up.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			b.log.Warn("accept failed", logKeyError, err)
+			select {
+			case <-time.After(backoff):
+			case <-b.closing:
+			}
+			continue
+		}
+		backoff = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			_ = tc.SetNoDelay(true)
+		}
+		c := newConn(b, nc)
+		b.mu.Lock()
+		if b.closed {
+			b.mu.Unlock()
+			nc.Close()
+			return nil
+		}
+		b.conns[c] = struct{}{}
+		b.connWG.Add(1)
+		b.mu.Unlock()
+		b.metrics.connections.Inc()
+		b.metrics.connectionsOpen.Inc()
+		go func() {
+			defer b.connWG.Done()
+			defer func() {
+				b.mu.Lock()
+				delete(b.conns, c)
+				b.mu.Unlock()
+				b.metrics.connections.Dec()
+			}()
+			c.serve()
+		}()
+	}
+}
 
 // Close stops accepting connections, waits for in-flight requests until ctx ends,
-// then closes every connection. Idempotent.
-func (b *Broker) Close(ctx context.Context) error { panic("unimplemented") }
+// then closes every connection and waits for every connection goroutine.
+// It returns ctx.Err() when the drain was cut short. Idempotent: later calls
+// wait for the first one to finish and return nil.
+func (b *Broker) Close(ctx context.Context) error {
+	var err error
+	b.closeOnce.Do(func() {
+		defer close(b.closeDone)
+		b.mu.Lock()
+		b.closed = true
+		close(b.closing)
+		for ln := range b.listeners {
+			ln.Close()
+		}
+		for c := range b.conns {
+			c.stopReading()
+		}
+		b.mu.Unlock()
+
+		drained := make(chan struct{})
+		go func() {
+			b.connWG.Wait()
+			close(drained)
+		}()
+		select {
+		case <-drained:
+		case <-ctx.Done():
+			err = ctx.Err()
+			b.cancelBase()
+			b.mu.Lock()
+			for c := range b.conns {
+				c.nc.Close()
+			}
+			b.mu.Unlock()
+			<-drained
+		}
+		b.cancelBase()
+		b.log.Info("kafka listener stopped")
+	})
+	<-b.closeDone
+	return err
+}

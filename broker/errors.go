@@ -3,6 +3,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -74,4 +75,41 @@ func errorMessage(err error) *string {
 		return &s
 	}
 	return nil
+}
+
+// kafkaError is an error the broker itself decides on: a Kafka code and a
+// message written for the client (for example INVALID_REPLICATION_FACTOR and
+// why). errorCode finds the code through Unwrap; clientMessage sends the text.
+type kafkaError struct {
+	code *kerr.Error
+	msg  string
+}
+
+func (e *kafkaError) Error() string { return e.msg }
+func (e *kafkaError) Unwrap() error { return e.code }
+
+// newKafkaError builds a kafkaError; the message is formatted like fmt.Sprintf.
+func newKafkaError(code *kerr.Error, format string, args ...any) error {
+	return &kafkaError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// clientMessage is the ErrorMessage for err: a kafkaError's own text,
+// otherwise what errorMessage allows.
+func clientMessage(err error) *string {
+	var ke *kafkaError
+	if errors.As(err, &ke) {
+		return &ke.msg
+	}
+	return errorMessage(err)
+}
+
+// codeFor maps err with errorCode and logs the errors that map to
+// UNKNOWN_SERVER_ERROR (the client sees only the code). what names the
+// operation in the log; attrs add context such as the topic.
+func (b *Broker) codeFor(err error, what string, attrs ...any) int16 {
+	code := errorCode(err)
+	if code == kerr.UnknownServerError.Code {
+		b.log.Error("unexpected error", append([]any{"op", what, logKeyError, err}, attrs...)...)
+	}
+	return code
 }

@@ -1,16 +1,29 @@
 package shardstore
 
-// CONTRACT STUB: the signatures below are the agreed API of the shard store. The
-// shardstore implementer replaces the bodies (and may split this file); other
-// packages code against these signatures.
-
 import (
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 )
+
+// Defaults of Options.
+const (
+	DefaultCacheBytes      = 512 << 20
+	DefaultMemTableBytes   = 64 << 20
+	DefaultKeyCacheEntries = 1 << 20
+)
+
+// ErrClosed is returned by operations on a closed Store.
+var ErrClosed = errors.New("shardstore: store closed")
 
 // Options configure Open.
 type Options struct {
@@ -24,6 +37,10 @@ type Options struct {
 	MemTableBytes uint64
 	// Registerer receives the store's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// KeyCacheEntries bounds the in-memory key -> live offset cache in front of
+	// the key index, over all shards; 0 means the default (1 Mi entries, roughly
+	// 100 MiB with 16-byte keys), negative disables it.
+	KeyCacheEntries int
 }
 
 // Store is one node's Pebble database: every shard on the node, and (through DB)
@@ -32,106 +49,230 @@ type Options struct {
 // Concurrency: reads are safe from any goroutine. Writes go through Batch; batches
 // that touch the same shard must not be used concurrently (each shard belongs to
 // one Raft group, whose FSM applies its entries on one goroutine).
-type Store struct{}
+type Store struct {
+	db       *pebble.DB
+	log      *slog.Logger
+	cacheCap int64
+	cached   atomic.Int64 // entries in all shards' key caches
+	metrics  *metrics
+
+	// life is held shared by every operation that touches db and exclusively by
+	// Close, so Close waits for them and later calls get ErrClosed.
+	life   sync.RWMutex
+	closed bool
+
+	mu     sync.RWMutex // guards shards (the map, not the shard contents)
+	shards map[ShardID]*shard
+}
+
+// shard is the in-memory part of one shard: its counters (a copy of the meta
+// key), the Wait channel and the key cache.
+type shard struct {
+	id ShardID
+
+	mu   sync.Mutex // guards the fields below
+	st   State
+	wait chan struct{}
+	// cache maps record key -> key index entry for some of the shard's keys.
+	// Entries are exact copies of the key index; a missing entry says nothing
+	// unless cacheComplete, which holds while the cache has every key index
+	// entry (a shard created or opened empty, nothing evicted yet).
+	cache         map[string]keyEntry
+	cacheComplete bool
+}
 
 // Open opens or creates the store in dir.
-func Open(dir string, opts Options) (*Store, error) { panic("unimplemented") }
+func Open(dir string, opts Options) (*Store, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	cacheBytes := opts.CacheBytes
+	if cacheBytes == 0 {
+		cacheBytes = DefaultCacheBytes
+	}
+	memtable := opts.MemTableBytes
+	if memtable == 0 {
+		memtable = DefaultMemTableBytes
+	}
+	keyCache := int64(opts.KeyCacheEntries)
+	if keyCache == 0 {
+		keyCache = DefaultKeyCacheEntries
+	}
+	if keyCache < 0 {
+		keyCache = 0
+	}
+
+	cache := pebble.NewCache(cacheBytes)
+	defer cache.Unref()
+	po := &pebble.Options{
+		FS:                 opts.FS,
+		Cache:              cache,
+		MemTableSize:       memtable,
+		Logger:             pebbleLogger{log},
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("shardstore: open %s: %w", dir, err)
+	}
+	s := &Store{db: db, log: log, cacheCap: keyCache, shards: make(map[ShardID]*shard)}
+	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, err
+	}
+	if opts.Registerer != nil {
+		s.metrics = newMetrics(s, opts.Registerer)
+		if err := s.metrics.register(); err != nil {
+			_ = db.Close()
+			return nil, err
+		}
+	}
+	log.Info("shard store opened", slog.String("dir", dir), slog.Int("shards", len(s.shards)))
+	return s, nil
+}
+
+// load reads every shard's meta key: one seek per shard, whatever the data size.
+func (s *Store) load() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: shardsStart(), UpperBound: shardsEnd()})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; {
+		pk, good := parseKey(it.Key())
+		if !good || pk.kind != kindMeta {
+			return fmt.Errorf("shardstore: shard range without meta key at %x: %w", it.Key(), errCorrupt)
+		}
+		st, err := decodeMeta(it.Value())
+		if err != nil {
+			return fmt.Errorf("shardstore: meta of shard %d: %w", pk.shard, err)
+		}
+		s.shards[pk.shard] = &shard{
+			id:            pk.shard,
+			st:            st,
+			cache:         make(map[string]keyEntry),
+			cacheComplete: st.LiveKeys+st.Tombstones == 0,
+		}
+		if pk.shard == ^ShardID(0) {
+			break
+		}
+		ok = it.SeekGE(shardPrefix(pk.shard + 1))
+	}
+	return it.Error()
+}
+
+// acquire holds the store open for an operation; release with s.life.RUnlock.
+func (s *Store) acquire() error {
+	s.life.RLock()
+	if s.closed {
+		s.life.RUnlock()
+		return ErrClosed
+	}
+	return nil
+}
 
 // DB is the underlying Pebble database, shared with raftfsm (Raft log store and
 // metadata keys, under prefixes of raftfsm's own).
-func (s *Store) DB() *pebble.DB { panic("unimplemented") }
+func (s *Store) DB() *pebble.DB { return s.db }
 
-// Close closes the database. It is idempotent.
-func (s *Store) Close() error { panic("unimplemented") }
+// Close closes the database and wakes every Wait channel. It is idempotent.
+func (s *Store) Close() error {
+	s.life.Lock()
+	defer s.life.Unlock()
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if s.metrics != nil {
+		s.metrics.unregister()
+	}
+	s.mu.Lock()
+	for _, sh := range s.shards {
+		sh.mu.Lock()
+		if sh.wait != nil {
+			close(sh.wait)
+			sh.wait = nil
+		}
+		sh.mu.Unlock()
+	}
+	s.mu.Unlock()
+	return s.db.Close()
+}
 
 // Shards lists every shard in id order.
-func (s *Store) Shards() []ShardID { panic("unimplemented") }
+func (s *Store) Shards() []ShardID {
+	s.mu.RLock()
+	ids := make([]ShardID, 0, len(s.shards))
+	for id := range s.shards {
+		ids = append(ids, id)
+	}
+	s.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+func (s *Store) shard(id ShardID) *shard {
+	s.mu.RLock()
+	sh := s.shards[id]
+	s.mu.RUnlock()
+	return sh
+}
 
 // State returns a shard's counters (ErrUnknownShard).
-func (s *Store) State(id ShardID) (State, error) { panic("unimplemented") }
-
-// Read returns readable records with offset >= from in offset order: at most
-// maxRecords, and stopping once maxBytes of encoded records are collected (the
-// first record is returned whatever its size, KIP-74). An empty result with
-// from < HighWatermark means nothing is readable in [from, HighWatermark).
-func (s *Store) Read(id ShardID, from int64, maxBytes, maxRecords int) ([]Record, error) {
-	panic("unimplemented")
-}
-
-// Lookup returns the live record of key, found through the key index. A tombstone
-// is returned as a record with a nil Value; ok is false when the key has no record.
-func (s *Store) Lookup(id ShardID, key []byte) (rec Record, ok bool, err error) {
-	panic("unimplemented")
-}
-
-// OffsetForTime returns the first readable offset whose record timestamp is >= ts,
-// with that timestamp; ok is false when there is none.
-func (s *Store) OffsetForTime(id ShardID, ts int64) (offset, timestamp int64, ok bool, err error) {
-	panic("unimplemented")
-}
-
-// RetentionOffset returns the log start offset that retention of a delete-policy
-// shard asks for: past every record appended before olderThanMs (when >= 0) and
-// past the oldest records until at most maxBytes remain (when maxBytes >= 0).
-// It returns the current log start offset when nothing is due.
-func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64, error) {
-	panic("unimplemented")
+func (s *Store) State(id ShardID) (State, error) {
+	sh := s.shard(id)
+	if sh == nil {
+		return State{}, ErrUnknownShard
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.st, nil
 }
 
 // Applied returns the last Raft index applied for a group (0 if none).
-func (s *Store) Applied(group uint32) (uint64, error) { panic("unimplemented") }
-
-// Wait returns a channel closed by the first Commit after this call that changes
-// the shard (an append, a deletion, a log start move, or the shard's removal).
-func (s *Store) Wait(id ShardID) <-chan struct{} { panic("unimplemented") }
-
-// Batch collects the writes of one or more Raft entries into one Pebble batch. A
-// later operation in a batch sees the effects of earlier ones. Nothing is visible to
-// readers until Commit.
-type Batch struct{}
-
-// NewBatch starts a batch.
-func (s *Store) NewBatch() *Batch { panic("unimplemented") }
-
-// CreateShard adds an empty shard (ErrShardExists).
-func (b *Batch) CreateShard(id ShardID) error { panic("unimplemented") }
-
-// DeleteShard removes a shard and all its keys (ErrUnknownShard).
-func (b *Batch) DeleteShard(id ShardID) error { panic("unimplemented") }
-
-// Append assigns the next offsets to recs in order and writes them. Under
-// PolicyCompact every key's previous record is removed (or kept until
-// MinCompactionLagMs passes), and records that repeat a key inside recs collapse
-// to the last one (offsets stay dense: the collapsed records' offsets are simply
-// never readable). Idempotent producers follow Kafka's sequence rules; a duplicate
-// returns the original base offset with Duplicate set and writes nothing.
-func (b *Batch) Append(id ShardID, opts AppendOptions, p Producer, recs []Record) (AppendResult, error) {
-	panic("unimplemented")
+func (s *Store) Applied(group uint32) (uint64, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.life.RUnlock()
+	v, closer, err := s.db.Get(appliedKey(group))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer closer.Close()
+	if len(v) != 8 {
+		return 0, errCorrupt
+	}
+	return binary.BigEndian.Uint64(v), nil
 }
 
-// ExpireTombstones removes tombstones appended before beforeMs (their keys become
-// absent) and returns how many it removed.
-func (b *Batch) ExpireTombstones(id ShardID, beforeMs int64) (int, error) { panic("unimplemented") }
+// closedChan is returned by Wait for a shard that does not exist.
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
 
-// ExpireSuperseded removes superseded records held back by min.compaction.lag.ms
-// that were superseded before beforeMs, and returns how many it removed.
-func (b *Batch) ExpireSuperseded(id ShardID, beforeMs int64) (int, error) { panic("unimplemented") }
-
-// DeleteRecordsBefore moves the log start offset to offset, removing every record
-// below it (ErrOffsetOutOfRange past the high watermark; a lower offset than the
-// current log start is a no-op).
-func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error { panic("unimplemented") }
-
-// SetApplied records the last Raft index applied for a group, in this batch.
-func (b *Batch) SetApplied(group uint32, index uint64) { panic("unimplemented") }
-
-// Raw is the Pebble batch, for raftfsm's metadata keys (outside shardstore's
-// prefix) written atomically with the shards.
-func (b *Batch) Raw() *pebble.Batch { panic("unimplemented") }
-
-// Commit writes the batch without fsync (the Raft log is the durable record) and
-// wakes Wait channels of the shards it changed. On error nothing is applied.
-func (b *Batch) Commit() error { panic("unimplemented") }
-
-// Close releases a batch that was not committed. Safe after Commit.
-func (b *Batch) Close() { panic("unimplemented") }
+// Wait returns a channel closed by the first Commit after this call that changes
+// the shard (an append, a deletion, a log start move, or the shard's removal),
+// or by Close. For an unknown shard the channel is already closed, so a waiter
+// re-checks at once and finds ErrUnknownShard.
+func (s *Store) Wait(id ShardID) <-chan struct{} {
+	if err := s.acquire(); err != nil {
+		return closedChan
+	}
+	defer s.life.RUnlock()
+	sh := s.shard(id)
+	if sh == nil {
+		return closedChan
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	if sh.wait == nil {
+		sh.wait = make(chan struct{})
+	}
+	return sh.wait
+}

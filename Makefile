@@ -1,0 +1,58 @@
+# shardcache: `make` lists the targets; `make test` is what CI runs (.ci/run).
+
+GO       ?= go
+BIN      := bin/shardcache
+FUZZTIME ?= 30s
+# ARGS are extra flags for `make run`, e.g. make run ARGS='--default-partitions 3'.
+ARGS     ?=
+# BENCH_ARGS are flags for the benchmark program.
+BENCH_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help build run deps test test-unit test-integration bench fuzz lint api-table api-table-readme clean
+
+help: ## list the targets
+	@echo "Targets:"
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+build: ## build bin/shardcache
+	$(GO) build -o $(BIN) ./cmd/shardcache
+
+run: build ## build, then run one node with the defaults (data in ./data; ARGS= adds flags)
+	./$(BIN) $(ARGS)
+
+deps: ## install test dependencies: kcat, Python clients, Maven dependencies (scripts/deps.sh)
+	bash scripts/deps.sh
+
+test: deps ## what CI runs: deps, go vet, then every test with -race
+	$(GO) vet ./...
+	$(GO) test -race -timeout 25m ./...
+
+test-unit: ## every package's tests except integration/
+	$(GO) test -timeout 10m $$($(GO) list ./... | grep -v '/integration')
+
+test-integration: deps ## black-box tests with real clients (integration/)
+	$(GO) test -timeout 25m ./integration/...
+
+bench: ## the benchmark program (integration/bench; BENCH_ARGS= adds flags)
+	$(GO) run ./integration/bench $(BENCH_ARGS)
+
+fuzz: ## run each fuzz target for FUZZTIME (30s)
+	$(GO) test -run '^$$' -fuzz '^FuzzKeys$$' -fuzztime $(FUZZTIME) ./shardstore/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./raftfsm/
+	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./broker/
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./broker/
+
+lint: ## gofmt -l (fails on any listed file) and go vet
+	@files="$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*'))"; \
+	if [ -n "$$files" ]; then echo "gofmt needed:"; echo "$$files"; exit 1; fi
+	$(GO) vet ./...
+
+api-table: ## print the Supported Kafka APIs table from the broker's registry
+	@$(GO) run ./internal/tools/apitable
+
+api-table-readme: ## regenerate that table inside README.md
+	$(GO) run ./internal/tools/apitable -update README.md
+
+clean: ## remove build output (bin/); ./data is left alone
+	rm -rf bin

@@ -1,0 +1,163 @@
+package broker
+
+// Produce: v3-11
+//
+// Behavior:
+//   - Each partition's Records must be exactly one RecordBatch v2; decodeBatch
+//     (records.go) validates it against the topic's max.message.bytes and
+//     Config.MaxDecompressedBytes before anything is proposed.
+//   - Every partition of a request is proposed through raftfsm on its own
+//     goroutine, all waited for, so the batches of one request share Raft
+//     entries and fsyncs. acks=1 and acks=-1 are both answered once the entry is
+//     committed and applied (the same moment on one node); TimeoutMillis bounds
+//     that wait (REQUEST_TIMED_OUT).
+//   - acks=0 is processed the same way but answered with nothing (the handler
+//     returns nil), so the next request on the connection is still answered in
+//     order.
+//   - Unknown topics are created with Config.DefaultPartitions when
+//     Config.AutoCreateTopics is set, otherwise UNKNOWN_TOPIC_OR_PARTITION.
+//   - Keyless records on a compacted topic: INVALID_RECORD with the message
+//     "compacted topic requires a record key" and, v8+, one RecordErrors entry
+//     per keyless record. Nothing of the batch is written (DESIGN.md rule 4).
+//   - A retried idempotent batch (same producer id, epoch and sequence) is not
+//     written again and answers its original base offset (DESIGN.md rule 8).
+//
+// Not implemented: transactions. A request with a TransactionalID or a batch
+// with the transactional bit is answered INVALID_REQUEST ("transactions are not
+// supported yet"); transactions arrive with the transactions issue. INVALID_REQUEST
+// rather than TRANSACTIONAL_ID_AUTHORIZATION_FAILED: nothing is wrong with the
+// client's rights, the broker does not offer the feature.
+//
+// Version notes: v3 is the first with RecordBatch v2 (and the Java 4.x floor,
+// KIP-896). LogAppendTime is always -1 (create time). LogStartOffset v5+;
+// RecordErrors and ErrorMessage v8+; v9+ is flexible (kmsg handles tags). v12
+// (KIP-890 transactions v2) and v13 (topic ids) are not served.
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
+)
+
+func init() { register(kmsg.Produce.Int16(), 3, 11, (*Broker).handleProduce) }
+
+// errTransactionsUnsupported answers transactional produce and InitProducerId.
+var errTransactionsUnsupported = newKafkaError(kerr.InvalidRequest,
+	"transactions are not supported yet (transactions arrive with the transactions issue)")
+
+// producePart is one partition of a produce request on its way to Raft.
+type producePart struct {
+	topic string
+	resp  *kmsg.ProduceResponseTopicPartition
+	batch decodedBatch
+	size  int
+}
+
+func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+
+	if req.TimeoutMillis > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)
+		defer cancel()
+	}
+	txnRequest := req.TransactionID != nil
+
+	var parts []producePart
+	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
+	for ti := range req.Topics {
+		rt := &req.Topics[ti]
+		st := &resp.Topics[ti]
+		*st = kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
+		info, topicErr := b.lookupOrCreateTopic(ctx, rt.Topic, b.cfg.AutoCreateTopics)
+		for pi := range rt.Partitions {
+			rp := &rt.Partitions[pi]
+			sp := &st.Partitions[pi]
+			*sp = kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.BaseOffset = -1
+			sp.LogAppendTime = -1
+			sp.LogStartOffset = -1
+			err := topicErr
+			if err == nil && (rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions)) {
+				err = raftfsm.ErrUnknownPartition
+			}
+			var batch decodedBatch
+			if err == nil {
+				batch, err = decodeBatch(rp.Records, batchLimits{
+					MaxMessageBytes:      info.Config.MaxMessageBytes,
+					MaxDecompressedBytes: b.cfg.MaxDecompressedBytes,
+					Policy:               info.Config.CleanupPolicy,
+				})
+			}
+			if err == nil && (txnRequest || batch.Transactional) {
+				err = errTransactionsUnsupported
+			}
+			if err != nil {
+				b.setProduceError(sp, err, rt.Topic)
+				continue
+			}
+			parts = append(parts, producePart{topic: rt.Topic, resp: sp, batch: batch, size: len(rp.Records)})
+		}
+	}
+
+	b.proposeParts(ctx, parts)
+
+	if req.Acks == 0 {
+		return nil, nil
+	}
+	return resp, nil
+}
+
+// proposeParts proposes every part, one goroutine each, and waits for all.
+func (b *Broker) proposeParts(ctx context.Context, parts []producePart) {
+	run := func(p *producePart) {
+		res, err := b.node.Produce(ctx, p.topic, p.resp.Partition, p.batch.Producer, p.batch.Records)
+		if err != nil {
+			b.setProduceError(p.resp, err, p.topic)
+			return
+		}
+		p.resp.BaseOffset = res.BaseOffset
+		p.resp.LogStartOffset = res.LogStartOffset
+		if !res.Duplicate {
+			b.metrics.produceBytes.Add(float64(p.size))
+			b.metrics.produceRecords.Add(float64(len(p.batch.Records)))
+		}
+	}
+	if len(parts) == 1 {
+		run(&parts[0])
+		return
+	}
+	var wg sync.WaitGroup
+	for i := range parts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run(&parts[i])
+		}()
+	}
+	wg.Wait()
+}
+
+// setProduceError fills a partition's error code, message and (v8+) per-record
+// errors.
+func (b *Broker) setProduceError(sp *kmsg.ProduceResponseTopicPartition, err error, topic string) {
+	sp.ErrorCode = b.codeFor(err, "produce", logKeyTopic, topic, logKeyPartition, sp.Partition)
+	sp.ErrorMessage = clientMessage(err)
+	if be, ok := err.(*batchError); ok {
+		for _, i := range be.records {
+			re := kmsg.NewProduceResponseTopicPartitionErrorRecord()
+			re.RelativeOffset = int32(i)
+			re.ErrorMessage = &be.msg
+			sp.ErrorRecords = append(sp.ErrorRecords, re)
+		}
+	}
+}

@@ -1,0 +1,254 @@
+package broker
+
+// Fetch: v4-12
+//
+// Behavior:
+//   - Only consumers: ReplicaID must be -1, else every partition answers
+//     INVALID_REQUEST (followers replicate through Raft, not Fetch).
+//   - Per partition: OFFSET_OUT_OF_RANGE below the log start or above the high
+//     watermark; otherwise the live records from the fetch offset, read from the
+//     local store and encoded as uncompressed RecordBatch v2 (records.go). Offsets
+//     compacted away are skipped: a batch's base offset is its first live record.
+//   - Nothing live between the fetch offset and the high watermark: one empty
+//     batch covering the gap, so the consumer's position reaches the high
+//     watermark (DESIGN.md rule 3). An empty answer is zero bytes, never null.
+//   - Byte limits: PartitionMaxBytes per partition and MaxBytes per response;
+//     the first record of the first partition with data is returned whatever its
+//     size (KIP-74). A partition reached after MaxBytes is used up answers no
+//     records (not a gap batch).
+//   - Long poll: below MinBytes the handler waits on the shards' Store.Wait
+//     channels until data arrives, MaxWaitMillis passes, or the connection or
+//     broker closes, then reads again.
+//   - CurrentLeaderEpoch (v9+, -1 skips the check): newer than the group's Raft
+//     term -> UNKNOWN_LEADER_EPOCH, older -> FENCED_LEADER_EPOCH.
+//   - No transactions yet: LastStableOffset = HighWatermark, AbortedTransactions
+//     empty (an empty array, not null, for read_committed).
+//
+// Not implemented: fetch sessions (KIP-227). Every answer has SessionID 0, which
+// tells clients to keep sending full fetches; a request naming a session id gets
+// FETCH_SESSION_ID_NOT_FOUND. ForgottenTopics are ignored. Reads are served by
+// this node whatever its Raft role; PreferredReadReplica is always -1.
+//
+// Version notes: v4 is the Java 4.x floor (KIP-896) and adds LastStableOffset
+// and AbortedTransactions; v5 LogStartOffset; v7 sessions and the top-level
+// ErrorCode; v9 CurrentLeaderEpoch; v11 Rack and PreferredReadReplica; v12 is
+// flexible (LastFetchedEpoch/DivergingEpoch are for followers and unused).
+// v13+ (topic ids) is not served.
+
+import (
+	"context"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+func init() { register(kmsg.Fetch.Int16(), 4, 12, (*Broker).handleFetch) }
+
+// fetchMaxRecords caps the records read for one partition of one fetch, so tiny
+// records cannot make one answer unbounded in record count.
+const fetchMaxRecords = 1 << 16
+
+// fetchTarget is one requested partition resolved to its shard.
+type fetchTarget struct {
+	shard shardstore.ShardID
+	group uint32
+	err   error // resolution failed: answered with this error
+}
+
+func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FetchRequest)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	resp.SessionID = 0
+
+	// KIP-227: we never hand out a session, so any session id is unknown.
+	if req.SessionID != 0 {
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp, nil
+	}
+
+	targets := b.resolveFetch(req)
+
+	var deadline <-chan time.Time
+	if req.MaxWaitMillis > 0 && req.MinBytes > 0 {
+		t := time.NewTimer(time.Duration(req.MaxWaitMillis) * time.Millisecond)
+		defer t.Stop()
+		deadline = t.C
+	}
+	var bytes, records int
+	for {
+		// Take the wait channels before reading, so a write that lands between
+		// the read and the wait still wakes us.
+		var waits []<-chan struct{}
+		if deadline != nil {
+			for _, ts := range targets {
+				for _, t := range ts {
+					if t.err == nil {
+						waits = append(waits, b.store.Wait(t.shard))
+					}
+				}
+			}
+		}
+		var hasErr bool
+		bytes, records, hasErr = b.fillFetch(req, resp, targets)
+		if deadline == nil || hasErr || bytes >= int(req.MinBytes) || len(waits) == 0 {
+			break
+		}
+		if !b.waitFetch(ctx, deadline, waits) {
+			break
+		}
+	}
+	b.metrics.fetchBytes.Add(float64(bytes))
+	b.metrics.fetchRecords.Add(float64(records))
+	return resp, nil
+}
+
+// waitFetch blocks until a wait channel closes (true) or the deadline, the
+// connection or the broker ends the wait (false).
+func (b *Broker) waitFetch(ctx context.Context, deadline <-chan time.Time, waits []<-chan struct{}) bool {
+	cases := make([]reflect.SelectCase, 0, len(waits)+3)
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(deadline)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ctx.Done())},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(b.closing)},
+	)
+	for _, w := range waits {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+	}
+	chosen, _, _ := reflect.Select(cases)
+	return chosen >= 3
+}
+
+// resolveFetch maps every requested partition to its shard, once per request.
+func (b *Broker) resolveFetch(req *kmsg.FetchRequest) [][]fetchTarget {
+	out := make([][]fetchTarget, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		out[i] = make([]fetchTarget, len(rt.Partitions))
+		info, ok := b.node.Topic(rt.Topic)
+		for j := range rt.Partitions {
+			p := rt.Partitions[j].Partition
+			switch {
+			case req.ReplicaID != -1:
+				out[i][j].err = newKafkaError(kerr.InvalidRequest, "fetch is served to consumers only (replica id -1)")
+			case !ok:
+				out[i][j].err = raftfsm.ErrUnknownTopic
+			case p < 0 || int(p) >= len(info.Partitions):
+				out[i][j].err = raftfsm.ErrUnknownPartition
+			default:
+				out[i][j].shard = info.Partitions[p].Shard
+				out[i][j].group = info.Partitions[p].Group
+			}
+		}
+	}
+	return out
+}
+
+// fillFetch (re)builds resp's topics from the store. It returns the record
+// bytes and records answered, and whether any partition has an error (which
+// ends a long poll at once, as Kafka does).
+func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget) (bytes, records int, hasErr bool) {
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = int(^uint32(0) >> 1)
+	}
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewFetchResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.PreferredReadReplica = -1
+			sp.RecordBatches = []byte{}
+			if req.IsolationLevel == 1 {
+				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			}
+			limit := min(int(rp.PartitionMaxBytes), maxBytes-bytes)
+			n, nrec, err := b.fetchPartition(rt.Topic, rp, sp, targets[i][j], limit, bytes == 0)
+			if err != nil {
+				sp.ErrorCode = b.codeFor(err, "fetch", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
+				hasErr = true
+				continue
+			}
+			bytes += n
+			records += nrec
+		}
+	}
+	return bytes, records, hasErr
+}
+
+// fetchPartition answers one partition into sp. first is whether nothing has
+// been answered yet, so the first record is due whatever the limit (KIP-74).
+func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
+	t fetchTarget, limit int, first bool) (int, int, error) {
+	if t.err != nil {
+		return 0, 0, t.err
+	}
+	st, err := b.store.State(t.shard)
+	if err != nil {
+		return 0, 0, err
+	}
+	sp.HighWatermark = st.HighWatermark
+	sp.LastStableOffset = st.HighWatermark
+	sp.LogStartOffset = st.LogStartOffset
+	if err := b.checkLeaderEpoch(t.group, rp.CurrentLeaderEpoch); err != nil {
+		return 0, 0, err
+	}
+	from := rp.FetchOffset
+	if from < st.LogStartOffset || from > st.HighWatermark {
+		return 0, 0, shardstore.ErrOffsetOutOfRange
+	}
+	if from == st.HighWatermark {
+		return 0, 0, nil
+	}
+	if limit <= 0 {
+		if !first {
+			return 0, 0, nil // the response is full; the consumer asks again
+		}
+		limit = 1
+	}
+	recs, err := b.store.Read(t.shard, from, limit, fetchMaxRecords)
+	if err != nil {
+		return 0, 0, err
+	}
+	// A write applied after State was read may show up here; the answer stays
+	// consistent with the high watermark it reports.
+	for len(recs) > 0 && recs[len(recs)-1].Offset >= st.HighWatermark {
+		recs = recs[:len(recs)-1]
+	}
+	if len(recs) == 0 {
+		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), from, st.HighWatermark)
+		return len(sp.RecordBatches), 0, nil
+	}
+	size := batchHeaderSize
+	for i := range recs {
+		size += encodedRecordSize(&recs[i])
+	}
+	sp.RecordBatches = appendBatch(make([]byte, 0, size), recs)
+	return len(sp.RecordBatches), len(recs), nil
+}
+
+// checkLeaderEpoch compares a client's CurrentLeaderEpoch (-1: no check) with
+// the group's Raft term, as Fetch and ListOffsets do (KIP-320).
+func (b *Broker) checkLeaderEpoch(group uint32, current int32) error {
+	if current < 0 {
+		return nil
+	}
+	switch ours := b.node.LeaderEpoch(group); {
+	case current > ours:
+		return kerr.UnknownLeaderEpoch
+	case current < ours:
+		return kerr.FencedLeaderEpoch
+	}
+	return nil
+}

@@ -1,0 +1,110 @@
+package broker
+
+// ListOffsets: v1-7
+//
+// Behavior:
+//   - Timestamp -2 (earliest): the log start offset, which compaction never moves
+//     (DESIGN.md rule 6). -1 (latest): the high watermark, for both isolation
+//     levels (read_committed would stop at the last stable offset, which is the
+//     high watermark until transactions exist). Both answer Timestamp -1.
+//   - Timestamp -3 (max timestamp, v7, KIP-734): the offset and timestamp of the
+//     record with the largest timestamp ever appended (State.MaxTimestampOffset),
+//     -1/-1 for an empty shard.
+//   - A timestamp >= 0: the first readable offset whose timestamp is >= it
+//     (Store.OffsetForTime, which skips compacted gaps); none -> offset -1,
+//     timestamp -1.
+//   - LeaderEpoch (v4+) is the group's Raft term; CurrentLeaderEpoch is checked as
+//     in Fetch (UNKNOWN_LEADER_EPOCH / FENCED_LEADER_EPOCH).
+//   - Reads the local store; unknown topics are not created.
+//
+// Not implemented: v0 (OldStyleOffsets, MaxNumOffsets) and v8+ (-4 earliest
+// local and -5 tiered, KIP-405/1005). Other negative timestamps answer
+// INVALID_REQUEST.
+//
+// Version notes: v1 has one Offset and Timestamp per partition; v2 adds
+// IsolationLevel; v4 CurrentLeaderEpoch and LeaderEpoch; v6 is flexible; v7
+// allows -3.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
+)
+
+func init() { register(kmsg.ListOffsets.Int16(), 1, 7, (*Broker).handleListOffsets) }
+
+// Special ListOffsets timestamps.
+const (
+	listOffsetsLatest       = -1
+	listOffsetsEarliest     = -2
+	listOffsetsMaxTimestamp = -3
+)
+
+func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ListOffsetsRequest)
+	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
+	resp.Topics = make([]kmsg.ListOffsetsResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		st := &resp.Topics[i]
+		*st = kmsg.NewListOffsetsResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.ListOffsetsResponseTopicPartition, len(rt.Partitions))
+		info, ok := b.node.Topic(rt.Topic)
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewListOffsetsResponseTopicPartition()
+			sp.Partition = rp.Partition
+			sp.Offset = -1
+			sp.Timestamp = -1
+			var err error
+			switch {
+			case !ok:
+				err = raftfsm.ErrUnknownTopic
+			case rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions):
+				err = raftfsm.ErrUnknownPartition
+			default:
+				err = b.listOffset(rc, info.Partitions[rp.Partition], rp, sp)
+			}
+			if err != nil {
+				sp.ErrorCode = b.codeFor(err, "list offsets", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
+			}
+		}
+	}
+	return resp, nil
+}
+
+func (b *Broker) listOffset(rc *requestContext, p raftfsm.PartitionInfo, rp *kmsg.ListOffsetsRequestTopicPartition,
+	sp *kmsg.ListOffsetsResponseTopicPartition) error {
+	if err := b.checkLeaderEpoch(p.Group, rp.CurrentLeaderEpoch); err != nil {
+		return err
+	}
+	st, err := b.store.State(p.Shard)
+	if err != nil {
+		return err
+	}
+	sp.LeaderEpoch = b.node.LeaderEpoch(p.Group)
+	switch ts := rp.Timestamp; {
+	case ts == listOffsetsEarliest:
+		sp.Offset = st.LogStartOffset
+	case ts == listOffsetsLatest:
+		sp.Offset = st.HighWatermark
+	case ts == listOffsetsMaxTimestamp && rc.version >= 7:
+		sp.Offset, sp.Timestamp = st.MaxTimestampOffset, st.MaxTimestamp
+	case ts >= 0:
+		off, at, found, err := b.store.OffsetForTime(p.Shard, ts)
+		if err != nil {
+			return err
+		}
+		if found {
+			sp.Offset, sp.Timestamp = off, at
+		}
+	default:
+		return newKafkaError(kerr.InvalidRequest, "unsupported ListOffsets timestamp %d", ts)
+	}
+	return nil
+}

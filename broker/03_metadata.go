@@ -1,0 +1,144 @@
+package broker
+
+// Metadata: v1-12
+//
+// Behavior:
+//   - One broker (this node): node id, advertised host and port, rack null.
+//     ControllerID is this node; ClusterID comes from cluster metadata.
+//   - A null topic list means every topic; an empty list means none. Topics
+//     may be named or (v10+) given by id; an unknown id is UNKNOWN_TOPIC_ID.
+//   - An unknown named topic is created with Config.DefaultPartitions
+//     partitions when Config.AutoCreateTopics is on and the request allows it
+//     (v4+ AllowAutoTopicCreation; v1-3 always allow), else
+//     UNKNOWN_TOPIC_OR_PARTITION. A name Kafka would refuse is
+//     INVALID_TOPIC_EXCEPTION.
+//   - Every partition: leader = this node (LEADER_NOT_AVAILABLE while its Raft
+//     group has no leader here), leader epoch = the group's Raft term,
+//     replicas = ISR = [this node], no offline replicas.
+//
+// Version notes:
+//   - v8+: authorized operations are not computed; the fields keep their "not
+//     requested" value (-2147483648) even when asked for, as there are no ACLs.
+//   - v10+: topic ids. v13 (top-level error code) is not served.
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
+)
+
+func init() { register(kmsg.Metadata.Int16(), 1, 12, (*Broker).handleMetadata) }
+
+func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+
+	nodeID := b.node.NodeID()
+	br := kmsg.NewMetadataResponseBroker()
+	br.NodeID, br.Host, br.Port = nodeID, b.advHost, b.advPort
+	resp.Brokers = []kmsg.MetadataResponseBroker{br}
+	clusterID := b.node.ClusterID()
+	resp.ClusterID = &clusterID
+	resp.ControllerID = nodeID
+
+	if req.Topics == nil {
+		for _, ti := range b.node.Topics() {
+			resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+		}
+		return resp, nil
+	}
+
+	allowCreate := b.cfg.AutoCreateTopics && (req.Version < 4 || req.AllowAutoTopicCreation)
+	seenNames := map[string]bool{}
+	seenIDs := map[[16]byte]bool{}
+	for _, rt := range req.Topics {
+		if rt.Topic == nil {
+			if seenIDs[rt.TopicID] {
+				continue
+			}
+			seenIDs[rt.TopicID] = true
+			ti, ok := b.node.TopicByID(rt.TopicID)
+			if !ok || rt.TopicID == ([16]byte{}) {
+				t := kmsg.NewMetadataResponseTopic()
+				t.TopicID = rt.TopicID
+				t.ErrorCode = kerr.UnknownTopicID.Code
+				resp.Topics = append(resp.Topics, t)
+				continue
+			}
+			resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+			continue
+		}
+		name := *rt.Topic
+		if seenNames[name] {
+			continue
+		}
+		seenNames[name] = true
+		ti, err := b.lookupOrCreateTopic(ctx, name, allowCreate)
+		if err != nil {
+			t := kmsg.NewMetadataResponseTopic()
+			t.Topic = kmsg.StringPtr(name)
+			t.ErrorCode = b.codeFor(err, "metadata", logKeyTopic, name)
+			resp.Topics = append(resp.Topics, t)
+			continue
+		}
+		resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+	}
+	return resp, nil
+}
+
+// lookupOrCreateTopic returns the named topic, creating it with the default
+// partition count when create is set. A bad name is ErrInvalidTopic even when
+// the topic would not be created, as Kafka answers.
+func (b *Broker) lookupOrCreateTopic(ctx context.Context, name string, create bool) (raftfsm.TopicInfo, error) {
+	if ti, ok := b.node.Topic(name); ok {
+		return ti, nil
+	}
+	if err := validateTopicName(name); err != nil {
+		return raftfsm.TopicInfo{}, err
+	}
+	if !create {
+		return raftfsm.TopicInfo{}, raftfsm.ErrUnknownTopic
+	}
+	ti, err := b.node.CreateTopic(ctx, name, b.cfg.DefaultPartitions, nil, false)
+	if errors.Is(err, raftfsm.ErrTopicExists) { // created concurrently
+		if ti, ok := b.node.Topic(name); ok {
+			return ti, nil
+		}
+	}
+	return ti, err
+}
+
+// metadataTopic describes one topic with all its partitions.
+func (b *Broker) metadataTopic(ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic {
+	nodeID := b.node.NodeID()
+	t := kmsg.NewMetadataResponseTopic()
+	t.Topic = kmsg.StringPtr(ti.Name)
+	t.TopicID = ti.ID
+	t.IsInternal = isInternalTopic(ti.Name)
+	t.Partitions = make([]kmsg.MetadataResponseTopicPartition, 0, len(ti.Partitions))
+	for _, pi := range ti.Partitions {
+		p := kmsg.NewMetadataResponseTopicPartition()
+		p.Partition = pi.Partition
+		p.Replicas = []int32{nodeID}
+		p.ISR = []int32{nodeID}
+		p.OfflineReplicas = []int32{}
+		if b.node.IsLeader(pi.Group) {
+			p.Leader = nodeID
+			p.LeaderEpoch = b.node.LeaderEpoch(pi.Group)
+		} else {
+			p.Leader = -1
+			p.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
+		t.Partitions = append(t.Partitions, p)
+	}
+	return t
+}
+
+// isInternalTopic reports Kafka's internal topics, which Metadata flags.
+func isInternalTopic(name string) bool {
+	return name == "__consumer_offsets" || name == "__transaction_state"
+}

@@ -1,0 +1,84 @@
+package broker
+
+// DeleteTopics: v1-6
+//
+// Behavior:
+//   - Each topic is deleted with its shards through cluster metadata; an
+//     unknown name is UNKNOWN_TOPIC_OR_PARTITION, an unknown id (v6+)
+//     UNKNOWN_TOPIC_ID. A topic named twice is answered once.
+//   - TimeoutMillis > 0 bounds the wait for the deletion to be applied.
+//
+// Version notes:
+//   - v6+: topics by name or by id; the response carries both.
+//   - v5+: ErrorMessage. v0 is not served.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
+)
+
+func init() { register(kmsg.DeleteTopics.Int16(), 1, 6, (*Broker).handleDeleteTopics) }
+
+func (b *Broker) handleDeleteTopics(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
+
+	wanted := req.Topics
+	if req.Version < 6 {
+		wanted = nil
+		for _, name := range req.TopicNames {
+			t := kmsg.NewDeleteTopicsRequestTopic()
+			t.Topic = kmsg.StringPtr(name)
+			wanted = append(wanted, t)
+		}
+	}
+	seenNames := map[string]bool{}
+	seenIDs := map[[16]byte]bool{}
+	for _, rt := range wanted {
+		t := kmsg.NewDeleteTopicsResponseTopic()
+		var name string
+		var err error
+		if rt.Topic != nil {
+			name = *rt.Topic
+			if seenNames[name] {
+				continue
+			}
+			seenNames[name] = true
+			t.Topic = kmsg.StringPtr(name)
+			if ti, ok := b.node.Topic(name); ok {
+				t.TopicID = ti.ID
+			} else {
+				err = raftfsm.ErrUnknownTopic
+			}
+		} else {
+			if seenIDs[rt.TopicID] {
+				continue
+			}
+			seenIDs[rt.TopicID] = true
+			t.TopicID = rt.TopicID
+			if ti, ok := b.node.TopicByID(rt.TopicID); ok && rt.TopicID != ([16]byte{}) {
+				name = ti.Name
+				t.Topic = kmsg.StringPtr(name)
+			} else {
+				err = kerr.UnknownTopicID
+			}
+		}
+		if err == nil {
+			err = b.node.DeleteTopic(ctx, name)
+		}
+		if err != nil {
+			t.ErrorCode = b.codeFor(err, "delete topic", logKeyTopic, name)
+			if req.Version >= 5 {
+				t.ErrorMessage = clientMessage(err)
+			}
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	return resp, nil
+}

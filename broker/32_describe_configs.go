@@ -1,0 +1,229 @@
+package broker
+
+// DescribeConfigs: v1-4
+//
+// Behavior:
+//   - Topic resources list every config in internal/topicconfig (or the ones in
+//     ConfigNames; unknown names are left out) with the value the topic uses
+//     and its source: DYNAMIC_TOPIC_CONFIG for the topic's overrides,
+//     STATIC_BROKER_CONFIG for broker-level defaults, DEFAULT_CONFIG otherwise.
+//     IsDefault is set for DEFAULT_CONFIG; topic configs are never read-only.
+//     An unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
+//   - Broker resources (name "" or this node's id) answer a small read-only
+//     set: broker.id, num.partitions, default.replication.factor,
+//     auto.create.topics.enable, log.cleanup.policy, socket.request.max.bytes.
+//     Another broker id is INVALID_REQUEST; other resource types too.
+//
+// Version notes:
+//   - v1+: synonyms when IncludeSynonyms: the topic override, the broker-level
+//     setting under its broker name (for example log.cleanup.policy), and the
+//     built-in default, in that order of precedence.
+//   - v3+: ConfigType, and Documentation when IncludeDocumentation.
+//   - v0 is not served.
+
+import (
+	"context"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/raftfsm"
+)
+
+func init() { register(kmsg.DescribeConfigs.Int16(), 1, 4, (*Broker).handleDescribeConfigs) }
+
+func (b *Broker) handleDescribeConfigs(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DescribeConfigsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
+	for _, rr := range req.Resources {
+		r := kmsg.NewDescribeConfigsResponseResource()
+		r.ResourceType, r.ResourceName = rr.ResourceType, rr.ResourceName
+		var err error
+		switch rr.ResourceType {
+		case kmsg.ConfigResourceTypeTopic:
+			r.Configs, err = b.describeTopicConfigs(req, rr)
+		case kmsg.ConfigResourceTypeBroker:
+			r.Configs, err = b.describeBrokerConfigs(req, rr)
+		default:
+			err = newKafkaError(kerr.InvalidRequest, "config resource type %s is not supported", rr.ResourceType)
+		}
+		if err != nil {
+			r.ErrorCode = b.codeFor(err, "describe configs", logKeyTopic, rr.ResourceName)
+			r.ErrorMessage = clientMessage(err)
+			r.Configs = nil
+		}
+		resp.Resources = append(resp.Resources, r)
+	}
+	return resp, nil
+}
+
+func (b *Broker) describeTopicConfigs(req *kmsg.DescribeConfigsRequest, rr kmsg.DescribeConfigsRequestResource) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
+	ti, ok := b.node.Topic(rr.ResourceName)
+	if !ok {
+		return nil, raftfsm.ErrUnknownTopic
+	}
+	want := nameFilter(rr.ConfigNames)
+	var out []kmsg.DescribeConfigsResponseResourceConfig
+	for _, v := range b.topicConfigValues(ti) {
+		if !want(v.def.Name) {
+			continue
+		}
+		c := kmsg.NewDescribeConfigsResponseResourceConfig()
+		c.Name = v.def.Name
+		c.Value = kmsg.StringPtr(v.value)
+		c.Source = v.source
+		c.IsDefault = v.source == kmsg.ConfigSourceDefaultConfig
+		if req.IncludeSynonyms {
+			c.ConfigSynonyms = b.topicConfigSynonyms(ti, v.def)
+		}
+		if req.Version >= 3 {
+			c.ConfigType, _ = kmsg.ParseConfigType(v.def.Type)
+			if req.IncludeDocumentation {
+				c.Documentation = kmsg.StringPtr(v.def.Doc)
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// topicConfigValue is one config of a topic as DescribeConfigs and
+// CreateTopics (v5+) report it.
+type topicConfigValue struct {
+	def    topicconfig.Def
+	value  string
+	source kmsg.ConfigSource
+}
+
+// topicConfigValues lists every supported config of a topic, in name order.
+// Values not overridden by the topic come from its resolved Config, so they are
+// what the node really applies even if Config.TopicDefaults is not set.
+func (b *Broker) topicConfigValues(ti raftfsm.TopicInfo) []topicConfigValue {
+	defs := topicconfig.Defs()
+	out := make([]topicConfigValue, 0, len(defs))
+	for _, d := range defs {
+		v := topicConfigValue{def: d, source: kmsg.ConfigSourceDefaultConfig, value: resolvedValue(ti.Config, d)}
+		if ov, ok := ti.Overrides[d.Name]; ok {
+			v.value, v.source = ov, kmsg.ConfigSourceDynamicTopicConfig
+		} else if _, ok := b.cfg.TopicDefaults[d.Name]; ok || v.value != d.Default {
+			v.source = kmsg.ConfigSourceStaticBrokerConfig
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// resolvedValue formats the field of cfg that config d sets, as Kafka spells
+// the value.
+func resolvedValue(cfg topicconfig.Config, d topicconfig.Def) string {
+	switch d.Name {
+	case topicconfig.CleanupPolicy:
+		return cfg.CleanupPolicy.String()
+	case topicconfig.DeleteRetentionMs:
+		return strconv.FormatInt(cfg.DeleteRetentionMs, 10)
+	case topicconfig.RetentionMs:
+		return strconv.FormatInt(cfg.RetentionMs, 10)
+	case topicconfig.RetentionBytes:
+		return strconv.FormatInt(cfg.RetentionBytes, 10)
+	case topicconfig.MaxMessageBytes:
+		return strconv.FormatInt(int64(cfg.MaxMessageBytes), 10)
+	case topicconfig.MinCompactionLagMs:
+		return strconv.FormatInt(cfg.MinCompactionLagMs, 10)
+	}
+	return d.Default // a config added to topicconfig but not to this switch
+}
+
+// brokerSynonyms maps topic configs to the broker settings that default them.
+var brokerSynonyms = map[string]string{
+	topicconfig.CleanupPolicy:      "log.cleanup.policy",
+	topicconfig.DeleteRetentionMs:  "log.cleaner.delete.retention.ms",
+	topicconfig.RetentionMs:        "log.retention.ms",
+	topicconfig.RetentionBytes:     "log.retention.bytes",
+	topicconfig.MaxMessageBytes:    "message.max.bytes",
+	topicconfig.MinCompactionLagMs: "log.cleaner.min.compaction.lag.ms",
+}
+
+// topicConfigSynonyms lists where a topic config's value can come from, the
+// one in force first.
+func (b *Broker) topicConfigSynonyms(ti raftfsm.TopicInfo, d topicconfig.Def) []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
+	var out []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
+	add := func(name, value string, src kmsg.ConfigSource) {
+		s := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+		s.Name, s.Value, s.Source = name, kmsg.StringPtr(value), src
+		out = append(out, s)
+	}
+	brokerName := brokerSynonyms[d.Name]
+	if brokerName == "" {
+		brokerName = d.Name
+	}
+	if v, ok := ti.Overrides[d.Name]; ok {
+		add(d.Name, v, kmsg.ConfigSourceDynamicTopicConfig)
+	}
+	if v, ok := b.cfg.TopicDefaults[d.Name]; ok {
+		add(brokerName, v, kmsg.ConfigSourceStaticBrokerConfig)
+	}
+	add(brokerName, d.Default, kmsg.ConfigSourceDefaultConfig)
+	return out
+}
+
+func (b *Broker) describeBrokerConfigs(req *kmsg.DescribeConfigsRequest, rr kmsg.DescribeConfigsRequestResource) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
+	id := strconv.Itoa(int(b.node.NodeID()))
+	if rr.ResourceName != "" && rr.ResourceName != id {
+		return nil, newKafkaError(kerr.InvalidRequest, "broker %q is not this broker (%s)", rr.ResourceName, id)
+	}
+	cleanup, ok := b.cfg.TopicDefaults[topicconfig.CleanupPolicy]
+	if !ok {
+		d, _ := topicconfig.Lookup(topicconfig.CleanupPolicy)
+		cleanup = d.Default
+	}
+	type entry struct {
+		name, value, doc string
+		typ              kmsg.ConfigType
+	}
+	entries := []entry{
+		{"auto.create.topics.enable", strconv.FormatBool(b.cfg.AutoCreateTopics), "whether unknown topics are created on first use", kmsg.ConfigTypeBoolean},
+		{"broker.id", id, "this broker's node id", kmsg.ConfigTypeInt},
+		{"default.replication.factor", "1", "replicas per partition (one: a single-node broker)", kmsg.ConfigTypeInt},
+		{"log.cleanup.policy", cleanup, "cleanup.policy of topics that do not set one", kmsg.ConfigTypeList},
+		{"num.partitions", strconv.Itoa(int(b.cfg.DefaultPartitions)), "partitions of a topic created without a count", kmsg.ConfigTypeInt},
+		{"socket.request.max.bytes", strconv.Itoa(int(b.cfg.MaxRequestBytes)), "largest request frame accepted", kmsg.ConfigTypeInt},
+	}
+	want := nameFilter(rr.ConfigNames)
+	var out []kmsg.DescribeConfigsResponseResourceConfig
+	for _, e := range entries {
+		if !want(e.name) {
+			continue
+		}
+		c := kmsg.NewDescribeConfigsResponseResourceConfig()
+		c.Name, c.Value, c.ReadOnly = e.name, kmsg.StringPtr(e.value), true
+		c.Source = kmsg.ConfigSourceStaticBrokerConfig
+		if req.IncludeSynonyms {
+			s := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+			s.Name, s.Value, s.Source = e.name, kmsg.StringPtr(e.value), kmsg.ConfigSourceStaticBrokerConfig
+			c.ConfigSynonyms = append(c.ConfigSynonyms, s)
+		}
+		if req.Version >= 3 {
+			c.ConfigType = e.typ
+			if req.IncludeDocumentation {
+				c.Documentation = kmsg.StringPtr(e.doc)
+			}
+		}
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+// nameFilter reports whether a config name was asked for; a nil list asks for
+// all.
+func nameFilter(names []string) func(string) bool {
+	if names == nil {
+		return func(string) bool { return true }
+	}
+	set := make(map[string]bool, len(names))
+	for _, n := range names {
+		set[n] = true
+	}
+	return func(n string) bool { return set[n] }
+}

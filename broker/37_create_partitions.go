@@ -1,0 +1,66 @@
+package broker
+
+// CreatePartitions: v0-3
+//
+// Behavior:
+//   - Grows a topic to Count partitions; a Count not above the current count
+//     is INVALID_PARTITIONS with both numbers in the message.
+//   - Manual assignments are not supported: INVALID_REQUEST.
+//   - A topic named twice is INVALID_REQUEST (answered once); an unknown topic
+//     is UNKNOWN_TOPIC_OR_PARTITION. Every requested topic gets an answer.
+//   - ValidateOnly checks without creating; TimeoutMillis > 0 bounds the wait.
+//
+// Version notes:
+//   - v2+ is flexible; v3 is v2 (it marks client support for throttling).
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
+)
+
+func init() { register(kmsg.CreatePartitions.Int16(), 0, 3, (*Broker).handleCreatePartitions) }
+
+func (b *Broker) handleCreatePartitions(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.CreatePartitionsRequest)
+	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
+	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
+	defer cancel()
+
+	count := map[string]int{}
+	for _, rt := range req.Topics {
+		count[rt.Topic]++
+	}
+	answered := map[string]bool{}
+	for _, rt := range req.Topics {
+		if answered[rt.Topic] {
+			continue
+		}
+		answered[rt.Topic] = true
+		t := kmsg.NewCreatePartitionsResponseTopic()
+		t.Topic = rt.Topic
+		var err error
+		switch ti, ok := b.node.Topic(rt.Topic); {
+		case count[rt.Topic] > 1:
+			err = newKafkaError(kerr.InvalidRequest, "topic %q is listed more than once in the request", rt.Topic)
+		case rt.Assignment != nil:
+			err = newKafkaError(kerr.InvalidRequest, "manual partition assignment is not supported")
+		case !ok:
+			err = raftfsm.ErrUnknownTopic
+		case rt.Count <= int32(len(ti.Partitions)):
+			err = newKafkaError(kerr.InvalidPartitions, "topic %q has %d partitions; the new count %d must be larger",
+				rt.Topic, len(ti.Partitions), rt.Count)
+		default:
+			err = b.node.CreatePartitions(ctx, rt.Topic, rt.Count, req.ValidateOnly)
+		}
+		if err != nil {
+			t.ErrorCode = b.codeFor(err, "create partitions", logKeyTopic, rt.Topic)
+			t.ErrorMessage = clientMessage(err)
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	return resp, nil
+}

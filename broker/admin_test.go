@@ -1,0 +1,514 @@
+package broker
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// adminCtx is a context that ends with the test or after 30 s.
+func adminCtx(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestCreateTopics(t *testing.T) {
+	tb := newTestBroker(t, func(c *testBrokerConfig) { c.DefaultPartitions = 3 })
+	adm := tb.admin(t)
+	ctx := adminCtx(t)
+	deleteP := "delete"
+	badPolicy := "compact,delete"
+	badRetention := "-7"
+
+	tests := []struct {
+		name       string
+		topic      string
+		partitions int32
+		rf         int16
+		configs    map[string]*string
+		validate   bool
+		wantErr    *kerr.Error
+		wantMsg    string // substring of the error message
+		wantParts  int32
+	}{
+		{name: "defaults", topic: "t-defaults", partitions: -1, rf: -1, wantParts: 3},
+		{name: "explicit", topic: "t-explicit", partitions: 2, rf: 1, wantParts: 2},
+		{name: "with config", topic: "t-config", partitions: 1, rf: 1,
+			configs: map[string]*string{"cleanup.policy": &deleteP}, wantParts: 1},
+		{name: "validate only", topic: "t-validate", partitions: 4, rf: 1, validate: true, wantParts: 4},
+		{name: "replication factor 3", topic: "t-rf3", partitions: 1, rf: 3,
+			wantErr: kerr.InvalidReplicationFactor, wantMsg: "larger than the 1 available broker"},
+		{name: "replication factor 0", topic: "t-rf0", partitions: 1, rf: 0, wantErr: kerr.InvalidReplicationFactor},
+		{name: "zero partitions", topic: "t-p0", partitions: 0, rf: 1, wantErr: kerr.InvalidPartitions},
+		{name: "bad policy", topic: "t-badpolicy", partitions: 1, rf: 1,
+			configs: map[string]*string{"cleanup.policy": &badPolicy}, wantErr: kerr.InvalidConfig, wantMsg: "cleanup.policy"},
+		{name: "bad retention", topic: "t-badret", partitions: 1, rf: 1,
+			configs: map[string]*string{"retention.ms": &badRetention}, wantErr: kerr.InvalidConfig, wantMsg: "retention.ms"},
+		{name: "unknown config", topic: "t-unknowncfg", partitions: 1, rf: 1,
+			configs: map[string]*string{"no.such.config": &deleteP}, wantErr: kerr.InvalidConfig, wantMsg: "no.such.config"},
+		{name: "null config value", topic: "t-nullcfg", partitions: 1, rf: 1,
+			configs: map[string]*string{"retention.ms": nil}, wantErr: kerr.InvalidConfig},
+		{name: "bad name chars", topic: "bad/name", partitions: 1, rf: 1, wantErr: kerr.InvalidTopicException},
+		{name: "dot name", topic: "..", partitions: 1, rf: 1, wantErr: kerr.InvalidTopicException},
+		{name: "too long name", topic: strings.Repeat("x", 250), partitions: 1, rf: 1, wantErr: kerr.InvalidTopicException},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			create := adm.CreateTopics
+			if tt.validate {
+				create = adm.ValidateCreateTopics
+			}
+			resps, err := create(ctx, tt.partitions, tt.rf, tt.configs, tt.topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := resps[tt.topic]
+			if tt.wantErr != nil {
+				if !errors.Is(r.Err, tt.wantErr) || !strings.Contains(r.ErrMessage, tt.wantMsg) {
+					t.Fatalf("err %v (%q), want %v containing %q", r.Err, r.ErrMessage, tt.wantErr, tt.wantMsg)
+				}
+				if _, ok := tb.Node.Topic(tt.topic); ok {
+					t.Fatal("topic created despite the error")
+				}
+				return
+			}
+			if r.Err != nil {
+				t.Fatalf("err %v (%s)", r.Err, r.ErrMessage)
+			}
+			if r.NumPartitions != tt.wantParts || r.ReplicationFactor != 1 {
+				t.Fatalf("partitions %d rf %d", r.NumPartitions, r.ReplicationFactor)
+			}
+			ti, exists := tb.Node.Topic(tt.topic)
+			if exists == tt.validate {
+				t.Fatalf("topic exists = %v after validateOnly = %v", exists, tt.validate)
+			}
+			if tt.validate {
+				return
+			}
+			if len(ti.Partitions) != int(tt.wantParts) || r.ID != kadm.TopicID(ti.ID) || ti.ID == ([16]byte{}) {
+				t.Fatalf("node has %d partitions, id %x; response id %x", len(ti.Partitions), ti.ID, r.ID)
+			}
+			for name, v := range tt.configs {
+				c := r.Configs[name]
+				if c.Value == nil || *c.Value != *v || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+					t.Fatalf("config %s in response: %+v", name, c)
+				}
+			}
+		})
+	}
+
+	t.Run("already exists", func(t *testing.T) {
+		resps, err := adm.CreateTopics(ctx, 1, 1, nil, "t-explicit")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := resps["t-explicit"].Err; !errors.Is(err, kerr.TopicAlreadyExists) {
+			t.Fatalf("err = %v", err)
+		}
+	})
+}
+
+func TestCreateTopicsRequestLevel(t *testing.T) {
+	tb := newTestBroker(t)
+	cl := tb.client(t)
+	ctx := adminCtx(t)
+
+	topic := func(name string) kmsg.CreateTopicsRequestTopic {
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = name, 1, 1
+		return rt
+	}
+	t.Run("duplicates", func(t *testing.T) {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		req.Topics = []kmsg.CreateTopicsRequestTopic{topic("dup"), topic("dup"), topic("single")}
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Topics) != 2 {
+			t.Fatalf("%d topics answered: %+v", len(resp.Topics), resp.Topics)
+		}
+		for _, rt := range resp.Topics {
+			want := int16(0)
+			if rt.Topic == "dup" {
+				want = kerr.InvalidRequest.Code
+			}
+			if rt.ErrorCode != want {
+				t.Fatalf("%s: error code %d, want %d", rt.Topic, rt.ErrorCode, want)
+			}
+		}
+		if _, ok := tb.Node.Topic("dup"); ok {
+			t.Fatal("duplicated topic was created")
+		}
+	})
+	t.Run("manual assignment", func(t *testing.T) {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := topic("assigned")
+		rt.NumPartitions, rt.ReplicationFactor = -1, -1
+		a := kmsg.NewCreateTopicsRequestTopicReplicaAssignment()
+		a.Replicas = []int32{1}
+		rt.ReplicaAssignment = append(rt.ReplicaAssignment, a)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.Topics[0].ErrorCode != kerr.InvalidRequest.Code {
+			t.Fatalf("error code %d", resp.Topics[0].ErrorCode)
+		}
+	})
+	t.Run("v7 topic id and configs", func(t *testing.T) {
+		req := kmsg.NewPtrCreateTopicsRequest()
+		req.SetVersion(7)
+		req.Topics = append(req.Topics, topic("v7"))
+		resp, err := req.RequestWith(ctx, cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rt := resp.Topics[0]
+		ti, _ := tb.Node.Topic("v7")
+		if rt.ErrorCode != 0 || rt.TopicID != ti.ID || rt.TopicID == ([16]byte{}) {
+			t.Fatalf("response %+v, node id %x", rt, ti.ID)
+		}
+		if len(rt.Configs) == 0 {
+			t.Fatal("no configs in a v7 response")
+		}
+		for _, c := range rt.Configs {
+			if c.Name == "cleanup.policy" && (c.Value == nil || *c.Value != "compact") {
+				t.Fatalf("cleanup.policy = %v", c.Value)
+			}
+		}
+	})
+}
+
+func TestListAndDeleteTopics(t *testing.T) {
+	tb := newTestBroker(t, func(c *testBrokerConfig) { c.AutoCreateTopics = false })
+	adm := tb.admin(t)
+	ctx := adminCtx(t)
+	if _, err := adm.CreateTopics(ctx, 2, 1, nil, "a", "b", "c"); err != nil {
+		t.Fatal(err)
+	}
+
+	details, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"a", "b", "c"} {
+		d, ok := details[name]
+		ti, _ := tb.Node.Topic(name)
+		if !ok || d.Err != nil || len(d.Partitions) != 2 || d.ID != kadm.TopicID(ti.ID) {
+			t.Fatalf("%s: %+v (node id %x)", name, d, ti.ID)
+		}
+	}
+
+	resps, err := adm.DeleteTopics(ctx, "a", "missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resps["a"].Err; err != nil {
+		t.Fatalf("delete a: %v", err)
+	}
+	if err := resps["missing"].Err; !errors.Is(err, kerr.UnknownTopicOrPartition) {
+		t.Fatalf("delete missing: %v", err)
+	}
+	if _, ok := tb.Node.Topic("a"); ok {
+		t.Fatal("a still exists")
+	}
+
+	// v6 by topic id.
+	ti, _ := tb.Node.Topic("b")
+	req := kmsg.NewPtrDeleteTopicsRequest()
+	req.SetVersion(6)
+	byID := kmsg.NewDeleteTopicsRequestTopic()
+	byID.TopicID = ti.ID
+	unknownID := kmsg.NewDeleteTopicsRequestTopic()
+	unknownID.TopicID = [16]byte{1, 2, 3}
+	req.Topics = append(req.Topics, byID, unknownID)
+	resp, err := req.RequestWith(ctx, tb.client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(resp.Topics) != 2 || resp.Topics[0].ErrorCode != 0 || resp.Topics[0].Topic == nil || *resp.Topics[0].Topic != "b" {
+		t.Fatalf("delete by id: %+v", resp.Topics)
+	}
+	if resp.Topics[1].ErrorCode != kerr.UnknownTopicID.Code {
+		t.Fatalf("unknown id: error code %d", resp.Topics[1].ErrorCode)
+	}
+	if _, ok := tb.Node.Topic("b"); ok {
+		t.Fatal("b still exists")
+	}
+	// A fresh client: kgo answers metadata requests from a cache for a while.
+	details, err = tb.admin(t).ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := details["c"]; !ok || len(details) != 1 {
+		t.Fatalf("topics after deletes: %v", details.Names())
+	}
+}
+
+func TestCreatePartitions(t *testing.T) {
+	tb := newTestBroker(t)
+	adm := tb.admin(t)
+	ctx := adminCtx(t)
+	if _, err := adm.CreateTopics(ctx, 1, 1, nil, "grow"); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		topic   string
+		set     int
+		wantErr *kerr.Error
+		want    int
+	}{
+		{"grow to 3", "grow", 3, nil, 3},
+		{"same count", "grow", 3, kerr.InvalidPartitions, 3},
+		{"shrink", "grow", 2, kerr.InvalidPartitions, 3},
+		{"unknown topic", "nope", 2, kerr.UnknownTopicOrPartition, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resps, err := adm.UpdatePartitions(ctx, tt.set, tt.topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := resps[tt.topic]
+			if tt.wantErr == nil && r.Err != nil || tt.wantErr != nil && !errors.Is(r.Err, tt.wantErr) {
+				t.Fatalf("err %v (%s), want %v", r.Err, r.ErrMessage, tt.wantErr)
+			}
+			ti, _ := tb.Node.Topic(tt.topic)
+			if len(ti.Partitions) != tt.want {
+				t.Fatalf("node has %d partitions, want %d", len(ti.Partitions), tt.want)
+			}
+		})
+	}
+	t.Run("validate only and assignments", func(t *testing.T) {
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		req.ValidateOnly = true
+		rt := kmsg.NewCreatePartitionsRequestTopic()
+		rt.Topic, rt.Count = "grow", 5
+		assigned := kmsg.NewCreatePartitionsRequestTopic()
+		assigned.Topic, assigned.Count = "other", 5
+		assigned.Assignment = append(assigned.Assignment, kmsg.NewCreatePartitionsRequestTopicAssignment())
+		req.Topics = append(req.Topics, rt, assigned)
+		resp, err := req.RequestWith(ctx, tb.client(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Topics) != 2 || resp.Topics[0].ErrorCode != 0 || resp.Topics[1].ErrorCode != kerr.InvalidRequest.Code {
+			t.Fatalf("%+v", resp.Topics)
+		}
+		if ti, _ := tb.Node.Topic("grow"); len(ti.Partitions) != 3 {
+			t.Fatalf("validate only changed the count to %d", len(ti.Partitions))
+		}
+	})
+}
+
+// configOf finds one config of a described resource.
+func configOf(t testing.TB, rc kadm.ResourceConfig, key string) kadm.Config {
+	t.Helper()
+	for _, c := range rc.Configs {
+		if c.Key == key {
+			return c
+		}
+	}
+	t.Fatalf("%s: no config %q in %+v", rc.Name, key, rc.Configs)
+	return kadm.Config{}
+}
+
+func TestDescribeConfigs(t *testing.T) {
+	tb := newTestBroker(t, func(c *testBrokerConfig) { c.DefaultCleanupPolicy = "delete" })
+	adm := tb.admin(t)
+	ctx := adminCtx(t)
+	hour := "3600000"
+	if _, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{"retention.ms": &hour}, "described"); err != nil {
+		t.Fatal(err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "described", "missing")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got kadm.ResourceConfig
+	for _, rc := range rcs {
+		switch rc.Name {
+		case "described":
+			got = rc
+		case "missing":
+			if !errors.Is(rc.Err, kerr.UnknownTopicOrPartition) {
+				t.Fatalf("missing topic: %v", rc.Err)
+			}
+		}
+	}
+	if got.Err != nil || len(got.Configs) != 6 {
+		t.Fatalf("described: %v, %d configs", got.Err, len(got.Configs))
+	}
+	tests := []struct {
+		key, value string
+		source     kmsg.ConfigSource
+		synonyms   int
+	}{
+		{"retention.ms", "3600000", kmsg.ConfigSourceDynamicTopicConfig, 2},
+		{"cleanup.policy", "delete", kmsg.ConfigSourceStaticBrokerConfig, 2},
+		{"delete.retention.ms", "86400000", kmsg.ConfigSourceDefaultConfig, 1},
+		{"max.message.bytes", "1048588", kmsg.ConfigSourceDefaultConfig, 1},
+	}
+	for _, tt := range tests {
+		c := configOf(t, got, tt.key)
+		if c.Value == nil || *c.Value != tt.value || c.Source != tt.source || len(c.Synonyms) != tt.synonyms {
+			t.Errorf("%s = %v source %v synonyms %+v; want %s %v %d", tt.key, c.Value, c.Source, c.Synonyms, tt.value, tt.source, tt.synonyms)
+		}
+	}
+	if s := configOf(t, got, "cleanup.policy").Synonyms; s[0].Key != "log.cleanup.policy" || s[1].Source != kmsg.ConfigSourceDefaultConfig {
+		t.Errorf("cleanup.policy synonyms %+v", s)
+	}
+
+	t.Run("v4 names filter, types and docs", func(t *testing.T) {
+		req := kmsg.NewPtrDescribeConfigsRequest()
+		req.SetVersion(4)
+		req.IncludeDocumentation = true
+		r := kmsg.NewDescribeConfigsRequestResource()
+		r.ResourceType, r.ResourceName = kmsg.ConfigResourceTypeTopic, "described"
+		r.ConfigNames = []string{"cleanup.policy", "retention.bytes", "not.a.config"}
+		req.Resources = append(req.Resources, r)
+		resp, err := req.RequestWith(ctx, tb.client(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs := resp.Resources[0].Configs
+		if len(cs) != 2 || cs[0].Name != "cleanup.policy" || cs[0].ConfigType != kmsg.ConfigTypeList ||
+			cs[1].ConfigType != kmsg.ConfigTypeLong || cs[0].Documentation == nil || cs[0].ConfigSynonyms != nil {
+			t.Fatalf("%+v", cs)
+		}
+	})
+
+	t.Run("broker", func(t *testing.T) {
+		rcs, err := adm.DescribeBrokerConfigs(ctx, tb.Node.NodeID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc := rcs[0]
+		if rc.Err != nil {
+			t.Fatal(rc.Err)
+		}
+		want := map[string]string{"log.cleanup.policy": "delete", "num.partitions": "1", "auto.create.topics.enable": "true"}
+		for k, v := range want {
+			if c := configOf(t, rc, k); c.Value == nil || *c.Value != v || c.Source != kmsg.ConfigSourceStaticBrokerConfig {
+				t.Errorf("%s = %+v, want %s", k, c, v)
+			}
+		}
+	})
+}
+
+func TestIncrementalAlterConfigs(t *testing.T) {
+	tb := newTestBroker(t)
+	adm := tb.admin(t)
+	ctx := adminCtx(t)
+	if _, err := adm.CreateTopics(ctx, 1, 1, nil, "altered"); err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *string { return &s }
+	tests := []struct {
+		name     string
+		ops      []kadm.AlterConfig
+		validate bool
+		wantErr  *kerr.Error
+		want     map[string]string // overrides after the step
+	}{
+		{name: "set two", ops: []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "retention.ms", Value: str("1000")},
+			{Op: kadm.SetConfig, Name: "delete.retention.ms", Value: str("5000")},
+		}, want: map[string]string{"retention.ms": "1000", "delete.retention.ms": "5000"}},
+		{name: "validate only", validate: true, ops: []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "retention.ms", Value: str("2000")},
+		}, want: map[string]string{"retention.ms": "1000", "delete.retention.ms": "5000"}},
+		{name: "delete one", ops: []kadm.AlterConfig{
+			{Op: kadm.DeleteConfig, Name: "delete.retention.ms"},
+		}, want: map[string]string{"retention.ms": "1000"}},
+		{name: "bad value is all or nothing", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "retention.bytes", Value: str("100")},
+			{Op: kadm.SetConfig, Name: "max.message.bytes", Value: str("0")},
+		}, want: map[string]string{"retention.ms": "1000"}},
+		{name: "unknown name", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "segment.bytes", Value: str("1")},
+		}, want: map[string]string{"retention.ms": "1000"}},
+		{name: "append second policy", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
+			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: str("delete")},
+		}, want: map[string]string{"retention.ms": "1000"}},
+		{name: "append to non-list", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
+			{Op: kadm.AppendConfig, Name: "retention.ms", Value: str("5")},
+		}, want: map[string]string{"retention.ms": "1000"}},
+		{name: "subtract then append is one policy", ops: []kadm.AlterConfig{
+			{Op: kadm.SubtractConfig, Name: "cleanup.policy", Value: str("compact")},
+		}, wantErr: kerr.InvalidConfig, want: map[string]string{"retention.ms": "1000"}},
+		{name: "append existing policy", ops: []kadm.AlterConfig{
+			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: str("compact")},
+		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "compact"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			alter := adm.AlterTopicConfigs
+			if tt.validate {
+				alter = adm.ValidateAlterTopicConfigs
+			}
+			resps, err := alter(ctx, tt.ops, "altered")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r := resps[0]
+			if tt.wantErr == nil && r.Err != nil || tt.wantErr != nil && !errors.Is(r.Err, tt.wantErr) {
+				t.Fatalf("err %v (%s), want %v", r.Err, r.ErrMessage, tt.wantErr)
+			}
+			if tt.wantErr != nil && r.ErrMessage == "" {
+				t.Fatal("error without a message")
+			}
+			ti, _ := tb.Node.Topic("altered")
+			if len(ti.Overrides) != len(tt.want) {
+				t.Fatalf("overrides %v, want %v", ti.Overrides, tt.want)
+			}
+			for k, v := range tt.want {
+				if ti.Overrides[k] != v {
+					t.Fatalf("overrides %v, want %v", ti.Overrides, tt.want)
+				}
+			}
+		})
+	}
+
+	t.Run("describe after alter", func(t *testing.T) {
+		rcs, err := adm.DescribeTopicConfigs(ctx, "altered")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c := configOf(t, rcs[0], "retention.ms")
+		if *c.Value != "1000" || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+			t.Fatalf("%+v", c)
+		}
+		if ti, _ := tb.Node.Topic("altered"); ti.Config.RetentionMs != 1000 {
+			t.Fatalf("resolved retention %d", ti.Config.RetentionMs)
+		}
+	})
+	t.Run("unknown topic", func(t *testing.T) {
+		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "retention.ms", Value: str("1")}}, "nope")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(resps[0].Err, kerr.UnknownTopicOrPartition) {
+			t.Fatalf("%v", resps[0].Err)
+		}
+	})
+	t.Run("broker configs are static", func(t *testing.T) {
+		resps, err := adm.AlterBrokerConfigs(ctx, []kadm.AlterConfig{{Name: "num.partitions", Value: str("3")}}, tb.Node.NodeID())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(resps[0].Err, kerr.InvalidRequest) || !strings.Contains(resps[0].ErrMessage, "static") {
+			t.Fatalf("%v %q", resps[0].Err, resps[0].ErrMessage)
+		}
+	})
+}

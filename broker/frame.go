@@ -1,0 +1,124 @@
+package broker
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// Request framing, kept free of sockets so it can be fuzzed (FuzzParseRequest).
+//
+// A request on the wire is a 4-byte big-endian size and then that many bytes:
+//
+//	api key int16 | api version int16 | correlation id int32 |
+//	client id nullable string (int16 length, -1 = null; non-compact even in
+//	flexible header v2) | [flexible only: tagged fields] | body
+//
+// A response is a 4-byte size, the correlation id, for flexible responses one
+// empty tagged-field byte (header v1) except ApiVersions, which always uses
+// header v0 so that a client that does not yet know our versions can read it,
+// and then the body.
+
+// frameHeaderLen is the fixed part of a request header: key, version and
+// correlation id.
+const frameHeaderLen = 8
+
+// Errors from checkFrameSize and parseRequest. Each one closes the connection.
+var (
+	errFrameSize          = errors.New("request frame size out of range")
+	errShortHeader        = errors.New("request header truncated")
+	errUnknownAPIKey      = errors.New("unknown api key")
+	errUnsupportedVersion = errors.New("unsupported api version")
+	errBadBody            = errors.New("request body does not parse")
+)
+
+// request is one decoded request frame.
+type request struct {
+	key           int16
+	version       int16
+	correlationID int32
+	clientID      string // "" when the client sent null
+	// body is the decoded request at version; nil when unsupportedVersion.
+	body kmsg.Request
+	// unsupportedVersion marks an ApiVersions request above our maximum: its
+	// body is not parsed and it is answered with a v0 UNSUPPORTED_VERSION
+	// response that lists our range (KIP-511).
+	unsupportedVersion bool
+}
+
+// checkFrameSize checks a frame's size prefix against the limit before
+// anything is allocated for it.
+func checkFrameSize(size, maxBytes int32) error {
+	if size < frameHeaderLen || size > maxBytes {
+		return fmt.Errorf("%w: %d bytes (limit %d)", errFrameSize, size, maxBytes)
+	}
+	return nil
+}
+
+// parseRequest decodes one frame (without its size prefix) against the
+// registry. On error the returned request still carries whatever header
+// fields were read (key, version, correlation id), for logging; it is nil only
+// when the fixed header is truncated. The decoded body may alias frame.
+func parseRequest(frame []byte) (*request, error) {
+	if len(frame) < frameHeaderLen {
+		return nil, fmt.Errorf("%w: %d bytes", errShortHeader, len(frame))
+	}
+	rq := &request{
+		key:           int16(binary.BigEndian.Uint16(frame[0:])),
+		version:       int16(binary.BigEndian.Uint16(frame[2:])),
+		correlationID: int32(binary.BigEndian.Uint32(frame[4:])),
+	}
+	a, ok := registry[rq.key]
+	if !ok {
+		return rq, fmt.Errorf("%w %d", errUnknownAPIKey, rq.key)
+	}
+	if rq.version < a.min || rq.version > a.max {
+		if rq.key == kmsg.ApiVersions.Int16() && rq.version > a.max {
+			// KIP-511: a newer client opens with its own highest ApiVersions
+			// version; tell it ours instead of hanging up.
+			rq.unsupportedVersion = true
+			return rq, nil
+		}
+		return rq, fmt.Errorf("%w: %s v%d (serving v%d-v%d)", errUnsupportedVersion, a.name, rq.version, a.min, a.max)
+	}
+	body := kmsg.RequestForKey(rq.key)
+	if body == nil { // register guarantees otherwise; guard anyway
+		return rq, fmt.Errorf("%w %d", errUnknownAPIKey, rq.key)
+	}
+	body.SetVersion(rq.version)
+
+	r := kbin.Reader{Src: frame[frameHeaderLen:]}
+	if id := r.NullableString(); id != nil {
+		rq.clientID = *id
+	}
+	if body.IsFlexible() {
+		kmsg.SkipTags(&r)
+	}
+	if err := r.Complete(); err != nil {
+		return rq, fmt.Errorf("%w: header: %v", errShortHeader, err)
+	}
+	// Trailing bytes after a complete body are tolerated, as kmsg does: no
+	// client sends them and rejecting them would need a second encoding pass.
+	if err := body.ReadFrom(r.Src); err != nil {
+		return rq, fmt.Errorf("%w: %s v%d: %v", errBadBody, a.name, rq.version, err)
+	}
+	rq.body = body
+	return rq, nil
+}
+
+// appendResponse appends the framed response to dst: size, correlation id,
+// the tag byte of flexible response headers (never for ApiVersions), body.
+func appendResponse(dst []byte, key int16, correlationID int32, resp kmsg.Response) []byte {
+	start := len(dst)
+	dst = append(dst, 0, 0, 0, 0)
+	dst = binary.BigEndian.AppendUint32(dst, uint32(correlationID))
+	if resp.IsFlexible() && key != kmsg.ApiVersions.Int16() {
+		dst = append(dst, 0) // empty tagged fields
+	}
+	dst = resp.AppendTo(dst)
+	binary.BigEndian.PutUint32(dst[start:], uint32(len(dst)-start-4))
+	return dst
+}

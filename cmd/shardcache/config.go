@@ -1,0 +1,338 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// envPrefix starts the environment variable of every flag: --data-dir is
+// SHARDCACHE_DATA_DIR.
+const envPrefix = "SHARDCACHE_"
+
+// Byte size units accepted by the byte-valued flags.
+const (
+	kib = 1 << 10
+	mib = 1 << 20
+	gib = 1 << 30
+)
+
+// Config is everything the binary reads from flags and environment variables.
+type Config struct {
+	// DataDir holds the Pebble store (store/) and Raft metadata (raft/).
+	DataDir string
+	// KafkaAddr is the host:port the Kafka listener binds; port 0 picks a free port.
+	KafkaAddr string
+	// AdvertisedKafkaAddr is the host:port Metadata responses tell clients to use.
+	// Empty means the bound Kafka address (with the host name in place of an
+	// unspecified host such as 0.0.0.0).
+	AdvertisedKafkaAddr string
+	// HTTPAddr is the host:port of the HTTP server (metrics, health, readiness).
+	HTTPAddr string
+	// NodeID is this node's id, also its Kafka broker id.
+	NodeID int32
+	// DefaultPartitions is the partition count of auto-created topics.
+	DefaultPartitions int32
+	// DefaultCleanupPolicy is the cleanup.policy of topics that do not set one:
+	// "compact" or "delete".
+	DefaultCleanupPolicy string
+	// AutoCreateTopics creates unknown topics on Metadata and Produce.
+	AutoCreateTopics bool
+	// MaxRequestBytes caps one Kafka request frame.
+	MaxRequestBytes int32
+	// MaxDecompressedBytes caps one record batch after decompression.
+	MaxDecompressedBytes int32
+	// RaftGroups is the number of Raft groups that carry partitions.
+	RaftGroups int
+	// CompactionInterval is how often the compaction loop runs its policies.
+	CompactionInterval time.Duration
+	// ShutdownTimeout bounds the drain of in-flight Kafka and HTTP requests.
+	ShutdownTimeout time.Duration
+	// LogLevel is the lowest level logged.
+	LogLevel slog.Level
+	// LogFormat is "text" or "json".
+	LogFormat string
+}
+
+// defaultConfig is the configuration of shardcache started with no flags: a
+// one-node cluster with data in ./data.
+func defaultConfig() Config {
+	return Config{
+		DataDir:              "./data",
+		KafkaAddr:            "127.0.0.1:9092",
+		HTTPAddr:             "127.0.0.1:9644",
+		NodeID:               1,
+		DefaultPartitions:    1,
+		DefaultCleanupPolicy: "compact",
+		AutoCreateTopics:     true,
+		MaxRequestBytes:      100 * mib,
+		MaxDecompressedBytes: 64 * mib,
+		RaftGroups:           4,
+		CompactionInterval:   10 * time.Second,
+		ShutdownTimeout:      10 * time.Second,
+		LogLevel:             slog.LevelInfo,
+		LogFormat:            "text",
+	}
+}
+
+// envName is the environment variable that sets a flag.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// newFlagSet binds every flag to a field of c, which holds the defaults.
+func newFlagSet(c *Config) *flag.FlagSet {
+	fs := flag.NewFlagSet("shardcache", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the shard store and Raft metadata")
+	fs.StringVar(&c.KafkaAddr, "kafka-addr", c.KafkaAddr, "host:port the Kafka listener binds (port 0 picks one)")
+	fs.StringVar(&c.AdvertisedKafkaAddr, "advertised-kafka-addr", c.AdvertisedKafkaAddr, "host:port clients are told to connect to (default: the bound Kafka address)")
+	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "host:port of the HTTP server: /metrics, /healthz, /readyz")
+	fs.Var((*int32Value)(&c.NodeID), "node-id", "this node's id, also its Kafka broker id")
+	fs.Var((*int32Value)(&c.DefaultPartitions), "default-partitions", "partition count of auto-created topics")
+	fs.Var(&choiceValue{p: &c.DefaultCleanupPolicy, choices: []string{"compact", "delete"}}, "default-cleanup-policy", "cleanup.policy of topics that do not set one: compact or delete")
+	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics on Metadata and Produce")
+	fs.Var((*bytesValue)(&c.MaxRequestBytes), "max-request-bytes", "largest Kafka request frame (bytes; KiB, MiB, GiB suffixes allowed)")
+	fs.Var((*bytesValue)(&c.MaxDecompressedBytes), "max-decompressed-bytes", "largest record batch after decompression (bytes; KiB, MiB, GiB suffixes allowed)")
+	fs.IntVar(&c.RaftGroups, "raft-groups", c.RaftGroups, "number of Raft groups that carry partitions")
+	fs.DurationVar(&c.CompactionInterval, "compaction-interval", c.CompactionInterval, "how often tombstone expiry and retention run")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long shutdown waits for in-flight requests")
+	fs.Var((*levelValue)(&c.LogLevel), "log-level", "lowest level logged: debug, info, warn or error")
+	fs.Var(&choiceValue{p: &c.LogFormat, choices: []string{"text", "json"}}, "log-format", "log line format: text or json")
+	return fs
+}
+
+// errUsage wraps every configuration error; main exits 2 on it.
+var errUsage = errors.New("invalid configuration")
+
+// parseConfig builds the configuration from command-line arguments (without the
+// program name) and environment variables read through lookupEnv. A flag given on
+// the command line wins over its environment variable. It returns flag.ErrHelp
+// for -h and --help, and errors wrapping errUsage that name the bad flag.
+func parseConfig(args []string, lookupEnv func(string) (string, bool)) (Config, error) {
+	c := defaultConfig()
+	fs := newFlagSet(&c)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return Config{}, err
+		}
+		// The flag package writes "-name"; say "--name" like the rest.
+		msg := strings.NewReplacer("flag -", "flag --", "for -", "for --", "defined: -", "defined: --").Replace(err.Error())
+		return Config{}, fmt.Errorf("%w: %s", errUsage, msg)
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	onCommandLine := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { onCommandLine[f.Name] = true })
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if envErr != nil || onCommandLine[f.Name] {
+			return
+		}
+		v, ok := lookupEnv(envName(f.Name))
+		if !ok {
+			return
+		}
+		if err := fs.Set(f.Name, v); err != nil {
+			envErr = fmt.Errorf("%w: invalid value %q for flag --%s from %s: %v", errUsage, v, f.Name, envName(f.Name), err)
+		}
+	})
+	if envErr != nil {
+		return Config{}, envErr
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return c, nil
+}
+
+// Validate checks ranges and formats, naming the flag of the first bad value.
+func (c Config) Validate() error {
+	bad := func(flagName, format string, args ...any) error {
+		return fmt.Errorf("flag --%s: %s", flagName, fmt.Sprintf(format, args...))
+	}
+	if c.DataDir == "" {
+		return bad("data-dir", "must not be empty")
+	}
+	if err := checkHostPort(c.KafkaAddr, true); err != nil {
+		return bad("kafka-addr", "%v", err)
+	}
+	if c.AdvertisedKafkaAddr != "" {
+		if err := checkHostPort(c.AdvertisedKafkaAddr, false); err != nil {
+			return bad("advertised-kafka-addr", "%v", err)
+		}
+		if host, _, _ := net.SplitHostPort(c.AdvertisedKafkaAddr); host == "" {
+			return bad("advertised-kafka-addr", "needs a host that clients can reach")
+		}
+	}
+	if err := checkHostPort(c.HTTPAddr, true); err != nil {
+		return bad("http-addr", "%v", err)
+	}
+	if c.NodeID < 0 {
+		return bad("node-id", "must be >= 0, got %d", c.NodeID)
+	}
+	if c.DefaultPartitions < 1 {
+		return bad("default-partitions", "must be >= 1, got %d", c.DefaultPartitions)
+	}
+	if c.DefaultCleanupPolicy != "compact" && c.DefaultCleanupPolicy != "delete" {
+		return bad("default-cleanup-policy", "must be compact or delete, got %q", c.DefaultCleanupPolicy)
+	}
+	if c.MaxRequestBytes < kib {
+		return bad("max-request-bytes", "must be at least 1KiB, got %d", c.MaxRequestBytes)
+	}
+	if c.MaxDecompressedBytes < kib {
+		return bad("max-decompressed-bytes", "must be at least 1KiB, got %d", c.MaxDecompressedBytes)
+	}
+	if c.RaftGroups < 1 || c.RaftGroups > 1024 {
+		return bad("raft-groups", "must be between 1 and 1024, got %d", c.RaftGroups)
+	}
+	if c.CompactionInterval <= 0 {
+		return bad("compaction-interval", "must be positive, got %s", c.CompactionInterval)
+	}
+	if c.ShutdownTimeout <= 0 {
+		return bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return bad("log-format", "must be text or json, got %q", c.LogFormat)
+	}
+	return nil
+}
+
+// checkHostPort accepts host:port with a numeric port (0 only when zeroOK). An
+// empty host means every interface.
+func checkHostPort(addr string, zeroOK bool) error {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("want host:port, got %q", addr)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil {
+		return fmt.Errorf("port %q is not a number from 0 to 65535", port)
+	}
+	if n == 0 && !zeroOK {
+		return fmt.Errorf("port must not be 0")
+	}
+	return nil
+}
+
+// usage writes the flag list with each flag's environment variable and default.
+func usage(w io.Writer) {
+	c := defaultConfig()
+	fs := newFlagSet(&c)
+	fmt.Fprintf(w, "Usage: shardcache [flags]\n\nshardcache is a Kafka-protocol broker whose partitions are key-compacted shards.\nEvery flag can also be set by the environment variable shown; a flag wins.\n\nFlags:\n")
+	fs.VisitAll(func(f *flag.Flag) {
+		def := f.DefValue
+		if def == "" {
+			def = `""`
+		}
+		fmt.Fprintf(w, "  --%s\n      %s\n      env %s, default %s\n", f.Name, f.Usage, envName(f.Name), def)
+	})
+}
+
+// int32Value is a flag.Value for an int32.
+type int32Value int32
+
+func (v *int32Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+
+func (v *int32Value) Set(s string) error {
+	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 32)
+	if err != nil {
+		return fmt.Errorf("want an integer from %d to %d", math.MinInt32, math.MaxInt32)
+	}
+	*v = int32Value(n)
+	return nil
+}
+
+// bytesValue is a flag.Value for a byte count up to 2 GiB - 1, written as a
+// plain number or with a KiB, MiB or GiB suffix ("64MiB").
+type bytesValue int32
+
+func (v *bytesValue) String() string {
+	n := int64(*v)
+	switch {
+	case n != 0 && n%gib == 0:
+		return strconv.FormatInt(n/gib, 10) + "GiB"
+	case n != 0 && n%mib == 0:
+		return strconv.FormatInt(n/mib, 10) + "MiB"
+	case n != 0 && n%kib == 0:
+		return strconv.FormatInt(n/kib, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (v *bytesValue) Set(s string) error {
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	*v = bytesValue(n)
+	return nil
+}
+
+// parseBytes parses a byte count such as "1048576", "512KiB" or "64MiB".
+func parseBytes(s string) (int32, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", kib}, {"MiB", mib}, {"GiB", gib}, {"B", 1}} {
+		if len(t) > len(u.suffix) && strings.EqualFold(t[len(t)-len(u.suffix):], u.suffix) {
+			t, mult = t[:len(t)-len(u.suffix)], u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(t), 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("want a byte count such as 1048576 or 64MiB")
+	}
+	if n > math.MaxInt32/mult {
+		return 0, fmt.Errorf("must be below 2GiB")
+	}
+	return int32(n * mult), nil
+}
+
+// choiceValue is a flag.Value for one string out of a fixed set.
+type choiceValue struct {
+	p       *string
+	choices []string
+}
+
+func (v *choiceValue) String() string {
+	if v.p == nil {
+		return ""
+	}
+	return *v.p
+}
+
+func (v *choiceValue) Set(s string) error {
+	for _, c := range v.choices {
+		if s == c {
+			*v.p = s
+			return nil
+		}
+	}
+	return fmt.Errorf("want one of %s", strings.Join(v.choices, ", "))
+}
+
+// levelValue is a flag.Value for a slog level name.
+type levelValue slog.Level
+
+func (v *levelValue) String() string { return strings.ToLower(slog.Level(*v).String()) }
+
+func (v *levelValue) Set(s string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return fmt.Errorf("want debug, info, warn or error")
+	}
+	*v = levelValue(l)
+	return nil
+}

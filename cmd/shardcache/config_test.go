@@ -1,0 +1,277 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"log/slog"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// env is a fake environment for parseConfig.
+type env map[string]string
+
+func (e env) lookup(k string) (string, bool) {
+	v, ok := e[k]
+	return v, ok
+}
+
+func TestParseConfigDefaults(t *testing.T) {
+	got, err := parseConfig(nil, env{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Config{
+		DataDir:              "./data",
+		KafkaAddr:            "127.0.0.1:9092",
+		AdvertisedKafkaAddr:  "",
+		HTTPAddr:             "127.0.0.1:9644",
+		NodeID:               1,
+		DefaultPartitions:    1,
+		DefaultCleanupPolicy: "compact",
+		AutoCreateTopics:     true,
+		MaxRequestBytes:      100 << 20,
+		MaxDecompressedBytes: 64 << 20,
+		RaftGroups:           4,
+		CompactionInterval:   10 * time.Second,
+		ShutdownTimeout:      10 * time.Second,
+		LogLevel:             slog.LevelInfo,
+		LogFormat:            "text",
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
+	}
+}
+
+// allSet is one non-default value for every flag, and the Config it yields.
+var allSet = struct {
+	values map[string]string
+	want   Config
+}{
+	values: map[string]string{
+		"data-dir":               "/var/lib/sc",
+		"kafka-addr":             "0.0.0.0:19092",
+		"advertised-kafka-addr":  "kafka.example:19092",
+		"http-addr":              ":19644",
+		"node-id":                "7",
+		"default-partitions":     "12",
+		"default-cleanup-policy": "delete",
+		"auto-create-topics":     "false",
+		"max-request-bytes":      "1MiB",
+		"max-decompressed-bytes": "2097152",
+		"raft-groups":            "8",
+		"compaction-interval":    "100ms",
+		"shutdown-timeout":       "3s",
+		"log-level":              "debug",
+		"log-format":             "json",
+	},
+	want: Config{
+		DataDir:              "/var/lib/sc",
+		KafkaAddr:            "0.0.0.0:19092",
+		AdvertisedKafkaAddr:  "kafka.example:19092",
+		HTTPAddr:             ":19644",
+		NodeID:               7,
+		DefaultPartitions:    12,
+		DefaultCleanupPolicy: "delete",
+		AutoCreateTopics:     false,
+		MaxRequestBytes:      1 << 20,
+		MaxDecompressedBytes: 2 << 20,
+		RaftGroups:           8,
+		CompactionInterval:   100 * time.Millisecond,
+		ShutdownTimeout:      3 * time.Second,
+		LogLevel:             slog.LevelDebug,
+		LogFormat:            "json",
+	},
+}
+
+func TestParseConfigEveryFlagIsCovered(t *testing.T) {
+	c := defaultConfig()
+	newFlagSet(&c).VisitAll(func(f *flag.Flag) {
+		if _, ok := allSet.values[f.Name]; !ok {
+			t.Errorf("flag --%s has no value in allSet", f.Name)
+		}
+	})
+	if len(allSet.values) != reflect.TypeOf(Config{}).NumField() {
+		t.Errorf("allSet has %d flags, Config has %d fields", len(allSet.values), reflect.TypeOf(Config{}).NumField())
+	}
+}
+
+func TestParseConfigFlags(t *testing.T) {
+	var args []string
+	for name, v := range allSet.values {
+		args = append(args, "--"+name+"="+v)
+	}
+	got, err := parseConfig(args, env{}.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, allSet.want) {
+		t.Fatalf("\n got %+v\nwant %+v", got, allSet.want)
+	}
+}
+
+func TestParseConfigEnv(t *testing.T) {
+	e := env{}
+	for name, v := range allSet.values {
+		e[envName(name)] = v
+	}
+	got, err := parseConfig(nil, e.lookup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, allSet.want) {
+		t.Fatalf("\n got %+v\nwant %+v", got, allSet.want)
+	}
+}
+
+func TestEnvName(t *testing.T) {
+	for flagName, want := range map[string]string{
+		"data-dir":               "SHARDCACHE_DATA_DIR",
+		"advertised-kafka-addr":  "SHARDCACHE_ADVERTISED_KAFKA_ADDR",
+		"max-decompressed-bytes": "SHARDCACHE_MAX_DECOMPRESSED_BYTES",
+		"node-id":                "SHARDCACHE_NODE_ID",
+	} {
+		if got := envName(flagName); got != want {
+			t.Errorf("envName(%q) = %q, want %q", flagName, got, want)
+		}
+	}
+}
+
+func TestParseConfigFlagBeatsEnv(t *testing.T) {
+	tests := []struct {
+		name  string
+		args  []string
+		env   env
+		check func(Config) bool
+	}{
+		{"node-id", []string{"--node-id", "3"}, env{"SHARDCACHE_NODE_ID": "9"},
+			func(c Config) bool { return c.NodeID == 3 }},
+		{"bool flag false beats env true", []string{"--auto-create-topics=false"}, env{"SHARDCACHE_AUTO_CREATE_TOPICS": "true"},
+			func(c Config) bool { return !c.AutoCreateTopics }},
+		{"flag equal to the default still wins", []string{"--data-dir", "./data"}, env{"SHARDCACHE_DATA_DIR": "/elsewhere"},
+			func(c Config) bool { return c.DataDir == "./data" }},
+		{"invalid env ignored when the flag is given", []string{"--log-format", "json"}, env{"SHARDCACHE_LOG_FORMAT": "xml"},
+			func(c Config) bool { return c.LogFormat == "json" }},
+		{"other env still applies", []string{"--node-id", "3"}, env{"SHARDCACHE_RAFT_GROUPS": "2"},
+			func(c Config) bool { return c.NodeID == 3 && c.RaftGroups == 2 }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, tt.env.lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !tt.check(c) {
+				t.Fatalf("got %+v", c)
+			}
+		})
+	}
+}
+
+// invalidValues lists, per flag, values that must be refused.
+var invalidValues = []struct {
+	flag   string
+	values []string
+}{
+	{"data-dir", []string{""}},
+	{"kafka-addr", []string{"localhost", "127.0.0.1:http", "127.0.0.1:70000", ""}},
+	{"advertised-kafka-addr", []string{"nohost", ":9092", "h:0", "h:x"}},
+	{"http-addr", []string{"9644", "127.0.0.1:-1"}},
+	{"node-id", []string{"x", "-1", "1.5", "3000000000"}},
+	{"default-partitions", []string{"0", "-2", "many"}},
+	{"default-cleanup-policy", []string{"compact,delete", "Compact", ""}},
+	{"auto-create-topics", []string{"maybe"}},
+	{"max-request-bytes", []string{"0", "100", "2GiB", "-5", "lots", "1.5MiB"}},
+	{"max-decompressed-bytes", []string{"0", "4GiB", "x"}},
+	{"raft-groups", []string{"0", "-1", "2000", "four"}},
+	{"compaction-interval", []string{"0s", "-1s", "10"}},
+	{"shutdown-timeout", []string{"0", "soon"}},
+	{"log-level", []string{"loud"}},
+	{"log-format", []string{"xml", "JSON"}},
+}
+
+func TestParseConfigInvalid(t *testing.T) {
+	c := defaultConfig()
+	covered := map[string]bool{}
+	for _, iv := range invalidValues {
+		covered[iv.flag] = true
+		for _, v := range iv.values {
+			t.Run(iv.flag+"="+v+"/flag", func(t *testing.T) {
+				_, err := parseConfig([]string{"--" + iv.flag + "=" + v}, env{}.lookup)
+				checkNamesFlag(t, err, iv.flag)
+			})
+			t.Run(iv.flag+"="+v+"/env", func(t *testing.T) {
+				_, err := parseConfig(nil, env{envName(iv.flag): v}.lookup)
+				checkNamesFlag(t, err, iv.flag)
+			})
+		}
+	}
+	newFlagSet(&c).VisitAll(func(f *flag.Flag) {
+		if !covered[f.Name] {
+			t.Errorf("flag --%s has no invalid-value case", f.Name)
+		}
+	})
+}
+
+func checkNamesFlag(t *testing.T, err error, flagName string) {
+	t.Helper()
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	if !errors.Is(err, errUsage) {
+		t.Errorf("error %q does not wrap errUsage", err)
+	}
+	if !strings.Contains(err.Error(), "--"+flagName) {
+		t.Errorf("error %q does not name --%s", err, flagName)
+	}
+}
+
+func TestParseConfigUsageErrors(t *testing.T) {
+	if _, err := parseConfig([]string{"--help"}, env{}.lookup); !errors.Is(err, flag.ErrHelp) {
+		t.Errorf("--help: err = %v, want flag.ErrHelp", err)
+	}
+	if _, err := parseConfig([]string{"--no-such-flag"}, env{}.lookup); err == nil || !strings.Contains(err.Error(), "--no-such-flag") {
+		t.Errorf("unknown flag: err = %v", err)
+	}
+	if _, err := parseConfig([]string{"serve"}, env{}.lookup); err == nil || !strings.Contains(err.Error(), `"serve"`) {
+		t.Errorf("positional argument: err = %v", err)
+	}
+}
+
+func TestParseBytes(t *testing.T) {
+	tests := []struct {
+		in   string
+		want int32
+		ok   bool
+	}{
+		{"1048576", 1 << 20, true},
+		{"64MiB", 64 << 20, true},
+		{"64mib", 64 << 20, true},
+		{"512KiB", 512 << 10, true},
+		{"1GiB", 1 << 30, true},
+		{"2047MiB", 2047 << 20, true},
+		{"100B", 100, true},
+		{" 8 MiB ", 8 << 20, true},
+		{"2GiB", 0, false},
+		{"MiB", 0, false},
+		{"-1", 0, false},
+		{"1e6", 0, false},
+		{"10MB", 0, false},
+	}
+	for _, tt := range tests {
+		got, err := parseBytes(tt.in)
+		if (err == nil) != tt.ok || got != tt.want {
+			t.Errorf("parseBytes(%q) = %d, %v; want %d, ok=%v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+	// String and Set round-trip, so --help shows values that parse back.
+	for _, n := range []int32{100 << 20, 64 << 20, 512 << 10, 1 << 30, 1000} {
+		v := bytesValue(n)
+		var back bytesValue
+		if err := back.Set(v.String()); err != nil || back != v {
+			t.Errorf("round trip of %d via %q = %d, %v", n, v.String(), back, err)
+		}
+	}
+}

@@ -1,0 +1,270 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardcache/shardcache/broker"
+	"github.com/shardcache/shardcache/internal/httpapi"
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// Folders under --data-dir.
+const (
+	storeDirName = "store" // the Pebble database: shards, Raft logs, cluster metadata
+	raftDirName  = "raft"  // Raft snapshot metadata
+)
+
+// run starts a node, serves until ctx ends or a listener fails, then shuts the
+// node down in order. A ctx that ends during startup is a clean stop, not an error.
+// log is the root logger, without a node_id attribute.
+func run(ctx context.Context, cfg Config, log *slog.Logger) error {
+	s, err := start(ctx, cfg, log)
+	if err != nil {
+		if ctx.Err() != nil {
+			log.Info("startup interrupted", logError, err)
+			return nil
+		}
+		return err
+	}
+	err = s.wait(ctx)
+	return errors.Join(err, s.shutdown())
+}
+
+// server is one running node. Fields are set in start order; shutdown closes
+// whatever is set, in the reverse of the order clients depend on.
+type server struct {
+	cfg Config
+	log *slog.Logger
+	reg *prometheus.Registry
+
+	// stopping turns /readyz to 503 as soon as shutdown begins.
+	stopping atomic.Bool
+	// ready is set once the node's groups are ready; /readyz reads it.
+	ready atomic.Pointer[raftfsm.Node]
+
+	httpLn   net.Listener
+	httpSrv  *http.Server
+	httpDone chan error
+
+	store *shardstore.Store
+	node  *raftfsm.Node
+
+	kafkaLn    net.Listener
+	advertised string
+	broker     *broker.Broker
+	brokerDone chan error
+
+	compactionStop context.CancelFunc
+	compactionDone chan error
+}
+
+// start opens every component and starts serving. The HTTP server starts first
+// so that /healthz and /readyz answer while Raft replays its logs; the Kafka
+// port is bound early (a busy port fails at once) but served only once every
+// Raft group is ready. ctx bounds the startup only. On error everything already
+// started is shut down.
+func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err error) {
+	log := base.With(logNodeID, cfg.NodeID)
+	s := &server{cfg: cfg, log: log, reg: httpapi.NewRegistry()}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.shutdown())
+		}
+	}()
+	startedAt := time.Now()
+	log.Info("starting", logDataDir, cfg.DataDir)
+
+	for _, dir := range []string{cfg.DataDir, filepath.Join(cfg.DataDir, storeDirName), filepath.Join(cfg.DataDir, raftDirName)} {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+	}
+
+	// HTTP: metrics and probes.
+	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+		return nil, fmt.Errorf("http listener: %w", err)
+	}
+	s.httpSrv = &http.Server{
+		Handler: httpapi.New(httpapi.Config{
+			Gatherer:   s.reg,
+			Registerer: s.reg,
+			Ready:      s.isReady,
+			Logger:     log.With(logComponent, "http"),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),
+	}
+	s.httpDone = make(chan error, 1)
+	go func() { s.httpDone <- s.httpSrv.Serve(s.httpLn) }()
+	log.Info("http listening", logAddr, s.httpLn.Addr().String())
+
+	// Storage, then Raft over it.
+	if s.store, err = shardstore.Open(filepath.Join(cfg.DataDir, storeDirName), shardstore.Options{
+		Logger:     log.With(logComponent, "shardstore"),
+		Registerer: s.reg,
+	}); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	rc := raftfsm.DefaultConfig()
+	rc.NodeID = cfg.NodeID
+	rc.Dir = filepath.Join(cfg.DataDir, raftDirName)
+	rc.Store = s.store
+	rc.DataGroups = cfg.RaftGroups
+	rc.BrokerTopicDefaults = map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy}
+	rc.Logger = base.With(logComponent, "raft") // raftfsm adds node_id itself
+	rc.Registerer = s.reg
+	if err := rc.Validate(); err != nil {
+		return nil, fmt.Errorf("raft config: %w", err)
+	}
+	if s.node, err = raftfsm.Open(rc); err != nil {
+		return nil, fmt.Errorf("open raft: %w", err)
+	}
+
+	// Kafka: bind now, so a busy port fails before the wait for Raft.
+	if s.kafkaLn, err = net.Listen("tcp", cfg.KafkaAddr); err != nil {
+		return nil, fmt.Errorf("kafka listener: %w", err)
+	}
+	s.advertised = advertisedAddr(cfg.AdvertisedKafkaAddr, s.kafkaLn.Addr())
+	if s.broker, err = broker.New(broker.Config{
+		AdvertisedAddr:       s.advertised,
+		MaxRequestBytes:      cfg.MaxRequestBytes,
+		MaxDecompressedBytes: cfg.MaxDecompressedBytes,
+		AutoCreateTopics:     cfg.AutoCreateTopics,
+		DefaultPartitions:    cfg.DefaultPartitions,
+		Node:                 s.node,
+		Store:                s.store,
+		Logger:               log.With(logComponent, "broker"),
+		Registerer:           s.reg,
+	}); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+
+	if err := s.node.WaitReady(ctx); err != nil {
+		return nil, fmt.Errorf("wait for raft groups: %w", err)
+	}
+	s.ready.Store(s.node)
+
+	if err := s.startCompaction(); err != nil {
+		return nil, err
+	}
+
+	s.brokerDone = make(chan error, 1)
+	go func() { s.brokerDone <- s.broker.Serve(s.kafkaLn) }()
+	log.Info("kafka listening", logAddr, s.kafkaLn.Addr().String(), "advertised", s.advertised)
+	log.Info("started", logElapsed, time.Since(startedAt).Round(time.Millisecond))
+	return s, nil
+}
+
+// isReady is /readyz: every Raft group ready, and no shutdown under way.
+func (s *server) isReady() bool {
+	n := s.ready.Load()
+	return n != nil && !s.stopping.Load() && n.Ready()
+}
+
+// wait blocks until ctx ends or a listener or the compaction loop fails.
+func (s *server) wait(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-s.brokerDone:
+		s.brokerDone = nil
+		return fmt.Errorf("kafka listener stopped: %w", err)
+	case err := <-s.httpDone:
+		s.httpDone = nil
+		return fmt.Errorf("http server stopped: %w", err)
+	case err := <-s.compactionDone:
+		s.compactionDone = nil
+		return fmt.Errorf("compaction loop stopped: %w", err)
+	}
+}
+
+// shutdown stops the node in STYLE.md's order: stop accepting Kafka connections
+// and drain in-flight requests (bounded by --shutdown-timeout), stop compaction,
+// shut Raft down (handing off leadership), close Pebble, stop HTTP last. Each
+// step runs even when an earlier one failed; the errors are joined.
+func (s *server) shutdown() error {
+	s.stopping.Store(true)
+	began := time.Now()
+	s.log.Info("shutting down")
+	var errs []error
+	step := func(name string, err error) {
+		if err != nil {
+			s.log.Warn("shutdown step failed", logComponent, name, logError, err)
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
+		}
+	}
+
+	if s.broker != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		step("broker", s.broker.Close(ctx))
+		cancel()
+		if s.brokerDone != nil {
+			step("broker serve", <-s.brokerDone)
+		}
+	}
+	if s.kafkaLn != nil {
+		// broker.Close closed it if Serve ran; before that nobody else owns it.
+		if err := s.kafkaLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+			step("kafka listener", err)
+		}
+	}
+	if s.compactionStop != nil {
+		s.compactionStop()
+		if s.compactionDone != nil {
+			if err := <-s.compactionDone; !errors.Is(err, context.Canceled) {
+				step("compaction", err)
+			}
+		}
+	}
+	if s.node != nil {
+		step("raft", s.node.Close())
+	}
+	if s.store != nil {
+		step("store", s.store.Close())
+	}
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+		step("http", s.httpSrv.Shutdown(ctx))
+		cancel()
+		if s.httpDone != nil {
+			if err := <-s.httpDone; !errors.Is(err, http.ErrServerClosed) {
+				step("http serve", err)
+			}
+		}
+	}
+	s.log.Info("shutdown complete", logElapsed, time.Since(began).Round(time.Millisecond))
+	return errors.Join(errs...)
+}
+
+// advertisedAddr is the address Metadata gives clients: the flag when set, else
+// the bound listener address, with the host name in place of an unspecified host
+// (0.0.0.0 or ::), which no client can connect to.
+func advertisedAddr(flagValue string, bound net.Addr) string {
+	if flagValue != "" {
+		return flagValue
+	}
+	host, port, err := net.SplitHostPort(bound.String())
+	if err != nil {
+		return bound.String()
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		host = "localhost"
+		if h, err := os.Hostname(); err == nil && h != "" {
+			host = h
+		}
+	}
+	return net.JoinHostPort(host, port)
+}

@@ -1,0 +1,19 @@
+// Package compaction runs the time-based cleanup of shards: the work that
+// Kafka's log cleaner and retention threads do, minus what shardcache already
+// does at write time (replacing a key's record happens when it is appended).
+//
+// Every Interval, for each partition whose Raft group this node leads, a Loop
+// asks the store what is due and proposes it through raftfsm, so every replica
+// removes the same records at the same log position:
+//
+//   - cleanup.policy=compact: tombstones older than delete.retention.ms are
+//     removed (ExpireTombstones), and, when min.compaction.lag.ms > 0, records
+//     superseded longer ago than the lag are removed (ExpireSuperseded).
+//   - cleanup.policy=delete: the log start moves past records older than
+//     retention.ms and past the oldest records until at most retention.bytes
+//     remain (DeleteRecordsBefore).
+//
+// Times are the leader's append times (AppendOptions.AppendTimeMs), not the
+// producers' record timestamps, so a producer's clock cannot keep a tombstone
+// alive or expire a record early.
+package compaction

@@ -1,0 +1,173 @@
+package compaction
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// DefaultInterval is the pause between passes when Config.Interval is 0.
+const DefaultInterval = 30 * time.Second
+
+// Operation names, used as the op label and in logs.
+const (
+	opExpireTombstones    = "expire_tombstones"
+	opExpireSuperseded    = "expire_superseded"
+	opDeleteRecordsBefore = "delete_records_before"
+)
+
+// Log attribute keys.
+const (
+	keyTopic     = "topic"
+	keyPartition = "partition"
+	keyOp        = "op"
+	keyError     = "error"
+)
+
+// Config configures a Loop.
+type Config struct {
+	// Node proposes the cleanup commands and says which groups this node leads.
+	Node *raftfsm.Node
+	// Store is read to decide what is due.
+	Store *shardstore.Store
+	// Interval is the pause between passes; 0 means DefaultInterval.
+	Interval time.Duration
+	// Now is the clock; nil means time.Now. It must agree with the Node's clock,
+	// which dates appended records.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives the loop's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Loop runs cleanup passes. Run and RunOnce must not be called concurrently.
+type Loop struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// New checks cfg and builds a Loop.
+func New(cfg Config) (*Loop, error) {
+	switch {
+	case cfg.Node == nil:
+		return nil, errors.New("compaction: Node is required")
+	case cfg.Store == nil:
+		return nil, errors.New("compaction: Store is required")
+	case cfg.Interval < 0:
+		return nil, fmt.Errorf("compaction: Interval %s must not be negative", cfg.Interval)
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	return &Loop{cfg: cfg, log: cfg.Logger, metrics: m}, nil
+}
+
+// Run runs a pass every Interval until ctx is done, and returns nil then.
+func (l *Loop) Run(ctx context.Context) error {
+	t := time.NewTicker(l.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			l.RunOnce(ctx)
+		}
+	}
+}
+
+// RunOnce makes one pass over every partition whose group this node leads and
+// returns how many cleanup commands it proposed. Failures are logged and
+// counted; the pass goes on with the next partition.
+func (l *Loop) RunOnce(ctx context.Context) int {
+	start := time.Now()
+	defer func() { l.metrics.pass.Observe(time.Since(start).Seconds()) }()
+	if !l.cfg.Node.Ready() {
+		return 0
+	}
+	proposed := 0
+	for _, t := range l.cfg.Node.Topics() {
+		for _, p := range t.Partitions {
+			if ctx.Err() != nil {
+				return proposed
+			}
+			if !l.cfg.Node.IsLeader(p.Group) {
+				continue
+			}
+			proposed += l.partition(ctx, t, p)
+		}
+	}
+	return proposed
+}
+
+// partition runs what is due on one partition.
+func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.PartitionInfo) int {
+	st, err := l.cfg.Store.State(p.Shard)
+	if err != nil {
+		// The topic may have been deleted since Topics was read.
+		l.log.Debug("shard state unavailable", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
+		return 0
+	}
+	nowMs := l.cfg.Now().UnixMilli()
+	c := t.Config
+	n := 0
+	run := func(op string, f func() error) {
+		err := f()
+		l.metrics.command(op, err)
+		n++
+		if err != nil {
+			l.log.Warn("compaction command failed", keyTopic, t.Name, keyPartition, p.Partition, keyOp, op, keyError, err)
+		}
+	}
+	switch c.CleanupPolicy {
+	case shardstore.PolicyCompact:
+		if st.Tombstones > 0 {
+			run(opExpireTombstones, func() error {
+				return l.cfg.Node.ExpireTombstones(ctx, t.Name, p.Partition, nowMs-c.DeleteRetentionMs)
+			})
+		}
+		if c.MinCompactionLagMs > 0 && st.LiveRecords > st.LiveKeys+st.Tombstones {
+			run(opExpireSuperseded, func() error {
+				return l.cfg.Node.ExpireSuperseded(ctx, t.Name, p.Partition, nowMs-c.MinCompactionLagMs)
+			})
+		}
+	case shardstore.PolicyDelete:
+		olderThan := int64(-1)
+		if c.RetentionMs >= 0 {
+			olderThan = nowMs - c.RetentionMs
+		}
+		if olderThan < 0 && c.RetentionBytes < 0 {
+			return 0
+		}
+		off, err := l.cfg.Store.RetentionOffset(p.Shard, olderThan, c.RetentionBytes)
+		if err != nil {
+			l.log.Debug("retention offset unavailable", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
+			return 0
+		}
+		if off > st.LogStartOffset {
+			run(opDeleteRecordsBefore, func() error {
+				return l.cfg.Node.DeleteRecordsBefore(ctx, t.Name, p.Partition, off)
+			})
+		}
+	}
+	return n
+}

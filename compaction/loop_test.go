@@ -1,0 +1,283 @@
+package compaction
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+type testWriter struct{ tb testing.TB }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.tb.Log(string(p))
+	return len(p), nil
+}
+
+// clock is a settable test clock shared by the Node and the Loop.
+type clock struct{ ms atomic.Int64 }
+
+func (c *clock) now() time.Time          { return time.UnixMilli(c.ms.Load()) }
+func (c *clock) advance(d time.Duration) { c.ms.Add(d.Milliseconds()) }
+
+type fixture struct {
+	node  *raftfsm.Node
+	store *shardstore.Store
+	loop  *Loop
+	clock *clock
+	reg   *prometheus.Registry
+}
+
+func newFixture(tb testing.TB) *fixture {
+	tb.Helper()
+	dir := tb.TempDir()
+	log := slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	store, err := shardstore.Open(filepath.Join(dir, "data"), shardstore.Options{Logger: log, CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { store.Close() })
+	f := &fixture{store: store, clock: &clock{}, reg: prometheus.NewRegistry()}
+	f.clock.ms.Store(1_700_000_000_000)
+	cfg := raftfsm.DefaultConfig()
+	cfg.Dir = filepath.Join(dir, "raft")
+	cfg.Store = store
+	cfg.DataGroups = 2
+	cfg.HeartbeatTimeout = 50 * time.Millisecond
+	cfg.ElectionTimeout = 50 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 25 * time.Millisecond
+	cfg.CommitTimeout = 5 * time.Millisecond
+	cfg.Now = f.clock.now
+	cfg.Logger = log
+	node, err := raftfsm.Open(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { node.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		tb.Fatal(err)
+	}
+	f.node = node
+	f.loop, err = New(Config{Node: node, Store: store, Interval: 10 * time.Millisecond, Now: f.clock.now, Logger: log, Registerer: f.reg})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return f
+}
+
+func testCtx(tb testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
+func (f *fixture) produce(tb testing.TB, topic string, recs ...shardstore.Record) {
+	tb.Helper()
+	if _, err := f.node.Produce(testCtx(tb), topic, 0, shardstore.NoProducer, recs); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+func (f *fixture) state(tb testing.TB, topic string) shardstore.State {
+	tb.Helper()
+	ti, ok := f.node.Topic(topic)
+	if !ok {
+		tb.Fatalf("no topic %s", topic)
+	}
+	st, err := f.store.State(ti.Partitions[0].Shard)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return st
+}
+
+func rec(key, value string) shardstore.Record {
+	r := shardstore.Record{Timestamp: 1, Key: []byte(key)}
+	if value != "" {
+		r.Value = []byte(value)
+	}
+	return r
+}
+
+func TestTombstoneExpiresAfterRetention(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "table", 1, map[string]string{topicconfig.DeleteRetentionMs: "1000"}, false); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, "table", rec("a", "1"), rec("b", "2"))
+	f.produce(t, "table", rec("a", "")) // tombstone
+	if st := f.state(t, "table"); st.Tombstones != 1 {
+		t.Fatalf("state before: %+v", st)
+	}
+	ti, _ := f.node.Topic("table")
+	shard := ti.Partitions[0].Shard
+
+	f.clock.advance(999 * time.Millisecond)
+	f.loop.RunOnce(ctx)
+	if st := f.state(t, "table"); st.Tombstones != 1 {
+		t.Fatalf("tombstone removed before delete.retention.ms: %+v", st)
+	}
+	if r, ok, err := f.store.Lookup(shard, []byte("a")); err != nil || !ok || r.Value != nil {
+		t.Fatalf("Lookup(a) before expiry = %+v, %v, %v: want the tombstone", r, ok, err)
+	}
+
+	f.clock.advance(2 * time.Millisecond)
+	if n := f.loop.RunOnce(ctx); n != 1 {
+		t.Fatalf("RunOnce proposed %d commands, want 1", n)
+	}
+	st := f.state(t, "table")
+	if st.Tombstones != 0 || st.LiveKeys != 1 {
+		t.Fatalf("state after expiry: %+v", st)
+	}
+	if _, ok, err := f.store.Lookup(shard, []byte("a")); err != nil || ok {
+		t.Fatalf("Lookup(a) after expiry: ok=%v err=%v", ok, err)
+	}
+	if st.LogStartOffset != 0 {
+		t.Fatalf("compaction moved the log start: %+v", st)
+	}
+	// Nothing left to do: no more commands.
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("idle pass proposed %d commands", n)
+	}
+}
+
+func TestSupersededExpiresAfterLag(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "lagged", 1, map[string]string{topicconfig.MinCompactionLagMs: "5000"}, false); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, "lagged", rec("k", "old"))
+	f.produce(t, "lagged", rec("k", "new"))
+	if st := f.state(t, "lagged"); st.LiveRecords != 2 {
+		t.Fatalf("superseded record not held by the lag: %+v", st)
+	}
+	f.clock.advance(6 * time.Second)
+	f.loop.RunOnce(ctx)
+	if st := f.state(t, "lagged"); st.LiveRecords != 1 || st.LiveKeys != 1 {
+		t.Fatalf("superseded record kept past the lag: %+v", st)
+	}
+}
+
+func TestRetentionByBytesMovesLogStart(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "events", 1, map[string]string{
+		topicconfig.CleanupPolicy:  "delete",
+		topicconfig.RetentionMs:    "-1",
+		topicconfig.RetentionBytes: "1000",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		f.produce(t, "events", shardstore.Record{Timestamp: 1, Value: make([]byte, 200)})
+	}
+	before := f.state(t, "events")
+	if before.LiveBytes <= 1000 {
+		t.Fatalf("test needs more than 1000 bytes: %+v", before)
+	}
+	f.loop.RunOnce(ctx)
+	after := f.state(t, "events")
+	if after.LogStartOffset <= 0 || after.LiveBytes > 1000 || after.HighWatermark != 20 {
+		t.Fatalf("retention.bytes not applied: before %+v after %+v", before, after)
+	}
+	ti, _ := f.node.Topic("events")
+	recs, err := f.store.Read(ti.Partitions[0].Shard, 0, 1<<20, 100)
+	if err != nil || len(recs) == 0 || recs[0].Offset != after.LogStartOffset {
+		t.Fatalf("read from 0 after retention: %d records, %v", len(recs), err)
+	}
+}
+
+func TestRetentionByTime(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "aging", 1, map[string]string{
+		topicconfig.CleanupPolicy: "delete",
+		topicconfig.RetentionMs:   "60000",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, "aging", shardstore.Record{Value: []byte("old1")}, shardstore.Record{Value: []byte("old2")})
+	f.clock.advance(time.Minute)
+	f.produce(t, "aging", shardstore.Record{Value: []byte("new")})
+	f.clock.advance(time.Second)
+	f.loop.RunOnce(ctx)
+	if st := f.state(t, "aging"); st.LogStartOffset != 2 {
+		t.Fatalf("retention.ms: log start %d, want 2 (%+v)", st.LogStartOffset, st)
+	}
+}
+
+func TestRunStopsWithContext(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "table", 1, map[string]string{topicconfig.DeleteRetentionMs: "0"}, false); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, "table", rec("a", ""))
+	f.clock.advance(time.Millisecond)
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- f.loop.Run(runCtx) }()
+	ti, _ := f.node.Topic("table")
+	timeout := time.After(5 * time.Second)
+	for {
+		changed := f.store.Wait(ti.Partitions[0].Shard)
+		if f.state(t, "table").Tombstones == 0 {
+			break
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			cancel()
+			t.Fatal("Run did not expire the tombstone")
+		}
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestMetricsLint(t *testing.T) {
+	f := newFixture(t)
+	f.loop.RunOnce(testCtx(t))
+	mfs, err := f.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
+	if len(mfs) == 0 {
+		t.Fatal("no metrics gathered")
+	}
+}
+
+func TestNewValidates(t *testing.T) {
+	for _, cfg := range []Config{{}, {Node: &raftfsm.Node{}}, {Node: &raftfsm.Node{}, Store: &shardstore.Store{}, Interval: -1}} {
+		if _, err := New(cfg); err == nil {
+			t.Errorf("New(%+v) accepted", cfg)
+		}
+	}
+}

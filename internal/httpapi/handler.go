@@ -1,0 +1,135 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// Gatherer is what /metrics exposes: the registry shared by every component.
+	// nil serves an empty exposition.
+	Gatherer prometheus.Gatherer
+	// Registerer receives the HTTP server's own metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+	// Ready reports whether the node serves Kafka traffic (Raft groups have
+	// leaders and have replayed their logs). It is called on every /readyz and
+	// must be safe for concurrent use. nil means never ready.
+	Ready func() bool
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Handler is the HTTP API. It is safe for concurrent use.
+type Handler struct {
+	mux     *http.ServeMux
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+}
+
+// route is one endpoint. GET implies HEAD.
+type route struct {
+	// pattern is a path-only http.ServeMux pattern ("/v1/topics/{topic}/keys/{key}"
+	// works too); methods are matched by the route itself so that a wrong method
+	// gets a JSON 405.
+	pattern string
+	// name labels the route's metrics; keep it a constant.
+	name    string
+	methods []string
+	serve   http.HandlerFunc
+}
+
+// New builds the handler.
+func New(cfg Config) *Handler {
+	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	if h.cfg.Gatherer == nil {
+		h.cfg.Gatherer = prometheus.NewRegistry()
+	}
+	metricsHandler := promhttp.HandlerFor(h.cfg.Gatherer, promhttp.HandlerOpts{
+		ErrorLog:      slog.NewLogLogger(h.log.Handler(), slog.LevelError),
+		ErrorHandling: promhttp.ContinueOnError,
+	})
+	routes := []route{
+		{pattern: "/metrics", name: "metrics", methods: []string{http.MethodGet}, serve: metricsHandler.ServeHTTP},
+		{pattern: "/healthz", name: "healthz", methods: []string{http.MethodGet}, serve: h.healthz},
+		{pattern: "/readyz", name: "readyz", methods: []string{http.MethodGet}, serve: h.readyz},
+	}
+	for _, rt := range routes {
+		h.mux.Handle(rt.pattern, h.instrument(rt.name, methodGuard(rt.methods, rt.serve)))
+	}
+	h.mux.Handle("/", h.instrument("notfound", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)
+	})))
+	return h
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.mux.ServeHTTP(w, r) }
+
+func (h *Handler) instrument(name string, next http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerCounter(h.metrics.requests.MustCurryWith(prometheus.Labels{"handler": name}), next)
+}
+
+func (h *Handler) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeText(w, http.StatusOK, "ok\n")
+}
+
+func (h *Handler) readyz(w http.ResponseWriter, _ *http.Request) {
+	if h.cfg.Ready == nil || !h.cfg.Ready() {
+		writeError(w, http.StatusServiceUnavailable, "not ready")
+		return
+	}
+	writeText(w, http.StatusOK, "ready\n")
+}
+
+// methodGuard answers 405 with an Allow header unless the request's method is one
+// of methods (HEAD counts as GET).
+func methodGuard(methods []string, next http.HandlerFunc) http.Handler {
+	allowed := map[string]bool{}
+	var allow []string
+	for _, m := range methods {
+		allowed[m] = true
+		allow = append(allow, m)
+		if m == http.MethodGet {
+			allowed[http.MethodHead] = true
+			allow = append(allow, http.MethodHead)
+		}
+	}
+	allowHeader := strings.Join(allow, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !allowed[r.Method] {
+			w.Header().Set("Allow", allowHeader)
+			writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+allowHeader)
+			return
+		}
+		next(w, r)
+	})
+}
+
+func writeText(w http.ResponseWriter, code int, body string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(body))
+}
+
+// errorBody is the JSON body of every error response.
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(errorBody{Error: msg})
+}

@@ -1,0 +1,429 @@
+package raftfsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+	"sort"
+
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// commandVersion is the first byte of every encoded command. A codec change that
+// alters the bytes bumps it and keeps decoding the old version; the golden test in
+// testdata pins the bytes of every type.
+const commandVersion = 1
+
+// CommandType is the second byte of an encoded command.
+type CommandType uint8
+
+// Command types. Data commands go to a data group's log, metadata commands to the
+// metadata group's. Values are part of the log format: never renumber.
+const (
+	CmdProduce             CommandType = 1
+	CmdCreateShards        CommandType = 2
+	CmdDeleteShards        CommandType = 3
+	CmdExpireTombstones    CommandType = 4
+	CmdExpireSuperseded    CommandType = 5
+	CmdDeleteRecordsBefore CommandType = 6
+
+	CmdCreateTopic         CommandType = 16
+	CmdDeleteTopic         CommandType = 17
+	CmdCreatePartitions    CommandType = 18
+	CmdSetTopicConfig      CommandType = 19
+	CmdAllocateProducerIDs CommandType = 20
+	CmdSetClusterID        CommandType = 21
+)
+
+var commandTypeNames = map[CommandType]string{
+	CmdProduce:             "produce",
+	CmdCreateShards:        "create_shards",
+	CmdDeleteShards:        "delete_shards",
+	CmdExpireTombstones:    "expire_tombstones",
+	CmdExpireSuperseded:    "expire_superseded",
+	CmdDeleteRecordsBefore: "delete_records_before",
+	CmdCreateTopic:         "create_topic",
+	CmdDeleteTopic:         "delete_topic",
+	CmdCreatePartitions:    "create_partitions",
+	CmdSetTopicConfig:      "set_topic_config",
+	CmdAllocateProducerIDs: "allocate_producer_ids",
+	CmdSetClusterID:        "set_cluster_id",
+}
+
+func (t CommandType) String() string {
+	if s, ok := commandTypeNames[t]; ok {
+		return s
+	}
+	return fmt.Sprintf("unknown(%d)", uint8(t))
+}
+
+// ErrBadCommand is wrapped by every decoding error.
+var ErrBadCommand = errors.New("raftfsm: bad command")
+
+// Command is one Raft log command. Which fields are used depends on Type:
+//
+//	CmdProduce:             Shard, Options, Producer, Records
+//	CmdCreateShards:        Shards
+//	CmdDeleteShards:        Shards
+//	CmdExpireTombstones:    Shard, BeforeMs
+//	CmdExpireSuperseded:    Shard, BeforeMs
+//	CmdDeleteRecordsBefore: Shard, Offset
+//	CmdCreateTopic:         Topic (name, id, partitions, overrides)
+//	CmdDeleteTopic:         Topic.Name
+//	CmdCreatePartitions:    Topic.Name, Topic.Partitions (only the new ones)
+//	CmdSetTopicConfig:      Topic.Name, Topic.Overrides
+//	CmdAllocateProducerIDs: Count
+//	CmdSetClusterID:        ClusterID
+//
+// A decoded command's byte slices (record keys, values, header values) alias the
+// encoded buffer.
+type Command struct {
+	Type CommandType
+
+	Shard    shardstore.ShardID
+	Options  shardstore.AppendOptions
+	Producer shardstore.Producer
+	Records  []shardstore.Record
+	Shards   []shardstore.ShardID
+	BeforeMs int64
+	Offset   int64
+
+	Topic     topicMeta
+	Count     int64
+	ClusterID string
+}
+
+// EncodeCommand appends the encoding of c to dst.
+func EncodeCommand(dst []byte, c *Command) []byte {
+	if c.Type == CmdProduce {
+		if n := len(dst) + produceSize(c); cap(dst) < n {
+			grown := make([]byte, len(dst), n)
+			copy(grown, dst)
+			dst = grown
+		}
+	}
+	dst = append(dst, commandVersion, byte(c.Type))
+	switch c.Type {
+	case CmdProduce:
+		dst = binary.AppendUvarint(dst, uint64(c.Shard))
+		dst = append(dst, byte(c.Options.Policy))
+		dst = binary.AppendVarint(dst, c.Options.AppendTimeMs)
+		dst = binary.AppendVarint(dst, c.Options.MinCompactionLagMs)
+		dst = binary.AppendVarint(dst, c.Producer.ID)
+		dst = binary.AppendVarint(dst, int64(c.Producer.Epoch))
+		dst = binary.AppendVarint(dst, int64(c.Producer.BaseSequence))
+		dst = appendBool(dst, c.Producer.Transactional)
+		dst = binary.AppendUvarint(dst, uint64(len(c.Records)))
+		for i := range c.Records {
+			r := &c.Records[i]
+			dst = binary.AppendVarint(dst, r.Timestamp)
+			dst = appendNullable(dst, r.Key)
+			dst = appendNullable(dst, r.Value)
+			dst = binary.AppendUvarint(dst, uint64(len(r.Headers)))
+			for _, h := range r.Headers {
+				dst = appendString(dst, h.Key)
+				dst = appendNullable(dst, h.Value)
+			}
+		}
+	case CmdCreateShards, CmdDeleteShards:
+		dst = binary.AppendUvarint(dst, uint64(len(c.Shards)))
+		for _, s := range c.Shards {
+			dst = binary.AppendUvarint(dst, uint64(s))
+		}
+	case CmdExpireTombstones, CmdExpireSuperseded:
+		dst = binary.AppendUvarint(dst, uint64(c.Shard))
+		dst = binary.AppendVarint(dst, c.BeforeMs)
+	case CmdDeleteRecordsBefore:
+		dst = binary.AppendUvarint(dst, uint64(c.Shard))
+		dst = binary.AppendVarint(dst, c.Offset)
+	case CmdCreateTopic:
+		dst = appendTopic(dst, &c.Topic)
+	case CmdDeleteTopic:
+		dst = appendString(dst, c.Topic.Name)
+	case CmdCreatePartitions:
+		dst = appendString(dst, c.Topic.Name)
+		dst = appendPartitions(dst, c.Topic.Partitions)
+	case CmdSetTopicConfig:
+		dst = appendString(dst, c.Topic.Name)
+		dst = appendStringMap(dst, c.Topic.Overrides)
+	case CmdAllocateProducerIDs:
+		dst = binary.AppendVarint(dst, c.Count)
+	case CmdSetClusterID:
+		dst = appendString(dst, c.ClusterID)
+	}
+	return dst
+}
+
+// produceSize bounds the encoded size of a produce command, so encoding
+// allocates once.
+func produceSize(c *Command) int {
+	n := 2 + 8*binary.MaxVarintLen64
+	for i := range c.Records {
+		r := &c.Records[i]
+		n += 4*binary.MaxVarintLen64 + len(r.Key) + len(r.Value)
+		for _, h := range r.Headers {
+			n += 2*binary.MaxVarintLen64 + len(h.Key) + len(h.Value)
+		}
+	}
+	return n
+}
+
+func appendBool(dst []byte, b bool) []byte {
+	if b {
+		return append(dst, 1)
+	}
+	return append(dst, 0)
+}
+
+// appendNullable writes 0 for nil, else len+1 and the bytes.
+func appendNullable(dst, b []byte) []byte {
+	if b == nil {
+		return append(dst, 0)
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(b))+1)
+	return append(dst, b...)
+}
+
+func appendString(dst []byte, s string) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(s)))
+	return append(dst, s...)
+}
+
+func appendStringMap(dst []byte, m map[string]string) []byte {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	dst = binary.AppendUvarint(dst, uint64(len(keys)))
+	for _, k := range keys {
+		dst = appendString(dst, k)
+		dst = appendString(dst, m[k])
+	}
+	return dst
+}
+
+func appendPartitions(dst []byte, ps []PartitionInfo) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(ps)))
+	for _, p := range ps {
+		dst = binary.AppendVarint(dst, int64(p.Partition))
+		dst = binary.AppendUvarint(dst, uint64(p.Shard))
+		dst = binary.AppendUvarint(dst, uint64(p.Group))
+	}
+	return dst
+}
+
+// appendTopic is shared by CmdCreateTopic and the stored metadata value.
+func appendTopic(dst []byte, t *topicMeta) []byte {
+	dst = appendString(dst, t.Name)
+	dst = append(dst, t.ID[:]...)
+	dst = appendPartitions(dst, t.Partitions)
+	return appendStringMap(dst, t.Overrides)
+}
+
+// DecodeCommand decodes one command. It never panics; unknown versions and
+// types, short input and trailing bytes are errors wrapping ErrBadCommand.
+func DecodeCommand(b []byte) (*Command, error) {
+	if len(b) < 2 {
+		return nil, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
+	}
+	if b[0] != commandVersion {
+		return nil, fmt.Errorf("%w: unknown version %d", ErrBadCommand, b[0])
+	}
+	c := &Command{Type: CommandType(b[1])}
+	d := decoder{b: b[2:]}
+	switch c.Type {
+	case CmdProduce:
+		c.Shard = shardstore.ShardID(d.uvarint())
+		c.Options.Policy = shardstore.Policy(d.byte())
+		c.Options.AppendTimeMs = d.varint()
+		c.Options.MinCompactionLagMs = d.varint()
+		c.Producer.ID = d.varint()
+		c.Producer.Epoch = int16(d.varintRange(math.MinInt16, math.MaxInt16))
+		c.Producer.BaseSequence = int32(d.varintRange(math.MinInt32, math.MaxInt32))
+		c.Producer.Transactional = d.bool()
+		n := d.count(3) // a record takes at least 3 bytes
+		if n > 0 {
+			c.Records = make([]shardstore.Record, n)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			r := &c.Records[i]
+			r.Timestamp = d.varint()
+			r.Key = d.nullable()
+			r.Value = d.nullable()
+			if nh := d.count(2); nh > 0 {
+				r.Headers = make([]shardstore.Header, nh)
+				for j := 0; j < nh && d.err == nil; j++ {
+					r.Headers[j].Key = d.string()
+					r.Headers[j].Value = d.nullable()
+				}
+			}
+		}
+	case CmdCreateShards, CmdDeleteShards:
+		n := d.count(1)
+		c.Shards = make([]shardstore.ShardID, 0, n)
+		for i := 0; i < n && d.err == nil; i++ {
+			c.Shards = append(c.Shards, shardstore.ShardID(d.uvarint()))
+		}
+	case CmdExpireTombstones, CmdExpireSuperseded:
+		c.Shard = shardstore.ShardID(d.uvarint())
+		c.BeforeMs = d.varint()
+	case CmdDeleteRecordsBefore:
+		c.Shard = shardstore.ShardID(d.uvarint())
+		c.Offset = d.varint()
+	case CmdCreateTopic:
+		d.topic(&c.Topic)
+	case CmdDeleteTopic:
+		c.Topic.Name = d.string()
+	case CmdCreatePartitions:
+		c.Topic.Name = d.string()
+		c.Topic.Partitions = d.partitions()
+	case CmdSetTopicConfig:
+		c.Topic.Name = d.string()
+		c.Topic.Overrides = d.stringMap()
+	case CmdAllocateProducerIDs:
+		c.Count = d.varint()
+	case CmdSetClusterID:
+		c.ClusterID = d.string()
+	default:
+		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, b[1])
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, d.err)
+	}
+	if len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: %s: %d trailing bytes", ErrBadCommand, c.Type, len(d.b))
+	}
+	return c, nil
+}
+
+// decoder reads fields; after the first error every read returns zero values.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("short or invalid %s", what)
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) < 1 {
+		d.fail("byte")
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) bool() bool {
+	switch d.byte() {
+	case 0:
+		return false
+	case 1:
+		return true
+	}
+	d.fail("bool")
+	return false
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail("uvarint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail("varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varintRange(lo, hi int64) int64 {
+	v := d.varint()
+	if v < lo || v > hi {
+		d.fail("integer range")
+		return 0
+	}
+	return v
+}
+
+// count reads an element count and checks that the remaining input can hold
+// that many elements of at least min bytes each, so a forged count cannot make
+// the decoder allocate more than the input justifies.
+func (d *decoder) count(min int) int {
+	v := d.uvarint()
+	if v > uint64(len(d.b)/min) {
+		d.fail("count")
+		return 0
+	}
+	return int(v)
+}
+
+func (d *decoder) bytes(n uint64) []byte {
+	if n > uint64(len(d.b)) {
+		d.fail("bytes")
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) nullable() []byte {
+	n := d.uvarint()
+	if n == 0 || d.err != nil {
+		return nil
+	}
+	return d.bytes(n - 1)
+}
+
+func (d *decoder) string() string {
+	return string(d.bytes(d.uvarint()))
+}
+
+func (d *decoder) stringMap() map[string]string {
+	n := d.count(2)
+	if n == 0 {
+		return nil
+	}
+	m := make(map[string]string, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		k := d.string()
+		m[k] = d.string()
+	}
+	return m
+}
+
+func (d *decoder) partitions() []PartitionInfo {
+	n := d.count(3)
+	ps := make([]PartitionInfo, 0, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		var p PartitionInfo
+		p.Partition = int32(d.varintRange(0, math.MaxInt32))
+		p.Shard = shardstore.ShardID(d.uvarint())
+		p.Group = uint32(d.uvarint())
+		ps = append(ps, p)
+	}
+	return ps
+}
+
+func (d *decoder) topic(t *topicMeta) {
+	t.Name = d.string()
+	copy(t.ID[:], d.bytes(16))
+	t.Partitions = d.partitions()
+	t.Overrides = d.stringMap()
+}

@@ -1,0 +1,93 @@
+package raftfsm
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// Config configures a Node. Only cmd/ fills it from flags.
+type Config struct {
+	// NodeID is this node's id (the Kafka broker id).
+	NodeID int32
+	// Dir holds Raft's snapshot metadata (the logical snapshots are tiny).
+	Dir string
+	// Store is the node's shard store; its Pebble DB also holds the Raft logs.
+	Store *shardstore.Store
+	// DataGroups is the number of Raft groups in the pool that carries partitions.
+	// Cluster metadata has a group of its own beside them.
+	DataGroups int
+	// BrokerTopicDefaults are broker-level topic config defaults (for example
+	// cleanup.policy from --default-cleanup-policy), applied under each topic's
+	// overrides.
+	BrokerTopicDefaults map[string]string
+	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and CommitTimeout are
+	// passed to hashicorp/raft.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	// SnapshotThreshold is how many log entries trigger a (logical) snapshot.
+	SnapshotThreshold uint64
+	// Now is the clock stamped on proposed commands; nil means time.Now.
+	Now func() time.Time
+	// Logger; nil means slog.Default().
+	Logger *slog.Logger
+	// Registerer receives Raft metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// Limits checked by Validate.
+const (
+	maxDataGroups = 1024
+	minTimeout    = 5 * time.Millisecond
+)
+
+// DefaultConfig returns a single-node configuration: node 1, four data groups,
+// timeouts short enough that a lone node leads every group within about a
+// second of Open. Dir and Store must still be set.
+func DefaultConfig() Config {
+	return Config{
+		NodeID:             1,
+		DataGroups:         4,
+		HeartbeatTimeout:   200 * time.Millisecond,
+		ElectionTimeout:    200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond,
+		CommitTimeout:      20 * time.Millisecond,
+		SnapshotThreshold:  2048,
+	}
+}
+
+// Validate checks the configuration, naming the first bad field.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID < 0:
+		return fmt.Errorf("raftfsm: NodeID %d must be >= 0", c.NodeID)
+	case c.Dir == "":
+		return errors.New("raftfsm: Dir is required")
+	case c.Store == nil:
+		return errors.New("raftfsm: Store is required")
+	case c.DataGroups < 1 || c.DataGroups > maxDataGroups:
+		return fmt.Errorf("raftfsm: DataGroups %d must be between 1 and %d", c.DataGroups, maxDataGroups)
+	case c.HeartbeatTimeout < minTimeout:
+		return fmt.Errorf("raftfsm: HeartbeatTimeout %s must be at least %s", c.HeartbeatTimeout, minTimeout)
+	case c.ElectionTimeout < c.HeartbeatTimeout:
+		return fmt.Errorf("raftfsm: ElectionTimeout %s must be at least HeartbeatTimeout %s", c.ElectionTimeout, c.HeartbeatTimeout)
+	case c.LeaderLeaseTimeout < minTimeout || c.LeaderLeaseTimeout > c.HeartbeatTimeout:
+		return fmt.Errorf("raftfsm: LeaderLeaseTimeout %s must be between %s and HeartbeatTimeout %s", c.LeaderLeaseTimeout, minTimeout, c.HeartbeatTimeout)
+	case c.CommitTimeout < time.Millisecond:
+		return fmt.Errorf("raftfsm: CommitTimeout %s must be at least 1ms", c.CommitTimeout)
+	case c.SnapshotThreshold < 1:
+		return errors.New("raftfsm: SnapshotThreshold must be at least 1")
+	}
+	if err := topicconfig.ValidateAll(c.BrokerTopicDefaults); err != nil {
+		return fmt.Errorf("raftfsm: BrokerTopicDefaults: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,19 @@
+// Package raftfsm is shardcache's replication layer: every write to a shard and
+// every change of cluster metadata is a command in a hashicorp/raft log, applied
+// by a deterministic state machine to the node's shard store.
+//
+// A Node runs a fixed pool of Raft groups over one Pebble database: group 0
+// carries cluster metadata (topics, partition placement, producer id blocks,
+// the cluster id) and groups 1..DataGroups carry the partitions placed on them.
+// Each group's log and stable state live in the shared Pebble DB (LogStore);
+// its FSM applies a batch of committed entries in one store batch together with
+// the group's applied index, so applying needs no fsync and replay after a
+// restart skips what was already applied. Snapshots are logical: a synced
+// Pebble write and a marker.
+//
+// The write path, the key prefixes and what is not done yet (more than one
+// node, installing snapshots on followers) are described in DESIGN.md.
+//
+// Concurrency: Node's methods are safe for concurrent use. TopicInfo values are
+// copies owned by the caller. Decoded commands alias their input buffer.
+package raftfsm

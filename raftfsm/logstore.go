@@ -1,0 +1,309 @@
+package raftfsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/raft"
+)
+
+// Key layout of the Raft log and stable store inside the node's Pebble DB:
+//
+//	'r' | group (4 bytes BE) | 'l' | index (8 bytes BE)  -> encoded raft.Log
+//	'r' | group (4 bytes BE) | 's' | stable key          -> stable value
+//	'r' | group (4 bytes BE) | 'p'                       -> last snapshot marker
+//
+// Big-endian indexes keep a group's log in index order, so the first and last
+// entries are one seek away and truncation is one range delete.
+const (
+	prefixRaft     = 'r'
+	raftKindLog    = 'l'
+	raftKindStable = 's'
+	raftKindSnap   = 'p'
+
+	// logValueVersion is the first byte of every stored log entry.
+	logValueVersion = 1
+)
+
+// errNotFound is the error hashicorp/raft expects from a StableStore for a
+// missing key: it compares err.Error() with "not found" (as raft-boltdb returns).
+var errNotFound = errors.New("not found")
+
+// ErrCorruptLog is wrapped by errors about log entries that do not decode.
+var ErrCorruptLog = errors.New("raftfsm: corrupt raft log entry")
+
+func raftGroupPrefix(group uint32, kind byte) []byte {
+	k := make([]byte, 6, 14)
+	k[0] = prefixRaft
+	binary.BigEndian.PutUint32(k[1:5], group)
+	k[5] = kind
+	return k
+}
+
+func logKey(group uint32, index uint64) []byte {
+	return binary.BigEndian.AppendUint64(raftGroupPrefix(group, raftKindLog), index)
+}
+
+func stableKey(group uint32, key []byte) []byte {
+	return append(raftGroupPrefix(group, raftKindStable), key...)
+}
+
+// LogStore is one Raft group's raft.LogStore and raft.StableStore inside the
+// shared Pebble DB. StoreLogs, DeleteRange and Set commit with pebble.Sync, so
+// everything Raft was told is stored survives a crash. The first and last index
+// are cached; LogStore is safe for concurrent use.
+type LogStore struct {
+	db    *pebble.DB
+	group uint32
+
+	mu          sync.Mutex
+	first, last uint64
+}
+
+var (
+	_ raft.LogStore    = (*LogStore)(nil)
+	_ raft.StableStore = (*LogStore)(nil)
+)
+
+// NewLogStore opens group's log in db and loads its first and last index.
+func NewLogStore(db *pebble.DB, group uint32) (*LogStore, error) {
+	s := &LogStore{db: db, group: group}
+	if err := s.loadBounds(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// loadBounds reads the first and last index from Pebble; s.mu held or unshared.
+func (s *LogStore) loadBounds() error {
+	lo := raftGroupPrefix(s.group, raftKindLog)
+	hi := raftGroupPrefix(s.group, raftKindLog+1)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	s.first, s.last = 0, 0
+	if it.First() {
+		s.first = binary.BigEndian.Uint64(it.Key()[len(lo):])
+		if it.Last() {
+			s.last = binary.BigEndian.Uint64(it.Key()[len(lo):])
+		}
+	}
+	return it.Error()
+}
+
+// FirstIndex returns the first index written, 0 for an empty log.
+func (s *LogStore) FirstIndex() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.first, nil
+}
+
+// LastIndex returns the last index written, 0 for an empty log.
+func (s *LogStore) LastIndex() (uint64, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last, nil
+}
+
+// GetLog reads the entry at index into log (raft.ErrLogNotFound when absent).
+// log.Data is a copy owned by the caller.
+func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
+	v, closer, err := s.db.Get(logKey(s.group, index))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return raft.ErrLogNotFound
+	}
+	if err != nil {
+		return err
+	}
+	defer closer.Close()
+	if err := decodeLog(v, log, true); err != nil {
+		return fmt.Errorf("group %d index %d: %w", s.group, index, err)
+	}
+	log.Index = index
+	return nil
+}
+
+// StoreLog stores one entry.
+func (s *LogStore) StoreLog(log *raft.Log) error {
+	return s.StoreLogs([]*raft.Log{log})
+}
+
+// StoreLogs stores entries in one synced Pebble batch.
+func (s *LogStore) StoreLogs(logs []*raft.Log) error {
+	if len(logs) == 0 {
+		return nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, l := range logs {
+		key := logKey(s.group, l.Index)
+		op := b.SetDeferred(len(key), logValueSize(l))
+		copy(op.Key, key)
+		encodeLog(op.Value[:0], l)
+		if err := op.Finish(); err != nil {
+			return err
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range logs {
+		if s.first == 0 || l.Index < s.first {
+			s.first = l.Index
+		}
+		if l.Index > s.last {
+			s.last = l.Index
+		}
+	}
+	return nil
+}
+
+// DeleteRange deletes entries min..max inclusive with one range delete.
+func (s *LogStore) DeleteRange(min, max uint64) error {
+	if max < min {
+		return nil
+	}
+	end := logKey(s.group, max+1)
+	if max == ^uint64(0) {
+		end = raftGroupPrefix(s.group, raftKindLog+1)
+	}
+	if err := s.db.DeleteRange(logKey(s.group, min), end, pebble.Sync); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.loadBounds()
+}
+
+// Set stores a stable value (synced).
+func (s *LogStore) Set(key, val []byte) error {
+	return s.db.Set(stableKey(s.group, key), val, pebble.Sync)
+}
+
+// Get returns a stable value (a copy), or an error "not found" when missing, as
+// hashicorp/raft expects.
+func (s *LogStore) Get(key []byte) ([]byte, error) {
+	v, closer, err := s.db.Get(stableKey(s.group, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, errNotFound
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), nil
+}
+
+// SetUint64 stores a stable uint64.
+func (s *LogStore) SetUint64(key []byte, val uint64) error {
+	return s.Set(key, binary.BigEndian.AppendUint64(nil, val))
+}
+
+// GetUint64 returns a stable uint64, or 0 and an error "not found" when missing.
+func (s *LogStore) GetUint64(key []byte) (uint64, error) {
+	v, err := s.Get(key)
+	if err != nil {
+		return 0, err
+	}
+	if len(v) != 8 {
+		return 0, fmt.Errorf("%w: stable value %q has %d bytes", ErrCorruptLog, key, len(v))
+	}
+	return binary.BigEndian.Uint64(v), nil
+}
+
+// Stored log value: version | type | uvarint term | varint appendedAt (unix ns,
+// 0 for zero) | uvarint len | data | uvarint len | extensions. The index is the key.
+
+func logValueSize(l *raft.Log) int {
+	var at int64
+	if !l.AppendedAt.IsZero() {
+		at = l.AppendedAt.UnixNano()
+	}
+	return 2 + uvarintLen(l.Term) + uvarintLen(uint64(at<<1^at>>63)) +
+		uvarintLen(uint64(len(l.Data))) + len(l.Data) +
+		uvarintLen(uint64(len(l.Extensions))) + len(l.Extensions)
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
+
+func encodeLog(dst []byte, l *raft.Log) []byte {
+	dst = append(dst, logValueVersion, byte(l.Type))
+	dst = binary.AppendUvarint(dst, l.Term)
+	var at int64
+	if !l.AppendedAt.IsZero() {
+		at = l.AppendedAt.UnixNano()
+	}
+	dst = binary.AppendVarint(dst, at)
+	dst = binary.AppendUvarint(dst, uint64(len(l.Data)))
+	dst = append(dst, l.Data...)
+	dst = binary.AppendUvarint(dst, uint64(len(l.Extensions)))
+	dst = append(dst, l.Extensions...)
+	return dst
+}
+
+// decodeLog fills l from v; with copyBytes Data and Extensions are copies,
+// otherwise they alias v.
+func decodeLog(v []byte, l *raft.Log, copyBytes bool) error {
+	if len(v) < 2 {
+		return fmt.Errorf("%w: %d bytes", ErrCorruptLog, len(v))
+	}
+	if v[0] != logValueVersion {
+		return fmt.Errorf("%w: version %d", ErrCorruptLog, v[0])
+	}
+	l.Type = raft.LogType(v[1])
+	r := v[2:]
+	term, n := binary.Uvarint(r)
+	if n <= 0 {
+		return fmt.Errorf("%w: term", ErrCorruptLog)
+	}
+	r = r[n:]
+	at, n := binary.Varint(r)
+	if n <= 0 {
+		return fmt.Errorf("%w: appended at", ErrCorruptLog)
+	}
+	r = r[n:]
+	l.Term = term
+	l.AppendedAt = time.Time{}
+	if at != 0 {
+		l.AppendedAt = time.Unix(0, at)
+	}
+	var err error
+	if l.Data, r, err = readLogBytes(r, copyBytes); err != nil {
+		return err
+	}
+	if l.Extensions, _, err = readLogBytes(r, copyBytes); err != nil {
+		return err
+	}
+	return nil
+}
+
+func readLogBytes(r []byte, copyBytes bool) ([]byte, []byte, error) {
+	n, k := binary.Uvarint(r)
+	if k <= 0 || n > uint64(len(r)-k) {
+		return nil, nil, fmt.Errorf("%w: length", ErrCorruptLog)
+	}
+	r = r[k:]
+	if n == 0 {
+		return nil, r, nil
+	}
+	b := r[:n:n]
+	if copyBytes {
+		b = append([]byte(nil), b...)
+	}
+	return b, r[n:], nil
+}

@@ -1,0 +1,198 @@
+package raftfsm
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sort"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// Cluster metadata keys in the node's Pebble DB, written by the metadata group's
+// FSM in the same batch as its applied index:
+//
+//	'm' 'c'          -> cluster id
+//	'm' 'n'          -> counters: version | uvarint next shard id | varint next producer id
+//	'm' 't' <name>   -> topic: version | appendTopic encoding
+const (
+	prefixMeta       = 'm'
+	metaKindCluster  = 'c'
+	metaKindCounters = 'n'
+	metaKindTopic    = 't'
+
+	metaValueVersion = 1
+
+	// maxPartitions bounds a topic's partition count.
+	maxPartitions = 10000
+)
+
+// topicMeta is a topic as the metadata state machine keeps it. Values in a
+// metadata are never modified once published: changes build a new topicMeta.
+type topicMeta struct {
+	Name       string
+	ID         [16]byte
+	Partitions []PartitionInfo
+	Overrides  map[string]string
+	// config is Overrides resolved over the broker defaults (memory only).
+	config topicconfig.Config
+}
+
+// metadata is the cluster metadata state. The metadata group's FSM applies a
+// batch to a clone and publishes the clone after the Pebble commit.
+type metadata struct {
+	clusterID      string
+	topics         map[string]*topicMeta
+	byID           map[[16]byte]*topicMeta
+	nextShard      uint64
+	nextProducerID int64
+}
+
+func newMetadata() *metadata {
+	return &metadata{
+		topics:    map[string]*topicMeta{},
+		byID:      map[[16]byte]*topicMeta{},
+		nextShard: 1,
+	}
+}
+
+// clone copies the maps; topic values are shared (they are immutable).
+func (m *metadata) clone() *metadata {
+	c := *m
+	c.topics = make(map[string]*topicMeta, len(m.topics))
+	c.byID = make(map[[16]byte]*topicMeta, len(m.byID))
+	for k, v := range m.topics {
+		c.topics[k] = v
+	}
+	for k, v := range m.byID {
+		c.byID[k] = v
+	}
+	return &c
+}
+
+// info returns a caller-owned copy of t.
+func (t *topicMeta) info() TopicInfo {
+	ti := TopicInfo{
+		Name:       t.Name,
+		ID:         t.ID,
+		Partitions: append([]PartitionInfo(nil), t.Partitions...),
+		Overrides:  make(map[string]string, len(t.Overrides)),
+		Config:     t.config,
+	}
+	for k, v := range t.Overrides {
+		ti.Overrides[k] = v
+	}
+	return ti
+}
+
+func metaKey(kind byte, name string) []byte {
+	return append([]byte{prefixMeta, kind}, name...)
+}
+
+// metaWriter writes metadata keys into a Pebble batch.
+type metaWriter struct{ b *pebble.Batch }
+
+func (w metaWriter) putTopic(t *topicMeta) error {
+	v := appendTopic([]byte{metaValueVersion}, t)
+	return w.b.Set(metaKey(metaKindTopic, t.Name), v, nil)
+}
+
+func (w metaWriter) deleteTopic(name string) error {
+	return w.b.Delete(metaKey(metaKindTopic, name), nil)
+}
+
+func (w metaWriter) putCounters(m *metadata) error {
+	v := []byte{metaValueVersion}
+	v = binary.AppendUvarint(v, m.nextShard)
+	v = binary.AppendVarint(v, m.nextProducerID)
+	return w.b.Set(metaKey(metaKindCounters, ""), v, nil)
+}
+
+func (w metaWriter) putClusterID(id string) error {
+	return w.b.Set(metaKey(metaKindCluster, ""), append([]byte{metaValueVersion}, id...), nil)
+}
+
+// errCorruptMeta is wrapped by errors about stored metadata that does not decode.
+var errCorruptMeta = errors.New("raftfsm: corrupt metadata")
+
+// loadMetadata reads the metadata keys from db; resolve fills each topic's config.
+func loadMetadata(db *pebble.DB, resolve func(map[string]string) topicconfig.Config) (*metadata, error) {
+	m := newMetadata()
+	it, err := db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte{prefixMeta},
+		UpperBound: []byte{prefixMeta + 1},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) < 2 || len(v) < 1 || v[0] != metaValueVersion {
+			return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)
+		}
+		d := decoder{b: v[1:]}
+		switch k[1] {
+		case metaKindCluster:
+			m.clusterID = string(d.b)
+			d.b = nil
+		case metaKindCounters:
+			m.nextShard = d.uvarint()
+			m.nextProducerID = d.varint()
+		case metaKindTopic:
+			t := &topicMeta{}
+			d.topic(t)
+			t.config = resolve(t.Overrides)
+			m.topics[t.Name] = t
+			m.byID[t.ID] = t
+		default:
+			return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)
+		}
+		if d.err != nil || len(d.b) != 0 {
+			return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)
+		}
+	}
+	return m, it.Error()
+}
+
+// shardGroups maps every shard of every topic to its group.
+func (m *metadata) shardGroups() map[shardstore.ShardID]uint32 {
+	out := map[shardstore.ShardID]uint32{}
+	for _, t := range m.topics {
+		for _, p := range t.Partitions {
+			out[p.Shard] = p.Group
+		}
+	}
+	return out
+}
+
+// sortedTopics returns the topics in name order.
+func (m *metadata) sortedTopics() []*topicMeta {
+	ts := make([]*topicMeta, 0, len(m.topics))
+	for _, t := range m.topics {
+		ts = append(ts, t)
+	}
+	sort.Slice(ts, func(i, j int) bool { return ts[i].Name < ts[j].Name })
+	return ts
+}
+
+// validTopicName applies Kafka's rules: 1-249 characters of [a-zA-Z0-9._-],
+// not "." or "..".
+func validTopicName(name string) bool {
+	if len(name) == 0 || len(name) > 249 || name == "." || name == ".." {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
+}

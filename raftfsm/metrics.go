@@ -1,0 +1,60 @@
+package raftfsm
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Raft layer's collectors. Group labels are bounded by
+// Config.DataGroups; type labels by the command types.
+type metrics struct {
+	applyDuration *prometheus.HistogramVec
+	applied       *prometheus.CounterVec
+	leader        *prometheus.GaugeVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		applyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "shardcache_raft_apply_duration_seconds",
+			Help:    "Time to apply one batch of committed Raft entries to the store.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
+		}, []string{"group"}),
+		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_raft_commands_applied_total",
+			Help: "Raft commands applied, by command type.",
+		}, []string{"type"}),
+		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "shardcache_raft_leader",
+			Help: "1 when this node leads the Raft group, else 0.",
+		}, []string{"group"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.applyDuration, m.applied, m.leader} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+func groupLabel(g uint32) string { return strconv.FormatUint(uint64(g), 10) }
+
+func (m *metrics) observeApply(g uint32, d time.Duration) {
+	m.applyDuration.WithLabelValues(groupLabel(g)).Observe(d.Seconds())
+}
+
+func (m *metrics) commandApplied(t CommandType) {
+	m.applied.WithLabelValues(t.String()).Inc()
+}
+
+func (m *metrics) setLeader(g uint32, leader bool) {
+	v := 0.0
+	if leader {
+		v = 1
+	}
+	m.leader.WithLabelValues(groupLabel(g)).Set(v)
+}

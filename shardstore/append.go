@@ -1,0 +1,206 @@
+package shardstore
+
+// Append assigns the next offsets to recs in order and writes them. Under
+// PolicyCompact every key's previous record is removed (or kept until
+// MinCompactionLagMs passes), and records that repeat a key inside recs collapse
+// to the last one (offsets stay dense: the collapsed records' offsets are simply
+// never readable). Idempotent producers follow Kafka's sequence rules; a duplicate
+// returns the original base offset with Duplicate set and writes nothing.
+//
+// Errors (ErrUnknownShard, ErrEmptyBatch, ErrKeyRequired, ErrOutOfOrderSequence,
+// ErrInvalidProducerEpoch, or a read error of the key index) leave the batch as
+// it was before the call: everything is checked and looked up before the first
+// write.
+func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Record) (AppendResult, error) {
+	p, err := b.need(id)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	if len(recs) == 0 {
+		return AppendResult{}, ErrEmptyBatch
+	}
+	compact := opts.Policy == PolicyCompact
+	if compact {
+		for i := range recs {
+			if recs[i].Key == nil {
+				return AppendResult{}, ErrKeyRequired
+			}
+		}
+	}
+	if err := b.s.acquire(); err != nil {
+		return AppendResult{}, err
+	}
+	defer b.s.life.RUnlock()
+
+	var ps *producerState
+	if pr.ID >= 0 {
+		if ps, err = b.producer(p, pr.ID); err != nil {
+			return AppendResult{}, err
+		}
+		dupBase, dup, err := ps.check(pr, len(recs))
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if dup {
+			return AppendResult{BaseOffset: dupBase, LogStartOffset: p.st.LogStartOffset, Duplicate: true}, nil
+		}
+	}
+
+	var res resolved
+	if compact {
+		if res, err = b.resolve(p, recs); err != nil {
+			return AppendResult{}, err
+		}
+	}
+
+	// Nothing can fail from here on.
+	base := p.st.HighWatermark
+	st := p.st
+	appendMs := opts.AppendTimeMs
+	writeRecord := func(r *Record, off int64) int32 {
+		b.vbuf = appendRecord(b.vbuf[:0], r, appendMs)
+		b.kbuf = recordKeyInto(b.kbuf, id, off)
+		b.set(b.kbuf, b.vbuf)
+		st.LiveRecords++
+		st.LiveBytes += int64(len(b.vbuf))
+		return int32(len(b.vbuf))
+	}
+	if !compact {
+		for i := range recs {
+			writeRecord(&recs[i], base+int64(i))
+		}
+	} else {
+		for j, i := range res.kept {
+			r := &recs[i]
+			off := base + int64(i)
+			if res.found[j] {
+				b.supersede(p, &st, res.olds[j], opts)
+			}
+			e := keyEntry{offset: off, appendMs: appendMs, tomb: r.Value == nil}
+			e.size = writeRecord(r, off)
+			b.kbuf = keyIndexKeyInto(b.kbuf, id, r.Key)
+			b.vbuf = e.appendTo(b.vbuf[:0])
+			b.set(b.kbuf, b.vbuf)
+			if e.tomb {
+				b.set(tombstoneKey(id, appendMs, off), sizedValue(e.size, r.Key))
+				st.Tombstones++
+			} else {
+				st.LiveKeys++
+			}
+			p.setKey(res.keys[j], e, true)
+		}
+		b.replaced += int64(len(recs) - len(res.kept))
+	}
+	for i := range recs {
+		if recs[i].Timestamp > st.MaxTimestamp {
+			st.MaxTimestamp, st.MaxTimestampOffset = recs[i].Timestamp, base+int64(i)
+		}
+	}
+	st.HighWatermark += int64(len(recs))
+
+	if pr.ID >= 0 {
+		next := ps.add(pr, len(recs), base)
+		if p.producers == nil {
+			p.producers = make(map[int64]*producerState)
+		}
+		p.producers[pr.ID] = next
+		b.set(producerKey(id, pr.ID), next.encode())
+	}
+	p.st = st
+	p.dirty, p.changed = true, true
+	b.appended += int64(len(recs))
+	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset}, nil
+}
+
+// supersede retires old, the live record of a key that a new record replaces:
+// it is deleted, or held (readable) while younger than MinCompactionLagMs.
+func (b *Batch) supersede(p *pendingShard, st *State, old keyEntry, opts AppendOptions) {
+	if opts.MinCompactionLagMs > 0 && opts.AppendTimeMs-old.appendMs < opts.MinCompactionLagMs {
+		b.set(supersededKey(p.id, old.appendMs, old.offset), sizedValue(old.size, nil))
+	} else {
+		b.kbuf = recordKeyInto(b.kbuf, p.id, old.offset)
+		b.singleDelete(b.kbuf)
+		st.LiveRecords--
+		st.LiveBytes -= int64(old.size)
+		b.replaced++
+	}
+	if old.tomb {
+		b.singleDelete(tombstoneKey(p.id, old.appendMs, old.offset))
+		st.Tombstones--
+	} else {
+		st.LiveKeys--
+	}
+}
+
+// resolved is the plan of a compacted Append: which records are written (the
+// last of each key, in offset order) and the live record each one replaces.
+type resolved struct {
+	kept  []int      // indexes into recs
+	keys  []string   // kept records' keys
+	olds  []keyEntry // the key's live record before the Append ...
+	found []bool     // ... if it has one
+}
+
+// resolve collapses repeated keys and looks up the live record of every kept key:
+// batch overlay and key cache first (one lock for the whole Append), then one
+// Pebble Get per remaining key.
+func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
+	n := len(recs)
+	var res resolved
+	if n == 1 {
+		res.kept = []int{0}
+		res.keys = []string{string(recs[0].Key)}
+	} else {
+		seen := make(map[string]struct{}, n)
+		res.kept = make([]int, 0, n)
+		res.keys = make([]string, 0, n)
+		for i := n - 1; i >= 0; i-- {
+			if _, dup := seen[string(recs[i].Key)]; dup {
+				continue
+			}
+			k := string(recs[i].Key)
+			seen[k] = struct{}{}
+			res.kept = append(res.kept, i)
+			res.keys = append(res.keys, k)
+		}
+		for l, r := 0, len(res.kept)-1; l < r; l, r = l+1, r-1 {
+			res.kept[l], res.kept[r] = res.kept[r], res.kept[l]
+			res.keys[l], res.keys[r] = res.keys[r], res.keys[l]
+		}
+	}
+	res.olds = make([]keyEntry, len(res.kept))
+	res.found = make([]bool, len(res.kept))
+	if p.fresh && len(p.keys) == 0 {
+		return res, nil
+	}
+	var miss []int
+	useCache := !p.fresh && p.sh != nil && p.st.LiveKeys+p.st.Tombstones > 0
+	if useCache {
+		p.sh.mu.Lock()
+	}
+	for j, k := range res.keys {
+		if ov, ok := p.keys[k]; ok {
+			res.olds[j], res.found[j] = ov.e, ov.live
+			continue
+		}
+		if !useCache {
+			continue
+		}
+		if e, ok := p.sh.cache[k]; ok {
+			res.olds[j], res.found[j] = e, true
+		} else if !p.sh.cacheComplete {
+			miss = append(miss, j)
+		}
+	}
+	if useCache {
+		p.sh.mu.Unlock()
+	}
+	for _, j := range miss {
+		e, ok, err := b.getKey(p.id, recs[res.kept[j]].Key)
+		if err != nil {
+			return resolved{}, err
+		}
+		res.olds[j], res.found[j] = e, ok
+	}
+	return res, nil
+}

@@ -1,0 +1,363 @@
+package shardstore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+var errBatchDone = errors.New("shardstore: batch already committed or closed")
+
+// Batch collects the writes of one or more Raft entries into one Pebble batch. A
+// later operation in a batch sees the effects of earlier ones. Nothing is visible to
+// readers until Commit.
+//
+// A Batch is not safe for concurrent use. Its operations see each other through
+// an in-memory overlay per shard (counters, key index changes, producer state),
+// so the write path never reads its own Pebble batch. The scans of the expiry
+// operations and DeleteRecordsBefore do read it: when the shard already has
+// writes in the batch, the batch is converted once into an indexed Pebble batch.
+type Batch struct {
+	s       *Store
+	b       *pebble.Batch
+	indexed bool
+	done    bool
+	err     error // first error of a write to the Pebble batch; returned by Commit
+	pending map[ShardID]*pendingShard
+
+	kbuf, vbuf []byte // scratch for keys and values copied into the Pebble batch
+
+	appended, replaced int64 // metrics, added on Commit
+}
+
+// pendingShard is a shard as the batch sees it.
+type pendingShard struct {
+	id ShardID
+	sh *shard // the store's shard when the batch first touched it, or nil
+
+	exists  bool // the shard exists at this point of the batch
+	fresh   bool // (re)created in this batch: nothing of it is in the database or cache
+	removed bool // the batch deletes the store's shard sh
+	dirty   bool // the Pebble batch holds writes in this shard's key range
+	changed bool // Commit writes meta and wakes waiters
+
+	st        State
+	keys      map[string]ovEntry // key index changes made by the batch
+	producers map[int64]*producerState
+}
+
+// ovEntry is a key index change: the new entry, or live=false for a removal.
+type ovEntry struct {
+	e    keyEntry
+	live bool
+}
+
+// NewBatch starts a batch.
+func (s *Store) NewBatch() *Batch {
+	return &Batch{s: s, b: s.db.NewBatch(), pending: make(map[ShardID]*pendingShard)}
+}
+
+// pend returns the batch's view of shard id, creating it from the store's.
+func (b *Batch) pend(id ShardID) *pendingShard {
+	if p := b.pending[id]; p != nil {
+		return p
+	}
+	p := &pendingShard{id: id, sh: b.s.shard(id)}
+	if p.sh != nil {
+		p.exists = true
+		p.sh.mu.Lock()
+		p.st = p.sh.st
+		p.sh.mu.Unlock()
+	}
+	b.pending[id] = p
+	return p
+}
+
+// need is pend for an operation on an existing shard.
+func (b *Batch) need(id ShardID) (*pendingShard, error) {
+	if b.done {
+		return nil, errBatchDone
+	}
+	p := b.pend(id)
+	if !p.exists {
+		return nil, ErrUnknownShard
+	}
+	return p, nil
+}
+
+func (p *pendingShard) setKey(key string, e keyEntry, live bool) {
+	if p.keys == nil {
+		p.keys = make(map[string]ovEntry)
+	}
+	p.keys[key] = ovEntry{e: e, live: live}
+}
+
+// Pebble batch writes. They fail only on a broken batch; the first error is kept
+// and returned by Commit.
+func (b *Batch) set(k, v []byte) {
+	if b.done {
+		b.err = errBatchDone
+		return
+	}
+	if err := b.b.Set(k, v, nil); err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+func (b *Batch) singleDelete(k []byte) {
+	if err := b.b.SingleDelete(k, nil); err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+func (b *Batch) del(k []byte) {
+	if err := b.b.Delete(k, nil); err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
+// reader returns what scans of shard p must read: the database, or the batch
+// merged over it once the batch holds writes of p.
+func (b *Batch) reader(p *pendingShard) pebble.Reader {
+	if !p.dirty {
+		return b.s.db
+	}
+	if !b.indexed {
+		nb := b.s.db.NewIndexedBatch()
+		if err := nb.Apply(b.b, nil); err != nil {
+			_ = nb.Close()
+			if b.err == nil {
+				b.err = err
+			}
+			return b.s.db
+		}
+		_ = b.b.Close()
+		b.b, b.indexed = nb, true
+	}
+	return b.b
+}
+
+// CreateShard adds an empty shard (ErrShardExists).
+func (b *Batch) CreateShard(id ShardID) error {
+	if b.done {
+		return errBatchDone
+	}
+	p := b.pend(id)
+	if p.exists {
+		return ErrShardExists
+	}
+	p.exists, p.fresh, p.dirty, p.changed = true, true, true, true
+	p.st = State{MaxTimestamp: -1, MaxTimestampOffset: -1}
+	p.keys, p.producers = nil, nil
+	return nil
+}
+
+// DeleteShard removes a shard and all its keys (ErrUnknownShard).
+func (b *Batch) DeleteShard(id ShardID) error {
+	p, err := b.need(id)
+	if err != nil {
+		return err
+	}
+	if err := b.b.DeleteRange(shardPrefix(id), shardEnd(id), nil); err != nil {
+		return err
+	}
+	p.removed = p.removed || p.sh != nil
+	p.exists, p.fresh, p.dirty, p.changed = false, false, false, true
+	p.st = State{}
+	p.keys, p.producers = nil, nil
+	return nil
+}
+
+// SetApplied records the last Raft index applied for a group, in this batch. It
+// is a no-op on a committed or closed batch.
+func (b *Batch) SetApplied(group uint32, index uint64) {
+	if b.done {
+		return
+	}
+	b.set(appliedKey(group), binary.BigEndian.AppendUint64(nil, index))
+}
+
+// Raw is the Pebble batch, for raftfsm's metadata keys (outside shardstore's
+// prefix) written atomically with the shards. The returned batch is valid until
+// the next call of another Batch method (ExpireTombstones, ExpireSuperseded and
+// DeleteRecordsBefore may replace it by an indexed copy) and never after Commit
+// or Close: call Raw for each use and do not keep it.
+func (b *Batch) Raw() *pebble.Batch { return b.b }
+
+// Commit writes the batch without fsync (the Raft log is the durable record) and
+// wakes Wait channels of the shards it changed. On error nothing is applied (the
+// in-memory state is untouched) and the batch must be closed.
+func (b *Batch) Commit() error {
+	if b.done {
+		return errBatchDone
+	}
+	if b.err != nil {
+		return b.err
+	}
+	if err := b.s.acquire(); err != nil {
+		return err
+	}
+	defer b.s.life.RUnlock()
+	for _, p := range b.pending {
+		if p.exists && p.changed {
+			b.set(metaKey(p.id), encodeMeta(p.st))
+		}
+	}
+	if b.err != nil {
+		return b.err
+	}
+	if err := b.b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("shardstore: commit: %w", err)
+	}
+	b.done = true
+	_ = b.b.Close()
+	b.s.apply(b)
+	return nil
+}
+
+// Close releases a batch that was not committed. Safe after Commit.
+func (b *Batch) Close() {
+	if b.done {
+		return
+	}
+	b.done = true
+	_ = b.b.Close()
+}
+
+// apply publishes a committed batch: counters, key caches, shard set, wakeups.
+func (s *Store) apply(b *Batch) {
+	var wake []chan struct{}
+	s.mu.Lock()
+	for id, p := range b.pending {
+		if !p.changed {
+			continue
+		}
+		if p.removed {
+			if old := s.shards[id]; old != nil {
+				old.mu.Lock()
+				s.cached.Add(-int64(len(old.cache)))
+				old.cache = nil
+				if old.wait != nil {
+					wake = append(wake, old.wait)
+					old.wait = nil
+				}
+				old.mu.Unlock()
+				delete(s.shards, id)
+			}
+		}
+		if !p.exists {
+			continue
+		}
+		sh := s.shards[id]
+		if sh == nil {
+			sh = &shard{id: id, cache: make(map[string]keyEntry), cacheComplete: true}
+			s.shards[id] = sh
+		}
+		sh.mu.Lock()
+		sh.st = p.st
+		s.mergeCache(sh, p.keys)
+		if sh.wait != nil {
+			wake = append(wake, sh.wait)
+			sh.wait = nil
+		}
+		sh.mu.Unlock()
+	}
+	s.mu.Unlock()
+	for _, c := range wake {
+		close(c)
+	}
+	if s.metrics != nil {
+		s.metrics.appended.Add(float64(b.appended))
+		s.metrics.replaced.Add(float64(b.replaced))
+	}
+}
+
+// mergeCache applies a batch's key index changes to sh's cache, evicting
+// entries of sh when the store-wide bound is reached. sh.mu is held.
+func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry) {
+	for k, ov := range keys {
+		_, had := sh.cache[k]
+		if !ov.live {
+			if had {
+				delete(sh.cache, k)
+				s.cached.Add(-1)
+			}
+			continue
+		}
+		if !had {
+			if s.cached.Load() >= s.cacheCap && !s.evictOne(sh) {
+				sh.cacheComplete = false
+				continue
+			}
+			s.cached.Add(1)
+		}
+		sh.cache[k] = ov.e
+	}
+}
+
+// evictOne drops an arbitrary entry of sh's cache; false if it is empty.
+func (s *Store) evictOne(sh *shard) bool {
+	for k := range sh.cache {
+		delete(sh.cache, k)
+		s.cached.Add(-1)
+		sh.cacheComplete = false
+		return true
+	}
+	return false
+}
+
+// lookupKey finds key's live record through the batch overlay, the key cache and
+// then the key index in the database (which the batch has not changed for this
+// key, or the overlay would know).
+func (b *Batch) lookupKey(p *pendingShard, key []byte) (keyEntry, bool, error) {
+	if ov, ok := p.keys[string(key)]; ok {
+		return ov.e, ov.live, nil
+	}
+	if p.fresh || p.sh == nil || p.st.LiveKeys+p.st.Tombstones == 0 {
+		return keyEntry{}, false, nil
+	}
+	p.sh.mu.Lock()
+	e, ok := p.sh.cache[string(key)]
+	complete := p.sh.cacheComplete
+	p.sh.mu.Unlock()
+	if ok || complete {
+		return e, ok, nil
+	}
+	return b.getKey(p.id, key)
+}
+
+// getKey reads the key index in the database.
+func (b *Batch) getKey(id ShardID, key []byte) (keyEntry, bool, error) {
+	b.kbuf = keyIndexKeyInto(b.kbuf, id, key)
+	v, closer, err := b.s.db.Get(b.kbuf)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return keyEntry{}, false, nil
+	}
+	if err != nil {
+		return keyEntry{}, false, err
+	}
+	e, err := decodeKeyEntry(v)
+	_ = closer.Close()
+	return e, err == nil, err
+}
+
+// producer returns the producer's state on shard p (nil if unknown).
+func (b *Batch) producer(p *pendingShard, pid int64) (*producerState, error) {
+	if ps, ok := p.producers[pid]; ok {
+		return ps, nil
+	}
+	if p.fresh {
+		return nil, nil
+	}
+	v, closer, err := b.s.db.Get(producerKey(p.id, pid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer closer.Close()
+	return decodeProducer(v)
+}

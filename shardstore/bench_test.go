@@ -1,0 +1,116 @@
+package shardstore
+
+import (
+	"context"
+	"encoding/binary"
+	"testing"
+)
+
+const (
+	benchBatch = 1000
+	benchKeys  = 100_000
+)
+
+// benchRecords returns a batch of 1000 records with 16-byte keys drawn from
+// benchKeys keys (so after the first 100 batches every write replaces a live
+// record) and 100-byte values.
+func benchRecords(batch int) []Record {
+	recs := make([]Record, benchBatch)
+	for i := range recs {
+		k := make([]byte, 16)
+		binary.BigEndian.PutUint64(k[8:], uint64((batch*benchBatch+i)%benchKeys))
+		copy(k, "benchkey")
+		v := make([]byte, 100)
+		binary.BigEndian.PutUint64(v, uint64(batch))
+		recs[i] = Record{Key: k, Value: v, Timestamp: int64(batch)}
+	}
+	return recs
+}
+
+func benchStore(b *testing.B) *Store {
+	s := openStore(b, b.TempDir(), Options{Logger: testLogger(b)})
+	bt := s.NewBatch()
+	if err := bt.CreateShard(1); err != nil {
+		b.Fatal(err)
+	}
+	if err := bt.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+func appendBatch(b *testing.B, s *Store, recs []Record) {
+	bt := s.NewBatch()
+	if _, err := bt.Append(1, AppendOptions{Policy: PolicyCompact}, NoProducer, recs); err != nil {
+		b.Fatal(err)
+	}
+	bt.SetApplied(1, 1)
+	if err := bt.Commit(); err != nil {
+		b.Fatal(err)
+	}
+}
+
+// BenchmarkAppend measures the compacting write path: one batch of 1000 records
+// per iteration, keys overwritten.
+func BenchmarkAppend(b *testing.B) {
+	s := benchStore(b)
+	batches := make([][]Record, 200)
+	for i := range batches {
+		batches[i] = benchRecords(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		appendBatch(b, s, batches[i%len(batches)])
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
+	st, _ := s.State(1)
+	if st.LiveKeys != min(int64(b.N*benchBatch), benchKeys) {
+		b.Fatalf("live keys %d", st.LiveKeys)
+	}
+}
+
+// BenchmarkRead measures a full read of a shard of benchKeys live records (after
+// three overwrites of each key), in 1 MiB reads as a fetch would make them:
+// straight after writing (the memtable still holds every replaced version and
+// its SingleDelete) and after a manual compaction of the shard's range.
+func BenchmarkRead(b *testing.B) {
+	for _, compacted := range []bool{false, true} {
+		name := "memtable"
+		if compacted {
+			name = "compacted"
+		}
+		b.Run(name, func(b *testing.B) {
+			s := benchStore(b)
+			for i := range 3 * benchKeys / benchBatch {
+				appendBatch(b, s, benchRecords(i))
+			}
+			if compacted {
+				if err := s.DB().Compact(context.Background(), shardPrefix(1), shardEnd(1), false); err != nil {
+					b.Fatal(err)
+				}
+			}
+			st, _ := s.State(1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			records := 0
+			for b.Loop() {
+				for from := int64(0); from < st.HighWatermark; {
+					recs, err := s.Read(1, from, 1<<20, 0)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(recs) == 0 {
+						break
+					}
+					records += len(recs)
+					from = recs[len(recs)-1].Offset + 1
+				}
+			}
+			if records != b.N*benchKeys {
+				b.Fatalf("read %d records, want %d", records, b.N*benchKeys)
+			}
+			b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}

@@ -1,0 +1,18 @@
+// Package shardstore stores shards: key-compacted (or append-only) logs of
+// Kafka records, one per topic partition, in one Pebble database per node.
+//
+// A shard assigns dense, monotonic offsets; under PolicyCompact writing a key
+// removes its previous record at once, so a reader's backlog is bounded by the
+// shard's live keys. Records are read by offset (Read), by key (Lookup) and by
+// timestamp (OffsetForTime). Idempotent producers are deduplicated with Kafka's
+// sequence rules, and their state is kept apart from the records.
+//
+// All writes go through a Batch, which raftfsm fills from one or more Raft
+// entries and commits once, without fsync, together with the applied Raft index
+// (SetApplied): the Raft log is the durable record, and after a crash the
+// database rolls back to a consistent applied index from which Raft replays.
+// Reads are safe from any goroutine; a shard's batches come from one goroutine.
+//
+// The package knows nothing about Raft or the Kafka wire protocol. DESIGN.md
+// beside this file follows the data path and lists the key layout.
+package shardstore

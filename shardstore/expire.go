@@ -1,0 +1,199 @@
+package shardstore
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Removal of records: tombstone expiry (delete.retention.ms), the end of the hold
+// on superseded records (min.compaction.lag.ms) and moves of the log start
+// (DeleteRecords, retention of delete-policy shards). Each is a scan of a small
+// index range, run from the Raft FSM like appends, so every replica removes the
+// same records.
+
+// timedEntry is a tombstone or superseded index entry.
+type timedEntry struct {
+	ms, offset int64
+	size       int32
+	key        []byte // tombstones only
+}
+
+// scanTimed lists the tag entries of shard p appended before beforeMs.
+func (b *Batch) scanTimed(p *pendingShard, tag byte, beforeMs int64) ([]timedEntry, error) {
+	it, err := b.reader(p).NewIter(&pebble.IterOptions{
+		LowerBound: sub(p.id, tag),
+		UpperBound: timedBound(p.id, tag, beforeMs),
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []timedEntry
+	for ok := it.First(); ok; ok = it.Next() {
+		pk, good := parseKey(it.Key())
+		if !good {
+			return nil, fmt.Errorf("shardstore: index key %x: %w", it.Key(), errCorrupt)
+		}
+		size, key, err := decodeSizedValue(it.Value())
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, timedEntry{ms: pk.ms, offset: pk.offset, size: size, key: append([]byte(nil), key...)})
+	}
+	return out, it.Error()
+}
+
+// ExpireTombstones removes tombstones appended before beforeMs (their keys become
+// absent) and returns how many it removed.
+func (b *Batch) ExpireTombstones(id ShardID, beforeMs int64) (int, error) {
+	p, err := b.need(id)
+	if err != nil || p.st.Tombstones == 0 {
+		return 0, err
+	}
+	if err := b.s.acquire(); err != nil {
+		return 0, err
+	}
+	defer b.s.life.RUnlock()
+	ents, err := b.scanTimed(p, subTombstone, beforeMs)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		b.singleDelete(recordKey(id, e.offset))
+		b.singleDelete(tombstoneKey(id, e.ms, e.offset))
+		b.del(keyIndexKey(id, e.key))
+		p.setKey(string(e.key), keyEntry{}, false)
+		p.st.Tombstones--
+		p.st.LiveRecords--
+		p.st.LiveBytes -= int64(e.size)
+	}
+	if len(ents) > 0 {
+		p.dirty, p.changed = true, true
+	}
+	return len(ents), nil
+}
+
+// ExpireSuperseded removes the superseded records held back by
+// min.compaction.lag.ms that were appended before beforeMs (the compaction
+// policy passes now - lag, so a record stays readable until it is that old, as
+// Kafka's min.compaction.lag.ms does), and returns how many it removed.
+func (b *Batch) ExpireSuperseded(id ShardID, beforeMs int64) (int, error) {
+	p, err := b.need(id)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.s.acquire(); err != nil {
+		return 0, err
+	}
+	defer b.s.life.RUnlock()
+	ents, err := b.scanTimed(p, subSuperseded, beforeMs)
+	if err != nil {
+		return 0, err
+	}
+	for _, e := range ents {
+		b.singleDelete(recordKey(id, e.offset))
+		b.singleDelete(supersededKey(id, e.ms, e.offset))
+		p.st.LiveRecords--
+		p.st.LiveBytes -= int64(e.size)
+	}
+	if len(ents) > 0 {
+		p.dirty, p.changed = true, true
+	}
+	return len(ents), nil
+}
+
+// DeleteRecordsBefore moves the log start offset to offset, removing every record
+// below it (ErrOffsetOutOfRange past the high watermark; a lower offset than the
+// current log start is a no-op). Its cost is proportional to the records removed.
+func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error {
+	p, err := b.need(id)
+	if err != nil {
+		return err
+	}
+	if offset > p.st.HighWatermark {
+		return ErrOffsetOutOfRange
+	}
+	if offset <= p.st.LogStartOffset {
+		return nil
+	}
+	if err := b.s.acquire(); err != nil {
+		return err
+	}
+	defer b.s.life.RUnlock()
+
+	// Plan first (reads only), then write, so an error leaves the batch as it was.
+	type victim struct {
+		offset int64
+		size   int32
+		key    []byte
+		index  *keyEntry // the key index entry pointing at this record, if any
+	}
+	var victims []victim
+	r := b.reader(p)
+	it, err := r.NewIter(&pebble.IterOptions{
+		LowerBound: recordKey(id, p.st.LogStartOffset),
+		UpperBound: recordKey(id, offset),
+	})
+	if err != nil {
+		return err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		key, _, err := recordKeyOf(it.Value())
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		v := victim{offset: recordOffset(it.Key()), size: int32(len(it.Value()))}
+		if key != nil {
+			v.key = append([]byte{}, key...)
+		}
+		victims = append(victims, v)
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	for i := range victims {
+		v := &victims[i]
+		if v.key == nil {
+			continue
+		}
+		e, ok, err := b.lookupKey(p, v.key)
+		if err != nil {
+			return err
+		}
+		if ok && e.offset == v.offset {
+			v.index = &e
+		}
+	}
+	held, err := b.scanTimed(p, subSuperseded, math.MaxInt64)
+	if err != nil {
+		return err
+	}
+
+	for _, v := range victims {
+		b.singleDelete(recordKey(id, v.offset))
+		p.st.LiveRecords--
+		p.st.LiveBytes -= int64(v.size)
+		if v.index == nil {
+			continue
+		}
+		b.del(keyIndexKey(id, v.key))
+		p.setKey(string(v.key), keyEntry{}, false)
+		if v.index.tomb {
+			b.singleDelete(tombstoneKey(id, v.index.appendMs, v.offset))
+			p.st.Tombstones--
+		} else {
+			p.st.LiveKeys--
+		}
+	}
+	for _, h := range held {
+		if h.offset < offset {
+			b.singleDelete(supersededKey(id, h.ms, h.offset))
+		}
+	}
+	p.st.LogStartOffset = offset
+	p.dirty, p.changed = true, true
+	return nil
+}

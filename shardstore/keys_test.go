@@ -1,0 +1,131 @@
+package shardstore
+
+import (
+	"bytes"
+	"math"
+	"testing"
+)
+
+// FuzzKeys checks that every key kind round-trips through parseKey, that keys of
+// one shard stay inside its range, that offsets and times sort as integers, and
+// that parseKey accepts arbitrary bytes only when they re-encode to themselves.
+func FuzzKeys(f *testing.F) {
+	f.Add(uint64(0), int64(0), int64(0), []byte(nil), uint32(0), []byte(nil))
+	f.Add(uint64(1), int64(1), int64(-1), []byte("key"), uint32(7), []byte("sh"))
+	f.Add(uint64(math.MaxUint64), int64(math.MaxInt64), int64(math.MinInt64), []byte{0, 0xff}, uint32(math.MaxUint32), []byte{'s', 'h', 0, 0, 0, 0, 0, 0, 0, 1, 'r'})
+	f.Add(uint64(42), int64(-5), int64(99), bytes.Repeat([]byte{0xff}, 300), uint32(1), append(recordKey(3, 9), 0))
+	f.Fuzz(func(t *testing.T, shard uint64, a, b int64, key []byte, group uint32, raw []byte) {
+		id := ShardID(shard)
+		keys := []parsedKey{
+			{kind: kindMeta, shard: id},
+			{kind: kindKeyIndex, shard: id, key: key},
+			{kind: kindProducer, shard: id, id: a},
+			{kind: kindRecord, shard: id, offset: a},
+			{kind: kindTombstone, shard: id, ms: a, offset: b},
+			{kind: kindSuperseded, shard: id, ms: b, offset: a},
+			{kind: kindApplied, group: group},
+		}
+		for _, want := range keys {
+			enc := want.encode()
+			got, ok := parseKey(enc)
+			if !ok || got.kind != want.kind || got.shard != want.shard || got.group != want.group ||
+				!bytes.Equal(got.key, want.key) || got.id != want.id || got.offset != want.offset || got.ms != want.ms {
+				t.Fatalf("round trip of %+v: %x -> %+v %v", want, enc, got, ok)
+			}
+			if want.kind == kindApplied {
+				continue
+			}
+			if bytes.Compare(enc, shardPrefix(id)) < 0 || bytes.Compare(enc, shardEnd(id)) >= 0 {
+				t.Fatalf("key %x outside shard %d's range", enc, id)
+			}
+			if bytes.Compare(enc, shardsStart()) < 0 || bytes.Compare(enc, shardsEnd()) >= 0 {
+				t.Fatalf("key %x outside the shards' range", enc)
+			}
+		}
+		if c := bytes.Compare(recordKey(id, a), recordKey(id, b)); c != cmpInt(a, b) {
+			t.Fatalf("record keys of %d and %d compare %d", a, b, c)
+		}
+		if c := bytes.Compare(tombstoneKey(id, a, 0), tombstoneKey(id, b, 0)); c != cmpInt(a, b) {
+			t.Fatalf("tombstone keys of %d and %d compare %d", a, b, c)
+		}
+		if a < b && bytes.Compare(tombstoneKey(id, a, math.MaxInt64), timedBound(id, subTombstone, b)) >= 0 {
+			t.Fatalf("tombstone at %d not below the bound %d", a, b)
+		}
+		if got := recordOffset(recordKey(id, a)); got != a {
+			t.Fatalf("recordOffset = %d, want %d", got, a)
+		}
+		if got := keyIndexKeyInto(nil, id, key); !bytes.Equal(got, keyIndexKey(id, key)) {
+			t.Fatalf("keyIndexKeyInto differs")
+		}
+		if got := recordKeyInto([]byte("junk"), id, a); !bytes.Equal(got, recordKey(id, a)) {
+			t.Fatalf("recordKeyInto differs")
+		}
+		if p, ok := parseKey(raw); ok {
+			if enc := p.encode(); !bytes.Equal(enc, raw) {
+				t.Fatalf("parseKey(%x) = %+v re-encodes to %x", raw, p, enc)
+			}
+		}
+	})
+}
+
+func cmpInt(a, b int64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// FuzzRecord checks that arbitrary bytes never crash the record decoder and that
+// whatever decodes survives a re-encoding unchanged (the decoder tolerates
+// non-minimal varints, so the bytes themselves may differ).
+func FuzzRecord(f *testing.F) {
+	rec := Record{Key: []byte("k"), Value: []byte("v"), Timestamp: 9, Headers: []Header{{Key: "a", Value: nil}, {Key: "b", Value: []byte{}}}}
+	valid := appendRecord(nil, &rec, 77)
+	f.Add([]byte{})
+	f.Add([]byte{recordVersion})
+	f.Add(valid)
+	f.Add(append(append([]byte(nil), valid...), 0xff))
+	f.Add(appendRecord(nil, &Record{}, -1))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		b = append([]byte(nil), b...)
+		nh, err := recordHeaderCount(b)
+		if err != nil {
+			return
+		}
+		var r Record
+		if _, err := decodeRecord(b, &r, make([]Header, min(nh, 1<<16))); err != nil {
+			return
+		}
+		_, appendMs, err := recordTimes(b)
+		if err != nil {
+			t.Fatalf("decoded but recordTimes fails: %v", err)
+		}
+		enc := appendRecord(nil, &r, appendMs)
+		var again Record
+		if _, err := decodeRecord(enc, &again, make([]Header, len(r.Headers))); err != nil || !sameRecord(r, again) {
+			t.Fatalf("%x decodes to %+v, re-encodes to %x, decodes to %+v (%v)", b, r, enc, again, err)
+		}
+		key, ms, err := recordKeyOf(b)
+		if err != nil || !bytes.Equal(key, r.Key) || (key == nil) != (r.Key == nil) || ms != appendMs {
+			t.Fatalf("recordKeyOf = %q, %d, %v; want %q", key, ms, err, r.Key)
+		}
+	})
+}
+
+// sameRecord compares records including nil against empty.
+func sameRecord(a, b Record) bool {
+	same := func(x, y []byte) bool { return bytes.Equal(x, y) && (x == nil) == (y == nil) }
+	if a.Offset != b.Offset || a.Timestamp != b.Timestamp || !same(a.Key, b.Key) || !same(a.Value, b.Value) ||
+		len(a.Headers) != len(b.Headers) {
+		return false
+	}
+	for i := range a.Headers {
+		if a.Headers[i].Key != b.Headers[i].Key || !same(a.Headers[i].Value, b.Headers[i].Value) {
+			return false
+		}
+	}
+	return true
+}

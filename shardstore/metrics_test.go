@@ -1,0 +1,91 @@
+package shardstore
+
+import (
+	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// The module's go.sum lacks testutil's diff dependency, so this test uses
+// testutil's promlint package and reads values from a Gather directly.
+
+// gathered maps "name{shard}" (or "name" without labels) to a value.
+func gathered(t *testing.T, reg *prometheus.Registry) (map[string]float64, []*dto.MetricFamily) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	out := make(map[string]float64)
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "{" + l.GetValue() + "}"
+			}
+			switch {
+			case m.Counter != nil:
+				out[name] = m.GetCounter().GetValue()
+			case m.Gauge != nil:
+				out[name] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out, mfs
+}
+
+func TestMetrics(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	opts := testOptions(t, vfs.NewMem())
+	opts.Registerer = reg
+	s := openStore(t, "db", opts)
+	hd := &h{t: t, s: s}
+	hd.create(1, 2)
+	hd.mustAppend(1, compact, NoProducer, kv("a", "1"), kv("a", "2"), kv("b", "1")) // one collapsed
+	hd.mustAppend(1, compact, NoProducer, kv("b", "2"), tomb("c"))                  // one replaced
+	hd.mustAppend(2, del, NoProducer, Record{Value: []byte("x")})
+	if _, err := hd.append(1, compact, NoProducer, Record{Value: []byte("keyless")}); err == nil {
+		t.Fatal("keyless append accepted")
+	}
+
+	got, mfs := gathered(t, reg)
+	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("lint: %s: %s", p.Metric, p.Text)
+	}
+	st1, st2 := hd.state(1), hd.state(2)
+	want := map[string]float64{
+		"shardcache_shardstore_appended_records_total": 6,
+		"shardcache_shardstore_replaced_records_total": 2,
+		"shardcache_shardstore_live_keys{1}":           2,
+		"shardcache_shardstore_live_keys{2}":           0,
+		"shardcache_shardstore_live_records{1}":        3,
+		"shardcache_shardstore_live_records{2}":        1,
+		"shardcache_shardstore_live_bytes{1}":          float64(st1.LiveBytes),
+		"shardcache_shardstore_live_bytes{2}":          float64(st2.LiveBytes),
+	}
+	if len(got) != len(want) {
+		t.Errorf("gathered %v, want %v", got, want)
+	}
+	for k, v := range want {
+		if got[k] != v {
+			t.Errorf("%s = %v, want %v", k, got[k], v)
+		}
+	}
+
+	// Close unregisters, so a reopened store can register again.
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	openStore(t, "db", opts)
+	got, _ = gathered(t, reg)
+	if got["shardcache_shardstore_appended_records_total"] != 0 || got["shardcache_shardstore_live_records{1}"] != 3 {
+		t.Errorf("after reopen: %v", got)
+	}
+}

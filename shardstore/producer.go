@@ -1,0 +1,122 @@
+package shardstore
+
+import (
+	"encoding/binary"
+	"math"
+)
+
+// Idempotent producers (DESIGN.md rule 8). Per (shard, producer id) the store keeps
+// the producer's epoch and its last producerWindow batches under the pid/ key,
+// apart from the records, so compaction never forgets it.
+
+// producerWindow is how many batches per producer are remembered for
+// deduplication (Kafka's max.in.flight.requests.per.connection limit for
+// idempotence).
+const producerWindow = 5
+
+// producerBatch is one remembered batch.
+type producerBatch struct {
+	first, last int32 // sequences of its first and last record
+	base        int64 // offset of its first record
+}
+
+// producerState is the persisted state of one producer on one shard.
+type producerState struct {
+	epoch   int16
+	batches []producerBatch // oldest first, at most producerWindow
+}
+
+// lastSequence is the sequence of the last of n records starting at first;
+// sequences wrap from MaxInt32 to 0.
+func lastSequence(first int32, n int) int32 {
+	return int32((int64(first) + int64(n) - 1) % (math.MaxInt32 + 1))
+}
+
+// nextSequence follows last, wrapping at MaxInt32.
+func nextSequence(last int32) int32 {
+	if last == math.MaxInt32 {
+		return 0
+	}
+	return last + 1
+}
+
+// check applies Kafka's sequence rules to a batch of n records from p against the
+// producer's state ps (nil: unknown producer). For a retried batch it returns the
+// base offset the batch got the first time, with dup set.
+func (ps *producerState) check(p Producer, n int) (dupBase int64, dup bool, err error) {
+	if p.BaseSequence < 0 {
+		return 0, false, ErrOutOfOrderSequence
+	}
+	if ps == nil {
+		return 0, false, nil // an unknown producer may start anywhere
+	}
+	switch {
+	case p.Epoch < ps.epoch:
+		return 0, false, ErrInvalidProducerEpoch
+	case p.Epoch > ps.epoch:
+		if p.BaseSequence != 0 {
+			return 0, false, ErrOutOfOrderSequence
+		}
+		return 0, false, nil
+	}
+	last := lastSequence(p.BaseSequence, n)
+	for _, b := range ps.batches {
+		if b.first == p.BaseSequence && b.last == last {
+			return b.base, true, nil
+		}
+	}
+	if len(ps.batches) > 0 && p.BaseSequence != nextSequence(ps.batches[len(ps.batches)-1].last) {
+		return 0, false, ErrOutOfOrderSequence
+	}
+	return 0, false, nil
+}
+
+// add returns the state after a batch of n records from p was accepted at base.
+// It never modifies ps.
+func (ps *producerState) add(p Producer, n int, base int64) *producerState {
+	next := &producerState{epoch: p.Epoch}
+	if ps != nil && ps.epoch == p.Epoch {
+		keep := ps.batches
+		if len(keep) >= producerWindow {
+			keep = keep[len(keep)-producerWindow+1:]
+		}
+		next.batches = append(next.batches, keep...)
+	}
+	next.batches = append(next.batches, producerBatch{
+		first: p.BaseSequence, last: lastSequence(p.BaseSequence, n), base: base,
+	})
+	return next
+}
+
+func (ps *producerState) encode() []byte {
+	b := make([]byte, 0, 4+16*len(ps.batches))
+	b = append(b, producerVersion)
+	b = binary.BigEndian.AppendUint16(b, uint16(ps.epoch))
+	b = append(b, byte(len(ps.batches)))
+	for _, pb := range ps.batches {
+		b = binary.BigEndian.AppendUint32(b, uint32(pb.first))
+		b = binary.BigEndian.AppendUint32(b, uint32(pb.last))
+		b = binary.BigEndian.AppendUint64(b, uint64(pb.base))
+	}
+	return b
+}
+
+func decodeProducer(b []byte) (*producerState, error) {
+	if len(b) < 4 || b[0] != producerVersion {
+		return nil, errCorrupt
+	}
+	n := int(b[3])
+	if n > producerWindow || len(b) != 4+16*n {
+		return nil, errCorrupt
+	}
+	ps := &producerState{epoch: int16(binary.BigEndian.Uint16(b[1:])), batches: make([]producerBatch, n)}
+	for i := range ps.batches {
+		o := 4 + 16*i
+		ps.batches[i] = producerBatch{
+			first: int32(binary.BigEndian.Uint32(b[o:])),
+			last:  int32(binary.BigEndian.Uint32(b[o+4:])),
+			base:  int64(binary.BigEndian.Uint64(b[o+8:])),
+		}
+	}
+	return ps, nil
+}

@@ -1,0 +1,230 @@
+package shardstore
+
+import (
+	"errors"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// readView returns the shard's counters and holds the store open; release with
+// s.life.RUnlock.
+func (s *Store) readView(id ShardID) (State, error) {
+	if err := s.acquire(); err != nil {
+		return State{}, err
+	}
+	st, err := s.State(id)
+	if err != nil {
+		s.life.RUnlock()
+	}
+	return st, err
+}
+
+// recordIter iterates the readable records of a shard in [from, to).
+func (s *Store) recordIter(id ShardID, from, to int64) (*pebble.Iterator, error) {
+	return s.db.NewIter(&pebble.IterOptions{
+		LowerBound: recordKey(id, from),
+		UpperBound: recordKey(id, to),
+	})
+}
+
+// Read returns readable records with offset >= from in offset order: at most
+// maxRecords, and stopping once maxBytes of encoded records are collected (the
+// first record is returned whatever its size, KIP-74). A limit <= 0 means no
+// limit. An empty result with from < HighWatermark means nothing is readable in
+// [from, HighWatermark). Records past the high watermark seen at the start of the
+// call are never returned.
+//
+// The records, their keys, values and headers are owned by the caller. They share
+// one backing array per call (values are never copied twice), so keeping one
+// small record alive keeps the whole call's memory.
+func (s *Store) Read(id ShardID, from int64, maxBytes, maxRecords int) ([]Record, error) {
+	st, err := s.readView(id)
+	if err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	from = max(from, st.LogStartOffset)
+	if from >= st.HighWatermark {
+		return nil, nil
+	}
+	it, err := s.recordIter(id, from, st.HighWatermark)
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+
+	// Copy the encoded records into one arena, then decode in place: keys, values
+	// and header values alias the arena; headers share one slice.
+	type span struct {
+		offset     int64
+		start, end int
+	}
+	estRecs, estBytes := readEstimate(st, from, maxBytes, maxRecords)
+	arena := make([]byte, 0, estBytes)
+	spans := make([]span, 0, estRecs)
+	headers := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		v := it.Value()
+		if len(spans) > 0 && maxBytes > 0 && len(arena)+len(v) > maxBytes {
+			break
+		}
+		nh, err := recordHeaderCount(v)
+		if err != nil {
+			return nil, err
+		}
+		headers += nh
+		spans = append(spans, span{offset: recordOffset(it.Key()), start: len(arena), end: len(arena) + len(v)})
+		arena = append(arena, v...)
+		if maxRecords > 0 && len(spans) >= maxRecords {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, err
+	}
+	if len(spans) == 0 {
+		return nil, nil
+	}
+	recs := make([]Record, len(spans))
+	hs := make([]Header, headers)
+	for i, sp := range spans {
+		recs[i].Offset = sp.offset
+		if hs, err = decodeRecord(arena[sp.start:sp.end:sp.end], &recs[i], hs); err != nil {
+			return nil, err
+		}
+	}
+	return recs, nil
+}
+
+// Lookup returns the live record of key, found through the key index. A tombstone
+// is returned as a record with a nil Value; ok is false when the key has no record.
+// Only compacted shards keep a key index: on a delete-policy shard ok is false.
+// The record is owned by the caller.
+func (s *Store) Lookup(id ShardID, key []byte) (rec Record, ok bool, err error) {
+	st, err := s.readView(id)
+	if err != nil {
+		return Record{}, false, err
+	}
+	defer s.life.RUnlock()
+	if st.LiveKeys+st.Tombstones == 0 {
+		return Record{}, false, nil
+	}
+	// The key index and the record are read from one snapshot, so a concurrent
+	// replacement cannot separate them.
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	v, closer, err := snap.Get(keyIndexKey(id, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, err
+	}
+	e, err := decodeKeyEntry(v)
+	_ = closer.Close()
+	if err != nil {
+		return Record{}, false, err
+	}
+	v, closer, err = snap.Get(recordKey(id, e.offset))
+	if err != nil {
+		return Record{}, false, err
+	}
+	defer closer.Close()
+	rec, err = decodeOwnedRecord(v, e.offset)
+	return rec, err == nil, err
+}
+
+// OffsetForTime returns the first readable offset whose record timestamp is >= ts,
+// with that timestamp; ok is false when there is none. Timestamps are the
+// producers' and need not grow with offsets, so this is a scan of the readable
+// records from the log start (stopping at the first match; none at all when ts
+// exceeds the shard's maximum timestamp).
+func (s *Store) OffsetForTime(id ShardID, ts int64) (offset, timestamp int64, ok bool, err error) {
+	st, err := s.readView(id)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer s.life.RUnlock()
+	if st.HighWatermark <= st.LogStartOffset || ts > st.MaxTimestamp {
+		return 0, 0, false, nil
+	}
+	it, err := s.recordIter(id, st.LogStartOffset, st.HighWatermark)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		rts, _, err := recordTimes(it.Value())
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if rts >= ts {
+			return recordOffset(it.Key()), rts, true, nil
+		}
+	}
+	return 0, 0, false, it.Error()
+}
+
+// RetentionOffset returns the log start offset that retention of a delete-policy
+// shard asks for: past every record appended before olderThanMs (when >= 0) and
+// past the oldest records until at most maxBytes remain (when maxBytes >= 0).
+// It returns the current log start offset when nothing is due.
+//
+// The scan walks from the log start and stops at the first record that neither
+// rule removes, so its cost is proportional to the records due; append times are
+// the leaders' clocks and taken as non-decreasing in offset order.
+func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64, error) {
+	st, err := s.readView(id)
+	if err != nil {
+		return 0, err
+	}
+	defer s.life.RUnlock()
+	start := st.LogStartOffset
+	if olderThanMs < 0 && (maxBytes < 0 || st.LiveBytes <= maxBytes) {
+		return start, nil
+	}
+	it, err := s.recordIter(id, start, st.HighWatermark)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Close()
+	remaining := st.LiveBytes
+	for valid := it.First(); valid; valid = it.Next() {
+		_, appendMs, err := recordTimes(it.Value())
+		if err != nil {
+			return 0, err
+		}
+		byTime := olderThanMs >= 0 && appendMs < olderThanMs
+		byBytes := maxBytes >= 0 && remaining > maxBytes
+		if !byTime && !byBytes {
+			break
+		}
+		start = recordOffset(it.Key()) + 1
+		remaining -= int64(len(it.Value()))
+	}
+	return start, it.Error()
+}
+
+// readEstimate sizes Read's arena and record count from the shard's counters, so
+// that a read usually allocates each once: at most the records between from and
+// the high watermark, the limits, and the live bytes.
+func readEstimate(st State, from int64, maxBytes, maxRecords int) (recs, bytes int) {
+	const maxEstimate = 64 << 20
+	n := min(st.LiveRecords, st.HighWatermark-from)
+	if maxRecords > 0 {
+		n = min(n, int64(maxRecords))
+	}
+	avg := int64(1)
+	if st.LiveRecords > 0 {
+		avg = max(st.LiveBytes/st.LiveRecords, 1)
+	}
+	if maxBytes > 0 {
+		n = min(n, int64(maxBytes)/avg+1)
+	}
+	n = max(n, 1)
+	b := min(n*avg+avg/2, st.LiveBytes)
+	if maxBytes > 0 {
+		b = min(b, int64(maxBytes))
+	}
+	return int(min(n, maxEstimate/16)), int(min(max(b, 64), maxEstimate))
+}
