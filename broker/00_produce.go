@@ -19,6 +19,8 @@ package broker
 //   - Keyless records on a compacted topic: INVALID_RECORD with the message
 //     "compacted topic requires a record key" and, v8+, one RecordErrors entry
 //     per keyless record. Nothing of the batch is written (DESIGN.md rule 4).
+//   - Internal topics (__consumer_offsets, __transaction_state) are refused
+//     with INVALID_TOPIC_EXCEPTION, as Kafka refuses client appends to them.
 //   - A retried idempotent batch (same producer id, epoch and sequence) is not
 //     written again and answers its original base offset (DESIGN.md rule 8).
 //
@@ -77,7 +79,15 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 		*st = kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
-		info, topicErr := b.lookupOrCreateTopic(ctx, rt.Topic, b.cfg.AutoCreateTopics)
+		var info raftfsm.TopicInfo
+		var topicErr error
+		if isInternalTopic(rt.Topic) {
+			// Kafka refuses client appends to internal topics; the coordinators
+			// write them through raftfsm directly.
+			topicErr = newKafkaError(kerr.InvalidTopicException, "cannot produce to internal topic %s", rt.Topic)
+		} else {
+			info, topicErr = b.lookupOrCreateTopic(ctx, rt.Topic, b.cfg.AutoCreateTopics)
+		}
 		for pi := range rt.Partitions {
 			rp := &rt.Partitions[pi]
 			sp := &st.Partitions[pi]

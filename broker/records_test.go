@@ -24,7 +24,7 @@ type wireBatch struct {
 	firstTs  int64
 	records  []kmsg.Record
 	producer *shardstore.Producer // nil: not idempotent
-	attrs    int16 // extra attribute bits
+	attrs    int16                // extra attribute bits
 	// mutate edits the batch before Length and CRC are computed.
 	mutate func(b *kmsg.RecordBatch)
 }
@@ -375,15 +375,21 @@ func BenchmarkAppendBatch(b *testing.B) {
 }
 
 func FuzzDecodeBatch(f *testing.F) {
-	f.Add([]byte{})
-	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 49})
+	f.Add([]byte{}, false)
+	f.Add([]byte{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 49}, true)
 	valid := wireBatch{firstTs: 1, records: threeRecords()}.build(f)
-	f.Add(valid)
-	f.Add(append(append([]byte(nil), valid...), 0xff, 0, 1))
+	f.Add(valid, false)
+	f.Add(valid, true)
+	f.Add(append(append([]byte(nil), valid...), 0xff, 0, 1), false)
 	for _, c := range compressionCodecs {
-		f.Add(wireBatch{codec: c.codec, firstTs: 99, records: threeRecords()}.build(f))
+		f.Add(wireBatch{codec: c.codec, firstTs: 99, records: threeRecords()}.build(f), true)
 	}
-	f.Fuzz(func(t *testing.T, raw []byte) {
+	f.Fuzz(func(t *testing.T, raw []byte, fixCRC bool) {
+		if fixCRC && len(raw) >= batchCRCStart {
+			// Let the fuzzer past the CRC to the fields and records behind it.
+			raw = append([]byte(nil), raw...)
+			binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[batchCRCStart:], castagnoli))
+		}
 		got, err := decodeBatch(raw, batchLimits{MaxMessageBytes: 1 << 20, MaxDecompressedBytes: 1 << 20, Policy: shardstore.PolicyDelete})
 		if err != nil {
 			var be *batchError

@@ -65,9 +65,9 @@ func TestPythonClients(t *testing.T) {
 	root := mustModuleRoot(t)
 	// A missing module would make pytest skip its tests (importorskip) and pass: check
 	// here, and fail rather than skip when CI is set.
-	check := exec.Command(python, "-c", "import confluent_kafka, kafka")
+	check := exec.Command(python, "-c", "import confluent_kafka, kafka, pytest")
 	if out, err := check.CombinedOutput(); err != nil {
-		msg := "confluent_kafka or kafka (kafka-python) not importable: " +
+		msg := "confluent_kafka, kafka (kafka-python) or pytest not importable: " +
 			"pip install -r integration/python/requirements.txt (make deps)\n" + string(out)
 		if os.Getenv("CI") != "" {
 			t.Fatal(msg)
@@ -83,9 +83,9 @@ func TestPythonClients(t *testing.T) {
 }
 
 // checkReports reads the JUnit XML reports matching pattern and fails when they count
-// fewer than min tests or any skipped one: a suite whose tests were all skipped (no
+// fewer than minTests tests or any skipped one: a suite whose tests were all skipped (no
 // address, a missing module) or never collected must not pass.
-func checkReports(t testing.TB, pattern string, min int) {
+func checkReports(t testing.TB, pattern string, minTests int) {
 	t.Helper()
 	files, err := filepath.Glob(pattern)
 	if err != nil || len(files) == 0 {
@@ -101,8 +101,8 @@ func checkReports(t testing.TB, pattern string, min int) {
 		skipped += s
 	}
 	t.Logf("%d tests ran, %d skipped (%d report files)", tests, skipped, len(files))
-	if tests < min || skipped > 0 {
-		t.Fatalf("want at least %d tests and none skipped; reports count %d tests, %d skipped", min, tests, skipped)
+	if tests < minTests || skipped > 0 {
+		t.Fatalf("want at least %d tests and none skipped; reports count %d tests, %d skipped", minTests, tests, skipped)
 	}
 }
 

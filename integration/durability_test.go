@@ -68,6 +68,7 @@ type ackLog struct {
 	mu     sync.Mutex
 	acked  map[string]int // key -> highest acknowledged version
 	sent   map[string]int // key -> highest version handed to the producer
+	nSent  int
 	nAcked int
 	nFail  int
 	errs   map[string]int
@@ -80,6 +81,7 @@ func newAckLog() *ackLog {
 func (l *ackLog) send(key string, version int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.nSent++
 	if version > l.sent[key] {
 		l.sent[key] = version
 	}
@@ -103,6 +105,12 @@ func (l *ackLog) ackedCount() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.nAcked
+}
+
+func (l *ackLog) counts() (sent, acked int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.nSent, l.nAcked
 }
 
 // TestKillDuringProduceLoadLosesNoAcknowledgedWrite kills the broker with SIGKILL
@@ -152,7 +160,10 @@ func TestKillDuringProduceLoadLosesNoAcknowledgedWrite(t *testing.T) {
 		return nil
 	})
 	b.Kill(t)
-	ackedAtKill := acks.ackedCount()
+	sentAtKill, ackedAtKill := acks.counts()
+	if sentAtKill == ackedAtKill {
+		t.Fatalf("nothing was in flight at the kill; the test did not exercise it")
+	}
 	b.Start(t)
 	waitFor(t, 60*time.Second, 10*time.Millisecond, "acknowledgements after restart", func() error {
 		if n := acks.ackedCount(); n < ackedAtKill+2000 {
@@ -205,48 +216,75 @@ func TestIdempotentProducerAcrossKill(t *testing.T) {
 		kgo.DefaultProduceTopic(topic),
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.RecordDeliveryTimeout(45*time.Second),
+		kgo.MaxBufferedRecords(1000),
 	)
 
 	const half = 3000
 	var acked sync.Map // value -> true
-	var nAcked, nFailed atomic.Int64
-	var wg sync.WaitGroup
-	produce := func(from, to int) {
-		for i := from; i < to; i++ {
-			v := fmt.Sprintf("rec-%06d", i)
-			wg.Add(1)
-			cl.Produce(context.Background(), kv(topic, v, &v), func(_ *kgo.Record, err error) {
-				defer wg.Done()
-				if err != nil {
-					nFailed.Add(1)
-					t.Logf("%s not acknowledged: %v", v, err)
-					return
-				}
-				acked.Store(v, true)
-				nAcked.Add(1)
-			})
-		}
+	var nSent, nAcked, nFailed atomic.Int64
+	var promises sync.WaitGroup
+	produce := func(i int) {
+		v := fmt.Sprintf("rec-%06d", i)
+		promises.Add(1)
+		nSent.Add(1)
+		cl.Produce(context.Background(), kv(topic, v, &v), func(_ *kgo.Record, err error) {
+			defer promises.Done()
+			if err != nil {
+				nFailed.Add(1)
+				t.Logf("%s not acknowledged: %v", v, err)
+				return
+			}
+			acked.Store(v, true)
+			nAcked.Add(1)
+		})
 	}
 
-	produce(0, half)
-	wg.Wait()
+	for i := range half {
+		produce(i)
+	}
+	promises.Wait()
 	if n := nAcked.Load(); n != half {
 		t.Fatalf("first half: %d of %d acknowledged", n, half)
 	}
 
-	produce(half, 2*half)
+	// The second half runs until stopped; the kill lands while records are in flight.
+	stop := make(chan struct{})
+	var loader sync.WaitGroup
+	loader.Add(1)
+	go func() {
+		defer loader.Done()
+		for i := half; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			produce(i)
+		}
+	}()
 	waitFor(t, 30*time.Second, 5*time.Millisecond, "part of the second half acknowledged", func() error {
-		if n := nAcked.Load(); n < half+200 {
+		if n := nAcked.Load(); n < half+500 {
 			return fmt.Errorf("%d acknowledged", n)
 		}
 		return nil
 	})
 	b.Kill(t)
-	atKill := nAcked.Load()
+	sentAtKill, ackedAtKill := nSent.Load(), nAcked.Load()
 	b.Start(t)
-	produce(2*half, 2*half+500)
-	wg.Wait()
-	t.Logf("acknowledged %d (%d at the kill), failed %d", nAcked.Load(), atKill, nFailed.Load())
+	waitFor(t, 60*time.Second, 5*time.Millisecond, "acknowledgements after the restart", func() error {
+		if n := nAcked.Load(); n < sentAtKill+500 {
+			return fmt.Errorf("%d acknowledged, %d sent before the kill", n, sentAtKill)
+		}
+		return nil
+	})
+	close(stop)
+	loader.Wait()
+	promises.Wait()
+	t.Logf("sent %d, acknowledged %d (at the kill: %d sent, %d acknowledged), failed %d",
+		nSent.Load(), nAcked.Load(), sentAtKill, ackedAtKill, nFailed.Load())
+	if sentAtKill == ackedAtKill {
+		t.Fatalf("nothing was in flight at the kill; the test did not exercise retries")
+	}
 
 	var recs []*kgo.Record
 	for p := range int32(2) {

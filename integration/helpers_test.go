@@ -31,7 +31,19 @@ func topicName(t testing.TB) string {
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
 	}
-	name := strings.NewReplacer("/", "-", " ", "_", "#", "").Replace(t.Name())
+	// Kafka topic names allow [a-zA-Z0-9._-] and at most 249 characters.
+	name := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '-':
+			return r
+		case r == '/':
+			return '-'
+		}
+		return '_'
+	}, t.Name())
+	if len(name) > 200 {
+		name = name[:200]
+	}
 	return name + "-" + hex.EncodeToString(b[:])
 }
 

@@ -144,6 +144,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		MaxDecompressedBytes: cfg.MaxDecompressedBytes,
 		AutoCreateTopics:     cfg.AutoCreateTopics,
 		DefaultPartitions:    cfg.DefaultPartitions,
+		TopicDefaults:        rc.BrokerTopicDefaults,
 		Node:                 s.node,
 		Store:                s.store,
 		Logger:               log.With(logComponent, "broker"),

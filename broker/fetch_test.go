@@ -1,0 +1,349 @@
+package broker
+
+import (
+	"fmt"
+	"os"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// fetchOne is a Fetch request for one partition.
+func fetchOne(version int16, topic string, partition int32, offset int64) *kmsg.FetchRequest {
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = version
+	req.ReplicaID = -1
+	req.MaxBytes = 50 << 20
+	req.SessionEpoch = -1
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.Partition = partition
+	rp.FetchOffset = offset
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+func fetchPartitionResp(t testing.TB, resp *kmsg.FetchResponse) *kmsg.FetchResponseTopicPartition {
+	t.Helper()
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("fetch response shape: %+v", resp)
+	}
+	return &resp.Topics[0].Partitions[0]
+}
+
+func produceKeyed(t testing.TB, cl *kgo.Client, topic string, kvs ...[2]string) {
+	t.Helper()
+	var recs []*kgo.Record
+	for _, kv := range kvs {
+		r := &kgo.Record{Topic: topic, Key: []byte(kv[0])}
+		if kv[1] != "<tomb>" {
+			r.Value = []byte(kv[1])
+		}
+		recs = append(recs, r)
+	}
+	if err := cl.ProduceSync(dataCtx(t), recs...).FirstErr(); err != nil {
+		t.Fatalf("produce: %v", err)
+	}
+}
+
+func TestFetchCompactedLastValues(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "kv", 3, nil)
+	cl := tb.client(t, kgo.DefaultProduceTopic("kv"))
+	const keys, rounds = 1000, 10
+	for round := range rounds {
+		recs := make([]*kgo.Record, 0, keys)
+		for k := range keys {
+			recs = append(recs, &kgo.Record{Key: fmt.Appendf(nil, "key-%04d", k), Value: fmt.Appendf(nil, "v%d", round)})
+		}
+		if err := cl.ProduceSync(dataCtx(t), recs...).FirstErr(); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+	}
+	got := tb.readTopic(t, "kv")
+	if len(got) != keys {
+		t.Fatalf("read %d records, want %d (one per key)", len(got), keys)
+	}
+	seen := map[string]bool{}
+	for _, r := range got {
+		if string(r.Value) != fmt.Sprintf("v%d", rounds-1) || seen[string(r.Key)] {
+			t.Fatalf("record %s=%s at %d/%d (seen before: %v)", r.Key, r.Value, r.Partition, r.Offset, seen[string(r.Key)])
+		}
+		seen[string(r.Key)] = true
+	}
+}
+
+func TestFetchTombstoneThenExpiry(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "tomb", 1, nil)
+	cl := tb.client(t)
+	produceKeyed(t, cl, "tomb", [2]string{"a", "1"}, [2]string{"b", "1"})
+	produceKeyed(t, cl, "tomb", [2]string{"a", "<tomb>"})
+
+	got := tb.readTopic(t, "tomb")
+	if len(got) != 2 || string(got[0].Key) != "b" || string(got[1].Key) != "a" || got[1].Value != nil || got[1].Offset != 2 {
+		t.Fatalf("before expiry: %v", recordsString(got))
+	}
+	if err := tb.Node.ExpireTombstones(dataCtx(t), "tomb", 0, time.Now().Add(time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	// The tombstone was the tail: the consumer still reaches the high watermark.
+	got = tb.readTopic(t, "tomb")
+	if len(got) != 1 || string(got[0].Key) != "b" {
+		t.Fatalf("after expiry: %v", recordsString(got))
+	}
+}
+
+func recordsString(rs []*kgo.Record) string {
+	s := ""
+	for _, r := range rs {
+		v := string(r.Value)
+		if r.Value == nil {
+			v = "<nil>"
+		}
+		s += fmt.Sprintf("%d:%s=%s ", r.Offset, r.Key, v)
+	}
+	return s
+}
+
+// Regression (kafkajs, brod, Redpanda): a consumer whose whole remaining log
+// was compacted away must still reach the high watermark.
+func TestFetchConsumerReachesHWMOverEmptiedLog(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "gone", 1, nil)
+	cl := tb.client(t)
+	for range 3 {
+		produceKeyed(t, cl, "gone", [2]string{"a", "1"}, [2]string{"b", "2"}, [2]string{"c", "3"})
+	}
+	produceKeyed(t, cl, "gone", [2]string{"a", "<tomb>"}, [2]string{"b", "<tomb>"}, [2]string{"c", "<tomb>"})
+	if err := tb.Node.ExpireTombstones(dataCtx(t), "gone", 0, time.Now().Add(time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if st := tb.shardState(t, "gone", 0); st.HighWatermark != 12 || st.LiveRecords != 0 {
+		t.Fatalf("state %+v", st)
+	}
+	if got := tb.readTopic(t, "gone"); len(got) != 0 {
+		t.Fatalf("read %v from an emptied log", recordsString(got))
+	}
+
+	// On the wire: one empty batch covering [0, 12), never a null record set.
+	p := fetchPartitionResp(t, rawRequest[*kmsg.FetchResponse](t, cl, fetchOne(11, "gone", 0, 0)))
+	if p.ErrorCode != 0 || p.HighWatermark != 12 || p.LastStableOffset != 12 || p.PreferredReadReplica != -1 {
+		t.Fatalf("answer %+v", p)
+	}
+	var b kmsg.RecordBatch
+	if err := b.ReadFrom(p.RecordBatches); err != nil || b.NumRecords != 0 || b.FirstOffset != 0 || b.LastOffsetDelta != 11 {
+		t.Fatalf("gap batch %+v (%v)", b, err)
+	}
+}
+
+func TestFetchLongPollWokenByProduce(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "poll", 1, nil)
+	cl := tb.client(t)
+	produceKeyed(t, cl, "poll", [2]string{"a", "1"})
+
+	req := fetchOne(11, "poll", 0, 1)
+	req.MinBytes = 1
+	req.MaxWaitMillis = 120_000 // far beyond the test's deadline: only a wake-up ends it
+	type result struct {
+		resp kmsg.Response
+		err  error
+	}
+	done := make(chan result, 1)
+	fetcher := tb.client(t)
+	go func() {
+		resp, err := fetcher.Request(dataCtx(t), req)
+		done <- result{resp, err}
+	}()
+	select {
+	case r := <-done:
+		t.Fatalf("fetch at the high watermark returned before any write: %+v %v", r.resp, r.err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	produceKeyed(t, cl, "poll", [2]string{"b", "2"})
+	var r result
+	select {
+	case r = <-done:
+	case <-dataCtx(t).Done():
+		t.Fatal("long poll not woken by the produce")
+	}
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	p := fetchPartitionResp(t, r.resp.(*kmsg.FetchResponse))
+	recs, _ := fetchRecords(t, p.RecordBatches, 1)
+	if len(recs) != 1 || string(recs[0].Key) != "b" || recs[0].Offset != 1 || p.HighWatermark != 2 {
+		t.Fatalf("woken fetch: hwm %d, records %v", p.HighWatermark, recordsString(recs))
+	}
+
+	// A long poll with nothing arriving ends at MaxWaitMillis with an empty,
+	// non-null record set.
+	req = fetchOne(11, "poll", 0, 2)
+	req.MinBytes = 1
+	req.MaxWaitMillis = 50
+	p = fetchPartitionResp(t, rawRequest[*kmsg.FetchResponse](t, fetcher, req))
+	if p.ErrorCode != 0 || p.RecordBatches == nil || len(p.RecordBatches) != 0 {
+		t.Fatalf("empty long poll answer %+v", p)
+	}
+}
+
+func TestFetchPartitionErrors(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "errs", 1, nil)
+	cl := tb.client(t)
+	produceKeyed(t, cl, "errs", [2]string{"a", "1"}, [2]string{"b", "1"})
+	ti, _ := tb.Node.Topic("errs")
+	epoch := tb.Node.LeaderEpoch(ti.Partitions[0].Group)
+	if epoch < 1 {
+		t.Fatalf("leader epoch %d", epoch)
+	}
+	tests := []struct {
+		name string
+		req  func() *kmsg.FetchRequest
+		code *kerr.Error
+	}{
+		{"offset above hwm", func() *kmsg.FetchRequest { return fetchOne(11, "errs", 0, 3) }, kerr.OffsetOutOfRange},
+		{"negative offset", func() *kmsg.FetchRequest { return fetchOne(11, "errs", 0, -1) }, kerr.OffsetOutOfRange},
+		{"unknown topic", func() *kmsg.FetchRequest { return fetchOne(11, "nope", 0, 0) }, kerr.UnknownTopicOrPartition},
+		{"unknown partition", func() *kmsg.FetchRequest { return fetchOne(11, "errs", 4, 0) }, kerr.UnknownTopicOrPartition},
+		{"newer leader epoch", func() *kmsg.FetchRequest {
+			r := fetchOne(11, "errs", 0, 0)
+			r.Topics[0].Partitions[0].CurrentLeaderEpoch = epoch + 1
+			return r
+		}, kerr.UnknownLeaderEpoch},
+		{"older leader epoch", func() *kmsg.FetchRequest {
+			r := fetchOne(11, "errs", 0, 0)
+			r.Topics[0].Partitions[0].CurrentLeaderEpoch = epoch - 1
+			return r
+		}, kerr.FencedLeaderEpoch},
+		{"replica fetch", func() *kmsg.FetchRequest {
+			r := fetchOne(11, "errs", 0, 0)
+			r.ReplicaID = 2
+			return r
+		}, kerr.InvalidRequest},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req := tt.req()
+			req.MinBytes = 1
+			req.MaxWaitMillis = 60_000 // an error answers at once
+			p := fetchPartitionResp(t, rawRequest[*kmsg.FetchResponse](t, cl, req))
+			if p.ErrorCode != tt.code.Code {
+				t.Fatalf("code %v, want %v", kerr.ErrorForCode(p.ErrorCode), tt.code)
+			}
+		})
+	}
+	t.Run("current epoch", func(t *testing.T) {
+		r := fetchOne(11, "errs", 0, 0)
+		r.Topics[0].Partitions[0].CurrentLeaderEpoch = epoch
+		p := fetchPartitionResp(t, rawRequest[*kmsg.FetchResponse](t, cl, r))
+		if p.ErrorCode != 0 || p.LogStartOffset != 0 || p.HighWatermark != 2 {
+			t.Fatalf("answer %+v", p)
+		}
+		if recs, _ := fetchRecords(t, p.RecordBatches, 0); len(recs) != 2 {
+			t.Fatalf("records %v", recordsString(recs))
+		}
+	})
+	t.Run("session id", func(t *testing.T) {
+		r := fetchOne(11, "errs", 0, 0)
+		r.SessionID = 42
+		r.SessionEpoch = 1
+		resp := rawRequest[*kmsg.FetchResponse](t, cl, r)
+		if resp.ErrorCode != kerr.FetchSessionIDNotFound.Code || resp.SessionID != 0 {
+			t.Fatalf("answer %+v", resp)
+		}
+	})
+	t.Run("read committed", func(t *testing.T) {
+		r := fetchOne(11, "errs", 0, 0)
+		r.IsolationLevel = 1
+		p := fetchPartitionResp(t, rawRequest[*kmsg.FetchResponse](t, cl, r))
+		if p.ErrorCode != 0 || p.AbortedTransactions == nil || p.LastStableOffset != 2 {
+			t.Fatalf("answer %+v", p)
+		}
+	})
+}
+
+// KIP-74: the first record comes back even when it is larger than the limits,
+// and the response limit stops later partitions.
+func TestFetchByteLimits(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "lim", 2, nil)
+	cl := tb.client(t)
+	big := string(make([]byte, 100_000))
+	for p := range int32(2) {
+		rec := &kgo.Record{Topic: "lim", Partition: p, Key: []byte("big"), Value: []byte(big)}
+		rec2 := &kgo.Record{Topic: "lim", Partition: p, Key: []byte("small"), Value: []byte("x")}
+		pcl := tb.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		if err := pcl.ProduceSync(dataCtx(t), rec, rec2).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	req := fetchOne(11, "lim", 0, 0)
+	rp2 := req.Topics[0].Partitions[0]
+	rp2.Partition = 1
+	req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp2)
+	req.MaxBytes = 10
+	for i := range req.Topics[0].Partitions {
+		req.Topics[0].Partitions[i].PartitionMaxBytes = 10
+	}
+	resp := rawRequest[*kmsg.FetchResponse](t, cl, req)
+	p0, p1 := resp.Topics[0].Partitions[0], resp.Topics[0].Partitions[1]
+	recs, _ := fetchRecords(t, p0.RecordBatches, 0)
+	if len(recs) != 1 || len(recs[0].Value) != len(big) {
+		t.Fatalf("partition 0: %d records", len(recs))
+	}
+	if p1.ErrorCode != 0 || p1.RecordBatches == nil || len(p1.RecordBatches) != 0 || p1.HighWatermark != 2 {
+		t.Fatalf("partition 1 after the response limit: %+v", p1)
+	}
+}
+
+// The data path end to end: a consumer loads the full current state of a shard.
+// Logged, not asserted (the machine is shared); the target is 1M records/s.
+func TestFetchThroughput(t *testing.T) {
+	if testing.Short() {
+		t.Skip("short")
+	}
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "bulk", 1, nil)
+	cl := tb.client(t, kgo.DefaultProduceTopic("bulk"), kgo.ProducerLinger(5*time.Millisecond))
+	n := 100_000 // BROKER_BULK_RECORDS=1000000 for the 1M target
+	if v, err := strconv.Atoi(os.Getenv("BROKER_BULK_RECORDS")); err == nil && v > 0 {
+		n = v
+	}
+	value := make([]byte, 50)
+	ctx := dataCtx(t)
+	errs := make(chan error, 1)
+	for i := range n {
+		cl.Produce(ctx, &kgo.Record{Key: fmt.Appendf(nil, "key-%07d", i), Value: value}, func(_ *kgo.Record, err error) {
+			if err != nil {
+				select {
+				case errs <- err:
+				default:
+				}
+			}
+		})
+	}
+	if err := cl.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-errs:
+		t.Fatal(err)
+	default:
+	}
+	start := time.Now()
+	got := tb.readTopic(t, "bulk", kgo.FetchMaxBytes(64<<20), kgo.FetchMaxPartitionBytes(16<<20))
+	el := time.Since(start)
+	if len(got) != n {
+		t.Fatalf("read %d records, want %d", len(got), n)
+	}
+	t.Logf("consumed %d records in %v: %.0f records/s", n, el, float64(n)/el.Seconds())
+}

@@ -1,0 +1,46 @@
+package raftfsm
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+func TestHclogAdapter(t *testing.T) {
+	var buf bytes.Buffer
+	h := newHclog(slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo})), "raft")
+	l := h.Named("snapshot").With("group", 3)
+	tests := []struct {
+		name string
+		log  func()
+		want string // substring; "" means nothing logged
+	}{
+		{"info with args", func() { l.Info("Entering Leader State", "term", 2) }, `level=INFO msg="entering leader state" library=raft.snapshot group=3 term=2`},
+		{"warn", func() { l.Warn("slow") }, `level=WARN msg=slow`},
+		{"error", func() { l.Error("failed", "error", "boom") }, `level=ERROR msg=failed library=raft.snapshot group=3 error=boom`},
+		{"debug filtered by slog", func() { l.Debug("noise") }, ""},
+		{"standard logger", func() { l.StandardLogger(nil).Print("from std\n") }, `msg="from std"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			buf.Reset()
+			tt.log()
+			got := buf.String()
+			if tt.want == "" && got != "" || !strings.Contains(got, tt.want) {
+				t.Fatalf("logged %q, want %q", got, tt.want)
+			}
+		})
+	}
+	if l.IsDebug() || !l.IsInfo() {
+		t.Fatal("levels do not follow the slog handler")
+	}
+	h.SetLevel(hclog.Error)
+	buf.Reset()
+	h.Warn("hidden")
+	if buf.Len() != 0 {
+		t.Fatalf("SetLevel(Error) let a warning through: %q", buf.String())
+	}
+}
