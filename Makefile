@@ -34,7 +34,7 @@ test-unit: ## every package's tests except integration/
 test-integration: deps ## black-box tests with real clients (integration/)
 	$(GO) test -count=1 -timeout 25m ./integration/...
 
-bench: ## the benchmark program (integration/bench; BENCH_ARGS= adds flags)
+bench: build ## the benchmark program (integration/bench; BENCH_ARGS= adds flags)
 	$(GO) run ./integration/bench $(BENCH_ARGS)
 
 fuzz: ## run each fuzz target for FUZZTIME (30s)

@@ -126,6 +126,7 @@ func TestKillDuringProduceLoadLosesNoAcknowledgedWrite(t *testing.T) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.RecordDeliveryTimeout(45*time.Second),
+		kgo.MetadataMinAge(100*time.Millisecond), // find the restarted broker quickly
 		kgo.MaxBufferedRecords(2000),
 	)
 
@@ -216,6 +217,7 @@ func TestIdempotentProducerAcrossKill(t *testing.T) {
 		kgo.DefaultProduceTopic(topic),
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.RecordDeliveryTimeout(45*time.Second),
+		kgo.MetadataMinAge(100*time.Millisecond), // find the restarted broker quickly
 		kgo.MaxBufferedRecords(1000),
 	)
 

@@ -56,13 +56,22 @@ func TestCompressionRoundTrip(t *testing.T) {
 				recs = append(recs, kv(topic, fmt.Sprintf("key-%04d", i), &v))
 			}
 			produceSync(t, cl, recs...)
-			mu.Lock()
-			if len(used) != 1 || used[tc.attr] == 0 {
-				t.Fatalf("producer wrote batches with codecs %v, want only %d", used, tc.attr)
-			}
-			mu.Unlock()
+			// kgo may run the batch-written hook after the promise, so wait for it.
+			waitFor(t, 10*time.Second, 5*time.Millisecond, "producer reports its codec", func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if used[tc.attr] == 0 {
+					return fmt.Errorf("batches written with codecs %v, want %d", used, tc.attr)
+				}
+				return nil
+			})
 
 			got := latestByKey(t, consumeAll(t, b, topic))
+			mu.Lock()
+			if len(used) != 1 {
+				t.Errorf("producer wrote batches with codecs %v, want only %d", used, tc.attr)
+			}
+			mu.Unlock()
 			if len(got) != n {
 				t.Fatalf("read %d keys, want %d", len(got), n)
 			}

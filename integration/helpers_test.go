@@ -8,7 +8,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -308,8 +307,6 @@ func waitFor(t testing.TB, timeout, interval time.Duration, what string, cond fu
 		time.Sleep(interval)
 	}
 }
-
-var errNotYet = errors.New("not yet")
 
 func describe(recs []*kgo.Record) string {
 	var sb strings.Builder

@@ -1,0 +1,477 @@
+// Command bench measures shardcache with franz-go: keyed produce throughput and
+// latency, then the time a brand-new consumer needs to load a compacted topic's full
+// state, and prints a markdown table.
+//
+// Phases:
+//
+//  1. produce: -records keyed records (keys cycle over -keys distinct keys) to a new
+//     compacted topic with -partitions partitions, acks=all, idempotent, linger
+//     -linger, kgo's default compression (snappy). The phase stops early after
+//     -duration. Reported: records/s, MB/s of keys plus values, and p50/p99 of the
+//     per-record latency from the Produce call to its promise (which includes time
+//     waiting for room in the client's -max-buffered record buffer).
+//  2. read: a fresh consumer (no group) reads the same topic from the beginning until
+//     every partition's high watermark; the topic holds min(-records, -keys) live
+//     keys. Reported: records/s and MB/s.
+//
+// Usage:
+//
+//	go run ./integration/bench [flags]
+//
+// Flags:
+//
+//	-bootstrap     seed broker host:port; empty starts a local broker from
+//	               ./bin/shardcache, or builds ./cmd/shardcache, with a temporary data dir
+//	-records       records to produce (default 2,000,000: every key written twice)
+//	-keys          distinct keys (default 1,000,000: the read phase loads 1M live keys)
+//	-value-bytes   value size (default 100)
+//	-key-bytes     key size (default 16)
+//	-partitions    partitions of the benchmark topic (default 4)
+//	-linger        producer linger (default 5ms)
+//	-max-buffered  producer buffer in records (default 10,000)
+//	-duration      cap on the produce phase (default 60s)
+//	-read-timeout  cap on the read phase (default 60s)
+//	-broker-args   extra flags for a locally started broker, space separated
+//
+// The defaults finish in well under a minute on two cores (about 10 s when the
+// broker sustains 400k records/s); the read phase needs -records >= -keys to hold
+// -keys live keys. Lower both for a quicker look.
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net/http"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+type config struct {
+	bootstrap   string
+	records     int
+	keys        int
+	valueBytes  int
+	keyBytes    int
+	partitions  int
+	linger      time.Duration
+	maxBuffered int
+	duration    time.Duration
+	readTimeout time.Duration
+	brokerArgs  string
+}
+
+func main() {
+	var cfg config
+	flag.StringVar(&cfg.bootstrap, "bootstrap", "", "seed broker host:port; empty starts a local broker")
+	flag.IntVar(&cfg.records, "records", 2_000_000, "records to produce")
+	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys")
+	flag.IntVar(&cfg.valueBytes, "value-bytes", 100, "value size in bytes")
+	flag.IntVar(&cfg.keyBytes, "key-bytes", 16, "key size in bytes")
+	flag.IntVar(&cfg.partitions, "partitions", 4, "partitions of the benchmark topic")
+	flag.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "producer linger")
+	flag.IntVar(&cfg.maxBuffered, "max-buffered", 10_000, "producer buffer in records")
+	flag.DurationVar(&cfg.duration, "duration", 60*time.Second, "cap on the produce phase")
+	flag.DurationVar(&cfg.readTimeout, "read-timeout", 60*time.Second, "cap on the read phase")
+	flag.StringVar(&cfg.brokerArgs, "broker-args", "", "extra flags for a locally started broker, space separated")
+	flag.Parse()
+	log.SetFlags(0)
+	log.SetPrefix("bench: ")
+	if err := cfg.validate(); err != nil {
+		log.Print(err)
+		os.Exit(2)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg); err != nil {
+		log.Print(err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+func (c config) validate() error {
+	switch {
+	case c.records <= 0:
+		return errors.New("-records must be positive")
+	case c.keys <= 0:
+		return errors.New("-keys must be positive")
+	case c.keyBytes < 8:
+		return errors.New("-key-bytes must be at least 8")
+	case c.valueBytes < 0:
+		return errors.New("-value-bytes must not be negative")
+	case c.partitions <= 0:
+		return errors.New("-partitions must be positive")
+	case c.maxBuffered <= 0:
+		return errors.New("-max-buffered must be positive")
+	}
+	return nil
+}
+
+func run(ctx context.Context, cfg config) error {
+	addr := cfg.bootstrap
+	if addr == "" {
+		b, err := startLocalBroker(ctx, strings.Fields(cfg.brokerArgs))
+		if err != nil {
+			return err
+		}
+		defer b.stop()
+		addr = b.kafkaAddr
+	}
+
+	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		return err
+	}
+	defer adm.Close()
+	admin := kadm.NewClient(adm)
+	topic := fmt.Sprintf("bench-%d", time.Now().UnixNano())
+	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	resp, err := admin.CreateTopic(cctx, int32(cfg.partitions), 1, nil, topic)
+	cancel()
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil {
+		return fmt.Errorf("create topic %s: %w", topic, err)
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := admin.DeleteTopics(dctx, topic); err != nil {
+			log.Printf("delete topic %s: %v", topic, err)
+		}
+	}()
+
+	prod, err := producePhase(ctx, cfg, addr, topic)
+	if err != nil {
+		return fmt.Errorf("produce phase: %w", err)
+	}
+	read, err := readPhase(ctx, cfg, addr, admin, topic)
+	if err != nil {
+		return fmt.Errorf("read phase: %w", err)
+	}
+
+	fmt.Printf("\nshardcache benchmark: %d partitions, key %d B, value %d B, %d distinct keys, linger %v, acks=all, idempotent\n\n",
+		cfg.partitions, cfg.keyBytes, cfg.valueBytes, cfg.keys, cfg.linger)
+	fmt.Println("| phase | records | seconds | records/s | MB/s | p50 latency | p99 latency |")
+	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Printf("| produce (acks=all) | %d | %.2f | %.0f | %.1f | %s | %s |\n",
+		prod.records, prod.elapsed.Seconds(), rate(prod.records, prod.elapsed), mbps(prod.bytes, prod.elapsed),
+		fmtDur(prod.p50), fmtDur(prod.p99))
+	fmt.Printf("| full read, fresh consumer (%d live keys) | %d | %.2f | %.0f | %.1f | | |\n",
+		read.records, read.records, read.elapsed.Seconds(), rate(read.records, read.elapsed), mbps(read.bytes, read.elapsed))
+	if want := int64(min(cfg.records, cfg.keys)); prod.failed == 0 && prod.records == int64(cfg.records) && read.records != want {
+		fmt.Printf("\nWARNING: the full read returned %d records, want %d (one per live key)\n", read.records, want)
+	}
+	if prod.failed > 0 {
+		fmt.Printf("\n%d produce requests failed (first error: %v)\n", prod.failed, prod.firstErr)
+	}
+	return nil
+}
+
+type phaseResult struct {
+	records  int64
+	bytes    int64
+	elapsed  time.Duration
+	p50, p99 time.Duration
+	failed   int64
+	firstErr error
+}
+
+func producePhase(ctx context.Context, cfg config, addr, topic string) (phaseResult, error) {
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(addr),
+		kgo.DefaultProduceTopic(topic),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(cfg.linger),
+		kgo.MaxBufferedRecords(cfg.maxBuffered),
+	)
+	if err != nil {
+		return phaseResult{}, err
+	}
+	defer cl.Close()
+
+	value := make([]byte, cfg.valueBytes)
+	if _, err := rand.Read(value); err != nil {
+		return phaseResult{}, err
+	}
+	var (
+		mu        sync.Mutex
+		latencies = make([]time.Duration, 0, cfg.records)
+		res       phaseResult
+		wg        sync.WaitGroup
+		acked     atomic.Int64
+	)
+	pctx, cancel := context.WithTimeout(ctx, cfg.duration)
+	defer cancel()
+	keyFmt := fmt.Sprintf("k%%0%dd", cfg.keyBytes-1)
+	start := time.Now()
+	for i := 0; i < cfg.records && pctx.Err() == nil; i++ {
+		r := &kgo.Record{Key: []byte(fmt.Sprintf(keyFmt, i%cfg.keys)), Value: value}
+		size := int64(len(r.Key) + len(r.Value))
+		wg.Add(1)
+		began := time.Now()
+		cl.Produce(pctx, r, func(_ *kgo.Record, err error) {
+			defer wg.Done()
+			lat := time.Since(began)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				res.failed++
+				if res.firstErr == nil {
+					res.firstErr = err
+				}
+				return
+			}
+			latencies = append(latencies, lat)
+			res.bytes += size
+			acked.Add(1)
+		})
+	}
+	wg.Wait()
+	res.elapsed = time.Since(start)
+	res.records = acked.Load()
+	if res.records == 0 {
+		return res, fmt.Errorf("no record acknowledged (first error: %v)", res.firstErr)
+	}
+	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
+	res.p50 = latencies[len(latencies)*50/100]
+	res.p99 = latencies[min(len(latencies)*99/100, len(latencies)-1)]
+	return res, nil
+}
+
+func readPhase(ctx context.Context, cfg config, addr string, admin *kadm.Client, topic string) (phaseResult, error) {
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	ends, err := admin.ListEndOffsets(lctx, topic)
+	cancel()
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return phaseResult{}, fmt.Errorf("list end offsets: %w", err)
+	}
+	want := map[int32]int64{} // partition -> last offset still to be seen
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset - 1
+		}
+	})
+
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(addr),
+		kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(64<<20),
+		kgo.FetchMaxPartitionBytes(16<<20),
+	)
+	if err != nil {
+		return phaseResult{}, err
+	}
+	defer cl.Close()
+	rctx, cancel := context.WithTimeout(ctx, cfg.readTimeout)
+	defer cancel()
+	var res phaseResult
+	start := time.Now()
+	for len(want) > 0 {
+		fs := cl.PollFetches(rctx)
+		if rctx.Err() != nil {
+			return res, fmt.Errorf("read %d records, partitions %v not at their end within %v", res.records, want, cfg.readTimeout)
+		}
+		var ferr error
+		fs.EachError(func(t string, p int32, err error) { ferr = fmt.Errorf("%s/%d: %w", t, p, err) })
+		if ferr != nil {
+			return res, ferr
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			res.records++
+			res.bytes += int64(len(r.Key) + len(r.Value))
+			if w, ok := want[r.Partition]; ok && r.Offset >= w {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	res.elapsed = time.Since(start)
+	return res, nil
+}
+
+func rate(n int64, d time.Duration) float64 { return float64(n) / d.Seconds() }
+
+func mbps(b int64, d time.Duration) float64 { return float64(b) / 1e6 / d.Seconds() }
+
+func fmtDur(d time.Duration) string {
+	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
+}
+
+// localBroker is a shardcache process started by the benchmark.
+type localBroker struct {
+	cmd       *exec.Cmd
+	dir       string
+	kafkaAddr string
+	exited    chan struct{}
+}
+
+// startLocalBroker runs ./bin/shardcache (building ./cmd/shardcache when it is
+// missing) on ephemeral ports with a temporary data dir and waits for /readyz.
+func startLocalBroker(ctx context.Context, extra []string) (*localBroker, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return nil, err
+	}
+	dir, err := os.MkdirTemp("", "shardcache-bench-")
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(root, "bin", "shardcache")
+	if _, err := os.Stat(bin); err != nil {
+		bin = filepath.Join(dir, "shardcache")
+		log.Printf("building ./cmd/shardcache (no ./bin/shardcache)")
+		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/shardcache")
+		build.Dir = root
+		if out, err := build.CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("go build ./cmd/shardcache: %w\n%s", err, out)
+		}
+	}
+	args := append([]string{
+		"--data-dir=" + filepath.Join(dir, "data"),
+		"--kafka-addr=127.0.0.1:0",
+		"--http-addr=127.0.0.1:0",
+	}, extra...)
+	cmd := exec.Command(bin, args...)
+	pr, pw := io.Pipe()
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	b := &localBroker{cmd: cmd, dir: dir, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(b.exited)
+	}()
+
+	// Pick the bound addresses out of the listener lines; pass errors through.
+	addrs := make(chan [2]string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		var kafka, httpAddr string
+		reported := false
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case strings.Contains(line, "kafka listening"):
+				kafka = attr(line, "addr")
+			case strings.Contains(line, "http listening"):
+				httpAddr = attr(line, "addr")
+			case strings.Contains(line, "level=ERROR"):
+				log.Printf("broker: %s", line)
+			}
+			if !reported && kafka != "" && httpAddr != "" {
+				addrs <- [2]string{kafka, httpAddr}
+				reported = true
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+
+	timeout := time.NewTimer(60 * time.Second)
+	defer timeout.Stop()
+	var got [2]string
+	select {
+	case got = <-addrs:
+	case <-b.exited:
+		os.RemoveAll(dir)
+		return nil, errors.New("broker exited before logging its addresses")
+	case <-timeout.C:
+		b.stop()
+		return nil, errors.New("broker did not log its addresses within 60s (kafka listening / http listening at info level)")
+	case <-ctx.Done():
+		b.stop()
+		return nil, ctx.Err()
+	}
+	b.kafkaAddr = got[0]
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := hc.Get("http://" + got[1] + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return b, nil
+			}
+		}
+		select {
+		case <-b.exited:
+			os.RemoveAll(dir)
+			return nil, errors.New("broker exited before it was ready")
+		case <-timeout.C:
+			b.stop()
+			return nil, errors.New("broker not ready within 60s")
+		case <-ctx.Done():
+			b.stop()
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends SIGTERM, waits up to 30 s (then SIGKILL) and removes the data dir.
+func (b *localBroker) stop() {
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exited:
+	case <-time.After(30 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-b.exited
+	}
+	os.RemoveAll(b.dir)
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the shardcache module (go env GOMOD is empty)")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// attr returns key's value in a slog text line.
+func attr(line, key string) string {
+	i := strings.Index(line, " "+key+"=")
+	if i < 0 {
+		return ""
+	}
+	rest := line[i+len(key)+2:]
+	if strings.HasPrefix(rest, `"`) {
+		if j := strings.IndexByte(rest[1:], '"'); j >= 0 {
+			return rest[1 : j+1]
+		}
+		return ""
+	}
+	if j := strings.IndexByte(rest, ' '); j >= 0 {
+		return rest[:j]
+	}
+	return rest
+}
