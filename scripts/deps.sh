@@ -41,7 +41,7 @@ fi
 # Debian packages, for commands that are missing.
 python_dir=integration/python
 java_dirs=()
-for d in integration/java integration/flink; do
+for d in integration/java; do
 	[[ -f "$d/pom.xml" ]] && java_dirs+=("$d")
 done
 pkgs=()
@@ -90,4 +90,11 @@ done
 if ((${#java_dirs[@]} == 0)); then
 	log "no integration/java/pom.xml, skipping Maven"
 fi
+# Sub-projects with installs of their own (Flink jobs, npm clients, the browser
+# test) each keep an idempotent integration/<name>/deps.sh; run them in order.
+for sub in integration/*/deps.sh; do
+	[[ -f "$sub" ]] || continue
+	log "running $sub"
+	bash "$sub" || die "$sub"
+done
 log "ok"

@@ -54,6 +54,8 @@ type server struct {
 	stopping atomic.Bool
 	// ready is set once the node's groups are ready; /readyz reads it.
 	ready atomic.Pointer[raftfsm.Node]
+	// backend is set with ready; the HTTP data endpoints read it.
+	backend atomic.Pointer[httpapi.Backend]
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -102,6 +104,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 			Gatherer:   s.reg,
 			Registerer: s.reg,
 			Ready:      s.isReady,
+			Backend:    s.backend.Load,
 			Logger:     log.With(logComponent, "http"),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -157,6 +160,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		return nil, fmt.Errorf("wait for raft groups: %w", err)
 	}
 	s.ready.Store(s.node)
+	s.backend.Store(&httpapi.Backend{Node: s.node, Store: s.store, Groups: s.broker.Groups})
 
 	if err := s.startCompaction(); err != nil {
 		return nil, err

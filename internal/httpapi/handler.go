@@ -8,6 +8,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/shardcache/shardcache/broker"
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // Config configures a Handler.
@@ -21,8 +25,20 @@ type Config struct {
 	// leaders and have replayed their logs). It is called on every /readyz and
 	// must be safe for concurrent use. nil means never ready.
 	Ready func() bool
+	// Backend returns the node's components once they are open, nil before
+	// (the HTTP server starts first so probes answer during Raft replay). The
+	// lookup API and status page read through it; nil func means never open.
+	Backend func() *Backend
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+}
+
+// Backend is what the data endpoints (key lookups, the status page) read.
+type Backend struct {
+	Node  *raftfsm.Node
+	Store *shardstore.Store
+	// Groups lists consumer groups (broker.Broker.Groups).
+	Groups func() []broker.GroupSummary
 }
 
 // Handler is the HTTP API. It is safe for concurrent use.
