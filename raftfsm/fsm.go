@@ -30,6 +30,13 @@ type fsm struct {
 	applied uint64
 	// skipped counts entries skipped as already applied (read by tests).
 	skipped atomic.Uint64
+	// failed is the store error that stopped this FSM. Once a commit fails, no
+	// later entry may be committed either: its applied index would cover the
+	// lost entries. Every later entry answers the error; a restart replays them
+	// all from the Raft log.
+	failed error
+	// stopped mirrors failed != nil for readers on other goroutines (Ready).
+	stopped atomic.Bool
 
 	// getMeta and setMeta are set for the metadata group only: the batch is
 	// applied to a clone of getMeta() that setMeta publishes after the commit.
@@ -50,6 +57,12 @@ func newFSM(group uint32, store *shardstore.Store, proc *processor, log *slog.Lo
 // ApplyBatch applies logs and returns one response per entry.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	resp := make([]any, len(logs))
+	if f.failed != nil {
+		for i := range resp {
+			resp[i] = f.failed
+		}
+		return resp
+	}
 	if len(logs) == 0 || logs[len(logs)-1].Index <= f.applied {
 		f.skipped.Add(uint64(len(logs)))
 		return resp
@@ -83,7 +96,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	b.SetApplied(f.group, last)
 	if err := b.Commit(); err != nil {
 		// The entries stay unapplied in the store; a restart replays them.
-		f.log.Error("commit of applied raft entries failed", keyGroup, f.group, keyIndex, last, keyError, err)
+		f.log.Error("commit of applied raft entries failed; group stops applying until restart", keyGroup, f.group, keyIndex, last, keyError, err)
+		f.failed = err
+		f.stopped.Store(true)
 		for i := range resp {
 			resp[i] = err
 		}

@@ -296,7 +296,7 @@ func (n *Node) watchLeadership(g *group) {
 
 func (n *Node) groupsReady() bool {
 	for _, g := range n.groups {
-		if !g.ready.Load() {
+		if !g.ready.Load() || g.fsm.stopped.Load() {
 			return false
 		}
 	}
