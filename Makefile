@@ -9,7 +9,7 @@ ARGS     ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run deps test test-unit test-integration bench fuzz lint api-table api-table-readme clean
+.PHONY: help build run deps test test-unit test-integration bench bench-lookup bench-groups bench-all fuzz lint api-table api-table-readme clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -34,14 +34,25 @@ test-unit: ## every package's tests except integration/
 test-integration: deps ## black-box tests with real clients (integration/)
 	$(GO) test -count=1 -timeout 25m ./integration/...
 
-bench: build ## the benchmark program (integration/bench; BENCH_ARGS= adds flags)
+bench: build ## produce and full-read benchmark (integration/bench; BENCH_ARGS= adds flags)
 	$(GO) run ./integration/bench $(BENCH_ARGS)
 
-fuzz: ## run each fuzz target for FUZZTIME (30s)
-	$(GO) test -run '^$$' -fuzz '^FuzzKeys$$' -fuzztime $(FUZZTIME) ./shardstore/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCommand$$' -fuzztime $(FUZZTIME) ./raftfsm/
-	$(GO) test -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME) ./broker/
-	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBatch$$' -fuzztime $(FUZZTIME) ./broker/
+bench-lookup: build ## HTTP key lookup latency at 1, 8 and 64 clients (integration/bench/lookup)
+	$(GO) run ./integration/bench/lookup $(BENCH_ARGS)
+
+bench-groups: build ## consumer group rebalance time and OffsetCommit throughput (integration/bench/groups)
+	$(GO) run ./integration/bench/groups $(BENCH_ARGS)
+
+bench-all: bench bench-lookup bench-groups ## every benchmark, one after the other
+
+fuzz: ## run every Fuzz target in the module for FUZZTIME (30s) each
+	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \
+		pkg=./$$(dirname $$f); \
+		for fn in $$(sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*/\1/p' $$f); do \
+			echo "== $$pkg $$fn"; \
+			$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; \
+		done; \
+	done
 
 lint: ## gofmt -l (fails on any listed file) and go vet
 	@files="$$(gofmt -l $$(find . -name '*.go' -not -path './.git/*'))"; \

@@ -109,30 +109,40 @@ func (s *Store) Lookup(id ShardID, key []byte) (rec Record, ok bool, err error) 
 	if st.LiveKeys+st.Tombstones == 0 {
 		return Record{}, false, nil
 	}
-	// The key index and the record are read from one snapshot, so a concurrent
-	// replacement cannot separate them.
-	snap := s.db.NewSnapshot()
-	defer snap.Close()
-	v, closer, err := snap.Get(keyIndexKey(id, key))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return Record{}, false, nil
+	// The key index and the record are two reads without a snapshot (a Pebble
+	// snapshot per lookup costs more than the lookup). A replacement that lands
+	// between them deletes the record the index named, so the second read
+	// misses; read the index again. A record found is one that was live when
+	// the index was read.
+	for attempt := 0; ; attempt++ {
+		v, closer, err := s.db.Get(keyIndexKey(id, key))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return Record{}, false, nil
+		}
+		if err != nil {
+			return Record{}, false, err
+		}
+		e, err := decodeKeyEntry(v)
+		_ = closer.Close()
+		if err != nil {
+			return Record{}, false, err
+		}
+		v, closer, err = s.db.Get(recordKey(id, e.offset))
+		if errors.Is(err, pebble.ErrNotFound) && attempt < lookupRetries {
+			continue
+		}
+		if err != nil {
+			return Record{}, false, err
+		}
+		rec, err = decodeOwnedRecord(v, e.offset)
+		_ = closer.Close()
+		return rec, err == nil, err
 	}
-	if err != nil {
-		return Record{}, false, err
-	}
-	e, err := decodeKeyEntry(v)
-	_ = closer.Close()
-	if err != nil {
-		return Record{}, false, err
-	}
-	v, closer, err = snap.Get(recordKey(id, e.offset))
-	if err != nil {
-		return Record{}, false, err
-	}
-	defer closer.Close()
-	rec, err = decodeOwnedRecord(v, e.offset)
-	return rec, err == nil, err
 }
+
+// lookupRetries bounds Lookup's re-reads when the key is replaced between its
+// two reads; a key rewritten that often answers the last error.
+const lookupRetries = 8
 
 // OffsetForTime returns the first readable offset whose record timestamp is >= ts,
 // with that timestamp; ok is false when there is none. Timestamps are the

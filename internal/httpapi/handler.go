@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -47,6 +48,13 @@ type Handler struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+
+	// started is when the handler was built (the page's uptime).
+	started time.Time
+	// rates samples the traffic counters for /v1/status.
+	rates rateSampler
+	// indexHTML is the status page.
+	indexHTML []byte
 }
 
 // route is one endpoint. GET implies HEAD.
@@ -63,13 +71,15 @@ type route struct {
 
 // New builds the handler.
 func New(cfg Config) *Handler {
-	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer)}
+	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now()}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
 	if h.cfg.Gatherer == nil {
 		h.cfg.Gatherer = prometheus.NewRegistry()
 	}
+	var static http.Handler
+	h.indexHTML, static = statusAssets()
 	metricsHandler := promhttp.HandlerFor(h.cfg.Gatherer, promhttp.HandlerOpts{
 		ErrorLog:      slog.NewLogLogger(h.log.Handler(), slog.LevelError),
 		ErrorHandling: promhttp.ContinueOnError,
@@ -78,6 +88,11 @@ func New(cfg Config) *Handler {
 		{pattern: "/metrics", name: "metrics", methods: []string{http.MethodGet}, serve: metricsHandler.ServeHTTP},
 		{pattern: "/healthz", name: "healthz", methods: []string{http.MethodGet}, serve: h.healthz},
 		{pattern: "/readyz", name: "readyz", methods: []string{http.MethodGet}, serve: h.readyz},
+		{pattern: "/v1/topics/{topic}/keys/{key}", name: "lookup", methods: []string{http.MethodGet}, serve: h.getKey},
+		{pattern: "/v1/topics/{topic}/keys:batchGet", name: "batchget", methods: []string{http.MethodPost}, serve: h.batchGet},
+		{pattern: "/v1/status", name: "status", methods: []string{http.MethodGet}, serve: h.status},
+		{pattern: "/{$}", name: "statuspage", methods: []string{http.MethodGet}, serve: h.statusPage},
+		{pattern: "/static/", name: "static", methods: []string{http.MethodGet}, serve: static.ServeHTTP},
 	}
 	for _, rt := range routes {
 		h.mux.Handle(rt.pattern, h.instrument(rt.name, methodGuard(rt.methods, rt.serve)))

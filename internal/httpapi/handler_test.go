@@ -79,7 +79,7 @@ func TestHandler(t *testing.T) {
 		{name: "readyz delete", method: "DELETE", path: "/readyz", wantCode: 405, wantError: "DELETE not allowed", wantAllow: "GET, HEAD"},
 		{name: "metrics put", method: "PUT", path: "/metrics", wantCode: 405, wantError: "PUT not allowed", wantAllow: "GET, HEAD"},
 		{name: "unknown path", method: "GET", path: "/nope", wantCode: 404, wantError: "no such endpoint: /nope"},
-		{name: "root", method: "GET", path: "/", wantCode: 404, wantError: "no such endpoint: /"},
+		{name: "near the status page", method: "GET", path: "/index.html", wantCode: 404, wantError: "no such endpoint: /index.html"},
 		{name: "trailing slash", method: "GET", path: "/healthz/", wantCode: 404, wantError: "no such endpoint"},
 		{name: "unknown path post", method: "POST", path: "/v0/whatever", wantCode: 404, wantError: "no such endpoint"},
 	}

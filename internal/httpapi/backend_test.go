@@ -1,0 +1,109 @@
+package httpapi
+
+import (
+	"context"
+	"net/http/httptest"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/shardcache/shardcache/broker"
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// testBackend is a real shard store and single-node Raft node in t.TempDir(),
+// served by a Handler on an httptest server.
+type testBackend struct {
+	Node   *raftfsm.Node
+	Store  *shardstore.Store
+	Srv    *httptest.Server
+	Reg    *prometheus.Registry
+	groups []broker.GroupSummary
+}
+
+func newTestBackend(t testing.TB) *testBackend {
+	t.Helper()
+	logger := testLogger(t)
+	dir := t.TempDir()
+	store, err := shardstore.Open(filepath.Join(dir, "store"), shardstore.Options{Logger: logger, CacheBytes: 8 << 20})
+	if err != nil {
+		t.Fatalf("open store: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := store.Close(); err != nil {
+			t.Errorf("close store: %v", err)
+		}
+	})
+	ncfg := raftfsm.DefaultConfig()
+	ncfg.Dir = filepath.Join(dir, "raft")
+	ncfg.Store = store
+	ncfg.DataGroups = 2
+	ncfg.BrokerTopicDefaults = map[string]string{topicconfig.CleanupPolicy: "compact"}
+	ncfg.HeartbeatTimeout = 50 * time.Millisecond
+	ncfg.ElectionTimeout = 50 * time.Millisecond
+	ncfg.LeaderLeaseTimeout = 50 * time.Millisecond
+	ncfg.CommitTimeout = 5 * time.Millisecond
+	ncfg.Logger = logger
+	node, err := raftfsm.Open(ncfg)
+	if err != nil {
+		t.Fatalf("open node: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := node.Close(); err != nil {
+			t.Errorf("close node: %v", err)
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := node.WaitReady(ctx); err != nil {
+		t.Fatalf("node not ready: %v", err)
+	}
+	tb := &testBackend{Node: node, Store: store, Reg: NewRegistry()}
+	be := &Backend{Node: node, Store: store, Groups: func() []broker.GroupSummary { return tb.groups }}
+	h := New(Config{Gatherer: tb.Reg, Registerer: tb.Reg, Ready: node.Ready, Backend: func() *Backend { return be }, Logger: logger})
+	tb.Srv = httptest.NewServer(h)
+	t.Cleanup(tb.Srv.Close)
+	return tb
+}
+
+func (b *testBackend) createTopic(t testing.TB, name string, partitions int32, overrides map[string]string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := b.Node.CreateTopic(ctx, name, partitions, overrides, false); err != nil {
+		t.Fatalf("create topic %s: %v", name, err)
+	}
+}
+
+// produce writes recs to one partition and returns the batch's base offset.
+func (b *testBackend) produce(t testing.TB, topic string, partition int32, recs ...shardstore.Record) int64 {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := b.Node.Produce(ctx, topic, partition, shardstore.NoProducer, recs)
+	if err != nil {
+		t.Fatalf("produce to %s/%d: %v", topic, partition, err)
+	}
+	return res.BaseOffset
+}
+
+func rec(key, value string, ts int64, headers ...shardstore.Header) shardstore.Record {
+	r := shardstore.Record{Key: []byte(key), Timestamp: ts, Headers: headers}
+	if value != "\x00tombstone" {
+		r.Value = []byte(value)
+	}
+	return r
+}
+
+const tombstone = "\x00tombstone"
+
+func newServer(t testing.TB, h *Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
