@@ -41,6 +41,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Registerer receives the broker's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
+	// Groups configures the consumer group coordinator; the zero value means
+	// DefaultGroupConfig().
+	Groups GroupConfig
 }
 
 // Defaults used by DefaultConfig.
@@ -61,6 +64,7 @@ func DefaultConfig() Config {
 		MaxDecompressedBytes: DefaultMaxDecompressedBytes,
 		AutoCreateTopics:     true,
 		DefaultPartitions:    1,
+		Groups:               DefaultGroupConfig(),
 	}
 }
 
@@ -89,6 +93,11 @@ func (c Config) Validate() error {
 	}
 	if c.Store == nil {
 		return errors.New("broker: Store is nil")
+	}
+	if c.Groups != (GroupConfig{}) {
+		if err := c.Groups.Validate(); err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -124,6 +133,11 @@ type Broker struct {
 
 	closeOnce sync.Once
 	closeDone chan struct{} // closed when Close has finished
+
+	// groups is the consumer group coordinator (its loop goroutine is
+	// stopped by Close); groupMetrics its collectors.
+	groups       *coordinator
+	groupMetrics *groupMetrics
 }
 
 // New builds a broker; it does not listen yet.
@@ -138,7 +152,7 @@ func New(cfg Config) (*Broker, error) {
 		log = slog.Default()
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Broker{
+	b := &Broker{
 		cfg:        cfg,
 		node:       cfg.Node,
 		store:      cfg.Store,
@@ -152,7 +166,14 @@ func New(cfg Config) (*Broker, error) {
 		conns:      map[*conn]struct{}{},
 		closing:    make(chan struct{}),
 		closeDone:  make(chan struct{}),
-	}, nil
+	}
+	if cfg.Groups == (GroupConfig{}) {
+		cfg.Groups = DefaultGroupConfig()
+		b.cfg.Groups = cfg.Groups
+	}
+	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
+	b.groups = newCoordinator(b, cfg.Groups)
+	return b, nil
 }
 
 // Serve accepts connections on ln until Close. It returns nil after Close, or
@@ -263,6 +284,7 @@ func (b *Broker) Close(ctx context.Context) error {
 			<-drained
 		}
 		b.cancelBase()
+		b.groups.close()
 		b.log.Info("kafka listener stopped")
 	})
 	<-b.closeDone

@@ -1,7 +1,14 @@
 package broker
 
-// CONTRACT STUB: GroupSummary is what the status page and the HTTP API show of
-// consumer groups. The consumer-group engineer fills in Groups.
+import (
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// The status page and the HTTP API show consumer groups through Groups, built
+// from the coordinator's groups and the shards' counters.
 
 // GroupSummary describes one consumer group as the coordinator knows it.
 type GroupSummary struct {
@@ -49,5 +56,128 @@ type GroupPartition struct {
 	Owner string
 }
 
-// Groups lists every group the coordinator knows, by name.
-func (b *Broker) Groups() []GroupSummary { return nil }
+// Groups lists every group the coordinator knows, by name. Safe for
+// concurrent use; the result is the caller's.
+func (b *Broker) Groups() []GroupSummary {
+	gs := b.groups.snapshot()
+	out := make([]GroupSummary, 0, len(gs))
+	for _, g := range gs {
+		if s, ok := b.summarize(g); ok {
+			out = append(out, s)
+		}
+	}
+	slices.SortFunc(out, func(a, b GroupSummary) int { return strings.Compare(a.Group, b.Group) })
+	return out
+}
+
+// summarize describes one group; false for a Dead group.
+func (b *Broker) summarize(g *group) (GroupSummary, bool) {
+	g.mu.Lock()
+	if g.state == stateDead {
+		g.mu.Unlock()
+		return GroupSummary{}, false
+	}
+	s := GroupSummary{
+		Group:        g.name,
+		State:        g.state.String(),
+		ProtocolType: g.protocolType,
+		Generation:   g.generation,
+	}
+	if g.protocol != nil {
+		s.Protocol = *g.protocol
+	}
+	owners := map[topicPartition]string{}
+	for _, m := range g.sortedMembers() {
+		ms := MemberSummary{MemberID: m.id, InstanceID: m.instance(), ClientID: m.clientID, ClientHost: m.clientHost}
+		if g.protocolType == "consumer" && g.state == stateStable {
+			for _, tp := range decodeAssignment(m.assignment) {
+				ms.Assigned = append(ms.Assigned, TopicPartition{Topic: tp.topic, Partition: tp.partition})
+				owners[tp] = m.id
+			}
+		}
+		s.Members = append(s.Members, ms)
+	}
+	committed := make(map[topicPartition]int64, len(g.offsets))
+	for tp, o := range g.offsets {
+		committed[tp] = o.Offset
+	}
+	g.mu.Unlock()
+
+	tps := make([]topicPartition, 0, len(committed)+len(owners))
+	for tp := range committed {
+		tps = append(tps, tp)
+	}
+	for tp := range owners {
+		if _, ok := committed[tp]; !ok {
+			tps = append(tps, tp)
+		}
+	}
+	slices.SortFunc(tps, compareTopicPartition)
+	for _, tp := range tps {
+		gp := GroupPartition{Topic: tp.topic, Partition: tp.partition, Committed: -1, HighWatermark: -1, Owner: owners[tp]}
+		if off, ok := committed[tp]; ok {
+			gp.Committed = off
+		}
+		if bl, ok := b.backlog(tp, gp.Committed); ok {
+			gp.HighWatermark, gp.Lag, gp.LiveBacklog = bl.hwm, bl.lag, bl.live
+		}
+		s.Partitions = append(s.Partitions, gp)
+	}
+	return s, true
+}
+
+func compareTopicPartition(a, b topicPartition) int {
+	if c := strings.Compare(a.topic, b.topic); c != 0 {
+		return c
+	}
+	return int(a.partition) - int(b.partition)
+}
+
+// backlogInfo is a group's position in one shard.
+type backlogInfo struct {
+	hwm, lag, live int64
+}
+
+// backlog computes HighWatermark - committed (from the log start without a
+// commit) and the live records at or after that position; false when the
+// partition no longer exists.
+func (b *Broker) backlog(tp topicPartition, committed int64) (backlogInfo, bool) {
+	info, ok := b.node.Topic(tp.topic)
+	if !ok || tp.partition < 0 || int(tp.partition) >= len(info.Partitions) {
+		return backlogInfo{}, false
+	}
+	shard := info.Partitions[tp.partition].Shard
+	st, err := b.store.State(shard)
+	if err != nil {
+		return backlogInfo{}, false
+	}
+	from := committed
+	if from < 0 {
+		from = st.LogStartOffset
+	}
+	from = min(max(from, st.LogStartOffset), st.HighWatermark)
+	live, err := b.store.CountFrom(shard, from)
+	if err != nil {
+		return backlogInfo{}, false
+	}
+	return backlogInfo{hwm: st.HighWatermark, lag: st.HighWatermark - from, live: live}, true
+}
+
+// decodeAssignment returns the partitions of a consumer protocol assignment
+// (nil when it does not decode).
+func decodeAssignment(b []byte) []topicPartition {
+	if len(b) == 0 {
+		return nil
+	}
+	var a kmsg.ConsumerMemberAssignment
+	if err := a.ReadFrom(b); err != nil {
+		return nil
+	}
+	var out []topicPartition
+	for _, t := range a.Topics {
+		for _, p := range t.Partitions {
+			out = append(out, topicPartition{t.Topic, p})
+		}
+	}
+	return out
+}

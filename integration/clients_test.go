@@ -38,8 +38,8 @@ const (
 
 	// minJavaTests and minPythonTests are the test counts of the two suites today; a
 	// run that reports fewer lost tests on the way (not compiled, not collected).
-	minJavaTests   = 4
-	minPythonTests = 4
+	minJavaTests   = 5
+	minPythonTests = 6
 )
 
 // TestJavaClient runs the Java client suite (kafka-clients 4.x: idempotent producer,

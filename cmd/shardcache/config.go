@@ -59,6 +59,21 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// GroupMinSessionTimeout and GroupMaxSessionTimeout bound consumer group
+	// members' session timeouts (Kafka's group.min/max.session.timeout.ms).
+	GroupMinSessionTimeout time.Duration
+	GroupMaxSessionTimeout time.Duration
+	// GroupInitialRebalanceDelay is how long the first rebalance of an empty
+	// group waits for more members (group.initial.rebalance.delay.ms); 0 none.
+	GroupInitialRebalanceDelay time.Duration
+	// GroupMaxSize is the most members a consumer group may have.
+	GroupMaxSize int32
+	// OffsetsRetention is how long committed offsets of a group without
+	// members are kept (offsets.retention.minutes).
+	OffsetsRetention time.Duration
+	// OffsetsTopicPartitions is the partition count of __consumer_offsets when
+	// it is created.
+	OffsetsTopicPartitions int32
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -79,6 +94,13 @@ func defaultConfig() Config {
 		ShutdownTimeout:      10 * time.Second,
 		LogLevel:             slog.LevelInfo,
 		LogFormat:            "text",
+
+		GroupMinSessionTimeout:     6 * time.Second,
+		GroupMaxSessionTimeout:     30 * time.Minute,
+		GroupInitialRebalanceDelay: 3 * time.Second,
+		GroupMaxSize:               math.MaxInt32,
+		OffsetsRetention:           7 * 24 * time.Hour,
+		OffsetsTopicPartitions:     50,
 	}
 }
 
@@ -106,6 +128,12 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long shutdown waits for in-flight requests")
 	fs.Var((*levelValue)(&c.LogLevel), "log-level", "lowest level logged: debug, info, warn or error")
 	fs.Var(&choiceValue{p: &c.LogFormat, choices: []string{"text", "json"}}, "log-format", "log line format: text or json")
+	fs.DurationVar(&c.GroupMinSessionTimeout, "group-min-session-timeout", c.GroupMinSessionTimeout, "smallest session timeout a consumer group member may ask for")
+	fs.DurationVar(&c.GroupMaxSessionTimeout, "group-max-session-timeout", c.GroupMaxSessionTimeout, "largest session timeout a consumer group member may ask for")
+	fs.DurationVar(&c.GroupInitialRebalanceDelay, "group-initial-rebalance-delay", c.GroupInitialRebalanceDelay, "how long the first rebalance of an empty group waits for more members (0: none)")
+	fs.Var((*int32Value)(&c.GroupMaxSize), "group-max-size", "most members one consumer group may have")
+	fs.DurationVar(&c.OffsetsRetention, "offsets-retention", c.OffsetsRetention, "how long committed offsets of a group without members are kept")
+	fs.Var((*int32Value)(&c.OffsetsTopicPartitions), "offsets-topic-partitions", "partitions of __consumer_offsets when it is created (1 to 1000)")
 	return fs
 }
 
@@ -202,6 +230,26 @@ func (c Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return bad("log-format", "must be text or json, got %q", c.LogFormat)
+	}
+	const maxMillis = time.Duration(math.MaxInt32) * time.Millisecond
+	if c.GroupMinSessionTimeout < time.Millisecond {
+		return bad("group-min-session-timeout", "must be at least 1ms, got %s", c.GroupMinSessionTimeout)
+	}
+	if c.GroupMaxSessionTimeout < c.GroupMinSessionTimeout || c.GroupMaxSessionTimeout > maxMillis {
+		return bad("group-max-session-timeout", "must be between --group-min-session-timeout (%s) and %s, got %s",
+			c.GroupMinSessionTimeout, maxMillis, c.GroupMaxSessionTimeout)
+	}
+	if c.GroupInitialRebalanceDelay < 0 || c.GroupInitialRebalanceDelay > maxMillis {
+		return bad("group-initial-rebalance-delay", "must be between 0 and %s, got %s", maxMillis, c.GroupInitialRebalanceDelay)
+	}
+	if c.GroupMaxSize < 1 {
+		return bad("group-max-size", "must be >= 1, got %d", c.GroupMaxSize)
+	}
+	if c.OffsetsRetention < time.Second {
+		return bad("offsets-retention", "must be at least 1s, got %s", c.OffsetsRetention)
+	}
+	if c.OffsetsTopicPartitions < 1 || c.OffsetsTopicPartitions > 1000 {
+		return bad("offsets-topic-partitions", "must be between 1 and 1000, got %d", c.OffsetsTopicPartitions)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"log/slog"
+	"math"
 	"reflect"
 	"strings"
 	"testing"
@@ -39,6 +40,13 @@ func TestParseConfigDefaults(t *testing.T) {
 		ShutdownTimeout:      10 * time.Second,
 		LogLevel:             slog.LevelInfo,
 		LogFormat:            "text",
+
+		GroupMinSessionTimeout:     6 * time.Second,
+		GroupMaxSessionTimeout:     30 * time.Minute,
+		GroupInitialRebalanceDelay: 3 * time.Second,
+		GroupMaxSize:               math.MaxInt32,
+		OffsetsRetention:           168 * time.Hour,
+		OffsetsTopicPartitions:     50,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
@@ -66,6 +74,13 @@ var allSet = struct {
 		"shutdown-timeout":       "3s",
 		"log-level":              "debug",
 		"log-format":             "json",
+
+		"group-min-session-timeout":     "100ms",
+		"group-max-session-timeout":     "1m",
+		"group-initial-rebalance-delay": "0s",
+		"group-max-size":                "3",
+		"offsets-retention":             "24h",
+		"offsets-topic-partitions":      "4",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -83,6 +98,13 @@ var allSet = struct {
 		ShutdownTimeout:      3 * time.Second,
 		LogLevel:             slog.LevelDebug,
 		LogFormat:            "json",
+
+		GroupMinSessionTimeout:     100 * time.Millisecond,
+		GroupMaxSessionTimeout:     time.Minute,
+		GroupInitialRebalanceDelay: 0,
+		GroupMaxSize:               3,
+		OffsetsRetention:           24 * time.Hour,
+		OffsetsTopicPartitions:     4,
 	},
 }
 
@@ -190,6 +212,12 @@ var invalidValues = []struct {
 	{"shutdown-timeout", []string{"0", "soon"}},
 	{"log-level", []string{"loud"}},
 	{"log-format", []string{"xml", "JSON"}},
+	{"group-min-session-timeout", []string{"0s", "-1s", "soon", "31m"}},
+	{"group-max-session-timeout", []string{"1s", "1000h", "x"}},
+	{"group-initial-rebalance-delay", []string{"-1ms", "1000h", "3"}},
+	{"group-max-size", []string{"0", "-1", "big"}},
+	{"offsets-retention", []string{"0s", "10ms", "-1h", "7d"}},
+	{"offsets-topic-partitions", []string{"0", "1001", "fifty"}},
 }
 
 func TestParseConfigInvalid(t *testing.T) {

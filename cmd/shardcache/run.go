@@ -152,6 +152,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		Store:                s.store,
 		Logger:               log.With(logComponent, "broker"),
 		Registerer:           s.reg,
+		Groups:               groupConfig(cfg),
 	}); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
@@ -272,4 +273,18 @@ func advertisedAddr(flagValue string, bound net.Addr) string {
 		}
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// groupConfig is the consumer group coordinator's configuration from the
+// flags; __consumer_offsets is created as soon as the node is ready.
+func groupConfig(cfg Config) broker.GroupConfig {
+	g := broker.DefaultGroupConfig()
+	g.MinSessionTimeout = cfg.GroupMinSessionTimeout
+	g.MaxSessionTimeout = cfg.GroupMaxSessionTimeout
+	g.InitialRebalanceDelay = cfg.GroupInitialRebalanceDelay
+	g.MaxSize = cfg.GroupMaxSize
+	g.OffsetsRetention = cfg.OffsetsRetention
+	g.OffsetsTopicPartitions = cfg.OffsetsTopicPartitions
+	g.CreateOffsetsTopic = true
+	return g
 }

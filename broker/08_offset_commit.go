@@ -1,0 +1,72 @@
+package broker
+
+// OffsetCommit: v2-8
+//
+// Behavior:
+//   - Each committed offset is a record in __consumer_offsets (key group +
+//     topic + partition) written through Raft before the answer, so it
+//     survives a restart; commit metadata is stored and returned by
+//     OffsetFetch. All partitions of a request go in one Raft entry.
+//   - Memberless commits (generation -1, empty member id, as Flink's
+//     KafkaSource sends them) are accepted while the group has no members;
+//     the group is created if needed.
+//   - Group members: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID
+//     (v7 InstanceID), REBALANCE_IN_PROGRESS while the group completes a
+//     rebalance (commits during PreparingRebalance are allowed, for
+//     onPartitionsRevoked). A commit refreshes the member's session.
+//   - Per partition: UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that
+//     does not exist; OFFSET_METADATA_TOO_LARGE above 4096 bytes.
+//   - INVALID_GROUP_ID for an empty group id; NOT_COORDINATOR and
+//     COORDINATOR_LOAD_IN_PROGRESS from routing.
+//
+// Not implemented: v0-1 (below the Java 4.x floor, KIP-896) and v9+ (KIP-848
+// member epochs, topic ids).
+//
+// Version notes: v2-4 RetentionTimeMillis (> 0 sets that offset's expiry, -1
+// the broker's retention); v3 ThrottleMillis; v6 LeaderEpoch (stored and
+// returned by OffsetFetch v5+); v7 InstanceID; v8 flexible.
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.OffsetCommit.Int16(), 2, 8, (*Broker).handleOffsetCommit) }
+
+func (b *Broker) handleOffsetCommit(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetCommitRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	var parts []commitPart
+	resp.Topics = make([]kmsg.OffsetCommitResponseTopic, len(req.Topics))
+	expireMs := int64(-1)
+	if req.Version <= 4 && req.RetentionTimeMillis > 0 {
+		expireMs = time.Now().UnixMilli() + req.RetentionTimeMillis
+	}
+	for i, rt := range req.Topics {
+		st := &resp.Topics[i]
+		*st = kmsg.NewOffsetCommitResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.OffsetCommitResponseTopicPartition, len(rt.Partitions))
+		for j, rp := range rt.Partitions {
+			sp := &st.Partitions[j]
+			*sp = kmsg.NewOffsetCommitResponseTopicPartition()
+			sp.Partition = rp.Partition
+			epoch := rp.LeaderEpoch
+			if req.Version < 6 {
+				epoch = -1
+			}
+			parts = append(parts, commitPart{
+				topic:     rt.Topic,
+				partition: rp.Partition,
+				offset:    committedOffset{Offset: rp.Offset, LeaderEpoch: epoch, Metadata: rp.Metadata, ExpireMs: expireMs},
+				code:      &sp.ErrorCode,
+			})
+		}
+	}
+	if len(parts) > 0 {
+		b.groups.commit(ctx, req.Group, req.MemberID, req.InstanceID, req.Generation, parts)
+	}
+	return resp, nil
+}

@@ -1,0 +1,170 @@
+package broker
+
+// OffsetFetch: v1-8
+//
+// Behavior:
+//   - Answers each requested partition's committed offset, leader epoch (v5+)
+//     and commit metadata; a partition without a commit answers offset -1,
+//     epoch -1, empty metadata and no error, as Kafka does (also for an unknown
+//     group or topic). A null topic list (v2+) answers every committed offset
+//     of the group.
+//   - v8 asks for several groups at once; each group gets its own error code.
+//   - RequireStable (v7+): there are no pending transactional offsets yet, so
+//     every offset is stable and the flag changes nothing.
+//   - Errors (v1: in every partition; v2-7: top level; v8: per group):
+//     NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
+//     INVALID_GROUP_ID for an empty group id.
+//
+// Not implemented: v0 (ZooKeeper offsets) and v9+ (KIP-848 member epochs,
+// topic ids).
+//
+// Version notes: v2 top-level ErrorCode and null topics; v3 ThrottleMillis; v5
+// LeaderEpoch; v6+ flexible; v7 RequireStable; v8 Groups batch.
+
+import (
+	"context"
+	"slices"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.OffsetFetch.Int16(), 1, 8, (*Broker).handleOffsetFetch) }
+
+// fetchedPartition is one partition's answer.
+type fetchedPartition struct {
+	partition int32
+	offset    committedOffset
+	found     bool
+}
+
+// fetchedTopic is one topic's answer.
+type fetchedTopic struct {
+	topic      string
+	partitions []fetchedPartition
+}
+
+func (b *Broker) handleOffsetFetch(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetFetchRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version >= 8 {
+		for _, rg := range req.Groups {
+			var topics map[string][]int32
+			var order []string
+			if rg.Topics != nil {
+				topics = map[string][]int32{}
+				for _, t := range rg.Topics {
+					if _, ok := topics[t.Topic]; !ok {
+						order = append(order, t.Topic)
+					}
+					topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
+				}
+			}
+			code, answer := b.offsetFetchGroup(ctx, rg.Group, topics, order)
+			g := kmsg.NewOffsetFetchResponseGroup()
+			g.Group = rg.Group
+			g.ErrorCode = code
+			for _, ft := range answer {
+				t := kmsg.NewOffsetFetchResponseGroupTopic()
+				t.Topic = ft.topic
+				for _, fp := range ft.partitions {
+					p := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+					p.Partition = fp.partition
+					fillFetched(fp, &p.Offset, &p.LeaderEpoch, &p.Metadata)
+					t.Partitions = append(t.Partitions, p)
+				}
+				g.Topics = append(g.Topics, t)
+			}
+			resp.Groups = append(resp.Groups, g)
+		}
+		return resp, nil
+	}
+
+	var topics map[string][]int32
+	var order []string
+	if req.Topics != nil || req.Version < 2 {
+		topics = map[string][]int32{}
+		for _, t := range req.Topics {
+			if _, ok := topics[t.Topic]; !ok {
+				order = append(order, t.Topic)
+			}
+			topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
+		}
+	}
+	code, answer := b.offsetFetchGroup(ctx, req.Group, topics, order)
+	if req.Version >= 2 {
+		resp.ErrorCode = code
+	}
+	if code != 0 && req.Version >= 2 {
+		return resp, nil
+	}
+	for _, ft := range answer {
+		t := kmsg.NewOffsetFetchResponseTopic()
+		t.Topic = ft.topic
+		for _, fp := range ft.partitions {
+			p := kmsg.NewOffsetFetchResponseTopicPartition()
+			p.Partition = fp.partition
+			p.ErrorCode = code
+			fillFetched(fp, &p.Offset, &p.LeaderEpoch, &p.Metadata)
+			t.Partitions = append(t.Partitions, p)
+		}
+		resp.Topics = append(resp.Topics, t)
+	}
+	return resp, nil
+}
+
+func fillFetched(fp fetchedPartition, offset *int64, epoch *int32, metadata **string) {
+	*offset, *epoch = -1, -1
+	empty := ""
+	*metadata = &empty
+	if fp.found {
+		*offset = fp.offset.Offset
+		*epoch = fp.offset.LeaderEpoch
+		if fp.offset.Metadata != nil {
+			*metadata = fp.offset.Metadata
+		}
+	}
+}
+
+// offsetFetchGroup answers one group: the requested partitions (topics
+// non-nil, in order) or every committed partition (topics nil).
+func (b *Broker) offsetFetchGroup(ctx context.Context, groupID string, topics map[string][]int32, order []string) (int16, []fetchedTopic) {
+	var offsets map[topicPartition]committedOffset
+	var code int16
+	if len(groupID) > maxGroupIDBytes {
+		code = kerr.InvalidGroupID.Code
+	} else {
+		var err error
+		offsets, err = b.groups.fetchOffsets(ctx, groupID)
+		if err != nil {
+			code = b.codeFor(err, "offset fetch", logKeyGroup, groupID)
+		}
+	}
+	if topics == nil {
+		if code != 0 {
+			return code, nil
+		}
+		byTopic := map[string][]fetchedPartition{}
+		for tp, o := range offsets {
+			byTopic[tp.topic] = append(byTopic[tp.topic], fetchedPartition{partition: tp.partition, offset: o, found: true})
+		}
+		var out []fetchedTopic
+		for t, ps := range byTopic {
+			slices.SortFunc(ps, func(a, b fetchedPartition) int { return int(a.partition - b.partition) })
+			out = append(out, fetchedTopic{topic: t, partitions: ps})
+		}
+		slices.SortFunc(out, func(a, b fetchedTopic) int { return strings.Compare(a.topic, b.topic) })
+		return 0, out
+	}
+	out := make([]fetchedTopic, 0, len(order))
+	for _, t := range order {
+		ft := fetchedTopic{topic: t}
+		for _, p := range topics[t] {
+			o, ok := offsets[topicPartition{t, p}]
+			ft.partitions = append(ft.partitions, fetchedPartition{partition: p, offset: o, found: ok})
+		}
+		out = append(out, ft)
+	}
+	return code, out
+}

@@ -1,0 +1,85 @@
+package broker
+
+// FindCoordinator: v0-4
+//
+// Behavior:
+//   - Key type GROUP (0): the coordinator of a group is the leader of the
+//     __consumer_offsets partition its id hashes to; on one node that is this
+//     node. The first request creates __consumer_offsets when it does not
+//     exist yet (unless the broker created it at startup), as Kafka does.
+//     Answers COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be
+//     created or its partition has no leader here, and while loading fails.
+//   - Key type TRANSACTION (1): COORDINATOR_NOT_AVAILABLE until transactions
+//     exist. Any other key type: INVALID_REQUEST.
+//   - v4 (KIP-699) answers every key of CoordinatorKeys separately.
+//
+// Version notes: v0 has only a group key; v1 CoordinatorType, ThrottleMillis
+// and ErrorMessage; v3+ flexible; v4 batched keys (no top-level fields).
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.FindCoordinator.Int16(), 0, 4, (*Broker).handleFindCoordinator) }
+
+// Coordinator key types.
+const (
+	coordinatorGroup       = 0
+	coordinatorTransaction = 1
+)
+
+func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	if req.Version >= 4 {
+		for _, key := range req.CoordinatorKeys {
+			c := kmsg.NewFindCoordinatorResponseCoordinator()
+			c.Key = key
+			c.ErrorCode, c.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, key)
+			c.NodeID, c.Host, c.Port = -1, "", -1
+			if c.ErrorCode == 0 {
+				c.NodeID, c.Host, c.Port = b.node.NodeID(), b.advHost, b.advPort
+			}
+			resp.Coordinators = append(resp.Coordinators, c)
+		}
+		return resp, nil
+	}
+	resp.ErrorCode, resp.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, req.CoordinatorKey)
+	resp.NodeID, resp.Host, resp.Port = -1, "", -1
+	if resp.ErrorCode == 0 {
+		resp.NodeID, resp.Host, resp.Port = b.node.NodeID(), b.advHost, b.advPort
+	}
+	return resp, nil
+}
+
+// findCoordinator answers one key: 0 when this node coordinates it.
+func (b *Broker) findCoordinator(ctx context.Context, typ int8, key string) (int16, *string) {
+	switch typ {
+	case coordinatorGroup:
+	case coordinatorTransaction:
+		msg := "transactions are not supported yet"
+		return kerr.CoordinatorNotAvailable.Code, &msg
+	default:
+		msg := "unknown coordinator key type"
+		return kerr.InvalidRequest.Code, &msg
+	}
+	if len(key) > maxGroupIDBytes {
+		return kerr.InvalidGroupID.Code, nil
+	}
+	_, _, err := b.groups.route(ctx, key)
+	if err == nil {
+		return 0, nil
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		// One node: NOT_COORDINATOR and loading both mean "not available
+		// here yet"; the client retries FindCoordinator.
+		return kerr.CoordinatorNotAvailable.Code, nil
+	}
+	b.codeFor(err, "find coordinator", logKeyGroup, key)
+	return kerr.CoordinatorNotAvailable.Code, nil
+}

@@ -1,0 +1,351 @@
+package broker
+
+// JoinGroup: v0-9
+//
+// Behavior (Apache Kafka's classic group protocol):
+//   - INVALID_GROUP_ID for an empty group id; INVALID_SESSION_TIMEOUT outside
+//     GroupConfig.MinSessionTimeout..MaxSessionTimeout; INCONSISTENT_GROUP_PROTOCOL
+//     when the first member offers no protocol type or no protocols, or a later
+//     member's type differs or none of its protocols is supported by every member;
+//     GROUP_MAX_SIZE_REACHED beyond GroupConfig.MaxSize; NOT_COORDINATOR /
+//     COORDINATOR_LOAD_IN_PROGRESS from the coordinator routing.
+//   - A new dynamic member on v4+ gets MEMBER_ID_REQUIRED with its member id
+//     (KIP-394) and joins with it; v0-3 join at once with a fresh id.
+//   - The request waits at the join barrier: until every member (and every
+//     id handed out with MEMBER_ID_REQUIRED) has rejoined, or the largest
+//     rebalance timeout passes; dynamic members that did not rejoin are then
+//     removed. The first rebalance of an empty group waits
+//     GroupConfig.InitialRebalanceDelay (extended per new member up to the
+//     rebalance timeout). The leader's answer lists every member with its
+//     metadata for the chosen protocol: the one every member supports that
+//     most members list first.
+//   - Static members (group.instance.id, KIP-345): a known instance joining
+//     without a member id replaces its old member id (the old id is fenced:
+//     FENCED_INSTANCE_ID); in a Stable group with unchanged protocols no
+//     rebalance happens and it gets the current generation (v9+: the leader
+//     gets SkipAssignment and the members, KIP-814). A member id that does not
+//     match its instance's is FENCED_INSTANCE_ID.
+//   - A known member rejoining a Stable group with the same protocols, not the
+//     leader, gets the current generation without a rebalance; the leader or
+//     changed protocols start a rebalance.
+//
+// Version notes: v1 RebalanceTimeoutMillis (v0 uses the session timeout); v4
+// MEMBER_ID_REQUIRED; v5 InstanceID; v6+ flexible; v7 ProtocolType in the
+// response; v8 Reason (logged at debug); v9 SkipAssignment.
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(kmsg.JoinGroup.Int16(), 0, 9, (*Broker).handleJoinGroup) }
+
+func (b *Broker) handleJoinGroup(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.JoinGroupRequest)
+	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	r := b.groups.join(ctx, rc, req)
+	resp.ErrorCode = r.code
+	resp.MemberID = r.memberID
+	resp.Generation = r.generation
+	resp.LeaderID = r.leader
+	resp.SkipAssignment = r.skipAssignment
+	resp.Members = r.members
+	if r.code == 0 {
+		pt := r.protocolType
+		resp.ProtocolType = &pt
+		resp.Protocol = r.protocol
+		if req.Version < 7 && resp.Protocol == nil {
+			empty := ""
+			resp.Protocol = &empty
+		}
+	} else if req.Version < 7 {
+		empty := ""
+		resp.Protocol = &empty
+	}
+	if resp.Members == nil {
+		resp.Members = []kmsg.JoinGroupResponseMember{}
+	}
+	return resp, nil
+}
+
+// validGroupID: the group APIs need a non-empty id that fits the record keys.
+func validGroupID(id string) bool { return id != "" && len(id) <= maxGroupIDBytes }
+
+// join runs one JoinGroup and waits at the barrier when the request must.
+func (c *coordinator) join(ctx context.Context, rc *requestContext, req *kmsg.JoinGroupRequest) joinResult {
+	fail := func(code int16) joinResult {
+		return joinResult{code: code, memberID: req.MemberID, generation: -1}
+	}
+	if !validGroupID(req.Group) {
+		return fail(kerr.InvalidGroupID.Code)
+	}
+	if req.InstanceID != nil && (*req.InstanceID == "" || len(*req.InstanceID) > maxGroupIDBytes) {
+		return fail(kerr.InvalidRequest.Code)
+	}
+	_, p, err := c.route(ctx, req.Group)
+	if err != nil {
+		return fail(c.b.codeFor(err, "join group", logKeyGroup, req.Group))
+	}
+	session := time.Duration(req.SessionTimeoutMillis) * time.Millisecond
+	if session < c.cfg.MinSessionTimeout || session > c.cfg.MaxSessionTimeout {
+		return fail(kerr.InvalidSessionTimeout.Code)
+	}
+	rebalance := session
+	if req.Version >= 1 && req.RebalanceTimeoutMillis > 0 {
+		rebalance = time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond
+	}
+	protocols := make([]protocol, 0, len(req.Protocols))
+	for _, rp := range req.Protocols {
+		protocols = append(protocols, protocol{name: rp.Name, metadata: bytes.Clone(rp.Metadata)})
+	}
+	if req.Reason != nil {
+		c.log.Debug("join group", logKeyGroup, req.Group, logKeyMember, req.MemberID, "reason", *req.Reason)
+	}
+
+	g := c.lookup(req.Group, p, req.MemberID == "")
+	if g == nil {
+		return fail(kerr.UnknownMemberID.Code)
+	}
+	jr := joinRequest{
+		version:   req.Version,
+		memberID:  req.MemberID,
+		instance:  req.InstanceID,
+		clientID:  rc.clientID,
+		host:      remoteHost(rc),
+		session:   session,
+		rebalance: rebalance,
+		ptype:     req.ProtocolType,
+		protocols: protocols,
+	}
+	g.mu.Lock()
+	var res joinResult
+	var ch chan joinResult
+	switch {
+	case g.state == stateDead:
+		res = fail(kerr.CoordinatorNotAvailable.Code)
+	case !g.supportsProtocols(req.ProtocolType, protocols):
+		res = fail(kerr.InconsistentGroupProtocol.Code)
+	case req.MemberID == "":
+		res, ch = c.joinNew(g, jr, time.Now())
+	default:
+		res, ch = c.joinKnown(g, jr, time.Now())
+	}
+	g.mu.Unlock()
+	c.wake()
+	if ch == nil {
+		return res
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-ctx.Done():
+		return fail(kerr.NotCoordinator.Code)
+	case <-c.b.closing:
+		return fail(kerr.NotCoordinator.Code)
+	}
+}
+
+// joinRequest is what joinNew and joinKnown need of a JoinGroup.
+type joinRequest struct {
+	version            int16
+	memberID           string
+	instance           *string
+	clientID, host     string
+	session, rebalance time.Duration
+	ptype              string
+	protocols          []protocol
+}
+
+func (jr joinRequest) fail(code int16) joinResult {
+	return joinResult{code: code, memberID: jr.memberID, generation: -1}
+}
+
+// joinNew handles a JoinGroup without a member id. Caller holds g.mu.
+func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+	newID := newMemberID(jr.clientID)
+	if jr.instance != nil {
+		if oldID, ok := g.static[*jr.instance]; ok {
+			if m := g.members[oldID]; m != nil {
+				return c.replaceStatic(g, m, newID, jr, now)
+			}
+		}
+		return c.addAndJoin(g, newID, jr, now)
+	}
+	if jr.version >= 4 {
+		if int32(len(g.members)+len(g.pending)) >= c.cfg.MaxSize {
+			return jr.fail(kerr.GroupMaxSizeReached.Code), nil
+		}
+		g.pending[newID] = now.Add(jr.session)
+		return joinResult{code: kerr.MemberIDRequired.Code, memberID: newID, generation: -1}, nil
+	}
+	return c.addAndJoin(g, newID, jr, now)
+}
+
+// replaceStatic gives a static member's instance a new member id (KIP-345).
+func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+	oldID := m.id
+	m.answerJoin(joinResult{code: kerr.FencedInstanceID.Code, memberID: oldID, generation: -1})
+	m.answerSync(syncResult{code: kerr.FencedInstanceID.Code})
+	delete(g.members, oldID)
+	m.id = newID
+	g.members[newID] = m
+	g.static[*jr.instance] = newID
+	if g.leader == oldID {
+		g.leader = newID
+	}
+	if g.pendingSync[oldID] {
+		delete(g.pendingSync, oldID)
+		g.pendingSync[newID] = true
+	}
+	c.updateMember(m, jr, now)
+	c.log.Info("static member replaced", logKeyGroup, g.name, logKeyMember, newID, "old_member", oldID)
+	switch g.state {
+	case stateStable:
+		if m.sameProtocols(jr.protocols) {
+			c.persistGroup(g)
+			res := joinResult{memberID: newID, generation: g.generation, protocolType: g.protocolType,
+				protocol: g.protocol, leader: g.leader}
+			if newID == g.leader && jr.version >= 9 {
+				res.skipAssignment = true
+				res.members = g.responseMembers()
+			}
+			return res, nil
+		}
+		m.protocols = jr.protocols
+		g.prepareRebalance(now, 0)
+	case stateCompletingRebalance:
+		m.protocols = jr.protocols
+		g.prepareRebalance(now, 0)
+	default:
+		m.protocols = jr.protocols
+	}
+	return c.awaitJoin(g, m, jr.version, now)
+}
+
+// addAndJoin adds a member and waits at the barrier.
+func (c *coordinator) addAndJoin(g *group, id string, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+	if int32(len(g.members)+len(g.pending)) >= c.cfg.MaxSize {
+		return jr.fail(kerr.GroupMaxSizeReached.Code), nil
+	}
+	m := &member{id: id, instanceID: jr.instance, protocolType: jr.ptype, protocols: jr.protocols}
+	c.updateMember(m, jr, now)
+	g.addMember(m)
+	switch g.state {
+	case stateEmpty:
+		g.prepareRebalance(now, c.cfg.InitialRebalanceDelay)
+	case stateStable, stateCompletingRebalance:
+		g.prepareRebalance(now, 0)
+	case statePreparingRebalance:
+		g.extendInitialDelay(now, c.cfg.InitialRebalanceDelay)
+	}
+	return c.awaitJoin(g, m, jr.version, now)
+}
+
+func (c *coordinator) updateMember(m *member, jr joinRequest, now time.Time) {
+	m.clientID = jr.clientID
+	m.clientHost = jr.host
+	m.sessionTimeout = jr.session
+	m.rebalanceTimeout = jr.rebalance
+	m.deadline = now.Add(jr.session)
+}
+
+// awaitJoin registers the member's JoinGroup at the barrier, completing it
+// when this was the last member missing.
+func (c *coordinator) awaitJoin(g *group, m *member, version int16, now time.Time) (joinResult, chan joinResult) {
+	m.answerJoin(joinResult{code: kerr.RebalanceInProgress.Code, memberID: m.id, generation: -1})
+	ch := make(chan joinResult, 1)
+	m.joinCh = ch
+	m.joinVersion = version
+	if g.canCompleteJoin() {
+		c.completeJoin(g, now)
+	}
+	return joinResult{}, ch
+}
+
+// joinKnown handles a JoinGroup with a member id. Caller holds g.mu.
+func (c *coordinator) joinKnown(g *group, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+	if _, ok := g.pending[jr.memberID]; ok {
+		delete(g.pending, jr.memberID)
+		return c.addAndJoin(g, jr.memberID, jr, now)
+	}
+	if code := g.checkMember(jr.memberID, jr.instance); code != 0 {
+		return jr.fail(code), nil
+	}
+	m := g.members[jr.memberID]
+	c.updateMember(m, jr, now)
+	switch g.state {
+	case statePreparingRebalance:
+		m.protocols = jr.protocols
+		return c.awaitJoin(g, m, jr.version, now)
+	case stateCompletingRebalance:
+		if m.sameProtocols(jr.protocols) {
+			// A repeated JoinGroup (a lost response): answer it again.
+			res := joinResult{memberID: m.id, generation: g.generation, protocolType: g.protocolType,
+				protocol: g.protocol, leader: g.leader}
+			if m.id == g.leader {
+				res.members = g.responseMembers()
+			}
+			return res, nil
+		}
+		m.protocols = jr.protocols
+		g.prepareRebalance(now, 0)
+		return c.awaitJoin(g, m, jr.version, now)
+	case stateStable:
+		if m.id == g.leader || !m.sameProtocols(jr.protocols) {
+			m.protocols = jr.protocols
+			g.prepareRebalance(now, 0)
+			return c.awaitJoin(g, m, jr.version, now)
+		}
+		return joinResult{memberID: m.id, generation: g.generation, protocolType: g.protocolType,
+			protocol: g.protocol, leader: g.leader}, nil
+	}
+	return jr.fail(kerr.UnknownMemberID.Code), nil
+}
+
+// checkMember validates a member id (and instance id) against the group:
+// FENCED_INSTANCE_ID when the instance is now another member, else
+// UNKNOWN_MEMBER_ID when the member is not in the group. Caller holds g.mu.
+func (g *group) checkMember(id string, instance *string) int16 {
+	if instance != nil {
+		if cur, ok := g.static[*instance]; ok && cur != id {
+			return kerr.FencedInstanceID.Code
+		}
+	}
+	if _, ok := g.members[id]; !ok {
+		return kerr.UnknownMemberID.Code
+	}
+	return 0
+}
+
+// responseMembers lists the members with their metadata for the chosen
+// protocol, as the leader's JoinGroup answer carries them.
+func (g *group) responseMembers() []kmsg.JoinGroupResponseMember {
+	var out []kmsg.JoinGroupResponseMember
+	for _, m := range g.sortedMembers() {
+		jm := kmsg.NewJoinGroupResponseMember()
+		jm.MemberID = m.id
+		jm.InstanceID = m.instanceID
+		if g.protocol != nil {
+			jm.ProtocolMetadata = m.metadataFor(*g.protocol)
+		}
+		out = append(out, jm)
+	}
+	return out
+}
+
+// remoteHost is the client's address as Kafka shows it ("/127.0.0.1").
+func remoteHost(rc *requestContext) string {
+	if rc == nil || rc.remote == nil {
+		return ""
+	}
+	host, _, err := net.SplitHostPort(rc.remote.String())
+	if err != nil {
+		host = rc.remote.String()
+	}
+	return "/" + host
+}

@@ -1,0 +1,74 @@
+package broker
+
+// DeleteGroups: v0-2
+//
+// Behavior:
+//   - Deletes groups without members: tombstones for every committed offset
+//     and for the group's metadata record go to __consumer_offsets in one Raft
+//     entry, then the group is Dead and forgotten.
+//   - Per group: GROUP_ID_NOT_FOUND (unknown), NON_EMPTY_GROUP (it has
+//     members), INVALID_GROUP_ID (empty id), NOT_COORDINATOR /
+//     COORDINATOR_LOAD_IN_PROGRESS.
+//
+// Version notes: v1 is v0 (throttle behavior); v2+ flexible.
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+func init() { register(kmsg.DeleteGroups.Int16(), 0, 2, (*Broker).handleDeleteGroups) }
+
+func (b *Broker) handleDeleteGroups(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	for _, id := range req.Groups {
+		g := kmsg.NewDeleteGroupsResponseGroup()
+		g.Group = id
+		g.ErrorCode = b.groups.deleteGroup(ctx, id)
+		resp.Groups = append(resp.Groups, g)
+	}
+	return resp, nil
+}
+
+func (c *coordinator) deleteGroup(ctx context.Context, id string) int16 {
+	if !validGroupID(id) {
+		return kerr.InvalidGroupID.Code
+	}
+	_, p, err := c.route(ctx, id)
+	if err != nil {
+		return c.b.codeFor(err, "delete groups", logKeyGroup, id)
+	}
+	g := c.lookup(id, p, false)
+	if g == nil {
+		return kerr.GroupIDNotFound.Code
+	}
+	g.mu.Lock()
+	switch {
+	case g.state == stateDead:
+		g.mu.Unlock()
+		return kerr.GroupIDNotFound.Code
+	case g.state != stateEmpty:
+		g.mu.Unlock()
+		return kerr.NonEmptyGroup.Code
+	}
+	recs := []shardstore.Record{{Key: groupKey(id)}}
+	for tp := range g.offsets {
+		recs = append(recs, shardstore.Record{Key: offsetKey(id, tp.topic, tp.partition)})
+	}
+	if err := c.write(ctx, p, recs); err != nil {
+		g.mu.Unlock()
+		return c.b.codeFor(err, "delete groups", logKeyGroup, id)
+	}
+	clear(g.offsets)
+	g.transition(stateDead, time.Now())
+	g.mu.Unlock()
+	c.forget(g)
+	c.log.Info("group deleted", logKeyGroup, id)
+	return 0
+}

@@ -1,0 +1,111 @@
+package broker
+
+// OffsetDelete: v0
+//
+// Behavior (KIP-496):
+//   - Deletes committed offsets of a group with tombstones in
+//     __consumer_offsets, in one Raft entry.
+//   - Top level: GROUP_ID_NOT_FOUND for an unknown group, INVALID_GROUP_ID,
+//     NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
+//   - Per partition: GROUP_SUBSCRIBED_TO_TOPIC when the group has members of
+//     the consumer protocol subscribed to the topic;
+//     UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that does not exist.
+//     A partition without a commit is answered with no error.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+func init() { register(kmsg.OffsetDelete.Int16(), 0, 0, (*Broker).handleOffsetDelete) }
+
+func (b *Broker) handleOffsetDelete(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetDeleteRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
+	c := b.groups
+	if !validGroupID(req.Group) {
+		resp.ErrorCode = kerr.InvalidGroupID.Code
+		return resp, nil
+	}
+	_, p, err := c.route(ctx, req.Group)
+	if err != nil {
+		resp.ErrorCode = b.codeFor(err, "offset delete", logKeyGroup, req.Group)
+		return resp, nil
+	}
+	g := c.lookup(req.Group, p, false)
+	if g == nil {
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+		return resp, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state == stateDead {
+		resp.ErrorCode = kerr.GroupIDNotFound.Code
+		return resp, nil
+	}
+	subscribed := map[string]bool{}
+	if g.state != stateEmpty {
+		subscribed = g.subscribedTopics()
+	}
+	var recs []shardstore.Record
+	var del []topicPartition
+	var codes []*int16
+	for _, rt := range req.Topics {
+		st := kmsg.NewOffsetDeleteResponseTopic()
+		st.Topic = rt.Topic
+		info, found := b.node.Topic(rt.Topic)
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewOffsetDeleteResponseTopicPartition()
+			sp.Partition = rp.Partition
+			switch {
+			case subscribed[rt.Topic]:
+				sp.ErrorCode = kerr.GroupSubscribedToTopic.Code
+			case !found || rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions):
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			default:
+				tp := topicPartition{rt.Topic, rp.Partition}
+				if _, ok := g.offsets[tp]; ok {
+					recs = append(recs, shardstore.Record{Key: offsetKey(req.Group, rt.Topic, rp.Partition)})
+					del = append(del, tp)
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			codes = append(codes, &resp.Topics[i].Partitions[j].ErrorCode)
+		}
+	}
+	if len(recs) == 0 {
+		return resp, nil
+	}
+	if err := c.write(ctx, p, recs); err != nil {
+		code := b.codeFor(err, "offset delete", logKeyGroup, req.Group)
+		for _, cp := range codes {
+			if *cp == 0 {
+				*cp = code
+			}
+		}
+		return resp, nil
+	}
+	for _, tp := range del {
+		delete(g.offsets, tp)
+	}
+	return resp, nil
+}
+
+// decodeSubscription returns the topics of a consumer protocol subscription
+// (nil when it does not decode).
+func decodeSubscription(md []byte) []string {
+	var s kmsg.ConsumerMemberMetadata
+	if err := s.ReadFrom(md); err != nil {
+		return nil
+	}
+	return s.Topics
+}

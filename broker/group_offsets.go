@@ -1,0 +1,158 @@
+package broker
+
+// Committed offsets: validation of a commit against the group, the records
+// written for it, and the reads OffsetFetch and the lag views make.
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// maxOffsetMetadataBytes is Kafka's offset.metadata.max.bytes.
+const maxOffsetMetadataBytes = 4096
+
+// commitPart is one partition of an OffsetCommit.
+type commitPart struct {
+	topic     string
+	partition int32
+	offset    committedOffset
+	code      *int16 // where the answer goes
+}
+
+// commitCheck validates an OffsetCommit against the group (caller holds
+// g.mu). Kafka's rules: a generation < 0 (a commit by a consumer that assigns
+// partitions itself, as Flink does) is accepted while the group has no
+// members; otherwise the member and generation must match, and a group
+// completing a rebalance answers REBALANCE_IN_PROGRESS.
+func (g *group) commitCheck(memberID string, instance *string, generation int32) int16 {
+	if g.state == stateDead {
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	if instance != nil {
+		if cur, ok := g.static[*instance]; ok && cur != memberID {
+			return kerr.FencedInstanceID.Code
+		}
+	}
+	if generation < 0 && g.state == stateEmpty {
+		return 0
+	}
+	if _, ok := g.members[memberID]; !ok {
+		return kerr.UnknownMemberID.Code
+	}
+	if generation != g.generation {
+		return kerr.IllegalGeneration.Code
+	}
+	if g.state == stateCompletingRebalance {
+		return kerr.RebalanceInProgress.Code
+	}
+	return 0
+}
+
+// commit validates and writes a commit. Each part's code is filled in.
+func (c *coordinator) commit(ctx context.Context, groupID, memberID string, instance *string, generation int32, parts []commitPart) {
+	setAll := func(code int16) {
+		for _, p := range parts {
+			*p.code = code
+		}
+	}
+	if groupID == "" || len(groupID) > maxGroupIDBytes {
+		setAll(kerr.InvalidGroupID.Code)
+		return
+	}
+	_, p, err := c.route(ctx, groupID)
+	if err != nil {
+		setAll(c.b.codeFor(err, "offset commit", logKeyGroup, groupID))
+		return
+	}
+	g := c.lookup(groupID, p, generation < 0)
+	if g == nil {
+		setAll(kerr.IllegalGeneration.Code)
+		return
+	}
+	now := time.Now()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if code := g.commitCheck(memberID, instance, generation); code != 0 {
+		setAll(code)
+		return
+	}
+	if m, ok := g.members[memberID]; ok {
+		m.deadline = now.Add(m.sessionTimeout)
+	}
+	var recs []shardstore.Record
+	var ok []commitPart
+	for _, cp := range parts {
+		info, found := c.b.node.Topic(cp.topic)
+		switch {
+		case !found || cp.partition < 0 || int(cp.partition) >= len(info.Partitions):
+			*cp.code = kerr.UnknownTopicOrPartition.Code
+			continue
+		case cp.offset.Metadata != nil && len(*cp.offset.Metadata) > maxOffsetMetadataBytes:
+			*cp.code = kerr.OffsetMetadataTooLarge.Code
+			continue
+		}
+		cp.offset.CommitMs = now.UnixMilli()
+		recs = append(recs, shardstore.Record{Key: offsetKey(groupID, cp.topic, cp.partition), Value: cp.offset.encode()})
+		ok = append(ok, cp)
+	}
+	if len(recs) == 0 {
+		return
+	}
+	if err := c.write(ctx, p, recs); err != nil {
+		code := c.b.codeFor(err, "offset commit", logKeyGroup, groupID)
+		if code == kerr.NotLeaderForPartition.Code || code == kerr.LeaderNotAvailable.Code {
+			code = kerr.NotCoordinator.Code
+		}
+		for _, cp := range ok {
+			*cp.code = code
+		}
+		return
+	}
+	for _, cp := range ok {
+		g.offsets[topicPartition{cp.topic, cp.partition}] = cp.offset
+		*cp.code = 0
+	}
+	c.b.groupMetrics.commits.Add(float64(len(ok)))
+}
+
+// fetchOffsets returns a copy of a group's committed offsets (nil, nil for an
+// unknown group) or the routing error.
+func (c *coordinator) fetchOffsets(ctx context.Context, groupID string) (map[topicPartition]committedOffset, error) {
+	_, p, err := c.route(ctx, groupID)
+	if err != nil {
+		return nil, err
+	}
+	g := c.lookup(groupID, p, false)
+	if g == nil {
+		return nil, nil
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.state == stateDead {
+		return nil, nil
+	}
+	out := make(map[topicPartition]committedOffset, len(g.offsets))
+	for tp, o := range g.offsets {
+		out[tp] = o
+	}
+	return out, nil
+}
+
+// subscribedTopics lists the topics the members of a consumer group subscribe
+// to (decoded from their metadata for the chosen protocol). Caller holds g.mu.
+func (g *group) subscribedTopics() map[string]bool {
+	out := map[string]bool{}
+	if g.protocolType != "consumer" || g.protocol == nil {
+		return out
+	}
+	for _, m := range g.members {
+		for _, t := range decodeSubscription(m.metadataFor(*g.protocol)) {
+			out[t] = true
+		}
+	}
+	return out
+}
