@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"os"
 	"testing"
 
 	"github.com/shardcache/shardcache/broker"
@@ -60,4 +62,20 @@ func TestSupportedAPIsRender(t *testing.T) {
 		}
 	}
 	_ = render(broker.SupportedAPIs())
+}
+
+// TestReadmeTableIsCurrent fails when a handler was added or its versions changed
+// without regenerating the README's table (make api-table-readme).
+func TestReadmeTableIsCurrent(t *testing.T) {
+	readme, err := os.ReadFile("../../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := replaceTable(readme, render(broker.SupportedAPIs()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(readme, want) {
+		t.Fatal("README.md's Supported Kafka APIs table is out of date: run make api-table-readme")
+	}
 }
