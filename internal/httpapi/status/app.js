@@ -107,6 +107,19 @@ function renderSummary(s) {
   }
 }
 
+// collapsed holds the topics whose partition rows are folded away. Internal
+// topics (__consumer_offsets has 50 partitions) start folded; a click on a
+// topic row toggles it, and the choice survives refreshes.
+const collapsed = new Set();
+const seenTopics = new Set();
+
+function toggleTopic(name) {
+  if (collapsed.has(name)) collapsed.delete(name); else collapsed.add(name);
+  for (const row of document.querySelectorAll("tr.part")) {
+    if (row.dataset.topic === name) row.hidden = collapsed.has(name);
+  }
+}
+
 function renderTopics(s) {
   const body = $("topics-body");
   const rows = [];
@@ -114,8 +127,13 @@ function renderTopics(s) {
     rows.push(el("tr", {}, [el("td", { colspan: 9, class: "empty" }, "no topics yet: produce to one, or create it with any Kafka admin client")]));
   }
   for (const t of s.topics) {
-    rows.push(el("tr", { class: "topic", "data-topic": t.name }, [
-      el("td", {}, t.name),
+    if (!seenTopics.has(t.name)) {
+      seenTopics.add(t.name);
+      if (t.name.startsWith("__")) collapsed.add(t.name);
+    }
+    const folded = collapsed.has(t.name);
+    const row = el("tr", { class: "topic", "data-topic": t.name, title: "click to show or hide partitions" }, [
+      el("td", {}, (folded ? "▸ " : "▾ ") + t.name),
       el("td", {}, [el("span", { class: "tag " + t.cleanup_policy }, t.cleanup_policy)]),
       numCell("live_keys", t.live_keys),
       numCell("tombstones", t.tombstones),
@@ -124,9 +142,14 @@ function renderTopics(s) {
       el("td", {}),
       el("td", {}, t.partitions.length + (t.partitions.length === 1 ? " partition" : " partitions")),
       el("td", {}),
-    ]));
+    ]);
+    row.addEventListener("click", () => {
+      toggleTopic(t.name);
+      row.firstChild.textContent = (collapsed.has(t.name) ? "▸ " : "▾ ") + t.name;
+    });
+    rows.push(row);
     for (const p of t.partitions) {
-      rows.push(el("tr", { class: "part", "data-topic": t.name, "data-partition": p.partition }, [
+      const prow = el("tr", { class: "part", "data-topic": t.name, "data-partition": p.partition }, [
         el("td", {}, "partition " + p.partition),
         el("td", {}, p.error ? [el("span", { class: "tag delete", title: p.error }, "unavailable")] : null),
         numCell("live_keys", p.live_keys),
@@ -136,7 +159,9 @@ function renderTopics(s) {
         numCell("log_start_offset", p.log_start_offset),
         el("td", {}, [el("span", { class: "tag " + (p.leader ? "leader" : "follower") }, "g" + p.group + (p.leader ? " · leader" : " · follower"))]),
         el("td", {}, [bar(t.live_keys ? p.live_keys / t.live_keys : 0)]),
-      ]));
+      ]);
+      prow.hidden = folded;
+      rows.push(prow);
     }
   }
   body.replaceChildren(...rows);
