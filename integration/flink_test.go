@@ -1,0 +1,51 @@
+//go:build unix
+
+package integration
+
+// Flink jobs against shardcache: integration/flink is a Maven project whose JUnit tests
+// run KafkaSource/KafkaSink jobs on a local MiniCluster. Each Maven profile is one Flink
+// version; the same job sources build under both:
+//
+//	flink-2.2   Flink 2.2.1,  flink-connector-kafka 5.0.0-2.2  (kafka-clients 4.x)
+//	flink-1.20  Flink 1.20.5, flink-connector-kafka 3.4.0-1.20 (kafka-clients 3.4)
+//
+// integration/flink/deps.sh (run by make deps) fetches both profiles' dependencies so the
+// offline runs here work.
+
+import (
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+const (
+	// flinkProfileTimeout bounds one profile's `mvn -o test`: compile, JVM start and six
+	// jobs whose waits have 60 s deadlines (about 25 s in all on two cores).
+	flinkProfileTimeout = 6 * time.Minute
+	// minFlinkTests is the number of JUnit tests in integration/flink today: the cache
+	// pipeline, failure and recovery, committed-offset start, the slow reader with
+	// partition discovery, and the latest and timestamp initializers.
+	minFlinkTests = 6
+)
+
+// TestFlink runs the Flink job suite once per Flink version, each against a fresh broker.
+func TestFlink(t *testing.T) {
+	requireTool(t, "mvn")
+	requireTool(t, "java")
+	root := mustModuleRoot(t)
+	dir := filepath.Join(root, "integration", "flink")
+	for _, profile := range []string{"flink-2.2", "flink-1.20"} {
+		t.Run(profile, func(t *testing.T) {
+			// Build output and reports go to a temporary directory, so nothing is
+			// written into the checkout and no earlier run's report is counted.
+			buildDir := filepath.Join(t.TempDir(), "target")
+			b := startBroker(t)
+			start := time.Now()
+			runSuite(t, flinkProfileTimeout, dir, b.KafkaAddr,
+				"mvn", "-q", "-B", "-o", "-Dstyle.color=never", "-P", profile,
+				"-Dshardcache.build.dir="+buildDir, "test")
+			t.Logf("%s took %v", profile, time.Since(start).Round(100*time.Millisecond))
+			checkReports(t, filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"), minFlinkTests)
+		})
+	}
+}
