@@ -3,15 +3,11 @@
 # named in go.mod and the modules its own go.sum lists, so TestKgoSuite can build the
 # franz-go pkg/kgo tests offline. Idempotent: `go mod download` is a no-op when the
 # module cache already has them, and the offline build check runs once per franz-go
-# version (a stamp under ${XDG_CACHE_HOME:-$HOME/.cache}/shardcache-deps; set
-# SHARDCACHE_DEPS_FORCE=1 to ignore it). Any failure fails the script.
+# version (a stamp, see scripts/deps-lib.sh). Any failure fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-
-die() {
-	echo "deps(compat): FAILED: $*" >&2
-	exit 1
-}
+DEPS_NAME=compat
+source scripts/deps-lib.sh
 
 module=github.com/twmb/franz-go
 version="$(go list -m -f '{{.Version}}' "$module")" || die "go list -m $module"
@@ -23,17 +19,12 @@ dir="$(go list -m -f '{{.Dir}}' "$module")" || die "go list -m -f {{.Dir}} $modu
 # the module cache is read-only, so run from there without writing anything.
 (cd "$dir" && GOFLAGS=-mod=readonly GOWORK=off go mod download) || die "go mod download in $dir"
 # Check once that the tests build offline, as TestKgoSuite runs them.
-stamps="${SHARDCACHE_DEPS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/shardcache-deps}"
-mkdir -p "$stamps"
-stamp="$stamps/compat-franz-go"
-if [[ "${SHARDCACHE_DEPS_FORCE:-}" != 1 && -f "$stamp" && "$(cat "$stamp")" == "$version" ]]; then
-	exit 0
-fi
-echo "deps(compat): checking that franz-go $version pkg/kgo tests build offline" >&2
+stamp_fresh compat-franz-go "$version" && exit 0
+log "checking that franz-go $version pkg/kgo tests build offline"
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 cp -r "$dir" "$tmp/franz-go"
 chmod -R u+w "$tmp/franz-go"
 (cd "$tmp/franz-go" && GOFLAGS=-mod=readonly GOWORK=off GOPROXY=off go vet ./pkg/kgo/ >/dev/null) ||
 	die "franz-go $version pkg/kgo tests do not build offline"
-echo "$version" >"$stamp"
+stamp_write compat-franz-go "$version"
