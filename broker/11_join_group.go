@@ -137,17 +137,7 @@ func (c *coordinator) join(ctx context.Context, rc *requestContext, req *kmsg.Jo
 	}
 	g.mu.Unlock()
 	c.wake()
-	if ch == nil {
-		return res
-	}
-	select {
-	case r := <-ch:
-		return r
-	case <-ctx.Done():
-		return fail(kerr.NotCoordinator.Code)
-	case <-c.b.closing:
-		return fail(kerr.NotCoordinator.Code)
-	}
+	return awaitResult(ctx, c.b.closing, res, ch, fail(kerr.NotCoordinator.Code))
 }
 
 // joinRequest is what joinNew and joinKnown need of a JoinGroup.

@@ -68,17 +68,7 @@ func (c *coordinator) sync(ctx context.Context, req *kmsg.SyncGroupRequest) sync
 	res, ch := c.syncLocked(g, req, now)
 	g.mu.Unlock()
 	c.wake()
-	if ch == nil {
-		return res
-	}
-	select {
-	case r := <-ch:
-		return r
-	case <-ctx.Done():
-		return fail(kerr.NotCoordinator.Code)
-	case <-c.b.closing:
-		return fail(kerr.NotCoordinator.Code)
-	}
+	return awaitResult(ctx, c.b.closing, res, ch, fail(kerr.NotCoordinator.Code))
 }
 
 func (c *coordinator) syncLocked(g *group, req *kmsg.SyncGroupRequest, now time.Time) (syncResult, chan syncResult) {

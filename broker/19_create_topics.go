@@ -41,30 +41,19 @@ func (b *Broker) handleCreateTopics(ctx context.Context, _ *requestContext, kreq
 	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
 	defer cancel()
 
-	count := map[string]int{}
-	for _, rt := range req.Topics {
-		count[rt.Topic]++
-	}
-	answered := map[string]bool{}
-	for _, rt := range req.Topics {
-		if answered[rt.Topic] {
-			continue
-		}
-		answered[rt.Topic] = true
+	topicName := func(rt kmsg.CreateTopicsRequestTopic) string { return rt.Topic }
+	eachTopicOnce(req.Topics, topicName, func(rt kmsg.CreateTopicsRequestTopic, err error) {
 		t := kmsg.NewCreateTopicsResponseTopic()
 		t.Topic = rt.Topic
 		var ti raftfsm.TopicInfo
-		var err error
-		if count[rt.Topic] > 1 {
-			err = newKafkaError(kerr.InvalidRequest, "topic %q is listed more than once in the request", rt.Topic)
-		} else {
+		if err == nil {
 			ti, err = b.createTopic(ctx, rt, req.ValidateOnly)
 		}
 		if err != nil {
 			t.ErrorCode = b.codeFor(err, "create topic", logKeyTopic, rt.Topic)
 			t.ErrorMessage = clientMessage(err)
 			resp.Topics = append(resp.Topics, t)
-			continue
+			return
 		}
 		if req.Version >= 5 {
 			t.TopicID = ti.ID
@@ -79,7 +68,7 @@ func (b *Broker) handleCreateTopics(ctx context.Context, _ *requestContext, kreq
 			}
 		}
 		resp.Topics = append(resp.Topics, t)
-	}
+	})
 	return resp, nil
 }
 

@@ -30,22 +30,12 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, _ *requestContext, 
 	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
 	defer cancel()
 
-	count := map[string]int{}
-	for _, rt := range req.Topics {
-		count[rt.Topic]++
-	}
-	answered := map[string]bool{}
-	for _, rt := range req.Topics {
-		if answered[rt.Topic] {
-			continue
-		}
-		answered[rt.Topic] = true
+	topicName := func(rt kmsg.CreatePartitionsRequestTopic) string { return rt.Topic }
+	eachTopicOnce(req.Topics, topicName, func(rt kmsg.CreatePartitionsRequestTopic, err error) {
 		t := kmsg.NewCreatePartitionsResponseTopic()
 		t.Topic = rt.Topic
-		var err error
 		switch ti, ok := b.node.Topic(rt.Topic); {
-		case count[rt.Topic] > 1:
-			err = newKafkaError(kerr.InvalidRequest, "topic %q is listed more than once in the request", rt.Topic)
+		case err != nil: // listed more than once
 		case rt.Assignment != nil:
 			err = newKafkaError(kerr.InvalidRequest, "manual partition assignment is not supported")
 		case !ok:
@@ -61,6 +51,6 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, _ *requestContext, 
 			t.ErrorMessage = clientMessage(err)
 		}
 		resp.Topics = append(resp.Topics, t)
-	}
+	})
 	return resp, nil
 }

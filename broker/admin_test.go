@@ -309,6 +309,24 @@ func TestCreatePartitions(t *testing.T) {
 			t.Fatalf("validate only changed the count to %d", len(ti.Partitions))
 		}
 	})
+	t.Run("duplicates", func(t *testing.T) {
+		req := kmsg.NewPtrCreatePartitionsRequest()
+		for _, count := range []int32{4, 5} {
+			rt := kmsg.NewCreatePartitionsRequestTopic()
+			rt.Topic, rt.Count = "grow", count
+			req.Topics = append(req.Topics, rt)
+		}
+		resp, err := req.RequestWith(ctx, tb.client(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(resp.Topics) != 1 || resp.Topics[0].Topic != "grow" || resp.Topics[0].ErrorCode != kerr.InvalidRequest.Code {
+			t.Fatalf("want one INVALID_REQUEST answer for grow, got %+v", resp.Topics)
+		}
+		if ti, _ := tb.Node.Topic("grow"); len(ti.Partitions) != 3 {
+			t.Fatalf("a duplicated topic grew to %d partitions", len(ti.Partitions))
+		}
+	})
 }
 
 // configOf finds one config of a described resource.

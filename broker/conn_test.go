@@ -10,10 +10,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/metricstest"
 )
 
 // rawConn is a plain TCP connection to the broker for tests that send bytes
@@ -336,17 +337,7 @@ func TestBrokerMetrics(t *testing.T) {
 	if n := metricValue(t, tb.Broker.metrics.requestSeconds.WithLabelValues("ApiVersions").(prometheus.Metric)); n != 2 {
 		t.Fatalf("ApiVersions durations observed = %v, want 2", n)
 	}
-	mfs, err := tb.Metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric lint: %s: %s", p.Metric, p.Text)
-	}
+	metricstest.Lint(t, tb.Metrics)
 }
 
 func TestResultLabel(t *testing.T) {

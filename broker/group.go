@@ -191,19 +191,17 @@ func (g *group) supportsProtocols(typ string, ps []protocol) bool {
 	if typ != g.protocolType {
 		return false
 	}
-	for _, p := range ps {
-		all := true
-		for _, m := range g.members {
-			if !slices.ContainsFunc(m.protocols, func(q protocol) bool { return q.name == p.name }) {
-				all = false
-				break
-			}
-		}
-		if all {
-			return true
+	return slices.ContainsFunc(ps, func(p protocol) bool { return g.allSupport(p.name) })
+}
+
+// allSupport reports whether every current member offers the protocol name.
+func (g *group) allSupport(name string) bool {
+	for _, m := range g.members {
+		if !slices.ContainsFunc(m.protocols, func(q protocol) bool { return q.name == name }) {
+			return false
 		}
 	}
-	return false
+	return true
 }
 
 // selectProtocol picks the protocol every member supports that most members
@@ -220,14 +218,7 @@ func (g *group) selectProtocol() string {
 		}
 	}
 	for _, p := range first.protocols {
-		all := true
-		for _, m := range g.members {
-			if !slices.ContainsFunc(m.protocols, func(q protocol) bool { return q.name == p.name }) {
-				all = false
-				break
-			}
-		}
-		if all {
+		if g.allSupport(p.name) {
 			candidates = append(candidates, p.name)
 		}
 	}

@@ -563,3 +563,20 @@ func (c *coordinator) expireOffsets(now time.Time) {
 		}
 	}
 }
+
+// awaitResult returns res when ch is nil (the request was answered at once),
+// else the result later sent on ch, or gone when ctx ends or the broker closes
+// first: JoinGroup and SyncGroup wait so for the rest of the group.
+func awaitResult[R any](ctx context.Context, closing <-chan struct{}, res R, ch <-chan R, gone R) R {
+	if ch == nil {
+		return res
+	}
+	select {
+	case r := <-ch:
+		return r
+	case <-ctx.Done():
+		return gone
+	case <-closing:
+		return gone
+	}
+}

@@ -2,8 +2,6 @@ package broker
 
 import (
 	"context"
-	"net"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -11,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/shardcache/shardcache/internal/nodetest"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
@@ -59,65 +58,24 @@ func (gb *groupBroker) start() {
 	t := gb.t
 	t.Helper()
 	logger := testLogger(t)
-	store, err := shardstore.Open(filepath.Join(gb.dir, "store"), shardstore.Options{Logger: logger, CacheBytes: 8 << 20})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	ncfg := raftfsm.DefaultConfig()
-	ncfg.Dir = filepath.Join(gb.dir, "raft")
-	ncfg.Store = store
-	ncfg.DataGroups = 2
 	defaults := map[string]string{topicconfig.CleanupPolicy: "compact"}
-	ncfg.BrokerTopicDefaults = defaults
-	ncfg.HeartbeatTimeout = 50 * time.Millisecond
-	ncfg.ElectionTimeout = 50 * time.Millisecond
-	ncfg.LeaderLeaseTimeout = 50 * time.Millisecond
-	ncfg.CommitTimeout = 5 * time.Millisecond
-	ncfg.Logger = logger
-	node, err := raftfsm.Open(ncfg)
-	if err != nil {
-		store.Close()
-		t.Fatalf("open node: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		node.Close()
-		store.Close()
-		t.Fatalf("node not ready: %v", err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	reg := prometheus.NewRegistry()
+	store, node, closeNode := nodetest.Start(t, nodetest.Dir(gb.dir), nodetest.WithLogger(logger), nodetest.TopicDefaults(defaults))
+	started := false
+	defer func() {
+		if !started { // serveBroker failed the test
+			closeNode()
+		}
+	}()
 	bcfg := DefaultConfig()
-	bcfg.AdvertisedAddr = ln.Addr().String()
 	bcfg.TopicDefaults = defaults
-	bcfg.Node, bcfg.Store, bcfg.Logger, bcfg.Registerer = node, store, logger, reg
+	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 	bcfg.Groups = gb.cfg
-	b, err := New(bcfg)
-	if err != nil {
-		t.Fatalf("new broker: %v", err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- b.Serve(ln) }()
-	gb.Addr, gb.Broker, gb.Node, gb.Store, gb.Metrics = ln.Addr().String(), b, node, store, reg
+	b, addr, reg, closeBroker := serveBroker(t, bcfg)
+	started = true
+	gb.Addr, gb.Broker, gb.Node, gb.Store, gb.Metrics = addr, b, node, store, reg
 	gb.stop = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := b.Close(ctx); err != nil {
-			t.Errorf("close broker: %v", err)
-		}
-		if err := <-served; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		if err := node.Close(); err != nil {
-			t.Errorf("close node: %v", err)
-		}
-		if err := store.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
+		closeBroker()
+		closeNode()
 	}
 }
 
@@ -140,12 +98,7 @@ func (gb *groupBroker) Restart() {
 // client returns a franz-go client for the broker, closed when the test ends.
 func (gb *groupBroker) client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(gb.Addr)}, opts...)...)
-	if err != nil {
-		t.Fatalf("new client: %v", err)
-	}
-	t.Cleanup(cl.Close)
-	return cl
+	return newClient(t, gb.Addr, opts...)
 }
 
 // groupRequest sends one request and fails the test on a transport error.

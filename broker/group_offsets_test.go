@@ -8,11 +8,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/metricstest"
 )
 
 // flinkCommit commits like Flink's KafkaSource: FindCoordinator, then
@@ -242,17 +243,7 @@ func TestGroupBacklogMetricsAndSummary(t *testing.T) {
 		got[`shardcache_group_lag_offsets{group="reader",topic="kv",partition="0"}`] != 5 {
 		t.Fatalf("metrics %v", got)
 	}
-	mfs, err := gb.Metrics.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("lint %s: %s", p.Metric, p.Text)
-	}
+	metricstest.Lint(t, gb.Metrics)
 }
 
 // gaugeValues gathers every gauge as name{label="value",...} -> value, labels

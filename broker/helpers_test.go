@@ -4,9 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"net"
-	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/shardcache/shardcache/internal/nodetest"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
@@ -59,54 +57,10 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 		o(&cfg)
 	}
 	logger := testLogger(t)
-	dir := t.TempDir()
-
-	store, err := shardstore.Open(filepath.Join(dir, "store"), shardstore.Options{
-		Logger:     logger,
-		CacheBytes: 8 << 20,
-	})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := store.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-
-	ncfg := raftfsm.DefaultConfig()
-	ncfg.Dir = filepath.Join(dir, "raft")
-	ncfg.Store = store
-	ncfg.DataGroups = 2
 	topicDefaults := map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy}
-	ncfg.BrokerTopicDefaults = topicDefaults
-	ncfg.HeartbeatTimeout = 50 * time.Millisecond
-	ncfg.ElectionTimeout = 50 * time.Millisecond
-	ncfg.LeaderLeaseTimeout = 50 * time.Millisecond
-	ncfg.CommitTimeout = 5 * time.Millisecond
-	ncfg.Logger = logger
-	node, err := raftfsm.Open(ncfg)
-	if err != nil {
-		t.Fatalf("open node: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := node.Close(); err != nil {
-			t.Errorf("close node: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatalf("node not ready: %v", err)
-	}
+	store, node := nodetest.Open(t, nodetest.WithLogger(logger), nodetest.TopicDefaults(topicDefaults))
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("listen: %v", err)
-	}
-	reg := prometheus.NewRegistry()
 	bcfg := DefaultConfig()
-	bcfg.AdvertisedAddr = ln.Addr().String()
 	bcfg.AutoCreateTopics = cfg.AutoCreateTopics
 	bcfg.DefaultPartitions = cfg.DefaultPartitions
 	bcfg.TopicDefaults = topicDefaults
@@ -116,9 +70,26 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 	if cfg.MaxDecompressedBytes != 0 {
 		bcfg.MaxDecompressedBytes = cfg.MaxDecompressedBytes
 	}
-	bcfg.Node = node
-	bcfg.Store = store
-	bcfg.Logger = logger
+	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
+	tb := &testBroker{Node: node, Store: store}
+	var stop func()
+	tb.Broker, tb.Addr, tb.Metrics, stop = serveBroker(t, bcfg)
+	t.Cleanup(stop)
+	return tb
+}
+
+// serveBroker builds a broker from bcfg, with AdvertisedAddr and Registerer set
+// here (a listener on 127.0.0.1:0, a fresh registry), and serves it. It
+// returns the broker, its address, the registry and a function that stops the
+// broker and reports errors with t.Errorf; failing to start fails the test.
+func serveBroker(t testing.TB, bcfg Config) (*Broker, string, *prometheus.Registry, func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	reg := prometheus.NewRegistry()
+	bcfg.AdvertisedAddr = ln.Addr().String()
 	bcfg.Registerer = reg
 	b, err := New(bcfg)
 	if err != nil {
@@ -127,7 +98,7 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 	}
 	served := make(chan error, 1)
 	go func() { served <- b.Serve(ln) }()
-	t.Cleanup(func() {
+	closeBroker := func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		if err := b.Close(ctx); err != nil {
@@ -136,15 +107,22 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 		if err := <-served; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-	})
-	return &testBroker{Addr: ln.Addr().String(), Broker: b, Node: node, Store: store, Metrics: reg}
+	}
+	return b, ln.Addr().String(), reg, closeBroker
 }
 
 // client returns a franz-go client seeded with the broker's address, closed
 // when the test ends.
 func (tb *testBroker) client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(tb.Addr)}, opts...)...)
+	return newClient(t, tb.Addr, opts...)
+}
+
+// newClient returns a franz-go client seeded with addr, closed when the test
+// ends.
+func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr)}, opts...)...)
 	if err != nil {
 		t.Fatalf("new client: %v", err)
 	}
@@ -158,32 +136,6 @@ func (tb *testBroker) admin(t testing.TB) *kadm.Client {
 	return kadm.NewClient(tb.client(t))
 }
 
-// testLogger sends slog output to t.Log, so only failing tests print. Lines
-// logged after the test has finished (by goroutines still winding down) are
-// dropped instead of panicking.
-func testLogger(t testing.TB) *slog.Logger {
-	w := &testLogWriter{t: t}
-	t.Cleanup(w.stop) // registered first, so it runs after every other cleanup
-	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type testLogWriter struct {
-	mu   sync.Mutex
-	t    testing.TB
-	done bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done {
-		w.t.Log(strings.TrimSuffix(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testLogWriter) stop() {
-	w.mu.Lock()
-	w.done = true
-	w.mu.Unlock()
-}
+// testLogger sends slog output to t.Log, so only failing tests print (see
+// nodetest.Logger: lines logged after the test has finished are dropped).
+func testLogger(t testing.TB) *slog.Logger { return nodetest.Logger(t, slog.LevelDebug) }

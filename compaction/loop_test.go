@@ -3,25 +3,18 @@ package compaction
 import (
 	"context"
 	"log/slog"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/shardcache/shardcache/internal/metricstest"
+	"github.com/shardcache/shardcache/internal/nodetest"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
-
-type testWriter struct{ tb testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.tb.Log(string(p))
-	return len(p), nil
-}
 
 // clock is a settable test clock shared by the Node and the Loop.
 type clock struct{ ms atomic.Int64 }
@@ -39,37 +32,17 @@ type fixture struct {
 
 func newFixture(tb testing.TB) *fixture {
 	tb.Helper()
-	dir := tb.TempDir()
-	log := slog.New(slog.NewTextHandler(testWriter{tb}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	store, err := shardstore.Open(filepath.Join(dir, "data"), shardstore.Options{Logger: log, CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { store.Close() })
-	f := &fixture{store: store, clock: &clock{}, reg: prometheus.NewRegistry()}
+	log := nodetest.Logger(tb, slog.LevelWarn)
+	f := &fixture{clock: &clock{}, reg: prometheus.NewRegistry()}
 	f.clock.ms.Store(1_700_000_000_000)
-	cfg := raftfsm.DefaultConfig()
-	cfg.Dir = filepath.Join(dir, "raft")
-	cfg.Store = store
-	cfg.DataGroups = 2
-	cfg.HeartbeatTimeout = 50 * time.Millisecond
-	cfg.ElectionTimeout = 50 * time.Millisecond
-	cfg.LeaderLeaseTimeout = 25 * time.Millisecond
-	cfg.CommitTimeout = 5 * time.Millisecond
-	cfg.Now = f.clock.now
-	cfg.Logger = log
-	node, err := raftfsm.Open(cfg)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { node.Close() })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		tb.Fatal(err)
-	}
-	f.node = node
-	f.loop, err = New(Config{Node: node, Store: store, Interval: 10 * time.Millisecond, Now: f.clock.now, Logger: log, Registerer: f.reg})
+	f.store, f.node = nodetest.Open(tb, nodetest.WithLogger(log),
+		nodetest.StoreOptions(func(o *shardstore.Options) { o.MemTableBytes = 4 << 20 }),
+		nodetest.NodeConfig(func(c *raftfsm.Config) {
+			c.LeaderLeaseTimeout = 25 * time.Millisecond
+			c.Now = f.clock.now
+		}))
+	var err error
+	f.loop, err = New(Config{Node: f.node, Store: f.store, Interval: 10 * time.Millisecond, Now: f.clock.now, Logger: log, Registerer: f.reg})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -258,18 +231,7 @@ func TestRunStopsWithContext(t *testing.T) {
 func TestMetricsLint(t *testing.T) {
 	f := newFixture(t)
 	f.loop.RunOnce(testCtx(t))
-	mfs, err := f.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("%s: %s", p.Metric, p.Text)
-	}
-	if len(mfs) == 0 {
+	if mfs := metricstest.Lint(t, f.reg); len(mfs) == 0 {
 		t.Fatal("no metrics gathered")
 	}
 }

@@ -40,12 +40,16 @@ func TestFlink(t *testing.T) {
 			// written into the checkout and no earlier run's report is counted.
 			buildDir := filepath.Join(t.TempDir(), "target")
 			b := startBroker(t)
-			start := time.Now()
-			runSuite(t, flinkProfileTimeout, dir, b.KafkaAddr,
-				"mvn", "-q", "-B", "-o", "-Dstyle.color=never", "-P", profile,
-				"-Dshardcache.build.dir="+buildDir, "test")
-			t.Logf("%s took %v", profile, time.Since(start).Round(100*time.Millisecond))
-			checkReports(t, filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"), minFlinkTests)
+			runExternalSuite(t, externalSuite{
+				Dir:     dir,
+				Command: "mvn",
+				Args: []string{"-q", "-B", "-o", "-Dstyle.color=never", "-P", profile,
+					"-Dshardcache.build.dir=" + buildDir, "test"},
+				Bootstrap: b.KafkaAddr,
+				Timeout:   flinkProfileTimeout,
+				Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),
+				MinTests:  minFlinkTests,
+			})
 		})
 	}
 }

@@ -9,8 +9,8 @@ import (
 	"testing"
 
 	"github.com/hashicorp/raft"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
+	"github.com/shardcache/shardcache/internal/metricstest"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -416,17 +416,7 @@ func TestMetricsLint(t *testing.T) {
 	if _, err := c.node.CreateTopic(testCtx(t), "m", 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	mfs, err := c.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("%s: %s", p.Metric, p.Text)
-	}
+	mfs := metricstest.Lint(t, c.reg)
 	names := map[string]bool{}
 	for _, mf := range mfs {
 		names[mf.GetName()] = true

@@ -5,12 +5,14 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/shardcache/shardcache/internal/metricstest"
 )
 
-// The module's go.sum lacks testutil's diff dependency, so this test uses
-// testutil's promlint package and reads values from a Gather directly.
+// The module's go.sum lacks testutil's diff dependency, so this test lints with
+// internal/metricstest (testutil's promlint package) and reads values from a
+// Gather directly.
 
 // gathered maps "name{shard}" (or "name" without labels) to a value.
 func gathered(t *testing.T, reg *prometheus.Registry) (map[string]float64, []*dto.MetricFamily) {
@@ -52,13 +54,7 @@ func TestMetrics(t *testing.T) {
 	}
 
 	got, mfs := gathered(t, reg)
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("lint: %s: %s", p.Metric, p.Text)
-	}
+	metricstest.LintFamilies(t, mfs)
 	st1, st2 := hd.state(1), hd.state(2)
 	want := map[string]float64{
 		"shardcache_shardstore_appended_records_total": 6,

@@ -39,20 +39,15 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +56,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
 )
 
 type config struct {
@@ -128,12 +125,12 @@ func (c config) validate() error {
 func run(ctx context.Context, cfg config) error {
 	addr := cfg.bootstrap
 	if addr == "" {
-		b, err := startLocalBroker(ctx, strings.Fields(cfg.brokerArgs))
+		b, err := harness.StartBroker(ctx, "", strings.Fields(cfg.brokerArgs)...)
 		if err != nil {
 			return err
 		}
-		defer b.stop()
-		addr = b.kafkaAddr
+		defer b.Stop()
+		addr = b.KafkaAddr
 	}
 
 	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
@@ -252,9 +249,9 @@ func producePhase(ctx context.Context, cfg config, addr, topic string) (phaseRes
 	if res.records == 0 {
 		return res, fmt.Errorf("no record acknowledged (first error: %v)", res.firstErr)
 	}
-	sort.Slice(latencies, func(i, j int) bool { return latencies[i] < latencies[j] })
-	res.p50 = latencies[len(latencies)*50/100]
-	res.p99 = latencies[min(len(latencies)*99/100, len(latencies)-1)]
+	slices.Sort(latencies)
+	res.p50 = harness.Quantile(latencies, 0.50)
+	res.p99 = harness.Quantile(latencies, 0.99)
 	return res, nil
 }
 
@@ -318,160 +315,4 @@ func mbps(b int64, d time.Duration) float64 { return float64(b) / 1e6 / d.Second
 
 func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%.2f ms", float64(d)/float64(time.Millisecond))
-}
-
-// localBroker is a shardcache process started by the benchmark.
-type localBroker struct {
-	cmd       *exec.Cmd
-	dir       string
-	kafkaAddr string
-	exited    chan struct{}
-}
-
-// startLocalBroker runs ./bin/shardcache (building ./cmd/shardcache when it is
-// missing) on ephemeral ports with a temporary data dir and waits for /readyz.
-func startLocalBroker(ctx context.Context, extra []string) (*localBroker, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := os.MkdirTemp("", "shardcache-bench-")
-	if err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(root, "bin", "shardcache")
-	if _, err := os.Stat(bin); err != nil {
-		bin = filepath.Join(dir, "shardcache")
-		log.Printf("building ./cmd/shardcache (no ./bin/shardcache)")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/shardcache")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("go build ./cmd/shardcache: %w\n%s", err, out)
-		}
-	}
-	args := append([]string{
-		"--data-dir=" + filepath.Join(dir, "data"),
-		"--kafka-addr=127.0.0.1:0",
-		"--http-addr=127.0.0.1:0",
-	}, extra...)
-	cmd := exec.Command(bin, args...)
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	b := &localBroker{cmd: cmd, dir: dir, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		close(b.exited)
-	}()
-
-	// Pick the bound addresses out of the listener lines; pass errors through.
-	addrs := make(chan [2]string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		var kafka, httpAddr string
-		reported := false
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case strings.Contains(line, "kafka listening"):
-				kafka = attr(line, "addr")
-			case strings.Contains(line, "http listening"):
-				httpAddr = attr(line, "addr")
-			case strings.Contains(line, "level=ERROR"):
-				log.Printf("broker: %s", line)
-			}
-			if !reported && kafka != "" && httpAddr != "" {
-				addrs <- [2]string{kafka, httpAddr}
-				reported = true
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-
-	timeout := time.NewTimer(60 * time.Second)
-	defer timeout.Stop()
-	var got [2]string
-	select {
-	case got = <-addrs:
-	case <-b.exited:
-		os.RemoveAll(dir)
-		return nil, errors.New("broker exited before logging its addresses")
-	case <-timeout.C:
-		b.stop()
-		return nil, errors.New("broker did not log its addresses within 60s (kafka listening / http listening at info level)")
-	case <-ctx.Done():
-		b.stop()
-		return nil, ctx.Err()
-	}
-	b.kafkaAddr = got[0]
-	hc := &http.Client{Timeout: 2 * time.Second}
-	for {
-		resp, err := hc.Get("http://" + got[1] + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return b, nil
-			}
-		}
-		select {
-		case <-b.exited:
-			os.RemoveAll(dir)
-			return nil, errors.New("broker exited before it was ready")
-		case <-timeout.C:
-			b.stop()
-			return nil, errors.New("broker not ready within 60s")
-		case <-ctx.Done():
-			b.stop()
-			return nil, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// stop sends SIGTERM, waits up to 30 s (then SIGKILL) and removes the data dir.
-func (b *localBroker) stop() {
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.exited:
-	case <-time.After(30 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.exited
-	}
-	os.RemoveAll(b.dir)
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	gomod := strings.TrimSpace(string(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("not inside the shardcache module (go env GOMOD is empty)")
-	}
-	return filepath.Dir(gomod), nil
-}
-
-// attr returns key's value in a slog text line.
-func attr(line, key string) string {
-	i := strings.Index(line, " "+key+"=")
-	if i < 0 {
-		return ""
-	}
-	rest := line[i+len(key)+2:]
-	if strings.HasPrefix(rest, `"`) {
-		if j := strings.IndexByte(rest[1:], '"'); j >= 0 {
-			return rest[1 : j+1]
-		}
-		return ""
-	}
-	if j := strings.IndexByte(rest, ' '); j >= 0 {
-		return rest[:j]
-	}
-	return rest
 }

@@ -3,13 +3,13 @@ package httpapi
 import (
 	"context"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/shardcache/shardcache/broker"
+	"github.com/shardcache/shardcache/internal/nodetest"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
@@ -28,40 +28,8 @@ type testBackend struct {
 func newTestBackend(t testing.TB) *testBackend {
 	t.Helper()
 	logger := testLogger(t)
-	dir := t.TempDir()
-	store, err := shardstore.Open(filepath.Join(dir, "store"), shardstore.Options{Logger: logger, CacheBytes: 8 << 20})
-	if err != nil {
-		t.Fatalf("open store: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := store.Close(); err != nil {
-			t.Errorf("close store: %v", err)
-		}
-	})
-	ncfg := raftfsm.DefaultConfig()
-	ncfg.Dir = filepath.Join(dir, "raft")
-	ncfg.Store = store
-	ncfg.DataGroups = 2
-	ncfg.BrokerTopicDefaults = map[string]string{topicconfig.CleanupPolicy: "compact"}
-	ncfg.HeartbeatTimeout = 50 * time.Millisecond
-	ncfg.ElectionTimeout = 50 * time.Millisecond
-	ncfg.LeaderLeaseTimeout = 50 * time.Millisecond
-	ncfg.CommitTimeout = 5 * time.Millisecond
-	ncfg.Logger = logger
-	node, err := raftfsm.Open(ncfg)
-	if err != nil {
-		t.Fatalf("open node: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := node.Close(); err != nil {
-			t.Errorf("close node: %v", err)
-		}
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := node.WaitReady(ctx); err != nil {
-		t.Fatalf("node not ready: %v", err)
-	}
+	store, node := nodetest.Open(t, nodetest.WithLogger(logger),
+		nodetest.TopicDefaults(map[string]string{topicconfig.CleanupPolicy: "compact"}))
 	tb := &testBackend{Node: node, Store: store, Reg: NewRegistry()}
 	be := &Backend{Node: node, Store: store, Groups: func() []broker.GroupSummary { return tb.groups }}
 	h := New(Config{Gatherer: tb.Reg, Registerer: tb.Reg, Ready: node.Ready, Backend: func() *Backend { return be }, Logger: logger})

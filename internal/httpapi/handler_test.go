@@ -11,21 +11,13 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
+	"github.com/shardcache/shardcache/internal/metricstest"
+	"github.com/shardcache/shardcache/internal/nodetest"
 )
 
 // testLogger sends log lines to t.Log so only failing tests print them.
-func testLogger(t testing.TB) *slog.Logger {
-	t.Helper()
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+func testLogger(t testing.TB) *slog.Logger { return nodetest.Logger(t, slog.LevelDebug) }
 
 // newTestServer starts the handler over a fresh shared registry; ready is the
 // injected readiness.
@@ -174,18 +166,7 @@ func TestMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	m := newMetrics(reg)
 	m.requests.WithLabelValues("healthz", "200").Inc()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(mfs) == 0 {
+	if mfs := metricstest.Lint(t, reg); len(mfs) == 0 {
 		t.Fatal("no metrics gathered")
-	}
-	problems, err := promlint.NewWithMetricFamilies(mfs).Lint()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range problems {
-		t.Errorf("metric %s: %s", p.Metric, p.Text)
 	}
 }

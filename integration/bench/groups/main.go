@@ -29,19 +29,13 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
 	"net"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"sort"
-	"strings"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -50,6 +44,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
 )
 
 type config struct {
@@ -86,12 +82,12 @@ func main() {
 func run(ctx context.Context, cfg config) error {
 	addr := cfg.bootstrap
 	if addr == "" {
-		b, err := startLocalBroker(ctx)
+		b, err := harness.StartBroker(ctx, "", "--group-initial-rebalance-delay=0s")
 		if err != nil {
 			return err
 		}
-		defer b.stop()
-		addr = b.addr
+		defer b.Stop()
+		addr = b.KafkaAddr
 	}
 	admin, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
@@ -130,8 +126,10 @@ func run(ctx context.Context, cfg config) error {
 		cfg.partitions, cfg.heartbeat, cfg.session, cfg.rounds)
 	fmt.Println("| measurement | median | max |")
 	fmt.Println("|---|---:|---:|")
-	fmt.Printf("| rebalance, 3 -> 2 members, graceful leave | %s | %s |\n", fmtDur(median(graceful)), fmtDur(maxOf(graceful)))
-	fmt.Printf("| rebalance, 3 -> 2 members, member killed | %s | %s |\n", fmtDur(median(killed)), fmtDur(maxOf(killed)))
+	slices.Sort(graceful)
+	slices.Sort(killed)
+	fmt.Printf("| rebalance, 3 -> 2 members, graceful leave | %s | %s |\n", fmtDur(harness.Quantile(graceful, 0.5)), fmtDur(slices.Max(graceful)))
+	fmt.Printf("| rebalance, 3 -> 2 members, member killed | %s | %s |\n", fmtDur(harness.Quantile(killed, 0.5)), fmtDur(slices.Max(killed)))
 	fmt.Printf("\n| OffsetCommit | commits/s |\n|---|---:|\n")
 	fmt.Printf("| 1 committer | %.0f |\n", one)
 	fmt.Printf("| %d committers (own groups) | %.0f |\n", cfg.committers, many)
@@ -352,103 +350,9 @@ func commitRun(ctx context.Context, addr, topic string, n int, d time.Duration) 
 	return float64(total.Load()) / time.Since(start).Seconds(), nil
 }
 
-func median(ds []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ds...)
-	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
-	return s[len(s)/2]
-}
-
-func maxOf(ds []time.Duration) time.Duration {
-	m := ds[0]
-	for _, d := range ds {
-		m = max(m, d)
-	}
-	return m
-}
-
 func fmtDur(d time.Duration) string {
 	if d >= time.Second {
 		return fmt.Sprintf("%.2f s", d.Seconds())
 	}
 	return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
-}
-
-// localBroker is a shardcache process started for the benchmark.
-type localBroker struct {
-	cmd    *exec.Cmd
-	dir    string
-	addr   string
-	exited chan struct{}
-}
-
-func startLocalBroker(ctx context.Context) (*localBroker, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return nil, fmt.Errorf("go env GOMOD: %w", err)
-	}
-	root := filepath.Dir(strings.TrimSpace(string(out)))
-	dir, err := os.MkdirTemp("", "shardcache-bench-groups-")
-	if err != nil {
-		return nil, err
-	}
-	bin := filepath.Join(root, "bin", "shardcache")
-	if _, err := os.Stat(bin); err != nil {
-		bin = filepath.Join(dir, "shardcache")
-		build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/shardcache")
-		build.Dir = root
-		if out, err := build.CombinedOutput(); err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("go build ./cmd/shardcache: %w\n%s", err, out)
-		}
-	}
-	cmd := exec.Command(bin, "--data-dir="+filepath.Join(dir, "data"), "--kafka-addr=127.0.0.1:0",
-		"--http-addr=127.0.0.1:0", "--group-initial-rebalance-delay=0s")
-	pr, pw := io.Pipe()
-	cmd.Stderr = pw
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	b := &localBroker{cmd: cmd, dir: dir, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		pw.Close()
-		close(b.exited)
-	}()
-	addrs := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			line := sc.Text()
-			if strings.Contains(line, "kafka listening") {
-				for _, f := range strings.Fields(line) {
-					if v, ok := strings.CutPrefix(f, "addr="); ok {
-						addrs <- v
-					}
-				}
-			}
-		}
-		_, _ = io.Copy(io.Discard, pr)
-	}()
-	select {
-	case b.addr = <-addrs:
-		return b, nil
-	case <-b.exited:
-		os.RemoveAll(dir)
-		return nil, errors.New("broker exited before listening")
-	case <-time.After(60 * time.Second):
-		b.stop()
-		return nil, errors.New("broker did not log its Kafka address within 60s")
-	}
-}
-
-func (b *localBroker) stop() {
-	_ = b.cmd.Process.Signal(os.Interrupt)
-	select {
-	case <-b.exited:
-	case <-time.After(30 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.exited
-	}
-	os.RemoveAll(b.dir)
 }

@@ -24,7 +24,8 @@
 //	              local broker (./bin/shardcache, else built from ./cmd/shardcache)
 //	              on a temporary data dir
 //	-http         HTTP host:port of that broker
-//	-binary       shardcache binary for the local broker
+//	-binary       shardcache binary for the local broker (default ./bin/shardcache
+//	              under the module root, else built from ./cmd/shardcache)
 //	-topic        look up an existing topic loaded with the same -keys (skips load)
 //	-keys         live keys in the topic (default 1,000,000)
 //	-value-bytes  value size (default 100)
@@ -37,7 +38,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -45,14 +45,10 @@ import (
 	"fmt"
 	"io"
 	"log"
-	"math"
 	mrand "math/rand/v2"
 	"net/http"
 	"os"
-	"os/exec"
 	"os/signal"
-	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -62,6 +58,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
 )
 
 type config struct {
@@ -79,7 +77,7 @@ func main() {
 	var clients string
 	flag.StringVar(&cfg.bootstrap, "bootstrap", "", "Kafka host:port of a running broker (empty: start one)")
 	flag.StringVar(&cfg.httpAddr, "http", "", "HTTP host:port of that broker")
-	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary for a local broker (default ./bin/shardcache, else go build)")
+	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary for a local broker (default <module root>/bin/shardcache, else go build)")
 	flag.StringVar(&cfg.topic, "topic", "", "existing topic loaded with -keys keys (skips the load phase)")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "live keys in the topic")
 	flag.IntVar(&cfg.valueBytes, "value-bytes", 100, "value size in bytes")
@@ -117,12 +115,12 @@ func keyOf(i int) string { return fmt.Sprintf("key-%09d", i) }
 
 func run(ctx context.Context, cfg config) error {
 	if cfg.bootstrap == "" {
-		b, err := startLocalBroker(ctx, cfg.binary)
+		b, err := harness.StartBroker(ctx, cfg.binary)
 		if err != nil {
 			return err
 		}
-		defer b.stop()
-		cfg.bootstrap, cfg.httpAddr = b.kafka, b.http
+		defer b.Stop()
+		cfg.bootstrap, cfg.httpAddr = b.KafkaAddr, b.HTTPAddr
 	}
 	if cfg.topic == "" {
 		var suffix [4]byte
@@ -272,101 +270,7 @@ func measure(ctx context.Context, cfg config, n int) (result, error) {
 		return result{}, errors.New("no lookups completed")
 	}
 	slices.Sort(all)
-	q := func(p float64) time.Duration { return all[int(math.Ceil(p*float64(len(all))))-1] }
-	return result{count: len(all), perSec: float64(len(all)) / elapsed.Seconds(), p50: q(0.5), p99: q(0.99), p999: q(0.999), max: all[len(all)-1]}, nil
-}
-
-// localBroker is a shardcache process on a temporary data dir.
-type localBroker struct {
-	cmd         *exec.Cmd
-	dir         string
-	kafka, http string
-	done        chan struct{}
-}
-
-var listening = regexp.MustCompile(`msg="(kafka|http) listening".* addr=(\S+)`)
-
-func startLocalBroker(ctx context.Context, bin string) (*localBroker, error) {
-	dir, err := os.MkdirTemp("", "shardcache-lookup-bench-")
-	if err != nil {
-		return nil, err
-	}
-	if bin == "" {
-		bin = filepath.Join("bin", "shardcache")
-	}
-	if _, err := os.Stat(bin); err != nil {
-		bin = filepath.Join(dir, "shardcache")
-		out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/shardcache").CombinedOutput()
-		if err != nil {
-			os.RemoveAll(dir)
-			return nil, fmt.Errorf("go build ./cmd/shardcache (run from the module root): %v\n%s", err, out)
-		}
-	}
-	cmd := exec.Command(bin, "--data-dir="+filepath.Join(dir, "data"), "--kafka-addr=127.0.0.1:0", "--http-addr=127.0.0.1:0")
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
-	}
-	b := &localBroker{cmd: cmd, dir: dir, done: make(chan struct{})}
-	addrs := make(chan [2]string, 2)
-	go func() {
-		defer close(b.done)
-		sc := bufio.NewScanner(stderr)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			if m := listening.FindStringSubmatch(sc.Text()); m != nil {
-				addrs <- [2]string{m[1], strings.Trim(m[2], `"`)}
-			}
-		}
-		_ = cmd.Wait()
-	}()
-	deadline := time.After(60 * time.Second)
-	for b.kafka == "" || b.http == "" {
-		select {
-		case a := <-addrs:
-			if a[0] == "kafka" {
-				b.kafka = a[1]
-			} else {
-				b.http = a[1]
-			}
-		case <-b.done:
-			os.RemoveAll(dir)
-			return nil, errors.New("broker exited before listening")
-		case <-deadline:
-			b.stop()
-			return nil, errors.New("broker did not listen within 60s")
-		}
-	}
-	for {
-		resp, err := http.Get("http://" + b.http + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return b, nil
-			}
-		}
-		select {
-		case <-deadline:
-			b.stop()
-			return nil, errors.New("broker not ready within 60s")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (b *localBroker) stop() {
-	_ = b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-b.done:
-	case <-time.After(30 * time.Second):
-		_ = b.cmd.Process.Kill()
-		<-b.done
-	}
-	os.RemoveAll(b.dir)
+	return result{count: len(all), perSec: float64(len(all)) / elapsed.Seconds(),
+		p50: harness.Quantile(all, 0.5), p99: harness.Quantile(all, 0.99), p999: harness.Quantile(all, 0.999),
+		max: all[len(all)-1]}, nil
 }

@@ -2,6 +2,7 @@ package io.shardcache.flink;
 
 import java.time.Duration;
 import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.core.execution.JobClient;
 import org.apache.flink.configuration.Configuration;
 import org.apache.flink.configuration.RestOptions;
 import org.apache.flink.configuration.RestartStrategyOptions;
@@ -96,12 +97,26 @@ public final class Jobs {
      */
     public static void runCachePipeline(String bootstrap, KafkaSource<Update> source, String output,
             boolean failOnce, String jobName) throws Exception {
+        cachePipeline(bootstrap, source, output, failOnce).execute(jobName);
+    }
+
+    /**
+     * Starts the cache pipeline without waiting for it; the caller cancels it through the
+     * returned client (for an unbounded source, which never ends by itself).
+     */
+    public static JobClient startCachePipeline(String bootstrap, KafkaSource<Update> source, String output,
+            String jobName) throws Exception {
+        return cachePipeline(bootstrap, source, output, false).executeAsync(jobName);
+    }
+
+    private static StreamExecutionEnvironment cachePipeline(String bootstrap, KafkaSource<Update> source,
+            String output, boolean failOnce) {
         StreamExecutionEnvironment env = environment(failOnce ? 3 : 0);
         DataStream<Update> in = read(env, source, "input");
         if (failOnce) {
             in = in.map(new FailOnceAfterCheckpoint()).name("fail-once");
         }
         in.map(new MapValue()).name("map-value").sinkTo(sink(bootstrap, output)).name("output");
-        env.execute(jobName);
+        return env;
     }
 }

@@ -1,0 +1,200 @@
+// Package harness is what the benchmark commands under integration/bench
+// share: starting a local shardcache process on ephemeral ports (StartBroker)
+// and reading latency quantiles (Quantile).
+package harness
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"math"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// startTimeout bounds the wait for a local broker to log its addresses and
+// answer /readyz.
+const startTimeout = 60 * time.Second
+
+// Broker is a shardcache process started by a benchmark, with a temporary
+// data directory that Stop removes.
+type Broker struct {
+	// KafkaAddr and HTTPAddr are the bound listener addresses (host:port).
+	KafkaAddr string
+	HTTPAddr  string
+
+	cmd    *exec.Cmd
+	dir    string
+	exited chan struct{} // closed once the process has exited
+}
+
+// listening matches the broker's "kafka listening" and "http listening" log
+// lines (slog text format) and captures the listener and its address.
+var listening = regexp.MustCompile(`msg="(kafka|http) listening".* addr=(\S+)`)
+
+// StartBroker runs binary (empty means <module root>/bin/shardcache, built
+// from ./cmd/shardcache into the temporary directory when that is missing)
+// with --data-dir in a new temporary directory, Kafka and HTTP on
+// 127.0.0.1:0, then extra. It returns once the broker has logged both
+// addresses and /readyz answers 200, or an error after 60 s, when the process
+// exits or when ctx ends. The broker's ERROR lines are passed to log.
+func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, error) {
+	dir, err := os.MkdirTemp("", "shardcache-bench-")
+	if err != nil {
+		return nil, err
+	}
+	bin, err := brokerBinary(ctx, binary, dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	args := append([]string{
+		"--data-dir=" + filepath.Join(dir, "data"),
+		"--kafka-addr=127.0.0.1:0",
+		"--http-addr=127.0.0.1:0",
+	}, extra...)
+	cmd := exec.Command(bin, args...)
+	pr, pw := io.Pipe()
+	cmd.Stdout = pw
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	b := &Broker{cmd: cmd, dir: dir, exited: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(b.exited)
+	}()
+
+	// Read the log until the process exits: pick out the listener addresses,
+	// pass errors through, and keep the pipe drained.
+	addrs := make(chan [2]string, 2)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := sc.Text()
+			if m := listening.FindStringSubmatch(line); m != nil {
+				addrs <- [2]string{m[1], strings.Trim(m[2], `"`)}
+			} else if strings.Contains(line, "level=ERROR") {
+				log.Printf("broker: %s", line)
+			}
+		}
+		_, _ = io.Copy(io.Discard, pr)
+	}()
+
+	fail := func(err error) (*Broker, error) {
+		b.Stop()
+		return nil, err
+	}
+	deadline := time.NewTimer(startTimeout)
+	defer deadline.Stop()
+	for b.KafkaAddr == "" || b.HTTPAddr == "" {
+		select {
+		case a := <-addrs:
+			if a[0] == "kafka" {
+				b.KafkaAddr = a[1]
+			} else {
+				b.HTTPAddr = a[1]
+			}
+		case <-b.exited:
+			return fail(errors.New("broker exited before logging its addresses"))
+		case <-deadline.C:
+			return fail(fmt.Errorf("broker did not log its addresses within %v (kafka listening / http listening at info level)", startTimeout))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		}
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		resp, err := hc.Get("http://" + b.HTTPAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return b, nil
+			}
+		}
+		select {
+		case <-b.exited:
+			return fail(errors.New("broker exited before it was ready"))
+		case <-deadline.C:
+			return fail(fmt.Errorf("broker not ready within %v", startTimeout))
+		case <-ctx.Done():
+			return fail(ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// brokerBinary returns binary if set (it must exist), else ./bin/shardcache
+// under the module root, else a fresh build of ./cmd/shardcache in dir.
+func brokerBinary(ctx context.Context, binary, dir string) (string, error) {
+	if binary != "" {
+		if _, err := os.Stat(binary); err != nil {
+			return "", fmt.Errorf("broker binary: %w", err)
+		}
+		return binary, nil
+	}
+	root, err := ModuleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(root, "bin", "shardcache")
+	if _, err := os.Stat(bin); err == nil {
+		return bin, nil
+	}
+	bin = filepath.Join(dir, "shardcache")
+	log.Printf("building ./cmd/shardcache (no ./bin/shardcache; make build makes one)")
+	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/shardcache")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/shardcache: %w\n%s", err, out)
+	}
+	return bin, nil
+}
+
+// Stop sends SIGTERM, waits up to 30 s (then kills the process) and removes
+// the data directory. It may be called more than once.
+func (b *Broker) Stop() {
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.exited:
+	case <-time.After(30 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-b.exited
+	}
+	os.RemoveAll(b.dir)
+}
+
+// ModuleRoot returns the directory holding the shardcache module's go.mod,
+// found with `go env GOMOD` from the working directory.
+func ModuleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	if gomod == "" || gomod == os.DevNull {
+		return "", errors.New("not inside the shardcache module (go env GOMOD is empty): run from the checkout")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+// Quantile returns the q-quantile (0 < q <= 1) of sorted by the nearest-rank
+// method: the smallest sample with at least q of the samples at or below it.
+// sorted must be in ascending order and not empty.
+func Quantile(sorted []time.Duration, q float64) time.Duration {
+	i := int(math.Ceil(q*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
