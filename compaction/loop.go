@@ -119,6 +119,16 @@ func (l *Loop) RunOnce(ctx context.Context) int {
 	return proposed
 }
 
+// due asks the store whether an expiry before beforeMs has work; a store error
+// (the topic deleted meanwhile) counts as nothing due.
+func (l *Loop) due(check func(shardstore.ShardID, int64) (bool, error), t raftfsm.TopicInfo, p raftfsm.PartitionInfo, beforeMs int64) bool {
+	ok, err := check(p.Shard, beforeMs)
+	if err != nil {
+		l.log.Debug("expiry check failed", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
+	}
+	return ok
+}
+
 // partition runs what is due on one partition.
 func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.PartitionInfo) int {
 	st, err := l.cfg.Store.State(p.Shard)
@@ -140,14 +150,18 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 	}
 	switch c.CleanupPolicy {
 	case shardstore.PolicyCompact:
-		if st.Tombstones > 0 {
+		// Each expiry is a Raft command: propose it only when the store holds
+		// something it would remove.
+		before := nowMs - c.DeleteRetentionMs
+		if st.Tombstones > 0 && l.due(l.cfg.Store.TombstonesDue, t, p, before) {
 			run(opExpireTombstones, func() error {
-				return l.cfg.Node.ExpireTombstones(ctx, t.Name, p.Partition, nowMs-c.DeleteRetentionMs)
+				return l.cfg.Node.ExpireTombstones(ctx, t.Name, p.Partition, before)
 			})
 		}
-		if c.MinCompactionLagMs > 0 && st.LiveRecords > st.LiveKeys+st.Tombstones {
+		before = nowMs - c.MinCompactionLagMs
+		if c.MinCompactionLagMs > 0 && l.due(l.cfg.Store.SupersededDue, t, p, before) {
 			run(opExpireSuperseded, func() error {
-				return l.cfg.Node.ExpireSuperseded(ctx, t.Name, p.Partition, nowMs-c.MinCompactionLagMs)
+				return l.cfg.Node.ExpireSuperseded(ctx, t.Name, p.Partition, before)
 			})
 		}
 	case shardstore.PolicyDelete:

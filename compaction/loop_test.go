@@ -98,7 +98,9 @@ func TestTombstoneExpiresAfterRetention(t *testing.T) {
 	shard := ti.Partitions[0].Shard
 
 	f.clock.advance(999 * time.Millisecond)
-	f.loop.RunOnce(ctx)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("pass before delete.retention.ms proposed %d commands, want none", n)
+	}
 	if st := f.state(t, "table"); st.Tombstones != 1 {
 		t.Fatalf("tombstone removed before delete.retention.ms: %+v", st)
 	}

@@ -238,3 +238,36 @@ func readEstimate(st State, from int64, maxBytes, maxRecords int) (recs, bytes i
 	}
 	return int(min(n, maxEstimate/16)), int(min(max(b, 64), maxEstimate))
 }
+
+// TombstonesDue reports whether the shard keeps a tombstone appended before
+// beforeMs, that is whether ExpireTombstones(id, beforeMs) would remove one. It is
+// one seek, so the compaction loop can ask on every pass instead of proposing a
+// Raft command that may find nothing to do.
+func (s *Store) TombstonesDue(id ShardID, beforeMs int64) (bool, error) {
+	return s.timedDue(id, subTombstone, beforeMs)
+}
+
+// SupersededDue reports whether ExpireSuperseded(id, beforeMs) would remove a
+// record held back by min.compaction.lag.ms. One seek, as TombstonesDue.
+func (s *Store) SupersededDue(id ShardID, beforeMs int64) (bool, error) {
+	return s.timedDue(id, subSuperseded, beforeMs)
+}
+
+func (s *Store) timedDue(id ShardID, tag byte, beforeMs int64) (bool, error) {
+	if _, err := s.readView(id); err != nil {
+		return false, err
+	}
+	defer s.life.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{
+		LowerBound: sub(id, tag),
+		UpperBound: timedBound(id, tag, beforeMs),
+	})
+	if err != nil {
+		return false, err
+	}
+	due := it.First()
+	if err := it.Close(); err != nil {
+		return false, err
+	}
+	return due, nil
+}

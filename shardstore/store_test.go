@@ -375,6 +375,14 @@ func testTombstones(h *h) {
 	if recs[2].Value != nil {
 		h.t.Fatalf("tombstone read with value %q", recs[2].Value)
 	}
+	for _, c := range []struct {
+		before int64
+		want   bool
+	}{{200, false}, {201, true}} {
+		if due, err := h.s.TombstonesDue(1, c.before); err != nil || due != c.want {
+			h.t.Fatalf("TombstonesDue(before %d) = %v, %v; want %v", c.before, due, err, c.want)
+		}
+	}
 	h.batch(func(b *Batch) {
 		if n, err := b.ExpireTombstones(1, 200); err != nil || n != 0 {
 			h.t.Fatalf("expire before the tombstone = %d, %v", n, err)
@@ -835,6 +843,11 @@ func testMinCompactionLag(h *h) {
 	}
 	if rec, ok, _ := h.s.Lookup(1, []byte("a")); !ok || rec.Offset != 2 {
 		h.t.Fatalf("lookup = %+v", rec)
+	}
+	for before, want := range map[int64]bool{0: false, 1: true} {
+		if due, err := h.s.SupersededDue(1, before); err != nil || due != want {
+			h.t.Fatalf("SupersededDue(before %d) = %v, %v; want %v", before, due, err, want)
+		}
 	}
 	h.batch(func(b *Batch) {
 		if n, err := b.ExpireSuperseded(1, 0); err != nil || n != 0 {
