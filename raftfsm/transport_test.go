@@ -44,8 +44,8 @@ func newMux(tb testing.TB, cfg MuxConfig) *Mux {
 	return NewMux(ln, cfg)
 }
 
-// serve runs m.Serve; at cleanup it closes m and checks that Serve returned nil.
-func serve(tb testing.TB, m *Mux) {
+// serveMux runs m.Serve; at cleanup it closes m and checks that Serve returned nil.
+func serveMux(tb testing.TB, m *Mux) {
 	tb.Helper()
 	done := make(chan error, 1)
 	go func() { done <- m.Serve() }()
@@ -67,11 +67,11 @@ func serve(tb testing.TB, m *Mux) {
 func startMux(tb testing.TB, cfg MuxConfig) *Mux {
 	tb.Helper()
 	m := newMux(tb, cfg)
-	serve(tb, m)
+	serveMux(tb, m)
 	return m
 }
 
-func clusterID(id string) func() string { return func() string { return id } }
+func fixedClusterID(id string) func() string { return func() string { return id } }
 
 // rawDial sends header bytes as a dialer would and returns what the dialer's
 // handshake returns; the connection is closed.
@@ -131,10 +131,10 @@ type transportSnapshot struct{}
 func (transportSnapshot) Persist(sink raft.SnapshotSink) error { return sink.Close() }
 func (transportSnapshot) Release()                             {}
 
-// addrs is a ServerAddressProvider over a fixed map.
-type addrs map[raft.ServerID]raft.ServerAddress
+// addrMap is a ServerAddressProvider over a fixed map.
+type addrMap map[raft.ServerID]raft.ServerAddress
 
-func (a addrs) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+func (a addrMap) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	if addr, ok := a[id]; ok {
 		return addr, nil
 	}
@@ -160,9 +160,9 @@ func TestTransportRaftGroups(t *testing.T) {
 	const nodes = 3
 	muxes := make([]*Mux, nodes)
 	servers := make([]raft.Server, nodes)
-	provider := addrs{}
+	provider := addrMap{}
 	for i := range muxes {
-		muxes[i] = startMux(t, MuxConfig{NodeID: int32(i + 1), ClusterID: clusterID("c1")})
+		muxes[i] = startMux(t, MuxConfig{NodeID: int32(i + 1), ClusterID: fixedClusterID("c1")})
 		id := raft.ServerID(strconv.Itoa(i + 1))
 		addr := raft.ServerAddress(muxes[i].Addr().String())
 		servers[i] = raft.Server{Suffrage: raft.Voter, ID: id, Address: addr}
@@ -239,8 +239,8 @@ func TestTransportRaftGroups(t *testing.T) {
 // accepted and dialed connections (as io.EOF to local readers, which raft does
 // not log) and leaves another group on the same muxes working.
 func TestTransportLayerCloseEndsConns(t *testing.T) {
-	a := startMux(t, MuxConfig{NodeID: 1, ClusterID: clusterID("c1")})
-	b := startMux(t, MuxConfig{NodeID: 2, ClusterID: clusterID("c1")})
+	a := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1")})
+	b := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1")})
 	layer := func(m *Mux, g uint32) *StreamLayer {
 		t.Helper()
 		l, err := m.Layer(g)
@@ -349,7 +349,7 @@ func TestMuxRefusesBadHeaders(t *testing.T) {
 
 	// The mux still serves, and a StreamLayer dials with a header it accepts.
 	local.Store("c1")
-	dialer := startMux(t, MuxConfig{NodeID: 2, ClusterID: clusterID("c1")})
+	dialer := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1")})
 	out, err := dialer.Layer(7)
 	if err != nil {
 		t.Fatal(err)
@@ -371,7 +371,7 @@ func TestMuxRPC(t *testing.T) {
 		line   string
 	}
 	calls := make(chan call, 1)
-	server := startMux(t, MuxConfig{NodeID: 1, ClusterID: clusterID("c1"), HandleRPC: func(conn net.Conn, sender int32) {
+	server := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1"), HandleRPC: func(conn net.Conn, sender int32) {
 		defer conn.Close()
 		line, _ := bufio.NewReader(conn).ReadString('\n')
 		_, _ = io.WriteString(conn, "pong\n")
@@ -384,7 +384,7 @@ func TestMuxRPC(t *testing.T) {
 		clusterID string
 	}{{"joining node without cluster id", ""}, {"same cluster id", "c1"}} {
 		t.Run(tt.name, func(t *testing.T) {
-			client := startMux(t, MuxConfig{NodeID: 42, ClusterID: clusterID(tt.clusterID)})
+			client := startMux(t, MuxConfig{NodeID: 42, ClusterID: fixedClusterID(tt.clusterID)})
 			conn, err := client.DialRPC(testCtx(t), addr)
 			if err != nil {
 				t.Fatal(err)
@@ -405,7 +405,7 @@ func TestMuxRPC(t *testing.T) {
 	}
 
 	t.Run("other cluster id", func(t *testing.T) {
-		client := startMux(t, MuxConfig{NodeID: 43, ClusterID: clusterID("c2")})
+		client := startMux(t, MuxConfig{NodeID: 43, ClusterID: fixedClusterID("c2")})
 		_, err := client.DialRPC(testCtx(t), addr)
 		if !refusedWith(err, "cluster id mismatch") {
 			t.Fatalf("DialRPC: %v, want refused: cluster id mismatch", err)
@@ -471,7 +471,7 @@ func TestMuxSlowHandshake(t *testing.T) {
 func TestMuxHandshakeLimit(t *testing.T) {
 	m := newMux(t, MuxConfig{NodeID: 1, HandshakeTimeout: time.Minute, HandleRPC: func(c net.Conn, _ int32) { c.Close() }})
 	m.slots = make(chan struct{}, 1) // before Serve
-	serve(t, m)
+	serveMux(t, m)
 	idle, err := net.Dial("tcp", m.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -491,7 +491,7 @@ func TestMuxHandshakeLimit(t *testing.T) {
 }
 
 func TestMuxLayerBacklog(t *testing.T) {
-	m := startMux(t, MuxConfig{NodeID: 1, ClusterID: clusterID("c1")})
+	m := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1")})
 	layer, err := m.Layer(5) // nobody accepts
 	if err != nil {
 		t.Fatal(err)
