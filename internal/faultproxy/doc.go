@@ -28,8 +28,10 @@
 //	           At most 4 MiB per direction and connection is queued; past that
 //	           the proxy stops reading, so TCP backpressure reaches the sender.
 //
-// A mode change applies to open connections at once. Chunks still queued when
-// a direction becomes Blackhole are dropped when their turn comes.
+// A mode change applies to open connections at once. Queued chunks follow the
+// new mode: under a new delay they are due d after they were read (so going
+// from Delay back to Pass delivers them at once, still in order), and under
+// Blackhole they are dropped when their turn comes.
 //
 // The target is dialled when a client connects, whatever the modes (except
 // Reset). The proxy accepts only loopback targets and listens only on
