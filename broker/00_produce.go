@@ -6,11 +6,17 @@ package broker
 //   - Each partition's Records must be exactly one RecordBatch v2; decodeBatch
 //     (records.go) validates it against the topic's max.message.bytes and
 //     Config.MaxDecompressedBytes before anything is proposed.
+//   - Only the leader of a partition's Raft group accepts it: elsewhere the
+//     partition answers NOT_LEADER_OR_FOLLOWER (LEADER_NOT_AVAILABLE while no
+//     leader is known) and, v10+ (KIP-951), CurrentLeader and the leader's
+//     NodeEndpoints. Only the affected partitions fail.
 //   - Every partition of a request is proposed through raftfsm on its own
 //     goroutine, all waited for, so the batches of one request share Raft
-//     entries and fsyncs. acks=1 and acks=-1 are both answered once the entry is
-//     committed and applied (the same moment on one node); TimeoutMillis bounds
-//     that wait (REQUEST_TIMED_OUT).
+//     entries and fsyncs. acks=1 means what acks=-1 means: the answer comes
+//     once the entry is committed by a quorum and applied on the leader
+//     (offsets are assigned when an entry is applied, and hashicorp/raft
+//     reports no earlier point). TimeoutMillis bounds that wait
+//     (REQUEST_TIMED_OUT).
 //   - acks=0 is processed the same way but answered with nothing (the handler
 //     returns nil), so the next request on the connection is still answered in
 //     order.
@@ -37,6 +43,7 @@ package broker
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -100,6 +107,11 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 			if err == nil && (rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions)) {
 				err = raftfsm.ErrUnknownPartition
 			}
+			if err == nil && b.partitionRole(info.Partitions[rp.Partition].Group) != roleLeader {
+				g := info.Partitions[rp.Partition].Group
+				err = b.notLeaderError(g)
+				b.produceLeaderHint(resp, sp, g)
+			}
 			var batch decodedBatch
 			if err == nil {
 				batch, err = decodeBatch(rp.Records, batchLimits{
@@ -119,7 +131,7 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 		}
 	}
 
-	b.proposeParts(ctx, parts)
+	b.proposeParts(ctx, resp, parts)
 
 	if req.Acks == 0 {
 		return nil, nil
@@ -128,11 +140,19 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 }
 
 // proposeParts proposes every part, one goroutine each, and waits for all.
-func (b *Broker) proposeParts(ctx context.Context, parts []producePart) {
+func (b *Broker) proposeParts(ctx context.Context, resp *kmsg.ProduceResponse, parts []producePart) {
+	var hintMu sync.Mutex
 	run := func(p *producePart) {
 		res, err := b.node.Produce(ctx, p.topic, p.resp.Partition, p.batch.Producer, p.batch.Records)
 		if err != nil {
 			b.setProduceError(p.resp, err, p.topic)
+			if errors.Is(err, raftfsm.ErrNotLeader) {
+				if ti, ok := b.node.Topic(p.topic); ok && int(p.resp.Partition) < len(ti.Partitions) {
+					hintMu.Lock()
+					b.produceLeaderHint(resp, p.resp, ti.Partitions[p.resp.Partition].Group)
+					hintMu.Unlock()
+				}
+			}
 			return
 		}
 		p.resp.BaseOffset = res.BaseOffset

@@ -24,10 +24,20 @@ package broker
 //   - No transactions yet: LastStableOffset = HighWatermark, AbortedTransactions
 //     empty (an empty array, not null, for read_committed).
 //
+//   - Who serves (KIP-392): the leader of the partition's Raft group, from its
+//     store. A replica that does not lead (or a leader that has not applied its
+//     whole log yet) serves Fetch v11+ up to its own applied high watermark:
+//     above it, it answers no records and no error (never OFFSET_OUT_OF_RANGE,
+//     on which clients reset their position), and a long poll waits. Fetch
+//     below v11 on such a replica, and any fetch on a node without a replica,
+//     answers NOT_LEADER_OR_FOLLOWER (v12+ with CurrentLeader).
+//   - Rack (v11+): when the consumer's rack differs from the leader's and an
+//     in-sync replica is in it, the leader answers no records and
+//     PreferredReadReplica = that replica; the client then fetches there.
+//
 // Not implemented: fetch sessions (KIP-227). Every answer has SessionID 0, which
 // tells clients to keep sending full fetches; a request naming a session id gets
-// FETCH_SESSION_ID_NOT_FOUND. ForgottenTopics are ignored. Reads are served by
-// this node whatever its Raft role; PreferredReadReplica is always -1.
+// FETCH_SESSION_ID_NOT_FOUND. ForgottenTopics are ignored.
 //
 // Version notes: v4 is the Java 4.x floor (KIP-896) and adds LastStableOffset
 // and AbortedTransactions; v5 LogStartOffset; v7 sessions and the top-level
@@ -57,7 +67,11 @@ const fetchMaxRecords = 1 << 16
 type fetchTarget struct {
 	shard shardstore.ShardID
 	group uint32
-	err   error // resolution failed: answered with this error
+	// replica: served from this node's replica, which does not (yet) lead.
+	replica bool
+	// preferred is the read replica to name instead of answering (-1: none).
+	preferred int32
+	err       error // resolution failed: answered with this error
 }
 
 func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
@@ -132,6 +146,7 @@ func (b *Broker) resolveFetch(req *kmsg.FetchRequest) [][]fetchTarget {
 		info, ok := b.node.Topic(rt.Topic)
 		for j := range rt.Partitions {
 			p := rt.Partitions[j].Partition
+			out[i][j].preferred = -1
 			switch {
 			case req.ReplicaID != -1:
 				out[i][j].err = newKafkaError(kerr.InvalidRequest, "fetch is served to consumers only (replica id -1)")
@@ -140,8 +155,22 @@ func (b *Broker) resolveFetch(req *kmsg.FetchRequest) [][]fetchTarget {
 			case p < 0 || int(p) >= len(info.Partitions):
 				out[i][j].err = raftfsm.ErrUnknownPartition
 			default:
-				out[i][j].shard = info.Partitions[p].Shard
-				out[i][j].group = info.Partitions[p].Group
+				t := &out[i][j]
+				t.shard = info.Partitions[p].Shard
+				t.group = info.Partitions[p].Group
+				switch b.partitionRole(t.group) {
+				case roleLeader:
+					if req.Version >= 11 {
+						t.preferred = b.preferredReadReplica(t.group, req.Rack)
+					}
+				case roleFollower, roleLeaderLoading:
+					t.replica = true
+					if req.Version < 11 {
+						t.err = b.notLeaderError(t.group)
+					}
+				default:
+					t.err = b.notLeaderError(t.group)
+				}
 			}
 		}
 	}
@@ -177,6 +206,9 @@ func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, tar
 			n, nrec, err := b.fetchPartition(rt.Topic, rp, sp, targets[i][j], limit, bytes == 0)
 			if err != nil {
 				sp.ErrorCode = b.codeFor(err, "fetch", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
+				if sp.ErrorCode == kerr.NotLeaderForPartition.Code {
+					b.fetchLeaderHint(req.Version, sp, targets[i][j].group)
+				}
 				hasErr = true
 				continue
 			}
@@ -204,11 +236,17 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	if err := b.checkLeaderEpoch(t.group, rp.CurrentLeaderEpoch); err != nil {
 		return 0, 0, err
 	}
+	if t.preferred >= 0 {
+		sp.PreferredReadReplica = t.preferred
+		return 0, 0, nil
+	}
 	from := rp.FetchOffset
-	if from < st.LogStartOffset || from > st.HighWatermark {
+	if from < st.LogStartOffset || (from > st.HighWatermark && !t.replica) {
 		return 0, 0, shardstore.ErrOffsetOutOfRange
 	}
-	if from == st.HighWatermark {
+	if from >= st.HighWatermark {
+		// On a replica that lags, an offset above its high watermark was
+		// written on the leader and will arrive: no records, no error.
 		return 0, 0, nil
 	}
 	if limit <= 0 {

@@ -15,6 +15,11 @@ package broker
 //     timestamp -1.
 //   - LeaderEpoch (v4+) is the group's Raft term; CurrentLeaderEpoch is checked as
 //     in Fetch (UNKNOWN_LEADER_EPOCH / FENCED_LEADER_EPOCH).
+//   - Served by the partition's leader only: elsewhere NOT_LEADER_OR_FOLLOWER
+//     (LEADER_NOT_AVAILABLE while no leader is known). A new leader that has
+//     not applied its whole log yet answers latest with OFFSET_NOT_AVAILABLE
+//     (LEADER_NOT_AVAILABLE below v5), as Kafka does while its high watermark
+//     lags; other timestamps are answered from what it has.
 //   - Reads the local store; unknown topics are not created.
 //
 // Not implemented: v0 (OldStyleOffsets, MaxNumOffsets) and v8+ (-4 earliest
@@ -80,6 +85,18 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 
 func (b *Broker) listOffset(rc *requestContext, p raftfsm.PartitionInfo, rp *kmsg.ListOffsetsRequestTopicPartition,
 	sp *kmsg.ListOffsetsResponseTopicPartition) error {
+	switch b.partitionRole(p.Group) {
+	case roleLeader:
+	case roleLeaderLoading:
+		if rp.Timestamp == listOffsetsLatest {
+			if rc.version >= 5 {
+				return kerr.OffsetNotAvailable
+			}
+			return kerr.LeaderNotAvailable
+		}
+	default:
+		return b.notLeaderError(p.Group)
+	}
 	if err := b.checkLeaderEpoch(p.Group, rp.CurrentLeaderEpoch); err != nil {
 		return err
 	}

@@ -3,8 +3,10 @@ package broker
 // Metadata: v1-12
 //
 // Behavior:
-//   - One broker (this node): node id, advertised host and port, rack null.
-//     ControllerID is this node; ClusterID comes from cluster metadata.
+//   - Brokers: every registered node that was not removed (this node with its
+//     advertised address), with its rack. ControllerID is the metadata
+//     group's leader (this node while none is known); any node accepts admin
+//     requests and forwards them there. ClusterID comes from cluster metadata.
 //   - A null topic list means every topic; an empty list means none. Topics
 //     may be named or (v10+) given by id; an unknown id is UNKNOWN_TOPIC_ID.
 //   - An unknown named topic is created with Config.DefaultPartitions
@@ -12,9 +14,10 @@ package broker
 //     (v4+ AllowAutoTopicCreation; v1-3 always allow), else
 //     UNKNOWN_TOPIC_OR_PARTITION. A name Kafka would refuse is
 //     INVALID_TOPIC_EXCEPTION.
-//   - Every partition: leader = this node (LEADER_NOT_AVAILABLE while its Raft
-//     group has no leader here), leader epoch = the group's Raft term,
-//     replicas = ISR = [this node], no offline replicas.
+//   - Every partition: leader = its Raft group's leader (LEADER_NOT_AVAILABLE
+//     while none is known), leader epoch = the group's Raft term (it never goes
+//     back), replicas = the group's placement (preferred leader first), ISR =
+//     the group's voters, no offline replicas.
 //
 // Version notes:
 //   - v8+: authorized operations are not computed; the fields keep their "not
@@ -37,13 +40,17 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
-	nodeID := b.node.NodeID()
-	br := kmsg.NewMetadataResponseBroker()
-	br.NodeID, br.Host, br.Port = nodeID, b.advHost, b.advPort
-	resp.Brokers = []kmsg.MetadataResponseBroker{br}
+	for _, ep := range b.liveEndpoints() {
+		br := kmsg.NewMetadataResponseBroker()
+		br.NodeID, br.Host, br.Port, br.Rack = ep.id, ep.host, ep.port, ep.rack
+		resp.Brokers = append(resp.Brokers, br)
+	}
 	clusterID := b.node.ClusterID()
 	resp.ClusterID = &clusterID
-	resp.ControllerID = nodeID
+	resp.ControllerID = b.node.MetadataLeader()
+	if resp.ControllerID < 0 {
+		resp.ControllerID = b.node.NodeID()
+	}
 
 	if req.Topics == nil {
 		for _, ti := range b.node.Topics() {
@@ -114,7 +121,6 @@ func (b *Broker) lookupOrCreateTopic(ctx context.Context, name string, create bo
 
 // metadataTopic describes one topic with all its partitions.
 func (b *Broker) metadataTopic(ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic {
-	nodeID := b.node.NodeID()
 	t := kmsg.NewMetadataResponseTopic()
 	t.Topic = kmsg.StringPtr(ti.Name)
 	t.TopicID = ti.ID
@@ -123,15 +129,20 @@ func (b *Broker) metadataTopic(ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic 
 	for _, pi := range ti.Partitions {
 		p := kmsg.NewMetadataResponseTopicPartition()
 		p.Partition = pi.Partition
-		p.Replicas = []int32{nodeID}
-		p.ISR = []int32{nodeID}
+		p.Replicas = b.node.Replicas(pi.Group)
+		p.ISR = b.node.InSync(pi.Group)
 		p.OfflineReplicas = []int32{}
-		if b.node.IsLeader(pi.Group) {
-			p.Leader = nodeID
-			p.LeaderEpoch = b.node.LeaderEpoch(pi.Group)
+		if leader, epoch, ok := b.node.GroupLeader(pi.Group); ok {
+			p.Leader, p.LeaderEpoch = leader, epoch
 		} else {
-			p.Leader = -1
+			p.Leader, p.LeaderEpoch = -1, -1
 			p.ErrorCode = kerr.LeaderNotAvailable.Code
+		}
+		if len(p.Replicas) == 0 { // placement not known yet
+			p.Replicas = []int32{}
+		}
+		if p.ISR == nil {
+			p.ISR = []int32{}
 		}
 		t.Partitions = append(t.Partitions, p)
 	}

@@ -4,11 +4,11 @@ package broker
 //
 // Behavior:
 //   - Key type GROUP (0): the coordinator of a group is the leader of the
-//     __consumer_offsets partition its id hashes to; on one node that is this
-//     node. The first request creates __consumer_offsets when it does not
-//     exist yet (unless the broker created it at startup), as Kafka does.
-//     Answers COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be
-//     created or its partition has no leader here, and while loading fails.
+//     __consumer_offsets partition its id hashes to; any node names it. The
+//     first request creates __consumer_offsets when it does not exist yet
+//     (unless the broker created it at startup), as Kafka does. Answers
+//     COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be created,
+//     its partition has no known leader, or the leader here is still loading.
 //   - Key type TRANSACTION (1): COORDINATOR_NOT_AVAILABLE until transactions
 //     exist. Any other key type: INVALID_REQUEST.
 //   - v4 (KIP-699) answers every key of CoordinatorKeys separately.
@@ -39,47 +39,57 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 		for _, key := range req.CoordinatorKeys {
 			c := kmsg.NewFindCoordinatorResponseCoordinator()
 			c.Key = key
-			c.ErrorCode, c.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, key)
+			var ep endpoint
+			ep, c.ErrorCode, c.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, key)
 			c.NodeID, c.Host, c.Port = -1, "", -1
 			if c.ErrorCode == 0 {
-				c.NodeID, c.Host, c.Port = b.node.NodeID(), b.advHost, b.advPort
+				c.NodeID, c.Host, c.Port = ep.id, ep.host, ep.port
 			}
 			resp.Coordinators = append(resp.Coordinators, c)
 		}
 		return resp, nil
 	}
-	resp.ErrorCode, resp.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, req.CoordinatorKey)
+	var ep endpoint
+	ep, resp.ErrorCode, resp.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, req.CoordinatorKey)
 	resp.NodeID, resp.Host, resp.Port = -1, "", -1
 	if resp.ErrorCode == 0 {
-		resp.NodeID, resp.Host, resp.Port = b.node.NodeID(), b.advHost, b.advPort
+		resp.NodeID, resp.Host, resp.Port = ep.id, ep.host, ep.port
 	}
 	return resp, nil
 }
 
-// findCoordinator answers one key: 0 when this node coordinates it.
-func (b *Broker) findCoordinator(ctx context.Context, typ int8, key string) (int16, *string) {
+// findCoordinator answers one key: the coordinator's endpoint and code 0, or
+// an error code.
+func (b *Broker) findCoordinator(ctx context.Context, typ int8, key string) (endpoint, int16, *string) {
 	switch typ {
 	case coordinatorGroup:
 	case coordinatorTransaction:
 		msg := "transactions are not supported yet"
-		return kerr.CoordinatorNotAvailable.Code, &msg
+		return endpoint{}, kerr.CoordinatorNotAvailable.Code, &msg
 	default:
 		msg := "unknown coordinator key type"
-		return kerr.InvalidRequest.Code, &msg
+		return endpoint{}, kerr.InvalidRequest.Code, &msg
 	}
 	if len(key) > maxGroupIDBytes {
-		return kerr.InvalidGroupID.Code, nil
+		return endpoint{}, kerr.InvalidGroupID.Code, nil
 	}
-	_, _, err := b.groups.route(ctx, key)
+	ti, p, err := b.groups.route(ctx, key)
 	if err == nil {
-		return 0, nil
+		self, _ := b.endpointOf(b.node.NodeID())
+		return self, 0, nil
+	}
+	if errors.Is(err, errNotCoordinator) && len(ti.Partitions) > 0 {
+		// Another node leads the group's offsets partition: name it.
+		if leader, _, ok := b.node.GroupLeader(ti.Partitions[p].Group); ok && leader != b.node.NodeID() {
+			if ep, ok := b.endpointOf(leader); ok {
+				return ep, 0, nil
+			}
+		}
 	}
 	var ke *kerr.Error
-	if errors.As(err, &ke) {
-		// One node: NOT_COORDINATOR and loading both mean "not available
-		// here yet"; the client retries FindCoordinator.
-		return kerr.CoordinatorNotAvailable.Code, nil
+	if !errors.As(err, &ke) {
+		b.codeFor(err, "find coordinator", logKeyGroup, key)
 	}
-	b.codeFor(err, "find coordinator", logKeyGroup, key)
-	return kerr.CoordinatorNotAvailable.Code, nil
+	// Loading, or no leader known yet: the client retries FindCoordinator.
+	return endpoint{}, kerr.CoordinatorNotAvailable.Code, nil
 }

@@ -344,7 +344,7 @@ func (c *coordinator) route(ctx context.Context, groupID string) (raftfsm.TopicI
 	}
 	p := partitionFor(groupID, len(ti.Partitions))
 	if _, err := c.ensureLoaded(ti, p); err != nil {
-		return ti, 0, err
+		return ti, p, err
 	}
 	return ti, p, nil
 }

@@ -104,6 +104,8 @@ func (p *processor) apply(b *shardstore.Batch, m *metadata, c *Command) any {
 			return err
 		}
 		return start
+	case CmdInitCluster, CmdRegisterNode, CmdRemoveNode, CmdSetGroupLeader:
+		return p.applyCluster(w, m, c)
 	case CmdSetClusterID:
 		if m.clusterID == "" && c.ClusterID != "" {
 			m.clusterID = c.ClusterID

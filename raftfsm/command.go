@@ -34,6 +34,10 @@ const (
 	CmdSetTopicConfig      CommandType = 19
 	CmdAllocateProducerIDs CommandType = 20
 	CmdSetClusterID        CommandType = 21
+	CmdInitCluster         CommandType = 22
+	CmdRegisterNode        CommandType = 23
+	CmdRemoveNode          CommandType = 24
+	CmdSetGroupLeader      CommandType = 25
 )
 
 var commandTypeNames = map[CommandType]string{
@@ -49,6 +53,10 @@ var commandTypeNames = map[CommandType]string{
 	CmdSetTopicConfig:      "set_topic_config",
 	CmdAllocateProducerIDs: "allocate_producer_ids",
 	CmdSetClusterID:        "set_cluster_id",
+	CmdInitCluster:         "init_cluster",
+	CmdRegisterNode:        "register_node",
+	CmdRemoveNode:          "remove_node",
+	CmdSetGroupLeader:      "set_group_leader",
 }
 
 func (t CommandType) String() string {
@@ -74,7 +82,11 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdCreatePartitions:    Topic.Name, Topic.Partitions (only the new ones)
 //	CmdSetTopicConfig:      Topic.Name, Topic.Overrides
 //	CmdAllocateProducerIDs: Count
-//	CmdSetClusterID:        ClusterID
+//	CmdSetClusterID:        ClusterID (kept for logs written before CmdInitCluster)
+//	CmdInitCluster:         ClusterID, DataGroups, ReplicationFactor
+//	CmdRegisterNode:        Member
+//	CmdRemoveNode:          NodeID
+//	CmdSetGroupLeader:      Group, NodeID, Term
 //
 // A decoded command's byte slices (record keys, values, header values) alias the
 // encoded buffer.
@@ -92,6 +104,13 @@ type Command struct {
 	Topic     topicMeta
 	Count     int64
 	ClusterID string
+
+	DataGroups        int64
+	ReplicationFactor int64
+	Member            NodeInfo
+	NodeID            int32
+	Group             uint32
+	Term              uint64
 }
 
 // EncodeCommand appends the encoding of c to dst.
@@ -151,6 +170,18 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		dst = binary.AppendVarint(dst, c.Count)
 	case CmdSetClusterID:
 		dst = appendString(dst, c.ClusterID)
+	case CmdInitCluster:
+		dst = appendString(dst, c.ClusterID)
+		dst = binary.AppendVarint(dst, c.DataGroups)
+		dst = binary.AppendVarint(dst, c.ReplicationFactor)
+	case CmdRegisterNode:
+		dst = appendNodeInfo(dst, &c.Member)
+	case CmdRemoveNode:
+		dst = binary.AppendVarint(dst, int64(c.NodeID))
+	case CmdSetGroupLeader:
+		dst = binary.AppendUvarint(dst, uint64(c.Group))
+		dst = binary.AppendVarint(dst, int64(c.NodeID))
+		dst = binary.AppendUvarint(dst, c.Term)
 	}
 	return dst
 }
@@ -286,6 +317,18 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Count = d.varint()
 	case CmdSetClusterID:
 		c.ClusterID = d.string()
+	case CmdInitCluster:
+		c.ClusterID = d.string()
+		c.DataGroups = d.varint()
+		c.ReplicationFactor = d.varint()
+	case CmdRegisterNode:
+		d.nodeInfo(&c.Member)
+	case CmdRemoveNode:
+		c.NodeID = int32(d.varintRange(0, math.MaxInt32))
+	case CmdSetGroupLeader:
+		c.Group = uint32(d.uvarintMax(math.MaxUint32))
+		c.NodeID = int32(d.varintRange(0, math.MaxInt32))
+		c.Term = d.uvarint()
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, b[1])
 	}
@@ -355,6 +398,15 @@ func (d *decoder) varint() int64 {
 func (d *decoder) varintRange(lo, hi int64) int64 {
 	v := d.varint()
 	if v < lo || v > hi {
+		d.fail("integer range")
+		return 0
+	}
+	return v
+}
+
+func (d *decoder) uvarintMax(hi uint64) uint64 {
+	v := d.uvarint()
+	if v > hi {
 		d.fail("integer range")
 		return 0
 	}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,8 +22,35 @@ type Config struct {
 	// Store is the node's shard store; its Pebble DB also holds the Raft logs.
 	Store *shardstore.Store
 	// DataGroups is the number of Raft groups in the pool that carries partitions.
-	// Cluster metadata has a group of its own beside them.
+	// Cluster metadata has a group of its own beside them. Only the node that
+	// bootstraps a cluster uses it: the cluster keeps the number it chose.
 	DataGroups int
+	// ReplicationFactor is how many nodes carry each data group (capped by the
+	// number of nodes). Like DataGroups, chosen once at bootstrap.
+	ReplicationFactor int
+
+	// Listener is the node-to-node listener (every Raft group and the control
+	// RPCs share it); nil runs a one-node cluster on an in-memory transport.
+	Listener net.Listener
+	// ClusterAddr is the address other nodes dial to reach Listener
+	// (--advertised-cluster-addr). Required with Listener.
+	ClusterAddr string
+	// KafkaAddr and HTTPAddr are this node's advertised Kafka and HTTP
+	// addresses, registered in cluster metadata for Metadata responses and
+	// for redirects.
+	KafkaAddr string
+	HTTPAddr  string
+	// Rack is this node's rack (KIP-392 follower fetch); "" for none.
+	Rack string
+	// Join lists cluster addresses of existing nodes. A node with no state
+	// joins their cluster; a node with state ignores it (but refuses to start
+	// when they belong to another cluster). Empty on a node without state
+	// bootstraps a new cluster.
+	Join []string
+	// PeerAddrs overrides the address this node dials to reach a node id, for
+	// networks where the registered address is not reachable as such (NAT, or
+	// the fault-injection proxies of the tests).
+	PeerAddrs map[int32]string
 	// BrokerTopicDefaults are broker-level topic config defaults (for example
 	// cleanup.policy from --default-cleanup-policy), applied under each topic's
 	// overrides.
@@ -45,7 +73,8 @@ type Config struct {
 
 // Limits checked by Validate.
 const (
-	maxDataGroups = 1024
+	maxDataGroups        = 1024
+	maxReplicationFactor = 7
 	minTimeout    = 5 * time.Millisecond
 )
 
@@ -56,6 +85,7 @@ func DefaultConfig() Config {
 	return Config{
 		NodeID:             1,
 		DataGroups:         4,
+		ReplicationFactor:  3,
 		HeartbeatTimeout:   200 * time.Millisecond,
 		ElectionTimeout:    200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond,
@@ -75,6 +105,12 @@ func (c Config) Validate() error {
 		return errors.New("raftfsm: Store is required")
 	case c.DataGroups < 1 || c.DataGroups > maxDataGroups:
 		return fmt.Errorf("raftfsm: DataGroups %d must be between 1 and %d", c.DataGroups, maxDataGroups)
+	case c.ReplicationFactor < 1 || c.ReplicationFactor > maxReplicationFactor:
+		return fmt.Errorf("raftfsm: ReplicationFactor %d must be between 1 and %d", c.ReplicationFactor, maxReplicationFactor)
+	case c.Listener != nil && c.ClusterAddr == "":
+		return errors.New("raftfsm: ClusterAddr is required with a Listener")
+	case c.Listener == nil && len(c.Join) > 0:
+		return errors.New("raftfsm: Join needs a Listener")
 	case c.HeartbeatTimeout < minTimeout:
 		return fmt.Errorf("raftfsm: HeartbeatTimeout %s must be at least %s", c.HeartbeatTimeout, minTimeout)
 	case c.ElectionTimeout < c.HeartbeatTimeout:

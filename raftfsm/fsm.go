@@ -26,8 +26,10 @@ type fsm struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	// applied is the last index committed to the store.
-	applied uint64
+	// applied is the last index committed to the store; appliedIndex mirrors
+	// it for readers on other goroutines.
+	applied      uint64
+	appliedIndex atomic.Uint64
 	// skipped counts entries skipped as already applied (read by tests).
 	skipped atomic.Uint64
 	// failed is the store error that stopped this FSM. Once a commit fails, no
@@ -51,7 +53,9 @@ func newFSM(group uint32, store *shardstore.Store, proc *processor, log *slog.Lo
 	if err != nil {
 		return nil, err
 	}
-	return &fsm{group: group, store: store, proc: proc, log: log, metrics: m, applied: applied}, nil
+	f := &fsm{group: group, store: store, proc: proc, log: log, metrics: m, applied: applied}
+	f.appliedIndex.Store(applied)
+	return f, nil
 }
 
 // ApplyBatch applies logs and returns one response per entry.
@@ -105,6 +109,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return resp
 	}
 	f.applied = last
+	f.appliedIndex.Store(last)
 	if m != nil {
 		f.setMeta(m)
 	}

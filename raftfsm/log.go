@@ -11,4 +11,6 @@ const (
 	keyError   = "error"
 	keyCount   = "count"
 	keyLibrary = "library"
+	keyCluster = "cluster_id"
+	keyPeer    = "peer_node_id"
 )

@@ -307,3 +307,28 @@ func readLogBytes(r []byte, copyBytes bool) ([]byte, []byte, error) {
 	}
 	return b, r[n:], nil
 }
+
+// groupsWithState lists the groups that have a Raft log or stable state in db,
+// ascending: one seek per group.
+func groupsWithState(db *pebble.DB) ([]uint32, error) {
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixRaft}, UpperBound: []byte{prefixRaft + 1}})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []uint32
+	for ok := it.First(); ok; {
+		k := it.Key()
+		if len(k) < 5 {
+			ok = it.Next()
+			continue
+		}
+		g := binary.BigEndian.Uint32(k[1:5])
+		out = append(out, g)
+		if g == ^uint32(0) {
+			break
+		}
+		ok = it.SeekGE(raftGroupPrefix(g+1, 0)[:5])
+	}
+	return out, it.Error()
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -49,6 +50,12 @@ type metadata struct {
 	byID           map[[16]byte]*topicMeta
 	nextShard      uint64
 	nextProducerID int64
+
+	// Cluster membership (cluster.go).
+	settings  clusterSettings
+	nodes     map[int32]*NodeInfo
+	placement map[uint32][]int32 // data group -> replicas, first = preferred leader
+	leaders   map[uint32]GroupLeader
 }
 
 func newMetadata() *metadata {
@@ -56,20 +63,21 @@ func newMetadata() *metadata {
 		topics:    map[string]*topicMeta{},
 		byID:      map[[16]byte]*topicMeta{},
 		nextShard: 1,
+		nodes:     map[int32]*NodeInfo{},
+		placement: map[uint32][]int32{},
+		leaders:   map[uint32]GroupLeader{},
 	}
 }
 
-// clone copies the maps; topic values are shared (they are immutable).
+// clone copies the maps; their values are shared (they are never modified
+// once published: changes store new values).
 func (m *metadata) clone() *metadata {
 	c := *m
-	c.topics = make(map[string]*topicMeta, len(m.topics))
-	c.byID = make(map[[16]byte]*topicMeta, len(m.byID))
-	for k, v := range m.topics {
-		c.topics[k] = v
-	}
-	for k, v := range m.byID {
-		c.byID[k] = v
-	}
+	c.topics = maps.Clone(m.topics)
+	c.byID = maps.Clone(m.byID)
+	c.nodes = maps.Clone(m.nodes)
+	c.placement = maps.Clone(m.placement)
+	c.leaders = maps.Clone(m.leaders)
 	return &c
 }
 
@@ -149,7 +157,9 @@ func loadMetadata(db *pebble.DB, resolve func(map[string]string) topicconfig.Con
 			m.topics[t.Name] = t
 			m.byID[t.ID] = t
 		default:
-			return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)
+			if !m.loadClusterKey(k, &d) {
+				return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)
+			}
 		}
 		if d.err != nil || len(d.b) != 0 {
 			return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)

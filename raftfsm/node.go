@@ -3,12 +3,10 @@ package raftfsm
 import (
 	"context"
 	"crypto/rand"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"strconv"
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,6 +53,16 @@ var (
 	ErrNotReady = errors.New("raftfsm: not ready")
 	// ErrClosed: the node is shutting down.
 	ErrClosed = errors.New("raftfsm: closed")
+	// ErrUnknownNode: no registered node has that id.
+	ErrUnknownNode = errors.New("raftfsm: unknown node")
+	// ErrNodeRemoved: the node id belongs to a node removed from the cluster.
+	ErrNodeRemoved = errors.New("raftfsm: node removed")
+	// ErrAddrInUse: another registered node has that cluster address.
+	ErrAddrInUse = errors.New("raftfsm: cluster address in use")
+	// ErrBadRequest: a cluster operation that cannot be done as asked.
+	ErrBadRequest = errors.New("raftfsm: bad request")
+	// ErrIdentity: the data dir belongs to another node id or cluster.
+	ErrIdentity = errors.New("raftfsm: identity mismatch")
 )
 
 // metaGroup is the id of the cluster metadata group; data groups are 1..N.
@@ -73,102 +81,54 @@ const (
 	defaultApplyTimeout = 10 * time.Second
 	// producerIDBlock is how many producer ids one metadata command reserves.
 	producerIDBlock = 1000
+	// shardCommandTimeout bounds the forwarding of a topic's shard commands to
+	// the leaders of its groups; what does not make it is reconciled.
+	shardCommandTimeout = 5 * time.Second
 )
 
-// group is one Raft group of the node.
-type group struct {
-	id     uint32
-	raft   *raft.Raft
-	fsm    *fsm
-	logs   *LogStore
-	trans  *raft.InmemTransport
-	notify chan bool
-	// ready: this node leads the group and a Barrier applied in this term, so
-	// the whole log is applied.
-	ready atomic.Bool
-}
-
 // Node runs this node's Raft groups (one for cluster metadata, a pool for
-// partitions) over one shard store.
+// partitions) over one shard store, and its part of the cluster: the
+// node-to-node listener, joining, and the control loop (membership.go).
 type Node struct {
 	cfg     Config
 	log     *slog.Logger
 	store   *shardstore.Store
 	metrics *metrics
 	proc    *processor
-	groups  []*group // index = group id; 0 is metadata
+	mux     *Mux // nil: in-memory transport, one node only
+
+	groupsMu sync.RWMutex
+	groups   map[uint32]*group // the groups this node carries; 0 is metadata
 
 	metaMu sync.RWMutex
 	meta   *metadata
 
-	// propMu serializes metadata proposals that allocate shard ids, and the
-	// reconcile.
+	// clusterID is this node's cluster ("" while joining).
+	clusterID atomic.Pointer[string]
+
+	// propMu serializes metadata proposals that allocate shard ids.
 	propMu sync.Mutex
 
 	pidMu           sync.Mutex
 	pidNext, pidEnd int64
 
 	stateMu sync.Mutex
-	stateCh chan struct{} // closed and replaced on every readiness change
+	stateCh chan struct{} // closed and replaced on every readiness or metadata change
+	kickCh  chan struct{} // wakes the control loop
 
-	initDone   atomic.Bool
-	closed     atomic.Bool
-	closeOnce  sync.Once
-	closeErr   error
-	shutdownCh chan struct{}
-	wg         sync.WaitGroup
-}
+	// noHandOff makes Close skip the leadership hand-off, as a crash would
+	// (tests only).
+	noHandOff bool
 
-// Open starts the node's Raft groups, bootstrapping a one-voter cluster on first
-// start. It returns before the groups are ready; see WaitReady.
-func Open(cfg Config) (*Node, error) {
-	if err := cfg.Validate(); err != nil {
-		return nil, err
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
-	m, err := newMetrics(cfg.Registerer)
-	if err != nil {
-		return nil, err
-	}
-	n := &Node{
-		cfg:        cfg,
-		log:        cfg.Logger.With(keyNodeID, cfg.NodeID),
-		store:      cfg.Store,
-		metrics:    m,
-		stateCh:    make(chan struct{}),
-		shutdownCh: make(chan struct{}),
-	}
-	n.proc = &processor{resolve: n.resolve}
-	if n.meta, err = loadMetadata(cfg.Store.DB(), n.resolve); err != nil {
-		return nil, err
-	}
-	// Placement outlives configuration: keep every group a topic is placed on.
-	groups := uint32(cfg.DataGroups)
-	for _, t := range n.meta.topics {
-		for _, p := range t.Partitions {
-			groups = max(groups, p.Group)
-		}
-	}
-	for id := uint32(0); id <= groups; id++ {
-		g, err := n.openGroup(id)
-		if err != nil {
-			n.shutdownGroups()
-			return nil, fmt.Errorf("raftfsm: open group %d: %w", id, err)
-		}
-		n.groups = append(n.groups, g)
-	}
-	for _, g := range n.groups {
-		n.wg.Add(1)
-		go n.watchLeadership(g)
-	}
-	n.wg.Add(1)
-	go n.initCluster()
-	return n, nil
+	initDone    atomic.Bool
+	failErr     atomic.Pointer[error]
+	closed      atomic.Bool
+	closeOnce   sync.Once
+	closeErr    error
+	shutdownCh  chan struct{}
+	closeCtx    context.Context // cancelled by Close
+	closeCancel context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 // resolve turns overrides into a config; overrides were validated before they
@@ -182,59 +142,6 @@ func (n *Node) resolve(overrides map[string]string) topicconfig.Config {
 	return c
 }
 
-func (n *Node) openGroup(id uint32) (*group, error) {
-	g := &group{id: id, notify: make(chan bool, 16)}
-	var err error
-	if g.logs, err = NewLogStore(n.store.DB(), id); err != nil {
-		return nil, err
-	}
-	if g.fsm, err = newFSM(id, n.store, n.proc, n.log, n.metrics); err != nil {
-		return nil, err
-	}
-	if id == metaGroup {
-		g.fsm.getMeta = n.metadata
-		g.fsm.setMeta = n.publishMeta
-	}
-	hl := newHclog(n.log.With(keyGroup, id), "raft")
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.Dir, "group-"+strconv.FormatUint(uint64(id), 10)), snapshotsRetain, hl)
-	if err != nil {
-		return nil, err
-	}
-	addr := raft.ServerAddress(fmt.Sprintf("node-%d/group-%d", n.cfg.NodeID, id))
-	_, g.trans = raft.NewInmemTransport(addr)
-
-	rc := raft.DefaultConfig()
-	rc.LocalID = raft.ServerID(strconv.FormatInt(int64(n.cfg.NodeID), 10))
-	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
-	rc.ElectionTimeout = n.cfg.ElectionTimeout
-	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
-	rc.CommitTimeout = n.cfg.CommitTimeout
-	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
-	rc.SnapshotInterval = snapshotInterval
-	rc.TrailingLogs = trailingLogs
-	rc.MaxAppendEntries = maxAppendEntries
-	rc.BatchApplyCh = true
-	rc.NoSnapshotRestoreOnStart = true
-	rc.NoLegacyTelemetry = true
-	rc.NotifyCh = g.notify
-	rc.Logger = hl
-
-	exists, err := raft.HasExistingState(g.logs, g.logs, snaps)
-	if err != nil {
-		return nil, err
-	}
-	if !exists {
-		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
-		if err := raft.BootstrapCluster(rc, g.logs, g.logs, snaps, g.trans, boot); err != nil {
-			return nil, err
-		}
-	}
-	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.logs, snaps, g.trans); err != nil {
-		return nil, err
-	}
-	return g, nil
-}
-
 // metadata returns the published metadata; callers must not modify it.
 func (n *Node) metadata() *metadata {
 	n.metaMu.RLock()
@@ -246,9 +153,11 @@ func (n *Node) publishMeta(m *metadata) {
 	n.metaMu.Lock()
 	n.meta = m
 	n.metaMu.Unlock()
+	n.changed()
+	n.kick()
 }
 
-// changed wakes everyone waiting for a readiness change.
+// changed wakes everyone waiting for a readiness or metadata change.
 func (n *Node) changed() {
 	n.stateMu.Lock()
 	close(n.stateCh)
@@ -262,199 +171,18 @@ func (n *Node) stateChan() <-chan struct{} {
 	return n.stateCh
 }
 
-// watchLeadership follows one group's leadership: on winning it applies a
-// Barrier (so the log is replayed) before marking the group ready.
-func (n *Node) watchLeadership(g *group) {
-	defer n.wg.Done()
-	for {
-		select {
-		case <-n.shutdownCh:
-			return
-		case leader := <-g.notify:
-			n.metrics.setLeader(g.id, leader)
-			g.ready.Store(false)
-			n.changed()
-			if !leader {
-				continue
-			}
-			n.log.Info("leading raft group", keyGroup, g.id, keyTerm, g.raft.CurrentTerm())
-			for g.raft.State() == raft.Leader && len(g.notify) == 0 {
-				err := g.raft.Barrier(n.cfg.ElectionTimeout * 10).Error()
-				if err == nil {
-					g.ready.Store(g.raft.State() == raft.Leader)
-					n.changed()
-					break
-				}
-				if errors.Is(err, raft.ErrRaftShutdown) {
-					return
-				}
-				n.log.Warn("raft barrier failed", keyGroup, g.id, keyError, err)
-			}
-		}
-	}
-}
-
-func (n *Node) groupsReady() bool {
-	for _, g := range n.groups {
-		if !g.ready.Load() || g.fsm.stopped.Load() {
-			return false
-		}
-	}
-	return true
-}
-
-// initCluster waits for every group, then picks the cluster id on first start
-// and reconciles shards with metadata, and marks the node ready.
-func (n *Node) initCluster() {
-	defer n.wg.Done()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go func() {
-		select {
-		case <-n.shutdownCh:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	for {
-		ch := n.stateChan()
-		if n.groupsReady() {
-			err := n.ensureClusterID(ctx)
-			if err == nil {
-				err = n.reconcile(ctx)
-			}
-			if err == nil {
-				n.initDone.Store(true)
-				n.changed()
-				n.log.Info("raft node ready", keyCount, len(n.groups))
-				return
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			n.log.Warn("raft node initialization failed, retrying", keyError, err)
-		}
-		select {
-		case <-ch:
-		case <-n.shutdownCh:
-			return
-		}
-	}
-}
-
-func (n *Node) ensureClusterID(ctx context.Context) error {
-	if n.metadata().clusterID != "" {
-		return nil
-	}
-	var u [16]byte
-	rand.Read(u[:])
-	_, err := n.propose(ctx, n.groups[metaGroup], &Command{Type: CmdSetClusterID, ClusterID: base64.RawURLEncoding.EncodeToString(u[:])})
-	return err
-}
-
-// reconcile heals a crash between a topic's metadata command and its shard
-// commands: shards that metadata places but the store lacks are created, and
-// shards the store has but no topic owns are deleted.
-func (n *Node) reconcile(ctx context.Context) error {
-	n.propMu.Lock()
-	defer n.propMu.Unlock()
-	want := n.metadata().shardGroups()
-	have := map[shardstore.ShardID]bool{}
-	for _, s := range n.store.Shards() {
-		have[s] = true
-	}
-	create := map[uint32][]shardstore.ShardID{}
-	del := map[uint32][]shardstore.ShardID{}
-	for s, g := range want {
-		if !have[s] {
-			create[g] = append(create[g], s)
-		}
-	}
-	for s := range have {
-		if _, ok := want[s]; !ok {
-			g := n.placeShard(s)
-			del[g] = append(del[g], s)
-		}
-	}
-	for g, ss := range create {
-		n.log.Info("creating missing shards", keyGroup, g, keyCount, len(ss))
-		if err := n.proposeShards(ctx, CmdCreateShards, map[uint32][]shardstore.ShardID{g: ss}); err != nil {
-			return err
-		}
-	}
-	for g, ss := range del {
-		n.log.Info("deleting orphan shards", keyGroup, g, keyCount, len(ss))
-		if err := n.proposeShards(ctx, CmdDeleteShards, map[uint32][]shardstore.ShardID{g: ss}); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// placeShard picks the data group of a new shard.
-func (n *Node) placeShard(s shardstore.ShardID) uint32 {
-	return 1 + uint32(uint64(s)%uint64(n.cfg.DataGroups))
-}
-
-// WaitReady blocks until every group has a leader and has applied its whole log.
-func (n *Node) WaitReady(ctx context.Context) error {
-	for {
-		ch := n.stateChan()
-		if n.closed.Load() {
-			return ErrClosed
-		}
-		if n.Ready() {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-n.shutdownCh:
-			return ErrClosed
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-}
-
-// Ready reports whether WaitReady would return at once.
-func (n *Node) Ready() bool {
-	return !n.closed.Load() && n.initDone.Load() && n.groupsReady()
-}
-
-// Close hands off leadership where it can, shuts every group down and waits for
-// them. It does not close the Store. Idempotent.
-//
-// With one voter per group there is nobody to hand leadership to.
-func (n *Node) Close() error {
-	n.closeOnce.Do(func() {
-		n.closed.Store(true)
-		close(n.shutdownCh)
-		n.closeErr = n.shutdownGroups()
-		n.wg.Wait()
-		n.changed()
-	})
-	return n.closeErr
-}
-
-func (n *Node) shutdownGroups() error {
-	var errs []error
-	for _, g := range n.groups {
-		if err := g.raft.Shutdown().Error(); err != nil {
-			errs = append(errs, fmt.Errorf("group %d: %w", g.id, err))
-		}
-		g.trans.Close()
-		n.metrics.setLeader(g.id, false)
-	}
-	return errors.Join(errs...)
-}
-
 // NodeID is this node's id.
 func (n *Node) NodeID() int32 { return n.cfg.NodeID }
 
 // ClusterID is the cluster's id as Kafka shows it (22 characters of URL-safe
 // base64 of a random UUID), chosen when the cluster is bootstrapped and kept in
 // cluster metadata.
-func (n *Node) ClusterID() string { return n.metadata().clusterID }
+func (n *Node) ClusterID() string {
+	if p := n.clusterID.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // Topics lists every topic, sorted by name.
 func (n *Node) Topics() []TopicInfo {
@@ -495,22 +223,37 @@ func (n *Node) checkReady() error {
 	return nil
 }
 
-// propose applies c through group g and returns the FSM's response, or its
-// error.
-func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, error) {
+// leadsMeta reports whether this node leads the metadata group.
+func (n *Node) leadsMeta() bool {
+	g := n.group(metaGroup)
+	return g != nil && g.raft.State() == raft.Leader
+}
+
+// proposeLocal proposes c on group id, which this node must lead.
+func (n *Node) proposeLocal(ctx context.Context, id uint32, c *Command) (any, uint64, error) {
+	g := n.group(id)
+	if g == nil {
+		return nil, 0, fmt.Errorf("%w: group %d is not carried here", ErrNotLeader, id)
+	}
+	return n.propose(ctx, g, c)
+}
+
+// propose applies c through group g, which this node must lead, and returns
+// the FSM's response and the entry's index, or its error.
+func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, uint64, error) {
 	if n.closed.Load() {
-		return nil, ErrClosed
+		return nil, 0, ErrClosed
 	}
 	if g.raft.State() != raft.Leader {
 		if addr, _ := g.raft.LeaderWithID(); addr == "" {
-			return nil, ErrNotReady
+			return nil, 0, ErrNotReady
 		}
-		return nil, ErrNotLeader
+		return nil, 0, ErrNotLeader
 	}
 	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(dl); timeout <= 0 {
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 	}
 	f := g.raft.Apply(EncodeCommand(nil, c), timeout)
@@ -523,16 +266,16 @@ func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, error) {
 		select {
 		case <-done:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, 0, ctx.Err()
 		}
 	}
 	if err := f.Error(); err != nil {
-		return nil, n.raftError(ctx, err)
+		return nil, 0, n.raftError(ctx, err)
 	}
 	if err, ok := f.Response().(error); ok {
-		return nil, err
+		return nil, 0, err
 	}
-	return f.Response(), nil
+	return f.Response(), f.Index(), nil
 }
 
 // raftError maps hashicorp/raft errors to this package's sentinels.
@@ -552,17 +295,86 @@ func (n *Node) raftError(ctx context.Context, err error) error {
 	return err
 }
 
-// proposeShards proposes one shard command per group.
-func (n *Node) proposeShards(ctx context.Context, typ CommandType, byGroup map[uint32][]shardstore.ShardID) error {
-	for g, ss := range byGroup {
-		if int(g) >= len(n.groups) || g == metaGroup {
-			return fmt.Errorf("raftfsm: shard placed on unknown group %d", g)
+// metaOp runs a metadata request here when this node leads the metadata group,
+// else on its leader, then waits until this node's own metadata has applied
+// the change, so the caller's next read sees it.
+func (n *Node) metaOp(ctx context.Context, req *rpcRequest) (rpcResponse, error) {
+	var resp rpcResponse
+	if n.leadsMeta() {
+		resp = n.applyMetaRPC(ctx, req)
+		if err := resp.err(); err != nil {
+			return resp, err
 		}
-		if _, err := n.propose(ctx, n.groups[g], &Command{Type: typ, Shards: ss}); err != nil {
-			return err
+	} else {
+		var err error
+		if resp, err = n.callMetaLeader(ctx, req); err != nil {
+			return resp, err
 		}
 	}
-	return nil
+	return resp, n.waitMetaApplied(ctx, resp.Index)
+}
+
+// waitMetaApplied waits until this node's metadata group has applied index.
+func (n *Node) waitMetaApplied(ctx context.Context, index uint64) error {
+	for {
+		ch := n.stateChan()
+		g := n.group(metaGroup)
+		if g == nil || g.fsm.appliedIndex.Load() >= index {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: metadata not applied here yet: %v", ErrNotReady, ctx.Err())
+		case <-n.shutdownCh:
+			return ErrClosed
+		}
+	}
+}
+
+// proposeShards proposes one shard command per group, on each group's leader
+// wherever it is. A group whose leader cannot be reached is left to that
+// leader's shard reconcile (membership.go), which creates or deletes what
+// metadata says; the failure is logged, not returned, because the metadata
+// change it follows is already committed.
+func (n *Node) proposeShards(ctx context.Context, typ CommandType, byGroup map[uint32][]shardstore.ShardID) {
+	for g, ss := range byGroup {
+		c := &Command{Type: typ, Shards: ss}
+		if err := n.proposeOnLeader(ctx, g, c); err != nil && ctx.Err() == nil {
+			n.log.Warn("shard command not applied; the group's leader will reconcile", keyGroup, g, "command", typ, keyError, err)
+		}
+	}
+}
+
+// proposeOnLeader proposes a shard command on data group g's leader: here when
+// this node leads it, else through the "shard_command" RPC to the node this
+// node believes leads it (its own Raft state, the leader table, then the
+// placement), bounded by shardCommandTimeout.
+func (n *Node) proposeOnLeader(ctx context.Context, g uint32, c *Command) error {
+	ctx, cancel := context.WithTimeout(ctx, shardCommandTimeout)
+	defer cancel()
+	for {
+		var err error
+		if grp := n.group(g); grp != nil && grp.raft.State() == raft.Leader {
+			_, _, err = n.propose(ctx, grp, c)
+		} else if leader, _, ok := n.GroupLeader(g); ok && leader != n.cfg.NodeID {
+			var resp rpcResponse
+			resp, err = n.call(ctx, n.dialAddr(leader), &rpcRequest{Op: opShardCommand, Group: g, Command: EncodeCommand(nil, c)})
+			if err == nil {
+				err = resp.err()
+			}
+		} else {
+			err = ErrNotReady
+		}
+		if err == nil || !(errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNotReady)) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
 func shardsByGroup(ps []PartitionInfo) map[uint32][]shardstore.ShardID {
@@ -573,13 +385,15 @@ func shardsByGroup(ps []PartitionInfo) map[uint32][]shardstore.ShardID {
 	return out
 }
 
-// newPartitions places count new partitions numbered from first on fresh shards.
+// newPartitions places count new partitions numbered from first on fresh shards:
+// shard s goes to data group 1 + s mod the cluster's pool size.
 func (n *Node) newPartitions(first, count int32) []PartitionInfo {
-	next := n.metadata().nextShard
+	m := n.metadata()
+	groups := uint64(max(m.settings.dataGroups, 1))
 	ps := make([]PartitionInfo, count)
 	for i := range ps {
-		s := shardstore.ShardID(next + uint64(i))
-		ps[i] = PartitionInfo{Partition: first + int32(i), Shard: s, Group: n.placeShard(s)}
+		s := shardstore.ShardID(m.nextShard + uint64(i))
+		ps[i] = PartitionInfo{Partition: first + int32(i), Shard: s, Group: 1 + uint32(uint64(s)%groups)}
 	}
 	return ps
 }
@@ -594,98 +408,141 @@ func newTopicID() [16]byte {
 	return id
 }
 
-// CreateTopic creates a topic and its shards and returns once both are applied.
-// Errors: ErrTopicExists, ErrInvalidTopic, ErrInvalidPartitions (count < 1 or too
-// many), topicconfig.ErrUnknown / ErrInvalid. validateOnly checks without creating.
+// CreateTopic creates a topic and its shards. Any node accepts it: the change
+// runs on the metadata leader, and this call returns once this node's metadata
+// has the topic. Errors: ErrTopicExists, ErrInvalidTopic, ErrInvalidPartitions
+// (count < 1 or too many), topicconfig.ErrUnknown / ErrInvalid. validateOnly
+// checks without creating.
 func (n *Node) CreateTopic(ctx context.Context, name string, partitions int32, overrides map[string]string, validateOnly bool) (TopicInfo, error) {
 	if err := n.checkReady(); err != nil {
 		return TopicInfo{}, err
 	}
+	if err := n.checkNewTopic(name, partitions, overrides); err != nil {
+		return TopicInfo{}, err
+	}
+	if validateOnly {
+		if _, ok := n.metadata().topics[name]; ok {
+			return TopicInfo{}, ErrTopicExists
+		}
+		t := &topicMeta{Name: name, Partitions: n.newPartitions(0, partitions), Overrides: overrides, config: n.resolve(overrides)}
+		return t.info(), nil
+	}
+	if _, err := n.metaOp(ctx, &rpcRequest{Op: opCreateTopic, Topic: name, Partitions: partitions, Overrides: overrides}); err != nil {
+		return TopicInfo{}, err
+	}
+	t, ok := n.Topic(name)
+	if !ok {
+		return TopicInfo{}, ErrUnknownTopic // deleted meanwhile
+	}
+	return t, nil
+}
+
+func (n *Node) checkNewTopic(name string, partitions int32, overrides map[string]string) error {
 	if !validTopicName(name) {
-		return TopicInfo{}, fmt.Errorf("%w: %q", ErrInvalidTopic, name)
+		return fmt.Errorf("%w: %q", ErrInvalidTopic, name)
 	}
 	if partitions < 1 || partitions > maxPartitions {
-		return TopicInfo{}, fmt.Errorf("%w: %d (1 to %d)", ErrInvalidPartitions, partitions, maxPartitions)
+		return fmt.Errorf("%w: %d (1 to %d)", ErrInvalidPartitions, partitions, maxPartitions)
 	}
-	cfg, err := topicconfig.Resolve(overrides, n.cfg.BrokerTopicDefaults)
-	if err != nil {
-		return TopicInfo{}, err
+	_, err := topicconfig.Resolve(overrides, n.cfg.BrokerTopicDefaults)
+	return err
+}
+
+// createTopicLocal runs CreateTopic on the metadata leader and returns the
+// metadata index of the change.
+func (n *Node) createTopicLocal(ctx context.Context, name string, partitions int32, overrides map[string]string, validateOnly bool) (uint64, error) {
+	if err := n.checkNewTopic(name, partitions, overrides); err != nil {
+		return 0, err
 	}
 	n.propMu.Lock()
 	defer n.propMu.Unlock()
 	if _, ok := n.metadata().topics[name]; ok {
-		return TopicInfo{}, ErrTopicExists
-	}
-	t := &topicMeta{Name: name, ID: newTopicID(), Partitions: n.newPartitions(0, partitions), config: cfg}
-	if len(overrides) > 0 {
-		t.Overrides = make(map[string]string, len(overrides))
-		for k, v := range overrides {
-			t.Overrides[k] = v
-		}
+		return 0, ErrTopicExists
 	}
 	if validateOnly {
-		return t.info(), nil
+		return 0, nil
 	}
-	resp, err := n.propose(ctx, n.groups[metaGroup], &Command{Type: CmdCreateTopic, Topic: *t})
+	t := &topicMeta{Name: name, ID: newTopicID(), Partitions: n.newPartitions(0, partitions), Overrides: maps.Clone(overrides)}
+	resp, idx, err := n.proposeLocal(ctx, metaGroup, &Command{Type: CmdCreateTopic, Topic: *t})
 	if err != nil {
-		return TopicInfo{}, err
+		return 0, err
 	}
 	created := resp.(*topicMeta)
-	if err := n.proposeShards(ctx, CmdCreateShards, shardsByGroup(created.Partitions)); err != nil {
-		return TopicInfo{}, err
-	}
+	n.proposeShards(ctx, CmdCreateShards, shardsByGroup(created.Partitions))
 	n.log.Info("topic created", keyTopic, name, keyCount, partitions)
-	return created.info(), nil
+	return idx, nil
 }
 
-// DeleteTopic removes a topic and its shards (ErrUnknownTopic).
+// DeleteTopic removes a topic and its shards (ErrUnknownTopic). Any node
+// accepts it (see CreateTopic).
 func (n *Node) DeleteTopic(ctx context.Context, name string) error {
 	if err := n.checkReady(); err != nil {
 		return err
 	}
+	_, err := n.metaOp(ctx, &rpcRequest{Op: opDeleteTopic, Topic: name})
+	return err
+}
+
+func (n *Node) deleteTopicLocal(ctx context.Context, name string) (uint64, error) {
 	n.propMu.Lock()
 	defer n.propMu.Unlock()
 	t, ok := n.metadata().topics[name]
 	if !ok {
-		return ErrUnknownTopic
+		return 0, ErrUnknownTopic
 	}
-	if _, err := n.propose(ctx, n.groups[metaGroup], &Command{Type: CmdDeleteTopic, Topic: topicMeta{Name: name}}); err != nil {
-		return err
+	_, idx, err := n.proposeLocal(ctx, metaGroup, &Command{Type: CmdDeleteTopic, Topic: topicMeta{Name: name}})
+	if err != nil {
+		return 0, err
 	}
-	if err := n.proposeShards(ctx, CmdDeleteShards, shardsByGroup(t.Partitions)); err != nil {
-		return err
-	}
+	n.proposeShards(ctx, CmdDeleteShards, shardsByGroup(t.Partitions))
 	n.log.Info("topic deleted", keyTopic, name)
-	return nil
+	return idx, nil
 }
 
 // CreatePartitions grows a topic to count partitions (ErrInvalidPartitions when
-// count is not larger than the current count).
+// count is not larger than the current count). Any node accepts it.
 func (n *Node) CreatePartitions(ctx context.Context, name string, count int32, validateOnly bool) error {
 	if err := n.checkReady(); err != nil {
 		return err
 	}
-	n.propMu.Lock()
-	defer n.propMu.Unlock()
+	if validateOnly {
+		_, err := n.checkPartitions(name, count)
+		return err
+	}
+	_, err := n.metaOp(ctx, &rpcRequest{Op: opCreatePartitions, Topic: name, Partitions: count})
+	return err
+}
+
+func (n *Node) checkPartitions(name string, count int32) (int32, error) {
 	t, ok := n.metadata().topics[name]
 	if !ok {
-		return ErrUnknownTopic
+		return 0, ErrUnknownTopic
 	}
 	cur := int32(len(t.Partitions))
 	if count <= cur || count > maxPartitions {
-		return fmt.Errorf("%w: %d (topic has %d, limit %d)", ErrInvalidPartitions, count, cur, maxPartitions)
+		return 0, fmt.Errorf("%w: %d (topic has %d, limit %d)", ErrInvalidPartitions, count, cur, maxPartitions)
 	}
-	if validateOnly {
-		return nil
+	return cur, nil
+}
+
+func (n *Node) createPartitionsLocal(ctx context.Context, name string, count int32, validateOnly bool) (uint64, error) {
+	n.propMu.Lock()
+	defer n.propMu.Unlock()
+	cur, err := n.checkPartitions(name, count)
+	if err != nil || validateOnly {
+		return 0, err
 	}
 	ps := n.newPartitions(cur, count-cur)
-	if _, err := n.propose(ctx, n.groups[metaGroup], &Command{Type: CmdCreatePartitions, Topic: topicMeta{Name: name, Partitions: ps}}); err != nil {
-		return err
+	_, idx, err := n.proposeLocal(ctx, metaGroup, &Command{Type: CmdCreatePartitions, Topic: topicMeta{Name: name, Partitions: ps}})
+	if err != nil {
+		return 0, err
 	}
-	return n.proposeShards(ctx, CmdCreateShards, shardsByGroup(ps))
+	n.proposeShards(ctx, CmdCreateShards, shardsByGroup(ps))
+	return idx, nil
 }
 
 // SetTopicConfig replaces a topic's overrides with overrides (validated first).
+// Any node accepts it.
 func (n *Node) SetTopicConfig(ctx context.Context, name string, overrides map[string]string, validateOnly bool) error {
 	if err := n.checkReady(); err != nil {
 		return err
@@ -699,8 +556,19 @@ func (n *Node) SetTopicConfig(ctx context.Context, name string, overrides map[st
 	if validateOnly {
 		return nil
 	}
-	_, err := n.propose(ctx, n.groups[metaGroup], &Command{Type: CmdSetTopicConfig, Topic: topicMeta{Name: name, Overrides: overrides}})
+	_, err := n.metaOp(ctx, &rpcRequest{Op: opSetTopicConfig, Topic: name, Overrides: overrides})
 	return err
+}
+
+func (n *Node) setTopicConfigLocal(ctx context.Context, name string, overrides map[string]string, validateOnly bool) (uint64, error) {
+	if _, err := topicconfig.Resolve(overrides, n.cfg.BrokerTopicDefaults); err != nil {
+		return 0, err
+	}
+	if validateOnly {
+		return 0, nil
+	}
+	_, idx, err := n.proposeLocal(ctx, metaGroup, &Command{Type: CmdSetTopicConfig, Topic: topicMeta{Name: name, Overrides: overrides}})
+	return idx, err
 }
 
 // partition finds a partition's topic and placement.
@@ -712,22 +580,36 @@ func (n *Node) partition(topic string, partition int32) (*topicMeta, PartitionIn
 	if partition < 0 || int(partition) >= len(t.Partitions) {
 		return nil, PartitionInfo{}, ErrUnknownPartition
 	}
-	p := t.Partitions[partition]
-	if int(p.Group) >= len(n.groups) || p.Group == metaGroup {
-		return nil, PartitionInfo{}, fmt.Errorf("raftfsm: partition placed on unknown group %d", p.Group)
+	return t, t.Partitions[partition], nil
+}
+
+// dataGroup returns the open data group g, or ErrNotLeader when this node does
+// not carry it.
+func (n *Node) dataGroup(g uint32) (*group, error) {
+	if g == metaGroup {
+		return nil, fmt.Errorf("raftfsm: partition placed on the metadata group")
 	}
-	return t, p, nil
+	grp := n.group(g)
+	if grp == nil {
+		return nil, fmt.Errorf("%w: group %d is not carried by this node", ErrNotLeader, g)
+	}
+	return grp, nil
 }
 
 // Produce appends one batch to a partition through its Raft group and returns the
 // result once the entry is committed and applied. Errors: ErrUnknownTopic,
-// ErrUnknownPartition, ErrNotLeader, ErrNotReady, ErrClosed, ctx errors, and the
-// shardstore append errors (ErrKeyRequired, ErrOutOfOrderSequence, ...).
+// ErrUnknownPartition, ErrNotLeader (this node does not lead the partition's
+// group), ErrNotReady, ErrClosed, ctx errors, and the shardstore append errors
+// (ErrKeyRequired, ErrOutOfOrderSequence, ...).
 func (n *Node) Produce(ctx context.Context, topic string, partition int32, p shardstore.Producer, recs []shardstore.Record) (shardstore.AppendResult, error) {
 	if err := n.checkReady(); err != nil {
 		return shardstore.AppendResult{}, err
 	}
 	t, part, err := n.partition(topic, partition)
+	if err != nil {
+		return shardstore.AppendResult{}, err
+	}
+	g, err := n.dataGroup(part.Group)
 	if err != nil {
 		return shardstore.AppendResult{}, err
 	}
@@ -742,7 +624,7 @@ func (n *Node) Produce(ctx context.Context, topic string, partition int32, p sha
 		Producer: p,
 		Records:  recs,
 	}
-	resp, err := n.propose(ctx, n.groups[part.Group], c)
+	resp, _, err := n.propose(ctx, g, c)
 	if err != nil {
 		return shardstore.AppendResult{}, err
 	}
@@ -754,8 +636,9 @@ func (n *Node) Produce(ctx context.Context, topic string, partition int32, p sha
 }
 
 // InitProducerID allocates a fresh producer id (epoch 0) for an idempotent
-// producer. Ids are unique across restarts: they come from blocks reserved
-// through the metadata group, and a restart never reuses a reserved block.
+// producer. Ids are unique cluster-wide and across restarts: each node takes
+// blocks reserved through the metadata group, and a block is never handed out
+// twice.
 func (n *Node) InitProducerID(ctx context.Context) (id int64, epoch int16, err error) {
 	if err := n.checkReady(); err != nil {
 		return 0, 0, err
@@ -763,37 +646,21 @@ func (n *Node) InitProducerID(ctx context.Context) (id int64, epoch int16, err e
 	n.pidMu.Lock()
 	defer n.pidMu.Unlock()
 	if n.pidNext >= n.pidEnd {
-		resp, err := n.propose(ctx, n.groups[metaGroup], &Command{Type: CmdAllocateProducerIDs, Count: producerIDBlock})
+		resp, err := n.metaOp(ctx, &rpcRequest{Op: opAllocatePIDs})
 		if err != nil {
 			return 0, 0, err
 		}
-		start := resp.(int64)
-		n.pidNext, n.pidEnd = start, start+producerIDBlock
+		n.pidNext, n.pidEnd = resp.PIDStart, resp.PIDStart+producerIDBlock
 	}
 	id = n.pidNext
 	n.pidNext++
 	return id, 0, nil
 }
 
-// LeaderEpoch is the Kafka leader epoch of a group's partitions: its Raft term.
-func (n *Node) LeaderEpoch(group uint32) int32 {
-	if int(group) >= len(n.groups) {
-		return -1
-	}
-	return int32(n.groups[group].raft.CurrentTerm())
-}
-
-// IsLeader reports whether this node leads the group.
-func (n *Node) IsLeader(group uint32) bool {
-	if int(group) >= len(n.groups) {
-		return false
-	}
-	return n.groups[group].raft.State() == raft.Leader
-}
-
 // ExpireTombstones, ExpireSuperseded and DeleteRecordsBefore propose the matching
 // shardstore.Batch operation for a partition through its Raft group, so every
-// replica applies it at the same log position. The compaction loop calls them.
+// replica applies it at the same log position. The compaction loop calls them
+// on the partitions this node leads (ErrNotLeader elsewhere).
 func (n *Node) ExpireTombstones(ctx context.Context, topic string, partition int32, beforeMs int64) error {
 	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdExpireTombstones, BeforeMs: beforeMs})
 }
@@ -816,7 +683,11 @@ func (n *Node) shardCommand(ctx context.Context, topic string, partition int32, 
 	if err != nil {
 		return err
 	}
+	g, err := n.dataGroup(part.Group)
+	if err != nil {
+		return err
+	}
 	c.Shard = part.Shard
-	_, err = n.propose(ctx, n.groups[part.Group], c)
+	_, _, err = n.propose(ctx, g, c)
 	return err
 }

@@ -309,12 +309,16 @@ func TestNodeReconcileAfterCrash(t *testing.T) {
 	ctx := testCtx(t)
 	// Crash after the metadata command, before the shard command.
 	half := &Command{Type: CmdCreateTopic, Topic: topicMeta{Name: "half", ID: newTopicID(), Partitions: c.node.newPartitions(0, 2)}}
-	if _, err := c.node.propose(ctx, c.node.groups[metaGroup], half); err != nil {
+	if _, _, err := c.node.propose(ctx, c.node.groups[metaGroup], half); err != nil {
 		t.Fatal(err)
 	}
 	// Crash after a delete's metadata command: a shard no topic owns.
-	orphan := shardstore.ShardID(1000)
-	if _, err := c.node.propose(ctx, c.node.groups[1], &Command{Type: CmdCreateShards, Shards: []shardstore.ShardID{orphan}}); err != nil {
+	gone, err := c.node.CreateTopic(ctx, "gone", 1, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	orphan := gone.Partitions[0].Shard
+	if _, _, err := c.node.propose(ctx, c.node.groups[metaGroup], &Command{Type: CmdDeleteTopic, Topic: topicMeta{Name: "gone"}}); err != nil {
 		t.Fatal(err)
 	}
 	c.restart()

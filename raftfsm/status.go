@@ -1,5 +1,7 @@
 package raftfsm
 
+import "github.com/hashicorp/raft"
+
 // GroupStatus is a read-only view of one Raft group on this node, for the status
 // page and operators. Values are read without locks from the raft library's
 // atomics, so fields may come from slightly different instants.
@@ -21,14 +23,31 @@ type GroupStatus struct {
 	AppliedIndex uint64
 	// Ready: this node leads the group and has applied its whole log.
 	Ready bool
+	// Voters and Nonvoters are the group's configuration as this node last
+	// read it (node ids).
+	Voters    []int32 `json:",omitempty"`
+	Nonvoters []int32 `json:",omitempty"`
 }
 
 // GroupStatuses returns the status of every Raft group of the node, by group id.
 // It is safe for concurrent use and never blocks on Raft.
 func (n *Node) GroupStatuses() []GroupStatus {
-	out := make([]GroupStatus, 0, len(n.groups))
-	for _, g := range n.groups {
+	groups := n.openGroups()
+	out := make([]GroupStatus, 0, len(groups))
+	for _, g := range groups {
 		addr, id := g.raft.LeaderWithID()
+		var voters, nonvoters []int32
+		if p := g.servers.Load(); p != nil {
+			for _, s := range *p {
+				if node, ok := parseServerID(s.ID); ok {
+					if s.Suffrage == raft.Voter {
+						voters = append(voters, node)
+					} else {
+						nonvoters = append(nonvoters, node)
+					}
+				}
+			}
+		}
 		out = append(out, GroupStatus{
 			Group:        g.id,
 			State:        g.raft.State().String(),
@@ -37,8 +56,10 @@ func (n *Node) GroupStatuses() []GroupStatus {
 			Term:         g.raft.CurrentTerm(),
 			LastIndex:    g.raft.LastIndex(),
 			CommitIndex:  g.raft.CommitIndex(),
-			AppliedIndex: g.raft.AppliedIndex(),
+			AppliedIndex: g.fsm.appliedIndex.Load(),
 			Ready:        g.ready.Load(),
+			Voters:       sortedNodeIDs(voters),
+			Nonvoters:    sortedNodeIDs(nonvoters),
 		})
 	}
 	return out

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -74,6 +75,28 @@ type Config struct {
 	// OffsetsTopicPartitions is the partition count of __consumer_offsets when
 	// it is created.
 	OffsetsTopicPartitions int32
+
+	// ClusterAddr is the host:port the node-to-node listener binds (Raft and
+	// control RPCs of every group share it); port 0 picks a free port.
+	ClusterAddr string
+	// AdvertisedClusterAddr is the host:port other nodes dial; empty means the
+	// bound cluster address (unspecified host replaced as for Kafka).
+	AdvertisedClusterAddr string
+	// Join lists cluster addresses of existing nodes to join (empty data dir
+	// only; a node with state rejoins what it knows).
+	Join []string
+	// Rack is this node's rack, for follower fetch (KIP-392); "" for none.
+	Rack string
+	// ReplicationFactor is how many nodes carry each data group, capped by the
+	// number of nodes; used when the cluster is bootstrapped.
+	ReplicationFactor int
+	// PeerAddrs overrides the address this node dials for a node id.
+	PeerAddrs map[int32]string
+	// RaftHeartbeatTimeout and RaftElectionTimeout are hashicorp/raft's
+	// timeouts; a leader that stops answering is replaced after about one to
+	// two election timeouts.
+	RaftHeartbeatTimeout time.Duration
+	RaftElectionTimeout  time.Duration
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -101,6 +124,11 @@ func defaultConfig() Config {
 		GroupMaxSize:               math.MaxInt32,
 		OffsetsRetention:           7 * 24 * time.Hour,
 		OffsetsTopicPartitions:     50,
+
+		ClusterAddr:          "127.0.0.1:9093",
+		ReplicationFactor:    3,
+		RaftHeartbeatTimeout: time.Second,
+		RaftElectionTimeout:  time.Second,
 	}
 }
 
@@ -134,6 +162,14 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var((*int32Value)(&c.GroupMaxSize), "group-max-size", "most members one consumer group may have")
 	fs.DurationVar(&c.OffsetsRetention, "offsets-retention", c.OffsetsRetention, "how long committed offsets of a group without members are kept")
 	fs.Var((*int32Value)(&c.OffsetsTopicPartitions), "offsets-topic-partitions", "partitions of __consumer_offsets when it is created (1 to 1000)")
+	fs.StringVar(&c.ClusterAddr, "cluster-addr", c.ClusterAddr, "host:port the node-to-node listener binds (port 0 picks one)")
+	fs.StringVar(&c.AdvertisedClusterAddr, "advertised-cluster-addr", c.AdvertisedClusterAddr, "host:port other nodes dial (default: the bound cluster address)")
+	fs.Var((*listValue)(&c.Join), "join", "cluster addresses of existing nodes, comma-separated: an empty data dir joins their cluster")
+	fs.StringVar(&c.Rack, "rack", c.Rack, "this node's rack, for follower fetch (client.rack)")
+	fs.IntVar(&c.ReplicationFactor, "replication-factor", c.ReplicationFactor, "replicas per data group (capped by the number of nodes), chosen when the cluster is bootstrapped")
+	fs.Var((*peerAddrsValue)(&c.PeerAddrs), "cluster-peer-addrs", "id=host:port,... addresses this node dials for other nodes instead of their advertised ones (NAT, test proxies)")
+	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
+	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	return fs
 }
 
@@ -250,6 +286,39 @@ func (c Config) Validate() error {
 	}
 	if c.OffsetsTopicPartitions < 1 || c.OffsetsTopicPartitions > 1000 {
 		return bad("offsets-topic-partitions", "must be between 1 and 1000, got %d", c.OffsetsTopicPartitions)
+	}
+	if err := checkHostPort(c.ClusterAddr, true); err != nil {
+		return bad("cluster-addr", "%v", err)
+	}
+	if c.AdvertisedClusterAddr != "" {
+		if err := checkHostPort(c.AdvertisedClusterAddr, false); err != nil {
+			return bad("advertised-cluster-addr", "%v", err)
+		}
+		if host, _, _ := net.SplitHostPort(c.AdvertisedClusterAddr); host == "" {
+			return bad("advertised-cluster-addr", "needs a host that other nodes can reach")
+		}
+	}
+	for _, j := range c.Join {
+		if err := checkHostPort(j, false); err != nil {
+			return bad("join", "%v", err)
+		}
+	}
+	if len(c.Rack) > 255 || strings.ContainsFunc(c.Rack, func(r rune) bool { return r < ' ' || r == 0x7f }) {
+		return bad("rack", "must be at most 255 printable characters")
+	}
+	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
+		return bad("replication-factor", "must be between 1 and 7, got %d", c.ReplicationFactor)
+	}
+	for id, a := range c.PeerAddrs {
+		if err := checkHostPort(a, false); err != nil {
+			return bad("cluster-peer-addrs", "node %d: %v", id, err)
+		}
+	}
+	if c.RaftHeartbeatTimeout < 10*time.Millisecond || c.RaftHeartbeatTimeout > time.Minute {
+		return bad("raft-heartbeat-timeout", "must be between 10ms and 1m, got %s", c.RaftHeartbeatTimeout)
+	}
+	if c.RaftElectionTimeout < c.RaftHeartbeatTimeout || c.RaftElectionTimeout > time.Minute {
+		return bad("raft-election-timeout", "must be between --raft-heartbeat-timeout (%s) and 1m, got %s", c.RaftHeartbeatTimeout, c.RaftElectionTimeout)
 	}
 	return nil
 }
@@ -369,6 +438,54 @@ func (v *choiceValue) Set(s string) error {
 		}
 	}
 	return fmt.Errorf("want one of %s", strings.Join(v.choices, ", "))
+}
+
+// listValue is a flag.Value for a comma-separated list; empty items are dropped.
+type listValue []string
+
+func (v *listValue) String() string { return strings.Join(*v, ",") }
+
+func (v *listValue) Set(s string) error {
+	*v = nil
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			*v = append(*v, item)
+		}
+	}
+	return nil
+}
+
+// peerAddrsValue is a flag.Value for "id=host:port,id=host:port".
+type peerAddrsValue map[int32]string
+
+func (v *peerAddrsValue) String() string {
+	ids := make([]int, 0, len(*v))
+	for id := range *v {
+		ids = append(ids, int(id))
+	}
+	sort.Ints(ids)
+	parts := make([]string, 0, len(ids))
+	for _, id := range ids {
+		parts = append(parts, strconv.Itoa(id)+"="+(*v)[int32(id)])
+	}
+	return strings.Join(parts, ",")
+}
+
+func (v *peerAddrsValue) Set(s string) error {
+	m := map[int32]string{}
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		idStr, addr, ok := strings.Cut(item, "=")
+		id, err := strconv.ParseInt(strings.TrimSpace(idStr), 10, 32)
+		if !ok || err != nil || id < 0 {
+			return fmt.Errorf("want id=host:port items, got %q", item)
+		}
+		m[int32(id)] = strings.TrimSpace(addr)
+	}
+	*v = m
+	return nil
 }
 
 // levelValue is a flag.Value for a slog level name.

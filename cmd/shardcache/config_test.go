@@ -47,6 +47,11 @@ func TestParseConfigDefaults(t *testing.T) {
 		GroupMaxSize:               math.MaxInt32,
 		OffsetsRetention:           168 * time.Hour,
 		OffsetsTopicPartitions:     50,
+
+		ClusterAddr:          "127.0.0.1:9093",
+		ReplicationFactor:    3,
+		RaftHeartbeatTimeout: time.Second,
+		RaftElectionTimeout:  time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
@@ -81,6 +86,15 @@ var allSet = struct {
 		"group-max-size":                "3",
 		"offsets-retention":             "24h",
 		"offsets-topic-partitions":      "4",
+
+		"cluster-addr":            "0.0.0.0:19093",
+		"advertised-cluster-addr": "node7.example:19093",
+		"join":                    "a.example:9093, b.example:9093",
+		"rack":                    "eu-1a",
+		"replication-factor":      "5",
+		"cluster-peer-addrs":      "1=127.0.0.1:4001,2=127.0.0.1:4002",
+		"raft-heartbeat-timeout":  "250ms",
+		"raft-election-timeout":   "500ms",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -105,6 +119,15 @@ var allSet = struct {
 		GroupMaxSize:               3,
 		OffsetsRetention:           24 * time.Hour,
 		OffsetsTopicPartitions:     4,
+
+		ClusterAddr:           "0.0.0.0:19093",
+		AdvertisedClusterAddr: "node7.example:19093",
+		Join:                  []string{"a.example:9093", "b.example:9093"},
+		Rack:                  "eu-1a",
+		ReplicationFactor:     5,
+		PeerAddrs:             map[int32]string{1: "127.0.0.1:4001", 2: "127.0.0.1:4002"},
+		RaftHeartbeatTimeout:  250 * time.Millisecond,
+		RaftElectionTimeout:   500 * time.Millisecond,
 	},
 }
 
@@ -218,6 +241,14 @@ var invalidValues = []struct {
 	{"group-max-size", []string{"0", "-1", "big"}},
 	{"offsets-retention", []string{"0s", "10ms", "-1h", "7d"}},
 	{"offsets-topic-partitions", []string{"0", "1001", "fifty"}},
+	{"cluster-addr", []string{"9093", "h:x", ""}},
+	{"advertised-cluster-addr", []string{":9093", "h:0", "nohost"}},
+	{"join", []string{"a.example", "a:0", "a:1,b"}},
+	{"rack", []string{"bad\nrack", strings.Repeat("r", 256)}},
+	{"replication-factor", []string{"0", "8", "three"}},
+	{"cluster-peer-addrs", []string{"x=h:1", "1=h", "2", "-1=h:1"}},
+	{"raft-heartbeat-timeout", []string{"1ms", "2m", "soon"}},
+	{"raft-election-timeout", []string{"100ms", "2m", "x"}},
 }
 
 func TestParseConfigInvalid(t *testing.T) {

@@ -20,6 +20,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/shardcache/shardcache/raftfsm"
 )
 
 func main() {
@@ -53,6 +55,11 @@ func main() {
 
 	if err := run(ctx, cfg, log); err != nil {
 		log.Error("shardcache failed", logNodeID, cfg.NodeID, logError, err)
+		if errors.Is(err, raftfsm.ErrIdentity) {
+			// A data dir of another node or cluster is a configuration error.
+			fmt.Fprintf(os.Stderr, "shardcache: %v\n", err)
+			os.Exit(2)
+		}
 		os.Exit(1)
 	}
 }

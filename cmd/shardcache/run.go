@@ -61,8 +61,9 @@ type server struct {
 	httpSrv  *http.Server
 	httpDone chan error
 
-	store *shardstore.Store
-	node  *raftfsm.Node
+	store     *shardstore.Store
+	node      *raftfsm.Node
+	clusterLn net.Listener // owned by node once raftfsm.Open succeeds
 
 	kafkaLn    net.Listener
 	advertised string
@@ -121,6 +122,18 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	}); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	// Kafka and node-to-node listeners: bind now, so a busy port fails before
+	// the wait for Raft and the addresses can be registered with the cluster.
+	if s.kafkaLn, err = net.Listen("tcp", cfg.KafkaAddr); err != nil {
+		return nil, fmt.Errorf("kafka listener: %w", err)
+	}
+	s.advertised = advertisedAddr(cfg.AdvertisedKafkaAddr, s.kafkaLn.Addr())
+	if s.clusterLn, err = net.Listen("tcp", cfg.ClusterAddr); err != nil {
+		return nil, fmt.Errorf("cluster listener: %w", err)
+	}
+	clusterAddr := advertisedAddr(cfg.AdvertisedClusterAddr, s.clusterLn.Addr())
+	log.Info("cluster listening", logAddr, s.clusterLn.Addr().String(), "advertised", clusterAddr)
+
 	rc := raftfsm.DefaultConfig()
 	rc.NodeID = cfg.NodeID
 	rc.Dir = filepath.Join(cfg.DataDir, raftDirName)
@@ -129,18 +142,24 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	rc.BrokerTopicDefaults = map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy}
 	rc.Logger = base.With(logComponent, "raft") // raftfsm adds node_id itself
 	rc.Registerer = s.reg
+	rc.ReplicationFactor = cfg.ReplicationFactor
+	rc.Listener = s.clusterLn
+	rc.ClusterAddr = clusterAddr
+	rc.KafkaAddr = s.advertised
+	rc.HTTPAddr = advertisedAddr("", s.httpLn.Addr())
+	rc.Rack = cfg.Rack
+	rc.Join = cfg.Join
+	rc.PeerAddrs = cfg.PeerAddrs
+	rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
+	rc.ElectionTimeout = cfg.RaftElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.RaftHeartbeatTimeout / 2
 	if err := rc.Validate(); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
 	if s.node, err = raftfsm.Open(rc); err != nil {
 		return nil, fmt.Errorf("open raft: %w", err)
 	}
-
-	// Kafka: bind now, so a busy port fails before the wait for Raft.
-	if s.kafkaLn, err = net.Listen("tcp", cfg.KafkaAddr); err != nil {
-		return nil, fmt.Errorf("kafka listener: %w", err)
-	}
-	s.advertised = advertisedAddr(cfg.AdvertisedKafkaAddr, s.kafkaLn.Addr())
+	s.clusterLn = nil // the node's mux owns and closes it
 	if s.broker, err = broker.New(broker.Config{
 		AdvertisedAddr:       s.advertised,
 		MaxRequestBytes:      cfg.MaxRequestBytes,
@@ -237,6 +256,9 @@ func (s *server) shutdown() error {
 	}
 	if s.node != nil {
 		step("raft", s.node.Close())
+	}
+	if s.clusterLn != nil {
+		s.clusterLn.Close()
 	}
 	if s.store != nil {
 		step("store", s.store.Close())

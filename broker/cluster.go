@@ -1,0 +1,163 @@
+package broker
+
+// Who serves what in a cluster. A partition's leader is its Raft group's
+// leader; the handlers ask here whether this node may answer for a partition
+// and, when it may not, whom to name instead (Metadata, Produce v10+
+// CurrentLeader and NodeEndpoints, FindCoordinator).
+
+import (
+	"net"
+	"strconv"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// role is this node's part in a partition's Raft group.
+type role int
+
+const (
+	// roleNone: this node carries no replica of the group.
+	roleNone role = iota
+	// roleFollower: a replica that does not lead (or leads without having
+	// applied its whole log yet, see roleLeaderLoading).
+	roleFollower
+	// roleLeaderLoading: leads, but the Barrier of this term has not applied
+	// yet, so its high watermark may lag what was acknowledged.
+	roleLeaderLoading
+	// roleLeader: leads and has applied its whole log.
+	roleLeader
+)
+
+// partitionRole returns this node's role in Raft group g.
+func (b *Broker) partitionRole(g uint32) role {
+	switch {
+	case b.node.IsLeader(g):
+		return roleLeader
+	case !b.node.Carries(g):
+		return roleNone
+	}
+	if leader, _, ok := b.node.GroupLeader(g); ok && leader == b.node.NodeID() {
+		return roleLeaderLoading
+	}
+	return roleFollower
+}
+
+// endpoint is a broker as Kafka responses name it.
+type endpoint struct {
+	id   int32
+	host string
+	port int32
+	rack *string
+}
+
+// endpointOf returns how clients reach node id: this node's own advertised
+// address, else the Kafka address it registered. ok is false for an unknown
+// node.
+func (b *Broker) endpointOf(id int32) (endpoint, bool) {
+	ni, known := b.node.NodeInfo(id)
+	if id == b.node.NodeID() {
+		ep := endpoint{id: id, host: b.advHost, port: b.advPort}
+		if known && ni.Rack != "" {
+			ep.rack = &ni.Rack
+		}
+		return ep, true
+	}
+	if !known || ni.Removed {
+		return endpoint{}, false
+	}
+	host, portStr, err := net.SplitHostPort(ni.KafkaAddr)
+	port, perr := strconv.Atoi(portStr)
+	if err != nil || perr != nil {
+		return endpoint{}, false
+	}
+	ep := endpoint{id: id, host: host, port: int32(port)}
+	if ni.Rack != "" {
+		ep.rack = &ni.Rack
+	}
+	return ep, true
+}
+
+// liveEndpoints lists every registered node that was not removed, this node
+// included even before it has registered.
+func (b *Broker) liveEndpoints() []endpoint {
+	var out []endpoint
+	self := false
+	for _, ni := range b.node.Nodes() {
+		if ep, ok := b.endpointOf(ni.ID); ok {
+			out = append(out, ep)
+			self = self || ni.ID == b.node.NodeID()
+		}
+	}
+	if !self {
+		ep, _ := b.endpointOf(b.node.NodeID())
+		out = append(out, ep)
+	}
+	return out
+}
+
+// notLeaderError is NOT_LEADER_OR_FOLLOWER for a partition this node cannot
+// serve; LEADER_NOT_AVAILABLE when no leader is known at all.
+func (b *Broker) notLeaderError(g uint32) error {
+	if _, _, ok := b.node.GroupLeader(g); !ok {
+		return kerr.LeaderNotAvailable
+	}
+	return kerr.NotLeaderForPartition
+}
+
+// produceLeaderHint fills a produce partition's CurrentLeader (v10+, KIP-951)
+// and adds the leader to the response's NodeEndpoints, so the client can
+// retry there without a metadata round trip.
+func (b *Broker) produceLeaderHint(resp *kmsg.ProduceResponse, sp *kmsg.ProduceResponseTopicPartition, g uint32) {
+	if resp.Version < 10 {
+		return
+	}
+	leader, epoch, ok := b.node.GroupLeader(g)
+	if !ok || leader == b.node.NodeID() {
+		return
+	}
+	ep, ok := b.endpointOf(leader)
+	if !ok {
+		return
+	}
+	sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
+	for _, br := range resp.Brokers {
+		if br.NodeID == leader {
+			return
+		}
+	}
+	br := kmsg.NewProduceResponseBroker()
+	br.NodeID, br.Host, br.Port, br.Rack = ep.id, ep.host, ep.port, ep.rack
+	resp.Brokers = append(resp.Brokers, br)
+}
+
+// fetchLeaderHint fills a fetch partition's CurrentLeader (v12+).
+func (b *Broker) fetchLeaderHint(version int16, sp *kmsg.FetchResponseTopicPartition, g uint32) {
+	if version < 12 {
+		return
+	}
+	if leader, epoch, ok := b.node.GroupLeader(g); ok {
+		sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
+	}
+}
+
+// preferredReadReplica picks, for a consumer in rack, an in-sync replica of
+// group g in that rack other than this leader (KIP-392); -1 when this node is
+// in the consumer's rack or no replica is.
+func (b *Broker) preferredReadReplica(g uint32, rack string) int32 {
+	if rack == "" {
+		return -1
+	}
+	if self, ok := b.node.NodeInfo(b.node.NodeID()); ok && self.Rack == rack {
+		return -1
+	}
+	for _, id := range b.node.InSync(g) {
+		if id == b.node.NodeID() {
+			continue
+		}
+		if ni, ok := b.node.NodeInfo(id); ok && !ni.Removed && ni.Rack == rack {
+			return id
+		}
+	}
+	return -1
+}

@@ -1,0 +1,281 @@
+package raftfsm
+
+import (
+	"context"
+	"errors"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// tcpNode is one node of an in-process cluster over real TCP on loopback:
+// its own store, its own node-to-node listener, restartable on the same port.
+type tcpNode struct {
+	tb    testing.TB
+	id    int32
+	dir   string
+	addr  string
+	join  []string
+	store *shardstore.Store
+	node  *Node
+}
+
+func newTCPNode(tb testing.TB, id int32, join []string) *tcpNode {
+	tb.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := &tcpNode{tb: tb, id: id, dir: tb.TempDir(), addr: ln.Addr().String(), join: join}
+	n.start(ln)
+	tb.Cleanup(n.stop)
+	return n
+}
+
+func (n *tcpNode) start(ln net.Listener) {
+	n.tb.Helper()
+	if ln == nil {
+		var err error
+		// The port was ours a moment ago; retry briefly while the old
+		// listener's socket goes away.
+		deadline := time.Now().Add(5 * time.Second)
+		for ln, err = net.Listen("tcp", n.addr); err != nil && time.Now().Before(deadline); ln, err = net.Listen("tcp", n.addr) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			n.tb.Fatal(err)
+		}
+	}
+	store, err := shardstore.Open(filepath.Join(n.dir, "data"), shardstore.Options{Logger: testLogger(n.tb), CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
+	if err != nil {
+		n.tb.Fatal(err)
+	}
+	cfg := testConfig(n.dir, store)
+	cfg.NodeID = n.id
+	cfg.Logger = testLogger(n.tb)
+	cfg.Listener = ln
+	cfg.ClusterAddr = n.addr
+	cfg.KafkaAddr = "127.0.0.1:1"
+	cfg.Join = n.join
+	// Several processes' worth of groups share two cores: timeouts as a real
+	// cluster on one box would use (trap 4 in the cluster notes).
+	cfg.HeartbeatTimeout = 300 * time.Millisecond
+	cfg.ElectionTimeout = 300 * time.Millisecond
+	cfg.LeaderLeaseTimeout = 150 * time.Millisecond
+	node, err := Open(cfg)
+	if err != nil {
+		store.Close()
+		n.tb.Fatal(err)
+	}
+	n.store, n.node = store, node
+}
+
+func (n *tcpNode) stop() {
+	if n.node != nil {
+		n.node.Close()
+		n.node = nil
+	}
+	if n.store != nil {
+		n.store.Close()
+		n.store = nil
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// newTCPCluster starts node 1, which bootstraps, and nodes 2..size joining it,
+// and waits until every data group has a voter on every node.
+func newTCPCluster(tb testing.TB, size int) []*tcpNode {
+	tb.Helper()
+	nodes := []*tcpNode{newTCPNode(tb, 1, nil)}
+	for id := 2; id <= size; id++ {
+		nodes = append(nodes, newTCPNode(tb, int32(id), []string{nodes[0].addr}))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, n := range nodes {
+		if err := n.node.WaitReady(ctx); err != nil {
+			tb.Fatalf("node %d: WaitReady: %v", n.id, err)
+		}
+	}
+	waitFor(tb, "every group to have voters on every node", 30*time.Second, func() bool {
+		for _, n := range nodes {
+			for _, s := range n.node.GroupStatuses() {
+				if len(s.Voters) != min(size, 3) && s.Group != metaGroup {
+					return false
+				}
+				if s.Group == metaGroup && len(s.Voters) != metaVoterTarget(size) {
+					return false
+				}
+			}
+			if len(n.node.GroupStatuses()) != 1+n.node.metadata().settings.dataGroups {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// leaderOf returns the node that leads group g, waiting for one.
+func readyLeaderOf(tb testing.TB, nodes []*tcpNode, g uint32) *tcpNode {
+	tb.Helper()
+	var out *tcpNode
+	waitFor(tb, "a ready leader", 20*time.Second, func() bool {
+		for _, n := range nodes {
+			if n.node != nil && n.node.IsLeader(g) {
+				out = n
+				return true
+			}
+		}
+		return false
+	})
+	return out
+}
+
+func TestClusterFormsAndReplicates(t *testing.T) {
+	nodes := newTCPCluster(t, 3)
+	ctx := testCtx(t)
+
+	// Every node knows every node, the cluster id and the placement.
+	for _, n := range nodes {
+		if got := len(n.node.Nodes()); got != 3 {
+			t.Fatalf("node %d knows %d nodes", n.id, got)
+		}
+		if n.node.ClusterID() != nodes[0].node.ClusterID() || n.node.ClusterID() == "" {
+			t.Fatalf("node %d cluster id %q, node 1 %q", n.id, n.node.ClusterID(), nodes[0].node.ClusterID())
+		}
+	}
+	m := nodes[0].node.metadata()
+	lead := map[int32]int{}
+	for g := uint32(1); g <= uint32(m.settings.dataGroups); g++ {
+		if rs := m.placement[g]; len(rs) != 3 {
+			t.Fatalf("group %d placed on %v", g, rs)
+		}
+		lead[m.placement[g][0]]++
+	}
+	if len(lead) < 2 {
+		t.Fatalf("preferred leaders not spread: %v", lead)
+	}
+
+	// A topic created through a node that does not lead the metadata group.
+	var creator *tcpNode
+	for _, n := range nodes {
+		if !n.node.leadsMeta() {
+			creator = n
+			break
+		}
+	}
+	info, err := creator.node.CreateTopic(ctx, "orders", 4, nil, false)
+	if err != nil {
+		t.Fatalf("CreateTopic via node %d: %v", creator.id, err)
+	}
+	for _, n := range nodes {
+		if _, ok := n.node.Topic("orders"); !ok {
+			waitFor(t, "topic on every node", 10*time.Second, func() bool { _, ok := n.node.Topic("orders"); return ok })
+		}
+	}
+
+	// Produce on each partition's leader; a non-leader refuses.
+	for _, p := range info.Partitions {
+		l := readyLeaderOf(t, nodes, p.Group)
+		res, err := l.node.Produce(ctx, "orders", p.Partition, shardstore.NoProducer, keyed("k", 10))
+		if err != nil || res.BaseOffset != 0 {
+			t.Fatalf("produce p%d on leader %d: %+v %v", p.Partition, l.id, res, err)
+		}
+		for _, n := range nodes {
+			if n == l {
+				continue
+			}
+			if _, err := n.node.Produce(ctx, "orders", p.Partition, shardstore.NoProducer, keyed("k", 1)); !errors.Is(err, ErrNotLeader) {
+				t.Fatalf("produce on follower %d: %v, want ErrNotLeader", n.id, err)
+			}
+		}
+	}
+	// Every replica applies every record.
+	for _, n := range nodes {
+		for _, p := range info.Partitions {
+			waitFor(t, "records on every replica", 10*time.Second, func() bool {
+				st, err := n.store.State(p.Shard)
+				return err == nil && st.HighWatermark == 10
+			})
+			if got := readAll(t, n.store, p.Shard); len(got) != 10 {
+				t.Fatalf("node %d p%d has %d records", n.id, p.Partition, len(got))
+			}
+		}
+	}
+
+	// Producer ids are unique across nodes.
+	seen := map[int64]int32{}
+	for _, n := range nodes {
+		for i := 0; i < 3; i++ {
+			id, _, err := n.node.InitProducerID(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if other, dup := seen[id]; dup {
+				t.Fatalf("producer id %d handed out by nodes %d and %d", id, other, n.id)
+			}
+			seen[id] = n.id
+		}
+	}
+}
+
+func TestClusterFailover(t *testing.T) {
+	nodes := newTCPCluster(t, 3)
+	ctx := testCtx(t)
+	info, err := nodes[0].node.CreateTopic(ctx, "events", 1, map[string]string{"cleanup.policy": "delete"}, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := info.Partitions[0]
+	old := readyLeaderOf(t, nodes, p.Group)
+	if _, err := old.node.Produce(ctx, "events", 0, shardstore.NoProducer, keyed("a", 5)); err != nil {
+		t.Fatal(err)
+	}
+	epoch := old.node.LeaderEpoch(p.Group)
+
+	// Stop the leader without handing leadership over: the others elect.
+	old.node.noHandOff = true
+	old.stop()
+	var rest []*tcpNode
+	for _, n := range nodes {
+		if n != old {
+			rest = append(rest, n)
+		}
+	}
+	nl := readyLeaderOf(t, rest, p.Group)
+	if e := nl.node.LeaderEpoch(p.Group); e <= epoch {
+		t.Fatalf("leader epoch went from %d to %d", epoch, e)
+	}
+	res, err := nl.node.Produce(ctx, "events", 0, shardstore.NoProducer, keyed("b", 5))
+	if err != nil || res.BaseOffset != 5 {
+		t.Fatalf("produce on new leader %d: %+v %v", nl.id, res, err)
+	}
+
+	// The old leader comes back, catches up and follows.
+	old.start(nil)
+	if err := old.node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the old leader to catch up", 10*time.Second, func() bool {
+		st, err := old.store.State(p.Shard)
+		return err == nil && st.HighWatermark == 10
+	})
+	if got := readAll(t, old.store, p.Shard); len(got) != 10 || string(got[9].Value) != "b-value-4" {
+		t.Fatalf("old leader has %d records", len(got))
+	}
+}

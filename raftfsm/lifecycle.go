@@ -1,0 +1,477 @@
+package raftfsm
+
+// A node's life: Open decides whether this node bootstraps a new cluster, joins
+// one, or restarts with the state it has; it opens the groups it carries and
+// starts the control loop (membership.go) that opens more as placement assigns
+// them. Close hands leaderships away, then shuts every group down.
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// group is one Raft group of the node.
+type group struct {
+	id     uint32
+	raft   *raft.Raft
+	fsm    *fsm
+	logs   *LogStore
+	trans  raft.Transport
+	notify chan bool
+	// ready: this node leads the group and a Barrier applied in this term, so
+	// the whole log is applied.
+	ready atomic.Bool
+	// leaderSince is when this node last became the group's leader (unix ns).
+	leaderSince atomic.Int64
+	// servers is the group's configuration as last read by the control loop;
+	// nil until read.
+	servers atomic.Pointer[[]raft.Server]
+	// reconciled is the metadata this node's last successful shard reconcile
+	// of the group saw, so an unchanged metadata is not reconciled again.
+	reconciled atomic.Pointer[metadata]
+}
+
+// Open starts the node. On an empty data dir without Config.Join it bootstraps
+// a new cluster (one voter per group); with Join it joins the cluster those
+// nodes belong to; with state it restarts as the node it was and ignores Join
+// (but refuses to start when a Join node belongs to another cluster). It
+// returns before the node is ready; see WaitReady.
+func Open(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger.With(keyNodeID, cfg.NodeID),
+		store:      cfg.Store,
+		metrics:    m,
+		groups:     map[uint32]*group{},
+		stateCh:    make(chan struct{}),
+		shutdownCh: make(chan struct{}),
+		kickCh:     make(chan struct{}, 1),
+	}
+	if cfg.Listener == nil && cfg.ClusterAddr == "" {
+		// One node on the in-memory transport: a name, never dialled.
+		n.cfg.ClusterAddr = fmt.Sprintf("inmem-node-%d", cfg.NodeID)
+	}
+	n.closeCtx, n.closeCancel = context.WithCancel(context.Background())
+	n.proc = &processor{resolve: n.resolve}
+	if n.meta, err = loadMetadata(cfg.Store.DB(), n.resolve); err != nil {
+		return nil, err
+	}
+	db := cfg.Store.DB()
+	stored, hasIdentity, err := loadIdentity(db)
+	if err != nil {
+		return nil, err
+	}
+	withState, err := groupsWithState(db)
+	if err != nil {
+		return nil, err
+	}
+	bootstrap := false
+	switch {
+	case hasIdentity:
+		if err := checkIdentity(stored, cfg.NodeID); err != nil {
+			return nil, err
+		}
+	case len(withState) > 0:
+		// A data dir from before identities were stored: adopt it.
+		stored = identity{nodeID: cfg.NodeID, clusterID: n.meta.clusterID}
+		if stored.clusterID == "" {
+			stored.clusterID = newClusterID()
+		}
+		if err := saveIdentity(db, stored); err != nil {
+			return nil, err
+		}
+	case len(cfg.Join) == 0:
+		bootstrap = true
+		stored = identity{nodeID: cfg.NodeID, clusterID: newClusterID()}
+		if err := saveIdentity(db, stored); err != nil {
+			return nil, err
+		}
+		n.log.Info("bootstrapping a new cluster", keyCluster, stored.clusterID)
+	default:
+		stored = identity{nodeID: cfg.NodeID} // the cluster id comes with the join
+	}
+	n.clusterID.Store(&stored.clusterID)
+
+	if cfg.Listener != nil {
+		n.mux = NewMux(cfg.Listener, MuxConfig{
+			NodeID:     cfg.NodeID,
+			ClusterID:  n.ClusterID,
+			Advertised: cfg.ClusterAddr,
+			HandleRPC:  n.serveRPC,
+			Logger:     n.log,
+		})
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.mux.Serve(); err != nil {
+				n.fail(fmt.Errorf("cluster listener: %w", err))
+			}
+		}()
+	}
+
+	var open []uint32
+	switch {
+	case bootstrap:
+		for id := uint32(0); id <= uint32(cfg.DataGroups); id++ {
+			open = append(open, id)
+		}
+	case stored.clusterID != "":
+		open = withState
+		if len(open) == 0 || open[0] != metaGroup {
+			open = append([]uint32{metaGroup}, open...)
+		}
+	}
+	for _, id := range open {
+		if _, err := n.openGroup(id, bootstrap); err != nil {
+			n.Close()
+			return nil, fmt.Errorf("raftfsm: open group %d: %w", id, err)
+		}
+	}
+	n.wg.Add(1)
+	go n.run(stored.clusterID == "", hasIdentity || len(withState) > 0)
+	return n, nil
+}
+
+func newClusterID() string {
+	var u [16]byte
+	rand.Read(u[:])
+	return base64.RawURLEncoding.EncodeToString(u[:])
+}
+
+// openGroup opens group id (a no-op when it is open). With bootstrap, a group
+// without state starts as a one-voter cluster of this node; without, it waits
+// for a leader to add this node.
+func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
+	n.groupsMu.Lock()
+	defer n.groupsMu.Unlock()
+	if g := n.groups[id]; g != nil {
+		return g, nil
+	}
+	if n.closed.Load() {
+		return nil, ErrClosed
+	}
+	g := &group{id: id, notify: make(chan bool, 16)}
+	var err error
+	if g.logs, err = NewLogStore(n.store.DB(), id); err != nil {
+		return nil, err
+	}
+	if g.fsm, err = newFSM(id, n.store, n.proc, n.log, n.metrics); err != nil {
+		return nil, err
+	}
+	if id == metaGroup {
+		g.fsm.getMeta = n.metadata
+		g.fsm.setMeta = n.publishMeta
+	}
+	hl := newHclog(n.log.With(keyGroup, id), "raft")
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.Dir, "group-"+strconv.FormatUint(uint64(id), 10)), snapshotsRetain, hl)
+	if err != nil {
+		return nil, err
+	}
+	addr := raft.ServerAddress(n.cfg.ClusterAddr)
+	if n.mux != nil {
+		layer, err := n.mux.Layer(id)
+		if err != nil {
+			return nil, err
+		}
+		g.trans = newGroupTransport(layer, n, hl)
+	} else {
+		addr = raft.ServerAddress(fmt.Sprintf("node-%d/group-%d", n.cfg.NodeID, id))
+		_, g.trans = raft.NewInmemTransport(addr)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = serverID(n.cfg.NodeID)
+	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = n.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = n.cfg.CommitTimeout
+	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
+	rc.SnapshotInterval = snapshotInterval
+	rc.TrailingLogs = trailingLogs
+	rc.MaxAppendEntries = maxAppendEntries
+	rc.BatchApplyCh = true
+	rc.NoSnapshotRestoreOnStart = true
+	rc.NoLegacyTelemetry = true
+	rc.NotifyCh = g.notify
+	rc.Logger = hl
+
+	exists, err := raft.HasExistingState(g.logs, g.logs, snaps)
+	if err != nil {
+		closeTransport(g.trans)
+		return nil, err
+	}
+	if !exists && bootstrap {
+		boot := raft.Configuration{Servers: []raft.Server{{Suffrage: raft.Voter, ID: rc.LocalID, Address: addr}}}
+		if err := raft.BootstrapCluster(rc, g.logs, g.logs, snaps, g.trans, boot); err != nil {
+			closeTransport(g.trans)
+			return nil, err
+		}
+	}
+	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.logs, snaps, g.trans); err != nil {
+		closeTransport(g.trans)
+		return nil, err
+	}
+	n.groups[id] = g
+	n.wg.Add(1)
+	go n.watchLeadership(g)
+	if !exists {
+		n.log.Info("raft group opened", keyGroup, id, "bootstrap", bootstrap)
+	}
+	return g, nil
+}
+
+func closeTransport(t raft.Transport) {
+	if c, ok := t.(raft.WithClose); ok {
+		c.Close()
+	}
+}
+
+// serverID is a node's Raft server id: its node id in decimal.
+func serverID(node int32) raft.ServerID {
+	return raft.ServerID(strconv.FormatInt(int64(node), 10))
+}
+
+// parseServerID is the inverse of serverID.
+func parseServerID(id raft.ServerID) (int32, bool) {
+	v, err := strconv.ParseInt(string(id), 10, 32)
+	if err != nil || v < 0 {
+		return 0, false
+	}
+	return int32(v), true
+}
+
+// ServerAddr implements raft.ServerAddressProvider: the address this node dials
+// to reach a peer (Config.PeerAddrs, else the peer's registered cluster address).
+func (n *Node) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
+	node, ok := parseServerID(id)
+	if !ok {
+		return "", fmt.Errorf("raftfsm: bad server id %q", id)
+	}
+	if a := n.dialAddr(node); a != "" {
+		return raft.ServerAddress(a), nil
+	}
+	return "", fmt.Errorf("raftfsm: no address known for node %d", node)
+}
+
+// dialAddr is where this node dials node id; "" when unknown.
+func (n *Node) dialAddr(id int32) string {
+	if a, ok := n.cfg.PeerAddrs[id]; ok {
+		return a
+	}
+	if id == n.cfg.NodeID {
+		return n.cfg.ClusterAddr
+	}
+	if ni, ok := n.metadata().nodes[id]; ok {
+		return ni.ClusterAddr
+	}
+	return ""
+}
+
+// group returns an open group, or nil.
+func (n *Node) group(id uint32) *group {
+	n.groupsMu.RLock()
+	defer n.groupsMu.RUnlock()
+	return n.groups[id]
+}
+
+// openGroups returns the open groups ordered by id.
+func (n *Node) openGroups() []*group {
+	n.groupsMu.RLock()
+	defer n.groupsMu.RUnlock()
+	out := make([]*group, 0, len(n.groups))
+	for id := uint32(0); len(out) < len(n.groups); id++ {
+		if g := n.groups[id]; g != nil {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// watchLeadership follows one group's leadership: on winning it applies a
+// Barrier (so the log is replayed) before marking the group ready, and a data
+// group's new leader reports itself to the metadata group.
+func (n *Node) watchLeadership(g *group) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case leader := <-g.notify:
+			n.metrics.setLeader(g.id, leader)
+			g.ready.Store(false)
+			n.changed()
+			if !leader {
+				continue
+			}
+			g.leaderSince.Store(time.Now().UnixNano())
+			term := g.raft.CurrentTerm()
+			n.log.Info("leading raft group", keyGroup, g.id, keyTerm, term)
+			for g.raft.State() == raft.Leader && len(g.notify) == 0 {
+				err := g.raft.Barrier(n.cfg.ElectionTimeout * 10).Error()
+				if err == nil {
+					g.ready.Store(g.raft.State() == raft.Leader)
+					n.changed()
+					n.kick()
+					break
+				}
+				if errors.Is(err, raft.ErrRaftShutdown) {
+					return
+				}
+				n.log.Warn("raft barrier failed", keyGroup, g.id, keyError, err)
+			}
+		}
+	}
+}
+
+// fail records a fatal error: WaitReady returns it and Ready is false.
+func (n *Node) fail(err error) {
+	if n.closed.Load() {
+		return
+	}
+	if n.failErr.CompareAndSwap(nil, &err) {
+		n.log.Error("raft node failed", keyError, err)
+		n.changed()
+	}
+}
+
+// WaitReady blocks until the node is ready (see Ready), the node fails, or ctx
+// ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ch := n.stateChan()
+		if p := n.failErr.Load(); p != nil {
+			return *p
+		}
+		if n.closed.Load() {
+			return ErrClosed
+		}
+		if n.Ready() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-tick.C: // leader changes elsewhere do not signal stateCh
+		case <-n.shutdownCh:
+			return ErrClosed
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+// Ready reports whether the node serves: it is registered in the cluster, and
+// every group it carries has a leader (and has applied its whole log where
+// this node leads).
+func (n *Node) Ready() bool {
+	if n.closed.Load() || n.failErr.Load() != nil || !n.initDone.Load() {
+		return false
+	}
+	for _, g := range n.openGroups() {
+		if g.fsm.stopped.Load() {
+			return false
+		}
+		if g.raft.State() == raft.Leader {
+			if !g.ready.Load() {
+				return false
+			}
+			continue
+		}
+		if _, id := g.raft.LeaderWithID(); id == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Close hands the leadership of every group it leads to another voter (so a
+// rolling restart costs no election timeout), shuts every group down and
+// waits for them. It does not close the Store. Idempotent.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		if !n.noHandOff {
+			n.transferLeaderships()
+		}
+		n.closed.Store(true)
+		close(n.shutdownCh)
+		n.closeCancel()
+		n.closeErr = n.shutdownGroups()
+		if n.mux != nil {
+			n.mux.Close()
+		}
+		n.wg.Wait()
+		n.changed()
+	})
+	return n.closeErr
+}
+
+// transferLeaderships asks every group this node leads, and that has another
+// voter, to hand leadership over, and waits for them (bounded).
+func (n *Node) transferLeaderships() {
+	var futures []raft.Future
+	for _, g := range n.openGroups() {
+		if g.raft.State() != raft.Leader || !g.hasOtherVoter(n.cfg.NodeID) {
+			continue
+		}
+		futures = append(futures, g.raft.LeadershipTransfer())
+	}
+	for _, f := range futures {
+		if err := f.Error(); err != nil {
+			n.log.Warn("leadership transfer failed", keyError, err)
+		}
+	}
+	if len(futures) > 0 {
+		n.log.Info("leaderships handed over", keyCount, len(futures))
+	}
+}
+
+// hasOtherVoter reports whether the last read configuration has a voter other
+// than self.
+func (g *group) hasOtherVoter(self int32) bool {
+	p := g.servers.Load()
+	if p == nil {
+		return false
+	}
+	for _, s := range *p {
+		if s.Suffrage == raft.Voter && s.ID != serverID(self) {
+			return true
+		}
+	}
+	return false
+}
+
+func (n *Node) shutdownGroups() error {
+	var errs []error
+	for _, g := range n.openGroups() {
+		if err := g.raft.Shutdown().Error(); err != nil {
+			errs = append(errs, fmt.Errorf("group %d: %w", g.id, err))
+		}
+		closeTransport(g.trans)
+		n.metrics.setLeader(g.id, false)
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,456 @@
+package raftfsm
+
+// Membership: how a node joins, how the groups it carries follow the placement,
+// and how each group's leader moves its Raft configuration toward that
+// placement. One control loop per node (run) does all of it, woken by metadata
+// changes and leadership changes (kick) and at least every controlInterval.
+//
+// Joining: a new node sends "register" to any node of --join; the metadata
+// leader registers it (the FSM recomputes the placement, cluster.go) and its
+// control loop adds the node to the metadata group as a non-voter. The new
+// node, having learnt the cluster id from the reply, opens the metadata group
+// without bootstrapping and receives the log (or a snapshot). Once its
+// metadata shows it in a data group's placement it opens that group, and that
+// group's leader adds it the same way.
+//
+// Each change of a group's configuration is one step per loop round:
+//  1. remove a server that is not wanted (transfer leadership first when it is
+//     this node);
+//  2. add a wanted server that is missing, as a non-voter, so it catches up
+//     without counting toward the quorum;
+//  3. promote a non-voter that should vote once it has caught up (its applied
+//     index within promoteLag of the leader's commit index);
+//  4. hand leadership to the group's preferred leader when it is a caught-up
+//     voter and this node has led for longer than leaderHysteresis.
+// The metadata group has metaVoterTarget voters; every other active node
+// follows it as a non-voter, so every node has every metadata change.
+
+import (
+	"context"
+	"errors"
+	"sort"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+const (
+	controlInterval  = 500 * time.Millisecond
+	controlMinGap    = 20 * time.Millisecond
+	configTimeout    = 5 * time.Second
+	promoteLag       = 256
+	leaderHysteresis = 10 * time.Second
+	statusTimeout    = time.Second
+)
+
+// kick wakes the control loop.
+func (n *Node) kick() {
+	select {
+	case n.kickCh <- struct{}{}:
+	default:
+	}
+}
+
+// run is the node's control loop. join: the node has no cluster yet and must
+// join through Config.Join; restarted: it had state before this start.
+func (n *Node) run(join, restarted bool) {
+	defer n.wg.Done()
+	ctx := n.closeCtx
+	if join {
+		if err := n.join(ctx); err != nil {
+			if ctx.Err() == nil {
+				n.fail(err)
+			}
+			return
+		}
+	} else if restarted && len(n.cfg.Join) > 0 {
+		if err := n.checkJoinCluster(ctx); err != nil {
+			n.fail(err)
+			return
+		}
+	}
+	tick := time.NewTicker(controlInterval)
+	defer tick.Stop()
+	for {
+		n.controlRound(ctx)
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-n.kickCh:
+		case <-tick.C:
+		}
+		// At most one round per controlMinGap, however often it is kicked
+		// (every metadata change kicks, failed proposals included).
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-time.After(controlMinGap):
+		}
+	}
+}
+
+// controlRound does one round of the control loop's work.
+func (n *Node) controlRound(ctx context.Context) {
+	m := n.metadata()
+	self := n.cfg.NodeID
+	// Groups this node carries.
+	for g, rs := range m.placement {
+		if containsNode(rs, self) && n.group(g) == nil {
+			if _, err := n.openGroup(g, false); err != nil && ctx.Err() == nil {
+				n.log.Warn("opening placed raft group failed", keyGroup, g, keyError, err)
+			}
+		}
+	}
+	if g := n.group(metaGroup); g != nil && g.ready.Load() && m.settings.dataGroups == 0 {
+		n.initCluster(ctx)
+		m = n.metadata()
+	}
+	if m.settings.dataGroups > 0 && !n.registered(m) {
+		n.register(ctx)
+		m = n.metadata()
+	}
+	// Groups this node leads: membership, leader reports, shard healing. A
+	// node becomes ready only after the groups it leads were healed once.
+	healed := true
+	for _, g := range n.openGroups() {
+		n.refreshServers(g)
+		if g.raft.State() != raft.Leader {
+			if _, id := g.raft.LeaderWithID(); id == "" {
+				healed = false // an election may still make this node the leader
+			}
+			continue
+		}
+		if !g.ready.Load() {
+			healed = false
+			continue
+		}
+		n.reconcileMembership(ctx, g, m)
+		if g.id == metaGroup {
+			continue
+		}
+		n.reportLeader(ctx, g, m)
+		if g.reconciled.Load() == m {
+			continue
+		}
+		if err := n.reconcileShards(ctx, g, m); err != nil {
+			healed = false
+			if ctx.Err() == nil {
+				n.log.Warn("shard reconcile failed", keyGroup, g.id, keyError, err)
+			}
+			continue
+		}
+		g.reconciled.Store(m)
+	}
+	if !n.initDone.Load() && healed && n.registered(m) {
+		n.initDone.Store(true)
+		n.changed()
+		n.log.Info("raft node ready", keyCount, len(n.openGroups()))
+	}
+}
+
+// initCluster stores the cluster id and settings once, on the bootstrapping
+// node (or a node upgraded from before cluster settings existed).
+func (n *Node) initCluster(ctx context.Context) {
+	groups := int64(n.cfg.DataGroups)
+	for _, t := range n.metadata().topics {
+		for _, p := range t.Partitions {
+			groups = max(groups, int64(p.Group))
+		}
+	}
+	c := &Command{Type: CmdInitCluster, ClusterID: n.ClusterID(), DataGroups: groups, ReplicationFactor: int64(n.cfg.ReplicationFactor)}
+	if _, _, err := n.proposeLocal(ctx, metaGroup, c); err != nil && ctx.Err() == nil {
+		n.log.Warn("cluster initialization failed, retrying", keyError, err)
+	}
+}
+
+// selfInfo is this node as it registers itself.
+func (n *Node) selfInfo() NodeInfo {
+	return NodeInfo{ID: n.cfg.NodeID, ClusterAddr: n.cfg.ClusterAddr, KafkaAddr: n.cfg.KafkaAddr, HTTPAddr: n.cfg.HTTPAddr, Rack: n.cfg.Rack}
+}
+
+// registered reports whether m has this node with its current addresses.
+func (n *Node) registered(m *metadata) bool {
+	ni, ok := m.nodes[n.cfg.NodeID]
+	return ok && *ni == n.selfInfo()
+}
+
+// register (re-)registers this node through the metadata leader.
+func (n *Node) register(ctx context.Context) {
+	self := n.selfInfo()
+	ctx, cancel := context.WithTimeout(ctx, configTimeout)
+	defer cancel()
+	_, err := n.metaOp(ctx, &rpcRequest{Op: opRegister, Node: &self})
+	switch {
+	case errors.Is(err, ErrNodeRemoved), errors.Is(err, ErrAddrInUse):
+		n.fail(err)
+	case err != nil && ctx.Err() == nil:
+		n.log.Warn("node registration failed, retrying", keyError, err)
+	}
+}
+
+// join registers this node through the first Config.Join node that answers,
+// stores the cluster id it learns, and opens the metadata group.
+func (n *Node) join(ctx context.Context) error {
+	self := n.selfInfo()
+	backoff := 100 * time.Millisecond
+	for attempt := 0; ; attempt++ {
+		for _, seed := range n.cfg.Join {
+			cctx, cancel := context.WithTimeout(ctx, configTimeout)
+			resp, err := n.call(cctx, seed, &rpcRequest{Op: opRegister, Node: &self})
+			cancel()
+			if err == nil {
+				err = resp.err()
+			}
+			if errors.Is(err, ErrNodeRemoved) || errors.Is(err, ErrAddrInUse) || errors.Is(err, ErrIdentity) {
+				return err
+			}
+			if err != nil || resp.ClusterID == "" {
+				if attempt%10 == 0 {
+					n.log.Warn("join attempt failed, retrying", "seed", seed, keyError, err)
+				}
+				continue
+			}
+			id := identity{nodeID: n.cfg.NodeID, clusterID: resp.ClusterID}
+			if err := saveIdentity(n.store.DB(), id); err != nil {
+				return err
+			}
+			n.clusterID.Store(&id.clusterID)
+			n.log.Info("joined cluster", keyCluster, id.clusterID, "seed", seed)
+			_, err = n.openGroup(metaGroup, false)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
+	}
+}
+
+// checkJoinCluster refuses to run a node with state whose --join nodes belong
+// to another cluster. Unreachable join nodes are not an error: the node
+// rejoins what it knows.
+func (n *Node) checkJoinCluster(ctx context.Context) error {
+	for _, seed := range n.cfg.Join {
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		resp, err := n.call(cctx, seed, &rpcRequest{Op: opStatus})
+		cancel()
+		if err != nil || resp.ClusterID == "" {
+			continue
+		}
+		if resp.ClusterID != n.ClusterID() {
+			return errorsJoinMismatch(seed, resp.ClusterID, n.ClusterID())
+		}
+		return nil
+	}
+	return nil
+}
+
+func errorsJoinMismatch(seed, theirs, ours string) error {
+	return errors.Join(ErrIdentity, errors.New("--join node "+seed+" belongs to cluster "+theirs+", but this data dir belongs to cluster "+ours+" (use an empty data dir to join another cluster)"))
+}
+
+// refreshServers re-reads a group's configuration for readers that must not
+// block on Raft (Metadata's ISR, leadership hand-off).
+func (n *Node) refreshServers(g *group) {
+	f := g.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	servers := f.Configuration().Servers
+	g.servers.Store(&servers)
+}
+
+// wanted returns the nodes group g should have and which of them should vote.
+func (n *Node) wanted(g uint32, m *metadata) (all []int32, voters map[int32]bool) {
+	voters = map[int32]bool{}
+	if g != metaGroup {
+		rs := m.placement[g]
+		for _, id := range rs {
+			voters[id] = true
+		}
+		return rs, voters
+	}
+	return m.activeNodes(), nil // voters are chosen in reconcileMembership
+}
+
+// reconcileMembership does at most one configuration step on a group this node
+// leads (see the file comment).
+func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
+	all, voters := n.wanted(g.id, m)
+	if len(all) == 0 {
+		return // not placed yet (cluster not initialized)
+	}
+	p := g.servers.Load()
+	if p == nil {
+		return
+	}
+	servers := *p
+	self := serverID(n.cfg.NodeID)
+	in := map[int32]raft.Server{}
+	for _, s := range servers {
+		if id, ok := parseServerID(s.ID); ok {
+			in[id] = s
+		}
+	}
+	want := map[int32]bool{}
+	for _, id := range all {
+		want[id] = true
+	}
+	// 1. Remove.
+	for id, s := range in {
+		if want[id] {
+			continue
+		}
+		if s.ID == self {
+			n.log.Info("handing leadership away before leaving raft group", keyGroup, g.id)
+			n.logFuture(g, "leadership transfer", g.raft.LeadershipTransfer())
+			return
+		}
+		n.log.Info("removing server from raft group", keyGroup, g.id, keyPeer, id)
+		n.logFuture(g, "remove server", g.raft.RemoveServer(s.ID, 0, configTimeout))
+		return
+	}
+	// 2. Add missing ones as non-voters.
+	for _, id := range sortedNodeIDs(all) {
+		if _, ok := in[id]; ok {
+			continue
+		}
+		addr := n.dialAddr(id)
+		if ni := m.nodes[id]; ni != nil {
+			addr = ni.ClusterAddr
+		}
+		n.log.Info("adding non-voter to raft group", keyGroup, g.id, keyPeer, id)
+		n.logFuture(g, "add non-voter", g.raft.AddNonvoter(serverID(id), raft.ServerAddress(addr), 0, configTimeout))
+		return
+	}
+	// 3. Promote.
+	if g.id == metaGroup {
+		target := metaVoterTarget(len(all))
+		count := 0
+		for _, s := range in {
+			if s.Suffrage == raft.Voter {
+				count++
+			}
+		}
+		voters = map[int32]bool{}
+		if count < target {
+			for _, id := range sortedNodeIDs(all) {
+				voters[id] = true
+			}
+		}
+	}
+	for _, id := range sortedNodeIDs(all) {
+		s := in[id]
+		if s.Suffrage == raft.Voter || !voters[id] {
+			continue
+		}
+		if !n.caughtUp(ctx, g, id) {
+			continue
+		}
+		n.log.Info("promoting caught-up replica to voter", keyGroup, g.id, keyPeer, id)
+		n.logFuture(g, "add voter", g.raft.AddVoter(s.ID, s.Address, 0, configTimeout))
+		return
+	}
+	// 4. Hand leadership to the preferred leader.
+	if g.id == metaGroup || len(all) == 0 || all[0] == n.cfg.NodeID {
+		return
+	}
+	pref, ok := in[all[0]]
+	if !ok || pref.Suffrage != raft.Voter || time.Since(time.Unix(0, g.leaderSince.Load())) < leaderHysteresis {
+		return
+	}
+	if n.caughtUp(ctx, g, all[0]) {
+		n.log.Info("handing leadership to the preferred leader", keyGroup, g.id, keyPeer, all[0])
+		n.logFuture(g, "leadership transfer", g.raft.LeadershipTransferToServer(pref.ID, pref.Address))
+	}
+}
+
+func (n *Node) logFuture(g *group, what string, f raft.Future) {
+	if err := f.Error(); err != nil && !errors.Is(err, raft.ErrRaftShutdown) {
+		n.log.Warn("raft configuration change failed", "change", what, keyGroup, g.id, keyError, err)
+	}
+}
+
+// caughtUp asks node id how far it has applied group g and compares that with
+// this leader's commit index.
+func (n *Node) caughtUp(ctx context.Context, g *group, id int32) bool {
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := n.call(ctx, n.dialAddr(id), &rpcRequest{Op: opStatus})
+	if err != nil || resp.err() != nil {
+		return false
+	}
+	commit := g.raft.CommitIndex()
+	for _, s := range resp.Status {
+		if s.Group == g.id {
+			return s.AppliedIndex+promoteLag >= commit
+		}
+	}
+	return false
+}
+
+// reportLeader tells the metadata group that this node leads data group g in
+// its current term, so nodes that do not carry g can name its leader.
+func (n *Node) reportLeader(ctx context.Context, g *group, m *metadata) {
+	term := g.raft.CurrentTerm()
+	if cur, ok := m.leaders[g.id]; ok && cur.Node == n.cfg.NodeID && cur.Term == term {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, configTimeout)
+	defer cancel()
+	if _, err := n.metaOp(ctx, &rpcRequest{Op: opSetLeader, Group: g.id, NodeID: n.cfg.NodeID, Term: term}); err != nil && ctx.Err() == nil {
+		n.log.Debug("leader report failed", keyGroup, g.id, keyError, err)
+	}
+}
+
+// reconcileShards heals a data group this node leads: shards that metadata
+// places on the group but the store lacks are created, and shards the store
+// has but no topic owns are deleted. It covers a crash between a topic's
+// metadata command and its shard commands, and a shard command that could not
+// reach the group's leader. Only shard ids this node's metadata has allocated
+// are deleted: a newer shard may belong to a topic whose creation this node's
+// metadata has not applied yet.
+func (n *Node) reconcileShards(ctx context.Context, g *group, m *metadata) error {
+	want := m.shardGroups()
+	have := map[shardstore.ShardID]bool{}
+	for _, s := range n.store.Shards() {
+		have[s] = true
+	}
+	var create, del []shardstore.ShardID
+	for s, grp := range want {
+		if grp == g.id && !have[s] {
+			create = append(create, s)
+		}
+	}
+	for s := range have {
+		if _, ok := want[s]; !ok && uint64(s) < m.nextShard && n.legacyGroupOf(s) == g.id {
+			del = append(del, s)
+		}
+	}
+	sort.Slice(create, func(i, j int) bool { return create[i] < create[j] })
+	sort.Slice(del, func(i, j int) bool { return del[i] < del[j] })
+	if len(create) > 0 {
+		n.log.Info("creating missing shards", keyGroup, g.id, keyCount, len(create))
+		if _, _, err := n.propose(ctx, g, &Command{Type: CmdCreateShards, Shards: create}); err != nil {
+			return err
+		}
+	}
+	if len(del) > 0 {
+		n.log.Info("deleting orphan shards", keyGroup, g.id, keyCount, len(del))
+		if _, _, err := n.propose(ctx, g, &Command{Type: CmdDeleteShards, Shards: del}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// legacyGroupOf is the group a shard without a placement was put on: the
+// formula placement used before placements were stored with each topic.
+func (n *Node) legacyGroupOf(s shardstore.ShardID) uint32 {
+	groups := max(n.metadata().settings.dataGroups, 1)
+	return 1 + uint32(uint64(s)%uint64(groups))
+}

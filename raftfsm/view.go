@@ -1,0 +1,131 @@
+package raftfsm
+
+// The cluster as Kafka clients see it: nodes, and for each data group its
+// leader, leader epoch, replicas and in-sync replicas. Everything here reads
+// memory only (the published metadata, the raft library's atomics, the
+// configuration the control loop last read), so Metadata requests never wait
+// on Raft.
+
+import (
+	"sort"
+
+	"github.com/hashicorp/raft"
+)
+
+// Nodes returns the registered nodes that were not removed, by id.
+func (n *Node) Nodes() []NodeInfo {
+	m := n.metadata()
+	ids := m.activeNodes()
+	out := make([]NodeInfo, 0, len(ids))
+	for _, id := range ids {
+		out = append(out, *m.nodes[id])
+	}
+	return out
+}
+
+// AllNodes returns every registered node, removed ones included, by id.
+func (n *Node) AllNodes() []NodeInfo {
+	m := n.metadata()
+	out := make([]NodeInfo, 0, len(m.nodes))
+	for _, ni := range m.nodes {
+		out = append(out, *ni)
+	}
+	sortNodeInfos(out)
+	return out
+}
+
+// NodeInfo returns one registered node.
+func (n *Node) NodeInfo(id int32) (NodeInfo, bool) {
+	ni, ok := n.metadata().nodes[id]
+	if !ok {
+		return NodeInfo{}, false
+	}
+	return *ni, true
+}
+
+// GroupLeader returns the leader of group g and its Kafka leader epoch (the
+// group's Raft term). A node that carries g answers from its own Raft state;
+// others from the leader table the metadata group keeps. The epoch is the
+// higher of both, so it never goes back. ok is false when no leader is known.
+func (n *Node) GroupLeader(g uint32) (leader int32, epoch int32, ok bool) {
+	tl, haveTable := n.metadata().leaders[g]
+	if grp := n.group(g); grp != nil {
+		term := grp.raft.CurrentTerm()
+		if grp.raft.State() == raft.Leader {
+			return n.cfg.NodeID, int32(max(term, tl.Term)), true
+		}
+		if _, id := grp.raft.LeaderWithID(); id != "" {
+			if node, ok := parseServerID(id); ok && (!haveTable || term >= tl.Term) {
+				return node, int32(term), true
+			}
+		}
+	}
+	if haveTable && tl.Node >= 0 {
+		return tl.Node, int32(tl.Term), true
+	}
+	return -1, -1, false
+}
+
+// IsLeader reports whether this node leads group g and has applied its whole
+// log in this term (so it may answer for the group's partitions).
+func (n *Node) IsLeader(g uint32) bool {
+	grp := n.group(g)
+	return grp != nil && grp.raft.State() == raft.Leader && grp.ready.Load()
+}
+
+// Carries reports whether this node holds a replica of group g.
+func (n *Node) Carries(g uint32) bool { return n.group(g) != nil }
+
+// LeaderEpoch is the Kafka leader epoch of group g's partitions (see
+// GroupLeader), -1 when unknown.
+func (n *Node) LeaderEpoch(g uint32) int32 {
+	_, e, _ := n.GroupLeader(g)
+	return e
+}
+
+// Replicas returns the nodes placed on group g, preferred leader first.
+func (n *Node) Replicas(g uint32) []int32 {
+	return append([]int32(nil), n.metadata().placement[g]...)
+}
+
+// InSync returns the voters of group g as this node last read its
+// configuration; a node that does not carry g answers the placement.
+func (n *Node) InSync(g uint32) []int32 {
+	grp := n.group(g)
+	if grp == nil {
+		return n.Replicas(g)
+	}
+	p := grp.servers.Load()
+	if p == nil {
+		return n.Replicas(g)
+	}
+	var out []int32
+	for _, s := range *p {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		if id, ok := parseServerID(s.ID); ok {
+			out = append(out, id)
+		}
+	}
+	return sortedNodeIDs(out)
+}
+
+// MetadataLeader returns the metadata group's leader, -1 when unknown.
+func (n *Node) MetadataLeader() int32 {
+	if id, ok := n.metaLeader(); ok {
+		return id
+	}
+	return -1
+}
+
+// LocalHighWatermarkReady reports whether this node may serve reads of group g
+// from its replica: it carries g, and its FSM has not stopped.
+func (n *Node) LocalHighWatermarkReady(g uint32) bool {
+	grp := n.group(g)
+	return grp != nil && !grp.fsm.stopped.Load()
+}
+
+func sortNodeInfos(ns []NodeInfo) {
+	sort.Slice(ns, func(i, j int) bool { return ns[i].ID < ns[j].ID })
+}
