@@ -75,7 +75,7 @@ type Config struct {
 const (
 	maxDataGroups        = 1024
 	maxReplicationFactor = 7
-	minTimeout    = 5 * time.Millisecond
+	minTimeout           = 5 * time.Millisecond
 )
 
 // DefaultConfig returns a single-node configuration: node 1, four data groups,
