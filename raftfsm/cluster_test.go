@@ -279,3 +279,65 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatalf("old leader has %d records", len(got))
 	}
 }
+
+func TestClusterReplaceDeadNode(t *testing.T) {
+	nodes := newTCPCluster(t, 3)
+	ctx := testCtx(t)
+	info, err := nodes[0].node.CreateTopic(ctx, "kept", 2, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range info.Partitions {
+		l := readyLeaderOf(t, nodes, p.Group)
+		if _, err := l.node.Produce(ctx, "kept", p.Partition, shardstore.NoProducer, keyed("x", 20)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A fourth node joins: every group is full, so it carries none yet but
+	// follows the metadata group.
+	spare := newTCPNode(t, 4, []string{nodes[0].addr})
+	if err := spare.node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := len(spare.node.openGroups()); got != 1 {
+		t.Fatalf("spare node opened %d groups, want only metadata", got)
+	}
+
+	// Node 2 dies for good; an operator removes it through node 3.
+	dead := nodes[1]
+	dead.node.noHandOff = true
+	dead.stop()
+	live := []*tcpNode{nodes[0], nodes[2], spare}
+	if err := nodes[2].node.RemoveNode(ctx, dead.id); err != nil {
+		t.Fatalf("RemoveNode: %v", err)
+	}
+	waitFor(t, "node 4 to replace node 2 in every group", 30*time.Second, func() bool {
+		for _, n := range live {
+			for _, s := range n.node.GroupStatuses() {
+				if containsNode(s.Voters, dead.id) || containsNode(s.Nonvoters, dead.id) {
+					return false
+				}
+				if s.Group != metaGroup && !containsNode(s.Voters, spare.id) {
+					return false
+				}
+			}
+		}
+		return len(spare.node.openGroups()) == 1+spare.node.metadata().settings.dataGroups
+	})
+	// The new replica holds every record.
+	for _, p := range info.Partitions {
+		waitFor(t, "records on the new replica", 10*time.Second, func() bool {
+			st, err := spare.store.State(p.Shard)
+			return err == nil && st.HighWatermark == 20
+		})
+	}
+	for _, n := range live {
+		if got := len(n.node.Nodes()); got != 3 {
+			t.Fatalf("node %d lists %d live nodes", n.id, got)
+		}
+	}
+	// The removed id cannot come back.
+	if err := nodes[0].node.RemoveNode(ctx, 99); !errors.Is(err, ErrUnknownNode) {
+		t.Fatalf("RemoveNode(99) = %v", err)
+	}
+}

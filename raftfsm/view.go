@@ -7,6 +7,7 @@ package raftfsm
 // on Raft.
 
 import (
+	"context"
 	"sort"
 
 	"github.com/hashicorp/raft"
@@ -128,4 +129,20 @@ func (n *Node) LocalHighWatermarkReady(g uint32) bool {
 
 func sortNodeInfos(ns []NodeInfo) {
 	sort.Slice(ns, func(i, j int) bool { return ns[i].ID < ns[j].ID })
+}
+
+// RemoveNode removes a node from the cluster, an operator's action for a node
+// that is gone for good: the metadata group places its replicas on the other
+// nodes (cluster.go), and each group's leader then adds the new replicas and
+// removes the old one from its configuration (membership.go). Any node accepts
+// it. Errors: ErrUnknownNode, ErrBadRequest (the last node).
+func (n *Node) RemoveNode(ctx context.Context, id int32) error {
+	if err := n.checkReady(); err != nil {
+		return err
+	}
+	if _, ok := n.metadata().nodes[id]; !ok {
+		return ErrUnknownNode
+	}
+	_, err := n.metaOp(ctx, &rpcRequest{Op: opRemoveNode, NodeID: id})
+	return err
 }
