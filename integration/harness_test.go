@@ -211,6 +211,7 @@ func (b *testBroker) Start(t testing.TB) {
 		"--data-dir=" + b.DataDir,
 		"--kafka-addr=127.0.0.1:0",
 		"--http-addr=127.0.0.1:0",
+		"--cluster-addr=127.0.0.1:0",
 		"--compaction-interval=100ms",
 	}
 	args = append(args, b.args...)

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net"
@@ -61,6 +62,9 @@ func testConfig(dir string) Config {
 	c.DataDir = dir
 	c.KafkaAddr = "127.0.0.1:0"
 	c.HTTPAddr = "127.0.0.1:0"
+	c.ClusterAddr = "127.0.0.1:0"
+	c.RaftHeartbeatTimeout = 100 * time.Millisecond
+	c.RaftElectionTimeout = 100 * time.Millisecond
 	c.RaftGroups = 2
 	c.CompactionInterval = 100 * time.Millisecond
 	c.ShutdownTimeout = 5 * time.Second
@@ -238,7 +242,7 @@ var listeningLine = regexp.MustCompile(`msg="(kafka|http) listening".* addr=(\S+
 func TestMainSIGTERM(t *testing.T) {
 	requireComponents(t)
 	cmd := mainCommand(t, nil,
-		"--data-dir", t.TempDir(), "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--kafka-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--cluster-addr", "127.0.0.1:0",
 		"--raft-groups", "2", "--compaction-interval", "100ms")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -298,6 +302,35 @@ func TestRunInterruptedStartup(t *testing.T) {
 	s, err := start(ctx, cfg, testLogger(t))
 	if err != nil {
 		t.Fatalf("start after the interrupted start: %v", err)
+	}
+	if err := s.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A data dir remembers its node id: starting it as another node fails with
+// ErrIdentity (main exits 2 on it) and changes nothing.
+func TestRunRefusesAnotherNodeID(t *testing.T) {
+	dir := t.TempDir()
+	cfg := testConfig(dir)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err := start(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	cfg.NodeID = 2
+	err = run(ctx, cfg, testLogger(t))
+	if !errors.Is(err, raftfsm.ErrIdentity) || !strings.Contains(err.Error(), "belongs to node 1") {
+		t.Fatalf("run as node 2 on node 1's data dir: %v", err)
+	}
+	cfg.NodeID = 1
+	s, err = start(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("restart as node 1: %v", err)
 	}
 	if err := s.shutdown(); err != nil {
 		t.Fatal(err)

@@ -61,6 +61,7 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 		"--data-dir=" + filepath.Join(dir, "data"),
 		"--kafka-addr=127.0.0.1:0",
 		"--http-addr=127.0.0.1:0",
+		"--cluster-addr=127.0.0.1:0",
 	}, extra...)
 	cmd := exec.Command(bin, args...)
 	pr, pw := io.Pipe()
