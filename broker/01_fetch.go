@@ -30,7 +30,8 @@ package broker
 //     above it, it answers no records and no error (never OFFSET_OUT_OF_RANGE,
 //     on which clients reset their position), and a long poll waits. Fetch
 //     below v11 on such a replica, and any fetch on a node without a replica,
-//     answers NOT_LEADER_OR_FOLLOWER (v12+ with CurrentLeader).
+//     answers NOT_LEADER_OR_FOLLOWER (v12+ with CurrentLeader), and so does a
+//     replica that has not heard from its leader for a few election timeouts.
 //   - Rack (v11+): when the consumer's rack differs from the leader's and an
 //     in-sync replica is in it, the leader answers no records and
 //     PreferredReadReplica = that replica; the client then fetches there.
@@ -165,7 +166,7 @@ func (b *Broker) resolveFetch(req *kmsg.FetchRequest) [][]fetchTarget {
 					}
 				case roleFollower, roleLeaderLoading:
 					t.replica = true
-					if req.Version < 11 {
+					if req.Version < 11 || !b.node.ReplicaFresh(t.group) {
 						t.err = b.notLeaderError(t.group)
 					}
 				default:

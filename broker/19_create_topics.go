@@ -5,9 +5,12 @@ package broker
 // Behavior:
 //   - NumPartitions -1 means Config.DefaultPartitions; 0 or below -1 is
 //     INVALID_PARTITIONS.
-//   - ReplicationFactor -1 or 1 is accepted; anything else is
-//     INVALID_REPLICATION_FACTOR with a message (this is a single-node broker:
-//     every partition has exactly one replica).
+//   - ReplicationFactor -1, or 1 up to the number of live brokers, is
+//     accepted; larger is INVALID_REPLICATION_FACTOR with a message, as Kafka
+//     answers. The partitions then have the replicas of the Raft groups they
+//     are placed on: the cluster's --replication-factor, capped by the number
+//     of nodes (replication is per Raft group, not per topic). The response
+//     (v5+) reports that count.
 //   - Manual replica assignments are refused with INVALID_REQUEST.
 //   - Configs are validated against internal/topicconfig (unknown names and bad
 //     values are INVALID_CONFIG with the reason); a null value or a config
@@ -58,7 +61,7 @@ func (b *Broker) handleCreateTopics(ctx context.Context, _ *requestContext, kreq
 		if req.Version >= 5 {
 			t.TopicID = ti.ID
 			t.NumPartitions = int32(len(ti.Partitions))
-			t.ReplicationFactor = 1
+			t.ReplicationFactor = int16(max(1, len(b.node.Replicas(ti.Partitions[0].Group))))
 			for _, v := range b.topicConfigValues(ti) {
 				c := kmsg.NewCreateTopicsResponseTopicConfig()
 				c.Name = v.def.Name
@@ -90,13 +93,14 @@ func (b *Broker) createTopic(ctx context.Context, rt kmsg.CreateTopicsRequestTop
 	case partitions < 1:
 		return none, newKafkaError(kerr.InvalidPartitions, "number of partitions must be at least 1, got %d", partitions)
 	}
+	live := max(1, len(b.node.Nodes()))
 	switch rf := rt.ReplicationFactor; {
-	case rf == -1 || rf == 1:
+	case rf == -1 || (rf >= 1 && int(rf) <= live):
 	case rf < 1:
 		return none, newKafkaError(kerr.InvalidReplicationFactor, "replication factor must be at least 1, got %d", rf)
 	default:
 		return none, newKafkaError(kerr.InvalidReplicationFactor,
-			"replication factor %d is larger than the 1 available broker: every partition has one replica", rf)
+			"replication factor %d is larger than the %d available brokers", rf, live)
 	}
 	var overrides map[string]string
 	for _, c := range rt.Configs {

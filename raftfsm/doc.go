@@ -11,8 +11,15 @@
 // restart skips what was already applied. Snapshots are logical: a synced
 // Pebble write and a marker.
 //
-// The write path, the key prefixes and what is not done yet (more than one
-// node, installing snapshots on followers) are described in DESIGN.md.
+// Nodes form a cluster over one node-to-node port per node (transport.go):
+// every group runs raft's NetworkTransport over it, and control RPCs (joining,
+// forwarding metadata changes to the metadata leader) share it. Cluster
+// metadata also holds the registered nodes and which nodes carry each data
+// group (placement.go); each group's leader moves its Raft configuration
+// toward that placement (membership.go).
+//
+// The write path, the key prefixes, the cluster's moving parts and what is not
+// done yet are described in DESIGN.md.
 //
 // Concurrency: Node's methods are safe for concurrent use. TopicInfo values are
 // copies owned by the caller. Decoded commands alias their input buffer.

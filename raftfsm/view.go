@@ -9,6 +9,7 @@ package raftfsm
 import (
 	"context"
 	"sort"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -120,12 +121,9 @@ func (n *Node) MetadataLeader() int32 {
 	return -1
 }
 
-// LocalHighWatermarkReady reports whether this node may serve reads of group g
-// from its replica: it carries g, and its FSM has not stopped.
-func (n *Node) LocalHighWatermarkReady(g uint32) bool {
-	grp := n.group(g)
-	return grp != nil && !grp.fsm.stopped.Load()
-}
+// replicaStaleAfter, in election timeouts, is how long a replica may go
+// without hearing from its leader and still serve reads.
+const replicaStaleAfter = 5
 
 func sortNodeInfos(ns []NodeInfo) {
 	sort.Slice(ns, func(i, j int) bool { return ns[i].ID < ns[j].ID })
@@ -145,4 +143,21 @@ func (n *Node) RemoveNode(ctx context.Context, id int32) error {
 	}
 	_, err := n.metaOp(ctx, &rpcRequest{Op: opRemoveNode, NodeID: id})
 	return err
+}
+
+// ReplicaFresh reports whether this node's replica of group g may serve reads:
+// it carries g, its FSM has not stopped, and it leads or has heard from a
+// leader within a few election timeouts. A replica cut off from its leader
+// stops serving, so consumers go back to the leader instead of reading an
+// ever older copy.
+func (n *Node) ReplicaFresh(g uint32) bool {
+	grp := n.group(g)
+	if grp == nil || grp.fsm.stopped.Load() {
+		return false
+	}
+	if grp.raft.State() == raft.Leader {
+		return true
+	}
+	last := grp.raft.LastContact()
+	return !last.IsZero() && time.Since(last) < replicaStaleAfter*n.cfg.ElectionTimeout
 }
