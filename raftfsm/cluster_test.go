@@ -146,6 +146,26 @@ func readyLeaderOf(tb testing.TB, nodes []*tcpNode, g uint32) *tcpNode {
 	return out
 }
 
+// produceOnLeader produces recs on the partition's current leader, retrying
+// while leadership moves (elections happen when two cores are busy).
+func produceOnLeader(tb testing.TB, nodes []*tcpNode, topic string, p PartitionInfo, recs []shardstore.Record) (*tcpNode, shardstore.AppendResult) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		l := readyLeaderOf(tb, nodes, p.Group)
+		res, err := l.node.Produce(testCtx(tb), topic, p.Partition, shardstore.NoProducer, recs)
+		if err == nil {
+			return l, res
+		}
+		// A topic created through another node reaches this one's metadata a
+		// moment later.
+		retriable := errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNotReady) || errors.Is(err, ErrUnknownTopic)
+		if !retriable || time.Now().After(deadline) {
+			tb.Fatalf("produce %s/%d on node %d: %v", topic, p.Partition, l.id, err)
+		}
+	}
+}
+
 func TestClusterFormsAndReplicates(t *testing.T) {
 	nodes := newTCPCluster(t, 3)
 	ctx := testCtx(t)
@@ -191,10 +211,9 @@ func TestClusterFormsAndReplicates(t *testing.T) {
 
 	// Produce on each partition's leader; a non-leader refuses.
 	for _, p := range info.Partitions {
-		l := readyLeaderOf(t, nodes, p.Group)
-		res, err := l.node.Produce(ctx, "orders", p.Partition, shardstore.NoProducer, keyed("k", 10))
-		if err != nil || res.BaseOffset != 0 {
-			t.Fatalf("produce p%d on leader %d: %+v %v", p.Partition, l.id, res, err)
+		l, res := produceOnLeader(t, nodes, "orders", p, keyed("k", 10))
+		if res.BaseOffset != 0 {
+			t.Fatalf("produce p%d on leader %d: %+v", p.Partition, l.id, res)
 		}
 		for _, n := range nodes {
 			if n == l {
@@ -242,10 +261,7 @@ func TestClusterFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := info.Partitions[0]
-	old := readyLeaderOf(t, nodes, p.Group)
-	if _, err := old.node.Produce(ctx, "events", 0, shardstore.NoProducer, keyed("a", 5)); err != nil {
-		t.Fatal(err)
-	}
+	old, _ := produceOnLeader(t, nodes, "events", p, keyed("a", 5))
 	epoch := old.node.LeaderEpoch(p.Group)
 
 	// Stop the leader without handing leadership over: the others elect.
@@ -257,13 +273,12 @@ func TestClusterFailover(t *testing.T) {
 			rest = append(rest, n)
 		}
 	}
-	nl := readyLeaderOf(t, rest, p.Group)
+	nl, res := produceOnLeader(t, rest, "events", p, keyed("b", 5))
 	if e := nl.node.LeaderEpoch(p.Group); e <= epoch {
 		t.Fatalf("leader epoch went from %d to %d", epoch, e)
 	}
-	res, err := nl.node.Produce(ctx, "events", 0, shardstore.NoProducer, keyed("b", 5))
-	if err != nil || res.BaseOffset != 5 {
-		t.Fatalf("produce on new leader %d: %+v %v", nl.id, res, err)
+	if res.BaseOffset != 5 {
+		t.Fatalf("produce on new leader %d: %+v", nl.id, res)
 	}
 
 	// The old leader comes back, catches up and follows.
@@ -288,10 +303,7 @@ func TestClusterReplaceDeadNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range info.Partitions {
-		l := readyLeaderOf(t, nodes, p.Group)
-		if _, err := l.node.Produce(ctx, "kept", p.Partition, shardstore.NoProducer, keyed("x", 20)); err != nil {
-			t.Fatal(err)
-		}
+		produceOnLeader(t, nodes, "kept", p, keyed("x", 20))
 	}
 	// A fourth node joins: every group is full, so it carries none yet but
 	// follows the metadata group.

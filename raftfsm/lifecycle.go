@@ -39,6 +39,8 @@ type group struct {
 	// reconciled is the metadata this node's last successful shard reconcile
 	// of the group saw, so an unchanged metadata is not reconciled again.
 	reconciled atomic.Pointer[metadata]
+	// reporting is set while a leader report of this group is under way.
+	reporting atomic.Bool
 }
 
 // Open starts the node. On an empty data dir without Config.Join it bootstraps
@@ -357,8 +359,10 @@ func (n *Node) fail(err error) {
 	}
 }
 
-// WaitReady blocks until the node is ready (see Ready), the node fails, or ctx
-// ends.
+// WaitReady blocks until the node is ready and every group it carries has a
+// leader (and has applied its whole log where this node leads), the node
+// fails, or ctx ends. A node that starts serving after WaitReady therefore
+// answers for every partition at once.
 func (n *Node) WaitReady(ctx context.Context) error {
 	tick := time.NewTicker(50 * time.Millisecond)
 	defer tick.Stop()
@@ -370,7 +374,7 @@ func (n *Node) WaitReady(ctx context.Context) error {
 		if n.closed.Load() {
 			return ErrClosed
 		}
-		if n.Ready() {
+		if n.Ready() && n.groupsLed() {
 			return nil
 		}
 		select {
@@ -384,17 +388,10 @@ func (n *Node) WaitReady(ctx context.Context) error {
 	}
 }
 
-// Ready reports whether the node serves: it is registered in the cluster, and
-// every group it carries has a leader (and has applied its whole log where
-// this node leads).
-func (n *Node) Ready() bool {
-	if n.closed.Load() || n.failErr.Load() != nil || !n.initDone.Load() {
-		return false
-	}
+// groupsLed reports whether every open group has a leader, and has applied its
+// whole log where this node leads.
+func (n *Node) groupsLed() bool {
 	for _, g := range n.openGroups() {
-		if g.fsm.stopped.Load() {
-			return false
-		}
 		if g.raft.State() == raft.Leader {
 			if !g.ready.Load() {
 				return false
@@ -402,6 +399,22 @@ func (n *Node) Ready() bool {
 			continue
 		}
 		if _, id := g.raft.LeaderWithID(); id == "" {
+			return false
+		}
+	}
+	return true
+}
+
+// Ready reports whether the node serves: it is registered in the cluster and
+// has not failed. Whether a given partition can be served depends on its
+// group (IsLeader, ReplicaFresh); a group without a leader during an election
+// does not make the whole node unready.
+func (n *Node) Ready() bool {
+	if n.closed.Load() || n.failErr.Load() != nil || !n.initDone.Load() {
+		return false
+	}
+	for _, g := range n.openGroups() {
+		if g.fsm.stopped.Load() {
 			return false
 		}
 	}

@@ -394,17 +394,27 @@ func (n *Node) caughtUp(ctx context.Context, g *group, id int32) bool {
 }
 
 // reportLeader tells the metadata group that this node leads data group g in
-// its current term, so nodes that do not carry g can name its leader.
+// its current term, so nodes that do not carry g can name its leader. It runs
+// in the background (one report per group at a time), so a metadata group
+// without a leader does not hold up the control loop.
 func (n *Node) reportLeader(ctx context.Context, g *group, m *metadata) {
 	term := g.raft.CurrentTerm()
 	if cur, ok := m.leaders[g.id]; ok && cur.Node == n.cfg.NodeID && cur.Term == term {
 		return
 	}
-	ctx, cancel := context.WithTimeout(ctx, configTimeout)
-	defer cancel()
-	if _, err := n.metaOp(ctx, &rpcRequest{Op: opSetLeader, Group: g.id, NodeID: n.cfg.NodeID, Term: term}); err != nil && ctx.Err() == nil {
-		n.log.Debug("leader report failed", keyGroup, g.id, keyError, err)
+	if !g.reporting.CompareAndSwap(false, true) {
+		return
 	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer g.reporting.Store(false)
+		ctx, cancel := context.WithTimeout(ctx, configTimeout)
+		defer cancel()
+		if _, err := n.metaOp(ctx, &rpcRequest{Op: opSetLeader, Group: g.id, NodeID: n.cfg.NodeID, Term: term}); err != nil && ctx.Err() == nil {
+			n.log.Debug("leader report failed", keyGroup, g.id, keyError, err)
+		}
+	}()
 }
 
 // reconcileShards heals a data group this node leads: shards that metadata

@@ -297,21 +297,41 @@ func (n *Node) raftError(ctx context.Context, err error) error {
 
 // metaOp runs a metadata request here when this node leads the metadata group,
 // else on its leader, then waits until this node's own metadata has applied
-// the change, so the caller's next read sees it.
+// the change, so the caller's next read sees it. A leadership change while the
+// request is under way is retried until ctx ends: like a Kafka client's retry,
+// a change that was committed before the old leader lost its leadership may
+// then answer as already done (ErrTopicExists, for example).
 func (n *Node) metaOp(ctx context.Context, req *rpcRequest) (rpcResponse, error) {
-	var resp rpcResponse
-	if n.leadsMeta() {
-		resp = n.applyMetaRPC(ctx, req)
-		if err := resp.err(); err != nil {
+	backoff := 20 * time.Millisecond
+	for {
+		var (
+			resp rpcResponse
+			err  error
+		)
+		if n.leadsMeta() {
+			resp = n.applyMetaRPC(ctx, req)
+			err = resp.err()
+		} else {
+			resp, err = n.callMetaLeader(ctx, req)
+		}
+		if err == nil {
+			return resp, n.waitMetaApplied(ctx, resp.Index)
+		}
+		if !errors.Is(err, ErrNotLeader) || ctx.Err() != nil {
+			if resp.Index > 0 {
+				n.waitMetaApplied(ctx, resp.Index)
+			}
 			return resp, err
 		}
-	} else {
-		var err error
-		if resp, err = n.callMetaLeader(ctx, req); err != nil {
+		select {
+		case <-ctx.Done():
 			return resp, err
+		case <-n.shutdownCh:
+			return resp, ErrClosed
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, 500*time.Millisecond)
 	}
-	return resp, n.waitMetaApplied(ctx, resp.Index)
 }
 
 // waitMetaApplied waits until this node's metadata group has applied index.

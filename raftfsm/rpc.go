@@ -194,7 +194,7 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 	}
 	if !n.leadsMeta() {
 		resp, err := n.callMetaLeader(ctx, req)
-		if err != nil {
+		if err != nil && resp.Code == "" {
 			return errorResponse(err)
 		}
 		return resp
@@ -246,7 +246,13 @@ func (n *Node) applyMetaRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 		err = fmt.Errorf("%w: unknown rpc op %q", ErrBadRequest, req.Op)
 	}
 	if err != nil {
-		return errorResponse(err)
+		// The metadata this refusal was judged on: the caller waits for it,
+		// so "topic exists" is followed by the topic showing locally.
+		r := errorResponse(err)
+		if g := n.group(metaGroup); g != nil {
+			r.Index = g.fsm.appliedIndex.Load()
+		}
+		return r
 	}
 	resp.Index = idx
 	return resp
