@@ -213,6 +213,10 @@ func (b *testBroker) Start(t testing.TB) {
 		"--http-addr=127.0.0.1:0",
 		"--cluster-addr=127.0.0.1:0",
 		"--compaction-interval=100ms",
+		// A lone node elects itself after one heartbeat timeout; the default
+		// 1s would add seconds to every start. Tests may override it.
+		"--raft-heartbeat-timeout=200ms",
+		"--raft-election-timeout=200ms",
 	}
 	args = append(args, b.args...)
 	cmd := exec.Command(binPath, args...)
