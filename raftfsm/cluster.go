@@ -29,6 +29,9 @@ const (
 // NodeInfo is one registered node.
 type NodeInfo struct {
 	ID int32
+	// Incarnation is drawn when the node's data dir is created; it is part of
+	// the node's Raft server ids (identity.go).
+	Incarnation uint32
 	// ClusterAddr is the node-to-node address other nodes dial (--advertised-cluster-addr).
 	ClusterAddr string
 	// KafkaAddr is the host:port Kafka clients are told to use.
@@ -88,6 +91,7 @@ func (w metaWriter) putLeader(g uint32, l GroupLeader) error {
 
 func appendNodeInfo(dst []byte, n *NodeInfo) []byte {
 	dst = binary.AppendVarint(dst, int64(n.ID))
+	dst = binary.AppendUvarint(dst, uint64(n.Incarnation))
 	dst = appendString(dst, n.ClusterAddr)
 	dst = appendString(dst, n.KafkaAddr)
 	dst = appendString(dst, n.HTTPAddr)
@@ -97,6 +101,7 @@ func appendNodeInfo(dst []byte, n *NodeInfo) []byte {
 
 func (d *decoder) nodeInfo(n *NodeInfo) {
 	n.ID = int32(d.varintRange(0, 1<<31-1))
+	n.Incarnation = uint32(d.uvarintMax(1<<32 - 1))
 	n.ClusterAddr = d.string()
 	n.KafkaAddr = d.string()
 	n.HTTPAddr = d.string()

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"net"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/raft"
 
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -352,4 +355,59 @@ func TestClusterReplaceDeadNode(t *testing.T) {
 	if err := nodes[0].node.RemoveNode(ctx, 99); !errors.Is(err, ErrUnknownNode) {
 		t.Fatalf("RemoveNode(99) = %v", err)
 	}
+}
+
+// A node whose data dir was wiped joins again under its old node id: it is a
+// new Raft server (new incarnation), so the leaders swap the old server for it
+// and it catches up before it votes.
+func TestClusterWipedNodeRejoins(t *testing.T) {
+	nodes := newTCPCluster(t, 3)
+	ctx := testCtx(t)
+	info, err := nodes[0].node.CreateTopic(ctx, "wiped", 1, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := info.Partitions[0]
+	produceOnLeader(t, nodes, "wiped", p, keyed("w", 30))
+
+	victim := nodes[2]
+	oldSID := victim.node.selfServerID()
+	victim.node.noHandOff = true
+	victim.stop()
+	if err := os.RemoveAll(victim.dir); err != nil {
+		t.Fatal(err)
+	}
+	victim.dir = t.TempDir()
+	victim.join = []string{nodes[0].addr}
+	victim.start(nil)
+	if err := victim.node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	newSID := victim.node.selfServerID()
+	if newSID == oldSID {
+		t.Fatalf("wiped node kept server id %s", oldSID)
+	}
+	waitFor(t, "the wiped node to be a voter again with its new server id everywhere", 30*time.Second, func() bool {
+		for _, n := range nodes {
+			for _, g := range n.node.openGroups() {
+				sp := g.servers.Load()
+				if sp == nil {
+					return false
+				}
+				var hasNew, hasOld bool
+				for _, s := range *sp {
+					hasNew = hasNew || (s.ID == newSID && s.Suffrage == raft.Voter)
+					hasOld = hasOld || s.ID == oldSID
+				}
+				if !hasNew || hasOld {
+					return false
+				}
+			}
+		}
+		return true
+	})
+	waitFor(t, "records on the rejoined node", 10*time.Second, func() bool {
+		st, err := victim.store.State(p.Shard)
+		return err == nil && st.HighWatermark == 30
+	})
 }

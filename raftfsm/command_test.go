@@ -44,7 +44,7 @@ func goldenCommands() []*Command {
 		{Type: CmdAllocateProducerIDs, Count: 1000},
 		{Type: CmdSetClusterID, ClusterID: "AAECAwQFBgcICQoLDA0ODw"},
 		{Type: CmdInitCluster, ClusterID: "AAECAwQFBgcICQoLDA0ODw", DataGroups: 4, ReplicationFactor: 3},
-		{Type: CmdRegisterNode, Member: NodeInfo{ID: 2, ClusterAddr: "127.0.0.1:9093", KafkaAddr: "127.0.0.1:9092", HTTPAddr: "127.0.0.1:9644", Rack: "r1"}},
+		{Type: CmdRegisterNode, Member: NodeInfo{ID: 2, Incarnation: 0xabcdef01, ClusterAddr: "127.0.0.1:9093", KafkaAddr: "127.0.0.1:9092", HTTPAddr: "127.0.0.1:9644", Rack: "r1"}},
 		{Type: CmdRemoveNode, NodeID: 3},
 		{Type: CmdSetGroupLeader, Group: 2, NodeID: 1, Term: 7},
 	}

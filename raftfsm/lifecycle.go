@@ -98,7 +98,7 @@ func Open(cfg Config) (*Node, error) {
 		}
 	case len(withState) > 0:
 		// A data dir from before identities were stored: adopt it.
-		stored = identity{nodeID: cfg.NodeID, clusterID: n.meta.clusterID}
+		stored = identity{nodeID: cfg.NodeID, clusterID: n.meta.clusterID} // incarnation 0: the server ids it has
 		if stored.clusterID == "" {
 			stored.clusterID = newClusterID()
 		}
@@ -107,15 +107,17 @@ func Open(cfg Config) (*Node, error) {
 		}
 	case len(cfg.Join) == 0:
 		bootstrap = true
-		stored = identity{nodeID: cfg.NodeID, clusterID: newClusterID()}
+		stored = identity{nodeID: cfg.NodeID, clusterID: newClusterID(), incarnation: newIncarnation()}
 		if err := saveIdentity(db, stored); err != nil {
 			return nil, err
 		}
 		n.log.Info("bootstrapping a new cluster", keyCluster, stored.clusterID)
 	default:
-		stored = identity{nodeID: cfg.NodeID} // the cluster id comes with the join
+		// The cluster id comes with the join.
+		stored = identity{nodeID: cfg.NodeID, incarnation: newIncarnation()}
 	}
 	n.clusterID.Store(&stored.clusterID)
+	n.incarnation = stored.incarnation
 
 	if cfg.Listener != nil {
 		n.mux = NewMux(cfg.Listener, MuxConfig{
@@ -205,7 +207,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 	}
 
 	rc := raft.DefaultConfig()
-	rc.LocalID = serverID(n.cfg.NodeID)
+	rc.LocalID = n.selfServerID()
 	rc.HeartbeatTimeout = n.cfg.HeartbeatTimeout
 	rc.ElectionTimeout = n.cfg.ElectionTimeout
 	rc.LeaderLeaseTimeout = n.cfg.LeaderLeaseTimeout
@@ -251,20 +253,6 @@ func closeTransport(t raft.Transport) {
 	}
 }
 
-// serverID is a node's Raft server id: its node id in decimal.
-func serverID(node int32) raft.ServerID {
-	return raft.ServerID(strconv.FormatInt(int64(node), 10))
-}
-
-// parseServerID is the inverse of serverID.
-func parseServerID(id raft.ServerID) (int32, bool) {
-	v, err := strconv.ParseInt(string(id), 10, 32)
-	if err != nil || v < 0 {
-		return 0, false
-	}
-	return int32(v), true
-}
-
 // ServerAddr implements raft.ServerAddressProvider: the address this node dials
 // to reach a peer (Config.PeerAddrs, else the peer's registered cluster address).
 func (n *Node) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
@@ -277,6 +265,9 @@ func (n *Node) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	}
 	return "", fmt.Errorf("raftfsm: no address known for node %d", node)
 }
+
+// selfServerID is this node's Raft server id.
+func (n *Node) selfServerID() raft.ServerID { return serverID(n.cfg.NodeID, n.incarnation) }
 
 // dialAddr is where this node dials node id; "" when unknown.
 func (n *Node) dialAddr(id int32) string {
@@ -343,6 +334,11 @@ func (n *Node) watchLeadership(g *group) {
 					return
 				}
 				n.log.Warn("raft barrier failed", keyGroup, g.id, keyError, err)
+				select { // e.g. a leadership transfer under way: do not spin
+				case <-n.shutdownCh:
+					return
+				case <-time.After(50 * time.Millisecond):
+				}
 			}
 		}
 	}
@@ -447,7 +443,7 @@ func (n *Node) Close() error {
 func (n *Node) transferLeaderships() {
 	var futures []raft.Future
 	for _, g := range n.openGroups() {
-		if g.raft.State() != raft.Leader || !g.hasOtherVoter(n.cfg.NodeID) {
+		if g.raft.State() != raft.Leader || !g.hasOtherVoter(n.selfServerID()) {
 			continue
 		}
 		futures = append(futures, g.raft.LeadershipTransfer())
@@ -464,13 +460,13 @@ func (n *Node) transferLeaderships() {
 
 // hasOtherVoter reports whether the last read configuration has a voter other
 // than self.
-func (g *group) hasOtherVoter(self int32) bool {
+func (g *group) hasOtherVoter(self raft.ServerID) bool {
 	p := g.servers.Load()
 	if p == nil {
 		return false
 	}
 	for _, s := range *p {
-		if s.Suffrage == raft.Voter && s.ID != serverID(self) {
+		if s.Suffrage == raft.Voter && s.ID != self {
 			return true
 		}
 	}

@@ -167,7 +167,7 @@ func (n *Node) initCluster(ctx context.Context) {
 
 // selfInfo is this node as it registers itself.
 func (n *Node) selfInfo() NodeInfo {
-	return NodeInfo{ID: n.cfg.NodeID, ClusterAddr: n.cfg.ClusterAddr, KafkaAddr: n.cfg.KafkaAddr, HTTPAddr: n.cfg.HTTPAddr, Rack: n.cfg.Rack}
+	return NodeInfo{ID: n.cfg.NodeID, Incarnation: n.incarnation, ClusterAddr: n.cfg.ClusterAddr, KafkaAddr: n.cfg.KafkaAddr, HTTPAddr: n.cfg.HTTPAddr, Rack: n.cfg.Rack}
 }
 
 // registered reports whether m has this node with its current addresses.
@@ -212,7 +212,7 @@ func (n *Node) join(ctx context.Context) error {
 				}
 				continue
 			}
-			id := identity{nodeID: n.cfg.NodeID, clusterID: resp.ClusterID}
+			id := identity{nodeID: n.cfg.NodeID, clusterID: resp.ClusterID, incarnation: n.incarnation}
 			if err := saveIdentity(n.store.DB(), id); err != nil {
 				return err
 			}
@@ -289,28 +289,41 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		return
 	}
 	servers := *p
-	self := serverID(n.cfg.NodeID)
+	self := n.selfServerID()
+	// A server is wanted when its node is wanted and its id carries the
+	// node's registered incarnation: a wiped node that joined again is a new
+	// server, and its old one goes.
 	in := map[int32]raft.Server{}
+	var stale []raft.Server
 	for _, s := range servers {
-		if id, ok := parseServerID(s.ID); ok {
-			in[id] = s
+		id, ok := parseServerID(s.ID)
+		if !ok {
+			stale = append(stale, s)
+			continue
 		}
+		if ni := m.nodes[id]; ni != nil && s.ID != serverID(id, ni.Incarnation) {
+			stale = append(stale, s)
+			continue
+		}
+		in[id] = s
 	}
 	want := map[int32]bool{}
 	for _, id := range all {
 		want[id] = true
 	}
-	// 1. Remove.
 	for id, s := range in {
-		if want[id] {
-			continue
+		if !want[id] {
+			stale = append(stale, s)
 		}
+	}
+	// 1. Remove.
+	for _, s := range stale {
 		if s.ID == self {
 			n.log.Info("handing leadership away before leaving raft group", keyGroup, g.id)
 			n.logFuture(g, "leadership transfer", g.raft.LeadershipTransfer())
 			return
 		}
-		n.log.Info("removing server from raft group", keyGroup, g.id, keyPeer, id)
+		n.log.Info("removing server from raft group", keyGroup, g.id, "server_id", s.ID)
 		n.logFuture(g, "remove server", g.raft.RemoveServer(s.ID, 0, configTimeout))
 		return
 	}
@@ -319,12 +332,12 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		if _, ok := in[id]; ok {
 			continue
 		}
-		addr := n.dialAddr(id)
-		if ni := m.nodes[id]; ni != nil {
-			addr = ni.ClusterAddr
+		ni := m.nodes[id]
+		if ni == nil {
+			continue
 		}
 		n.log.Info("adding non-voter to raft group", keyGroup, g.id, keyPeer, id)
-		n.logFuture(g, "add non-voter", g.raft.AddNonvoter(serverID(id), raft.ServerAddress(addr), 0, configTimeout))
+		n.logFuture(g, "add non-voter", g.raft.AddNonvoter(serverID(id, ni.Incarnation), raft.ServerAddress(ni.ClusterAddr), 0, configTimeout))
 		return
 	}
 	// 3. Promote.

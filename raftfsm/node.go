@@ -103,8 +103,10 @@ type Node struct {
 	metaMu sync.RWMutex
 	meta   *metadata
 
-	// clusterID is this node's cluster ("" while joining).
-	clusterID atomic.Pointer[string]
+	// clusterID is this node's cluster ("" while joining); incarnation is
+	// part of its Raft server id (identity.go). Both come from the identity.
+	clusterID   atomic.Pointer[string]
+	incarnation uint32
 
 	// propMu serializes metadata proposals that allocate shard ids.
 	propMu sync.Mutex

@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"time"
 
 	"github.com/shardcache/shardcache/internal/topicconfig"
@@ -333,9 +332,5 @@ func (n *Node) metaLeader() (int32, bool) {
 	if id == "" {
 		return 0, false
 	}
-	v, err := strconv.ParseInt(string(id), 10, 32)
-	if err != nil {
-		return 0, false
-	}
-	return int32(v), true
+	return parseServerID(id)
 }
