@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"sort"
 	"strconv"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
 
@@ -402,14 +404,25 @@ func TestClusterThreeNodes(t *testing.T) {
 	victim := nodes[1]
 	step(t, "a stopped node is unreachable", func(t *testing.T) {
 		victim.stop()
-		c := getCluster(t, nodes[0].httpAddr)
-		for _, n := range c.Nodes {
-			want := nodeAlive
-			if n.ID == victim.id {
-				want = nodeUnreachable
+		var c clusterResponse
+		// Waited for only because a loaded machine may make a live node miss
+		// the 500 ms deadline: the dead one is unreachable at once.
+		waitFor(t, "node 2 unreachable and the others alive", 30*time.Second, func() (bool, string) {
+			c = getCluster(t, nodes[0].httpAddr)
+			for _, n := range c.Nodes {
+				want := nodeAlive
+				if n.ID == victim.id {
+					want = nodeUnreachable
+				}
+				if n.State != want || (want == nodeUnreachable && (n.Error == "" || n.Ready != nil)) {
+					return false, fmt.Sprintf("node %+v, want %s", n, want)
+				}
 			}
-			if n.State != want || (want == nodeUnreachable && (n.Error == "" || n.Ready != nil)) {
-				t.Errorf("node %+v, want %s", n, want)
+			return true, ""
+		})
+		for _, g := range c.RaftGroups {
+			if lag, ok := g.ReplicaLag["2"]; !ok || lag != nil {
+				t.Errorf("raft group %d: replica_lag %v, want node 2 present and null", g.RaftGroupID, g.ReplicaLag)
 			}
 		}
 		// The answer is bounded by the peer timeout, not by the dead node.
@@ -462,6 +475,105 @@ func TestClusterThreeNodes(t *testing.T) {
 		}
 		if a := send(t, nodes[0].httpAddr, "DELETE", "/v1/cluster/nodes/99", ""); a.status != 404 || a.errorBody(t).Code != codeUnknownNode {
 			t.Errorf("DELETE of an unknown node: %d %s", a.status, a.body)
+		}
+	})
+}
+
+// TestAskPeer: what a peer's /v1/cluster/local answer makes of its state, and
+// that every answer is bounded in time and size.
+func TestAskPeer(t *testing.T) {
+	good := `{"cluster_id":"c1","node_id":2,"ready":true,"raft_groups":[{"raft_group_id":0,"state":"Follower","leader":1,"term":3,"applied_index":9}]}`
+	tests := []struct {
+		name      string
+		serve     http.HandlerFunc
+		wantAlive bool
+		wantLocal bool
+		wantErr   string // substring; "" for none
+	}{
+		{"answers as itself", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte(good)) }, true, true, ""},
+		{"starting", func(w http.ResponseWriter, _ *http.Request) {
+			writeAPIError(w, errorf(503, codeNotReady, "the node is starting"))
+		}, true, false, "the node is starting"},
+		{"another node", func(w http.ResponseWriter, _ *http.Request) {
+			w.Write([]byte(strings.Replace(good, `"node_id":2`, `"node_id":3`, 1)))
+		}, false, false, "answers as node 3"},
+		{"another cluster", func(w http.ResponseWriter, _ *http.Request) {
+			w.Write([]byte(strings.Replace(good, `"c1"`, `"c2"`, 1)))
+		}, false, false, `cluster "c2"`},
+		{"not json", func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("<html>")) }, false, false, "not a shardcache node status"},
+		{"server error", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(500) }, false, false, "HTTP 500"},
+		{"redirect not followed", func(w http.ResponseWriter, r *http.Request) {
+			http.Redirect(w, r, "/elsewhere", http.StatusFound)
+		}, false, false, "HTTP 302"},
+		{"too large", func(w http.ResponseWriter, _ *http.Request) {
+			w.Write([]byte(`{"cluster_id":"`))
+			chunk := []byte(strings.Repeat("x", 64<<10))
+			for i := 0; i < (maxPeerResponseBytes/len(chunk))+2; i++ {
+				if _, err := w.Write(chunk); err != nil {
+					return
+				}
+			}
+		}, false, false, "answer over"},
+		{"too slow", func(w http.ResponseWriter, r *http.Request) {
+			select {
+			case <-r.Context().Done():
+			case <-time.After(10 * time.Second):
+			}
+		}, false, false, "no answer within"},
+	}
+	h := New(Config{Logger: testLogger(t)})
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(tt.serve)
+			t.Cleanup(srv.Close)
+			addr := strings.TrimPrefix(srv.URL, "http://")
+			ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+			defer cancel()
+			start := time.Now()
+			got := h.askPeer(ctx, raftfsm.NodeInfo{ID: 2, HTTPAddr: addr}, "c1")
+			if d := time.Since(start); d > peerTimeout+time.Second {
+				t.Errorf("took %s", d)
+			}
+			if got.alive != tt.wantAlive || (got.local != nil) != tt.wantLocal || !strings.Contains(got.err, tt.wantErr) || (tt.wantErr == "" && got.err != "") {
+				t.Errorf("got alive %v local %v err %q; want alive %v local %v err ~%q", got.alive, got.local != nil, got.err, tt.wantAlive, tt.wantLocal, tt.wantErr)
+			}
+		})
+	}
+	// A refused connection and a node without an HTTP address.
+	closed := httptest.NewServer(http.NotFoundHandler())
+	addr := strings.TrimPrefix(closed.URL, "http://")
+	closed.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), peerTimeout)
+	defer cancel()
+	peers := h.askPeers(ctx, 1, "c1", []raftfsm.NodeInfo{{ID: 1}, {ID: 2, HTTPAddr: addr}, {ID: 3}, {ID: 4, Removed: true, HTTPAddr: addr}})
+	if p := peers[2]; p == nil || p.alive || !strings.Contains(p.err, "not reachable") {
+		t.Errorf("closed port: %+v", p)
+	}
+	if p := peers[3]; p == nil || p.alive || !strings.Contains(p.err, "no HTTP address") {
+		t.Errorf("no address: %+v", p)
+	}
+	if _, asked := peers[1]; asked {
+		t.Error("asked itself")
+	}
+	if _, asked := peers[4]; asked {
+		t.Error("asked a removed node")
+	}
+}
+
+func FuzzParseNodeID(f *testing.F) {
+	for _, s := range []string{"", "0", "1", "2147483647", "2147483648", "-1", "+1", "007", "1x", strings.Repeat("9", 100)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		id, aerr := parseNodeID(s)
+		if aerr != nil {
+			if aerr.status != 400 || len(aerr.msg) > 200 {
+				t.Fatalf("parseNodeID(%q): %+v", s, aerr)
+			}
+			return
+		}
+		if id < 0 || strings.TrimLeft(s, "0") != strings.TrimLeft(strconv.Itoa(int(id)), "0") {
+			t.Fatalf("parseNodeID(%q) = %d", s, id)
 		}
 	})
 }
