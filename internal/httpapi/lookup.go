@@ -278,7 +278,7 @@ func lookupTopic(b *Backend, topic string, p *lookupParams) (raftfsm.TopicInfo, 
 			l := partitionLeader(b.Node, pi)
 			if l.node == b.Node.NodeID() {
 				return t, errorf(http.StatusServiceUnavailable, codeNotReady,
-					"consistency=leader: this node leads partition %d of topic %q but is still applying its log; retry", pi.Partition, topic)
+					"consistency=leader: this node is the last known leader of partition %d of topic %q but is not serving as its leader yet (an election or a log replay is under way); retry", pi.Partition, topic)
 			}
 			e := errorf(http.StatusMisdirectedRequest, codeNotLeader,
 				"consistency=leader: this node does not lead partition %d of topic %q (raft group %d); ask its leader%s, or use consistency=local", pi.Partition, topic, pi.Group, l.where())
