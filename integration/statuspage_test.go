@@ -48,6 +48,19 @@ type shownPage struct {
 		Term         uint64 `json:"term"`
 		AppliedIndex uint64 `json:"applied_index"`
 	} `json:"raft"`
+	Cluster struct {
+		Nodes []struct {
+			ID    int32  `json:"id"`
+			State string `json:"state"`
+			Self  bool   `json:"self"`
+		} `json:"nodes"`
+		RaftGroups []struct {
+			RaftGroupID int     `json:"raft_group_id"`
+			Replicas    []int32 `json:"replicas"`
+			Leader      int32   `json:"leader"`
+			Term        uint64  `json:"term"`
+		} `json:"raft_groups"`
+	} `json:"cluster"`
 	Summary struct {
 		Topics   int   `json:"topics"`
 		LiveKeys int64 `json:"live_keys"`
@@ -172,6 +185,25 @@ func TestStatusPage(t *testing.T) {
 		if g.Group != st.Raft[i].Group || g.Term != st.Raft[i].Term || g.Term == 0 || g.AppliedIndex == 0 || g.AppliedIndex > st.Raft[i].AppliedIndex {
 			t.Errorf("raft row %d shown %+v, /v1/status %+v", i, g, st.Raft[i])
 		}
+	}
+
+	// The cluster section (/v1/cluster): one node, alive, carrying and leading
+	// every Raft group /v1/status lists.
+	if cl := page.Cluster; len(externalSeeds) == 0 {
+		if len(cl.Nodes) != 1 || cl.Nodes[0].State != "alive" || !cl.Nodes[0].Self {
+			t.Errorf("cluster section shows nodes %+v, want one alive node", cl.Nodes)
+		} else if len(cl.RaftGroups) != len(st.Raft) {
+			t.Errorf("cluster section shows %d raft groups, /v1/status %d", len(cl.RaftGroups), len(st.Raft))
+		} else {
+			self := cl.Nodes[0].ID
+			for i, g := range cl.RaftGroups {
+				if g.RaftGroupID != st.Raft[i].Group || len(g.Replicas) != 1 || g.Replicas[0] != self || g.Leader != self || g.Term == 0 {
+					t.Errorf("cluster section raft group row %d: %+v", i, g)
+				}
+			}
+		}
+	} else if len(cl.Nodes) == 0 || len(cl.RaftGroups) == 0 {
+		t.Errorf("cluster section is empty: %+v", cl)
 	}
 
 	t.Run("groups rendered from a fixture", func(t *testing.T) {

@@ -9,7 +9,9 @@
 //   {topics: {name: {live_keys, tombstones, live_bytes, high_watermark,
 //             partitions: {p: {live_keys, tombstones, live_bytes, high_watermark, log_start_offset}}}},
 //    groups: {name: {members, live_backlog, lag, partitions: {"topic/p": live_backlog}}},
-//    raft: [{group, term, applied_index}], summary: {...}, node_ready, errors: [...]}
+//    raft: [{group, term, applied_index}],
+//    cluster: {nodes: [{id, state, self}], raft_groups: [{raft_group_id, replicas, leader, term}]},
+//    summary: {...}, node_ready, errors: [...]}
 // Numbers are parsed from the text shown (live_bytes from data-value, since the
 // page shows it in KiB/MiB). Exit status 1 on any page error.
 import { chromium } from "playwright-core";
@@ -53,6 +55,8 @@ try {
   if (!resp || !resp.ok()) throw new Error("GET " + url + ": HTTP " + (resp && resp.status()));
   // Two renders: the first load and one automatic refresh (proves polling).
   await page.waitForFunction(() => Number(document.body.dataset.loaded || 0) >= 2, null, { timeout: 30000 });
+  // The cluster section renders from /v1/cluster on its own.
+  await page.waitForFunction(() => Number(document.body.dataset.clusterLoaded || 0) >= 1, null, { timeout: 30000 });
 
   const shown = await page.evaluate(() => {
     const n = (s) => Number(String(s).replace(/[^0-9-]/g, ""));
@@ -85,8 +89,19 @@ try {
     const raft = [...document.querySelectorAll("#raft-body tr")].map((r) => ({
       group: n(r.dataset.group), term: n(field(r, "term").textContent), applied_index: n(field(r, "applied_index").textContent),
     }));
+    const cluster = {
+      nodes: [...document.querySelectorAll("#cluster-nodes-body tr[data-node]")].map((r) => ({
+        id: n(r.dataset.node), state: field(r, "state").dataset.value, self: r.dataset.self === "true",
+      })),
+      raft_groups: [...document.querySelectorAll("#cluster-raft-body tr[data-raft-group]")].map((r) => ({
+        raft_group_id: n(r.dataset.raftGroup),
+        replicas: field(r, "replicas").dataset.value.split(",").filter((x) => x !== "").map(Number),
+        leader: Number(field(r, "leader").dataset.value),
+        term: n(field(r, "term").textContent),
+      })),
+    };
     return {
-      topics, groups, raft,
+      topics, groups, raft, cluster,
       summary: {
         topics: n(document.getElementById("sum-topics").textContent),
         live_keys: n(document.getElementById("sum-live-keys").textContent),

@@ -55,6 +55,8 @@ type Handler struct {
 	rates rateSampler
 	// indexHTML is the status page.
 	indexHTML []byte
+	// peers asks other nodes' /v1/cluster/local (cluster.go).
+	peers *http.Client
 }
 
 // route is one endpoint. GET implies HEAD.
@@ -71,7 +73,7 @@ type route struct {
 
 // New builds the handler.
 func New(cfg Config) *Handler {
-	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now()}
+	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now(), peers: newPeerClient()}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -91,6 +93,9 @@ func New(cfg Config) *Handler {
 		{pattern: "/v1/topics/{topic}/keys/{key}", name: "lookup", methods: []string{http.MethodGet}, serve: h.getKey},
 		{pattern: "/v1/topics/{topic}/keys:batchGet", name: "batchget", methods: []string{http.MethodPost}, serve: h.batchGet},
 		{pattern: "/v1/status", name: "status", methods: []string{http.MethodGet}, serve: h.status},
+		{pattern: "/v1/cluster", name: "cluster", methods: []string{http.MethodGet}, serve: h.cluster},
+		{pattern: "/v1/cluster/local", name: "cluster_local", methods: []string{http.MethodGet}, serve: h.clusterLocal},
+		{pattern: "/v1/cluster/nodes/{id}", name: "cluster_remove_node", methods: []string{http.MethodDelete}, serve: h.removeNode},
 		{pattern: "/{$}", name: "statuspage", methods: []string{http.MethodGet}, serve: h.statusPage},
 		{pattern: "/static/", name: "static", methods: []string{http.MethodGet}, serve: static.ServeHTTP},
 	}

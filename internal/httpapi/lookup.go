@@ -16,9 +16,17 @@ package httpapi
 //   - The body is the raw value (application/octet-stream); offset, partition,
 //     timestamp and the record headers are response headers (see
 //     writeRawRecord). ?format=json answers a JSON object instead.
-//   - ?consistency=local (default) reads this node's replica, whatever its role;
-//     ?consistency=leader reads only shards this node leads and answers 421
-//     not_leader otherwise.
+//   - ?consistency=local (default) reads this node's replica, whatever its
+//     role (a follower may be a little behind its leader). A node that carries
+//     no replica of a partition it must read answers 421 no_replica: reading
+//     only the partitions it has could miss the newest value.
+//   - ?consistency=leader reads only partitions this node leads and has
+//     caught up on; on any other node it answers 421 not_leader. Without
+//     ?partition= every partition of the topic must be led by this node, so
+//     clients that know the key's partition should name it.
+//   - A 421 names the partition's leader when this node knows it: node id and
+//     HTTP address in the JSON ("leader_node_id", "leader_http_addr") and the
+//     address in the Shardcache-Leader header; retry there.
 //   - Delete-policy topics keep no key index: 400 not_compacted.
 //   - Errors: JSON {"error": "...", "code": "..."} with the codes below.
 //
@@ -66,6 +74,7 @@ const (
 	codeKeyDeleted       = "key_deleted"
 	codeNotCompacted     = "not_compacted"
 	codeNotLeader        = "not_leader"
+	codeNoReplica        = "no_replica"
 	codeNotReady         = "not_ready"
 	codeInternal         = "internal_error"
 	codeUnsupportedMedia = "unsupported_media_type"
@@ -81,6 +90,9 @@ const (
 	// string: name=value pairs joined by "&", names and values percent-encoded
 	// (url.QueryEscape); a header with a null value is its name without "=".
 	hdrHeaders = "Shardcache-Headers"
+	// hdrLeader is the HTTP address (host:port) of the leader of the
+	// partition a 421 is about.
+	hdrLeader = "Shardcache-Leader"
 )
 
 // apiError is an error answered to the client.
@@ -88,6 +100,15 @@ type apiError struct {
 	status int
 	code   string
 	msg    string
+	// leader is set on a 421: where to ask instead.
+	leader *leaderHint
+}
+
+// leaderHint names the leader of the partition a 421 is about.
+type leaderHint struct {
+	partition int32
+	node      int32  // -1: unknown
+	httpAddr  string // "": unknown
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -96,17 +117,32 @@ func errorf(status int, code, format string, args ...any) *apiError {
 	return &apiError{status: status, code: code, msg: fmt.Sprintf(format, args...)}
 }
 
-// apiErrorBody is the JSON body of a lookup API error.
+// apiErrorBody is the JSON body of a lookup API error. The leader fields are
+// set on a 421 only, and only those this node knows.
 type apiErrorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
+	Error          string `json:"error"`
+	Code           string `json:"code"`
+	Partition      *int32 `json:"partition,omitempty"`
+	LeaderNodeID   *int32 `json:"leader_node_id,omitempty"`
+	LeaderHTTPAddr string `json:"leader_http_addr,omitempty"`
 }
 
 func writeAPIError(w http.ResponseWriter, e *apiError) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	body := apiErrorBody{Error: e.msg, Code: e.code}
+	if l := e.leader; l != nil {
+		body.Partition = &l.partition
+		if l.node >= 0 {
+			body.LeaderNodeID = &l.node
+		}
+		if l.httpAddr != "" {
+			body.LeaderHTTPAddr = l.httpAddr
+			w.Header().Set(hdrLeader, l.httpAddr)
+		}
+	}
 	w.WriteHeader(e.status)
-	_ = json.NewEncoder(w).Encode(apiErrorBody{Error: e.msg, Code: e.code})
+	_ = json.NewEncoder(w).Encode(body)
 }
 
 // lookupParams are the parsed query parameters of a lookup.
@@ -234,18 +270,55 @@ func lookupTopic(b *Backend, topic string, p *lookupParams) (raftfsm.TopicInfo, 
 	if p.partition >= int32(len(t.Partitions)) {
 		return t, errorf(http.StatusBadRequest, codeBadPartition, "partition %d out of range: topic %q has %d partitions", p.partition, topic, len(t.Partitions))
 	}
-	if p.leader {
-		for _, pi := range t.Partitions {
-			if p.partition >= 0 && pi.Partition != p.partition {
-				continue
+	for _, pi := range t.Partitions {
+		if p.partition >= 0 && pi.Partition != p.partition {
+			continue
+		}
+		if p.leader && !b.Node.IsLeader(pi.Group) {
+			l := partitionLeader(b.Node, pi)
+			if l.node == b.Node.NodeID() {
+				return t, errorf(http.StatusServiceUnavailable, codeNotReady,
+					"consistency=leader: this node is the last known leader of partition %d of topic %q but is not serving as its leader yet (an election or a log replay is under way); retry", pi.Partition, topic)
 			}
-			if !b.Node.IsLeader(pi.Group) {
-				return t, errorf(http.StatusMisdirectedRequest, codeNotLeader,
-					"consistency=leader: this node does not lead partition %d of topic %q (raft group %d); ask the leader or use consistency=local", pi.Partition, topic, pi.Group)
-			}
+			e := errorf(http.StatusMisdirectedRequest, codeNotLeader,
+				"consistency=leader: this node does not lead partition %d of topic %q (raft group %d); ask its leader%s, or use consistency=local", pi.Partition, topic, pi.Group, l.where())
+			e.leader = &l
+			return t, e
+		}
+		if !p.leader && !b.Node.Carries(pi.Group) {
+			l := partitionLeader(b.Node, pi)
+			e := errorf(http.StatusMisdirectedRequest, codeNoReplica,
+				"this node carries no replica of partition %d of topic %q (raft group %d); ask its leader%s", pi.Partition, topic, pi.Group, l.where())
+			e.leader = &l
+			return t, e
 		}
 	}
 	return t, nil
+}
+
+// partitionLeader names the leader of pi's Raft group as this node knows it.
+func partitionLeader(n *raftfsm.Node, pi raftfsm.PartitionInfo) leaderHint {
+	l := leaderHint{partition: pi.Partition, node: -1}
+	id, _, ok := n.GroupLeader(pi.Group)
+	if !ok {
+		return l
+	}
+	l.node = id
+	if ni, ok := n.NodeInfo(id); ok && !ni.Removed {
+		l.httpAddr = ni.HTTPAddr
+	}
+	return l
+}
+
+// where is the leader for an error message: " (node 2 at host:port)".
+func (l *leaderHint) where() string {
+	switch {
+	case l.node < 0:
+		return " (none is known right now)"
+	case l.httpAddr == "":
+		return fmt.Sprintf(" (node %d)", l.node)
+	}
+	return fmt.Sprintf(" (node %d at %s)", l.node, l.httpAddr)
 }
 
 // lookupKey reads key from the topic's shards (or the one p names) and returns
@@ -262,7 +335,7 @@ func (h *Handler) lookupKey(b *Backend, t *raftfsm.TopicInfo, p *lookupParams, k
 			continue
 		}
 		if err != nil {
-			h.log.Error("key lookup failed", "topic", t.Name, "partition", pi.Partition, "error", err)
+			h.log.Error("key lookup failed", keyTopic, t.Name, keyPartition, pi.Partition, keyError, err)
 			return best, errorf(http.StatusInternalServerError, codeInternal, "reading partition %d failed", pi.Partition)
 		}
 		if !ok {

@@ -194,7 +194,7 @@ func (h *Handler) counterTotals() [len(rateCounters)]float64 {
 	var out [len(rateCounters)]float64
 	mfs, err := h.cfg.Gatherer.Gather()
 	if err != nil && len(mfs) == 0 {
-		h.log.Warn("gathering metrics for the status page failed", "error", err)
+		h.log.Warn("gathering metrics for the status page failed", keyError, err)
 		return out
 	}
 	for _, mf := range mfs {

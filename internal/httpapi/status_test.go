@@ -135,6 +135,8 @@ func TestStatusPageAssets(t *testing.T) {
 	}{
 		{"/", "text/html; charset=utf-8", `<script src="/static/app.js"`},
 		{"/static/app.js", "text/javascript; charset=utf-8", `fetch("/v1/status"`},
+		{"/static/app.js", "text/javascript; charset=utf-8", `fetch("/v1/cluster"`},
+		{"/", "text/html; charset=utf-8", `id="cluster-raft-body"`},
 		{"/static/style.css", "text/css; charset=utf-8", ".bar"},
 	}
 	for _, tt := range tests {

@@ -213,7 +213,76 @@ function renderRaft(s) {
   ])));
 }
 
+// renderCluster shows /v1/cluster: the nodes with their state, and each Raft
+// group's replicas (the leader highlighted, unreachable ones marked), term,
+// commit index and each replica's lag behind it.
+function renderCluster(c) {
+  const state = {};
+  for (const n of c.nodes) state[n.id] = n.state;
+  const nodeRows = c.nodes.map((n) => el("tr", { "data-node": n.id, "data-self": String(n.id === c.node_id) }, [
+    el("td", {}, [el("b", {}, "node " + n.id), n.id === c.node_id ? el("span", { class: "hint" }, "this node") : null]),
+    el("td", { "data-field": "state", "data-value": n.state, title: n.error || "" }, [
+      n.state === "alive" && n.ready === false
+        ? el("span", { class: "tag notready" }, "alive (not ready)")
+        : el("span", { class: "tag " + n.state }, n.state),
+      n.error ? el("span", { class: "hint" }, n.error) : null,
+    ]),
+    el("td", {}, [el("code", {}, n.kafka_addr || "–")]),
+    el("td", {}, n.http_addr && n.state !== "removed" && n.id !== c.node_id
+      ? [el("a", { href: "http://" + n.http_addr + "/" }, n.http_addr)]
+      : [el("code", {}, n.http_addr || "–")]),
+    el("td", {}, [el("code", {}, n.cluster_addr || "–")]),
+    el("td", {}, n.rack || "–"),
+  ]));
+  $("cluster-nodes-body").replaceChildren(...nodeRows);
+
+  const raftRows = c.raft_groups.map((g) => {
+    const replicas = g.replicas.map((id) => el("span", {
+      class: "tag replica " + (id === g.leader ? "leader" : state[id] === "alive" ? "follower" : "down"),
+      title: "node " + id + ": " + (state[id] || "unknown") + (id === g.leader ? ", leader" : ""),
+    }, String(id)));
+    const lagIDs = Object.keys(g.replica_lag).map(Number).sort((a, b) => a - b);
+    const lags = lagIDs.map((id) => {
+      const v = g.replica_lag[String(id)];
+      return el("span", { class: "lag" + (v === null ? " unknown" : v > 0 ? " behind" : ""), "data-node": id, "data-value": v === null ? "" : v },
+        id + ": " + (v === null ? "?" : num(v)));
+    });
+    return el("tr", { "data-raft-group": g.raft_group_id }, [
+      el("td", {}, g.raft_group_id === 0 ? "0 · metadata" : String(g.raft_group_id)),
+      el("td", { "data-field": "replicas", "data-value": g.replicas.join(",") }, replicas),
+      el("td", { "data-field": "leader", "data-value": g.leader }, g.leader >= 0 ? "node " + g.leader : "none"),
+      numCell("term", g.term),
+      numCell("commit_index", g.commit_index),
+      el("td", { "data-field": "lag" }, lags),
+    ]);
+  });
+  $("cluster-raft-body").replaceChildren(...raftRows);
+}
+
+// refreshCluster loads /v1/cluster; a failure shows in the section only (the
+// node's own status may still be fine). One request at a time: the answer
+// waits up to 500 ms for unreachable nodes.
+let clusterBusy = false;
+async function refreshCluster() {
+  if (clusterBusy) return;
+  clusterBusy = true;
+  try {
+    const resp = await fetch("/v1/cluster", { cache: "no-store" });
+    const c = await resp.json();
+    if (!resp.ok) throw new Error(c.error || resp.statusText);
+    renderCluster(c);
+    $("cluster-error").hidden = true;
+    document.body.dataset.clusterLoaded = String(Number(document.body.dataset.clusterLoaded || 0) + 1);
+  } catch (err) {
+    $("cluster-error").hidden = false;
+    $("cluster-error").textContent = "Cannot load /v1/cluster: " + err.message;
+  } finally {
+    clusterBusy = false;
+  }
+}
+
 async function refresh() {
+  refreshCluster();
   try {
     const resp = await fetch("/v1/status", { cache: "no-store" });
     const s = await resp.json();
