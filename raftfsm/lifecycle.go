@@ -71,6 +71,7 @@ func Open(cfg Config) (*Node, error) {
 		stateCh:    make(chan struct{}),
 		shutdownCh: make(chan struct{}),
 		kickCh:     make(chan struct{}, 1),
+		failed:     make(chan struct{}),
 	}
 	if cfg.Listener == nil && cfg.ClusterAddr == "" {
 		// One node on the in-memory transport: a name, never dialled.
@@ -351,8 +352,22 @@ func (n *Node) fail(err error) {
 	}
 	if n.failErr.CompareAndSwap(nil, &err) {
 		n.log.Error("raft node failed", keyError, err)
+		close(n.failed)
 		n.changed()
 	}
+}
+
+// Failed is closed when the node fails for good (for example it was removed
+// from the cluster, or joining was refused); Err then says why. The process
+// should shut down.
+func (n *Node) Failed() <-chan struct{} { return n.failed }
+
+// Err returns the error that failed the node, or nil.
+func (n *Node) Err() error {
+	if p := n.failErr.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // WaitReady blocks until the node is ready and every group it carries has a

@@ -124,6 +124,7 @@ type Node struct {
 
 	initDone    atomic.Bool
 	failErr     atomic.Pointer[error]
+	failed      chan struct{} // closed with failErr set
 	closed      atomic.Bool
 	closeOnce   sync.Once
 	closeErr    error

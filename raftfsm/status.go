@@ -14,6 +14,8 @@ type GroupStatus struct {
 	// LeaderID its server id.
 	Leader   string
 	LeaderID string
+	// LeaderNode is the leader's node id, -1 when unknown.
+	LeaderNode int32
 	// Term is the current Raft term (a data group's Kafka leader epoch).
 	Term uint64
 	// LastIndex is the last index in the log; CommitIndex the last committed
@@ -48,7 +50,12 @@ func (n *Node) GroupStatuses() []GroupStatus {
 				}
 			}
 		}
+		leaderNode := int32(-1)
+		if node, ok := parseServerID(id); ok && id != "" {
+			leaderNode = node
+		}
 		out = append(out, GroupStatus{
+			LeaderNode:   leaderNode,
 			Group:        g.id,
 			State:        g.raft.State().String(),
 			Leader:       string(addr),

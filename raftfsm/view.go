@@ -62,7 +62,9 @@ func (n *Node) GroupLeader(g uint32) (leader int32, epoch int32, ok bool) {
 			}
 		}
 	}
-	if haveTable && tl.Node >= 0 {
+	if haveTable && tl.Node >= 0 && tl.Node != n.cfg.NodeID {
+		// (An entry naming this node is out of date: its own Raft state
+		// above says it does not lead.)
 		return tl.Node, int32(tl.Term), true
 	}
 	return -1, -1, false
@@ -138,9 +140,8 @@ func (n *Node) RemoveNode(ctx context.Context, id int32) error {
 	if err := n.checkReady(); err != nil {
 		return err
 	}
-	if _, ok := n.metadata().nodes[id]; !ok {
-		return ErrUnknownNode
-	}
+	// The metadata leader judges whether id exists: this node's metadata
+	// may not have a node that joined a moment ago.
 	_, err := n.metaOp(ctx, &rpcRequest{Op: opRemoveNode, NodeID: id})
 	return err
 }

@@ -213,6 +213,8 @@ func (s *server) wait(ctx context.Context) error {
 	case err := <-s.compactionDone:
 		s.compactionDone = nil
 		return fmt.Errorf("compaction loop stopped: %w", err)
+	case <-s.node.Failed():
+		return fmt.Errorf("raft node failed: %w", s.node.Err())
 	}
 }
 

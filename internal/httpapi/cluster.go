@@ -256,12 +256,8 @@ func localView(n *raftfsm.Node) *localResponse {
 	sts := n.GroupStatuses()
 	out := &localResponse{ClusterID: n.ClusterID(), NodeID: n.NodeID(), Ready: n.Ready(), RaftGroups: make([]localRaftGroup, 0, len(sts))}
 	for _, s := range sts {
-		leader := int32(-1)
-		if v, err := strconv.ParseInt(s.LeaderID, 10, 32); err == nil && v >= 0 {
-			leader = int32(v)
-		}
 		out.RaftGroups = append(out.RaftGroups, localRaftGroup{
-			RaftGroupID: s.Group, State: s.State, Leader: leader, Term: s.Term,
+			RaftGroupID: s.Group, State: s.State, Leader: s.LeaderNode, Term: s.Term,
 			LastIndex: s.LastIndex, CommitIndex: s.CommitIndex, AppliedIndex: s.AppliedIndex, Ready: s.Ready,
 			Voters: nonNil(s.Voters), Nonvoters: nonNil(s.Nonvoters),
 		})
