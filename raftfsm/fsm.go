@@ -90,7 +90,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			resp[i] = err
 			continue
 		}
-		resp[i] = f.proc.apply(b, m, c)
+		resp[i] = f.proc.apply(b, f.group, m, c)
 		f.metrics.commandApplied(c.Type)
 	}
 	b.SetApplied(f.group, last)

@@ -30,7 +30,7 @@ func benchRecords(batch int) []Record {
 func benchStore(b *testing.B) *Store {
 	s := openStore(b, b.TempDir(), Options{Logger: testLogger(b)})
 	bt := s.NewBatch()
-	if err := bt.CreateShard(1); err != nil {
+	if err := bt.CreateShard(1, 1); err != nil {
 		b.Fatal(err)
 	}
 	if err := bt.Commit(); err != nil {
