@@ -61,8 +61,14 @@ type Store struct {
 	life   sync.RWMutex
 	closed bool
 
-	mu     sync.RWMutex // guards shards (the map, not the shard contents)
-	shards map[ShardID]*shard
+	// fs and popts (Pebble's options with defaults filled in) are what Ingest
+	// writes its tables with.
+	fs    vfs.FS
+	popts *pebble.Options
+
+	mu      sync.RWMutex // guards shards (the map, not the shard contents) and exports
+	shards  map[ShardID]*shard
+	exports map[*Export]struct{} // open Exports, released by Close
 }
 
 // shard is the in-memory part of one shard: its counters (a copy of the meta
@@ -124,7 +130,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log, cacheCap: keyCache, shards: make(map[ShardID]*shard)}
+	popts := po.Clone()
+	popts.EnsureDefaults()
+	s := &Store{db: db, log: log, cacheCap: keyCache, fs: popts.FS, popts: popts,
+		shards: make(map[ShardID]*shard), exports: make(map[*Export]struct{})}
 	if err := s.load(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -213,7 +222,9 @@ func (s *Store) acquire() error {
 // metadata keys, under prefixes of raftfsm's own).
 func (s *Store) DB() *pebble.DB { return s.db }
 
-// Close closes the database and wakes every Wait channel. It is idempotent.
+// Close closes the database and wakes every Wait channel. Open Exports are
+// released (their Read returns ErrClosed); an Ingest in progress is waited for.
+// It is idempotent.
 func (s *Store) Close() error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -233,7 +244,15 @@ func (s *Store) Close() error {
 		}
 		sh.mu.Unlock()
 	}
+	exports := make([]*Export, 0, len(s.exports))
+	for e := range s.exports {
+		exports = append(exports, e)
+	}
 	s.mu.Unlock()
+	// Pebble refuses to close with open snapshots and iterators.
+	for _, e := range exports {
+		e.release()
+	}
 	return s.db.Close()
 }
 
