@@ -2,13 +2,17 @@ package raftfsm
 
 // Log attribute keys used by this package.
 const (
-	keyGroup   = "group"
-	keyIndex   = "index"
-	keyTerm    = "term"
-	keyTopic   = "topic"
-	keyShard   = "shard"
-	keyNodeID  = "node_id"
-	keyError   = "error"
-	keyCount   = "count"
-	keyLibrary = "library"
+	keyGroup    = "group"
+	keyIndex    = "index"
+	keyTerm     = "term"
+	keyTopic    = "topic"
+	keyShard    = "shard"
+	keyNodeID   = "node_id"
+	keyError    = "error"
+	keyCount    = "count"
+	keyLibrary  = "library"
+	keyApplied  = "applied"
+	keyRemoved  = "removed"
+	keyTables   = "tables"
+	keyDuration = "duration"
 )

@@ -196,7 +196,7 @@ func (n *Node) openGroup(id uint32) (*group, error) {
 		g.fsm.setMeta = n.publishMeta
 	}
 	hl := newHclog(n.log.With(keyGroup, id), "raft")
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.Dir, "group-"+strconv.FormatUint(uint64(id), 10)), snapshotsRetain, hl)
+	snaps, err := openSnapshotStore(filepath.Join(n.cfg.Dir, "group-"+strconv.FormatUint(uint64(id), 10)), g.fsm, n.cfg.SnapshotRateBytes, hl)
 	if err != nil {
 		return nil, err
 	}
