@@ -8,11 +8,12 @@
 // Each group's log and stable state live in the shared Pebble DB (LogStore);
 // its FSM applies a batch of committed entries in one store batch together with
 // the group's applied index, so applying needs no fsync and replay after a
-// restart skips what was already applied. Snapshots are logical: a synced
-// Pebble write and a marker.
+// restart skips what was already applied. Snapshots are logical (a synced
+// Pebble write and a marker); a follower behind the leader's log receives a
+// stream of the group's state from Pebble and ingests it atomically.
 //
-// The write path, the key prefixes and what is not done yet (more than one
-// node, installing snapshots on followers) are described in DESIGN.md.
+// The write path, the key prefixes, snapshots and what is not done yet (more
+// than one node) are described in DESIGN.md.
 //
 // Concurrency: Node's methods are safe for concurrent use. TopicInfo values are
 // copies owned by the caller. Decoded commands alias their input buffer.
