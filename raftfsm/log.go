@@ -2,15 +2,19 @@ package raftfsm
 
 // Log attribute keys used by this package.
 const (
-	keyGroup    = "group"
-	keyIndex    = "index"
-	keyTerm     = "term"
-	keyTopic    = "topic"
-	keyShard    = "shard"
-	keyNodeID   = "node_id"
-	keyError    = "error"
-	keyCount    = "count"
-	keyLibrary  = "library"
+	keyGroup   = "group"
+	keyIndex   = "index"
+	keyTerm    = "term"
+	keyTopic   = "topic"
+	keyShard   = "shard"
+	keyNodeID  = "node_id"
+	keyError   = "error"
+	keyCount   = "count"
+	keyLibrary = "library"
+)
+
+// Log attribute keys of snapshot installs.
+const (
 	keyApplied  = "applied"
 	keyRemoved  = "removed"
 	keyTables   = "tables"
