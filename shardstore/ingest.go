@@ -175,10 +175,10 @@ func (s *Store) Ingest(r io.Reader, opts IngestOptions) (IngestResult, error) {
 type snapshotCheck struct {
 	h       *SnapshotHeader
 	applied bool
-	reg     int // registry entries seen (they follow h.Shards in order)
-	metas   int // shards whose meta key was seen
-	cur     int // index of the span of the last shard key, -1 before any
-	started bool
+	reg     int  // registry entries seen (they follow h.Shards in order)
+	metas   int  // shards whose meta key was seen
+	cur     int  // index of the span of the last shard key seen
+	started bool // a shard key was seen (cur is set)
 }
 
 func (c *snapshotCheck) entry(si int, sp *groupSpan, k, v []byte) error {
