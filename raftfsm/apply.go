@@ -21,8 +21,9 @@ type processor struct {
 // errMetaInDataGroup: a metadata command reached a data group's log.
 var errMetaInDataGroup = errors.New("raftfsm: metadata command in a data group")
 
-// apply runs one command against batch b and, for metadata commands, the
-// metadata clone m (nil in data groups). The result is the ApplyFuture response:
+// apply runs one command of Raft group group against batch b and, for metadata
+// commands, the metadata clone m (nil in data groups). The result is the
+// ApplyFuture response:
 //
 //	CmdProduce:             shardstore.AppendResult or error
 //	CmdExpire*:             int (records removed) or error
@@ -30,7 +31,7 @@ var errMetaInDataGroup = errors.New("raftfsm: metadata command in a data group")
 //	CmdSetClusterID:        string (the cluster id in force) or error
 //	CmdCreateTopic:         *topicMeta or error
 //	others:                 nil or error
-func (p *processor) apply(b *shardstore.Batch, m *metadata, c *Command) any {
+func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Command) any {
 	switch c.Type {
 	case CmdProduce:
 		res, err := b.Append(c.Shard, c.Options, c.Producer, c.Records)
@@ -40,7 +41,7 @@ func (p *processor) apply(b *shardstore.Batch, m *metadata, c *Command) any {
 		return res
 	case CmdCreateShards:
 		for _, s := range c.Shards {
-			if err := b.CreateShard(s); err != nil && !errors.Is(err, shardstore.ErrShardExists) {
+			if err := b.CreateShard(s, group); err != nil && !errors.Is(err, shardstore.ErrShardExists) {
 				return err
 			}
 		}

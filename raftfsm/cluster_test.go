@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
@@ -17,22 +18,29 @@ import (
 // tcpNode is one node of an in-process cluster over real TCP on loopback:
 // its own store, its own node-to-node listener, restartable on the same port.
 type tcpNode struct {
-	tb    testing.TB
-	id    int32
-	dir   string
-	addr  string
-	join  []string
-	store *shardstore.Store
-	node  *Node
+	tb     testing.TB
+	id     int32
+	dir    string
+	addr   string
+	join   []string
+	adjust func(*Config)
+	store  *shardstore.Store
+	node   *Node
 }
 
 func newTCPNode(tb testing.TB, id int32, join []string) *tcpNode {
+	tb.Helper()
+	return newTCPNodeWith(tb, id, join, nil)
+}
+
+// newTCPNodeWith is newTCPNode with a hook that adjusts the node's Config.
+func newTCPNodeWith(tb testing.TB, id int32, join []string, adjust func(*Config)) *tcpNode {
 	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	n := &tcpNode{tb: tb, id: id, dir: tb.TempDir(), addr: ln.Addr().String(), join: join}
+	n := &tcpNode{tb: tb, id: id, dir: tb.TempDir(), addr: ln.Addr().String(), join: join, adjust: adjust}
 	n.start(ln)
 	tb.Cleanup(n.stop)
 	return n
@@ -68,6 +76,9 @@ func (n *tcpNode) start(ln net.Listener) {
 	cfg.HeartbeatTimeout = 300 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 150 * time.Millisecond
+	if n.adjust != nil {
+		n.adjust(&cfg)
+	}
 	node, err := Open(cfg)
 	if err != nil {
 		store.Close()
@@ -410,4 +421,54 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 		st, err := victim.store.State(p.Shard)
 		return err == nil && st.HighWatermark == 30
 	})
+}
+
+// A node that joins after the leaders trimmed their logs catches up from a
+// streamed snapshot of each group, over the real transport.
+func TestClusterJoinFromSnapshot(t *testing.T) {
+	first := newTCPNodeWith(t, 1, nil, func(c *Config) { c.trailingLogs = 4 })
+	ctx := testCtx(t)
+	if err := first.node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := first.node.CreateTopic(ctx, "snapped", 2, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 20; i++ {
+		for _, p := range info.Partitions {
+			if _, err := first.node.Produce(ctx, "snapped", p.Partition, shardstore.NoProducer, keyed(fmt.Sprintf("b%d", i), 5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, g := range first.node.openGroups() {
+		if err := g.raft.Snapshot().Error(); err != nil {
+			t.Fatalf("snapshot of group %d: %v", g.id, err)
+		}
+		if fi, _ := g.logs.FirstIndex(); fi <= 1 {
+			t.Fatalf("group %d log not trimmed (first index %d)", g.id, fi)
+		}
+	}
+	second := newTCPNode(t, 2, []string{first.addr})
+	if err := second.node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the new node's groups", 20*time.Second, func() bool {
+		return len(second.node.openGroups()) == 1+second.node.metadata().settings.dataGroups
+	})
+	for _, p := range info.Partitions {
+		waitFor(t, "records on the new node", 20*time.Second, func() bool {
+			st, err := second.store.State(p.Shard)
+			return err == nil && st.HighWatermark == 100
+		})
+		want := readAll(t, first.store, p.Shard)
+		got := readAll(t, second.store, p.Shard)
+		if len(got) != len(want) || len(got) != 100 {
+			t.Fatalf("partition %d: %d records on the new node, %d on the first", p.Partition, len(got), len(want))
+		}
+	}
+	if _, ok := second.node.Topic("snapped"); !ok {
+		t.Fatal("metadata from the snapshot does not have the topic")
+	}
 }

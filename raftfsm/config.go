@@ -17,7 +17,9 @@ import (
 type Config struct {
 	// NodeID is this node's id (the Kafka broker id).
 	NodeID int32
-	// Dir holds Raft's snapshot metadata (the logical snapshots are tiny).
+	// Dir holds Raft's snapshots: tiny logical markers, group snapshots
+	// received from a leader, and the scratch tables of their ingest (so it
+	// should be on the store's device, where Pebble links them).
 	Dir string
 	// Store is the node's shard store; its Pebble DB also holds the Raft logs.
 	Store *shardstore.Store
@@ -63,6 +65,14 @@ type Config struct {
 	CommitTimeout      time.Duration
 	// SnapshotThreshold is how many log entries trigger a (logical) snapshot.
 	SnapshotThreshold uint64
+	// SnapshotRateBytes limits how fast this node streams a group snapshot to
+	// a follower that lags behind the leader's log, in bytes per second on
+	// average; 0 means unlimited.
+	SnapshotRateBytes int64
+
+	// trailingLogs overrides how many entries a snapshot leaves in the log
+	// (tests only: a short log makes lagging replicas need a snapshot).
+	trailingLogs uint64
 	// Now is the clock stamped on proposed commands; nil means time.Now.
 	Now func() time.Time
 	// Logger; nil means slog.Default().
@@ -121,6 +131,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftfsm: CommitTimeout %s must be at least 1ms", c.CommitTimeout)
 	case c.SnapshotThreshold < 1:
 		return errors.New("raftfsm: SnapshotThreshold must be at least 1")
+	case c.SnapshotRateBytes < 0:
+		return fmt.Errorf("raftfsm: SnapshotRateBytes %d must be >= 0 (0: unlimited)", c.SnapshotRateBytes)
 	}
 	if err := topicconfig.ValidateAll(c.BrokerTopicDefaults); err != nil {
 		return fmt.Errorf("raftfsm: BrokerTopicDefaults: %w", err)

@@ -8,8 +8,9 @@
 // Each group's log and stable state live in the shared Pebble DB (LogStore);
 // its FSM applies a batch of committed entries in one store batch together with
 // the group's applied index, so applying needs no fsync and replay after a
-// restart skips what was already applied. Snapshots are logical: a synced
-// Pebble write and a marker.
+// restart skips what was already applied. Snapshots are logical (a synced
+// Pebble write and a marker); a follower behind the leader's log receives a
+// stream of the group's state from Pebble and ingests it atomically.
 //
 // Nodes form a cluster over one node-to-node port per node (transport.go):
 // every group runs raft's NetworkTransport over it, and control RPCs (joining,

@@ -1,7 +1,8 @@
 package raftfsm
 
 import (
-	"errors"
+	"bufio"
+	"fmt"
 	"io"
 	"log/slog"
 	"sync/atomic"
@@ -44,6 +45,14 @@ type fsm struct {
 	// applied to a clone of getMeta() that setMeta publishes after the commit.
 	getMeta func() *metadata
 	setMeta func(*metadata)
+	// reload, when set, runs after a snapshot replaced the group's state in
+	// the store: for the metadata group the node reloads metadata from it.
+	// Set it before openSnapshotStore, which may restore at open.
+	reload func() error
+
+	// ingestDir is the scratch directory of snapshot ingests (set by
+	// openSnapshotStore).
+	ingestDir string
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -94,7 +103,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			resp[i] = err
 			continue
 		}
-		resp[i] = f.proc.apply(b, m, c)
+		resp[i] = f.proc.apply(b, f.group, m, c)
 		f.metrics.commandApplied(c.Type)
 	}
 	b.SetApplied(f.group, last)
@@ -122,18 +131,68 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// Snapshot captures the applied index; Persist does the I/O.
+// Snapshot captures the applied index; Persist does the I/O. A stopped FSM
+// refuses: Raft would take the snapshot at an index covering the entries the
+// failed commit lost, trim them from its log and, at restart, start past them.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	if f.failed != nil {
+		return nil, f.failed
+	}
 	return &logicalSnapshot{db: f.store.DB(), group: f.group, applied: f.applied}, nil
 }
 
-// errRestoreUnsupported: see snapshot.go.
-var errRestoreUnsupported = errors.New("raftfsm: restoring a snapshot from another node is not supported yet (single-node clusters only)")
-
-// Restore would install a leader's snapshot on a lagging follower. With one node
-// there is no such follower, and NoSnapshotRestoreOnStart keeps Raft from calling
-// it at start, so it refuses clearly.
+// Restore installs a snapshot of the group: a stream Raft received from the
+// leader through InstallSnapshot, or one received before a crash and restored
+// by openSnapshotStore (see snapshot.go). The stream is ingested atomically
+// (shardstore.Ingest); the FSM's applied index becomes the stream's, so the
+// entries Raft delivers next that the snapshot already holds are skipped, and
+// reload runs. A stream this store already holds (its index at or below the
+// applied index) changes nothing. A logical marker is accepted only when the
+// store holds the state it stands for.
 func (f *fsm) Restore(rc io.ReadCloser) error {
-	rc.Close()
-	return errRestoreUnsupported
+	defer rc.Close()
+	if f.failed != nil {
+		return f.failed
+	}
+	br := bufio.NewReaderSize(rc, 64<<10)
+	prefix, _ := br.Peek(shardstore.SnapshotPrefixLen)
+	if group, applied, ok := parseMarker(prefix); ok {
+		if group != f.group || applied > f.applied {
+			return fmt.Errorf("%w: group %d at index %d, store of group %d at %d", errMarkerNotHere, group, applied, f.group, f.applied)
+		}
+		return nil
+	}
+	group, applied, err := shardstore.ParseSnapshotPrefix(prefix)
+	switch {
+	case err != nil:
+		return fmt.Errorf("raftfsm: restore group %d: %w", f.group, err)
+	case group != f.group:
+		return fmt.Errorf("raftfsm: restore group %d: snapshot of group %d", f.group, group)
+	case applied <= f.applied:
+		f.log.Info("group snapshot already applied", keyGroup, f.group, keyIndex, applied, keyApplied, f.applied)
+		return nil
+	}
+	start := time.Now()
+	res, err := f.store.Ingest(br, shardstore.IngestOptions{Group: f.group, Extra: groupSpans(f.group), Dir: f.ingestDir})
+	if err != nil {
+		if now, aerr := f.store.Applied(f.group); aerr == nil && now != f.applied {
+			// Ingested, then the sync or the reload failed: stop, as after a
+			// failed commit; a restart restores the stored snapshot again.
+			f.applied, f.failed = now, err
+			f.stopped.Store(true)
+		}
+		return fmt.Errorf("raftfsm: restore group %d: %w", f.group, err)
+	}
+	f.applied = res.Applied
+	f.log.Info("group snapshot installed", keyGroup, f.group, keyIndex, res.Applied, keyCount, len(res.Shards),
+		keyRemoved, len(res.Removed), keyTables, res.Tables, keyDuration, time.Since(start))
+	if f.reload != nil {
+		if err := f.reload(); err != nil {
+			// The store moved on and memory did not: stop until a restart.
+			f.failed = fmt.Errorf("raftfsm: reload group %d after restore: %w", f.group, err)
+			f.stopped.Store(true)
+			return f.failed
+		}
+	}
+	return nil
 }

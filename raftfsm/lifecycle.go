@@ -82,6 +82,11 @@ func Open(cfg Config) (*Node, error) {
 	if n.meta, err = loadMetadata(cfg.Store.DB(), n.resolve); err != nil {
 		return nil, err
 	}
+	// Shards created before shards recorded their group get it from the
+	// placement metadata has always kept (a no-op once done).
+	if err := backfillShardGroups(cfg.Store, n.meta.shardGroups()); err != nil {
+		return nil, err
+	}
 	db := cfg.Store.DB()
 	stored, hasIdentity, err := loadIdentity(db)
 	if err != nil {
@@ -191,7 +196,12 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 		g.fsm.setMeta = n.publishMeta
 	}
 	hl := newHclog(n.log.With(keyGroup, id), "raft")
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(n.cfg.Dir, "group-"+strconv.FormatUint(uint64(id), 10)), snapshotsRetain, hl)
+	if id == metaGroup {
+		// Set before the snapshot store opens: it may restore a received
+		// snapshot of the metadata group at once.
+		g.fsm.reload = n.reloadMeta
+	}
+	snaps, err := openSnapshotStore(filepath.Join(n.cfg.Dir, "group-"+strconv.FormatUint(uint64(id), 10)), g.fsm, n.cfg.SnapshotRateBytes, hl)
 	if err != nil {
 		return nil, err
 	}
@@ -216,6 +226,9 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 	rc.SnapshotThreshold = n.cfg.SnapshotThreshold
 	rc.SnapshotInterval = snapshotInterval
 	rc.TrailingLogs = trailingLogs
+	if n.cfg.trailingLogs > 0 {
+		rc.TrailingLogs = n.cfg.trailingLogs
+	}
 	rc.MaxAppendEntries = maxAppendEntries
 	rc.BatchApplyCh = true
 	rc.NoSnapshotRestoreOnStart = true
@@ -265,6 +278,17 @@ func (n *Node) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 		return raft.ServerAddress(a), nil
 	}
 	return "", fmt.Errorf("raftfsm: no address known for node %d", node)
+}
+
+// reloadMeta re-reads metadata from the store after a snapshot of the
+// metadata group was installed, and publishes it.
+func (n *Node) reloadMeta() error {
+	m, err := loadMetadata(n.store.DB(), n.resolve)
+	if err != nil {
+		return err
+	}
+	n.publishMeta(m)
+	return nil
 }
 
 // selfServerID is this node's Raft server id.

@@ -14,3 +14,11 @@ const (
 	keyCluster = "cluster_id"
 	keyPeer    = "peer_node_id"
 )
+
+// Log attribute keys of snapshot installs.
+const (
+	keyApplied  = "applied"
+	keyRemoved  = "removed"
+	keyTables   = "tables"
+	keyDuration = "duration"
+)

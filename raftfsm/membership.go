@@ -439,18 +439,17 @@ func (n *Node) reportLeader(ctx context.Context, g *group, m *metadata) {
 // metadata has not applied yet.
 func (n *Node) reconcileShards(ctx context.Context, g *group, m *metadata) error {
 	want := m.shardGroups()
-	have := map[shardstore.ShardID]bool{}
-	for _, s := range n.store.Shards() {
-		have[s] = true
-	}
 	var create, del []shardstore.ShardID
 	for s, grp := range want {
-		if grp == g.id && !have[s] {
+		if grp != g.id {
+			continue
+		}
+		if _, err := n.store.State(s); errors.Is(err, shardstore.ErrUnknownShard) {
 			create = append(create, s)
 		}
 	}
-	for s := range have {
-		if _, ok := want[s]; !ok && uint64(s) < m.nextShard && n.legacyGroupOf(s) == g.id {
+	for _, s := range n.store.GroupShards(g.id) {
+		if _, ok := want[s]; !ok && uint64(s) < m.nextShard {
 			del = append(del, s)
 		}
 	}
@@ -469,11 +468,4 @@ func (n *Node) reconcileShards(ctx context.Context, g *group, m *metadata) error
 		}
 	}
 	return nil
-}
-
-// legacyGroupOf is the group a shard without a placement was put on: the
-// formula placement used before placements were stored with each topic.
-func (n *Node) legacyGroupOf(s shardstore.ShardID) uint32 {
-	groups := max(n.metadata().settings.dataGroups, 1)
-	return 1 + uint32(uint64(s)%uint64(groups))
 }

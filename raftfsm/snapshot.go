@@ -1,25 +1,66 @@
 package raftfsm
 
 import (
+	"bufio"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"io"
+	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
+
+	"github.com/shardcache/shardcache/shardstore"
 )
 
-// Snapshots are logical. The state they stand for is already in Pebble: the
+// Snapshots.
+//
+// Taking one is logical. The state it stands for is already in Pebble: the
 // shards and metadata with the applied index in the same batches. A snapshot
 // therefore only has to make that state durable up to its index (one synced
 // Pebble write flushes the WAL, which holds every earlier unsynced apply) and
-// write a tiny marker, after which Raft may trim its log. Restart costs
+// write a 13-byte marker, after which Raft may trim its log. Restart costs
 // O(groups), not O(data): NoSnapshotRestoreOnStart keeps Raft from reading the
 // snapshot back, and the FSM resumes from the applied index in Pebble.
 //
-// Not done: sending a snapshot to a follower (the group's key ranges, for
-// example SSTs ingested with IngestAndExcise). See fsm.Restore.
+// Sending one to a follower streams data. Raft sends the newest stored
+// snapshot through SnapshotStore.Open; snapshotStore.Open ignores the marker's
+// bytes and streams the group's state as Pebble holds it now (a
+// shardstore.Export: applied index A >= the marker's index, the group's shards,
+// registry and, for the metadata group, the metadata keys), with the meta's
+// Size set to the stream's exact length. The follower's Raft spills the stream
+// into a file (snapshotStore.Create) and calls fsm.Restore, which ingests it
+// atomically (shardstore.Ingest) and sets the FSM's applied index to A; Raft
+// sets its own to the marker's index, and the entries in between are skipped
+// by the applied rule of ApplyBatch.
+//
+// The crash window: Raft stores the received file before the FSM ingests it,
+// and with NoSnapshotRestoreOnStart a restart takes the newest snapshot's index
+// as applied without calling Restore. A crash in between would skip the
+// snapshot's entries for good. So openSnapshotStore, before Raft starts,
+// ingests the newest stored snapshot when it is a received stream the store
+// does not hold yet.
 
-const snapshotMarkerVersion = 1
+const (
+	snapshotMarkerVersion = 1
+	snapshotMarkerLen     = 1 + 4 + 8
+	// ingestDirName is the scratch directory of shardstore.Ingest inside a
+	// group's snapshot directory.
+	ingestDirName = "ingest"
+)
+
+// groupSpans are the key ranges a group's snapshot carries besides its shards,
+// registry and applied index: the metadata keys ('m') for the metadata group,
+// nothing for data groups. Raft logs ('r') and node-local keys are in no
+// group's spans, so they are never sent nor cleared by a snapshot.
+func groupSpans(group uint32) []shardstore.Span {
+	if group == metaGroup {
+		return []shardstore.Span{{Start: []byte{prefixMeta}, End: []byte{prefixMeta + 1}}}
+	}
+	return nil
+}
 
 // logicalSnapshot is a captured applied index.
 type logicalSnapshot struct {
@@ -46,3 +87,155 @@ func (s *logicalSnapshot) Persist(sink raft.SnapshotSink) error {
 
 // Release does nothing: the snapshot holds no resources.
 func (s *logicalSnapshot) Release() {}
+
+// parseMarker decodes a logical snapshot marker.
+func parseMarker(b []byte) (group uint32, applied uint64, ok bool) {
+	if len(b) != snapshotMarkerLen || b[0] != snapshotMarkerVersion {
+		return 0, 0, false
+	}
+	return binary.BigEndian.Uint32(b[1:]), binary.BigEndian.Uint64(b[5:]), true
+}
+
+// snapshotStore is a group's raft.SnapshotStore: a raft.FileSnapshotStore for
+// what is stored (local markers, received streams), and an Open that streams
+// fresh data from the store for a follower (see the top of this file).
+type snapshotStore struct {
+	files *raft.FileSnapshotStore
+	fsm   *fsm
+	rate  int64
+	log   hclog.Logger
+}
+
+var _ raft.SnapshotStore = (*snapshotStore)(nil)
+
+// openSnapshotStore opens group f.group's snapshots in dir and gives f its
+// ingest directory. Before returning it closes the crash window: when the
+// newest stored snapshot is a received stream above the store's applied index,
+// it is restored through f (so f's applied index and, for the metadata group,
+// f.reload run as for a Restore). Call it after newFSM, with f.reload set, and
+// before raft.NewRaft. rateBytes limits how fast Open's streams are read (0:
+// unlimited).
+func openSnapshotStore(dir string, f *fsm, rateBytes int64, logger hclog.Logger) (raft.SnapshotStore, error) {
+	files, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetain, logger)
+	if err != nil {
+		return nil, err
+	}
+	f.ingestDir = filepath.Join(dir, ingestDirName)
+	s := &snapshotStore{files: files, fsm: f, rate: rateBytes, log: logger}
+	if err := s.recover(); err != nil {
+		return nil, fmt.Errorf("raftfsm: group %d: %w", f.group, err)
+	}
+	return s, nil
+}
+
+// recover restores the newest stored snapshot if the store does not hold it,
+// and checks that the store holds the state every stored snapshot stands for
+// (Raft starts from the newest one's index).
+func (s *snapshotStore) recover() error {
+	metas, err := s.files.List()
+	if err != nil || len(metas) == 0 {
+		return err
+	}
+	newest := metas[0]
+	_, rc, err := s.files.Open(newest.ID) // checks the file's CRC
+	if err != nil {
+		return fmt.Errorf("open newest snapshot %s: %w", newest.ID, err)
+	}
+	br := bufio.NewReaderSize(rc, 64<<10)
+	applied, stream, err := s.stored(br)
+	if err == nil && stream && applied > s.fsm.applied {
+		s.log.Warn("restoring a received snapshot that was not ingested before the restart",
+			"id", newest.ID, "index", newest.Index, "applied", s.fsm.applied, "snapshot_applied", applied)
+		err = s.fsm.Restore(readCloser{br, rc})
+	} else {
+		rc.Close()
+	}
+	if err != nil {
+		return fmt.Errorf("restore snapshot %s: %w", newest.ID, err)
+	}
+	if s.fsm.applied < applied {
+		return fmt.Errorf("snapshot %s stands for applied index %d, the store has only %d", newest.ID, applied, s.fsm.applied)
+	}
+	return nil
+}
+
+// stored reads what a stored snapshot stands for: the applied index of a
+// received stream, or of a local marker. The FSM's applied index can trail
+// the snapshot's Raft index by entries the FSM never sees (barriers, no-ops),
+// so this, not the Raft index, is what the store must reach.
+func (s *snapshotStore) stored(br *bufio.Reader) (applied uint64, stream bool, err error) {
+	prefix, _ := br.Peek(shardstore.SnapshotPrefixLen)
+	group, applied, err := shardstore.ParseSnapshotPrefix(prefix)
+	stream = err == nil
+	if !stream {
+		var ok bool
+		if group, applied, ok = parseMarker(prefix); !ok {
+			return 0, false, fmt.Errorf("raftfsm: group %d: stored snapshot is neither a marker nor a group snapshot stream", s.fsm.group)
+		}
+	}
+	if group != s.fsm.group {
+		return 0, false, fmt.Errorf("raftfsm: group %d: stored snapshot is of group %d", s.fsm.group, group)
+	}
+	return applied, stream, nil
+}
+
+// Create stores a snapshot as a file: a local marker, or a stream Raft
+// receives from the leader.
+func (s *snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	return s.files.Create(version, index, term, configuration, configurationIndex, trans)
+}
+
+// List lists the stored snapshots, newest first.
+func (s *snapshotStore) List() ([]*raft.SnapshotMeta, error) { return s.files.List() }
+
+// Open returns what snapshot id stands for. A received stream the store does
+// not hold yet (its applied index is above the store's) is returned as stored:
+// that is Raft restoring it after InstallSnapshot. Otherwise, for a local
+// marker or a stream already ingested, it returns a fresh stream of the group's
+// state from the store (at an applied index at least the snapshot's), with
+// meta.Size its exact length: that is Raft sending it to a follower.
+func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
+	meta, rc, err := s.files.Open(id)
+	if err != nil {
+		return nil, nil, err
+	}
+	br := bufio.NewReaderSize(rc, 64<<10)
+	need, stream, err := s.stored(br)
+	if err != nil {
+		rc.Close()
+		return nil, nil, err
+	}
+	if stream {
+		have, err := s.fsm.store.Applied(s.fsm.group)
+		if err != nil {
+			rc.Close()
+			return nil, nil, err
+		}
+		if need > have {
+			return meta, readCloser{br, rc}, nil
+		}
+	}
+	rc.Close()
+	e, err := s.fsm.store.Export(s.fsm.group, shardstore.ExportOptions{Extra: groupSpans(s.fsm.group), RateBytes: s.rate})
+	if err != nil {
+		return nil, nil, fmt.Errorf("raftfsm: export group %d: %w", s.fsm.group, err)
+	}
+	if e.Applied() < need {
+		e.Close()
+		return nil, nil, fmt.Errorf("raftfsm: group %d store at index %d, below snapshot %s (%d)", s.fsm.group, e.Applied(), id, need)
+	}
+	m := *meta
+	m.Size = e.Size()
+	s.log.Info("streaming group snapshot", "id", id, "index", meta.Index, "applied", e.Applied(), "bytes", m.Size)
+	return &m, e, nil
+}
+
+// readCloser reads through a bufio.Reader and closes the file beneath it.
+type readCloser struct {
+	*bufio.Reader
+	io.Closer
+}
+
+// errMarkerNotHere: a logical marker names state this store does not hold.
+var errMarkerNotHere = errors.New("raftfsm: logical snapshot marker for state this store does not hold")

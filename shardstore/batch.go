@@ -44,6 +44,8 @@ type pendingShard struct {
 	changed bool // Commit writes meta and wakes waiters
 
 	st        State
+	group     uint32 // the shard's Raft group, when grouped (see shard.group)
+	grouped   bool
 	keys      map[string]ovEntry // key index changes made by the batch
 	producers map[int64]*producerState
 }
@@ -69,6 +71,7 @@ func (b *Batch) pend(id ShardID) *pendingShard {
 		p.exists = true
 		p.sh.mu.Lock()
 		p.st = p.sh.st
+		p.group, p.grouped = p.sh.group, p.sh.grouped
 		p.sh.mu.Unlock()
 	}
 	b.pending[id] = p
@@ -139,8 +142,9 @@ func (b *Batch) reader(p *pendingShard) pebble.Reader {
 	return b.b
 }
 
-// CreateShard adds an empty shard (ErrShardExists).
-func (b *Batch) CreateShard(id ShardID) error {
+// CreateShard adds an empty shard carried by Raft group group, and records it in
+// the group's registry (ErrShardExists).
+func (b *Batch) CreateShard(id ShardID, group uint32) error {
 	if b.done {
 		return errBatchDone
 	}
@@ -148,13 +152,16 @@ func (b *Batch) CreateShard(id ShardID) error {
 	if p.exists {
 		return ErrShardExists
 	}
+	b.set(groupShardKey(group, id), []byte{groupEntryVersion})
 	p.exists, p.fresh, p.dirty, p.changed = true, true, true, true
+	p.group, p.grouped = group, true
 	p.st = State{MaxTimestamp: -1, MaxTimestampOffset: -1}
 	p.keys, p.producers = nil, nil
 	return nil
 }
 
-// DeleteShard removes a shard and all its keys (ErrUnknownShard).
+// DeleteShard removes a shard, all its keys and its group registry entry
+// (ErrUnknownShard).
 func (b *Batch) DeleteShard(id ShardID) error {
 	p, err := b.need(id)
 	if err != nil {
@@ -163,6 +170,10 @@ func (b *Batch) DeleteShard(id ShardID) error {
 	if err := b.b.DeleteRange(shardPrefix(id), shardEnd(id), nil); err != nil {
 		return err
 	}
+	if p.grouped {
+		b.del(groupShardKey(p.group, id))
+	}
+	p.grouped = false
 	p.removed = p.removed || p.sh != nil
 	p.exists, p.fresh, p.dirty, p.changed = false, false, false, true
 	p.st = State{}
@@ -257,6 +268,7 @@ func (s *Store) apply(b *Batch) {
 		}
 		sh.mu.Lock()
 		sh.st = p.st
+		sh.group, sh.grouped = p.group, p.grouped
 		s.mergeCache(sh, p.keys)
 		if sh.wait != nil {
 			wake = append(wake, sh.wait)

@@ -1,8 +1,13 @@
 package shardstore
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -30,7 +35,7 @@ func benchRecords(batch int) []Record {
 func benchStore(b *testing.B) *Store {
 	s := openStore(b, b.TempDir(), Options{Logger: testLogger(b)})
 	bt := s.NewBatch()
-	if err := bt.CreateShard(1); err != nil {
+	if err := bt.CreateShard(1, 1); err != nil {
 		b.Fatal(err)
 	}
 	if err := bt.Commit(); err != nil {
@@ -113,4 +118,81 @@ func BenchmarkRead(b *testing.B) {
 			b.ReportMetric(float64(records)/b.Elapsed().Seconds(), "records/s")
 		})
 	}
+}
+
+// BenchmarkSnapshot measures a group snapshot of 1M live keys (10 shards of
+// benchKeys 16-byte keys with 100-byte values) on disk: Export (both walks:
+// sizing and encoding) read to the end, and Ingest of the stream from a file
+// (tables written, one Pebble Ingest, synced). MB/s is of the stream.
+func BenchmarkSnapshot(b *testing.B) {
+	const shards = 10
+	dir := b.TempDir()
+	src := openStore(b, filepath.Join(dir, "src"), Options{Logger: testLogger(b)})
+	bt := src.NewBatch()
+	for id := range ShardID(shards) {
+		if err := bt.CreateShard(id+1, 1); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := bt.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	for id := range ShardID(shards) {
+		for i := range benchKeys / benchBatch {
+			bt := src.NewBatch()
+			if _, err := bt.Append(id+1, AppendOptions{Policy: PolicyCompact}, NoProducer, benchRecords(i)); err != nil {
+				b.Fatal(err)
+			}
+			bt.SetApplied(1, uint64(int(id)*benchKeys+i+1))
+			if err := bt.Commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	streamPath := filepath.Join(dir, "stream")
+	var size int64
+
+	b.Run("Export", func(b *testing.B) {
+		for b.Loop() {
+			e, err := src.Export(1, ExportOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			f, err := os.Create(streamPath)
+			if err != nil {
+				b.Fatal(err)
+			}
+			w := bufio.NewWriterSize(f, 1<<20)
+			if size, err = io.Copy(w, e); err != nil || size != e.Size() {
+				b.Fatalf("exported %d of %d: %v", size, e.Size(), err)
+			}
+			if err := errors.Join(w.Flush(), f.Close(), e.Close()); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.SetBytes(size)
+		b.ReportMetric(float64(b.N*shards*benchKeys)/b.Elapsed().Seconds(), "keys/s")
+	})
+	b.Run("Ingest", func(b *testing.B) {
+		if size == 0 {
+			b.Skip("needs the Export sub-benchmark's stream")
+		}
+		dst := openStore(b, filepath.Join(dir, "dst"), Options{Logger: testLogger(b)})
+		for b.Loop() {
+			f, err := os.Open(streamPath)
+			if err != nil {
+				b.Fatal(err)
+			}
+			res, err := dst.Ingest(f, IngestOptions{Group: 1, Dir: filepath.Join(dir, "ingest")})
+			f.Close()
+			if err != nil || len(res.Shards) != shards {
+				b.Fatalf("ingest: %+v, %v", res, err)
+			}
+		}
+		b.SetBytes(size)
+		b.ReportMetric(float64(b.N*shards*benchKeys)/b.Elapsed().Seconds(), "keys/s")
+		if st, err := dst.State(1); err != nil || st.LiveKeys != benchKeys {
+			b.Fatalf("ingested shard 1: %+v, %v", st, err)
+		}
+	})
 }

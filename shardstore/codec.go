@@ -13,6 +13,8 @@ const (
 	recordVersion   = 1
 	metaVersion     = 1
 	producerVersion = 1
+	// groupEntryVersion is the whole value of a group registry entry.
+	groupEntryVersion = 1
 
 	recFlagKeyNil   = 1 << 0
 	recFlagValueNil = 1 << 1

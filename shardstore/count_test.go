@@ -8,7 +8,7 @@ func TestCountFrom(t *testing.T) {
 	s := openStore(t, t.TempDir(), Options{})
 	const id ShardID = 1
 	b := s.NewBatch()
-	if err := b.CreateShard(id); err != nil {
+	if err := b.CreateShard(id, testGroup); err != nil {
 		t.Fatal(err)
 	}
 	// Offsets 0..5 over keys a, b, c: the live records are 3 (c), 4 (a), 5 (b).

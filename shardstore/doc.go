@@ -13,6 +13,10 @@
 // database rolls back to a consistent applied index from which Raft replays.
 // Reads are safe from any goroutine; a shard's batches come from one goroutine.
 //
+// Every shard is registered in the Raft group that carries it. Export streams
+// one group's state (shards, registry, applied index) from a Pebble snapshot;
+// Ingest replaces a group's state with such a stream, atomically.
+//
 // The package knows nothing about Raft or the Kafka wire protocol. DESIGN.md
 // beside this file follows the data path and lists the key layout.
 package shardstore

@@ -15,15 +15,20 @@ import (
 //	s h <shard:8> t <append ms:8> <offset:8>    tombstone due for expiry -> size, record key
 //	s h <shard:8> x <append ms:8> <offset:8>    superseded record held by min.compaction.lag -> size
 //	s a <group:4>                               last applied Raft index of a group
+//	s g <group:4> <shard:8>                     registry: the shard is carried by the group -> version
 //
 // Integers are big-endian and fixed-width so that they sort; signed values (offsets
 // are never negative, times may be) have their sign bit flipped. A shard is the
 // contiguous range [shardPrefix(id), shardPrefix(id+1)), with its meta key first,
-// so Open finds every shard with one seek per shard.
+// so Open finds every shard with one seek per shard. A group's registry entries
+// are the contiguous range [groupPrefix(g), groupEnd(g)), so the shards of a
+// group are one scan away (snapshot export) and a group snapshot clears and
+// rewrites its registry with one range.
 const (
 	prefixStore = 's'
 	tagShard    = 'h'
 	tagApplied  = 'a'
+	tagGroup    = 'g'
 
 	subMeta       = 0x00
 	subKey        = 'k'
@@ -114,6 +119,30 @@ func appliedKey(group uint32) []byte {
 	return binary.BigEndian.AppendUint32([]byte{prefixStore, tagApplied}, group)
 }
 
+// groupPrefix returns s g <group>, the start of the group's registry.
+func groupPrefix(group uint32) []byte {
+	b := make([]byte, 0, 2+4+8)
+	b = append(b, prefixStore, tagGroup)
+	return binary.BigEndian.AppendUint32(b, group)
+}
+
+// groupEnd returns the exclusive upper bound of a group's registry.
+func groupEnd(group uint32) []byte {
+	if group == math.MaxUint32 {
+		return []byte{prefixStore, tagGroup + 1}
+	}
+	return groupPrefix(group + 1)
+}
+
+// groupShardKey returns s g <group> <shard>: the shard is carried by the group.
+func groupShardKey(group uint32, id ShardID) []byte {
+	return binary.BigEndian.AppendUint64(groupPrefix(group), uint64(id))
+}
+
+// groupsStart and groupsEnd bound every group's registry.
+func groupsStart() []byte { return []byte{prefixStore, tagGroup} }
+func groupsEnd() []byte   { return []byte{prefixStore, tagGroup + 1} }
+
 // flip maps int64 to uint64 preserving order.
 func flip(v int64) uint64 { return uint64(v) ^ (1 << 63) }
 
@@ -131,6 +160,7 @@ const (
 	kindTombstone
 	kindSuperseded
 	kindApplied
+	kindGroupShard
 )
 
 // parsedKey is a decoded store key; which fields are set depends on kind.
@@ -156,6 +186,11 @@ func parseKey(k []byte) (parsedKey, bool) {
 			return parsedKey{}, false
 		}
 		return parsedKey{kind: kindApplied, group: binary.BigEndian.Uint32(k[2:])}, true
+	case tagGroup:
+		if len(k) != 2+4+8 {
+			return parsedKey{}, false
+		}
+		return parsedKey{kind: kindGroupShard, group: binary.BigEndian.Uint32(k[2:]), shard: ShardID(binary.BigEndian.Uint64(k[6:]))}, true
 	case tagShard:
 	default:
 		return parsedKey{}, false
@@ -216,6 +251,8 @@ func (p parsedKey) encode() []byte {
 		return supersededKey(p.shard, p.ms, p.offset)
 	case kindApplied:
 		return appliedKey(p.group)
+	case kindGroupShard:
+		return groupShardKey(p.group, p.shard)
 	}
 	return nil
 }

@@ -24,6 +24,7 @@ func FuzzKeys(f *testing.F) {
 			{kind: kindTombstone, shard: id, ms: a, offset: b},
 			{kind: kindSuperseded, shard: id, ms: b, offset: a},
 			{kind: kindApplied, group: group},
+			{kind: kindGroupShard, group: group, shard: id},
 		}
 		for _, want := range keys {
 			enc := want.encode()
@@ -33,6 +34,13 @@ func FuzzKeys(f *testing.F) {
 				t.Fatalf("round trip of %+v: %x -> %+v %v", want, enc, got, ok)
 			}
 			if want.kind == kindApplied {
+				continue
+			}
+			if want.kind == kindGroupShard {
+				if bytes.Compare(enc, groupPrefix(group)) < 0 || bytes.Compare(enc, groupEnd(group)) >= 0 ||
+					bytes.Compare(enc, groupsStart()) < 0 || bytes.Compare(enc, groupsEnd()) >= 0 {
+					t.Fatalf("registry key %x outside group %d's range", enc, group)
+				}
 				continue
 			}
 			if bytes.Compare(enc, shardPrefix(id)) < 0 || bytes.Compare(enc, shardEnd(id)) >= 0 {

@@ -61,8 +61,14 @@ type Store struct {
 	life   sync.RWMutex
 	closed bool
 
-	mu     sync.RWMutex // guards shards (the map, not the shard contents)
-	shards map[ShardID]*shard
+	// fs and popts (Pebble's options with defaults filled in) are what Ingest
+	// writes its tables with.
+	fs    vfs.FS
+	popts *pebble.Options
+
+	mu      sync.RWMutex // guards shards (the map, not the shard contents) and exports
+	shards  map[ShardID]*shard
+	exports map[*Export]struct{} // open Exports, released by Close
 }
 
 // shard is the in-memory part of one shard: its counters (a copy of the meta
@@ -79,6 +85,11 @@ type shard struct {
 	// entry (a shard created or opened empty, nothing evicted yet).
 	cache         map[string]keyEntry
 	cacheComplete bool
+	// group is the Raft group that carries the shard, from the registry
+	// (s g <group> <shard>); grouped is false for a shard created before the
+	// store kept it, until SetShardGroups records it.
+	group   uint32
+	grouped bool
 }
 
 // Open opens or creates the store in dir.
@@ -119,7 +130,10 @@ func Open(dir string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", dir, err)
 	}
-	s := &Store{db: db, log: log, cacheCap: keyCache, shards: make(map[ShardID]*shard)}
+	popts := po.Clone()
+	popts.EnsureDefaults()
+	s := &Store{db: db, log: log, cacheCap: keyCache, fs: popts.FS, popts: popts,
+		shards: make(map[ShardID]*shard), exports: make(map[*Export]struct{})}
 	if err := s.load(); err != nil {
 		_ = db.Close()
 		return nil, err
@@ -162,6 +176,35 @@ func (s *Store) load() error {
 		}
 		ok = it.SeekGE(shardPrefix(pk.shard + 1))
 	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	return s.loadGroups()
+}
+
+// loadGroups reads the group registry into the loaded shards. An entry without
+// its shard, or a shard in two groups, means the store is corrupt: both are
+// written in the batch that creates or deletes the shard.
+func (s *Store) loadGroups() error {
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: groupsStart(), UpperBound: groupsEnd()})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		pk, good := parseKey(it.Key())
+		if !good || pk.kind != kindGroupShard {
+			return fmt.Errorf("shardstore: bad group registry key %x: %w", it.Key(), errCorrupt)
+		}
+		sh := s.shards[pk.shard]
+		switch {
+		case sh == nil:
+			return fmt.Errorf("shardstore: group %d registers shard %d, which does not exist: %w", pk.group, pk.shard, errCorrupt)
+		case sh.grouped:
+			return fmt.Errorf("shardstore: shard %d registered in groups %d and %d: %w", pk.shard, sh.group, pk.group, errCorrupt)
+		}
+		sh.group, sh.grouped = pk.group, true
+	}
 	return it.Error()
 }
 
@@ -179,7 +222,9 @@ func (s *Store) acquire() error {
 // metadata keys, under prefixes of raftfsm's own).
 func (s *Store) DB() *pebble.DB { return s.db }
 
-// Close closes the database and wakes every Wait channel. It is idempotent.
+// Close closes the database and wakes every Wait channel. Open Exports are
+// released (their Read returns ErrClosed); an Ingest in progress is waited for.
+// It is idempotent.
 func (s *Store) Close() error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -199,7 +244,15 @@ func (s *Store) Close() error {
 		}
 		sh.mu.Unlock()
 	}
+	exports := make([]*Export, 0, len(s.exports))
+	for e := range s.exports {
+		exports = append(exports, e)
+	}
 	s.mu.Unlock()
+	// Pebble refuses to close with open snapshots and iterators.
+	for _, e := range exports {
+		e.release()
+	}
 	return s.db.Close()
 }
 
@@ -231,6 +284,94 @@ func (s *Store) State(id ShardID) (State, error) {
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
 	return sh.st, nil
+}
+
+// ShardGroup returns the Raft group that carries a shard, as recorded by
+// CreateShard or SetShardGroups; ok is false for an unknown shard or one whose
+// group was never recorded.
+func (s *Store) ShardGroup(id ShardID) (group uint32, ok bool) {
+	sh := s.shard(id)
+	if sh == nil {
+		return 0, false
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	return sh.group, sh.grouped
+}
+
+// GroupShards lists the shards recorded in a group, in id order.
+func (s *Store) GroupShards(group uint32) []ShardID {
+	var ids []ShardID
+	s.mu.RLock()
+	for id, sh := range s.shards {
+		sh.mu.Lock()
+		if sh.grouped && sh.group == group {
+			ids = append(ids, id)
+		}
+		sh.mu.Unlock()
+	}
+	s.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// ErrGroupConflict: SetShardGroups names a group other than the one recorded.
+var ErrGroupConflict = errors.New("shardstore: shard already recorded in another group")
+
+// SetShardGroups records the group of shards created before CreateShard took
+// one (a one-time backfill from cluster metadata). Shards whose group is
+// already recorded as the same are left alone, shards the store does not have
+// are skipped, and a different recorded group is ErrGroupConflict (nothing is
+// written then). It returns how many shards it recorded.
+//
+// It writes outside Raft: the registry is derived from metadata every replica
+// holds, and a lost write is redone at the next start. Call it before the
+// groups' FSMs apply anything, never concurrently with a Batch.
+func (s *Store) SetShardGroups(groups map[ShardID]uint32) (int, error) {
+	if err := s.acquire(); err != nil {
+		return 0, err
+	}
+	defer s.life.RUnlock()
+	type rec struct {
+		sh    *shard
+		group uint32
+	}
+	var todo []rec
+	for id, g := range groups {
+		sh := s.shard(id)
+		if sh == nil {
+			continue
+		}
+		sh.mu.Lock()
+		cur, known := sh.group, sh.grouped
+		sh.mu.Unlock()
+		switch {
+		case known && cur == g:
+			continue
+		case known:
+			return 0, fmt.Errorf("%w: shard %d in group %d, not %d", ErrGroupConflict, id, cur, g)
+		}
+		todo = append(todo, rec{sh, g})
+	}
+	if len(todo) == 0 {
+		return 0, nil
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	for _, r := range todo {
+		if err := b.Set(groupShardKey(r.group, r.sh.id), []byte{groupEntryVersion}, nil); err != nil {
+			return 0, err
+		}
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return 0, fmt.Errorf("shardstore: record shard groups: %w", err)
+	}
+	for _, r := range todo {
+		r.sh.mu.Lock()
+		r.sh.group, r.sh.grouped = r.group, true
+		r.sh.mu.Unlock()
+	}
+	return len(todo), nil
 }
 
 // Applied returns the last Raft index applied for a group (0 if none).

@@ -85,7 +85,7 @@ func (h *h) create(ids ...ShardID) {
 	b := h.s.NewBatch()
 	defer b.Close()
 	for _, id := range ids {
-		if err := b.CreateShard(id); err != nil {
+		if err := b.CreateShard(id, testGroup); err != nil {
 			h.t.Fatalf("create %d: %v", id, err)
 		}
 	}
@@ -160,6 +160,9 @@ func kv(k, v string) Record { return Record{Key: []byte(k), Value: []byte(v)} }
 
 func tomb(k string) Record { return Record{Key: []byte(k)} }
 
+// testGroup is the Raft group h.create records its shards in.
+const testGroup = 3
+
 var (
 	compact = AppendOptions{Policy: PolicyCompact}
 	del     = AppendOptions{Policy: PolicyDelete}
@@ -213,6 +216,7 @@ func TestConformance(t *testing.T) {
 		{"ReadLimitsAndEncoding", testReadLimits},
 		{"KeyCacheBounded", testKeyCacheBounded},
 		{"ConcurrentReaders", testConcurrentReaders},
+		{"GroupRegistry", testGroupRegistry},
 	}
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -886,7 +890,7 @@ func testShardErrors(h *h) {
 	h.create(1)
 	b := h.s.NewBatch()
 	defer b.Close()
-	wantErr(h.t, b.CreateShard(1), ErrShardExists)
+	wantErr(h.t, b.CreateShard(1, testGroup), ErrShardExists)
 	_, err := b.Append(9, compact, NoProducer, []Record{kv("a", "1")})
 	wantErr(h.t, err, ErrUnknownShard)
 	wantErr(h.t, b.DeleteRecordsBefore(9, 1), ErrUnknownShard)
@@ -1054,5 +1058,61 @@ func testConcurrentReaders(h *h) {
 		if err := <-errs; err != nil {
 			h.t.Fatal(err)
 		}
+	}
+}
+
+func testGroupRegistry(h *h) {
+	h.create(1, 2)
+	h.batch(func(b *Batch) {
+		if err := b.CreateShard(7, 9); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+	h.restart()
+	if got := h.s.GroupShards(testGroup); !slices.Equal(got, []ShardID{1, 2}) {
+		h.t.Fatalf("GroupShards(%d) = %v", testGroup, got)
+	}
+	if g, ok := h.s.ShardGroup(7); !ok || g != 9 {
+		h.t.Fatalf("ShardGroup(7) = %d, %v", g, ok)
+	}
+	h.batch(func(b *Batch) {
+		if err := b.DeleteShard(2); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+	h.restart()
+	if got := h.s.GroupShards(testGroup); !slices.Equal(got, []ShardID{1}) {
+		h.t.Fatalf("GroupShards after delete = %v", got)
+	}
+	if _, ok := h.s.ShardGroup(2); ok {
+		h.t.Fatal("deleted shard keeps a group")
+	}
+
+	// A shard written before the registry existed: no entry until the backfill.
+	h.batch(func(b *Batch) {
+		if err := b.CreateShard(5, 4); err != nil {
+			h.t.Fatal(err)
+		}
+		b.del(groupShardKey(4, 5))
+	})
+	h.restart()
+	// The in-memory backend keeps what CreateShard published: forget it, as a
+	// store opened on old data would.
+	h.s.shard(5).mu.Lock()
+	h.s.shard(5).grouped = false
+	h.s.shard(5).mu.Unlock()
+	n, err := h.s.SetShardGroups(map[ShardID]uint32{5: 4, 1: testGroup, 99: 1})
+	if err != nil || n != 1 {
+		h.t.Fatalf("SetShardGroups = %d, %v; want 1 recorded", n, err)
+	}
+	if _, err := h.s.SetShardGroups(map[ShardID]uint32{1: 8}); !errors.Is(err, ErrGroupConflict) {
+		h.t.Fatalf("SetShardGroups with another group: %v", err)
+	}
+	h.restart()
+	if g, ok := h.s.ShardGroup(5); !ok || g != 4 {
+		h.t.Fatalf("backfilled ShardGroup(5) = %d, %v", g, ok)
+	}
+	if g, ok := h.s.ShardGroup(1); !ok || g != testGroup {
+		h.t.Fatalf("ShardGroup(1) after conflict = %d, %v", g, ok)
 	}
 }

@@ -97,6 +97,9 @@ type Config struct {
 	// two election timeouts.
 	RaftHeartbeatTimeout time.Duration
 	RaftElectionTimeout  time.Duration
+	// SnapshotRate caps how fast this node streams a Raft group's snapshot to
+	// a replica that needs one, bytes per second; 0 is unlimited.
+	SnapshotRate int32
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -129,6 +132,7 @@ func defaultConfig() Config {
 		ReplicationFactor:    3,
 		RaftHeartbeatTimeout: time.Second,
 		RaftElectionTimeout:  time.Second,
+		SnapshotRate:         256 * mib,
 	}
 }
 
@@ -170,6 +174,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var((*peerAddrsValue)(&c.PeerAddrs), "cluster-peer-addrs", "id=host:port,... addresses this node dials for other nodes instead of their advertised ones (NAT, test proxies)")
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
+	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
 	return fs
 }
 
@@ -313,6 +318,9 @@ func (c Config) Validate() error {
 		if err := checkHostPort(a, false); err != nil {
 			return bad("cluster-peer-addrs", "node %d: %v", id, err)
 		}
+	}
+	if c.SnapshotRate != 0 && c.SnapshotRate < mib {
+		return bad("snapshot-rate", "must be 0 (unlimited) or at least 1MiB, got %d", c.SnapshotRate)
 	}
 	if c.RaftHeartbeatTimeout < 10*time.Millisecond || c.RaftHeartbeatTimeout > time.Minute {
 		return bad("raft-heartbeat-timeout", "must be between 10ms and 1m, got %s", c.RaftHeartbeatTimeout)

@@ -52,6 +52,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		ReplicationFactor:    3,
 		RaftHeartbeatTimeout: time.Second,
 		RaftElectionTimeout:  time.Second,
+		SnapshotRate:         256 << 20,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
@@ -95,6 +96,7 @@ var allSet = struct {
 		"cluster-peer-addrs":      "1=127.0.0.1:4001,2=127.0.0.1:4002",
 		"raft-heartbeat-timeout":  "250ms",
 		"raft-election-timeout":   "500ms",
+		"snapshot-rate":           "0",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -128,6 +130,7 @@ var allSet = struct {
 		PeerAddrs:             map[int32]string{1: "127.0.0.1:4001", 2: "127.0.0.1:4002"},
 		RaftHeartbeatTimeout:  250 * time.Millisecond,
 		RaftElectionTimeout:   500 * time.Millisecond,
+		SnapshotRate:          0,
 	},
 }
 
@@ -249,6 +252,7 @@ var invalidValues = []struct {
 	{"cluster-peer-addrs", []string{"x=h:1", "1=h", "2", "-1=h:1"}},
 	{"raft-heartbeat-timeout", []string{"1ms", "2m", "soon"}},
 	{"raft-election-timeout", []string{"100ms", "2m", "x"}},
+	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
 }
 
 func TestParseConfigInvalid(t *testing.T) {

@@ -153,6 +153,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
 	rc.ElectionTimeout = cfg.RaftElectionTimeout
 	rc.LeaderLeaseTimeout = cfg.RaftHeartbeatTimeout / 2
+	rc.SnapshotRateBytes = int64(cfg.SnapshotRate)
 	if err := rc.Validate(); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
