@@ -24,11 +24,11 @@ package broker
 //     Config.AutoCreateTopics is set, otherwise UNKNOWN_TOPIC_OR_PARTITION.
 //   - Keyless records on a compacted topic: INVALID_RECORD with the message
 //     "compacted topic requires a record key" and, v8+, one RecordErrors entry
-//     per keyless record. Nothing of the batch is written (DESIGN.md rule 4).
+//     per keyless record. Nothing of the batch is written (docs/ARCHITECTURE.md rule 4).
 //   - Internal topics (__consumer_offsets, __transaction_state) are refused
 //     with INVALID_TOPIC_EXCEPTION, as Kafka refuses client appends to them.
 //   - A retried idempotent batch (same producer id, epoch and sequence) is not
-//     written again and answers its original base offset (DESIGN.md rule 8).
+//     written again and answers its original base offset (docs/ARCHITECTURE.md rule 8).
 //
 // Not implemented: transactions. A request with a TransactionalID or a batch
 // with the transactional bit is answered INVALID_REQUEST ("transactions are not

@@ -11,7 +11,7 @@ package broker
 //     compacted away are skipped: a batch's base offset is its first live record.
 //   - Nothing live between the fetch offset and the high watermark: one empty
 //     batch covering the gap, so the consumer's position reaches the high
-//     watermark (DESIGN.md rule 3). An empty answer is zero bytes, never null.
+//     watermark (docs/ARCHITECTURE.md rule 3). An empty answer is zero bytes, never null.
 //   - Byte limits: PartitionMaxBytes per partition and MaxBytes per response;
 //     the first record of the first partition with data is returned whatever its
 //     size (KIP-74). A partition reached after MaxBytes is used up answers no

@@ -4,7 +4,7 @@ package broker
 //
 // Behavior:
 //   - Timestamp -2 (earliest): the log start offset, which compaction never moves
-//     (DESIGN.md rule 6). -1 (latest): the high watermark, for both isolation
+//     (docs/ARCHITECTURE.md rule 6). -1 (latest): the high watermark, for both isolation
 //     levels (read_committed would stop at the last stable offset, which is the
 //     high watermark until transactions exist). Both answer Timestamp -1.
 //   - Timestamp -3 (max timestamp, v7, KIP-734): the offset and timestamp of the

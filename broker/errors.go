@@ -13,7 +13,7 @@ import (
 )
 
 // errorCode maps an internal error to the Kafka error code a client sees. It is the
-// one place where that mapping lives (STYLE.md). nil maps to 0. An error it does not
+// one place where that mapping lives (docs/ARCHITECTURE.md). nil maps to 0. An error it does not
 // know maps to UNKNOWN_SERVER_ERROR and is logged by the caller, since clients never
 // see raw Go error strings.
 func errorCode(err error) int16 {

@@ -1,6 +1,6 @@
 package broker
 
-// Attribute keys for the broker's structured logs (STYLE.md: one place for them).
+// Attribute keys for the broker's structured logs (docs/ARCHITECTURE.md: one place for them).
 // Messages are lowercase constant phrases; the data goes in these attributes.
 const (
 	logKeyShard         = "shard"

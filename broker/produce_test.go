@@ -183,7 +183,7 @@ func (c *spyConn) Write(p []byte) (int, error) {
 // client until the client's fetch position reaches each partition's high
 // watermark (as the store reports it now), and returns the records polled. It
 // fails the test if the position does not get there: that is a consumer stuck
-// before the high watermark (DESIGN.md rule 3).
+// before the high watermark (docs/ARCHITECTURE.md rule 3).
 func (tb *testBroker) readTopic(t testing.TB, topic string, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
 	ti, ok := tb.Node.Topic(topic)

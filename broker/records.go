@@ -68,7 +68,7 @@ const (
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // keyRequiredMessage is what a producer reads when it sends a keyless record to a
-// compacted topic (DESIGN.md rule 4).
+// compacted topic (docs/ARCHITECTURE.md rule 4).
 const keyRequiredMessage = "compacted topic requires a record key"
 
 // batchError is a record batch rejected by decodeBatch. It unwraps to its Kafka
@@ -499,7 +499,7 @@ func appendOneBatch(dst []byte, recs []shardstore.Record) []byte {
 
 // appendGapBatch appends an empty batch (no records) whose offset range covers
 // [from, hwm): a consumer at from moves to hwm even though nothing in between is
-// readable any more (DESIGN.md rule 3). A gap wider than an int32 is covered up
+// readable any more (docs/ARCHITECTURE.md rule 3). A gap wider than an int32 is covered up
 // to from+MaxInt32; the consumer's next fetch covers the rest.
 func appendGapBatch(dst []byte, from, hwm int64) []byte {
 	delta := min(hwm-1-from, math.MaxInt32)

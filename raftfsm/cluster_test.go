@@ -72,7 +72,7 @@ func (n *tcpNode) start(ln net.Listener) {
 	cfg.KafkaAddr = "127.0.0.1:1"
 	cfg.Join = n.join
 	// Several processes' worth of groups share two cores: timeouts as a real
-	// cluster on one box would use (trap 4 in the cluster notes).
+	// cluster on one box would use (docs/ARCHITECTURE.md, Raft timeouts).
 	cfg.HeartbeatTimeout = 300 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
 	cfg.LeaderLeaseTimeout = 150 * time.Millisecond

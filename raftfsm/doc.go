@@ -20,7 +20,7 @@
 // toward that placement (membership.go).
 //
 // The write path, the key prefixes, the cluster's moving parts and what is not
-// done yet are described in DESIGN.md.
+// done yet are described in DESIGN.md (the whole system: docs/ARCHITECTURE.md).
 //
 // Concurrency: Node's methods are safe for concurrent use. TopicInfo values are
 // copies owned by the caller. Decoded commands alias their input buffer.

@@ -5,7 +5,7 @@ import (
 	"math"
 )
 
-// Idempotent producers (DESIGN.md rule 8). Per (shard, producer id) the store keeps
+// Idempotent producers (docs/ARCHITECTURE.md rule 8). Per (shard, producer id) the store keeps
 // the producer's epoch and its last producerWindow batches under the pid/ key,
 // apart from the records, so compaction never forgets it.
 

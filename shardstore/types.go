@@ -53,7 +53,7 @@ type Record struct {
 }
 
 // Producer identifies the producer of an appended batch for Kafka's idempotence
-// rules (DESIGN.md rule 8). ID -1 means a producer that is not idempotent; its
+// rules (docs/ARCHITECTURE.md rule 8). ID -1 means a producer that is not idempotent; its
 // batches are never deduplicated.
 type Producer struct {
 	ID            int64
@@ -92,7 +92,7 @@ type AppendResult struct {
 type State struct {
 	// HighWatermark is the offset the next appended record will get.
 	HighWatermark int64
-	// LogStartOffset moves only with DeleteRecordsBefore (DESIGN.md rule 6).
+	// LogStartOffset moves only with DeleteRecordsBefore (docs/ARCHITECTURE.md rule 6).
 	LogStartOffset int64
 	// LiveKeys counts keys whose live record is not a tombstone.
 	LiveKeys int64

@@ -219,7 +219,7 @@ func (s *server) wait(ctx context.Context) error {
 	}
 }
 
-// shutdown stops the node in STYLE.md's order: stop accepting Kafka connections
+// shutdown stops the node in docs/ARCHITECTURE.md's order: stop accepting Kafka connections
 // and drain in-flight requests (bounded by --shutdown-timeout), stop compaction,
 // shut Raft down (handing off leadership), close Pebble, stop HTTP last. Each
 // step runs even when an earlier one failed; the errors are joined.

@@ -1,6 +1,6 @@
 // Package metricstest checks Prometheus collectors in tests: Lint gathers a
 // registry and reports every problem promlint finds as a test error, so each
-// package's metrics follow the naming guide (STYLE.md, Metrics).
+// package's metrics follow the naming guide (docs/ARCHITECTURE.md, Conventions).
 //
 // It is imported only by _test.go files; nothing in the server links it.
 package metricstest
