@@ -46,7 +46,8 @@ func TestJavaClient(t *testing.T) {
 	runExternalSuite(t, externalSuite{
 		Dir:       filepath.Join(root, "integration", "java"),
 		Command:   "mvn",
-		Args:      []string{"-q", "-B", "-o", "-Dstyle.color=never", "-Dshardcache.build.dir=" + buildDir, "test"},
+		// Tests tagged "cluster" need a cluster and a driver (cluster_java_test.go).
+		Args:      []string{"-q", "-B", "-o", "-Dstyle.color=never", "-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster", "test"},
 		Bootstrap: b.KafkaAddr,
 		Timeout:   javaSuiteTimeout,
 		Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),

@@ -43,8 +43,10 @@ func TestFlink(t *testing.T) {
 			runExternalSuite(t, externalSuite{
 				Dir:     dir,
 				Command: "mvn",
+				// Tests tagged "cluster" need a cluster and its driver
+				// (cluster_flink_test.go).
 				Args: []string{"-q", "-B", "-o", "-Dstyle.color=never", "-P", profile,
-					"-Dshardcache.build.dir=" + buildDir, "test"},
+					"-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster", "test"},
 				Bootstrap: b.KafkaAddr,
 				Timeout:   flinkProfileTimeout,
 				Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),

@@ -109,6 +109,17 @@ public final class Jobs {
         return cachePipeline(bootstrap, source, output, false).executeAsync(jobName);
     }
 
+    /**
+     * Starts the cache pipeline with up to {@code restarts} fixed-delay restarts, for runs
+     * where the brokers themselves restart under the job (a rolling restart of a cluster).
+     */
+    public static JobClient startCachePipelineWithRestarts(String bootstrap, KafkaSource<Update> source,
+            String output, int restarts, String jobName) throws Exception {
+        StreamExecutionEnvironment env = environment(restarts);
+        read(env, source, "input").map(new MapValue()).name("map-value").sinkTo(sink(bootstrap, output)).name("output");
+        return env.executeAsync(jobName);
+    }
+
     private static StreamExecutionEnvironment cachePipeline(String bootstrap, KafkaSource<Update> source,
             String output, boolean failOnce) {
         StreamExecutionEnvironment env = environment(failOnce ? 3 : 0);
