@@ -46,25 +46,21 @@ func (n *Node) NodeInfo(id int32) (NodeInfo, bool) {
 }
 
 // GroupLeader returns the leader of group g and its Kafka leader epoch (the
-// group's Raft term). A node that carries g answers from its own Raft state;
-// others from the leader table the metadata group keeps. The epoch is the
-// higher of both, so it never goes back. ok is false when no leader is known.
+// Raft term it won). This node answers for itself when it leads g. Otherwise
+// it answers from the leader table the metadata group keeps, where each new
+// leader reports itself with the term it won: a follower's own view pairs the
+// leader it last heard from with its current term, which may already belong
+// to an election that leader lost, and would name two leaders for one epoch.
+// The table may lag a new leader's report by a moment; the old leader then
+// answers NOT_LEADER_OR_FOLLOWER and clients ask again. ok is false when no
+// leader is known, or when the table still names this node, which does not
+// lead.
 func (n *Node) GroupLeader(g uint32) (leader int32, epoch int32, ok bool) {
-	tl, haveTable := n.metadata().leaders[g]
-	if grp := n.group(g); grp != nil {
-		term := grp.raft.CurrentTerm()
-		if grp.raft.State() == raft.Leader {
-			return n.cfg.NodeID, int32(max(term, tl.Term)), true
-		}
-		if _, id := grp.raft.LeaderWithID(); id != "" {
-			if node, ok := parseServerID(id); ok && (!haveTable || term >= tl.Term) {
-				return node, int32(term), true
-			}
-		}
+	if grp := n.group(g); grp != nil && grp.raft.State() == raft.Leader {
+		return n.cfg.NodeID, int32(grp.raft.CurrentTerm()), true
 	}
+	tl, haveTable := n.metadata().leaders[g]
 	if haveTable && tl.Node >= 0 && tl.Node != n.cfg.NodeID {
-		// (An entry naming this node is out of date: its own Raft state
-		// above says it does not lead.)
 		return tl.Node, int32(tl.Term), true
 	}
 	return -1, -1, false
