@@ -120,7 +120,7 @@ func (b *Broker) topicConfigValues(ti raftfsm.TopicInfo) []topicConfigValue {
 func resolvedValue(cfg topicconfig.Config, d topicconfig.Def) string {
 	switch d.Name {
 	case topicconfig.CleanupPolicy:
-		return cfg.CleanupPolicy.String()
+		return cfg.PolicyValue()
 	case topicconfig.DeleteRetentionMs:
 		return strconv.FormatInt(cfg.DeleteRetentionMs, 10)
 	case topicconfig.RetentionMs:

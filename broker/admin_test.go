@@ -10,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/topicconfig"
 )
 
 // adminCtx is a context that ends with the test or after 30 s.
@@ -24,7 +26,7 @@ func TestCreateTopics(t *testing.T) {
 	adm := tb.admin(t)
 	ctx := adminCtx(t)
 	deleteP := "delete"
-	badPolicy := "compact,delete"
+	badPolicy := "compact,archive"
 	badRetention := "-7"
 
 	tests := []struct {
@@ -364,7 +366,7 @@ func TestDescribeConfigs(t *testing.T) {
 			}
 		}
 	}
-	if got.Err != nil || len(got.Configs) != 6 {
+	if got.Err != nil || len(got.Configs) != len(topicconfig.Defs()) {
 		t.Fatalf("described: %v, %d configs", got.Err, len(got.Configs))
 	}
 	tests := []struct {
@@ -451,10 +453,10 @@ func TestIncrementalAlterConfigs(t *testing.T) {
 		}, want: map[string]string{"retention.ms": "1000"}},
 		{name: "bad value is all or nothing", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
 			{Op: kadm.SetConfig, Name: "retention.bytes", Value: str("100")},
-			{Op: kadm.SetConfig, Name: "max.message.bytes", Value: str("0")},
+			{Op: kadm.SetConfig, Name: "max.message.bytes", Value: str("-1")},
 		}, want: map[string]string{"retention.ms": "1000"}},
 		{name: "unknown name", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
-			{Op: kadm.SetConfig, Name: "segment.bytes", Value: str("1")},
+			{Op: kadm.SetConfig, Name: "no.such.config", Value: str("1")},
 		}, want: map[string]string{"retention.ms": "1000"}},
 		{name: "append second policy", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
 			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: str("delete")},

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -148,8 +149,7 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 			l.log.Warn("compaction command failed", keyTopic, t.Name, keyPartition, p.Partition, keyOp, op, keyError, err)
 		}
 	}
-	switch c.CleanupPolicy {
-	case shardstore.PolicyCompact:
+	if c.CleanupPolicy == shardstore.PolicyCompact {
 		// Each expiry is a Raft command: propose it only when the store holds
 		// something it would remove.
 		before := nowMs - c.DeleteRetentionMs
@@ -164,24 +164,35 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 				return l.cfg.Node.ExpireSuperseded(ctx, t.Name, p.Partition, before)
 			})
 		}
-	case shardstore.PolicyDelete:
-		olderThan := int64(-1)
-		if c.RetentionMs >= 0 {
-			olderThan = nowMs - c.RetentionMs
-		}
-		if olderThan < 0 && c.RetentionBytes < 0 {
-			return 0
-		}
-		off, err := l.cfg.Store.RetentionOffset(p.Shard, olderThan, c.RetentionBytes)
-		if err != nil {
-			l.log.Debug("retention offset unavailable", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
-			return 0
-		}
-		if off > st.LogStartOffset {
+	}
+	if c.Retention {
+		// delete and compact,delete topics: records older than retention.ms or
+		// beyond retention.bytes leave from the log start. On a compacted shard
+		// the same command also drops the key index entries of the records it
+		// removes, so their keys are gone as after a tombstone's expiry.
+		if off, ok := l.retentionOffset(t, p, c, st, nowMs); ok {
 			run(opDeleteRecordsBefore, func() error {
 				return l.cfg.Node.DeleteRecordsBefore(ctx, t.Name, p.Partition, off)
 			})
 		}
 	}
 	return n
+}
+
+// retentionOffset returns the offset retention moves the log start to, and
+// whether that is past the current log start.
+func (l *Loop) retentionOffset(t raftfsm.TopicInfo, p raftfsm.PartitionInfo, c topicconfig.Config, st shardstore.State, nowMs int64) (int64, bool) {
+	olderThan := int64(-1)
+	if c.RetentionMs >= 0 {
+		olderThan = nowMs - c.RetentionMs
+	}
+	if olderThan < 0 && c.RetentionBytes < 0 {
+		return 0, false
+	}
+	off, err := l.cfg.Store.RetentionOffset(p.Shard, olderThan, c.RetentionBytes)
+	if err != nil {
+		l.log.Debug("retention offset unavailable", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
+		return 0, false
+	}
+	return off, off > st.LogStartOffset
 }

@@ -194,6 +194,85 @@ func TestRetentionByTime(t *testing.T) {
 	}
 }
 
+// TestCompactDeleteRetention is the regression test for cleanup.policy=
+// compact,delete (Kafka Streams' windowed changelogs), which was refused: keys
+// compact on write, and records older than retention.ms leave from the log
+// start, taking their keys with them.
+func TestCompactDeleteRetention(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "windows", 1, map[string]string{
+		topicconfig.CleanupPolicy: "compact,delete",
+		topicconfig.RetentionMs:   "60000",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	ti, _ := f.node.Topic("windows")
+	shard := ti.Partitions[0].Shard
+	if _, err := f.node.Produce(ctx, "windows", 0, shardstore.NoProducer, []shardstore.Record{{Value: []byte("x")}}); err == nil {
+		t.Fatal("keyless record accepted on a compact,delete topic")
+	}
+	f.produce(t, "windows", rec("a", "a1"), rec("b", "b1")) // offsets 0, 1
+	f.clock.advance(time.Minute)
+	f.produce(t, "windows", rec("c", "c1"), rec("a", "a2")) // offsets 2, 3; a1 compacted at once
+	if st := f.state(t, "windows"); st.LiveKeys != 3 || st.LiveRecords != 3 {
+		t.Fatalf("before retention: %+v", st)
+	}
+	f.clock.advance(time.Second)
+	if n := f.loop.RunOnce(ctx); n != 1 {
+		t.Fatalf("RunOnce proposed %d commands, want 1", n)
+	}
+	st := f.state(t, "windows")
+	if st.LogStartOffset != 2 || st.LiveKeys != 2 || st.LiveRecords != 2 || st.HighWatermark != 4 {
+		t.Fatalf("after retention: %+v", st)
+	}
+	if _, ok, err := f.store.Lookup(shard, []byte("b")); err != nil || ok {
+		t.Fatalf("key b outlived retention: ok=%v err=%v", ok, err)
+	}
+	if r, ok, err := f.store.Lookup(shard, []byte("a")); err != nil || !ok || string(r.Value) != "a2" {
+		t.Fatalf("Lookup(a) = %+v, %v, %v", r, ok, err)
+	}
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("idle pass proposed %d commands", n)
+	}
+
+	// retention.bytes applies too.
+	if _, err := f.node.CreateTopic(ctx, "sized", 1, map[string]string{
+		topicconfig.CleanupPolicy:  "delete,compact",
+		topicconfig.RetentionMs:    "-1",
+		topicconfig.RetentionBytes: "500",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		f.produce(t, "sized", rec(string(rune('k'+i)), string(make([]byte, 200))))
+	}
+	f.loop.RunOnce(ctx)
+	if st := f.state(t, "sized"); st.LiveBytes > 500 || st.LogStartOffset == 0 || st.LiveKeys != st.LiveRecords {
+		t.Fatalf("retention.bytes on compact,delete: %+v", st)
+	}
+}
+
+// TestEmptyCleanupPolicyKeepsEverything: cleanup.policy="" (Kafka: no cleanup
+// at all) is an append-only log that retention never trims.
+func TestEmptyCleanupPolicyKeepsEverything(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "forever", 1, map[string]string{
+		topicconfig.CleanupPolicy: "", topicconfig.RetentionMs: "1000", topicconfig.RetentionBytes: "1",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, "forever", shardstore.Record{Value: []byte("keyless")}, rec("k", "v"), rec("k", "v2"))
+	f.clock.advance(time.Hour)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("RunOnce proposed %d commands on a topic without cleanup", n)
+	}
+	if st := f.state(t, "forever"); st.LogStartOffset != 0 || st.LiveRecords != 3 {
+		t.Fatalf("records removed: %+v", st)
+	}
+}
+
 func TestRunStopsWithContext(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)
