@@ -158,8 +158,13 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 				return l.cfg.Node.ExpireTombstones(ctx, t.Name, p.Partition, before)
 			})
 		}
-		before = nowMs - c.MinCompactionLagMs
-		if c.MinCompactionLagMs > 0 && l.due(l.cfg.Store.SupersededDue, t, p, before) {
+		// Superseded records held by min.compaction.lag.ms (the shard then has
+		// more readable records than keys and tombstones) are released by the
+		// lag in force now, whatever lag held them: lowering it, to 0 too,
+		// releases what it no longer covers. A record as old as the lag is
+		// due, as Append holds only records younger than it.
+		before = nowMs - c.MinCompactionLagMs + 1
+		if st.LiveRecords > st.LiveKeys+st.Tombstones && l.due(l.cfg.Store.SupersededDue, t, p, before) {
 			run(opExpireSuperseded, func() error {
 				return l.cfg.Node.ExpireSuperseded(ctx, t.Name, p.Partition, before)
 			})

@@ -146,6 +146,56 @@ func TestSupersededExpiresAfterLag(t *testing.T) {
 	}
 }
 
+// TestSupersededReleasedWhenLagLowered is the regression test for records held
+// by min.compaction.lag.ms staying after the lag was lowered to 0: each pass
+// applies the lag in force, so lowering it releases what it no longer holds.
+func TestSupersededReleasedWhenLagLowered(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "lagged", 1, map[string]string{topicconfig.MinCompactionLagMs: "3600000"}, false); err != nil {
+		t.Fatal(err)
+	}
+	setLag := func(lag string) {
+		t.Helper()
+		if err := f.node.SetTopicConfig(ctx, "lagged", map[string]string{topicconfig.MinCompactionLagMs: lag}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.produce(t, "lagged", rec("k", "v1"))
+	f.produce(t, "lagged", rec("k", "v2")) // v1 held for an hour
+	f.clock.advance(time.Minute)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("pass within the lag proposed %d commands", n)
+	}
+	if st := f.state(t, "lagged"); st.LiveRecords != 2 {
+		t.Fatalf("held record released within the lag: %+v", st)
+	}
+
+	// Lowered below the record's age: released on the next pass.
+	setLag("30000")
+	f.loop.RunOnce(ctx)
+	if st := f.state(t, "lagged"); st.LiveRecords != 1 {
+		t.Fatalf("lag lowered to 30 s: held record of 1 min kept: %+v", st)
+	}
+
+	// Lowered to 0: nothing is held any more.
+	f.produce(t, "lagged", rec("k", "v3")) // v2 is older than 30 s: replaced at once
+	f.produce(t, "lagged", rec("k", "v4")) // v3 held for 30 s
+	if st := f.state(t, "lagged"); st.LiveRecords != 2 {
+		t.Fatalf("v3 not held by the 30 s lag: %+v", st)
+	}
+	setLag("0")
+	if n := f.loop.RunOnce(ctx); n != 1 {
+		t.Fatalf("pass after the lag went to 0 proposed %d commands, want 1", n)
+	}
+	if st := f.state(t, "lagged"); st.LiveRecords != 1 || st.LiveKeys != 1 {
+		t.Fatalf("lag lowered to 0: held record kept: %+v", st)
+	}
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("idle pass proposed %d commands", n)
+	}
+}
+
 func TestRetentionByBytesMovesLogStart(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)
