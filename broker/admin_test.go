@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // adminCtx is a context that ends with the test or after 30 s.
@@ -607,5 +608,96 @@ func TestIncrementalAlterConfigsKeepsConcurrentChanges(t *testing.T) {
 				t.Fatalf("described %s = %q (%v), want %q", name, *c.Value, c.Source, value)
 			}
 		}
+	}
+}
+
+// TestCreateTopicsKafkaStreamsConfigs is the regression test for Kafka Streams
+// and Connect failing to create their topics: only 6 config names were
+// accepted. A windowed changelog as Streams creates it (compact,delete and
+// configs shardcache does not act on) is created, and DescribeConfigs reports
+// every config with its source.
+func TestCreateTopicsKafkaStreamsConfigs(t *testing.T) {
+	tb := newTestBroker(t)
+	adm := tb.admin(t)
+	ctx := adminCtx(t)
+	str := func(s string) *string { return &s }
+	changelog := map[string]*string{
+		"cleanup.policy":         str("compact,delete"),
+		"retention.ms":           str("172800000"),
+		"message.timestamp.type": str("CreateTime"),
+		"segment.bytes":          str("52428800"),
+		"min.insync.replicas":    str("1"),
+	}
+	resps, err := adm.CreateTopics(ctx, 2, 1, changelog, "app-store-changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resps["app-store-changelog"]
+	if r.Err != nil {
+		t.Fatalf("create: %v (%s)", r.Err, r.ErrMessage)
+	}
+	if c := r.Configs["segment.bytes"]; c.Value == nil || *c.Value != "52428800" || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+		t.Fatalf("CreateTopics response segment.bytes = %+v", c)
+	}
+	ti, _ := tb.Node.Topic("app-store-changelog")
+	if ti.Config.CleanupPolicy != shardstore.PolicyCompact || !ti.Config.Retention || ti.Config.RetentionMs != 172800000 {
+		t.Fatalf("resolved config %+v", ti.Config)
+	}
+
+	rcs, err := adm.DescribeTopicConfigs(ctx, "app-store-changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rcs[0]
+	if rc.Err != nil || len(rc.Configs) != len(topicconfig.Defs()) {
+		t.Fatalf("describe: %v, %d configs", rc.Err, len(rc.Configs))
+	}
+	tests := []struct {
+		key, value string
+		source     kmsg.ConfigSource
+		synonym    string // first broker-level synonym name
+	}{
+		{"cleanup.policy", "compact,delete", kmsg.ConfigSourceDynamicTopicConfig, "log.cleanup.policy"},
+		{"segment.bytes", "52428800", kmsg.ConfigSourceDynamicTopicConfig, "log.segment.bytes"},
+		{"segment.ms", "604800000", kmsg.ConfigSourceDefaultConfig, "log.roll.ms"},
+		{"compression.type", "producer", kmsg.ConfigSourceDefaultConfig, "compression.type"},
+		{"min.cleanable.dirty.ratio", "0.5", kmsg.ConfigSourceDefaultConfig, "log.cleaner.min.cleanable.ratio"},
+		{"message.timestamp.after.max.ms", "3600000", kmsg.ConfigSourceDefaultConfig, "log.message.timestamp.after.max.ms"},
+		{"unclean.leader.election.enable", "false", kmsg.ConfigSourceDefaultConfig, "unclean.leader.election.enable"},
+	}
+	for _, tt := range tests {
+		c := configOf(t, rc, tt.key)
+		if c.Value == nil || *c.Value != tt.value || c.Source != tt.source {
+			t.Errorf("%s = %v (%v), want %s (%v)", tt.key, c.Value, c.Source, tt.value, tt.source)
+			continue
+		}
+		last := c.Synonyms[len(c.Synonyms)-1]
+		if last.Key != tt.synonym || last.Source != kmsg.ConfigSourceDefaultConfig {
+			t.Errorf("%s synonyms %+v, want the default under %s", tt.key, c.Synonyms, tt.synonym)
+		}
+	}
+
+	// Connect's internal topics: compact with configs of their own.
+	connect := map[string]*string{"cleanup.policy": str("compact"), "min.compaction.lag.ms": str("0"),
+		"max.compaction.lag.ms": str("9223372036854775807"), "compression.type": str("zstd")}
+	if resps, err := adm.CreateTopics(ctx, 1, 1, connect, "connect-configs"); err != nil || resps["connect-configs"].Err != nil {
+		t.Fatalf("connect topic: %v %+v", err, resps["connect-configs"])
+	}
+	// Ranges are Kafka's.
+	bad := map[string]*string{"segment.bytes": str("1024")}
+	resps, err = adm.CreateTopics(ctx, 1, 1, bad, "bad-segment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resps["bad-segment"]; !errors.Is(r.Err, kerr.InvalidConfig) || !strings.Contains(r.ErrMessage, "segment.bytes") {
+		t.Fatalf("segment.bytes=1024: %v %q", r.Err, r.ErrMessage)
+	}
+	tiered := map[string]*string{"remote.storage.enable": str("true")}
+	resps, err = adm.CreateTopics(ctx, 1, 1, tiered, "tiered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resps["tiered"]; !errors.Is(r.Err, kerr.InvalidConfig) {
+		t.Fatalf("remote.storage.enable=true: %v %q", r.Err, r.ErrMessage)
 	}
 }
