@@ -7,6 +7,11 @@ package broker
 //     unknown name is UNKNOWN_TOPIC_OR_PARTITION, an unknown id (v6+)
 //     UNKNOWN_TOPIC_ID. A topic named twice is answered once.
 //   - TimeoutMillis > 0 bounds the wait for the deletion to be applied.
+//   - Internal topics (__consumer_offsets, __transaction_state) are refused
+//     with INVALID_TOPIC_EXCEPTION: deleting __consumer_offsets would drop
+//     every group's offsets and state. Kafka's own brokers do not refuse it
+//     (only its old CLI did); the code is the one Kafka answers for other
+//     operations refused on internal topics (produce, DeleteRecords).
 //
 // Version notes:
 //   - v6+: topics by name or by id; the response carries both.
@@ -68,6 +73,9 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, _ *requestContext, kreq
 			} else {
 				err = kerr.UnknownTopicID
 			}
+		}
+		if err == nil && isInternalTopic(name) {
+			err = errInternalTopic("delete", name)
 		}
 		if err == nil {
 			err = b.node.DeleteTopic(ctx, name)

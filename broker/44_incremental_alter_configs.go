@@ -16,6 +16,9 @@ package broker
 //   - A SET, APPEND or SUBTRACT with a null value, an unknown operation or a
 //     config named twice in one resource is INVALID_REQUEST.
 //   - ValidateOnly checks without storing.
+//   - Internal topics (__consumer_offsets, __transaction_state) are refused
+//     with INVALID_TOPIC_EXCEPTION: their configs are the coordinators' (see
+//     20_delete_topics.go for the choice of code).
 //   - Broker resources are INVALID_REQUEST ("broker configs are static"); other
 //     resource types are INVALID_REQUEST too. An unknown topic is
 //     UNKNOWN_TOPIC_OR_PARTITION.
@@ -61,6 +64,9 @@ func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *requestCo
 }
 
 func (b *Broker) alterTopicConfigs(ctx context.Context, rr kmsg.IncrementalAlterConfigsRequestResource, validateOnly bool) error {
+	if isInternalTopic(rr.ResourceName) {
+		return errInternalTopic("change the configs of", rr.ResourceName)
+	}
 	ops := make([]topicconfig.Op, 0, len(rr.Configs))
 	seen := map[string]bool{}
 	for _, c := range rr.Configs {

@@ -701,3 +701,80 @@ func TestCreateTopicsKafkaStreamsConfigs(t *testing.T) {
 		t.Fatalf("remote.storage.enable=true: %v %q", r.Err, r.ErrMessage)
 	}
 }
+
+// TestInternalTopicsRefuseAdminChanges is the regression test for internal
+// topics being unprotected: DeleteTopics (by name and by id), CreatePartitions
+// and IncrementalAlterConfigs on __consumer_offsets and __transaction_state
+// are refused with INVALID_TOPIC_EXCEPTION, validate-only requests too, and
+// the topics stay as they were.
+func TestInternalTopicsRefuseAdminChanges(t *testing.T) {
+	gb := newGroupBroker(t, func(c *GroupConfig) { c.CreateOffsetsTopic = true })
+	cl := gb.client(t)
+	adm := kadm.NewClient(cl)
+	ctx := adminCtx(t)
+	waitUntil(t, 10*time.Second, "offsets topic created", func() error {
+		if _, ok := gb.Node.Topic(offsetsTopic); !ok {
+			return errors.New("no " + offsetsTopic)
+		}
+		return nil
+	})
+	// __transaction_state, once it exists, is protected the same way.
+	if _, err := gb.Node.CreateTopic(ctx, "__transaction_state", 2, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *string { return &s }
+	for _, topic := range []string{offsetsTopic, "__transaction_state"} {
+		before, _ := gb.Node.Topic(topic)
+		t.Run(topic, func(t *testing.T) {
+			wantRefused := func(what string, err error, msg string) {
+				t.Helper()
+				if !errors.Is(err, kerr.InvalidTopicException) || !strings.Contains(msg, topic) {
+					t.Errorf("%s: %v %q, want INVALID_TOPIC_EXCEPTION naming the topic", what, err, msg)
+				}
+			}
+			dr, err := adm.DeleteTopics(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRefused("DeleteTopics", dr[topic].Err, dr[topic].ErrMessage)
+
+			byID := kmsg.NewPtrDeleteTopicsRequest()
+			rt := kmsg.NewDeleteTopicsRequestTopic()
+			rt.TopicID = before.ID
+			byID.Topics = append(byID.Topics, rt)
+			resp, err := byID.RequestWith(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := resp.Topics[0]
+			msg := ""
+			if got.ErrorMessage != nil {
+				msg = *got.ErrorMessage
+			}
+			wantRefused("DeleteTopics by id", kerr.ErrorForCode(got.ErrorCode), msg)
+
+			for _, validate := range []bool{false, true} {
+				create := adm.CreatePartitions
+				alter := adm.AlterTopicConfigs
+				if validate {
+					create, alter = adm.ValidateCreatePartitions, adm.ValidateAlterTopicConfigs
+				}
+				cr, err := create(ctx, 60, topic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantRefused("CreatePartitions", cr[topic].Err, cr[topic].ErrMessage)
+				ar, err := alter(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: str("delete")}}, topic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantRefused("IncrementalAlterConfigs", ar[0].Err, ar[0].ErrMessage)
+			}
+			after, ok := gb.Node.Topic(topic)
+			if !ok || after.ID != before.ID || len(after.Partitions) != len(before.Partitions) ||
+				fmt.Sprint(after.Overrides) != fmt.Sprint(before.Overrides) {
+				t.Fatalf("%s changed: before %+v after %+v", topic, before, after)
+			}
+		})
+	}
+}
