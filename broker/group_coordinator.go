@@ -218,6 +218,7 @@ func (c *coordinator) run() {
 	// A topic deleted or re-created: its committed offsets go.
 	changed := c.b.node.MetadataChanged()
 	topics := c.b.node.TopicIDs()
+	replaced := map[string]bool{}
 
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
@@ -225,12 +226,13 @@ func (c *coordinator) run() {
 	for {
 		now := time.Now()
 		if c.pruneDue.Swap(false) {
-			c.dropDeletedTopicOffsets()
+			c.dropDeletedTopicOffsets(replaced)
+			clear(replaced)
 		}
 		next := c.sweep(now)
 		if !now.Before(nextExpiry) {
 			c.expireOffsets(now)
-			c.dropDeletedTopicOffsets()
+			c.dropDeletedTopicOffsets(nil)
 			nextExpiry = now.Add(c.cfg.OffsetsRetentionCheckInterval)
 		}
 		if next.IsZero() || nextExpiry.Before(next) {
@@ -245,7 +247,7 @@ func (c *coordinator) run() {
 		case <-changed:
 			changed = c.b.node.MetadataChanged()
 			cur := c.b.node.TopicIDs()
-			if topicsGone(topics, cur) {
+			if topicsGone(topics, cur, replaced) {
 				c.pruneDue.Store(true)
 			}
 			topics = cur

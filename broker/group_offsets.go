@@ -166,15 +166,18 @@ func (b *Broker) liveOffsets() func(topic string, o committedOffset) bool {
 	}
 }
 
-// topicsGone reports whether a topic of before is missing from now or has
-// another id there (deleted, maybe re-created).
-func topicsGone(before, now map[string][16]byte) bool {
+// topicsGone adds to gone the topics of before that are missing from now or
+// have another id there (deleted, maybe re-created), and reports whether
+// there were any.
+func topicsGone(before, now map[string][16]byte, gone map[string]bool) bool {
+	found := false
 	for name, id := range before {
 		if cur, ok := now[name]; !ok || cur != id {
-			return true
+			gone[name] = true
+			found = true
 		}
 	}
-	return false
+	return found
 }
 
 // dropDeletedTopicOffsets removes the committed offsets of topics that were
@@ -182,13 +185,14 @@ func topicsGone(before, now map[string][16]byte) bool {
 // tombstones through Raft, as Kafka's coordinator drops the offsets of
 // deleted partitions. Each node handles the groups of the offsets partitions
 // it leads, so with several nodes every group is handled once, by its
-// coordinator. Offsets stored before topic ids were kept go only when their
-// topic is gone. The coordinator's loop runs it when metadata shows a topic
-// gone or replaced, after a partition is loaded, and at each offset expiry
-// check (which retries a write that failed). Like expireOffsets it writes
-// under the group's lock, so a commit to a re-created topic cannot land
-// between the decision and the tombstone.
-func (c *coordinator) dropDeletedTopicOffsets() {
+// coordinator. Offsets stored before topic ids were kept (zero id) go when
+// their topic is gone, or is in replaced: topics the loop saw deleted or
+// re-created since it last ran. The coordinator's loop runs it when metadata
+// shows a topic gone or replaced, after a partition is loaded, and at each
+// offset expiry check (which retries a write that failed). Like expireOffsets
+// it writes under the group's lock, so a commit to a re-created topic cannot
+// land between the decision and the tombstone.
+func (c *coordinator) dropDeletedTopicOffsets(replaced map[string]bool) {
 	ti, ok := c.b.node.Topic(offsetsTopic)
 	if !ok {
 		return
@@ -203,7 +207,7 @@ func (c *coordinator) dropDeletedTopicOffsets() {
 		var recs []shardstore.Record
 		for tp, o := range g.offsets {
 			id, ok := ids[tp.topic]
-			if ok && (o.TopicID == [16]byte{} || o.TopicID == id) {
+			if ok && (o.TopicID == id || o.TopicID == [16]byte{} && !replaced[tp.topic]) {
 				continue
 			}
 			gone = append(gone, tp)

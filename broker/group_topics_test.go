@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kbin"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shardcache/shardcache/internal/nodetest"
@@ -284,4 +285,43 @@ func TestDeleteTopicsDropsCommittedOffsetsOnEveryCoordinator(t *testing.T) {
 			return nil
 		})
 	}
+}
+
+// TestDeleteTopicsDropsOffsetsStoredWithoutTopicID: offsets written before
+// offset records carried a topic id (value version 1) apply to the topic of
+// their name until it is deleted or re-created; then they go too.
+func TestDeleteTopicsDropsOffsetsStoredWithoutTopicID(t *testing.T) {
+	gb := newGroupBroker(t, func(c *GroupConfig) { c.CreateOffsetsTopic = true })
+	cl := gb.client(t)
+	createTopics(t, cl, 1, "orders")
+	waitUntil(t, 10*time.Second, "offsets topic created", func() error {
+		if _, ok := gb.Node.Topic(offsetsTopic); !ok {
+			return fmt.Errorf("no %s", offsetsTopic)
+		}
+		return nil
+	})
+	ti, _ := gb.Node.Topic(offsetsTopic)
+	p := partitionFor("legacy", len(ti.Partitions))
+	o := committedOffset{Offset: 1000, LeaderEpoch: -1, CommitMs: time.Now().UnixMilli(), ExpireMs: -1}
+	v1 := append(kbin.AppendInt16(nil, offsetValueV1), o.encode()[2:len(o.encode())-16]...)
+	ctx := adminCtx(t)
+	if _, err := gb.Node.Produce(ctx, offsetsTopic, p, shardstore.NoProducer,
+		[]shardstore.Record{{Key: offsetKey("legacy", "orders", 0), Value: v1, Timestamp: o.CommitMs}}); err != nil {
+		t.Fatal(err)
+	}
+	gb.Restart() // the coordinator loads the version 1 record
+	adm := kadm.NewClient(gb.client(t))
+	if got := committedOf(t, adm, "legacy"); got["orders/0"] != 1000 {
+		t.Fatalf("version 1 offset not served: %v", got)
+	}
+	if r, err := adm.DeleteTopics(ctx, "orders"); err != nil || r.Error() != nil {
+		t.Fatalf("delete: %v %v", err, r.Error())
+	}
+	createTopics(t, gb.client(t), 1, "orders")
+	waitUntil(t, 10*time.Second, "version 1 offset dropped", func() error {
+		if got := committedOf(t, adm, "legacy"); len(got) != 0 {
+			return fmt.Errorf("still committed: %v", got)
+		}
+		return offsetRecordGone(t, gb, "legacy", "orders", 0)
+	})
 }
