@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
@@ -191,7 +192,8 @@ func newBrokerCluster(t testing.TB, size int, groups GroupConfig) []*clusterBrok
 // cluster whose two data groups are led by different nodes, the groups of
 // each coordinator lose their offsets of a deleted and re-created topic. The
 // topic is deleted through whichever node the client picks; each coordinator
-// sees it gone in its own copy of the metadata.
+// sees it gone in its own copy of the metadata. On the way, config changes
+// made through every node at once (followers forward them) are all kept.
 func TestDeleteTopicsDropsCommittedOffsetsOnEveryCoordinator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("three nodes and a leadership hand-off take about 15 s")
@@ -223,6 +225,30 @@ func TestDeleteTopicsDropsCommittedOffsetsOnEveryCoordinator(t *testing.T) {
 	}
 	createTopics(t, cl, 2, "orders")
 	sameEverywhere("orders")
+
+	// Config changes through every node (the followers forward them to the
+	// metadata leader) at once: all of them are kept.
+	var wg sync.WaitGroup
+	for i, n := range nodes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			op := topicconfig.Op{Type: topicconfig.OpSet, Name: []string{"segment.ms", "flush.ms", "retention.ms"}[i], Value: fmt.Sprint(1000 + i)}
+			if err := n.Node.AlterTopicConfig(adminCtx(t), "orders", []topicconfig.Op{op}, false); err != nil {
+				t.Errorf("alter through node %d: %v", n.Node.NodeID(), err)
+			}
+		}()
+	}
+	wg.Wait()
+	waitUntil(t, 10*time.Second, "config changes on every node", func() error {
+		for _, n := range nodes {
+			ti, _ := n.Node.Topic("orders")
+			if len(ti.Overrides) != 3 {
+				return fmt.Errorf("node %d: overrides %v", n.Node.NodeID(), ti.Overrides)
+			}
+		}
+		return nil
+	})
 
 	// The offsets topic, then leadership spread: each data group hands over
 	// to its preferred leader after 10 s.
