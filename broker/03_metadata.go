@@ -149,7 +149,15 @@ func (b *Broker) metadataTopic(ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic 
 	return t
 }
 
-// isInternalTopic reports Kafka's internal topics, which Metadata flags.
+// isInternalTopic reports Kafka's internal topics, which Metadata flags and
+// the admin APIs refuse to delete, grow or reconfigure.
 func isInternalTopic(name string) bool {
 	return name == "__consumer_offsets" || name == "__transaction_state"
+}
+
+// errInternalTopic is the answer to an admin operation on an internal topic:
+// INVALID_TOPIC_EXCEPTION, the code Kafka answers for operations it refuses
+// on internal topics (appends, DeleteRecords).
+func errInternalTopic(what, name string) error {
+	return newKafkaError(kerr.InvalidTopicException, "cannot %s internal topic %s", what, name)
 }

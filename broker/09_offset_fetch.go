@@ -8,6 +8,9 @@ package broker
 //     epoch -1, empty metadata and no error, as Kafka does (also for an unknown
 //     group or topic). A null topic list (v2+) answers every committed offset
 //     of the group.
+//   - Offsets committed on a topic that was since deleted (or deleted and
+//     re-created) are not answered, even before the coordinator has removed
+//     them: each offset carries the id of the topic it was committed on.
 //   - v8 asks for several groups at once; each group gets its own error code.
 //   - RequireStable (v7+): there are no pending transactional offsets yet, so
 //     every offset is stable and the flag changes nothing.

@@ -7,6 +7,15 @@ package broker
 //     unknown name is UNKNOWN_TOPIC_OR_PARTITION, an unknown id (v6+)
 //     UNKNOWN_TOPIC_ID. A topic named twice is answered once.
 //   - TimeoutMillis > 0 bounds the wait for the deletion to be applied.
+//   - Deleting a topic drops the offsets groups committed on it: each group
+//     coordinator removes them through Raft when its metadata shows the topic
+//     gone or re-created (dropDeletedTopicOffsets in group_offsets.go), so a
+//     re-created topic starts without committed offsets, as in Kafka.
+//   - Internal topics (__consumer_offsets, __transaction_state) are refused
+//     with INVALID_TOPIC_EXCEPTION: deleting __consumer_offsets would drop
+//     every group's offsets and state. Kafka's own brokers do not refuse it
+//     (only its old CLI did); the code is the one Kafka answers for other
+//     operations refused on internal topics (produce, DeleteRecords).
 //
 // Version notes:
 //   - v6+: topics by name or by id; the response carries both.
@@ -68,6 +77,9 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, _ *requestContext, kreq
 			} else {
 				err = kerr.UnknownTopicID
 			}
+		}
+		if err == nil && isInternalTopic(name) {
+			err = errInternalTopic("delete", name)
 		}
 		if err == nil {
 			err = b.node.DeleteTopic(ctx, name)

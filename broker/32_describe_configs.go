@@ -3,12 +3,15 @@ package broker
 // DescribeConfigs: v1-4
 //
 // Behavior:
-//   - Topic resources list every config in internal/topicconfig (or the ones in
-//     ConfigNames; unknown names are left out) with the value the topic uses
-//     and its source: DYNAMIC_TOPIC_CONFIG for the topic's overrides,
-//     STATIC_BROKER_CONFIG for broker-level defaults, DEFAULT_CONFIG otherwise.
-//     IsDefault is set for DEFAULT_CONFIG; topic configs are never read-only.
-//     An unknown topic is UNKNOWN_TOPIC_OR_PARTITION.
+//   - Topic resources list every topic config Kafka 4.x defines (the table in
+//     internal/topicconfig), or the ones in ConfigNames (unknown names are left
+//     out), with the value the topic uses and its source: DYNAMIC_TOPIC_CONFIG
+//     for the topic's overrides, STATIC_BROKER_CONFIG for broker-level
+//     defaults, DEFAULT_CONFIG otherwise. Configs shardcache stores without
+//     acting on them (segment.bytes, compression.type, ...) are listed like the
+//     others; their documentation says so. IsDefault is set for
+//     DEFAULT_CONFIG; topic configs are never read-only. An unknown topic is
+//     UNKNOWN_TOPIC_OR_PARTITION.
 //   - Broker resources (name "" or this node's id) answer a small read-only
 //     set: broker.id, num.partitions, default.replication.factor,
 //     auto.create.topics.enable, log.cleanup.policy, socket.request.max.bytes.
@@ -97,30 +100,44 @@ type topicConfigValue struct {
 	source kmsg.ConfigSource
 }
 
-// topicConfigValues lists every supported config of a topic, in name order.
-// Values not overridden by the topic come from its resolved Config, so they are
+// topicConfigValues lists every topic config Kafka defines, in name order,
+// with the value the topic uses and where it comes from: the topic's override
+// (DYNAMIC_TOPIC_CONFIG), a broker-level default (STATIC_BROKER_CONFIG) or the
+// built-in default (DEFAULT_CONFIG). For the configs shardcache acts on, a
+// value not overridden by the topic is read from its resolved Config, so it is
 // what the node really applies even if Config.TopicDefaults is not set.
 func (b *Broker) topicConfigValues(ti raftfsm.TopicInfo) []topicConfigValue {
 	defs := topicconfig.Defs()
 	out := make([]topicConfigValue, 0, len(defs))
 	for _, d := range defs {
-		v := topicConfigValue{def: d, source: kmsg.ConfigSourceDefaultConfig, value: resolvedValue(ti.Config, d)}
-		if ov, ok := ti.Overrides[d.Name]; ok {
-			v.value, v.source = ov, kmsg.ConfigSourceDynamicTopicConfig
-		} else if _, ok := b.cfg.TopicDefaults[d.Name]; ok || v.value != d.Default {
-			v.source = kmsg.ConfigSourceStaticBrokerConfig
+		value, src := topicconfig.Value(d, ti.Overrides, b.cfg.TopicDefaults)
+		if src == topicconfig.SourceDefault && d.Acts {
+			if rv := resolvedValue(ti.Config, d); rv != value {
+				value, src = rv, topicconfig.SourceBroker
+			}
 		}
-		out = append(out, v)
+		out = append(out, topicConfigValue{def: d, value: value, source: configSource(src)})
 	}
 	return out
 }
 
+// configSource maps where a value comes from to Kafka's ConfigSource.
+func configSource(s topicconfig.Source) kmsg.ConfigSource {
+	switch s {
+	case topicconfig.SourceTopic:
+		return kmsg.ConfigSourceDynamicTopicConfig
+	case topicconfig.SourceBroker:
+		return kmsg.ConfigSourceStaticBrokerConfig
+	}
+	return kmsg.ConfigSourceDefaultConfig
+}
+
 // resolvedValue formats the field of cfg that config d sets, as Kafka spells
-// the value.
+// the value; d.Default for the configs shardcache does not act on.
 func resolvedValue(cfg topicconfig.Config, d topicconfig.Def) string {
 	switch d.Name {
 	case topicconfig.CleanupPolicy:
-		return cfg.CleanupPolicy.String()
+		return cfg.PolicyValue()
 	case topicconfig.DeleteRetentionMs:
 		return strconv.FormatInt(cfg.DeleteRetentionMs, 10)
 	case topicconfig.RetentionMs:
@@ -132,21 +149,13 @@ func resolvedValue(cfg topicconfig.Config, d topicconfig.Def) string {
 	case topicconfig.MinCompactionLagMs:
 		return strconv.FormatInt(cfg.MinCompactionLagMs, 10)
 	}
-	return d.Default // a config added to topicconfig but not to this switch
-}
-
-// brokerSynonyms maps topic configs to the broker settings that default them.
-var brokerSynonyms = map[string]string{
-	topicconfig.CleanupPolicy:      "log.cleanup.policy",
-	topicconfig.DeleteRetentionMs:  "log.cleaner.delete.retention.ms",
-	topicconfig.RetentionMs:        "log.retention.ms",
-	topicconfig.RetentionBytes:     "log.retention.bytes",
-	topicconfig.MaxMessageBytes:    "message.max.bytes",
-	topicconfig.MinCompactionLagMs: "log.cleaner.min.compaction.lag.ms",
+	return d.Default
 }
 
 // topicConfigSynonyms lists where a topic config's value can come from, the
-// one in force first.
+// one in force first: the topic override, the broker-level setting under its
+// broker name (Def.BrokerName, for example log.cleanup.policy), and the
+// built-in default.
 func (b *Broker) topicConfigSynonyms(ti raftfsm.TopicInfo, d topicconfig.Def) []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
 	var out []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
 	add := func(name, value string, src kmsg.ConfigSource) {
@@ -154,7 +163,7 @@ func (b *Broker) topicConfigSynonyms(ti raftfsm.TopicInfo, d topicconfig.Def) []
 		s.Name, s.Value, s.Source = name, kmsg.StringPtr(value), src
 		out = append(out, s)
 	}
-	brokerName := brokerSynonyms[d.Name]
+	brokerName := d.BrokerName
 	if brokerName == "" {
 		brokerName = d.Name
 	}

@@ -9,6 +9,10 @@ package broker
 //   - A topic named twice is INVALID_REQUEST (answered once); an unknown topic
 //     is UNKNOWN_TOPIC_OR_PARTITION. Every requested topic gets an answer.
 //   - ValidateOnly checks without creating; TimeoutMillis > 0 bounds the wait.
+//   - Internal topics (__consumer_offsets, __transaction_state) are refused
+//     with INVALID_TOPIC_EXCEPTION: a group's coordinator is chosen by its
+//     partition count, so growing it would move every group (see
+//     20_delete_topics.go for the choice of code).
 //
 // Version notes:
 //   - v2+ is flexible; v3 is v2 (it marks client support for throttling).
@@ -36,6 +40,8 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, _ *requestContext, 
 		t.Topic = rt.Topic
 		switch ti, ok := b.node.Topic(rt.Topic); {
 		case err != nil: // listed more than once
+		case isInternalTopic(rt.Topic):
+			err = errInternalTopic("add partitions to", rt.Topic)
 		case rt.Assignment != nil:
 			err = newKafkaError(kerr.InvalidRequest, "manual partition assignment is not supported")
 		case !ok:

@@ -3,14 +3,22 @@ package broker
 // IncrementalAlterConfigs: v0-1
 //
 // Behavior:
-//   - Topic resources: SET and DELETE change the topic's overrides; the whole
-//     resulting set is validated and stored at once (all or nothing per topic).
-//     APPEND and SUBTRACT work on cleanup.policy only (the one list config) and
-//     only when the result is exactly one valid policy ("compact" or
-//     "delete"); anything else is INVALID_CONFIG with the reason.
-//   - A SET with a null value or a config named twice in one resource is
-//     INVALID_REQUEST; an unknown config name is INVALID_CONFIG.
+//   - Topic resources: SET, DELETE, APPEND and SUBTRACT travel as they are to
+//     the metadata state machine, which applies them to the topic's overrides
+//     in force when the change is committed (raftfsm.Node.AlterTopicConfig).
+//     Concurrent admins changing one topic therefore never undo each other's
+//     changes. The resulting set is validated there (all or nothing per topic):
+//     an unknown config name or a bad value is INVALID_CONFIG with the reason.
+//   - APPEND and SUBTRACT work on LIST configs (cleanup.policy and the
+//     throttled replica lists); on a config the topic does not override they
+//     start from the built-in default, as Kafka's controller does. Another
+//     type is INVALID_CONFIG.
+//   - A SET, APPEND or SUBTRACT with a null value, an unknown operation or a
+//     config named twice in one resource is INVALID_REQUEST.
 //   - ValidateOnly checks without storing.
+//   - Internal topics (__consumer_offsets, __transaction_state) are refused
+//     with INVALID_TOPIC_EXCEPTION: their configs are the coordinators' (see
+//     20_delete_topics.go for the choice of code).
 //   - Broker resources are INVALID_REQUEST ("broker configs are static"); other
 //     resource types are INVALID_REQUEST too. An unknown topic is
 //     UNKNOWN_TOPIC_OR_PARTITION.
@@ -20,14 +28,11 @@ package broker
 
 import (
 	"context"
-	"slices"
-	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/internal/topicconfig"
-	"github.com/shardcache/shardcache/raftfsm"
 )
 
 func init() {
@@ -59,87 +64,36 @@ func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *requestCo
 }
 
 func (b *Broker) alterTopicConfigs(ctx context.Context, rr kmsg.IncrementalAlterConfigsRequestResource, validateOnly bool) error {
-	ti, ok := b.node.Topic(rr.ResourceName)
-	if !ok {
-		return raftfsm.ErrUnknownTopic
+	if isInternalTopic(rr.ResourceName) {
+		return errInternalTopic("change the configs of", rr.ResourceName)
 	}
-	overrides := make(map[string]string, len(ti.Overrides)+len(rr.Configs))
-	for k, v := range ti.Overrides {
-		overrides[k] = v
-	}
+	ops := make([]topicconfig.Op, 0, len(rr.Configs))
 	seen := map[string]bool{}
 	for _, c := range rr.Configs {
 		if seen[c.Name] {
 			return newKafkaError(kerr.InvalidRequest, "config %q is listed more than once", c.Name)
 		}
 		seen[c.Name] = true
-		def, known := topicconfig.Lookup(c.Name)
-		if !known {
-			return newKafkaError(kerr.InvalidConfig, "unknown topic config %q", c.Name)
-		}
+		op := topicconfig.Op{Name: c.Name}
 		switch c.Op {
 		case kmsg.IncrementalAlterConfigOpSet:
-			if c.Value == nil {
-				return newKafkaError(kerr.InvalidRequest, "config %q: SET needs a value", c.Name)
-			}
-			overrides[c.Name] = *c.Value
+			op.Type = topicconfig.OpSet
 		case kmsg.IncrementalAlterConfigOpDelete:
-			delete(overrides, c.Name)
-		case kmsg.IncrementalAlterConfigOpAppend, kmsg.IncrementalAlterConfigOpSubtract:
-			if def.Type != "LIST" {
-				return newKafkaError(kerr.InvalidConfig, "config %q: %s applies only to list configs", c.Name, c.Op)
-			}
-			if c.Value == nil {
-				return newKafkaError(kerr.InvalidRequest, "config %q: %s needs a value", c.Name, c.Op)
-			}
-			cur, ok := overrides[c.Name]
-			if !ok {
-				cur = resolvedValue(ti.Config, def)
-			}
-			v, err := applyListOp(cur, *c.Value, c.Op)
-			if err != nil {
-				return newKafkaError(kerr.InvalidConfig, "config %q: %v", c.Name, err)
-			}
-			overrides[c.Name] = v
+			op.Type = topicconfig.OpDelete
+		case kmsg.IncrementalAlterConfigOpAppend:
+			op.Type = topicconfig.OpAppend
+		case kmsg.IncrementalAlterConfigOpSubtract:
+			op.Type = topicconfig.OpSubtract
 		default:
 			return newKafkaError(kerr.InvalidRequest, "config %q: unknown operation %d", c.Name, c.Op)
 		}
-	}
-	if err := topicconfig.ValidateAll(overrides); err != nil {
-		return err
-	}
-	if err := b.node.SetTopicConfig(ctx, rr.ResourceName, overrides, validateOnly); err != nil {
-		return err
-	}
-	return nil
-}
-
-// applyListOp appends to or subtracts from a comma-separated list value. The
-// result must be exactly one element: the only list config, cleanup.policy,
-// takes one policy (topicconfig rejects "compact,delete").
-func applyListOp(cur, arg string, op kmsg.IncrementalAlterConfigOp) (string, error) {
-	list := splitList(cur)
-	for _, item := range splitList(arg) {
-		i := slices.Index(list, item)
-		switch {
-		case op == kmsg.IncrementalAlterConfigOpAppend && i < 0:
-			list = append(list, item)
-		case op == kmsg.IncrementalAlterConfigOpSubtract && i >= 0:
-			list = slices.Delete(list, i, i+1)
+		if op.Type != topicconfig.OpDelete {
+			if c.Value == nil {
+				return newKafkaError(kerr.InvalidRequest, "config %q: %s needs a value", c.Name, op.Type)
+			}
+			op.Value = *c.Value
 		}
+		ops = append(ops, op)
 	}
-	if len(list) != 1 {
-		return "", newKafkaError(kerr.InvalidConfig, "%s would leave %q; exactly one value is allowed", op, strings.Join(list, ","))
-	}
-	return list[0], nil
-}
-
-func splitList(s string) []string {
-	var out []string
-	for _, p := range strings.Split(s, ",") {
-		if p = strings.TrimSpace(p); p != "" {
-			out = append(out, p)
-		}
-	}
-	return out
+	return b.node.AlterTopicConfig(ctx, rr.ResourceName, ops, validateOnly)
 }

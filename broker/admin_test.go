@@ -3,13 +3,18 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // adminCtx is a context that ends with the test or after 30 s.
@@ -24,7 +29,7 @@ func TestCreateTopics(t *testing.T) {
 	adm := tb.admin(t)
 	ctx := adminCtx(t)
 	deleteP := "delete"
-	badPolicy := "compact,delete"
+	badPolicy := "compact,archive"
 	badRetention := "-7"
 
 	tests := []struct {
@@ -364,7 +369,7 @@ func TestDescribeConfigs(t *testing.T) {
 			}
 		}
 	}
-	if got.Err != nil || len(got.Configs) != 6 {
+	if got.Err != nil || len(got.Configs) != len(topicconfig.Defs()) {
 		t.Fatalf("described: %v, %d configs", got.Err, len(got.Configs))
 	}
 	tests := []struct {
@@ -451,23 +456,32 @@ func TestIncrementalAlterConfigs(t *testing.T) {
 		}, want: map[string]string{"retention.ms": "1000"}},
 		{name: "bad value is all or nothing", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
 			{Op: kadm.SetConfig, Name: "retention.bytes", Value: str("100")},
-			{Op: kadm.SetConfig, Name: "max.message.bytes", Value: str("0")},
+			{Op: kadm.SetConfig, Name: "max.message.bytes", Value: str("-1")},
 		}, want: map[string]string{"retention.ms": "1000"}},
 		{name: "unknown name", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
-			{Op: kadm.SetConfig, Name: "segment.bytes", Value: str("1")},
-		}, want: map[string]string{"retention.ms": "1000"}},
-		{name: "append second policy", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
-			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: str("delete")},
+			{Op: kadm.SetConfig, Name: "no.such.config", Value: str("1")},
 		}, want: map[string]string{"retention.ms": "1000"}},
 		{name: "append to non-list", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
 			{Op: kadm.AppendConfig, Name: "retention.ms", Value: str("5")},
 		}, want: map[string]string{"retention.ms": "1000"}},
-		{name: "subtract then append is one policy", ops: []kadm.AlterConfig{
-			{Op: kadm.SubtractConfig, Name: "cleanup.policy", Value: str("compact")},
-		}, wantErr: kerr.InvalidConfig, want: map[string]string{"retention.ms": "1000"}},
-		{name: "append existing policy", ops: []kadm.AlterConfig{
+		{name: "append delete to the default policy", ops: []kadm.AlterConfig{
+			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: str("delete")},
+		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "compact,delete"}},
+		{name: "append present policy", ops: []kadm.AlterConfig{
 			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: str("compact")},
-		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "compact"}},
+		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "compact,delete"}},
+		{name: "subtract compact", ops: []kadm.AlterConfig{
+			{Op: kadm.SubtractConfig, Name: "cleanup.policy", Value: str("compact")},
+		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "delete"}},
+		{name: "append bad policy", wantErr: kerr.InvalidConfig, ops: []kadm.AlterConfig{
+			{Op: kadm.AppendConfig, Name: "cleanup.policy", Value: str("archive")},
+		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "delete"}},
+		{name: "set without value", wantErr: kerr.InvalidRequest, ops: []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "segment.ms"},
+		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "delete"}},
+		{name: "config Kafka defines but shardcache does not act on", ops: []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "segment.bytes", Value: str("52428800")},
+		}, want: map[string]string{"retention.ms": "1000", "cleanup.policy": "delete", "segment.bytes": "52428800"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -529,4 +543,238 @@ func TestIncrementalAlterConfigs(t *testing.T) {
 			t.Fatalf("%v %q", resps[0].Err, resps[0].ErrMessage)
 		}
 	})
+}
+
+// TestIncrementalAlterConfigsKeepsConcurrentChanges is the regression test for
+// IncrementalAlterConfigs losing updates: the handler read the overrides,
+// edited them and proposed the whole map, so of several admins changing one
+// topic at once only the last write survived. Each of 8 admins sets its own
+// config of the same topic, several rounds over; every change must be kept.
+func TestIncrementalAlterConfigsKeepsConcurrentChanges(t *testing.T) {
+	tb := newTestBroker(t)
+	ctx := adminCtx(t)
+	settings := map[string]string{
+		"retention.ms": "1000", "delete.retention.ms": "2000", "min.compaction.lag.ms": "3000",
+		"segment.ms": "4000", "segment.bytes": "5242880", "flush.ms": "6000",
+		"min.insync.replicas": "2", "message.timestamp.type": "LogAppendTime",
+	}
+	admins := make([]*kadm.Client, 0, len(settings))
+	for range settings {
+		admins = append(admins, tb.admin(t))
+	}
+	for round := range 5 {
+		topic := fmt.Sprintf("contended-%d", round)
+		if _, err := admins[0].CreateTopics(ctx, 1, 1, nil, topic); err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		errs := make(chan error, len(settings))
+		i := 0
+		for name, value := range settings {
+			adm := admins[i]
+			i++
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: name, Value: &value}}, topic)
+				if err == nil {
+					err = resps[0].Err
+				}
+				if err != nil {
+					errs <- fmt.Errorf("set %s: %w", name, err)
+				}
+			}()
+		}
+		close(start)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		ti, _ := tb.Node.Topic(topic)
+		for name, value := range settings {
+			if ti.Overrides[name] != value {
+				t.Fatalf("round %d: %s = %q after concurrent changes, want %q (overrides %v)", round, name, ti.Overrides[name], value, ti.Overrides)
+			}
+		}
+		rcs, err := admins[0].DescribeTopicConfigs(ctx, topic)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for name, value := range settings {
+			if c := configOf(t, rcs[0], name); *c.Value != value || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+				t.Fatalf("described %s = %q (%v), want %q", name, *c.Value, c.Source, value)
+			}
+		}
+	}
+}
+
+// TestCreateTopicsKafkaStreamsConfigs is the regression test for Kafka Streams
+// and Connect failing to create their topics: only 6 config names were
+// accepted. A windowed changelog as Streams creates it (compact,delete and
+// configs shardcache does not act on) is created, and DescribeConfigs reports
+// every config with its source.
+func TestCreateTopicsKafkaStreamsConfigs(t *testing.T) {
+	tb := newTestBroker(t)
+	adm := tb.admin(t)
+	ctx := adminCtx(t)
+	str := func(s string) *string { return &s }
+	changelog := map[string]*string{
+		"cleanup.policy":         str("compact,delete"),
+		"retention.ms":           str("172800000"),
+		"message.timestamp.type": str("CreateTime"),
+		"segment.bytes":          str("52428800"),
+		"min.insync.replicas":    str("1"),
+	}
+	resps, err := adm.CreateTopics(ctx, 2, 1, changelog, "app-store-changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := resps["app-store-changelog"]
+	if r.Err != nil {
+		t.Fatalf("create: %v (%s)", r.Err, r.ErrMessage)
+	}
+	if c := r.Configs["segment.bytes"]; c.Value == nil || *c.Value != "52428800" || c.Source != kmsg.ConfigSourceDynamicTopicConfig {
+		t.Fatalf("CreateTopics response segment.bytes = %+v", c)
+	}
+	ti, _ := tb.Node.Topic("app-store-changelog")
+	if ti.Config.CleanupPolicy != shardstore.PolicyCompact || !ti.Config.Retention || ti.Config.RetentionMs != 172800000 {
+		t.Fatalf("resolved config %+v", ti.Config)
+	}
+
+	rcs, err := adm.DescribeTopicConfigs(ctx, "app-store-changelog")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc := rcs[0]
+	if rc.Err != nil || len(rc.Configs) != len(topicconfig.Defs()) {
+		t.Fatalf("describe: %v, %d configs", rc.Err, len(rc.Configs))
+	}
+	tests := []struct {
+		key, value string
+		source     kmsg.ConfigSource
+		synonym    string // first broker-level synonym name
+	}{
+		{"cleanup.policy", "compact,delete", kmsg.ConfigSourceDynamicTopicConfig, "log.cleanup.policy"},
+		{"segment.bytes", "52428800", kmsg.ConfigSourceDynamicTopicConfig, "log.segment.bytes"},
+		{"segment.ms", "604800000", kmsg.ConfigSourceDefaultConfig, "log.roll.ms"},
+		{"compression.type", "producer", kmsg.ConfigSourceDefaultConfig, "compression.type"},
+		{"min.cleanable.dirty.ratio", "0.5", kmsg.ConfigSourceDefaultConfig, "log.cleaner.min.cleanable.ratio"},
+		{"message.timestamp.after.max.ms", "3600000", kmsg.ConfigSourceDefaultConfig, "log.message.timestamp.after.max.ms"},
+		{"unclean.leader.election.enable", "false", kmsg.ConfigSourceDefaultConfig, "unclean.leader.election.enable"},
+	}
+	for _, tt := range tests {
+		c := configOf(t, rc, tt.key)
+		if c.Value == nil || *c.Value != tt.value || c.Source != tt.source {
+			t.Errorf("%s = %v (%v), want %s (%v)", tt.key, c.Value, c.Source, tt.value, tt.source)
+			continue
+		}
+		last := c.Synonyms[len(c.Synonyms)-1]
+		if last.Key != tt.synonym || last.Source != kmsg.ConfigSourceDefaultConfig {
+			t.Errorf("%s synonyms %+v, want the default under %s", tt.key, c.Synonyms, tt.synonym)
+		}
+	}
+
+	// Connect's internal topics: compact with configs of their own.
+	connect := map[string]*string{"cleanup.policy": str("compact"), "min.compaction.lag.ms": str("0"),
+		"max.compaction.lag.ms": str("9223372036854775807"), "compression.type": str("zstd")}
+	if resps, err := adm.CreateTopics(ctx, 1, 1, connect, "connect-configs"); err != nil || resps["connect-configs"].Err != nil {
+		t.Fatalf("connect topic: %v %+v", err, resps["connect-configs"])
+	}
+	// Ranges are Kafka's.
+	bad := map[string]*string{"segment.bytes": str("1024")}
+	resps, err = adm.CreateTopics(ctx, 1, 1, bad, "bad-segment")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resps["bad-segment"]; !errors.Is(r.Err, kerr.InvalidConfig) || !strings.Contains(r.ErrMessage, "segment.bytes") {
+		t.Fatalf("segment.bytes=1024: %v %q", r.Err, r.ErrMessage)
+	}
+	tiered := map[string]*string{"remote.storage.enable": str("true")}
+	resps, err = adm.CreateTopics(ctx, 1, 1, tiered, "tiered")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := resps["tiered"]; !errors.Is(r.Err, kerr.InvalidConfig) {
+		t.Fatalf("remote.storage.enable=true: %v %q", r.Err, r.ErrMessage)
+	}
+}
+
+// TestInternalTopicsRefuseAdminChanges is the regression test for internal
+// topics being unprotected: DeleteTopics (by name and by id), CreatePartitions
+// and IncrementalAlterConfigs on __consumer_offsets and __transaction_state
+// are refused with INVALID_TOPIC_EXCEPTION, validate-only requests too, and
+// the topics stay as they were.
+func TestInternalTopicsRefuseAdminChanges(t *testing.T) {
+	gb := newGroupBroker(t, func(c *GroupConfig) { c.CreateOffsetsTopic = true })
+	cl := gb.client(t)
+	adm := kadm.NewClient(cl)
+	ctx := adminCtx(t)
+	waitUntil(t, 10*time.Second, "offsets topic created", func() error {
+		if _, ok := gb.Node.Topic(offsetsTopic); !ok {
+			return errors.New("no " + offsetsTopic)
+		}
+		return nil
+	})
+	// __transaction_state, once it exists, is protected the same way.
+	if _, err := gb.Node.CreateTopic(ctx, "__transaction_state", 2, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	str := func(s string) *string { return &s }
+	for _, topic := range []string{offsetsTopic, "__transaction_state"} {
+		before, _ := gb.Node.Topic(topic)
+		t.Run(topic, func(t *testing.T) {
+			wantRefused := func(what string, err error, msg string) {
+				t.Helper()
+				if !errors.Is(err, kerr.InvalidTopicException) || !strings.Contains(msg, topic) {
+					t.Errorf("%s: %v %q, want INVALID_TOPIC_EXCEPTION naming the topic", what, err, msg)
+				}
+			}
+			dr, err := adm.DeleteTopics(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			wantRefused("DeleteTopics", dr[topic].Err, dr[topic].ErrMessage)
+
+			byID := kmsg.NewPtrDeleteTopicsRequest()
+			rt := kmsg.NewDeleteTopicsRequestTopic()
+			rt.TopicID = before.ID
+			byID.Topics = append(byID.Topics, rt)
+			resp, err := byID.RequestWith(ctx, cl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := resp.Topics[0]
+			msg := ""
+			if got.ErrorMessage != nil {
+				msg = *got.ErrorMessage
+			}
+			wantRefused("DeleteTopics by id", kerr.ErrorForCode(got.ErrorCode), msg)
+
+			for _, validate := range []bool{false, true} {
+				create := adm.CreatePartitions
+				alter := adm.AlterTopicConfigs
+				if validate {
+					create, alter = adm.ValidateCreatePartitions, adm.ValidateAlterTopicConfigs
+				}
+				cr, err := create(ctx, 60, topic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantRefused("CreatePartitions", cr[topic].Err, cr[topic].ErrMessage)
+				ar, err := alter(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: str("delete")}}, topic)
+				if err != nil {
+					t.Fatal(err)
+				}
+				wantRefused("IncrementalAlterConfigs", ar[0].Err, ar[0].ErrMessage)
+			}
+			after, ok := gb.Node.Topic(topic)
+			if !ok || after.ID != before.ID || len(after.Partitions) != len(before.Partitions) ||
+				fmt.Sprint(after.Overrides) != fmt.Sprint(before.Overrides) {
+				t.Fatalf("%s changed: before %+v after %+v", topic, before, after)
+			}
+		})
+	}
 }

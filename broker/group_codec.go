@@ -5,8 +5,9 @@ package broker
 // are ours, each starting with a version so they can change:
 //
 //	key:    int16 type (1 offset, 2 group) | string group | offsets: string topic, int32 partition
-//	offset: int16 version 1 | int64 offset | int32 leader epoch | nullable string metadata |
-//	        int64 commit ms | int64 expire ms (-1: retention from the broker config)
+//	offset: int16 version 2 | int64 offset | int32 leader epoch | nullable string metadata |
+//	        int64 commit ms | int64 expire ms (-1: retention from the broker config) |
+//	        16 bytes topic id (version 1 ends before it: no topic id)
 //	group:  int16 version 1 | string protocol type | int32 generation | nullable string protocol |
 //	        nullable string leader | int64 state ms | array of members:
 //	        string id | nullable string instance id | string client id | string client host |
@@ -27,8 +28,10 @@ const (
 	recordTypeOffset int16 = 1
 	recordTypeGroup  int16 = 2
 
-	offsetValueVersion int16 = 1
-	groupValueVersion  int16 = 1
+	offsetValueVersion int16 = 2
+	// offsetValueV1 is the offset value before topic ids; still decoded.
+	offsetValueV1     int16 = 1
+	groupValueVersion int16 = 1
 )
 
 // errBadGroupRecord: a __consumer_offsets record this code cannot decode.
@@ -82,21 +85,27 @@ type committedOffset struct {
 	Metadata    *string
 	CommitMs    int64
 	ExpireMs    int64 // -1: the broker's offsets retention applies
+	// TopicID is the id of the topic the offset was committed on, so an
+	// offset of a deleted topic never applies to a re-created one of the same
+	// name. Zero for offsets stored before topic ids were (version 1).
+	TopicID [16]byte
 }
 
 func (o committedOffset) encode() []byte {
-	b := make([]byte, 0, 2+8+4+2+16+8+8)
+	b := make([]byte, 0, 2+8+4+2+16+8+8+16)
 	b = kbin.AppendInt16(b, offsetValueVersion)
 	b = kbin.AppendInt64(b, o.Offset)
 	b = kbin.AppendInt32(b, o.LeaderEpoch)
 	b = kbin.AppendNullableString(b, o.Metadata)
 	b = kbin.AppendInt64(b, o.CommitMs)
-	return kbin.AppendInt64(b, o.ExpireMs)
+	b = kbin.AppendInt64(b, o.ExpireMs)
+	return append(b, o.TopicID[:]...)
 }
 
 func decodeCommittedOffset(b []byte) (committedOffset, error) {
 	r := kbin.Reader{Src: b}
-	if v := r.Int16(); v != offsetValueVersion {
+	v := r.Int16()
+	if v != offsetValueVersion && v != offsetValueV1 {
 		return committedOffset{}, fmt.Errorf("%w: offset value version %d", errBadGroupRecord, v)
 	}
 	o := committedOffset{
@@ -105,6 +114,13 @@ func decodeCommittedOffset(b []byte) (committedOffset, error) {
 		Metadata:    r.NullableString(),
 		CommitMs:    r.Int64(),
 		ExpireMs:    r.Int64(),
+	}
+	if v == offsetValueVersion {
+		if len(r.Src) != len(o.TopicID) {
+			return committedOffset{}, fmt.Errorf("%w: offset value topic id", errBadGroupRecord)
+		}
+		copy(o.TopicID[:], r.Src)
+		r.Src = nil
 	}
 	if err := r.Complete(); err != nil {
 		return committedOffset{}, fmt.Errorf("%w: offset value", errBadGroupRecord)

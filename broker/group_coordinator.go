@@ -11,7 +11,9 @@ package broker
 // record in that partition written through raftfsm.Node.Produce, compacted by
 // key like any shard and deleted with tombstones. A partition is loaded (a
 // read of its live records, O(live keys)) at startup and again whenever this
-// node leads it in a new Raft term.
+// node leads it in a new Raft term. The loop also watches the metadata: a
+// topic deleted or re-created loses its committed offsets
+// (dropDeletedTopicOffsets in group_offsets.go).
 //
 // Locks: coordinator.mu guards the group map and the load state; group.mu
 // guards one group. Order: coordinator.mu before group.mu. Raft writes for a
@@ -24,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -136,6 +139,9 @@ type coordinator struct {
 	groups map[string]*group
 	// loaded maps an offsets partition to the Raft term it was loaded in.
 	loaded map[int32]int32
+	// pruneDue asks the loop to drop the offsets of deleted topics
+	// (dropDeletedTopicOffsets): set after a load.
+	pruneDue atomic.Bool
 
 	createMu sync.Mutex // serializes creating __consumer_offsets
 
@@ -209,14 +215,24 @@ func (c *coordinator) run() {
 		}
 	}
 
+	// A topic deleted or re-created: its committed offsets go.
+	changed := c.b.node.MetadataChanged()
+	topics := c.b.node.TopicIDs()
+	replaced := map[string]bool{}
+
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	nextExpiry := time.Now().Add(c.cfg.OffsetsRetentionCheckInterval)
 	for {
 		now := time.Now()
+		if c.pruneDue.Swap(false) {
+			c.dropDeletedTopicOffsets(replaced)
+			clear(replaced)
+		}
 		next := c.sweep(now)
 		if !now.Before(nextExpiry) {
 			c.expireOffsets(now)
+			c.dropDeletedTopicOffsets(nil)
 			nextExpiry = now.Add(c.cfg.OffsetsRetentionCheckInterval)
 		}
 		if next.IsZero() || nextExpiry.Before(next) {
@@ -228,6 +244,13 @@ func (c *coordinator) run() {
 			return
 		case <-c.kick:
 		case <-timer.C:
+		case <-changed:
+			changed = c.b.node.MetadataChanged()
+			cur := c.b.node.TopicIDs()
+			if topicsGone(topics, cur, replaced) {
+				c.pruneDue.Store(true)
+			}
+			topics = cur
 		}
 	}
 }
@@ -454,6 +477,7 @@ func (c *coordinator) loadLocked(p int32, shard shardstore.ShardID) error {
 	}
 	c.log.Info("offsets partition loaded", logKeyPartition, p, "records", records,
 		"groups", len(metas), "elapsed", time.Since(start).Round(time.Microsecond))
+	c.pruneDue.Store(true) // topics may have gone while another node coordinated
 	c.wake()
 	return nil
 }

@@ -96,6 +96,7 @@ func (c *coordinator) commit(ctx context.Context, groupID, memberID string, inst
 			continue
 		}
 		cp.offset.CommitMs = now.UnixMilli()
+		cp.offset.TopicID = info.ID
 		recs = append(recs, shardstore.Record{Key: offsetKey(groupID, cp.topic, cp.partition), Value: cp.offset.encode()})
 		ok = append(ok, cp)
 	}
@@ -135,11 +136,97 @@ func (c *coordinator) fetchOffsets(ctx context.Context, groupID string) (map[top
 	if g.state == stateDead {
 		return nil, nil
 	}
+	live := c.b.liveOffsets()
 	out := make(map[topicPartition]committedOffset, len(g.offsets))
 	for tp, o := range g.offsets {
-		out[tp] = o
+		if live(tp.topic, o) {
+			out[tp] = o
+		}
 	}
 	return out, nil
+}
+
+// liveOffsets returns a check that a committed offset still applies: its
+// topic exists with the id the offset was committed on (offsets stored before
+// ids were kept match any id). Offsets of deleted or re-created topics are
+// removed through Raft by dropDeletedTopicOffsets; until that is done, reads
+// skip them, so a re-created topic never starts from the old topic's offset.
+// The check caches ids per topic; use it for one read only.
+func (b *Broker) liveOffsets() func(topic string, o committedOffset) bool {
+	ids := map[string][16]byte{}
+	return func(topic string, o committedOffset) bool {
+		id, ok := ids[topic]
+		if !ok {
+			if id, ok = b.node.TopicID(topic); !ok {
+				return false
+			}
+			ids[topic] = id
+		}
+		return o.TopicID == [16]byte{} || o.TopicID == id
+	}
+}
+
+// topicsGone adds to gone the topics of before that are missing from now or
+// have another id there (deleted, maybe re-created), and reports whether
+// there were any.
+func topicsGone(before, now map[string][16]byte, gone map[string]bool) bool {
+	found := false
+	for name, id := range before {
+		if cur, ok := now[name]; !ok || cur != id {
+			gone[name] = true
+			found = true
+		}
+	}
+	return found
+}
+
+// dropDeletedTopicOffsets removes the committed offsets of topics that were
+// deleted or re-created since the offsets were committed, writing their
+// tombstones through Raft, as Kafka's coordinator drops the offsets of
+// deleted partitions. Each node handles the groups of the offsets partitions
+// it leads, so with several nodes every group is handled once, by its
+// coordinator. Offsets stored before topic ids were kept (zero id) go when
+// their topic is gone, or is in replaced: topics the loop saw deleted or
+// re-created since it last ran. The coordinator's loop runs it when metadata
+// shows a topic gone or replaced, after a partition is loaded, and at each
+// offset expiry check (which retries a write that failed). Like expireOffsets
+// it writes under the group's lock, so a commit to a re-created topic cannot
+// land between the decision and the tombstone.
+func (c *coordinator) dropDeletedTopicOffsets(replaced map[string]bool) {
+	ti, ok := c.b.node.Topic(offsetsTopic)
+	if !ok {
+		return
+	}
+	ids := c.b.node.TopicIDs()
+	for _, g := range c.snapshot() {
+		if int(g.partition) >= len(ti.Partitions) || !c.b.node.IsLeader(ti.Partitions[g.partition].Group) {
+			continue
+		}
+		g.mu.Lock()
+		var gone []topicPartition
+		var recs []shardstore.Record
+		for tp, o := range g.offsets {
+			id, ok := ids[tp.topic]
+			if ok && (o.TopicID == id || o.TopicID == [16]byte{} && !replaced[tp.topic]) {
+				continue
+			}
+			gone = append(gone, tp)
+			recs = append(recs, shardstore.Record{Key: offsetKey(g.name, tp.topic, tp.partition)})
+		}
+		if len(recs) > 0 && g.state != stateDead {
+			if err := c.write(c.ctx, g.partition, recs); err != nil {
+				if c.ctx.Err() == nil {
+					c.log.Warn("drop offsets of deleted topics failed", logKeyGroup, g.name, logKeyError, err)
+				}
+			} else {
+				for _, tp := range gone {
+					delete(g.offsets, tp)
+				}
+				c.log.Info("offsets of deleted topics dropped", logKeyGroup, g.name, "partitions", len(gone))
+			}
+		}
+		g.mu.Unlock()
+	}
 }
 
 // subscribedTopics lists the topics the members of a consumer group subscribe

@@ -97,9 +97,12 @@ func (b *Broker) summarize(g *group) (GroupSummary, bool) {
 		}
 		s.Members = append(s.Members, ms)
 	}
+	live := b.liveOffsets()
 	committed := make(map[topicPartition]int64, len(g.offsets))
 	for tp, o := range g.offsets {
-		committed[tp] = o.Offset
+		if live(tp.topic, o) {
+			committed[tp] = o.Offset
+		}
 	}
 	g.mu.Unlock()
 

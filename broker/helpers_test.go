@@ -88,6 +88,13 @@ func serveBroker(t testing.TB, bcfg Config) (*Broker, string, *prometheus.Regist
 	if err != nil {
 		t.Fatalf("listen: %v", err)
 	}
+	return serveBrokerOn(t, bcfg, ln)
+}
+
+// serveBrokerOn is serveBroker on a listener the caller opened (a cluster
+// node must know its Kafka address before the node starts).
+func serveBrokerOn(t testing.TB, bcfg Config, ln net.Listener) (*Broker, string, *prometheus.Registry, func()) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	bcfg.AdvertisedAddr = ln.Addr().String()
 	bcfg.Registerer = reg

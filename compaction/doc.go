@@ -6,12 +6,16 @@
 // asks the store what is due and proposes it through raftfsm, so every replica
 // removes the same records at the same log position:
 //
-//   - cleanup.policy=compact: tombstones older than delete.retention.ms are
-//     removed (ExpireTombstones), and, when min.compaction.lag.ms > 0, records
-//     superseded longer ago than the lag are removed (ExpireSuperseded).
-//   - cleanup.policy=delete: the log start moves past records older than
-//     retention.ms and past the oldest records until at most retention.bytes
-//     remain (DeleteRecordsBefore).
+//   - compacted topics (cleanup.policy=compact or compact,delete): tombstones
+//     older than delete.retention.ms are removed (ExpireTombstones), and
+//     records superseded longer ago than min.compaction.lag.ms are removed
+//     (ExpireSuperseded).
+//   - topics whose cleanup.policy names delete (delete or compact,delete): the
+//     log start moves past records older than retention.ms and past the
+//     oldest records until at most retention.bytes remain
+//     (DeleteRecordsBefore). On a compact,delete topic this is Kafka's
+//     windowed changelog: keys compact on write, and keys whose live record
+//     falls off the log start are gone.
 //
 // Times are the leader's append times (AppendOptions.AppendTimeMs), not the
 // producers' record timestamps, so a producer's clock cannot keep a tombstone

@@ -9,6 +9,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -148,8 +149,7 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 			l.log.Warn("compaction command failed", keyTopic, t.Name, keyPartition, p.Partition, keyOp, op, keyError, err)
 		}
 	}
-	switch c.CleanupPolicy {
-	case shardstore.PolicyCompact:
+	if c.CleanupPolicy == shardstore.PolicyCompact {
 		// Each expiry is a Raft command: propose it only when the store holds
 		// something it would remove.
 		before := nowMs - c.DeleteRetentionMs
@@ -158,30 +158,46 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 				return l.cfg.Node.ExpireTombstones(ctx, t.Name, p.Partition, before)
 			})
 		}
-		before = nowMs - c.MinCompactionLagMs
-		if c.MinCompactionLagMs > 0 && l.due(l.cfg.Store.SupersededDue, t, p, before) {
+		// Superseded records held by min.compaction.lag.ms (the shard then has
+		// more readable records than keys and tombstones) are released by the
+		// lag in force now, whatever lag held them: lowering it, to 0 too,
+		// releases what it no longer covers. A record as old as the lag is
+		// due, as Append holds only records younger than it.
+		before = nowMs - c.MinCompactionLagMs + 1
+		if st.LiveRecords > st.LiveKeys+st.Tombstones && l.due(l.cfg.Store.SupersededDue, t, p, before) {
 			run(opExpireSuperseded, func() error {
 				return l.cfg.Node.ExpireSuperseded(ctx, t.Name, p.Partition, before)
 			})
 		}
-	case shardstore.PolicyDelete:
-		olderThan := int64(-1)
-		if c.RetentionMs >= 0 {
-			olderThan = nowMs - c.RetentionMs
-		}
-		if olderThan < 0 && c.RetentionBytes < 0 {
-			return 0
-		}
-		off, err := l.cfg.Store.RetentionOffset(p.Shard, olderThan, c.RetentionBytes)
-		if err != nil {
-			l.log.Debug("retention offset unavailable", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
-			return 0
-		}
-		if off > st.LogStartOffset {
+	}
+	if c.Retention {
+		// delete and compact,delete topics: records older than retention.ms or
+		// beyond retention.bytes leave from the log start. On a compacted shard
+		// the same command also drops the key index entries of the records it
+		// removes, so their keys are gone as after a tombstone's expiry.
+		if off, ok := l.retentionOffset(t, p, c, st, nowMs); ok {
 			run(opDeleteRecordsBefore, func() error {
 				return l.cfg.Node.DeleteRecordsBefore(ctx, t.Name, p.Partition, off)
 			})
 		}
 	}
 	return n
+}
+
+// retentionOffset returns the offset retention moves the log start to, and
+// whether that is past the current log start.
+func (l *Loop) retentionOffset(t raftfsm.TopicInfo, p raftfsm.PartitionInfo, c topicconfig.Config, st shardstore.State, nowMs int64) (int64, bool) {
+	olderThan := int64(-1)
+	if c.RetentionMs >= 0 {
+		olderThan = nowMs - c.RetentionMs
+	}
+	if olderThan < 0 && c.RetentionBytes < 0 {
+		return 0, false
+	}
+	off, err := l.cfg.Store.RetentionOffset(p.Shard, olderThan, c.RetentionBytes)
+	if err != nil {
+		l.log.Debug("retention offset unavailable", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
+		return 0, false
+	}
+	return off, off > st.LogStartOffset
 }

@@ -146,6 +146,56 @@ func TestSupersededExpiresAfterLag(t *testing.T) {
 	}
 }
 
+// TestSupersededReleasedWhenLagLowered is the regression test for records held
+// by min.compaction.lag.ms staying after the lag was lowered to 0: each pass
+// applies the lag in force, so lowering it releases what it no longer holds.
+func TestSupersededReleasedWhenLagLowered(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "lagged", 1, map[string]string{topicconfig.MinCompactionLagMs: "3600000"}, false); err != nil {
+		t.Fatal(err)
+	}
+	setLag := func(lag string) {
+		t.Helper()
+		if err := f.node.SetTopicConfig(ctx, "lagged", map[string]string{topicconfig.MinCompactionLagMs: lag}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.produce(t, "lagged", rec("k", "v1"))
+	f.produce(t, "lagged", rec("k", "v2")) // v1 held for an hour
+	f.clock.advance(time.Minute)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("pass within the lag proposed %d commands", n)
+	}
+	if st := f.state(t, "lagged"); st.LiveRecords != 2 {
+		t.Fatalf("held record released within the lag: %+v", st)
+	}
+
+	// Lowered below the record's age: released on the next pass.
+	setLag("30000")
+	f.loop.RunOnce(ctx)
+	if st := f.state(t, "lagged"); st.LiveRecords != 1 {
+		t.Fatalf("lag lowered to 30 s: held record of 1 min kept: %+v", st)
+	}
+
+	// Lowered to 0: nothing is held any more.
+	f.produce(t, "lagged", rec("k", "v3")) // v2 is older than 30 s: replaced at once
+	f.produce(t, "lagged", rec("k", "v4")) // v3 held for 30 s
+	if st := f.state(t, "lagged"); st.LiveRecords != 2 {
+		t.Fatalf("v3 not held by the 30 s lag: %+v", st)
+	}
+	setLag("0")
+	if n := f.loop.RunOnce(ctx); n != 1 {
+		t.Fatalf("pass after the lag went to 0 proposed %d commands, want 1", n)
+	}
+	if st := f.state(t, "lagged"); st.LiveRecords != 1 || st.LiveKeys != 1 {
+		t.Fatalf("lag lowered to 0: held record kept: %+v", st)
+	}
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("idle pass proposed %d commands", n)
+	}
+}
+
 func TestRetentionByBytesMovesLogStart(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)
@@ -191,6 +241,85 @@ func TestRetentionByTime(t *testing.T) {
 	f.loop.RunOnce(ctx)
 	if st := f.state(t, "aging"); st.LogStartOffset != 2 {
 		t.Fatalf("retention.ms: log start %d, want 2 (%+v)", st.LogStartOffset, st)
+	}
+}
+
+// TestCompactDeleteRetention is the regression test for cleanup.policy=
+// compact,delete (Kafka Streams' windowed changelogs), which was refused: keys
+// compact on write, and records older than retention.ms leave from the log
+// start, taking their keys with them.
+func TestCompactDeleteRetention(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "windows", 1, map[string]string{
+		topicconfig.CleanupPolicy: "compact,delete",
+		topicconfig.RetentionMs:   "60000",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	ti, _ := f.node.Topic("windows")
+	shard := ti.Partitions[0].Shard
+	if _, err := f.node.Produce(ctx, "windows", 0, shardstore.NoProducer, []shardstore.Record{{Value: []byte("x")}}); err == nil {
+		t.Fatal("keyless record accepted on a compact,delete topic")
+	}
+	f.produce(t, "windows", rec("a", "a1"), rec("b", "b1")) // offsets 0, 1
+	f.clock.advance(time.Minute)
+	f.produce(t, "windows", rec("c", "c1"), rec("a", "a2")) // offsets 2, 3; a1 compacted at once
+	if st := f.state(t, "windows"); st.LiveKeys != 3 || st.LiveRecords != 3 {
+		t.Fatalf("before retention: %+v", st)
+	}
+	f.clock.advance(time.Second)
+	if n := f.loop.RunOnce(ctx); n != 1 {
+		t.Fatalf("RunOnce proposed %d commands, want 1", n)
+	}
+	st := f.state(t, "windows")
+	if st.LogStartOffset != 2 || st.LiveKeys != 2 || st.LiveRecords != 2 || st.HighWatermark != 4 {
+		t.Fatalf("after retention: %+v", st)
+	}
+	if _, ok, err := f.store.Lookup(shard, []byte("b")); err != nil || ok {
+		t.Fatalf("key b outlived retention: ok=%v err=%v", ok, err)
+	}
+	if r, ok, err := f.store.Lookup(shard, []byte("a")); err != nil || !ok || string(r.Value) != "a2" {
+		t.Fatalf("Lookup(a) = %+v, %v, %v", r, ok, err)
+	}
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("idle pass proposed %d commands", n)
+	}
+
+	// retention.bytes applies too.
+	if _, err := f.node.CreateTopic(ctx, "sized", 1, map[string]string{
+		topicconfig.CleanupPolicy:  "delete,compact",
+		topicconfig.RetentionMs:    "-1",
+		topicconfig.RetentionBytes: "500",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 5; i++ {
+		f.produce(t, "sized", rec(string(rune('k'+i)), string(make([]byte, 200))))
+	}
+	f.loop.RunOnce(ctx)
+	if st := f.state(t, "sized"); st.LiveBytes > 500 || st.LogStartOffset == 0 || st.LiveKeys != st.LiveRecords {
+		t.Fatalf("retention.bytes on compact,delete: %+v", st)
+	}
+}
+
+// TestEmptyCleanupPolicyKeepsEverything: cleanup.policy="" (Kafka: no cleanup
+// at all) is an append-only log that retention never trims.
+func TestEmptyCleanupPolicyKeepsEverything(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "forever", 1, map[string]string{
+		topicconfig.CleanupPolicy: "", topicconfig.RetentionMs: "1000", topicconfig.RetentionBytes: "1",
+	}, false); err != nil {
+		t.Fatal(err)
+	}
+	f.produce(t, "forever", shardstore.Record{Value: []byte("keyless")}, rec("k", "v"), rec("k", "v2"))
+	f.clock.advance(time.Hour)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("RunOnce proposed %d commands on a topic without cleanup", n)
+	}
+	if st := f.state(t, "forever"); st.LogStartOffset != 0 || st.LiveRecords != 3 {
+		t.Fatalf("records removed: %+v", st)
 	}
 }
 

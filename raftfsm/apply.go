@@ -95,6 +95,24 @@ func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Com
 		nt.config = p.resolve(nt.Overrides)
 		m.topics[nt.Name], m.byID[nt.ID] = &nt, &nt
 		return w.putTopic(&nt)
+	case CmdAlterTopicConfig:
+		// The operations apply to the overrides in force when the change is
+		// committed, so concurrent changes of one topic all take effect
+		// (topicconfig.Alter reads no broker setting: every replica gets the
+		// same result).
+		t, ok := m.topics[c.Topic.Name]
+		if !ok {
+			return ErrUnknownTopic
+		}
+		overrides, err := topicconfig.Alter(t.Overrides, c.ConfigOps)
+		if err != nil {
+			return err
+		}
+		nt := *t
+		nt.Overrides = overrides
+		nt.config = p.resolve(nt.Overrides)
+		m.topics[nt.Name], m.byID[nt.ID] = &nt, &nt
+		return w.putTopic(&nt)
 	case CmdAllocateProducerIDs:
 		if c.Count <= 0 || c.Count > 1<<20 {
 			return fmt.Errorf("%w: producer id block of %d", ErrBadCommand, c.Count)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
 )
 
@@ -38,6 +39,10 @@ const (
 	CmdRegisterNode        CommandType = 23
 	CmdRemoveNode          CommandType = 24
 	CmdSetGroupLeader      CommandType = 25
+
+	// 26-31 are taken or reserved by other changes.
+
+	CmdAlterTopicConfig CommandType = 32
 )
 
 var commandTypeNames = map[CommandType]string{
@@ -57,6 +62,7 @@ var commandTypeNames = map[CommandType]string{
 	CmdRegisterNode:        "register_node",
 	CmdRemoveNode:          "remove_node",
 	CmdSetGroupLeader:      "set_group_leader",
+	CmdAlterTopicConfig:    "alter_topic_config",
 }
 
 func (t CommandType) String() string {
@@ -87,6 +93,7 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdRegisterNode:        Member
 //	CmdRemoveNode:          NodeID
 //	CmdSetGroupLeader:      Group, NodeID, Term
+//	CmdAlterTopicConfig:    Topic.Name, ConfigOps (applied to the overrides in force)
 //
 // A decoded command's byte slices (record keys, values, header values) alias the
 // encoded buffer.
@@ -111,6 +118,8 @@ type Command struct {
 	NodeID            int32
 	Group             uint32
 	Term              uint64
+
+	ConfigOps []topicconfig.Op
 }
 
 // EncodeCommand appends the encoding of c to dst.
@@ -182,6 +191,14 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		dst = binary.AppendUvarint(dst, uint64(c.Group))
 		dst = binary.AppendVarint(dst, int64(c.NodeID))
 		dst = binary.AppendUvarint(dst, c.Term)
+	case CmdAlterTopicConfig:
+		dst = appendString(dst, c.Topic.Name)
+		dst = binary.AppendUvarint(dst, uint64(len(c.ConfigOps)))
+		for _, op := range c.ConfigOps {
+			dst = append(dst, byte(op.Type))
+			dst = appendString(dst, op.Name)
+			dst = appendString(dst, op.Value)
+		}
 	}
 	return dst
 }
@@ -329,6 +346,18 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Group = uint32(d.uvarintMax(math.MaxUint32))
 		c.NodeID = int32(d.varintRange(0, math.MaxInt32))
 		c.Term = d.uvarint()
+	case CmdAlterTopicConfig:
+		c.Topic.Name = d.string()
+		n := d.count(3) // an op takes at least 3 bytes
+		if n > 0 {
+			c.ConfigOps = make([]topicconfig.Op, n)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			op := &c.ConfigOps[i]
+			op.Type = topicconfig.OpType(int8(d.byte()))
+			op.Name = d.string()
+			op.Value = d.string()
+		}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, b[1])
 	}

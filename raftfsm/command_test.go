@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
 )
 
@@ -47,6 +48,12 @@ func goldenCommands() []*Command {
 		{Type: CmdRegisterNode, Member: NodeInfo{ID: 2, Incarnation: 0xabcdef01, ClusterAddr: "127.0.0.1:9093", KafkaAddr: "127.0.0.1:9092", HTTPAddr: "127.0.0.1:9644", Rack: "r1"}},
 		{Type: CmdRemoveNode, NodeID: 3},
 		{Type: CmdSetGroupLeader, Group: 2, NodeID: 1, Term: 7},
+		{Type: CmdAlterTopicConfig, Topic: topicMeta{Name: "orders"}, ConfigOps: []topicconfig.Op{
+			{Type: topicconfig.OpSet, Name: "retention.ms", Value: "1000"},
+			{Type: topicconfig.OpDelete, Name: "max.message.bytes"},
+			{Type: topicconfig.OpAppend, Name: "cleanup.policy", Value: "delete"},
+			{Type: topicconfig.OpSubtract, Name: "cleanup.policy", Value: "compact"},
+		}},
 	}
 }
 

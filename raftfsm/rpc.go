@@ -39,6 +39,7 @@ const (
 	opDeleteTopic      = "delete_topic"      // Topic
 	opCreatePartitions = "create_partitions" // Topic, Partitions, ValidateOnly
 	opSetTopicConfig   = "set_topic_config"  // Topic, Overrides, ValidateOnly
+	opAlterTopicConfig = "alter_configs"     // Topic, ConfigOps, ValidateOnly
 	opAllocatePIDs     = "allocate_pids"     // -> PIDStart
 	opRemoveNode       = "remove_node"       // NodeID
 	opSetLeader        = "set_leader"        // Group, NodeID, Term
@@ -57,6 +58,7 @@ type rpcRequest struct {
 	Group        uint32            `json:"group,omitempty"`
 	Term         uint64            `json:"term,omitempty"`
 	Command      []byte            `json:"command,omitempty"`
+	ConfigOps    []topicconfig.Op  `json:"config_ops,omitempty"`
 }
 
 type rpcResponse struct {
@@ -227,6 +229,8 @@ func (n *Node) applyMetaRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 		idx, err = n.createPartitionsLocal(ctx, req.Topic, req.Partitions, req.ValidateOnly)
 	case opSetTopicConfig:
 		idx, err = n.setTopicConfigLocal(ctx, req.Topic, req.Overrides, req.ValidateOnly)
+	case opAlterTopicConfig:
+		idx, err = n.alterTopicConfigLocal(ctx, req.Topic, req.ConfigOps, req.ValidateOnly)
 	case opAllocatePIDs:
 		var v any
 		v, idx, err = n.proposeLocal(ctx, metaGroup, &Command{Type: CmdAllocateProducerIDs, Count: producerIDBlock})

@@ -25,6 +25,31 @@ func (n *Node) Nodes() []NodeInfo {
 	return out
 }
 
+// TopicIDs maps every topic's name to its id: a cheap way to see which topics
+// went away or were re-created (same name, new id) since an earlier call.
+func (n *Node) TopicIDs() map[string][16]byte {
+	m := n.metadata()
+	out := make(map[string][16]byte, len(m.topics))
+	for name, t := range m.topics {
+		out[name] = t.ID
+	}
+	return out
+}
+
+// TopicID returns a topic's id.
+func (n *Node) TopicID(name string) ([16]byte, bool) {
+	t, ok := n.metadata().topics[name]
+	if !ok {
+		return [16]byte{}, false
+	}
+	return t.ID, true
+}
+
+// MetadataChanged returns a channel closed at the next change of this node's
+// metadata or readiness; call it again for the change after that. Read the
+// state after taking the channel, so no change is missed.
+func (n *Node) MetadataChanged() <-chan struct{} { return n.stateChan() }
+
 // AllNodes returns every registered node, removed ones included, by id.
 func (n *Node) AllNodes() []NodeInfo {
 	m := n.metadata()
