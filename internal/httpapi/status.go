@@ -255,7 +255,7 @@ func (h *Handler) buildStatus(b *Backend) *statusResponse {
 	}
 	perGroup := map[uint32]int{}
 	for _, t := range b.Node.Topics() {
-		ts := topicStatus{Name: t.Name, CleanupPolicy: t.Config.CleanupPolicy.String(), Partitions: make([]partitionStatus, 0, len(t.Partitions))}
+		ts := topicStatus{Name: t.Name, CleanupPolicy: t.Config.PolicyValue(), Partitions: make([]partitionStatus, 0, len(t.Partitions))}
 		for _, pi := range t.Partitions {
 			perGroup[pi.Group]++
 			ps := partitionStatus{Partition: pi.Partition, Shard: uint64(pi.Shard), Group: pi.Group, Leader: b.Node.IsLeader(pi.Group)}
