@@ -157,3 +157,44 @@ func TestClusterBugStaleLeaderWithNewEpoch(t *testing.T) {
 		t.Errorf("leader epoch went back: %s", b)
 	}
 }
+
+// TestClusterBugShutdownHangs: SIGTERM to all three nodes at once (Ctrl-C on
+// `make cluster`, a whole-cluster stop) must stop every node.
+//
+// KNOWN BUG, NOT FIXED (raftfsm/lifecycle.go watchLeadership and Close): this
+// test fails until raftfsm is fixed.
+//
+// While the nodes shut down together each hands its leaderships to the others,
+// so a node that is already in Node.Close can win an election. Its
+// watchLeadership goroutine then waits on g.raft.Barrier(...).Error(). The
+// timeout given to Barrier bounds only the enqueue: hashicorp/raft sets no
+// ShutdownCh on Apply and Barrier futures, so a barrier that was handed to
+// the FSM goroutine (fsmMutateCh) just before raft.Shutdown is never answered
+// (hashicorp/raft#498, open). Close waits for watchLeadership (n.wg.Wait in
+// lifecycle.go) and the process never exits; a second signal or SIGKILL is
+// needed. Goroutine dump of a hung node (node 1, after "leaderships handed
+// over" and "election won" for groups it received during its own shutdown):
+//
+//	goroutine 1 [sync.WaitGroup.Wait]: raftfsm.(*Node).Close.func1 lifecycle.go:426
+//	goroutine 82 [select]: raft.(*deferError).Error future.go:113
+//	    raft.(*logFuture).Error; raftfsm.(*Node).watchLeadership
+//
+// A fix: never block on a raft future's Error() in a goroutine Close waits
+// for without also selecting on shutdown (wait for the future in a select with
+// n.shutdownCh, or a helper that does), or stop tracking that goroutine.
+//
+// The test stops (SIGTERMs 10 to 30 ms apart) and restarts the whole cluster
+// up to ten times; the harness dumps a hung node's goroutines (SIGQUIT) into
+// the log. On this 2-core machine it hung within ten rounds in every run
+// tried (about one whole-cluster stop in six hangs).
+func TestClusterBugShutdownHangs(t *testing.T) {
+	// More groups, more leaderships moving during each stop.
+	c := startCluster(t, 3, withNodeArgs("--raft-groups=16"))
+	// SIGTERMs 10 to 30 ms apart reproduce it more often than all at once.
+	for round := range 10 {
+		if hung := c.stopAll(allStopTimeout, time.Duration(round%3+1)*10*time.Millisecond); len(hung) > 0 {
+			t.Fatalf("KNOWN BUG (raftfsm watchLeadership blocks Close): round %d: nodes %v did not exit within %v of SIGTERM; their goroutines are above (SIGQUIT)", round, hung, allStopTimeout)
+		}
+		c.StartAll()
+	}
+}
