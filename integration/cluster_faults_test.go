@@ -181,7 +181,10 @@ func TestClusterIdempotentProducerLeaderKill(t *testing.T) {
 // -race test process, a heartbeat is now and then late).
 func TestClusterRollingRestart(t *testing.T) {
 	began := time.Now()
-	c := startCluster(t, 3)
+	// The default 1s timeouts: a hand-off must not need them, and a late
+	// heartbeat is less likely to call an election that is not about the
+	// restart.
+	c := startCluster(t, 3, withRaftTimeouts(time.Second, time.Second))
 	w := startWorkload(t, c, defaultWorkload)
 	calm(w, defaultPlan.Calm)
 	soak := soakDuration(t)

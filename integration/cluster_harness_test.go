@@ -8,8 +8,9 @@ package integration
 // while real clients keep working.
 //
 // Ports. Each node's Kafka, HTTP and cluster ports are picked once, up front
-// (listen on 127.0.0.1:0, note the port, close), and reused on every start, so a
-// restarted node keeps its registered addresses and clients find it again.
+// (listen on 127.0.0.1:0 and keep the listener until the node first starts),
+// and reused on every start, so a restarted node keeps its registered
+// addresses and clients find it again.
 //
 // Links. Node i reaches node j only through the proxy P(i→j), whose target is
 // j's cluster listener: i is started with --cluster-peer-addrs j=P(i→j) for
@@ -22,6 +23,11 @@ package integration
 // a blackholed stream lost bytes mid-frame and must not be resumed.
 //
 // The Kafka listeners are not proxied: clients reach every running node.
+//
+// The proxies run inside the test process. When it stalls (the race detector,
+// the checker, a loaded 2-core machine), every link stalls with it, and a
+// follower may now and then time out on a live leader; tests must not count
+// on the absence of such elections.
 
 import (
 	"bytes"

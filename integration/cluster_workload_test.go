@@ -105,10 +105,10 @@ type workload struct {
 	inDoubt atomic.Int64
 
 	// leaders is the leader watcher's state.
-	leaderMu sync.Mutex
-	leaders  map[topicPartition]leaderSeen
-	nodeEpoc map[nodePartition]int32
-	changes  []leaderChangeAt
+	leaderMu  sync.Mutex
+	leaders   map[topicPartition]leaderSeen
+	nodeEpoch map[nodePartition]int32
+	changes   []leaderChangeAt
 	// problems are misbehaviours the checker has no kind for; problemCount
 	// counts those not kept. epochIssues are the leader epoch anomalies
 	// TestClusterBugStaleLeaderWithNewEpoch pins (a known raftfsm bug): they
@@ -116,7 +116,7 @@ type workload struct {
 	problems     []string
 	problemCount int
 	epochIssues  []string
-	epochCount   int
+	epochSeen    map[string]bool // epochIssues' keys, to log each issue once
 }
 
 type topicPartition struct {
@@ -147,15 +147,16 @@ func startWorkload(t testing.TB, c *testCluster, cfg workloadConfig) *workload {
 	t.Helper()
 	base := topicName(t)
 	w := &workload{
-		t:        t,
-		c:        c,
-		cfg:      cfg,
-		History:  &checker.History{},
-		LogTopic: base + "-log",
-		Group:    base + "-group",
-		okSends:  make(map[topicPartition]int),
-		leaders:  make(map[topicPartition]leaderSeen),
-		nodeEpoc: make(map[nodePartition]int32),
+		t:         t,
+		c:         c,
+		cfg:       cfg,
+		History:   &checker.History{},
+		LogTopic:  base + "-log",
+		Group:     base + "-group",
+		okSends:   make(map[topicPartition]int),
+		leaders:   make(map[topicPartition]leaderSeen),
+		nodeEpoch: make(map[nodePartition]int32),
+		epochSeen: make(map[string]bool),
 	}
 	admin := c.Client(t)
 	createClusterTopic(t, admin, w.LogTopic, cfg.Partitions, map[string]string{"cleanup.policy": "delete"})
@@ -344,6 +345,9 @@ func (w *workload) startConsumer(name string) {
 	w.observe(func(ctx context.Context) {
 		for ctx.Err() == nil {
 			fs := cl.PollFetches(ctx)
+			if fs.IsClientClosed() {
+				return
+			}
 			fs.EachRecord(func(r *kgo.Record) {
 				w.History.AddPoll(checker.Poll{
 					Consumer: name, Topic: r.Topic, Partition: r.Partition,
@@ -434,10 +438,11 @@ func (w *workload) sawLeader(id int32, tp topicPartition, leader, epoch int32) {
 	w.leaderMu.Lock()
 	defer w.leaderMu.Unlock()
 	np := nodePartition{id, tp}
-	if prev, ok := w.nodeEpoc[np]; ok && epoch < prev {
-		w.addEpochIssueLocked(fmt.Sprintf("node %d: leader epoch of %s/%d went back from %d to %d", id, tp.Topic, tp.Partition, prev, epoch))
+	if prev, ok := w.nodeEpoch[np]; ok && epoch < prev {
+		w.addEpochIssueLocked(fmt.Sprint("back", id, tp, prev, epoch), fmt.Sprintf("node %d at %s: leader epoch of %s/%d went back from %d to %d (leader %d)",
+			id, time.Now().Format("15:04:05.000"), tp.Topic, tp.Partition, prev, epoch, leader))
 	}
-	w.nodeEpoc[np] = max(w.nodeEpoc[np], epoch)
+	w.nodeEpoch[np] = max(w.nodeEpoch[np], epoch)
 	cur, ok := w.leaders[tp]
 	switch {
 	case !ok:
@@ -450,8 +455,8 @@ func (w *workload) sawLeader(id int32, tp topicPartition, leader, epoch int32) {
 			w.changes = append(w.changes, leaderChangeAt{lc, time.Now()})
 		}
 	case epoch == cur.Epoch && leader != cur.Leader:
-		w.addEpochIssueLocked(fmt.Sprintf("%s/%d: node %d names leader %d for epoch %d, node %d named leader %d for the same epoch",
-			tp.Topic, tp.Partition, id, leader, epoch, cur.Node, cur.Leader))
+		w.addEpochIssueLocked(fmt.Sprint("two", tp, epoch, leader, cur.Leader), fmt.Sprintf("%s/%d at %s: node %d names leader %d for epoch %d, node %d named leader %d for the same epoch",
+			tp.Topic, tp.Partition, time.Now().Format("15:04:05.000"), id, leader, epoch, cur.Node, cur.Leader))
 	}
 }
 
@@ -715,11 +720,13 @@ func (w *workload) addProblemLocked(msg string) {
 	}
 }
 
-func (w *workload) addEpochIssueLocked(msg string) {
-	w.epochCount++
-	if len(w.epochIssues) < maxProblems {
-		w.epochIssues = append(w.epochIssues, msg)
+// addEpochIssueLocked records msg unless an issue with the same key was.
+func (w *workload) addEpochIssueLocked(key, msg string) {
+	if w.epochSeen[key] {
+		return
 	}
+	w.epochSeen[key] = true
+	w.epochIssues = append(w.epochIssues, msg)
 }
 
 // Check runs checker.Check, logs the verdict and the workload's own figures,
@@ -738,9 +745,6 @@ func (w *workload) Check() checker.Result {
 		problems = append(problems, fmt.Sprintf("... and %d more", more))
 	}
 	epochIssues := slices.Clone(w.epochIssues)
-	if more := w.epochCount - len(epochIssues); more > 0 {
-		epochIssues = append(epochIssues, fmt.Sprintf("... and %d more", more))
-	}
 	counts := make(map[topicPartition]int)
 	for _, ch := range w.changes {
 		counts[topicPartition{ch.Topic, ch.Partition}]++
