@@ -560,8 +560,12 @@ func (w *workload) stopClients() {
 	}
 	w.obsCancel()
 	for _, cl := range w.consumers {
-		// Close leaves the group; an observer blocked in PollFetches returns.
-		cl.Close()
+		// Leave the group (bounded: its coordinator may be down), then
+		// close; a consumer blocked in PollFetches returns.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_ = cl.LeaveGroupContext(ctx)
+		cancel()
+		cl.CloseAllowingRebalance()
 	}
 	w.obsWG.Wait()
 }
@@ -610,8 +614,10 @@ func (w *workload) Drain() {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
+			defer cancel()
 			for _, j := range js {
-				w.drainReplica(r, j.tp, j.start, j.end)
+				w.drainReplica(ctx, r, j.tp, j.start, j.end)
 			}
 		}()
 	}
@@ -619,23 +625,22 @@ func (w *workload) Drain() {
 	w.t.Logf("drained %d replicas in %v", len(jobs), time.Since(began).Round(time.Millisecond))
 }
 
-// drainTimeout bounds the drain of one partition on one replica.
+// drainTimeout bounds the drain of one replica (every partition on it).
 const drainTimeout = 30 * time.Second
 
 // drainReplica reads tp on replica r from start until its position reaches
 // end, recording every record as a drain Poll of consumer "drain-n<r>". A
-// replica that does not get there in drainTimeout is left short; the checker
-// then reports the acknowledged sends it missed.
-func (w *workload) drainReplica(r int32, tp topicPartition, start, end int64) {
+// replica that does not get there before ctx ends (drainTimeout for all its
+// partitions) is left short; the checker then reports the acknowledged sends
+// it missed.
+func (w *workload) drainReplica(ctx context.Context, r int32, tp topicPartition, start, end int64) {
 	consumer := fmt.Sprintf("drain-n%d", r)
 	w.History.AddAssign(checker.Assign{Consumer: consumer, Topic: tp.Topic, Partition: tp.Partition, Drain: true})
-	ctx, cancel := context.WithTimeout(context.Background(), drainTimeout)
-	defer cancel()
 	pos := start
 	var lastErr error
 	for pos < end {
 		if ctx.Err() != nil {
-			w.t.Errorf("drain %s/%d on node %d: position %d short of the high watermark %d after %v (last error: %v)",
+			w.t.Errorf("drain %s/%d on node %d: position %d short of the high watermark %d when the replica's %v ran out (last error: %v)",
 				tp.Topic, tp.Partition, r, pos, end, drainTimeout, lastErr)
 			return
 		}
