@@ -51,6 +51,15 @@ import (
 // than CurrentTerm), and in reportLeader propose the term observed when
 // leadership was gained, not CurrentTerm() read later.
 //
+// The test also fails when one node's epoch for a partition goes back. Seen
+// now and then just after a node restarts (SIGTERM here; kill -9 in
+// TestClusterKillLeader: "node 1: leader epoch of compact/0 went back from 3
+// to 2 (leader 1)", the restarted node naming itself at its old epoch). Not
+// traced to a line; the likely path is GroupLeader's fallback to the leader
+// table (no local leader known, or the local term below the table's) while
+// the restarted node's copy of the metadata group, and so the table, is
+// still behind.
+//
 // The test polls every node's Metadata as fast as it answers while each node
 // in turn is stopped with SIGTERM (handing its leaderships over) and started
 // again, twice round.
