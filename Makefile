@@ -7,9 +7,15 @@ FUZZTIME ?= 30s
 ARGS     ?=
 # BENCH_ARGS are flags for the benchmark program.
 BENCH_ARGS ?=
+# SOAK_DURATION is how long `make soak` repeats each cluster fault test's fault
+# cycle (a Go duration); SOAK_TIMEOUT bounds the whole run.
+SOAK_DURATION ?= 5m
+SOAK_TIMEOUT  ?= 2h
+# The cluster fault tests that `make soak` repeats.
+SOAK_TESTS := TestCluster(KillLeader|PauseLeader|PartitionLeaderMinority|AsymmetricPartition|IdempotentProducerLeaderKill|RollingRestart)$$
 
 .DEFAULT_GOAL := help
-.PHONY: help build run deps test test-unit test-integration bench bench-lookup bench-groups bench-all fuzz lint api-table api-table-readme clean
+.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-all fuzz lint api-table api-table-readme clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -20,6 +26,9 @@ build: ## build bin/shardcache
 
 run: build ## build, then run one node with the defaults (data in ./data; ARGS= adds flags)
 	./$(BIN) $(ARGS)
+
+cluster: ## build, then run three local nodes in the foreground (scripts/cluster.sh; data in ./data/node-N; Ctrl-C stops them)
+	bash scripts/cluster.sh $(ARGS)
 
 deps: ## install test dependencies: kcat, Python clients, Maven dependencies (scripts/deps.sh)
 	bash scripts/deps.sh
@@ -33,6 +42,9 @@ test-unit: ## every package's tests except integration/
 
 test-integration: deps ## black-box tests with real clients (integration/)
 	$(GO) test -count=1 -timeout 25m ./integration/...
+
+soak: ## the cluster fault tests, each repeating its fault for SOAK_DURATION (5m); not part of make test
+	SHARDCACHE_SOAK_DURATION=$(SOAK_DURATION) $(GO) test -race -count=1 -timeout $(SOAK_TIMEOUT) -run '$(SOAK_TESTS)' ./integration/
 
 bench: build ## produce and full-read benchmark (integration/bench; BENCH_ARGS= adds flags)
 	$(GO) run ./integration/bench $(BENCH_ARGS)
