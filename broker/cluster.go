@@ -37,7 +37,7 @@ func (b *Broker) partitionRole(g uint32) role {
 	case !b.node.Carries(g):
 		return roleNone
 	}
-	if leader, _, ok := b.node.GroupLeader(g); ok && leader == b.node.NodeID() {
+	if b.node.LeadsLoading(g) {
 		return roleLeaderLoading
 	}
 	return roleFollower

@@ -31,8 +31,10 @@ type group struct {
 	// ready: this node leads the group and a Barrier applied in this term, so
 	// the whole log is applied.
 	ready atomic.Bool
-	// leaderSince is when this node last became the group's leader (unix ns).
+	// leaderSince is when this node last became the group's leader (unix ns);
+	// leaderTerm the term it won then (set once its Barrier applied).
 	leaderSince atomic.Int64
+	leaderTerm  atomic.Uint64
 	// servers is the group's configuration as last read by the control loop;
 	// nil until read.
 	servers atomic.Pointer[[]raft.Server]
@@ -348,14 +350,19 @@ func (n *Node) watchLeadership(g *group) {
 			term := g.raft.CurrentTerm()
 			n.log.Info("leading raft group", keyGroup, g.id, keyTerm, term)
 			for g.raft.State() == raft.Leader && len(g.notify) == 0 {
-				err := g.raft.Barrier(n.cfg.ElectionTimeout * 10).Error()
+				err := n.barrier(g)
 				if err == nil {
-					g.ready.Store(g.raft.State() == raft.Leader)
+					// The term read before the Barrier is the one this node
+					// won only if it still leads in it now.
+					if g.raft.State() == raft.Leader && g.raft.CurrentTerm() == term {
+						g.leaderTerm.Store(term)
+						g.ready.Store(true)
+					}
 					n.changed()
 					n.kick()
 					break
 				}
-				if errors.Is(err, raft.ErrRaftShutdown) {
+				if errors.Is(err, raft.ErrRaftShutdown) || errors.Is(err, ErrClosed) {
 					return
 				}
 				n.log.Warn("raft barrier failed", keyGroup, g.id, keyError, err)
@@ -366,6 +373,23 @@ func (n *Node) watchLeadership(g *group) {
 				}
 			}
 		}
+	}
+}
+
+// barrier applies a Barrier on g and waits for it, or for the node to close:
+// hashicorp/raft does not answer futures still queued when it shuts down
+// (hashicorp/raft#498), so waiting on the future alone could block Close for
+// good. The goroutine that waits on the future ends when raft answers it; if
+// raft never does, it ends with the process.
+func (n *Node) barrier(g *group) error {
+	f := g.raft.Barrier(n.cfg.ElectionTimeout * 10)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-n.shutdownCh:
+		return ErrClosed
 	}
 }
 
@@ -475,6 +499,16 @@ func (n *Node) Close() error {
 		n.changed()
 	})
 	return n.closeErr
+}
+
+// HandOffLeadership hands the leadership of every group this node leads to
+// another voter and waits for the transfers (each bounded by raft). A node
+// about to stop calls it first, while it still serves, so clients move to the
+// new leaders before its Kafka port closes. Close does it too.
+func (n *Node) HandOffLeadership() {
+	if !n.closed.Load() {
+		n.transferLeaderships()
+	}
 }
 
 // transferLeaderships asks every group this node leads, and that has another

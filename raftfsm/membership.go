@@ -143,11 +143,31 @@ func (n *Node) controlRound(ctx context.Context) {
 		}
 		g.reconciled.Store(m)
 	}
-	if !n.initDone.Load() && healed && n.registered(m) {
+	if !n.initDone.Load() && healed && n.registered(m) && n.metaCaughtUp() {
 		n.initDone.Store(true)
 		n.changed()
 		n.log.Info("raft node ready", keyCount, len(n.openGroups()))
 	}
+}
+
+// metaCaughtUp reports whether this node's metadata is current enough to
+// answer clients: it leads the metadata group, or it has heard from the
+// leader recently and applied what the leader said was committed. A node
+// that just restarted would otherwise answer Metadata from its own old copy
+// (older leader epochs, missing topics).
+func (n *Node) metaCaughtUp() bool {
+	g := n.group(metaGroup)
+	if g == nil {
+		return false
+	}
+	if g.raft.State() == raft.Leader {
+		return g.ready.Load()
+	}
+	last := g.raft.LastContact()
+	if last.IsZero() || time.Since(last) > replicaStaleAfter*n.cfg.ElectionTimeout {
+		return false
+	}
+	return g.fsm.appliedIndex.Load() >= g.raft.CommitIndex()
 }
 
 // initCluster stores the cluster id and settings once, on the bootstrapping
@@ -411,7 +431,12 @@ func (n *Node) caughtUp(ctx context.Context, g *group, id int32) bool {
 // in the background (one report per group at a time), so a metadata group
 // without a leader does not hold up the control loop.
 func (n *Node) reportLeader(ctx context.Context, g *group, m *metadata) {
-	term := g.raft.CurrentTerm()
+	// The term this node won, recorded with its Barrier: CurrentTerm read now
+	// could already belong to an election after a step-down.
+	term := g.leaderTerm.Load()
+	if term == 0 {
+		return
+	}
 	if cur, ok := m.leaders[g.id]; ok && cur.Node == n.cfg.NodeID && cur.Term == term {
 		return
 	}

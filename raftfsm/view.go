@@ -81,8 +81,8 @@ func (n *Node) NodeInfo(id int32) (NodeInfo, bool) {
 // leader is known, or when the table still names this node, which does not
 // lead.
 func (n *Node) GroupLeader(g uint32) (leader int32, epoch int32, ok bool) {
-	if grp := n.group(g); grp != nil && grp.raft.State() == raft.Leader {
-		return n.cfg.NodeID, int32(grp.raft.CurrentTerm()), true
+	if grp := n.group(g); grp != nil && grp.raft.State() == raft.Leader && grp.ready.Load() {
+		return n.cfg.NodeID, int32(grp.leaderTerm.Load()), true
 	}
 	tl, haveTable := n.metadata().leaders[g]
 	if haveTable && tl.Node >= 0 && tl.Node != n.cfg.NodeID {
@@ -96,6 +96,13 @@ func (n *Node) GroupLeader(g uint32) (leader int32, epoch int32, ok bool) {
 func (n *Node) IsLeader(g uint32) bool {
 	grp := n.group(g)
 	return grp != nil && grp.raft.State() == raft.Leader && grp.ready.Load()
+}
+
+// LeadsLoading reports whether this node leads group g but has not yet applied
+// its whole log in this term (its Barrier is under way).
+func (n *Node) LeadsLoading(g uint32) bool {
+	grp := n.group(g)
+	return grp != nil && grp.raft.State() == raft.Leader && !grp.ready.Load()
 }
 
 // Carries reports whether this node holds a replica of group g.

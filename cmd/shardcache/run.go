@@ -235,6 +235,15 @@ func (s *server) shutdown() error {
 		}
 	}
 
+	// Leaderships go first, while the Kafka port still answers: clients that
+	// send to this node get NOT_LEADER_OR_FOLLOWER and move to the new leaders
+	// at once, instead of finding the port closed while this node still leads
+	// (Kafka's controlled shutdown does the same). STYLE.md's order puts the
+	// hand-off after the drain; on a cluster that stalls partitions for the
+	// drain's length.
+	if s.node != nil {
+		s.node.HandOffLeadership()
+	}
 	if s.broker != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		step("broker", s.broker.Close(ctx))
