@@ -3,9 +3,7 @@
 package integration
 
 // Regression tests for cluster bugs found by the fault tests, named after the
-// bug. A test here whose bug is still open FAILS on purpose: its comment says
-// KNOWN BUG and where the fix belongs (this branch does not touch raftfsm/ or
-// broker/).
+// bug; each comment says what broke and how it was fixed.
 
 import (
 	"context"
@@ -21,8 +19,11 @@ import (
 // TestClusterBugStaleLeaderWithNewEpoch: Metadata must never name two
 // different leaders for one partition in one leader epoch.
 //
-// KNOWN BUG, NOT FIXED (raftfsm/view.go GroupLeader, raftfsm/membership.go
-// reportLeader): this test fails until raftfsm is fixed.
+// Fixed in raftfsm: GroupLeader answers for this node only when it leads and
+// its Barrier applied, with the term it won (recorded with the Barrier), and
+// otherwise from the leader table; reportLeader reports that recorded term;
+// a restarted node reports ready only once its metadata caught up with the
+// leader. What broke:
 //
 // A partition's leader and epoch come from GroupLeader, which reads the
 // group's term (raft.CurrentTerm) and its leader (raft.LeaderWithID) one
@@ -160,7 +161,7 @@ func TestClusterBugStaleLeaderWithNewEpoch(t *testing.T) {
 	}
 	sort.Strings(bad)
 	for _, b := range bad {
-		t.Errorf("KNOWN BUG (raftfsm GroupLeader/reportLeader): two leaders named for one epoch: %s", b)
+		t.Errorf("two leaders named for one epoch: %s", b)
 	}
 	for _, b := range backwards {
 		t.Errorf("leader epoch went back: %s", b)
@@ -170,8 +171,8 @@ func TestClusterBugStaleLeaderWithNewEpoch(t *testing.T) {
 // TestClusterBugShutdownHangs: SIGTERM to all three nodes at once (Ctrl-C on
 // `make cluster`, a whole-cluster stop) must stop every node.
 //
-// KNOWN BUG, NOT FIXED (raftfsm/lifecycle.go watchLeadership and Close): this
-// test fails until raftfsm is fixed.
+// Fixed in raftfsm: Node.barrier waits on the Barrier future or Close,
+// whichever comes first. What broke:
 //
 // While the nodes shut down together each hands its leaderships to the others,
 // so a node that is already in Node.Close can win an election. Its
@@ -202,7 +203,7 @@ func TestClusterBugShutdownHangs(t *testing.T) {
 	// SIGTERMs 10 to 30 ms apart reproduce it more often than all at once.
 	for round := range 10 {
 		if hung := c.stopAll(allStopTimeout, time.Duration(round%3+1)*10*time.Millisecond); len(hung) > 0 {
-			t.Fatalf("KNOWN BUG (raftfsm watchLeadership blocks Close): round %d: nodes %v did not exit within %v of SIGTERM; their goroutines are above (SIGQUIT)", round, hung, allStopTimeout)
+			t.Fatalf("round %d: nodes %v did not exit within %v of SIGTERM; their goroutines are above (SIGQUIT)", round, hung, allStopTimeout)
 		}
 		c.StartAll()
 	}

@@ -18,8 +18,8 @@ package integration
 //     offsets, and Metadata from every live node, which yields LeaderChange
 //     events (a higher leader epoch naming another leader) and two checks of
 //     its own: a node's leader epoch for a partition never goes back, and no
-//     two answers name different leaders for one epoch. Both are logged, not
-//     failed on: TestClusterBugStaleLeaderWithNewEpoch pins that known bug;
+//     two answers name different leaders for one epoch (both fail the test;
+//     TestClusterBugStaleLeaderWithNewEpoch pins the bug that once broke them);
 //   - the drain also fails the test when a replica answers OFFSET_OUT_OF_RANGE
 //     inside its log (clients reset their position on it);
 //   - the final drain, after the faults are healed: every replica of every
@@ -110,9 +110,8 @@ type workload struct {
 	nodeEpoch map[nodePartition]int32
 	changes   []leaderChangeAt
 	// problems are misbehaviours the checker has no kind for; problemCount
-	// counts those not kept. epochIssues are the leader epoch anomalies
-	// TestClusterBugStaleLeaderWithNewEpoch pins (a known raftfsm bug): they
-	// are logged, not failed on, so these tests keep judging the data.
+	// counts those not kept. epochIssues are leader epoch anomalies (see
+	// TestClusterBugStaleLeaderWithNewEpoch), failed on like problems.
 	problems     []string
 	problemCount int
 	epochIssues  []string
@@ -777,7 +776,7 @@ func (w *workload) Check() checker.Result {
 		w.t.Errorf("cluster problem: %s", p)
 	}
 	for _, p := range epochIssues {
-		w.t.Logf("KNOWN BUG (TestClusterBugStaleLeaderWithNewEpoch), not failed on here: %s", p)
+		w.t.Errorf("leader epoch anomaly: %s", p)
 	}
 	return res
 }
