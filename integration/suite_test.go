@@ -52,8 +52,16 @@ type externalSuite struct {
 // skipped or failed.
 func runExternalSuite(t *testing.T, s externalSuite) {
 	t.Helper()
+	startExternalSuite(t, s)()
+}
+
+// startExternalSuite starts s and returns a function that waits for it and
+// judges it as runExternalSuite does. It lets a test act on the brokers (kill
+// a node, restart the cluster) while the suite runs; call the returned
+// function from the test goroutine.
+func startExternalSuite(t *testing.T, s externalSuite) (wait func()) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), s.Timeout)
-	defer cancel()
 
 	cmd := exec.CommandContext(ctx, s.Command, s.Args...)
 	cmd.Dir = s.Dir
@@ -72,25 +80,40 @@ func runExternalSuite(t *testing.T, s externalSuite) {
 
 	t.Logf("running %s %q in %s with SHARDCACHE_BOOTSTRAP=%s %q", s.Command, s.Args, s.Dir, s.Bootstrap, s.Env)
 	start := time.Now()
-	err := cmd.Run()
-	out.flush()
-	elapsed := time.Since(start).Round(100 * time.Millisecond)
-	hint := ""
-	if s.Hint != "" {
-		hint = " (" + s.Hint + ")"
+	done := make(chan error, 1)
+	if err := cmd.Start(); err != nil {
+		done <- err
+	} else {
+		go func() { done <- cmd.Wait() }()
 	}
-	var exit *exec.ExitError
-	switch {
-	case err == nil:
-		t.Logf("%s passed in %v", name, elapsed)
-	case ctx.Err() != nil:
-		t.Fatalf("%s did not finish within %v (killed): %v", name, s.Timeout, err)
-	case errors.As(err, &exit):
-		t.Fatalf("%s failed after %v (exit code %d); its output is above%s", name, elapsed, exit.ExitCode(), hint)
-	default:
-		t.Fatalf("%s: %v%s", name, err, hint)
+	// The suite must not outlive the test, whatever the test does meanwhile.
+	t.Cleanup(func() {
+		cancel()
+		<-done
+	})
+	return func() {
+		t.Helper()
+		err := <-done
+		done <- err // for the cleanup
+		out.flush()
+		elapsed := time.Since(start).Round(100 * time.Millisecond)
+		hint := ""
+		if s.Hint != "" {
+			hint = " (" + s.Hint + ")"
+		}
+		var exit *exec.ExitError
+		switch {
+		case err == nil:
+			t.Logf("%s passed in %v", name, elapsed)
+		case ctx.Err() != nil:
+			t.Fatalf("%s did not finish within %v (killed): %v", name, s.Timeout, err)
+		case errors.As(err, &exit):
+			t.Fatalf("%s failed after %v (exit code %d); its output is above%s", name, elapsed, exit.ExitCode(), hint)
+		default:
+			t.Fatalf("%s: %v%s", name, err, hint)
+		}
+		checkReports(t, s.Reports, s.MinTests)
 	}
-	checkReports(t, s.Reports, s.MinTests)
 }
 
 // checkReports reads the JUnit XML reports matching pattern and fails when they count

@@ -55,6 +55,11 @@ class CachePipelineTest {
 
     /** Checks the output's live keys and values, and that input tombstones came through. */
     static void checkOutput(String output, Map<String, String> want) throws Exception {
+        checkOutput(kafka, output, want);
+    }
+
+    /** {@link #checkOutput(String, Map)} through the given connection. */
+    static void checkOutput(Kafka kafka, String output, Map<String, String> want) throws Exception {
         Map<String, String> got = kafka.readLatest(output);
         assertEquals(Kafka.liveMapped(want), Kafka.live(got), "live keys and values of " + output);
         long tombstones = want.values().stream().filter(v -> v == null).count();

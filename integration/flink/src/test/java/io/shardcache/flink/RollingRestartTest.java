@@ -19,7 +19,7 @@ import org.junit.jupiter.api.Timeout;
  * in turn. integration/cluster_flink_test.go drives it: it starts the cluster, runs only
  * this test (tag "cluster"; the single-broker suite excludes the tag) and restarts the
  * nodes one by one between two signal files in the directory named by the system
- * property {@code shardcache.signal.dir}:
+ * property {@code shardcache.signal.dir} (or SHARDCACHE_SIGNAL_DIR):
  *
  * <ol>
  *   <li>this test writes {@code started} once the job runs and half the input is written;
@@ -56,7 +56,7 @@ class RollingRestartTest {
     @Test
     @Timeout(420)
     void cachePipelineThroughRollingRestart() throws Exception {
-        String dir = System.getProperty("shardcache.signal.dir");
+        String dir = System.getProperty("shardcache.signal.dir", System.getenv("SHARDCACHE_SIGNAL_DIR"));
         assertTrue(dir != null && !dir.isBlank(), "shardcache.signal.dir is not set: run through integration/cluster_flink_test.go");
         Path signals = Path.of(dir);
 
@@ -79,7 +79,7 @@ class RollingRestartTest {
         } finally {
             job.cancel().get();
         }
-        CachePipelineTest.checkOutput(output, Kafka.latest(ups));
+        CachePipelineTest.checkOutput(kafka, output, Kafka.latest(ups));
     }
 
     /** Waits for a signal file from the Go side, bounded by SIGNAL_TIMEOUT. */

@@ -31,9 +31,9 @@ import org.junit.jupiter.api.Timeout;
  * The Java client through a leader kill: an idempotent producer (acks=all) and a consumer
  * group member keep working while integration/cluster_java_test.go kills -9 the node that
  * leads partition 0 and starts it again. Signals go through files in the directory named
- * by the system property {@code shardcache.signal.dir}: this test writes {@code started}
- * once a third of the records are acknowledged, the Go side writes {@code killed} once the
- * node was killed and restarted.
+ * by the system property {@code shardcache.signal.dir} (or SHARDCACHE_SIGNAL_DIR): this
+ * test writes {@code started}, holding the topic's name, once a third of the records are
+ * acknowledged; the Go side writes {@code killed} once the node was killed and restarted.
  *
  * <p>Judged: every acknowledged record is read back exactly once at the offset its
  * acknowledgement named (no loss, no duplicate from a retried idempotent batch); no send
@@ -49,7 +49,7 @@ class FailoverTest {
   @Test
   @Timeout(300)
   void producerAndGroupThroughLeaderKill() throws Exception {
-    String dir = System.getProperty("shardcache.signal.dir");
+    String dir = System.getProperty("shardcache.signal.dir", System.getenv("SHARDCACHE_SIGNAL_DIR"));
     assertTrue(dir != null && !dir.isBlank(), "shardcache.signal.dir is not set: run through integration/cluster_java_test.go");
     Path signals = Path.of(dir);
     String topic = Cluster.uniqueTopic("failover");
@@ -95,7 +95,7 @@ class FailoverTest {
         }
         if (i == RECORDS / 3) {
           p.flush();
-          Files.writeString(signals.resolve("started"), "started\n");
+          Files.writeString(signals.resolve("started"), topic + "\n");
         }
         if (i == 2 * RECORDS / 3) {
           awaitFile(signals.resolve("killed"));
