@@ -44,8 +44,8 @@ func TestJavaClient(t *testing.T) {
 	buildDir := filepath.Join(t.TempDir(), "target")
 	b := startBroker(t)
 	runExternalSuite(t, externalSuite{
-		Dir:       filepath.Join(root, "integration", "java"),
-		Command:   "mvn",
+		Dir:     filepath.Join(root, "integration", "java"),
+		Command: "mvn",
 		// Tests tagged "cluster" need a cluster and a driver (cluster_java_test.go).
 		Args:      []string{"-q", "-B", "-o", "-Dstyle.color=never", "-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster", "test"},
 		Bootstrap: b.KafkaAddr,
