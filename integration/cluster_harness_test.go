@@ -70,6 +70,7 @@ const (
 type clusterConfig struct {
 	heartbeat, election time.Duration
 	args                []string
+	racks               bool
 }
 
 // clusterOpt configures startCluster.
@@ -83,6 +84,11 @@ func withRaftTimeouts(heartbeat, election time.Duration) clusterOpt {
 // withNodeArgs appends flags to every node's command line.
 func withNodeArgs(args ...string) clusterOpt {
 	return func(c *clusterConfig) { c.args = append(c.args, args...) }
+}
+
+// withRacks gives node i --rack=r<i>.
+func withRacks() clusterOpt {
+	return func(c *clusterConfig) { c.racks = true }
 }
 
 // testCluster is n shardcache processes and the proxies between them.
@@ -296,6 +302,9 @@ func (c *testCluster) args(nd *clusterNode) []string {
 		join = append(join, p)
 	}
 	args = append(args, "--cluster-peer-addrs="+strings.Join(peers, ","))
+	if c.cfg.racks {
+		args = append(args, fmt.Sprintf("--rack=r%d", nd.ID))
+	}
 	// A node with state ignores --join (it only checks the cluster id), so
 	// every start but the bootstrap passes it: a wiped node joins again.
 	if !nd.bootstrap && len(join) > 0 {
