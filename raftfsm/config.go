@@ -99,7 +99,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:   200 * time.Millisecond,
 		ElectionTimeout:    200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond,
-		CommitTimeout:      20 * time.Millisecond,
+		CommitTimeout:      50 * time.Millisecond,
 		SnapshotThreshold:  2048,
 	}
 }

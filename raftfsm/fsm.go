@@ -184,6 +184,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return fmt.Errorf("raftfsm: restore group %d: %w", f.group, err)
 	}
 	f.applied = res.Applied
+	f.appliedIndex.Store(res.Applied)
 	f.log.Info("group snapshot installed", keyGroup, f.group, keyIndex, res.Applied, keyCount, len(res.Shards),
 		keyRemoved, len(res.Removed), keyTables, res.Tables, keyDuration, time.Since(start))
 	if f.reload != nil {

@@ -167,7 +167,9 @@ func (n *Node) metaCaughtUp() bool {
 	if last.IsZero() || time.Since(last) > replicaStaleAfter*n.cfg.ElectionTimeout {
 		return false
 	}
-	return g.fsm.appliedIndex.Load() >= g.raft.CommitIndex()
+	// raft's applied index, not the FSM's: the FSM never sees no-op, barrier
+	// or configuration entries, so its index can stay below the commit index.
+	return g.raft.AppliedIndex() >= g.raft.CommitIndex()
 }
 
 // initCluster stores the cluster id and settings once, on the bootstrapping

@@ -19,7 +19,9 @@ type GroupStatus struct {
 	// Term is the current Raft term (a data group's Kafka leader epoch).
 	Term uint64
 	// LastIndex is the last index in the log; CommitIndex the last committed
-	// one; AppliedIndex the last one applied to the FSM.
+	// one; AppliedIndex the last one raft has applied, no-op, barrier and
+	// configuration entries included (the FSM sees only commands), so a
+	// caught-up replica's AppliedIndex reaches its CommitIndex.
 	LastIndex    uint64
 	CommitIndex  uint64
 	AppliedIndex uint64
@@ -63,7 +65,7 @@ func (n *Node) GroupStatuses() []GroupStatus {
 			Term:         g.raft.CurrentTerm(),
 			LastIndex:    g.raft.LastIndex(),
 			CommitIndex:  g.raft.CommitIndex(),
-			AppliedIndex: g.fsm.appliedIndex.Load(),
+			AppliedIndex: g.raft.AppliedIndex(),
 			Ready:        g.ready.Load(),
 			Voters:       sortedNodeIDs(voters),
 			Nonvoters:    sortedNodeIDs(nonvoters),
