@@ -1,6 +1,7 @@
 // Package harness is what the benchmark commands under integration/bench
-// share: starting a local shardcache process on ephemeral ports (StartBroker)
-// and reading latency quantiles (Quantile).
+// share: starting a local shardcache process on ephemeral ports (StartBroker),
+// the keyed produce workload (Produce) and reading latency quantiles
+// (Quantile).
 package harness
 
 import (
