@@ -1,0 +1,290 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"regexp"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
+)
+
+// rebuildTopic is the topic the rebuild phase loads.
+const rebuildTopic = "bench-rebuild"
+
+var (
+	// restoreUnsupported matches the log line of a follower whose state
+	// machine refuses a leader's snapshot (raftfsm before snapshot restore).
+	restoreUnsupported = regexp.MustCompile(`restoring a snapshot.*not supported`)
+	// restoreFailed matches raft's log line for any failed snapshot restore.
+	restoreFailed = regexp.MustCompile(`msg="failed to restore snapshot"`)
+	// snapshotInstalled matches raft's log line for an installed snapshot.
+	snapshotInstalled = regexp.MustCompile(`msg="installed remote snapshot"`)
+)
+
+// rebuildResult is what the rebuild phase measured.
+type rebuildResult struct {
+	node       int32
+	groups     []uint32
+	liveKeys   int64
+	liveBytes  int64
+	load       harness.ProduceResult
+	ready      time.Duration // start to /readyz 200 (status ready)
+	caughtUp   time.Duration // start to every group caught up
+	snapshots  int64         // snapshots the node installed
+	afterKeys  int64         // live keys and bytes on the rebuilt node
+	afterBytes int64
+	// notSupported is the log line that says the node cannot restore a
+	// snapshot; the measurement could not run.
+	notSupported string
+}
+
+func runRebuild(ctx context.Context, cfg config) error {
+	c, err := startCluster(ctx, cfg, 3)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	seeds := c.KafkaAddrs()
+	if err := createTopic(ctx, c, rebuildTopic, cfg.produceParts, 3); err != nil {
+		return err
+	}
+	r := rebuildResult{node: int32(cfg.rebuildNode)}
+	log.Printf("rebuild: loading %d keys", cfg.keys)
+	r.load, err = harness.Produce(ctx, harness.ProduceConfig{
+		Seeds:       seeds,
+		Topic:       rebuildTopic,
+		Records:     cfg.keys,
+		Keys:        cfg.keys,
+		KeyBytes:    cfg.keyBytes,
+		ValueBytes:  cfg.valueBytes,
+		Linger:      cfg.linger,
+		MaxBuffered: cfg.maxBuffered,
+		Duration:    cfg.produceTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	if r.load.Failed > 0 {
+		return fmt.Errorf("load: %d records not acknowledged (first error: %v)", r.load.Failed, r.load.FirstErr)
+	}
+	// Every replica holds everything before the node is taken down.
+	if _, err := waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+		return fmt.Errorf("after the load: %w", err)
+	}
+
+	victim := c.Node(r.node)
+	st, err := victim.Status(ctx)
+	if err != nil {
+		return err
+	}
+	t, ok := st.Topic(rebuildTopic)
+	if !ok {
+		return fmt.Errorf("node %d does not list topic %s", r.node, rebuildTopic)
+	}
+	r.liveKeys, r.liveBytes = t.LiveKeys, t.LiveBytes
+	for _, g := range st.Raft {
+		r.groups = append(r.groups, g.RaftGroupID)
+	}
+	slices.Sort(r.groups)
+
+	log.Printf("rebuild: stopping node %d, wiping %s", r.node, victim.DataDir)
+	if err := victim.Stop(); err != nil {
+		return err
+	}
+	if err := victim.Wipe(); err != nil {
+		return err
+	}
+	// Node 1 bootstrapped without --join; rejoining empty it needs one.
+	victim.Join = nil
+	for _, n := range c.Nodes {
+		if n != victim {
+			victim.Join = append(victim.Join, n.ClusterAddr)
+		}
+	}
+	unsupported := victim.Watch(restoreUnsupported)
+	failedRestore := victim.Watch(restoreFailed)
+	installed := victim.Watch(snapshotInstalled)
+
+	start := time.Now()
+	if err := victim.Launch(ctx); err != nil {
+		return err
+	}
+	ready := make(chan time.Duration, 1)
+	go func() {
+		if victim.WaitReady(ctx, cfg.rebuildTimeout) == nil {
+			ready <- time.Since(start)
+		}
+		close(ready)
+	}()
+	after, err := waitCaughtUp(ctx, c, func() error {
+		if l := unsupported.First(); l != "" {
+			r.notSupported = l
+			return errRestoreUnsupported
+		}
+		if failedRestore.Count() > 0 {
+			return fmt.Errorf("node %d failed to restore a snapshot: %s", r.node, failedRestore.First())
+		}
+		if !victim.Running() {
+			return fmt.Errorf("node %d is not running", r.node)
+		}
+		select {
+		case <-victim.Exited():
+			return fmt.Errorf("node %d exited; last lines:\n%s", r.node, victim.Tail(20))
+		default:
+		}
+		return nil
+	}, cfg.rebuildTimeout)
+	r.caughtUp = time.Since(start)
+	r.snapshots = installed.Count()
+	if errors.Is(err, errRestoreUnsupported) {
+		printRebuild(cfg, r)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("node %d after %v: %w", r.node, r.caughtUp.Round(time.Millisecond), err)
+	}
+	r.ready = <-ready
+	if s := after[r.node]; s != nil {
+		if t, ok := s.Topic(rebuildTopic); ok {
+			r.afterKeys, r.afterBytes = t.LiveKeys, t.LiveBytes
+		}
+	}
+	printRebuild(cfg, r)
+	return nil
+}
+
+var errRestoreUnsupported = errors.New("snapshot restore is not supported")
+
+// waitCaughtUp polls every running node's /v1/status every 100 ms until, for
+// every Raft group, each node carrying it has committed and applied as far
+// as the group's leader (raft's applied index in /v1/status counts only
+// entries that reach the state machine, so the leader's applied index, not
+// its commit index, is the bar for applied). check, when set, runs first on
+// every poll and ends the wait with its error. It returns the statuses of
+// the last poll.
+func waitCaughtUp(ctx context.Context, c *harness.Cluster, check func() error, timeout time.Duration) (map[int32]*harness.Status, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	why := "no poll yet"
+	for {
+		if check != nil {
+			if err := check(); err != nil {
+				return nil, err
+			}
+		}
+		var statuses map[int32]*harness.Status
+		statuses, why = caughtUp(ctx, c)
+		if why == "" {
+			return statuses, nil
+		}
+		select {
+		case <-deadline.C:
+			return statuses, fmt.Errorf("replicas not caught up within %v: %s", timeout, why)
+		case <-ctx.Done():
+			return statuses, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// caughtUp takes one look; why is "" when every replica has caught up.
+func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Status, string) {
+	statuses := map[int32]*harness.Status{}
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		s, err := n.Status(ctx)
+		if err != nil {
+			return nil, fmt.Sprintf("node %d: %v", n.ID, err)
+		}
+		statuses[n.ID] = s
+	}
+	// Each group's leader, as the nodes that lead it say.
+	leader := map[uint32]harness.RaftGroupStatus{}
+	carriers := map[uint32]int{}
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			carriers[g.RaftGroupID]++
+			if g.State == "Leader" {
+				leader[g.RaftGroupID] = g
+			}
+		}
+	}
+	for id, s := range statuses {
+		if !s.Node.Ready {
+			return statuses, fmt.Sprintf("node %d not ready", id)
+		}
+	}
+	for g := range carriers {
+		l, ok := leader[g]
+		if !ok {
+			return statuses, fmt.Sprintf("raft group %d has no leader", g)
+		}
+		for id, s := range statuses {
+			gs, ok := s.RaftGroup(g)
+			if !ok {
+				continue
+			}
+			if gs.CommitIndex < l.CommitIndex || gs.AppliedIndex < l.AppliedIndex {
+				return statuses, fmt.Sprintf("node %d raft group %d at commit %d applied %d, leader at commit %d applied %d",
+					id, g, gs.CommitIndex, gs.AppliedIndex, l.CommitIndex, l.AppliedIndex)
+			}
+		}
+	}
+	// A rebuilt node carries the groups its peers do (replication factor 3
+	// on three nodes).
+	for g, k := range carriers {
+		if k != len(statuses) {
+			return statuses, fmt.Sprintf("raft group %d open on %d of %d nodes", g, k, len(statuses))
+		}
+	}
+	return statuses, ""
+}
+
+func printRebuild(cfg config, r rebuildResult) {
+	mb := float64(r.liveBytes) / 1e6
+	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3, in %.1f s (%.0f records/s). Node %d is stopped (SIGTERM), its data dir removed and started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries (%s) has committed and applied as far as its leader, by the /v1/status of both.\n\n",
+		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, r.load.Elapsed.Seconds(), r.load.RecordsPerSec(),
+		r.node, r.node, groupList(r.groups))
+	if r.notSupported != "" {
+		fmt.Printf("**Not measured: the rebuilt node cannot restore the snapshot its leaders send.** It logged:\n\n    %s\n\n", r.notSupported)
+		fmt.Printf("(after %.1f s; snapshot restore is being finished on branch `snapshot`; rerun with -phases rebuild once it is merged.)\n", r.caughtUp.Seconds())
+		return
+	}
+	how := "log replay only (no snapshot was installed: the leaders still had the whole log)"
+	if r.snapshots > 0 {
+		how = fmt.Sprintf("%d snapshot(s) installed, then log", r.snapshots)
+	}
+	rate := mb / r.caughtUp.Seconds()
+	fmt.Println("| measurement | value | target | verdict |")
+	fmt.Println("|---|---:|---:|---|")
+	fmt.Printf("| live data on the node before the wipe | %d keys, %.1f MB | | |\n", r.liveKeys, mb)
+	fmt.Printf("| start to /readyz 200 | %s | | |\n", secs(r.ready))
+	fmt.Printf("| start to caught up | %s | | |\n", secs(r.caughtUp))
+	fmt.Printf("| rebuild rate (live bytes / time to caught up) | %.1f MB/s | >= 100 MB/s | %s |\n", rate, verdict(rate >= 100))
+	fmt.Printf("| how it caught up | %s | | |\n", how)
+	match := "matches"
+	if r.afterKeys != r.liveKeys || r.afterBytes != r.liveBytes {
+		match = "**differs**"
+	}
+	fmt.Printf("| live data on the rebuilt node | %d keys, %.1f MB (%s) | | |\n", r.afterKeys, float64(r.afterBytes)/1e6, match)
+}
+
+func groupList(gs []uint32) string {
+	s := ""
+	for i, g := range gs {
+		if i > 0 {
+			s += ", "
+		}
+		s += strconv.FormatUint(uint64(g), 10)
+	}
+	return s
+}
