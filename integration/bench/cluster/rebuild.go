@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/shardcache/shardcache/integration/bench/harness"
+	"github.com/shardcache/shardcache/raftfsm"
 )
 
 // rebuildTopic is the topic the rebuild phase loads.
@@ -38,6 +39,7 @@ type rebuildResult struct {
 	snapshots  int64         // snapshots the node installed
 	afterKeys  int64         // live keys and bytes on the rebuilt node
 	afterBytes int64
+	logs       []groupLog // the data groups' logs after the load
 	// notSupported is the log line that says the node cannot restore a
 	// snapshot; the measurement could not run.
 	notSupported string
@@ -73,8 +75,14 @@ func runRebuild(ctx context.Context, cfg config) error {
 		return fmt.Errorf("load: %d records not acknowledged (first error: %v)", r.load.Failed, r.load.FirstErr)
 	}
 	// Every replica holds everything before the node is taken down.
-	if _, err := waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+	loaded, err := waitCaughtUp(ctx, c, nil, 2*time.Minute)
+	if err != nil {
 		return fmt.Errorf("after the load: %w", err)
+	}
+	// Give the nodes time to snapshot and compact the groups whose log is
+	// long enough, so the rebuilt node needs snapshots, not just the log.
+	if r.logs, err = waitSnapshots(ctx, c, loaded, cfg.snapshotWait); err != nil {
+		return err
 	}
 
 	victim := c.Node(r.node)
@@ -159,6 +167,64 @@ func runRebuild(ctx context.Context, cfg config) error {
 }
 
 var errRestoreUnsupported = errors.New("snapshot restore is not supported")
+
+// groupLog is a data group's Raft log after the load.
+type groupLog struct {
+	group     uint32
+	lastIndex uint64
+	// snapshot is the lowest, over the nodes, of each node's newest
+	// snapshot index (0: some node has none).
+	snapshot uint64
+}
+
+// waitSnapshots waits, for at most wait, until every node has a snapshot of
+// each data group whose log reached raft's snapshot threshold (raftfsm's
+// default, 2048 entries); the nodes check every 30 s or so. Groups with
+// shorter logs are never snapshotted and a new replica gets their whole log.
+// It returns each data group's log length and lowest snapshot index.
+func waitSnapshots(ctx context.Context, c *harness.Cluster, statuses map[int32]*harness.Status, wait time.Duration) ([]groupLog, error) {
+	threshold := raftfsm.DefaultConfig().SnapshotThreshold
+	var logs []groupLog
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			if g.State == "Leader" && g.RaftGroupID != 0 {
+				logs = append(logs, groupLog{group: g.RaftGroupID, lastIndex: g.LastIndex})
+			}
+		}
+	}
+	slices.SortFunc(logs, func(a, b groupLog) int { return int(a.group) - int(b.group) })
+	deadline := time.Now().Add(wait)
+	logged := false
+	for {
+		missing := 0
+		for i := range logs {
+			l := &logs[i]
+			l.snapshot = 0
+			for k, n := range c.Nodes {
+				snaps, err := n.RaftSnapshots()
+				if err != nil {
+					return nil, err
+				}
+				if k == 0 || snaps[l.group] < l.snapshot {
+					l.snapshot = snaps[l.group]
+				}
+			}
+			if l.snapshot == 0 && l.lastIndex >= threshold {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return logs, nil
+		}
+		if !logged {
+			log.Printf("rebuild: waiting up to %v for every node to snapshot %d data group(s) past %d log entries", wait, missing, threshold)
+			logged = true
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
+	}
+}
 
 // waitCaughtUp polls every running node's /v1/status every 100 ms until, for
 // every Raft group, each node carrying it has committed and applied as far
@@ -254,6 +320,16 @@ func printRebuild(cfg config, r rebuildResult) {
 	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3, in %.1f s (%.0f records/s). Node %d is stopped (SIGTERM), its data dir removed and started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries (%s) has committed and applied as far as its leader, by the /v1/status of both.\n\n",
 		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, r.load.Elapsed.Seconds(), r.load.RecordsPerSec(),
 		r.node, r.node, groupList(r.groups))
+	fmt.Println("| raft group | log entries after the load | snapshot at index (lowest over the nodes) |")
+	fmt.Println("|---:|---:|---:|")
+	for _, l := range r.logs {
+		snap := "none"
+		if l.snapshot > 0 {
+			snap = strconv.FormatUint(l.snapshot, 10)
+		}
+		fmt.Printf("| %d | %d | %s |\n", l.group, l.lastIndex, snap)
+	}
+	fmt.Println()
 	if r.notSupported != "" {
 		fmt.Printf("**Not measured: the rebuilt node cannot restore the snapshot its leaders send.** It logged:\n\n    %s\n\n", r.notSupported)
 		fmt.Printf("(after %.1f s; snapshot restore is being finished on branch `snapshot`; rerun with -phases rebuild once it is merged.)\n", r.caughtUp.Seconds())
