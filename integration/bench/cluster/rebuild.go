@@ -8,7 +8,10 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shardcache/shardcache/integration/bench/harness"
 	"github.com/shardcache/shardcache/raftfsm"
@@ -40,6 +43,7 @@ type rebuildResult struct {
 	afterKeys  int64         // live keys and bytes on the rebuilt node
 	afterBytes int64
 	logs       []groupLog // the data groups' logs after the load
+	filled     int        // single-record writes added to reach the snapshot threshold
 	// notSupported is the log line that says the node cannot restore a
 	// snapshot; the measurement could not run.
 	notSupported string
@@ -79,6 +83,16 @@ func runRebuild(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("after the load: %w", err)
 	}
+	if cfg.rebuildFill {
+		if r.filled, err = fillLogs(ctx, c, loaded); err != nil {
+			return fmt.Errorf("filling the raft logs: %w", err)
+		}
+		if r.filled > 0 {
+			if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+				return fmt.Errorf("after filling the raft logs: %w", err)
+			}
+		}
+	}
 	// Give the nodes time to snapshot and compact the groups whose log is
 	// long enough, so the rebuilt node needs snapshots, not just the log.
 	if r.logs, err = waitSnapshots(ctx, c, loaded, cfg.snapshotWait); err != nil {
@@ -90,11 +104,10 @@ func runRebuild(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	t, ok := st.Topic(rebuildTopic)
-	if !ok {
+	if _, ok := st.Topic(rebuildTopic); !ok {
 		return fmt.Errorf("node %d does not list topic %s", r.node, rebuildTopic)
 	}
-	r.liveKeys, r.liveBytes = t.LiveKeys, t.LiveBytes
+	r.liveKeys, r.liveBytes = liveData(st)
 	for _, g := range st.Raft {
 		r.groups = append(r.groups, g.RaftGroupID)
 	}
@@ -158,15 +171,109 @@ func runRebuild(ctx context.Context, cfg config) error {
 	}
 	r.ready = <-ready
 	if s := after[r.node]; s != nil {
-		if t, ok := s.Topic(rebuildTopic); ok {
-			r.afterKeys, r.afterBytes = t.LiveKeys, t.LiveBytes
-		}
+		r.afterKeys, r.afterBytes = liveData(s)
 	}
 	printRebuild(cfg, r)
 	return nil
 }
 
 var errRestoreUnsupported = errors.New("snapshot restore is not supported")
+
+// liveData sums the live keys and bytes of every topic on a node: what a
+// rebuilt node has to receive.
+func liveData(s *harness.Status) (keys, bytes int64) {
+	for _, t := range s.Topics {
+		keys += t.LiveKeys
+		bytes += t.LiveBytes
+	}
+	return keys, bytes
+}
+
+// fillTopic receives the single-record writes of fillLogs.
+const fillTopic = "bench-rebuild-fill"
+
+// fillLogs makes every data group's Raft log reach the snapshot threshold
+// (plus a margin), so the nodes snapshot and compact it and a node that
+// rejoins empty must be sent snapshots, as it would be after a while in
+// production: a load in large batches leaves a few hundred entries per
+// group. Each write is one small record produced alone (one Produce request,
+// one log entry), into a topic with a partition in each data group. It
+// returns the number of writes.
+func fillLogs(ctx context.Context, c *harness.Cluster, statuses map[int32]*harness.Status) (int, error) {
+	target := raftfsm.DefaultConfig().SnapshotThreshold + 64
+	need := map[uint32]int{}
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			if g.State == "Leader" && g.RaftGroupID != 0 && g.LastIndex < target {
+				need[g.RaftGroupID] = int(target - g.LastIndex)
+			}
+		}
+	}
+	if len(need) == 0 {
+		return 0, nil
+	}
+	// Partitions go to data groups round-robin by shard id, so as many
+	// partitions as data groups (all but group 0) cover every group.
+	parts := len(statuses[c.Nodes[0].ID].Raft) - 1
+	if err := createTopic(ctx, c, fillTopic, parts, 3); err != nil {
+		return 0, err
+	}
+	st, err := c.Nodes[0].Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	t, _ := st.Topic(fillTopic)
+	partOf := map[uint32]int32{}
+	for _, p := range t.Partitions {
+		if _, ok := partOf[p.RaftGroupID]; !ok {
+			partOf[p.RaftGroupID] = p.Partition
+		}
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.KafkaAddrs()...),
+		kgo.DefaultProduceTopic(fillTopic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	total := 0
+	for _, n := range need {
+		total += n
+	}
+	log.Printf("rebuild: %d single-record writes so every data group's raft log reaches %d entries", total, target)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for g, n := range need {
+		p, ok := partOf[g]
+		if !ok {
+			return 0, fmt.Errorf("no partition of %s in raft group %d", fillTopic, g)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				r := &kgo.Record{Partition: p, Key: []byte(fmt.Sprintf("fill-%d-%d", g, i)), Value: []byte("x")}
+				if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return total, firstErr
+}
 
 // groupLog is a data group's Raft log after the load.
 type groupLog struct {
@@ -320,7 +427,11 @@ func printRebuild(cfg config, r rebuildResult) {
 	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3, in %.1f s (%.0f records/s). Node %d is stopped (SIGTERM), its data dir removed and started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries (%s) has committed and applied as far as its leader, by the /v1/status of both.\n\n",
 		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, r.load.Elapsed.Seconds(), r.load.RecordsPerSec(),
 		r.node, r.node, groupList(r.groups))
-	fmt.Println("| raft group | log entries after the load | snapshot at index (lowest over the nodes) |")
+	if r.filled > 0 {
+		fmt.Printf("Then %d single-record writes to %s, so every data group's Raft log passes the snapshot threshold (%d entries) and the nodes snapshot and compact it, as a long-running cluster would; the nodes had up to %v to do so.\n\n",
+			r.filled, fillTopic, raftfsm.DefaultConfig().SnapshotThreshold, cfg.snapshotWait)
+	}
+	fmt.Println("| raft group | log entries before the wipe | snapshot at index (lowest over the nodes) |")
 	fmt.Println("|---:|---:|---:|")
 	for _, l := range r.logs {
 		snap := "none"
@@ -342,7 +453,7 @@ func printRebuild(cfg config, r rebuildResult) {
 	rate := mb / r.caughtUp.Seconds()
 	fmt.Println("| measurement | value | target | verdict |")
 	fmt.Println("|---|---:|---:|---|")
-	fmt.Printf("| live data on the node before the wipe | %d keys, %.1f MB | | |\n", r.liveKeys, mb)
+	fmt.Printf("| live data on the node before the wipe (all topics) | %d keys, %.1f MB | | |\n", r.liveKeys, mb)
 	fmt.Printf("| start to /readyz 200 | %s | | |\n", secs(r.ready))
 	fmt.Printf("| start to caught up | %s | | |\n", secs(r.caughtUp))
 	fmt.Printf("| rebuild rate (live bytes / time to caught up) | %.1f MB/s | >= 100 MB/s | %s |\n", rate, verdict(rate >= 100))

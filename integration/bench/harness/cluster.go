@@ -110,29 +110,38 @@ func (c *Cluster) Node(id int32) *Node {
 	return c.Nodes[id-1]
 }
 
-// Close stops every running node (SIGTERM, killed after 30 s; the nodes
-// stop in parallel) and removes the directory unless ClusterConfig.Keep.
-// It may be called more than once.
+// Close stops every running node (Stop; the nodes stop in parallel) and
+// removes the directory, unless ClusterConfig.Keep or a node did not stop
+// cleanly (its log then holds a goroutine dump). It may be called more than
+// once.
 func (c *Cluster) Close() {
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		unclean atomic.Bool
+	)
 	for _, n := range c.Nodes {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			if n.Running() {
-				_ = n.Stop()
+				if err := n.Stop(); err != nil {
+					log.Print(err)
+					unclean.Store(true)
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	if c.Dir == "" {
-		return
-	}
-	if c.keep {
+	switch {
+	case c.Dir == "":
+	case c.keep:
 		log.Printf("cluster data and logs kept in %s", c.Dir)
-		return
+	case unclean.Load():
+		log.Printf("cluster data and logs kept in %s: a node did not stop cleanly", c.Dir)
+		c.keep = true
+	default:
+		os.RemoveAll(c.Dir)
 	}
-	os.RemoveAll(c.Dir)
 }
 
 // Node is one shardcache process of a Cluster. Its first start binds
@@ -314,9 +323,9 @@ func (n *Node) Kill() error {
 	return nil
 }
 
-// Stop sends SIGTERM and waits for the process to exit; after 30 s it kills
-// it. It returns an error when the node had to be killed or exited with a
-// failure status.
+// Stop sends SIGTERM and waits for the process to exit; after 30 s it sends
+// SIGQUIT (a goroutine dump into the log), then SIGKILL. It returns an error
+// when the node did not exit on SIGTERM or exited with a failure status.
 func (n *Node) Stop() error {
 	p := n.take()
 	if p == nil {
@@ -326,9 +335,16 @@ func (n *Node) Stop() error {
 	select {
 	case <-p.exited:
 	case <-time.After(stopTimeout):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-		return fmt.Errorf("node %d did not exit within %v of SIGTERM; killed it", n.ID, stopTimeout)
+		// SIGQUIT makes the Go runtime write every goroutine's stack to
+		// the log before it exits, which shows where shutdown hung.
+		_ = p.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-p.exited:
+		case <-time.After(5 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.exited
+		}
+		return fmt.Errorf("node %d did not exit within %v of SIGTERM; sent SIGQUIT (goroutine dump in %s)", n.ID, stopTimeout, n.LogPath)
 	}
 	if p.err != nil {
 		return fmt.Errorf("node %d exited after SIGTERM: %v", n.ID, p.err)
