@@ -30,39 +30,40 @@ var (
 	snapshotInstalled = regexp.MustCompile(`msg="installed remote snapshot"`)
 )
 
-// rebuildResult is what the rebuild phase measured.
-type rebuildResult struct {
-	node       int32
-	groups     []uint32
-	liveKeys   int64
+// rebuildRun is one wipe and rebuild of the node.
+type rebuildRun struct {
+	name       string
+	logs       []groupLog // the data groups' logs before the wipe
+	groups     []uint32   // the Raft groups the node carried
+	liveKeys   int64      // live keys and bytes on the node before the wipe
 	liveBytes  int64
-	load       harness.ProduceResult
-	ready      time.Duration // start to /readyz 200 (status ready)
+	ready      time.Duration // start to /readyz 200
 	caughtUp   time.Duration // start to every group caught up
 	snapshots  int64         // snapshots the node installed
 	afterKeys  int64         // live keys and bytes on the rebuilt node
 	afterBytes int64
-	logs       []groupLog // the data groups' logs after the load
-	filled     int        // single-record writes added to reach the snapshot threshold
+	haveAfter  bool
 	// notSupported is the log line that says the node cannot restore a
-	// snapshot; the measurement could not run.
+	// snapshot; the run could not be measured.
 	notSupported string
 }
 
+// runRebuild loads the keys, then rebuilds the node twice: first with the
+// Raft logs as the load left them, then, with -rebuild-fill, after filling
+// every data group's log past the snapshot threshold and letting the nodes
+// snapshot it, so the node must be sent snapshots.
 func runRebuild(ctx context.Context, cfg config) error {
 	c, err := startCluster(ctx, cfg, 3)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	seeds := c.KafkaAddrs()
 	if err := createTopic(ctx, c, rebuildTopic, cfg.produceParts, 3); err != nil {
 		return err
 	}
-	r := rebuildResult{node: int32(cfg.rebuildNode)}
 	log.Printf("rebuild: loading %d keys", cfg.keys)
-	r.load, err = harness.Produce(ctx, harness.ProduceConfig{
-		Seeds:       seeds,
+	load, err := harness.Produce(ctx, harness.ProduceConfig{
+		Seeds:       c.KafkaAddrs(),
 		Topic:       rebuildTopic,
 		Records:     cfg.keys,
 		Keys:        cfg.keys,
@@ -75,37 +76,55 @@ func runRebuild(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	if r.load.Failed > 0 {
-		return fmt.Errorf("load: %d records not acknowledged (first error: %v)", r.load.Failed, r.load.FirstErr)
+	if load.Failed > 0 {
+		return fmt.Errorf("load: %d records not acknowledged (first error: %v)", load.Failed, load.FirstErr)
 	}
+	var runs []rebuildRun
+	filled := 0
+	defer func() { printRebuild(cfg, load, filled, runs) }()
+
 	// Every replica holds everything before the node is taken down.
 	loaded, err := waitCaughtUp(ctx, c, nil, 2*time.Minute)
 	if err != nil {
 		return fmt.Errorf("after the load: %w", err)
 	}
-	if cfg.rebuildFill {
-		if r.filled, err = fillLogs(ctx, c, loaded); err != nil {
-			return fmt.Errorf("filling the raft logs: %w", err)
-		}
-		if r.filled > 0 {
-			if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
-				return fmt.Errorf("after filling the raft logs: %w", err)
-			}
-		}
-	}
-	// Give the nodes time to snapshot and compact the groups whose log is
-	// long enough, so the rebuilt node needs snapshots, not just the log.
-	if r.logs, err = waitSnapshots(ctx, c, loaded, cfg.snapshotWait); err != nil {
-		return err
-	}
-
-	victim := c.Node(r.node)
-	st, err := victim.Status(ctx)
+	logs, err := waitSnapshots(ctx, c, loaded, 0)
 	if err != nil {
 		return err
 	}
-	if _, ok := st.Topic(rebuildTopic); !ok {
-		return fmt.Errorf("node %d does not list topic %s", r.node, rebuildTopic)
+	r, err := rebuildOnce(ctx, cfg, c, "logs as loaded", logs)
+	runs = append(runs, r)
+	if err != nil || !cfg.rebuildFill {
+		return err
+	}
+
+	if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+		return fmt.Errorf("after the first rebuild: %w", err)
+	}
+	if filled, err = fillLogs(ctx, c, loaded); err != nil {
+		return fmt.Errorf("filling the raft logs: %w", err)
+	}
+	if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+		return fmt.Errorf("after filling the raft logs: %w", err)
+	}
+	// Give the nodes time to snapshot and compact the groups whose log is
+	// long enough, so the rebuilt node needs snapshots, not just the log.
+	if logs, err = waitSnapshots(ctx, c, loaded, cfg.snapshotWait); err != nil {
+		return err
+	}
+	r, err = rebuildOnce(ctx, cfg, c, "logs filled and snapshotted", logs)
+	runs = append(runs, r)
+	return err
+}
+
+// rebuildOnce stops node -rebuild-node, wipes its data dir, starts it again
+// with --join at the other nodes, and times it until it has caught up.
+func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name string, logs []groupLog) (rebuildRun, error) {
+	r := rebuildRun{name: name, logs: logs}
+	victim := c.Node(int32(cfg.rebuildNode))
+	st, err := victim.Status(ctx)
+	if err != nil {
+		return r, err
 	}
 	r.liveKeys, r.liveBytes = liveData(st)
 	for _, g := range st.Raft {
@@ -113,12 +132,12 @@ func runRebuild(ctx context.Context, cfg config) error {
 	}
 	slices.Sort(r.groups)
 
-	log.Printf("rebuild: stopping node %d, wiping %s", r.node, victim.DataDir)
+	log.Printf("rebuild (%s): stopping node %d, wiping %s", name, victim.ID, victim.DataDir)
 	if err := victim.Stop(); err != nil {
-		return err
+		return r, err
 	}
 	if err := victim.Wipe(); err != nil {
-		return err
+		return r, err
 	}
 	// Node 1 bootstrapped without --join; rejoining empty it needs one.
 	victim.Join = nil
@@ -130,10 +149,15 @@ func runRebuild(ctx context.Context, cfg config) error {
 	unsupported := victim.Watch(restoreUnsupported)
 	failedRestore := victim.Watch(restoreFailed)
 	installed := victim.Watch(snapshotInstalled)
+	defer func() {
+		victim.Unwatch(unsupported)
+		victim.Unwatch(failedRestore)
+		victim.Unwatch(installed)
+	}()
 
 	start := time.Now()
 	if err := victim.Launch(ctx); err != nil {
-		return err
+		return r, err
 	}
 	ready := make(chan time.Duration, 1)
 	go func() {
@@ -148,14 +172,11 @@ func runRebuild(ctx context.Context, cfg config) error {
 			return errRestoreUnsupported
 		}
 		if failedRestore.Count() > 0 {
-			return fmt.Errorf("node %d failed to restore a snapshot: %s", r.node, failedRestore.First())
-		}
-		if !victim.Running() {
-			return fmt.Errorf("node %d is not running", r.node)
+			return fmt.Errorf("node %d failed to restore a snapshot: %s", victim.ID, failedRestore.First())
 		}
 		select {
 		case <-victim.Exited():
-			return fmt.Errorf("node %d exited; last lines:\n%s", r.node, victim.Tail(20))
+			return fmt.Errorf("node %d exited; last lines:\n%s", victim.ID, victim.Tail(20))
 		default:
 		}
 		return nil
@@ -163,18 +184,29 @@ func runRebuild(ctx context.Context, cfg config) error {
 	r.caughtUp = time.Since(start)
 	r.snapshots = installed.Count()
 	if errors.Is(err, errRestoreUnsupported) {
-		printRebuild(cfg, r)
-		return nil
+		// What the node claims and holds meanwhile.
+		select {
+		case d, ok := <-ready:
+			if ok {
+				r.ready = d
+			}
+		case <-time.After(5 * time.Second):
+		}
+		if s, err := victim.Status(ctx); err == nil {
+			r.afterKeys, r.afterBytes = liveData(s)
+			r.haveAfter = true
+		}
+		return r, nil
 	}
 	if err != nil {
-		return fmt.Errorf("node %d after %v: %w", r.node, r.caughtUp.Round(time.Millisecond), err)
+		return r, fmt.Errorf("node %d after %v: %w", victim.ID, r.caughtUp.Round(time.Millisecond), err)
 	}
 	r.ready = <-ready
-	if s := after[r.node]; s != nil {
+	if s := after[victim.ID]; s != nil {
 		r.afterKeys, r.afterBytes = liveData(s)
+		r.haveAfter = true
 	}
-	printRebuild(cfg, r)
-	return nil
+	return r, nil
 }
 
 var errRestoreUnsupported = errors.New("snapshot restore is not supported")
@@ -422,56 +454,89 @@ func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Statu
 	return statuses, ""
 }
 
-func printRebuild(cfg config, r rebuildResult) {
-	mb := float64(r.liveBytes) / 1e6
-	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3, in %.1f s (%.0f records/s). Node %d is stopped (SIGTERM), its data dir removed and started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries (%s) has committed and applied as far as its leader, by the /v1/status of both.\n\n",
-		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, r.load.Elapsed.Seconds(), r.load.RecordsPerSec(),
-		r.node, r.node, groupList(r.groups))
-	if r.filled > 0 {
-		fmt.Printf("Then %d single-record writes to %s, so every data group's Raft log passes the snapshot threshold (%d entries) and the nodes snapshot and compact it, as a long-running cluster would; the nodes had up to %v to do so.\n\n",
-			r.filled, fillTopic, raftfsm.DefaultConfig().SnapshotThreshold, cfg.snapshotWait)
+func printRebuild(cfg config, load harness.ProduceResult, filled int, runs []rebuildRun) {
+	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3: %d acknowledged in %.1f s (%.0f records/s). Each rebuild: node %d is stopped (SIGTERM), its data dir removed, and it is started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries has committed and applied as far as its leader, by the /v1/status of both. Rate: the live bytes of every topic on the node before the wipe, over that time.",
+		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, load.Records, load.Elapsed.Seconds(), load.RecordsPerSec(),
+		cfg.rebuildNode, cfg.rebuildNode)
+	if filled > 0 {
+		fmt.Printf(" Before the second rebuild, %d single-record writes to %s take every data group's Raft log past the snapshot threshold (%d entries), and the nodes get up to %v to snapshot and compact it, as a cluster that has run for a while would have: the node must be sent snapshots.",
+			filled, fillTopic, raftfsm.DefaultConfig().SnapshotThreshold, cfg.snapshotWait)
 	}
-	fmt.Println("| raft group | log entries before the wipe | snapshot at index (lowest over the nodes) |")
-	fmt.Println("|---:|---:|---:|")
-	for _, l := range r.logs {
-		snap := "none"
-		if l.snapshot > 0 {
-			snap = strconv.FormatUint(l.snapshot, 10)
-		}
-		fmt.Printf("| %d | %d | %s |\n", l.group, l.lastIndex, snap)
-	}
-	fmt.Println()
-	if r.notSupported != "" {
-		fmt.Printf("**Not measured: the rebuilt node cannot restore the snapshot its leaders send.** It logged:\n\n    %s\n\n", r.notSupported)
-		fmt.Printf("(after %.1f s; snapshot restore is being finished on branch `snapshot`; rerun with -phases rebuild once it is merged.)\n", r.caughtUp.Seconds())
+	fmt.Print("\n\n")
+	if len(runs) == 0 {
 		return
 	}
-	how := "log replay only (no snapshot was installed: the leaders still had the whole log)"
-	if r.snapshots > 0 {
-		how = fmt.Sprintf("%d snapshot(s) installed, then log", r.snapshots)
+	fmt.Print("| | ")
+	for i, r := range runs {
+		fmt.Printf("rebuild %d: %s | ", i+1, r.name)
 	}
-	rate := mb / r.caughtUp.Seconds()
-	fmt.Println("| measurement | value | target | verdict |")
-	fmt.Println("|---|---:|---:|---|")
-	fmt.Printf("| live data on the node before the wipe (all topics) | %d keys, %.1f MB | | |\n", r.liveKeys, mb)
-	fmt.Printf("| start to /readyz 200 | %s | | |\n", secs(r.ready))
-	fmt.Printf("| start to caught up | %s | | |\n", secs(r.caughtUp))
-	fmt.Printf("| rebuild rate (live bytes / time to caught up) | %.1f MB/s | >= 100 MB/s | %s |\n", rate, verdict(rate >= 100))
-	fmt.Printf("| how it caught up | %s | | |\n", how)
-	match := "matches"
-	if r.afterKeys != r.liveKeys || r.afterBytes != r.liveBytes {
-		match = "**differs**"
+	fmt.Println("target |")
+	fmt.Print("|---|")
+	for range runs {
+		fmt.Print("---:|")
 	}
-	fmt.Printf("| live data on the rebuilt node | %d keys, %.1f MB (%s) | | |\n", r.afterKeys, float64(r.afterBytes)/1e6, match)
-}
-
-func groupList(gs []uint32) string {
-	s := ""
-	for i, g := range gs {
-		if i > 0 {
-			s += ", "
+	fmt.Println("---:|")
+	row := func(label string, cell func(r rebuildRun) string, target string) {
+		fmt.Printf("| %s |", label)
+		for _, r := range runs {
+			fmt.Printf(" %s |", cell(r))
 		}
-		s += strconv.FormatUint(uint64(g), 10)
+		fmt.Printf(" %s |\n", target)
 	}
-	return s
+	measured := func(r rebuildRun) bool { return r.notSupported == "" && r.caughtUp > 0 }
+	row("raft log entries per data group before the wipe", func(r rebuildRun) string {
+		var parts []string
+		for _, l := range r.logs {
+			p := fmt.Sprintf("g%d: %d", l.group, l.lastIndex)
+			if l.snapshot > 0 {
+				p += fmt.Sprintf(" (snapshot at %d)", l.snapshot)
+			}
+			parts = append(parts, p)
+		}
+		return joinOr(parts, "-")
+	}, "")
+	row("live data on the node before the wipe", func(r rebuildRun) string {
+		return fmt.Sprintf("%d keys, %.1f MB", r.liveKeys, float64(r.liveBytes)/1e6)
+	}, "")
+	row("start to /readyz 200", func(r rebuildRun) string {
+		if r.ready == 0 {
+			return "-"
+		}
+		return secs(r.ready)
+	}, "")
+	row("start to caught up", func(r rebuildRun) string {
+		if !measured(r) {
+			return "not measured"
+		}
+		return secs(r.caughtUp)
+	}, "")
+	row("**rebuild rate**", func(r rebuildRun) string {
+		if !measured(r) {
+			return "not measured"
+		}
+		rate := float64(r.liveBytes) / 1e6 / r.caughtUp.Seconds()
+		return fmt.Sprintf("%.1f MB/s, %s", rate, verdict(rate >= 100))
+	}, ">= 100 MB/s")
+	row("snapshots installed by the node", func(r rebuildRun) string {
+		if r.notSupported != "" {
+			return fmt.Sprintf("%d (restore refused)", r.snapshots)
+		}
+		return strconv.FormatInt(r.snapshots, 10)
+	}, "")
+	row("live data on the rebuilt node", func(r rebuildRun) string {
+		if !r.haveAfter {
+			return "-"
+		}
+		same := "same"
+		if r.afterKeys != r.liveKeys || r.afterBytes != r.liveBytes {
+			same = "**differs**"
+		}
+		return fmt.Sprintf("%d keys, %.1f MB (%s)", r.afterKeys, float64(r.afterBytes)/1e6, same)
+	}, "")
+	for i, r := range runs {
+		if r.notSupported != "" {
+			fmt.Printf("\n**Rebuild %d not measured: the rebuilt node cannot restore the snapshots its leaders send** (after %.1f s it logged, first):\n\n    %s\n\nSnapshot restore is being finished on branch `snapshot`; rerun with `-phases rebuild` once it is merged.\n",
+				i+1, r.caughtUp.Seconds(), r.notSupported)
+		}
+	}
 }
