@@ -22,19 +22,20 @@
 //     The node is restarted and the cluster settles; -failovers rounds,
 //     rotating the victim. Target: under 5 s with the default Raft timeouts.
 //  3. rebuild: -keys keys loaded once each into a -produce-partitions topic
-//     (replication factor 3). A load in large batches leaves a few hundred
-//     Raft log entries per group, so with -rebuild-fill single records are
-//     then written one at a time until every data group's log passes the
-//     snapshot threshold, and the nodes get up to -snapshot-wait to snapshot
-//     and compact it, as a long-running cluster would have: the rebuilt node
-//     must be sent snapshots. Node -rebuild-node is then stopped (SIGTERM),
-//     its data dir removed, and it is started again with the same --node-id
-//     and --join. Measured: from that start until every Raft group it carries
-//     has committed and applied what its leader has (both nodes'
-//     /v1/status), and the live bytes of every topic (from /v1/status) over
-//     that time. Target: at least 100 MB/s. While followers cannot restore a
-//     snapshot (before branch `snapshot`), the phase reports the refusal and
-//     moves on.
+//     (replication factor 3); node -rebuild-node is stopped (SIGTERM), its
+//     data dir removed, and it is started again with the same --node-id and
+//     --join. Measured: from that start until every Raft group it carries has
+//     committed and applied what its leader has (both nodes' /v1/status), and
+//     the live bytes of every topic (from /v1/status) over that time. Target:
+//     at least 100 MB/s. Twice: first with the Raft logs as the load left
+//     them (a load in large batches leaves a few hundred entries per group,
+//     so the leaders send the log); then, with -rebuild-fill, after single
+//     records written one at a time took every data group's log past the
+//     snapshot threshold and the nodes had up to -snapshot-wait to snapshot
+//     and compact it, as a long-running cluster would have: the node must be
+//     sent snapshots. While followers cannot restore a snapshot (before
+//     branch `snapshot`), that run reports the refusal and the phase moves
+//     on.
 //  4. partitions: topics of -topic-partitions partitions totalling
 //     -partitions (replication factor 3) are created; after -idle the CPU
 //     time of each node (utime+stime in /proc/<pid>/stat) is sampled over
@@ -72,7 +73,7 @@
 //	-metadata-min-age    MetadataMinAge of a second failover producer (default 250ms; 0: none)
 //	-rebuild-node        node wiped by the rebuild phase (default 3)
 //	-rebuild-timeout     longest wait for the wiped node to catch up (default 5m)
-//	-rebuild-fill        fill every data group's raft log to the snapshot threshold after the load (default true)
+//	-rebuild-fill        a second rebuild after filling every data group's raft log past the snapshot threshold (default true)
 //	-snapshot-wait       longest wait after the load for snapshots of long raft logs (default 90s)
 //	-partitions          partitions of the partitions phase (default 10,000)
 //	-topic-partitions    partitions per topic there (default 1,000)
@@ -156,7 +157,7 @@ func main() {
 	flag.DurationVar(&cfg.metadataMinAge, "metadata-min-age", 250*time.Millisecond, "MetadataMinAge of a second failover producer beside one with kgo's defaults (0: none)")
 	flag.IntVar(&cfg.rebuildNode, "rebuild-node", 3, "node wiped and rebuilt by the rebuild phase (1 to 3)")
 	flag.DurationVar(&cfg.rebuildTimeout, "rebuild-timeout", 5*time.Minute, "longest wait for the wiped node to catch up")
-	flag.BoolVar(&cfg.rebuildFill, "rebuild-fill", true, "after the rebuild load, write single records until every data group's raft log reaches the snapshot threshold")
+	flag.BoolVar(&cfg.rebuildFill, "rebuild-fill", true, "a second rebuild after single records took every data group's raft log past the snapshot threshold")
 	flag.DurationVar(&cfg.snapshotWait, "snapshot-wait", 90*time.Second, "longest wait after the rebuild load for the nodes to snapshot long raft logs")
 	flag.IntVar(&cfg.partitions, "partitions", 10_000, "partitions of the partitions phase")
 	flag.IntVar(&cfg.topicPartitions, "topic-partitions", 1000, "partitions per topic in the partitions phase")
