@@ -83,8 +83,9 @@ func (s *Status) Topic(name string) (TopicStatus, bool) {
 	return TopicStatus{}, false
 }
 
-// statusClient is shared by every status poll; loopback answers are quick.
-var statusClient = &http.Client{Timeout: 5 * time.Second}
+// statusClient is shared by every status poll. With 10,000 partitions a
+// status document runs to megabytes and a busy node takes seconds to build it.
+var statusClient = &http.Client{Timeout: 20 * time.Second}
 
 // GetStatus fetches and decodes GET /v1/status from the HTTP address.
 func GetStatus(ctx context.Context, httpAddr string) (*Status, error) {
