@@ -83,7 +83,7 @@
 //	-keep                keep the nodes' data dirs and logs
 //	-v                   print the nodes' ERROR log lines
 //
-// The defaults take about 15 minutes on two cores. For a quick look:
+// The defaults take about 10 minutes on two cores. For a quick look:
 // -keys 50000 -partitions 1000 -repeat 1 -failovers 2 -cpu-window 10s.
 package main
 
