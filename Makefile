@@ -15,7 +15,7 @@ SOAK_TIMEOUT  ?= 2h
 SOAK_TESTS := TestCluster(KillLeader|PauseLeader|PartitionLeaderMinority|AsymmetricPartition|IdempotentProducerLeaderKill|RollingRestart)$$
 
 .DEFAULT_GOAL := help
-.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-all fuzz lint api-table api-table-readme clean
+.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-all fuzz lint api-table api-table-readme clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -55,7 +55,10 @@ bench-lookup: build ## HTTP key lookup latency at 1, 8 and 64 clients (integrati
 bench-groups: build ## consumer group rebalance time and OffsetCommit throughput (integration/bench/groups)
 	$(GO) run ./integration/bench/groups $(BENCH_ARGS)
 
-bench-all: bench bench-lookup bench-groups ## every benchmark, one after the other
+bench-cluster: build ## 3 nodes beside 1: produce rate, leader failover, wiped-node rebuild, 10,000 partitions (integration/bench/cluster)
+	$(GO) run ./integration/bench/cluster $(BENCH_ARGS)
+
+bench-all: bench bench-lookup bench-groups bench-cluster ## every benchmark, one after the other
 
 fuzz: ## run every Fuzz target in the module for FUZZTIME (30s) each
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \

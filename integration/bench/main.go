@@ -40,17 +40,13 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"flag"
 	"fmt"
 	"log"
 	"os"
 	"os/signal"
-	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -157,7 +153,17 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}()
 
-	prod, err := producePhase(ctx, cfg, addr, topic)
+	prod, err := harness.Produce(ctx, harness.ProduceConfig{
+		Seeds:       []string{addr},
+		Topic:       topic,
+		Records:     cfg.records,
+		Keys:        cfg.keys,
+		KeyBytes:    cfg.keyBytes,
+		ValueBytes:  cfg.valueBytes,
+		Linger:      cfg.linger,
+		MaxBuffered: cfg.maxBuffered,
+		Duration:    cfg.duration,
+	})
 	if err != nil {
 		return fmt.Errorf("produce phase: %w", err)
 	}
@@ -171,91 +177,26 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Println("| phase | records | seconds | records/s | MB/s | p50 latency | p99 latency |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	fmt.Printf("| produce (acks=all) | %d | %.2f | %.0f | %.1f | %s | %s |\n",
-		prod.records, prod.elapsed.Seconds(), rate(prod.records, prod.elapsed), mbps(prod.bytes, prod.elapsed),
-		fmtDur(prod.p50), fmtDur(prod.p99))
+		prod.Records, prod.Elapsed.Seconds(), prod.RecordsPerSec(), prod.MBPerSec(),
+		fmtDur(prod.P50), fmtDur(prod.P99))
 	fmt.Printf("| full read, fresh consumer (%d live keys) | %d | %.2f | %.0f | %.1f | | |\n",
 		read.records, read.records, read.elapsed.Seconds(), rate(read.records, read.elapsed), mbps(read.bytes, read.elapsed))
-	if want := int64(min(cfg.records, cfg.keys)); prod.failed == 0 && prod.records == int64(cfg.records) && read.records != want {
+	if want := int64(min(cfg.records, cfg.keys)); prod.Failed == 0 && prod.Records == int64(cfg.records) && read.records != want {
 		fmt.Printf("\nWARNING: the full read returned %d records, want %d (one per live key)\n", read.records, want)
 	}
-	if prod.failed > 0 {
-		fmt.Printf("\n%d produce requests failed (first error: %v)\n", prod.failed, prod.firstErr)
+	if prod.Failed > 0 {
+		fmt.Printf("\n%d produce requests failed (first error: %v)\n", prod.Failed, prod.FirstErr)
 	}
 	return nil
 }
 
-type phaseResult struct {
-	records  int64
-	bytes    int64
-	elapsed  time.Duration
-	p50, p99 time.Duration
-	failed   int64
-	firstErr error
+type readResult struct {
+	records int64
+	bytes   int64
+	elapsed time.Duration
 }
 
-func producePhase(ctx context.Context, cfg config, addr, topic string) (phaseResult, error) {
-	cl, err := kgo.NewClient(
-		kgo.SeedBrokers(addr),
-		kgo.DefaultProduceTopic(topic),
-		kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.ProducerLinger(cfg.linger),
-		kgo.MaxBufferedRecords(cfg.maxBuffered),
-	)
-	if err != nil {
-		return phaseResult{}, err
-	}
-	defer cl.Close()
-
-	value := make([]byte, cfg.valueBytes)
-	if _, err := rand.Read(value); err != nil {
-		return phaseResult{}, err
-	}
-	var (
-		mu        sync.Mutex
-		latencies = make([]time.Duration, 0, cfg.records)
-		res       phaseResult
-		wg        sync.WaitGroup
-		acked     atomic.Int64
-	)
-	pctx, cancel := context.WithTimeout(ctx, cfg.duration)
-	defer cancel()
-	keyFmt := fmt.Sprintf("k%%0%dd", cfg.keyBytes-1)
-	start := time.Now()
-	for i := 0; i < cfg.records && pctx.Err() == nil; i++ {
-		r := &kgo.Record{Key: []byte(fmt.Sprintf(keyFmt, i%cfg.keys)), Value: value}
-		size := int64(len(r.Key) + len(r.Value))
-		wg.Add(1)
-		began := time.Now()
-		cl.Produce(pctx, r, func(_ *kgo.Record, err error) {
-			defer wg.Done()
-			lat := time.Since(began)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				res.failed++
-				if res.firstErr == nil {
-					res.firstErr = err
-				}
-				return
-			}
-			latencies = append(latencies, lat)
-			res.bytes += size
-			acked.Add(1)
-		})
-	}
-	wg.Wait()
-	res.elapsed = time.Since(start)
-	res.records = acked.Load()
-	if res.records == 0 {
-		return res, fmt.Errorf("no record acknowledged (first error: %v)", res.firstErr)
-	}
-	slices.Sort(latencies)
-	res.p50 = harness.Quantile(latencies, 0.50)
-	res.p99 = harness.Quantile(latencies, 0.99)
-	return res, nil
-}
-
-func readPhase(ctx context.Context, cfg config, addr string, admin *kadm.Client, topic string) (phaseResult, error) {
+func readPhase(ctx context.Context, cfg config, addr string, admin *kadm.Client, topic string) (readResult, error) {
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	ends, err := admin.ListEndOffsets(lctx, topic)
 	cancel()
@@ -263,7 +204,7 @@ func readPhase(ctx context.Context, cfg config, addr string, admin *kadm.Client,
 		err = ends.Error()
 	}
 	if err != nil {
-		return phaseResult{}, fmt.Errorf("list end offsets: %w", err)
+		return readResult{}, fmt.Errorf("list end offsets: %w", err)
 	}
 	want := map[int32]int64{} // partition -> last offset still to be seen
 	ends.Each(func(o kadm.ListedOffset) {
@@ -280,12 +221,12 @@ func readPhase(ctx context.Context, cfg config, addr string, admin *kadm.Client,
 		kgo.FetchMaxPartitionBytes(16<<20),
 	)
 	if err != nil {
-		return phaseResult{}, err
+		return readResult{}, err
 	}
 	defer cl.Close()
 	rctx, cancel := context.WithTimeout(ctx, cfg.readTimeout)
 	defer cancel()
-	var res phaseResult
+	var res readResult
 	start := time.Now()
 	for len(want) > 0 {
 		fs := cl.PollFetches(rctx)

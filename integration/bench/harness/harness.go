@@ -1,6 +1,7 @@
 // Package harness is what the benchmark commands under integration/bench
-// share: starting a local shardcache process on ephemeral ports (StartBroker)
-// and reading latency quantiles (Quantile).
+// share: starting a local shardcache process on ephemeral ports (StartBroker),
+// the keyed produce workload (Produce) and reading latency quantiles
+// (Quantile).
 package harness
 
 import (
@@ -64,6 +65,7 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 		"--cluster-addr=127.0.0.1:0",
 	}, extra...)
 	cmd := exec.Command(bin, args...)
+	setChildAttrs(cmd)
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
@@ -99,6 +101,7 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 		b.Stop()
 		return nil, err
 	}
+	started := time.Now()
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
 	for b.KafkaAddr == "" || b.HTTPAddr == "" {
@@ -117,23 +120,40 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 			return fail(ctx.Err())
 		}
 	}
+	if err := waitReady(ctx, b.HTTPAddr, b.exited, time.Until(started.Add(startTimeout))); err != nil {
+		return fail(err)
+	}
+	return b, nil
+}
+
+// waitReady polls GET /readyz on httpAddr every 20 ms until it answers 200;
+// it fails when exited is closed, after timeout, or when ctx ends.
+func waitReady(ctx context.Context, httpAddr string, exited <-chan struct{}, timeout time.Duration) error {
 	hc := &http.Client{Timeout: 2 * time.Second}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	last := "no answer yet"
 	for {
-		resp, err := hc.Get("http://" + b.HTTPAddr + "/readyz")
+		resp, err := hc.Get("http://" + httpAddr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return b, nil
+				return nil
 			}
+			last = resp.Status
+		} else {
+			last = err.Error()
 		}
 		select {
-		case <-b.exited:
-			return fail(errors.New("broker exited before it was ready"))
+		case <-exited:
+			return fmt.Errorf("process exited before it was ready (last /readyz: %s)", last)
 		case <-deadline.C:
-			return fail(fmt.Errorf("broker not ready within %v", startTimeout))
+			return fmt.Errorf("not ready within %v (last /readyz: %s)", timeout.Round(time.Millisecond), last)
 		case <-ctx.Done():
-			return fail(ctx.Err())
-		case <-time.After(20 * time.Millisecond):
+			return ctx.Err()
+		case <-tick.C:
 		}
 	}
 }

@@ -1,0 +1,542 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"regexp"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
+	"github.com/shardcache/shardcache/raftfsm"
+)
+
+// rebuildTopic is the topic the rebuild phase loads.
+const rebuildTopic = "bench-rebuild"
+
+var (
+	// restoreUnsupported matches the log line of a follower whose state
+	// machine refuses a leader's snapshot (raftfsm before snapshot restore).
+	restoreUnsupported = regexp.MustCompile(`restoring a snapshot.*not supported`)
+	// restoreFailed matches raft's log line for any failed snapshot restore.
+	restoreFailed = regexp.MustCompile(`msg="failed to restore snapshot"`)
+	// snapshotInstalled matches raft's log line for an installed snapshot.
+	snapshotInstalled = regexp.MustCompile(`msg="installed remote snapshot"`)
+)
+
+// rebuildRun is one wipe and rebuild of the node.
+type rebuildRun struct {
+	name       string
+	logs       []groupLog // the data groups' logs before the wipe
+	groups     []uint32   // the Raft groups the node carried
+	liveKeys   int64      // live keys and bytes on the node before the wipe
+	liveBytes  int64
+	ready      time.Duration // start to /readyz 200
+	caughtUp   time.Duration // start to every group caught up
+	snapshots  int64         // snapshots the node installed
+	afterKeys  int64         // live keys and bytes on the rebuilt node
+	afterBytes int64
+	haveAfter  bool
+	// notSupported is the log line that says the node cannot restore a
+	// snapshot; the run could not be measured.
+	notSupported string
+}
+
+// runRebuild loads the keys, then rebuilds the node twice: first with the
+// Raft logs as the load left them, then, with -rebuild-fill, after filling
+// every data group's log past the snapshot threshold and letting the nodes
+// snapshot it, so the node must be sent snapshots.
+func runRebuild(ctx context.Context, cfg config) error {
+	c, err := startCluster(ctx, cfg, 3)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := createTopic(ctx, c, rebuildTopic, cfg.produceParts, 3); err != nil {
+		return err
+	}
+	log.Printf("rebuild: loading %d keys", cfg.keys)
+	load, err := harness.Produce(ctx, harness.ProduceConfig{
+		Seeds:       c.KafkaAddrs(),
+		Topic:       rebuildTopic,
+		Records:     cfg.keys,
+		Keys:        cfg.keys,
+		KeyBytes:    cfg.keyBytes,
+		ValueBytes:  cfg.valueBytes,
+		Linger:      cfg.linger,
+		MaxBuffered: cfg.maxBuffered,
+		Duration:    cfg.produceTimeout,
+	})
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	if load.Failed > 0 {
+		return fmt.Errorf("load: %d records not acknowledged (first error: %v)", load.Failed, load.FirstErr)
+	}
+	var runs []rebuildRun
+	filled := 0
+	defer func() { printRebuild(cfg, load, filled, runs) }()
+
+	// Every replica holds everything before the node is taken down.
+	loaded, err := waitCaughtUp(ctx, c, nil, 2*time.Minute)
+	if err != nil {
+		return fmt.Errorf("after the load: %w", err)
+	}
+	logs, err := waitSnapshots(ctx, c, loaded, 0)
+	if err != nil {
+		return err
+	}
+	r, err := rebuildOnce(ctx, cfg, c, "logs as loaded", logs)
+	runs = append(runs, r)
+	if err != nil || !cfg.rebuildFill {
+		return err
+	}
+
+	if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+		return fmt.Errorf("after the first rebuild: %w", err)
+	}
+	if filled, err = fillLogs(ctx, c, loaded); err != nil {
+		return fmt.Errorf("filling the raft logs: %w", err)
+	}
+	if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+		return fmt.Errorf("after filling the raft logs: %w", err)
+	}
+	// Give the nodes time to snapshot and compact the groups whose log is
+	// long enough, so the rebuilt node needs snapshots, not just the log.
+	if logs, err = waitSnapshots(ctx, c, loaded, cfg.snapshotWait); err != nil {
+		return err
+	}
+	r, err = rebuildOnce(ctx, cfg, c, "logs filled and snapshotted", logs)
+	runs = append(runs, r)
+	return err
+}
+
+// rebuildOnce stops node -rebuild-node, wipes its data dir, starts it again
+// with --join at the other nodes, and times it until it has caught up.
+func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name string, logs []groupLog) (rebuildRun, error) {
+	r := rebuildRun{name: name, logs: logs}
+	victim := c.Node(int32(cfg.rebuildNode))
+	st, err := victim.Status(ctx)
+	if err != nil {
+		return r, err
+	}
+	r.liveKeys, r.liveBytes = liveData(st)
+	for _, g := range st.Raft {
+		r.groups = append(r.groups, g.RaftGroupID)
+	}
+	slices.Sort(r.groups)
+
+	log.Printf("rebuild (%s): stopping node %d, wiping %s", name, victim.ID, victim.DataDir)
+	if err := victim.Stop(); err != nil {
+		return r, err
+	}
+	if err := victim.Wipe(); err != nil {
+		return r, err
+	}
+	// Node 1 bootstrapped without --join; rejoining empty it needs one.
+	victim.Join = nil
+	for _, n := range c.Nodes {
+		if n != victim {
+			victim.Join = append(victim.Join, n.ClusterAddr)
+		}
+	}
+	unsupported := victim.Watch(restoreUnsupported)
+	failedRestore := victim.Watch(restoreFailed)
+	installed := victim.Watch(snapshotInstalled)
+	defer func() {
+		victim.Unwatch(unsupported)
+		victim.Unwatch(failedRestore)
+		victim.Unwatch(installed)
+	}()
+
+	start := time.Now()
+	if err := victim.Launch(ctx); err != nil {
+		return r, err
+	}
+	ready := make(chan time.Duration, 1)
+	go func() {
+		if victim.WaitReady(ctx, cfg.rebuildTimeout) == nil {
+			ready <- time.Since(start)
+		}
+		close(ready)
+	}()
+	after, err := waitCaughtUp(ctx, c, func() error {
+		if l := unsupported.First(); l != "" {
+			r.notSupported = l
+			return errRestoreUnsupported
+		}
+		if failedRestore.Count() > 0 {
+			return fmt.Errorf("node %d failed to restore a snapshot: %s", victim.ID, failedRestore.First())
+		}
+		select {
+		case <-victim.Exited():
+			return fmt.Errorf("node %d exited; last lines:\n%s", victim.ID, victim.Tail(20))
+		default:
+		}
+		return nil
+	}, cfg.rebuildTimeout)
+	r.caughtUp = time.Since(start)
+	r.snapshots = installed.Count()
+	if errors.Is(err, errRestoreUnsupported) {
+		// What the node claims and holds meanwhile.
+		select {
+		case d, ok := <-ready:
+			if ok {
+				r.ready = d
+			}
+		case <-time.After(5 * time.Second):
+		}
+		if s, err := victim.Status(ctx); err == nil {
+			r.afterKeys, r.afterBytes = liveData(s)
+			r.haveAfter = true
+		}
+		return r, nil
+	}
+	if err != nil {
+		return r, fmt.Errorf("node %d after %v: %w", victim.ID, r.caughtUp.Round(time.Millisecond), err)
+	}
+	r.ready = <-ready
+	if s := after[victim.ID]; s != nil {
+		r.afterKeys, r.afterBytes = liveData(s)
+		r.haveAfter = true
+	}
+	return r, nil
+}
+
+var errRestoreUnsupported = errors.New("snapshot restore is not supported")
+
+// liveData sums the live keys and bytes of every topic on a node: what a
+// rebuilt node has to receive.
+func liveData(s *harness.Status) (keys, bytes int64) {
+	for _, t := range s.Topics {
+		keys += t.LiveKeys
+		bytes += t.LiveBytes
+	}
+	return keys, bytes
+}
+
+// fillTopic receives the single-record writes of fillLogs.
+const fillTopic = "bench-rebuild-fill"
+
+// fillLogs makes every data group's Raft log reach the snapshot threshold
+// (plus a margin), so the nodes snapshot and compact it and a node that
+// rejoins empty must be sent snapshots, as it would be after a while in
+// production: a load in large batches leaves a few hundred entries per
+// group. Each write is one small record produced alone (one Produce request,
+// one log entry), into a topic with a partition in each data group. It
+// returns the number of writes.
+func fillLogs(ctx context.Context, c *harness.Cluster, statuses map[int32]*harness.Status) (int, error) {
+	target := raftfsm.DefaultConfig().SnapshotThreshold + 64
+	need := map[uint32]int{}
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			if g.State == "Leader" && g.RaftGroupID != 0 && g.LastIndex < target {
+				need[g.RaftGroupID] = int(target - g.LastIndex)
+			}
+		}
+	}
+	if len(need) == 0 {
+		return 0, nil
+	}
+	// Partitions go to data groups round-robin by shard id, so as many
+	// partitions as data groups (all but group 0) cover every group.
+	parts := len(statuses[c.Nodes[0].ID].Raft) - 1
+	if err := createTopic(ctx, c, fillTopic, parts, 3); err != nil {
+		return 0, err
+	}
+	st, err := c.Nodes[0].Status(ctx)
+	if err != nil {
+		return 0, err
+	}
+	t, _ := st.Topic(fillTopic)
+	partOf := map[uint32]int32{}
+	for _, p := range t.Partitions {
+		if _, ok := partOf[p.RaftGroupID]; !ok {
+			partOf[p.RaftGroupID] = p.Partition
+		}
+	}
+	cl, err := kgo.NewClient(
+		kgo.SeedBrokers(c.KafkaAddrs()...),
+		kgo.DefaultProduceTopic(fillTopic),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.ProducerLinger(0),
+	)
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	total := 0
+	for _, n := range need {
+		total += n
+	}
+	log.Printf("rebuild: %d single-record writes so every data group's raft log reaches %d entries", total, target)
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		firstErr error
+	)
+	for g, n := range need {
+		p, ok := partOf[g]
+		if !ok {
+			return 0, fmt.Errorf("no partition of %s in raft group %d", fillTopic, g)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range n {
+				r := &kgo.Record{Partition: p, Key: []byte(fmt.Sprintf("fill-%d-%d", g, i)), Value: []byte("x")}
+				if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+					mu.Lock()
+					if firstErr == nil {
+						firstErr = err
+					}
+					mu.Unlock()
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return total, firstErr
+}
+
+// groupLog is a data group's Raft log after the load.
+type groupLog struct {
+	group     uint32
+	lastIndex uint64
+	// snapshot is the lowest, over the nodes, of each node's newest
+	// snapshot index (0: some node has none).
+	snapshot uint64
+}
+
+// waitSnapshots waits, for at most wait, until every node has a snapshot of
+// each data group whose log reached raft's snapshot threshold (raftfsm's
+// default, 2048 entries); the nodes check every 30 s or so. Groups with
+// shorter logs are never snapshotted and a new replica gets their whole log.
+// It returns each data group's log length and lowest snapshot index.
+func waitSnapshots(ctx context.Context, c *harness.Cluster, statuses map[int32]*harness.Status, wait time.Duration) ([]groupLog, error) {
+	threshold := raftfsm.DefaultConfig().SnapshotThreshold
+	var logs []groupLog
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			if g.State == "Leader" && g.RaftGroupID != 0 {
+				logs = append(logs, groupLog{group: g.RaftGroupID, lastIndex: g.LastIndex})
+			}
+		}
+	}
+	slices.SortFunc(logs, func(a, b groupLog) int { return int(a.group) - int(b.group) })
+	deadline := time.Now().Add(wait)
+	logged := false
+	for {
+		missing := 0
+		for i := range logs {
+			l := &logs[i]
+			l.snapshot = 0
+			for k, n := range c.Nodes {
+				snaps, err := n.RaftSnapshots()
+				if err != nil {
+					return nil, err
+				}
+				if k == 0 || snaps[l.group] < l.snapshot {
+					l.snapshot = snaps[l.group]
+				}
+			}
+			if l.snapshot == 0 && l.lastIndex >= threshold {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return logs, nil
+		}
+		if !logged {
+			log.Printf("rebuild: waiting up to %v for every node to snapshot %d data group(s) past %d log entries", wait, missing, threshold)
+			logged = true
+		}
+		if err := sleep(ctx, time.Second); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// waitCaughtUp polls every running node's /v1/status every 100 ms until, for
+// every Raft group, each node carrying it has committed and applied as far
+// as the group's leader (raft's applied index in /v1/status counts only
+// entries that reach the state machine, so the leader's applied index, not
+// its commit index, is the bar for applied). check, when set, runs first on
+// every poll and ends the wait with its error. It returns the statuses of
+// the last poll.
+func waitCaughtUp(ctx context.Context, c *harness.Cluster, check func() error, timeout time.Duration) (map[int32]*harness.Status, error) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	why := "no poll yet"
+	for {
+		if check != nil {
+			if err := check(); err != nil {
+				return nil, err
+			}
+		}
+		var statuses map[int32]*harness.Status
+		statuses, why = caughtUp(ctx, c)
+		if why == "" {
+			return statuses, nil
+		}
+		select {
+		case <-deadline.C:
+			return statuses, fmt.Errorf("replicas not caught up within %v: %s", timeout, why)
+		case <-ctx.Done():
+			return statuses, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// caughtUp takes one look; why is "" when every replica has caught up.
+func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Status, string) {
+	statuses := map[int32]*harness.Status{}
+	for _, n := range c.Nodes {
+		if !n.Running() {
+			continue
+		}
+		s, err := n.Status(ctx)
+		if err != nil {
+			return nil, fmt.Sprintf("node %d: %v", n.ID, err)
+		}
+		statuses[n.ID] = s
+	}
+	// Each group's leader, as the nodes that lead it say.
+	leader := map[uint32]harness.RaftGroupStatus{}
+	carriers := map[uint32]int{}
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			carriers[g.RaftGroupID]++
+			if g.State == "Leader" {
+				leader[g.RaftGroupID] = g
+			}
+		}
+	}
+	for id, s := range statuses {
+		if !s.Node.Ready {
+			return statuses, fmt.Sprintf("node %d not ready", id)
+		}
+	}
+	for g := range carriers {
+		l, ok := leader[g]
+		if !ok {
+			return statuses, fmt.Sprintf("raft group %d has no leader", g)
+		}
+		for id, s := range statuses {
+			gs, ok := s.RaftGroup(g)
+			if !ok {
+				continue
+			}
+			if gs.CommitIndex < l.CommitIndex || gs.AppliedIndex < l.AppliedIndex {
+				return statuses, fmt.Sprintf("node %d raft group %d at commit %d applied %d, leader at commit %d applied %d",
+					id, g, gs.CommitIndex, gs.AppliedIndex, l.CommitIndex, l.AppliedIndex)
+			}
+		}
+	}
+	// A rebuilt node carries the groups its peers do (replication factor 3
+	// on three nodes).
+	for g, k := range carriers {
+		if k != len(statuses) {
+			return statuses, fmt.Sprintf("raft group %d open on %d of %d nodes", g, k, len(statuses))
+		}
+	}
+	return statuses, ""
+}
+
+func printRebuild(cfg config, load harness.ProduceResult, filled int, runs []rebuildRun) {
+	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3: %d acknowledged in %.1f s (%.0f records/s). Each rebuild: node %d is stopped (SIGTERM), its data dir removed, and it is started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries has committed and applied as far as its leader, by the /v1/status of both. Rate: the live bytes of every topic on the node before the wipe, over that time.",
+		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, load.Records, load.Elapsed.Seconds(), load.RecordsPerSec(),
+		cfg.rebuildNode, cfg.rebuildNode)
+	if filled > 0 {
+		fmt.Printf(" Before the second rebuild, %d single-record writes to %s take every data group's Raft log past the snapshot threshold (%d entries), and the nodes get up to %v to snapshot and compact it, as a cluster that has run for a while would have: the node must be sent snapshots.",
+			filled, fillTopic, raftfsm.DefaultConfig().SnapshotThreshold, cfg.snapshotWait)
+	}
+	fmt.Print("\n\n")
+	if len(runs) == 0 {
+		return
+	}
+	fmt.Print("| | ")
+	for i, r := range runs {
+		fmt.Printf("rebuild %d: %s | ", i+1, r.name)
+	}
+	fmt.Println("target |")
+	fmt.Print("|---|")
+	for range runs {
+		fmt.Print("---:|")
+	}
+	fmt.Println("---:|")
+	row := func(label string, cell func(r rebuildRun) string, target string) {
+		fmt.Printf("| %s |", label)
+		for _, r := range runs {
+			fmt.Printf(" %s |", cell(r))
+		}
+		fmt.Printf(" %s |\n", target)
+	}
+	measured := func(r rebuildRun) bool { return r.notSupported == "" && r.caughtUp > 0 }
+	row("raft log entries per data group before the wipe", func(r rebuildRun) string {
+		var parts []string
+		for _, l := range r.logs {
+			p := fmt.Sprintf("g%d: %d", l.group, l.lastIndex)
+			if l.snapshot > 0 {
+				p += fmt.Sprintf(" (snapshot at %d)", l.snapshot)
+			}
+			parts = append(parts, p)
+		}
+		return joinOr(parts, "-")
+	}, "")
+	row("live data on the node before the wipe", func(r rebuildRun) string {
+		return fmt.Sprintf("%d keys, %.1f MB", r.liveKeys, float64(r.liveBytes)/1e6)
+	}, "")
+	row("start to /readyz 200", func(r rebuildRun) string {
+		if r.ready == 0 {
+			return "-"
+		}
+		return secs(r.ready)
+	}, "")
+	row("start to caught up", func(r rebuildRun) string {
+		if !measured(r) {
+			return "not measured"
+		}
+		return secs(r.caughtUp)
+	}, "")
+	row("**rebuild rate**", func(r rebuildRun) string {
+		if !measured(r) {
+			return "not measured"
+		}
+		rate := float64(r.liveBytes) / 1e6 / r.caughtUp.Seconds()
+		return fmt.Sprintf("%.1f MB/s, %s", rate, verdict(rate >= 100))
+	}, ">= 100 MB/s")
+	row("snapshots installed by the node", func(r rebuildRun) string {
+		if r.notSupported != "" {
+			return fmt.Sprintf("%d (restore refused)", r.snapshots)
+		}
+		return strconv.FormatInt(r.snapshots, 10)
+	}, "")
+	row("live data on the rebuilt node", func(r rebuildRun) string {
+		if !r.haveAfter {
+			return "-"
+		}
+		same := "same"
+		if r.afterKeys != r.liveKeys || r.afterBytes != r.liveBytes {
+			same = "**differs**"
+		}
+		return fmt.Sprintf("%d keys, %.1f MB (%s)", r.afterKeys, float64(r.afterBytes)/1e6, same)
+	}, "")
+	for i, r := range runs {
+		if r.notSupported != "" {
+			fmt.Printf("\n**Rebuild %d not measured: the rebuilt node cannot restore the snapshots its leaders send** (after %.1f s it logged, first):\n\n    %s\n\nSnapshot restore is being finished on branch `snapshot`; rerun with `-phases rebuild` once it is merged.\n",
+				i+1, r.caughtUp.Seconds(), r.notSupported)
+		}
+	}
+}
