@@ -18,6 +18,7 @@ import (
 	"io/fs"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
@@ -276,8 +277,12 @@ func (h *Handler) buildStatus(b *Backend) *statusResponse {
 		st.Topics = append(st.Topics, ts)
 	}
 	for _, g := range b.Node.GroupStatuses() {
+		leaderID := "" // the leader's node id in decimal (not its Raft server id)
+		if g.LeaderNode >= 0 {
+			leaderID = strconv.Itoa(int(g.LeaderNode))
+		}
 		st.Raft = append(st.Raft, raftStatus{
-			Group: g.Group, State: g.State, Leader: g.Leader, LeaderID: g.LeaderID, Term: g.Term,
+			Group: g.Group, State: g.State, Leader: g.Leader, LeaderID: leaderID, Term: g.Term,
 			LastIndex: g.LastIndex, CommitIndex: g.CommitIndex, AppliedIndex: g.AppliedIndex,
 			Ready: g.Ready, Partitions: perGroup[g.Group],
 		})
