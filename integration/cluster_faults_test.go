@@ -113,6 +113,18 @@ func TestClusterKillLeader(t *testing.T) {
 	})
 }
 
+// TestClusterWipedLeaderRejoins: kill -9 of a partition leader, its data dir
+// deleted, and the node started again empty: it joins under its old node id
+// as a new Raft server (a new incarnation), catches up from the leaders (the
+// log, or a streamed snapshot), and the drain reads every record from it too.
+func TestClusterWipedLeaderRejoins(t *testing.T) {
+	runLeaderFault(t, defaultPlan, func(t *testing.T, c *testCluster, victim int32) func() {
+		c.Kill(victim)
+		c.Wipe(victim)
+		return func() { c.Start(victim) }
+	})
+}
+
 // TestClusterPauseLeader: SIGSTOP of a partition leader, well past the
 // election timeout, then SIGCONT: the old leader wakes up deposed.
 func TestClusterPauseLeader(t *testing.T) {
