@@ -9,7 +9,7 @@ ARGS     ?=
 BENCH_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help build run deps test test-unit test-integration bench bench-lookup bench-groups bench-all fuzz lint api-table api-table-readme clean
+.PHONY: help build run deps test test-unit test-integration bench bench-lookup bench-groups bench-hostile bench-all fuzz lint api-table api-table-readme clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -43,7 +43,10 @@ bench-lookup: build ## HTTP key lookup latency at 1, 8 and 64 clients (integrati
 bench-groups: build ## consumer group rebalance time and OffsetCommit throughput (integration/bench/groups)
 	$(GO) run ./integration/bench/groups $(BENCH_ARGS)
 
-bench-all: bench bench-lookup bench-groups ## every benchmark, one after the other
+bench-hostile: build ## hostile load for 30 s (bombs, 16 MiB array frames, slowloris): the broker's peak RSS (integration/bench/hostile)
+	$(GO) run ./integration/bench/hostile $(BENCH_ARGS)
+
+bench-all: bench bench-lookup bench-groups bench-hostile ## every benchmark, one after the other
 
 fuzz: ## run every Fuzz target in the module for FUZZTIME (30s) each
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \

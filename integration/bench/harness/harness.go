@@ -137,6 +137,9 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 	}
 }
 
+// PID is the broker process's id.
+func (b *Broker) PID() int { return b.cmd.Process.Pid }
+
 // brokerBinary returns binary if set (it must exist), else ./bin/shardcache
 // under the module root, else a fresh build of ./cmd/shardcache in dir.
 func brokerBinary(ctx context.Context, binary, dir string) (string, error) {
