@@ -78,7 +78,8 @@ const (
 	// connections cost little.
 	readBufferBytes = 8 << 10
 	// frameStartBytes is the first buffer of a frame that is not already
-	// buffered: a size prefix followed by a trickle costs this much at most.
+	// buffered: what a size prefix followed by a trickle costs until the
+	// trickle passes it.
 	frameStartBytes = 4 << 10
 	// decodedChargeFactor multiplies walkBody's estimate of a decoded request
 	// to charge the response structures a handler builds from it as well.
@@ -275,10 +276,11 @@ func (c *conn) idleDeadline() time.Time {
 
 // readFrame reads the n bytes of a frame into a buffer that grows as they
 // arrive, charging the budget before each growth: a size prefix costs
-// nothing, a trickle costs what it has sent. The first charge waits as long
-// as the budget is full (backpressure); from then on the frame must arrive,
-// and be charged, within RequestReadTimeout (the returned deadline). What was
-// charged is returned even on error, for the caller to release.
+// frameStartBytes, a trickle little more than it has sent. The first charge
+// waits as long as the budget is full (backpressure); from then on the frame
+// must arrive, and be charged, within RequestReadTimeout (the returned
+// deadline). What was charged is returned even on error, for the caller to
+// release.
 func (c *conn) readFrame(br *bufio.Reader, n int) (frame []byte, charged int64, deadline time.Time, err error) {
 	bud := c.b.budget
 	first := min(n, max(frameStartBytes, br.Buffered()))

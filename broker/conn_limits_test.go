@@ -5,13 +5,18 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"log/slog"
 	"net"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // closedFor reads shardcache_broker_connections_closed_total{reason}.
@@ -40,8 +45,45 @@ func waitBudgetEmpty(t testing.TB, tb *testBroker) {
 	})
 }
 
+// warnings is a slog handler that keeps the messages of Warn lines and
+// passes every line on to next.
+type warnings struct {
+	next slog.Handler
+	mu   *sync.Mutex
+	msgs *[]string
+}
+
+func newWarnings(t testing.TB) (*slog.Logger, func() []string) {
+	w := warnings{next: testLogger(t).Handler(), mu: new(sync.Mutex), msgs: new([]string)}
+	return slog.New(w), func() []string {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return append([]string(nil), *w.msgs...)
+	}
+}
+
+func (w warnings) Enabled(ctx context.Context, l slog.Level) bool { return w.next.Enabled(ctx, l) }
+func (w warnings) Handle(ctx context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn {
+		w.mu.Lock()
+		*w.msgs = append(*w.msgs, r.Message)
+		w.mu.Unlock()
+	}
+	return w.next.Handle(ctx, r)
+}
+func (w warnings) WithAttrs(as []slog.Attr) slog.Handler {
+	return warnings{next: w.next.WithAttrs(as), mu: w.mu, msgs: w.msgs}
+}
+func (w warnings) WithGroup(g string) slog.Handler {
+	return warnings{next: w.next.WithGroup(g), mu: w.mu, msgs: w.msgs}
+}
+
 func TestConnectionCap(t *testing.T) {
-	tb := newTestBroker(t, func(c *testBrokerConfig) { c.MaxConnections = 2 })
+	logger, warned := newWarnings(t)
+	tb := newTestBroker(t, func(c *testBrokerConfig) {
+		c.MaxConnections = 2
+		c.Logger = logger
+	})
 	first := dialRaw(t, tb.Addr)
 	first.checkAPIVersions(1)
 	second := dialRaw(t, tb.Addr)
@@ -49,8 +91,20 @@ func TestConnectionCap(t *testing.T) {
 
 	third := dialRaw(t, tb.Addr)
 	third.expectClosed()
-	if n := metricValue(t, tb.Broker.metrics.connectionsRefused); n != 1 {
-		t.Fatalf("refused connections = %v, want 1", n)
+	fourth := dialRaw(t, tb.Addr)
+	fourth.expectClosed()
+	if n := metricValue(t, tb.Broker.metrics.connectionsRefused); n != 2 {
+		t.Fatalf("refused connections = %v, want 2", n)
+	}
+	// One Warn line for both: they are rate limited.
+	var lines int
+	for _, m := range warned() {
+		if m == "connection limit reached, closing new connections" {
+			lines++
+		}
+	}
+	if lines != 1 {
+		t.Fatalf("%d Warn lines about the connection limit, want 1: %q", lines, warned())
 	}
 	second.checkAPIVersions(3) // the open ones are unaffected
 
@@ -202,4 +256,33 @@ func TestRequestThatCanNeverFitIsRefused(t *testing.T) {
 		t.Logf("refused: %s", *p.ErrorMessage)
 	}
 	waitBudgetEmpty(t, tb)
+}
+
+func TestConfigValidateLimits(t *testing.T) {
+	base := DefaultConfig()
+	base.Node, base.Store = &raftfsm.Node{}, &shardstore.Store{}
+	if err := base.Validate(); err != nil {
+		t.Fatalf("defaults: %v", err)
+	}
+	zero := base
+	zero.MaxInflightBytes, zero.MaxConnections, zero.ConnectionsMaxIdle, zero.RequestReadTimeout, zero.WriteTimeout = 0, 0, 0, 0, 0
+	if err := zero.Validate(); err != nil {
+		t.Fatalf("zero limits mean the defaults: %v", err)
+	}
+	for name, edit := range map[string]func(*Config){
+		"budget below twice the largest request": func(c *Config) { c.MaxInflightBytes = 2*int64(c.MaxRequestBytes) - 1 },
+		"negative connections":                   func(c *Config) { c.MaxConnections = -1 },
+		"negative idle":                          func(c *Config) { c.ConnectionsMaxIdle = -time.Second },
+		"sub-millisecond read timeout":           func(c *Config) { c.RequestReadTimeout = time.Microsecond },
+		"negative write timeout":                 func(c *Config) { c.WriteTimeout = -1 },
+	} {
+		c := base
+		edit(&c)
+		if err := c.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+	if got := base.withDefaults().readLimit(); got != DefaultMaxRequestBytes {
+		t.Errorf("read share %d, want MaxRequestBytes (larger than a quarter of the budget)", got)
+	}
 }

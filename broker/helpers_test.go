@@ -38,6 +38,8 @@ type testBrokerConfig struct {
 	ConnectionsMaxIdle time.Duration
 	RequestReadTimeout time.Duration
 	WriteTimeout       time.Duration
+	// Logger, when set, receives the broker's logs instead of t.Log.
+	Logger *slog.Logger
 }
 
 // testBroker is one running single-node broker over a real raftfsm.Node and
@@ -64,6 +66,9 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 		o(&cfg)
 	}
 	logger := testLogger(t)
+	if cfg.Logger != nil {
+		logger = cfg.Logger
+	}
 	topicDefaults := map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy}
 	store, node := nodetest.Open(t, nodetest.WithLogger(logger), nodetest.TopicDefaults(topicDefaults))
 
