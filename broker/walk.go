@@ -46,8 +46,9 @@ type fieldRange struct {
 const anyVersion = math.MaxInt16
 
 // fieldVersions holds every field of a registered request type that is not
-// inline in all versions, by "StructName.FieldName". Facts from the Kafka
-// message schemas (clients/src/main/resources/common/message/*Request.json).
+// inline in all versions, by "StructName.FieldName": the version ranges of
+// the Kafka protocol's message definitions, as kmsg encodes them
+// (TestWalkBodyMatchesKmsg).
 var fieldVersions = map[string]fieldRange{
 	"ProduceRequest.TransactionID": {3, anyVersion, false},
 	"ProduceRequestTopic.Topic":    {0, 12, false},
