@@ -15,7 +15,7 @@ SOAK_TIMEOUT  ?= 2h
 SOAK_TESTS := TestCluster(KillLeader|PauseLeader|PartitionLeaderMinority|AsymmetricPartition|IdempotentProducerLeaderKill|RollingRestart)$$
 
 .DEFAULT_GOAL := help
-.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-all fuzz lint api-table api-table-readme clean
+.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-hostile bench-all fuzz lint api-table api-table-readme clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -58,7 +58,10 @@ bench-groups: build ## consumer group rebalance time and OffsetCommit throughput
 bench-cluster: build ## 3 nodes beside 1: produce rate, leader failover, wiped-node rebuild, 10,000 partitions (integration/bench/cluster)
 	$(GO) run ./integration/bench/cluster $(BENCH_ARGS)
 
-bench-all: bench bench-lookup bench-groups bench-cluster ## every benchmark, one after the other
+bench-hostile: build ## hostile load for 30 s (bombs, 16 MiB array frames, slowloris): the broker's peak RSS (integration/bench/hostile)
+	$(GO) run ./integration/bench/hostile $(BENCH_ARGS)
+
+bench-all: bench bench-lookup bench-groups bench-cluster bench-hostile ## every benchmark, one after the other
 
 fuzz: ## run every Fuzz target in the module for FUZZTIME (30s) each
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \

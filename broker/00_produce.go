@@ -3,19 +3,25 @@ package broker
 // Produce: v3-11
 //
 // Behavior:
-//   - Each partition's Records must be exactly one RecordBatch v2; decodeBatch
-//     (records.go) validates it against the topic's max.message.bytes and
-//     Config.MaxDecompressedBytes before anything is proposed.
+//   - Each partition's Records must be exactly one RecordBatch v2;
+//     decodeProduceBatch (batch_memory.go) validates it against the topic's
+//     max.message.bytes and Config.MaxDecompressedBytes.
 //   - Only the leader of a partition's Raft group accepts it: elsewhere the
 //     partition answers NOT_LEADER_OR_FOLLOWER (LEADER_NOT_AVAILABLE while no
 //     leader is known) and, v10+ (KIP-951), CurrentLeader and the leader's
 //     NodeEndpoints. Only the affected partitions fail.
-//   - Every partition of a request is proposed through raftfsm on its own
-//     goroutine, all waited for, so the batches of one request share Raft
-//     entries and fsyncs. acks=1 means what acks=-1 means: the answer comes
-//     once the entry is committed by a quorum and applied on the leader
-//     (offsets are assigned when an entry is applied, and hashicorp/raft
-//     reports no earlier point). TimeoutMillis bounds that wait
+//   - Partitions are decoded one after the other, each batch's memory charged
+//     to the broker's budget before it is decompressed and held until its
+//     proposal ends, so a request's peak is bounded by the budget, not by its
+//     size. While the budget has room, decoding waits for nothing: each batch
+//     is proposed through raftfsm on its own goroutine as soon as it is
+//     decoded, all waited for, so the batches of one request share Raft
+//     entries and fsyncs. A batch that needs more memory than the budget can
+//     ever give is refused with MESSAGE_TOO_LARGE. acks=1 means what acks=-1
+//     means: the answer comes once the entry is committed by a quorum and
+//     applied on the leader (offsets are assigned when an entry is applied,
+//     and hashicorp/raft reports no earlier point). TimeoutMillis bounds that
+//     wait and the wait for memory
 //     (REQUEST_TIMED_OUT).
 //   - acks=0 is processed the same way but answered with nothing (the handler
 //     returns nil), so the next request on the connection is still answered in
@@ -78,7 +84,9 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	}
 	txnRequest := req.TransactionID != nil
 
-	var parts []producePart
+	var proposals sync.WaitGroup
+	var hintMu sync.Mutex // NodeEndpoints (KIP-951) shared by the partitions
+	defer proposals.Wait()
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
@@ -113,25 +121,32 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 				b.produceLeaderHint(resp, sp, g)
 			}
 			var batch decodedBatch
+			var charged int64
 			if err == nil {
-				batch, err = decodeBatch(rp.Records, batchLimits{
+				batch, charged, err = b.decodeProduceBatch(ctx, rp.Records, batchLimits{
 					MaxMessageBytes:      info.Config.MaxMessageBytes,
 					MaxDecompressedBytes: b.cfg.MaxDecompressedBytes,
 					Policy:               info.Config.CleanupPolicy,
 				})
 			}
 			if err == nil && (txnRequest || batch.Transactional) {
+				b.budget.release(charged)
 				err = errTransactionsUnsupported
 			}
 			if err != nil {
 				b.setProduceError(sp, err, rt.Topic)
 				continue
 			}
-			parts = append(parts, producePart{topic: rt.Topic, resp: sp, batch: batch, size: len(rp.Records)})
+			p := &producePart{topic: rt.Topic, resp: sp, batch: batch, size: len(rp.Records)}
+			proposals.Add(1)
+			go func() {
+				defer proposals.Done()
+				defer b.budget.release(charged)
+				b.proposePart(ctx, resp, &hintMu, p)
+			}()
 		}
 	}
-
-	b.proposeParts(ctx, resp, parts)
+	proposals.Wait()
 
 	if req.Acks == 0 {
 		return nil, nil
@@ -139,42 +154,28 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	return resp, nil
 }
 
-// proposeParts proposes every part, one goroutine each, and waits for all.
-func (b *Broker) proposeParts(ctx context.Context, resp *kmsg.ProduceResponse, parts []producePart) {
-	var hintMu sync.Mutex
-	run := func(p *producePart) {
-		res, err := b.node.Produce(ctx, p.topic, p.resp.Partition, p.batch.Producer, p.batch.Records)
-		if err != nil {
-			b.setProduceError(p.resp, err, p.topic)
-			if errors.Is(err, raftfsm.ErrNotLeader) {
-				if ti, ok := b.node.Topic(p.topic); ok && int(p.resp.Partition) < len(ti.Partitions) {
-					hintMu.Lock()
-					b.produceLeaderHint(resp, p.resp, ti.Partitions[p.resp.Partition].Group)
-					hintMu.Unlock()
-				}
+// proposePart proposes one partition's batch and fills its response; hintMu
+// guards the response's NodeEndpoints, shared by the partitions' goroutines.
+func (b *Broker) proposePart(ctx context.Context, resp *kmsg.ProduceResponse, hintMu *sync.Mutex, p *producePart) {
+	res, err := b.node.Produce(ctx, p.topic, p.resp.Partition, p.batch.Producer, p.batch.Records)
+	if err != nil {
+		b.setProduceError(p.resp, err, p.topic)
+		if errors.Is(err, raftfsm.ErrNotLeader) {
+			// Leadership moved since the check above (KIP-951 hint).
+			if ti, ok := b.node.Topic(p.topic); ok && int(p.resp.Partition) < len(ti.Partitions) {
+				hintMu.Lock()
+				b.produceLeaderHint(resp, p.resp, ti.Partitions[p.resp.Partition].Group)
+				hintMu.Unlock()
 			}
-			return
 		}
-		p.resp.BaseOffset = res.BaseOffset
-		p.resp.LogStartOffset = res.LogStartOffset
-		if !res.Duplicate {
-			b.metrics.produceBytes.Add(float64(p.size))
-			b.metrics.produceRecords.Add(float64(len(p.batch.Records)))
-		}
-	}
-	if len(parts) == 1 {
-		run(&parts[0])
 		return
 	}
-	var wg sync.WaitGroup
-	for i := range parts {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			run(&parts[i])
-		}()
+	p.resp.BaseOffset = res.BaseOffset
+	p.resp.LogStartOffset = res.LogStartOffset
+	if !res.Duplicate {
+		b.metrics.produceBytes.Add(float64(p.size))
+		b.metrics.produceRecords.Add(float64(len(p.batch.Records)))
 	}
-	wg.Wait()
 }
 
 // setProduceError fills a partition's error code, message and (v8+) per-record

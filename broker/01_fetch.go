@@ -12,10 +12,11 @@ package broker
 //   - Nothing live between the fetch offset and the high watermark: one empty
 //     batch covering the gap, so the consumer's position reaches the high
 //     watermark (docs/ARCHITECTURE.md rule 3). An empty answer is zero bytes, never null.
-//   - Byte limits: PartitionMaxBytes per partition and MaxBytes per response;
-//     the first record of the first partition with data is returned whatever its
-//     size (KIP-74). A partition reached after MaxBytes is used up answers no
-//     records (not a gap batch).
+//   - Byte limits: PartitionMaxBytes per partition and MaxBytes per response,
+//     lowered to what the broker's memory budget has room for
+//     (fetch_memory.go); the first record of the first partition with data is
+//     returned whatever its size (KIP-74). A partition reached after MaxBytes
+//     is used up answers no records (not a gap batch).
 //   - Long poll: below MinBytes the handler waits on the shards' Store.Wait
 //     channels until data arrives, MaxWaitMillis passes, or the connection or
 //     broker closes, then reads again.
@@ -95,6 +96,8 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 		deadline = t.C
 	}
 	var bytes, records int
+	var charged int64 // memory budget held for the response (fetch_memory.go)
+	defer func() { b.budget.release(charged) }()
 	for {
 		// Take the wait channels before reading, so a write that lands between
 		// the read and the wait still wakes us.
@@ -109,7 +112,12 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 			}
 		}
 		var hasErr bool
-		bytes, records, hasErr = b.fillFetch(req, resp, targets)
+		limit, c, err := b.chargeFetch(ctx, req, charged)
+		if charged = c; err != nil {
+			return nil, err // the connection or the broker is closing
+		}
+		bytes, records, hasErr = b.fillFetch(req, resp, targets, limit)
+		charged = b.settleFetch(charged, bytes)
 		if deadline == nil || hasErr || bytes >= int(req.MinBytes) || len(waits) == 0 {
 			break
 		}
@@ -181,11 +189,12 @@ func (b *Broker) resolveFetch(req *kmsg.FetchRequest) [][]fetchTarget {
 // fillFetch (re)builds resp's topics from the store. It returns the record
 // bytes and records answered, and whether any partition has an error (which
 // ends a long poll at once, as Kafka does).
-func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget) (bytes, records int, hasErr bool) {
+func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget, limit int) (bytes, records int, hasErr bool) {
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = int(^uint32(0) >> 1)
 	}
+	maxBytes = min(maxBytes, limit)
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	for i := range req.Topics {
 		rt := &req.Topics[i]

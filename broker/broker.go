@@ -25,6 +25,31 @@ type Config struct {
 	// MaxDecompressedBytes caps one record batch after decompression; a larger
 	// batch is refused (a decompression bomb is an error, not an OOM).
 	MaxDecompressedBytes int32
+	// MaxInflightBytes is the memory budget of requests in flight, shared by
+	// every connection (budget.go): frames being read and served with their
+	// decoded form, record batches being decompressed, decoded and written,
+	// fetch responses being built and responses waiting to be written. When
+	// it is full, connections stop being read (TCP pushes back on clients).
+	// Reading requests may use the larger of MaxRequestBytes and a quarter
+	// of it; the rest is kept for work on requests already read, and a
+	// single batch or response may use at most that rest. It must be at least
+	// twice MaxRequestBytes. 0 means DefaultMaxInflightBytes.
+	MaxInflightBytes int64
+	// MaxConnections caps open client connections; connections beyond it are
+	// closed as they are accepted. 0 means DefaultMaxConnections.
+	MaxConnections int
+	// ConnectionsMaxIdle closes a connection that has had no request in
+	// flight and sent nothing for this long (Kafka's connections.max.idle.ms).
+	// 0 means DefaultConnectionsMaxIdle.
+	ConnectionsMaxIdle time.Duration
+	// RequestReadTimeout closes a connection whose request has not arrived in
+	// full this long after its first bytes (a client trickling a frame holds
+	// the memory it has sent). 0 means DefaultRequestReadTimeout.
+	RequestReadTimeout time.Duration
+	// WriteTimeout closes a connection whose client has not taken a response
+	// this long after it was ready, releasing the response's memory. 0 means
+	// DefaultWriteTimeout.
+	WriteTimeout time.Duration
 	// AutoCreateTopics creates unknown topics on Metadata (when the request allows
 	// it) and on Produce, with DefaultPartitions partitions.
 	AutoCreateTopics  bool
@@ -50,8 +75,24 @@ type Config struct {
 const (
 	// DefaultMaxRequestBytes is Kafka's socket.request.max.bytes default (100 MiB).
 	DefaultMaxRequestBytes = 100 << 20
-	// DefaultMaxDecompressedBytes bounds one decompressed record batch (100 MiB).
-	DefaultMaxDecompressedBytes = 100 << 20
+	// DefaultMaxDecompressedBytes bounds one decompressed record batch (16
+	// MiB, 16 times Kafka's default max.message.bytes); cmd/shardcache's
+	// --max-decompressed-bytes defaults to it. Decoding and writing a batch
+	// that size takes about 150 MiB (batch_memory.go), which the default
+	// memory budget's work share holds.
+	DefaultMaxDecompressedBytes = 16 << 20
+	// DefaultMaxInflightBytes is the memory budget of requests in flight (256 MiB).
+	DefaultMaxInflightBytes = 256 << 20
+	// DefaultMaxConnections caps open client connections.
+	DefaultMaxConnections = 10000
+	// DefaultConnectionsMaxIdle is Kafka's connections.max.idle.ms default (10 minutes).
+	DefaultConnectionsMaxIdle = 10 * time.Minute
+	// DefaultRequestReadTimeout bounds how long one request may take to
+	// arrive; clients give up on a request after 30 s by default
+	// (request.timeout.ms), transfer included.
+	DefaultRequestReadTimeout = 30 * time.Second
+	// DefaultWriteTimeout bounds how long a client may leave a response unread.
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 // DefaultConfig returns the configuration of a one-node broker on
@@ -62,6 +103,11 @@ func DefaultConfig() Config {
 		AdvertisedAddr:       "127.0.0.1:9092",
 		MaxRequestBytes:      DefaultMaxRequestBytes,
 		MaxDecompressedBytes: DefaultMaxDecompressedBytes,
+		MaxInflightBytes:     DefaultMaxInflightBytes,
+		MaxConnections:       DefaultMaxConnections,
+		ConnectionsMaxIdle:   DefaultConnectionsMaxIdle,
+		RequestReadTimeout:   DefaultRequestReadTimeout,
+		WriteTimeout:         DefaultWriteTimeout,
 		AutoCreateTopics:     true,
 		DefaultPartitions:    1,
 		Groups:               DefaultGroupConfig(),
@@ -85,6 +131,22 @@ func (c Config) Validate() error {
 	if c.MaxDecompressedBytes < 4096 {
 		return fmt.Errorf("broker: MaxDecompressedBytes %d is below 4096", c.MaxDecompressedBytes)
 	}
+	c = c.withDefaults()
+	if c.MaxInflightBytes < 2*int64(c.MaxRequestBytes) {
+		return fmt.Errorf("broker: MaxInflightBytes %d is below twice MaxRequestBytes (%d): the largest request must fit with room to serve it",
+			c.MaxInflightBytes, c.MaxRequestBytes)
+	}
+	if c.MaxConnections < 1 {
+		return fmt.Errorf("broker: MaxConnections %d is below 1", c.MaxConnections)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"ConnectionsMaxIdle", c.ConnectionsMaxIdle}, {"RequestReadTimeout", c.RequestReadTimeout}, {"WriteTimeout", c.WriteTimeout}} {
+		if d.v < time.Millisecond {
+			return fmt.Errorf("broker: %s %s is below 1ms", d.name, d.v)
+		}
+	}
 	if c.DefaultPartitions < 1 {
 		return fmt.Errorf("broker: DefaultPartitions %d is below 1", c.DefaultPartitions)
 	}
@@ -102,6 +164,32 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// withDefaults fills the zero values that mean a default.
+func (c Config) withDefaults() Config {
+	if c.MaxInflightBytes == 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = DefaultMaxConnections
+	}
+	if c.ConnectionsMaxIdle == 0 {
+		c.ConnectionsMaxIdle = DefaultConnectionsMaxIdle
+	}
+	if c.RequestReadTimeout == 0 {
+		c.RequestReadTimeout = DefaultRequestReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	return c
+}
+
+// readLimit is how much of the memory budget reading requests may use: the
+// larger of MaxRequestBytes and a quarter of it (budget.go).
+func (c Config) readLimit() int64 {
+	return max(c.MaxInflightBytes/4, int64(c.MaxRequestBytes))
+}
+
 // Broker serves the Kafka protocol.
 //
 // Lifecycle: New, then Serve on one or more listeners (each call blocks), then
@@ -114,6 +202,7 @@ type Broker struct {
 	store   *shardstore.Store
 	log     *slog.Logger
 	metrics *metrics
+	budget  *budget
 
 	// advHost and advPort are AdvertisedAddr split for Metadata.
 	advHost string
@@ -131,6 +220,11 @@ type Broker struct {
 	conns     map[*conn]struct{}
 	connWG    sync.WaitGroup // one per conn.serve goroutine
 
+	// refusedSinceLog counts connections refused at the cap since the last
+	// Warn about it; lastRefusedLog is when that was (both under mu).
+	refusedSinceLog int
+	lastRefusedLog  time.Time
+
 	closeOnce sync.Once
 	closeDone chan struct{} // closed when Close has finished
 
@@ -145,6 +239,7 @@ func New(cfg Config) (*Broker, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	host, portStr, _ := net.SplitHostPort(cfg.AdvertisedAddr)
 	port, _ := strconv.Atoi(portStr)
 	log := cfg.Logger
@@ -171,6 +266,10 @@ func New(cfg Config) (*Broker, error) {
 		cfg.Groups = DefaultGroupConfig()
 		b.cfg.Groups = cfg.Groups
 	}
+	b.budget = newBudget(cfg.MaxInflightBytes, cfg.readLimit())
+	b.budget.onChange = func(used int64) { b.metrics.inflightBytes.Set(float64(used)) }
+	b.budget.onWait = func(c budgetClass) { b.metrics.budgetWaits.WithLabelValues(c.String()).Inc() }
+	b.metrics.inflightLimit.Set(float64(cfg.MaxInflightBytes))
 	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
 	b.groups = newCoordinator(b, cfg.Groups)
 	return b, nil
@@ -229,6 +328,11 @@ func (b *Broker) Serve(ln net.Listener) error {
 			nc.Close()
 			return nil
 		}
+		if len(b.conns) >= b.cfg.MaxConnections {
+			b.refuseConnection(nc)
+			b.mu.Unlock()
+			continue
+		}
 		b.conns[c] = struct{}{}
 		b.connWG.Add(1)
 		b.mu.Unlock()
@@ -244,6 +348,24 @@ func (b *Broker) Serve(ln net.Listener) error {
 			}()
 			c.serve()
 		}()
+	}
+}
+
+// refuseLogInterval is the least time between two Warn lines about refused
+// connections.
+const refuseLogInterval = 10 * time.Second
+
+// refuseConnection closes a connection accepted beyond MaxConnections, with a
+// Warn at most every refuseLogInterval that says how many were refused.
+// Called with b.mu held.
+func (b *Broker) refuseConnection(nc net.Conn) {
+	nc.Close()
+	b.metrics.connectionsRefused.Inc()
+	b.refusedSinceLog++
+	if now := time.Now(); now.Sub(b.lastRefusedLog) >= refuseLogInterval {
+		b.log.Warn("connection limit reached, closing new connections", logKeyMaxConnections, b.cfg.MaxConnections,
+			logKeyRefused, b.refusedSinceLog, logKeyRemote, nc.RemoteAddr().String())
+		b.refusedSinceLog, b.lastRefusedLog = 0, now
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -28,6 +29,14 @@ import (
 //     so pipelined requests are answered in order, as Kafka does.
 //
 // serve owns the reader and waits for it before returning.
+//
+// Memory: every frame's buffer is charged to the broker's budget (budget.go)
+// as it grows, and its decoded form once walked; the processor releases both
+// when the handler returns, and charges the encoded response until it is
+// written. Time: a connection with nothing in flight that sends nothing for
+// ConnectionsMaxIdle is closed; so is one whose request takes longer than
+// RequestReadTimeout to arrive, or that leaves a response unread for
+// WriteTimeout.
 type conn struct {
 	b      *Broker
 	nc     net.Conn
@@ -35,41 +44,107 @@ type conn struct {
 
 	ctx    context.Context // every request's context; cancelled when serve ends
 	cancel context.CancelFunc
+	// readCtx bounds the reader's waits for the budget; cancelled by
+	// stopReading and when serve ends.
+	readCtx    context.Context
+	cancelRead context.CancelFunc
 
 	reqs chan inbound  // reader -> processor; closed by the reader
 	done chan struct{} // closed when the processor stops taking requests
 
-	wbuf []byte // response buffer, reused between small responses
+	// deadlineMu orders the reader's read deadlines with stopReading's, so a
+	// stopped reader cannot set a fresh deadline after it.
+	deadlineMu sync.Mutex
+	stopped    bool
+
+	// inflight counts requests read and not yet answered; lastActive is when
+	// the connection last read bytes or finished a request (unix nanos).
+	// Together they decide when the connection is idle.
+	inflight   atomic.Int32
+	lastActive atomic.Int64
 }
 
-// inbound is a decoded request and when its frame finished arriving.
+// inbound is a decoded request, when its frame finished arriving, and what it
+// holds of the memory budget.
 type inbound struct {
 	rq      *request
 	arrived time.Time
+	charged int64
 }
 
-// reuseResponseBytes is the largest response buffer a connection keeps
-// between responses; larger ones (big fetches) are left to the GC.
-const reuseResponseBytes = 1 << 20
+const (
+	// readBufferBytes is each connection's read buffer: enough for the size
+	// prefix and small requests in one read, small enough that idle
+	// connections cost little.
+	readBufferBytes = 8 << 10
+	// frameStartBytes is the first buffer of a frame that is not already
+	// buffered: what a size prefix followed by a trickle costs until the
+	// trickle passes it.
+	frameStartBytes = 4 << 10
+	// decodedChargeFactor multiplies walkBody's estimate of a decoded request
+	// to charge the response structures a handler builds from it as well.
+	decodedChargeFactor = 2
+	// reuseResponseBytes is the largest response buffer put back in the pool
+	// (respBufs); larger ones (big fetches) are left to the GC.
+	reuseResponseBytes = 64 << 10
+)
+
+// respBufs holds response buffers of at most reuseResponseBytes, shared by
+// every connection.
+var respBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// Errors that close a connection for what the client did or did not do.
+var (
+	errIdle            = errors.New("connection idle")
+	errReadTimeout     = errors.New("request did not arrive within the read timeout")
+	errReaderStopped   = errors.New("connection reader stopped")
+	errMemoryPreempted = errors.New("memory budget full of partly read requests; this connection's was the largest")
+)
 
 func newConn(b *Broker, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(b.baseCtx)
-	return &conn{
-		b:      b,
-		nc:     nc,
-		remote: nc.RemoteAddr().String(),
-		ctx:    ctx,
-		cancel: cancel,
-		reqs:   make(chan inbound),
-		done:   make(chan struct{}),
+	readCtx, cancelRead := context.WithCancel(ctx)
+	c := &conn{
+		b:          b,
+		nc:         nc,
+		remote:     nc.RemoteAddr().String(),
+		ctx:        ctx,
+		cancel:     cancel,
+		readCtx:    readCtx,
+		cancelRead: cancelRead,
+		reqs:       make(chan inbound),
+		done:       make(chan struct{}),
 	}
+	c.lastActive.Store(time.Now().UnixNano())
+	return c
 }
 
 // stopReading makes the reader stop after the frame it is reading (used by
 // Close to drain): a read deadline in the past fails the pending read without
-// closing the socket, so responses to requests already read still go out.
+// closing the socket, so responses to requests already read still go out; a
+// reader waiting for the memory budget gives up.
 func (c *conn) stopReading() {
+	c.deadlineMu.Lock()
+	c.stopped = true
 	_ = c.nc.SetReadDeadline(time.Unix(1, 0))
+	c.deadlineMu.Unlock()
+	c.cancelRead()
+}
+
+// setReadDeadline sets the read deadline unless the reader was stopped.
+func (c *conn) setReadDeadline(t time.Time) error {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	if c.stopped {
+		return errReaderStopped
+	}
+	return c.nc.SetReadDeadline(t)
+}
+
+func (c *conn) isStopped() bool {
+	c.deadlineMu.Lock()
+	defer c.deadlineMu.Unlock()
+	return c.stopped
 }
 
 // serve runs the processor until the reader stops or a request closes the
@@ -95,64 +170,183 @@ func (c *conn) serve() {
 // readLoop decodes frames until the connection fails or a frame is bad.
 func (c *conn) readLoop() {
 	defer close(c.reqs)
-	br := bufio.NewReaderSize(c.nc, 64<<10)
+	br := bufio.NewReaderSize(c.nc, readBufferBytes)
 	for {
-		rq, err := c.readRequest(br)
+		in, err := c.readRequest(br)
 		if err != nil {
-			c.logReadError(rq, err)
+			c.logReadError(in.rq, err)
 			return
 		}
+		c.inflight.Add(1)
 		select {
-		case c.reqs <- inbound{rq: rq, arrived: time.Now()}:
+		case c.reqs <- in:
 		case <-c.done:
+			c.b.budget.releaseRead(in.charged)
 			return
 		}
 	}
 }
 
-// readRequest reads one frame and decodes it. The frame's buffer grows as its
-// bytes arrive, so a size prefix alone does not make the broker allocate.
-func (c *conn) readRequest(br *bufio.Reader) (*request, error) {
-	var sizeBuf [4]byte
-	if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
-		return nil, err
-	}
-	size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
-	if err := checkFrameSize(size, c.b.cfg.MaxRequestBytes); err != nil {
-		return nil, err
-	}
-	frame, err := readGrowing(br, int(size))
+// readRequest reads one frame, walks its body, charges the budget for its
+// decoded form and decodes it. On error nothing stays charged and the
+// returned inbound carries what is known of the request, for logging.
+func (c *conn) readRequest(br *bufio.Reader) (inbound, error) {
+	var in inbound
+	size, err := c.readSize(br)
 	if err != nil {
-		return nil, err
+		return in, err
 	}
-	return parseRequest(frame)
+	if err := checkFrameSize(size, c.b.cfg.MaxRequestBytes); err != nil {
+		return in, err
+	}
+	frame, charged, deadline, err := c.readFrame(br, int(size))
+	in.charged = charged
+	fail := func(err error) (inbound, error) {
+		c.b.budget.releaseReading(in.charged)
+		in.charged = 0
+		return in, err
+	}
+	if err != nil {
+		return fail(err)
+	}
+	rq, body, err := parseHeader(frame)
+	in.rq = rq
+	if err != nil {
+		return fail(err)
+	}
+	if !rq.unsupportedVersion {
+		est, err := walkBody(rq.body, body, c.b.budget.maxAcquire(classRead, in.charged)/decodedChargeFactor)
+		if err != nil {
+			return fail(rq.bodyError(err))
+		}
+		ctx, cancel := context.WithDeadline(c.readCtx, deadline)
+		err = c.b.budget.acquire(ctx, classRead, decodedChargeFactor*est, in.charged)
+		cancel()
+		if err != nil {
+			return fail(c.budgetError(err, deadline))
+		}
+		in.charged += decodedChargeFactor * est
+		if err := readBody(rq, body); err != nil {
+			return fail(err)
+		}
+	}
+	in.arrived = time.Now()
+	c.b.budget.handOff(in.charged)
+	return in, nil
 }
 
-// readGrowing reads exactly n bytes, growing the buffer from at most 1 MiB as
-// data arrives.
-func readGrowing(r io.Reader, n int) ([]byte, error) {
-	buf := make([]byte, 0, min(n, 1<<20))
+// readSize reads a frame's 4-byte size prefix, closing the connection
+// (errIdle) once it has had nothing in flight and read nothing for
+// ConnectionsMaxIdle.
+func (c *conn) readSize(br *bufio.Reader) (int32, error) {
+	var buf [4]byte
+	for n := 0; n < len(buf); {
+		if err := c.setReadDeadline(c.idleDeadline()); err != nil {
+			return 0, err
+		}
+		m, err := br.Read(buf[n:])
+		if m > 0 {
+			n += m
+			c.lastActive.Store(time.Now().UnixNano())
+		}
+		switch {
+		case err == nil:
+		case isDeadline(err) && !c.isStopped():
+			if c.inflight.Load() == 0 && time.Since(time.Unix(0, c.lastActive.Load())) >= c.b.cfg.ConnectionsMaxIdle {
+				return 0, errIdle
+			}
+		case n > 0 && errors.Is(err, io.EOF):
+			return 0, io.ErrUnexpectedEOF
+		default:
+			return 0, err
+		}
+	}
+	return int32(binary.BigEndian.Uint32(buf[:])), nil
+}
+
+// idleDeadline is when the connection becomes idle if nothing happens: a
+// ConnectionsMaxIdle after it was last active, or from now while a request
+// is in flight (checked again then).
+func (c *conn) idleDeadline() time.Time {
+	if c.inflight.Load() > 0 {
+		return time.Now().Add(c.b.cfg.ConnectionsMaxIdle)
+	}
+	return time.Unix(0, c.lastActive.Load()).Add(c.b.cfg.ConnectionsMaxIdle)
+}
+
+// readFrame reads the n bytes of a frame into a buffer that grows as they
+// arrive, charging the budget before each growth: a size prefix costs
+// frameStartBytes, a trickle little more than it has sent. The first charge
+// waits as long as the budget is full (backpressure); from then on the frame
+// must arrive, and be charged, within RequestReadTimeout (the returned
+// deadline). What was charged is returned even on error, for the caller to
+// release.
+func (c *conn) readFrame(br *bufio.Reader, n int) (frame []byte, charged int64, deadline time.Time, err error) {
+	bud := c.b.budget
+	first := min(n, max(frameStartBytes, br.Buffered()))
+	if err := bud.acquire(c.readCtx, classRead, int64(first), 0); err != nil {
+		return nil, 0, deadline, c.budgetError(err, deadline)
+	}
+	charged = int64(first)
+	deadline = time.Now().Add(c.b.cfg.RequestReadTimeout)
+	if err := c.setReadDeadline(deadline); err != nil {
+		return nil, charged, deadline, err
+	}
+	ctx, cancel := context.WithDeadline(c.readCtx, deadline)
+	defer cancel()
+	buf := make([]byte, 0, first)
 	for len(buf) < n {
 		if len(buf) == cap(buf) {
-			buf = append(buf, make([]byte, min(cap(buf), n-len(buf)))...)[:len(buf)]
+			grow := min(cap(buf), n-cap(buf))
+			if err := bud.acquire(ctx, classRead, int64(grow), charged); err != nil {
+				return nil, charged, deadline, c.budgetError(err, deadline)
+			}
+			charged += int64(grow)
+			grown := make([]byte, len(buf), cap(buf)+grow)
+			copy(grown, buf)
+			buf = grown
 		}
-		m, err := r.Read(buf[len(buf):min(cap(buf), n)])
+		m, err := br.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+m]
 		if err != nil && len(buf) < n {
-			if errors.Is(err, io.EOF) {
+			switch {
+			case errors.Is(err, io.EOF):
 				err = io.ErrUnexpectedEOF
+			case isDeadline(err) && !c.isStopped():
+				err = fmt.Errorf("%w (%s, %d of %d bytes read)", errReadTimeout, c.b.cfg.RequestReadTimeout, len(buf), n)
 			}
-			return nil, err
+			return nil, charged, deadline, err
 		}
 	}
-	return buf, nil
+	return buf, charged, deadline, nil
 }
 
-// logReadError logs why the reader stopped: Warn for bad input, Debug for an
-// ordinary disconnect or a shutdown.
+// budgetError says why a reader's wait for the budget ended.
+func (c *conn) budgetError(err error, deadline time.Time) error {
+	switch {
+	case errors.Is(err, errBudgetPreempted):
+		return errMemoryPreempted
+	case errors.Is(err, errBudgetTooLarge):
+		return err
+	case c.isStopped():
+		return errReaderStopped
+	case !deadline.IsZero() && errors.Is(err, context.DeadlineExceeded):
+		return fmt.Errorf("%w (%s, waiting for memory)", errReadTimeout, c.b.cfg.RequestReadTimeout)
+	}
+	return err
+}
+
+// logReadError logs why the reader stopped: Warn for bad input or a client
+// the broker had to cut off, Debug for an ordinary disconnect, an idle
+// connection or a shutdown.
 func (c *conn) logReadError(rq *request, err error) {
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
-		errors.Is(err, syscall.ECONNRESET) || isDeadline(err) {
+	switch {
+	case errors.Is(err, errIdle):
+		c.b.metrics.connectionsClosed.WithLabelValues("idle").Inc()
+		c.b.log.Debug("closing idle connection", logKeyRemote, c.remote, logKeyTimeout, c.b.cfg.ConnectionsMaxIdle)
+		return
+	case errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, errReaderStopped) || isDeadline(err):
 		c.b.log.Debug("connection closed", logKeyRemote, c.remote, logKeyError, err)
 		return
 	}
@@ -164,6 +358,7 @@ func (c *conn) logReadError(rq *request, err error) {
 			apiName = a.name
 		}
 	}
+	msg := "bad request, closing connection"
 	switch {
 	case errors.Is(err, errFrameSize):
 		result = "frame_size"
@@ -171,14 +366,24 @@ func (c *conn) logReadError(rq *request, err error) {
 		result = "unknown_api"
 	case errors.Is(err, errUnsupportedVersion):
 		result = "unsupported_version"
+	case errors.Is(err, errReadTimeout):
+		result, msg = "read_timeout", "request too slow to arrive, closing connection"
+		c.b.metrics.connectionsClosed.WithLabelValues("read_timeout").Inc()
+	case errors.Is(err, errBudgetTooLarge), errors.Is(err, errMemoryPreempted):
+		result, msg = "memory", "request does not fit in the memory budget, closing connection"
+		c.b.metrics.connectionsClosed.WithLabelValues("memory").Inc()
 	}
 	c.b.metrics.requests.WithLabelValues(apiName, result).Inc()
-	c.b.log.Warn("bad request, closing connection", attrs...)
+	c.b.log.Warn(msg, attrs...)
 }
 
 // process handles one request and writes its response. It reports whether the
 // connection stays open.
 func (c *conn) process(in inbound) bool {
+	defer func() {
+		c.lastActive.Store(time.Now().UnixNano())
+		c.inflight.Add(-1)
+	}()
 	rq := in.rq
 	a := registry[rq.key]
 	var resp kmsg.Response
@@ -195,23 +400,37 @@ func (c *conn) process(in inbound) bool {
 		var err error
 		resp, err = c.call(a, rc, rq.body)
 		if err != nil {
+			c.b.budget.releaseRead(in.charged)
 			c.b.metrics.requests.WithLabelValues(a.name, "closed").Inc()
 			c.b.log.Warn("request failed, closing connection", logKeyRemote, c.remote,
 				logKeyAPIKey, rq.key, logKeyAPIVersion, rq.version, logKeyClientID, rq.clientID, logKeyError, err)
 			return false
 		}
 	}
+	// The handler is done with the request (its frame may be collected).
+	c.b.budget.releaseRead(in.charged)
 	if resp == nil { // acks=0 produce: nothing goes back
 		c.observe(a.name, "ok", in.arrived)
 		return true
 	}
-	buf := appendResponse(c.wbuf[:0], rq.key, rq.correlationID, resp)
+	bufp := respBufs.Get().(*[]byte)
+	buf := appendResponse((*bufp)[:0], rq.key, rq.correlationID, resp)
+	c.b.budget.force(int64(len(buf)))
+	_ = c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
 	_, err := c.nc.Write(buf)
-	if cap(buf) <= reuseResponseBytes {
-		c.wbuf = buf[:0]
-	}
 	c.observe(a.name, resultLabel(resp), in.arrived)
+	c.b.budget.release(int64(len(buf)))
+	if cap(buf) <= reuseResponseBytes {
+		*bufp = buf[:0]
+		respBufs.Put(bufp)
+	}
 	if err != nil {
+		if isDeadline(err) {
+			c.b.metrics.connectionsClosed.WithLabelValues("write_timeout").Inc()
+			c.b.log.Warn("client did not read its response within the write timeout, closing connection",
+				logKeyRemote, c.remote, logKeyAPIKey, rq.key, logKeyTimeout, c.b.cfg.WriteTimeout, logKeySize, len(buf))
+			return false
+		}
 		c.b.log.Debug("write failed", logKeyRemote, c.remote, logKeyError, err)
 		return false
 	}

@@ -4,11 +4,16 @@
 //
 // # Request path
 //
-//	listener (Broker.Serve)  accept, TCP no-delay, one conn per socket
+//	listener (Broker.Serve)  accept (up to MaxConnections), TCP no-delay,
+//	                         one conn per socket
 //	  -> conn (conn.go)      reader goroutine: 4-byte size, checked against
-//	                         Config.MaxRequestBytes before any allocation
+//	                         Config.MaxRequestBytes before any allocation;
+//	                         frame bytes charged to the memory budget
+//	                         (budget.go) as they arrive
 //	  -> frame (frame.go)    header v1/v2, registry lookup, version check,
-//	                         body decoded by kmsg (pure: fuzzed without a server)
+//	                         body walked (walk.go) and its decoded size
+//	                         charged, then decoded by kmsg (pure: fuzzed
+//	                         without a server)
 //	  -> registry            registry.go: api key -> versions and handler
 //	  -> handler             NN_api_name.go: validate, call raftfsm/shardstore,
 //	                         map errors to Kafka codes (errors.go)
@@ -30,11 +35,24 @@
 //
 // Bad input never crashes the broker or affects another connection: a frame
 // size out of range, an unknown api key, a version outside the served range
-// (ApiVersions above its maximum excepted: KIP-511), a body that does not
-// parse, a handler error or a handler panic each close only that connection,
-// logged at Warn with the remote address and api key. Responses carry Kafka
-// error codes, never Go error strings; unexpected errors are logged and
-// answered UNKNOWN_SERVER_ERROR.
+// (ApiVersions above its maximum excepted: KIP-511), a body whose lengths do
+// not fit its bytes or that would decode to more than the memory budget
+// allows, a body that does not parse, a handler error or a handler panic each
+// close only that connection, logged at Warn with the remote address and api
+// key. Responses carry Kafka error codes, never Go error strings; unexpected
+// errors are logged and answered UNKNOWN_SERVER_ERROR.
+//
+// # Memory and time
+//
+// Config.MaxInflightBytes is one budget that every connection shares,
+// charged before memory is used: frames as they arrive and what they decode
+// to, produce batches before they are decompressed (each held until its
+// proposal ends), fetch responses while they are built, responses until they
+// are written. When it is full, connections stop being read: TCP pushes back
+// on clients. Connections are capped (MaxConnections) and closed when idle
+// (ConnectionsMaxIdle), when a request arrives too slowly
+// (RequestReadTimeout) or when a response stays unread (WriteTimeout).
+// DESIGN.md's "Memory budget" follows the charges.
 //
 // # Lifecycle
 //

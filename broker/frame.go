@@ -41,7 +41,8 @@ type request struct {
 	version       int16
 	correlationID int32
 	clientID      string // "" when the client sent null
-	// body is the decoded request at version; nil when unsupportedVersion.
+	// body is the request at version (decoded once readBody has run); nil
+	// when unsupportedVersion.
 	body kmsg.Request
 	// unsupportedVersion marks an ApiVersions request above our maximum: its
 	// body is not parsed and it is answered with a v0 UNSUPPORTED_VERSION
@@ -59,12 +60,29 @@ func checkFrameSize(size, maxBytes int32) error {
 }
 
 // parseRequest decodes one frame (without its size prefix) against the
-// registry. On error the returned request still carries whatever header
-// fields were read (key, version, correlation id), for logging; it is nil only
-// when the fixed header is truncated. The decoded body may alias frame.
-func parseRequest(frame []byte) (*request, error) {
+// registry: parseHeader, then walkBody with maxDecoded as the most the body
+// may decode to, then readBody. On error the returned request still carries
+// whatever header fields were read (key, version, correlation id), for
+// logging; it is nil only when the fixed header is truncated. The decoded body
+// may alias frame. The connection does the same in steps, charging the memory
+// budget between the walk and the decode (conn.go).
+func parseRequest(frame []byte, maxDecoded int64) (*request, error) {
+	rq, body, err := parseHeader(frame)
+	if err != nil || rq.unsupportedVersion {
+		return rq, err
+	}
+	if _, err := walkBody(rq.body, body, maxDecoded); err != nil {
+		return rq, rq.bodyError(err)
+	}
+	return rq, readBody(rq, body)
+}
+
+// parseHeader decodes a frame's request header and returns the request, whose
+// body is a fresh kmsg request of its key and version (nil when
+// unsupportedVersion), and the body's bytes.
+func parseHeader(frame []byte) (*request, []byte, error) {
 	if len(frame) < frameHeaderLen {
-		return nil, fmt.Errorf("%w: %d bytes", errShortHeader, len(frame))
+		return nil, nil, fmt.Errorf("%w: %d bytes", errShortHeader, len(frame))
 	}
 	rq := &request{
 		key:           int16(binary.BigEndian.Uint16(frame[0:])),
@@ -73,20 +91,20 @@ func parseRequest(frame []byte) (*request, error) {
 	}
 	a, ok := registry[rq.key]
 	if !ok {
-		return rq, fmt.Errorf("%w %d", errUnknownAPIKey, rq.key)
+		return rq, nil, fmt.Errorf("%w %d", errUnknownAPIKey, rq.key)
 	}
 	if rq.version < a.min || rq.version > a.max {
 		if rq.key == kmsg.ApiVersions.Int16() && rq.version > a.max {
 			// KIP-511: a newer client opens with its own highest ApiVersions
 			// version; tell it ours instead of hanging up.
 			rq.unsupportedVersion = true
-			return rq, nil
+			return rq, nil, nil
 		}
-		return rq, fmt.Errorf("%w: %s v%d (serving v%d-v%d)", errUnsupportedVersion, a.name, rq.version, a.min, a.max)
+		return rq, nil, fmt.Errorf("%w: %s v%d (serving v%d-v%d)", errUnsupportedVersion, a.name, rq.version, a.min, a.max)
 	}
 	body := kmsg.RequestForKey(rq.key)
 	if body == nil { // register guarantees otherwise; guard anyway
-		return rq, fmt.Errorf("%w %d", errUnknownAPIKey, rq.key)
+		return rq, nil, fmt.Errorf("%w %d", errUnknownAPIKey, rq.key)
 	}
 	body.SetVersion(rq.version)
 
@@ -98,15 +116,30 @@ func parseRequest(frame []byte) (*request, error) {
 		kmsg.SkipTags(&r)
 	}
 	if err := r.Complete(); err != nil {
-		return rq, fmt.Errorf("%w: header: %v", errShortHeader, err)
-	}
-	// Trailing bytes after a complete body are tolerated, as kmsg does: no
-	// client sends them and rejecting them would need a second encoding pass.
-	if err := body.ReadFrom(r.Src); err != nil {
-		return rq, fmt.Errorf("%w: %s v%d: %v", errBadBody, a.name, rq.version, err)
+		return rq, nil, fmt.Errorf("%w: header: %v", errShortHeader, err)
 	}
 	rq.body = body
-	return rq, nil
+	return rq, r.Src, nil
+}
+
+// bodyError wraps an error of walkBody for the log: errBudgetTooLarge stays
+// recognisable, the rest is a body that does not parse.
+func (rq *request) bodyError(err error) error {
+	name := kmsg.NameForKey(rq.key)
+	if errors.Is(err, errBudgetTooLarge) {
+		return fmt.Errorf("%s v%d: %w", name, rq.version, err)
+	}
+	return fmt.Errorf("%w: %s v%d: %v", errBadBody, name, rq.version, err)
+}
+
+// readBody decodes body, which walkBody has checked, into rq.body. Trailing
+// bytes after a complete body are tolerated, as kmsg does: no client sends
+// them and rejecting them would need a second encoding pass.
+func readBody(rq *request, body []byte) error {
+	if err := rq.body.ReadFrom(body); err != nil {
+		return fmt.Errorf("%w: %s v%d: %v", errBadBody, kmsg.NameForKey(rq.key), rq.version, err)
+	}
+	return nil
 }
 
 // appendResponse appends the framed response to dst: size, correlation id,

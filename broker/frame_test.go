@@ -76,7 +76,7 @@ func TestParseRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rq, err := parseRequest(tt.frame)
+			rq, err := parseRequest(tt.frame, 1<<30)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("err = %v, want %v", err, tt.wantErr)
@@ -188,7 +188,7 @@ func FuzzParseRequest(f *testing.F) {
 	maximal := append([]byte{0, 3, 0, 12, 0, 0, 0, 1, 0x7f, 0xff}, bytes.Repeat([]byte{0xff}, 4096)...)
 	f.Add(maximal) // maximal lengths everywhere
 	f.Fuzz(func(t *testing.T, frame []byte) {
-		rq, err := parseRequest(frame)
+		rq, err := parseRequest(frame, 64<<20)
 		if err != nil || rq.unsupportedVersion {
 			return
 		}

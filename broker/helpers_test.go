@@ -31,6 +31,15 @@ type testBrokerConfig struct {
 	// name; 0 keeps DefaultConfig's value.
 	MaxRequestBytes      int32
 	MaxDecompressedBytes int32
+	// The limits of a broker under load (Config fields of the same names); 0
+	// keeps DefaultConfig's value.
+	MaxInflightBytes   int64
+	MaxConnections     int
+	ConnectionsMaxIdle time.Duration
+	RequestReadTimeout time.Duration
+	WriteTimeout       time.Duration
+	// Logger, when set, receives the broker's logs instead of t.Log.
+	Logger *slog.Logger
 }
 
 // testBroker is one running single-node broker over a real raftfsm.Node and
@@ -57,6 +66,9 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 		o(&cfg)
 	}
 	logger := testLogger(t)
+	if cfg.Logger != nil {
+		logger = cfg.Logger
+	}
 	topicDefaults := map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy}
 	store, node := nodetest.Open(t, nodetest.WithLogger(logger), nodetest.TopicDefaults(topicDefaults))
 
@@ -69,6 +81,21 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 	}
 	if cfg.MaxDecompressedBytes != 0 {
 		bcfg.MaxDecompressedBytes = cfg.MaxDecompressedBytes
+	}
+	if cfg.MaxInflightBytes != 0 {
+		bcfg.MaxInflightBytes = cfg.MaxInflightBytes
+	}
+	if cfg.MaxConnections != 0 {
+		bcfg.MaxConnections = cfg.MaxConnections
+	}
+	if cfg.ConnectionsMaxIdle != 0 {
+		bcfg.ConnectionsMaxIdle = cfg.ConnectionsMaxIdle
+	}
+	if cfg.RequestReadTimeout != 0 {
+		bcfg.RequestReadTimeout = cfg.RequestReadTimeout
+	}
+	if cfg.WriteTimeout != 0 {
+		bcfg.WriteTimeout = cfg.WriteTimeout
 	}
 	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 	tb := &testBroker{Node: node, Store: store}

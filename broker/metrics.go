@@ -13,6 +13,13 @@ type metrics struct {
 	fetchRecords    prometheus.Counter
 	connections     prometheus.Gauge
 	connectionsOpen prometheus.Counter
+	// connectionsRefused counts connections closed at accept (MaxConnections);
+	// connectionsClosed the ones the broker closed for a reason of its own.
+	connectionsRefused prometheus.Counter
+	connectionsClosed  *prometheus.CounterVec // reason
+	inflightBytes      prometheus.Gauge
+	inflightLimit      prometheus.Gauge
+	budgetWaits        *prometheus.CounterVec // class
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -50,10 +57,31 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shardcache_broker_connections_opened_total",
 			Help: "Kafka client connections accepted.",
 		}),
+		connectionsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardcache_broker_connections_refused_total",
+			Help: "Kafka client connections closed as they were accepted because MaxConnections were open.",
+		}),
+		connectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_broker_connections_closed_total",
+			Help: "Kafka client connections closed by the broker, by reason: idle, read_timeout, write_timeout, memory.",
+		}, []string{"reason"}),
+		inflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardcache_broker_inflight_bytes",
+			Help: "Bytes charged to the memory budget: requests being read and served, batches being decoded, responses being written.",
+		}),
+		inflightLimit: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardcache_broker_inflight_limit_bytes",
+			Help: "The memory budget of requests in flight (MaxInflightBytes).",
+		}),
+		budgetWaits: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_broker_inflight_waits_total",
+			Help: "Times a connection reader (class read) or a handler (class work) waited for room in the memory budget.",
+		}, []string{"class"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.requestSeconds, m.produceBytes, m.produceRecords,
-			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen)
+			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen,
+			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits)
 	}
 	return m
 }

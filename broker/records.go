@@ -2,10 +2,13 @@ package broker
 
 // Record batches (RecordBatch v2, "magic 2") on both sides of the data path.
 //
-// Produce side: decodeBatch checks one client batch field by field and turns it
-// into shardstore records plus the producer identity that idempotence needs. It
-// never allocates more than the frame it was given (or the decompressed bytes,
-// which are bounded by Config.MaxDecompressedBytes) whatever the wire claims.
+// Produce side: parseBatchHeader, scanRecords and decodeRecords check one
+// client batch field by field and turn it into shardstore records plus the
+// producer identity that idempotence needs. Nothing is allocated for the
+// records until all of them have been checked, and then exactly what they
+// need: one slice of records, one of headers. Decompression (decompress.go) is
+// bounded by Config.MaxDecompressedBytes and by what the caller reserved;
+// batch_memory.go charges all of it to the memory budget first.
 //
 // Fetch side: appendBatch and appendGapBatch encode into one caller-owned
 // buffer, computing the Length and CRC32C fields that kmsg's AppendTo leaves to
@@ -27,19 +30,12 @@ package broker
 // length, -1 = null). Varints are zigzag encoded, as in protobuf's sint64.
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io"
 	"math"
-	"sync"
 
-	"github.com/klauspost/compress/gzip"
-	"github.com/klauspost/compress/s2"
-	"github.com/klauspost/compress/zstd"
-	"github.com/pierrec/lz4/v4"
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/shardcache/shardcache/shardstore"
@@ -60,9 +56,6 @@ const (
 	codecSnappy = 2
 	codecLz4    = 3
 	codecZstd   = 4
-
-	// defaultMaxDecompressedBytes applies when Config.MaxDecompressedBytes is 0.
-	defaultMaxDecompressedBytes = 64 << 20
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -111,100 +104,188 @@ type decodedBatch struct {
 	Transactional bool
 }
 
-// decodeBatch validates raw, which must be exactly one v2 record batch, and
-// decodes its records. Errors are *batchError values carrying the Kafka code.
-func decodeBatch(raw []byte, lim batchLimits) (decodedBatch, error) {
-	var out decodedBatch
+// batchHeader is what a v2 batch's first 61 bytes say, once checked.
+type batchHeader struct {
+	codec          int16
+	firstTimestamp int64
+	numRecords     int32
+	producer       shardstore.Producer
+	transactional  bool
+}
+
+// parseBatchHeader checks raw, which must be exactly one v2 record batch, up
+// to its records: length, max.message.bytes, magic, CRC, attributes and the
+// record count. It allocates nothing. Errors are *batchError values.
+func parseBatchHeader(raw []byte, lim batchLimits) (batchHeader, error) {
+	var h batchHeader
 	if len(raw) < batchHeaderSize {
-		return out, corrupt("record batch of %d bytes is shorter than its %d byte header", len(raw), batchHeaderSize)
+		return h, corrupt("record batch of %d bytes is shorter than its %d byte header", len(raw), batchHeaderSize)
 	}
 	length := int64(int32(binary.BigEndian.Uint32(raw[8:])))
 	switch total := batchLenEnd + length; {
 	case total < batchHeaderSize:
-		return out, corrupt("record batch length %d is shorter than the batch header", length)
+		return h, corrupt("record batch length %d is shorter than the batch header", length)
 	case total > int64(len(raw)):
-		return out, corrupt("record batch length %d exceeds the %d bytes sent", length, len(raw)-batchLenEnd)
+		return h, corrupt("record batch length %d exceeds the %d bytes sent", length, len(raw)-batchLenEnd)
 	case total < int64(len(raw)):
-		return out, invalidRecord("a partition's records must be exactly one record batch (%d bytes follow the batch)", int64(len(raw))-total)
+		return h, invalidRecord("a partition's records must be exactly one record batch (%d bytes follow the batch)", int64(len(raw))-total)
 	}
 	if lim.MaxMessageBytes > 0 && len(raw) > int(lim.MaxMessageBytes) {
-		return out, &batchError{code: kerr.MessageTooLarge,
+		return h, &batchError{code: kerr.MessageTooLarge,
 			msg: fmt.Sprintf("record batch of %d bytes exceeds max.message.bytes %d", len(raw), lim.MaxMessageBytes)}
 	}
 	if magic := int8(raw[16]); magic != 2 {
-		return out, invalidRecord("record batch magic %d is not supported, only 2", magic)
+		return h, invalidRecord("record batch magic %d is not supported, only 2", magic)
 	}
 	if want, got := binary.BigEndian.Uint32(raw[17:]), crc32.Checksum(raw[batchCRCStart:], castagnoli); want != got {
-		return out, corrupt("record batch CRC mismatch")
+		return h, corrupt("record batch CRC mismatch")
 	}
 	attrs := int16(binary.BigEndian.Uint16(raw[21:]))
 	if attrs&attrControl != 0 {
-		return out, invalidRecord("control batches may not be produced by clients")
+		return h, invalidRecord("control batches may not be produced by clients")
 	}
-	codec := attrs & attrCompression
-	if codec > codecZstd {
-		return out, &batchError{code: kerr.UnsupportedCompressionType,
-			msg: fmt.Sprintf("compression codec %d is not supported", codec)}
+	h.codec = attrs & attrCompression
+	if h.codec > codecZstd {
+		return h, &batchError{code: kerr.UnsupportedCompressionType,
+			msg: fmt.Sprintf("compression codec %d is not supported", h.codec)}
 	}
 	lastOffsetDelta := int32(binary.BigEndian.Uint32(raw[23:]))
-	firstTimestamp := int64(binary.BigEndian.Uint64(raw[27:]))
-	out.Producer = shardstore.Producer{
+	h.firstTimestamp = int64(binary.BigEndian.Uint64(raw[27:]))
+	h.producer = shardstore.Producer{
 		ID:            int64(binary.BigEndian.Uint64(raw[43:])),
 		Epoch:         int16(binary.BigEndian.Uint16(raw[51:])),
 		BaseSequence:  int32(binary.BigEndian.Uint32(raw[53:])),
 		Transactional: attrs&attrTransactional != 0,
 	}
-	out.Transactional = out.Producer.Transactional
-	if out.Producer.ID < 0 {
-		out.Producer = shardstore.NoProducer
+	h.transactional = h.producer.Transactional
+	if h.producer.ID < 0 {
+		h.producer = shardstore.NoProducer
 	}
-	numRecords := int32(binary.BigEndian.Uint32(raw[57:]))
-	if numRecords <= 0 {
-		return out, invalidRecord("record batch has %d records", numRecords)
+	h.numRecords = int32(binary.BigEndian.Uint32(raw[57:]))
+	if h.numRecords <= 0 {
+		return h, invalidRecord("record batch has %d records", h.numRecords)
 	}
-	if lastOffsetDelta != numRecords-1 {
-		return out, invalidRecord("record batch last offset delta %d does not match its %d records", lastOffsetDelta, numRecords)
+	if lastOffsetDelta != h.numRecords-1 {
+		return h, invalidRecord("record batch last offset delta %d does not match its %d records", lastOffsetDelta, h.numRecords)
 	}
-
-	body := raw[batchHeaderSize:]
-	if codec != codecNone {
-		max := lim.MaxDecompressedBytes
-		if max <= 0 {
-			max = defaultMaxDecompressedBytes
-		}
-		var err error
-		if body, err = decompressBounded(body, codec, int(max)); err != nil {
-			if errors.Is(err, errDecompressTooLarge) {
-				return out, &batchError{code: kerr.MessageTooLarge,
-					msg: fmt.Sprintf("record batch decompresses to more than %d bytes", max)}
-			}
-			return out, corrupt("record batch does not decompress: %v", err)
-		}
-	}
-	// Every record takes at least minRecordSize bytes: a count the bytes cannot
+	// Every record takes at least minRecordSize bytes: a count that the
+	// records' bytes (or, compressed, the most they may decompress to) cannot
 	// hold is refused before anything is allocated for it.
-	if int64(numRecords) > int64(len(body)/minRecordSize) {
-		return out, corrupt("record batch claims %d records in %d bytes", numRecords, len(body))
+	bodyMax := len(raw) - batchHeaderSize
+	if h.codec != codecNone {
+		bodyMax = lim.maxDecompressed()
 	}
-	recs := make([]shardstore.Record, numRecords)
-	var keyless []int
-	r := recordReader{b: body}
-	for i := range recs {
-		if err := r.record(&recs[i], firstTimestamp, int32(i)); err != nil {
-			return out, corrupt("record %d: %v", i, err)
+	if int64(h.numRecords) > int64(bodyMax/minRecordSize) {
+		return h, corrupt("record batch claims %d records in at most %d bytes", h.numRecords, bodyMax)
+	}
+	return h, nil
+}
+
+func (lim batchLimits) maxDecompressed() int {
+	if lim.MaxDecompressedBytes <= 0 {
+		return DefaultMaxDecompressedBytes
+	}
+	return int(lim.MaxDecompressedBytes)
+}
+
+// decodeBatch validates raw, which must be exactly one v2 record batch, and
+// decodes its records. Errors are *batchError values carrying the Kafka code.
+// It charges nothing to a memory budget; the produce path uses
+// Broker.decodeProduceBatch (batch_memory.go), which does.
+func decodeBatch(raw []byte, lim batchLimits) (decodedBatch, error) {
+	h, err := parseBatchHeader(raw, lim)
+	if err != nil {
+		return decodedBatch{}, err
+	}
+	body := raw[batchHeaderSize:]
+	if h.codec != codecNone {
+		if body, err = decompressBatch(body, h.codec, lim.maxDecompressed(), lim.maxDecompressed()); err != nil {
+			return decodedBatch{}, err
 		}
-		if recs[i].Key == nil && lim.Policy == shardstore.PolicyCompact {
-			keyless = append(keyless, i)
+	}
+	shape, err := scanRecords(body, h)
+	if err != nil {
+		return decodedBatch{}, err
+	}
+	return decodeRecords(body, h, shape, lim)
+}
+
+// decompressBatch decompresses a batch's records into at most limit bytes,
+// turning errors into batch errors: MESSAGE_TOO_LARGE past max (the
+// configured bound), errDecompressTooLarge itself when the output passed a
+// limit below max (the caller's estimate was short), CORRUPT_MESSAGE otherwise.
+func decompressBatch(body []byte, codec int16, limit, max int) ([]byte, error) {
+	out, err := decompressBounded(body, codec, limit)
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, errDecompressTooLarge) && limit < max:
+		return nil, errDecompressTooLarge
+	case errors.Is(err, errDecompressTooLarge):
+		return nil, &batchError{code: kerr.MessageTooLarge,
+			msg: fmt.Sprintf("record batch decompresses to more than %d bytes", max)}
+	}
+	return nil, corrupt("record batch does not decompress: %v", err)
+}
+
+// recordsShape is what scanRecords learns about a batch's records before
+// anything is allocated for them.
+type recordsShape struct {
+	headers        int // headers in all records
+	headerKeyBytes int // bytes of all header keys (copied into strings)
+	keyless        int // records without a key
+}
+
+// scanRecords checks every record of body, the batch's (decompressed)
+// records, without allocating. decodeRecords then cannot fail.
+func scanRecords(body []byte, h batchHeader) (recordsShape, error) {
+	var shape recordsShape
+	r := recordReader{b: body}
+	var rec shardstore.Record
+	for i := int32(0); i < h.numRecords; i++ {
+		if err := r.record(&rec, nil, 0, i, &shape); err != nil {
+			return shape, corrupt("record %d: %v", i, err)
 		}
 	}
 	if len(r.b) != 0 {
-		return out, corrupt("record batch has %d bytes after its last record", len(r.b))
+		return shape, corrupt("record batch has %d bytes after its last record", len(r.b))
 	}
-	if len(keyless) > 0 {
-		return out, &batchError{code: kerr.InvalidRecord, msg: keyRequiredMessage, records: keyless}
+	return shape, nil
+}
+
+// keylessError is INVALID_RECORD for a compacted topic's batch with keyless
+// records, naming each of them (Produce v8+ RecordErrors).
+func keylessError(body []byte, h batchHeader, shape recordsShape) error {
+	keyless := make([]int, 0, shape.keyless)
+	r := recordReader{b: body}
+	var rec shardstore.Record
+	for i := int32(0); i < h.numRecords; i++ {
+		_ = r.record(&rec, nil, 0, i, nil)
+		if rec.Key == nil {
+			keyless = append(keyless, int(i))
+		}
 	}
-	out.Records = recs
-	return out, nil
+	return &batchError{code: kerr.InvalidRecord, msg: keyRequiredMessage, records: keyless}
+}
+
+// decodeRecords decodes the records scanRecords checked, with one allocation
+// for the records and one for all their headers. Keys, values and header
+// values alias body; a compacted topic's keyless records are refused
+// (docs/ARCHITECTURE.md rule 4).
+func decodeRecords(body []byte, h batchHeader, shape recordsShape, lim batchLimits) (decodedBatch, error) {
+	if shape.keyless > 0 && lim.Policy == shardstore.PolicyCompact {
+		return decodedBatch{}, keylessError(body, h, shape)
+	}
+	recs := make([]shardstore.Record, h.numRecords)
+	var headers []shardstore.Header
+	if shape.headers > 0 {
+		headers = make([]shardstore.Header, shape.headers)
+	}
+	r := recordReader{b: body}
+	for i := range recs {
+		_ = r.record(&recs[i], &headers, h.firstTimestamp, int32(i), nil)
+	}
+	return decodedBatch{Producer: h.producer, Records: recs, Transactional: h.transactional}, nil
 }
 
 var errShort = errors.New("truncated")
@@ -240,7 +321,10 @@ func (r *recordReader) bytes() ([]byte, error) {
 	return v, nil
 }
 
-func (r *recordReader) record(rec *shardstore.Record, firstTimestamp int64, wantDelta int32) error {
+// record reads one record into rec. With headers nil it only checks the
+// record (rec.Headers stays nil) and, with shape set, counts what decoding it
+// will allocate; otherwise it takes rec's headers from the front of *headers.
+func (r *recordReader) record(rec *shardstore.Record, headers *[]shardstore.Header, firstTimestamp int64, wantDelta int32, shape *recordsShape) error {
 	length, err := r.varint()
 	if err != nil {
 		return err
@@ -272,6 +356,9 @@ func (r *recordReader) record(rec *shardstore.Record, firstTimestamp int64, want
 	if rec.Value, err = r.bytes(); err != nil {
 		return err
 	}
+	if shape != nil && rec.Key == nil {
+		shape.keyless++
+	}
 	nh, err := r.varint()
 	if err != nil {
 		return err
@@ -280,20 +367,28 @@ func (r *recordReader) record(rec *shardstore.Record, firstTimestamp int64, want
 	if nh < 0 || nh > int64(len(r.b)/2) {
 		return fmt.Errorf("header count %d with %d bytes left", nh, len(r.b))
 	}
-	if nh > 0 {
-		rec.Headers = make([]shardstore.Header, nh)
-		for i := range rec.Headers {
-			k, err := r.bytes()
-			if err != nil {
-				return err
-			}
-			if k == nil {
-				return errors.New("null header key")
-			}
-			v, err := r.bytes()
-			if err != nil {
-				return err
-			}
+	rec.Headers = nil
+	if nh > 0 && headers != nil {
+		rec.Headers = (*headers)[:nh:nh]
+		*headers = (*headers)[nh:]
+	}
+	for i := 0; i < int(nh); i++ {
+		k, err := r.bytes()
+		if err != nil {
+			return err
+		}
+		if k == nil {
+			return errors.New("null header key")
+		}
+		v, err := r.bytes()
+		if err != nil {
+			return err
+		}
+		if shape != nil {
+			shape.headers++
+			shape.headerKeyBytes += len(k)
+		}
+		if rec.Headers != nil {
 			rec.Headers[i] = shardstore.Header{Key: string(k), Value: v}
 		}
 	}
@@ -302,166 +397,6 @@ func (r *recordReader) record(rec *shardstore.Record, firstTimestamp int64, want
 	}
 	r.b = rest
 	return nil
-}
-
-// errDecompressTooLarge: the records decompress past the configured bound.
-var errDecompressTooLarge = errors.New("decompressed size over the limit")
-
-var (
-	gzipReaders sync.Pool // *gzip.Reader
-	lz4Readers  = sync.Pool{New: func() any { return lz4.NewReader(nil) }}
-	zstdDecs    sync.Map // max bytes (int) -> *zstd.Decoder
-	xerialMagic = []byte{130, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
-)
-
-// decompressBounded decompresses src, failing with errDecompressTooLarge as soon
-// as the output would exceed max bytes. It does the job of
-// kgo.DefaultDecompressor, whose bound is fixed at MaxInt32 (a decompression
-// bomb would be an OOM, not an error): streams are read through a limit, and
-// block formats have their declared sizes checked before anything is allocated.
-func decompressBounded(src []byte, codec int16, max int) ([]byte, error) {
-	switch codec {
-	case codecGzip:
-		zr, _ := gzipReaders.Get().(*gzip.Reader)
-		var err error
-		if zr == nil {
-			zr, err = gzip.NewReader(bytes.NewReader(src))
-		} else {
-			err = zr.Reset(bytes.NewReader(src))
-		}
-		if err != nil {
-			return nil, err
-		}
-		defer gzipReaders.Put(zr)
-		return readLimited(zr, len(src), max)
-	case codecLz4:
-		zr := lz4Readers.Get().(*lz4.Reader)
-		defer lz4Readers.Put(zr)
-		zr.Reset(bytes.NewReader(src))
-		return readLimited(zr, len(src), max)
-	case codecSnappy:
-		if len(src) > 16 && bytes.HasPrefix(src, xerialMagic) {
-			return xerialDecode(src[16:], max)
-		}
-		return snappyBlock(nil, src, max)
-	case codecZstd:
-		d, err := zstdDecoder(max)
-		if err != nil {
-			return nil, err
-		}
-		out, err := d.DecodeAll(src, nil)
-		if err != nil {
-			if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) ||
-				errors.Is(err, zstd.ErrFrameSizeExceeded) {
-				return nil, errDecompressTooLarge
-			}
-			return nil, err
-		}
-		if len(out) > max {
-			return nil, errDecompressTooLarge
-		}
-		return out, nil
-	}
-	return nil, fmt.Errorf("unknown compression codec %d", codec)
-}
-
-// readLimited reads r to the end, refusing more than max bytes. The buffer
-// starts from a guess bounded by max and grows only as data actually arrives.
-func readLimited(r io.Reader, srcLen, max int) ([]byte, error) {
-	guess := min(srcLen*4+512, max+1)
-	buf := bytes.NewBuffer(make([]byte, 0, guess))
-	n, err := buf.ReadFrom(io.LimitReader(r, int64(max)+1))
-	if err != nil {
-		return nil, err
-	}
-	if n > int64(max) {
-		return nil, errDecompressTooLarge
-	}
-	return buf.Bytes(), nil
-}
-
-// snappyBlock appends one snappy block to dst, checking its declared size first.
-func snappyBlock(dst, src []byte, max int) ([]byte, error) {
-	n, err := s2.DecodedLen(src)
-	if err != nil {
-		return nil, err
-	}
-	if n > max-len(dst) {
-		return nil, errDecompressTooLarge
-	}
-	if cap(dst)-len(dst) < n {
-		grown := make([]byte, len(dst), len(dst)+n)
-		copy(grown, dst)
-		dst = grown
-	}
-	if _, err := s2.Decode(dst[len(dst):len(dst)+n], src); err != nil {
-		return nil, err
-	}
-	return dst[:len(dst)+n], nil
-}
-
-// xerialDecode decodes the xerial framing Java clients use for snappy: after a
-// 16 byte header, chunks of a 4 byte big-endian length and a snappy block.
-func xerialDecode(src []byte, max int) ([]byte, error) {
-	var total int
-	for rem := src; len(rem) > 0; {
-		if len(rem) < 4 {
-			return nil, errors.New("truncated xerial chunk")
-		}
-		size := binary.BigEndian.Uint32(rem)
-		rem = rem[4:]
-		if uint64(size) > uint64(len(rem)) {
-			return nil, errors.New("xerial chunk longer than its data")
-		}
-		n, err := s2.DecodedLen(rem[:size])
-		if err != nil {
-			return nil, err
-		}
-		if total += n; total > max {
-			return nil, errDecompressTooLarge
-		}
-		rem = rem[size:]
-	}
-	dst := make([]byte, 0, total)
-	for len(src) > 0 {
-		size := binary.BigEndian.Uint32(src)
-		var err error
-		if dst, err = snappyBlock(dst, src[4:4+size], max); err != nil {
-			return nil, err
-		}
-		src = src[4+size:]
-	}
-	return dst, nil
-}
-
-// zstdDecoder returns the shared decoder bounded at max bytes. DecodeAll is safe
-// for concurrent use; the decoder refuses frames that declare, or grow to, more
-// than max bytes before allocating for them.
-func zstdDecoder(max int) (*zstd.Decoder, error) {
-	if d, ok := zstdDecs.Load(max); ok {
-		return d.(*zstd.Decoder), nil
-	}
-	window := max
-	if window < zstd.MinWindowSize {
-		window = zstd.MinWindowSize
-	}
-	if window > zstd.MaxWindowSize {
-		window = zstd.MaxWindowSize
-	}
-	d, err := zstd.NewReader(nil,
-		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderConcurrency(2),
-		zstd.WithDecoderMaxMemory(uint64(max)),
-		zstd.WithDecoderMaxWindow(uint64(window)),
-	)
-	if err != nil {
-		return nil, err
-	}
-	if prev, loaded := zstdDecs.LoadOrStore(max, d); loaded {
-		d.Close()
-		return prev.(*zstd.Decoder), nil
-	}
-	return d, nil
 }
 
 // appendBatch appends recs, which must be in offset order, to dst as record

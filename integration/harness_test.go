@@ -334,6 +334,20 @@ func (b *testBroker) takeProc(t testing.TB) *brokerProc {
 	return p
 }
 
+// PID is the running broker process's id.
+func (b *testBroker) PID(t testing.TB) int {
+	t.Helper()
+	if b.external {
+		t.Skip("no process id for an external cluster (SHARDCACHE_TEST_SEEDS)")
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.proc == nil {
+		t.Fatalf("broker is not running")
+	}
+	return b.proc.cmd.Process.Pid
+}
+
 // Client returns a franz-go client seeded with the broker, closed when the test
 // ends. Its dialer sends connections for any address the broker had before a
 // restart to the current one, so the client survives Stop/Kill + Start.

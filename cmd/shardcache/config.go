@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shardcache/shardcache/broker"
 )
 
 // envPrefix starts the environment variable of every flag: --data-dir is
@@ -50,6 +52,17 @@ type Config struct {
 	MaxRequestBytes int32
 	// MaxDecompressedBytes caps one record batch after decompression.
 	MaxDecompressedBytes int32
+	// MaxInflightBytes is the memory budget of requests in flight
+	// (broker.Config.MaxInflightBytes).
+	MaxInflightBytes int64
+	// MaxConnections caps open Kafka client connections.
+	MaxConnections int
+	// ConnectionsMaxIdle closes Kafka connections idle for this long.
+	ConnectionsMaxIdle time.Duration
+	// RequestReadTimeout closes a connection whose request takes longer to arrive.
+	RequestReadTimeout time.Duration
+	// WriteTimeout closes a connection whose client leaves a response unread this long.
+	WriteTimeout time.Duration
 	// RaftGroups is the number of Raft groups that carry partitions.
 	RaftGroups int
 	// CompactionInterval is how often the compaction loop runs its policies.
@@ -113,8 +126,13 @@ func defaultConfig() Config {
 		DefaultPartitions:    1,
 		DefaultCleanupPolicy: "compact",
 		AutoCreateTopics:     true,
-		MaxRequestBytes:      100 * mib,
-		MaxDecompressedBytes: 64 * mib,
+		MaxRequestBytes:      broker.DefaultMaxRequestBytes,
+		MaxDecompressedBytes: broker.DefaultMaxDecompressedBytes,
+		MaxInflightBytes:     broker.DefaultMaxInflightBytes,
+		MaxConnections:       broker.DefaultMaxConnections,
+		ConnectionsMaxIdle:   broker.DefaultConnectionsMaxIdle,
+		RequestReadTimeout:   broker.DefaultRequestReadTimeout,
+		WriteTimeout:         broker.DefaultWriteTimeout,
 		RaftGroups:           4,
 		CompactionInterval:   10 * time.Second,
 		ShutdownTimeout:      10 * time.Second,
@@ -155,6 +173,11 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.BoolVar(&c.AutoCreateTopics, "auto-create-topics", c.AutoCreateTopics, "create unknown topics on Metadata and Produce")
 	fs.Var((*bytesValue)(&c.MaxRequestBytes), "max-request-bytes", "largest Kafka request frame (bytes; KiB, MiB, GiB suffixes allowed)")
 	fs.Var((*bytesValue)(&c.MaxDecompressedBytes), "max-decompressed-bytes", "largest record batch after decompression (bytes; KiB, MiB, GiB suffixes allowed)")
+	fs.Var((*bytes64Value)(&c.MaxInflightBytes), "max-inflight-bytes", "memory budget of requests in flight: frames, decoded batches, responses (bytes; KiB, MiB, GiB suffixes allowed)")
+	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "most open Kafka client connections; more are closed as they are accepted")
+	fs.DurationVar(&c.ConnectionsMaxIdle, "connections-max-idle", c.ConnectionsMaxIdle, "close a Kafka connection with no request in flight that has sent nothing for this long")
+	fs.DurationVar(&c.RequestReadTimeout, "request-read-timeout", c.RequestReadTimeout, "close a Kafka connection whose request takes longer than this to arrive")
+	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "close a Kafka connection whose client leaves a response unread this long")
 	fs.IntVar(&c.RaftGroups, "raft-groups", c.RaftGroups, "number of Raft groups that carry partitions")
 	fs.DurationVar(&c.CompactionInterval, "compaction-interval", c.CompactionInterval, "how often tombstone expiry and retention run")
 	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", c.ShutdownTimeout, "how long shutdown waits for in-flight requests")
@@ -259,6 +282,20 @@ func (c Config) Validate() error {
 	}
 	if c.MaxDecompressedBytes < kib {
 		return bad("max-decompressed-bytes", "must be at least 1KiB, got %d", c.MaxDecompressedBytes)
+	}
+	if c.MaxInflightBytes < 2*int64(c.MaxRequestBytes) {
+		return bad("max-inflight-bytes", "must be at least twice --max-request-bytes (%d), got %d", 2*int64(c.MaxRequestBytes), c.MaxInflightBytes)
+	}
+	if c.MaxConnections < 1 {
+		return bad("max-connections", "must be >= 1, got %d", c.MaxConnections)
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"connections-max-idle", c.ConnectionsMaxIdle}, {"request-read-timeout", c.RequestReadTimeout}, {"write-timeout", c.WriteTimeout}} {
+		if d.v < time.Millisecond {
+			return bad(d.name, "must be at least 1ms, got %s", d.v)
+		}
 	}
 	if c.RaftGroups < 1 || c.RaftGroups > 1024 {
 		return bad("raft-groups", "must be between 1 and 1024, got %d", c.RaftGroups)
@@ -402,8 +439,40 @@ func (v *bytesValue) Set(s string) error {
 	return nil
 }
 
+// bytes64Value is a flag.Value for a byte count up to 1 TiB, written like a
+// bytesValue.
+type bytes64Value int64
+
+func (v *bytes64Value) String() string {
+	n := int64(*v)
+	switch {
+	case n != 0 && n%gib == 0:
+		return strconv.FormatInt(n/gib, 10) + "GiB"
+	case n != 0 && n%mib == 0:
+		return strconv.FormatInt(n/mib, 10) + "MiB"
+	case n != 0 && n%kib == 0:
+		return strconv.FormatInt(n/kib, 10) + "KiB"
+	}
+	return strconv.FormatInt(n, 10)
+}
+
+func (v *bytes64Value) Set(s string) error {
+	n, err := parseByteCount(s, 1<<40)
+	if err != nil {
+		return err
+	}
+	*v = bytes64Value(n)
+	return nil
+}
+
 // parseBytes parses a byte count such as "1048576", "512KiB" or "64MiB".
 func parseBytes(s string) (int32, error) {
+	n, err := parseByteCount(s, math.MaxInt32)
+	return int32(n), err
+}
+
+// parseByteCount parses a byte count of at most limit bytes.
+func parseByteCount(s string, limit int64) (int64, error) {
 	t := strings.TrimSpace(s)
 	mult := int64(1)
 	for _, u := range []struct {
@@ -419,10 +488,13 @@ func parseBytes(s string) (int32, error) {
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("want a byte count such as 1048576 or 64MiB")
 	}
-	if n > math.MaxInt32/mult {
-		return 0, fmt.Errorf("must be below 2GiB")
+	if n > limit/mult {
+		if limit == math.MaxInt32 {
+			return 0, fmt.Errorf("must be below 2GiB")
+		}
+		return 0, fmt.Errorf("must be at most %s", (*bytes64Value)(&limit))
 	}
-	return int32(n * mult), nil
+	return n * mult, nil
 }
 
 // choiceValue is a flag.Value for one string out of a fixed set.

@@ -14,6 +14,7 @@ const (
 	logSignal    = "signal"
 	logError     = "err"
 	logElapsed   = "elapsed"
+	logBytes     = "bytes"
 )
 
 // newLogger builds the root logger from --log-level and --log-format. start adds

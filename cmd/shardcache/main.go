@@ -36,6 +36,9 @@ func main() {
 	}
 	log := newLogger(os.Stderr, cfg)
 	slog.SetDefault(log)
+	if limit := setMemoryLimit(cfg, os.LookupEnv); limit > 0 {
+		log.Debug("go memory limit set", logNodeID, cfg.NodeID, logBytes, limit)
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

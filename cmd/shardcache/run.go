@@ -165,6 +165,11 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		AdvertisedAddr:       s.advertised,
 		MaxRequestBytes:      cfg.MaxRequestBytes,
 		MaxDecompressedBytes: cfg.MaxDecompressedBytes,
+		MaxInflightBytes:     cfg.MaxInflightBytes,
+		MaxConnections:       cfg.MaxConnections,
+		ConnectionsMaxIdle:   cfg.ConnectionsMaxIdle,
+		RequestReadTimeout:   cfg.RequestReadTimeout,
+		WriteTimeout:         cfg.WriteTimeout,
 		AutoCreateTopics:     cfg.AutoCreateTopics,
 		DefaultPartitions:    cfg.DefaultPartitions,
 		TopicDefaults:        rc.BrokerTopicDefaults,
@@ -238,9 +243,9 @@ func (s *server) shutdown() error {
 	// Leaderships go first, while the Kafka port still answers: clients that
 	// send to this node get NOT_LEADER_OR_FOLLOWER and move to the new leaders
 	// at once, instead of finding the port closed while this node still leads
-	// (Kafka's controlled shutdown does the same). STYLE.md's order puts the
-	// hand-off after the drain; on a cluster that stalls partitions for the
-	// drain's length.
+	// (Kafka's controlled shutdown does the same). Handing off after the
+	// drain, the order docs/ARCHITECTURE.md once gave, stalls a cluster's
+	// partitions for the drain's length.
 	if s.node != nil {
 		s.node.HandOffLeadership()
 	}

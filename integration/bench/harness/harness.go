@@ -158,6 +158,9 @@ func waitReady(ctx context.Context, httpAddr string, exited <-chan struct{}, tim
 	}
 }
 
+// PID is the broker process's id.
+func (b *Broker) PID() int { return b.cmd.Process.Pid }
+
 // brokerBinary returns binary if set (it must exist), else ./bin/shardcache
 // under the module root, else a fresh build of ./cmd/shardcache in dir.
 func brokerBinary(ctx context.Context, binary, dir string) (string, error) {

@@ -1,0 +1,136 @@
+package broker
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// memoryBatches are produce batches of the shapes that cost the most memory
+// per byte sent: large compressed batches, many small records, many headers.
+func memoryBatches() []struct {
+	name  string
+	batch wireBatch
+} {
+	value := bytes.Repeat([]byte("v"), 1024)
+	var distinct, oneKey, small, headers []kmsg.Record
+	for i := 0; i < 4096; i++ {
+		distinct = append(distinct, testKmsgRecord(i, []byte(fmt.Sprintf("key-%06d", i)), value, 0))
+	}
+	for i := 0; i < 200_000; i++ {
+		oneKey = append(oneKey, testKmsgRecord(i, []byte("k"), []byte("0123456789"), 0))
+	}
+	for i := 0; i < 1000; i++ {
+		small = append(small, testKmsgRecord(i, []byte(fmt.Sprintf("key-%06d", i)), value, 0))
+	}
+	for i := 0; i < 20_000; i++ {
+		r := testKmsgRecord(i, []byte("k"), nil, 0)
+		for j := 0; j < 20; j++ {
+			r.Headers = append(r.Headers, kmsg.Header{Key: "h", Value: []byte("v")})
+		}
+		headers = append(headers, r)
+	}
+	return []struct {
+		name  string
+		batch wireBatch
+	}{
+		{"zstd 4 MiB distinct keys", wireBatch{codec: kgo.ZstdCompression(), records: distinct}},
+		{"gzip 4 MiB distinct keys", wireBatch{codec: kgo.GzipCompression(), records: distinct}},
+		{"lz4 2 MiB tiny records one key", wireBatch{codec: kgo.Lz4Compression(), records: oneKey}},
+		{"snappy headers", wireBatch{codec: kgo.SnappyCompression(), records: headers}},
+		{"uncompressed 1 MiB", wireBatch{records: small}},
+	}
+}
+
+// TestBatchMemoryCoversProduce measures what a produce of one large batch
+// allocates in the whole process, from the request's arrival to its
+// response, and checks that decodeProduceBatch charged at least that: the
+// memory budget's produce accounting (batch_memory.go) is calibrated here.
+func TestBatchMemoryCoversProduce(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("produces several large batches; measures allocations, which the race detector changes")
+	}
+	tb := newTestBroker(t)
+	c := dialRaw(t, tb.Addr)
+	// The topic's creation is not a batch's cost.
+	c.write(kmsg.NewRequestFormatter().AppendRequest(nil, produceBatch("memory", 0, wireBatch{records: threeRecords()}.build(t)), 99))
+	c.response(kmsg.Produce.Int16(), 9)
+	for i, bt := range memoryBatches() {
+		raw := bt.batch.build(t)
+		req := produceBatch("memory", 0, raw)
+		framed := kmsg.NewRequestFormatter().AppendRequest(nil, req, int32(i))
+		h, err := parseBatchHeader(raw, batchLimits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body := raw[batchHeaderSize:]
+		if h.codec != codecNone {
+			if body, err = decompressBounded(body, h.codec, DefaultMaxDecompressedBytes); err != nil {
+				t.Fatal(err)
+			}
+		}
+		shape, err := scanRecords(body, h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		charged := batchMemory(int64(len(body)), decompressedSize(h.codec != codecNone, int64(len(body))), h.numRecords, shape)
+		// The first send warms up decoders and pools; the second, which
+		// replaces every key the first wrote, is measured.
+		c.write(framed)
+		c.response(kmsg.Produce.Int16(), 9)
+		var resp kmsg.Response
+		got := allocated(func() {
+			c.write(framed)
+			_, resp = c.response(kmsg.Produce.Int16(), 9)
+		})
+		if code := producePartitionResp(t, resp.(*kmsg.ProduceResponse)).ErrorCode; code != 0 {
+			t.Fatalf("%s: produce error %v", bt.name, kerr.ErrorForCode(code))
+		}
+		t.Logf("%s: %d bytes sent, %d records, %d decompressed: allocated %d, charged %d (%.2f)",
+			bt.name, len(raw), h.numRecords, len(body), got, charged, float64(got)/float64(charged))
+		if uint64(charged) < got {
+			t.Errorf("%s: produce allocated %d bytes, batchMemory charges %d", bt.name, got, charged)
+		}
+	}
+}
+
+// TestDecodeProduceBatchCharges checks the budget side of decoding a batch:
+// the charge covers the batch, a batch that can never fit is refused with
+// MESSAGE_TOO_LARGE without decompressing, and a full budget makes decoding
+// wait until memory is released.
+func TestDecodeProduceBatchCharges(t *testing.T) {
+	value := bytes.Repeat([]byte("x"), 1000)
+	var recs []kmsg.Record
+	for i := 0; i < 1000; i++ {
+		recs = append(recs, testKmsgRecord(i, []byte(fmt.Sprintf("k%d", i)), value, 0))
+	}
+	lim := batchLimits{MaxDecompressedBytes: 16 << 20, Policy: shardstore.PolicyCompact}
+	for _, c := range compressionCodecs {
+		t.Run(c.name, func(t *testing.T) {
+			raw := wireBatch{codec: c.codec, records: recs}.build(t)
+			b := &Broker{budget: newBudget(64<<20, 32<<20)}
+			batch, charged, err := b.decodeProduceBatch(t.Context(), raw, lim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(batch.Records) != 1000 || b.budget.inUse() != charged || charged < 1000*1000 {
+				t.Fatalf("%d records, charged %d, in use %d", len(batch.Records), charged, b.budget.inUse())
+			}
+			b.budget.release(charged)
+
+			// A budget whose work half is smaller than the batch refuses it.
+			small := &Broker{budget: newBudget(2<<20, 1<<20)}
+			_, _, err = small.decodeProduceBatch(t.Context(), raw, lim)
+			if !errors.Is(err, kerr.MessageTooLarge) || small.budget.inUse() != 0 {
+				t.Fatalf("err = %v, in use %d; want MESSAGE_TOO_LARGE and nothing charged", err, small.budget.inUse())
+			}
+		})
+	}
+}

@@ -1,0 +1,411 @@
+package broker
+
+// Bounded decompression of produce batches.
+//
+// decompressBounded never allocates more than the limit it is given: stream
+// codecs (gzip, lz4) are read into a buffer of exactly that size, block
+// formats (snappy, zstd) have their declared sizes checked before anything is
+// allocated, and zstd decodes into a buffer whose capacity it may not pass.
+// It does the job of kgo.DefaultDecompressor, whose bound is fixed at
+// MaxInt32 (a decompression bomb would be an OOM, not an error).
+//
+// declaredSize reads, without decompressing, what the compressed bytes say
+// they decompress to, so that the memory can be reserved first (see
+// batch_memory.go): snappy states each block's length; lz4 and zstd frames
+// are walked block by block (an lz4 block is at most 256 times its length and
+// the frame's block size, a zstd block at most 128 KiB, raw and RLE blocks
+// state their length) for an upper bound; gzip's trailer states the size mod
+// 2^32, which a sender may fake, so it is only an estimate.
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/s2"
+	"github.com/klauspost/compress/zstd"
+	"github.com/pierrec/lz4/v4"
+)
+
+// errDecompressTooLarge: the records decompress past the limit.
+var errDecompressTooLarge = errors.New("decompressed size over the limit")
+
+var (
+	gzipReaders sync.Pool // *gzip.Reader
+	lz4Readers  = sync.Pool{New: func() any { return lz4.NewReader(nil) }}
+	xerialMagic = []byte{130, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
+)
+
+// decompressBounded decompresses src, failing with errDecompressTooLarge as
+// soon as the output would exceed limit bytes; it never allocates more than
+// limit bytes for the output.
+func decompressBounded(src []byte, codec int16, limit int) ([]byte, error) {
+	switch codec {
+	case codecGzip:
+		zr, _ := gzipReaders.Get().(*gzip.Reader)
+		var err error
+		if zr == nil {
+			zr, err = gzip.NewReader(bytes.NewReader(src))
+		} else {
+			err = zr.Reset(bytes.NewReader(src))
+		}
+		if err != nil {
+			return nil, err
+		}
+		defer gzipReaders.Put(zr)
+		return readBounded(zr, limit)
+	case codecLz4:
+		zr := lz4Readers.Get().(*lz4.Reader)
+		defer lz4Readers.Put(zr)
+		zr.Reset(bytes.NewReader(src))
+		return readBounded(zr, limit)
+	case codecSnappy:
+		if len(src) > 16 && bytes.HasPrefix(src, xerialMagic) {
+			return xerialDecode(src[16:], limit)
+		}
+		return snappyBlock(nil, src, limit)
+	case codecZstd:
+		d, err := zstdDecoder()
+		if err != nil {
+			return nil, err
+		}
+		out, err := d.DecodeAll(src, make([]byte, 0, limit))
+		if err != nil {
+			if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+				return nil, errDecompressTooLarge
+			}
+			return nil, err
+		}
+		if len(out) > limit {
+			return nil, errDecompressTooLarge
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("unknown compression codec %d", codec)
+}
+
+// readBounded reads r to its end into one buffer of limit bytes, failing
+// with errDecompressTooLarge if there is more.
+func readBounded(r io.Reader, limit int) ([]byte, error) {
+	buf := make([]byte, limit)
+	n, err := io.ReadFull(r, buf)
+	switch {
+	case err == io.EOF || err == io.ErrUnexpectedEOF:
+		return buf[:n], nil
+	case err != nil:
+		return nil, err
+	}
+	// The buffer is full: the stream must end here. Reading on also checks a
+	// gzip stream's trailer.
+	var one [1]byte
+	switch _, err := io.ReadFull(r, one[:]); {
+	case err == io.EOF:
+		return buf, nil
+	case err == nil:
+		return nil, errDecompressTooLarge
+	default:
+		return nil, err
+	}
+}
+
+// snappyBlock appends one snappy block to dst, checking its declared size first.
+func snappyBlock(dst, src []byte, max int) ([]byte, error) {
+	n, err := s2.DecodedLen(src)
+	if err != nil {
+		return nil, err
+	}
+	if n > max-len(dst) {
+		return nil, errDecompressTooLarge
+	}
+	if cap(dst)-len(dst) < n {
+		grown := make([]byte, len(dst), len(dst)+n)
+		copy(grown, dst)
+		dst = grown
+	}
+	if _, err := s2.Decode(dst[len(dst):len(dst)+n], src); err != nil {
+		return nil, err
+	}
+	return dst[:len(dst)+n], nil
+}
+
+// xerialDecode decodes the xerial framing Java clients use for snappy: after a
+// 16 byte header, chunks of a 4 byte big-endian length and a snappy block.
+func xerialDecode(src []byte, max int) ([]byte, error) {
+	total, err := xerialSize(src)
+	if err != nil {
+		return nil, err
+	}
+	if total > max {
+		return nil, errDecompressTooLarge
+	}
+	dst := make([]byte, 0, total)
+	for len(src) > 0 {
+		size := binary.BigEndian.Uint32(src)
+		if dst, err = snappyBlock(dst, src[4:4+size], max); err != nil {
+			return nil, err
+		}
+		src = src[4+size:]
+	}
+	return dst, nil
+}
+
+// xerialSize adds up the decoded lengths of xerial chunks (after the header).
+func xerialSize(src []byte) (int, error) {
+	var total int
+	for rem := src; len(rem) > 0; {
+		if len(rem) < 4 {
+			return 0, errors.New("truncated xerial chunk")
+		}
+		size := binary.BigEndian.Uint32(rem)
+		rem = rem[4:]
+		if uint64(size) > uint64(len(rem)) {
+			return 0, errors.New("xerial chunk longer than its data")
+		}
+		n, err := s2.DecodedLen(rem[:size])
+		if err != nil {
+			return 0, err
+		}
+		if total += n; total > math.MaxInt32 {
+			return 0, errors.New("xerial chunks decode to more than 2 GiB")
+		}
+		rem = rem[size:]
+	}
+	return total, nil
+}
+
+// zstdDecoder returns the shared zstd decoder. DecodeAll is safe for
+// concurrent use (two at a time, the others wait). It decodes into the
+// buffer it is given, used as the window too, and may not grow it
+// (WithDecodeAllCapLimit): a frame that declares, or grows to, more than its
+// capacity fails before anything more is allocated. Declared window sizes
+// therefore cost nothing and are not limited beyond the format's maximum.
+var zstdDecoder = sync.OnceValues(func() (*zstd.Decoder, error) {
+	return zstd.NewReader(nil,
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderConcurrency(2),
+		zstd.WithDecoderMaxMemory(math.MaxInt32),
+		zstd.WithDecoderMaxWindow(zstd.MaxWindowSize),
+		zstd.WithDecodeAllCapLimit(true),
+	)
+})
+
+// sizeKind says how far declaredSize's answer can be trusted.
+type sizeKind int
+
+const (
+	sizeUnknown sizeKind = iota // nothing declared; the caller estimates
+	sizeStated                  // the sender's word (gzip's trailer): may be false
+	sizeBound                   // an upper bound: valid data never decompresses to more
+	sizeExact                   // the exact size (snappy): valid data decompresses to it
+)
+
+// declaredSize reads from src, compressed records, what they decompress to
+// (see the file comment), without decompressing or allocating.
+func declaredSize(src []byte, codec int16) (int64, sizeKind) {
+	switch codec {
+	case codecGzip:
+		// RFC 1952: the last four bytes of a member are its size mod 2^32.
+		if len(src) < 18 {
+			return 0, sizeUnknown
+		}
+		return int64(binary.LittleEndian.Uint32(src[len(src)-4:])), sizeStated
+	case codecSnappy:
+		if len(src) > 16 && bytes.HasPrefix(src, xerialMagic) {
+			n, err := xerialSize(src[16:])
+			if err != nil {
+				return 0, sizeUnknown
+			}
+			return int64(n), sizeExact
+		}
+		n, err := s2.DecodedLen(src)
+		if err != nil {
+			return 0, sizeUnknown
+		}
+		return int64(n), sizeExact
+	case codecLz4:
+		if n, ok := lz4Bound(src); ok {
+			return n, sizeBound
+		}
+	case codecZstd:
+		if n, ok := zstdBound(src); ok {
+			return n, sizeBound
+		}
+	}
+	return 0, sizeUnknown
+}
+
+// lz4MaxRatio bounds what one byte of an lz4 block decompresses to: a match
+// of n bytes takes at least n/255 bytes of length encoding.
+const lz4MaxRatio = 256
+
+// lz4Bound walks lz4 frames (lz4 frame format 1.6.x) and returns the most
+// their blocks can decompress to: an uncompressed block's length, a
+// compressed block's lz4MaxRatio times its length up to the frame's block
+// size, capped by a declared content size.
+func lz4Bound(src []byte) (int64, bool) {
+	var total int64
+	for len(src) > 0 {
+		if len(src) < 8 {
+			return 0, false
+		}
+		magic := binary.LittleEndian.Uint32(src)
+		if magic&0xfffffff0 == 0x184d2a50 { // skippable frame
+			size := int64(binary.LittleEndian.Uint32(src[4:]))
+			if size > int64(len(src)-8) {
+				return 0, false
+			}
+			src = src[8+size:]
+			continue
+		}
+		if magic != 0x184d2204 {
+			return 0, false
+		}
+		flg, bd := src[4], src[5]
+		if flg>>6 != 1 {
+			return 0, false
+		}
+		var blockMax int64
+		switch bd >> 4 & 7 {
+		case 4:
+			blockMax = 64 << 10
+		case 5:
+			blockMax = 256 << 10
+		case 6:
+			blockMax = 1 << 20
+		case 7:
+			blockMax = 4 << 20
+		default:
+			return 0, false
+		}
+		p := 6
+		var declared int64 = -1
+		if flg&0x08 != 0 {
+			if len(src) < p+8 {
+				return 0, false
+			}
+			declared = int64(min(binary.LittleEndian.Uint64(src[p:]), math.MaxInt64))
+			p += 8
+		}
+		if flg&0x01 != 0 {
+			p += 4 // dictionary id
+		}
+		p++ // header checksum
+		if len(src) < p {
+			return 0, false
+		}
+		src = src[p:]
+		var frame int64
+		for {
+			if len(src) < 4 {
+				return 0, false
+			}
+			bs := binary.LittleEndian.Uint32(src)
+			src = src[4:]
+			if bs == 0 {
+				break // end mark
+			}
+			size := int64(bs & 0x7fffffff)
+			if size > int64(len(src)) {
+				return 0, false
+			}
+			if bs&0x80000000 != 0 {
+				frame += size // stored uncompressed
+			} else {
+				frame += min(blockMax, lz4MaxRatio*size+16)
+			}
+			src = src[size:]
+			if flg&0x10 != 0 { // block checksum
+				if len(src) < 4 {
+					return 0, false
+				}
+				src = src[4:]
+			}
+		}
+		if flg&0x04 != 0 { // content checksum
+			if len(src) < 4 {
+				return 0, false
+			}
+			src = src[4:]
+		}
+		if declared >= 0 && declared < frame {
+			frame = declared
+		}
+		total = min(total+frame, math.MaxInt32)
+	}
+	return total, true
+}
+
+// zstdBlockMax is the most one zstd block decompresses to (RFC 8878 3.1.1.2.4).
+const zstdBlockMax = 128 << 10
+
+// zstdBound walks zstd frames (RFC 8878) and returns the most their blocks
+// can decompress to: raw and RLE blocks state their size, a compressed block
+// is at most 128 KiB; a declared frame content size caps its frame.
+func zstdBound(src []byte) (int64, bool) {
+	var total int64
+	for len(src) > 0 {
+		var h zstd.Header
+		if err := h.Decode(src); err != nil {
+			return 0, false
+		}
+		if h.Skippable {
+			n := int64(h.HeaderSize) + int64(h.SkippableSize)
+			if n > int64(len(src)) {
+				return 0, false
+			}
+			src = src[n:]
+			continue
+		}
+		src = src[h.HeaderSize:]
+		var frame int64
+		for {
+			if len(src) < 3 {
+				return 0, false
+			}
+			bh := uint32(src[0]) | uint32(src[1])<<8 | uint32(src[2])<<16
+			src = src[3:]
+			size := int64(bh >> 3)
+			switch bh >> 1 & 3 {
+			case 0: // raw
+				if size > int64(len(src)) {
+					return 0, false
+				}
+				frame += size
+				src = src[size:]
+			case 1: // RLE: one byte, repeated size times
+				if len(src) < 1 {
+					return 0, false
+				}
+				frame += size
+				src = src[1:]
+			case 2: // compressed
+				if size > int64(len(src)) {
+					return 0, false
+				}
+				frame += zstdBlockMax
+				src = src[size:]
+			default:
+				return 0, false
+			}
+			if bh&1 != 0 { // last block
+				break
+			}
+		}
+		if h.HasCheckSum {
+			if len(src) < 4 {
+				return 0, false
+			}
+			src = src[4:]
+		}
+		if h.HasFCS && int64(min(h.FrameContentSize, math.MaxInt64)) < frame {
+			frame = int64(h.FrameContentSize)
+		}
+		total = min(total+frame, math.MaxInt32)
+	}
+	return total, true
+}
