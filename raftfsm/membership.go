@@ -95,11 +95,17 @@ func (n *Node) run(join, restarted bool) {
 func (n *Node) controlRound(ctx context.Context) {
 	m := n.metadata()
 	self := n.cfg.NodeID
-	// Groups this node carries.
+	// Groups this node carries. A node is not ready while one placed on it
+	// is not open (a wiped node that joined again opens them once its
+	// metadata shows the placement).
+	healed := true
 	for g, rs := range m.placement {
 		if containsNode(rs, self) && n.group(g) == nil {
-			if _, err := n.openGroup(g, false); err != nil && ctx.Err() == nil {
-				n.log.Warn("opening placed raft group failed", keyGroup, g, keyError, err)
+			if _, err := n.openGroup(g, false); err != nil {
+				healed = false
+				if ctx.Err() == nil {
+					n.log.Warn("opening placed raft group failed", keyGroup, g, keyError, err)
+				}
 			}
 		}
 	}
@@ -113,7 +119,6 @@ func (n *Node) controlRound(ctx context.Context) {
 	}
 	// Groups this node leads: membership, leader reports, shard healing. A
 	// node becomes ready only after the groups it leads were healed once.
-	healed := true
 	for _, g := range n.openGroups() {
 		n.refreshServers(g)
 		if g.raft.State() != raft.Leader {
