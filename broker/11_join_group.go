@@ -21,9 +21,13 @@ package broker
 //     most members list first.
 //   - Static members (group.instance.id, KIP-345): a known instance joining
 //     without a member id replaces its old member id (the old id is fenced:
-//     FENCED_INSTANCE_ID); in a Stable group with unchanged protocols no
-//     rebalance happens and it gets the current generation (v9+: the leader
-//     gets SkipAssignment and the members, KIP-814). A member id that does not
+//     FENCED_INSTANCE_ID) and takes the request's protocols. In a Stable group
+//     whose selected protocol stays the same no rebalance happens and it gets
+//     the current generation, as in Kafka: below v9 the answer's leader is the
+//     leader id before the replacement, so a restarted static leader (librdkafka
+//     joins with v5) is told the old id and syncs as a follower, never as the
+//     leader of zero members; v9+ names the leader now, and the leader gets
+//     SkipAssignment and the members (KIP-814). A member id that does not
 //     match its instance's is FENCED_INSTANCE_ID.
 //   - A known member rejoining a Stable group with the same protocols, not the
 //     leader, gets the current generation without a rebalance; the leader or
@@ -176,9 +180,18 @@ func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResu
 	return c.addAndJoin(g, newID, jr, now)
 }
 
-// replaceStatic gives a static member's instance a new member id (KIP-345).
+// replaceStatic gives a static member's instance a new member id (KIP-345),
+// as Kafka's GroupMetadataManager replaces a static member: the old id is
+// fenced, the member keeps its assignment and takes the request's protocols
+// and timeouts. In a Stable group whose selected protocol would not change,
+// there is no rebalance: the member gets the current generation, and the
+// answer names the leader as it was before the replacement below v9 (so a
+// restarted static leader is told the old leader id, syncs as a follower and
+// gets its old assignment), or from v9 the leader now, with the member list
+// and SkipAssignment for the leader (KIP-814).
 func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
 	oldID := m.id
+	leaderBefore := g.leader
 	m.answerJoin(joinResult{code: kerr.FencedInstanceID.Code, memberID: oldID, generation: -1})
 	m.answerSync(syncResult{code: kerr.FencedInstanceID.Code})
 	delete(g.members, oldID)
@@ -193,26 +206,27 @@ func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRe
 		g.pendingSync[newID] = true
 	}
 	c.updateMember(m, jr, now)
+	m.protocols = jr.protocols
 	c.log.Info("static member replaced", logKeyGroup, g.name, logKeyMember, newID, "old_member", oldID)
 	switch g.state {
 	case stateStable:
-		if m.sameProtocols(jr.protocols) {
+		if g.protocol != nil && g.selectProtocol() == *g.protocol {
 			c.persistGroup(g)
 			res := joinResult{memberID: newID, generation: g.generation, protocolType: g.protocolType,
-				protocol: g.protocol, leader: g.leader}
-			if newID == g.leader && jr.version >= 9 {
-				res.skipAssignment = true
-				res.members = g.responseMembers()
+				protocol: g.protocol, leader: leaderBefore}
+			if jr.version >= 9 {
+				res.leader = g.leader
+				if newID == g.leader {
+					res.skipAssignment = true
+					res.members = g.responseMembers()
+				}
 			}
 			return res, nil
 		}
-		m.protocols = jr.protocols
 		g.prepareRebalance(now, 0)
 	case stateCompletingRebalance:
-		m.protocols = jr.protocols
+		// The leader may already be assigning to the old id: rebalance.
 		g.prepareRebalance(now, 0)
-	default:
-		m.protocols = jr.protocols
 	}
 	return c.awaitJoin(g, m, jr.version, now)
 }
