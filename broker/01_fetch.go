@@ -21,6 +21,10 @@ package broker
 //     broker closes, then reads again.
 //   - CurrentLeaderEpoch (v9+, -1 skips the check): newer than the group's Raft
 //     term -> UNKNOWN_LEADER_EPOCH, older -> FENCED_LEADER_EPOCH.
+//   - Every batch's partition leader epoch is the partition's Raft group term
+//     when the fetch is answered (raftfsm.Node.LeaderEpoch, what Metadata and
+//     ListOffsets report), not the term the records were written in: the
+//     store does not keep per-record terms.
 //   - No transactions yet: LastStableOffset = HighWatermark, AbortedTransactions
 //     empty (an empty array, not null, for read_committed).
 //
@@ -265,15 +269,19 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	for len(recs) > 0 && recs[len(recs)-1].Offset >= st.HighWatermark {
 		recs = recs[:len(recs)-1]
 	}
+	// The batches carry the group's term as their partition leader epoch: the
+	// epoch Metadata reports now. Offsets do not record the term they were
+	// written in, so a batch written under an older leader says the current one.
+	epoch := b.node.LeaderEpoch(t.group)
 	if len(recs) == 0 {
-		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), from, st.HighWatermark)
+		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, st.HighWatermark)
 		return len(sp.RecordBatches), 0, nil
 	}
 	size := batchHeaderSize
 	for i := range recs {
 		size += encodedRecordSize(&recs[i])
 	}
-	sp.RecordBatches = appendBatch(make([]byte, 0, size), recs)
+	sp.RecordBatches = appendBatch(make([]byte, 0, size), epoch, recs)
 	return len(sp.RecordBatches), len(recs), nil
 }
 

@@ -347,3 +347,43 @@ func TestFetchThroughput(t *testing.T) {
 	}
 	t.Logf("consumed %d records in %v: %.0f records/s", n, el, float64(n)/el.Seconds())
 }
+
+// TestFetchBatchesCarryLeaderEpochNotZero pins issue 9: every fetched batch
+// said partition leader epoch 0 while Metadata and ListOffsets report the
+// Raft group's term, so a consumer's position (and the epoch it commits)
+// lagged the leader it talks to. Batches now carry the term in force when the
+// fetch is answered; gap batches too.
+func TestFetchBatchesCarryLeaderEpochNotZero(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "epochs", 1, nil)
+	cl := tb.client(t)
+	produceKeyed(t, cl, "epochs", [2]string{"a", "1"}, [2]string{"b", "1"})
+	produceKeyed(t, cl, "epochs", [2]string{"b", "2"})
+	ti, _ := tb.Node.Topic("epochs")
+	epoch := tb.Node.LeaderEpoch(ti.Partitions[0].Group)
+	if epoch < 1 {
+		t.Fatalf("leader epoch %d", epoch)
+	}
+	for _, r := range tb.readTopic(t, "epochs") {
+		if r.LeaderEpoch != epoch {
+			t.Fatalf("record %s at %d: leader epoch %d, want %d", r.Key, r.Offset, r.LeaderEpoch, epoch)
+		}
+	}
+	// Offset 1 was replaced: a fetch there starts at 2; nothing after 3 but
+	// the gap batch's range.
+	produceKeyed(t, cl, "epochs", [2]string{"a", "<tomb>"})
+	if err := tb.Node.ExpireTombstones(dataCtx(t), "epochs", 0, time.Now().Add(time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []int64{1, 3} {
+		p := fetchPartitionResp(t, rawRequest[*kmsg.FetchResponse](t, cl, fetchOne(12, "epochs", 0, from)))
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(p.RecordBatches); err != nil {
+			t.Fatalf("fetch at %d: %v", from, err)
+		}
+		if rb.PartitionLeaderEpoch != epoch {
+			t.Fatalf("fetch at %d: batch at %d (%d records) has leader epoch %d, want %d",
+				from, rb.FirstOffset, rb.NumRecords, rb.PartitionLeaderEpoch, epoch)
+		}
+	}
+}
