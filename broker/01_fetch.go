@@ -12,10 +12,12 @@ package broker
 //   - Nothing live between the fetch offset and the high watermark: one empty
 //     batch covering the gap, so the consumer's position reaches the high
 //     watermark (docs/ARCHITECTURE.md rule 3). An empty answer is zero bytes, never null.
-//   - Byte limits: PartitionMaxBytes per partition and MaxBytes per response;
-//     the first record of the first partition with data is returned whatever its
-//     size (KIP-74). A partition reached after MaxBytes is used up answers no
-//     records (not a gap batch).
+//   - Byte limits: PartitionMaxBytes per partition and MaxBytes per response,
+//     counted in encoded batch bytes (headers and record framing included); the
+//     first record of the first partition with data is returned whatever its
+//     size (KIP-74), nothing else exceeds either limit. A later partition whose
+//     first record (or gap batch) does not fit in what is left answers no
+//     records.
 //   - Long poll: below MinBytes the handler waits on the shards' Store.Wait
 //     channels until data arrives, MaxWaitMillis passes, or the connection or
 //     broker closes, then reads again.
@@ -274,9 +276,23 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	// written in, so a batch written under an older leader says the current one.
 	epoch := b.node.LeaderEpoch(t.group)
 	if len(recs) == 0 {
+		if !first && limit < batchHeaderSize {
+			return 0, 0, nil
+		}
 		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, st.HighWatermark)
 		return len(sp.RecordBatches), 0, nil
 	}
+	// The limit counts the batches on the wire; Read counted stored bytes.
+	// Only the first record of the first non-empty partition may exceed it
+	// (KIP-74).
+	n := fitBatches(recs, limit)
+	if n == 0 {
+		if !first {
+			return 0, 0, nil
+		}
+		n = 1
+	}
+	recs = recs[:n]
 	size := batchHeaderSize
 	for i := range recs {
 		size += encodedRecordSize(&recs[i])

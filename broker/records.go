@@ -558,13 +558,47 @@ func appendBytesField(dst, b []byte) []byte {
 	return append(dst, b...)
 }
 
-func appendRecord(dst []byte, rec *shardstore.Record, offDelta, tsDelta int64) []byte {
+// recordBodySize is the size of a record in a batch after its length varint.
+func recordBodySize(rec *shardstore.Record, offDelta, tsDelta int64) int {
 	size := 1 + varintLen(tsDelta) + varintLen(offDelta) +
 		bytesFieldLen(rec.Key) + bytesFieldLen(rec.Value) + varintLen(int64(len(rec.Headers)))
 	for i := range rec.Headers {
 		h := &rec.Headers[i]
 		size += varintLen(int64(len(h.Key))) + len(h.Key) + bytesFieldLen(h.Value)
 	}
+	return size
+}
+
+// fitBatches returns how many of recs, from the first, appendBatch encodes in
+// at most limit bytes; 0 when not even the first record fits. Timestamp
+// deltas are taken from the smallest timestamp of all of recs: a prefix's own
+// deltas are never larger, so the sizes are bounds for every prefix and one
+// pass answers.
+func fitBatches(recs []shardstore.Record, limit int) int {
+	if len(recs) == 0 {
+		return 0
+	}
+	minTs := recs[0].Timestamp
+	for i := range recs {
+		minTs = min(minTs, recs[i].Timestamp)
+	}
+	size, base := 0, recs[0].Offset
+	for i := range recs {
+		if i == 0 || recs[i].Offset-base > math.MaxInt32 { // appendBatch starts a batch
+			base = recs[i].Offset
+			size += batchHeaderSize
+		}
+		body := recordBodySize(&recs[i], recs[i].Offset-base, recs[i].Timestamp-minTs)
+		size += varintLen(int64(body)) + body
+		if size > limit {
+			return i
+		}
+	}
+	return len(recs)
+}
+
+func appendRecord(dst []byte, rec *shardstore.Record, offDelta, tsDelta int64) []byte {
+	size := recordBodySize(rec, offDelta, tsDelta)
 	dst = binary.AppendVarint(dst, int64(size))
 	dst = append(dst, 0) // attributes
 	dst = binary.AppendVarint(dst, tsDelta)
