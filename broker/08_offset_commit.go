@@ -16,8 +16,9 @@ package broker
 //     onPartitionsRevoked). A commit refreshes the member's session.
 //   - Per partition: UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that
 //     does not exist; OFFSET_METADATA_TOO_LARGE above 4096 bytes.
-//   - INVALID_GROUP_ID for an empty group id; NOT_COORDINATOR and
-//     COORDINATOR_LOAD_IN_PROGRESS from routing.
+//   - The empty group id is a group like any other, as in Kafka (kept for
+//     backwards compatibility); INVALID_GROUP_ID only for an id too long to
+//     store. NOT_COORDINATOR and COORDINATOR_LOAD_IN_PROGRESS from routing.
 //
 // Not implemented: v0-1 (below the Java 4.x floor, KIP-896) and v9+ (KIP-848
 // member epochs, topic ids).

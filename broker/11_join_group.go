@@ -77,7 +77,10 @@ func (b *Broker) handleJoinGroup(ctx context.Context, rc *requestContext, kreq k
 	return resp, nil
 }
 
-// validGroupID: the group APIs need a non-empty id that fits the record keys.
+// validGroupID: the membership APIs (JoinGroup, SyncGroup, Heartbeat,
+// LeaveGroup) and OffsetDelete need a non-empty id that fits the record keys.
+// OffsetCommit, OffsetFetch, DescribeGroups and DeleteGroups accept the empty
+// id, as Kafka does for backwards compatibility; they only check the length.
 func validGroupID(id string) bool { return id != "" && len(id) <= maxGroupIDBytes }
 
 // join runs one JoinGroup and waits at the barrier when the request must.

@@ -7,8 +7,10 @@ package broker
 //     and for the group's metadata record go to __consumer_offsets in one Raft
 //     entry, then the group is Dead and forgotten.
 //   - Per group: GROUP_ID_NOT_FOUND (unknown), NON_EMPTY_GROUP (it has
-//     members), INVALID_GROUP_ID (empty id), NOT_COORDINATOR /
-//     COORDINATOR_LOAD_IN_PROGRESS.
+//     members), INVALID_GROUP_ID (id too long), NOT_COORDINATOR /
+//     COORDINATOR_LOAD_IN_PROGRESS. The empty id names a group like any other
+//     (Kafka keeps it for backwards compatibility; memberless commits can
+//     create it).
 //
 // Version notes: v1 is v0 (throttle behavior); v2+ flexible.
 
@@ -37,7 +39,7 @@ func (b *Broker) handleDeleteGroups(ctx context.Context, rc *requestContext, kre
 }
 
 func (c *coordinator) deleteGroup(ctx context.Context, id string) int16 {
-	if !validGroupID(id) {
+	if len(id) > maxGroupIDBytes { // "" is a group like any other here, as in Kafka
 		return kerr.InvalidGroupID.Code
 	}
 	_, p, err := c.route(ctx, id)

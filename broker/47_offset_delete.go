@@ -5,8 +5,8 @@ package broker
 // Behavior (KIP-496):
 //   - Deletes committed offsets of a group with tombstones in
 //     __consumer_offsets, in one Raft entry.
-//   - Top level: GROUP_ID_NOT_FOUND for an unknown group, INVALID_GROUP_ID,
-//     NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
+//   - Top level: GROUP_ID_NOT_FOUND for an unknown group, INVALID_GROUP_ID
+//     (empty id), NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
 //   - Per partition: GROUP_SUBSCRIBED_TO_TOPIC when the group has members of
 //     the consumer protocol subscribed to the topic;
 //     UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that does not exist.

@@ -59,7 +59,7 @@ func (c *coordinator) commit(ctx context.Context, groupID, memberID string, inst
 			*p.code = code
 		}
 	}
-	if groupID == "" || len(groupID) > maxGroupIDBytes {
+	if len(groupID) > maxGroupIDBytes { // "" is a valid group here, as in Kafka
 		setAll(kerr.InvalidGroupID.Code)
 		return
 	}

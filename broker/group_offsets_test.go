@@ -299,3 +299,61 @@ func TestGroupLagSeriesCap(t *testing.T) {
 		t.Fatalf("%d lag series (want the cap of 2), dropped %v", series, got["shardcache_group_lag_series_dropped"])
 	}
 }
+
+// TestGroupEmptyIDHandledAsKafka pins issue 9: the empty group id was refused
+// by OffsetCommit and DeleteGroups although Kafka keeps it valid there (and in
+// OffsetFetch and DescribeGroups) for backwards compatibility, so an admin or
+// an old client committing under "" failed. The APIs of group membership and
+// OffsetDelete answer INVALID_GROUP_ID, as Kafka's GroupCoordinatorService does.
+func TestGroupEmptyIDHandledAsKafka(t *testing.T) {
+	gb := newGroupBroker(t)
+	cl := gb.client(t)
+	createTopics(t, cl, 1, "empty-id")
+	m := &rawMember{t: t, cl: cl, group: "", id: "m", generation: 1, session: 10 * time.Second,
+		rebalance: 10 * time.Second, metadata: []byte("m")}
+
+	invalid := map[string]int16{
+		"JoinGroup":  groupRequest[*kmsg.JoinGroupResponse](t, cl, m.joinReq(9)).ErrorCode,
+		"SyncGroup":  m.sync(nil).ErrorCode,
+		"Heartbeat":  m.heartbeat(),
+		"LeaveGroup": m.leave(),
+		"OffsetDelete": func() int16 {
+			req := kmsg.NewPtrOffsetDeleteRequest()
+			rt := kmsg.NewOffsetDeleteRequestTopic()
+			rt.Topic = "empty-id"
+			rt.Partitions = []kmsg.OffsetDeleteRequestTopicPartition{kmsg.NewOffsetDeleteRequestTopicPartition()}
+			req.Topics = []kmsg.OffsetDeleteRequestTopic{rt}
+			return groupRequest[*kmsg.OffsetDeleteResponse](t, cl, req).ErrorCode
+		}(),
+	}
+	for api, code := range invalid {
+		if code != kerr.InvalidGroupID.Code {
+			t.Errorf("%s with an empty group id: %v, want INVALID_GROUP_ID", api, kerr.ErrorForCode(code))
+		}
+	}
+
+	if g := describeGroup(t, cl, ""); g.ErrorCode != 0 || g.State != "Dead" {
+		t.Fatalf("describe the unknown empty group: %v %s", kerr.ErrorForCode(g.ErrorCode), g.State)
+	}
+	flinkCommit(t, cl, "", "empty-id", map[int32]int64{0: 7}, "meta")
+	if got := fetchCommitted(t, cl, ""); got["empty-id/0"].Offset != 7 {
+		t.Fatalf("OffsetFetch of the empty group: %+v", got)
+	}
+	if g := describeGroup(t, cl, ""); g.ErrorCode != 0 || g.State != "Empty" {
+		t.Fatalf("describe the empty group: %v %s", kerr.ErrorForCode(g.ErrorCode), g.State)
+	}
+	del := func() int16 {
+		req := kmsg.NewPtrDeleteGroupsRequest()
+		req.Groups = []string{""}
+		return groupRequest[*kmsg.DeleteGroupsResponse](t, cl, req).Groups[0].ErrorCode
+	}
+	if code := del(); code != 0 {
+		t.Fatalf("delete the empty group: %v", kerr.ErrorForCode(code))
+	}
+	if code := del(); code != kerr.GroupIDNotFound.Code {
+		t.Fatalf("delete it again: %v, want GROUP_ID_NOT_FOUND", kerr.ErrorForCode(code))
+	}
+	if got := fetchCommitted(t, cl, ""); len(got) != 0 {
+		t.Fatalf("offsets of the deleted empty group: %+v", got)
+	}
+}

@@ -438,7 +438,7 @@ func TestGroupErrorCodes(t *testing.T) {
 		}, kerr.IllegalGeneration},
 		{"commit unknown topic", commit("c1", "", -1, "nosuchtopic", 0), kerr.UnknownTopicOrPartition},
 		{"commit unknown partition", commit("c1", "", -1, "known", 5), kerr.UnknownTopicOrPartition},
-		{"commit empty group id", commit("", "", -1, "known", 0), kerr.InvalidGroupID},
+		{"commit generation to the unknown empty group", commit("", "m", 3, "known", 0), kerr.IllegalGeneration},
 		{"commit memberless to a group with members", commit("full", "", -1, "known", 0), kerr.UnknownMemberID},
 		{"commit wrong generation", commit("full", full.id, 9, "known", 0), kerr.IllegalGeneration},
 		{"commit generation to an unknown group", commit("c2", "m", 3, "known", 0), kerr.IllegalGeneration},
