@@ -10,12 +10,16 @@ package broker
 //   - Memberless commits (generation -1, empty member id, as Flink's
 //     KafkaSource sends them) are accepted while the group has no members;
 //     the group is created if needed.
-//   - Group members: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID
-//     (v7 InstanceID), REBALANCE_IN_PROGRESS while the group completes a
+//   - Errors in Kafka's order. First, per partition, UNKNOWN_TOPIC_OR_PARTITION
+//     for a topic or partition that does not exist (answered before the group
+//     is looked at; a request with nothing else is answered there). Then for
+//     the rest, as ClassicGroup.validateOffsetCommit: COORDINATOR_NOT_AVAILABLE
+//     (group being removed); memberless commits accepted while Empty;
+//     FENCED_INSTANCE_ID / UNKNOWN_MEMBER_ID (v7 InstanceID, then member id);
+//     ILLEGAL_GENERATION; REBALANCE_IN_PROGRESS while the group completes a
 //     rebalance (commits during PreparingRebalance are allowed, for
-//     onPartitionsRevoked). A commit refreshes the member's session.
-//   - Per partition: UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that
-//     does not exist; OFFSET_METADATA_TOO_LARGE above 4096 bytes.
+//     onPartitionsRevoked). Last, per partition, OFFSET_METADATA_TOO_LARGE
+//     above 4096 bytes. A commit refreshes the member's session.
 //   - The empty group id is a group like any other, as in Kafka (kept for
 //     backwards compatibility); INVALID_GROUP_ID only for an id too long to
 //     store. NOT_COORDINATOR and COORDINATOR_LOAD_IN_PROGRESS from routing.

@@ -314,12 +314,18 @@ func (c *coordinator) joinKnown(g *group, jr joinRequest, now time.Time) (joinRe
 	return jr.fail(kerr.UnknownMemberID.Code), nil
 }
 
-// checkMember validates a member id (and instance id) against the group:
-// FENCED_INSTANCE_ID when the instance is now another member, else
-// UNKNOWN_MEMBER_ID when the member is not in the group. Caller holds g.mu.
+// checkMember validates a member id (and instance id) against the group, as
+// Kafka's ClassicGroup.validateMember: UNKNOWN_MEMBER_ID for an instance the
+// group does not know, FENCED_INSTANCE_ID when the instance is now another
+// member, else UNKNOWN_MEMBER_ID when the member is not in the group. Caller
+// holds g.mu.
 func (g *group) checkMember(id string, instance *string) int16 {
 	if instance != nil {
-		if cur, ok := g.static[*instance]; ok && cur != id {
+		cur, ok := g.static[*instance]
+		switch {
+		case !ok:
+			return kerr.UnknownMemberID.Code
+		case cur != id:
 			return kerr.FencedInstanceID.Code
 		}
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
 
@@ -24,27 +25,29 @@ type commitPart struct {
 }
 
 // commitCheck validates an OffsetCommit against the group (caller holds
-// g.mu). Kafka's rules: a generation < 0 (a commit by a consumer that assigns
-// partitions itself, as Flink does) is accepted while the group has no
-// members; otherwise the member and generation must match, and a group
-// completing a rebalance answers REBALANCE_IN_PROGRESS.
+// g.mu), in the order of Kafka's ClassicGroup.validateOffsetCommit: a Dead
+// group is COORDINATOR_NOT_AVAILABLE; a generation < 0 (a commit by a consumer
+// that assigns partitions itself, as Flink does) is accepted while the group
+// is Empty; otherwise a commit naming a member, an instance or a generation
+// must match the member (FENCED_INSTANCE_ID, UNKNOWN_MEMBER_ID) and then the
+// generation (ILLEGAL_GENERATION), and one naming none is UNKNOWN_MEMBER_ID;
+// only then does a group completing a rebalance answer REBALANCE_IN_PROGRESS.
 func (g *group) commitCheck(memberID string, instance *string, generation int32) int16 {
 	if g.state == stateDead {
 		return kerr.CoordinatorNotAvailable.Code
 	}
-	if instance != nil {
-		if cur, ok := g.static[*instance]; ok && cur != memberID {
-			return kerr.FencedInstanceID.Code
-		}
-	}
 	if generation < 0 && g.state == stateEmpty {
 		return 0
 	}
-	if _, ok := g.members[memberID]; !ok {
+	if generation >= 0 || memberID != "" || instance != nil {
+		if code := g.checkMember(memberID, instance); code != 0 {
+			return code
+		}
+		if generation != g.generation {
+			return kerr.IllegalGeneration.Code
+		}
+	} else if g.state != stateEmpty {
 		return kerr.UnknownMemberID.Code
-	}
-	if generation != g.generation {
-		return kerr.IllegalGeneration.Code
 	}
 	if g.state == stateCompletingRebalance {
 		return kerr.RebalanceInProgress.Code
@@ -52,8 +55,31 @@ func (g *group) commitCheck(memberID string, instance *string, generation int32)
 	return 0
 }
 
-// commit validates and writes a commit. Each part's code is filled in.
+// commit validates and writes a commit. Each part's code is filled in, in
+// Kafka's order: partitions of unknown topics or partitions first (Kafka
+// answers them before the coordinator sees the request), then the group id,
+// the coordinator and the group's checks for the rest, then the metadata size.
 func (c *coordinator) commit(ctx context.Context, groupID, memberID string, instance *string, generation int32, parts []commitPart) {
+	known := parts[:0:0]
+	infos := map[string]raftfsm.TopicInfo{}
+	for _, cp := range parts {
+		info, found := infos[cp.topic]
+		if !found {
+			info, found = c.b.node.Topic(cp.topic)
+			if found {
+				infos[cp.topic] = info
+			}
+		}
+		if !found || cp.partition < 0 || int(cp.partition) >= len(info.Partitions) {
+			*cp.code = kerr.UnknownTopicOrPartition.Code
+			continue
+		}
+		known = append(known, cp)
+	}
+	if len(known) == 0 {
+		return
+	}
+	parts = known
 	setAll := func(code int16) {
 		for _, p := range parts {
 			*p.code = code
@@ -86,12 +112,7 @@ func (c *coordinator) commit(ctx context.Context, groupID, memberID string, inst
 	var recs []shardstore.Record
 	var ok []commitPart
 	for _, cp := range parts {
-		info, found := c.b.node.Topic(cp.topic)
-		switch {
-		case !found || cp.partition < 0 || int(cp.partition) >= len(info.Partitions):
-			*cp.code = kerr.UnknownTopicOrPartition.Code
-			continue
-		case cp.offset.Metadata != nil && len(*cp.offset.Metadata) > maxOffsetMetadataBytes:
+		if cp.offset.Metadata != nil && len(*cp.offset.Metadata) > maxOffsetMetadataBytes {
 			*cp.code = kerr.OffsetMetadataTooLarge.Code
 			continue
 		}

@@ -357,3 +357,95 @@ func TestGroupEmptyIDHandledAsKafka(t *testing.T) {
 		t.Fatalf("offsets of the deleted empty group: %+v", got)
 	}
 }
+
+// TestGroupCommitErrorsInKafkasOrder pins issue 9: OffsetCommit checked the
+// group before the partitions, so a partition of an unknown topic was answered
+// with the group's error (ILLEGAL_GENERATION, say) instead of
+// UNKNOWN_TOPIC_OR_PARTITION, and an unknown group.instance.id was not
+// refused. Kafka's order: unknown topics and partitions first (KafkaApis,
+// before the coordinator); then ClassicGroup.validateOffsetCommit: Dead,
+// memberless commit to an Empty group, the member (instance, then member id),
+// the generation, and only then REBALANCE_IN_PROGRESS; metadata size last.
+func TestGroupCommitErrorsInKafkasOrder(t *testing.T) {
+	gb := newGroupBroker(t)
+	cl := gb.client(t)
+	createTopics(t, cl, 1, "known")
+	a := newRawMember(t, gb, "order")
+	a.joinFully()
+	a.sync(map[string][]byte{a.id: []byte("x")})
+
+	type part struct {
+		topic     string
+		partition int32
+		metadata  string
+	}
+	commit := func(group, member string, instance *string, generation int32, parts ...part) []int16 {
+		t.Helper()
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Group, req.MemberID, req.InstanceID, req.Generation = group, member, instance, generation
+		for _, p := range parts {
+			rt := kmsg.NewOffsetCommitRequestTopic()
+			rt.Topic = p.topic
+			rp := kmsg.NewOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset = p.partition, 1
+			rp.Metadata = kmsg.StringPtr(p.metadata)
+			rt.Partitions = []kmsg.OffsetCommitRequestTopicPartition{rp}
+			req.Topics = append(req.Topics, rt)
+		}
+		var codes []int16
+		for _, rt := range groupRequest[*kmsg.OffsetCommitResponse](t, cl, req).Topics {
+			for _, rp := range rt.Partitions {
+				codes = append(codes, rp.ErrorCode)
+			}
+		}
+		return codes
+	}
+	check := func(name string, got []int16, want ...*kerr.Error) {
+		t.Helper()
+		for i, w := range want {
+			code := int16(0)
+			if w != nil {
+				code = w.Code
+			}
+			if i >= len(got) || got[i] != code {
+				t.Errorf("%s: partition %d answered %v, want %v", name, i, kerr.ErrorForCode(got[min(i, len(got)-1)]), w)
+			}
+		}
+	}
+	known, unknownTopic, unknownPartition := part{"known", 0, ""}, part{"nosuch", 0, ""}, part{"known", 9, ""}
+	big := part{"known", 0, strings.Repeat("m", maxOffsetMetadataBytes+1)}
+	nobody := "nobody"
+
+	check("stale generation, unknown topic and partition",
+		commit("order", a.id, nil, a.generation+1, unknownTopic, known, unknownPartition),
+		kerr.UnknownTopicOrPartition, kerr.IllegalGeneration, kerr.UnknownTopicOrPartition)
+	check("unknown group, only unknown partitions", commit("no-such-group", "m", nil, 5, unknownTopic),
+		kerr.UnknownTopicOrPartition)
+	check("unknown instance id of a known member", commit("order", a.id, &nobody, a.generation, known),
+		kerr.UnknownMemberID)
+	check("stale generation before metadata size", commit("order", a.id, nil, a.generation+1, big),
+		kerr.IllegalGeneration)
+	check("metadata too large", commit("order", a.id, nil, a.generation, big), kerr.OffsetMetadataTooLarge)
+
+	// A second member joins: PreparingRebalance accepts the current
+	// generation (onPartitionsRevoked commits); CompletingRebalance answers
+	// ILLEGAL_GENERATION for the old generation before REBALANCE_IN_PROGRESS.
+	b := newRawMember(t, gb, "order")
+	if r := b.join(); r.ErrorCode != kerr.MemberIDRequired.Code {
+		t.Fatalf("b: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	bj := b.joinAsync()
+	waitUntil(t, 10*time.Second, "a told to rejoin", func() error {
+		if code := a.heartbeat(); code != kerr.RebalanceInProgress.Code {
+			return fmt.Errorf("heartbeat %v", kerr.ErrorForCode(code))
+		}
+		return nil
+	})
+	check("preparing rebalance, current generation", commit("order", a.id, nil, a.generation, known), nil)
+	old := a.generation
+	a.joinFully()
+	b.take(<-bj)
+	check("completing rebalance, old generation", commit("order", a.id, nil, old, known), kerr.IllegalGeneration)
+	check("completing rebalance, new generation", commit("order", a.id, nil, a.generation, known), kerr.RebalanceInProgress)
+	check("completing rebalance, memberless", commit("order", "", nil, -1, known), kerr.UnknownMemberID)
+}
