@@ -6,7 +6,9 @@ package broker
 //   - Each committed offset is a record in __consumer_offsets (key group +
 //     topic + partition) written through Raft before the answer, so it
 //     survives a restart; commit metadata is stored and returned by
-//     OffsetFetch. All partitions of a request go in one Raft entry.
+//     OffsetFetch. All partitions of a request go in one Raft entry, written
+//     in the group's write turn with no lock held (group_writes.go): a slow
+//     write holds up that group's next writes, never other groups.
 //   - Memberless commits (generation -1, empty member id, as Flink's
 //     KafkaSource sends them) are accepted while the group has no members;
 //     the group is created if needed.

@@ -132,18 +132,22 @@ func (c *coordinator) join(ctx context.Context, rc *requestContext, req *kmsg.Jo
 	g.mu.Lock()
 	var res joinResult
 	var ch chan joinResult
+	var replaced *staticReplacement
 	switch {
 	case g.state == stateDead:
 		res = fail(kerr.CoordinatorNotAvailable.Code)
 	case !g.supportsProtocols(req.ProtocolType, protocols):
 		res = fail(kerr.InconsistentGroupProtocol.Code)
 	case req.MemberID == "":
-		res, ch = c.joinNew(g, jr, time.Now())
+		res, ch, replaced = c.joinNew(g, jr, time.Now())
 	default:
 		res, ch = c.joinKnown(g, jr, time.Now())
 	}
 	g.mu.Unlock()
 	c.wake()
+	if replaced != nil {
+		res = c.persistReplacement(ctx, g, replaced, res)
+	}
 	return awaitResult(ctx, c.b.closing, res, ch, fail(kerr.NotCoordinator.Code))
 }
 
@@ -162,8 +166,10 @@ func (jr joinRequest) fail(code int16) joinResult {
 	return joinResult{code: code, memberID: jr.memberID, generation: -1}
 }
 
-// joinNew handles a JoinGroup without a member id. Caller holds g.mu.
-func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+// joinNew handles a JoinGroup without a member id. Caller holds g.mu. A
+// static member replaced without a rebalance comes back with its
+// replacement, which the caller persists once it let go of g.mu.
+func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResult, chan joinResult, *staticReplacement) {
 	newID := newMemberID(jr.clientID)
 	if jr.instance != nil {
 		if oldID, ok := g.static[*jr.instance]; ok {
@@ -171,16 +177,55 @@ func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResu
 				return c.replaceStatic(g, m, newID, jr, now)
 			}
 		}
-		return c.addAndJoin(g, newID, jr, now)
+		res, ch := c.addAndJoin(g, newID, jr, now)
+		return res, ch, nil
 	}
 	if jr.version >= 4 {
 		if int32(len(g.members)+len(g.pending)) >= c.cfg.MaxSize {
-			return jr.fail(kerr.GroupMaxSizeReached.Code), nil
+			return jr.fail(kerr.GroupMaxSizeReached.Code), nil, nil
 		}
 		g.pending[newID] = now.Add(jr.session)
-		return joinResult{code: kerr.MemberIDRequired.Code, memberID: newID, generation: -1}, nil
+		return joinResult{code: kerr.MemberIDRequired.Code, memberID: newID, generation: -1}, nil, nil
 	}
-	return c.addAndJoin(g, newID, jr, now)
+	res, ch := c.addAndJoin(g, newID, jr, now)
+	return res, ch, nil
+}
+
+// staticReplacement is what undoing a static member's replacement needs.
+type staticReplacement struct {
+	instance, oldID, newID string
+	leaderBefore           string
+	protocols              []protocol
+	session, rebalance     time.Duration
+}
+
+// persistReplacement writes the group's metadata record after a static
+// member's replacement without a rebalance, and answers res once it is
+// written. If the write fails the replacement is undone, as Kafka does: the
+// old member id is back and the request gets the write's error (no member id,
+// the leader as before).
+func (c *coordinator) persistReplacement(ctx context.Context, g *group, r *staticReplacement, res joinResult) joinResult {
+	err := c.persistNow(ctx, g)
+	if err == nil {
+		return res
+	}
+	code := c.writeErrorCode(err, "join group", g.name)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m := g.members[r.newID]; m != nil && g.static[r.instance] == r.newID {
+		delete(g.members, r.newID)
+		m.id = r.oldID
+		m.protocols, m.sessionTimeout, m.rebalanceTimeout = r.protocols, r.session, r.rebalance
+		g.members[r.oldID] = m
+		g.static[r.instance] = r.oldID
+		if g.leader == r.newID {
+			g.leader = r.oldID
+		}
+	}
+	c.log.Warn("static member replacement not written, undone", logKeyGroup, g.name, logKeyMember, r.oldID,
+		"new_member", r.newID, logKeyError, err)
+	return joinResult{code: code, generation: g.generation, protocolType: g.protocolType, protocol: g.protocol,
+		leader: r.leaderBefore}
 }
 
 // replaceStatic gives a static member's instance a new member id (KIP-345),
@@ -191,10 +236,13 @@ func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResu
 // answer names the leader as it was before the replacement below v9 (so a
 // restarted static leader is told the old leader id, syncs as a follower and
 // gets its old assignment), or from v9 the leader now, with the member list
-// and SkipAssignment for the leader (KIP-814).
-func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+// and SkipAssignment for the leader (KIP-814); that answer waits until the
+// new member id is written (persistReplacement).
+func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRequest, now time.Time) (joinResult, chan joinResult, *staticReplacement) {
 	oldID := m.id
 	leaderBefore := g.leader
+	undo := &staticReplacement{instance: *jr.instance, oldID: oldID, newID: newID, leaderBefore: leaderBefore,
+		protocols: m.protocols, session: m.sessionTimeout, rebalance: m.rebalanceTimeout}
 	m.answerJoin(joinResult{code: kerr.FencedInstanceID.Code, memberID: oldID, generation: -1})
 	m.answerSync(syncResult{code: kerr.FencedInstanceID.Code})
 	delete(g.members, oldID)
@@ -214,7 +262,6 @@ func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRe
 	switch g.state {
 	case stateStable:
 		if g.protocol != nil && g.selectProtocol() == *g.protocol {
-			c.persistGroup(g)
 			res := joinResult{memberID: newID, generation: g.generation, protocolType: g.protocolType,
 				protocol: g.protocol, leader: leaderBefore}
 			if jr.version >= 9 {
@@ -224,14 +271,15 @@ func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRe
 					res.members = g.responseMembers()
 				}
 			}
-			return res, nil
+			return res, nil, undo // answered once the new id is written
 		}
 		g.prepareRebalance(now, 0)
 	case stateCompletingRebalance:
 		// The leader may already be assigning to the old id: rebalance.
 		g.prepareRebalance(now, 0)
 	}
-	return c.awaitJoin(g, m, jr.version, now)
+	res, ch := c.awaitJoin(g, m, jr.version, now)
+	return res, ch, nil
 }
 
 // addAndJoin adds a member and waits at the barrier.

@@ -28,9 +28,11 @@ func testGroupConfig() GroupConfig {
 
 // groupBroker is a broker over a data directory that can be restarted.
 type groupBroker struct {
-	t       testing.TB
-	dir     string
-	cfg     GroupConfig
+	t   testing.TB
+	dir string
+	cfg GroupConfig
+	// hooks, when set, are the coordinator's test hooks from the next start.
+	hooks   *coordinatorHooks
 	Addr    string
 	Broker  *Broker
 	Node    *raftfsm.Node
@@ -70,6 +72,7 @@ func (gb *groupBroker) start() {
 	bcfg.TopicDefaults = defaults
 	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 	bcfg.Groups = gb.cfg
+	bcfg.hooks = gb.hooks
 	b, addr, reg, closeBroker := serveBroker(t, bcfg)
 	started = true
 	gb.Addr, gb.Broker, gb.Node, gb.Store, gb.Metrics = addr, b, node, store, reg

@@ -99,16 +99,23 @@ func (c *coordinator) commit(ctx context.Context, groupID, memberID string, inst
 		setAll(kerr.IllegalGeneration.Code)
 		return
 	}
+	// Decide in the group's write turn, write with no lock held, apply after.
+	if err := g.acquire(ctx); err != nil {
+		setAll(c.writeErrorCode(err, "offset commit", groupID))
+		return
+	}
+	defer g.release()
 	now := time.Now()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if code := g.commitCheck(memberID, instance, generation); code != 0 {
+		g.mu.Unlock()
 		setAll(code)
 		return
 	}
 	if m, ok := g.members[memberID]; ok {
 		m.deadline = now.Add(m.sessionTimeout)
 	}
+	g.mu.Unlock()
 	var recs []shardstore.Record
 	var ok []commitPart
 	for _, cp := range parts {
@@ -123,18 +130,24 @@ func (c *coordinator) commit(ctx context.Context, groupID, memberID string, inst
 	if len(recs) == 0 {
 		return
 	}
-	if err := c.write(ctx, p, recs); err != nil {
-		code := c.b.codeFor(err, "offset commit", logKeyGroup, groupID)
-		if code == kerr.NotLeaderForPartition.Code || code == kerr.LeaderNotAvailable.Code {
-			code = kerr.NotCoordinator.Code
-		}
+	if err := c.write(ctx, g, recs); err != nil {
+		code := c.writeErrorCode(err, "offset commit", groupID)
 		for _, cp := range ok {
 			*cp.code = code
 		}
 		return
 	}
+	g.mu.Lock()
+	// Nothing else wrote for the group meanwhile (the turn). A group that
+	// went Dead was replaced by a reload of its partition (a new Raft term):
+	// the replacement has what that read of the log found.
+	if g.state != stateDead {
+		for _, cp := range ok {
+			g.offsets[topicPartition{cp.topic, cp.partition}] = cp.offset
+		}
+	}
+	g.mu.Unlock()
 	for _, cp := range ok {
-		g.offsets[topicPartition{cp.topic, cp.partition}] = cp.offset
 		*cp.code = 0
 	}
 	c.b.groupMetrics.commits.Add(float64(len(ok)))

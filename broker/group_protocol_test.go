@@ -50,11 +50,11 @@ func (m *rawMember) joinReq(version int16) *kmsg.JoinGroupRequest {
 
 // pinnedClient is a client that sends key at version at most (kgo otherwise
 // picks the highest version both sides support, whatever a request says).
-func pinnedClient(t testing.TB, addr string, key kmsg.Key, version int16) *kgo.Client {
+func pinnedClient(t testing.TB, addr string, key kmsg.Key, version int16, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
 	versions := kversion.Stable()
 	versions.SetMaxKeyVersion(key.Int16(), version)
-	return newClient(t, addr, kgo.MaxVersions(versions))
+	return newClient(t, addr, append([]kgo.Opt{kgo.MaxVersions(versions)}, opts...)...)
 }
 
 // join sends one JoinGroup (v9) and records the member id and generation.
