@@ -60,12 +60,15 @@ func setupScrapeBench(b *testing.B) *groupBroker {
 
 // BenchmarkGroupScrape measures one /metrics scrape (a Gather of the
 // broker's registry) and one Broker.Groups call (what /v1/status and the
-// status page read) with 1,000 groups x 100 partitions.
+// status page read) with 1,000 groups x 100 partitions, and one background
+// refresh of the live backlog figures they read (group_backlog.go).
 //
 //	go test -run '^$' -bench BenchmarkGroupScrape -benchtime 5x ./broker/
 func BenchmarkGroupScrape(b *testing.B) {
 	gb := setupScrapeBench(b)
-	warmScrapeBench(b, gb)
+	// The first call starts the first refresh; scrapes read its figures.
+	gb.Broker.Groups()
+	gb.Broker.groups.backlog.wait()
 	b.Run("metrics", func(b *testing.B) {
 		for b.Loop() {
 			if _, err := gb.Metrics.Gather(); err != nil {
@@ -80,7 +83,9 @@ func BenchmarkGroupScrape(b *testing.B) {
 			}
 		}
 	})
+	b.Run("refresh", func(b *testing.B) {
+		for b.Loop() {
+			gb.Broker.groups.backlog.refresh()
+		}
+	})
 }
-
-// warmScrapeBench is a hook for caches a scrape reads; nothing to warm yet.
-func warmScrapeBench(b *testing.B, gb *groupBroker) {}

@@ -80,6 +80,10 @@ type GroupConfig struct {
 	// MaxLagSeries caps the per-group, per-partition series the lag
 	// collector exports in one scrape (group names are chosen by users).
 	MaxLagSeries int
+	// BacklogRefreshInterval is the most often the live backlog of every
+	// group partition is counted again for the metrics and the status page
+	// (in the background, when they ask; group_backlog.go).
+	BacklogRefreshInterval time.Duration
 }
 
 // DefaultGroupConfig returns Kafka's defaults.
@@ -93,6 +97,7 @@ func DefaultGroupConfig() GroupConfig {
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
 		OffsetsTopicPartitions:        50,
 		MaxLagSeries:                  10000,
+		BacklogRefreshInterval:        10 * time.Second,
 	}
 }
 
@@ -117,6 +122,8 @@ func (c GroupConfig) Validate() error {
 		return fmt.Errorf("broker: Groups.OffsetsTopicPartitions %d is not between 1 and 1000", c.OffsetsTopicPartitions)
 	case c.MaxLagSeries < 0:
 		return fmt.Errorf("broker: Groups.MaxLagSeries %d is negative", c.MaxLagSeries)
+	case c.BacklogRefreshInterval <= 0:
+		return fmt.Errorf("broker: Groups.BacklogRefreshInterval %s is not positive", c.BacklogRefreshInterval)
 	}
 	return nil
 }
@@ -148,6 +155,8 @@ type coordinator struct {
 	log *slog.Logger
 
 	hooks coordinatorHooks
+	// backlog caches the groups' live backlog (group_backlog.go).
+	backlog *backlogCache
 
 	mu     sync.Mutex
 	groups map[string]*group
@@ -193,6 +202,7 @@ func newCoordinator(b *Broker, cfg GroupConfig) *coordinator {
 	if b.cfg.hooks != nil {
 		c.hooks = *b.cfg.hooks
 	}
+	c.backlog = newBacklogCache(c, cfg.BacklogRefreshInterval)
 	c.goFunc(c.run)
 	return c
 }

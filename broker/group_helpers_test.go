@@ -23,6 +23,7 @@ func testGroupConfig() GroupConfig {
 	c.MinSessionTimeout = 100 * time.Millisecond
 	c.InitialRebalanceDelay = 0
 	c.OffsetsTopicPartitions = 4
+	c.BacklogRefreshInterval = 20 * time.Millisecond
 	return c
 }
 

@@ -230,20 +230,39 @@ func TestGroupBacklogMetricsAndSummary(t *testing.T) {
 		}
 	}
 	flinkCommit(t, cl, "reader", "kv", map[int32]int64{0: 1}, "")
-	sum := gb.Broker.Groups()
-	if len(sum) != 1 || len(sum[0].Partitions) != 1 {
-		t.Fatalf("summary %+v", sum)
-	}
-	p := sum[0].Partitions[0]
-	if p.Committed != 1 || p.HighWatermark != 6 || p.Lag != 5 || p.LiveBacklog != 3 {
-		t.Fatalf("partition summary %+v, want committed 1, hwm 6, lag 5, live backlog 3", p)
-	}
+	// The live backlog comes from a background refresh the first call starts.
+	waitUntil(t, 10*time.Second, "backlog summary", func() error {
+		sum := gb.Broker.Groups()
+		if len(sum) != 1 || len(sum[0].Partitions) != 1 {
+			return fmt.Errorf("summary %+v", sum)
+		}
+		p := sum[0].Partitions[0]
+		if p.Committed != 1 || p.HighWatermark != 6 || p.Lag != 5 || p.LiveBacklog != 3 {
+			return fmt.Errorf("partition summary %+v, want committed 1, hwm 6, lag 5, live backlog 3", p)
+		}
+		return nil
+	})
 	got := gaugeValues(t, gb.Metrics)
 	if got[`shardcache_group_backlog_records{group="reader",topic="kv",partition="0"}`] != 3 ||
 		got[`shardcache_group_lag_offsets{group="reader",topic="kv",partition="0"}`] != 5 {
 		t.Fatalf("metrics %v", got)
 	}
 	metricstest.Lint(t, gb.Metrics)
+
+	// k0 again and a new k3 (offsets 6, 7): live records 4, 5, 6 and 7. A
+	// later refresh sees them.
+	for _, k := range []string{"k0", "k3"} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "kv", Key: []byte(k), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 10*time.Second, "backlog after more writes", func() error {
+		p := gb.Broker.Groups()[0].Partitions[0]
+		if p.HighWatermark != 8 || p.Lag != 7 || p.LiveBacklog != 4 {
+			return fmt.Errorf("partition summary %+v, want hwm 8, lag 7, live backlog 4", p)
+		}
+		return nil
+	})
 }
 
 // gaugeValues gathers every gauge as name{label="value",...} -> value, labels
