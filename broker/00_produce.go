@@ -25,7 +25,8 @@ package broker
 //     (REQUEST_TIMED_OUT).
 //   - acks=0 is processed the same way but answered with nothing (the handler
 //     returns nil), so the next request on the connection is still answered in
-//     order.
+//     order. If any partition fails, the connection is closed instead (the
+//     handler returns an error), as Kafka does, so the client learns.
 //   - Unknown topics are created with Config.DefaultPartitions when
 //     Config.AutoCreateTopics is set, otherwise UNKNOWN_TOPIC_OR_PARTITION.
 //   - Keyless records on a compacted topic: INVALID_RECORD with the message
@@ -50,6 +51,7 @@ package broker
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -149,9 +151,28 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	proposals.Wait()
 
 	if req.Acks == 0 {
+		// Nothing goes back for acks=0, so a failure would go unnoticed: close
+		// the connection, as Kafka does, and the client sees a disconnect and
+		// refreshes its metadata.
+		if failed := failedPartitions(resp); failed > 0 {
+			return nil, fmt.Errorf("acks=0 produce failed in %d partitions: closing the connection so the client learns", failed)
+		}
 		return nil, nil
 	}
 	return resp, nil
+}
+
+// failedPartitions counts the partitions of a produce answer with an error.
+func failedPartitions(resp *kmsg.ProduceResponse) int {
+	n := 0
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			if resp.Topics[i].Partitions[j].ErrorCode != 0 {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // proposePart proposes one partition's batch and fills its response; hintMu

@@ -13,15 +13,21 @@ package broker
 //     batch covering the gap, so the consumer's position reaches the high
 //     watermark (docs/ARCHITECTURE.md rule 3). An empty answer is zero bytes, never null.
 //   - Byte limits: PartitionMaxBytes per partition and MaxBytes per response,
-//     lowered to what the broker's memory budget has room for
-//     (fetch_memory.go); the first record of the first partition with data is
-//     returned whatever its size (KIP-74). A partition reached after MaxBytes
-//     is used up answers no records (not a gap batch).
+//     lowered to what the broker's memory budget has room for (fetch_memory.go),
+//     counted in encoded batch bytes (headers and record framing included); the
+//     first record of the first partition with data is returned whatever its
+//     size (KIP-74), nothing else exceeds either limit. A later partition whose
+//     first record (or gap batch) does not fit in what is left answers no
+//     records.
 //   - Long poll: below MinBytes the handler waits on the shards' Store.Wait
 //     channels until data arrives, MaxWaitMillis passes, or the connection or
 //     broker closes, then reads again.
 //   - CurrentLeaderEpoch (v9+, -1 skips the check): newer than the group's Raft
 //     term -> UNKNOWN_LEADER_EPOCH, older -> FENCED_LEADER_EPOCH.
+//   - Every batch's partition leader epoch is the partition's Raft group term
+//     when the fetch is answered (raftfsm.Node.LeaderEpoch, what Metadata and
+//     ListOffsets report), not the term the records were written in: the
+//     store does not keep per-record terms.
 //   - No transactions yet: LastStableOffset = HighWatermark, AbortedTransactions
 //     empty (an empty array, not null, for read_committed).
 //
@@ -274,15 +280,33 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	for len(recs) > 0 && recs[len(recs)-1].Offset >= st.HighWatermark {
 		recs = recs[:len(recs)-1]
 	}
+	// The batches carry the group's term as their partition leader epoch: the
+	// epoch Metadata reports now. Offsets do not record the term they were
+	// written in, so a batch written under an older leader says the current one.
+	epoch := b.node.LeaderEpoch(t.group)
 	if len(recs) == 0 {
-		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), from, st.HighWatermark)
+		if !first && limit < batchHeaderSize {
+			return 0, 0, nil
+		}
+		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, st.HighWatermark)
 		return len(sp.RecordBatches), 0, nil
 	}
+	// The limit counts the batches on the wire; Read counted stored bytes.
+	// Only the first record of the first non-empty partition may exceed it
+	// (KIP-74).
+	n := fitBatches(recs, limit)
+	if n == 0 {
+		if !first {
+			return 0, 0, nil
+		}
+		n = 1
+	}
+	recs = recs[:n]
 	size := batchHeaderSize
 	for i := range recs {
 		size += encodedRecordSize(&recs[i])
 	}
-	sp.RecordBatches = appendBatch(make([]byte, 0, size), recs)
+	sp.RecordBatches = appendBatch(make([]byte, 0, size), epoch, recs)
 	return len(sp.RecordBatches), len(recs), nil
 }
 

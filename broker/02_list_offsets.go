@@ -8,8 +8,9 @@ package broker
 //     levels (read_committed would stop at the last stable offset, which is the
 //     high watermark until transactions exist). Both answer Timestamp -1.
 //   - Timestamp -3 (max timestamp, v7, KIP-734): the offset and timestamp of the
-//     record with the largest timestamp ever appended (State.MaxTimestampOffset),
-//     -1/-1 for an empty shard.
+//     readable record with the largest timestamp, the first of equals
+//     (Store.MaxTimestamp), as Kafka answers from the batches its log still
+//     holds; never an offset compaction took. -1/-1 when nothing is readable.
 //   - A timestamp >= 0: the first readable offset whose timestamp is >= it
 //     (Store.OffsetForTime, which skips compacted gaps); none -> offset -1,
 //     timestamp -1.
@@ -111,7 +112,13 @@ func (b *Broker) listOffset(rc *requestContext, p raftfsm.PartitionInfo, rp *kms
 	case ts == listOffsetsLatest:
 		sp.Offset = st.HighWatermark
 	case ts == listOffsetsMaxTimestamp && rc.version >= 7:
-		sp.Offset, sp.Timestamp = st.MaxTimestampOffset, st.MaxTimestamp
+		off, at, found, err := b.store.MaxTimestamp(p.Shard)
+		if err != nil {
+			return err
+		}
+		if found {
+			sp.Offset, sp.Timestamp = off, at
+		}
 	case ts >= 0:
 		off, at, found, err := b.store.OffsetForTime(p.Shard, ts)
 		if err != nil {

@@ -6,18 +6,25 @@ package broker
 //   - Each committed offset is a record in __consumer_offsets (key group +
 //     topic + partition) written through Raft before the answer, so it
 //     survives a restart; commit metadata is stored and returned by
-//     OffsetFetch. All partitions of a request go in one Raft entry.
+//     OffsetFetch. All partitions of a request go in one Raft entry, written
+//     in the group's write turn with no lock held (group_writes.go): a slow
+//     write holds up that group's next writes, never other groups.
 //   - Memberless commits (generation -1, empty member id, as Flink's
 //     KafkaSource sends them) are accepted while the group has no members;
 //     the group is created if needed.
-//   - Group members: UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID
-//     (v7 InstanceID), REBALANCE_IN_PROGRESS while the group completes a
+//   - Errors in Kafka's order. First, per partition, UNKNOWN_TOPIC_OR_PARTITION
+//     for a topic or partition that does not exist (answered before the group
+//     is looked at; a request with nothing else is answered there). Then for
+//     the rest, as ClassicGroup.validateOffsetCommit: COORDINATOR_NOT_AVAILABLE
+//     (group being removed); memberless commits accepted while Empty;
+//     FENCED_INSTANCE_ID / UNKNOWN_MEMBER_ID (v7 InstanceID, then member id);
+//     ILLEGAL_GENERATION; REBALANCE_IN_PROGRESS while the group completes a
 //     rebalance (commits during PreparingRebalance are allowed, for
-//     onPartitionsRevoked). A commit refreshes the member's session.
-//   - Per partition: UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that
-//     does not exist; OFFSET_METADATA_TOO_LARGE above 4096 bytes.
-//   - INVALID_GROUP_ID for an empty group id; NOT_COORDINATOR and
-//     COORDINATOR_LOAD_IN_PROGRESS from routing.
+//     onPartitionsRevoked). Last, per partition, OFFSET_METADATA_TOO_LARGE
+//     above 4096 bytes. A commit refreshes the member's session.
+//   - The empty group id is a group like any other, as in Kafka (kept for
+//     backwards compatibility); INVALID_GROUP_ID only for an id too long to
+//     store. NOT_COORDINATOR and COORDINATOR_LOAD_IN_PROGRESS from routing.
 //
 // Not implemented: v0-1 (below the Java 4.x floor, KIP-896) and v9+ (KIP-848
 // member epochs, topic ids).

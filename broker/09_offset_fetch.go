@@ -14,9 +14,10 @@ package broker
 //   - v8 asks for several groups at once; each group gets its own error code.
 //   - RequireStable (v7+): there are no pending transactional offsets yet, so
 //     every offset is stable and the flag changes nothing.
+//   - The empty group id is a group like any other, as in Kafka.
 //   - Errors (v1: in every partition; v2-7: top level; v8: per group):
 //     NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
-//     INVALID_GROUP_ID for an empty group id.
+//     INVALID_GROUP_ID for an id too long to store.
 //
 // Not implemented: v0 (ZooKeeper offsets) and v9+ (KIP-848 member epochs,
 // topic ids).

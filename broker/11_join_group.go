@@ -21,9 +21,13 @@ package broker
 //     most members list first.
 //   - Static members (group.instance.id, KIP-345): a known instance joining
 //     without a member id replaces its old member id (the old id is fenced:
-//     FENCED_INSTANCE_ID); in a Stable group with unchanged protocols no
-//     rebalance happens and it gets the current generation (v9+: the leader
-//     gets SkipAssignment and the members, KIP-814). A member id that does not
+//     FENCED_INSTANCE_ID) and takes the request's protocols. In a Stable group
+//     whose selected protocol stays the same no rebalance happens and it gets
+//     the current generation, as in Kafka: below v9 the answer's leader is the
+//     leader id before the replacement, so a restarted static leader (librdkafka
+//     joins with v5) is told the old id and syncs as a follower, never as the
+//     leader of zero members; v9+ names the leader now, and the leader gets
+//     SkipAssignment and the members (KIP-814). A member id that does not
 //     match its instance's is FENCED_INSTANCE_ID.
 //   - A known member rejoining a Stable group with the same protocols, not the
 //     leader, gets the current generation without a rebalance; the leader or
@@ -73,7 +77,10 @@ func (b *Broker) handleJoinGroup(ctx context.Context, rc *requestContext, kreq k
 	return resp, nil
 }
 
-// validGroupID: the group APIs need a non-empty id that fits the record keys.
+// validGroupID: the membership APIs (JoinGroup, SyncGroup, Heartbeat,
+// LeaveGroup) and OffsetDelete need a non-empty id that fits the record keys.
+// OffsetCommit, OffsetFetch, DescribeGroups and DeleteGroups accept the empty
+// id, as Kafka does for backwards compatibility; they only check the length.
 func validGroupID(id string) bool { return id != "" && len(id) <= maxGroupIDBytes }
 
 // join runs one JoinGroup and waits at the barrier when the request must.
@@ -125,18 +132,22 @@ func (c *coordinator) join(ctx context.Context, rc *requestContext, req *kmsg.Jo
 	g.mu.Lock()
 	var res joinResult
 	var ch chan joinResult
+	var replaced *staticReplacement
 	switch {
 	case g.state == stateDead:
 		res = fail(kerr.CoordinatorNotAvailable.Code)
 	case !g.supportsProtocols(req.ProtocolType, protocols):
 		res = fail(kerr.InconsistentGroupProtocol.Code)
 	case req.MemberID == "":
-		res, ch = c.joinNew(g, jr, time.Now())
+		res, ch, replaced = c.joinNew(g, jr, time.Now())
 	default:
 		res, ch = c.joinKnown(g, jr, time.Now())
 	}
 	g.mu.Unlock()
 	c.wake()
+	if replaced != nil {
+		res = c.persistReplacement(ctx, g, replaced, res)
+	}
 	return awaitResult(ctx, c.b.closing, res, ch, fail(kerr.NotCoordinator.Code))
 }
 
@@ -155,8 +166,10 @@ func (jr joinRequest) fail(code int16) joinResult {
 	return joinResult{code: code, memberID: jr.memberID, generation: -1}
 }
 
-// joinNew handles a JoinGroup without a member id. Caller holds g.mu.
-func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+// joinNew handles a JoinGroup without a member id. Caller holds g.mu. A
+// static member replaced without a rebalance comes back with its
+// replacement, which the caller persists once it let go of g.mu.
+func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResult, chan joinResult, *staticReplacement) {
 	newID := newMemberID(jr.clientID)
 	if jr.instance != nil {
 		if oldID, ok := g.static[*jr.instance]; ok {
@@ -164,21 +177,72 @@ func (c *coordinator) joinNew(g *group, jr joinRequest, now time.Time) (joinResu
 				return c.replaceStatic(g, m, newID, jr, now)
 			}
 		}
-		return c.addAndJoin(g, newID, jr, now)
+		res, ch := c.addAndJoin(g, newID, jr, now)
+		return res, ch, nil
 	}
 	if jr.version >= 4 {
 		if int32(len(g.members)+len(g.pending)) >= c.cfg.MaxSize {
-			return jr.fail(kerr.GroupMaxSizeReached.Code), nil
+			return jr.fail(kerr.GroupMaxSizeReached.Code), nil, nil
 		}
 		g.pending[newID] = now.Add(jr.session)
-		return joinResult{code: kerr.MemberIDRequired.Code, memberID: newID, generation: -1}, nil
+		return joinResult{code: kerr.MemberIDRequired.Code, memberID: newID, generation: -1}, nil, nil
 	}
-	return c.addAndJoin(g, newID, jr, now)
+	res, ch := c.addAndJoin(g, newID, jr, now)
+	return res, ch, nil
 }
 
-// replaceStatic gives a static member's instance a new member id (KIP-345).
-func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRequest, now time.Time) (joinResult, chan joinResult) {
+// staticReplacement is what undoing a static member's replacement needs.
+type staticReplacement struct {
+	instance, oldID, newID string
+	leaderBefore           string
+	protocols              []protocol
+	session, rebalance     time.Duration
+}
+
+// persistReplacement writes the group's metadata record after a static
+// member's replacement without a rebalance, and answers res once it is
+// written. If the write fails the replacement is undone, as Kafka does: the
+// old member id is back and the request gets the write's error (no member id,
+// the leader as before).
+func (c *coordinator) persistReplacement(ctx context.Context, g *group, r *staticReplacement, res joinResult) joinResult {
+	err := c.persistNow(ctx, g)
+	if err == nil {
+		return res
+	}
+	code := c.writeErrorCode(err, "join group", g.name)
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if m := g.members[r.newID]; m != nil && g.static[r.instance] == r.newID {
+		delete(g.members, r.newID)
+		m.id = r.oldID
+		m.protocols, m.sessionTimeout, m.rebalanceTimeout = r.protocols, r.session, r.rebalance
+		g.members[r.oldID] = m
+		g.static[r.instance] = r.oldID
+		if g.leader == r.newID {
+			g.leader = r.oldID
+		}
+	}
+	c.log.Warn("static member replacement not written, undone", logKeyGroup, g.name, logKeyMember, r.oldID,
+		"new_member", r.newID, logKeyError, err)
+	return joinResult{code: code, generation: g.generation, protocolType: g.protocolType, protocol: g.protocol,
+		leader: r.leaderBefore}
+}
+
+// replaceStatic gives a static member's instance a new member id (KIP-345),
+// as Kafka's GroupMetadataManager replaces a static member: the old id is
+// fenced, the member keeps its assignment and takes the request's protocols
+// and timeouts. In a Stable group whose selected protocol would not change,
+// there is no rebalance: the member gets the current generation, and the
+// answer names the leader as it was before the replacement below v9 (so a
+// restarted static leader is told the old leader id, syncs as a follower and
+// gets its old assignment), or from v9 the leader now, with the member list
+// and SkipAssignment for the leader (KIP-814); that answer waits until the
+// new member id is written (persistReplacement).
+func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRequest, now time.Time) (joinResult, chan joinResult, *staticReplacement) {
 	oldID := m.id
+	leaderBefore := g.leader
+	undo := &staticReplacement{instance: *jr.instance, oldID: oldID, newID: newID, leaderBefore: leaderBefore,
+		protocols: m.protocols, session: m.sessionTimeout, rebalance: m.rebalanceTimeout}
 	m.answerJoin(joinResult{code: kerr.FencedInstanceID.Code, memberID: oldID, generation: -1})
 	m.answerSync(syncResult{code: kerr.FencedInstanceID.Code})
 	delete(g.members, oldID)
@@ -193,28 +257,29 @@ func (c *coordinator) replaceStatic(g *group, m *member, newID string, jr joinRe
 		g.pendingSync[newID] = true
 	}
 	c.updateMember(m, jr, now)
+	m.protocols = jr.protocols
 	c.log.Info("static member replaced", logKeyGroup, g.name, logKeyMember, newID, "old_member", oldID)
 	switch g.state {
 	case stateStable:
-		if m.sameProtocols(jr.protocols) {
-			c.persistGroup(g)
+		if g.protocol != nil && g.selectProtocol() == *g.protocol {
 			res := joinResult{memberID: newID, generation: g.generation, protocolType: g.protocolType,
-				protocol: g.protocol, leader: g.leader}
-			if newID == g.leader && jr.version >= 9 {
-				res.skipAssignment = true
-				res.members = g.responseMembers()
+				protocol: g.protocol, leader: leaderBefore}
+			if jr.version >= 9 {
+				res.leader = g.leader
+				if newID == g.leader {
+					res.skipAssignment = true
+					res.members = g.responseMembers()
+				}
 			}
-			return res, nil
+			return res, nil, undo // answered once the new id is written
 		}
-		m.protocols = jr.protocols
 		g.prepareRebalance(now, 0)
 	case stateCompletingRebalance:
-		m.protocols = jr.protocols
+		// The leader may already be assigning to the old id: rebalance.
 		g.prepareRebalance(now, 0)
-	default:
-		m.protocols = jr.protocols
 	}
-	return c.awaitJoin(g, m, jr.version, now)
+	res, ch := c.awaitJoin(g, m, jr.version, now)
+	return res, ch, nil
 }
 
 // addAndJoin adds a member and waits at the barrier.
@@ -297,12 +362,18 @@ func (c *coordinator) joinKnown(g *group, jr joinRequest, now time.Time) (joinRe
 	return jr.fail(kerr.UnknownMemberID.Code), nil
 }
 
-// checkMember validates a member id (and instance id) against the group:
-// FENCED_INSTANCE_ID when the instance is now another member, else
-// UNKNOWN_MEMBER_ID when the member is not in the group. Caller holds g.mu.
+// checkMember validates a member id (and instance id) against the group, as
+// Kafka's ClassicGroup.validateMember: UNKNOWN_MEMBER_ID for an instance the
+// group does not know, FENCED_INSTANCE_ID when the instance is now another
+// member, else UNKNOWN_MEMBER_ID when the member is not in the group. Caller
+// holds g.mu.
 func (g *group) checkMember(id string, instance *string) int16 {
 	if instance != nil {
-		if cur, ok := g.static[*instance]; ok && cur != id {
+		cur, ok := g.static[*instance]
+		switch {
+		case !ok:
+			return kerr.UnknownMemberID.Code
+		case cur != id:
 			return kerr.FencedInstanceID.Code
 		}
 	}

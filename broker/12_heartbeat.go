@@ -8,10 +8,10 @@ package broker
 //     OffsetCommit is removed and the group rebalances).
 //   - Answers REBALANCE_IN_PROGRESS while the group waits at the join barrier,
 //     so members rejoin; NONE in CompletingRebalance and Stable.
-//   - Errors: INVALID_GROUP_ID, UNKNOWN_MEMBER_ID (no such group or member,
-//     or the group is Empty), FENCED_INSTANCE_ID, ILLEGAL_GENERATION,
-//     COORDINATOR_NOT_AVAILABLE (group being removed), NOT_COORDINATOR,
-//     COORDINATOR_LOAD_IN_PROGRESS.
+//   - Errors: INVALID_GROUP_ID (empty id), UNKNOWN_MEMBER_ID (no such group
+//     or member, or the group is Empty), FENCED_INSTANCE_ID,
+//     ILLEGAL_GENERATION, COORDINATOR_NOT_AVAILABLE (group being removed),
+//     NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS.
 //
 // Version notes: v1 ThrottleMillis; v3 InstanceID; v4+ flexible.
 

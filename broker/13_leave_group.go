@@ -10,9 +10,9 @@ package broker
 //     group.instance.id; each gets its own code: UNKNOWN_MEMBER_ID, or
 //     FENCED_INSTANCE_ID when the instance is now another member id. v0-2
 //     answer the single member's code at the top level.
-//   - Group-level errors (top level): INVALID_GROUP_ID, NOT_COORDINATOR,
-//     COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE; UNKNOWN_MEMBER_ID
-//     for an unknown group.
+//   - Group-level errors (top level): INVALID_GROUP_ID (empty id),
+//     NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE;
+//     UNKNOWN_MEMBER_ID for an unknown group.
 //
 // Version notes: v1 ThrottleMillis; v3 Members batch; v4+ flexible; v5 Reason
 // (logged at debug).

@@ -8,7 +8,8 @@ package broker
 //     cooperative, works). Members the leader leaves out get an empty
 //     assignment. Followers wait until the leader's SyncGroup arrives; the
 //     group is then Stable and its metadata (members, assignments) is written
-//     to __consumer_offsets so a restart keeps it.
+//     to __consumer_offsets so a restart keeps it; the leader is answered once
+//     that write is done (it runs outside the group's lock).
 //   - In a Stable group the member's current assignment is answered at once
 //     (a static member that rejoined without a rebalance gets its old one).
 //   - Errors: INVALID_GROUP_ID (empty id), UNKNOWN_MEMBER_ID (no such group or
@@ -65,14 +66,23 @@ func (c *coordinator) sync(ctx context.Context, req *kmsg.SyncGroupRequest) sync
 	}
 	now := time.Now()
 	g.mu.Lock()
-	res, ch := c.syncLocked(g, req, now)
+	res, ch, persist := c.syncLocked(g, req, now)
 	g.mu.Unlock()
 	c.wake()
+	if persist {
+		// The leader is answered once the assignment is written, outside the
+		// group's lock; a failure is logged and the next change writes it.
+		if err := c.persistNow(ctx, g); err != nil && ctx.Err() == nil {
+			c.log.Warn("write group metadata failed", logKeyGroup, g.name, logKeyError, err)
+		}
+	}
 	return awaitResult(ctx, c.b.closing, res, ch, fail(kerr.NotCoordinator.Code))
 }
 
-func (c *coordinator) syncLocked(g *group, req *kmsg.SyncGroupRequest, now time.Time) (syncResult, chan syncResult) {
-	fail := func(code int16) (syncResult, chan syncResult) { return syncResult{code: code}, nil }
+// syncLocked runs a SyncGroup under g.mu; persist asks the caller to write
+// the group's metadata record (the leader's assignment) once it let go of it.
+func (c *coordinator) syncLocked(g *group, req *kmsg.SyncGroupRequest, now time.Time) (_ syncResult, _ chan syncResult, persist bool) {
+	fail := func(code int16) (syncResult, chan syncResult, bool) { return syncResult{code: code}, nil, false }
 	if g.state == stateDead {
 		return fail(kerr.CoordinatorNotAvailable.Code)
 	}
@@ -92,7 +102,7 @@ func (c *coordinator) syncLocked(g *group, req *kmsg.SyncGroupRequest, now time.
 		return fail(kerr.RebalanceInProgress.Code)
 	case stateStable:
 		m.deadline = now.Add(m.sessionTimeout)
-		return syncResult{protocolType: g.protocolType, protocol: g.protocol, assignment: m.assignment}, nil
+		return syncResult{protocolType: g.protocolType, protocol: g.protocol, assignment: m.assignment}, nil, false
 	case stateCompletingRebalance:
 		m.deadline = now.Add(m.sessionTimeout)
 		m.answerSync(syncResult{code: kerr.RebalanceInProgress.Code})
@@ -107,10 +117,10 @@ func (c *coordinator) syncLocked(g *group, req *kmsg.SyncGroupRequest, now time.
 				}
 			}
 			g.completeSync(now, assignments)
-			c.persistGroup(g)
 			c.log.Info("group stable", logKeyGroup, g.name, "generation", g.generation, "members", len(g.members))
+			return syncResult{}, ch, true
 		}
-		return syncResult{}, ch
+		return syncResult{}, ch, false
 	}
 	return fail(kerr.UnknownMemberID.Code)
 }

@@ -8,7 +8,7 @@ package broker
 //     id, client id, client host). As in Kafka, a Stable group's members carry
 //     their subscription metadata and assignment; in other states both are
 //     empty (nothing settled to show). An unknown group answers state Dead
-//     with no error.
+//     with no error. The empty id is a group like any other, as in Kafka.
 //   - Errors per group: NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS,
 //     COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID (id too long).
 //   - kadm's Lag combines this with OffsetFetch and ListOffsets.

@@ -62,6 +62,6 @@ func (c *coordinator) loadAll(ctx context.Context) {
 		return
 	}
 	for _, p := range ti.Partitions {
-		_, _ = c.ensureLoaded(ti, p.Partition)
+		_, _ = c.ensureLoaded(ctx, ti, p.Partition)
 	}
 }

@@ -4,9 +4,10 @@ package broker
 //
 // Behavior (KIP-496):
 //   - Deletes committed offsets of a group with tombstones in
-//     __consumer_offsets, in one Raft entry.
-//   - Top level: GROUP_ID_NOT_FOUND for an unknown group, INVALID_GROUP_ID,
-//     NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
+//     __consumer_offsets, in one Raft entry, written in the group's write turn
+//     with no lock held (group_writes.go).
+//   - Top level: GROUP_ID_NOT_FOUND for an unknown group, INVALID_GROUP_ID
+//     (empty id), NOT_COORDINATOR / COORDINATOR_LOAD_IN_PROGRESS.
 //   - Per partition: GROUP_SUBSCRIBED_TO_TOPIC when the group has members of
 //     the consumer protocol subscribed to the topic;
 //     UNKNOWN_TOPIC_OR_PARTITION for a topic or partition that does not exist.
@@ -41,9 +42,14 @@ func (b *Broker) handleOffsetDelete(ctx context.Context, rc *requestContext, kre
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return resp, nil
 	}
+	if err := g.acquire(ctx); err != nil {
+		resp.ErrorCode = c.writeErrorCode(err, "offset delete", req.Group)
+		return resp, nil
+	}
+	defer g.release()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.state == stateDead {
+		g.mu.Unlock()
 		resp.ErrorCode = kerr.GroupIDNotFound.Code
 		return resp, nil
 	}
@@ -77,6 +83,7 @@ func (b *Broker) handleOffsetDelete(ctx context.Context, rc *requestContext, kre
 		}
 		resp.Topics = append(resp.Topics, st)
 	}
+	g.mu.Unlock()
 	for i := range resp.Topics {
 		for j := range resp.Topics[i].Partitions {
 			codes = append(codes, &resp.Topics[i].Partitions[j].ErrorCode)
@@ -85,8 +92,9 @@ func (b *Broker) handleOffsetDelete(ctx context.Context, rc *requestContext, kre
 	if len(recs) == 0 {
 		return resp, nil
 	}
-	if err := c.write(ctx, p, recs); err != nil {
-		code := b.codeFor(err, "offset delete", logKeyGroup, req.Group)
+	// Written in the group's turn, with no lock held (group_writes.go).
+	if err := c.write(ctx, g, recs); err != nil {
+		code := c.writeErrorCode(err, "offset delete", req.Group)
 		for _, cp := range codes {
 			if *cp == 0 {
 				*cp = code
@@ -94,9 +102,11 @@ func (b *Broker) handleOffsetDelete(ctx context.Context, rc *requestContext, kre
 		}
 		return resp, nil
 	}
+	g.mu.Lock()
 	for _, tp := range del {
 		delete(g.offsets, tp)
 	}
+	g.mu.Unlock()
 	return resp, nil
 }
 

@@ -69,6 +69,9 @@ type Config struct {
 	// Groups configures the consumer group coordinator; the zero value means
 	// DefaultGroupConfig().
 	Groups GroupConfig
+
+	// hooks lets this package's tests stall the coordinator's I/O.
+	hooks *coordinatorHooks
 }
 
 // Defaults used by DefaultConfig.

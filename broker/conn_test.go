@@ -328,6 +328,12 @@ func TestBrokerMetrics(t *testing.T) {
 	c := dialRaw(t, tb.Addr)
 	c.checkAPIVersions(1)
 	c.checkAPIVersions(2)
+	// A request is counted once its response is written, which the client
+	// may see first: wait for the count, with a deadline.
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(t, tb.Broker.metrics.requests.WithLabelValues("ApiVersions", "ok")) != 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
 	if n := metricValue(t, tb.Broker.metrics.requests.WithLabelValues("ApiVersions", "ok")); n != 2 {
 		t.Fatalf("ApiVersions ok = %v, want 2", n)
 	}

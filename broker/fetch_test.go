@@ -2,6 +2,8 @@ package broker
 
 import (
 	"fmt"
+	"math"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"testing"
@@ -10,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // fetchOne is a Fetch request for one partition.
@@ -346,4 +350,153 @@ func TestFetchThroughput(t *testing.T) {
 		t.Fatalf("read %d records, want %d", len(got), n)
 	}
 	t.Logf("consumed %d records in %v: %.0f records/s", n, el, float64(n)/el.Seconds())
+}
+
+// TestFetchBatchesCarryLeaderEpochNotZero pins issue 9: every fetched batch
+// said partition leader epoch 0 while Metadata and ListOffsets report the
+// Raft group's term, so a consumer's position (and the epoch it commits)
+// lagged the leader it talks to. Batches now carry the term in force when the
+// fetch is answered; gap batches too.
+func TestFetchBatchesCarryLeaderEpochNotZero(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "epochs", 1, nil)
+	cl := tb.client(t)
+	produceKeyed(t, cl, "epochs", [2]string{"a", "1"}, [2]string{"b", "1"})
+	produceKeyed(t, cl, "epochs", [2]string{"b", "2"})
+	ti, _ := tb.Node.Topic("epochs")
+	epoch := tb.Node.LeaderEpoch(ti.Partitions[0].Group)
+	if epoch < 1 {
+		t.Fatalf("leader epoch %d", epoch)
+	}
+	for _, r := range tb.readTopic(t, "epochs") {
+		if r.LeaderEpoch != epoch {
+			t.Fatalf("record %s at %d: leader epoch %d, want %d", r.Key, r.Offset, r.LeaderEpoch, epoch)
+		}
+	}
+	// Offset 1 was replaced: a fetch there starts at 2; nothing after 3 but
+	// the gap batch's range.
+	produceKeyed(t, cl, "epochs", [2]string{"a", "<tomb>"})
+	if err := tb.Node.ExpireTombstones(dataCtx(t), "epochs", 0, time.Now().Add(time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range []int64{1, 3} {
+		p := fetchPartitionResp(t, rawRequest[*kmsg.FetchResponse](t, cl, fetchOne(12, "epochs", 0, from)))
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(p.RecordBatches); err != nil {
+			t.Fatalf("fetch at %d: %v", from, err)
+		}
+		if rb.PartitionLeaderEpoch != epoch {
+			t.Fatalf("fetch at %d: batch at %d (%d records) has leader epoch %d, want %d",
+				from, rb.FirstOffset, rb.NumRecords, rb.PartitionLeaderEpoch, epoch)
+		}
+	}
+}
+
+// TestFetchByteLimitsBoundEncodedBatches pins issue 9: PartitionMaxBytes and
+// MaxBytes were compared with the records' stored size, not the batches put on
+// the wire (61 bytes of batch header plus each record's framing), and a
+// partition after the first non-empty one still got its first record when
+// that did not fit. Kafka (KIP-74) lets only the first batch of the first
+// non-empty partition exceed the limits.
+func TestFetchByteLimitsBoundEncodedBatches(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "limits", 3, nil)
+	pcl := tb.client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	value := make([]byte, 100)
+	for p := range int32(3) {
+		var recs []*kgo.Record
+		for i := range 10 {
+			recs = append(recs, &kgo.Record{Topic: "limits", Partition: p, Key: fmt.Appendf(nil, "k%d", i), Value: value})
+		}
+		if err := pcl.ProduceSync(dataCtx(t), recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := tb.client(t)
+	fetch := func(maxBytes int32, parts map[int32][2]int64) map[int32][]byte {
+		t.Helper()
+		req := fetchOne(12, "limits", 0, 0)
+		req.MaxBytes = maxBytes
+		req.Topics[0].Partitions = nil
+		for p := range int32(3) {
+			at, ok := parts[p]
+			if !ok {
+				continue
+			}
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = p, at[0], int32(at[1])
+			req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
+		}
+		out := map[int32][]byte{}
+		for _, sp := range rawRequest[*kmsg.FetchResponse](t, cl, req).Topics[0].Partitions {
+			if sp.ErrorCode != 0 {
+				t.Fatalf("partition %d: %v", sp.Partition, kerr.ErrorForCode(sp.ErrorCode))
+			}
+			out[sp.Partition] = sp.RecordBatches
+		}
+		return out
+	}
+	count := func(raw []byte, from int64) int {
+		recs, _ := fetchRecords(t, raw, from)
+		return len(recs)
+	}
+
+	// PartitionMaxBytes 270 holds a batch of one 100-byte record (61 + ~111
+	// bytes), not two (61 + 2 x ~111).
+	got := fetch(50<<20, map[int32][2]int64{0: {0, 270}, 1: {0, 270}})
+	for p, raw := range got {
+		if len(raw) > 270 || count(raw, 0) == 0 {
+			t.Fatalf("partition %d: %d bytes, %d records; want 1..270 bytes", p, len(raw), count(raw, 0))
+		}
+	}
+	// MaxBytes 500: the first partition takes up to 400, the second gets
+	// what fits in the rest and nothing more.
+	got = fetch(500, map[int32][2]int64{0: {0, 400}, 1: {0, 400}, 2: {0, 400}})
+	total := 0
+	for _, raw := range got {
+		total += len(raw)
+	}
+	if total > 500 || count(got[0], 0) == 0 {
+		t.Fatalf("response of %d bytes (partitions %d, %d, %d), want at most 500 with partition 0 answered",
+			total, len(got[0]), len(got[1]), len(got[2]))
+	}
+	// Limits below one record: the first non-empty partition still gets its
+	// first record (KIP-74), here partition 1 because partition 0 has nothing
+	// past offset 10; partition 2 gets nothing.
+	got = fetch(50<<20, map[int32][2]int64{0: {10, 50}, 1: {0, 50}, 2: {0, 50}})
+	if len(got[0]) != 0 || count(got[1], 0) != 1 || len(got[2]) != 0 {
+		t.Fatalf("tiny limits: partition 0 %d bytes, partition 1 %d records, partition 2 %d bytes",
+			len(got[0]), count(got[1], 0), len(got[2]))
+	}
+}
+
+// TestFitBatchesBoundsAppendBatch: whatever fitBatches allows, appendBatch
+// encodes within the limit, and one more record would not fit.
+func TestFitBatchesBoundsAppendBatch(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 500 {
+		recs := make([]shardstore.Record, 1+rng.IntN(40))
+		off := rng.Int64N(1 << 40)
+		for i := range recs {
+			off += 1 + rng.Int64N(3)
+			if rng.IntN(50) == 0 {
+				off += math.MaxInt32 // a second batch
+			}
+			recs[i] = shardstore.Record{Offset: off, Timestamp: rng.Int64N(1 << 42), Key: make([]byte, rng.IntN(300)),
+				Value: make([]byte, rng.IntN(3000))}
+			if rng.IntN(4) == 0 {
+				recs[i].Headers = []shardstore.Header{{Key: "h", Value: make([]byte, rng.IntN(200))}}
+			}
+		}
+		limit := rng.IntN(40000)
+		n := fitBatches(recs, limit)
+		if got := len(appendBatch(nil, 1, recs[:n])); n > 0 && got > limit {
+			t.Fatalf("fitBatches allows %d records in %d bytes, they encode in %d", n, limit, got)
+		}
+		if n < len(recs) {
+			if got := len(appendBatch(nil, 1, recs[:n+1])); got <= limit-64 {
+				t.Fatalf("fitBatches stops at %d records in %d bytes though %d encode in %d", n, limit, n+1, got)
+			}
+		}
+	}
 }

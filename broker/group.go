@@ -122,11 +122,20 @@ func (m *member) sameProtocols(ps []protocol) bool {
 	})
 }
 
-// group is one consumer group. Fields are guarded by mu.
+// group is one consumer group. Fields are guarded by mu, except turn.
 type group struct {
 	mu        sync.Mutex
 	name      string
 	partition int32 // the __consumer_offsets partition it hashes to
+
+	// turn is the group's write turn, a semaphore of one, held from deciding
+	// a write of the group's records to applying its result, across the Raft
+	// proposal (group_writes.go). Taken before mu, never while holding mu.
+	turn chan struct{}
+	// persistWanted: the metadata record lags the state; flushing: a
+	// flusher goroutine is at work (group_writes.go).
+	persistWanted bool
+	flushing      bool
 
 	state        groupState
 	stateTime    time.Time // when state last changed (offset expiry of Empty groups)
@@ -159,6 +168,7 @@ func newGroup(name string, partition int32, now time.Time) *group {
 	return &group{
 		name:        name,
 		partition:   partition,
+		turn:        make(chan struct{}, 1),
 		state:       stateEmpty,
 		stateTime:   now,
 		members:     map[string]*member{},

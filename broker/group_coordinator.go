@@ -16,9 +16,14 @@ package broker
 // (dropDeletedTopicOffsets in group_offsets.go).
 //
 // Locks: coordinator.mu guards the group map and the load state; group.mu
-// guards one group. Order: coordinator.mu before group.mu. Raft writes for a
-// group happen under its group.mu, so a group's records reach the log in the
-// order its state changed.
+// guards one group. Order: coordinator.mu before group.mu. Neither is held
+// across a Raft proposal or a partition read (docs/ARCHITECTURE.md): a
+// group's writes take its write turn (group_writes.go), decide under group.mu,
+// propose with no lock held and check again under group.mu when the write
+// returns; a partition is read under its own load lock, and only the swap of
+// its groups into the map takes coordinator.mu. One group's slow write or one
+// partition's slow load therefore never delays another group's requests or
+// the deadline loop.
 
 import (
 	"context"
@@ -77,6 +82,10 @@ type GroupConfig struct {
 	// MaxLagSeries caps the per-group, per-partition series the lag
 	// collector exports in one scrape (group names are chosen by users).
 	MaxLagSeries int
+	// BacklogRefreshInterval is the most often the live backlog of every
+	// group partition is counted again for the metrics and the status page
+	// (in the background, when they ask; group_backlog.go).
+	BacklogRefreshInterval time.Duration
 }
 
 // DefaultGroupConfig returns Kafka's defaults.
@@ -90,6 +99,7 @@ func DefaultGroupConfig() GroupConfig {
 		OffsetsRetentionCheckInterval: 10 * time.Minute,
 		OffsetsTopicPartitions:        50,
 		MaxLagSeries:                  10000,
+		BacklogRefreshInterval:        10 * time.Second,
 	}
 }
 
@@ -114,6 +124,8 @@ func (c GroupConfig) Validate() error {
 		return fmt.Errorf("broker: Groups.OffsetsTopicPartitions %d is not between 1 and 1000", c.OffsetsTopicPartitions)
 	case c.MaxLagSeries < 0:
 		return fmt.Errorf("broker: Groups.MaxLagSeries %d is negative", c.MaxLagSeries)
+	case c.BacklogRefreshInterval <= 0:
+		return fmt.Errorf("broker: Groups.BacklogRefreshInterval %s is not positive", c.BacklogRefreshInterval)
 	}
 	return nil
 }
@@ -125,6 +137,15 @@ var (
 	errCoordinatorNA   = kerr.CoordinatorNotAvailable
 )
 
+// coordinatorHooks let tests stall the coordinator's I/O; nil funcs do nothing.
+type coordinatorHooks struct {
+	// beforeWrite runs before records of a consumer group are proposed; an
+	// error fails the write instead.
+	beforeWrite func(ctx context.Context, group string) error
+	// beforeLoad runs before an offsets partition is read.
+	beforeLoad func(ctx context.Context, partition int32)
+}
+
 // maxGroupIDBytes bounds group ids: the record keys store them with an int16
 // length.
 const maxGroupIDBytes = 1<<15 - 1
@@ -135,6 +156,10 @@ type coordinator struct {
 	cfg GroupConfig
 	log *slog.Logger
 
+	hooks coordinatorHooks
+	// backlog caches the groups' live backlog (group_backlog.go).
+	backlog *backlogCache
+
 	mu     sync.Mutex
 	groups map[string]*group
 	// loaded maps an offsets partition to the Raft term it was loaded in.
@@ -142,38 +167,74 @@ type coordinator struct {
 	// pruneDue asks the loop to drop the offsets of deleted topics
 	// (dropDeletedTopicOffsets): set after a load.
 	pruneDue atomic.Bool
+	// loading maps an offsets partition to its load lock, a semaphore of one
+	// (so waiting for it honours a request's context).
+	loading map[int32]chan struct{}
 
 	createMu sync.Mutex // serializes creating __consumer_offsets
+
+	// expiring is set while an offset expiry pass runs.
+	expiring atomic.Bool
 
 	kick   chan struct{} // wakes the loop after a deadline moved earlier
 	stop   chan struct{} // closed by close
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
 	once   sync.Once
+
+	// wg counts every goroutine of the coordinator (the loop, startup loads,
+	// expiry passes, metadata flushes); goFunc refuses new ones once
+	// spawnClosed is set, so close can wait for all of them.
+	wg          sync.WaitGroup
+	spawnMu     sync.Mutex
+	spawnClosed bool
 }
 
 func newCoordinator(b *Broker, cfg GroupConfig) *coordinator {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &coordinator{
-		b:      b,
-		cfg:    cfg,
-		log:    b.log,
-		groups: map[string]*group{},
-		loaded: map[int32]int32{},
-		kick:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		ctx:    ctx,
-		cancel: cancel,
+		b:       b,
+		cfg:     cfg,
+		log:     b.log,
+		groups:  map[string]*group{},
+		loaded:  map[int32]int32{},
+		loading: map[int32]chan struct{}{},
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		ctx:     ctx,
+		cancel:  cancel,
 	}
-	c.wg.Add(1)
-	go c.run()
+	if b.cfg.hooks != nil {
+		c.hooks = *b.cfg.hooks
+	}
+	c.backlog = newBacklogCache(c, cfg.BacklogRefreshInterval)
+	c.goFunc(c.run)
 	return c
 }
 
-// close stops the loop and answers every waiting request; idempotent.
+// goFunc runs f on a goroutine that close waits for; false (and f not run)
+// once close has begun.
+func (c *coordinator) goFunc(f func()) bool {
+	c.spawnMu.Lock()
+	defer c.spawnMu.Unlock()
+	if c.spawnClosed {
+		return false
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// close stops the loop and every other goroutine of the coordinator (their
+// writes end with its context) and answers every waiting request; idempotent.
 func (c *coordinator) close() {
 	c.once.Do(func() {
+		c.spawnMu.Lock()
+		c.spawnClosed = true
+		c.spawnMu.Unlock()
 		close(c.stop)
 		c.cancel()
 		c.wg.Wait()
@@ -195,25 +256,15 @@ func (c *coordinator) wake() {
 	}
 }
 
-// run is the coordinator's one goroutine: startup loading, then the deadlines
-// of every group and the periodic offset expiry, until close.
+// run is the coordinator's loop: the deadlines of every group and the
+// periodic offset expiry, until close. Startup loading and expiry passes run
+// on goroutines of their own, so neither a slow partition read nor a slow
+// write ever holds up a deadline.
 func (c *coordinator) run() {
-	defer c.wg.Done()
 	if err := c.b.node.WaitReady(c.ctx); err != nil {
 		return
 	}
-	if c.cfg.CreateOffsetsTopic {
-		if _, err := c.offsetsTopicInfo(c.ctx, true); err != nil && c.ctx.Err() == nil {
-			c.log.Warn("create offsets topic failed", logKeyTopic, offsetsTopic, logKeyError, err)
-		}
-	}
-	if ti, ok := c.b.node.Topic(offsetsTopic); ok {
-		for _, p := range ti.Partitions {
-			if _, err := c.ensureLoaded(ti, p.Partition); err != nil && c.ctx.Err() == nil {
-				c.log.Debug("offsets partition not loaded", logKeyPartition, p.Partition, logKeyError, err)
-			}
-		}
-	}
+	c.goFunc(c.loadStartup)
 
 	// A topic deleted or re-created: its committed offsets go.
 	changed := c.b.node.MetadataChanged()
@@ -231,8 +282,15 @@ func (c *coordinator) run() {
 		}
 		next := c.sweep(now)
 		if !now.Before(nextExpiry) {
-			c.expireOffsets(now)
-			c.dropDeletedTopicOffsets(nil)
+			if c.expiring.CompareAndSwap(false, true) {
+				if !c.goFunc(func() {
+					defer c.expiring.Store(false)
+					c.expireOffsets(now)
+					c.dropDeletedTopicOffsets(nil)
+				}) {
+					c.expiring.Store(false)
+				}
+			}
 			nextExpiry = now.Add(c.cfg.OffsetsRetentionCheckInterval)
 		}
 		if next.IsZero() || nextExpiry.Before(next) {
@@ -251,6 +309,23 @@ func (c *coordinator) run() {
 				c.pruneDue.Store(true)
 			}
 			topics = cur
+		}
+	}
+}
+
+// loadStartup creates __consumer_offsets if configured to and loads every
+// partition of it this node leads (requests load theirs on demand anyway).
+func (c *coordinator) loadStartup() {
+	if c.cfg.CreateOffsetsTopic {
+		if _, err := c.offsetsTopicInfo(c.ctx, true); err != nil && c.ctx.Err() == nil {
+			c.log.Warn("create offsets topic failed", logKeyTopic, offsetsTopic, logKeyError, err)
+		}
+	}
+	if ti, ok := c.b.node.Topic(offsetsTopic); ok {
+		for _, p := range ti.Partitions {
+			if _, err := c.ensureLoaded(c.ctx, ti, p.Partition); err != nil && c.ctx.Err() == nil {
+				c.log.Debug("offsets partition not loaded", logKeyPartition, p.Partition, logKeyError, err)
+			}
 		}
 	}
 }
@@ -283,11 +358,11 @@ func (c *coordinator) sweep(now time.Time) time.Time {
 }
 
 // completeJoin ends a group's join barrier (caller holds g.mu), counting it
-// and persisting a group that became Empty.
+// and persisting a group that became Empty (in the background).
 func (c *coordinator) completeJoin(g *group, now time.Time) {
 	c.b.groupMetrics.rebalances.Inc()
 	if g.completeJoin(now) {
-		c.persistGroup(g)
+		c.persistLater(g)
 	}
 }
 
@@ -366,37 +441,64 @@ func (c *coordinator) route(ctx context.Context, groupID string) (raftfsm.TopicI
 		return ti, 0, err
 	}
 	p := partitionFor(groupID, len(ti.Partitions))
-	if _, err := c.ensureLoaded(ti, p); err != nil {
+	if _, err := c.ensureLoaded(ctx, ti, p); err != nil {
 		return ti, p, err
 	}
 	return ti, p, nil
 }
 
 // ensureLoaded loads an offsets partition if this node leads it and has not
-// loaded it in the current term.
-func (c *coordinator) ensureLoaded(ti raftfsm.TopicInfo, p int32) (int32, error) {
+// loaded it in the current term. The read runs under the partition's own load
+// lock, without coordinator.mu: requests for other partitions' groups, and
+// the deadline loop, go on meanwhile; requests for this partition's groups
+// wait for it (or their ctx).
+func (c *coordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo, p int32) (int32, error) {
 	pi := ti.Partitions[p]
 	if !c.b.node.IsLeader(pi.Group) {
 		return 0, errNotCoordinator
 	}
 	epoch := c.b.node.LeaderEpoch(pi.Group)
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if e, ok := c.loaded[p]; ok && e == epoch {
+		c.mu.Unlock()
 		return epoch, nil
 	}
-	if err := c.loadLocked(p, pi.Shard); err != nil {
+	lock := c.loading[p]
+	if lock == nil {
+		lock = make(chan struct{}, 1)
+		c.loading[p] = lock
+	}
+	c.mu.Unlock()
+
+	select {
+	case lock <- struct{}{}:
+	case <-ctx.Done():
+		return 0, errCoordinatorLoad
+	case <-c.stop:
+		return 0, errNotCoordinator
+	}
+	defer func() { <-lock }()
+	c.mu.Lock()
+	e, ok := c.loaded[p]
+	c.mu.Unlock()
+	if ok && e == epoch {
+		return epoch, nil // loaded while we waited
+	}
+	groups, err := c.readPartition(p, pi.Shard)
+	if err != nil {
 		c.log.Error("load offsets partition failed", logKeyPartition, p, logKeyError, err)
 		return 0, errCoordinatorLoad
 	}
-	c.loaded[p] = epoch
+	c.install(p, epoch, groups)
 	return epoch, nil
 }
 
-// loadLocked rebuilds the groups of one offsets partition from its live
-// records; groups of that partition already in memory are dropped (their
-// waiting requests answered NOT_COORDINATOR). Caller holds c.mu.
-func (c *coordinator) loadLocked(p int32, shard shardstore.ShardID) error {
+// readPartition rebuilds the groups of one offsets partition from its live
+// records, O(live keys). It takes no coordinator lock.
+func (c *coordinator) readPartition(p int32, shard shardstore.ShardID) (map[string]*group, error) {
+	if h := c.hooks.beforeLoad; h != nil {
+		h(c.ctx, p)
+	}
 	start := time.Now()
 	metas := map[string]*storedGroup{}
 	offsets := map[string]map[topicPartition]committedOffset{}
@@ -405,7 +507,7 @@ func (c *coordinator) loadLocked(p int32, shard shardstore.ShardID) error {
 	for {
 		recs, err := c.b.store.Read(shard, from, 4<<20, 0)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if len(recs) == 0 {
 			break
@@ -449,37 +551,51 @@ func (c *coordinator) loadLocked(p int32, shard shardstore.ShardID) error {
 		}
 		from = recs[len(recs)-1].Offset + 1
 	}
-	for name, g := range c.groups {
-		if g.partition == p {
-			g.mu.Lock()
-			g.failWaiters(kerr.NotCoordinator.Code)
-			g.transition(stateDead, start)
-			g.mu.Unlock()
-			delete(c.groups, name)
-		}
-	}
 	now := time.Now()
+	groups := make(map[string]*group, len(metas))
 	for name, sg := range metas {
 		g := newGroup(name, p, now)
 		g.restore(sg, now)
-		c.groups[name] = g
+		groups[name] = g
 	}
 	for name, offs := range offsets {
 		if len(offs) == 0 {
 			continue
 		}
-		g := c.groups[name]
+		g := groups[name]
 		if g == nil {
 			g = newGroup(name, p, now)
-			c.groups[name] = g
+			groups[name] = g
 		}
 		g.offsets = offs
 	}
 	c.log.Info("offsets partition loaded", logKeyPartition, p, "records", records,
 		"groups", len(metas), "elapsed", time.Since(start).Round(time.Microsecond))
+	return groups, nil
+}
+
+// install replaces the groups of partition p with groups, loaded in epoch.
+// The groups it replaces turn Dead (their waiting requests are answered
+// NOT_COORDINATOR; a write of theirs still in flight applies to nothing).
+func (c *coordinator) install(p, epoch int32, groups map[string]*group) {
+	now := time.Now()
+	c.mu.Lock()
+	for name, g := range c.groups {
+		if g.partition == p {
+			g.mu.Lock()
+			g.failWaiters(kerr.NotCoordinator.Code)
+			g.transition(stateDead, now)
+			g.mu.Unlock()
+			delete(c.groups, name)
+		}
+	}
+	for name, g := range groups {
+		c.groups[name] = g
+	}
+	c.loaded[p] = epoch
+	c.mu.Unlock()
 	c.pruneDue.Store(true) // topics may have gone while another node coordinated
 	c.wake()
-	return nil
 }
 
 // lookup returns a group, creating an Empty one when create is set; nil when
@@ -501,90 +617,6 @@ func (c *coordinator) forget(g *group) {
 	defer c.mu.Unlock()
 	if c.groups[g.name] == g {
 		delete(c.groups, g.name)
-	}
-}
-
-// write appends records to an offsets partition through Raft and waits until
-// they are applied.
-func (c *coordinator) write(ctx context.Context, p int32, recs []shardstore.Record) error {
-	if ctx == nil {
-		ctx = c.ctx
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	now := time.Now().UnixMilli()
-	for i := range recs {
-		recs[i].Timestamp = now
-	}
-	_, err := c.b.node.Produce(ctx, offsetsTopic, p, shardstore.NoProducer, recs)
-	return err
-}
-
-// persistGroup writes the group's metadata record (caller holds g.mu). A
-// failure is logged: the state in memory stays right, and the next change
-// writes the record again.
-func (c *coordinator) persistGroup(g *group) {
-	rec := shardstore.Record{Key: groupKey(g.name), Value: g.stored().encode()}
-	if err := c.write(c.ctx, g.partition, []shardstore.Record{rec}); err != nil && c.ctx.Err() == nil {
-		c.log.Warn("write group metadata failed", logKeyGroup, g.name, logKeyError, err)
-	}
-}
-
-// expireOffsets removes offsets past their retention and then groups left
-// Empty with no offsets (Kafka's offset expiry and group cleanup).
-func (c *coordinator) expireOffsets(now time.Time) {
-	retention := c.cfg.OffsetsRetention
-	for _, g := range c.snapshot() {
-		g.mu.Lock()
-		if g.state != stateEmpty {
-			g.mu.Unlock()
-			continue
-		}
-		var recs []shardstore.Record
-		var expired []topicPartition
-		for tp, o := range g.offsets {
-			var due bool
-			switch {
-			case o.ExpireMs >= 0:
-				due = now.UnixMilli() >= o.ExpireMs
-			case g.protocolType != "":
-				// A group that had members: retention counts from the moment
-				// it became empty (KIP-211).
-				due = now.Sub(g.stateTime) >= retention
-			default:
-				due = now.Sub(time.UnixMilli(o.CommitMs)) >= retention
-			}
-			if due {
-				expired = append(expired, tp)
-				recs = append(recs, shardstore.Record{Key: offsetKey(g.name, tp.topic, tp.partition)})
-			}
-		}
-		dead := len(g.offsets) == len(expired)
-		if dead {
-			recs = append(recs, shardstore.Record{Key: groupKey(g.name)})
-		}
-		if len(recs) > 0 {
-			if err := c.write(c.ctx, g.partition, recs); err != nil {
-				if c.ctx.Err() == nil {
-					c.log.Warn("expire offsets failed", logKeyGroup, g.name, logKeyError, err)
-				}
-				g.mu.Unlock()
-				continue
-			}
-		}
-		for _, tp := range expired {
-			delete(g.offsets, tp)
-		}
-		if len(expired) > 0 {
-			c.log.Info("offsets expired", logKeyGroup, g.name, "partitions", len(expired))
-		}
-		if dead {
-			g.transition(stateDead, now)
-		}
-		g.mu.Unlock()
-		if dead {
-			c.forget(g)
-		}
 	}
 }
 

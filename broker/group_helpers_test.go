@@ -23,14 +23,17 @@ func testGroupConfig() GroupConfig {
 	c.MinSessionTimeout = 100 * time.Millisecond
 	c.InitialRebalanceDelay = 0
 	c.OffsetsTopicPartitions = 4
+	c.BacklogRefreshInterval = 20 * time.Millisecond
 	return c
 }
 
 // groupBroker is a broker over a data directory that can be restarted.
 type groupBroker struct {
-	t       testing.TB
-	dir     string
-	cfg     GroupConfig
+	t   testing.TB
+	dir string
+	cfg GroupConfig
+	// hooks, when set, are the coordinator's test hooks from the next start.
+	hooks   *coordinatorHooks
 	Addr    string
 	Broker  *Broker
 	Node    *raftfsm.Node
@@ -70,6 +73,7 @@ func (gb *groupBroker) start() {
 	bcfg.TopicDefaults = defaults
 	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 	bcfg.Groups = gb.cfg
+	bcfg.hooks = gb.hooks
 	b, addr, reg, closeBroker := serveBroker(t, bcfg)
 	started = true
 	gb.Addr, gb.Broker, gb.Node, gb.Store, gb.Metrics = addr, b, node, store, reg

@@ -4,7 +4,8 @@ package broker
 // group names are chosen by users, so one scrape exports at most
 // GroupConfig.MaxLagSeries of them (groups in name order, partitions in
 // order) and reports how many it left out in
-// shardcache_group_lag_series_dropped.
+// shardcache_group_lag_series_dropped. A scrape reads memory only: the live
+// backlog figures come from the background refresh of group_backlog.go.
 
 import (
 	"strconv"
@@ -46,7 +47,7 @@ var (
 		"High watermark minus the group's committed offset (minus the log start without a commit).",
 		[]string{"group", "topic", "partition"}, nil)
 	descBacklog = prometheus.NewDesc("shardcache_group_backlog_records",
-		"Live records at or after the group's committed offset: what the group still has to read.",
+		"Live records at or after the group's committed offset: what the group still has to read (counted in the background, at most the refresh interval old).",
 		[]string{"group", "topic", "partition"}, nil)
 	descDropped = prometheus.NewDesc("shardcache_group_lag_series_dropped",
 		"Group partitions left out of this scrape's lag and backlog series by the series cap.", nil, nil)

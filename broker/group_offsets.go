@@ -9,6 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
 
@@ -24,27 +25,29 @@ type commitPart struct {
 }
 
 // commitCheck validates an OffsetCommit against the group (caller holds
-// g.mu). Kafka's rules: a generation < 0 (a commit by a consumer that assigns
-// partitions itself, as Flink does) is accepted while the group has no
-// members; otherwise the member and generation must match, and a group
-// completing a rebalance answers REBALANCE_IN_PROGRESS.
+// g.mu), in the order of Kafka's ClassicGroup.validateOffsetCommit: a Dead
+// group is COORDINATOR_NOT_AVAILABLE; a generation < 0 (a commit by a consumer
+// that assigns partitions itself, as Flink does) is accepted while the group
+// is Empty; otherwise a commit naming a member, an instance or a generation
+// must match the member (FENCED_INSTANCE_ID, UNKNOWN_MEMBER_ID) and then the
+// generation (ILLEGAL_GENERATION), and one naming none is UNKNOWN_MEMBER_ID;
+// only then does a group completing a rebalance answer REBALANCE_IN_PROGRESS.
 func (g *group) commitCheck(memberID string, instance *string, generation int32) int16 {
 	if g.state == stateDead {
 		return kerr.CoordinatorNotAvailable.Code
 	}
-	if instance != nil {
-		if cur, ok := g.static[*instance]; ok && cur != memberID {
-			return kerr.FencedInstanceID.Code
-		}
-	}
 	if generation < 0 && g.state == stateEmpty {
 		return 0
 	}
-	if _, ok := g.members[memberID]; !ok {
+	if generation >= 0 || memberID != "" || instance != nil {
+		if code := g.checkMember(memberID, instance); code != 0 {
+			return code
+		}
+		if generation != g.generation {
+			return kerr.IllegalGeneration.Code
+		}
+	} else if g.state != stateEmpty {
 		return kerr.UnknownMemberID.Code
-	}
-	if generation != g.generation {
-		return kerr.IllegalGeneration.Code
 	}
 	if g.state == stateCompletingRebalance {
 		return kerr.RebalanceInProgress.Code
@@ -52,14 +55,37 @@ func (g *group) commitCheck(memberID string, instance *string, generation int32)
 	return 0
 }
 
-// commit validates and writes a commit. Each part's code is filled in.
+// commit validates and writes a commit. Each part's code is filled in, in
+// Kafka's order: partitions of unknown topics or partitions first (Kafka
+// answers them before the coordinator sees the request), then the group id,
+// the coordinator and the group's checks for the rest, then the metadata size.
 func (c *coordinator) commit(ctx context.Context, groupID, memberID string, instance *string, generation int32, parts []commitPart) {
+	known := parts[:0:0]
+	infos := map[string]raftfsm.TopicInfo{}
+	for _, cp := range parts {
+		info, found := infos[cp.topic]
+		if !found {
+			info, found = c.b.node.Topic(cp.topic)
+			if found {
+				infos[cp.topic] = info
+			}
+		}
+		if !found || cp.partition < 0 || int(cp.partition) >= len(info.Partitions) {
+			*cp.code = kerr.UnknownTopicOrPartition.Code
+			continue
+		}
+		known = append(known, cp)
+	}
+	if len(known) == 0 {
+		return
+	}
+	parts = known
 	setAll := func(code int16) {
 		for _, p := range parts {
 			*p.code = code
 		}
 	}
-	if groupID == "" || len(groupID) > maxGroupIDBytes {
+	if len(groupID) > maxGroupIDBytes { // "" is a valid group here, as in Kafka
 		setAll(kerr.InvalidGroupID.Code)
 		return
 	}
@@ -73,48 +99,56 @@ func (c *coordinator) commit(ctx context.Context, groupID, memberID string, inst
 		setAll(kerr.IllegalGeneration.Code)
 		return
 	}
+	// Decide in the group's write turn, write with no lock held, apply after.
+	if err := g.acquire(ctx); err != nil {
+		setAll(c.writeErrorCode(err, "offset commit", groupID))
+		return
+	}
+	defer g.release()
 	now := time.Now()
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if code := g.commitCheck(memberID, instance, generation); code != 0 {
+		g.mu.Unlock()
 		setAll(code)
 		return
 	}
 	if m, ok := g.members[memberID]; ok {
 		m.deadline = now.Add(m.sessionTimeout)
 	}
+	g.mu.Unlock()
 	var recs []shardstore.Record
 	var ok []commitPart
 	for _, cp := range parts {
-		info, found := c.b.node.Topic(cp.topic)
-		switch {
-		case !found || cp.partition < 0 || int(cp.partition) >= len(info.Partitions):
-			*cp.code = kerr.UnknownTopicOrPartition.Code
-			continue
-		case cp.offset.Metadata != nil && len(*cp.offset.Metadata) > maxOffsetMetadataBytes:
+		if cp.offset.Metadata != nil && len(*cp.offset.Metadata) > maxOffsetMetadataBytes {
 			*cp.code = kerr.OffsetMetadataTooLarge.Code
 			continue
 		}
 		cp.offset.CommitMs = now.UnixMilli()
-		cp.offset.TopicID = info.ID
+		cp.offset.TopicID = infos[cp.topic].ID
 		recs = append(recs, shardstore.Record{Key: offsetKey(groupID, cp.topic, cp.partition), Value: cp.offset.encode()})
 		ok = append(ok, cp)
 	}
 	if len(recs) == 0 {
 		return
 	}
-	if err := c.write(ctx, p, recs); err != nil {
-		code := c.b.codeFor(err, "offset commit", logKeyGroup, groupID)
-		if code == kerr.NotLeaderForPartition.Code || code == kerr.LeaderNotAvailable.Code {
-			code = kerr.NotCoordinator.Code
-		}
+	if err := c.write(ctx, g, recs); err != nil {
+		code := c.writeErrorCode(err, "offset commit", groupID)
 		for _, cp := range ok {
 			*cp.code = code
 		}
 		return
 	}
+	g.mu.Lock()
+	// Nothing else wrote for the group meanwhile (the turn). A group that
+	// went Dead was replaced by a reload of its partition (a new Raft term):
+	// the replacement has what that read of the log found.
+	if g.state != stateDead {
+		for _, cp := range ok {
+			g.offsets[topicPartition{cp.topic, cp.partition}] = cp.offset
+		}
+	}
+	g.mu.Unlock()
 	for _, cp := range ok {
-		g.offsets[topicPartition{cp.topic, cp.partition}] = cp.offset
 		*cp.code = 0
 	}
 	c.b.groupMetrics.commits.Add(float64(len(ok)))
@@ -189,9 +223,8 @@ func topicsGone(before, now map[string][16]byte, gone map[string]bool) bool {
 // their topic is gone, or is in replaced: topics the loop saw deleted or
 // re-created since it last ran. The coordinator's loop runs it when metadata
 // shows a topic gone or replaced, after a partition is loaded, and at each
-// offset expiry check (which retries a write that failed). Like expireOffsets
-// it writes under the group's lock, so a commit to a re-created topic cannot
-// land between the decision and the tombstone.
+// offset expiry check (which retries a write that failed). Like a commit, it
+// decides and writes in the group's write turn.
 func (c *coordinator) dropDeletedTopicOffsets(replaced map[string]bool) {
 	ti, ok := c.b.node.Topic(offsetsTopic)
 	if !ok {
@@ -200,6 +233,12 @@ func (c *coordinator) dropDeletedTopicOffsets(replaced map[string]bool) {
 	ids := c.b.node.TopicIDs()
 	for _, g := range c.snapshot() {
 		if int(g.partition) >= len(ti.Partitions) || !c.b.node.IsLeader(ti.Partitions[g.partition].Group) {
+			continue
+		}
+		// Decided and written in the group's write turn (so a commit to a
+		// re-created topic cannot land between the decision and the
+		// tombstone), with no lock held across the write.
+		if err := g.acquire(c.ctx); err != nil {
 			continue
 		}
 		g.mu.Lock()
@@ -213,19 +252,23 @@ func (c *coordinator) dropDeletedTopicOffsets(replaced map[string]bool) {
 			gone = append(gone, tp)
 			recs = append(recs, shardstore.Record{Key: offsetKey(g.name, tp.topic, tp.partition)})
 		}
-		if len(recs) > 0 && g.state != stateDead {
-			if err := c.write(c.ctx, g.partition, recs); err != nil {
+		dead := g.state == stateDead
+		g.mu.Unlock()
+		if len(recs) > 0 && !dead {
+			if err := c.write(c.ctx, g, recs); err != nil {
 				if c.ctx.Err() == nil {
 					c.log.Warn("drop offsets of deleted topics failed", logKeyGroup, g.name, logKeyError, err)
 				}
 			} else {
+				g.mu.Lock()
 				for _, tp := range gone {
 					delete(g.offsets, tp)
 				}
+				g.mu.Unlock()
 				c.log.Info("offsets of deleted topics dropped", logKeyGroup, g.name, "partitions", len(gone))
 			}
 		}
-		g.mu.Unlock()
+		g.release()
 	}
 }
 

@@ -230,20 +230,39 @@ func TestGroupBacklogMetricsAndSummary(t *testing.T) {
 		}
 	}
 	flinkCommit(t, cl, "reader", "kv", map[int32]int64{0: 1}, "")
-	sum := gb.Broker.Groups()
-	if len(sum) != 1 || len(sum[0].Partitions) != 1 {
-		t.Fatalf("summary %+v", sum)
-	}
-	p := sum[0].Partitions[0]
-	if p.Committed != 1 || p.HighWatermark != 6 || p.Lag != 5 || p.LiveBacklog != 3 {
-		t.Fatalf("partition summary %+v, want committed 1, hwm 6, lag 5, live backlog 3", p)
-	}
+	// The live backlog comes from a background refresh the first call starts.
+	waitUntil(t, 10*time.Second, "backlog summary", func() error {
+		sum := gb.Broker.Groups()
+		if len(sum) != 1 || len(sum[0].Partitions) != 1 {
+			return fmt.Errorf("summary %+v", sum)
+		}
+		p := sum[0].Partitions[0]
+		if p.Committed != 1 || p.HighWatermark != 6 || p.Lag != 5 || p.LiveBacklog != 3 {
+			return fmt.Errorf("partition summary %+v, want committed 1, hwm 6, lag 5, live backlog 3", p)
+		}
+		return nil
+	})
 	got := gaugeValues(t, gb.Metrics)
 	if got[`shardcache_group_backlog_records{group="reader",topic="kv",partition="0"}`] != 3 ||
 		got[`shardcache_group_lag_offsets{group="reader",topic="kv",partition="0"}`] != 5 {
 		t.Fatalf("metrics %v", got)
 	}
 	metricstest.Lint(t, gb.Metrics)
+
+	// k0 again and a new k3 (offsets 6, 7): live records 4, 5, 6 and 7. A
+	// later refresh sees them.
+	for _, k := range []string{"k0", "k3"} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "kv", Key: []byte(k), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitUntil(t, 10*time.Second, "backlog after more writes", func() error {
+		p := gb.Broker.Groups()[0].Partitions[0]
+		if p.HighWatermark != 8 || p.Lag != 7 || p.LiveBacklog != 4 {
+			return fmt.Errorf("partition summary %+v, want hwm 8, lag 7, live backlog 4", p)
+		}
+		return nil
+	})
 }
 
 // gaugeValues gathers every gauge as name{label="value",...} -> value, labels
@@ -298,4 +317,154 @@ func TestGroupLagSeriesCap(t *testing.T) {
 	if series != 2 || got["shardcache_group_lag_series_dropped"] != 1 {
 		t.Fatalf("%d lag series (want the cap of 2), dropped %v", series, got["shardcache_group_lag_series_dropped"])
 	}
+}
+
+// TestGroupEmptyIDHandledAsKafka pins issue 9: the empty group id was refused
+// by OffsetCommit and DeleteGroups although Kafka keeps it valid there (and in
+// OffsetFetch and DescribeGroups) for backwards compatibility, so an admin or
+// an old client committing under "" failed. The APIs of group membership and
+// OffsetDelete answer INVALID_GROUP_ID, as Kafka's GroupCoordinatorService does.
+func TestGroupEmptyIDHandledAsKafka(t *testing.T) {
+	gb := newGroupBroker(t)
+	cl := gb.client(t)
+	createTopics(t, cl, 1, "empty-id")
+	m := &rawMember{t: t, cl: cl, group: "", id: "m", generation: 1, session: 10 * time.Second,
+		rebalance: 10 * time.Second, metadata: []byte("m")}
+
+	invalid := map[string]int16{
+		"JoinGroup":  groupRequest[*kmsg.JoinGroupResponse](t, cl, m.joinReq(9)).ErrorCode,
+		"SyncGroup":  m.sync(nil).ErrorCode,
+		"Heartbeat":  m.heartbeat(),
+		"LeaveGroup": m.leave(),
+		"OffsetDelete": func() int16 {
+			req := kmsg.NewPtrOffsetDeleteRequest()
+			rt := kmsg.NewOffsetDeleteRequestTopic()
+			rt.Topic = "empty-id"
+			rt.Partitions = []kmsg.OffsetDeleteRequestTopicPartition{kmsg.NewOffsetDeleteRequestTopicPartition()}
+			req.Topics = []kmsg.OffsetDeleteRequestTopic{rt}
+			return groupRequest[*kmsg.OffsetDeleteResponse](t, cl, req).ErrorCode
+		}(),
+	}
+	for api, code := range invalid {
+		if code != kerr.InvalidGroupID.Code {
+			t.Errorf("%s with an empty group id: %v, want INVALID_GROUP_ID", api, kerr.ErrorForCode(code))
+		}
+	}
+
+	if g := describeGroup(t, cl, ""); g.ErrorCode != 0 || g.State != "Dead" {
+		t.Fatalf("describe the unknown empty group: %v %s", kerr.ErrorForCode(g.ErrorCode), g.State)
+	}
+	flinkCommit(t, cl, "", "empty-id", map[int32]int64{0: 7}, "meta")
+	if got := fetchCommitted(t, cl, ""); got["empty-id/0"].Offset != 7 {
+		t.Fatalf("OffsetFetch of the empty group: %+v", got)
+	}
+	if g := describeGroup(t, cl, ""); g.ErrorCode != 0 || g.State != "Empty" {
+		t.Fatalf("describe the empty group: %v %s", kerr.ErrorForCode(g.ErrorCode), g.State)
+	}
+	del := func() int16 {
+		req := kmsg.NewPtrDeleteGroupsRequest()
+		req.Groups = []string{""}
+		return groupRequest[*kmsg.DeleteGroupsResponse](t, cl, req).Groups[0].ErrorCode
+	}
+	if code := del(); code != 0 {
+		t.Fatalf("delete the empty group: %v", kerr.ErrorForCode(code))
+	}
+	if code := del(); code != kerr.GroupIDNotFound.Code {
+		t.Fatalf("delete it again: %v, want GROUP_ID_NOT_FOUND", kerr.ErrorForCode(code))
+	}
+	if got := fetchCommitted(t, cl, ""); len(got) != 0 {
+		t.Fatalf("offsets of the deleted empty group: %+v", got)
+	}
+}
+
+// TestGroupCommitErrorsInKafkasOrder pins issue 9: OffsetCommit checked the
+// group before the partitions, so a partition of an unknown topic was answered
+// with the group's error (ILLEGAL_GENERATION, say) instead of
+// UNKNOWN_TOPIC_OR_PARTITION, and an unknown group.instance.id was not
+// refused. Kafka's order: unknown topics and partitions first (KafkaApis,
+// before the coordinator); then ClassicGroup.validateOffsetCommit: Dead,
+// memberless commit to an Empty group, the member (instance, then member id),
+// the generation, and only then REBALANCE_IN_PROGRESS; metadata size last.
+func TestGroupCommitErrorsInKafkasOrder(t *testing.T) {
+	gb := newGroupBroker(t)
+	cl := gb.client(t)
+	createTopics(t, cl, 1, "known")
+	a := newRawMember(t, gb, "order")
+	a.joinFully()
+	a.sync(map[string][]byte{a.id: []byte("x")})
+
+	type part struct {
+		topic     string
+		partition int32
+		metadata  string
+	}
+	commit := func(group, member string, instance *string, generation int32, parts ...part) []int16 {
+		t.Helper()
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Group, req.MemberID, req.InstanceID, req.Generation = group, member, instance, generation
+		for _, p := range parts {
+			rt := kmsg.NewOffsetCommitRequestTopic()
+			rt.Topic = p.topic
+			rp := kmsg.NewOffsetCommitRequestTopicPartition()
+			rp.Partition, rp.Offset = p.partition, 1
+			rp.Metadata = kmsg.StringPtr(p.metadata)
+			rt.Partitions = []kmsg.OffsetCommitRequestTopicPartition{rp}
+			req.Topics = append(req.Topics, rt)
+		}
+		var codes []int16
+		for _, rt := range groupRequest[*kmsg.OffsetCommitResponse](t, cl, req).Topics {
+			for _, rp := range rt.Partitions {
+				codes = append(codes, rp.ErrorCode)
+			}
+		}
+		return codes
+	}
+	check := func(name string, got []int16, want ...*kerr.Error) {
+		t.Helper()
+		for i, w := range want {
+			code := int16(0)
+			if w != nil {
+				code = w.Code
+			}
+			if i >= len(got) || got[i] != code {
+				t.Errorf("%s: partition %d answered %v, want %v", name, i, kerr.ErrorForCode(got[min(i, len(got)-1)]), w)
+			}
+		}
+	}
+	known, unknownTopic, unknownPartition := part{"known", 0, ""}, part{"nosuch", 0, ""}, part{"known", 9, ""}
+	big := part{"known", 0, strings.Repeat("m", maxOffsetMetadataBytes+1)}
+	nobody := "nobody"
+
+	check("stale generation, unknown topic and partition",
+		commit("order", a.id, nil, a.generation+1, unknownTopic, known, unknownPartition),
+		kerr.UnknownTopicOrPartition, kerr.IllegalGeneration, kerr.UnknownTopicOrPartition)
+	check("unknown group, only unknown partitions", commit("no-such-group", "m", nil, 5, unknownTopic),
+		kerr.UnknownTopicOrPartition)
+	check("unknown instance id of a known member", commit("order", a.id, &nobody, a.generation, known),
+		kerr.UnknownMemberID)
+	check("stale generation before metadata size", commit("order", a.id, nil, a.generation+1, big),
+		kerr.IllegalGeneration)
+	check("metadata too large", commit("order", a.id, nil, a.generation, big), kerr.OffsetMetadataTooLarge)
+
+	// A second member joins: PreparingRebalance accepts the current
+	// generation (onPartitionsRevoked commits); CompletingRebalance answers
+	// ILLEGAL_GENERATION for the old generation before REBALANCE_IN_PROGRESS.
+	b := newRawMember(t, gb, "order")
+	if r := b.join(); r.ErrorCode != kerr.MemberIDRequired.Code {
+		t.Fatalf("b: %v", kerr.ErrorForCode(r.ErrorCode))
+	}
+	bj := b.joinAsync()
+	waitUntil(t, 10*time.Second, "a told to rejoin", func() error {
+		if code := a.heartbeat(); code != kerr.RebalanceInProgress.Code {
+			return fmt.Errorf("heartbeat %v", kerr.ErrorForCode(code))
+		}
+		return nil
+	})
+	check("preparing rebalance, current generation", commit("order", a.id, nil, a.generation, known), nil)
+	old := a.generation
+	a.joinFully()
+	b.take(<-bj)
+	check("completing rebalance, old generation", commit("order", a.id, nil, old, known), kerr.IllegalGeneration)
+	check("completing rebalance, new generation", commit("order", a.id, nil, a.generation, known), kerr.RebalanceInProgress)
+	check("completing rebalance, memberless", commit("order", "", nil, -1, known), kerr.UnknownMemberID)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // rawMember drives the classic group protocol by hand, one connection each,
@@ -47,10 +48,26 @@ func (m *rawMember) joinReq(version int16) *kmsg.JoinGroupRequest {
 	return req
 }
 
+// pinnedClient is a client that sends key at version at most (kgo otherwise
+// picks the highest version both sides support, whatever a request says).
+func pinnedClient(t testing.TB, addr string, key kmsg.Key, version int16, opts ...kgo.Opt) *kgo.Client {
+	t.Helper()
+	versions := kversion.Stable()
+	versions.SetMaxKeyVersion(key.Int16(), version)
+	return newClient(t, addr, append([]kgo.Opt{kgo.MaxVersions(versions)}, opts...)...)
+}
+
 // join sends one JoinGroup (v9) and records the member id and generation.
 func (m *rawMember) join() *kmsg.JoinGroupResponse {
 	m.t.Helper()
-	resp := groupRequest[*kmsg.JoinGroupResponse](m.t, m.cl, m.joinReq(9))
+	return m.joinVersion(9)
+}
+
+// joinVersion is join at the given JoinGroup version; m.cl must be pinned to
+// it (pinnedClient).
+func (m *rawMember) joinVersion(version int16) *kmsg.JoinGroupResponse {
+	m.t.Helper()
+	resp := groupRequest[*kmsg.JoinGroupResponse](m.t, m.cl, m.joinReq(version))
 	if resp.MemberID != "" {
 		m.id = resp.MemberID
 	}
@@ -421,7 +438,7 @@ func TestGroupErrorCodes(t *testing.T) {
 		}, kerr.IllegalGeneration},
 		{"commit unknown topic", commit("c1", "", -1, "nosuchtopic", 0), kerr.UnknownTopicOrPartition},
 		{"commit unknown partition", commit("c1", "", -1, "known", 5), kerr.UnknownTopicOrPartition},
-		{"commit empty group id", commit("", "", -1, "known", 0), kerr.InvalidGroupID},
+		{"commit generation to the unknown empty group", commit("", "m", 3, "known", 0), kerr.IllegalGeneration},
 		{"commit memberless to a group with members", commit("full", "", -1, "known", 0), kerr.UnknownMemberID},
 		{"commit wrong generation", commit("full", full.id, 9, "known", 0), kerr.IllegalGeneration},
 		{"commit generation to an unknown group", commit("c2", "m", 3, "known", 0), kerr.IllegalGeneration},
@@ -453,5 +470,89 @@ func TestGroupErrorCodes(t *testing.T) {
 	// None of that disturbed the full group.
 	if g := describeGroup(t, cl, "full"); g.State != "Stable" || len(g.Members) != 1 || g.Members[0].MemberID != full.id {
 		t.Fatalf("group after bad requests: %+v", g)
+	}
+}
+
+// TestGroupRestartedStaticLeaderIsNotLeaderOfZeroMembers pins issue 9: a
+// static leader that restarts (JoinGroup v5-v8 without a member id while the
+// group is Stable) was told it leads the group under its new member id, with
+// no member list, so librdkafka (which joins with v5) ran its assignor over
+// zero members. Kafka answers below v9 with the leader id as it was before
+// the replacement (the old member id) and no members, so the restarted member
+// syncs as a follower and gets its old assignment; v9 names the new id as
+// leader, lists the members and sets SkipAssignment (KIP-814).
+func TestGroupRestartedStaticLeaderIsNotLeaderOfZeroMembers(t *testing.T) {
+	gb := newGroupBroker(t)
+	for version := int16(5); version <= 9; version++ {
+		t.Run(fmt.Sprintf("v%d", version), func(t *testing.T) {
+			group := fmt.Sprintf("static-restart-v%d", version)
+			instA, instB := "instance-a", "instance-b"
+			a, b := newRawMember(t, gb, group), newRawMember(t, gb, group)
+			a.instance, b.instance = &instA, &instB
+			if r := a.join(); r.ErrorCode != 0 || r.LeaderID != a.id {
+				t.Fatalf("a joins: %+v", r)
+			}
+			a.sync(map[string][]byte{a.id: []byte("A")})
+			bj := b.joinAsync()
+			waitUntil(t, 10*time.Second, "a told to rejoin", func() error {
+				if code := a.heartbeat(); code != kerr.RebalanceInProgress.Code {
+					return fmt.Errorf("heartbeat %v", kerr.ErrorForCode(code))
+				}
+				return nil
+			})
+			ra := a.joinFully()
+			rb := b.take(<-bj)
+			if rb.ErrorCode != 0 || ra.LeaderID != a.id {
+				t.Fatalf("second generation: a %+v, b %+v", ra, rb)
+			}
+			bs := b.syncAsync()
+			a.sync(map[string][]byte{a.id: []byte("A"), b.id: []byte("B")})
+			if s := <-bs; s == nil || string(s.MemberAssignment) != "B" {
+				t.Fatalf("b sync: %+v", s)
+			}
+			oldLeader, generation := a.id, a.generation
+
+			restarted := newRawMember(t, gb, group)
+			restarted.cl = pinnedClient(t, gb.Addr, kmsg.JoinGroup, version)
+			restarted.instance = &instA
+			r := restarted.joinVersion(version)
+			if r.ErrorCode != 0 || r.MemberID == oldLeader || r.Generation != generation {
+				t.Fatalf("restarted leader: code %v id %q generation %d (old id %q, generation %d)",
+					kerr.ErrorForCode(r.ErrorCode), r.MemberID, r.Generation, oldLeader, generation)
+			}
+			if version < 9 {
+				if r.LeaderID != oldLeader || len(r.Members) != 0 || r.SkipAssignment {
+					t.Fatalf("v%d: leader %q with %d members (skip %v); want the old leader id %q and no members",
+						version, r.LeaderID, len(r.Members), r.SkipAssignment, oldLeader)
+				}
+			} else if r.LeaderID != r.MemberID || len(r.Members) != 2 || !r.SkipAssignment {
+				t.Fatalf("v9: leader %q with %d members (skip %v); want itself, both members and SkipAssignment",
+					r.LeaderID, len(r.Members), r.SkipAssignment)
+			}
+			if s := restarted.sync(nil); s.ErrorCode != 0 || string(s.MemberAssignment) != "A" {
+				t.Fatalf("sync after the restart: %+v", s)
+			}
+			if code := b.heartbeat(); code != 0 {
+				t.Fatalf("the follower must not be sent into a rebalance: %v", kerr.ErrorForCode(code))
+			}
+			if g := describeGroup(t, gb.client(t), group); g.State != "Stable" || len(g.Members) != 2 {
+				t.Fatalf("group after the restart: %s with %d members", g.State, len(g.Members))
+			}
+
+			// A restarted follower that changed its subscription but not the
+			// protocol the group would select: Kafka keeps the group Stable
+			// and still names the current leader.
+			follower := newRawMember(t, gb, group)
+			follower.cl = pinnedClient(t, gb.Addr, kmsg.JoinGroup, version)
+			follower.instance = &instB
+			follower.metadata = []byte("changed")
+			rf := follower.joinVersion(version)
+			if rf.ErrorCode != 0 || rf.Generation != generation || rf.LeaderID != r.MemberID || len(rf.Members) != 0 {
+				t.Fatalf("restarted follower: %+v, want generation %d and leader %q", rf, generation, r.MemberID)
+			}
+			if s := follower.sync(nil); s.ErrorCode != 0 || string(s.MemberAssignment) != "B" {
+				t.Fatalf("follower sync after the restart: %+v", s)
+			}
+		})
 	}
 }

@@ -50,19 +50,27 @@ type GroupPartition struct {
 	// Lag is HighWatermark - Committed (HighWatermark - LogStartOffset without a commit).
 	Lag int64
 	// LiveBacklog counts the live records at or after the committed offset: what
-	// the group still has to read, bounded by the shard's live keys.
+	// the group still has to read, bounded by the shard's live keys. It is as
+	// of the last background refresh (at most
+	// GroupConfig.BacklogRefreshInterval old, and never above Lag); until a
+	// refresh has seen the partition, the fewer of Lag and the shard's live
+	// records.
 	LiveBacklog int64
 	// Owner is the member id assigned the partition, "" if none.
 	Owner string
 }
 
 // Groups lists every group the coordinator knows, by name. Safe for
-// concurrent use; the result is the caller's.
+// concurrent use; the result is the caller's. It reads memory only: shard
+// counters and the live backlog cached by the last refresh, which it starts
+// in the background when the figures are older than
+// GroupConfig.BacklogRefreshInterval (group_backlog.go).
 func (b *Broker) Groups() []GroupSummary {
 	gs := b.groups.snapshot()
+	view := b.newBacklogView()
 	out := make([]GroupSummary, 0, len(gs))
 	for _, g := range gs {
-		if s, ok := b.summarize(g); ok {
+		if s, ok := b.summarize(g, view); ok {
 			out = append(out, s)
 		}
 	}
@@ -71,7 +79,7 @@ func (b *Broker) Groups() []GroupSummary {
 }
 
 // summarize describes one group; false for a Dead group.
-func (b *Broker) summarize(g *group) (GroupSummary, bool) {
+func (b *Broker) summarize(g *group, view *backlogView) (GroupSummary, bool) {
 	g.mu.Lock()
 	if g.state == stateDead {
 		g.mu.Unlock()
@@ -121,7 +129,7 @@ func (b *Broker) summarize(g *group) (GroupSummary, bool) {
 		if off, ok := committed[tp]; ok {
 			gp.Committed = off
 		}
-		if bl, ok := b.backlog(tp, gp.Committed); ok {
+		if bl, ok := view.backlog(g.name, tp, gp.Committed); ok {
 			gp.HighWatermark, gp.Lag, gp.LiveBacklog = bl.hwm, bl.lag, bl.live
 		}
 		s.Partitions = append(s.Partitions, gp)
@@ -134,36 +142,6 @@ func compareTopicPartition(a, b topicPartition) int {
 		return c
 	}
 	return int(a.partition) - int(b.partition)
-}
-
-// backlogInfo is a group's position in one shard.
-type backlogInfo struct {
-	hwm, lag, live int64
-}
-
-// backlog computes HighWatermark - committed (from the log start without a
-// commit) and the live records at or after that position; false when the
-// partition no longer exists.
-func (b *Broker) backlog(tp topicPartition, committed int64) (backlogInfo, bool) {
-	info, ok := b.node.Topic(tp.topic)
-	if !ok || tp.partition < 0 || int(tp.partition) >= len(info.Partitions) {
-		return backlogInfo{}, false
-	}
-	shard := info.Partitions[tp.partition].Shard
-	st, err := b.store.State(shard)
-	if err != nil {
-		return backlogInfo{}, false
-	}
-	from := committed
-	if from < 0 {
-		from = st.LogStartOffset
-	}
-	from = min(max(from, st.LogStartOffset), st.HighWatermark)
-	live, err := b.store.CountFrom(shard, from)
-	if err != nil {
-		return backlogInfo{}, false
-	}
-	return backlogInfo{hwm: st.HighWatermark, lag: st.HighWatermark - from, live: live}, true
 }
 
 // decodeAssignment returns the partitions of a consumer protocol assignment

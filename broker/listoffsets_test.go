@@ -126,3 +126,57 @@ func TestListOffsetsUnknown(t *testing.T) {
 		t.Fatal("ListOffsets created a topic")
 	}
 }
+
+// TestListOffsetsMaxTimestampNeverNamesCompactedAwayOffset pins issue 9:
+// ListOffsets -3 (KIP-734) answered the record with the largest timestamp ever
+// appended, even after compaction had taken it, so a client seeking there
+// landed on an offset that no longer exists. Kafka answers from the records
+// the log still holds: the first one with the largest timestamp, and -1/-1
+// when it holds none.
+func TestListOffsetsMaxTimestampNeverNamesCompactedAwayOffset(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "maxts", 1, nil)
+	cl := tb.client(t, kgo.DefaultProduceTopic("maxts"))
+	at := func(key string, ms int64, value []byte) *kgo.Record {
+		return &kgo.Record{Key: []byte(key), Value: value, Timestamp: time.UnixMilli(ms)}
+	}
+	produce := func(rs ...*kgo.Record) {
+		t.Helper()
+		for _, r := range rs {
+			if err := cl.ProduceSync(dataCtx(t), r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	maxTimestamp := func() (int64, int64) {
+		t.Helper()
+		p := rawRequest[*kmsg.ListOffsetsResponse](t, cl, listOffsetsOne(7, "maxts", 0, -3)).Topics[0].Partitions[0]
+		if p.ErrorCode != 0 {
+			t.Fatalf("max timestamp: %v", kerr.ErrorForCode(p.ErrorCode))
+		}
+		return p.Offset, p.Timestamp
+	}
+	v := []byte("v")
+
+	// b at 5000 (offset 1) is replaced by b at 3000 (offset 3).
+	produce(at("a", 1000, v), at("b", 5000, v), at("c", 2000, v), at("b", 3000, v))
+	if off, ts := maxTimestamp(); off != 3 || ts != 3000 {
+		t.Fatalf("after compaction: offset %d at %d, want offset 3 at 3000 (offset 1 is gone)", off, ts)
+	}
+	// Equal timestamps: the first offset, as Kafka's batch search finds it.
+	produce(at("d", 3000, v))
+	if off, ts := maxTimestamp(); off != 3 || ts != 3000 {
+		t.Fatalf("with a tie: offset %d at %d, want offset 3 at 3000", off, ts)
+	}
+	// Every key deleted and the tombstones expired: nothing is left.
+	produce(at("a", 100, nil), at("b", 100, nil), at("c", 100, nil), at("d", 100, nil))
+	if off, ts := maxTimestamp(); off != 5 || ts != 100 {
+		t.Fatalf("tombstones only: offset %d at %d, want the first tombstone (5 at 100)", off, ts)
+	}
+	if err := tb.Node.ExpireTombstones(dataCtx(t), "maxts", 0, time.Now().Add(time.Hour).UnixMilli()); err != nil {
+		t.Fatal(err)
+	}
+	if off, ts := maxTimestamp(); off != -1 || ts != -1 {
+		t.Fatalf("nothing readable: offset %d at %d, want -1/-1", off, ts)
+	}
+}

@@ -566,3 +566,56 @@ func counterValue(t testing.TB, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// disconnectHook reports every connection kgo loses or closes.
+type disconnectHook struct{ ch chan struct{} }
+
+func (h disconnectHook) OnBrokerDisconnect(kgo.BrokerMetadata, net.Conn) {
+	select {
+	case h.ch <- struct{}{}:
+	default:
+	}
+}
+
+// TestProduceAcksZeroFailureClosesConnection pins issue 9: an acks=0 produce
+// that failed was dropped in silence, so the producer never learned its
+// records were refused. Kafka closes the connection instead, which makes the
+// client see a disconnect and refresh its metadata.
+func TestProduceAcksZeroFailureClosesConnection(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "acks0-compacted", 1, nil)
+	hook := disconnectHook{ch: make(chan struct{}, 1)}
+	cl := tb.client(t, kgo.DefaultProduceTopic("acks0-compacted"), kgo.RequiredAcks(kgo.NoAck()),
+		kgo.DisableIdempotentWrite(), kgo.WithHooks(hook))
+
+	// A keyed record is fine and the connection stays.
+	if err := cl.ProduceSync(dataCtx(t), &kgo.Record{Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, 10*time.Second, "the keyed acks=0 record applied", func() error {
+		if st := tb.shardState(t, "acks0-compacted", 0); st.HighWatermark != 1 {
+			return fmt.Errorf("high watermark %d", st.HighWatermark)
+		}
+		return nil
+	})
+	select {
+	case <-hook.ch:
+		t.Fatal("a successful acks=0 produce closed the connection")
+	default:
+	}
+
+	// A keyless record on a compacted topic fails (INVALID_RECORD): the
+	// broker closes the connection. kgo reads nothing back for acks=0, so it
+	// notices on a later write; keep producing until it does.
+	deadline := time.After(10 * time.Second)
+	for {
+		_ = cl.ProduceSync(dataCtx(t), &kgo.Record{Value: []byte("no key")}).FirstErr()
+		select {
+		case <-hook.ch:
+			return
+		case <-deadline:
+			t.Fatal("the connection stayed open after a failed acks=0 produce")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}

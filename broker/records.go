@@ -400,24 +400,25 @@ func (r *recordReader) record(rec *shardstore.Record, headers *[]shardstore.Head
 }
 
 // appendBatch appends recs, which must be in offset order, to dst as record
-// batches v2: no compression, no producer (-1s), attributes 0. A batch's base
-// offset is its first record's offset and offset deltas are relative to it, so
-// compacted gaps between records are fine; a new batch starts only when a delta
-// would not fit in an int32. It returns the grown buffer.
-func appendBatch(dst []byte, recs []shardstore.Record) []byte {
+// batches v2: no compression, no producer (-1s), attributes 0, partition
+// leader epoch epoch. A batch's base offset is its first record's offset and
+// offset deltas are relative to it, so compacted gaps between records are
+// fine; a new batch starts only when a delta would not fit in an int32. It
+// returns the grown buffer.
+func appendBatch(dst []byte, epoch int32, recs []shardstore.Record) []byte {
 	for len(recs) > 0 {
 		n := 1
 		base := recs[0].Offset
 		for n < len(recs) && recs[n].Offset-base <= math.MaxInt32 {
 			n++
 		}
-		dst = appendOneBatch(dst, recs[:n])
+		dst = appendOneBatch(dst, epoch, recs[:n])
 		recs = recs[n:]
 	}
 	return dst
 }
 
-func appendOneBatch(dst []byte, recs []shardstore.Record) []byte {
+func appendOneBatch(dst []byte, epoch int32, recs []shardstore.Record) []byte {
 	base := recs[0].Offset
 	minTs, maxTs := recs[0].Timestamp, recs[0].Timestamp
 	for i := range recs {
@@ -425,7 +426,7 @@ func appendOneBatch(dst []byte, recs []shardstore.Record) []byte {
 		maxTs = max(maxTs, recs[i].Timestamp)
 	}
 	start := len(dst)
-	dst = appendBatchHeader(dst, base, int32(recs[len(recs)-1].Offset-base), minTs, maxTs, int32(len(recs)))
+	dst = appendBatchHeader(dst, base, epoch, int32(recs[len(recs)-1].Offset-base), minTs, maxTs, int32(len(recs)))
 	for i := range recs {
 		dst = appendRecord(dst, &recs[i], recs[i].Offset-base, recs[i].Timestamp-minTs)
 	}
@@ -436,17 +437,17 @@ func appendOneBatch(dst []byte, recs []shardstore.Record) []byte {
 // [from, hwm): a consumer at from moves to hwm even though nothing in between is
 // readable any more (docs/ARCHITECTURE.md rule 3). A gap wider than an int32 is covered up
 // to from+MaxInt32; the consumer's next fetch covers the rest.
-func appendGapBatch(dst []byte, from, hwm int64) []byte {
+func appendGapBatch(dst []byte, epoch int32, from, hwm int64) []byte {
 	delta := min(hwm-1-from, math.MaxInt32)
 	start := len(dst)
-	dst = appendBatchHeader(dst, from, int32(delta), -1, -1, 0)
+	dst = appendBatchHeader(dst, from, epoch, int32(delta), -1, -1, 0)
 	return finishBatch(dst, start)
 }
 
-func appendBatchHeader(dst []byte, base int64, lastOffsetDelta int32, firstTs, maxTs int64, numRecords int32) []byte {
+func appendBatchHeader(dst []byte, base int64, epoch, lastOffsetDelta int32, firstTs, maxTs int64, numRecords int32) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(base))
 	dst = binary.BigEndian.AppendUint32(dst, 0) // length, set by finishBatch
-	dst = binary.BigEndian.AppendUint32(dst, 0) // partition leader epoch
+	dst = binary.BigEndian.AppendUint32(dst, uint32(epoch))
 	dst = append(dst, 2)                        // magic
 	dst = binary.BigEndian.AppendUint32(dst, 0) // crc, set by finishBatch
 	dst = binary.BigEndian.AppendUint16(dst, 0) // attributes
@@ -492,13 +493,47 @@ func appendBytesField(dst, b []byte) []byte {
 	return append(dst, b...)
 }
 
-func appendRecord(dst []byte, rec *shardstore.Record, offDelta, tsDelta int64) []byte {
+// recordBodySize is the size of a record in a batch after its length varint.
+func recordBodySize(rec *shardstore.Record, offDelta, tsDelta int64) int {
 	size := 1 + varintLen(tsDelta) + varintLen(offDelta) +
 		bytesFieldLen(rec.Key) + bytesFieldLen(rec.Value) + varintLen(int64(len(rec.Headers)))
 	for i := range rec.Headers {
 		h := &rec.Headers[i]
 		size += varintLen(int64(len(h.Key))) + len(h.Key) + bytesFieldLen(h.Value)
 	}
+	return size
+}
+
+// fitBatches returns how many of recs, from the first, appendBatch encodes in
+// at most limit bytes; 0 when not even the first record fits. Timestamp
+// deltas are taken from the smallest timestamp of all of recs: a prefix's own
+// deltas are never larger, so the sizes are bounds for every prefix and one
+// pass answers.
+func fitBatches(recs []shardstore.Record, limit int) int {
+	if len(recs) == 0 {
+		return 0
+	}
+	minTs := recs[0].Timestamp
+	for i := range recs {
+		minTs = min(minTs, recs[i].Timestamp)
+	}
+	size, base := 0, recs[0].Offset
+	for i := range recs {
+		if i == 0 || recs[i].Offset-base > math.MaxInt32 { // appendBatch starts a batch
+			base = recs[i].Offset
+			size += batchHeaderSize
+		}
+		body := recordBodySize(&recs[i], recs[i].Offset-base, recs[i].Timestamp-minTs)
+		size += varintLen(int64(body)) + body
+		if size > limit {
+			return i
+		}
+	}
+	return len(recs)
+}
+
+func appendRecord(dst []byte, rec *shardstore.Record, offDelta, tsDelta int64) []byte {
+	size := recordBodySize(rec, offDelta, tsDelta)
 	dst = binary.AppendVarint(dst, int64(size))
 	dst = append(dst, 0) // attributes
 	dst = binary.AppendVarint(dst, tsDelta)

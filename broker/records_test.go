@@ -290,7 +290,7 @@ func TestAppendBatch(t *testing.T) {
 		{Offset: 14, Timestamp: 400, Key: []byte{}, Value: nil, Headers: []shardstore.Header{{Key: "x", Value: []byte("y")}}},
 		{Offset: 15, Timestamp: 900, Key: nil, Value: []byte{}},
 	}
-	raw := appendBatch([]byte("prefix"), recs)
+	raw := appendBatch([]byte("prefix"), 7, recs)
 	if !bytes.HasPrefix(raw, []byte("prefix")) {
 		t.Fatal("appendBatch must append")
 	}
@@ -301,7 +301,7 @@ func TestAppendBatch(t *testing.T) {
 	}
 	if b.FirstOffset != 10 || b.LastOffsetDelta != 5 || b.FirstTimestamp != 400 || b.MaxTimestamp != 900 ||
 		b.NumRecords != 3 || b.ProducerID != -1 || b.ProducerEpoch != -1 || b.FirstSequence != -1 ||
-		b.Attributes != 0 || int(b.Length) != len(raw)-12 {
+		b.Attributes != 0 || b.PartitionLeaderEpoch != 7 || int(b.Length) != len(raw)-12 {
 		t.Fatalf("header %+v", b)
 	}
 	got, next := fetchRecords(t, raw, 10)
@@ -322,7 +322,7 @@ func TestAppendBatch(t *testing.T) {
 	// once its base offset is 0 and offsets are dense).
 	dense := []shardstore.Record{recs[0], recs[1]}
 	dense[0].Offset, dense[1].Offset = 0, 1
-	if _, err := decodeBatch(appendBatch(nil, dense), batchLimits{Policy: shardstore.PolicyDelete}); err != nil {
+	if _, err := decodeBatch(appendBatch(nil, 7, dense), batchLimits{Policy: shardstore.PolicyDelete}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -333,7 +333,7 @@ func TestAppendBatchWideGap(t *testing.T) {
 		{Offset: 1 + math.MaxInt32, Key: []byte("b")},
 		{Offset: 2 + math.MaxInt32, Key: []byte("c")},
 	}
-	raw := appendBatch(nil, recs)
+	raw := appendBatch(nil, 7, recs)
 	got, next := fetchRecords(t, raw, 1)
 	if len(got) != 3 || next != 3+math.MaxInt32 {
 		t.Fatalf("%d records, next %d", len(got), next)
@@ -349,13 +349,13 @@ func TestAppendGapBatch(t *testing.T) {
 		{7, 7 + math.MaxInt32 + 10, 8 + math.MaxInt32},
 	}
 	for _, tt := range tests {
-		raw := appendGapBatch(nil, tt.from, tt.hwm)
+		raw := appendGapBatch(nil, 7, tt.from, tt.hwm)
 		got, next := fetchRecords(t, raw, tt.from)
 		if len(got) != 0 || next != tt.next {
 			t.Fatalf("gap [%d,%d): %d records, next %d, want %d", tt.from, tt.hwm, len(got), next, tt.next)
 		}
 		var b kmsg.RecordBatch
-		if err := b.ReadFrom(raw); err != nil || b.NumRecords != 0 || b.FirstOffset != tt.from {
+		if err := b.ReadFrom(raw); err != nil || b.NumRecords != 0 || b.FirstOffset != tt.from || b.PartitionLeaderEpoch != 7 {
 			t.Fatalf("batch %+v, err %v", b, err)
 		}
 	}
@@ -369,7 +369,7 @@ func BenchmarkAppendBatch(b *testing.B) {
 	buf := make([]byte, 0, 256<<10)
 	b.ReportAllocs()
 	for b.Loop() {
-		buf = appendBatch(buf[:0], recs)
+		buf = appendBatch(buf[:0], 7, recs)
 	}
 	b.ReportMetric(float64(b.N*len(recs))/b.Elapsed().Seconds(), "records/s")
 }
@@ -403,7 +403,7 @@ func FuzzDecodeBatch(f *testing.F) {
 		for i := range recs {
 			recs[i].Offset = int64(i)
 		}
-		again, err := decodeBatch(appendBatch(nil, recs), batchLimits{Policy: shardstore.PolicyDelete})
+		again, err := decodeBatch(appendBatch(nil, 7, recs), batchLimits{Policy: shardstore.PolicyDelete})
 		if err != nil {
 			t.Fatalf("re-encoded batch: %v", err)
 		}

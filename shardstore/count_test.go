@@ -1,6 +1,7 @@
 package shardstore
 
 import (
+	"slices"
 	"testing"
 )
 
@@ -36,6 +37,54 @@ func TestCountFrom(t *testing.T) {
 		}
 	}
 	if _, err := s.CountFrom(99, 0); err != ErrUnknownShard {
+		t.Errorf("unknown shard: %v", err)
+	}
+}
+
+func TestCountFromEach(t *testing.T) {
+	s := openStore(t, t.TempDir(), Options{})
+	const id ShardID = 1
+	b := s.NewBatch()
+	if err := b.CreateShard(id, testGroup); err != nil {
+		t.Fatal(err)
+	}
+	// Offsets 0..9; keys repeat so that 0, 1, 2 and 5 are replaced: the
+	// readable records are 3, 4, 6, 7, 8, 9.
+	for _, k := range []string{"a", "b", "c", "d", "e", "a", "b", "c", "a", "f"} {
+		if _, err := b.Append(id, AppendOptions{Policy: PolicyCompact}, NoProducer, []Record{{Key: []byte(k), Value: []byte("v")}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	froms := []int64{9, -1, 5, 0, 10, 3, 7, 4, 12, 6}
+	want := make([]int64, len(froms))
+	for i, from := range froms {
+		c, err := s.CountFrom(id, from)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want[i] = c
+	}
+	got, err := s.CountFromEach(id, froms, 0)
+	if err != nil || !slices.Equal(got, want) {
+		t.Fatalf("CountFromEach = %v, %v; want %v", got, err, want)
+	}
+	// Limited to 2 records (9 and 8): positions above 8 are exact, the others
+	// get an upper bound no smaller than the count.
+	got, err = s.CountFromEach(id, froms, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, from := range froms {
+		exact := from > 8 || from <= 0 || from >= 10
+		if (exact && got[i] != want[i]) || got[i] < want[i] || got[i] > 6 {
+			t.Errorf("limited, from %d: %d, count %d", from, got[i], want[i])
+		}
+	}
+	if _, err := s.CountFromEach(99, froms, 0); err != ErrUnknownShard {
 		t.Errorf("unknown shard: %v", err)
 	}
 }

@@ -175,6 +175,51 @@ func (s *Store) OffsetForTime(id ShardID, ts int64) (offset, timestamp int64, ok
 	return 0, 0, false, it.Error()
 }
 
+// MaxTimestamp returns the readable record with the largest timestamp (the
+// first in offset order among equal timestamps) and that timestamp; ok is
+// false when nothing is readable. State.MaxTimestampOffset names the largest
+// timestamp ever appended: while that record is readable the answer is one
+// seek; once compaction, tombstone expiry or DeleteRecordsBefore took it, it is
+// a scan of the readable records, like OffsetForTime.
+func (s *Store) MaxTimestamp(id ShardID) (offset, timestamp int64, ok bool, err error) {
+	st, err := s.readView(id)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer s.life.RUnlock()
+	if st.HighWatermark <= st.LogStartOffset {
+		return 0, 0, false, nil
+	}
+	if o := st.MaxTimestampOffset; o >= st.LogStartOffset && o < st.HighWatermark {
+		it, err := s.recordIter(id, o, o+1)
+		if err != nil {
+			return 0, 0, false, err
+		}
+		found := it.First()
+		if err := it.Close(); err != nil {
+			return 0, 0, false, err
+		}
+		if found {
+			return o, st.MaxTimestamp, true, nil
+		}
+	}
+	it, err := s.recordIter(id, st.LogStartOffset, st.HighWatermark)
+	if err != nil {
+		return 0, 0, false, err
+	}
+	defer it.Close()
+	for valid := it.First(); valid; valid = it.Next() {
+		rts, _, err := recordTimes(it.Value())
+		if err != nil {
+			return 0, 0, false, err
+		}
+		if !ok || rts > timestamp {
+			offset, timestamp, ok = recordOffset(it.Key()), rts, true
+		}
+	}
+	return offset, timestamp, ok, it.Error()
+}
+
 // RetentionOffset returns the log start offset that retention of a delete-policy
 // shard asks for: past every record appended before olderThanMs (when >= 0) and
 // past the oldest records until at most maxBytes remain (when maxBytes >= 0).

@@ -76,3 +76,64 @@ def test_group_commit_then_new_consumer_resumes(bootstrap, topic_name):
     got = sorted(resumed.values())
     want = sorted((p, o) for p in range(PARTITIONS) for o in range(4, PER_PARTITION))
     assert got == want, "the new consumer must start at the committed offsets"
+
+
+class _Lines:
+    """A logging handler that keeps librdkafka's log lines."""
+
+    def __init__(self):
+        import logging
+        self.lines = []
+        self.logger = logging.getLogger(f"rdkafka-{id(self)}")
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.propagate = False
+        handler = logging.Handler()
+        handler.emit = lambda record: self.lines.append(record.getMessage())
+        self.logger.addHandler(handler)
+
+
+def static_consumer(bootstrap, group, instance, lines=None):
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "group.instance.id": instance,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 10000,
+        "heartbeat.interval.ms": 500,
+    }
+    if lines is None:
+        return Consumer(conf)
+    conf["debug"] = "cgrp"
+    return Consumer(conf, logger=lines.logger)
+
+
+def test_restarted_static_leader_is_not_leader_of_zero_members(bootstrap, topic_name):
+    """Issue 9: librdkafka joins with JoinGroup v5. A static member that
+    restarts (same group.instance.id, no member id, the group Stable) must get
+    Kafka's answer: the leader id as it was (its old member id) and no member
+    list, so it syncs as a follower and gets its old assignment back. It used
+    to be told it leads the group under its new id, with zero members."""
+    setup_topic(bootstrap, topic_name)
+    group = f"{topic_name}-static"
+
+    first = static_consumer(bootstrap, group, "instance-1")
+    first.subscribe([topic_name])
+    poll_until(first, PARTITIONS * PER_PARTITION, {})
+    first.close()  # a static member does not leave: the group stays Stable
+
+    lines = _Lines()
+    restarted = static_consumer(bootstrap, group, "instance-1", lines)
+    restarted.subscribe([topic_name])
+    deadline = Deadline()
+    while len(restarted.assignment()) < PARTITIONS and not deadline.expired():
+        restarted.poll(0.2)
+    assigned = sorted(tp.partition for tp in restarted.assignment())
+    restarted.close()
+    joins = [line for line in lines.lines if "JoinGroup response:" in line]
+    assert joins, "no JoinGroup response in librdkafka's log"
+    assert not any("elected leader" in line for line in lines.lines), \
+        "the restarted static member was made leader: " + "; ".join(joins)
+    assert "(me)" not in joins[-1], joins[-1]
+    assert assigned == list(range(PARTITIONS)), \
+        f"the restarted static member must get its assignment back, got {assigned}"
