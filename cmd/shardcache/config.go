@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // envPrefix starts the environment variable of every flag: --data-dir is
@@ -100,6 +102,9 @@ type Config struct {
 	// SnapshotRate caps how fast this node streams a Raft group's snapshot to
 	// a replica that needs one, bytes per second; 0 is unlimited.
 	SnapshotRate int32
+
+	// KeyCacheBytes bounds the memory of the store's key cache; 0 disables it.
+	KeyCacheBytes int64
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -133,6 +138,8 @@ func defaultConfig() Config {
 		RaftHeartbeatTimeout: time.Second,
 		RaftElectionTimeout:  time.Second,
 		SnapshotRate:         256 * mib,
+
+		KeyCacheBytes: shardstore.DefaultKeyCacheBytes,
 	}
 }
 
@@ -175,6 +182,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
+	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache)")
 	return fs
 }
 
@@ -328,6 +336,9 @@ func (c Config) Validate() error {
 	if c.RaftElectionTimeout < c.RaftHeartbeatTimeout || c.RaftElectionTimeout > time.Minute {
 		return bad("raft-election-timeout", "must be between --raft-heartbeat-timeout (%s) and 1m, got %s", c.RaftHeartbeatTimeout, c.RaftElectionTimeout)
 	}
+	if c.KeyCacheBytes < 0 || c.KeyCacheBytes > shardstore.MaxKeyCacheBytes {
+		return bad("key-cache-bytes", "must be between 0 (no cache) and %s, got %d", formatBytes(shardstore.MaxKeyCacheBytes), c.KeyCacheBytes)
+	}
 	return nil
 }
 
@@ -380,8 +391,10 @@ func (v *int32Value) Set(s string) error {
 // plain number or with a KiB, MiB or GiB suffix ("64MiB").
 type bytesValue int32
 
-func (v *bytesValue) String() string {
-	n := int64(*v)
+func (v *bytesValue) String() string { return formatBytes(int64(*v)) }
+
+// formatBytes writes n with the largest suffix that divides it.
+func formatBytes(n int64) string {
 	switch {
 	case n != 0 && n%gib == 0:
 		return strconv.FormatInt(n/gib, 10) + "GiB"
@@ -404,6 +417,13 @@ func (v *bytesValue) Set(s string) error {
 
 // parseBytes parses a byte count such as "1048576", "512KiB" or "64MiB".
 func parseBytes(s string) (int32, error) {
+	n, err := parseBytesUpTo(s, math.MaxInt32, "below 2GiB")
+	return int32(n), err
+}
+
+// parseBytesUpTo parses a byte count of at most limit; tooLarge completes the
+// error "must be ..." of a larger one.
+func parseBytesUpTo(s string, limit int64, tooLarge string) (int64, error) {
 	t := strings.TrimSpace(s)
 	mult := int64(1)
 	for _, u := range []struct {
@@ -419,10 +439,25 @@ func parseBytes(s string) (int32, error) {
 	if err != nil || n < 0 {
 		return 0, fmt.Errorf("want a byte count such as 1048576 or 64MiB")
 	}
-	if n > math.MaxInt32/mult {
-		return 0, fmt.Errorf("must be below 2GiB")
+	if n > limit/mult {
+		return 0, fmt.Errorf("must be %s", tooLarge)
 	}
-	return int32(n * mult), nil
+	return n * mult, nil
+}
+
+// bytes64Value is a flag.Value for a byte count of up to 1TiB, written like
+// a bytesValue.
+type bytes64Value int64
+
+func (v *bytes64Value) String() string { return formatBytes(int64(*v)) }
+
+func (v *bytes64Value) Set(s string) error {
+	n, err := parseBytesUpTo(s, 1<<40, "at most 1024GiB")
+	if err != nil {
+		return err
+	}
+	*v = bytes64Value(n)
+	return nil
 }
 
 // choiceValue is a flag.Value for one string out of a fixed set.

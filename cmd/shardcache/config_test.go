@@ -53,6 +53,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		RaftHeartbeatTimeout: time.Second,
 		RaftElectionTimeout:  time.Second,
 		SnapshotRate:         256 << 20,
+
+		KeyCacheBytes: 128 << 20,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
@@ -97,6 +99,8 @@ var allSet = struct {
 		"raft-heartbeat-timeout":  "250ms",
 		"raft-election-timeout":   "500ms",
 		"snapshot-rate":           "0",
+
+		"key-cache-bytes": "4GiB",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -131,6 +135,8 @@ var allSet = struct {
 		RaftHeartbeatTimeout:  250 * time.Millisecond,
 		RaftElectionTimeout:   500 * time.Millisecond,
 		SnapshotRate:          0,
+
+		KeyCacheBytes: 4 << 30,
 	},
 }
 
@@ -253,6 +259,7 @@ var invalidValues = []struct {
 	{"raft-heartbeat-timeout", []string{"1ms", "2m", "soon"}},
 	{"raft-election-timeout", []string{"100ms", "2m", "x"}},
 	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
+	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
 }
 
 func TestParseConfigInvalid(t *testing.T) {

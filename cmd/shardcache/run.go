@@ -116,9 +116,14 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	log.Info("http listening", logAddr, s.httpLn.Addr().String())
 
 	// Storage, then Raft over it.
+	keyCache := cfg.KeyCacheBytes
+	if keyCache == 0 {
+		keyCache = -1 // the flag's 0 disables the cache; the option's 0 is the default
+	}
 	if s.store, err = shardstore.Open(filepath.Join(cfg.DataDir, storeDirName), shardstore.Options{
-		Logger:     log.With(logComponent, "shardstore"),
-		Registerer: s.reg,
+		Logger:        log.With(logComponent, "shardstore"),
+		Registerer:    s.reg,
+		KeyCacheBytes: keyCache,
 	}); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
