@@ -69,6 +69,12 @@ type Config struct {
 	// a follower that lags behind the leader's log, in bytes per second on
 	// average; 0 means unlimited.
 	SnapshotRateBytes int64
+	// MaxApplyBatchBytes is where the FSM cuts a batch of Raft entries into
+	// several store commits: once a Pebble batch holds this many bytes, it is
+	// committed with the index of its last entry. 0 means
+	// DefaultMaxApplyBatchBytes; at most MaxApplyBatchBytesLimit, well below
+	// Pebble's 4 GiB batch limit.
+	MaxApplyBatchBytes int
 
 	// trailingLogs overrides how many entries a snapshot leaves in the log
 	// (tests only: a short log makes lagging replicas need a snapshot).
@@ -80,6 +86,14 @@ type Config struct {
 	// Registerer receives Raft metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
+
+// DefaultMaxApplyBatchBytes is Config.MaxApplyBatchBytes's default: large
+// enough that ordinary Raft batches commit once, small enough that 512 entries
+// of 64 MiB of records each never make one Pebble batch.
+const DefaultMaxApplyBatchBytes = 64 << 20
+
+// MaxApplyBatchBytesLimit bounds Config.MaxApplyBatchBytes.
+const MaxApplyBatchBytesLimit = 1 << 30
 
 // Limits checked by Validate.
 const (
@@ -101,6 +115,7 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 100 * time.Millisecond,
 		CommitTimeout:      20 * time.Millisecond,
 		SnapshotThreshold:  2048,
+		MaxApplyBatchBytes: DefaultMaxApplyBatchBytes,
 	}
 }
 
@@ -133,6 +148,8 @@ func (c Config) Validate() error {
 		return errors.New("raftfsm: SnapshotThreshold must be at least 1")
 	case c.SnapshotRateBytes < 0:
 		return fmt.Errorf("raftfsm: SnapshotRateBytes %d must be >= 0 (0: unlimited)", c.SnapshotRateBytes)
+	case c.MaxApplyBatchBytes < 0 || c.MaxApplyBatchBytes > MaxApplyBatchBytesLimit:
+		return fmt.Errorf("raftfsm: MaxApplyBatchBytes %d must be between 0 (default) and %d", c.MaxApplyBatchBytes, MaxApplyBatchBytesLimit)
 	}
 	if err := topicconfig.ValidateAll(c.BrokerTopicDefaults); err != nil {
 		return fmt.Errorf("raftfsm: BrokerTopicDefaults: %w", err)

@@ -190,6 +190,10 @@ func (b *Batch) SetApplied(group uint32, index uint64) {
 	b.set(appliedKey(group), binary.BigEndian.AppendUint64(nil, index))
 }
 
+// Len is the size of the Pebble batch so far, in bytes. Pebble refuses (panics
+// on) a batch of 4 GiB; raftfsm commits a Raft batch in pieces well below it.
+func (b *Batch) Len() int { return b.b.Len() }
+
 // Raw is the Pebble batch, for raftfsm's metadata keys (outside shardstore's
 // prefix) written atomically with the shards. The returned batch is valid until
 // the next call of another Batch method (ExpireTombstones, ExpireSuperseded and
