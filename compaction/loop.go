@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,11 +17,22 @@ import (
 // DefaultInterval is the pause between passes when Config.Interval is 0.
 const DefaultInterval = 30 * time.Second
 
+// Producer expiry (Kafka's producer.id.expiration.ms and
+// producer.id.expiration.check.interval.ms, with Kafka's defaults and bounds:
+// at least 1 ms, an int32 of milliseconds).
+const (
+	DefaultProducerIDExpiration  = 24 * time.Hour
+	MinProducerIDExpiration      = time.Millisecond
+	MaxProducerIDExpiration      = math.MaxInt32 * time.Millisecond
+	DefaultProducerCheckInterval = 10 * time.Minute
+)
+
 // Operation names, used as the op label and in logs.
 const (
 	opExpireTombstones    = "expire_tombstones"
 	opExpireSuperseded    = "expire_superseded"
 	opDeleteRecordsBefore = "delete_records_before"
+	opExpireProducers     = "expire_producers"
 )
 
 // Log attribute keys.
@@ -39,6 +51,15 @@ type Config struct {
 	Store *shardstore.Store
 	// Interval is the pause between passes; 0 means DefaultInterval.
 	Interval time.Duration
+	// ProducerIDExpiration is how long a producer id's state is kept after its
+	// last batch (producer.id.expiration.ms); 0 means
+	// DefaultProducerIDExpiration, else MinProducerIDExpiration to
+	// MaxProducerIDExpiration.
+	ProducerIDExpiration time.Duration
+	// ProducerCheckInterval is how often, at most, a pass looks for idle
+	// producers, a scan of each led partition's producer state; 0 means
+	// DefaultProducerCheckInterval. A shorter ProducerIDExpiration shortens it.
+	ProducerCheckInterval time.Duration
 	// Now is the clock; nil means time.Now. It must agree with the Node's clock,
 	// which dates appended records.
 	Now func() time.Time
@@ -53,6 +74,8 @@ type Loop struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	// producersChecked is when a pass last looked for idle producers (cfg.Now).
+	producersChecked time.Time
 }
 
 // New checks cfg and builds a Loop.
@@ -64,10 +87,21 @@ func New(cfg Config) (*Loop, error) {
 		return nil, errors.New("compaction: Store is required")
 	case cfg.Interval < 0:
 		return nil, fmt.Errorf("compaction: Interval %s must not be negative", cfg.Interval)
+	case cfg.ProducerIDExpiration != 0 && (cfg.ProducerIDExpiration < MinProducerIDExpiration || cfg.ProducerIDExpiration > MaxProducerIDExpiration):
+		return nil, fmt.Errorf("compaction: ProducerIDExpiration %s must be between %s and %s", cfg.ProducerIDExpiration, MinProducerIDExpiration, MaxProducerIDExpiration)
+	case cfg.ProducerCheckInterval < 0:
+		return nil, fmt.Errorf("compaction: ProducerCheckInterval %s must not be negative", cfg.ProducerCheckInterval)
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
 	}
+	if cfg.ProducerIDExpiration == 0 {
+		cfg.ProducerIDExpiration = DefaultProducerIDExpiration
+	}
+	if cfg.ProducerCheckInterval == 0 {
+		cfg.ProducerCheckInterval = DefaultProducerCheckInterval
+	}
+	cfg.ProducerCheckInterval = min(cfg.ProducerCheckInterval, cfg.ProducerIDExpiration)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -104,6 +138,11 @@ func (l *Loop) RunOnce(ctx context.Context) int {
 	if !l.cfg.Node.Ready() {
 		return 0
 	}
+	now := l.cfg.Now()
+	producers := now.Sub(l.producersChecked) >= l.cfg.ProducerCheckInterval
+	if producers {
+		l.producersChecked = now
+	}
 	proposed := 0
 	for _, t := range l.cfg.Node.Topics() {
 		for _, p := range t.Partitions {
@@ -113,7 +152,7 @@ func (l *Loop) RunOnce(ctx context.Context) int {
 			if !l.cfg.Node.IsLeader(p.Group) {
 				continue
 			}
-			proposed += l.partition(ctx, t, p)
+			proposed += l.partition(ctx, t, p, producers)
 		}
 	}
 	return proposed
@@ -129,8 +168,9 @@ func (l *Loop) due(check func(shardstore.ShardID, int64) (bool, error), t raftfs
 	return ok
 }
 
-// partition runs what is due on one partition.
-func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.PartitionInfo) int {
+// partition runs what is due on one partition; producers says whether to look
+// for idle producers too.
+func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.PartitionInfo, producers bool) int {
 	st, err := l.cfg.Store.State(p.Shard)
 	if err != nil {
 		// The topic may have been deleted since Topics was read.
@@ -147,6 +187,11 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 		if err != nil {
 			l.log.Warn("compaction command failed", keyTopic, t.Name, keyPartition, p.Partition, keyOp, op, keyError, err)
 		}
+	}
+	if before := nowMs - l.cfg.ProducerIDExpiration.Milliseconds(); producers && l.due(l.cfg.Store.ProducersDue, t, p, before) {
+		run(opExpireProducers, func() error {
+			return l.cfg.Node.ExpireProducers(ctx, t.Name, p.Partition, before)
+		})
 	}
 	switch c.CleanupPolicy {
 	case shardstore.PolicyCompact:
@@ -170,12 +215,12 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 			olderThan = nowMs - c.RetentionMs
 		}
 		if olderThan < 0 && c.RetentionBytes < 0 {
-			return 0
+			return n
 		}
 		off, err := l.cfg.Store.RetentionOffset(p.Shard, olderThan, c.RetentionBytes)
 		if err != nil {
 			l.log.Debug("retention offset unavailable", keyTopic, t.Name, keyPartition, p.Partition, keyError, err)
-			return 0
+			return n
 		}
 		if off > st.LogStartOffset {
 			run(opDeleteRecordsBefore, func() error {

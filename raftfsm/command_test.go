@@ -47,6 +47,7 @@ func goldenCommands() []*Command {
 		{Type: CmdRegisterNode, Member: NodeInfo{ID: 2, Incarnation: 0xabcdef01, ClusterAddr: "127.0.0.1:9093", KafkaAddr: "127.0.0.1:9092", HTTPAddr: "127.0.0.1:9644", Rack: "r1"}},
 		{Type: CmdRemoveNode, NodeID: 3},
 		{Type: CmdSetGroupLeader, Group: 2, NodeID: 1, Term: 7},
+		{Type: CmdExpireProducers, Shard: 9, BeforeMs: 1699913600000, Options: shardstore.AppendOptions{AppendTimeMs: 1700000000000}},
 	}
 }
 

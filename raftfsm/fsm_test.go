@@ -2,10 +2,15 @@ package raftfsm
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
+	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/hashicorp/raft"
 
@@ -140,5 +145,87 @@ func TestApplyBatchFailedPiece(t *testing.T) {
 	}
 	if _, err := f.Snapshot(); err == nil {
 		t.Error("a stopped FSM took a snapshot")
+	}
+}
+
+// TestExpireProducersReplays: producer expiry goes through the group's Raft log
+// like every change of state, with its times in the command, so a replica
+// that applies the same log from the start, at another time, ends with the
+// same shard, byte for byte.
+func TestExpireProducersReplays(t *testing.T) {
+	c := newTestCluster(t)
+	ctx := testCtx(t)
+	var nowMs atomic.Int64
+	nowMs.Store(1_700_000_000_000)
+	c.now = func() time.Time { return time.UnixMilli(nowMs.Load()) }
+	info, err := c.node.CreateTopic(ctx, "t", 1, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produce := func(id int64, seq int32) error {
+		_, err := c.node.Produce(ctx, "t", 0, shardstore.Producer{ID: id, BaseSequence: seq}, keyed(fmt.Sprint(id), 1))
+		return err
+	}
+	for _, id := range []int64{7, 8} {
+		if err := produce(id, 0); err != nil {
+			t.Fatal(err)
+		}
+		nowMs.Add(10_000)
+	}
+	if err := c.node.ExpireProducers(ctx, "t", 0, 1_700_000_000_001); err != nil {
+		t.Fatal(err)
+	}
+	if err := produce(7, 5); err != nil {
+		t.Fatalf("forgotten producer 7 at sequence 5: %v", err)
+	}
+	if err := produce(8, 5); !errors.Is(err, shardstore.ErrOutOfOrderSequence) {
+		t.Fatalf("producer 8 at sequence 5: %v, want out of order", err)
+	}
+
+	part := info.Partitions[0]
+	grp := c.node.groups[part.Group]
+	applied, err := c.store.Applied(part.Group)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, _ := grp.logs.FirstIndex()
+	var logs []*raft.Log
+	for i := first; i <= applied; i++ {
+		l := new(raft.Log)
+		if err := grp.logs.GetLog(i, l); err != nil {
+			t.Fatal(err)
+		}
+		logs = append(logs, l)
+	}
+	replica, err := shardstore.Open("db", shardstore.Options{FS: vfs.NewMem(), Logger: testLogger(t), CacheBytes: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer replica.Close()
+	m, _ := newMetrics(nil)
+	f, err := newFSM(part.Group, replica, &processor{resolve: resolveDefaults}, testLogger(t), m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nowMs.Add(48 * 3600_000) // the replica applies two days later
+	f.ApplyBatch(logs)
+
+	shardRange := func(s *shardstore.Store) [][2]string {
+		lo := binary.BigEndian.AppendUint64([]byte{'s', 'h'}, uint64(part.Shard))
+		hi := binary.BigEndian.AppendUint64([]byte{'s', 'h'}, uint64(part.Shard)+1)
+		it, err := s.DB().NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer it.Close()
+		var kvs [][2]string
+		for ok := it.First(); ok; ok = it.Next() {
+			kvs = append(kvs, [2]string{string(it.Key()), string(it.Value())})
+		}
+		return kvs
+	}
+	leader, follower := shardRange(c.store), shardRange(replica)
+	if len(leader) == 0 || !slices.Equal(leader, follower) {
+		t.Fatalf("replayed shard differs:\nleader   %q\nreplica  %q", leader, follower)
 	}
 }

@@ -698,6 +698,17 @@ func (n *Node) DeleteRecordsBefore(ctx context.Context, topic string, partition 
 	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdDeleteRecordsBefore, Offset: offset})
 }
 
+// ExpireProducers proposes that every replica forget the state of the
+// partition's idle producers, those whose last batch was appended before
+// beforeMs (producer.id.expiration.ms; see shardstore.Batch.ExpireProducers).
+// The command carries this node's clock for dating state written before
+// append times were kept. The compaction loop calls it (ErrNotLeader
+// elsewhere).
+func (n *Node) ExpireProducers(ctx context.Context, topic string, partition int32, beforeMs int64) error {
+	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdExpireProducers, BeforeMs: beforeMs,
+		Options: shardstore.AppendOptions{AppendTimeMs: n.cfg.Now().UnixMilli()}})
+}
+
 func (n *Node) shardCommand(ctx context.Context, topic string, partition int32, c *Command) error {
 	if err := n.checkReady(); err != nil {
 		return err

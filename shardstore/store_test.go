@@ -208,6 +208,7 @@ func TestConformance(t *testing.T) {
 		{"OffsetForTime", testOffsetForTime},
 		{"Idempotence", testIdempotence},
 		{"SequenceWindowAndWrap", testSequenceWindow},
+		{"ProducerExpiry", testProducerExpiry},
 		{"SeveralAppendsInOneBatch", testSeveralAppends},
 		{"FailedAppendKeepsBatch", testFailedAppend},
 		{"DeleteShard", testDeleteShard},
@@ -997,6 +998,81 @@ func testKeyCacheBounded(h *h) {
 	if len(recs) != 100 || recs[0].Offset != 200 {
 		h.t.Fatalf("read %d records from %d", len(recs), recs[0].Offset)
 	}
+}
+
+// testProducerExpiry: ExpireProducers forgets exactly the producers whose last
+// batch was appended before the cutoff, after which they are unknown (any
+// first sequence is accepted, as Kafka 4 accepts it from an unknown producer
+// id); ProducersDue agrees; state from before append times were kept is dated
+// by the first expiry that sees it.
+func testProducerExpiry(h *h) {
+	at := func(ms int64) AppendOptions { return AppendOptions{Policy: PolicyCompact, AppendTimeMs: ms} }
+	due := func(beforeMs int64, want bool) {
+		h.t.Helper()
+		if got, err := h.s.ProducersDue(1, beforeMs); err != nil || got != want {
+			h.t.Fatalf("ProducersDue(%d) = %v, %v; want %v", beforeMs, got, err, want)
+		}
+	}
+	expire := func(beforeMs, nowMs int64, want int) {
+		h.t.Helper()
+		h.batch(func(b *Batch) {
+			n, err := b.ExpireProducers(1, beforeMs, nowMs)
+			if err != nil || n != want {
+				h.t.Fatalf("ExpireProducers(%d) = %d, %v; want %d", beforeMs, n, err, want)
+			}
+		})
+	}
+	h.create(1)
+	due(math.MaxInt64, false)
+	h.mustAppend(1, at(1000), pid(7, 0, 0), kv("a", "1"))
+	h.mustAppend(1, at(1500), pid(8, 0, 0), kv("b", "1"))
+	h.mustAppend(1, at(5000), pid(8, 0, 1), kv("b", "2")) // 8 wrote again
+	h.restart()
+	due(1000, false)
+	due(1001, true)
+	expire(1000, 9000, 0)
+	expire(4000, 9000, 1) // 7 only
+	due(4000, false)
+	h.restart()
+	// 7 is unknown: a gap in its sequence is accepted. 8 is not.
+	if r := h.mustAppend(1, at(6000), pid(7, 0, 5), kv("a", "2")); r.Duplicate || r.BaseOffset != 3 {
+		h.t.Fatalf("unknown producer's batch = %+v", r)
+	}
+	_, err := h.append(1, at(6000), pid(8, 0, 5), kv("b", "3"))
+	wantErr(h.t, err, ErrOutOfOrderSequence)
+	// An older epoch of a forgotten producer is accepted as well.
+	expire(7000, 9000, 2)
+	if r := h.mustAppend(1, at(7000), pid(8, 0, 9), kv("b", "3")); r.BaseOffset != 4 {
+		h.t.Fatalf("forgotten producer's batch = %+v", r)
+	}
+
+	// In one batch: an append, the expiry of what it wrote, an append that
+	// finds the producer unknown.
+	h.batch(func(b *Batch) {
+		if _, err := b.Append(1, at(8000), pid(9, 0, 0), []Record{kv("c", "1")}); err != nil {
+			h.t.Fatal(err)
+		}
+		if n, err := b.ExpireProducers(1, 8001, 9000); err != nil || n != 2 { // 8 and 9
+			h.t.Fatalf("ExpireProducers in the batch = %d, %v", n, err)
+		}
+		if _, err := b.Append(1, at(8000), pid(9, 0, 4), []Record{kv("c", "2")}); err != nil {
+			h.t.Fatalf("append after expiry in the batch: %v", err)
+		}
+	})
+	due(8001, true) // 9's new state, dated 8000
+
+	// State written before append times were kept (producerVersion1).
+	h.batch(func(b *Batch) {
+		v1 := []byte{producerVersion1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 5}
+		b.Raw().Set(producerKey(1, 10), v1, nil)
+	})
+	due(0, true)
+	expire(math.MaxInt64-1, 20000, 1) // 9 (8000); 10 is dated 20000 instead
+	due(20000, false)
+	_, err = h.append(1, at(20000), pid(10, 0, 5), kv("d", "1")) // 10 still expects 4
+	wantErr(h.t, err, ErrOutOfOrderSequence)
+	expire(20001, 30000, 1)
+	due(math.MaxInt64, false)
 }
 
 // testKeyCacheBytes writes large keys to two shards through a 256 KiB key

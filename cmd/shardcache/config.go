@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shardcache/shardcache/compaction"
 	"github.com/shardcache/shardcache/shardstore"
 )
 
@@ -105,6 +106,9 @@ type Config struct {
 
 	// KeyCacheBytes bounds the memory of the store's key cache; 0 disables it.
 	KeyCacheBytes int64
+	// ProducerIDExpiration is how long an idempotent producer's state is kept
+	// after its last batch (Kafka's producer.id.expiration.ms).
+	ProducerIDExpiration time.Duration
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -139,7 +143,8 @@ func defaultConfig() Config {
 		RaftElectionTimeout:  time.Second,
 		SnapshotRate:         256 * mib,
 
-		KeyCacheBytes: shardstore.DefaultKeyCacheBytes,
+		KeyCacheBytes:        shardstore.DefaultKeyCacheBytes,
+		ProducerIDExpiration: compaction.DefaultProducerIDExpiration,
 	}
 }
 
@@ -182,6 +187,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
+	fs.DurationVar(&c.ProducerIDExpiration, "producer-id-expiration", c.ProducerIDExpiration, "how long an idempotent producer's state is kept after its last batch (producer.id.expiration.ms)")
 	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache)")
 	return fs
 }
@@ -338,6 +344,9 @@ func (c Config) Validate() error {
 	}
 	if c.KeyCacheBytes < 0 || c.KeyCacheBytes > shardstore.MaxKeyCacheBytes {
 		return bad("key-cache-bytes", "must be between 0 (no cache) and %s, got %d", formatBytes(shardstore.MaxKeyCacheBytes), c.KeyCacheBytes)
+	}
+	if c.ProducerIDExpiration < compaction.MinProducerIDExpiration || c.ProducerIDExpiration > compaction.MaxProducerIDExpiration {
+		return bad("producer-id-expiration", "must be between %s and %s, got %s", compaction.MinProducerIDExpiration, compaction.MaxProducerIDExpiration, c.ProducerIDExpiration)
 	}
 	return nil
 }

@@ -54,7 +54,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		RaftElectionTimeout:  time.Second,
 		SnapshotRate:         256 << 20,
 
-		KeyCacheBytes: 128 << 20,
+		KeyCacheBytes:        128 << 20,
+		ProducerIDExpiration: 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
@@ -100,7 +101,8 @@ var allSet = struct {
 		"raft-election-timeout":   "500ms",
 		"snapshot-rate":           "0",
 
-		"key-cache-bytes": "4GiB",
+		"key-cache-bytes":        "4GiB",
+		"producer-id-expiration": "15m",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -136,7 +138,8 @@ var allSet = struct {
 		RaftElectionTimeout:   500 * time.Millisecond,
 		SnapshotRate:          0,
 
-		KeyCacheBytes: 4 << 30,
+		KeyCacheBytes:        4 << 30,
+		ProducerIDExpiration: 15 * time.Minute,
 	},
 }
 
@@ -260,6 +263,7 @@ var invalidValues = []struct {
 	{"raft-election-timeout", []string{"100ms", "2m", "x"}},
 	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
 	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
+	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 }
 
 func TestParseConfigInvalid(t *testing.T) {
