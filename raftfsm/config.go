@@ -75,6 +75,12 @@ type Config struct {
 	// DefaultMaxApplyBatchBytes; at most MaxApplyBatchBytesLimit, well below
 	// Pebble's 4 GiB batch limit.
 	MaxApplyBatchBytes int
+	// MaxPendingProposalBytes bounds the data-group proposals this node has
+	// handed to Raft and not seen applied, in bytes: each is charged its
+	// encoded size plus 4 KiB (pending.go). A proposal waits for room until
+	// its context ends. 0 means DefaultMaxPendingProposalBytes; at least
+	// MinPendingProposalBytes.
+	MaxPendingProposalBytes int64
 
 	// trailingLogs overrides how many entries a snapshot leaves in the log
 	// (tests only: a short log makes lagging replicas need a snapshot).
@@ -94,6 +100,14 @@ const DefaultMaxApplyBatchBytes = 64 << 20
 
 // MaxApplyBatchBytesLimit bounds Config.MaxApplyBatchBytes.
 const MaxApplyBatchBytesLimit = 1 << 30
+
+// DefaultMaxPendingProposalBytes is Config.MaxPendingProposalBytes's default:
+// 64 one-MiB produce batches, or 16,384 small ones, in flight per node.
+const DefaultMaxPendingProposalBytes = 64 << 20
+
+// MinPendingProposalBytes bounds Config.MaxPendingProposalBytes from below:
+// room for a few proposals.
+const MinPendingProposalBytes = 64 << 10
 
 // Limits checked by Validate.
 const (
@@ -116,6 +130,8 @@ func DefaultConfig() Config {
 		CommitTimeout:      20 * time.Millisecond,
 		SnapshotThreshold:  2048,
 		MaxApplyBatchBytes: DefaultMaxApplyBatchBytes,
+
+		MaxPendingProposalBytes: DefaultMaxPendingProposalBytes,
 	}
 }
 
@@ -150,6 +166,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raftfsm: SnapshotRateBytes %d must be >= 0 (0: unlimited)", c.SnapshotRateBytes)
 	case c.MaxApplyBatchBytes < 0 || c.MaxApplyBatchBytes > MaxApplyBatchBytesLimit:
 		return fmt.Errorf("raftfsm: MaxApplyBatchBytes %d must be between 0 (default) and %d", c.MaxApplyBatchBytes, MaxApplyBatchBytesLimit)
+	case c.MaxPendingProposalBytes != 0 && c.MaxPendingProposalBytes < MinPendingProposalBytes:
+		return fmt.Errorf("raftfsm: MaxPendingProposalBytes %d must be 0 (default) or at least %d", c.MaxPendingProposalBytes, MinPendingProposalBytes)
 	}
 	if err := topicconfig.ValidateAll(c.BrokerTopicDefaults); err != nil {
 		return fmt.Errorf("raftfsm: BrokerTopicDefaults: %w", err)

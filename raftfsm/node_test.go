@@ -451,6 +451,7 @@ func TestConfigValidate(t *testing.T) {
 		{"CommitTimeout", func(c *Config) { c.CommitTimeout = 0 }},
 		{"SnapshotThreshold", func(c *Config) { c.SnapshotThreshold = 0 }},
 		{"MaxApplyBatchBytes", func(c *Config) { c.MaxApplyBatchBytes = MaxApplyBatchBytesLimit + 1 }},
+		{"MaxPendingProposalBytes", func(c *Config) { c.MaxPendingProposalBytes = MinPendingProposalBytes - 1 }},
 		{"BrokerTopicDefaults", func(c *Config) { c.BrokerTopicDefaults = map[string]string{"cleanup.policy": "both"} }},
 	}
 	for _, tt := range tests {

@@ -2,7 +2,10 @@ package shardstore
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Idempotent producers (docs/ARCHITECTURE.md rule 8). Per (shard, producer id) the store keeps
@@ -152,4 +155,38 @@ func decodeProducer(b []byte) (*producerState, error) {
 		}
 	}
 	return ps, nil
+}
+
+// Duplicate reports whether a batch of n records from p repeats one the shard
+// has already appended, and if so returns what Append would answer for it:
+// the batch's original base offset with Duplicate set. It reads committed
+// state only, so a leader may answer a retry at once instead of proposing it
+// again (a retry whose own proposal waited for a slow disk would otherwise
+// time out as its first attempt did). false says nothing: Append decides.
+func (s *Store) Duplicate(id ShardID, p Producer, n int) (AppendResult, bool, error) {
+	if p.ID < 0 || n <= 0 {
+		return AppendResult{}, false, nil
+	}
+	st, err := s.readView(id)
+	if err != nil {
+		return AppendResult{}, false, err
+	}
+	defer s.life.RUnlock()
+	v, closer, err := s.db.Get(producerKey(id, p.ID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return AppendResult{}, false, nil
+	}
+	if err != nil {
+		return AppendResult{}, false, err
+	}
+	defer closer.Close()
+	ps, err := decodeProducer(v)
+	if err != nil {
+		return AppendResult{}, false, err
+	}
+	base, dup, err := ps.check(p, n)
+	if err != nil || !dup {
+		return AppendResult{}, false, nil
+	}
+	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset, Duplicate: true}, true, nil
 }

@@ -584,6 +584,19 @@ func testIdempotence(h *h) {
 	if st := h.state(1); st.HighWatermark != 5 {
 		h.t.Fatalf("duplicate written: %+v", st)
 	}
+	// Duplicate answers the same from committed state, and nothing else.
+	for _, tc := range []struct {
+		p    Producer
+		n    int
+		base int64
+		dup  bool
+	}{{pid(7, 0, 0), 3, 0, true}, {pid(7, 0, 3), 2, 3, true}, {pid(7, 0, 3), 1, 0, false},
+		{pid(7, 0, 5), 1, 0, false}, {pid(7, 1, 0), 3, 0, false}, {pid(9, 0, 0), 3, 0, false}, {NoProducer, 1, 0, false}} {
+		r, dup, err := h.s.Duplicate(1, tc.p, tc.n)
+		if err != nil || dup != tc.dup || dup && (r.BaseOffset != tc.base || !r.Duplicate) {
+			h.t.Fatalf("Duplicate(%+v, %d) = %+v, %v, %v; want base %d, %v", tc.p, tc.n, r, dup, err, tc.base, tc.dup)
+		}
+	}
 	_, err := h.append(1, compact, pid(7, 0, 6), kv("x", "1")) // expected 5
 	wantErr(h.t, err, ErrOutOfOrderSequence)
 	_, err = h.append(1, compact, pid(7, 1, 3), kv("x", "1")) // new epoch must start at 0
