@@ -14,8 +14,12 @@ import (
 	"github.com/shardcache/shardcache/shardstore"
 )
 
-// DefaultInterval is the pause between passes when Config.Interval is 0.
-const DefaultInterval = 30 * time.Second
+// DefaultInterval is the pause between passes when Config.Interval is 0;
+// MinInterval is the shortest other Interval.
+const (
+	DefaultInterval = 30 * time.Second
+	MinInterval     = time.Millisecond
+)
 
 // Producer expiry (Kafka's producer.id.expiration.ms and
 // producer.id.expiration.check.interval.ms, with Kafka's defaults and bounds:
@@ -49,7 +53,8 @@ type Config struct {
 	Node *raftfsm.Node
 	// Store is read to decide what is due.
 	Store *shardstore.Store
-	// Interval is the pause between passes; 0 means DefaultInterval.
+	// Interval is the pause between passes; 0 means DefaultInterval, else at
+	// least MinInterval.
 	Interval time.Duration
 	// ProducerIDExpiration is how long a producer id's state is kept after its
 	// last batch (producer.id.expiration.ms); 0 means
@@ -85,8 +90,8 @@ func New(cfg Config) (*Loop, error) {
 		return nil, errors.New("compaction: Node is required")
 	case cfg.Store == nil:
 		return nil, errors.New("compaction: Store is required")
-	case cfg.Interval < 0:
-		return nil, fmt.Errorf("compaction: Interval %s must not be negative", cfg.Interval)
+	case cfg.Interval != 0 && cfg.Interval < MinInterval:
+		return nil, fmt.Errorf("compaction: Interval %s must be 0 (default) or at least %s", cfg.Interval, MinInterval)
 	case cfg.ProducerIDExpiration != 0 && (cfg.ProducerIDExpiration < MinProducerIDExpiration || cfg.ProducerIDExpiration > MaxProducerIDExpiration):
 		return nil, fmt.Errorf("compaction: ProducerIDExpiration %s must be between %s and %s", cfg.ProducerIDExpiration, MinProducerIDExpiration, MaxProducerIDExpiration)
 	case cfg.ProducerCheckInterval < 0:

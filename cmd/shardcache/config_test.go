@@ -251,7 +251,7 @@ var invalidValues = []struct {
 	{"group-max-session-timeout", []string{"1s", "1000h", "x"}},
 	{"group-initial-rebalance-delay", []string{"-1ms", "1000h", "3"}},
 	{"group-max-size", []string{"0", "-1", "big"}},
-	{"offsets-retention", []string{"0s", "10ms", "-1h", "7d"}},
+	{"offsets-retention", []string{"0s", "500us", "-1h", "7d"}},
 	{"offsets-topic-partitions", []string{"0", "1001", "fifty"}},
 	{"cluster-addr", []string{"9093", "h:x", ""}},
 	{"advertised-cluster-addr", []string{":9093", "h:0", "nohost"}},
