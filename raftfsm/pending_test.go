@@ -68,10 +68,14 @@ func TestPendingBudget(t *testing.T) {
 	default:
 	}
 	b.release(60)
-	expectGrant(50)
-	expectGrant(10)
-	<-big
-	<-small
+	if err := <-big; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-small; err != nil {
+		t.Fatal(err)
+	}
+	<-granted
+	<-granted
 	if count, used := b.stats(); count != 2 || used != 60 {
 		t.Fatalf("stats = %d, %d; want 2, 60", count, used)
 	}
@@ -88,10 +92,10 @@ func TestPendingBudget(t *testing.T) {
 	if err := <-canceled; !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled waiter: %v", err)
 	}
-	expectGrant(30) // 60 + 30 fit once 200 left the line
-	if err := <-closed; err != nil {
+	if err := <-closed; err != nil { // 60 + 30 fit once 200 left the line
 		t.Fatal(err)
 	}
+	expectGrant(30)
 	b.release(30)
 	blocker := wait(50, ctx, closing)
 	waitQueued(1)
