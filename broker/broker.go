@@ -98,6 +98,19 @@ const (
 	DefaultWriteTimeout = 30 * time.Second
 )
 
+// Bounds of Config fields, checked by Validate. cmd/shardcache checks its flags
+// against the same constants.
+const (
+	// MinMaxRequestBytes bounds MaxRequestBytes from below: a request header
+	// alone takes 10 bytes, and anything below a few KiB would refuse
+	// ordinary metadata requests.
+	MinMaxRequestBytes = 4 << 10
+	// MinMaxDecompressedBytes bounds MaxDecompressedBytes from below.
+	MinMaxDecompressedBytes = 4 << 10
+	// MinDefaultPartitions and raftfsm.MaxPartitions bound DefaultPartitions.
+	MinDefaultPartitions = 1
+)
+
 // DefaultConfig returns the configuration of a one-node broker on
 // 127.0.0.1:9092 that auto-creates topics with one partition. Node and Store
 // must still be set.
@@ -126,13 +139,11 @@ func (c Config) Validate() error {
 	if p, err := strconv.Atoi(port); err != nil || p <= 0 || p > 65535 {
 		return fmt.Errorf("broker: AdvertisedAddr %q has a bad port", c.AdvertisedAddr)
 	}
-	// A request header alone takes 10 bytes; anything below a few KiB would
-	// refuse ordinary metadata requests.
-	if c.MaxRequestBytes < 4096 {
-		return fmt.Errorf("broker: MaxRequestBytes %d is below 4096", c.MaxRequestBytes)
+	if c.MaxRequestBytes < MinMaxRequestBytes {
+		return fmt.Errorf("broker: MaxRequestBytes %d is below %d", c.MaxRequestBytes, MinMaxRequestBytes)
 	}
-	if c.MaxDecompressedBytes < 4096 {
-		return fmt.Errorf("broker: MaxDecompressedBytes %d is below 4096", c.MaxDecompressedBytes)
+	if c.MaxDecompressedBytes < MinMaxDecompressedBytes {
+		return fmt.Errorf("broker: MaxDecompressedBytes %d is below %d", c.MaxDecompressedBytes, MinMaxDecompressedBytes)
 	}
 	c = c.withDefaults()
 	if c.MaxInflightBytes < 2*int64(c.MaxRequestBytes) {
@@ -150,8 +161,8 @@ func (c Config) Validate() error {
 			return fmt.Errorf("broker: %s %s is below 1ms", d.name, d.v)
 		}
 	}
-	if c.DefaultPartitions < 1 {
-		return fmt.Errorf("broker: DefaultPartitions %d is below 1", c.DefaultPartitions)
+	if c.DefaultPartitions < MinDefaultPartitions || c.DefaultPartitions > raftfsm.MaxPartitions {
+		return fmt.Errorf("broker: DefaultPartitions %d is not between %d and %d", c.DefaultPartitions, MinDefaultPartitions, raftfsm.MaxPartitions)
 	}
 	if c.Node == nil {
 		return errors.New("broker: Node is nil")

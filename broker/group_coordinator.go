@@ -103,25 +103,45 @@ func DefaultGroupConfig() GroupConfig {
 	}
 }
 
+// Bounds of GroupConfig fields, checked by Validate. cmd/shardcache checks its
+// flags against the same constants. Durations that Kafka sends as int32
+// milliseconds stop at MaxInt32 ms (24.8 days).
+const (
+	// MinGroupSessionTimeout bounds MinSessionTimeout from below;
+	// MaxGroupSessionTimeout bounds MaxSessionTimeout from above.
+	MinGroupSessionTimeout = time.Millisecond
+	MaxGroupSessionTimeout = (1<<31 - 1) * time.Millisecond
+	// MaxGroupInitialRebalanceDelay bounds InitialRebalanceDelay (from 0).
+	MaxGroupInitialRebalanceDelay = (1<<31 - 1) * time.Millisecond
+	// MinGroupMaxSize bounds MaxSize from below.
+	MinGroupMaxSize = 1
+	// MinOffsetsRetention bounds OffsetsRetention from below.
+	MinOffsetsRetention = time.Millisecond
+	// MinOffsetsTopicPartitions and MaxOffsetsTopicPartitions bound
+	// OffsetsTopicPartitions.
+	MinOffsetsTopicPartitions = 1
+	MaxOffsetsTopicPartitions = 1000
+)
+
 // Validate checks the group settings, naming the first bad field.
 func (c GroupConfig) Validate() error {
 	switch {
-	case c.MinSessionTimeout <= 0:
-		return fmt.Errorf("broker: Groups.MinSessionTimeout %s is not positive", c.MinSessionTimeout)
+	case c.MinSessionTimeout < MinGroupSessionTimeout:
+		return fmt.Errorf("broker: Groups.MinSessionTimeout %s is below %s", c.MinSessionTimeout, MinGroupSessionTimeout)
 	case c.MaxSessionTimeout < c.MinSessionTimeout:
 		return fmt.Errorf("broker: Groups.MaxSessionTimeout %s is below MinSessionTimeout %s", c.MaxSessionTimeout, c.MinSessionTimeout)
-	case c.MaxSessionTimeout > time.Duration(1<<31-1)*time.Millisecond:
-		return fmt.Errorf("broker: Groups.MaxSessionTimeout %s does not fit in int32 milliseconds", c.MaxSessionTimeout)
-	case c.InitialRebalanceDelay < 0:
-		return fmt.Errorf("broker: Groups.InitialRebalanceDelay %s is negative", c.InitialRebalanceDelay)
-	case c.MaxSize < 1:
-		return fmt.Errorf("broker: Groups.MaxSize %d is below 1", c.MaxSize)
-	case c.OffsetsRetention <= 0:
-		return fmt.Errorf("broker: Groups.OffsetsRetention %s is not positive", c.OffsetsRetention)
+	case c.MaxSessionTimeout > MaxGroupSessionTimeout:
+		return fmt.Errorf("broker: Groups.MaxSessionTimeout %s is above %s", c.MaxSessionTimeout, MaxGroupSessionTimeout)
+	case c.InitialRebalanceDelay < 0 || c.InitialRebalanceDelay > MaxGroupInitialRebalanceDelay:
+		return fmt.Errorf("broker: Groups.InitialRebalanceDelay %s is not between 0 and %s", c.InitialRebalanceDelay, MaxGroupInitialRebalanceDelay)
+	case c.MaxSize < MinGroupMaxSize:
+		return fmt.Errorf("broker: Groups.MaxSize %d is below %d", c.MaxSize, MinGroupMaxSize)
+	case c.OffsetsRetention < MinOffsetsRetention:
+		return fmt.Errorf("broker: Groups.OffsetsRetention %s is below %s", c.OffsetsRetention, MinOffsetsRetention)
 	case c.OffsetsRetentionCheckInterval <= 0:
 		return fmt.Errorf("broker: Groups.OffsetsRetentionCheckInterval %s is not positive", c.OffsetsRetentionCheckInterval)
-	case c.OffsetsTopicPartitions < 1 || c.OffsetsTopicPartitions > 1000:
-		return fmt.Errorf("broker: Groups.OffsetsTopicPartitions %d is not between 1 and 1000", c.OffsetsTopicPartitions)
+	case c.OffsetsTopicPartitions < MinOffsetsTopicPartitions || c.OffsetsTopicPartitions > MaxOffsetsTopicPartitions:
+		return fmt.Errorf("broker: Groups.OffsetsTopicPartitions %d is not between %d and %d", c.OffsetsTopicPartitions, MinOffsetsTopicPartitions, MaxOffsetsTopicPartitions)
 	case c.MaxLagSeries < 0:
 		return fmt.Errorf("broker: Groups.MaxLagSeries %d is negative", c.MaxLagSeries)
 	case c.BacklogRefreshInterval <= 0:

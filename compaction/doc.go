@@ -16,8 +16,13 @@
 //     (DeleteRecordsBefore). On a compact,delete topic this is Kafka's
 //     windowed changelog: keys compact on write, and keys whose live record
 //     falls off the log start are gone.
+//   - every policy, at most every ProducerCheckInterval (10 min): the state of
+//     idempotent producers idle for ProducerIDExpiration (Kafka's
+//     producer.id.expiration.ms, 1 day) is forgotten (ExpireProducers); such a
+//     producer is unknown again, and its next batch may start at any sequence.
 //
 // Times are the leader's append times (AppendOptions.AppendTimeMs), not the
 // producers' record timestamps, so a producer's clock cannot keep a tombstone
-// alive or expire a record early.
+// alive or expire a record early. Each command carries its cutoff, computed
+// from the proposer's clock; no replica reads a clock when it applies one.
 package compaction

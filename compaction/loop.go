@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,14 +15,29 @@ import (
 	"github.com/shardcache/shardcache/shardstore"
 )
 
-// DefaultInterval is the pause between passes when Config.Interval is 0.
-const DefaultInterval = 30 * time.Second
+// DefaultInterval is the pause between passes when Config.Interval is 0;
+// MinInterval is the shortest other Interval.
+const (
+	DefaultInterval = 30 * time.Second
+	MinInterval     = time.Millisecond
+)
+
+// Producer expiry (Kafka's producer.id.expiration.ms and
+// producer.id.expiration.check.interval.ms, with Kafka's defaults and bounds:
+// at least 1 ms, an int32 of milliseconds).
+const (
+	DefaultProducerIDExpiration  = 24 * time.Hour
+	MinProducerIDExpiration      = time.Millisecond
+	MaxProducerIDExpiration      = math.MaxInt32 * time.Millisecond
+	DefaultProducerCheckInterval = 10 * time.Minute
+)
 
 // Operation names, used as the op label and in logs.
 const (
 	opExpireTombstones    = "expire_tombstones"
 	opExpireSuperseded    = "expire_superseded"
 	opDeleteRecordsBefore = "delete_records_before"
+	opExpireProducers     = "expire_producers"
 )
 
 // Log attribute keys.
@@ -38,8 +54,18 @@ type Config struct {
 	Node *raftfsm.Node
 	// Store is read to decide what is due.
 	Store *shardstore.Store
-	// Interval is the pause between passes; 0 means DefaultInterval.
+	// Interval is the pause between passes; 0 means DefaultInterval, else at
+	// least MinInterval.
 	Interval time.Duration
+	// ProducerIDExpiration is how long a producer id's state is kept after its
+	// last batch (producer.id.expiration.ms); 0 means
+	// DefaultProducerIDExpiration, else MinProducerIDExpiration to
+	// MaxProducerIDExpiration.
+	ProducerIDExpiration time.Duration
+	// ProducerCheckInterval is how often, at most, a pass looks for idle
+	// producers, a scan of each led partition's producer state; 0 means
+	// DefaultProducerCheckInterval. A shorter ProducerIDExpiration shortens it.
+	ProducerCheckInterval time.Duration
 	// Now is the clock; nil means time.Now. It must agree with the Node's clock,
 	// which dates appended records.
 	Now func() time.Time
@@ -54,6 +80,8 @@ type Loop struct {
 	cfg     Config
 	log     *slog.Logger
 	metrics *metrics
+	// producersChecked is when a pass last looked for idle producers (cfg.Now).
+	producersChecked time.Time
 }
 
 // New checks cfg and builds a Loop.
@@ -63,12 +91,23 @@ func New(cfg Config) (*Loop, error) {
 		return nil, errors.New("compaction: Node is required")
 	case cfg.Store == nil:
 		return nil, errors.New("compaction: Store is required")
-	case cfg.Interval < 0:
-		return nil, fmt.Errorf("compaction: Interval %s must not be negative", cfg.Interval)
+	case cfg.Interval != 0 && cfg.Interval < MinInterval:
+		return nil, fmt.Errorf("compaction: Interval %s must be 0 (default) or at least %s", cfg.Interval, MinInterval)
+	case cfg.ProducerIDExpiration != 0 && (cfg.ProducerIDExpiration < MinProducerIDExpiration || cfg.ProducerIDExpiration > MaxProducerIDExpiration):
+		return nil, fmt.Errorf("compaction: ProducerIDExpiration %s must be between %s and %s", cfg.ProducerIDExpiration, MinProducerIDExpiration, MaxProducerIDExpiration)
+	case cfg.ProducerCheckInterval < 0:
+		return nil, fmt.Errorf("compaction: ProducerCheckInterval %s must not be negative", cfg.ProducerCheckInterval)
 	}
 	if cfg.Interval == 0 {
 		cfg.Interval = DefaultInterval
 	}
+	if cfg.ProducerIDExpiration == 0 {
+		cfg.ProducerIDExpiration = DefaultProducerIDExpiration
+	}
+	if cfg.ProducerCheckInterval == 0 {
+		cfg.ProducerCheckInterval = DefaultProducerCheckInterval
+	}
+	cfg.ProducerCheckInterval = min(cfg.ProducerCheckInterval, cfg.ProducerIDExpiration)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -105,6 +144,11 @@ func (l *Loop) RunOnce(ctx context.Context) int {
 	if !l.cfg.Node.Ready() {
 		return 0
 	}
+	now := l.cfg.Now()
+	producers := now.Sub(l.producersChecked) >= l.cfg.ProducerCheckInterval
+	if producers {
+		l.producersChecked = now
+	}
 	proposed := 0
 	for _, t := range l.cfg.Node.Topics() {
 		for _, p := range t.Partitions {
@@ -114,7 +158,7 @@ func (l *Loop) RunOnce(ctx context.Context) int {
 			if !l.cfg.Node.IsLeader(p.Group) {
 				continue
 			}
-			proposed += l.partition(ctx, t, p)
+			proposed += l.partition(ctx, t, p, producers)
 		}
 	}
 	return proposed
@@ -130,8 +174,9 @@ func (l *Loop) due(check func(shardstore.ShardID, int64) (bool, error), t raftfs
 	return ok
 }
 
-// partition runs what is due on one partition.
-func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.PartitionInfo) int {
+// partition runs what is due on one partition; producers says whether to look
+// for idle producers too.
+func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.PartitionInfo, producers bool) int {
 	st, err := l.cfg.Store.State(p.Shard)
 	if err != nil {
 		// The topic may have been deleted since Topics was read.
@@ -148,6 +193,11 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 		if err != nil {
 			l.log.Warn("compaction command failed", keyTopic, t.Name, keyPartition, p.Partition, keyOp, op, keyError, err)
 		}
+	}
+	if before := nowMs - l.cfg.ProducerIDExpiration.Milliseconds(); producers && l.due(l.cfg.Store.ProducersDue, t, p, before) {
+		run(opExpireProducers, func() error {
+			return l.cfg.Node.ExpireProducers(ctx, t.Name, p.Partition, before)
+		})
 	}
 	if c.CleanupPolicy == shardstore.PolicyCompact {
 		// Each expiry is a Raft command: propose it only when the store holds

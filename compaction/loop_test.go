@@ -2,6 +2,7 @@ package compaction
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync/atomic"
 	"testing"
@@ -323,6 +324,86 @@ func TestEmptyCleanupPolicyKeepsEverything(t *testing.T) {
 	}
 }
 
+// TestIdleProducerExpires: the state of an idempotent producer idle for
+// ProducerIDExpiration is forgotten through Raft, after which its next batch
+// may start at any sequence (Kafka 4 accepts a new sequence from an unknown
+// producer id); a producer that kept writing keeps its state. Producer
+// checks run at most every ProducerCheckInterval.
+func TestIdleProducerExpires(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	const expiration = 24 * time.Hour
+	var err error
+	f.loop, err = New(Config{Node: f.node, Store: f.store, Now: f.clock.now, ProducerIDExpiration: expiration,
+		ProducerCheckInterval: time.Hour, Logger: nodetest.Logger(t, slog.LevelWarn)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"table", "events"} {
+		policy := map[string]string{topicconfig.CleanupPolicy: "compact"}
+		if topic == "events" {
+			policy[topicconfig.CleanupPolicy] = "delete"
+		}
+		if _, err := f.node.CreateTopic(ctx, topic, 1, policy, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce := func(topic string, id int64, seq int32) error {
+		_, err := f.node.Produce(ctx, topic, 0, shardstore.Producer{ID: id, BaseSequence: seq}, []shardstore.Record{rec("k", "v")})
+		return err
+	}
+	for _, topic := range []string{"table", "events"} {
+		for _, id := range []int64{7, 8} {
+			if err := produce(topic, id, 0); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("first pass proposed %d commands", n)
+	}
+	f.clock.advance(expiration / 2)
+	if err := produce("table", 8, 1); err != nil { // 8 keeps writing on table
+		t.Fatal(err)
+	}
+	f.clock.advance(expiration/2 - time.Millisecond)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("pass before the expiration proposed %d commands", n)
+	}
+	for _, topic := range []string{"table", "events"} {
+		if err := produce(topic, 7, 5); !errors.Is(err, shardstore.ErrOutOfOrderSequence) {
+			t.Fatalf("%s: a sequence gap before the expiration: %v, want out of order", topic, err)
+		}
+	}
+
+	f.clock.advance(2 * time.Millisecond)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("pass within ProducerCheckInterval of the last check proposed %d commands", n)
+	}
+	f.clock.advance(time.Hour)
+	if n := f.loop.RunOnce(ctx); n != 2 {
+		t.Fatalf("pass after the expiration proposed %d commands, want one per partition", n)
+	}
+	for _, topic := range []string{"table", "events"} {
+		if err := produce(topic, 7, 5); err != nil {
+			t.Fatalf("%s: expired producer 7 starting at sequence 5: %v", topic, err)
+		}
+	}
+	if err := produce("events", 8, 3); err != nil {
+		t.Fatalf("events: expired producer 8: %v", err)
+	}
+	if err := produce("table", 8, 5); !errors.Is(err, shardstore.ErrOutOfOrderSequence) {
+		t.Fatalf("table: producer 8, active 12h ago, lost its state: %v", err)
+	}
+	if err := produce("table", 8, 2); err != nil {
+		t.Fatalf("table: producer 8's next batch: %v", err)
+	}
+	f.clock.advance(time.Hour)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("nothing due, yet %d commands", n)
+	}
+}
+
 func TestRunStopsWithContext(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)
@@ -368,7 +449,11 @@ func TestMetricsLint(t *testing.T) {
 }
 
 func TestNewValidates(t *testing.T) {
-	for _, cfg := range []Config{{}, {Node: &raftfsm.Node{}}, {Node: &raftfsm.Node{}, Store: &shardstore.Store{}, Interval: -1}} {
+	n, s := &raftfsm.Node{}, &shardstore.Store{}
+	for _, cfg := range []Config{{}, {Node: n}, {Node: n, Store: s, Interval: -1},
+		{Node: n, Store: s, ProducerIDExpiration: MinProducerIDExpiration - 1},
+		{Node: n, Store: s, ProducerIDExpiration: MaxProducerIDExpiration + time.Millisecond},
+		{Node: n, Store: s, ProducerCheckInterval: -1}} {
 		if _, err := New(cfg); err == nil {
 			t.Errorf("New(%+v) accepted", cfg)
 		}

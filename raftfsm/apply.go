@@ -26,7 +26,7 @@ var errMetaInDataGroup = errors.New("raftfsm: metadata command in a data group")
 // ApplyFuture response:
 //
 //	CmdProduce:             shardstore.AppendResult or error
-//	CmdExpire*:             int (records removed) or error
+//	CmdExpire*:             int (records or producers removed) or error
 //	CmdAllocateProducerIDs: int64 (first id of the block) or error
 //	CmdSetClusterID:        string (the cluster id in force) or error
 //	CmdCreateTopic:         *topicMeta or error
@@ -67,6 +67,12 @@ func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Com
 		return n
 	case CmdDeleteRecordsBefore:
 		return b.DeleteRecordsBefore(c.Shard, c.Offset)
+	case CmdExpireProducers:
+		n, err := b.ExpireProducers(c.Shard, c.BeforeMs, c.Options.AppendTimeMs)
+		if err != nil {
+			return err
+		}
+		return n
 	}
 	if m == nil {
 		return fmt.Errorf("%w: %s", errMetaInDataGroup, c.Type)

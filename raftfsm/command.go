@@ -28,6 +28,7 @@ const (
 	CmdExpireTombstones    CommandType = 4
 	CmdExpireSuperseded    CommandType = 5
 	CmdDeleteRecordsBefore CommandType = 6
+	CmdExpireProducers     CommandType = 40
 
 	CmdCreateTopic         CommandType = 16
 	CmdDeleteTopic         CommandType = 17
@@ -52,6 +53,7 @@ var commandTypeNames = map[CommandType]string{
 	CmdExpireTombstones:    "expire_tombstones",
 	CmdExpireSuperseded:    "expire_superseded",
 	CmdDeleteRecordsBefore: "delete_records_before",
+	CmdExpireProducers:     "expire_producers",
 	CmdCreateTopic:         "create_topic",
 	CmdDeleteTopic:         "delete_topic",
 	CmdCreatePartitions:    "create_partitions",
@@ -83,6 +85,7 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdExpireTombstones:    Shard, BeforeMs
 //	CmdExpireSuperseded:    Shard, BeforeMs
 //	CmdDeleteRecordsBefore: Shard, Offset
+//	CmdExpireProducers:     Shard, BeforeMs, Options.AppendTimeMs (the proposer's clock)
 //	CmdCreateTopic:         Topic (name, id, partitions, overrides)
 //	CmdDeleteTopic:         Topic.Name
 //	CmdCreatePartitions:    Topic.Name, Topic.Partitions (only the new ones)
@@ -165,6 +168,10 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 	case CmdDeleteRecordsBefore:
 		dst = binary.AppendUvarint(dst, uint64(c.Shard))
 		dst = binary.AppendVarint(dst, c.Offset)
+	case CmdExpireProducers:
+		dst = binary.AppendUvarint(dst, uint64(c.Shard))
+		dst = binary.AppendVarint(dst, c.BeforeMs)
+		dst = binary.AppendVarint(dst, c.Options.AppendTimeMs)
 	case CmdCreateTopic:
 		dst = appendTopic(dst, &c.Topic)
 	case CmdDeleteTopic:
@@ -320,6 +327,10 @@ func DecodeCommand(b []byte) (*Command, error) {
 	case CmdDeleteRecordsBefore:
 		c.Shard = shardstore.ShardID(d.uvarint())
 		c.Offset = d.varint()
+	case CmdExpireProducers:
+		c.Shard = shardstore.ShardID(d.uvarint())
+		c.BeforeMs = d.varint()
+		c.Options.AppendTimeMs = d.varint()
 	case CmdCreateTopic:
 		d.topic(&c.Topic)
 	case CmdDeleteTopic:

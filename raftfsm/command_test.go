@@ -54,6 +54,7 @@ func goldenCommands() []*Command {
 			{Type: topicconfig.OpAppend, Name: "cleanup.policy", Value: "delete"},
 			{Type: topicconfig.OpSubtract, Name: "cleanup.policy", Value: "compact"},
 		}},
+		{Type: CmdExpireProducers, Shard: 9, BeforeMs: 1699913600000, Options: shardstore.AppendOptions{AppendTimeMs: 1700000000000}},
 	}
 }
 

@@ -69,6 +69,18 @@ type Config struct {
 	// a follower that lags behind the leader's log, in bytes per second on
 	// average; 0 means unlimited.
 	SnapshotRateBytes int64
+	// MaxApplyBatchBytes is where the FSM cuts a batch of Raft entries into
+	// several store commits: once a Pebble batch holds this many bytes, it is
+	// committed with the index of its last entry. 0 means
+	// DefaultMaxApplyBatchBytes; at most MaxApplyBatchBytesLimit, well below
+	// Pebble's 4 GiB batch limit.
+	MaxApplyBatchBytes int
+	// MaxPendingProposalBytes bounds the data-group proposals this node has
+	// handed to Raft and not seen applied, in bytes: each is charged its
+	// encoded size plus 4 KiB (pending.go). A proposal waits for room until
+	// its context ends. 0 means DefaultMaxPendingProposalBytes; at least
+	// MinPendingProposalBytes.
+	MaxPendingProposalBytes int64
 
 	// trailingLogs overrides how many entries a snapshot leaves in the log
 	// (tests only: a short log makes lagging replicas need a snapshot).
@@ -81,11 +93,51 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
-// Limits checked by Validate.
+// DefaultMaxApplyBatchBytes is Config.MaxApplyBatchBytes's default: large
+// enough that ordinary Raft batches commit once, small enough that 512 entries
+// of 64 MiB of records each never make one Pebble batch.
+const DefaultMaxApplyBatchBytes = 64 << 20
+
+// MaxApplyBatchBytesLimit bounds Config.MaxApplyBatchBytes.
+const MaxApplyBatchBytesLimit = 1 << 30
+
+// DefaultMaxPendingProposalBytes is Config.MaxPendingProposalBytes's default:
+// 64 one-MiB produce batches, or 16,384 small ones, in flight per node.
+const DefaultMaxPendingProposalBytes = 64 << 20
+
+// MinPendingProposalBytes bounds Config.MaxPendingProposalBytes from below:
+// room for a few proposals.
+const MinPendingProposalBytes = 64 << 10
+
+// Bounds of Config fields, checked by Validate. cmd/shardcache checks its
+// flags against the same constants, so a flag value it accepts is one Validate
+// accepts.
 const (
-	maxDataGroups        = 1024
-	maxReplicationFactor = 7
-	minTimeout           = 5 * time.Millisecond
+	// MinNodeID is the smallest NodeID (a Kafka broker id).
+	MinNodeID = 0
+	// MinDataGroups and MaxDataGroups bound DataGroups.
+	MinDataGroups = 1
+	MaxDataGroups = 1024
+	// MinReplicationFactor and MaxReplicationFactor bound ReplicationFactor.
+	MinReplicationFactor = 1
+	MaxReplicationFactor = 7
+	// MaxPartitions is the most partitions one topic may have.
+	MaxPartitions = maxPartitions
+	// MinRaftTimeout and MaxRaftTimeout bound HeartbeatTimeout and
+	// ElectionTimeout (which must also be at least HeartbeatTimeout).
+	MinRaftTimeout = 10 * time.Millisecond
+	MaxRaftTimeout = time.Minute
+	// MinLeaderLeaseTimeout bounds LeaderLeaseTimeout from below; it must
+	// also be at most HeartbeatTimeout.
+	MinLeaderLeaseTimeout = 5 * time.Millisecond
+	// MinSnapshotRateBytes is the smallest SnapshotRateBytes other than 0
+	// (unlimited): a slower stream would outlast any snapshot.
+	MinSnapshotRateBytes = 1 << 20
+)
+
+const (
+	maxDataGroups        = MaxDataGroups
+	maxReplicationFactor = MaxReplicationFactor
 )
 
 // DefaultConfig returns a single-node configuration: node 1, four data groups,
@@ -101,38 +153,45 @@ func DefaultConfig() Config {
 		LeaderLeaseTimeout: 100 * time.Millisecond,
 		CommitTimeout:      50 * time.Millisecond,
 		SnapshotThreshold:  2048,
+		MaxApplyBatchBytes: DefaultMaxApplyBatchBytes,
+
+		MaxPendingProposalBytes: DefaultMaxPendingProposalBytes,
 	}
 }
 
 // Validate checks the configuration, naming the first bad field.
 func (c Config) Validate() error {
 	switch {
-	case c.NodeID < 0:
-		return fmt.Errorf("raftfsm: NodeID %d must be >= 0", c.NodeID)
+	case c.NodeID < MinNodeID:
+		return fmt.Errorf("raftfsm: NodeID %d must be >= %d", c.NodeID, MinNodeID)
 	case c.Dir == "":
 		return errors.New("raftfsm: Dir is required")
 	case c.Store == nil:
 		return errors.New("raftfsm: Store is required")
-	case c.DataGroups < 1 || c.DataGroups > maxDataGroups:
-		return fmt.Errorf("raftfsm: DataGroups %d must be between 1 and %d", c.DataGroups, maxDataGroups)
-	case c.ReplicationFactor < 1 || c.ReplicationFactor > maxReplicationFactor:
-		return fmt.Errorf("raftfsm: ReplicationFactor %d must be between 1 and %d", c.ReplicationFactor, maxReplicationFactor)
+	case c.DataGroups < MinDataGroups || c.DataGroups > MaxDataGroups:
+		return fmt.Errorf("raftfsm: DataGroups %d must be between %d and %d", c.DataGroups, MinDataGroups, MaxDataGroups)
+	case c.ReplicationFactor < MinReplicationFactor || c.ReplicationFactor > MaxReplicationFactor:
+		return fmt.Errorf("raftfsm: ReplicationFactor %d must be between %d and %d", c.ReplicationFactor, MinReplicationFactor, MaxReplicationFactor)
 	case c.Listener != nil && c.ClusterAddr == "":
 		return errors.New("raftfsm: ClusterAddr is required with a Listener")
 	case c.Listener == nil && len(c.Join) > 0:
 		return errors.New("raftfsm: Join needs a Listener")
-	case c.HeartbeatTimeout < minTimeout:
-		return fmt.Errorf("raftfsm: HeartbeatTimeout %s must be at least %s", c.HeartbeatTimeout, minTimeout)
-	case c.ElectionTimeout < c.HeartbeatTimeout:
-		return fmt.Errorf("raftfsm: ElectionTimeout %s must be at least HeartbeatTimeout %s", c.ElectionTimeout, c.HeartbeatTimeout)
-	case c.LeaderLeaseTimeout < minTimeout || c.LeaderLeaseTimeout > c.HeartbeatTimeout:
-		return fmt.Errorf("raftfsm: LeaderLeaseTimeout %s must be between %s and HeartbeatTimeout %s", c.LeaderLeaseTimeout, minTimeout, c.HeartbeatTimeout)
+	case c.HeartbeatTimeout < MinRaftTimeout || c.HeartbeatTimeout > MaxRaftTimeout:
+		return fmt.Errorf("raftfsm: HeartbeatTimeout %s must be between %s and %s", c.HeartbeatTimeout, MinRaftTimeout, MaxRaftTimeout)
+	case c.ElectionTimeout < c.HeartbeatTimeout || c.ElectionTimeout > MaxRaftTimeout:
+		return fmt.Errorf("raftfsm: ElectionTimeout %s must be between HeartbeatTimeout %s and %s", c.ElectionTimeout, c.HeartbeatTimeout, MaxRaftTimeout)
+	case c.LeaderLeaseTimeout < MinLeaderLeaseTimeout || c.LeaderLeaseTimeout > c.HeartbeatTimeout:
+		return fmt.Errorf("raftfsm: LeaderLeaseTimeout %s must be between %s and HeartbeatTimeout %s", c.LeaderLeaseTimeout, MinLeaderLeaseTimeout, c.HeartbeatTimeout)
 	case c.CommitTimeout < time.Millisecond:
 		return fmt.Errorf("raftfsm: CommitTimeout %s must be at least 1ms", c.CommitTimeout)
 	case c.SnapshotThreshold < 1:
 		return errors.New("raftfsm: SnapshotThreshold must be at least 1")
-	case c.SnapshotRateBytes < 0:
-		return fmt.Errorf("raftfsm: SnapshotRateBytes %d must be >= 0 (0: unlimited)", c.SnapshotRateBytes)
+	case c.SnapshotRateBytes != 0 && c.SnapshotRateBytes < MinSnapshotRateBytes:
+		return fmt.Errorf("raftfsm: SnapshotRateBytes %d must be 0 (unlimited) or at least %d", c.SnapshotRateBytes, MinSnapshotRateBytes)
+	case c.MaxApplyBatchBytes < 0 || c.MaxApplyBatchBytes > MaxApplyBatchBytesLimit:
+		return fmt.Errorf("raftfsm: MaxApplyBatchBytes %d must be between 0 (default) and %d", c.MaxApplyBatchBytes, MaxApplyBatchBytesLimit)
+	case c.MaxPendingProposalBytes != 0 && c.MaxPendingProposalBytes < MinPendingProposalBytes:
+		return fmt.Errorf("raftfsm: MaxPendingProposalBytes %d must be 0 (default) or at least %d", c.MaxPendingProposalBytes, MinPendingProposalBytes)
 	}
 	if err := topicconfig.ValidateAll(c.BrokerTopicDefaults); err != nil {
 		return fmt.Errorf("raftfsm: BrokerTopicDefaults: %w", err)

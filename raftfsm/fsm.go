@@ -14,10 +14,14 @@ import (
 )
 
 // fsm is one group's raft.BatchingFSM: a thin adapter that decodes entries and
-// hands them to the processor, all of a batch in one shardstore.Batch with the
-// group's applied index, committed once without fsync (the Raft log is the
-// durable record). Entries at or below the persisted applied index were applied
-// before a restart and are skipped, so replay is idempotent.
+// hands them to the processor, a batch of entries in one shardstore.Batch with
+// the group's applied index, committed without fsync (the Raft log is the
+// durable record). A Raft batch whose writes reach maxBatchBytes is committed
+// in several pieces, each with the index of its last entry, so no Pebble batch
+// nears Pebble's 4 GiB limit (a Raft batch holds up to 512 entries of up to
+// --max-decompressed-bytes of records each). Entries at or below the persisted
+// applied index were applied before a restart and are skipped, so replay is
+// idempotent.
 //
 // Raft calls ApplyBatch, Apply and Snapshot from one goroutine.
 type fsm struct {
@@ -53,6 +57,13 @@ type fsm struct {
 	// ingestDir is the scratch directory of snapshot ingests (set by
 	// openSnapshotStore).
 	ingestDir string
+
+	// maxBatchBytes ends a store batch once its writes reach it (Pebble bytes,
+	// Config.MaxApplyBatchBytes); 0 means DefaultMaxApplyBatchBytes.
+	maxBatchBytes int
+	// committed, when set, is called after each store commit with the applied
+	// index and size of the batch (tests only).
+	committed func(index uint64, bytes int)
 }
 
 var _ raft.BatchingFSM = (*fsm)(nil)
@@ -81,14 +92,44 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		return resp
 	}
 	start := time.Now()
-	last := logs[len(logs)-1].Index
+	for done := 0; done < len(logs); {
+		n, err := f.applyPiece(logs[done:], resp[done:])
+		if err != nil {
+			// The entries from done on stay unapplied in the store; a
+			// restart replays them. Earlier pieces are committed and keep
+			// their responses.
+			f.log.Error("commit of applied raft entries failed; group stops applying until restart", keyGroup, f.group, keyIndex, logs[done+n-1].Index, keyError, err)
+			f.failed = err
+			f.stopped.Store(true)
+			for i := done; i < len(resp); i++ {
+				resp[i] = err
+			}
+			return resp
+		}
+		done += n
+	}
+	f.metrics.observeApply(f.group, time.Since(start))
+	return resp
+}
+
+// applyPiece applies entries of logs in one store batch, filling resp, until
+// the batch holds maxBatchBytes or logs end; it commits them with the index
+// of the last one and returns how many it took.
+func (f *fsm) applyPiece(logs []*raft.Log, resp []any) (int, error) {
+	limit := f.maxBatchBytes
+	if limit <= 0 {
+		limit = DefaultMaxApplyBatchBytes
+	}
 	b := f.store.NewBatch()
 	defer b.Close()
 	var m *metadata
 	if f.getMeta != nil {
 		m = f.getMeta().clone()
 	}
-	for i, l := range logs {
+	n := 0
+	for n < len(logs) && b.Len() < limit {
+		l := logs[n]
+		n++
 		if l.Index <= f.applied {
 			f.skipped.Add(1)
 			continue
@@ -100,30 +141,27 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		if err != nil {
 			// Deterministic on every replica: the entry is skipped.
 			f.log.Error("undecodable raft command", keyGroup, f.group, keyIndex, l.Index, keyError, err)
-			resp[i] = err
+			resp[n-1] = err
 			continue
 		}
-		resp[i] = f.proc.apply(b, f.group, m, c)
+		resp[n-1] = f.proc.apply(b, f.group, m, c)
 		f.metrics.commandApplied(c.Type)
 	}
+	last := logs[n-1].Index
+	size := b.Len()
 	b.SetApplied(f.group, last)
 	if err := b.Commit(); err != nil {
-		// The entries stay unapplied in the store; a restart replays them.
-		f.log.Error("commit of applied raft entries failed; group stops applying until restart", keyGroup, f.group, keyIndex, last, keyError, err)
-		f.failed = err
-		f.stopped.Store(true)
-		for i := range resp {
-			resp[i] = err
-		}
-		return resp
+		return n, err
 	}
 	f.applied = last
 	f.appliedIndex.Store(last)
 	if m != nil {
 		f.setMeta(m)
 	}
-	f.metrics.observeApply(f.group, time.Since(start))
-	return resp
+	if f.committed != nil {
+		f.committed(last, size)
+	}
+	return n, nil
 }
 
 // Apply applies one entry.

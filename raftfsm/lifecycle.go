@@ -193,6 +193,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 	if g.fsm, err = newFSM(id, n.store, n.proc, n.log, n.metrics); err != nil {
 		return nil, err
 	}
+	g.fsm.maxBatchBytes = n.cfg.MaxApplyBatchBytes
 	if id == metaGroup {
 		g.fsm.getMeta = n.metadata
 		g.fsm.setMeta = n.publishMeta

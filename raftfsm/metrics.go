@@ -13,6 +13,10 @@ type metrics struct {
 	applyDuration *prometheus.HistogramVec
 	applied       *prometheus.CounterVec
 	leader        *prometheus.GaugeVec
+	// pending and pendingBytes are the data-group proposals handed to Raft
+	// and not finished (pending.go).
+	pending      prometheus.Gauge
+	pendingBytes prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -30,9 +34,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shardcache_raft_leader",
 			Help: "1 when this node leads the Raft group, else 0.",
 		}, []string{"group"}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardcache_raft_pending_proposals",
+			Help: "Data-group proposals handed to Raft and not yet applied or failed, including those whose caller timed out.",
+		}),
+		pendingBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardcache_raft_pending_proposal_bytes",
+			Help: "Bytes charged by pending data-group proposals (encoded size plus 4 KiB each), bounded by MaxPendingProposalBytes.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.applyDuration, m.applied, m.leader} {
+		for _, c := range []prometheus.Collector{m.applyDuration, m.applied, m.leader, m.pending, m.pendingBytes} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -57,4 +69,9 @@ func (m *metrics) setLeader(g uint32, leader bool) {
 		v = 1
 	}
 	m.leader.WithLabelValues(groupLabel(g)).Set(v)
+}
+
+func (m *metrics) setPending(count int, bytes int64) {
+	m.pending.Set(float64(count))
+	m.pendingBytes.Set(float64(bytes))
 }

@@ -110,6 +110,8 @@ type Node struct {
 
 	// propMu serializes metadata proposals that allocate shard ids.
 	propMu sync.Mutex
+	// pending bounds data-group proposals handed to Raft (pending.go).
+	pending pendingBudget
 
 	pidMu           sync.Mutex
 	pidNext, pidEnd int64
@@ -242,7 +244,10 @@ func (n *Node) proposeLocal(ctx context.Context, id uint32, c *Command) (any, ui
 }
 
 // propose applies c through group g, which this node must lead, and returns
-// the FSM's response and the entry's index, or its error.
+// the FSM's response and the entry's index, or its error. A data-group
+// proposal first waits for room in the pending budget (pending.go), bounded by
+// ctx; it holds that room until Raft has finished with the entry, even when
+// ctx ends first.
 func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, uint64, error) {
 	if n.closed.Load() {
 		return nil, 0, ErrClosed
@@ -253,17 +258,39 @@ func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, uint64, 
 		}
 		return nil, 0, ErrNotLeader
 	}
+	data := EncodeCommand(nil, c)
+	release := func() {}
+	if g.id != metaGroup {
+		cost := int64(len(data)) + proposalOverhead
+		limit := n.cfg.MaxPendingProposalBytes
+		if limit <= 0 {
+			limit = DefaultMaxPendingProposalBytes
+		}
+		if err := n.pending.acquire(ctx, cost, limit, n.shutdownCh); err != nil {
+			return nil, 0, err
+		}
+		n.metrics.setPending(n.pending.stats())
+		release = func() {
+			n.pending.release(cost)
+			n.metrics.setPending(n.pending.stats())
+		}
+	}
 	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(dl); timeout <= 0 {
+			release()
 			return nil, 0, ctx.Err()
 		}
 	}
-	f := g.raft.Apply(EncodeCommand(nil, c), timeout)
-	if ctx.Done() != nil {
+	f := g.raft.Apply(data, timeout)
+	if ctx.Done() == nil {
+		f.Error()
+		release()
+	} else {
 		done := make(chan struct{})
 		go func() {
 			f.Error()
+			release()
 			close(done)
 		}()
 		select {
@@ -290,8 +317,9 @@ func (n *Node) raftError(ctx context.Context, err error) error {
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrClosed
 	case errors.Is(err, raft.ErrEnqueueTimeout):
-		if ctx.Err() != nil {
-			return ctx.Err()
+		// Raft's timer was set to ctx's deadline and may fire before ctx's.
+		if dl, ok := ctx.Deadline(); ctx.Err() != nil || ok && !time.Now().Before(dl) {
+			return context.DeadlineExceeded
 		}
 		return fmt.Errorf("%w: %v", ErrNotReady, err)
 	}
@@ -636,6 +664,14 @@ func (n *Node) Produce(ctx context.Context, topic string, partition int32, p sha
 	if err != nil {
 		return shardstore.AppendResult{}, err
 	}
+	if g.raft.State() == raft.Leader {
+		// A retry of an applied batch is answered from the store, as Kafka
+		// answers it from its producer state: proposing it again would cost
+		// a commit, which on a slow disk outlasts the retry's timeout too.
+		if res, dup, err := n.store.Duplicate(part.Shard, p, len(recs)); err == nil && dup {
+			return res, nil
+		}
+	}
 	c := &Command{
 		Type:  CmdProduce,
 		Shard: part.Shard,
@@ -696,6 +732,17 @@ func (n *Node) ExpireSuperseded(ctx context.Context, topic string, partition int
 // DeleteRecordsBefore: see ExpireTombstones.
 func (n *Node) DeleteRecordsBefore(ctx context.Context, topic string, partition int32, offset int64) error {
 	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdDeleteRecordsBefore, Offset: offset})
+}
+
+// ExpireProducers proposes that every replica forget the state of the
+// partition's idle producers, those whose last batch was appended before
+// beforeMs (producer.id.expiration.ms; see shardstore.Batch.ExpireProducers).
+// The command carries this node's clock for dating state written before
+// append times were kept. The compaction loop calls it (ErrNotLeader
+// elsewhere).
+func (n *Node) ExpireProducers(ctx context.Context, topic string, partition int32, beforeMs int64) error {
+	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdExpireProducers, BeforeMs: beforeMs,
+		Options: shardstore.AppendOptions{AppendTimeMs: n.cfg.Now().UnixMilli()}})
 }
 
 func (n *Node) shardCommand(ctx context.Context, topic string, partition int32, c *Command) error {

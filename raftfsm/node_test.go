@@ -450,6 +450,8 @@ func TestConfigValidate(t *testing.T) {
 		{"LeaderLeaseTimeout", func(c *Config) { c.LeaderLeaseTimeout = c.HeartbeatTimeout * 2 }},
 		{"CommitTimeout", func(c *Config) { c.CommitTimeout = 0 }},
 		{"SnapshotThreshold", func(c *Config) { c.SnapshotThreshold = 0 }},
+		{"MaxApplyBatchBytes", func(c *Config) { c.MaxApplyBatchBytes = MaxApplyBatchBytesLimit + 1 }},
+		{"MaxPendingProposalBytes", func(c *Config) { c.MaxPendingProposalBytes = MinPendingProposalBytes - 1 }},
 		{"BrokerTopicDefaults", func(c *Config) { c.BrokerTopicDefaults = map[string]string{"cleanup.policy": "both"} }},
 	}
 	for _, tt := range tests {

@@ -99,7 +99,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 	st.HighWatermark += int64(len(recs))
 
 	if pr.ID >= 0 {
-		next := ps.add(pr, len(recs), base)
+		next := ps.add(pr, len(recs), base, appendMs)
 		if p.producers == nil {
 			p.producers = make(map[int64]*producerState)
 		}

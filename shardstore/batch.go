@@ -190,6 +190,10 @@ func (b *Batch) SetApplied(group uint32, index uint64) {
 	b.set(appliedKey(group), binary.BigEndian.AppendUint64(nil, index))
 }
 
+// Len is the size of the Pebble batch so far, in bytes. Pebble refuses (panics
+// on) a batch of 4 GiB; raftfsm commits a Raft batch in pieces well below it.
+func (b *Batch) Len() int { return b.b.Len() }
+
 // Raw is the Pebble batch, for raftfsm's metadata keys (outside shardstore's
 // prefix) written atomically with the shards. The returned batch is valid until
 // the next call of another Batch method (ExpireTombstones, ExpireSuperseded and
@@ -248,8 +252,7 @@ func (s *Store) apply(b *Batch) {
 		if p.removed {
 			if old := s.shards[id]; old != nil {
 				old.mu.Lock()
-				s.cached.Add(-int64(len(old.cache)))
-				old.cache = nil
+				s.dropCache(old)
 				if old.wait != nil {
 					wake = append(wake, old.wait)
 					old.wait = nil
@@ -286,38 +289,74 @@ func (s *Store) apply(b *Batch) {
 	}
 }
 
+// keyCacheEntryOverhead is what one key cache entry costs beyond its key's
+// bytes: the map slot (string header and keyEntry, 40 bytes) at the map's
+// lowest load factor, its control byte, and the smallest keys' size-class
+// rounding. keyCacheCost adds a quarter of the key's length for the rounding
+// of larger keys (up to 25% just above 32 KiB, where allocations round to
+// 8 KiB pages). TestKeyCacheEntryCost checks it against measured memory.
+const keyCacheEntryOverhead = 108
+
+// keyCacheCost is what caching key is charged against KeyCacheBytes: about
+// 128 bytes for a 16-byte key.
+func keyCacheCost(key string) int64 {
+	n := int64(len(key))
+	return n + n/4 + keyCacheEntryOverhead
+}
+
 // mergeCache applies a batch's key index changes to sh's cache, evicting
-// entries of sh when the store-wide bound is reached. sh.mu is held.
+// entries of sh while the store-wide byte bound would be exceeded. sh.mu is
+// held.
 func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry) {
 	for k, ov := range keys {
 		_, had := sh.cache[k]
 		if !ov.live {
 			if had {
-				delete(sh.cache, k)
-				s.cached.Add(-1)
+				s.uncache(sh, k)
 			}
 			continue
 		}
 		if !had {
-			if s.cached.Load() >= s.cacheCap && !s.evictOne(sh) {
+			cost := keyCacheCost(k)
+			full := s.cached.Load()+cost > s.cacheCap
+			for full && s.evictOne(sh) {
+				full = s.cached.Load()+cost > s.cacheCap
+			}
+			if full {
 				sh.cacheComplete = false
 				continue
 			}
-			s.cached.Add(1)
+			s.cached.Add(cost)
+			sh.cacheBytes += cost
 		}
 		sh.cache[k] = ov.e
 	}
 }
 
+// uncache removes key from sh's cache and its charge. sh.mu is held.
+func (s *Store) uncache(sh *shard, key string) {
+	delete(sh.cache, key)
+	cost := keyCacheCost(key)
+	s.cached.Add(-cost)
+	sh.cacheBytes -= cost
+}
+
 // evictOne drops an arbitrary entry of sh's cache; false if it is empty.
+// sh.mu is held.
 func (s *Store) evictOne(sh *shard) bool {
 	for k := range sh.cache {
-		delete(sh.cache, k)
-		s.cached.Add(-1)
+		s.uncache(sh, k)
 		sh.cacheComplete = false
 		return true
 	}
 	return false
+}
+
+// dropCache empties sh's cache (the shard is removed or reloaded). sh.mu is
+// held.
+func (s *Store) dropCache(sh *shard) {
+	s.cached.Add(-sh.cacheBytes)
+	sh.cache, sh.cacheBytes = nil, 0
 }
 
 // lookupKey finds key's live record through the batch overlay, the key cache and

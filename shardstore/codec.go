@@ -12,7 +12,9 @@ import (
 const (
 	recordVersion   = 1
 	metaVersion     = 1
-	producerVersion = 1
+	producerVersion = 2
+	// producerVersion1 is producer state without its last append time.
+	producerVersion1 = 1
 	// groupEntryVersion is the whole value of a group registry entry.
 	groupEntryVersion = 1
 

@@ -9,9 +9,10 @@ import (
 
 // Removal of records: tombstone expiry (delete.retention.ms), the end of the hold
 // on superseded records (min.compaction.lag.ms) and moves of the log start
-// (DeleteRecords, retention of delete-policy shards). Each is a scan of a small
-// index range, run from the Raft FSM like appends, so every replica removes the
-// same records.
+// (DeleteRecords, retention of delete-policy shards); and of idle producers'
+// state (producer.id.expiration.ms). Each is a scan of a small index range,
+// run from the Raft FSM like appends, so every replica removes the same
+// records.
 
 // timedEntry is a tombstone or superseded index entry.
 type timedEntry struct {
@@ -196,4 +197,72 @@ func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error {
 	p.st.LogStartOffset = offset
 	p.dirty, p.changed = true, true
 	return nil
+}
+
+// ExpireProducers forgets the state of producers whose last batch was appended
+// before beforeMs (Kafka's producer.id.expiration.ms: the compaction policy
+// passes now - expiration) and returns how many it forgot. A forgotten
+// producer is unknown again: its next batch may start at any sequence and is
+// never taken for a retry of an earlier one. State written before append times
+// were kept is dated nowMs instead, so it expires one expiration period after
+// the first pass that sees it. Both times come from the command, never from a
+// clock, so every replica forgets the same producers.
+func (b *Batch) ExpireProducers(id ShardID, beforeMs, nowMs int64) (int, error) {
+	p, err := b.need(id)
+	if err != nil {
+		return 0, err
+	}
+	if err := b.s.acquire(); err != nil {
+		return 0, err
+	}
+	defer b.s.life.RUnlock()
+	type change struct {
+		pid int64
+		ps  *producerState // nil: forget
+	}
+	var changes []change
+	it, err := b.reader(p).NewIter(&pebble.IterOptions{LowerBound: sub(id, subProducer), UpperBound: producersEnd(id)})
+	if err != nil {
+		return 0, err
+	}
+	for ok := it.First(); ok; ok = it.Next() {
+		pk, good := parseKey(it.Key())
+		if !good || pk.kind != kindProducer {
+			_ = it.Close()
+			return 0, fmt.Errorf("shardstore: producer key %x: %w", it.Key(), errCorrupt)
+		}
+		ps, err := decodeProducer(it.Value())
+		if err != nil {
+			_ = it.Close()
+			return 0, err
+		}
+		switch {
+		case ps.undated:
+			ps.lastMs, ps.undated = nowMs, false
+			changes = append(changes, change{pk.id, ps})
+		case ps.expired(beforeMs):
+			changes = append(changes, change{pk.id, nil})
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if len(changes) == 0 {
+		return 0, nil
+	}
+	if p.producers == nil {
+		p.producers = make(map[int64]*producerState)
+	}
+	forgotten := 0
+	for _, c := range changes {
+		p.producers[c.pid] = c.ps
+		if c.ps == nil {
+			b.del(producerKey(id, c.pid))
+			forgotten++
+		} else {
+			b.set(producerKey(id, c.pid), c.ps.encode())
+		}
+	}
+	p.dirty = true
+	return forgotten, nil
 }

@@ -394,8 +394,7 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 			s.shards[m.id] = sh
 		}
 		sh.mu.Lock()
-		s.cached.Add(-int64(len(sh.cache)))
-		sh.cache = nil
+		s.dropCache(sh)
 		if m.found {
 			sh.st = m.st
 			sh.cache = make(map[string]keyEntry)

@@ -82,6 +82,9 @@ func producerKey(id ShardID, pid int64) []byte {
 	return binary.BigEndian.AppendUint64(sub(id, subProducer), flip(pid))
 }
 
+// producersEnd bounds a shard's producer state keys.
+func producersEnd(id ShardID) []byte { return sub(id, subProducer+1) }
+
 func recordKey(id ShardID, offset int64) []byte {
 	return binary.BigEndian.AppendUint64(sub(id, subRecord), flip(offset))
 }

@@ -14,6 +14,7 @@ type metrics struct {
 	reg      prometheus.Registerer
 	appended prometheus.Counter
 	replaced prometheus.Counter
+	keyCache prometheus.GaugeFunc
 	live     *liveCollector
 }
 
@@ -28,13 +29,17 @@ func newMetrics(s *Store, reg prometheus.Registerer) *metrics {
 			Name: "shardcache_shardstore_replaced_records_total",
 			Help: "Records removed by compaction on write because a later record of the same key replaced them.",
 		}),
+		keyCache: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shardcache_shardstore_key_cache_bytes",
+			Help: "Memory charged by the key cache of all shards, bounded by --key-cache-bytes.",
+		}, func() float64 { return float64(s.cached.Load()) }),
 		live: newLiveCollector(s),
 	}
 }
 
 func (m *metrics) register() error {
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.live} {
+	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.keyCache, m.live} {
 		if err := m.reg.Register(c); err != nil {
 			for _, d := range done {
 				m.reg.Unregister(d)
@@ -49,6 +54,7 @@ func (m *metrics) register() error {
 func (m *metrics) unregister() {
 	m.reg.Unregister(m.appended)
 	m.reg.Unregister(m.replaced)
+	m.reg.Unregister(m.keyCache)
 	m.reg.Unregister(m.live)
 }
 

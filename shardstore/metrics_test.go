@@ -65,6 +65,7 @@ func TestMetrics(t *testing.T) {
 		"shardcache_shardstore_live_records{2}":        1,
 		"shardcache_shardstore_live_bytes{1}":          float64(st1.LiveBytes),
 		"shardcache_shardstore_live_bytes{2}":          float64(st2.LiveBytes),
+		"shardcache_shardstore_key_cache_bytes":        float64(3 * keyCacheCost("a")), // a, b, c
 	}
 	if len(got) != len(want) {
 		t.Errorf("gathered %v, want %v", got, want)

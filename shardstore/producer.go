@@ -2,12 +2,17 @@ package shardstore
 
 import (
 	"encoding/binary"
+	"errors"
 	"math"
+
+	"github.com/cockroachdb/pebble/v2"
 )
 
 // Idempotent producers (docs/ARCHITECTURE.md rule 8). Per (shard, producer id) the store keeps
-// the producer's epoch and its last producerWindow batches under the pid/ key,
-// apart from the records, so compaction never forgets it.
+// the producer's epoch, its last producerWindow batches and when it last wrote
+// under the pid/ key, apart from the records, so compaction never forgets it.
+// ExpireProducers (expire.go) forgets producers idle for
+// producer.id.expiration.ms; a forgotten producer is an unknown one again.
 
 // producerWindow is how many batches per producer are remembered for
 // deduplication (Kafka's max.in.flight.requests.per.connection limit for
@@ -24,6 +29,12 @@ type producerBatch struct {
 type producerState struct {
 	epoch   int16
 	batches []producerBatch // oldest first, at most producerWindow
+	// lastMs is the append time (AppendOptions.AppendTimeMs, the proposer's
+	// clock) of the producer's last accepted batch; undated is set for state
+	// written before it was kept (producerVersion1), until ExpireProducers
+	// dates it.
+	lastMs  int64
+	undated bool
 }
 
 // lastSequence is the sequence of the last of n records starting at first;
@@ -71,10 +82,10 @@ func (ps *producerState) check(p Producer, n int) (dupBase int64, dup bool, err 
 	return 0, false, nil
 }
 
-// add returns the state after a batch of n records from p was accepted at base.
-// It never modifies ps.
-func (ps *producerState) add(p Producer, n int, base int64) *producerState {
-	next := &producerState{epoch: p.Epoch}
+// add returns the state after a batch of n records from p was accepted at base,
+// appended at appendMs. It never modifies ps.
+func (ps *producerState) add(p Producer, n int, base, appendMs int64) *producerState {
+	next := &producerState{epoch: p.Epoch, lastMs: appendMs}
 	if ps != nil && ps.epoch == p.Epoch {
 		keep := ps.batches
 		if len(keep) >= producerWindow {
@@ -88,10 +99,21 @@ func (ps *producerState) add(p Producer, n int, base int64) *producerState {
 	return next
 }
 
+// expired reports whether the producer last wrote before beforeMs.
+func (ps *producerState) expired(beforeMs int64) bool {
+	return !ps.undated && ps.lastMs < beforeMs
+}
+
+// encode writes the current version:
+//
+//	version:1 (2) epoch:2 lastMs:8 n:1 n x {first:4 last:4 base:8}
+//
+// producerVersion1 lacked lastMs.
 func (ps *producerState) encode() []byte {
-	b := make([]byte, 0, 4+16*len(ps.batches))
+	b := make([]byte, 0, 12+16*len(ps.batches))
 	b = append(b, producerVersion)
 	b = binary.BigEndian.AppendUint16(b, uint16(ps.epoch))
+	b = binary.BigEndian.AppendUint64(b, uint64(ps.lastMs))
 	b = append(b, byte(len(ps.batches)))
 	for _, pb := range ps.batches {
 		b = binary.BigEndian.AppendUint32(b, uint32(pb.first))
@@ -102,16 +124,30 @@ func (ps *producerState) encode() []byte {
 }
 
 func decodeProducer(b []byte) (*producerState, error) {
-	if len(b) < 4 || b[0] != producerVersion {
+	if len(b) < 4 {
 		return nil, errCorrupt
 	}
-	n := int(b[3])
-	if n > producerWindow || len(b) != 4+16*n {
+	ps := &producerState{epoch: int16(binary.BigEndian.Uint16(b[1:]))}
+	switch b[0] {
+	case producerVersion1:
+		ps.undated = true
+		b = b[3:]
+	case producerVersion:
+		if len(b) < 12 {
+			return nil, errCorrupt
+		}
+		ps.lastMs = int64(binary.BigEndian.Uint64(b[3:]))
+		b = b[11:]
+	default:
 		return nil, errCorrupt
 	}
-	ps := &producerState{epoch: int16(binary.BigEndian.Uint16(b[1:])), batches: make([]producerBatch, n)}
+	n := int(b[0])
+	if n > producerWindow || len(b) != 1+16*n {
+		return nil, errCorrupt
+	}
+	ps.batches = make([]producerBatch, n)
 	for i := range ps.batches {
-		o := 4 + 16*i
+		o := 1 + 16*i
 		ps.batches[i] = producerBatch{
 			first: int32(binary.BigEndian.Uint32(b[o:])),
 			last:  int32(binary.BigEndian.Uint32(b[o+4:])),
@@ -119,4 +155,38 @@ func decodeProducer(b []byte) (*producerState, error) {
 		}
 	}
 	return ps, nil
+}
+
+// Duplicate reports whether a batch of n records from p repeats one the shard
+// has already appended, and if so returns what Append would answer for it:
+// the batch's original base offset with Duplicate set. It reads committed
+// state only, so a leader may answer a retry at once instead of proposing it
+// again (a retry whose own proposal waited for a slow disk would otherwise
+// time out as its first attempt did). false says nothing: Append decides.
+func (s *Store) Duplicate(id ShardID, p Producer, n int) (AppendResult, bool, error) {
+	if p.ID < 0 || n <= 0 {
+		return AppendResult{}, false, nil
+	}
+	st, err := s.readView(id)
+	if err != nil {
+		return AppendResult{}, false, err
+	}
+	defer s.life.RUnlock()
+	v, closer, err := s.db.Get(producerKey(id, p.ID))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return AppendResult{}, false, nil
+	}
+	if err != nil {
+		return AppendResult{}, false, err
+	}
+	defer closer.Close()
+	ps, err := decodeProducer(v)
+	if err != nil {
+		return AppendResult{}, false, err
+	}
+	base, dup, err := ps.check(p, n)
+	if err != nil || !dup {
+		return AppendResult{}, false, nil
+	}
+	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset, Duplicate: true}, true, nil
 }

@@ -2,6 +2,7 @@ package shardstore
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -315,4 +316,31 @@ func (s *Store) timedDue(id ShardID, tag byte, beforeMs int64) (bool, error) {
 		return false, err
 	}
 	return due, nil
+}
+
+// ProducersDue reports whether ExpireProducers(id, beforeMs, ...) would change
+// anything: whether the shard keeps state of a producer that last wrote before
+// beforeMs, or undated state from before append times were kept. Unlike
+// TombstonesDue it is a scan of the shard's producers, stopping at the first
+// due one; the compaction loop asks every few minutes, not every pass.
+func (s *Store) ProducersDue(id ShardID, beforeMs int64) (bool, error) {
+	if _, err := s.readView(id); err != nil {
+		return false, err
+	}
+	defer s.life.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, subProducer), UpperBound: producersEnd(id)})
+	if err != nil {
+		return false, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		ps, err := decodeProducer(it.Value())
+		if err != nil {
+			return false, fmt.Errorf("shardstore: producer state %x: %w", it.Key(), err)
+		}
+		if ps.undated || ps.expired(beforeMs) {
+			return true, nil
+		}
+	}
+	return false, it.Error()
 }

@@ -17,10 +17,15 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultCacheBytes      = 512 << 20
-	DefaultMemTableBytes   = 64 << 20
-	DefaultKeyCacheEntries = 1 << 20
+	DefaultCacheBytes    = 512 << 20
+	DefaultMemTableBytes = 64 << 20
+	// DefaultKeyCacheBytes holds 2^20 entries of 16-byte keys (128 bytes
+	// each), the key cache's former bound in entries.
+	DefaultKeyCacheBytes = 128 << 20
 )
+
+// MaxKeyCacheBytes bounds Options.KeyCacheBytes (and --key-cache-bytes).
+const MaxKeyCacheBytes = 1 << 40
 
 // ErrClosed is returned by operations on a closed Store.
 var ErrClosed = errors.New("shardstore: store closed")
@@ -37,10 +42,12 @@ type Options struct {
 	MemTableBytes uint64
 	// Registerer receives the store's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
-	// KeyCacheEntries bounds the in-memory key -> live offset cache in front of
-	// the key index, over all shards; 0 means the default (1 Mi entries, roughly
-	// 100 MiB with 16-byte keys), negative disables it.
-	KeyCacheEntries int
+	// KeyCacheBytes bounds the in-memory key -> live offset cache in front of
+	// the key index, over all shards, in bytes of memory: each entry is
+	// charged its key's length plus keyCacheEntryOverhead. 0 means the
+	// default (DefaultKeyCacheBytes, 128 MiB), negative disables the cache;
+	// at most MaxKeyCacheBytes.
+	KeyCacheBytes int64
 }
 
 // Store is one node's Pebble database: every shard on the node, and (through DB)
@@ -52,8 +59,8 @@ type Options struct {
 type Store struct {
 	db       *pebble.DB
 	log      *slog.Logger
-	cacheCap int64
-	cached   atomic.Int64 // entries in all shards' key caches
+	cacheCap int64        // KeyCacheBytes in force; 0: no cache
+	cached   atomic.Int64 // bytes charged by all shards' key caches (keyCacheCost)
 	metrics  *metrics
 
 	// life is held shared by every operation that touches db and exclusively by
@@ -85,6 +92,7 @@ type shard struct {
 	// entry (a shard created or opened empty, nothing evicted yet).
 	cache         map[string]keyEntry
 	cacheComplete bool
+	cacheBytes    int64 // what cache is charged to Store.cached
 	// group is the Raft group that carries the shard, from the registry
 	// (s g <group> <shard>); grouped is false for a shard created before the
 	// store kept it, until SetShardGroups records it.
@@ -106,12 +114,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if memtable == 0 {
 		memtable = DefaultMemTableBytes
 	}
-	keyCache := int64(opts.KeyCacheEntries)
-	if keyCache == 0 {
-		keyCache = DefaultKeyCacheEntries
-	}
-	if keyCache < 0 {
+	keyCache := opts.KeyCacheBytes
+	switch {
+	case keyCache == 0:
+		keyCache = DefaultKeyCacheBytes
+	case keyCache < 0:
 		keyCache = 0
+	case keyCache > MaxKeyCacheBytes:
+		return nil, fmt.Errorf("shardstore: KeyCacheBytes %d is above %d", keyCache, int64(MaxKeyCacheBytes))
 	}
 
 	cache := pebble.NewCache(cacheBytes)

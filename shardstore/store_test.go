@@ -2,10 +2,12 @@ package shardstore
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -206,6 +208,7 @@ func TestConformance(t *testing.T) {
 		{"OffsetForTime", testOffsetForTime},
 		{"Idempotence", testIdempotence},
 		{"SequenceWindowAndWrap", testSequenceWindow},
+		{"ProducerExpiry", testProducerExpiry},
 		{"SeveralAppendsInOneBatch", testSeveralAppends},
 		{"FailedAppendKeepsBatch", testFailedAppend},
 		{"DeleteShard", testDeleteShard},
@@ -215,6 +218,7 @@ func TestConformance(t *testing.T) {
 		{"ShardErrors", testShardErrors},
 		{"ReadLimitsAndEncoding", testReadLimits},
 		{"KeyCacheBounded", testKeyCacheBounded},
+		{"KeyCacheBoundedInBytes", testKeyCacheBytes},
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"GroupRegistry", testGroupRegistry},
 	}
@@ -579,6 +583,19 @@ func testIdempotence(h *h) {
 	}
 	if st := h.state(1); st.HighWatermark != 5 {
 		h.t.Fatalf("duplicate written: %+v", st)
+	}
+	// Duplicate answers the same from committed state, and nothing else.
+	for _, tc := range []struct {
+		p    Producer
+		n    int
+		base int64
+		dup  bool
+	}{{pid(7, 0, 0), 3, 0, true}, {pid(7, 0, 3), 2, 3, true}, {pid(7, 0, 3), 1, 0, false},
+		{pid(7, 0, 5), 1, 0, false}, {pid(7, 1, 0), 3, 0, false}, {pid(9, 0, 0), 3, 0, false}, {NoProducer, 1, 0, false}} {
+		r, dup, err := h.s.Duplicate(1, tc.p, tc.n)
+		if err != nil || dup != tc.dup || dup && (r.BaseOffset != tc.base || !r.Duplicate) {
+			h.t.Fatalf("Duplicate(%+v, %d) = %+v, %v, %v; want base %d, %v", tc.p, tc.n, r, dup, err, tc.base, tc.dup)
+		}
 	}
 	_, err := h.append(1, compact, pid(7, 0, 6), kv("x", "1")) // expected 5
 	wantErr(h.t, err, ErrOutOfOrderSequence)
@@ -968,12 +985,13 @@ func testReadLimits(h *h) {
 }
 
 func testKeyCacheBounded(h *h) {
-	// A store whose key cache holds 10 entries still compacts exactly.
+	// A store whose key cache holds about 10 entries still compacts exactly.
 	s := h.s
 	if err := s.Close(); err != nil {
 		h.t.Fatal(err)
 	}
-	h.s = openStore(h.t, h.t.TempDir(), Options{CacheBytes: 1 << 20, KeyCacheEntries: 10, Logger: testLogger(h.t)})
+	bound := 10 * keyCacheCost("00")
+	h.s = openStore(h.t, h.t.TempDir(), Options{CacheBytes: 1 << 20, KeyCacheBytes: bound, Logger: testLogger(h.t)})
 	h.create(1)
 	for w := range 3 {
 		recs := make([]Record, 0, 100)
@@ -982,8 +1000,8 @@ func testKeyCacheBounded(h *h) {
 		}
 		h.mustAppend(1, compact, NoProducer, recs...)
 	}
-	if n := h.s.cached.Load(); n > 10 {
-		h.t.Fatalf("key cache holds %d entries, bound 10", n)
+	if n := h.s.cached.Load(); n > bound {
+		h.t.Fatalf("key cache charged %d bytes, bound %d", n, bound)
 	}
 	st := h.state(1)
 	if st.LiveKeys != 100 || st.LiveRecords != 100 {
@@ -992,6 +1010,197 @@ func testKeyCacheBounded(h *h) {
 	recs := h.read(1, 0)
 	if len(recs) != 100 || recs[0].Offset != 200 {
 		h.t.Fatalf("read %d records from %d", len(recs), recs[0].Offset)
+	}
+}
+
+// testProducerExpiry: ExpireProducers forgets exactly the producers whose last
+// batch was appended before the cutoff, after which they are unknown (any
+// first sequence is accepted, as Kafka 4 accepts it from an unknown producer
+// id); ProducersDue agrees; state from before append times were kept is dated
+// by the first expiry that sees it.
+func testProducerExpiry(h *h) {
+	at := func(ms int64) AppendOptions { return AppendOptions{Policy: PolicyCompact, AppendTimeMs: ms} }
+	due := func(beforeMs int64, want bool) {
+		h.t.Helper()
+		if got, err := h.s.ProducersDue(1, beforeMs); err != nil || got != want {
+			h.t.Fatalf("ProducersDue(%d) = %v, %v; want %v", beforeMs, got, err, want)
+		}
+	}
+	expire := func(beforeMs, nowMs int64, want int) {
+		h.t.Helper()
+		h.batch(func(b *Batch) {
+			n, err := b.ExpireProducers(1, beforeMs, nowMs)
+			if err != nil || n != want {
+				h.t.Fatalf("ExpireProducers(%d) = %d, %v; want %d", beforeMs, n, err, want)
+			}
+		})
+	}
+	h.create(1)
+	due(math.MaxInt64, false)
+	h.mustAppend(1, at(1000), pid(7, 0, 0), kv("a", "1"))
+	h.mustAppend(1, at(1500), pid(8, 0, 0), kv("b", "1"))
+	h.mustAppend(1, at(5000), pid(8, 0, 1), kv("b", "2")) // 8 wrote again
+	h.restart()
+	due(1000, false)
+	due(1001, true)
+	expire(1000, 9000, 0)
+	expire(4000, 9000, 1) // 7 only
+	due(4000, false)
+	h.restart()
+	// 7 is unknown: a gap in its sequence is accepted. 8 is not.
+	if r := h.mustAppend(1, at(6000), pid(7, 0, 5), kv("a", "2")); r.Duplicate || r.BaseOffset != 3 {
+		h.t.Fatalf("unknown producer's batch = %+v", r)
+	}
+	_, err := h.append(1, at(6000), pid(8, 0, 5), kv("b", "3"))
+	wantErr(h.t, err, ErrOutOfOrderSequence)
+	// An older epoch of a forgotten producer is accepted as well.
+	expire(7000, 9000, 2)
+	if r := h.mustAppend(1, at(7000), pid(8, 0, 9), kv("b", "3")); r.BaseOffset != 4 {
+		h.t.Fatalf("forgotten producer's batch = %+v", r)
+	}
+
+	// In one batch: an append, the expiry of what it wrote, an append that
+	// finds the producer unknown.
+	h.batch(func(b *Batch) {
+		if _, err := b.Append(1, at(8000), pid(9, 0, 0), []Record{kv("c", "1")}); err != nil {
+			h.t.Fatal(err)
+		}
+		if n, err := b.ExpireProducers(1, 8001, 9000); err != nil || n != 2 { // 8 and 9
+			h.t.Fatalf("ExpireProducers in the batch = %d, %v", n, err)
+		}
+		if _, err := b.Append(1, at(8000), pid(9, 0, 4), []Record{kv("c", "2")}); err != nil {
+			h.t.Fatalf("append after expiry in the batch: %v", err)
+		}
+	})
+	due(8001, true) // 9's new state, dated 8000
+
+	// State written before append times were kept (producerVersion1).
+	h.batch(func(b *Batch) {
+		v1 := []byte{producerVersion1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0, 5}
+		b.Raw().Set(producerKey(1, 10), v1, nil)
+	})
+	due(0, true)
+	expire(math.MaxInt64-1, 20000, 1) // 9 (8000); 10 is dated 20000 instead
+	due(20000, false)
+	_, err = h.append(1, at(20000), pid(10, 0, 5), kv("d", "1")) // 10 still expects 4
+	wantErr(h.t, err, ErrOutOfOrderSequence)
+	expire(20001, 30000, 1)
+	due(math.MaxInt64, false)
+}
+
+// testKeyCacheBytes writes large keys to two shards through a 256 KiB key
+// cache: the bytes the cache is charged, which are what its entries cost
+// (TestKeyCacheEntryCost), stay under the bound after every commit, agree
+// with the entries it holds, and compaction stays exact. Bounded in entries
+// (the former 2^20), the cache held all 800 keys: more than 3 MiB.
+func testKeyCacheBytes(h *h) {
+	if err := h.s.Close(); err != nil {
+		h.t.Fatal(err)
+	}
+	const bound = 256 << 10
+	h.s = openStore(h.t, h.t.TempDir(), Options{CacheBytes: 1 << 20, KeyCacheBytes: bound, Logger: testLogger(h.t)})
+	h.create(1, 2)
+	key := func(shard ShardID, i int) string {
+		return fmt.Sprintf("%d-%04d-%s", shard, i, strings.Repeat("k", 4000))
+	}
+	check := func(wantHeld bool) {
+		h.t.Helper()
+		var sum, held int64
+		h.s.mu.RLock()
+		for _, sh := range h.s.shards {
+			sh.mu.Lock()
+			for k := range sh.cache {
+				sum += keyCacheCost(k)
+				held++
+			}
+			if sh.cacheBytes < 0 {
+				h.t.Errorf("shard %d charged %d bytes", sh.id, sh.cacheBytes)
+			}
+			sh.mu.Unlock()
+		}
+		h.s.mu.RUnlock()
+		if got := h.s.cached.Load(); got != sum || got > bound {
+			h.t.Fatalf("key cache charged %d bytes for %d entries costing %d, bound %d", got, held, sum, bound)
+		}
+		if wantHeld && held == 0 {
+			h.t.Fatal("key cache holds nothing")
+		}
+	}
+	for round := range 2 {
+		for i := 0; i < 400; i += 20 {
+			for _, shard := range []ShardID{1, 2} {
+				recs := make([]Record, 0, 20)
+				for j := i; j < i+20; j++ {
+					recs = append(recs, kv(key(shard, j), fmt.Sprint(round)))
+				}
+				h.mustAppend(shard, compact, NoProducer, recs...)
+				check(true)
+			}
+		}
+	}
+	// Tombstones and the expiry of half of them remove entries and their charge.
+	for i := 0; i < 200; i++ {
+		h.mustAppend(1, compact, NoProducer, tomb(key(1, i)))
+	}
+	check(false)
+	h.batch(func(b *Batch) {
+		if _, err := b.ExpireTombstones(1, math.MaxInt64); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+	check(false)
+	for _, shard := range []ShardID{1, 2} {
+		st := h.state(shard)
+		want := int64(400)
+		if shard == 1 {
+			want = 200
+		}
+		if st.LiveKeys != want || st.LiveRecords != want || st.Tombstones != 0 {
+			h.t.Fatalf("shard %d state = %+v, want %d live keys and records", shard, st, want)
+		}
+	}
+	// Deleting a shard gives its share back.
+	h.batch(func(b *Batch) {
+		if err := b.DeleteShard(2); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+	check(false)
+}
+
+// TestKeyCacheEntryCost checks keyCacheCost against what a map of cache
+// entries really costs on the heap, for small, typical, large and unluckily
+// sized keys: never more than charged, and not far less.
+func TestKeyCacheEntryCost(t *testing.T) {
+	heap := func() uint64 {
+		runtime.GC()
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	for _, size := range []int{8, 16, 100, 1025, 4097, 32769} {
+		for _, n := range []int{1000, 7200, 65536} {
+			if size*n > 64<<20 {
+				continue
+			}
+			before := heap()
+			m := make(map[string]keyEntry)
+			var charged int64
+			for i := range n {
+				b := bytes.Repeat([]byte{'k'}, size)
+				binary.BigEndian.PutUint32(b[len(b)-4:], uint32(i))
+				k := string(b)
+				m[k] = keyEntry{offset: int64(i)}
+				charged += keyCacheCost(k)
+			}
+			used := int64(heap() - before)
+			runtime.KeepAlive(m)
+			t.Logf("%5d-byte keys x %5d: %6.1f bytes/entry used, %6.1f charged", size, n, float64(used)/float64(n), float64(charged)/float64(n))
+			if used > charged || float64(charged) > 1.5*float64(used) {
+				t.Errorf("%d-byte keys x %d: %d bytes used, %d charged", size, n, used, charged)
+			}
+		}
 	}
 }
 

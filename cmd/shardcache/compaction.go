@@ -8,17 +8,16 @@ import (
 )
 
 // startCompaction starts the compaction loop (tombstone expiry, min compaction
-// lag, retention of delete-policy topics) every --compaction-interval, under its
+// lag, retention of delete-policy topics, idle producer ids after
+// --producer-id-expiration) every --compaction-interval, under its
 // own context; shutdown cancels it and waits for Run to return, before Raft
 // closes.
 func (s *server) startCompaction() error {
-	loop, err := compaction.New(compaction.Config{
-		Node:       s.node,
-		Store:      s.store,
-		Interval:   s.cfg.CompactionInterval,
-		Logger:     s.log.With(logComponent, "compaction"),
-		Registerer: s.reg,
-	})
+	cc := compactionConfig(s.cfg)
+	cc.Node, cc.Store = s.node, s.store
+	cc.Logger = s.log.With(logComponent, "compaction")
+	cc.Registerer = s.reg
+	loop, err := compaction.New(cc)
 	if err != nil {
 		return fmt.Errorf("compaction: %w", err)
 	}
@@ -27,4 +26,13 @@ func (s *server) startCompaction() error {
 	s.compactionDone = make(chan error, 1)
 	go func() { s.compactionDone <- loop.Run(ctx) }()
 	return nil
+}
+
+// compactionConfig is the compaction loop's configuration from the flags (see
+// storeOptions).
+func compactionConfig(cfg Config) compaction.Config {
+	return compaction.Config{
+		Interval:             cfg.CompactionInterval,
+		ProducerIDExpiration: cfg.ProducerIDExpiration,
+	}
 }

@@ -14,6 +14,9 @@ import (
 	"time"
 
 	"github.com/shardcache/shardcache/broker"
+	"github.com/shardcache/shardcache/compaction"
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // envPrefix starts the environment variable of every flag: --data-dir is
@@ -113,6 +116,12 @@ type Config struct {
 	// SnapshotRate caps how fast this node streams a Raft group's snapshot to
 	// a replica that needs one, bytes per second; 0 is unlimited.
 	SnapshotRate int32
+
+	// KeyCacheBytes bounds the memory of the store's key cache; 0 disables it.
+	KeyCacheBytes int64
+	// ProducerIDExpiration is how long an idempotent producer's state is kept
+	// after its last batch (Kafka's producer.id.expiration.ms).
+	ProducerIDExpiration time.Duration
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -151,6 +160,9 @@ func defaultConfig() Config {
 		RaftHeartbeatTimeout: time.Second,
 		RaftElectionTimeout:  time.Second,
 		SnapshotRate:         256 * mib,
+
+		KeyCacheBytes:        shardstore.DefaultKeyCacheBytes,
+		ProducerIDExpiration: compaction.DefaultProducerIDExpiration,
 	}
 }
 
@@ -198,6 +210,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
+	fs.DurationVar(&c.ProducerIDExpiration, "producer-id-expiration", c.ProducerIDExpiration, "how long an idempotent producer's state is kept after its last batch (producer.id.expiration.ms)")
+	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache)")
 	return fs
 }
 
@@ -268,20 +282,20 @@ func (c Config) Validate() error {
 	if err := checkHostPort(c.HTTPAddr, true); err != nil {
 		return bad("http-addr", "%v", err)
 	}
-	if c.NodeID < 0 {
-		return bad("node-id", "must be >= 0, got %d", c.NodeID)
+	if c.NodeID < raftfsm.MinNodeID {
+		return bad("node-id", "must be >= %d, got %d", raftfsm.MinNodeID, c.NodeID)
 	}
-	if c.DefaultPartitions < 1 {
-		return bad("default-partitions", "must be >= 1, got %d", c.DefaultPartitions)
+	if c.DefaultPartitions < broker.MinDefaultPartitions || c.DefaultPartitions > raftfsm.MaxPartitions {
+		return bad("default-partitions", "must be between %d and %d, got %d", broker.MinDefaultPartitions, raftfsm.MaxPartitions, c.DefaultPartitions)
 	}
 	if c.DefaultCleanupPolicy != "compact" && c.DefaultCleanupPolicy != "delete" {
 		return bad("default-cleanup-policy", "must be compact or delete, got %q", c.DefaultCleanupPolicy)
 	}
-	if c.MaxRequestBytes < kib {
-		return bad("max-request-bytes", "must be at least 1KiB, got %d", c.MaxRequestBytes)
+	if c.MaxRequestBytes < broker.MinMaxRequestBytes {
+		return bad("max-request-bytes", "must be at least %s, got %d", formatBytes(broker.MinMaxRequestBytes), c.MaxRequestBytes)
 	}
-	if c.MaxDecompressedBytes < kib {
-		return bad("max-decompressed-bytes", "must be at least 1KiB, got %d", c.MaxDecompressedBytes)
+	if c.MaxDecompressedBytes < broker.MinMaxDecompressedBytes {
+		return bad("max-decompressed-bytes", "must be at least %s, got %d", formatBytes(broker.MinMaxDecompressedBytes), c.MaxDecompressedBytes)
 	}
 	if c.MaxInflightBytes < 2*int64(c.MaxRequestBytes) {
 		return bad("max-inflight-bytes", "must be at least twice --max-request-bytes (%d), got %d", 2*int64(c.MaxRequestBytes), c.MaxInflightBytes)
@@ -297,11 +311,11 @@ func (c Config) Validate() error {
 			return bad(d.name, "must be at least 1ms, got %s", d.v)
 		}
 	}
-	if c.RaftGroups < 1 || c.RaftGroups > 1024 {
-		return bad("raft-groups", "must be between 1 and 1024, got %d", c.RaftGroups)
+	if c.RaftGroups < raftfsm.MinDataGroups || c.RaftGroups > raftfsm.MaxDataGroups {
+		return bad("raft-groups", "must be between %d and %d, got %d", raftfsm.MinDataGroups, raftfsm.MaxDataGroups, c.RaftGroups)
 	}
-	if c.CompactionInterval <= 0 {
-		return bad("compaction-interval", "must be positive, got %s", c.CompactionInterval)
+	if c.CompactionInterval < compaction.MinInterval {
+		return bad("compaction-interval", "must be at least %s, got %s", compaction.MinInterval, c.CompactionInterval)
 	}
 	if c.ShutdownTimeout <= 0 {
 		return bad("shutdown-timeout", "must be positive, got %s", c.ShutdownTimeout)
@@ -309,25 +323,24 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		return bad("log-format", "must be text or json, got %q", c.LogFormat)
 	}
-	const maxMillis = time.Duration(math.MaxInt32) * time.Millisecond
-	if c.GroupMinSessionTimeout < time.Millisecond {
-		return bad("group-min-session-timeout", "must be at least 1ms, got %s", c.GroupMinSessionTimeout)
+	if c.GroupMinSessionTimeout < broker.MinGroupSessionTimeout || c.GroupMinSessionTimeout > broker.MaxGroupSessionTimeout {
+		return bad("group-min-session-timeout", "must be between %s and %s, got %s", broker.MinGroupSessionTimeout, broker.MaxGroupSessionTimeout, c.GroupMinSessionTimeout)
 	}
-	if c.GroupMaxSessionTimeout < c.GroupMinSessionTimeout || c.GroupMaxSessionTimeout > maxMillis {
+	if c.GroupMaxSessionTimeout < c.GroupMinSessionTimeout || c.GroupMaxSessionTimeout > broker.MaxGroupSessionTimeout {
 		return bad("group-max-session-timeout", "must be between --group-min-session-timeout (%s) and %s, got %s",
-			c.GroupMinSessionTimeout, maxMillis, c.GroupMaxSessionTimeout)
+			c.GroupMinSessionTimeout, broker.MaxGroupSessionTimeout, c.GroupMaxSessionTimeout)
 	}
-	if c.GroupInitialRebalanceDelay < 0 || c.GroupInitialRebalanceDelay > maxMillis {
-		return bad("group-initial-rebalance-delay", "must be between 0 and %s, got %s", maxMillis, c.GroupInitialRebalanceDelay)
+	if c.GroupInitialRebalanceDelay < 0 || c.GroupInitialRebalanceDelay > broker.MaxGroupInitialRebalanceDelay {
+		return bad("group-initial-rebalance-delay", "must be between 0 and %s, got %s", broker.MaxGroupInitialRebalanceDelay, c.GroupInitialRebalanceDelay)
 	}
-	if c.GroupMaxSize < 1 {
-		return bad("group-max-size", "must be >= 1, got %d", c.GroupMaxSize)
+	if c.GroupMaxSize < broker.MinGroupMaxSize {
+		return bad("group-max-size", "must be >= %d, got %d", broker.MinGroupMaxSize, c.GroupMaxSize)
 	}
-	if c.OffsetsRetention < time.Second {
-		return bad("offsets-retention", "must be at least 1s, got %s", c.OffsetsRetention)
+	if c.OffsetsRetention < broker.MinOffsetsRetention {
+		return bad("offsets-retention", "must be at least %s, got %s", broker.MinOffsetsRetention, c.OffsetsRetention)
 	}
-	if c.OffsetsTopicPartitions < 1 || c.OffsetsTopicPartitions > 1000 {
-		return bad("offsets-topic-partitions", "must be between 1 and 1000, got %d", c.OffsetsTopicPartitions)
+	if c.OffsetsTopicPartitions < broker.MinOffsetsTopicPartitions || c.OffsetsTopicPartitions > broker.MaxOffsetsTopicPartitions {
+		return bad("offsets-topic-partitions", "must be between %d and %d, got %d", broker.MinOffsetsTopicPartitions, broker.MaxOffsetsTopicPartitions, c.OffsetsTopicPartitions)
 	}
 	if err := checkHostPort(c.ClusterAddr, true); err != nil {
 		return bad("cluster-addr", "%v", err)
@@ -348,22 +361,28 @@ func (c Config) Validate() error {
 	if len(c.Rack) > 255 || strings.ContainsFunc(c.Rack, func(r rune) bool { return r < ' ' || r == 0x7f }) {
 		return bad("rack", "must be at most 255 printable characters")
 	}
-	if c.ReplicationFactor < 1 || c.ReplicationFactor > 7 {
-		return bad("replication-factor", "must be between 1 and 7, got %d", c.ReplicationFactor)
+	if c.ReplicationFactor < raftfsm.MinReplicationFactor || c.ReplicationFactor > raftfsm.MaxReplicationFactor {
+		return bad("replication-factor", "must be between %d and %d, got %d", raftfsm.MinReplicationFactor, raftfsm.MaxReplicationFactor, c.ReplicationFactor)
 	}
 	for id, a := range c.PeerAddrs {
 		if err := checkHostPort(a, false); err != nil {
 			return bad("cluster-peer-addrs", "node %d: %v", id, err)
 		}
 	}
-	if c.SnapshotRate != 0 && c.SnapshotRate < mib {
-		return bad("snapshot-rate", "must be 0 (unlimited) or at least 1MiB, got %d", c.SnapshotRate)
+	if c.SnapshotRate != 0 && c.SnapshotRate < raftfsm.MinSnapshotRateBytes {
+		return bad("snapshot-rate", "must be 0 (unlimited) or at least %s, got %d", formatBytes(raftfsm.MinSnapshotRateBytes), c.SnapshotRate)
 	}
-	if c.RaftHeartbeatTimeout < 10*time.Millisecond || c.RaftHeartbeatTimeout > time.Minute {
-		return bad("raft-heartbeat-timeout", "must be between 10ms and 1m, got %s", c.RaftHeartbeatTimeout)
+	if c.RaftHeartbeatTimeout < raftfsm.MinRaftTimeout || c.RaftHeartbeatTimeout > raftfsm.MaxRaftTimeout {
+		return bad("raft-heartbeat-timeout", "must be between %s and %s, got %s", raftfsm.MinRaftTimeout, raftfsm.MaxRaftTimeout, c.RaftHeartbeatTimeout)
 	}
-	if c.RaftElectionTimeout < c.RaftHeartbeatTimeout || c.RaftElectionTimeout > time.Minute {
-		return bad("raft-election-timeout", "must be between --raft-heartbeat-timeout (%s) and 1m, got %s", c.RaftHeartbeatTimeout, c.RaftElectionTimeout)
+	if c.RaftElectionTimeout < c.RaftHeartbeatTimeout || c.RaftElectionTimeout > raftfsm.MaxRaftTimeout {
+		return bad("raft-election-timeout", "must be between --raft-heartbeat-timeout (%s) and %s, got %s", c.RaftHeartbeatTimeout, raftfsm.MaxRaftTimeout, c.RaftElectionTimeout)
+	}
+	if c.KeyCacheBytes < 0 || c.KeyCacheBytes > shardstore.MaxKeyCacheBytes {
+		return bad("key-cache-bytes", "must be between 0 (no cache) and %s, got %d", formatBytes(shardstore.MaxKeyCacheBytes), c.KeyCacheBytes)
+	}
+	if c.ProducerIDExpiration < compaction.MinProducerIDExpiration || c.ProducerIDExpiration > compaction.MaxProducerIDExpiration {
+		return bad("producer-id-expiration", "must be between %s and %s, got %s", compaction.MinProducerIDExpiration, compaction.MaxProducerIDExpiration, c.ProducerIDExpiration)
 	}
 	return nil
 }
@@ -417,8 +436,10 @@ func (v *int32Value) Set(s string) error {
 // plain number or with a KiB, MiB or GiB suffix ("64MiB").
 type bytesValue int32
 
-func (v *bytesValue) String() string {
-	n := int64(*v)
+func (v *bytesValue) String() string { return formatBytes(int64(*v)) }
+
+// formatBytes writes n with the largest suffix that divides it.
+func formatBytes(n int64) string {
 	switch {
 	case n != 0 && n%gib == 0:
 		return strconv.FormatInt(n/gib, 10) + "GiB"

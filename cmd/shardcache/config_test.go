@@ -58,6 +58,9 @@ func TestParseConfigDefaults(t *testing.T) {
 		RaftHeartbeatTimeout: time.Second,
 		RaftElectionTimeout:  time.Second,
 		SnapshotRate:         256 << 20,
+
+		KeyCacheBytes:        128 << 20,
+		ProducerIDExpiration: 24 * time.Hour,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
@@ -107,6 +110,9 @@ var allSet = struct {
 		"raft-heartbeat-timeout":  "250ms",
 		"raft-election-timeout":   "500ms",
 		"snapshot-rate":           "0",
+
+		"key-cache-bytes":        "4GiB",
+		"producer-id-expiration": "15m",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -146,6 +152,9 @@ var allSet = struct {
 		RaftHeartbeatTimeout:  250 * time.Millisecond,
 		RaftElectionTimeout:   500 * time.Millisecond,
 		SnapshotRate:          0,
+
+		KeyCacheBytes:        4 << 30,
+		ProducerIDExpiration: 15 * time.Minute,
 	},
 }
 
@@ -262,7 +271,7 @@ var invalidValues = []struct {
 	{"group-max-session-timeout", []string{"1s", "1000h", "x"}},
 	{"group-initial-rebalance-delay", []string{"-1ms", "1000h", "3"}},
 	{"group-max-size", []string{"0", "-1", "big"}},
-	{"offsets-retention", []string{"0s", "10ms", "-1h", "7d"}},
+	{"offsets-retention", []string{"0s", "500us", "-1h", "7d"}},
 	{"offsets-topic-partitions", []string{"0", "1001", "fifty"}},
 	{"cluster-addr", []string{"9093", "h:x", ""}},
 	{"advertised-cluster-addr", []string{":9093", "h:0", "nohost"}},
@@ -273,6 +282,8 @@ var invalidValues = []struct {
 	{"raft-heartbeat-timeout", []string{"1ms", "2m", "soon"}},
 	{"raft-election-timeout", []string{"100ms", "2m", "x"}},
 	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
+	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
+	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 }
 
 func TestParseConfigInvalid(t *testing.T) {

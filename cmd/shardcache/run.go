@@ -116,10 +116,10 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	log.Info("http listening", logAddr, s.httpLn.Addr().String())
 
 	// Storage, then Raft over it.
-	if s.store, err = shardstore.Open(filepath.Join(cfg.DataDir, storeDirName), shardstore.Options{
-		Logger:     log.With(logComponent, "shardstore"),
-		Registerer: s.reg,
-	}); err != nil {
+	sopts := storeOptions(cfg)
+	sopts.Logger = log.With(logComponent, "shardstore")
+	sopts.Registerer = s.reg
+	if s.store, err = shardstore.Open(filepath.Join(cfg.DataDir, storeDirName), sopts); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	// Kafka and node-to-node listeners: bind now, so a busy port fails before
@@ -134,26 +134,14 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	clusterAddr := advertisedAddr(cfg.AdvertisedClusterAddr, s.clusterLn.Addr())
 	log.Info("cluster listening", logAddr, s.clusterLn.Addr().String(), "advertised", clusterAddr)
 
-	rc := raftfsm.DefaultConfig()
-	rc.NodeID = cfg.NodeID
-	rc.Dir = filepath.Join(cfg.DataDir, raftDirName)
+	rc := raftConfig(cfg)
 	rc.Store = s.store
-	rc.DataGroups = cfg.RaftGroups
-	rc.BrokerTopicDefaults = map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy}
 	rc.Logger = base.With(logComponent, "raft") // raftfsm adds node_id itself
 	rc.Registerer = s.reg
-	rc.ReplicationFactor = cfg.ReplicationFactor
 	rc.Listener = s.clusterLn
 	rc.ClusterAddr = clusterAddr
 	rc.KafkaAddr = s.advertised
 	rc.HTTPAddr = advertisedAddr("", s.httpLn.Addr())
-	rc.Rack = cfg.Rack
-	rc.Join = cfg.Join
-	rc.PeerAddrs = cfg.PeerAddrs
-	rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
-	rc.ElectionTimeout = cfg.RaftElectionTimeout
-	rc.LeaderLeaseTimeout = cfg.RaftHeartbeatTimeout / 2
-	rc.SnapshotRateBytes = int64(cfg.SnapshotRate)
 	if err := rc.Validate(); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
@@ -161,24 +149,12 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		return nil, fmt.Errorf("open raft: %w", err)
 	}
 	s.clusterLn = nil // the node's mux owns and closes it
-	if s.broker, err = broker.New(broker.Config{
-		AdvertisedAddr:       s.advertised,
-		MaxRequestBytes:      cfg.MaxRequestBytes,
-		MaxDecompressedBytes: cfg.MaxDecompressedBytes,
-		MaxInflightBytes:     cfg.MaxInflightBytes,
-		MaxConnections:       cfg.MaxConnections,
-		ConnectionsMaxIdle:   cfg.ConnectionsMaxIdle,
-		RequestReadTimeout:   cfg.RequestReadTimeout,
-		WriteTimeout:         cfg.WriteTimeout,
-		AutoCreateTopics:     cfg.AutoCreateTopics,
-		DefaultPartitions:    cfg.DefaultPartitions,
-		TopicDefaults:        rc.BrokerTopicDefaults,
-		Node:                 s.node,
-		Store:                s.store,
-		Logger:               log.With(logComponent, "broker"),
-		Registerer:           s.reg,
-		Groups:               groupConfig(cfg),
-	}); err != nil {
+	bc := brokerConfig(cfg)
+	bc.AdvertisedAddr = s.advertised
+	bc.Node, bc.Store = s.node, s.store
+	bc.Logger = log.With(logComponent, "broker")
+	bc.Registerer = s.reg
+	if s.broker, err = broker.New(bc); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
 
@@ -312,6 +288,51 @@ func advertisedAddr(flagValue string, bound net.Addr) string {
 		}
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// storeOptions, raftConfig and brokerConfig turn the flags into each
+// package's configuration; start adds what exists only once it runs
+// (listeners and addresses, the store, loggers, the metrics registry).
+// TestFlagBounds checks that every value the flags accept, the packages accept.
+func storeOptions(cfg Config) shardstore.Options {
+	keyCache := cfg.KeyCacheBytes
+	if keyCache == 0 {
+		keyCache = -1 // the flag's 0 disables the cache; the option's 0 is the default
+	}
+	return shardstore.Options{KeyCacheBytes: keyCache}
+}
+
+func raftConfig(cfg Config) raftfsm.Config {
+	rc := raftfsm.DefaultConfig()
+	rc.NodeID = cfg.NodeID
+	rc.Dir = filepath.Join(cfg.DataDir, raftDirName)
+	rc.DataGroups = cfg.RaftGroups
+	rc.BrokerTopicDefaults = map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy}
+	rc.ReplicationFactor = cfg.ReplicationFactor
+	rc.Rack = cfg.Rack
+	rc.Join = cfg.Join
+	rc.PeerAddrs = cfg.PeerAddrs
+	rc.HeartbeatTimeout = cfg.RaftHeartbeatTimeout
+	rc.ElectionTimeout = cfg.RaftElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.RaftHeartbeatTimeout / 2
+	rc.SnapshotRateBytes = int64(cfg.SnapshotRate)
+	return rc
+}
+
+func brokerConfig(cfg Config) broker.Config {
+	return broker.Config{
+		MaxRequestBytes:      cfg.MaxRequestBytes,
+		MaxDecompressedBytes: cfg.MaxDecompressedBytes,
+		MaxInflightBytes:     cfg.MaxInflightBytes,
+		MaxConnections:       cfg.MaxConnections,
+		ConnectionsMaxIdle:   cfg.ConnectionsMaxIdle,
+		RequestReadTimeout:   cfg.RequestReadTimeout,
+		WriteTimeout:         cfg.WriteTimeout,
+		AutoCreateTopics:     cfg.AutoCreateTopics,
+		DefaultPartitions:    cfg.DefaultPartitions,
+		TopicDefaults:        map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy},
+		Groups:               groupConfig(cfg),
+	}
 }
 
 // groupConfig is the consumer group coordinator's configuration from the

@@ -1,0 +1,324 @@
+package broker
+
+import (
+	"context"
+	"log/slog"
+	"runtime"
+	rtmetrics "runtime/metrics"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/nodetest"
+	"github.com/shardcache/shardcache/internal/topicconfig"
+	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
+)
+
+// slowFS is a disk that can be slowed down while the store runs: every sync
+// takes syncDelay, and writes, one at a time across all files, go at rate
+// bytes per second (0: unlimited). Pebble's WAL syncs are the durable point of
+// every Raft entry, so a slow sync is a slow Raft log.
+type slowFS struct {
+	vfs.FS
+	syncDelay atomic.Int64 // nanoseconds
+	rate      atomic.Int64 // bytes per second
+	writeMu   sync.Mutex
+}
+
+func (fs *slowFS) wrap(f vfs.File, err error) (vfs.File, error) {
+	if err != nil {
+		return nil, err
+	}
+	return &slowFile{File: f, fs: fs}, nil
+}
+
+func (fs *slowFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	return fs.wrap(fs.FS.Create(name, c))
+}
+
+func (fs *slowFS) OpenReadWrite(name string, c vfs.DiskWriteCategory, opts ...vfs.OpenOption) (vfs.File, error) {
+	return fs.wrap(fs.FS.OpenReadWrite(name, c, opts...))
+}
+
+func (fs *slowFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
+	return fs.wrap(fs.FS.ReuseForWrite(oldname, newname, c))
+}
+
+func (fs *slowFS) write(n int) {
+	if r := fs.rate.Load(); r > 0 {
+		fs.writeMu.Lock()
+		time.Sleep(time.Duration(int64(n) * int64(time.Second) / r))
+		fs.writeMu.Unlock()
+	}
+}
+
+func (fs *slowFS) sync() { time.Sleep(time.Duration(fs.syncDelay.Load())) }
+
+type slowFile struct {
+	vfs.File
+	fs *slowFS
+}
+
+func (f *slowFile) Write(p []byte) (int, error) { f.fs.write(len(p)); return f.File.Write(p) }
+func (f *slowFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.write(len(p))
+	return f.File.WriteAt(p, off)
+}
+func (f *slowFile) Sync() error     { f.fs.sync(); return f.File.Sync() }
+func (f *slowFile) SyncData() error { f.fs.sync(); return f.File.SyncData() }
+func (f *slowFile) SyncTo(length int64) (bool, error) {
+	f.fs.sync()
+	return f.File.SyncTo(length)
+}
+
+// slowBroker is a one-node broker whose store is on a slowFS, with the Raft
+// layer's metrics in reg.
+type slowBroker struct {
+	*testBroker
+	fs  *slowFS
+	reg *prometheus.Registry
+}
+
+func newSlowBroker(t *testing.T, pendingBytes int64) *slowBroker {
+	t.Helper()
+	log := nodetest.Logger(t, slog.LevelWarn) // a flood would fill t.Log at debug
+	sb := &slowBroker{fs: &slowFS{FS: vfs.Default}, reg: prometheus.NewRegistry()}
+	store, node := nodetest.Open(t, nodetest.WithLogger(log),
+		nodetest.StoreOptions(func(o *shardstore.Options) { o.FS = sb.fs }),
+		nodetest.NodeConfig(func(c *raftfsm.Config) {
+			c.MaxPendingProposalBytes = pendingBytes
+			c.Registerer = sb.reg
+		}))
+	bcfg := DefaultConfig()
+	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, log
+	sb.testBroker = &testBroker{Node: node, Store: store}
+	var stop func()
+	sb.Broker, sb.Addr, sb.Metrics, stop = serveBroker(t, bcfg)
+	t.Cleanup(stop)
+	return sb
+}
+
+// pending reads the node's pending proposals gauges.
+func (sb *slowBroker) pending(t testing.TB) (count, bytes float64) {
+	t.Helper()
+	mfs, err := sb.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "shardcache_raft_pending_proposals":
+			count = mf.GetMetric()[0].GetGauge().GetValue()
+		case "shardcache_raft_pending_proposal_bytes":
+			bytes = mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	return count, bytes
+}
+
+// waitIdle waits until no proposal is pending.
+func (sb *slowBroker) waitIdle(t testing.TB) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if n, _ := sb.pending(t); n == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("proposals still pending after 30s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSlowDiskProduceTimesOut: with a Raft log slower than a produce request's
+// TimeoutMillis, the request answers REQUEST_TIMED_OUT once its timeout has
+// passed, not when the disk finishes. The entry stays proposed and is written
+// when the disk catches up (REQUEST_TIMED_OUT means "maybe written"). An
+// idempotent franz-go producer whose requests time out sees its latency rise,
+// retries, and each of its records lands exactly once.
+func TestSlowDiskProduceTimesOut(t *testing.T) {
+	sb := newSlowBroker(t, 0)
+	sb.createDataTopic(t, "slow", 1, map[string]string{topicconfig.CleanupPolicy: "delete"})
+	cl := sb.client(t)
+	batch := wireBatch{records: threeRecords()}.build(t)
+	if resp := producePartitionResp(t, rawRequest[*kmsg.ProduceResponse](t, cl, produceBatch("slow", 0, batch))); resp.ErrorCode != 0 {
+		t.Fatalf("produce on a fast disk: %v", kerr.ErrorForCode(resp.ErrorCode))
+	}
+
+	sb.fs.syncDelay.Store(int64(1500 * time.Millisecond))
+	req := produceBatch("slow", 0, batch)
+	req.TimeoutMillis = 300
+	start := time.Now()
+	resp := producePartitionResp(t, rawRequest[*kmsg.ProduceResponse](t, cl, req))
+	took := time.Since(start)
+	if resp.ErrorCode != kerr.RequestTimedOut.Code {
+		t.Fatalf("produce over a 1.5s sync with a 300ms timeout: %v, want REQUEST_TIMED_OUT", kerr.ErrorForCode(resp.ErrorCode))
+	}
+	if took < 300*time.Millisecond || took > 1200*time.Millisecond {
+		t.Fatalf("REQUEST_TIMED_OUT after %s, want soon after the 300ms timeout", took)
+	}
+	t.Logf("REQUEST_TIMED_OUT after %s (timeout 300ms, sync 1.5s)", took)
+	sb.fs.syncDelay.Store(0)
+	sb.waitIdle(t)
+	if st := sb.shardState(t, "slow", 0); st.HighWatermark != 6 {
+		t.Fatalf("high watermark %d after the timed-out produce applied, want 6", st.HighWatermark)
+	}
+
+	// An idempotent producer with a 300ms request timeout over 600ms syncs.
+	prod := sb.client(t, kgo.DefaultProduceTopic("slow"), kgo.ProduceRequestTimeout(300*time.Millisecond),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	sb.fs.syncDelay.Store(int64(600 * time.Millisecond))
+	const n = 3
+	var slowest time.Duration
+	for i := range n {
+		start := time.Now()
+		if err := prod.ProduceSync(dataCtx(t), &kgo.Record{Value: []byte{byte(i)}}).FirstErr(); err != nil {
+			t.Fatalf("record %d: %v", i, err)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	sb.fs.syncDelay.Store(0)
+	sb.waitIdle(t)
+	if slowest < 600*time.Millisecond {
+		t.Errorf("slowest produce took %s over 600ms syncs", slowest)
+	}
+	if st := sb.shardState(t, "slow", 0); st.HighWatermark != 6+n {
+		t.Fatalf("high watermark %d, want %d: each record exactly once", st.HighWatermark, 6+n)
+	}
+	t.Logf("idempotent producer over 600ms syncs with a 300ms request timeout: slowest record %s, no duplicates", slowest)
+}
+
+// TestSlowDiskFloodMemoryFlat: producers that send far more than the disk
+// takes (8 connections of 512 KiB batches with a 200ms timeout, a disk of
+// 8 MiB/s) get REQUEST_TIMED_OUT, never another error; the proposals pending
+// in Raft, timed-out ones included, stay under MaxPendingProposalBytes; and
+// the heap stays flat. Without the bound every timed-out request left its
+// batch in Raft's queue and the client's retry added another, 20 MiB/s here,
+// until Raft's queue of 1,024 entries (512 MiB of these batches) is full; with
+// slow followers instead of a slow leader, without end.
+//
+// The live heap is bounded by the budget about four times over: pending
+// commands, Raft's batch being stored, and Pebble's write-ahead log queue,
+// which holds that batch and the applied records' writes until the disk takes
+// them. The rest is per connection (a frame being read, one being served) and
+// the clients' encoded requests.
+func TestSlowDiskFloodMemoryFlat(t *testing.T) {
+	const budget = 16 << 20
+	sb := newSlowBroker(t, budget)
+	sb.createDataTopic(t, "flood", 1, map[string]string{topicconfig.CleanupPolicy: "delete"})
+	value := make([]byte, 512<<10)
+	batch := wireBatch{records: []kmsg.Record{testKmsgRecord(0, nil, value, 0)}}.build(t)
+	value = nil
+
+	sb.fs.rate.Store(8 << 20)
+	sb.fs.syncDelay.Store(int64(20 * time.Millisecond))
+	base := sampleHeap()
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+	defer cancel()
+	var (
+		wg               sync.WaitGroup
+		ok, timedOut     atomic.Int64
+		otherMu          sync.Mutex
+		other            []error
+		peak             [2]heapSample // first and second half of the flood
+		peakPending      float64
+		peakPendingCount float64
+	)
+	start := time.Now()
+	for range 8 {
+		cl := sb.client(t)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req := produceBatch("flood", 0, batch)
+			req.TimeoutMillis = 200
+			for ctx.Err() == nil {
+				r, err := cl.Request(ctx, req)
+				if err != nil {
+					if ctx.Err() == nil {
+						otherMu.Lock()
+						other = append(other, err)
+						otherMu.Unlock()
+					}
+					return
+				}
+				switch code := r.(*kmsg.ProduceResponse).Topics[0].Partitions[0].ErrorCode; code {
+				case 0:
+					ok.Add(1)
+				case kerr.RequestTimedOut.Code:
+					timedOut.Add(1)
+				default:
+					otherMu.Lock()
+					other = append(other, kerr.ErrorForCode(code))
+					otherMu.Unlock()
+				}
+			}
+		}()
+	}
+	tick := time.NewTicker(20 * time.Millisecond)
+	for i := 0; ctx.Err() == nil; i++ {
+		<-tick.C
+		if i%10 == 9 {
+			s, half := sampleHeap(), min(int(time.Since(start)/(2*time.Second)), 1)
+			peak[half].inuse, peak[half].live = max(peak[half].inuse, s.inuse), max(peak[half].live, s.live)
+		}
+		count, bytes := sb.pending(t)
+		peakPending, peakPendingCount = max(peakPending, bytes), max(peakPendingCount, count)
+	}
+	tick.Stop()
+	wg.Wait()
+	sb.fs.rate.Store(0)
+	sb.fs.syncDelay.Store(0)
+	sb.waitIdle(t)
+
+	t.Logf("flood: %d written, %d REQUEST_TIMED_OUT; pending proposals peak %.0f, %.1f MiB (budget %d MiB)",
+		ok.Load(), timedOut.Load(), peakPendingCount, peakPending/(1<<20), budget>>20)
+	t.Logf("heap in use %.1f MiB before, peak %.1f MiB in the first 2s, %.1f MiB in the next 2s",
+		mib(base.inuse), mib(peak[0].inuse), mib(peak[1].inuse))
+	t.Logf("live heap %.1f MiB before, peak %.1f MiB in the first 2s, %.1f MiB in the next 2s",
+		mib(base.live), mib(peak[0].live), mib(peak[1].live))
+	for _, err := range other {
+		t.Errorf("flood produce: %v, want success or REQUEST_TIMED_OUT", err)
+	}
+	if timedOut.Load() == 0 {
+		t.Error("no request timed out: the flood did not outrun the disk")
+	}
+	if peakPending > budget {
+		t.Errorf("pending proposals peaked at %.0f bytes, budget %d", peakPending, budget)
+	}
+	top := max(peak[0].live, peak[1].live)
+	if limit := base.live + 4*budget + 64<<20; top > limit {
+		t.Errorf("live heap peaked at %.1f MiB, want under %.1f MiB", mib(top), mib(limit))
+	}
+	// Between the two windows the heap may move by what is in flight besides
+	// the pending proposals (the broker's request budget holds the batches
+	// being decoded and answered, and the clients in this process buffer
+	// theirs): a bound, not growth without end, is what the test pins.
+	if peak[1].live > peak[0].live+3*budget {
+		t.Errorf("live heap grew from a peak of %.1f MiB to %.1f MiB", mib(peak[0].live), mib(peak[1].live))
+	}
+}
+
+type heapSample struct{ inuse, live uint64 }
+
+// sampleHeap reads the heap in use (objects, live or not yet collected), then
+// collects garbage and reads what is live.
+func sampleHeap() heapSample {
+	s := []rtmetrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	rtmetrics.Read(s)
+	inuse := s[0].Value.Uint64()
+	runtime.GC()
+	rtmetrics.Read(s)
+	return heapSample{inuse: inuse, live: s[0].Value.Uint64()}
+}
+
+func mib(b uint64) float64 { return float64(b) / (1 << 20) }
