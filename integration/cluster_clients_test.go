@@ -43,25 +43,35 @@ func writeSignal(t *testing.T, path string) {
 	}
 }
 
+// startClusterSuite starts the JUnit tests tagged "cluster" of the Maven
+// project in integration/<project> against c, with a signal directory, and
+// returns that directory and the wait of startExternalSuite.
+func startClusterSuite(t *testing.T, c *testCluster, project string, timeout time.Duration, mvnArgs ...string) (signals string, wait func()) {
+	t.Helper()
+	signals = t.TempDir()
+	buildDir := filepath.Join(t.TempDir(), "target")
+	args := append([]string{"-q", "-B", "-o", "-Dstyle.color=never"}, mvnArgs...)
+	args = append(args, "-Dshardcache.build.dir="+buildDir, "-Dgroups=cluster", "test")
+	wait = startExternalSuite(t, externalSuite{
+		Dir:       filepath.Join(mustModuleRoot(t), "integration", project),
+		Command:   "mvn",
+		Args:      args,
+		Bootstrap: strings.Join(c.Seeds(), ","),
+		Env:       []string{"SHARDCACHE_SIGNAL_DIR=" + signals},
+		Timeout:   timeout,
+		Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),
+		MinTests:  1,
+	})
+	return signals, wait
+}
+
 // TestClusterJavaClientFailover: an idempotent Java producer and a consumer
 // group member through a kill -9 of partition 0's leader and its restart.
 func TestClusterJavaClientFailover(t *testing.T) {
 	requireTool(t, "mvn")
 	requireTool(t, "java")
 	c := startCluster(t, 3)
-	signals := t.TempDir()
-	buildDir := filepath.Join(t.TempDir(), "target")
-	wait := startExternalSuite(t, externalSuite{
-		Dir:     filepath.Join(mustModuleRoot(t), "integration", "java"),
-		Command: "mvn",
-		Args: []string{"-q", "-B", "-o", "-Dstyle.color=never", "-Dshardcache.build.dir=" + buildDir,
-			"-Dgroups=cluster", "test"},
-		Bootstrap: strings.Join(c.Seeds(), ","),
-		Env:       []string{"SHARDCACHE_SIGNAL_DIR=" + signals},
-		Timeout:   8 * time.Minute,
-		Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),
-		MinTests:  1,
-	})
+	signals, wait := startClusterSuite(t, c, "java", 8*time.Minute)
 	topic := awaitSignal(t, filepath.Join(signals, "started"))
 	leader := c.Leaders(topic)[0]
 	t.Logf("killing node %d, the leader of %s/0", leader, topic)
@@ -78,19 +88,7 @@ func TestClusterFlinkRollingRestart(t *testing.T) {
 	requireTool(t, "mvn")
 	requireTool(t, "java")
 	c := startCluster(t, 3)
-	signals := t.TempDir()
-	buildDir := filepath.Join(t.TempDir(), "target")
-	wait := startExternalSuite(t, externalSuite{
-		Dir:     filepath.Join(mustModuleRoot(t), "integration", "flink"),
-		Command: "mvn",
-		Args: []string{"-q", "-B", "-o", "-Dstyle.color=never", "-P", "flink-2.2",
-			"-Dshardcache.build.dir=" + buildDir, "-Dgroups=cluster", "test"},
-		Bootstrap: strings.Join(c.Seeds(), ","),
-		Env:       []string{"SHARDCACHE_SIGNAL_DIR=" + signals},
-		Timeout:   10 * time.Minute,
-		Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),
-		MinTests:  1,
-	})
+	signals, wait := startClusterSuite(t, c, "flink", 10*time.Minute, "-P", "flink-2.2")
 	awaitSignal(t, filepath.Join(signals, "started"))
 	for _, id := range c.IDs() {
 		t.Logf("rolling restart: node %d", id)

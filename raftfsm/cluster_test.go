@@ -288,9 +288,8 @@ func TestClusterFailover(t *testing.T) {
 		}
 	}
 	nl, res := produceOnLeader(t, rest, "events", p, keyed("b", 5))
-	if e := nl.node.LeaderEpoch(p.Group); e <= epoch {
-		t.Fatalf("leader epoch went from %d to %d", epoch, e)
-	}
+	// The new leader's epoch reaches the leader table a moment after it wins.
+	waitFor(t, "the new leader's epoch", 10*time.Second, func() bool { return nl.node.LeaderEpoch(p.Group) > epoch })
 	if res.BaseOffset != 5 {
 		t.Fatalf("produce on new leader %d: %+v", nl.id, res)
 	}

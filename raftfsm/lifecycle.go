@@ -548,12 +548,23 @@ func (g *group) hasOtherVoter(self raft.ServerID) bool {
 }
 
 func (n *Node) shutdownGroups() error {
+	groups := n.openGroups()
+	futures := make([]raft.Future, len(groups))
+	for i, g := range groups {
+		futures[i] = g.raft.Shutdown()
+	}
+	// Close the transports before waiting: raft's pipelined AppendEntries
+	// writes have no deadline, and a replication goroutine blocked writing to
+	// a peer that stopped reading would hold Shutdown up for good. Closing
+	// the connections unblocks it.
+	for _, g := range groups {
+		closeTransport(g.trans)
+	}
 	var errs []error
-	for _, g := range n.openGroups() {
-		if err := g.raft.Shutdown().Error(); err != nil {
+	for i, g := range groups {
+		if err := futures[i].Error(); err != nil {
 			errs = append(errs, fmt.Errorf("group %d: %w", g.id, err))
 		}
-		closeTransport(g.trans)
 		n.metrics.setLeader(g.id, false)
 	}
 	return errors.Join(errs...)

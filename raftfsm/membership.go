@@ -136,6 +136,11 @@ func (n *Node) controlRound(ctx context.Context) {
 			continue
 		}
 		n.reportLeader(ctx, g, m)
+		if tl, ok := m.leaders[g.id]; !ok || tl.Node != n.cfg.NodeID || tl.Term != g.leaderTerm.Load() {
+			// Metadata answers name a leader only from the table: not
+			// ready before this node's report is in it.
+			healed = false
+		}
 		if g.reconciled.Load() == m {
 			continue
 		}
@@ -148,7 +153,7 @@ func (n *Node) controlRound(ctx context.Context) {
 		}
 		g.reconciled.Store(m)
 	}
-	if !n.initDone.Load() && healed && n.registered(m) && n.metaCaughtUp() {
+	if !n.initDone.Load() && healed && n.registered(m) && n.metaCaughtUp(ctx) {
 		n.initDone.Store(true)
 		n.changed()
 		n.log.Info("raft node ready", keyCount, len(n.openGroups()))
@@ -156,11 +161,12 @@ func (n *Node) controlRound(ctx context.Context) {
 }
 
 // metaCaughtUp reports whether this node's metadata is current enough to
-// answer clients: it leads the metadata group, or it has heard from the
-// leader recently and applied what the leader said was committed. A node
-// that just restarted would otherwise answer Metadata from its own old copy
-// (older leader epochs, missing topics).
-func (n *Node) metaCaughtUp() bool {
+// answer clients: it leads the metadata group, or it has applied as far as the
+// metadata leader's commit index, asked over the status RPC. (A follower's own
+// commit index is no guide right after a restart: heartbeats do not carry it,
+// so it can look caught up before the leader has told it anything.) A node
+// that just restarted would otherwise answer Metadata from its own old copy.
+func (n *Node) metaCaughtUp(ctx context.Context) bool {
 	g := n.group(metaGroup)
 	if g == nil {
 		return false
@@ -168,13 +174,24 @@ func (n *Node) metaCaughtUp() bool {
 	if g.raft.State() == raft.Leader {
 		return g.ready.Load()
 	}
-	last := g.raft.LastContact()
-	if last.IsZero() || time.Since(last) > replicaStaleAfter*n.cfg.ElectionTimeout {
+	leader, ok := n.metaLeader()
+	if !ok {
 		return false
 	}
-	// raft's applied index, not the FSM's: the FSM never sees no-op, barrier
-	// or configuration entries, so its index can stay below the commit index.
-	return g.raft.AppliedIndex() >= g.raft.CommitIndex()
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := n.call(ctx, n.dialAddr(leader), &rpcRequest{Op: opStatus})
+	if err != nil || resp.err() != nil {
+		return false
+	}
+	for _, s := range resp.Status {
+		if s.Group == metaGroup && s.State == raft.Leader.String() {
+			// raft's applied index, not the FSM's: the FSM never sees no-op,
+			// barrier or configuration entries.
+			return g.raft.AppliedIndex() >= s.CommitIndex
+		}
+	}
+	return false
 }
 
 // initCluster stores the cluster id and settings once, on the bootstrapping

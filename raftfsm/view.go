@@ -71,24 +71,45 @@ func (n *Node) NodeInfo(id int32) (NodeInfo, bool) {
 }
 
 // GroupLeader returns the leader of group g and its Kafka leader epoch (the
-// Raft term it won). This node answers for itself when it leads g. Otherwise
-// it answers from the leader table the metadata group keeps, where each new
-// leader reports itself with the term it won: a follower's own view pairs the
-// leader it last heard from with its current term, which may already belong
-// to an election that leader lost, and would name two leaders for one epoch.
-// The table may lag a new leader's report by a moment; the old leader then
-// answers NOT_LEADER_OR_FOLLOWER and clients ask again. ok is false when no
-// leader is known, or when the table still names this node, which does not
-// lead.
+// Raft term it won), from the leader table the metadata group keeps: each new
+// leader reports itself with the term it won once its Barrier applied. Every
+// node answers from that one replicated table, applied in order, so an epoch
+// never names two leaders and a node's answers never go back. (A node's own
+// Raft view would not do: a follower pairs the leader it last heard from with
+// its current term, which may belong to an election that leader lost, and a
+// leader that answered for itself before its report was committed could,
+// after a restart, answer an older epoch from the table.) The table lags a new
+// leader's report by a moment; meanwhile the old leader answers
+// NOT_LEADER_OR_FOLLOWER and clients ask again. ok is false when no leader is
+// known, or when the table names this node and it no longer leads in that
+// term.
 func (n *Node) GroupLeader(g uint32) (leader int32, epoch int32, ok bool) {
-	if grp := n.group(g); grp != nil && grp.raft.State() == raft.Leader && grp.ready.Load() {
-		return n.cfg.NodeID, int32(grp.leaderTerm.Load()), true
+	if g == metaGroup {
+		// Every node carries the metadata group; it has no partitions, so
+		// its own Raft view is enough.
+		grp := n.group(g)
+		if grp == nil {
+			return -1, -1, false
+		}
+		if grp.raft.State() == raft.Leader && grp.ready.Load() {
+			return n.cfg.NodeID, int32(grp.leaderTerm.Load()), true
+		}
+		if id, ok := n.metaLeader(); ok {
+			return id, int32(grp.raft.CurrentTerm()), true
+		}
+		return -1, -1, false
 	}
 	tl, haveTable := n.metadata().leaders[g]
-	if haveTable && tl.Node >= 0 && tl.Node != n.cfg.NodeID {
-		return tl.Node, int32(tl.Term), true
+	if !haveTable || tl.Node < 0 {
+		return -1, -1, false
 	}
-	return -1, -1, false
+	if tl.Node == n.cfg.NodeID {
+		grp := n.group(g)
+		if grp == nil || grp.raft.State() != raft.Leader || !grp.ready.Load() || grp.leaderTerm.Load() != tl.Term {
+			return -1, -1, false
+		}
+	}
+	return tl.Node, int32(tl.Term), true
 }
 
 // IsLeader reports whether this node leads group g and has applied its whole

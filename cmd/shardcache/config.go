@@ -464,18 +464,7 @@ func (v *bytesValue) Set(s string) error {
 // bytesValue.
 type bytes64Value int64
 
-func (v *bytes64Value) String() string {
-	n := int64(*v)
-	switch {
-	case n != 0 && n%gib == 0:
-		return strconv.FormatInt(n/gib, 10) + "GiB"
-	case n != 0 && n%mib == 0:
-		return strconv.FormatInt(n/mib, 10) + "MiB"
-	case n != 0 && n%kib == 0:
-		return strconv.FormatInt(n/kib, 10) + "KiB"
-	}
-	return strconv.FormatInt(n, 10)
-}
+func (v *bytes64Value) String() string { return formatBytes(int64(*v)) }
 
 func (v *bytes64Value) Set(s string) error {
 	n, err := parseByteCount(s, 1<<40)
