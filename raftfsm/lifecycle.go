@@ -164,6 +164,11 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.run(stored.clusterID == "", hasIdentity || len(withState) > 0)
+	if n.mux != nil {
+		n.isr.start(cfg.Now())
+		n.wg.Add(1)
+		go n.runISR()
+	}
 	return n, nil
 }
 

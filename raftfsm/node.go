@@ -113,6 +113,9 @@ type Node struct {
 	// pending bounds data-group proposals handed to Raft (pending.go).
 	pending pendingBudget
 
+	// isr tracks which replicas are caught up with their leaders (isr.go).
+	isr isrTracker
+
 	pidMu           sync.Mutex
 	pidNext, pidEnd int64
 
