@@ -120,8 +120,13 @@ func TestKafkaStreamsApp(t *testing.T) {
 	if p := topicConfig(t, adm, changelog, "cleanup.policy"); p != "compact" {
 		t.Errorf("changelog %s: cleanup.policy=%s, want compact", changelog, p)
 	}
-	if p := topicConfig(t, adm, repartition, "cleanup.policy"); p != "delete" {
-		t.Errorf("repartition topic %s: cleanup.policy=%s, want delete", repartition, p)
+	// The configs Streams creates its repartition topics with, kept as sent.
+	for name, want := range map[string]string{
+		"cleanup.policy": "delete", "retention.ms": "-1", "segment.bytes": "52428800", "message.timestamp.type": "CreateTime",
+	} {
+		if got := topicConfig(t, adm, repartition, name); got != want {
+			t.Errorf("repartition topic %s: %s=%s, want %s", repartition, name, got, want)
+		}
 	}
 
 	// Phase 2: the app restarts with no local state, so its aggregates come back
