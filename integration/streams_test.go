@@ -5,9 +5,11 @@ package integration
 // A Kafka Streams app (integration/streams, kafka-streams 4.x, at least once) against
 // shardcache: orders rekeyed by customer (a repartition topic), aggregated per
 // customer into a KTable (a compacted changelog topic) and joined with a GlobalKTable
-// of regions (a compacted topic read whole). The test runs it through an app restart
-// with a wiped state dir (state restored from the changelog) and a broker restart,
-// and checks the output topic's final value per customer exactly each time.
+// of regions (a compacted topic read whole), and aggregated per customer and window
+// too (a window store, whose changelog is compact,delete with a retention.ms). The
+// test runs it through an app restart with a wiped state dir (state restored from the
+// changelogs) and a broker restart, and checks both output topics' final value per
+// key exactly each time.
 
 import (
 	"context"
@@ -28,6 +30,8 @@ const (
 	// every customer streamsOrdersPerPhase orders.
 	streamsCustomers      = 5
 	streamsOrdersPerPhase = 3
+	// streamsWindow is the window size of the app's windowed aggregate (App.WINDOW).
+	streamsWindow = 7 * 24 * time.Hour
 	// streamsOutputTimeout bounds the wait for a phase's output: JVM start, the
 	// consumer group's rebalance, internal topic creation, state restore.
 	streamsOutputTimeout = 2 * time.Minute
@@ -35,7 +39,10 @@ const (
 
 // streamsWorld is the input the test has written and the output it expects.
 type streamsWorld struct {
-	orders, customers, output string
+	orders, customers, output, windowed string
+	// stamp is every order's timestamp, so all fall into one window of the app's
+	// windowed aggregate (streamsWindow).
+	stamp time.Time
 
 	region map[string]string
 	orderN map[string]int
@@ -60,16 +67,31 @@ func (w *streamsWorld) addOrders() {
 			amount := 7*w.nextID%50 + 1
 			w.orderN[customer]++
 			w.total[customer] += amount
-			recs = append(recs, kv(w.orders, fmt.Sprintf("order-%04d", w.nextID), strp(fmt.Sprintf("%s,%d", customer, amount))))
+			r := kv(w.orders, fmt.Sprintf("order-%04d", w.nextID), strp(fmt.Sprintf("%s,%d", customer, amount)))
+			r.Timestamp = w.stamp
+			recs = append(recs, r)
 		}
 	}
 	produceSync(w.t, w.cl, recs...)
 }
 
+// want is the output topic's expected final value per customer.
 func (w *streamsWorld) want() map[string]string {
 	out := make(map[string]string, len(w.orderN))
 	for c, n := range w.orderN {
 		out[c] = fmt.Sprintf("region=%s orders=%d total=%d", w.region[c], n, w.total[c])
+	}
+	return out
+}
+
+// wantWindowed is the windowed output topic's expected final value per
+// "customer@windowStartMs": windows are aligned to the epoch, as in Streams.
+func (w *streamsWorld) wantWindowed() map[string]string {
+	ms := w.stamp.UnixMilli()
+	start := ms - ms%streamsWindow.Milliseconds()
+	out := make(map[string]string, len(w.orderN))
+	for c, n := range w.orderN {
+		out[fmt.Sprintf("%s@%d", c, start)] = fmt.Sprintf("orders=%d total=%d", n, w.total[c])
 	}
 	return out
 }
@@ -85,6 +107,7 @@ func TestKafkaStreamsApp(t *testing.T) {
 	base := topicName(t)
 	w := &streamsWorld{
 		orders: base + "-orders", customers: base + "-customers", output: base + "-totals",
+		windowed: base + "-windowed", stamp: time.Now(),
 		region: map[string]string{}, orderN: map[string]int{}, total: map[string]int{},
 		cl: b.Client(t), t: t,
 	}
@@ -92,6 +115,7 @@ func TestKafkaStreamsApp(t *testing.T) {
 	createTopic(t, adm, w.orders, 3, map[string]string{"cleanup.policy": "delete"})
 	createTopic(t, adm, w.customers, 2, nil)
 	createTopic(t, adm, w.output, 2, nil)
+	createTopic(t, adm, w.windowed, 2, nil)
 	for c := range streamsCustomers {
 		w.setRegion(fmt.Sprintf("customer-%d", c), fmt.Sprintf("region-%d", c%2))
 	}
@@ -102,13 +126,19 @@ func TestKafkaStreamsApp(t *testing.T) {
 		run++
 		return startApp(t, fmt.Sprintf("streams#%d", run), dir, []string{"SHARDCACHE_BOOTSTRAP=" + b.KafkaAddr},
 			"java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
-			"io.shardcache.streams.App", appID, stateDir, w.orders, w.customers, w.output)
+			"io.shardcache.streams.App", appID, stateDir, w.orders, w.customers, w.output, w.windowed)
 	}
 	waitOutput := func(app *appProc, what string) {
 		t.Helper()
-		want := w.want()
+		want, wantWindowed := w.want(), w.wantWindowed()
 		waitApps(t, streamsOutputTimeout, what, []*appProc{app}, func() error {
-			return diffValues(finalValues(t, b, w.output), want)
+			if err := diffValues(finalValues(t, b, w.output), want); err != nil {
+				return fmt.Errorf("%s: %w", w.output, err)
+			}
+			if err := diffValues(finalValues(t, b, w.windowed), wantWindowed); err != nil {
+				return fmt.Errorf("%s: %w", w.windowed, err)
+			}
+			return nil
 		})
 	}
 
@@ -119,6 +149,15 @@ func TestKafkaStreamsApp(t *testing.T) {
 	changelog, repartition := appID+"-orders-by-customer-changelog", appID+"-orders-by-customer-repartition"
 	if p := topicConfig(t, adm, changelog, "cleanup.policy"); p != "compact" {
 		t.Errorf("changelog %s: cleanup.policy=%s, want compact", changelog, p)
+	}
+	// The window store's changelog: compacted, and its records leave after the
+	// store's retention (the window) plus a day.
+	windowLog := appID + "-orders-per-window-changelog"
+	wantRetention := fmt.Sprint((streamsWindow + 24*time.Hour).Milliseconds())
+	for name, want := range map[string]string{"cleanup.policy": "compact,delete", "retention.ms": wantRetention} {
+		if got := topicConfig(t, adm, windowLog, name); got != want {
+			t.Errorf("window changelog %s: %s=%s, want %s", windowLog, name, got, want)
+		}
 	}
 	// The configs Streams creates its repartition topics with, kept as sent.
 	for name, want := range map[string]string{
@@ -149,6 +188,9 @@ func TestKafkaStreamsApp(t *testing.T) {
 	app.Stop(t)
 	if err := diffValues(finalValues(t, b, w.output), w.want()); err != nil {
 		t.Fatalf("final output after the app stopped: %v", err)
+	}
+	if err := diffValues(finalValues(t, b, w.windowed), w.wantWindowed()); err != nil {
+		t.Fatalf("final windowed output after the app stopped: %v", err)
 	}
 }
 

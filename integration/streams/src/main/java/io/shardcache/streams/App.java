@@ -14,8 +14,10 @@ import org.apache.kafka.streams.StreamsConfig;
 import org.apache.kafka.streams.Topology;
 import org.apache.kafka.streams.kstream.Consumed;
 import org.apache.kafka.streams.kstream.GlobalKTable;
+import org.apache.kafka.streams.kstream.KGroupedStream;
 import org.apache.kafka.streams.kstream.Materialized;
 import org.apache.kafka.streams.kstream.Produced;
+import org.apache.kafka.streams.kstream.TimeWindows;
 
 /**
  * A Kafka Streams app that totals orders per customer and labels each total with the
@@ -29,13 +31,18 @@ import org.apache.kafka.streams.kstream.Produced;
  *   -> toStream -> join GlobalKTable regions          customers (key customer, value region),
  *                                                     a compacted topic read whole
  *   -> output (key customer, value "region=R orders=N total=T")
+ *
+ * the same grouped stream
+ *   -> windowedBy 7 days -> aggregate                the "orders-per-window" window store,
+ *                                                     whose changelog is compact,delete
+ *   -> windowed output (key "customer@windowStartMs", value "orders=N total=T")
  * </pre>
  *
  * <p>Processing is at least once, so after a crash or a broker restart some orders may be
  * processed twice. The aggregate is the set of a customer's orders (order id to amount),
  * so a replayed order changes nothing and the totals stay exact.
  *
- * <p>Usage: {@code App APPLICATION_ID STATE_DIR ORDERS CUSTOMERS OUTPUT}, with the broker
+ * <p>Usage: {@code App APPLICATION_ID STATE_DIR ORDERS CUSTOMERS OUTPUT WINDOWED}, with the broker
  * address in SHARDCACHE_BOOTSTRAP. It runs until SIGTERM, then closes (committing, and
  * leaving the consumer group so a restarted instance takes over at once), and exits 1 if
  * Streams fails.
@@ -45,9 +52,9 @@ public final class App {
 
   public static void main(String[] args) throws InterruptedException {
     String bootstrap = System.getenv("SHARDCACHE_BOOTSTRAP");
-    if (args.length != 5 || bootstrap == null || bootstrap.isEmpty()) {
+    if (args.length != 6 || bootstrap == null || bootstrap.isEmpty()) {
       System.err.println(
-          "usage: SHARDCACHE_BOOTSTRAP=host:port App APPLICATION_ID STATE_DIR ORDERS CUSTOMERS OUTPUT");
+          "usage: SHARDCACHE_BOOTSTRAP=host:port App APPLICATION_ID STATE_DIR ORDERS CUSTOMERS OUTPUT WINDOWED");
       System.exit(2);
     }
     Properties props = new Properties();
@@ -62,7 +69,7 @@ public final class App {
     props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
     props.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 200);
 
-    KafkaStreams streams = new KafkaStreams(topology(args[2], args[3], args[4]), props);
+    KafkaStreams streams = new KafkaStreams(topology(args[2], args[3], args[4], args[5]), props);
     CountDownLatch stopped = new CountDownLatch(1);
     boolean[] failed = {false};
     streams.setStateListener(
@@ -92,23 +99,36 @@ public final class App {
     }
   }
 
-  static Topology topology(String orders, String customers, String output) {
+  static Topology topology(String orders, String customers, String output, String windowed) {
     StreamsBuilder builder = new StreamsBuilder();
     GlobalKTable<String, String> regions =
         builder.globalTable(customers, Materialized.as("regions"));
-    builder.stream(orders, Consumed.with(Serdes.String(), Serdes.String()))
-        .map(
-            (orderId, order) -> {
-              String[] f = order.split(",", 2);
-              return KeyValue.pair(f[0], orderId + "=" + f[1]);
-            })
-        .groupByKey()
+    KGroupedStream<String, String> byCustomer =
+        builder.stream(orders, Consumed.with(Serdes.String(), Serdes.String()))
+            .map(
+                (orderId, order) -> {
+                  String[] f = order.split(",", 2);
+                  return KeyValue.pair(f[0], orderId + "=" + f[1]);
+                })
+            .groupByKey();
+    byCustomer
         .aggregate(() -> "", (customer, order, set) -> add(set, order), Materialized.as("orders-by-customer"))
         .toStream()
-        .join(regions, (customer, set) -> customer, (set, region) -> label(region, set))
+        .join(regions, (customer, set) -> customer, (set, region) -> "region=" + region + " " + sum(set))
         .to(output, Produced.with(Serdes.String(), Serdes.String()));
+    // The same per window of WINDOW: a window store, whose changelog Streams creates
+    // with cleanup.policy=compact,delete and a retention.ms.
+    byCustomer
+        .windowedBy(TimeWindows.ofSizeWithNoGrace(WINDOW))
+        .aggregate(() -> "", (customer, order, set) -> add(set, order), Materialized.as("orders-per-window"))
+        .toStream((w, set) -> w.key() + "@" + w.window().start())
+        .mapValues(App::sum)
+        .to(windowed, Produced.with(Serdes.String(), Serdes.String()));
     return builder.build();
   }
+
+  /** The window size: long, so that a test's orders, stamped with one time, share a window. */
+  static final Duration WINDOW = Duration.ofDays(7);
 
   /** Adds "orderId=amount" to a set encoded as "id=amount;id=amount", sorted by id. */
   static String add(String set, String order) {
@@ -125,13 +145,14 @@ public final class App {
     return sb.toString();
   }
 
-  static String label(String region, String set) {
+  /** Describes a set of orders as "orders=N total=T". */
+  static String sum(String set) {
     Map<String, String> m = parse(set);
     long total = 0;
     for (String amount : m.values()) {
       total += Long.parseLong(amount);
     }
-    return "region=" + region + " orders=" + m.size() + " total=" + total;
+    return "orders=" + m.size() + " total=" + total;
   }
 
   private static Map<String, String> parse(String set) {
