@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
 )
 
 const (
@@ -60,22 +61,29 @@ func startApp(t testing.TB, name, dir string, env []string, command string, args
 		p.out.flush()
 		close(p.done)
 	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-p.done
-	})
+	t.Cleanup(func() { p.signal(syscall.SIGKILL); <-p.done })
 	return p
+}
+
+// signal sends sig to the app's process group while the app runs: once it has been
+// reaped, its id may belong to another process.
+func (p *appProc) signal(sig syscall.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = syscall.Kill(-p.cmd.Process.Pid, sig)
+	}
 }
 
 // Stop sends SIGTERM to the app and waits for it to exit; it fails the test when
 // the app does not exit in time or exits with an error.
 func (p *appProc) Stop(t testing.TB) {
 	t.Helper()
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	p.signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
 	case <-time.After(appStopTimeout):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		p.signal(syscall.SIGKILL)
 		<-p.done
 		t.Fatalf("%s did not exit within %v of SIGTERM; killed it", p.name, appStopTimeout)
 	}
@@ -89,7 +97,7 @@ func (p *appProc) Stop(t testing.TB) {
 // Kill sends SIGKILL to the app's process group and waits for it.
 func (p *appProc) Kill(t testing.TB) {
 	t.Helper()
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	p.signal(syscall.SIGKILL)
 	<-p.done
 }
 
@@ -195,11 +203,72 @@ func mavenClasspath(t testing.TB, dir, deps string) string {
 	return strings.Join(parts, string(os.PathListSeparator))
 }
 
-// finalValues reads topic from the start and returns each key's last value (nil for a
-// tombstone).
-func finalValues(t testing.TB, b *testBroker, topic string) map[string]*string {
+// finalValues reads topic from the start and returns each key's last value (nil for
+// a tombstone). It reads up to the high watermarks it finds first, so it needs the
+// last record of each non-empty partition to be live (true of the apps' outputs).
+// Its clients are closed before it returns, so wait loops may call it often; errors
+// are returned, so a wait loop retries through a broker restart.
+func finalValues(t testing.TB, b *testBroker, topic string) (map[string]*string, error) {
 	t.Helper()
-	return latestByKey(t, consumeAll(t, b, topic))
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	admCl := b.Client(t)
+	defer admCl.Close()
+	adm := kadm.NewClient(admCl)
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err == nil {
+		err = ends.Error()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+	}
+	want := make(map[int32]int64) // partition -> offset still to be seen
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Offset > 0 {
+			want[o.Partition] = o.Offset - 1
+		}
+	})
+	out := make(map[string]*string)
+	if len(want) == 0 {
+		return out, nil
+	}
+	cl := b.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxWait(200*time.Millisecond))
+	defer cl.Close()
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("read %s: partitions %v not read up to their high watermarks within %v", topic, want, opTimeout)
+		}
+		if err := fs.Err0(); err != nil {
+			return nil, fmt.Errorf("read %s: %w", topic, err)
+		}
+		// Records of one partition come in offset order.
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Value == nil {
+				out[string(r.Key)] = nil
+			} else {
+				out[string(r.Key)] = strp(string(r.Value))
+			}
+			if w, ok := want[r.Partition]; ok && r.Offset >= w {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	return out, nil
+}
+
+// checkFinal compares topic's final value per key with want.
+func checkFinal(t testing.TB, b *testBroker, topic string, want map[string]string) error {
+	t.Helper()
+	got, err := finalValues(t, b, topic)
+	if err != nil {
+		return err
+	}
+	if err := diffValues(got, want); err != nil {
+		return fmt.Errorf("%s: %w", topic, err)
+	}
+	return nil
 }
 
 // diffValues describes how got differs from want, or returns nil when they match.

@@ -32,7 +32,7 @@ const (
 	// connectTimeout bounds each wait on the Connect cluster: JVM start and plugin
 	// scan, a rebalance, a task moving off a killed worker (its session timeout plus
 	// scheduled.rebalance.max.delay.ms), a broker restart.
-	connectTimeout = 2 * time.Minute
+	connectTimeout = 3 * time.Minute
 )
 
 const (

@@ -74,7 +74,11 @@ func TestQuixstreamsStatefulRestore(t *testing.T) {
 		for s, c := range counts {
 			want[s] = fmt.Sprintf("count=%d total=%d", c, totals[s])
 		}
-		if err := diffValues(quixTotals(t, finalValues(t, b, output)), want); err != nil {
+		got, err := finalValues(t, b, output)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := diffValues(quixTotals(t, got), want); err != nil {
 			t.Fatalf("phase %d: output topic %s after the run: %v", n, output, err)
 		}
 	}

@@ -34,7 +34,7 @@ const (
 	streamsWindow = 7 * 24 * time.Hour
 	// streamsOutputTimeout bounds the wait for a phase's output: JVM start, the
 	// consumer group's rebalance, internal topic creation, state restore.
-	streamsOutputTimeout = 2 * time.Minute
+	streamsOutputTimeout = 3 * time.Minute
 )
 
 // streamsWorld is the input the test has written and the output it expects.
@@ -132,13 +132,10 @@ func TestKafkaStreamsApp(t *testing.T) {
 		t.Helper()
 		want, wantWindowed := w.want(), w.wantWindowed()
 		waitApps(t, streamsOutputTimeout, what, []*appProc{app}, func() error {
-			if err := diffValues(finalValues(t, b, w.output), want); err != nil {
-				return fmt.Errorf("%s: %w", w.output, err)
+			if err := checkFinal(t, b, w.output, want); err != nil {
+				return err
 			}
-			if err := diffValues(finalValues(t, b, w.windowed), wantWindowed); err != nil {
-				return fmt.Errorf("%s: %w", w.windowed, err)
-			}
-			return nil
+			return checkFinal(t, b, w.windowed, wantWindowed)
 		})
 	}
 
@@ -186,11 +183,11 @@ func TestKafkaStreamsApp(t *testing.T) {
 	waitOutput(app, "phase 3 output (after a broker restart)")
 	checkRepartitionPurged(t, b, adm, repartition, app)
 	app.Stop(t)
-	if err := diffValues(finalValues(t, b, w.output), w.want()); err != nil {
-		t.Fatalf("final output after the app stopped: %v", err)
+	if err := checkFinal(t, b, w.output, w.want()); err != nil {
+		t.Fatalf("after the app stopped: %v", err)
 	}
-	if err := diffValues(finalValues(t, b, w.windowed), w.wantWindowed()); err != nil {
-		t.Fatalf("final windowed output after the app stopped: %v", err)
+	if err := checkFinal(t, b, w.windowed, w.wantWindowed()); err != nil {
+		t.Fatalf("after the app stopped: %v", err)
 	}
 }
 
