@@ -32,6 +32,10 @@ const (
 	mvnClasspathTimeout = 5 * time.Minute
 )
 
+// jvmFlags keep an app's JVM small and cheap on a busy two-core machine: a short
+// run gains little from C2 compilation or parallel GC threads.
+var jvmFlags = [3]string{"-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"}
+
 // appProc is one run of an app: a child process in its own process group whose
 // output goes to t.Log.
 type appProc struct {
@@ -191,6 +195,7 @@ func mavenClasspath(t testing.TB, dir, deps string) string {
 		"-Dshardcache.build.dir="+build, "-Dmdep.outputFile="+cpFile,
 		"compile", "dependency:build-classpath")
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "MAVEN_OPTS="+strings.Join(jvmFlags[1:], " "))
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		t.Fatalf("mvn -o compile dependency:build-classpath in %s: %v (run %s, or make deps)\n%s", dir, err, deps, out)

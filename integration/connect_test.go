@@ -108,7 +108,7 @@ func TestKafkaConnectDistributed(t *testing.T) {
 		workers[name] = w
 	}
 	startWorker := func(w *connectWorker) {
-		w.proc = startApp(t, "connect-"+w.name, dir, nil, "java", "-Xmx256m",
+		w.proc = startApp(t, "connect-"+w.name, dir, nil, "java", jvmFlags[0], jvmFlags[1], jvmFlags[2],
 			"-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
 			"org.apache.kafka.connect.cli.ConnectDistributed", w.props)
 	}

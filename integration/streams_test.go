@@ -125,7 +125,7 @@ func TestKafkaStreamsApp(t *testing.T) {
 	start := func() *appProc {
 		run++
 		return startApp(t, fmt.Sprintf("streams#%d", run), dir, []string{"SHARDCACHE_BOOTSTRAP=" + b.KafkaAddr},
-			"java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
+			"java", jvmFlags[0], jvmFlags[1], jvmFlags[2], "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
 			"io.shardcache.streams.App", appID, stateDir, w.orders, w.customers, w.output, w.windowed)
 	}
 	waitOutput := func(app *appProc, what string) {
