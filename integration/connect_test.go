@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -220,6 +221,10 @@ func TestKafkaConnectDistributed(t *testing.T) {
 	}
 	if err := sinkHas(sink, written); err != nil {
 		t.Fatal(err)
+	}
+	// Stop both at once: a worker stopping alone waits for the rebalance it causes.
+	for _, w := range workers {
+		w.proc.signal(syscall.SIGTERM)
 	}
 	for _, w := range workers {
 		w.proc.Stop(t)
