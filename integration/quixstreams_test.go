@@ -40,7 +40,7 @@ func TestQuixstreamsStatefulRestore(t *testing.T) {
 		missingDependency(t, "quixstreams not importable: run integration/quixstreams/deps.sh (make deps)\n"+string(out))
 	}
 	root := mustModuleRoot(t)
-	b := startBroker(t)
+	b := startBroker(t, "--group-initial-rebalance-delay=0")
 	adm := b.Admin(t)
 	cl := b.Client(t)
 
