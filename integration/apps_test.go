@@ -209,23 +209,37 @@ func mavenClasspath(t testing.TB, dir, deps string) string {
 }
 
 // finalValues reads topic from the start and returns each key's last value (nil for
-// a tombstone). It reads up to the high watermarks it finds first, so it needs the
-// last record of each non-empty partition to be live (true of the apps' outputs).
-// Its clients are closed before it returns, so wait loops may call it often; errors
-// are returned, so a wait loop retries through a broker restart.
+// a tombstone).
 func finalValues(t testing.TB, b *testBroker, topic string) (map[string]*string, error) {
+	t.Helper()
+	out := make(map[string]*string)
+	err := readTopic(t, b, topic, func(r *kgo.Record) {
+		if r.Value == nil {
+			out[string(r.Key)] = nil
+		} else {
+			out[string(r.Key)] = strp(string(r.Value))
+		}
+	})
+	return out, err
+}
+
+// readTopic hands every record of topic to fn, each partition in offset order, up
+// to the high watermarks it finds first. It needs the last record of each
+// non-empty partition to be live (true of the apps' topics). Its clients are closed
+// before it returns, so wait loops may call it often; errors are returned, so a
+// wait loop retries through a broker restart.
+func readTopic(t testing.TB, b *testBroker, topic string, fn func(*kgo.Record)) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	admCl := b.Client(t)
 	defer admCl.Close()
-	adm := kadm.NewClient(admCl)
-	ends, err := adm.ListEndOffsets(ctx, topic)
+	ends, err := kadm.NewClient(admCl).ListEndOffsets(ctx, topic)
 	if err == nil {
 		err = ends.Error()
 	}
 	if err != nil {
-		return nil, fmt.Errorf("end offsets of %s: %w", topic, err)
+		return fmt.Errorf("end offsets of %s: %w", topic, err)
 	}
 	want := make(map[int32]int64) // partition -> offset still to be seen
 	ends.Each(func(o kadm.ListedOffset) {
@@ -233,9 +247,8 @@ func finalValues(t testing.TB, b *testBroker, topic string) (map[string]*string,
 			want[o.Partition] = o.Offset - 1
 		}
 	})
-	out := make(map[string]*string)
 	if len(want) == 0 {
-		return out, nil
+		return nil
 	}
 	cl := b.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxWait(200*time.Millisecond))
@@ -243,24 +256,19 @@ func finalValues(t testing.TB, b *testBroker, topic string) (map[string]*string,
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("read %s: partitions %v not read up to their high watermarks within %v", topic, want, opTimeout)
+			return fmt.Errorf("read %s: partitions %v not read up to their high watermarks within %v", topic, want, opTimeout)
 		}
 		if err := fs.Err0(); err != nil {
-			return nil, fmt.Errorf("read %s: %w", topic, err)
+			return fmt.Errorf("read %s: %w", topic, err)
 		}
-		// Records of one partition come in offset order.
 		fs.EachRecord(func(r *kgo.Record) {
-			if r.Value == nil {
-				out[string(r.Key)] = nil
-			} else {
-				out[string(r.Key)] = strp(string(r.Value))
-			}
+			fn(r)
 			if w, ok := want[r.Partition]; ok && r.Offset >= w {
 				delete(want, r.Partition)
 			}
 		})
 	}
-	return out, nil
+	return nil
 }
 
 // checkFinal compares topic's final value per key with want.

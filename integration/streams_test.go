@@ -182,6 +182,15 @@ func TestKafkaStreamsApp(t *testing.T) {
 	w.addOrders()
 	waitOutput(app, "phase 3 output (after a broker restart)")
 	checkRepartitionPurged(t, b, adm, repartition, app)
+	// Compaction on write: the changelog holds one record per customer, however
+	// many updates Streams wrote to it.
+	var changelogRecords int
+	if err := readTopic(t, b, changelog, func(*kgo.Record) { changelogRecords++ }); err != nil {
+		t.Fatal(err)
+	}
+	if changelogRecords != streamsCustomers {
+		t.Errorf("changelog %s holds %d records, want one per customer (%d)", changelog, changelogRecords, streamsCustomers)
+	}
 	app.Stop(t)
 	if err := checkFinal(t, b, w.output, w.want()); err != nil {
 		t.Fatalf("after the app stopped: %v", err)
