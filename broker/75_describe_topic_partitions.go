@@ -152,4 +152,3 @@ func (b *Broker) describeTopicPartitions(ti raftfsm.TopicInfo, from int32, limit
 	}
 	return t, next
 }
-
