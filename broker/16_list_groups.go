@@ -57,7 +57,9 @@ func (b *Broker) handleListGroups(ctx context.Context, rc *requestContext, kreq 
 		lg.Group = name
 		lg.ProtocolType = ptype
 		lg.GroupState = state.String()
-		lg.GroupType = groupTypeClassic
+		if req.Version >= 5 {
+			lg.GroupType = groupTypeClassic
+		}
 		resp.Groups = append(resp.Groups, lg)
 	}
 	slices.SortFunc(resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int { return strings.Compare(a.Group, b.Group) })

@@ -15,7 +15,7 @@ package broker
 //     changes nothing and answers the current log start.
 //   - Kafka's policy: records are deleted only from topics whose
 //     cleanup.policy names delete; a compact-only topic answers
-//     POLICY_VIOLATION, the internal offsets topic INVALID_TOPIC_EXCEPTION.
+//     POLICY_VIOLATION, an internal topic INVALID_TOPIC_EXCEPTION.
 //   - Served by the partition's leader once it has applied its whole log:
 //     elsewhere NOT_LEADER_OR_FOLLOWER (LEADER_NOT_AVAILABLE with no known
 //     leader). Unknown topics and partitions answer UNKNOWN_TOPIC_OR_PARTITION.
@@ -58,12 +58,12 @@ func (b *Broker) handleDeleteRecords(ctx context.Context, _ *requestContext, kre
 			sp.LowWatermark = -1
 			var err error
 			switch {
+			case isInternalTopic(rt.Topic):
+				err = newKafkaError(kerr.InvalidTopicException, "records of internal topic %s cannot be deleted", rt.Topic)
 			case !ok:
 				err = raftfsm.ErrUnknownTopic
 			case rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions):
 				err = raftfsm.ErrUnknownPartition
-			case rt.Topic == offsetsTopic:
-				err = newKafkaError(kerr.InvalidTopicException, "records of internal topic %s cannot be deleted", rt.Topic)
 			case !info.Config.Retention:
 				err = newKafkaError(kerr.PolicyViolation,
 					"records of topic %s cannot be deleted: its cleanup.policy does not name delete", rt.Topic)
