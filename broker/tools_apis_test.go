@@ -7,11 +7,14 @@ package broker
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
 )
 
 // atVersion sends req at version v on a raw connection to addr (kgo would
@@ -343,5 +346,97 @@ func TestListGroupsTypes(t *testing.T) {
 	}
 	if got := list(4); len(got) != 1 || got[0].GroupType != "" {
 		t.Fatalf("v4 has no GroupType: %+v", got)
+	}
+}
+
+// TestToolsAPIsInCluster: DeleteRecords is served by the partition's leader
+// only and reaches every replica's log start; DescribeQuorum gives the same
+// answer through every node.
+func TestToolsAPIsInCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("three nodes take a few seconds to form")
+	}
+	nodes := newBrokerCluster(t, 3, testGroupConfig())
+	first := newClient(t, nodes[0].Addr)
+	createTopics(t, first, 1, "purged")
+	altered, err := kadm.NewClient(first).AlterTopicConfigs(dataCtx(t), []kadm.AlterConfig{
+		{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kmsg.StringPtr("delete")}}, "purged")
+	if err == nil {
+		_, err = altered.On("purged", nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	var info raftfsm.TopicInfo
+	waitUntil(t, 10*time.Second, "the topic with delete policy on every node", func() error {
+		for _, n := range nodes {
+			ti, ok := n.Node.Topic("purged")
+			if !ok || !ti.Config.Retention {
+				return fmt.Errorf("node %d: not yet", n.Node.NodeID())
+			}
+			info = ti
+		}
+		return nil
+	})
+	for i := range 5 {
+		r := &kgo.Record{Topic: "purged", Key: []byte(fmt.Sprint(i)), Value: []byte("v")}
+		if err := first.ProduceSync(dataCtx(t), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	group := info.Partitions[0].Group
+	var leader *clusterBroker
+	waitUntil(t, 10*time.Second, "a leader of the partition", func() error {
+		for _, n := range nodes {
+			if n.Node.IsLeader(group) {
+				leader = n
+				return nil
+			}
+		}
+		return fmt.Errorf("none yet")
+	})
+	for _, n := range nodes {
+		resp := atVersion[*kmsg.DeleteRecordsResponse](t, n.Addr, deleteRecordsOne("purged", 0, 3), 2)
+		p := resp.Topics[0].Partitions[0]
+		if n == leader {
+			if p.ErrorCode != 0 || p.LowWatermark != 3 {
+				t.Fatalf("leader node %d: %+v", n.Node.NodeID(), p)
+			}
+		} else if p.ErrorCode != kerr.NotLeaderForPartition.Code {
+			t.Fatalf("node %d does not lead: %+v; want NOT_LEADER_OR_FOLLOWER", n.Node.NodeID(), p)
+		}
+	}
+	waitUntil(t, 10*time.Second, "log start 3 on every replica", func() error {
+		for _, n := range nodes {
+			if !n.Node.Carries(group) {
+				continue
+			}
+			st, err := n.Store.State(info.Partitions[0].Shard)
+			if err != nil || st.LogStartOffset != 3 {
+				return fmt.Errorf("node %d: %+v %v", n.Node.NodeID(), st, err)
+			}
+		}
+		return nil
+	})
+
+	quorumReq := kmsg.NewPtrDescribeQuorumRequest()
+	quorumReq.Topics = []kmsg.DescribeQuorumRequestTopic{{Topic: metadataLogTopic,
+		Partitions: []kmsg.DescribeQuorumRequestTopicPartition{{Partition: 0}}}}
+	leaders := map[int32]bool{}
+	for _, n := range nodes {
+		resp := atVersion[*kmsg.DescribeQuorumResponse](t, n.Addr, quorumReq, 2)
+		p := resp.Topics[0].Partitions[0]
+		if p.ErrorCode != 0 || len(p.CurrentVoters) != 3 || len(resp.Nodes) != 3 {
+			t.Fatalf("node %d: %+v with nodes %+v; want 3 voters with their listeners", n.Node.NodeID(), p, resp.Nodes)
+		}
+		for _, v := range p.CurrentVoters {
+			if v.LogEndOffset < 1 {
+				t.Fatalf("node %d: voter %+v without a log end", n.Node.NodeID(), v)
+			}
+		}
+		leaders[p.LeaderID] = true
+	}
+	if len(leaders) != 1 {
+		t.Fatalf("nodes name different quorum leaders: %v", leaders)
 	}
 }
