@@ -57,9 +57,13 @@ classpath() {
 	file="$cache/classpath-$hash"
 	if [[ ! -s "$file" ]]; then
 		mkdir -p "$cache"
-		mvn -q -B -o -Dstyle.color=never -f "$dir/pom.xml" dependency:build-classpath \
-			-Dmdep.outputFile="$file.tmp" >&2 ||
-			{ echo "$0: the tools' jars are not in the local Maven repository: run scripts/deps.sh" >&2; exit 1; }
+		local out
+		if ! out="$(mvn -q -B -o -Dstyle.color=never -f "$dir/pom.xml" dependency:build-classpath \
+			-Dmdep.outputFile="$file.tmp" 2>&1)"; then
+			echo "$out" >&2
+			echo "$0: the tools' jars are not in the local Maven repository: run scripts/deps.sh" >&2
+			exit 1
+		fi
 		mv "$file.tmp" "$file"
 	fi
 	cat "$file"
