@@ -55,18 +55,30 @@ classpath() {
 	local cache="${KAFKATOOLS_CACHE:-$dir/target}" hash file
 	hash="$(sha256sum "$dir/pom.xml" | cut -c1-16)"
 	file="$cache/classpath-$hash"
-	if [[ ! -s "$file" ]]; then
+	if ! cached "$file"; then
 		mkdir -p "$cache"
-		local out
+		local out tmp="$file.$$.tmp" # concurrent first runs each write their own, then rename
 		if ! out="$(mvn -q -B -o -Dstyle.color=never -f "$dir/pom.xml" dependency:build-classpath \
-			-Dmdep.outputFile="$file.tmp" 2>&1)"; then
+			-Dmdep.outputFile="$tmp" 2>&1)"; then
 			echo "$out" >&2
 			echo "$0: the tools' jars are not in the local Maven repository: run scripts/deps.sh" >&2
+			rm -f "$tmp"
 			exit 1
 		fi
-		mv "$file.tmp" "$file"
+		mv "$tmp" "$file"
 	fi
 	cat "$file"
+}
+
+# cached: the classpath file exists and every jar it names is still there (a
+# cleared local Maven repository makes it stale).
+cached() {
+	[[ -s "$1" ]] || return 1
+	local jar jars
+	IFS=: read -r -a jars <"$1"
+	for jar in "${jars[@]}"; do
+		[[ -f "$jar" ]] || return 1
+	done
 }
 
 (($#)) || usage
