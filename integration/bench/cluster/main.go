@@ -9,12 +9,14 @@
 //     1, ...) for -repeat repetitions. Reported: records/s and MB/s of each
 //     run, their medians and the ratio of the medians. Target: three nodes at
 //     least 60% of one.
-//  2. failover: two producers write to every partition of a
+//  2. failover: three producers write to every partition of a
 //     -failover-partitions topic (replication factor 3), one record per
 //     partition every 10 ms each: one with kgo's defaults, one with
 //     MetadataMinAge -metadata-min-age (kgo waits that long between metadata
 //     refreshes, 5 s by default, so it bounds how soon a client learns of a
-//     new leader). The node that Metadata names leader of some partition is
+//     new leader), and the Apache Kafka Java client with its defaults
+//     (integration/failover-producer, built with Maven offline: it refreshes
+//     metadata retry.backoff.ms after a disconnect). The node that Metadata names leader of some partition is
 //     killed with SIGKILL. Measured per partition it led: from the kill to the
 //     first acknowledged record that was produced after the process was
 //     gone; also when a survivor leads the partition's Raft group in a higher
@@ -71,6 +73,7 @@
 //	-failover-partitions partitions of the failover topic (default 8)
 //	-recover-timeout     longest wait for a partition to take writes after a kill (default 30s)
 //	-metadata-min-age    MetadataMinAge of a second failover producer (default 250ms; 0: none)
+//	-java                a third failover producer, the Java client with its defaults (default true)
 //	-rebuild-node        node wiped by the rebuild phase (default 3)
 //	-rebuild-timeout     longest wait for the wiped node to catch up (default 5m)
 //	-rebuild-fill        a second rebuild after filling every data group's raft log past the snapshot threshold (default true)
@@ -120,6 +123,7 @@ type config struct {
 	failoverPartitions int
 	recoverTimeout     time.Duration
 	metadataMinAge     time.Duration
+	java               bool
 	rebuildNode        int
 	rebuildTimeout     time.Duration
 	snapshotWait       time.Duration
@@ -155,6 +159,7 @@ func main() {
 	flag.IntVar(&cfg.failoverPartitions, "failover-partitions", 8, "partitions of the failover topic")
 	flag.DurationVar(&cfg.recoverTimeout, "recover-timeout", 30*time.Second, "longest wait for a partition to take writes after a kill")
 	flag.DurationVar(&cfg.metadataMinAge, "metadata-min-age", 250*time.Millisecond, "MetadataMinAge of a second failover producer beside one with kgo's defaults (0: none)")
+	flag.BoolVar(&cfg.java, "java", true, "a third failover producer: the Apache Kafka Java client with its defaults (integration/failover-producer; needs mvn and java, see scripts/deps.sh)")
 	flag.IntVar(&cfg.rebuildNode, "rebuild-node", 3, "node wiped and rebuilt by the rebuild phase (1 to 3)")
 	flag.DurationVar(&cfg.rebuildTimeout, "rebuild-timeout", 5*time.Minute, "longest wait for the wiped node to catch up")
 	flag.BoolVar(&cfg.rebuildFill, "rebuild-fill", true, "a second rebuild after single records took every data group's raft log past the snapshot threshold")

@@ -18,13 +18,13 @@ type Status struct {
 		Ready     bool   `json:"ready"`
 	} `json:"node"`
 	// Raft lists the Raft groups open on the node: 0 is cluster metadata.
-	Raft   []RaftGroupStatus `json:"raft"`
+	Raft   []RaftGroupStatus `json:"raft_groups"`
 	Topics []TopicStatus     `json:"topics"`
 }
 
 // RaftGroupStatus is one Raft group as a node sees it.
 type RaftGroupStatus struct {
-	RaftGroupID uint32 `json:"group"`
+	RaftGroupID uint32 `json:"raft_group_id"`
 	// State is "Leader", "Follower", "Candidate" or "Shutdown".
 	State string `json:"state"`
 	// LeaderID is the leader's node id in decimal, "" when unknown.
@@ -51,7 +51,7 @@ type TopicStatus struct {
 // PartitionStatus is one partition of a topic on a node.
 type PartitionStatus struct {
 	Partition   int32  `json:"partition"`
-	RaftGroupID uint32 `json:"group"`
+	RaftGroupID uint32 `json:"raft_group_id"`
 	// Leader: this node leads the partition's Raft group.
 	Leader        bool  `json:"leader"`
 	HighWatermark int64 `json:"high_watermark"`
