@@ -368,11 +368,12 @@ func TestToolsAPIsInCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info raftfsm.TopicInfo
-	waitUntil(t, 10*time.Second, "the topic with delete policy on every node", func() error {
+	// Waits are generous: three nodes share two cores with other tests.
+	waitUntil(t, 30*time.Second, "the topic with delete policy on every node", func() error {
 		for _, n := range nodes {
 			ti, ok := n.Node.Topic("purged")
 			if !ok || !ti.Config.Retention {
-				return fmt.Errorf("node %d: not yet", n.Node.NodeID())
+				return fmt.Errorf("node %d: topic known %v, policy %q", n.Node.NodeID(), ok, ti.Config.PolicyValue())
 			}
 			info = ti
 		}
@@ -386,7 +387,7 @@ func TestToolsAPIsInCluster(t *testing.T) {
 	}
 	group := info.Partitions[0].Group
 	var leader *clusterBroker
-	waitUntil(t, 10*time.Second, "a leader of the partition", func() error {
+	waitUntil(t, 30*time.Second, "a leader of the partition", func() error {
 		for _, n := range nodes {
 			if n.Node.IsLeader(group) {
 				leader = n
@@ -406,7 +407,7 @@ func TestToolsAPIsInCluster(t *testing.T) {
 			t.Fatalf("node %d does not lead: %+v; want NOT_LEADER_OR_FOLLOWER", n.Node.NodeID(), p)
 		}
 	}
-	waitUntil(t, 10*time.Second, "log start 3 on every replica", func() error {
+	waitUntil(t, 30*time.Second, "log start 3 on every replica", func() error {
 		for _, n := range nodes {
 			if !n.Node.Carries(group) {
 				continue
