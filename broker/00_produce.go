@@ -65,7 +65,7 @@ func init() { register(kmsg.Produce.Int16(), 3, 11, (*Broker).handleProduce) }
 
 // errTransactionsUnsupported answers transactional produce and InitProducerId.
 var errTransactionsUnsupported = newKafkaError(kerr.InvalidRequest,
-	"transactions are not supported yet (transactions arrive with the transactions issue)")
+	"transactions are not supported yet: produce without transactional.id (idempotent producers are supported)")
 
 // producePart is one partition of a produce request on its way to Raft.
 type producePart struct {

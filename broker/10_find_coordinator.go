@@ -9,8 +9,13 @@ package broker
 //     (unless the broker created it at startup), as Kafka does. Answers
 //     COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be created,
 //     its partition has no known leader, or the leader here is still loading.
-//   - Key type TRANSACTION (1): COORDINATOR_NOT_AVAILABLE until transactions
-//     exist. Any other key type: INVALID_REQUEST.
+//   - Key type TRANSACTION (1), until transactions exist: INVALID_REQUEST with
+//     the message "transactions are not supported yet ...". It is not
+//     retriable, so a transactional producer's initTransactions fails at once
+//     with that text (the Java client's TransactionManager turns a
+//     non-retriable FindCoordinator error into a fatal KafkaException that
+//     quotes ErrorMessage) instead of retrying COORDINATOR_NOT_AVAILABLE
+//     until max.block.ms. Any other key type: INVALID_REQUEST.
 //   - v4 (KIP-699) answers every key of CoordinatorKeys separately.
 //
 // Version notes: v0 has only a group key; v1 CoordinatorType, ThrottleMillis
@@ -64,8 +69,7 @@ func (b *Broker) findCoordinator(ctx context.Context, typ int8, key string) (end
 	switch typ {
 	case coordinatorGroup:
 	case coordinatorTransaction:
-		msg := "transactions are not supported yet"
-		return endpoint{}, kerr.CoordinatorNotAvailable.Code, &msg
+		return endpoint{}, errorCode(errTransactionsUnsupported), clientMessage(errTransactionsUnsupported)
 	default:
 		msg := "unknown coordinator key type"
 		return endpoint{}, kerr.InvalidRequest.Code, &msg

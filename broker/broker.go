@@ -69,6 +69,9 @@ type Config struct {
 	// Groups configures the consumer group coordinator; the zero value means
 	// DefaultGroupConfig().
 	Groups GroupConfig
+	// LogDir is the node's data directory, the one log dir DescribeLogDirs
+	// reports ("" reports it as "data").
+	LogDir string
 
 	// hooks lets this package's tests stall the coordinator's I/O.
 	hooks *coordinatorHooks

@@ -448,7 +448,7 @@ func TestGroupErrorCodes(t *testing.T) {
 			req.CoordinatorKey = "txn"
 			req.Version = 3
 			return groupRequest[*kmsg.FindCoordinatorResponse](t, cl, req).ErrorCode
-		}, kerr.CoordinatorNotAvailable},
+		}, kerr.InvalidRequest}, // not retriable: transactional producers fail at once
 		{"delete group with members", func() int16 {
 			req := kmsg.NewPtrDeleteGroupsRequest()
 			req.Groups = []string{"full"}

@@ -332,7 +332,16 @@ func brokerConfig(cfg Config) broker.Config {
 		DefaultPartitions:    cfg.DefaultPartitions,
 		TopicDefaults:        map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy},
 		Groups:               groupConfig(cfg),
+		LogDir:               absDir(cfg.DataDir),
 	}
+}
+
+// absDir is dir made absolute, or dir itself when that fails.
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }
 
 // groupConfig is the consumer group coordinator's configuration from the
