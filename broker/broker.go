@@ -69,6 +69,10 @@ type Config struct {
 	// Groups configures the consumer group coordinator; the zero value means
 	// DefaultGroupConfig().
 	Groups GroupConfig
+	// FetchSessionCacheSlots caps the open fetch sessions (KIP-227; Kafka's
+	// max.incremental.fetch.session.cache.slots): 0 means
+	// DefaultFetchSessionCacheSlots, negative disables sessions.
+	FetchSessionCacheSlots int
 	// LogDir is the node's data directory, the one log dir DescribeLogDirs
 	// reports ("" reports it as "data").
 	LogDir string
@@ -242,6 +246,8 @@ type Broker struct {
 	refusedSinceLog int
 	lastRefusedLog  time.Time
 
+	fetchSessions *fetchSessions // KIP-227 session cache (fetch_sessions.go)
+
 	closeOnce sync.Once
 	closeDone chan struct{} // closed when Close has finished
 
@@ -289,6 +295,11 @@ func New(cfg Config) (*Broker, error) {
 	b.metrics.inflightLimit.Set(float64(cfg.MaxInflightBytes))
 	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
 	b.groups = newCoordinator(b, cfg.Groups)
+	slots := cfg.FetchSessionCacheSlots
+	if slots == 0 {
+		slots = DefaultFetchSessionCacheSlots
+	}
+	b.fetchSessions = newFetchSessions(slots, nil)
 	return b, nil
 }
 
