@@ -70,8 +70,9 @@ type Config struct {
 	// DefaultGroupConfig().
 	Groups GroupConfig
 	// FetchSessionCacheSlots caps the open fetch sessions (KIP-227; Kafka's
-	// max.incremental.fetch.session.cache.slots): 0 means
-	// DefaultFetchSessionCacheSlots, negative disables sessions.
+	// max.incremental.fetch.session.cache.slots), 0 to
+	// MaxFetchSessionCacheSlots; 0 disables sessions (clients then send full
+	// fetches).
 	FetchSessionCacheSlots int
 	// LogDir is the node's data directory, the one log dir DescribeLogDirs
 	// reports ("" reports it as "data").
@@ -116,6 +117,10 @@ const (
 	MinMaxDecompressedBytes = 4 << 10
 	// MinDefaultPartitions and raftfsm.MaxPartitions bound DefaultPartitions.
 	MinDefaultPartitions = 1
+	// MaxFetchSessionCacheSlots bounds FetchSessionCacheSlots: each session
+	// holds about 100 bytes per partition, and a slot is taken only by a
+	// client that fetches.
+	MaxFetchSessionCacheSlots = 100000
 )
 
 // DefaultConfig returns the configuration of a one-node broker on
@@ -134,6 +139,8 @@ func DefaultConfig() Config {
 		AutoCreateTopics:     true,
 		DefaultPartitions:    1,
 		Groups:               DefaultGroupConfig(),
+
+		FetchSessionCacheSlots: DefaultFetchSessionCacheSlots,
 	}
 }
 
@@ -156,6 +163,9 @@ func (c Config) Validate() error {
 	if c.MaxInflightBytes < 2*int64(c.MaxRequestBytes) {
 		return fmt.Errorf("broker: MaxInflightBytes %d is below twice MaxRequestBytes (%d): the largest request must fit with room to serve it",
 			c.MaxInflightBytes, c.MaxRequestBytes)
+	}
+	if c.FetchSessionCacheSlots < 0 || c.FetchSessionCacheSlots > MaxFetchSessionCacheSlots {
+		return fmt.Errorf("broker: FetchSessionCacheSlots %d is not 0 to %d", c.FetchSessionCacheSlots, MaxFetchSessionCacheSlots)
 	}
 	if c.MaxConnections < 1 {
 		return fmt.Errorf("broker: MaxConnections %d is below 1", c.MaxConnections)
@@ -295,11 +305,7 @@ func New(cfg Config) (*Broker, error) {
 	b.metrics.inflightLimit.Set(float64(cfg.MaxInflightBytes))
 	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
 	b.groups = newCoordinator(b, cfg.Groups)
-	slots := cfg.FetchSessionCacheSlots
-	if slots == 0 {
-		slots = DefaultFetchSessionCacheSlots
-	}
-	b.fetchSessions = newFetchSessions(slots, nil)
+	b.fetchSessions = newFetchSessions(cfg.FetchSessionCacheSlots, nil)
 	return b, nil
 }
 
