@@ -80,6 +80,8 @@
 //	-idle                wait before sampling CPU (default 10s)
 //	-cpu-window          CPU sampling window (default 30s)
 //	-timeout             cap on the whole run (default 45m)
+//	-profile-dir         save CPU profiles of the nodes there (adds --pprof): over each rebuild, and over a second idle window of the partitions phase
+//	-profile-window      length of a rebuild's profiles (default 10s; the partitions phase uses -cpu-window)
 //	-keep                keep the nodes' data dirs and logs
 //	-v                   print the nodes' ERROR log lines
 //
@@ -95,9 +97,11 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -129,6 +133,8 @@ type config struct {
 	idle               time.Duration
 	cpuWindow          time.Duration
 	timeout            time.Duration
+	profileDir         string
+	profileWindow      time.Duration
 	keep               bool
 	verbose            bool
 }
@@ -164,10 +170,21 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "idle wait before sampling CPU")
 	flag.DurationVar(&cfg.cpuWindow, "cpu-window", 30*time.Second, "CPU sampling window")
 	flag.DurationVar(&cfg.timeout, "timeout", 45*time.Minute, "cap on the whole run")
+	flag.StringVar(&cfg.profileDir, "profile-dir", "", "save CPU profiles of the nodes in this directory (adds --pprof to every node)")
+	flag.DurationVar(&cfg.profileWindow, "profile-window", 10*time.Second, "length of the CPU profiles taken over each rebuild")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the nodes' data dirs and logs")
 	flag.BoolVar(&cfg.verbose, "v", false, "print the nodes' ERROR log lines")
 	flag.Parse()
 	cfg.brokerArgs = strings.Fields(brokerArgs)
+	if cfg.profileDir != "" {
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			log.Print(err)
+			os.Exit(2)
+		}
+		if !slices.Contains(cfg.brokerArgs, "--pprof") {
+			cfg.brokerArgs = append(cfg.brokerArgs, "--pprof")
+		}
+	}
 	for _, p := range strings.Split(phases, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			cfg.phases = append(cfg.phases, p)
@@ -215,6 +232,8 @@ func (c config) validate() error {
 		return errors.New("-partitions must be positive and -topic-partitions 1 to 10,000")
 	case c.produceTimeout <= 0 || c.recoverTimeout <= 0 || c.rebuildTimeout <= 0 || c.cpuWindow <= 0 || c.idle < 0 || c.timeout <= 0 || c.metadataMinAge < 0 || c.snapshotWait < 0:
 		return errors.New("durations must be positive")
+	case c.profileWindow < time.Second:
+		return errors.New("-profile-window must be at least 1s")
 	case c.metadataMinAge > 0 && c.metadataMinAge < 10*time.Millisecond:
 		return errors.New("-metadata-min-age must be at least 10ms (kgo's floor)")
 	}
@@ -289,6 +308,27 @@ func createTopic(ctx context.Context, c *harness.Cluster, topic string, partitio
 		return err
 	}
 	return c.WaitTopics(ctx, map[string]int{topic: partitions}, 2*time.Minute)
+}
+
+// profileNodes starts a CPU profile of each node over d, saved as
+// <-profile-dir>/<name>-node-<id>.pprof, and returns a function that waits for
+// them and logs failures. Without -profile-dir it does nothing.
+func profileNodes(ctx context.Context, cfg config, nodes []*harness.Node, d time.Duration, name string) (wait func()) {
+	if cfg.profileDir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		path := filepath.Join(cfg.profileDir, fmt.Sprintf("%s-node-%d.pprof", name, n.ID))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.CPUProfile(ctx, d, path); err != nil {
+				log.Printf("profile %s: %v", path, err)
+			}
+		}()
+	}
+	return wg.Wait
 }
 
 func argsNote(args []string) string {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -155,10 +156,22 @@ func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name strin
 		victim.Unwatch(installed)
 	}()
 
+	// Profiles (-profile-dir): the senders from before the start, the
+	// rebuilt node from when it has logged its addresses.
+	var peers []*harness.Node
+	for _, n := range c.Nodes {
+		if n != victim {
+			peers = append(peers, n)
+		}
+	}
+	profName := "rebuild-" + strings.ReplaceAll(name, " ", "-")
+	waitPeers := profileNodes(ctx, cfg, peers, cfg.profileWindow, profName)
+	defer waitPeers()
 	start := time.Now()
 	if err := victim.Launch(ctx); err != nil {
 		return r, err
 	}
+	defer profileNodes(ctx, cfg, []*harness.Node{victim}, cfg.profileWindow, profName)()
 	ready := make(chan time.Duration, 1)
 	go func() {
 		if victim.WaitReady(ctx, cfg.rebuildTimeout) == nil {
@@ -365,17 +378,18 @@ func waitSnapshots(ctx context.Context, c *harness.Cluster, statuses map[int32]*
 	}
 }
 
-// waitCaughtUp polls every running node's /v1/status every 100 ms until, for
-// every Raft group, each node carrying it has committed and applied as far
-// as the group's leader (raft's applied index in /v1/status counts only
-// entries that reach the state machine, so the leader's applied index, not
-// its commit index, is the bar for applied). check, when set, runs first on
-// every poll and ends the wait with its error. It returns the statuses of
-// the last poll.
+// caughtUpPoll is how often waitCaughtUp looks: the time it reports is late
+// by at most this plus one round of status requests.
+const caughtUpPoll = 20 * time.Millisecond
+
+// waitCaughtUp polls every running node's /v1/status every caughtUpPoll until
+// every Raft group is caught up on every node that carries it (caughtUp).
+// check, when set, runs first on every poll and ends the wait with its error.
+// It returns the statuses of the last poll.
 func waitCaughtUp(ctx context.Context, c *harness.Cluster, check func() error, timeout time.Duration) (map[int32]*harness.Status, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(caughtUpPoll)
 	defer tick.Stop()
 	why := "no poll yet"
 	for {
@@ -399,7 +413,15 @@ func waitCaughtUp(ctx context.Context, c *harness.Cluster, check func() error, t
 	}
 }
 
-// caughtUp takes one look; why is "" when every replica has caught up.
+// caughtUp takes one look; why is "" when every replica has caught up: for
+// every Raft group, each node that carries it has committed and handed to
+// its state machine everything any node has committed (raft's applied index
+// reaches the highest commit index), and its state machine has written as far
+// as any node's has (the store's applied index). The highest values over the
+// nodes are the bar, not the leader's own: a replica that has just won an
+// election may not have applied its log yet, and raft's applied index runs
+// ahead of the state machine by up to 128 batches on a replica that catches
+// up from the log.
 func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Status, string) {
 	statuses := map[int32]*harness.Status{}
 	for _, n := range c.Nodes {
@@ -412,25 +434,32 @@ func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Statu
 		}
 		statuses[n.ID] = s
 	}
-	// Each group's leader, as the nodes that lead it say.
-	leader := map[uint32]harness.RaftGroupStatus{}
-	carriers := map[uint32]int{}
-	for _, s := range statuses {
-		for _, g := range s.Raft {
-			carriers[g.RaftGroupID]++
-			if g.State == "Leader" {
-				leader[g.RaftGroupID] = g
-			}
-		}
-	}
 	for id, s := range statuses {
 		if !s.Node.Ready {
 			return statuses, fmt.Sprintf("node %d not ready", id)
 		}
 	}
-	for g := range carriers {
-		l, ok := leader[g]
-		if !ok {
+	type bar struct {
+		carriers          int
+		leader            bool
+		commit, storeDone uint64
+	}
+	bars := map[uint32]*bar{}
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			b := bars[g.RaftGroupID]
+			if b == nil {
+				b = &bar{}
+				bars[g.RaftGroupID] = b
+			}
+			b.carriers++
+			b.leader = b.leader || g.State == "Leader"
+			b.commit = max(b.commit, g.CommitIndex)
+			b.storeDone = max(b.storeDone, g.StoreApplied)
+		}
+	}
+	for g, b := range bars {
+		if !b.leader {
 			return statuses, fmt.Sprintf("raft group %d has no leader", g)
 		}
 		for id, s := range statuses {
@@ -438,17 +467,15 @@ func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Statu
 			if !ok {
 				continue
 			}
-			if gs.CommitIndex < l.CommitIndex || gs.AppliedIndex < l.AppliedIndex {
-				return statuses, fmt.Sprintf("node %d raft group %d at commit %d applied %d, leader at commit %d applied %d",
-					id, g, gs.CommitIndex, gs.AppliedIndex, l.CommitIndex, l.AppliedIndex)
+			if gs.CommitIndex < b.commit || gs.AppliedIndex < b.commit || gs.StoreApplied < b.storeDone {
+				return statuses, fmt.Sprintf("node %d raft group %d at commit %d applied %d store %d; highest commit %d store %d",
+					id, g, gs.CommitIndex, gs.AppliedIndex, gs.StoreApplied, b.commit, b.storeDone)
 			}
 		}
-	}
-	// A rebuilt node carries the groups its peers do (replication factor 3
-	// on three nodes).
-	for g, k := range carriers {
-		if k != len(statuses) {
-			return statuses, fmt.Sprintf("raft group %d open on %d of %d nodes", g, k, len(statuses))
+		// A rebuilt node carries the groups its peers do (replication
+		// factor 3 on three nodes).
+		if b.carriers != len(statuses) {
+			return statuses, fmt.Sprintf("raft group %d open on %d of %d nodes", g, b.carriers, len(statuses))
 		}
 	}
 	return statuses, ""
