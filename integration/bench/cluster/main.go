@@ -24,9 +24,11 @@
 //  3. rebuild: -keys keys loaded once each into a -produce-partitions topic
 //     (replication factor 3); node -rebuild-node is stopped (SIGTERM), its
 //     data dir removed, and it is started again with the same --node-id and
-//     --join. Measured: from that start until every Raft group it carries has
-//     committed and applied what its leader has (both nodes' /v1/status), and
-//     the live bytes of every topic (from /v1/status) over that time. Target:
+//     --join. Measured: from that start until, on every node, every Raft group
+//     it carries has committed and applied the highest commit index any node
+//     reports and its state machine has written as far as any node's has
+//     (/v1/status, polled every 20 ms), and the live bytes of every topic
+//     (from /v1/status) over that time. Target:
 //     at least 100 MB/s. Twice: first with the Raft logs as the load left
 //     them (a load in large batches leaves a few hundred entries per group,
 //     so the leaders send the log); then, with -rebuild-fill, after single

@@ -33,15 +33,18 @@ var (
 
 // rebuildRun is one wipe and rebuild of the node.
 type rebuildRun struct {
-	name       string
-	logs       []groupLog // the data groups' logs before the wipe
-	groups     []uint32   // the Raft groups the node carried
-	liveKeys   int64      // live keys and bytes on the node before the wipe
-	liveBytes  int64
-	ready      time.Duration // start to /readyz 200
-	caughtUp   time.Duration // start to every group caught up
-	snapshots  int64         // snapshots the node installed
-	afterKeys  int64         // live keys and bytes on the rebuilt node
+	name      string
+	logs      []groupLog // the data groups' logs before the wipe
+	groups    []uint32   // the Raft groups the node carried
+	liveKeys  int64      // live keys and bytes on the node before the wipe
+	liveBytes int64
+	ready     time.Duration // start to /readyz 200
+	caughtUp  time.Duration // start to every group caught up
+	// cpu is the CPU time (utime+stime) each node used from the start to
+	// caught up: the rebuilt node's new process, the others' over that time.
+	cpu        map[int32]time.Duration
+	snapshots  int64 // snapshots the node installed
+	afterKeys  int64 // live keys and bytes on the rebuilt node
 	afterBytes int64
 	haveAfter  bool
 	// notSupported is the log line that says the node cannot restore a
@@ -82,7 +85,7 @@ func runRebuild(ctx context.Context, cfg config) error {
 	}
 	var runs []rebuildRun
 	filled := 0
-	defer func() { printRebuild(cfg, load, filled, runs) }()
+	defer func() { printRebuild(cfg, c, load, filled, runs) }()
 
 	// Every replica holds everything before the node is taken down.
 	loaded, err := waitCaughtUp(ctx, c, nil, 2*time.Minute)
@@ -167,6 +170,12 @@ func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name strin
 	profName := "rebuild-" + strings.ReplaceAll(name, " ", "-")
 	waitPeers := profileNodes(ctx, cfg, peers, cfg.profileWindow, profName)
 	defer waitPeers()
+	ticks0 := map[int32]int64{}
+	for _, n := range peers {
+		if t, err := cpuTicks(n.PID()); err == nil {
+			ticks0[n.ID] = t
+		}
+	}
 	start := time.Now()
 	if err := victim.Launch(ctx); err != nil {
 		return r, err
@@ -195,6 +204,14 @@ func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name strin
 		return nil
 	}, cfg.rebuildTimeout)
 	r.caughtUp = time.Since(start)
+	r.cpu = map[int32]time.Duration{}
+	for _, n := range c.Nodes {
+		t1, err := cpuTicks(n.PID())
+		if err != nil {
+			continue
+		}
+		r.cpu[n.ID] = time.Duration(t1-ticks0[n.ID]) * time.Second / clockTicks
+	}
 	r.snapshots = installed.Count()
 	if errors.Is(err, errRestoreUnsupported) {
 		// What the node claims and holds meanwhile.
@@ -481,7 +498,7 @@ func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Statu
 	return statuses, ""
 }
 
-func printRebuild(cfg config, load harness.ProduceResult, filled int, runs []rebuildRun) {
+func printRebuild(cfg config, c *harness.Cluster, load harness.ProduceResult, filled int, runs []rebuildRun) {
 	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3: %d acknowledged in %.1f s (%.0f records/s). Each rebuild: node %d is stopped (SIGTERM), its data dir removed, and it is started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries has committed and applied as far as its leader, by the /v1/status of both. Rate: the live bytes of every topic on the node before the wipe, over that time.",
 		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, load.Records, load.Elapsed.Seconds(), load.RecordsPerSec(),
 		cfg.rebuildNode, cfg.rebuildNode)
@@ -536,6 +553,18 @@ func printRebuild(cfg config, load harness.ProduceResult, filled int, runs []reb
 			return "not measured"
 		}
 		return secs(r.caughtUp)
+	}, "")
+	row("CPU time over it, rebuilt node / others (utime+stime)", func(r rebuildRun) string {
+		if !measured(r) {
+			return "-"
+		}
+		var others []string
+		for _, n := range c.Nodes {
+			if n.ID != int32(cfg.rebuildNode) {
+				others = append(others, secs(r.cpu[n.ID]))
+			}
+		}
+		return secs(r.cpu[int32(cfg.rebuildNode)]) + " / " + strings.Join(others, ", ")
 	}, "")
 	row("**rebuild rate**", func(r rebuildRun) string {
 		if !measured(r) {
