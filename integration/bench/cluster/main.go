@@ -76,6 +76,7 @@
 //	-rebuild-node        node wiped by the rebuild phase (default 3)
 //	-rebuild-timeout     longest wait for the wiped node to catch up (default 5m)
 //	-rebuild-fill        a second rebuild after filling every data group's raft log past the snapshot threshold (default true)
+//	-rebuild-repeat      rebuilds from snapshots on the same cluster after the fill, for a median (default 1)
 //	-snapshot-wait       longest wait after the load for snapshots of long raft logs (default 90s)
 //	-partitions          partitions of the partitions phase (default 10,000)
 //	-topic-partitions    partitions per topic there (default 1,000)
@@ -130,6 +131,7 @@ type config struct {
 	rebuildTimeout     time.Duration
 	snapshotWait       time.Duration
 	rebuildFill        bool
+	rebuildRepeat      int
 	partitions         int
 	topicPartitions    int
 	idle               time.Duration
@@ -166,6 +168,7 @@ func main() {
 	flag.IntVar(&cfg.rebuildNode, "rebuild-node", 3, "node wiped and rebuilt by the rebuild phase (1 to 3)")
 	flag.DurationVar(&cfg.rebuildTimeout, "rebuild-timeout", 5*time.Minute, "longest wait for the wiped node to catch up")
 	flag.BoolVar(&cfg.rebuildFill, "rebuild-fill", true, "a second rebuild after single records took every data group's raft log past the snapshot threshold")
+	flag.IntVar(&cfg.rebuildRepeat, "rebuild-repeat", 1, "rebuilds from snapshots on the same cluster after the fill (a median over them is printed)")
 	flag.DurationVar(&cfg.snapshotWait, "snapshot-wait", 90*time.Second, "longest wait after the rebuild load for the nodes to snapshot long raft logs")
 	flag.IntVar(&cfg.partitions, "partitions", 10_000, "partitions of the partitions phase")
 	flag.IntVar(&cfg.topicPartitions, "topic-partitions", 1000, "partitions per topic in the partitions phase")
@@ -228,6 +231,8 @@ func (c config) validate() error {
 		return errors.New("-max-buffered must be positive")
 	case c.repeat < 1 || c.failovers < 1:
 		return errors.New("-repeat and -failovers must be at least 1")
+	case c.rebuildRepeat < 1:
+		return errors.New("-rebuild-repeat must be at least 1")
 	case c.rebuildNode < 1 || c.rebuildNode > 3:
 		return errors.New("-rebuild-node must be 1, 2 or 3")
 	case c.partitions < 1 || c.topicPartitions < 1 || c.topicPartitions > 10_000:
