@@ -221,8 +221,11 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	if err != nil {
 		return nil, nil, err
 	}
+	// Raft restoring what receiveSink ingested. (Should Raft shut down before
+	// that restore and this node later send snapshot id as a leader, the one
+	// follower that gets the bare marker refuses it, and the retry exports.)
 	if r := s.received.Load(); r != nil && *r == id && s.received.CompareAndSwap(r, nil) {
-		return meta, rc, nil // Raft restoring what receiveSink ingested
+		return meta, rc, nil
 	}
 	br := bufio.NewReaderSize(rc, 64<<10)
 	need, stream, err := s.stored(br)
