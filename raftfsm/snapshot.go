@@ -221,9 +221,8 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	if err != nil {
 		return nil, nil, err
 	}
-	// Raft restoring what receiveSink ingested. (Should Raft shut down before
-	// that restore and this node later send snapshot id as a leader, the one
-	// follower that gets the bare marker refuses it, and the retry exports.)
+	// Raft restoring what receiveSink ingested: InstallSnapshot restores
+	// right after storing, or Raft shuts down and this store goes with it.
 	if r := s.received.Load(); r != nil && *r == id && s.received.CompareAndSwap(r, nil) {
 		return meta, rc, nil
 	}
