@@ -102,7 +102,7 @@ func flagBounds() []flagBound {
 // their form by TestParseConfigInvalid, with no range to share with a package.
 var unboundedFlags = []string{
 	"data-dir", "kafka-addr", "advertised-kafka-addr", "http-addr", "default-cleanup-policy", "auto-create-topics",
-	"log-level", "log-format", "cluster-addr", "advertised-cluster-addr", "join", "rack", "cluster-peer-addrs",
+	"log-level", "log-format", "pprof", "cluster-addr", "advertised-cluster-addr", "join", "rack", "cluster-peer-addrs",
 	// The memory budget and connection limits (ranges checked by
 	// TestParseConfigInvalid): their bounds are still written both in
 	// broker.Config.Validate and in cmd, not yet as shared constants.

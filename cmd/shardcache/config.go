@@ -76,6 +76,9 @@ type Config struct {
 	LogLevel slog.Level
 	// LogFormat is "text" or "json".
 	LogFormat string
+	// Pprof serves Go's runtime profiles (net/http/pprof) under /debug/pprof/
+	// on the HTTP port. Off by default: the HTTP port has no authentication.
+	Pprof bool
 	// GroupMinSessionTimeout and GroupMaxSessionTimeout bound consumer group
 	// members' session timeouts (Kafka's group.min/max.session.timeout.ms).
 	GroupMinSessionTimeout time.Duration
@@ -211,6 +214,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
 	fs.DurationVar(&c.ProducerIDExpiration, "producer-id-expiration", c.ProducerIDExpiration, "how long an idempotent producer's state is kept after its last batch (producer.id.expiration.ms)")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go runtime profiles (CPU, heap, goroutines) under /debug/pprof/ on the HTTP port")
 	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache)")
 	return fs
 }

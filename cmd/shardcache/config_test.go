@@ -93,6 +93,7 @@ var allSet = struct {
 		"shutdown-timeout":       "3s",
 		"log-level":              "debug",
 		"log-format":             "json",
+		"pprof":                  "true",
 
 		"group-min-session-timeout":     "100ms",
 		"group-max-session-timeout":     "1m",
@@ -135,6 +136,7 @@ var allSet = struct {
 		ShutdownTimeout:      3 * time.Second,
 		LogLevel:             slog.LevelDebug,
 		LogFormat:            "json",
+		Pprof:                true,
 
 		GroupMinSessionTimeout:     100 * time.Millisecond,
 		GroupMaxSessionTimeout:     time.Minute,
@@ -255,6 +257,7 @@ var invalidValues = []struct {
 	{"default-partitions", []string{"0", "-2", "many"}},
 	{"default-cleanup-policy", []string{"compact,delete", "Compact", ""}},
 	{"auto-create-topics", []string{"maybe"}},
+	{"pprof", []string{"sometimes"}},
 	{"max-request-bytes", []string{"0", "100", "2GiB", "-5", "lots", "1.5MiB"}},
 	{"max-decompressed-bytes", []string{"0", "4GiB", "x"}},
 	{"max-inflight-bytes", []string{"0", "100MiB", "2TiB", "-1", "x"}}, // 100MiB: below twice --max-request-bytes

@@ -7,8 +7,10 @@
 //     -value-bytes values) into a new -produce-partitions topic on one node
 //     and on three nodes with replication factor 3, alternating (1, 3, then 3,
 //     1, ...) for -repeat repetitions. Reported: records/s and MB/s of each
-//     run, their medians and the ratio of the medians. Target: three nodes at
-//     least 60% of one.
+//     run, their medians and the ratio of the medians, and the CPU time
+//     (utime+stime) each node and the load generator spent per record, which
+//     is what bounds the rate when every process shares a few cores. Target:
+//     three nodes at least 60% of one.
 //  2. failover: three producers write to every partition of a
 //     -failover-partitions topic (replication factor 3), one record per
 //     partition every 10 ms each: one with kgo's defaults, one with
@@ -69,6 +71,9 @@
 //	-max-buffered        producer buffer in records (default 10,000)
 //	-repeat              produce repetitions per cluster size (default 3)
 //	-produce-timeout     cap on one produce run (default 5m)
+//	-cpu-profile         directory for a CPU profile of every node in each produce run (nodes get --pprof; default none)
+//	-profile-delay       wait after a produce run starts before profiling (default 2s)
+//	-profile-seconds     length of each CPU profile (default 10s)
 //	-failovers           leader kills (default 5)
 //	-failover-partitions partitions of the failover topic (default 8)
 //	-recover-timeout     longest wait for a partition to take writes after a kill (default 30s)
@@ -119,6 +124,9 @@ type config struct {
 	maxBuffered        int
 	repeat             int
 	produceTimeout     time.Duration
+	cpuProfile         string
+	profileDelay       time.Duration
+	profileFor         time.Duration
 	failovers          int
 	failoverPartitions int
 	recoverTimeout     time.Duration
@@ -155,6 +163,9 @@ func main() {
 	flag.IntVar(&cfg.maxBuffered, "max-buffered", 10_000, "producer buffer in records")
 	flag.IntVar(&cfg.repeat, "repeat", 3, "produce repetitions per cluster size")
 	flag.DurationVar(&cfg.produceTimeout, "produce-timeout", 300*time.Second, "cap on one produce run")
+	flag.StringVar(&cfg.cpuProfile, "cpu-profile", "", "directory for CPU profiles of every node during each produce run (the nodes get --pprof)")
+	flag.DurationVar(&cfg.profileDelay, "profile-delay", 2*time.Second, "wait after a produce run starts before profiling")
+	flag.DurationVar(&cfg.profileFor, "profile-seconds", 10*time.Second, "length of each CPU profile")
 	flag.IntVar(&cfg.failovers, "failovers", 5, "leader kills")
 	flag.IntVar(&cfg.failoverPartitions, "failover-partitions", 8, "partitions of the failover topic")
 	flag.DurationVar(&cfg.recoverTimeout, "recover-timeout", 30*time.Second, "longest wait for a partition to take writes after a kill")
@@ -173,6 +184,13 @@ func main() {
 	flag.BoolVar(&cfg.verbose, "v", false, "print the nodes' ERROR log lines")
 	flag.Parse()
 	cfg.brokerArgs = strings.Fields(brokerArgs)
+	if cfg.cpuProfile != "" {
+		if err := os.MkdirAll(cfg.cpuProfile, 0o755); err != nil {
+			log.Print(err)
+			os.Exit(2)
+		}
+		cfg.brokerArgs = append(cfg.brokerArgs, "--pprof")
+	}
 	for _, p := range strings.Split(phases, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			cfg.phases = append(cfg.phases, p)
@@ -220,6 +238,8 @@ func (c config) validate() error {
 		return errors.New("-partitions must be positive and -topic-partitions 1 to 10,000")
 	case c.produceTimeout <= 0 || c.recoverTimeout <= 0 || c.rebuildTimeout <= 0 || c.cpuWindow <= 0 || c.idle < 0 || c.timeout <= 0 || c.metadataMinAge < 0 || c.snapshotWait < 0:
 		return errors.New("durations must be positive")
+	case c.cpuProfile != "" && (c.profileFor < time.Second || c.profileDelay < 0):
+		return errors.New("-profile-seconds must be at least 1s and -profile-delay not negative")
 	case c.metadataMinAge > 0 && c.metadataMinAge < 10*time.Millisecond:
 		return errors.New("-metadata-min-age must be at least 10ms (kgo's floor)")
 	}

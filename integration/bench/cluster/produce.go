@@ -2,8 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	"github.com/shardcache/shardcache/integration/bench/harness"
@@ -14,6 +21,28 @@ type produceRun struct {
 	nodes int
 	rep   int
 	res   harness.ProduceResult
+	// nodeCPU is each node's CPU time (utime+stime) over the run, in node
+	// id order; genCPU the load generator's (this process's); leads how
+	// many data groups each node led when the run started.
+	nodeCPU []time.Duration
+	genCPU  time.Duration
+	leads   []int
+}
+
+// cpuPerRecord is CPU time per acknowledged record: each node's, the load
+// generator's and their sum. Unlike records/s it does not depend on how much
+// of the machine other work took, so runs on a busy machine compare.
+func (r produceRun) cpuPerRecord() (nodes []time.Duration, gen, total time.Duration) {
+	if r.res.Records == 0 {
+		return nil, 0, 0
+	}
+	per := func(d time.Duration) time.Duration { return d / time.Duration(r.res.Records) }
+	for _, d := range r.nodeCPU {
+		nodes = append(nodes, per(d))
+		total += d
+	}
+	total += r.genCPU
+	return nodes, per(r.genCPU), per(total)
 }
 
 // runProduce starts one node and three nodes side by side and alternates
@@ -37,11 +66,11 @@ func runProduce(ctx context.Context, cfg config) error {
 			order = []*harness.Cluster{three, one}
 		}
 		for _, c := range order {
-			res, err := produceOnce(ctx, cfg, c, rep)
+			run, err := produceOnce(ctx, cfg, c, rep)
 			if err != nil {
 				return err
 			}
-			runs = append(runs, produceRun{nodes: len(c.Nodes), rep: rep, res: res})
+			runs = append(runs, run)
 		}
 	}
 	printProduce(cfg, runs)
@@ -49,18 +78,34 @@ func runProduce(ctx context.Context, cfg config) error {
 }
 
 // produceOnce runs the workload once on c, in a new topic with replication
-// factor len(c.Nodes).
-func produceOnce(ctx context.Context, cfg config, c *harness.Cluster, rep int) (harness.ProduceResult, error) {
+// factor len(c.Nodes), and measures the CPU time every node and the load
+// generator spent on it. With -cpu-profile it also takes a CPU profile of
+// every node during the run.
+func produceOnce(ctx context.Context, cfg config, c *harness.Cluster, rep int) (produceRun, error) {
 	nodes := len(c.Nodes)
-	if _, err := c.WaitSettled(ctx, 60*time.Second, 100*time.Millisecond, true); err != nil {
-		return harness.ProduceResult{}, fmt.Errorf("%d node(s) before run %d: %w", nodes, rep, err)
+	run := produceRun{nodes: nodes, rep: rep}
+	lead, err := c.WaitSettled(ctx, 60*time.Second, 100*time.Millisecond, true)
+	if err != nil {
+		return run, fmt.Errorf("%d node(s) before run %d: %w", nodes, rep, err)
+	}
+	for _, n := range c.Nodes {
+		run.leads = append(run.leads, len(lead.LedBy(n.ID)))
 	}
 	topic := fmt.Sprintf("bench-produce-%d-%dn", rep, nodes)
 	seeds := c.KafkaAddrs()
 	if err := createTopic(ctx, c, topic, cfg.produceParts, nodes); err != nil {
-		return harness.ProduceResult{}, err
+		return run, err
 	}
 	log.Printf("produce run %d on %d node(s): %d records", rep, nodes, 2*cfg.keys)
+	before, err := clusterCPU(c)
+	if err != nil {
+		return run, err
+	}
+	genBefore, err := cpuTicks(os.Getpid())
+	if err != nil {
+		return run, err
+	}
+	profiles := startProfiles(ctx, cfg, c, rep)
 	res, err := harness.Produce(ctx, harness.ProduceConfig{
 		Seeds:       seeds,
 		Topic:       topic,
@@ -72,13 +117,104 @@ func produceOnce(ctx context.Context, cfg config, c *harness.Cluster, rep int) (
 		MaxBuffered: cfg.maxBuffered,
 		Duration:    cfg.produceTimeout,
 	})
+	run.res = res
+	genAfter, gerr := cpuTicks(os.Getpid())
+	after, cerr := clusterCPU(c)
+	profiles.wait()
 	if err != nil {
-		return res, fmt.Errorf("produce run %d on %d node(s): %w", rep, nodes, err)
+		return run, fmt.Errorf("produce run %d on %d node(s): %w", rep, nodes, err)
+	}
+	if err := errors.Join(gerr, cerr); err != nil {
+		return run, err
+	}
+	run.genCPU = ticksDuration(genAfter - genBefore)
+	for i := range after {
+		run.nodeCPU = append(run.nodeCPU, ticksDuration(after[i]-before[i]))
 	}
 	if err := harness.DeleteTopic(ctx, seeds, topic); err != nil {
 		log.Printf("after produce run %d on %d node(s): %v", rep, nodes, err)
 	}
-	return res, nil
+	return run, nil
+}
+
+// clusterCPU returns every node's utime+stime in clock ticks, in id order.
+func clusterCPU(c *harness.Cluster) ([]int64, error) {
+	out := make([]int64, len(c.Nodes))
+	for i, n := range c.Nodes {
+		pid := n.PID()
+		if pid == 0 {
+			return nil, fmt.Errorf("node %d is not running", n.ID)
+		}
+		t, err := cpuTicks(pid)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = t
+	}
+	return out, nil
+}
+
+func ticksDuration(ticks int64) time.Duration {
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// profileSet is the CPU profiles being taken during one run.
+type profileSet struct{ wg sync.WaitGroup }
+
+func (p *profileSet) wait() { p.wg.Wait() }
+
+// startProfiles starts fetching a -profile-seconds CPU profile from every
+// node's /debug/pprof/profile (the nodes run with --pprof), after
+// -profile-delay so the producer is at full rate, and writes each to
+// -cpu-profile/produce-<nodes>n-run<rep>-node<id>.pprof. Failures are logged:
+// a profile is a by-product of the run, not its result.
+func startProfiles(ctx context.Context, cfg config, c *harness.Cluster, rep int) *profileSet {
+	p := &profileSet{}
+	if cfg.cpuProfile == "" {
+		return p
+	}
+	for _, n := range c.Nodes {
+		name := filepath.Join(cfg.cpuProfile, fmt.Sprintf("produce-%dn-run%d-node%d.pprof", len(c.Nodes), rep, n.ID))
+		url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", n.HTTPAddr, int(cfg.profileFor.Seconds()))
+		p.wg.Add(1)
+		go func() {
+			defer p.wg.Done()
+			if err := sleep(ctx, cfg.profileDelay); err != nil {
+				return
+			}
+			if err := fetchTo(ctx, url, name); err != nil {
+				log.Printf("cpu profile of node %d: %v", n.ID, err)
+				return
+			}
+			log.Printf("cpu profile of node %d in %s", n.ID, name)
+		}()
+	}
+	return p
+}
+
+// fetchTo writes the body of a GET of url to the file name.
+func fetchTo(ctx context.Context, url, name string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s", url, resp.Status)
+	}
+	f, err := os.Create(name)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func printProduce(cfg config, runs []produceRun) {
@@ -96,15 +232,36 @@ func printProduce(cfg config, runs []produceRun) {
 		mb[r.nodes] = append(mb[r.nodes], r.res.MBPerSec())
 	}
 	fmt.Println()
+	fmt.Println("CPU time per acknowledged record (utime+stime from /proc/<pid>/stat over the run; \"leads\" is how many data groups the node led):")
+	fmt.Println()
+	fmt.Println("| run | nodes | node 1 | node 2 | node 3 | load generator | total |")
+	fmt.Println("|---:|---:|---:|---:|---:|---:|---:|")
+	cpu := map[int][]float64{}
+	for _, r := range runs {
+		nodes, gen, total := r.cpuPerRecord()
+		cells := make([]string, 3)
+		for i := range cells {
+			if i < len(nodes) {
+				cells[i] = fmt.Sprintf("%.2f µs (leads %d)", us(nodes[i]), r.leads[i])
+			}
+		}
+		fmt.Printf("| %d | %d | %s | %.2f µs | %.2f µs |\n", r.rep, r.nodes, strings.Join(cells, " | "), us(gen), us(total))
+		cpu[r.nodes] = append(cpu[r.nodes], us(total))
+	}
+	fmt.Println()
 	r1, r3 := median(rate[1]), median(rate[3])
 	m1, m3 := median(mb[1]), median(mb[3])
 	fmt.Println("| median of runs | 1 node | 3 nodes, RF 3 | 3 nodes / 1 node | target | verdict |")
 	fmt.Println("|---|---:|---:|---:|---:|---|")
 	fmt.Printf("| records/s | %.0f | %.0f | %.0f%% | >= 60%% | %s |\n", r1, r3, 100*r3/r1, verdict(r3 >= 0.6*r1))
 	fmt.Printf("| MB/s | %.1f | %.1f | %.0f%% | >= 60%% | %s |\n", m1, m3, 100*m3/m1, verdict(m3 >= 0.6*m1))
+	c1, c3 := median(cpu[1]), median(cpu[3])
+	fmt.Printf("| CPU per record, all processes | %.2f µs | %.2f µs | %.0f%% (1 node / 3 nodes) | | |\n", c1, c3, 100*c1/c3)
 	for _, r := range runs {
 		if r.res.Failed > 0 {
 			fmt.Printf("\nrun %d on %d node(s): %d records not acknowledged (first error: %v)\n", r.rep, r.nodes, r.res.Failed, r.res.FirstErr)
 		}
 	}
 }
+
+func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
