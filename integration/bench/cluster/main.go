@@ -62,6 +62,7 @@
 //
 //	-phases              phases to run, comma-separated (default produce,failover,rebuild,partitions)
 //	-binary              shardcache binary (default ./bin/shardcache, else built from ./cmd/shardcache)
+//	-baseline-binary     produce phase: also run one node and three of this binary, all four clusters alternating (default none)
 //	-broker-args         extra flags for every node, space separated
 //	-keys                distinct keys of the produce and rebuild phases (default 1,000,000)
 //	-key-bytes           key size (default 16)
@@ -115,6 +116,7 @@ import (
 type config struct {
 	phases             []string
 	binary             string
+	baselineBinary     string
 	brokerArgs         []string
 	keys               int
 	keyBytes           int
@@ -154,6 +156,7 @@ func main() {
 	var phases, brokerArgs string
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated")
 	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary (default <module root>/bin/shardcache, else go build)")
+	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce phase: a second shardcache binary measured beside -binary in the same run")
 	flag.StringVar(&brokerArgs, "broker-args", "", "extra flags for every node, space separated")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys of the produce and rebuild phases")
 	flag.IntVar(&cfg.keyBytes, "key-bytes", 16, "key size in bytes")
@@ -238,6 +241,8 @@ func (c config) validate() error {
 		return errors.New("-partitions must be positive and -topic-partitions 1 to 10,000")
 	case c.produceTimeout <= 0 || c.recoverTimeout <= 0 || c.rebuildTimeout <= 0 || c.cpuWindow <= 0 || c.idle < 0 || c.timeout <= 0 || c.metadataMinAge < 0 || c.snapshotWait < 0:
 		return errors.New("durations must be positive")
+	case c.baselineBinary != "" && c.binary == "":
+		return errors.New("-baseline-binary needs -binary")
 	case c.cpuProfile != "" && (c.profileFor < time.Second || c.profileDelay < 0):
 		return errors.New("-profile-seconds must be at least 1s and -profile-delay not negative")
 	case c.metadataMinAge > 0 && c.metadataMinAge < 10*time.Millisecond:
