@@ -100,18 +100,15 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
-	var handler http.Handler = httpapi.New(httpapi.Config{
-		Gatherer:   s.reg,
-		Registerer: s.reg,
-		Ready:      s.isReady,
-		Backend:    s.backend.Load,
-		Logger:     log.With(logComponent, "http"),
-	})
-	if cfg.Pprof {
-		handler = withPprof(handler)
-	}
 	s.httpSrv = &http.Server{
-		Handler:           handler,
+		Handler: httpapi.New(httpapi.Config{
+			Gatherer:   s.reg,
+			Registerer: s.reg,
+			Ready:      s.isReady,
+			Backend:    s.backend.Load,
+			Logger:     log.With(logComponent, "http"),
+			Pprof:      cfg.Pprof,
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),
 	}
