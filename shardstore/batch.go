@@ -90,6 +90,15 @@ func (b *Batch) need(id ShardID) (*pendingShard, error) {
 	return p, nil
 }
 
+// reserveKeys sizes the batch's key index changes for n more keys before the
+// first is set, so a large append does not grow the map step by step (on
+// every replica, for every batch).
+func (p *pendingShard) reserveKeys(n int) {
+	if p.keys == nil {
+		p.keys = make(map[string]ovEntry, n)
+	}
+}
+
 func (p *pendingShard) setKey(key string, e keyEntry, live bool) {
 	if p.keys == nil {
 		p.keys = make(map[string]ovEntry)

@@ -107,6 +107,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 			Ready:      s.isReady,
 			Backend:    s.backend.Load,
 			Logger:     log.With(logComponent, "http"),
+			Pprof:      cfg.Pprof,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),

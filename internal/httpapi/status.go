@@ -69,6 +69,9 @@ type raftStatus struct {
 	LastIndex    uint64 `json:"last_index"`
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// StoreApplied is the last command the state machine has written
+	// (raftfsm.GroupStatus.StoreApplied); applied_index can be ahead of it.
+	StoreApplied uint64 `json:"store_applied_index"`
 	Ready        bool   `json:"ready"`
 	// Partitions counts the partitions the group carries (0 for metadata).
 	Partitions int `json:"partitions"`
@@ -284,7 +287,7 @@ func (h *Handler) buildStatus(b *Backend) *statusResponse {
 		st.Raft = append(st.Raft, raftStatus{
 			RaftGroupID: g.Group, State: g.State, Leader: g.Leader, LeaderID: leaderID, Term: g.Term,
 			LastIndex: g.LastIndex, CommitIndex: g.CommitIndex, AppliedIndex: g.AppliedIndex,
-			Ready: g.Ready, Partitions: perGroup[g.Group],
+			StoreApplied: g.StoreApplied, Ready: g.Ready, Partitions: perGroup[g.Group],
 		})
 	}
 	if b.Groups != nil {

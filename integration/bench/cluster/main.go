@@ -7,8 +7,10 @@
 //     -value-bytes values) into a new -produce-partitions topic on one node
 //     and on three nodes with replication factor 3, alternating (1, 3, then 3,
 //     1, ...) for -repeat repetitions. Reported: records/s and MB/s of each
-//     run, their medians and the ratio of the medians. Target: three nodes at
-//     least 60% of one.
+//     run, their medians and the ratio of the medians, and the CPU time
+//     (utime+stime) each node and the load generator spent per record, which
+//     is what bounds the rate when every process shares a few cores. Target:
+//     three nodes at least 60% of one.
 //  2. failover: three producers write to every partition of a
 //     -failover-partitions topic (replication factor 3), one record per
 //     partition every 10 ms each: one with kgo's defaults, one with
@@ -26,9 +28,11 @@
 //  3. rebuild: -keys keys loaded once each into a -produce-partitions topic
 //     (replication factor 3); node -rebuild-node is stopped (SIGTERM), its
 //     data dir removed, and it is started again with the same --node-id and
-//     --join. Measured: from that start until every Raft group it carries has
-//     committed and applied what its leader has (both nodes' /v1/status), and
-//     the live bytes of every topic (from /v1/status) over that time. Target:
+//     --join. Measured: from that start until, on every node, every Raft group
+//     it carries has committed and applied the highest commit index any node
+//     reports and its state machine has written as far as any node's has
+//     (/v1/status, polled every 20 ms), and the live bytes of every topic
+//     (from /v1/status) over that time. Target:
 //     at least 100 MB/s. Twice: first with the Raft logs as the load left
 //     them (a load in large batches leaves a few hundred entries per group,
 //     so the leaders send the log); then, with -rebuild-fill, after single
@@ -60,6 +64,7 @@
 //
 //	-phases              phases to run, comma-separated (default produce,failover,rebuild,partitions)
 //	-binary              shardcache binary (default ./bin/shardcache, else built from ./cmd/shardcache)
+//	-baseline-binary     produce phase: also run one node and three of this binary, all four clusters alternating (default none)
 //	-broker-args         extra flags for every node, space separated
 //	-keys                distinct keys of the produce and rebuild phases (default 1,000,000)
 //	-key-bytes           key size (default 16)
@@ -69,6 +74,7 @@
 //	-max-buffered        producer buffer in records (default 10,000)
 //	-repeat              produce repetitions per cluster size (default 3)
 //	-produce-timeout     cap on one produce run (default 5m)
+//	-profile-delay       with -profile-dir: wait after a produce run starts before profiling (default 2s)
 //	-failovers           leader kills (default 5)
 //	-failover-partitions partitions of the failover topic (default 8)
 //	-recover-timeout     longest wait for a partition to take writes after a kill (default 30s)
@@ -77,12 +83,15 @@
 //	-rebuild-node        node wiped by the rebuild phase (default 3)
 //	-rebuild-timeout     longest wait for the wiped node to catch up (default 5m)
 //	-rebuild-fill        a second rebuild after filling every data group's raft log past the snapshot threshold (default true)
+//	-rebuild-repeat      rebuilds from snapshots on the same cluster after the fill, for a median (default 1)
 //	-snapshot-wait       longest wait after the load for snapshots of long raft logs (default 90s)
 //	-partitions          partitions of the partitions phase (default 10,000)
 //	-topic-partitions    partitions per topic there (default 1,000)
 //	-idle                wait before sampling CPU (default 10s)
 //	-cpu-window          CPU sampling window (default 30s)
 //	-timeout             cap on the whole run (default 45m)
+//	-profile-dir         save CPU profiles of the nodes there (adds --pprof): over each produce run, each rebuild, and a second idle window of the partitions phase
+//	-profile-window      length of a produce run's and a rebuild's profiles (default 10s; the partitions phase uses -cpu-window)
 //	-keep                keep the nodes' data dirs and logs
 //	-v                   print the nodes' ERROR log lines
 //
@@ -98,9 +107,11 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -110,6 +121,7 @@ import (
 type config struct {
 	phases             []string
 	binary             string
+	baselineBinary     string
 	brokerArgs         []string
 	keys               int
 	keyBytes           int
@@ -119,6 +131,7 @@ type config struct {
 	maxBuffered        int
 	repeat             int
 	produceTimeout     time.Duration
+	profileDelay       time.Duration
 	failovers          int
 	failoverPartitions int
 	recoverTimeout     time.Duration
@@ -128,11 +141,14 @@ type config struct {
 	rebuildTimeout     time.Duration
 	snapshotWait       time.Duration
 	rebuildFill        bool
+	rebuildRepeat      int
 	partitions         int
 	topicPartitions    int
 	idle               time.Duration
 	cpuWindow          time.Duration
 	timeout            time.Duration
+	profileDir         string
+	profileWindow      time.Duration
 	keep               bool
 	verbose            bool
 }
@@ -146,6 +162,7 @@ func main() {
 	var phases, brokerArgs string
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated")
 	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary (default <module root>/bin/shardcache, else go build)")
+	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce phase: a second shardcache binary measured beside -binary in the same run")
 	flag.StringVar(&brokerArgs, "broker-args", "", "extra flags for every node, space separated")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys of the produce and rebuild phases")
 	flag.IntVar(&cfg.keyBytes, "key-bytes", 16, "key size in bytes")
@@ -155,6 +172,7 @@ func main() {
 	flag.IntVar(&cfg.maxBuffered, "max-buffered", 10_000, "producer buffer in records")
 	flag.IntVar(&cfg.repeat, "repeat", 3, "produce repetitions per cluster size")
 	flag.DurationVar(&cfg.produceTimeout, "produce-timeout", 300*time.Second, "cap on one produce run")
+	flag.DurationVar(&cfg.profileDelay, "profile-delay", 2*time.Second, "with -profile-dir: wait after a produce run starts before profiling")
 	flag.IntVar(&cfg.failovers, "failovers", 5, "leader kills")
 	flag.IntVar(&cfg.failoverPartitions, "failover-partitions", 8, "partitions of the failover topic")
 	flag.DurationVar(&cfg.recoverTimeout, "recover-timeout", 30*time.Second, "longest wait for a partition to take writes after a kill")
@@ -163,16 +181,28 @@ func main() {
 	flag.IntVar(&cfg.rebuildNode, "rebuild-node", 3, "node wiped and rebuilt by the rebuild phase (1 to 3)")
 	flag.DurationVar(&cfg.rebuildTimeout, "rebuild-timeout", 5*time.Minute, "longest wait for the wiped node to catch up")
 	flag.BoolVar(&cfg.rebuildFill, "rebuild-fill", true, "a second rebuild after single records took every data group's raft log past the snapshot threshold")
+	flag.IntVar(&cfg.rebuildRepeat, "rebuild-repeat", 1, "rebuilds from snapshots on the same cluster after the fill (a median over them is printed)")
 	flag.DurationVar(&cfg.snapshotWait, "snapshot-wait", 90*time.Second, "longest wait after the rebuild load for the nodes to snapshot long raft logs")
 	flag.IntVar(&cfg.partitions, "partitions", 10_000, "partitions of the partitions phase")
 	flag.IntVar(&cfg.topicPartitions, "topic-partitions", 1000, "partitions per topic in the partitions phase")
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "idle wait before sampling CPU")
 	flag.DurationVar(&cfg.cpuWindow, "cpu-window", 30*time.Second, "CPU sampling window")
 	flag.DurationVar(&cfg.timeout, "timeout", 45*time.Minute, "cap on the whole run")
+	flag.StringVar(&cfg.profileDir, "profile-dir", "", "save CPU profiles of the nodes in this directory, over each produce run, rebuild and idle window (adds --pprof to every node)")
+	flag.DurationVar(&cfg.profileWindow, "profile-window", 10*time.Second, "length of each CPU profile")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the nodes' data dirs and logs")
 	flag.BoolVar(&cfg.verbose, "v", false, "print the nodes' ERROR log lines")
 	flag.Parse()
 	cfg.brokerArgs = strings.Fields(brokerArgs)
+	if cfg.profileDir != "" {
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			log.Print(err)
+			os.Exit(2)
+		}
+		if !slices.Contains(cfg.brokerArgs, "--pprof") {
+			cfg.brokerArgs = append(cfg.brokerArgs, "--pprof")
+		}
+	}
 	for _, p := range strings.Split(phases, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			cfg.phases = append(cfg.phases, p)
@@ -214,12 +244,20 @@ func (c config) validate() error {
 		return errors.New("-max-buffered must be positive")
 	case c.repeat < 1 || c.failovers < 1:
 		return errors.New("-repeat and -failovers must be at least 1")
+	case c.rebuildRepeat < 1:
+		return errors.New("-rebuild-repeat must be at least 1")
 	case c.rebuildNode < 1 || c.rebuildNode > 3:
 		return errors.New("-rebuild-node must be 1, 2 or 3")
 	case c.partitions < 1 || c.topicPartitions < 1 || c.topicPartitions > 10_000:
 		return errors.New("-partitions must be positive and -topic-partitions 1 to 10,000")
 	case c.produceTimeout <= 0 || c.recoverTimeout <= 0 || c.rebuildTimeout <= 0 || c.cpuWindow <= 0 || c.idle < 0 || c.timeout <= 0 || c.metadataMinAge < 0 || c.snapshotWait < 0:
 		return errors.New("durations must be positive")
+	case c.profileWindow < time.Second:
+		return errors.New("-profile-window must be at least 1s")
+	case c.baselineBinary != "" && c.binary == "":
+		return errors.New("-baseline-binary needs -binary")
+	case c.profileDelay < 0:
+		return errors.New("-profile-delay must not be negative")
 	case c.metadataMinAge > 0 && c.metadataMinAge < 10*time.Millisecond:
 		return errors.New("-metadata-min-age must be at least 10ms (kgo's floor)")
 	}
@@ -294,6 +332,27 @@ func createTopic(ctx context.Context, c *harness.Cluster, topic string, partitio
 		return err
 	}
 	return c.WaitTopics(ctx, map[string]int{topic: partitions}, 2*time.Minute)
+}
+
+// profileNodes starts a CPU profile of each node over d, saved as
+// <-profile-dir>/<name>-node-<id>.pprof, and returns a function that waits for
+// them and logs failures. Without -profile-dir it does nothing.
+func profileNodes(ctx context.Context, cfg config, nodes []*harness.Node, d time.Duration, name string) (wait func()) {
+	if cfg.profileDir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		path := filepath.Join(cfg.profileDir, fmt.Sprintf("%s-node-%d.pprof", name, n.ID))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.CPUProfile(ctx, d, path); err != nil {
+				log.Printf("profile %s: %v", path, err)
+			}
+		}()
+	}
+	return wg.Wait
 }
 
 func argsNote(args []string) string {

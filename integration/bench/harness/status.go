@@ -32,8 +32,12 @@ type RaftGroupStatus struct {
 	Term        uint64 `json:"term"`
 	LastIndex   uint64 `json:"last_index"`
 	CommitIndex uint64 `json:"commit_index"`
-	// AppliedIndex is the last log entry applied to the node's state machine.
+	// AppliedIndex is the last log entry Raft has handed to the node's state
+	// machine (no-op and configuration entries included); the state machine
+	// may still be writing it.
 	AppliedIndex uint64 `json:"applied_index"`
+	// StoreApplied is the last command the state machine has written.
+	StoreApplied uint64 `json:"store_applied_index"`
 	Partitions   int    `json:"partitions"`
 }
 
