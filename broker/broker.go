@@ -306,6 +306,7 @@ func New(cfg Config) (*Broker, error) {
 	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
 	b.groups = newCoordinator(b, cfg.Groups)
 	b.fetchSessions = newFetchSessions(cfg.FetchSessionCacheSlots, nil)
+	b.fetchSessions.onChange = func(n int) { b.metrics.fetchSessions.Set(float64(n)) }
 	return b, nil
 }
 

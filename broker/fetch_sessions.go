@@ -86,6 +86,9 @@ type fetchSessions struct {
 
 	mu   sync.Mutex
 	byID map[int32]*fetchSession
+	// onChange, if set, is called with the number of sessions after each
+	// change, under mu.
+	onChange func(n int)
 }
 
 func newFetchSessions(slots int, now func() time.Time) *fetchSessions {
@@ -194,6 +197,7 @@ func (fs *fetchSessions) open(req *kmsg.FetchRequest) *fetchSession {
 		}
 	}
 	fs.byID[s.id] = s
+	fs.changed()
 	s.mu.Lock()
 	return s
 }
@@ -210,7 +214,14 @@ func (o *fetchSession) evictable(now time.Time, n int) bool {
 func (fs *fetchSessions) remove(id int32) {
 	fs.mu.Lock()
 	delete(fs.byID, id)
+	fs.changed()
 	fs.mu.Unlock()
+}
+
+func (fs *fetchSessions) changed() {
+	if fs.onChange != nil {
+		fs.onChange(len(fs.byID))
+	}
 }
 
 // len returns the number of open sessions.

@@ -185,7 +185,7 @@ func TestFetchSessionsWithKgo(t *testing.T) {
 		}
 		fs.EachRecord(func(r *kgo.Record) { seen[string(r.Key)] = true })
 	}
-	if n := tb.Broker.fetchSessions.len(); n != 1 {
-		t.Fatalf("%d fetch sessions open while the consumer runs, want 1", n)
+	if n := metricValue(t, tb.Broker.metrics.fetchSessions); n != 1 {
+		t.Fatalf("shardcache_broker_fetch_sessions = %v while the consumer runs, want 1", n)
 	}
 }
