@@ -189,3 +189,42 @@ func TestFetchSessionsWithKgo(t *testing.T) {
 		t.Fatalf("shardcache_broker_fetch_sessions = %v while the consumer runs, want 1", n)
 	}
 }
+
+// TestFetchSessionBadInput: a negative epoch other than -1 is
+// INVALID_FETCH_SESSION_EPOCH; a full fetch listing a partition twice opens a
+// session holding it once; an incremental fetch that forgets every partition
+// closes the session.
+func TestFetchSessionBadInput(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "bad", 1, nil)
+	raw := tb.client(t)
+	fetch := func(req *kmsg.FetchRequest) *kmsg.FetchResponse {
+		t.Helper()
+		return rawRequest[*kmsg.FetchResponse](t, raw, req)
+	}
+	if r := fetch(sessionFetch(0, -2, "bad", map[int32]int64{0: 0})); r.ErrorCode != kerr.InvalidFetchSessionEpoch.Code {
+		t.Fatalf("epoch -2: error %d, want INVALID_FETCH_SESSION_EPOCH", r.ErrorCode)
+	}
+	req := sessionFetch(0, 0, "bad", map[int32]int64{0: 0})
+	req.Topics[0].Partitions = append(req.Topics[0].Partitions, req.Topics[0].Partitions[0])
+	id := fetch(req).SessionID
+	if id == 0 {
+		t.Fatal("no session opened")
+	}
+	tb.Broker.fetchSessions.mu.Lock()
+	n := len(tb.Broker.fetchSessions.byID[id].parts)
+	tb.Broker.fetchSessions.mu.Unlock()
+	if n != 1 {
+		t.Fatalf("session holds %d partitions, want 1", n)
+	}
+	forget := sessionFetch(id, 1, "", nil)
+	ft := kmsg.NewFetchRequestForgottenTopic()
+	ft.Topic, ft.Partitions = "bad", []int32{0}
+	forget.ForgottenTopics = append(forget.ForgottenTopics, ft)
+	if r := fetch(forget); r.ErrorCode != 0 || r.SessionID != 0 {
+		t.Fatalf("forgetting everything: error %d, session %d; want a closed session", r.ErrorCode, r.SessionID)
+	}
+	if r := fetch(sessionFetch(id, 2, "", nil)); r.ErrorCode != kerr.FetchSessionIDNotFound.Code {
+		t.Fatalf("after the session emptied: error %d, want FETCH_SESSION_ID_NOT_FOUND", r.ErrorCode)
+	}
+}
