@@ -69,6 +69,11 @@ type Config struct {
 	// Groups configures the consumer group coordinator; the zero value means
 	// DefaultGroupConfig().
 	Groups GroupConfig
+	// FetchSessionCacheSlots caps the open fetch sessions (KIP-227; Kafka's
+	// max.incremental.fetch.session.cache.slots), 0 to
+	// MaxFetchSessionCacheSlots; 0 disables sessions (clients then send full
+	// fetches).
+	FetchSessionCacheSlots int
 	// LogDir is the node's data directory, the one log dir DescribeLogDirs
 	// reports ("" reports it as "data").
 	LogDir string
@@ -112,6 +117,10 @@ const (
 	MinMaxDecompressedBytes = 4 << 10
 	// MinDefaultPartitions and raftfsm.MaxPartitions bound DefaultPartitions.
 	MinDefaultPartitions = 1
+	// MaxFetchSessionCacheSlots bounds FetchSessionCacheSlots: each session
+	// holds about 100 bytes per partition, and a slot is taken only by a
+	// client that fetches.
+	MaxFetchSessionCacheSlots = 100000
 )
 
 // DefaultConfig returns the configuration of a one-node broker on
@@ -130,6 +139,8 @@ func DefaultConfig() Config {
 		AutoCreateTopics:     true,
 		DefaultPartitions:    1,
 		Groups:               DefaultGroupConfig(),
+
+		FetchSessionCacheSlots: DefaultFetchSessionCacheSlots,
 	}
 }
 
@@ -152,6 +163,9 @@ func (c Config) Validate() error {
 	if c.MaxInflightBytes < 2*int64(c.MaxRequestBytes) {
 		return fmt.Errorf("broker: MaxInflightBytes %d is below twice MaxRequestBytes (%d): the largest request must fit with room to serve it",
 			c.MaxInflightBytes, c.MaxRequestBytes)
+	}
+	if c.FetchSessionCacheSlots < 0 || c.FetchSessionCacheSlots > MaxFetchSessionCacheSlots {
+		return fmt.Errorf("broker: FetchSessionCacheSlots %d is not 0 to %d", c.FetchSessionCacheSlots, MaxFetchSessionCacheSlots)
 	}
 	if c.MaxConnections < 1 {
 		return fmt.Errorf("broker: MaxConnections %d is below 1", c.MaxConnections)
@@ -242,6 +256,8 @@ type Broker struct {
 	refusedSinceLog int
 	lastRefusedLog  time.Time
 
+	fetchSessions *fetchSessions // KIP-227 session cache (fetch_sessions.go)
+
 	closeOnce sync.Once
 	closeDone chan struct{} // closed when Close has finished
 
@@ -289,6 +305,8 @@ func New(cfg Config) (*Broker, error) {
 	b.metrics.inflightLimit.Set(float64(cfg.MaxInflightBytes))
 	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
 	b.groups = newCoordinator(b, cfg.Groups)
+	b.fetchSessions = newFetchSessions(cfg.FetchSessionCacheSlots, nil)
+	b.fetchSessions.onChange = func(n int) { b.metrics.fetchSessions.Set(float64(n)) }
 	return b, nil
 }
 

@@ -20,6 +20,7 @@ type metrics struct {
 	inflightBytes      prometheus.Gauge
 	inflightLimit      prometheus.Gauge
 	budgetWaits        *prometheus.CounterVec // class
+	fetchSessions      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -77,11 +78,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shardcache_broker_inflight_waits_total",
 			Help: "Times a connection reader (class read) or a handler (class work) waited for room in the memory budget.",
 		}, []string{"class"}),
+		fetchSessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardcache_broker_fetch_sessions",
+			Help: "Open fetch sessions (KIP-227), at most FetchSessionCacheSlots.",
+		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.requestSeconds, m.produceBytes, m.produceRecords,
 			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen,
-			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits)
+			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits,
+			m.fetchSessions)
 	}
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -81,19 +82,18 @@ func (m *metadata) clone() *metadata {
 	return &c
 }
 
-// info returns a caller-owned copy of t.
+// info returns t as a TopicInfo. Partitions and Overrides are shared with the
+// published metadata, which never modifies them (changes build a new
+// topicMeta), so a lookup costs nothing per partition; Partitions is clipped
+// so an append by the caller copies.
 func (t *topicMeta) info() TopicInfo {
-	ti := TopicInfo{
+	return TopicInfo{
 		Name:       t.Name,
 		ID:         t.ID,
-		Partitions: append([]PartitionInfo(nil), t.Partitions...),
-		Overrides:  make(map[string]string, len(t.Overrides)),
+		Partitions: slices.Clip(t.Partitions),
+		Overrides:  t.Overrides,
 		Config:     t.config,
 	}
-	for k, v := range t.Overrides {
-		ti.Overrides[k] = v
-	}
-	return ti
 }
 
 func metaKey(kind byte, name string) []byte {

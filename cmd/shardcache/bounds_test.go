@@ -72,6 +72,8 @@ func flagBounds() []flagBound {
 		{flag: "group-initial-rebalance-delay", lo: "0s", hi: ms(broker.MaxGroupInitialRebalanceDelay),
 			below: "-1ms", above: ms(broker.MaxGroupInitialRebalanceDelay + time.Millisecond),
 			doc: "0s to " + ms(broker.MaxGroupInitialRebalanceDelay), pkg: checkBroker},
+		{flag: "fetch-session-cache-slots", lo: "0", hi: fmt.Sprint(broker.MaxFetchSessionCacheSlots), below: "-1",
+			above: fmt.Sprint(broker.MaxFetchSessionCacheSlots + 1), doc: fmt.Sprintf("0 to %d", broker.MaxFetchSessionCacheSlots), pkg: checkBroker},
 		{flag: "group-max-size", lo: fmt.Sprint(broker.MinGroupMaxSize), hi: maxInt32, below: fmt.Sprint(broker.MinGroupMaxSize - 1),
 			doc: fmt.Sprintf(">= %d", broker.MinGroupMaxSize), pkg: checkBroker},
 		{flag: "offsets-retention", lo: ms(broker.MinOffsetsRetention), below: ms(broker.MinOffsetsRetention - time.Microsecond),

@@ -63,6 +63,9 @@ type Config struct {
 	MaxInflightBytes int64
 	// MaxConnections caps open Kafka client connections.
 	MaxConnections int
+	// FetchSessionCacheSlots caps open fetch sessions
+	// (broker.Config.FetchSessionCacheSlots; 0 disables them).
+	FetchSessionCacheSlots int
 	// ConnectionsMaxIdle closes Kafka connections idle for this long.
 	ConnectionsMaxIdle time.Duration
 	// RequestReadTimeout closes a connection whose request takes longer to arrive.
@@ -158,6 +161,8 @@ func defaultConfig() Config {
 		OffsetsRetention:           7 * 24 * time.Hour,
 		OffsetsTopicPartitions:     50,
 
+		FetchSessionCacheSlots: broker.DefaultFetchSessionCacheSlots,
+
 		ClusterAddr:          "127.0.0.1:9093",
 		ReplicationFactor:    3,
 		RaftHeartbeatTimeout: time.Second,
@@ -191,6 +196,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var((*bytesValue)(&c.MaxDecompressedBytes), "max-decompressed-bytes", "largest record batch after decompression (bytes; KiB, MiB, GiB suffixes allowed)")
 	fs.Var((*bytes64Value)(&c.MaxInflightBytes), "max-inflight-bytes", "memory budget of requests in flight: frames, decoded batches, responses (bytes; KiB, MiB, GiB suffixes allowed)")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "most open Kafka client connections; more are closed as they are accepted")
+	fs.IntVar(&c.FetchSessionCacheSlots, "fetch-session-cache-slots", c.FetchSessionCacheSlots, "most open fetch sessions (KIP-227); 0 disables them")
 	fs.DurationVar(&c.ConnectionsMaxIdle, "connections-max-idle", c.ConnectionsMaxIdle, "close a Kafka connection with no request in flight that has sent nothing for this long")
 	fs.DurationVar(&c.RequestReadTimeout, "request-read-timeout", c.RequestReadTimeout, "close a Kafka connection whose request takes longer than this to arrive")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "close a Kafka connection whose client leaves a response unread this long")
@@ -306,6 +312,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		return bad("max-connections", "must be >= 1, got %d", c.MaxConnections)
+	}
+	if c.FetchSessionCacheSlots < 0 || c.FetchSessionCacheSlots > broker.MaxFetchSessionCacheSlots {
+		return bad("fetch-session-cache-slots", "must be 0 to %d, got %d", broker.MaxFetchSessionCacheSlots, c.FetchSessionCacheSlots)
 	}
 	for _, d := range []struct {
 		name string

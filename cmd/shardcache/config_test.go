@@ -53,6 +53,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		OffsetsRetention:           168 * time.Hour,
 		OffsetsTopicPartitions:     50,
 
+		FetchSessionCacheSlots: 1000,
+
 		ClusterAddr:          "127.0.0.1:9093",
 		ReplicationFactor:    3,
 		RaftHeartbeatTimeout: time.Second,
@@ -102,6 +104,8 @@ var allSet = struct {
 		"offsets-retention":             "24h",
 		"offsets-topic-partitions":      "4",
 
+		"fetch-session-cache-slots": "7",
+
 		"cluster-addr":            "0.0.0.0:19093",
 		"advertised-cluster-addr": "node7.example:19093",
 		"join":                    "a.example:9093, b.example:9093",
@@ -144,6 +148,8 @@ var allSet = struct {
 		GroupMaxSize:               3,
 		OffsetsRetention:           24 * time.Hour,
 		OffsetsTopicPartitions:     4,
+
+		FetchSessionCacheSlots: 7,
 
 		ClusterAddr:           "0.0.0.0:19093",
 		AdvertisedClusterAddr: "node7.example:19093",
@@ -276,6 +282,7 @@ var invalidValues = []struct {
 	{"group-max-size", []string{"0", "-1", "big"}},
 	{"offsets-retention", []string{"0s", "500us", "-1h", "7d"}},
 	{"offsets-topic-partitions", []string{"0", "1001", "fifty"}},
+	{"fetch-session-cache-slots", []string{"-1", "100001", "many"}},
 	{"cluster-addr", []string{"9093", "h:x", ""}},
 	{"advertised-cluster-addr", []string{":9093", "h:0", "nohost"}},
 	{"join", []string{"a.example", "a:0", "a:1,b"}},

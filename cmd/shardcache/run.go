@@ -334,6 +334,8 @@ func brokerConfig(cfg Config) broker.Config {
 		TopicDefaults:        map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy},
 		Groups:               groupConfig(cfg),
 		LogDir:               absDir(cfg.DataDir),
+
+		FetchSessionCacheSlots: cfg.FetchSessionCacheSlots,
 	}
 }
 
