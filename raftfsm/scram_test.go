@@ -43,7 +43,11 @@ func TestNodeScramCredentials(t *testing.T) {
 	}{
 		{"empty user", testScram(t, "", scram.SHA256, "x")},
 		{"few iterations", func() ScramCredential { x := testScram(t, "x", scram.SHA256, "x"); x.Iterations = 4095; return x }()},
-		{"short key", func() ScramCredential { x := testScram(t, "x", scram.SHA256, "x"); x.StoredKey = x.StoredKey[:5]; return x }()},
+		{"short key", func() ScramCredential {
+			x := testScram(t, "x", scram.SHA256, "x")
+			x.StoredKey = x.StoredKey[:5]
+			return x
+		}()},
 		{"unknown mechanism", func() ScramCredential { x := testScram(t, "x", scram.SHA256, "x"); x.Mechanism = 3; return x }()},
 	}
 	for _, tt := range bad {
