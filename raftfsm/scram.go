@@ -151,7 +151,7 @@ func (n *Node) UpsertScramCredential(ctx context.Context, c ScramCredential) err
 		return err
 	}
 	if err := checkScram(&c); err != nil {
-		return fmt.Errorf("%w: %v", ErrBadRequest, err)
+		return fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
 	_, err := n.metaOp(ctx, &rpcRequest{Op: opUpsertScram, Scram: &c})
 	return err

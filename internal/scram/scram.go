@@ -377,6 +377,10 @@ func NewServer(m Mechanism, lookup Lookup) *Server {
 // User is the authenticated user once Done.
 func (s *Server) User() string { return s.user }
 
+// Claimed is the user name the client-first-message claimed ("" before
+// it), for logs of a failed exchange.
+func (s *Server) Claimed() string { return s.first.User }
+
 // Done reports whether the conversation has authenticated the client.
 func (s *Server) Done() bool { return s.user != "" }
 
