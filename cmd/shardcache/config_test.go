@@ -318,7 +318,7 @@ var invalidValues = []struct {
 	{"listener-security-protocol-map", []string{"PLAINTEXT:TLS", "PLAINTEXT", "PLAINTEXT:PLAINTEXT,PLAINTEXT:SSL"}},
 	{"tls-cert-file", []string{"/etc/sc/tls.crt"}}, // without --tls-key-file
 	{"tls-key-file", []string{"/etc/sc/tls.key"}},
-	{"tls-ca-file", []string{"/etc/sc/ca.crt"}}, // without a certificate
+	{"tls-ca-file", []string{"/etc/sc/ca.crt"}},           // without a certificate
 	{"tls-client-auth", []string{"optional", "required"}}, // required without --tls-ca-file
 	{"http-tls", []string{"true", "maybe"}},               // without certificate files
 	{"sasl-handshake-timeout", []string{"0s", "10ms", "11m", "x"}},
