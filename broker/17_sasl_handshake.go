@@ -1,6 +1,6 @@
 package broker
 
-// SaslHandshake: v1
+// SaslHandshake: v0-1
 //
 // Behavior:
 //   - Picks the SASL mechanism of the SaslAuthenticate exchange that follows
@@ -13,9 +13,12 @@ package broker
 //     handshake; it must name the mechanism it authenticated with.
 //
 // Version notes:
-//   - v0, after which raw SASL tokens follow without Kafka framing, is not
-//     served: Kafka 4.0 removed it (KIP-896) and every client that sends
-//     ApiVersions first uses v1.
+//   - v0 is advertised and answered because librdkafka will not use SASL
+//     unless ApiVersions lists v0 (its SaslHandshake feature), but the raw
+//     SASL tokens a v0 client then sends without Kafka framing are not
+//     served: such a frame does not parse and closes the connection. Every
+//     client that sends ApiVersions first uses v1 and SaslAuthenticate
+//     (Kafka 4.0 removed the v0 flow, KIP-896).
 
 import (
 	"context"
@@ -26,7 +29,7 @@ import (
 	"github.com/shardcache/shardcache/internal/scram"
 )
 
-func init() { register(kmsg.SASLHandshake.Int16(), 1, 1, (*Broker).handleSASLHandshake) }
+func init() { register(kmsg.SASLHandshake.Int16(), 0, 1, (*Broker).handleSASLHandshake) }
 
 func (b *Broker) handleSASLHandshake(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.SASLHandshakeRequest)

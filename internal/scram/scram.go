@@ -435,7 +435,12 @@ func (s *Server) final(msg []byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cf.Nonce != s.nonce {
+	// Kafka's server accepts a final nonce that ends with the one it sent,
+	// not only an equal one, and librdkafka 2.0 (kcat 1.7.1 among others)
+	// depends on it: it sends its client nonce twice. The server nonce,
+	// fresh and random, must still be there, and the proof covers the
+	// message as sent.
+	if !strings.HasSuffix(cf.Nonce, s.nonce) {
 		return nil, fmt.Errorf("%w: nonce mismatch", ErrAuthentication)
 	}
 	if string(cf.ChannelBinding) != s.first.GS2Header {

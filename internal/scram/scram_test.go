@@ -3,7 +3,10 @@ package scram
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
+	"strings"
 	"testing"
 
 	kscram "github.com/twmb/franz-go/pkg/sasl/scram"
@@ -172,4 +175,35 @@ func FuzzServer(f *testing.F) {
 			t.Fatalf("authenticated without the password: %q %q", first, final)
 		}
 	})
+}
+
+// TestDoubledClientNonce: librdkafka 2.0 sends its client nonce twice in the
+// final message; Kafka accepts a final nonce that ends with the server's, and
+// so does this server (the proof still has to verify).
+func TestDoubledClientNonce(t *testing.T) {
+	cred, err := NewCredential(SHA256, "pw", MinIterations)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewServer(SHA256, func(string) (Credential, bool) { return cred, true })
+	first := "n=u,r=abc"
+	sf, err := s.Step([]byte("n,," + first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	attrs := strings.Split(string(sf), ",")
+	nonce := "abc" + strings.TrimPrefix(attrs[0], "r=")
+	salt, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(attrs[1], "s="))
+	without := "c=biws,r=" + nonce
+	authMsg := first + "," + string(sf) + "," + without
+	sp, _ := SaltedPassword(SHA256, "pw", salt, MinIterations)
+	clientKey := mac(SHA256, sp, []byte("Client Key"))
+	stored := sha256.Sum256(clientKey)
+	sig := mac(SHA256, stored[:], []byte(authMsg))
+	for i := range sig {
+		sig[i] ^= clientKey[i]
+	}
+	if _, err := s.Step([]byte(without + ",p=" + base64.StdEncoding.EncodeToString(sig))); err != nil || !s.Done() {
+		t.Fatalf("doubled client nonce refused: %v", err)
+	}
 }
