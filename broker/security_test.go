@@ -33,7 +33,7 @@ type secureBroker struct {
 	tls *tlsfiles.Config
 }
 
-func newSecureBroker(t *testing.T, opts ...func(*testBrokerConfig)) *secureBroker {
+func newSecureBroker(t testing.TB, opts ...func(*testBrokerConfig)) *secureBroker {
 	t.Helper()
 	sb := &secureBroker{testBroker: newTestBroker(t, opts...), ca: testcerts.NewCA(t, "test-ca")}
 	files := sb.ca.Write(t, t.TempDir(), "server", sb.ca.Server(t, "broker"))
@@ -46,7 +46,7 @@ func newSecureBroker(t *testing.T, opts ...func(*testBrokerConfig)) *secureBroke
 }
 
 // listen serves a new listener named after its protocol and returns its address.
-func (sb *secureBroker) listen(t *testing.T, p SecurityProtocol) string {
+func (sb *secureBroker) listen(t testing.TB, p SecurityProtocol) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -71,7 +71,7 @@ func (sb *secureBroker) clientTLS() *tls.Config {
 
 // addUser stores user's password for both SCRAM mechanisms through
 // AlterUserScramCredentials on the PLAINTEXT listener.
-func (sb *secureBroker) addUser(t *testing.T, user, password string, mechs ...kadm.ScramMechanism) {
+func (sb *secureBroker) addUser(t testing.TB, user, password string, mechs ...kadm.ScramMechanism) {
 	t.Helper()
 	var ups []kadm.UpsertSCRAM
 	for _, m := range mechs {
