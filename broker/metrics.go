@@ -21,6 +21,8 @@ type metrics struct {
 	inflightLimit      prometheus.Gauge
 	budgetWaits        *prometheus.CounterVec // class
 	fetchSessions      prometheus.Gauge
+	// saslAuthentications counts SaslAuthenticate outcomes.
+	saslAuthentications *prometheus.CounterVec // mechanism, result
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -64,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		connectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardcache_broker_connections_closed_total",
-			Help: "Kafka client connections closed by the broker, by reason: idle, read_timeout, write_timeout, memory.",
+			Help: "Kafka client connections closed by the broker, by reason: idle, read_timeout, write_timeout, memory, tls_handshake, authentication_timeout.",
 		}, []string{"reason"}),
 		inflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shardcache_broker_inflight_bytes",
@@ -82,8 +84,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shardcache_broker_fetch_sessions",
 			Help: "Open fetch sessions (KIP-227), at most FetchSessionCacheSlots.",
 		}),
+		saslAuthentications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_sasl_authentications_total",
+			Help: "SASL authentications, by mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and result (success or failure).",
+		}, []string{"mechanism", "result"}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.saslAuthentications)
 		reg.MustRegister(m.requests, m.requestSeconds, m.produceBytes, m.produceRecords,
 			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen,
 			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits,

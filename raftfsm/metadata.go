@@ -57,6 +57,9 @@ type metadata struct {
 	nodes     map[int32]*NodeInfo
 	placement map[uint32][]int32 // data group -> replicas, first = preferred leader
 	leaders   map[uint32]GroupLeader
+
+	// SASL users (scram.go).
+	scram map[scramKey]*ScramCredential
 }
 
 func newMetadata() *metadata {
@@ -67,6 +70,7 @@ func newMetadata() *metadata {
 		nodes:     map[int32]*NodeInfo{},
 		placement: map[uint32][]int32{},
 		leaders:   map[uint32]GroupLeader{},
+		scram:     map[scramKey]*ScramCredential{},
 	}
 }
 
@@ -79,6 +83,7 @@ func (m *metadata) clone() *metadata {
 	c.nodes = maps.Clone(m.nodes)
 	c.placement = maps.Clone(m.placement)
 	c.leaders = maps.Clone(m.leaders)
+	c.scram = maps.Clone(m.scram)
 	return &c
 }
 
@@ -156,6 +161,8 @@ func loadMetadata(db *pebble.DB, resolve func(map[string]string) topicconfig.Con
 			t.config = resolve(t.Overrides)
 			m.topics[t.Name] = t
 			m.byID[t.ID] = t
+		case metaKindScram:
+			m.loadScramKey(k, &d)
 		default:
 			if !m.loadClusterKey(k, &d) {
 				return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)

@@ -94,6 +94,9 @@ func flagBounds() []flagBound {
 			doc: "at least " + formatBytes(raftfsm.MinSnapshotRateBytes), pkg: checkRaft},
 		{flag: "key-cache-bytes", lo: "0", hi: formatBytes(shardstore.MaxKeyCacheBytes), below: "-1", above: fmt.Sprint(shardstore.MaxKeyCacheBytes + 1),
 			doc: "at most " + formatBytes(shardstore.MaxKeyCacheBytes), pkg: checkStore},
+		{flag: "sasl-handshake-timeout", lo: ms(broker.MinAuthenticationTimeout), hi: ms(broker.MaxAuthenticationTimeout),
+			below: ms(broker.MinAuthenticationTimeout - time.Millisecond), above: ms(broker.MaxAuthenticationTimeout + time.Millisecond),
+			doc: fmt.Sprintf("%s to %s", ms(broker.MinAuthenticationTimeout), ms(broker.MaxAuthenticationTimeout)), pkg: checkBroker},
 		{flag: "producer-id-expiration", lo: ms(compaction.MinProducerIDExpiration), hi: ms(compaction.MaxProducerIDExpiration),
 			below: ms(compaction.MinProducerIDExpiration - time.Microsecond), above: ms(compaction.MaxProducerIDExpiration + time.Millisecond),
 			doc: fmt.Sprintf("%s to %s", ms(compaction.MinProducerIDExpiration), ms(compaction.MaxProducerIDExpiration)), pkg: checkCompaction},
@@ -109,6 +112,10 @@ var unboundedFlags = []string{
 	// TestParseConfigInvalid): their bounds are still written both in
 	// broker.Config.Validate and in cmd, not yet as shared constants.
 	"max-inflight-bytes", "max-connections", "connections-max-idle", "request-read-timeout", "write-timeout",
+	// Security: forms checked by TestParseConfigInvalid; the session
+	// lifetime is 0 or at least broker.MinSASLSessionLifetime.
+	"listeners", "advertised-listeners", "listener-security-protocol-map", "tls-cert-file", "tls-key-file", "tls-ca-file",
+	"tls-client-auth", "http-tls", "sasl-session-lifetime", "sasl-bootstrap-user",
 }
 
 // checkRaft, checkBroker, checkCompaction and checkStore validate what
