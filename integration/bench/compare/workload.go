@@ -47,24 +47,39 @@ type clientSettings struct {
 	timeout     time.Duration
 }
 
+// maxPartitionsPerRequest is how many partitions one CreateTopics or
+// CreatePartitions request asks for: Kafka's controller refuses an operation
+// of more than 10,000 metadata records (POLICY_VIOLATION), and a topic's record
+// and its partitions' records count together.
+const maxPartitionsPerRequest = 5_000
+
 // createTopic creates topic with cleanup.policy=compact and replication
-// factor 1, the same request on both brokers.
+// factor 1, then grows it to partitions in steps of maxPartitionsPerRequest:
+// the same requests on both brokers.
 func createTopic(ctx context.Context, addr, topic string, partitions int) error {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
+	adm := kadm.NewClient(cl)
 	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
 	policy := "compact"
-	resp, err := kadm.NewClient(cl).CreateTopic(cctx, int32(partitions), 1,
-		map[string]*string{"cleanup.policy": &policy}, topic)
+	n := min(partitions, maxPartitionsPerRequest)
+	resp, err := adm.CreateTopic(cctx, int32(n), 1, map[string]*string{"cleanup.policy": &policy}, topic)
 	if err == nil {
 		err = resp.Err
 	}
+	for err == nil && n < partitions {
+		n = min(partitions, n+maxPartitionsPerRequest)
+		var rs kadm.CreatePartitionsResponses
+		if rs, err = adm.UpdatePartitions(cctx, n, topic); err == nil {
+			err = rs.Error()
+		}
+	}
 	if err != nil {
-		return fmt.Errorf("create topic %s (%d partitions): %w", topic, partitions, err)
+		return fmt.Errorf("create topic %s (%d of %d partitions): %w", topic, n, partitions, err)
 	}
 	return nil
 }
