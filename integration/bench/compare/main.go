@@ -72,8 +72,8 @@
 //	                  temporary directory)
 //	-restore-keys     keys of workload p10 (default 100,000)
 //	-live-keys        keys of workload live (default 1,000,000; 10,000,000 is the
-//	                  issue's figure, a run of its own: about 3 minutes per broker
-//	                  and round on two cores)
+//	                  issue's figure: run it on its own, -workloads live, since it
+//	                  does not fit the default run's 10 minutes)
 //	-many-partitions  partitions of workload parts (default 10,000)
 //	-linger           producer linger (default 5ms)
 //	-max-buffered     producer buffer bound in records (default 10,000)
