@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -184,13 +185,27 @@ func readAll(ctx context.Context, addr, topic string, timeout time.Duration) (in
 	if err != nil {
 		return 0, 0, err
 	}
+	// A broker that has just created many partitions may not lead them all
+	// yet (NOT_LEADER_FOR_PARTITION): ask again, for up to a minute.
+	var ends kadm.ListedOffsets
 	lctx, cancel := context.WithTimeout(ctx, time.Minute)
-	ends, err := kadm.NewClient(adm).ListEndOffsets(lctx, topic)
+	for {
+		ends, err = kadm.NewClient(adm).ListEndOffsets(lctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) {
+			break
+		}
+		select {
+		case <-lctx.Done():
+		case <-time.After(500 * time.Millisecond):
+			continue
+		}
+		break
+	}
 	cancel()
 	adm.Close()
-	if err == nil {
-		err = ends.Error()
-	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
