@@ -89,13 +89,13 @@ func newKafka(ctx context.Context, java, libs, dir string) (*node, error) {
 		return nil, err
 	}
 	cp := filepath.Join(libs, "*")
-	id := make([]byte, 16)
+	id := make([]byte, 16) // a random cluster id; "=" keeps one starting with "-" an argument
 	if _, err := rand.Read(id); err != nil {
 		return nil, err
 	}
 	format := exec.CommandContext(ctx, java, append(append([]string{}, kafkaJVM...),
 		"-cp", cp, "kafka.tools.StorageTool", "format",
-		"-t", base64.RawURLEncoding.EncodeToString(id), "-c", propsPath)...)
+		"--cluster-id="+base64.RawURLEncoding.EncodeToString(id), "-c", propsPath)...)
 	if out, err := format.CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("kafka-storage format: %w\n%s", err, out)
 	}
