@@ -82,7 +82,33 @@ func createTopic(ctx context.Context, addr, topic string, partitions int) error 
 	if err != nil {
 		return fmt.Errorf("create topic %s (%d of %d partitions): %w", topic, n, partitions, err)
 	}
+	// Produce starts once every partition answers ListOffsets: Kafka's broker
+	// creates a new topic's logs after CreateTopics returns, and a producer
+	// started earlier would time Kafka's partition creation, not its writes.
+	if _, err := endOffsets(cctx, cl, topic); err != nil {
+		return fmt.Errorf("topic %s not ready: %w", topic, err)
+	}
 	return nil
+}
+
+// endOffsets lists topic's end offsets, asking again every 100 ms while the
+// broker answers a retriable error (NOT_LEADER_FOR_PARTITION from a broker not
+// yet leading freshly created partitions) until ctx ends.
+func endOffsets(ctx context.Context, cl *kgo.Client, topic string) (kadm.ListedOffsets, error) {
+	for {
+		ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err == nil || !kerr.IsRetriable(err) {
+			return ends, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // produce writes w's records to topic with one franz-go client: acks=all,
@@ -185,25 +211,8 @@ func readAll(ctx context.Context, addr, topic string, timeout time.Duration) (in
 	if err != nil {
 		return 0, 0, err
 	}
-	// A broker that has just created many partitions may not lead them all
-	// yet (NOT_LEADER_FOR_PARTITION): ask again, for up to a minute.
-	var ends kadm.ListedOffsets
 	lctx, cancel := context.WithTimeout(ctx, time.Minute)
-	for {
-		ends, err = kadm.NewClient(adm).ListEndOffsets(lctx, topic)
-		if err == nil {
-			err = ends.Error()
-		}
-		if err == nil || !kerr.IsRetriable(err) {
-			break
-		}
-		select {
-		case <-lctx.Done():
-		case <-time.After(500 * time.Millisecond):
-			continue
-		}
-		break
-	}
+	ends, err := endOffsets(lctx, adm, topic)
 	cancel()
 	adm.Close()
 	if err != nil {
