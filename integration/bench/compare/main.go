@@ -80,8 +80,11 @@
 //	-produce-timeout  cap on one produce phase (default 5m)
 //	-read-timeout     cap on one full read (default 5m)
 //
-// The defaults take about 8 minutes on two quiet cores; the load average is
-// printed before and after, since a shared machine moves every figure.
+// On the shared two-core machine this project builds on (load average 7-10),
+// three rounds of every workload but parts took 5 minutes, and one round of
+// parts about 3, most of it Kafka creating and reloading 10,000 partitions: the
+// defaults exceed 10 minutes there. The load average is printed before and
+// after, since a shared machine moves every figure.
 package main
 
 import (
