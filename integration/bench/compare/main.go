@@ -82,7 +82,7 @@
 //
 // On the shared two-core machine this project builds on (load average 7-10),
 // three rounds of every workload but parts took 5 minutes, and one round of
-// parts about 3, most of it Kafka creating and reloading 10,000 partitions: the
+// parts 2.5, most of it Kafka creating and reloading 10,000 partitions: the
 // defaults exceed 10 minutes there. The load average is printed before and
 // after, since a shared machine moves every figure.
 package main
