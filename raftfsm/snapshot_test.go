@@ -543,6 +543,18 @@ func TestInstallSnapshotCrash(t *testing.T) {
 			}
 			restarted.start(false)
 			connect(leader, restarted)
+			// With b a stopped voter, a lost its quorum of two and stepped
+			// down; the election after b's restart may go to either, and
+			// the test drives a: hand leadership back to it.
+			waitFor(t, "a leader", 10*time.Second, func() bool {
+				return leader.raft.State() == raft.Leader || restarted.raft.State() == raft.Leader
+			})
+			if restarted.raft.State() == raft.Leader {
+				if err := restarted.raft.LeadershipTransferToServer(leader.id, leader.addr).Error(); err != nil {
+					t.Fatalf("leadership transfer back to a: %v", err)
+				}
+				leader.waitLeader()
+			}
 			if crash == "StoredStream" {
 				if err := leader.raft.AddVoter(restarted.id, restarted.addr, 0, 10*time.Second).Error(); err != nil {
 					t.Fatalf("AddVoter: %v", err)
