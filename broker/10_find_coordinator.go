@@ -9,8 +9,10 @@ package broker
 //     (unless the broker created it at startup), as Kafka does. Answers
 //     COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be created,
 //     its partition has no known leader, or the leader here is still loading.
-//   - Key type TRANSACTION (1): COORDINATOR_NOT_AVAILABLE until transactions
-//     exist. Any other key type: INVALID_REQUEST.
+//   - Key type TRANSACTION (1): the leader of the __transaction_state
+//     partition the transactional id hashes to, the same way (the topic is
+//     created on first use, 50 partitions; txn_coordinator.go). Any other key
+//     type: INVALID_REQUEST.
 //   - v4 (KIP-699) answers every key of CoordinatorKeys separately.
 //
 // Version notes: v0 has only a group key; v1 CoordinatorType, ThrottleMillis
@@ -22,6 +24,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
 )
 
 func init() { register(kmsg.FindCoordinator.Int16(), 0, 4, (*Broker).handleFindCoordinator) }
@@ -61,19 +65,27 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 // findCoordinator answers one key: the coordinator's endpoint and code 0, or
 // an error code.
 func (b *Broker) findCoordinator(ctx context.Context, typ int8, key string) (endpoint, int16, *string) {
+	var (
+		ti  raftfsm.TopicInfo
+		p   int32
+		err error
+	)
 	switch typ {
 	case coordinatorGroup:
+		if len(key) > maxGroupIDBytes {
+			return endpoint{}, kerr.InvalidGroupID.Code, nil
+		}
+		ti, p, err = b.groups.route(ctx, key)
 	case coordinatorTransaction:
-		msg := "transactions are not supported yet"
-		return endpoint{}, kerr.CoordinatorNotAvailable.Code, &msg
+		if key == "" || len(key) > maxTxnIDBytes {
+			msg := "transactional id must be 1 to 32767 bytes"
+			return endpoint{}, kerr.InvalidRequest.Code, &msg
+		}
+		ti, p, err = b.txns.route(ctx, key)
 	default:
 		msg := "unknown coordinator key type"
 		return endpoint{}, kerr.InvalidRequest.Code, &msg
 	}
-	if len(key) > maxGroupIDBytes {
-		return endpoint{}, kerr.InvalidGroupID.Code, nil
-	}
-	ti, p, err := b.groups.route(ctx, key)
 	if err == nil {
 		self, _ := b.endpointOf(b.node.NodeID())
 		return self, 0, nil

@@ -69,6 +69,12 @@ type Config struct {
 	// Groups configures the consumer group coordinator; the zero value means
 	// DefaultGroupConfig().
 	Groups GroupConfig
+	// Transactions configures the transaction coordinator; the zero value
+	// means DefaultTxnConfig().
+	Transactions TxnConfig
+	// Now is the transaction coordinator's clock (timeouts, id expiry); nil
+	// means time.Now.
+	Now func() time.Time
 
 	// hooks lets this package's tests stall the coordinator's I/O.
 	hooks *coordinatorHooks
@@ -127,6 +133,7 @@ func DefaultConfig() Config {
 		AutoCreateTopics:     true,
 		DefaultPartitions:    1,
 		Groups:               DefaultGroupConfig(),
+		Transactions:         DefaultTxnConfig(),
 	}
 }
 
@@ -172,6 +179,11 @@ func (c Config) Validate() error {
 	}
 	if c.Groups != (GroupConfig{}) {
 		if err := c.Groups.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Transactions != (TxnConfig{}) {
+		if err := c.Transactions.Validate(); err != nil {
 			return err
 		}
 	}
@@ -246,6 +258,8 @@ type Broker struct {
 	// stopped by Close); groupMetrics its collectors.
 	groups       *coordinator
 	groupMetrics *groupMetrics
+	// txns is the transaction coordinator (stopped by Close).
+	txns *txnCoordinator
 }
 
 // New builds a broker; it does not listen yet.
@@ -286,6 +300,15 @@ func New(cfg Config) (*Broker, error) {
 	b.metrics.inflightLimit.Set(float64(cfg.MaxInflightBytes))
 	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
 	b.groups = newCoordinator(b, cfg.Groups)
+	if cfg.Transactions == (TxnConfig{}) {
+		cfg.Transactions = DefaultTxnConfig()
+		b.cfg.Transactions = cfg.Transactions
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	b.txns = newTxnCoordinator(b, cfg.Transactions, now)
 	return b, nil
 }
 
@@ -421,6 +444,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		}
 		b.cancelBase()
 		b.groups.close()
+		b.txns.close()
 		b.log.Info("kafka listener stopped")
 	})
 	<-b.closeDone

@@ -126,6 +126,12 @@ var fieldVersions = map[string]fieldRange{
 	"InitProducerIDRequest.ProducerEpoch":         {3, anyVersion, false},
 	"DescribeConfigsRequest.IncludeSynonyms":      {1, anyVersion, false},
 	"DescribeConfigsRequest.IncludeDocumentation": {3, anyVersion, false},
+
+	"AddPartitionsToTxnRequest.TransactionalID": {0, 3, false},
+	"AddPartitionsToTxnRequest.ProducerID":      {0, 3, false},
+	"AddPartitionsToTxnRequest.ProducerEpoch":   {0, 3, false},
+	"AddPartitionsToTxnRequest.Topics":          {0, 3, false},
+	"AddPartitionsToTxnRequest.Transactions":    {4, anyVersion, false},
 }
 
 // Go-side costs of decoded values, in bytes.

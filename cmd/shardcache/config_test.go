@@ -52,6 +52,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		GroupMaxSize:               math.MaxInt32,
 		OffsetsRetention:           168 * time.Hour,
 		OffsetsTopicPartitions:     50,
+		TransactionMaxTimeout:      time.Hour,
+		TransactionalIDExpiration:  168 * time.Hour,
 
 		ClusterAddr:          "127.0.0.1:9093",
 		ReplicationFactor:    3,
@@ -100,6 +102,8 @@ var allSet = struct {
 		"group-max-size":                "3",
 		"offsets-retention":             "24h",
 		"offsets-topic-partitions":      "4",
+		"transaction-max-timeout":       "2h",
+		"transactional-id-expiration":   "1h",
 
 		"cluster-addr":            "0.0.0.0:19093",
 		"advertised-cluster-addr": "node7.example:19093",
@@ -142,6 +146,8 @@ var allSet = struct {
 		GroupMaxSize:               3,
 		OffsetsRetention:           24 * time.Hour,
 		OffsetsTopicPartitions:     4,
+		TransactionMaxTimeout:      2 * time.Hour,
+		TransactionalIDExpiration:  time.Hour,
 
 		ClusterAddr:           "0.0.0.0:19093",
 		AdvertisedClusterAddr: "node7.example:19093",
@@ -284,6 +290,8 @@ var invalidValues = []struct {
 	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
 	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
+	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},
+	{"transactional-id-expiration", []string{"0s", "-1h", "600h", "7d"}},
 }
 
 func TestParseConfigInvalid(t *testing.T) {

@@ -332,7 +332,16 @@ func brokerConfig(cfg Config) broker.Config {
 		DefaultPartitions:    cfg.DefaultPartitions,
 		TopicDefaults:        map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy},
 		Groups:               groupConfig(cfg),
+		Transactions:         txnConfig(cfg),
 	}
+}
+
+// txnConfig is the transaction coordinator's configuration from the flags.
+func txnConfig(cfg Config) broker.TxnConfig {
+	t := broker.DefaultTxnConfig()
+	t.MaxTimeout = cfg.TransactionMaxTimeout
+	t.IDExpiration = cfg.TransactionalIDExpiration
+	return t
 }
 
 // groupConfig is the consumer group coordinator's configuration from the
