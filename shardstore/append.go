@@ -44,6 +44,16 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 		if dup {
 			return AppendResult{BaseOffset: dupBase, LogStartOffset: p.st.LogStartOffset, Duplicate: true}, nil
 		}
+		_, open, err := b.openTxn(p, pr.ID)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if open && !pr.Transactional {
+			return AppendResult{}, ErrInvalidTxnState
+		}
+		if pr.Transactional {
+			return b.appendStaged(p, opts, pr, ps, recs, open), nil
+		}
 	}
 
 	var res resolved
