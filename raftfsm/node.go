@@ -694,6 +694,31 @@ func (n *Node) Produce(ctx context.Context, topic string, partition int32, p sha
 	return res, nil
 }
 
+// WriteTxnMarker ends a producer's transaction in one partition through its
+// Raft group, on the group's leader wherever it is (here, or over the
+// shard_command RPC): the marker takes the partition's next offset and
+// commits or aborts what the producer staged there
+// (shardstore.Batch.EndTxn). Errors as Produce, and a marker older than the
+// producer's epoch (shardstore.ErrInvalidProducerEpoch when applied here).
+func (n *Node) WriteTxnMarker(ctx context.Context, topic string, partition int32, m shardstore.Marker) error {
+	if err := n.checkReady(); err != nil {
+		return err
+	}
+	t, part, err := n.partition(topic, partition)
+	if err != nil {
+		return err
+	}
+	return n.proposeOnLeader(ctx, part.Group, &Command{
+		Type:  CmdTxnMarker,
+		Shard: part.Shard,
+		Options: shardstore.AppendOptions{
+			Policy:       t.config.CleanupPolicy,
+			AppendTimeMs: n.cfg.Now().UnixMilli(),
+		},
+		Marker: m,
+	})
+}
+
 // InitProducerID allocates a fresh producer id (epoch 0) for an idempotent
 // producer. Ids are unique cluster-wide and across restarts: each node takes
 // blocks reserved through the metadata group, and a block is never handed out

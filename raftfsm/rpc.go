@@ -43,7 +43,7 @@ const (
 	opAllocatePIDs     = "allocate_pids"     // -> PIDStart
 	opRemoveNode       = "remove_node"       // NodeID
 	opSetLeader        = "set_leader"        // Group, NodeID, Term
-	opShardCommand     = "shard_command"     // Group, Command (create or delete shards)
+	opShardCommand     = "shard_command"     // Group, Command (create or delete shards, transaction markers)
 	opStatus           = "status"            // -> Status
 )
 
@@ -180,7 +180,7 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 		if err != nil {
 			return errorResponse(fmt.Errorf("%w: %v", ErrBadRequest, err))
 		}
-		if c.Type != CmdCreateShards && c.Type != CmdDeleteShards {
+		if c.Type != CmdCreateShards && c.Type != CmdDeleteShards && c.Type != CmdTxnMarker {
 			return errorResponse(fmt.Errorf("%w: %s is not a shard command", ErrBadRequest, c.Type))
 		}
 		g := n.group(req.Group)
