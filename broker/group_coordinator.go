@@ -534,6 +534,9 @@ func (c *coordinator) readPartition(p int32, shard shardstore.ShardID) (map[stri
 		}
 		for i := range recs {
 			r := &recs[i]
+			if r.Marker != nil {
+				continue // a transaction marker (AddOffsetsToTxn added the partition)
+			}
 			records++
 			k, err := decodeGroupRecordKey(r.Key)
 			if err != nil {

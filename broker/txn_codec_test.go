@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 func TestTxnRecordRoundTrip(t *testing.T) {
@@ -202,4 +204,40 @@ func FuzzControlBatch(f *testing.F) {
 			t.Fatalf("%x re-encodes to %x", raw, again)
 		}
 	})
+}
+
+// TestAppendBatchMarkers: a marker among records becomes a control batch of
+// its own, sized as fitBatches counts it.
+func TestAppendBatchMarkers(t *testing.T) {
+	recs := []shardstore.Record{
+		{Offset: 3, Timestamp: 5, Key: []byte("a"), Value: []byte("1")},
+		{Offset: 4, Timestamp: 6, Marker: &shardstore.Marker{ProducerID: 9, ProducerEpoch: 1, Commit: true, CoordinatorEpoch: 2}},
+		{Offset: 5, Timestamp: 7, Key: []byte("b"), Value: []byte("2")},
+	}
+	raw := appendBatch(nil, 1, recs)
+	if fitBatches(recs, len(raw)) != 3 || fitBatches(recs, len(raw)-1) != 2 {
+		t.Fatalf("fitBatches(%d) = %d, (%d) = %d", len(raw), fitBatches(recs, len(raw)), len(raw)-1, fitBatches(recs, len(raw)-1))
+	}
+	var offsets []int64
+	for len(raw) > 0 {
+		var rb kmsg.RecordBatch
+		if err := rb.ReadFrom(raw); err != nil {
+			t.Fatal(err)
+		}
+		n := 12 + int(rb.Length)
+		if rb.Attributes&0x20 != 0 {
+			m, err := decodeControlBatch(raw[:n])
+			if err != nil || m.Offset != 4 || !m.Commit || m.ProducerID != 9 {
+				t.Fatalf("control batch %v, %v", m, err)
+			}
+			if n != controlBatchSize {
+				t.Fatalf("control batch of %d bytes, controlBatchSize %d", n, controlBatchSize)
+			}
+		}
+		offsets = append(offsets, rb.FirstOffset)
+		raw = raw[n:]
+	}
+	if len(offsets) != 3 || offsets[0] != 3 || offsets[1] != 4 || offsets[2] != 5 {
+		t.Fatalf("batches at %v", offsets)
+	}
 }

@@ -346,6 +346,9 @@ func (c *txnCoordinator) readPartition(p int32, shard shardstore.ShardID) (map[s
 		}
 		for i := range recs {
 			r := &recs[i]
+			if r.Marker != nil {
+				continue
+			}
 			id, err := decodeTxnRecordKey(r.Key)
 			if err != nil {
 				c.log.Warn("skipping transaction state record", logKeyPartition, p, "offset", r.Offset, logKeyError, err)
@@ -727,11 +730,40 @@ func (c *txnCoordinator) finish(t *txn) {
 }
 
 // writeMarkers writes the COMMIT or ABORT marker into every partition of the
-// transaction. Until transactional produce lands (issue 11, step 3) no
-// partition holds staged records, so there is nothing to mark yet.
+// transaction, each on its partition's leader, concurrently. A partition
+// whose topic is gone is skipped; any other error fails the round (finish
+// tries again: a marker written twice only adds an empty marker).
 func (c *txnCoordinator) writeMarkers(ctx context.Context, m txnMetadata, commit bool, coordinatorEpoch int32) error {
-	_, _, _, _ = ctx, m, commit, coordinatorEpoch
-	return nil
+	ctx, cancel := context.WithTimeout(ctx, txnWriteTimeout)
+	defer cancel()
+	marker := shardstore.Marker{ProducerID: m.ProducerID, ProducerEpoch: m.Epoch, Commit: commit, CoordinatorEpoch: coordinatorEpoch}
+	var wg sync.WaitGroup
+	errs := make(chan error, 1)
+	for topic, ps := range m.Partitions {
+		for _, p := range ps {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := c.b.node.WriteTxnMarker(ctx, topic, p, marker)
+				if errors.Is(err, raftfsm.ErrUnknownTopic) || errors.Is(err, raftfsm.ErrUnknownPartition) {
+					err = nil
+				}
+				if err != nil {
+					select {
+					case errs <- fmt.Errorf("marker for %s/%d: %w", topic, p, err):
+					default:
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
 }
 
 // abortTimedOut fences and aborts every Ongoing transaction whose timeout,
