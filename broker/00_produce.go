@@ -68,7 +68,6 @@ import (
 
 func init() { register(kmsg.Produce.Int16(), 3, 11, (*Broker).handleProduce) }
 
-
 // producePart is one partition of a produce request on its way to Raft.
 type producePart struct {
 	topic string
@@ -133,9 +132,11 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 					Policy:               info.Config.CleanupPolicy,
 				})
 			}
-			if err == nil && batch.Transactional && (!txnRequest || batch.Producer.ID < 0) {
+			if err == nil && batch.Transactional && (!txnRequest || batch.Producer.ID < 0 || batch.Producer.BaseSequence < 0) {
+				// (A transactional batch without a sequence is the group
+				// coordinator's own write, group_txn.go.)
 				b.budget.release(charged)
-				err = invalidRecord("a transactional batch needs the request's transactional id and a producer id")
+				err = invalidRecord("a transactional batch needs the request's transactional id, a producer id and a sequence")
 			}
 			if err != nil {
 				b.setProduceError(sp, err, rt.Topic)

@@ -319,3 +319,70 @@ func TestTxnConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func (c *txnClient) txnOffsetCommit(id, group string, pid int64, epoch int16, topic string, partition int32, offset int64) int16 {
+	c.t.Helper()
+	req := kmsg.NewPtrTxnOffsetCommitRequest()
+	req.Version = 3
+	req.TransactionalID, req.Group, req.ProducerID, req.ProducerEpoch = id, group, pid, epoch
+	req.Generation = -1
+	rt := kmsg.NewTxnOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+	rp.Partition, rp.Offset = partition, offset
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return groupRequest[*kmsg.TxnOffsetCommitResponse](c.t, c.cl, req).Topics[0].Partitions[0].ErrorCode
+}
+
+// offsetFetch answers the group's offset of topic/partition with
+// RequireStable set, and the partition's error code.
+func (c *txnClient) offsetFetch(group, topic string, partition int32) (int64, int16) {
+	c.t.Helper()
+	req := kmsg.NewPtrOffsetFetchRequest()
+	req.Version = 7
+	req.Group, req.RequireStable = group, true
+	rt := kmsg.NewOffsetFetchRequestTopic()
+	rt.Topic, rt.Partitions = topic, []int32{partition}
+	req.Topics = append(req.Topics, rt)
+	resp := groupRequest[*kmsg.OffsetFetchResponse](c.t, c.cl, req)
+	if resp.ErrorCode != 0 {
+		c.t.Fatalf("offset fetch: %s", codeName(resp.ErrorCode))
+	}
+	p := resp.Topics[0].Partitions[0]
+	return p.Offset, p.ErrorCode
+}
+
+// TestTxnOffsetCommit: offsets sent to a transaction are UNSTABLE while it
+// is open, committed with it, dropped by an abort, and survive a restart
+// of the coordinator while pending.
+func TestTxnOffsetCommit(t *testing.T) {
+	gb, _ := newTxnBroker(t)
+	createTopic(t, gb, "in", 1)
+	c := gb.txnClient(t)
+	pid, epoch := c.initOK("etl")
+	wantCode(t, "add offsets", c.addOffsets("etl", pid, epoch, "etl-group"), nil)
+	wantCode(t, "txn offset commit", c.txnOffsetCommit("etl", "etl-group", pid, epoch, "in", 0, 10), nil)
+	wantCode(t, "unknown topic", c.txnOffsetCommit("etl", "etl-group", pid, epoch, "nosuch", 0, 1), kerr.UnknownTopicOrPartition)
+	if _, code := c.offsetFetch("etl-group", "in", 0); code != kerr.UnstableOffsetCommit.Code {
+		t.Fatalf("pending offset: %s", codeName(code))
+	}
+	gb.Restart()
+	c = gb.txnClient(t)
+	if _, code := c.offsetFetch("etl-group", "in", 0); code != kerr.UnstableOffsetCommit.Code {
+		t.Fatalf("pending offset after restart: %s", codeName(code))
+	}
+	wantCode(t, "commit", c.end(3, "etl", pid, epoch, true), nil)
+	c.endDone("etl", pid, epoch, true)
+	if off, code := c.offsetFetch("etl-group", "in", 0); code != 0 || off != 10 {
+		t.Fatalf("committed offset: %d %s", off, codeName(code))
+	}
+	// An aborted transaction's offsets are dropped.
+	wantCode(t, "add offsets again", c.addOffsets("etl", pid, epoch, "etl-group"), nil)
+	wantCode(t, "txn offset commit 2", c.txnOffsetCommit("etl", "etl-group", pid, epoch, "in", 0, 20), nil)
+	wantCode(t, "abort", c.end(3, "etl", pid, epoch, false), nil)
+	c.endDone("etl", pid, epoch, false)
+	if off, code := c.offsetFetch("etl-group", "in", 0); code != 0 || off != 10 {
+		t.Fatalf("offset after abort: %d %s", off, codeName(code))
+	}
+}

@@ -86,12 +86,22 @@ func (b *Batch) appendStaged(p *pendingShard, opts AppendOptions, pr Producer, p
 		}
 	}
 	st.HighWatermark += int64(len(recs))
-	next := ps.add(pr, len(recs), base, opts.AppendTimeMs)
-	if p.producers == nil {
-		p.producers = make(map[int64]*producerState)
+	var next *producerState
+	switch {
+	case pr.BaseSequence >= 0:
+		next = ps.add(pr, len(recs), base, opts.AppendTimeMs)
+	case ps == nil || ps.epoch != pr.Epoch:
+		// A coordinator's write has no sequence: only its epoch is kept, so
+		// older epochs are refused.
+		next = &producerState{epoch: pr.Epoch, lastMs: opts.AppendTimeMs}
 	}
-	p.producers[pr.ID] = next
-	b.set(producerKey(id, pr.ID), next.encode())
+	if next != nil {
+		if p.producers == nil {
+			p.producers = make(map[int64]*producerState)
+		}
+		p.producers[pr.ID] = next
+		b.set(producerKey(id, pr.ID), next.encode())
+	}
 	p.st = st
 	p.dirty, p.changed = true, true
 	b.appended += int64(len(recs))
@@ -248,6 +258,47 @@ func stagedBound(id ShardID, pid int64) []byte {
 		return sub(id, subStaged+1)
 	}
 	return stagedPrefix(id, pid+1)
+}
+
+// OpenTxn reports whether producer pid has an open transaction in the shard.
+func (s *Store) OpenTxn(id ShardID, pid int64) (bool, error) {
+	if _, err := s.readView(id); err != nil {
+		return false, err
+	}
+	defer s.life.RUnlock()
+	_, closer, err := s.db.Get(openTxnKey(id, pid))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	closer.Close()
+	return true, nil
+}
+
+// StagedOffsets returns the offsets of the shard's staged records, each with
+// its producer id: readers that load a shard's state (the group coordinator)
+// leave them out until their transaction commits.
+func (s *Store) StagedOffsets(id ShardID) (map[int64]int64, error) {
+	if _, err := s.readView(id); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, subStaged), UpperBound: sub(id, subStaged+1)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	out := map[int64]int64{}
+	for ok := it.First(); ok; ok = it.Next() {
+		pk, good := parseKey(it.Key())
+		if !good || pk.kind != kindStaged {
+			return nil, errCorrupt
+		}
+		out[pk.offset] = pk.id
+	}
+	return out, it.Error()
 }
 
 // LastStableOffset is the first offset of the oldest open transaction in the

@@ -1,6 +1,9 @@
 package shardstore
 
-import "bytes"
+import (
+	"bytes"
+	"testing"
+)
 
 func txnPID(id int64, epoch int16, seq int32) Producer {
 	return Producer{ID: id, Epoch: epoch, BaseSequence: seq, Transactional: true}
@@ -144,5 +147,36 @@ func testTxnFencing(h *h) {
 	h.endTxn(1, compact, Marker{ProducerID: 5, ProducerEpoch: 4, Commit: true})
 	if v := h.lookupValue(1, "a"); v != "new" {
 		h.t.Fatalf("lookup a = %s", v)
+	}
+}
+
+// TestCoordinatorTxnWrite: a transactional write without a sequence (the
+// group coordinator's TxnOffsetCommit) is staged, checked by epoch only, and
+// listed by StagedOffsets until its marker.
+func TestCoordinatorTxnWrite(t *testing.T) {
+	s, reopen := backends[0].open(t)
+	hh := &h{t: t, s: s, reopen: reopen}
+	hh.create(1)
+	coord := Producer{ID: 4, Epoch: 2, BaseSequence: -1, Transactional: true}
+	hh.mustAppend(1, compact, coord, kv("g/t/0", "10"))
+	hh.mustAppend(1, compact, coord, kv("g/t/0", "12"))
+	staged, err := hh.s.StagedOffsets(1)
+	if err != nil || len(staged) != 2 || staged[0] != 4 || staged[1] != 4 {
+		t.Fatalf("staged %v, %v", staged, err)
+	}
+	if open, _ := hh.s.OpenTxn(1, 4); !open {
+		t.Fatal("no open transaction")
+	}
+	_, err = hh.append(1, compact, Producer{ID: 4, Epoch: 1, BaseSequence: -1, Transactional: true}, kv("g/t/0", "old"))
+	wantErr(t, err, ErrInvalidProducerEpoch)
+	hh.endTxn(1, compact, Marker{ProducerID: 4, ProducerEpoch: 2, Commit: true})
+	if v := hh.lookupValue(1, "g/t/0"); v != "12" {
+		t.Fatalf("committed offset %s", v)
+	}
+	if staged, _ := hh.s.StagedOffsets(1); len(staged) != 0 {
+		t.Fatalf("staged after commit %v", staged)
+	}
+	if open, _ := hh.s.OpenTxn(1, 4); open {
+		t.Fatal("open after commit")
 	}
 }
