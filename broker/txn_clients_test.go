@@ -193,3 +193,41 @@ func TestTxnZombieFencing(t *testing.T) {
 		t.Fatalf("read_committed: %v", got)
 	}
 }
+
+// TestTxnProducerKilledTimesOut: a producer that dies mid-transaction holds
+// the last stable offset until its transaction times out (from its first
+// add); then the coordinator fences and aborts it, its data is gone and
+// read_committed readers move on.
+func TestTxnProducerKilledTimesOut(t *testing.T) {
+	gb, clock := newTxnBroker(t)
+	createTopic(t, gb, "jobs", 1)
+	committed := txnProducer(t, gb, "ok", "jobs")
+	produceTxn(t, committed, true, "a", "1")
+	dead, err := kgo.NewClient(kgo.SeedBrokers(gb.Addr), kgo.TransactionalID("dies"), kgo.DefaultProduceTopic("jobs"),
+		kgo.TransactionTimeout(time.Minute), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := dead.ProduceSync(dataCtx(t), &kgo.Record{Key: []byte("b"), Value: []byte("lost")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	dead.Close() // killed: no EndTxn
+	produceTxn(t, committed, true, "c", "3")
+	adm := kadm.NewClient(gb.client(t))
+	lsos, err := adm.ListCommittedOffsets(dataCtx(t), "jobs")
+	if err != nil || lsos["jobs"][0].Offset != 2 {
+		t.Fatalf("LSO held by the dead producer: %v %v", lsos, err)
+	}
+	clock.add(time.Minute + time.Second)
+	gb.Broker.txns.abortTimedOut(clock.now())
+	waitStable(t, gb, "jobs")
+	if got := consumeAll(t, gb, "jobs", true); !slices.Equal(got, []string{"a=1", "c=3"}) {
+		t.Fatalf("read_committed after the timeout: %v", got)
+	}
+	if got := consumeAll(t, gb, "jobs", false); slices.Contains(got, "b=lost") {
+		t.Fatalf("aborted data still readable: %v", got)
+	}
+}
