@@ -34,7 +34,8 @@ const (
 
 // TestJavaClient runs the Java client suite (kafka-clients 4.x: idempotent producer,
 // assign + seekToBeginning over a compacted topic, AdminClient createTopics,
-// describeTopics, listOffsets and describeConfigs) against a fresh broker.
+// describeTopics, listOffsets and describeConfigs, transactions with read_committed
+// consumers in TransactionTest) against a fresh broker.
 func TestJavaClient(t *testing.T) {
 	requireTool(t, "mvn")
 	requireTool(t, "java")
