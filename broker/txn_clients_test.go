@@ -231,3 +231,37 @@ func TestTxnProducerKilledTimesOut(t *testing.T) {
 		t.Fatalf("aborted data still readable: %v", got)
 	}
 }
+
+// BenchmarkTxnCommit measures one transaction of one record (begin, produce,
+// commit) from a franz-go producer against a plain acks=all produce of one
+// record in the same run: go test -run '^$' -bench TxnCommit ./broker/
+func BenchmarkTxnCommit(b *testing.B) {
+	gb, _ := newTxnBroker(b)
+	createTopic(b, gb, "bench", 1)
+	ctx := context.Background()
+	rec := func(i int) *kgo.Record {
+		return &kgo.Record{Key: fmt.Appendf(nil, "k%d", i%1000), Value: []byte("value")}
+	}
+	b.Run("plain", func(b *testing.B) {
+		cl := gb.client(b, kgo.DefaultProduceTopic("bench"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+		for i := 0; b.Loop(); i++ {
+			if err := cl.ProduceSync(ctx, rec(i)).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("transaction", func(b *testing.B) {
+		cl := txnProducer(b, gb, "bench-tx", "bench")
+		for i := 0; b.Loop(); i++ {
+			if err := cl.BeginTransaction(); err != nil {
+				b.Fatal(err)
+			}
+			if err := cl.ProduceSync(ctx, rec(i)).FirstErr(); err != nil {
+				b.Fatal(err)
+			}
+			if err := cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
