@@ -1,6 +1,6 @@
 package broker
 
-// ListGroups: v0-4
+// ListGroups: v0-5
 //
 // Behavior:
 //   - Lists every group this node coordinates that is not Dead, with its
@@ -8,13 +8,15 @@ package broker
 //     hold memberless commits) and, v4+, its state.
 //   - v4 StatesFilter (KIP-518) keeps groups whose state matches one of the
 //     given names, case-insensitively; an empty filter keeps all.
+//   - v5 GroupType (KIP-848) is "classic" for every group: the coordinator
+//     runs the classic protocol only (JoinGroup/SyncGroup). A TypesFilter
+//     keeps the groups whose type it names, case-insensitively, so a filter
+//     without "classic" lists nothing; an empty filter keeps all.
 //   - Before anything uses groups the offsets topic may not exist yet: the
 //     list is then empty, not an error.
 //
-// Not implemented: v5 TypesFilter (KIP-848 group types).
-//
 // Version notes: v1 ThrottleMillis; v3+ flexible; v4 StatesFilter and
-// GroupState.
+// GroupState; v5 TypesFilter and GroupType.
 
 import (
 	"context"
@@ -24,7 +26,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-func init() { register(kmsg.ListGroups.Int16(), 0, 4, (*Broker).handleListGroups) }
+func init() { register(kmsg.ListGroups.Int16(), 0, 5, (*Broker).handleListGroups) }
+
+// groupTypeClassic is the KIP-848 type of every group this coordinator runs.
+const groupTypeClassic = "classic"
 
 func (b *Broker) handleListGroups(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListGroupsRequest)
@@ -35,6 +40,10 @@ func (b *Broker) handleListGroups(ctx context.Context, rc *requestContext, kreq 
 			return true
 		}
 		return slices.ContainsFunc(req.StatesFilter, func(s string) bool { return strings.EqualFold(s, state) })
+	}
+	if req.Version >= 5 && len(req.TypesFilter) > 0 &&
+		!slices.ContainsFunc(req.TypesFilter, func(s string) bool { return strings.EqualFold(s, groupTypeClassic) }) {
+		return resp, nil
 	}
 	b.groups.loadAll(ctx)
 	for _, g := range b.groups.snapshot() {
@@ -48,6 +57,9 @@ func (b *Broker) handleListGroups(ctx context.Context, rc *requestContext, kreq 
 		lg.Group = name
 		lg.ProtocolType = ptype
 		lg.GroupState = state.String()
+		if req.Version >= 5 {
+			lg.GroupType = groupTypeClassic
+		}
 		resp.Groups = append(resp.Groups, lg)
 	}
 	slices.SortFunc(resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int { return strings.Compare(a.Group, b.Group) })

@@ -11,9 +11,14 @@ package broker
 //
 // Version notes:
 //   - v3+: the client software name and version are accepted and not checked.
-//     No supported or finalized features are advertised (in particular no
-//     transaction.version, so clients keep the classic transaction protocol);
-//     FinalizedFeaturesEpoch stays -1.
+//     Features (KIP-584), what `kafka-features describe` lists: only
+//     metadata.version, supported 3.3-IV3..4.0-IV3 and finalized at 4.0-IV3
+//     (feature levels 7..25), the Kafka release whose client APIs this broker
+//     serves. It never changes, so FinalizedFeaturesEpoch is a constant 0.
+//     Nothing else is advertised: no kraft.version (no KIP-853 voter APIs),
+//     no group.version (no KIP-848 consumer protocol) and in particular no
+//     transaction.version, so clients keep the classic transaction protocol
+//     (docs/ARCHITECTURE.md rule 7).
 //   - The response header is always v0, even for flexible versions (frame.go).
 
 import (
@@ -29,7 +34,28 @@ func (b *Broker) handleAPIVersions(_ context.Context, _ *requestContext, kreq km
 	req := kreq.(*kmsg.ApiVersionsRequest)
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
 	resp.ApiKeys = apiVersionsKeys()
+	if req.Version >= 3 {
+		addFeatures(resp)
+	}
 	return resp, nil
+}
+
+// Feature levels of metadata.version (Kafka's MetadataVersion): 3.3-IV3 is the
+// lowest Kafka 4 accepts, 4.0-IV3 the level of Kafka 4.0.
+const (
+	metadataVersionMin = 7
+	metadataVersionMax = 25
+)
+
+// addFeatures fills the supported and finalized features of a v3+ response.
+func addFeatures(resp *kmsg.ApiVersionsResponse) {
+	sf := kmsg.NewApiVersionsResponseSupportedFeature()
+	sf.Name, sf.MinVersion, sf.MaxVersion = "metadata.version", metadataVersionMin, metadataVersionMax
+	resp.SupportedFeatures = []kmsg.ApiVersionsResponseSupportedFeature{sf}
+	ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+	ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = "metadata.version", metadataVersionMax, metadataVersionMax
+	resp.FinalizedFeatures = []kmsg.ApiVersionsResponseFinalizedFeature{ff}
+	resp.FinalizedFeaturesEpoch = 0
 }
 
 // unsupportedAPIVersionsResponse is the KIP-511 answer to an ApiVersions

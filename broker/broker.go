@@ -75,6 +75,9 @@ type Config struct {
 	// Now is the transaction coordinator's clock (timeouts, id expiry); nil
 	// means time.Now.
 	Now func() time.Time
+	// LogDir is the node's data directory, the one log dir DescribeLogDirs
+	// reports ("" reports it as "data").
+	LogDir string
 
 	// hooks lets this package's tests stall the coordinator's I/O.
 	hooks *coordinatorHooks

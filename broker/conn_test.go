@@ -189,9 +189,32 @@ func TestAPIVersionsListsRegistry(t *testing.T) {
 				t.Fatalf("v%d: advertised %+v, registry %+v", v, k, a)
 			}
 		}
+		checkFeatures(t, v, r)
+	}
+}
+
+// checkFeatures: v3+ advertises metadata.version only, finalized at the level
+// of Kafka 4.0, and never transaction.version (docs/ARCHITECTURE.md rule 7).
+func checkFeatures(t *testing.T, v int16, r *kmsg.ApiVersionsResponse) {
+	t.Helper()
+	if v < 3 {
 		if len(r.SupportedFeatures) != 0 || len(r.FinalizedFeatures) != 0 {
-			t.Fatalf("v%d: features advertised: %+v %+v", v, r.SupportedFeatures, r.FinalizedFeatures)
+			t.Fatalf("v%d: features in a version without them: %+v %+v", v, r.SupportedFeatures, r.FinalizedFeatures)
 		}
+		return
+	}
+	if len(r.SupportedFeatures) != 1 || len(r.FinalizedFeatures) != 1 {
+		t.Fatalf("v%d: features %+v, finalized %+v; want metadata.version only", v, r.SupportedFeatures, r.FinalizedFeatures)
+	}
+	sf, ff := r.SupportedFeatures[0], r.FinalizedFeatures[0]
+	if sf.Name != "metadata.version" || sf.MinVersion != metadataVersionMin || sf.MaxVersion != metadataVersionMax {
+		t.Fatalf("v%d: supported %+v", v, sf)
+	}
+	if ff.Name != "metadata.version" || ff.MinVersionLevel != metadataVersionMax || ff.MaxVersionLevel != metadataVersionMax {
+		t.Fatalf("v%d: finalized %+v", v, ff)
+	}
+	if r.FinalizedFeaturesEpoch != 0 {
+		t.Fatalf("v%d: finalized features epoch %d", v, r.FinalizedFeaturesEpoch)
 	}
 }
 

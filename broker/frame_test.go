@@ -185,6 +185,14 @@ func FuzzParseRequest(f *testing.F) {
 	f.Add(append(append([]byte{}, valid...), 0xff, 0xff, 0xff, 0xff)) // valid then garbage
 	f.Add(frameOf(f, kmsg.NewPtrApiVersionsRequest(), 3, &id, 1))
 	f.Add(frameOf(f, kmsg.NewPtrCreateTopicsRequest(), 7, nil, 1))
+	// The tools' APIs: a nullable struct (the cursor), a null array, nested arrays.
+	dtp := kmsg.NewPtrDescribeTopicPartitionsRequest()
+	dtp.Topics = []kmsg.DescribeTopicPartitionsRequestTopic{{Topic: "t1"}}
+	dtp.Cursor = &kmsg.DescribeTopicPartitionsRequestCursor{Topic: "t1", Partition: 3}
+	f.Add(frameOf(f, dtp, 0, &id, 1))
+	f.Add(frameOf(f, kmsg.NewPtrDescribeLogDirsRequest(), 4, &id, 1))
+	f.Add(frameOf(f, deleteRecordsOne("t1", 0, -1), 2, &id, 1))
+	f.Add(frameOf(f, kmsg.NewPtrDescribeQuorumRequest(), 2, &id, 1))
 	maximal := append([]byte{0, 3, 0, 12, 0, 0, 0, 1, 0x7f, 0xff}, bytes.Repeat([]byte{0xff}, 4096)...)
 	f.Add(maximal) // maximal lengths everywhere
 	f.Fuzz(func(t *testing.T, frame []byte) {

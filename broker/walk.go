@@ -165,6 +165,7 @@ const (
 	wireBytes                          // []byte: aliases the frame
 	wireArray                          // array of elem
 	wireStruct                         // struct inline: fields, then its tag section
+	wireNullableStruct                 // *struct: an int8 presence byte (-1 null), then the struct
 )
 
 // wireField is one field of a request's wire layout at every version.
@@ -218,10 +219,19 @@ func layoutOf(t reflect.Type, name string, top bool) (wireField, error) {
 	case reflect.String:
 		f.kind = wireString
 	case reflect.Pointer:
-		if t.Elem().Kind() != reflect.String {
+		switch t.Elem().Kind() {
+		case reflect.String:
+			f.kind = wireNullableString
+		case reflect.Struct: // a nullable struct (DescribeTopicPartitions' Cursor)
+			s, err := layoutOf(t.Elem(), name, false)
+			if err != nil {
+				return f, err
+			}
+			s.kind, s.goSize = wireNullableStruct, int64(t.Elem().Size())
+			return s, nil
+		default:
 			return f, fmt.Errorf("%s: unsupported pointer type %s", name, t)
 		}
-		f.kind = wireNullableString
 	case reflect.Slice:
 		if t.Elem().Kind() == reflect.Uint8 {
 			f.kind = wireBytes
@@ -396,6 +406,19 @@ func (w *walker) field(f *wireField) error {
 		}
 		return nil
 	case wireStruct:
+		return w.structure(f)
+	case wireNullableStruct:
+		if len(w.b) < 1 {
+			return w.fail("%s presence truncated", f.name)
+		}
+		present := int8(w.b[0])
+		w.b = w.b[1:]
+		if present < 0 {
+			return nil
+		}
+		if err := w.charge(allocBytes(f.goSize)); err != nil {
+			return err
+		}
 		return w.structure(f)
 	}
 	return fmt.Errorf("%s: unknown wire kind %d", f.name, f.kind)

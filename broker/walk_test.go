@@ -22,6 +22,12 @@ func fillRandom(r *rand.Rand, v reflect.Value, depth int) {
 			v.Set(reflect.ValueOf(&s))
 			return
 		}
+		if v.IsNil() { // a nullable struct: null half the time
+			if r.IntN(2) == 0 {
+				return
+			}
+			v.Set(reflect.New(v.Type().Elem()))
+		}
 		fillRandom(r, v.Elem(), depth)
 	case reflect.Struct:
 		if v.Type() == tagsType {

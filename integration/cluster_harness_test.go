@@ -387,7 +387,7 @@ func (l *nodeLog) Write(p []byte) (int, error) {
 			break
 		}
 		if line := string(l.partial[:i]); strings.Contains(line, electionLine) {
-			e := electionTimeout{At: time.Now(), Node: l.node, Group: slogAttr(line, "group"), LastLeader: -1}
+			e := electionTimeout{At: time.Now(), Node: l.node, Group: slogAttr(line, "raft_group"), LastLeader: -1}
 			if id, err := strconv.ParseInt(slogAttr(line, "last-leader-id"), 10, 32); err == nil {
 				e.LastLeader = int32(id)
 			}
@@ -923,7 +923,7 @@ func (c *testCluster) RaftGroups(topics ...string) map[topicPartition]uint32 {
 			Name       string `json:"name"`
 			Partitions []struct {
 				Partition int32  `json:"partition"`
-				Group     uint32 `json:"group"`
+				Group     uint32 `json:"raft_group_id"`
 			} `json:"partitions"`
 		} `json:"topics"`
 	}

@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -299,3 +300,45 @@ func javaHash(s string) int32 {
 
 // fetchRecordsMetric counts the records a node answered to fetches.
 const fetchRecordsMetric = "shardcache_broker_fetch_records_total"
+
+// TestClusterISRFollowsLiveReplicas: a killed node leaves the ISR that every
+// live node's Metadata shows (after the lag bound, raftfsm/isr.go) while it
+// stays a replica, and comes back once it is restarted and has caught up.
+func TestClusterISRFollowsLiveReplicas(t *testing.T) {
+	c := startCluster(t, 3)
+	topic := topicName(t)
+	cl := c.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createClusterTopic(t, cl, topic, 4, nil)
+	c.WaitReplicated(topic)
+	c.WaitLeaders(topic)
+	victim := c.IDs()[len(c.IDs())-1]
+	c.Kill(victim)
+	c.waitFor(fmt.Sprintf("node %d leaves every ISR of %s", victim, topic), func(ctx context.Context) error {
+		live := slices.Sorted(slices.Values(c.live()))
+		for _, id := range live {
+			ps, err := c.partitions(ctx, id, topic)
+			if err != nil {
+				return err
+			}
+			for p, st := range ps {
+				if !slices.Contains(st.Replicas, victim) {
+					return fmt.Errorf("node %d: %s/%d replicas %v lost node %d", id, topic, p, st.Replicas, victim)
+				}
+				if !slices.Equal(st.ISR, live) {
+					return fmt.Errorf("node %d: %s/%d ISR %v, want the live nodes %v", id, topic, p, st.ISR, live)
+				}
+			}
+		}
+		return nil
+	})
+	// Writes go on while it is out, so it has something to catch up on.
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	for p := int32(0); p < 4; p++ {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: p, Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c.Start(victim)
+	c.WaitReplicated(topic)
+}

@@ -44,10 +44,10 @@ type shownPage struct {
 		Partitions  map[string]int64 `json:"partitions"`
 	} `json:"groups"`
 	Raft []struct {
-		Group        int    `json:"group"`
+		RaftGroupID  int    `json:"raft_group_id"`
 		Term         uint64 `json:"term"`
 		AppliedIndex uint64 `json:"applied_index"`
-	} `json:"raft"`
+	} `json:"raft_groups"`
 	Cluster struct {
 		Nodes []struct {
 			ID    int32  `json:"id"`
@@ -182,7 +182,7 @@ func TestStatusPage(t *testing.T) {
 		t.Fatalf("page shows %d raft groups, /v1/status %d", len(page.Raft), len(st.Raft))
 	}
 	for i, g := range page.Raft {
-		if g.Group != st.Raft[i].Group || g.Term != st.Raft[i].Term || g.Term == 0 || g.AppliedIndex == 0 || g.AppliedIndex > st.Raft[i].AppliedIndex {
+		if g.RaftGroupID != st.Raft[i].RaftGroupID || g.Term != st.Raft[i].Term || g.Term == 0 || g.AppliedIndex == 0 || g.AppliedIndex > st.Raft[i].AppliedIndex {
 			t.Errorf("raft row %d shown %+v, /v1/status %+v", i, g, st.Raft[i])
 		}
 	}
@@ -197,7 +197,7 @@ func TestStatusPage(t *testing.T) {
 		} else {
 			self := cl.Nodes[0].ID
 			for i, g := range cl.RaftGroups {
-				if g.RaftGroupID != st.Raft[i].Group || len(g.Replicas) != 1 || g.Replicas[0] != self || g.Leader != self || g.Term == 0 {
+				if g.RaftGroupID != st.Raft[i].RaftGroupID || len(g.Replicas) != 1 || g.Replicas[0] != self || g.Leader != self || g.Term == 0 {
 					t.Errorf("cluster section raft group row %d: %+v", i, g)
 				}
 			}
@@ -350,10 +350,10 @@ func commitGroupOffsets(t testing.TB, adm *kadm.Client, group, topic string, off
 // statusDoc is the part of /v1/status the test reads.
 type statusDoc struct {
 	Raft []struct {
-		Group        int    `json:"group"`
+		RaftGroupID  int    `json:"raft_group_id"`
 		Term         uint64 `json:"term"`
 		AppliedIndex uint64 `json:"applied_index"`
-	} `json:"raft"`
+	} `json:"raft_groups"`
 }
 
 func getStatusJSON(t testing.TB, httpAddr string) statusDoc {

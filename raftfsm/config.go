@@ -58,7 +58,12 @@ type Config struct {
 	// overrides.
 	BrokerTopicDefaults map[string]string
 	// HeartbeatTimeout, ElectionTimeout, LeaderLeaseTimeout and CommitTimeout are
-	// passed to hashicorp/raft.
+	// passed to hashicorp/raft. CommitTimeout is how often a leader sends an
+	// idle follower an empty AppendEntries to tell it the commit index (a
+	// heartbeat does not carry it): under load every append carries it, so it
+	// only bounds how soon a follower applies (and serves, and sees in
+	// metadata) the last entries of a burst. Those sends are the largest share
+	// of an idle node's CPU (docs/ARCHITECTURE.md, "Transport and forwarding").
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
@@ -151,7 +156,7 @@ func DefaultConfig() Config {
 		HeartbeatTimeout:   200 * time.Millisecond,
 		ElectionTimeout:    200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond,
-		CommitTimeout:      50 * time.Millisecond,
+		CommitTimeout:      200 * time.Millisecond,
 		SnapshotThreshold:  2048,
 		MaxApplyBatchBytes: DefaultMaxApplyBatchBytes,
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,8 +24,14 @@ import (
 // applied index were applied before a restart and are skipped, so replay is
 // idempotent.
 //
-// Raft calls ApplyBatch, Apply and Snapshot from one goroutine.
+// Raft calls ApplyBatch, Apply, Snapshot and Restore from one goroutine; a
+// snapshot received from the leader is ingested on Raft's main goroutine while
+// it arrives (receiveSink in snapshot.go), so mu serializes the two.
 type fsm struct {
+	// mu guards applied and failed, and the group's state in the store:
+	// held by ApplyBatch, Snapshot, Restore and for the whole of a received
+	// snapshot's ingest.
+	mu      sync.Mutex
 	group   uint32
 	store   *shardstore.Store
 	proc    *processor
@@ -80,6 +87,8 @@ func newFSM(group uint32, store *shardstore.Store, proc *processor, log *slog.Lo
 
 // ApplyBatch applies logs and returns one response per entry.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	resp := make([]any, len(logs))
 	if f.failed != nil {
 		for i := range resp {
@@ -173,22 +182,28 @@ func (f *fsm) Apply(l *raft.Log) any {
 // refuses: Raft would take the snapshot at an index covering the entries the
 // failed commit lost, trim them from its log and, at restart, start past them.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.failed != nil {
 		return nil, f.failed
 	}
 	return &logicalSnapshot{db: f.store.DB(), group: f.group, applied: f.applied}, nil
 }
 
-// Restore installs a snapshot of the group: a stream Raft received from the
-// leader through InstallSnapshot, or one received before a crash and restored
-// by openSnapshotStore (see snapshot.go). The stream is ingested atomically
-// (shardstore.Ingest); the FSM's applied index becomes the stream's, so the
-// entries Raft delivers next that the snapshot already holds are skipped, and
-// reload runs. A stream this store already holds (its index at or below the
-// applied index) changes nothing. A logical marker is accepted only when the
-// store holds the state it stands for.
+// Restore installs a snapshot of the group: a stream stored by a version that
+// ingested it only here, restored by openSnapshotStore after a crash (see
+// snapshot.go), or a marker. The stream is ingested atomically
+// (shardstore.Ingest, through ingested); the FSM's applied index becomes the
+// stream's, so the entries Raft delivers next that the snapshot already holds
+// are skipped, and reload runs. A stream this store already holds (its index
+// at or below the applied index) changes nothing. A logical marker is
+// accepted only when the store holds the state it stands for: after
+// InstallSnapshot, Raft restores the marker receiveSink stored once it had
+// ingested the stream.
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.failed != nil {
 		return f.failed
 	}
@@ -211,7 +226,20 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		return nil
 	}
 	start := time.Now()
-	res, err := f.store.Ingest(br, shardstore.IngestOptions{Group: f.group, Extra: groupSpans(f.group), Dir: f.ingestDir})
+	res, err := f.store.Ingest(br, f.ingestOptions())
+	return f.ingested(res, err, start)
+}
+
+// ingestOptions are the options of every ingest of a snapshot of the group.
+func (f *fsm) ingestOptions() shardstore.IngestOptions {
+	return shardstore.IngestOptions{Group: f.group, Extra: groupSpans(f.group), Dir: f.ingestDir}
+}
+
+// ingested takes the result of an ingest started at start: the applied index
+// moves to the snapshot's and reload runs. An ingest that moved the store and
+// then failed (the sync or the reload) stops the FSM, as a failed commit does.
+// f.mu is held.
+func (f *fsm) ingested(res shardstore.IngestResult, err error, start time.Time) error {
 	if err != nil {
 		if now, aerr := f.store.Applied(f.group); aerr == nil && now != f.applied {
 			// Ingested, then the sync or the reload failed: stop, as after a

@@ -12,8 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +26,9 @@ type group struct {
 	logs   *LogStore
 	trans  raft.Transport
 	notify chan bool
+	// stop is closed when the group alone is closed (stale.go), ending its
+	// leadership watcher.
+	stop chan struct{}
 	// ready: this node leads the group and a Barrier applied in this term, so
 	// the whole log is applied.
 	ready atomic.Bool
@@ -164,6 +165,11 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.run(stored.clusterID == "", hasIdentity || len(withState) > 0)
+	if n.mux != nil {
+		n.isr.start(cfg.Now())
+		n.wg.Add(1)
+		go n.runISR()
+	}
 	return n, nil
 }
 
@@ -185,7 +191,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 	if n.closed.Load() {
 		return nil, ErrClosed
 	}
-	g := &group{id: id, notify: make(chan bool, 16)}
+	g := &group{id: id, notify: make(chan bool, 16), stop: make(chan struct{})}
 	var err error
 	if g.logs, err = NewLogStore(n.store.DB(), id); err != nil {
 		return nil, err
@@ -204,7 +210,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 		// snapshot of the metadata group at once.
 		g.fsm.reload = n.reloadMeta
 	}
-	snaps, err := openSnapshotStore(filepath.Join(n.cfg.Dir, "group-"+strconv.FormatUint(uint64(id), 10)), g.fsm, n.cfg.SnapshotRateBytes, hl)
+	snaps, err := openSnapshotStore(n.groupDir(id), g.fsm, n.cfg.SnapshotRateBytes, hl)
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +257,16 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 			return nil, err
 		}
 	}
-	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.logs, snaps, g.trans); err != nil {
+	// Every AppendEntries a leader sends reads the entry before the first one
+	// it carries, including the empty ones that tell an idle follower the
+	// commit index every CommitTimeout: the last entry stored, cached here,
+	// answers those without a Pebble read. One entry: no memory to speak of.
+	cached, err := raft.NewLogCache(1, g.logs)
+	if err != nil {
+		closeTransport(g.trans)
+		return nil, err
+	}
+	if g.raft, err = raft.NewRaft(rc, g.fsm, cached, g.logs, snaps, g.trans); err != nil {
 		closeTransport(g.trans)
 		return nil, err
 	}
@@ -340,6 +355,8 @@ func (n *Node) watchLeadership(g *group) {
 		select {
 		case <-n.shutdownCh:
 			return
+		case <-g.stop:
+			return
 		case leader := <-g.notify:
 			n.metrics.setLeader(g.id, leader)
 			g.ready.Store(false)
@@ -370,6 +387,8 @@ func (n *Node) watchLeadership(g *group) {
 				select { // e.g. a leadership transfer under way: do not spin
 				case <-n.shutdownCh:
 					return
+				case <-g.stop:
+					return
 				case <-time.After(50 * time.Millisecond):
 				}
 			}
@@ -390,6 +409,8 @@ func (n *Node) barrier(g *group) error {
 	case err := <-done:
 		return err
 	case <-n.shutdownCh:
+		return ErrClosed
+	case <-g.stop:
 		return ErrClosed
 	}
 }

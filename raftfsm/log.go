@@ -2,7 +2,7 @@ package raftfsm
 
 // Log attribute keys used by this package.
 const (
-	keyGroup   = "group"
+	keyGroup   = "raft_group" // "group" alone is a consumer group
 	keyIndex   = "index"
 	keyTerm    = "term"
 	keyTopic   = "topic"

@@ -99,8 +99,8 @@ func (n *Node) controlRound(ctx context.Context) {
 	// is not open (a wiped node that joined again opens them once its
 	// metadata shows the placement).
 	healed := true
-	for g, rs := range m.placement {
-		if containsNode(rs, self) && n.group(g) == nil {
+	for g := range m.placement {
+		if containsNode(n.placed(m, g), self) && n.group(g) == nil {
 			if _, err := n.openGroup(g, false); err != nil {
 				healed = false
 				if ctx.Err() == nil {
@@ -109,6 +109,7 @@ func (n *Node) controlRound(ctx context.Context) {
 			}
 		}
 	}
+	n.dropStaleGroups(ctx, m)
 	if g := n.group(metaGroup); g != nil && g.ready.Load() && m.settings.dataGroups == 0 {
 		n.initCluster(ctx)
 		m = n.metadata()
@@ -312,7 +313,7 @@ func (n *Node) refreshServers(g *group) {
 func (n *Node) wanted(g uint32, m *metadata) (all []int32, voters map[int32]bool) {
 	voters = map[int32]bool{}
 	if g != metaGroup {
-		rs := m.placement[g]
+		rs := n.placed(m, g)
 		for _, id := range rs {
 			voters[id] = true
 		}

@@ -25,7 +25,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name:    "shardcache_raft_apply_duration_seconds",
 			Help:    "Time to apply one batch of committed Raft entries to the store.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 8),
-		}, []string{"group"}),
+		}, []string{"raft_group"}),
 		applied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardcache_raft_commands_applied_total",
 			Help: "Raft commands applied, by command type.",
@@ -33,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		leader: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "shardcache_raft_leader",
 			Help: "1 when this node leads the Raft group, else 0.",
-		}, []string{"group"}),
+		}, []string{"raft_group"}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shardcache_raft_pending_proposals",
 			Help: "Data-group proposals handed to Raft and not yet applied or failed, including those whose caller timed out.",

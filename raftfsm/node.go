@@ -113,6 +113,9 @@ type Node struct {
 	// pending bounds data-group proposals handed to Raft (pending.go).
 	pending pendingBudget
 
+	// isr tracks which replicas are caught up with their leaders (isr.go).
+	isr isrTracker
+
 	pidMu           sync.Mutex
 	pidNext, pidEnd int64
 
@@ -123,6 +126,9 @@ type Node struct {
 	// noHandOff makes Close skip the leadership hand-off, as a crash would
 	// (tests only).
 	noHandOff bool
+	// placementFilter rewrites the placement the control loop acts on (tests
+	// only: today's placement never takes a live node out of a group).
+	placementFilter atomic.Pointer[func(g uint32, rs []int32) []int32]
 
 	initDone    atomic.Bool
 	failErr     atomic.Pointer[error]

@@ -2,11 +2,14 @@ package raftfsm
 
 import (
 	"bufio"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"path/filepath"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/go-hclog"
@@ -30,18 +33,25 @@ import (
 // bytes and streams the group's state as Pebble holds it now (a
 // shardstore.Export: applied index A >= the marker's index, the group's shards,
 // registry and, for the metadata group, the metadata keys), with the meta's
-// Size set to the stream's exact length. The follower's Raft spills the stream
-// into a file (snapshotStore.Create) and calls fsm.Restore, which ingests it
-// atomically (shardstore.Ingest) and sets the FSM's applied index to A; Raft
-// sets its own to the marker's index, and the entries in between are skipped
-// by the applied rule of ApplyBatch.
+// Size set to the stream's exact length.
 //
-// The crash window: Raft stores the received file before the FSM ingests it,
-// and with NoSnapshotRestoreOnStart a restart takes the newest snapshot's index
-// as applied without calling Restore. A crash in between would skip the
-// snapshot's entries for good. So openSnapshotStore, before Raft starts,
-// ingests the newest stored snapshot when it is a received stream the store
-// does not hold yet.
+// Receiving one ingests it as it arrives. The follower's Raft copies the
+// stream into the sink snapshotStore.Create returns (receiveSink), which feeds
+// it to shardstore.Ingest: the tables are built while the bytes come in, and
+// when Raft closes the sink the ingest happens (atomically, synced), the FSM's
+// applied index becomes A, and only then is a marker of A stored as the
+// snapshot's file. Raft then restores that marker (Open hands it back once),
+// which the store holds; Raft sets its own applied index to the snapshot's,
+// and the entries between it and A are skipped by the applied rule of
+// ApplyBatch. Nothing is spilled to a file, read back or checksummed twice.
+//
+// No crash window: the snapshot is stored only after the ingest is durable,
+// and a crash before that leaves Raft's state as it was, with the store at A
+// or before (entries Raft then delivers at or below A are skipped). With
+// NoSnapshotRestoreOnStart a restart takes the newest stored snapshot's index
+// as applied without calling Restore; a stored stream (written by a version
+// that ingested only in Restore, crashed before it did) is therefore ingested
+// by openSnapshotStore before Raft starts, when the store does not hold it.
 
 const (
 	snapshotMarkerVersion = 1
@@ -104,6 +114,13 @@ type snapshotStore struct {
 	fsm   *fsm
 	rate  int64
 	log   hclog.Logger
+	// received is the id of the snapshot receiveSink stored last, until Raft
+	// opens it to restore it (right after InstallSnapshot): that one Open
+	// returns the stored marker rather than a fresh export.
+	received atomic.Pointer[string]
+	// testHookIngested, when set, runs after a received stream is ingested,
+	// before its marker is stored (tests crash there).
+	testHookIngested func()
 }
 
 var _ raft.SnapshotStore = (*snapshotStore)(nil)
@@ -179,11 +196,15 @@ func (s *snapshotStore) stored(br *bufio.Reader) (applied uint64, stream bool, e
 	return applied, stream, nil
 }
 
-// Create stores a snapshot as a file: a local marker, or a stream Raft
-// receives from the leader.
+// Create stores a snapshot: a local marker as a file, or a stream Raft
+// receives from the leader, which receiveSink ingests.
 func (s *snapshotStore) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
 	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
-	return s.files.Create(version, index, term, configuration, configurationIndex, trans)
+	sink, err := s.files.Create(version, index, term, configuration, configurationIndex, trans)
+	if err != nil {
+		return nil, err
+	}
+	return &receiveSink{file: sink, store: s}, nil
 }
 
 // List lists the stored snapshots, newest first.
@@ -199,6 +220,11 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	meta, rc, err := s.files.Open(id)
 	if err != nil {
 		return nil, nil, err
+	}
+	// Raft restoring what receiveSink ingested: InstallSnapshot restores
+	// right after storing, or Raft shuts down and this store goes with it.
+	if r := s.received.Load(); r != nil && *r == id && s.received.CompareAndSwap(r, nil) {
+		return meta, rc, nil
 	}
 	br := bufio.NewReaderSize(rc, 64<<10)
 	need, stream, err := s.stored(br)
@@ -230,6 +256,173 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	s.log.Info("streaming group snapshot", "id", id, "index", meta.Index, "applied", e.Applied(), "bytes", m.Size)
 	return &m, e, nil
 }
+
+// receiveSink is the raft.SnapshotSink of a snapshot this node stores. A local
+// marker (Persist) passes through to the file. A stream the leader sends
+// (told apart by its first bytes) is ingested as it arrives: the bytes go
+// through a pipe to shardstore.Ingest on another goroutine, which builds the
+// tables meanwhile; Close lets the ingest finish, then stores a marker of the
+// ingested applied index as the snapshot's file. From the stream's first bytes
+// to Close or Cancel the group's FSM is locked (it applies nothing, the ingest
+// replaces its state). Raft calls Write, Close and Cancel from one goroutine.
+type receiveSink struct {
+	file  raft.SnapshotSink
+	store *snapshotStore
+	head  []byte // first bytes, until the kind of snapshot is known
+	mode  sinkMode
+
+	// Stream mode: the pipe into the ingest, its result, and when it began.
+	pw      *io.PipeWriter
+	done    chan ingestResult
+	start   time.Time
+	group   uint32
+	applied uint64
+	skip    bool // the store holds the stream's state already: discard it
+}
+
+type sinkMode int
+
+const (
+	sinkUndecided sinkMode = iota
+	sinkFile               // a marker (or anything but a stream): stored as is
+	sinkStream             // a group snapshot stream: ingested
+)
+
+type ingestResult struct {
+	res shardstore.IngestResult
+	err error
+}
+
+var _ raft.SnapshotSink = (*receiveSink)(nil)
+
+// ID is the stored snapshot's id.
+func (k *receiveSink) ID() string { return k.file.ID() }
+
+func (k *receiveSink) Write(p []byte) (int, error) {
+	switch k.mode {
+	case sinkFile:
+		return k.file.Write(p)
+	case sinkStream:
+		return k.feed(p)
+	}
+	need := shardstore.SnapshotPrefixLen - len(k.head)
+	if len(p) < need {
+		k.head = append(k.head, p...)
+		return len(p), nil
+	}
+	k.head = append(k.head, p[:need]...)
+	if err := k.decide(); err != nil {
+		return 0, err
+	}
+	if _, err := k.Write(k.head); err != nil {
+		return 0, err
+	}
+	k.head = nil
+	if _, err := k.Write(p[need:]); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// decide picks the mode from the first SnapshotPrefixLen bytes; for a stream
+// it locks the FSM and starts the ingest.
+func (k *receiveSink) decide() error {
+	group, applied, err := shardstore.ParseSnapshotPrefix(k.head)
+	if err != nil {
+		k.mode = sinkFile
+		return nil
+	}
+	f := k.store.fsm
+	if group != f.group {
+		return fmt.Errorf("raftfsm: group %d received a snapshot of group %d", f.group, group)
+	}
+	k.mode, k.group, k.applied, k.start = sinkStream, group, applied, time.Now()
+	f.mu.Lock()
+	if f.failed != nil {
+		err := f.failed
+		f.mu.Unlock()
+		k.mode = sinkFile // nothing to release on Cancel
+		return err
+	}
+	if applied <= f.applied {
+		f.log.Info("group snapshot already applied", keyGroup, f.group, keyIndex, applied, keyApplied, f.applied)
+		k.skip = true
+		return nil
+	}
+	pr, pw := io.Pipe()
+	k.pw, k.done = pw, make(chan ingestResult, 1)
+	opts := f.ingestOptions()
+	go func() {
+		res, err := f.store.Ingest(pr, opts)
+		// A failed ingest stops reading: Raft's next Write fails with err.
+		pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
+		k.done <- ingestResult{res, err}
+	}()
+	return nil
+}
+
+func (k *receiveSink) feed(p []byte) (int, error) {
+	if k.skip {
+		return len(p), nil
+	}
+	return k.pw.Write(p)
+}
+
+// Close finishes the ingest (the stream must have ended) and stores the
+// marker of what the store now holds.
+func (k *receiveSink) Close() error {
+	switch k.mode {
+	case sinkUndecided:
+		if _, err := k.file.Write(k.head); err != nil {
+			k.file.Cancel()
+			return err
+		}
+		fallthrough
+	case sinkFile:
+		return k.file.Close()
+	}
+	f := k.store.fsm
+	defer f.mu.Unlock()
+	if !k.skip {
+		k.pw.Close()
+		r := <-k.done
+		if err := f.ingested(r.res, r.err, k.start); err != nil {
+			k.file.Cancel()
+			return err
+		}
+		if h := k.store.testHookIngested; h != nil {
+			h()
+		}
+	}
+	marker := []byte{snapshotMarkerVersion}
+	marker = binary.BigEndian.AppendUint32(marker, f.group)
+	marker = binary.BigEndian.AppendUint64(marker, f.applied)
+	if _, err := k.file.Write(marker); err != nil {
+		k.file.Cancel()
+		return err
+	}
+	id := k.file.ID()
+	if err := k.file.Close(); err != nil {
+		return err
+	}
+	k.store.received.Store(&id)
+	return nil
+}
+
+// Cancel abandons the snapshot: an ingest under way stops and removes its
+// tables, and nothing is stored.
+func (k *receiveSink) Cancel() error {
+	if k.mode == sinkStream {
+		if !k.skip {
+			k.pw.CloseWithError(errSnapshotCanceled)
+			<-k.done
+		}
+		k.store.fsm.mu.Unlock()
+	}
+	return k.file.Cancel()
+}
+
+var errSnapshotCanceled = errors.New("raftfsm: received snapshot canceled")
 
 // readCloser reads through a bufio.Reader and closes the file beneath it.
 type readCloser struct {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -406,6 +407,14 @@ func TestInstallSnapshot(t *testing.T) {
 			if follower.fsm.skipped.Load() < 3 {
 				t.Errorf("follower skipped %d entries the snapshot held, want >= 3", follower.fsm.skipped.Load())
 			}
+			// The stream was ingested as it arrived: only a marker is stored,
+			// and Raft's restore opened that marker, not a fresh export.
+			if metas, err := follower.snaps.List(); err != nil || len(metas) == 0 || metas[0].Size != snapshotMarkerLen {
+				t.Errorf("follower's stored snapshots %+v (%v), want a marker", metas, err)
+			}
+			if id := follower.snaps.(*snapshotStore).received.Load(); id != nil {
+				t.Errorf("received snapshot %s was never opened for its restore", *id)
+			}
 			if got := rawDump(t, follower.store, []byte("i"), []byte("j")); len(got) != 1 {
 				t.Errorf("node-local keys after install: %v", got)
 			}
@@ -427,8 +436,8 @@ func TestInstallSnapshot(t *testing.T) {
 }
 
 // crashingSnaps clones the follower's filesystem as a crash would leave it
-// when Raft opens a received snapshot to restore it: the stream is stored, the
-// ingest has not happened.
+// when Raft first writes a received snapshot into its sink: nothing of the
+// stream is ingested yet.
 type crashingSnaps struct {
 	raft.SnapshotStore
 	fs    *vfs.MemFS
@@ -436,17 +445,30 @@ type crashingSnaps struct {
 	clone atomic.Pointer[vfs.MemFS]
 }
 
-func (c *crashingSnaps) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
-	c.once.Do(func() { c.clone.Store(c.fs.CrashClone(vfs.CrashCloneCfg{})) })
-	return c.SnapshotStore.Open(id)
+func (c *crashingSnaps) Create(version raft.SnapshotVersion, index, term uint64, configuration raft.Configuration,
+	configurationIndex uint64, trans raft.Transport) (raft.SnapshotSink, error) {
+	sink, err := c.SnapshotStore.Create(version, index, term, configuration, configurationIndex, trans)
+	return &crashingSink{SnapshotSink: sink, c: c}, err
 }
 
-// TestInstallSnapshotCrash: a replica that crashes after Raft stored a
-// received snapshot, before or after the ingest, comes back with the
-// snapshot's state (never with Raft past an index the store lacks) and keeps
-// applying.
+type crashingSink struct {
+	raft.SnapshotSink
+	c *crashingSnaps
+}
+
+func (k *crashingSink) Write(p []byte) (int, error) {
+	k.c.once.Do(func() { k.c.clone.Store(k.c.fs.CrashClone(vfs.CrashCloneCfg{})) })
+	return k.SnapshotSink.Write(p)
+}
+
+// TestInstallSnapshotCrash: a replica that crashes while it receives a
+// snapshot (before the ingest), after the ingest but before the snapshot is
+// stored, or after the install, comes back with the old state or the
+// snapshot's (never with Raft past an index the store lacks) and catches up.
+// A stream stored but not ingested (as a version that ingested only in
+// Restore could leave it) is ingested when the store opens.
 func TestInstallSnapshotCrash(t *testing.T) {
-	for _, crash := range []string{"BeforeIngest", "AfterInstall"} {
+	for _, crash := range []string{"BeforeIngest", "IngestedNotStored", "AfterInstall", "StoredStream"} {
 		t.Run(crash, func(t *testing.T) {
 			leader := newRaftPeer(t, "a", 1, vfs.NewMem())
 			leader.start(true)
@@ -457,21 +479,46 @@ func TestInstallSnapshotCrash(t *testing.T) {
 
 			fs := vfs.NewCrashableMem()
 			follower := newRaftPeer(t, "b", 1, fs)
+			var clone *vfs.MemFS
 			hook := &crashingSnaps{fs: fs}
-			if crash == "BeforeIngest" {
+			switch crash {
+			case "BeforeIngest":
 				follower.wrapSnaps = func(s raft.SnapshotStore) raft.SnapshotStore { hook.SnapshotStore = s; return hook }
+			case "IngestedNotStored":
+				follower.openStore()
+				var once sync.Once
+				follower.snaps.(*snapshotStore).testHookIngested = func() {
+					once.Do(func() { clone = fs.CrashClone(vfs.CrashCloneCfg{}) })
+				}
+			case "StoredStream":
+				storeStream(t, leader, follower)
 			}
-			follower.start(false)
-			connect(leader, follower)
-			if err := leader.raft.AddVoter(follower.id, follower.addr, 0, 10*time.Second).Error(); err != nil {
-				t.Fatalf("AddVoter: %v", err)
+			if crash != "StoredStream" {
+				follower.start(false)
+				connect(leader, follower)
+				if err := leader.raft.AddVoter(follower.id, follower.addr, 0, 10*time.Second).Error(); err != nil {
+					t.Fatalf("AddVoter: %v", err)
+				}
+				waitFor(t, "the follower to apply", 10*time.Second, func() bool { return follower.applied() == leader.applied() })
 			}
-			waitFor(t, "the follower to apply", 10*time.Second, func() bool { return follower.applied() == leader.applied() })
-			clone := hook.clone.Load()
-			if crash == "AfterInstall" {
+			switch crash {
+			case "BeforeIngest", "IngestedNotStored":
+				if crash == "BeforeIngest" {
+					clone = hook.clone.Load()
+				}
+				follower.stop()
+				// The snapshot directory is on the OS filesystem, which
+				// the clone does not cover: at those crash points the
+				// snapshot was not stored yet.
+				if err := os.RemoveAll(filepath.Join(follower.snapDir, "snapshots")); err != nil {
+					t.Fatal(err)
+				}
+			case "AfterInstall":
+				clone = fs.CrashClone(vfs.CrashCloneCfg{})
+				follower.stop()
+			case "StoredStream":
 				clone = fs.CrashClone(vfs.CrashCloneCfg{})
 			}
-			follower.stop()
 
 			// Restart on what the crash left.
 			restarted := newRaftPeer(t, "b", 1, clone)
@@ -484,18 +531,23 @@ func TestInstallSnapshotCrash(t *testing.T) {
 			if err := store.Close(); err != nil {
 				t.Fatal(err)
 			}
-			if crash == "BeforeIngest" && before >= snapApplied {
+			switch {
+			case (crash == "BeforeIngest" || crash == "StoredStream") && before >= snapApplied:
 				t.Fatalf("the crash left applied %d, the snapshot holds %d: no window to test", before, snapApplied)
-			}
-			if crash == "AfterInstall" && before < snapApplied {
+			case (crash == "IngestedNotStored" || crash == "AfterInstall") && before < snapApplied:
 				t.Fatalf("the ingest was not durable: applied %d after a crash, snapshot %d", before, snapApplied)
 			}
-			restarted.openStore() // restores the stored snapshot when the store lacks it
-			if got := restarted.applied(); got < snapApplied {
-				t.Fatalf("after reopening, applied %d < snapshot %d", got, snapApplied)
+			restarted.openStore() // restores a stored stream when the store lacks it
+			if got := restarted.applied(); crash == "StoredStream" && got < snapApplied {
+				t.Fatalf("after reopening, applied %d < stored snapshot %d", got, snapApplied)
 			}
 			restarted.start(false)
 			connect(leader, restarted)
+			if crash == "StoredStream" {
+				if err := leader.raft.AddVoter(restarted.id, restarted.addr, 0, 10*time.Second).Error(); err != nil {
+					t.Fatalf("AddVoter: %v", err)
+				}
+			}
 			for i := range 3 {
 				snapshotCases[0].more(leader, i)
 			}
@@ -504,6 +556,47 @@ func TestInstallSnapshotCrash(t *testing.T) {
 				t.Fatalf("restarted follower:\n%s\nleader:\n%s", got, want)
 			}
 		})
+	}
+}
+
+// storeStream stores the leader's group snapshot as a received stream in the
+// follower's snapshot store, as Raft did before receiveSink ingested streams
+// (it stored the file, then Restore ingested it), and leaves the follower's
+// store without it.
+func storeStream(t *testing.T, leader, follower *raftPeer) {
+	t.Helper()
+	e, err := leader.store.Export(1, shardstore.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	files, err := raft.NewFileSnapshotStoreWithLogger(follower.snapDir, snapshotsRetain, follower.raftConfig().Logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := leader.raft.LastIndex()
+	cf := leader.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		t.Fatal(err)
+	}
+	_, trans := raft.NewInmemTransport("x")
+	sink, err := files.Create(raft.SnapshotVersionMax, last, leader.raft.CurrentTerm(), cf.Configuration(), last, trans)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(sink, e); err != nil {
+		t.Fatal(err)
+	}
+	if err := sink.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// An empty store on the follower's filesystem.
+	store, err := shardstore.Open(follower.dataDir, shardstore.Options{FS: follower.fs, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
 

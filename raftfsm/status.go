@@ -25,6 +25,11 @@ type GroupStatus struct {
 	LastIndex    uint64
 	CommitIndex  uint64
 	AppliedIndex uint64
+	// StoreApplied is the group's applied index in the store: the last
+	// command the state machine has written. Raft's AppliedIndex counts
+	// entries handed to the state machine, which may still be writing them
+	// (up to 128 batches behind on a replica that catches up from the log).
+	StoreApplied uint64
 	// Ready: this node leads the group and has applied its whole log.
 	Ready bool
 	// Voters and Nonvoters are the group's configuration as this node last
@@ -66,6 +71,7 @@ func (n *Node) GroupStatuses() []GroupStatus {
 			LastIndex:    g.raft.LastIndex(),
 			CommitIndex:  g.raft.CommitIndex(),
 			AppliedIndex: g.raft.AppliedIndex(),
+			StoreApplied: g.fsm.appliedIndex.Load(),
 			Ready:        g.ready.Load(),
 			Voters:       sortedNodeIDs(voters),
 			Nonvoters:    sortedNodeIDs(nonvoters),

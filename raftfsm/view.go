@@ -141,23 +141,34 @@ func (n *Node) Replicas(g uint32) []int32 {
 	return append([]int32(nil), n.metadata().placement[g]...)
 }
 
-// InSync returns the voters of group g as this node last read its
-// configuration; a node that does not carry g answers the placement.
+// InSync returns the in-sync replicas of group g (isr.go): the voters of its
+// configuration as this node last read it (a node that does not carry g uses
+// the placement) that lead the group or were seen caught up with its leader
+// within isrLagTime. A single node on the in-memory transport answers its
+// voters.
 func (n *Node) InSync(g uint32) []int32 {
-	grp := n.group(g)
-	if grp == nil {
-		return n.Replicas(g)
-	}
-	p := grp.servers.Load()
-	if p == nil {
-		return n.Replicas(g)
-	}
-	var out []int32
-	for _, s := range *p {
-		if s.Suffrage != raft.Voter {
-			continue
+	voters := n.Replicas(g)
+	if grp := n.group(g); grp != nil {
+		if p := grp.servers.Load(); p != nil {
+			voters = voters[:0]
+			for _, s := range *p {
+				if s.Suffrage != raft.Voter {
+					continue
+				}
+				if id, ok := parseServerID(s.ID); ok {
+					voters = append(voters, id)
+				}
+			}
 		}
-		if id, ok := parseServerID(s.ID); ok {
+	}
+	if n.mux == nil {
+		return sortedNodeIDs(voters)
+	}
+	leader, _, hasLeader := n.GroupLeader(g)
+	now := n.cfg.Now()
+	out := make([]int32, 0, len(voters))
+	for _, id := range voters {
+		if (hasLeader && id == leader) || n.isr.inSync(g, id, now) {
 			out = append(out, id)
 		}
 	}

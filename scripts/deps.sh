@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # deps.sh installs what the tests need beyond Go: kcat (Debian package), the Python
 # clients of integration/python, the Maven dependencies of the Java client tests, and
-# then runs every integration/<name>/deps.sh (Flink jobs, npm clients, the browser
-# test), each an installer of its own. It is idempotent and fast when everything is
+# then runs every integration/<name>/deps.sh (Flink jobs, the Kafka Streams app, the
+# Kafka Connect workers, quixstreams, npm clients, the browser test), each an
+# installer of its own. It is idempotent and fast when everything is
 # present: apt runs only for a missing command, pip and Maven only when their input
 # file changed (a stamp keyed by the file's hash). Any failed install fails the script.
 #

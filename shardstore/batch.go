@@ -193,6 +193,17 @@ func (b *Batch) SetApplied(group uint32, index uint64) {
 	b.set(appliedKey(group), binary.BigEndian.AppendUint64(nil, index))
 }
 
+// DeleteApplied forgets the last Raft index applied for a group, in this
+// batch: for a replica that leaves the group for good, so a later replica of
+// the same group on this node starts from nothing. It is a no-op on a
+// committed or closed batch.
+func (b *Batch) DeleteApplied(group uint32) {
+	if b.done {
+		return
+	}
+	b.del(appliedKey(group))
+}
+
 // Len is the size of the Pebble batch so far, in bytes. Pebble refuses (panics
 // on) a batch of 4 GiB; raftfsm commits a Raft batch in pieces well below it.
 func (b *Batch) Len() int { return b.b.Len() }

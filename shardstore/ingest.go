@@ -18,6 +18,10 @@ import (
 // DefaultIngestTableBytes is where Ingest cuts its tables.
 const DefaultIngestTableBytes = 64 << 20
 
+// DefaultIngestBundleBytes is how much data of small spans Ingest writes into
+// one table: a span larger than this gets tables of its own.
+const DefaultIngestBundleBytes = 1 << 20
+
 // IngestOptions configure Store.Ingest.
 type IngestOptions struct {
 	// Group is the Raft group the stream must carry.
@@ -33,6 +37,10 @@ type IngestOptions struct {
 	// TableBytes cuts tables at about this size; 0 means
 	// DefaultIngestTableBytes.
 	TableBytes uint64
+	// BundleBytes: spans with more data than this get tables of their own,
+	// smaller ones share tables of about this size; 0 means
+	// DefaultIngestBundleBytes.
+	BundleBytes uint64
 }
 
 // IngestResult reports an Ingest.
@@ -96,16 +104,24 @@ func (s *Store) Ingest(r io.Reader, opts IngestOptions) (IngestResult, error) {
 		}
 	}
 	sortSpans(spans)
+	if err := s.markOccupied(spans); err != nil {
+		return IngestResult{}, err
+	}
 
 	limit := opts.TableBytes
 	if limit == 0 {
 		limit = DefaultIngestTableBytes
 	}
+	bundle := opts.BundleBytes
+	if bundle == 0 {
+		bundle = DefaultIngestBundleBytes
+	}
 	tb := &tableBuilder{
-		fs:    s.fs,
-		dir:   opts.Dir,
-		wo:    s.popts.MakeWriterOptions(len(s.popts.Levels)-1, s.db.TableFormat()),
-		limit: limit,
+		fs:     s.fs,
+		dir:    opts.Dir,
+		wo:     s.popts.MakeWriterOptions(len(s.popts.Levels)-1, s.db.TableFormat()),
+		limit:  limit,
+		bundle: min(bundle, limit),
 	}
 	if err := tb.prepare(); err != nil {
 		return IngestResult{}, err
@@ -168,6 +184,25 @@ func (s *Store) Ingest(r io.Reader, opts IngestOptions) (IngestResult, error) {
 	return res, reloadErr
 }
 
+// markOccupied marks the spans in which the store holds a key: only those need
+// a range deletion. The group's FSM does not write during Ingest and no other
+// group writes in its spans, so what it finds holds until the ingest.
+func (s *Store) markOccupied(spans []groupSpan) error {
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	for i := range spans {
+		it.SetBounds(spans[i].Start, spans[i].End)
+		spans[i].occupied = it.First()
+	}
+	if err := it.Error(); err != nil {
+		it.Close()
+		return fmt.Errorf("shardstore: ingest: %w", err)
+	}
+	return it.Close()
+}
+
 // snapshotCheck checks what the entries of a stream mean, so that a stream
 // Ingest accepts leaves a store Open can load: the applied key holds the
 // header's index, the registry lists exactly the header's shards, every shard
@@ -226,22 +261,43 @@ func (c *snapshotCheck) finish() error {
 	return nil
 }
 
-// tableBuilder writes the sstables of an Ingest. Tables are cut at about limit
-// bytes, between two keys; each holds a range deletion of its own part of
-// every span it covers, so the tables never overlap and together clear every
-// span. An sstable's range deletion does not delete the points of its own
-// table (they share the sequence number Ingest assigns), only older data.
+// tableBuilder writes the sstables of an Ingest. Each table holds a range
+// deletion of its own part of every span it covers, so the tables never
+// overlap and together clear every span. An sstable's range deletion does not
+// delete the points of its own table (they share the sequence number Ingest
+// assigns), only older data.
+//
+// The shards of the Raft groups interleave in the key space (shard s is in
+// group 1+s%N), so a table that covered all of a group's shards would overlap
+// the other groups' data: Pebble would ingest it above them and then compact
+// the lot, rewriting every group's data. So a span with more than bundle bytes
+// gets tables of its own, cut at about limit bytes, which go straight to the
+// bottom level of a store that has no other data there. Smaller spans of one
+// kind share tables of about bundle bytes, to keep the number of files down
+// when a group has many small shards. Whether a span is small is known once
+// bundle bytes of it have arrived, so up to that much of a span is held in
+// memory.
 type tableBuilder struct {
-	fs    vfs.FS
-	dir   string
-	wo    sstable.WriterOptions
-	limit uint64
+	fs     vfs.FS
+	dir    string
+	wo     sstable.WriterOptions
+	limit  uint64
+	bundle uint64
 
 	w     *sstable.Writer
 	paths []string
-	// from is where the current table's part of the current span starts when
-	// a cut split the span (nil: at the span's start).
+	// own says the current span outgrew bundle: it is written to tables of
+	// its own, and from is where the current table's part of it starts when
+	// a cut split it (nil: at the span's start).
+	own  bool
 	from []byte
+	// pend holds the current span's entries (key length, key, value length,
+	// value) while it may still be small; pendBytes counts their keys and
+	// values.
+	pend      []byte
+	pendBytes uint64
+	// sharedKind is the kind of the spans in the current shared table.
+	sharedKind spanKind
 }
 
 // prepare creates the scratch directory and removes what an earlier attempt
@@ -273,11 +329,36 @@ func (b *tableBuilder) open() error {
 	return nil
 }
 
-// add writes one entry of span sp, cutting the table first when it is full.
+// add writes one entry of span sp: held while sp may be small, into sp's own
+// tables once it is not.
 func (b *tableBuilder) add(sp *groupSpan, k, v []byte) error {
+	if b.own {
+		return b.put(sp, k, v)
+	}
+	b.pend = binary.AppendUvarint(b.pend, uint64(len(k)))
+	b.pend = append(b.pend, k...)
+	b.pend = binary.AppendUvarint(b.pend, uint64(len(v)))
+	b.pend = append(b.pend, v...)
+	b.pendBytes += uint64(len(k) + len(v))
+	if b.pendBytes < b.bundle {
+		return nil
+	}
+	// sp is large: the shared table (complete earlier spans) ends here.
+	if b.w != nil {
+		if err := b.close(); err != nil {
+			return err
+		}
+	}
+	b.own = true
+	return b.flushPending(func(k, v []byte) error { return b.put(sp, k, v) })
+}
+
+// put writes an entry of a span that has tables of its own, cutting the table
+// first when it is full.
+func (b *tableBuilder) put(sp *groupSpan, k, v []byte) error {
 	if b.w != nil && b.w.Raw().EstimatedSize() >= b.limit {
 		// This table's part of the span ends at k; the next one's starts there.
-		if err := b.rangeDel(b.partStart(sp), k); err != nil {
+		if err := b.rangeDel(sp, b.partStart(sp), k); err != nil {
 			return err
 		}
 		if err := b.close(); err != nil {
@@ -293,6 +374,23 @@ func (b *tableBuilder) add(sp *groupSpan, k, v []byte) error {
 	return b.w.Set(k, v)
 }
 
+// flushPending passes the held entries to put, in order, and forgets them.
+func (b *tableBuilder) flushPending(put func(k, v []byte) error) error {
+	for p := b.pend; len(p) > 0; {
+		kl, n := binary.Uvarint(p)
+		k := p[n : n+int(kl)]
+		p = p[n+int(kl):]
+		vl, n := binary.Uvarint(p)
+		v := p[n : n+int(vl)]
+		p = p[n+int(vl):]
+		if err := put(k, v); err != nil {
+			return err
+		}
+	}
+	b.pend, b.pendBytes = b.pend[:0], 0
+	return nil
+}
+
 // partStart is where the current table's part of sp starts.
 func (b *tableBuilder) partStart(sp *groupSpan) []byte {
 	if b.from != nil {
@@ -301,22 +399,46 @@ func (b *tableBuilder) partStart(sp *groupSpan) []byte {
 	return sp.Start
 }
 
-// endSpan writes the range deletion of the current table's part of sp.
+// endSpan finishes span sp: the range deletion of the last part of a large
+// span, which closes its table; a small span goes into the shared table with
+// its range deletion.
 func (b *tableBuilder) endSpan(sp *groupSpan) error {
-	start := b.partStart(sp)
-	b.from = nil
+	if b.own {
+		start := b.partStart(sp)
+		b.own, b.from = false, nil
+		if b.w == nil {
+			if err := b.open(); err != nil {
+				return err
+			}
+		}
+		if err := b.rangeDel(sp, start, sp.End); err != nil {
+			return err
+		}
+		return b.close()
+	}
+	if b.w != nil && (b.sharedKind != sp.kind || b.w.Raw().EstimatedSize()+b.pendBytes >= b.bundle) {
+		if err := b.close(); err != nil {
+			return err
+		}
+	}
 	if b.w == nil {
 		if err := b.open(); err != nil {
 			return err
 		}
+		b.sharedKind = sp.kind
 	}
-	return b.rangeDel(start, sp.End)
+	if err := b.flushPending(b.w.Set); err != nil {
+		return err
+	}
+	return b.rangeDel(sp, sp.Start, sp.End)
 }
 
-// rangeDel writes [start, end) into the current table, unless it is empty (a
-// cut at a span's first key).
-func (b *tableBuilder) rangeDel(start, end []byte) error {
-	if bytes.Compare(start, end) >= 0 {
+// rangeDel writes the range deletion [start, end) of span sp into the current
+// table, unless the range is empty (a cut at a span's first key) or the store
+// holds nothing in sp (a table without range deletions in the bottom level is
+// never rewritten just to drop them).
+func (b *tableBuilder) rangeDel(sp *groupSpan, start, end []byte) error {
+	if !sp.occupied || bytes.Compare(start, end) >= 0 {
 		return nil
 	}
 	return b.w.DeleteRange(start, end)

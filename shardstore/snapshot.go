@@ -165,6 +165,8 @@ type groupSpan struct {
 	// local marks a span only the receiver has (a shard of the group the
 	// snapshot lacks): Ingest clears it, and the stream may not write in it.
 	local bool
+	// occupied: the receiver holds keys in the span, so Ingest clears it.
+	occupied bool
 }
 
 // snapshotSpans lists the spans of h in key order: the applied key, the

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -116,6 +117,12 @@ func export(tb testing.TB, s *Store, group uint32, extra []Span) []byte {
 
 func ingestOpts(group uint32, extra []Span, tableBytes uint64) IngestOptions {
 	return IngestOptions{Group: group, Extra: extra, Dir: "ingest", TableBytes: tableBytes}
+}
+
+func bundleOpts(group uint32, extra []Span, tableBytes, bundleBytes uint64) IngestOptions {
+	o := ingestOpts(group, extra, tableBytes)
+	o.BundleBytes = bundleBytes
+	return o
 }
 
 // dump returns every key and value of the database in [start, end).
@@ -249,10 +256,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		extra      []Span
 		receiver   func(*snapStore)
 		tableBytes uint64
+		// bundleBytes: spans above it get tables of their own (0: the default)
+		bundleBytes uint64
 	}{
 		{name: "EmptyReceiver", group: sentGroup, receiver: func(*snapStore) {}},
 		{name: "StaleReceiver", group: sentGroup, receiver: fillReceiver},
 		{name: "SmallTables", group: sentGroup, receiver: fillReceiver, tableBytes: 256},
+		{name: "SmallBundles", group: sentGroup, receiver: fillReceiver, bundleBytes: 200},
+		{name: "SmallBundlesAndTables", group: sentGroup, extra: metaSpan, receiver: fillReceiver, tableBytes: 300, bundleBytes: 100},
 		{name: "WithExtraSpans", group: sentGroup, extra: metaSpan, receiver: fillReceiver},
 	}
 	for _, tc := range tests {
@@ -271,15 +282,20 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			}
 
 			stream := export(t, snd.s, tc.group, tc.extra)
-			res, err := rcv.s.Ingest(bytes.NewReader(stream), ingestOpts(tc.group, tc.extra, tc.tableBytes))
+			res, err := rcv.s.Ingest(bytes.NewReader(stream), bundleOpts(tc.group, tc.extra, tc.tableBytes, tc.bundleBytes))
 			if err != nil {
 				t.Fatalf("ingest: %v", err)
 			}
 			if res.Applied != 100 || !slices.Equal(res.Shards, []ShardID{1, 3, 5}) {
 				t.Fatalf("ingest result %+v", res)
 			}
-			if tc.tableBytes > 0 && res.Tables < 3 {
-				t.Fatalf("%d tables with a %d byte limit", res.Tables, tc.tableBytes)
+			if (tc.tableBytes > 0 || tc.bundleBytes > 0) && res.Tables < 3 {
+				t.Fatalf("%d tables with a %d byte limit and %d byte bundles", res.Tables, tc.tableBytes, tc.bundleBytes)
+			}
+			// A small group: one shared table for each kind of span (applied
+			// index, registry, shards, extra spans).
+			if want := 3 + min(len(tc.extra), 1); tc.tableBytes == 0 && tc.bundleBytes == 0 && res.Tables != want {
+				t.Errorf("%d tables for a small group, want %d", res.Tables, want)
 			}
 			for id, c := range waits {
 				closed := false
@@ -352,6 +368,87 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			}
 			rcv.reopen()
 			check(t)
+		})
+	}
+}
+
+// TestIngestInterleavedGroups: the shards of the Raft groups interleave in the
+// key space. Snapshots of every group ingested into an empty store (a wiped
+// node rebuilt) must land in the bottom level, a large shard per table and
+// small shards in shared tables, rather than overlap each other and leave
+// Pebble to rewrite them all.
+func TestIngestInterleavedGroups(t *testing.T) {
+	const (
+		groups = 4
+		bundle = 16 << 10
+	)
+	rnd := rand.New(rand.NewPCG(1, 2)) // values that do not compress, as in the benchmark
+	fill := func(st *snapStore, id ShardID, records int) {
+		for done := 0; done < records; done += 100 {
+			var recs []Record
+			for k := range min(100, records-done) {
+				value := make([]byte, 100)
+				for i := range value {
+					value[i] = byte(rnd.Uint32())
+				}
+				recs = append(recs, Record{Key: []byte(fmt.Sprintf("key-%d", done+k)), Value: value})
+			}
+			st.append(id, compact, NoProducer, recs...)
+		}
+	}
+	tests := []struct {
+		name string
+		// records of shard id (group 1+id%groups); every group is sent in
+		// order, group 1 first
+		records func(id ShardID) int
+	}{
+		{"AllLarge", func(ShardID) int { return 1000 }},
+		// Group 1's small shards share a table whose bounds span the
+		// other groups' large shards, which come later: Pebble splits it.
+		{"SmallThenLarge", func(id ShardID) int {
+			if 1+uint32(id)%groups == 1 {
+				return 10
+			}
+			return 1000
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			snd, rcv := newSnapStore(t), newSnapStore(t)
+			var keys []string
+			for id := ShardID(1); id <= 3*groups; id++ {
+				g := 1 + uint32(id)%groups
+				snd.create(g, id)
+				fill(snd, id, tc.records(id))
+				snd.setApplied(g, 10)
+			}
+			for _, k := range []int{0, 9, 999} {
+				keys = append(keys, fmt.Sprintf("key-%d", k))
+			}
+			tables := 0
+			for g := uint32(1); g <= groups; g++ {
+				stream := export(t, snd.s, g, nil)
+				res, err := rcv.s.Ingest(bytes.NewReader(stream), bundleOpts(g, nil, 0, bundle))
+				if err != nil {
+					t.Fatalf("ingest group %d: %v", g, err)
+				}
+				tables += res.Tables
+			}
+			m := rcv.s.DB().Metrics()
+			bottom := len(m.Levels) - 1
+			for l := 0; l < bottom; l++ {
+				if n := m.Levels[l].TablesCount; n > 0 {
+					t.Errorf("after ingesting %d tables: %d tables in L%d, want every table at the bottom (L%d)", tables, n, l, bottom)
+				}
+			}
+			if n := m.Compact.Count + m.Compact.NumInProgress; n > 0 {
+				t.Errorf("%d compactions after the ingests, want none", n)
+			}
+			for id := ShardID(1); id <= 3*groups; id++ {
+				if a, b := viewShard(t, rcv.s, id, keys), viewShard(t, snd.s, id, keys); !sameView(a, b) {
+					t.Fatalf("shard %d:\nreceiver %+v\nsender   %+v", id, a, b)
+				}
+			}
 		})
 	}
 }

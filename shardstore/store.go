@@ -136,6 +136,11 @@ func Open(dir string, opts Options) (*Store, error) {
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
+	// An ingested snapshot table whose bounds only straddle a table of the
+	// level below (another Raft group's shards share a table between
+	// this group's shards) splits that table into two virtual ones and goes
+	// between them, instead of above and into a compaction (ingest.go).
+	po.Experimental.IngestSplit = func() bool { return true }
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", dir, err)

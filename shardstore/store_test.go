@@ -849,6 +849,15 @@ func testApplied(h *h) {
 		h.t.Fatalf("raw key = %q, %v", v, err)
 	}
 	_ = closer.Close()
+	// A replica that leaves group 3 forgets its applied index; group 4 keeps
+	// its own.
+	h.batch(func(b *Batch) { b.DeleteApplied(3) })
+	h.restart()
+	for g, want := range map[uint32]uint64{3: 0, 4: 1} {
+		if got, err := h.s.Applied(g); err != nil || got != want {
+			h.t.Fatalf("after DeleteApplied(3): applied(%d) = %d, %v, want %d", g, got, err, want)
+		}
+	}
 }
 
 func testMinCompactionLag(h *h) {

@@ -107,7 +107,7 @@ func flagBounds() []flagBound {
 // unboundedFlags take strings, addresses, choices or booleans: checked for
 // their form by TestParseConfigInvalid, with no range to share with a package.
 var unboundedFlags = []string{
-	"data-dir", "kafka-addr", "advertised-kafka-addr", "http-addr", "default-cleanup-policy", "auto-create-topics",
+	"data-dir", "kafka-addr", "advertised-kafka-addr", "http-addr", "pprof", "default-cleanup-policy", "auto-create-topics",
 	"log-level", "log-format", "cluster-addr", "advertised-cluster-addr", "join", "rack", "cluster-peer-addrs",
 	// The memory budget and connection limits (ranges checked by
 	// TestParseConfigInvalid): their bounds are still written both in

@@ -42,6 +42,9 @@ type Config struct {
 	AdvertisedKafkaAddr string
 	// HTTPAddr is the host:port of the HTTP server (metrics, health, readiness).
 	HTTPAddr string
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/ on the HTTP
+	// port.
+	Pprof bool
 	// NodeID is this node's id, also its Kafka broker id.
 	NodeID int32
 	// DefaultPartitions is the partition count of auto-created topics.
@@ -187,6 +190,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.KafkaAddr, "kafka-addr", c.KafkaAddr, "host:port the Kafka listener binds (port 0 picks one)")
 	fs.StringVar(&c.AdvertisedKafkaAddr, "advertised-kafka-addr", c.AdvertisedKafkaAddr, "host:port clients are told to connect to (default: the bound Kafka address)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "host:port of the HTTP server: /metrics, /healthz, /readyz")
+	fs.BoolVar(&c.Pprof, "pprof", c.Pprof, "serve Go runtime profiles (net/http/pprof) under /debug/pprof/ on the HTTP port")
 	fs.Var((*int32Value)(&c.NodeID), "node-id", "this node's id, also its Kafka broker id")
 	fs.Var((*int32Value)(&c.DefaultPartitions), "default-partitions", "partition count of auto-created topics")
 	fs.Var(&choiceValue{p: &c.DefaultCleanupPolicy, choices: []string{"compact", "delete"}}, "default-cleanup-policy", "cleanup.policy of topics that do not set one: compact or delete")

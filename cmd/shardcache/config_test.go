@@ -79,6 +79,7 @@ var allSet = struct {
 		"kafka-addr":             "0.0.0.0:19092",
 		"advertised-kafka-addr":  "kafka.example:19092",
 		"http-addr":              ":19644",
+		"pprof":                  "true",
 		"node-id":                "7",
 		"default-partitions":     "12",
 		"default-cleanup-policy": "delete",
@@ -123,6 +124,7 @@ var allSet = struct {
 		KafkaAddr:            "0.0.0.0:19092",
 		AdvertisedKafkaAddr:  "kafka.example:19092",
 		HTTPAddr:             ":19644",
+		Pprof:                true,
 		NodeID:               7,
 		DefaultPartitions:    12,
 		DefaultCleanupPolicy: "delete",
@@ -261,6 +263,7 @@ var invalidValues = []struct {
 	{"default-partitions", []string{"0", "-2", "many"}},
 	{"default-cleanup-policy", []string{"compact,delete", "Compact", ""}},
 	{"auto-create-topics", []string{"maybe"}},
+	{"pprof", []string{"yes please"}},
 	{"max-request-bytes", []string{"0", "100", "2GiB", "-5", "lots", "1.5MiB"}},
 	{"max-decompressed-bytes", []string{"0", "4GiB", "x"}},
 	{"max-inflight-bytes", []string{"0", "100MiB", "2TiB", "-1", "x"}}, // 100MiB: below twice --max-request-bytes

@@ -100,14 +100,18 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
+	var handler http.Handler = httpapi.New(httpapi.Config{
+		Gatherer:   s.reg,
+		Registerer: s.reg,
+		Ready:      s.isReady,
+		Backend:    s.backend.Load,
+		Logger:     log.With(logComponent, "http"),
+	})
+	if cfg.Pprof {
+		handler = withPprof(handler)
+	}
 	s.httpSrv = &http.Server{
-		Handler: httpapi.New(httpapi.Config{
-			Gatherer:   s.reg,
-			Registerer: s.reg,
-			Ready:      s.isReady,
-			Backend:    s.backend.Load,
-			Logger:     log.With(logComponent, "http"),
-		}),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),
 	}
@@ -333,6 +337,7 @@ func brokerConfig(cfg Config) broker.Config {
 		TopicDefaults:        map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy},
 		Groups:               groupConfig(cfg),
 		Transactions:         txnConfig(cfg),
+		LogDir:               absDir(cfg.DataDir),
 	}
 }
 
@@ -342,6 +347,14 @@ func txnConfig(cfg Config) broker.TxnConfig {
 	t.MaxTimeout = cfg.TransactionMaxTimeout
 	t.IDExpiration = cfg.TransactionalIDExpiration
 	return t
+}
+
+// absDir is dir made absolute, or dir itself when that fails.
+func absDir(dir string) string {
+	if abs, err := filepath.Abs(dir); err == nil {
+		return abs
+	}
+	return dir
 }
 
 // groupConfig is the consumer group coordinator's configuration from the

@@ -9,7 +9,7 @@
 //   {topics: {name: {live_keys, tombstones, live_bytes, high_watermark,
 //             partitions: {p: {live_keys, tombstones, live_bytes, high_watermark, log_start_offset}}}},
 //    groups: {name: {members, live_backlog, lag, partitions: {"topic/p": live_backlog}}},
-//    raft: [{group, term, applied_index}],
+//    raft_groups: [{raft_group_id, term, applied_index}],
 //    cluster: {nodes: [{id, state, self}], raft_groups: [{raft_group_id, replicas, leader, term}]},
 //    summary: {...}, node_ready, errors: [...]}
 // Numbers are parsed from the text shown (live_bytes from data-value, since the
@@ -86,8 +86,8 @@ try {
       }
       groups[g.dataset.group] = out;
     }
-    const raft = [...document.querySelectorAll("#raft-body tr")].map((r) => ({
-      group: n(r.dataset.group), term: n(field(r, "term").textContent), applied_index: n(field(r, "applied_index").textContent),
+    const raftGroups = [...document.querySelectorAll("#raft-body tr[data-raft-group]")].map((r) => ({
+      raft_group_id: n(r.dataset.raftGroup), term: n(field(r, "term").textContent), applied_index: n(field(r, "applied_index").textContent),
     }));
     const cluster = {
       nodes: [...document.querySelectorAll("#cluster-nodes-body tr[data-node]")].map((r) => ({
@@ -101,7 +101,7 @@ try {
       })),
     };
     return {
-      topics, groups, raft, cluster,
+      topics, groups, raft_groups: raftGroups, cluster,
       summary: {
         topics: n(document.getElementById("sum-topics").textContent),
         live_keys: n(document.getElementById("sum-live-keys").textContent),

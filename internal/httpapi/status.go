@@ -47,7 +47,7 @@ type statusResponse struct {
 	TimeMs int64      `json:"time_ms"`
 	Node   nodeStatus `json:"node"`
 	// Raft lists the node's Raft groups: 0 is cluster metadata.
-	Raft   []raftStatus  `json:"raft"`
+	Raft   []raftStatus  `json:"raft_groups"`
 	Topics []topicStatus `json:"topics"`
 	Groups []groupStatus `json:"groups"`
 	Rates  rates         `json:"rates"`
@@ -61,7 +61,7 @@ type nodeStatus struct {
 }
 
 type raftStatus struct {
-	Group        uint32 `json:"group"`
+	RaftGroupID  uint32 `json:"raft_group_id"`
 	State        string `json:"state"`
 	Leader       string `json:"leader"`
 	LeaderID     string `json:"leader_id"`
@@ -69,6 +69,9 @@ type raftStatus struct {
 	LastIndex    uint64 `json:"last_index"`
 	CommitIndex  uint64 `json:"commit_index"`
 	AppliedIndex uint64 `json:"applied_index"`
+	// StoreApplied is the last command the state machine has written
+	// (raftfsm.GroupStatus.StoreApplied); applied_index can be ahead of it.
+	StoreApplied uint64 `json:"store_applied_index"`
 	Ready        bool   `json:"ready"`
 	// Partitions counts the partitions the group carries (0 for metadata).
 	Partitions int `json:"partitions"`
@@ -89,7 +92,7 @@ type topicStatus struct {
 type partitionStatus struct {
 	Partition      int32  `json:"partition"`
 	Shard          uint64 `json:"shard"`
-	Group          uint32 `json:"group"`
+	RaftGroupID    uint32 `json:"raft_group_id"`
 	Leader         bool   `json:"leader"`
 	HighWatermark  int64  `json:"high_watermark"`
 	LogStartOffset int64  `json:"log_start_offset"`
@@ -259,7 +262,7 @@ func (h *Handler) buildStatus(b *Backend) *statusResponse {
 		ts := topicStatus{Name: t.Name, CleanupPolicy: t.Config.PolicyValue(), Partitions: make([]partitionStatus, 0, len(t.Partitions))}
 		for _, pi := range t.Partitions {
 			perGroup[pi.Group]++
-			ps := partitionStatus{Partition: pi.Partition, Shard: uint64(pi.Shard), Group: pi.Group, Leader: b.Node.IsLeader(pi.Group)}
+			ps := partitionStatus{Partition: pi.Partition, Shard: uint64(pi.Shard), RaftGroupID: pi.Group, Leader: b.Node.IsLeader(pi.Group)}
 			s, err := b.Store.State(pi.Shard)
 			if err != nil {
 				ps.Error = err.Error()
@@ -282,9 +285,9 @@ func (h *Handler) buildStatus(b *Backend) *statusResponse {
 			leaderID = strconv.Itoa(int(g.LeaderNode))
 		}
 		st.Raft = append(st.Raft, raftStatus{
-			Group: g.Group, State: g.State, Leader: g.Leader, LeaderID: leaderID, Term: g.Term,
+			RaftGroupID: g.Group, State: g.State, Leader: g.Leader, LeaderID: leaderID, Term: g.Term,
 			LastIndex: g.LastIndex, CommitIndex: g.CommitIndex, AppliedIndex: g.AppliedIndex,
-			Ready: g.Ready, Partitions: perGroup[g.Group],
+			StoreApplied: g.StoreApplied, Ready: g.Ready, Partitions: perGroup[g.Group],
 		})
 	}
 	if b.Groups != nil {

@@ -75,7 +75,7 @@ func TestStatusJSON(t *testing.T) {
 	}
 	parts := 0
 	for i, g := range st.Raft {
-		if g.Group != uint32(i) || g.State != "Leader" || !g.Ready || g.Term == 0 || g.AppliedIndex == 0 || g.CommitIndex < g.AppliedIndex || g.LastIndex < g.CommitIndex {
+		if g.RaftGroupID != uint32(i) || g.State != "Leader" || !g.Ready || g.Term == 0 || g.AppliedIndex == 0 || g.CommitIndex < g.AppliedIndex || g.LastIndex < g.CommitIndex {
 			t.Errorf("raft group %d = %+v", i, g)
 		}
 		parts += g.Partitions

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -71,7 +72,7 @@ func (p *probe) recoveredAt() time.Time {
 // partition.
 type writer struct {
 	name   string // how the client is configured, for the tables
-	cl     *kgo.Client
+	close  func() // after its goroutines ended
 	probes []*probe
 }
 
@@ -82,7 +83,7 @@ func startWriter(ctx context.Context, wg *sync.WaitGroup, name string, opts []kg
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{name: name, cl: cl, probes: make([]*probe, partitions)}
+	w := &writer{name: name, close: cl.Close, probes: make([]*probe, partitions)}
 	value := make([]byte, valueBytes)
 	for i := range w.probes {
 		p := &probe{}
@@ -151,7 +152,7 @@ func runFailover(ctx context.Context, cfg config) error {
 		stopWriters()
 		wg.Wait()
 		for _, w := range writers {
-			w.cl.Close()
+			w.close()
 		}
 	}()
 	w, err := startWriter(wctx, &wg, "kgo defaults (MetadataMinAge 5s)", base, cfg.failoverPartitions, cfg.valueBytes)
@@ -162,6 +163,23 @@ func runFailover(ctx context.Context, cfg config) error {
 	if cfg.metadataMinAge > 0 {
 		opts := append(slices.Clip(base), kgo.MetadataMinAge(cfg.metadataMinAge))
 		w, err := startWriter(wctx, &wg, fmt.Sprintf("MetadataMinAge %v", cfg.metadataMinAge), opts, cfg.failoverPartitions, cfg.valueBytes)
+		if err != nil {
+			return err
+		}
+		writers = append(writers, w)
+	}
+	if cfg.java {
+		dir, err := os.MkdirTemp("", "bench-failover-java-")
+		if err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+		log.Printf("building the Java producer (%s)", javaProducerDir)
+		cp, err := buildJavaProducer(ctx, dir)
+		if err != nil {
+			return err
+		}
+		w, err := startJavaWriter(wctx, &wg, cp, seeds, cfg.failoverPartitions, cfg.valueBytes)
 		if err != nil {
 			return err
 		}
@@ -388,7 +406,7 @@ func watchLeaders(ctx context.Context, c *harness.Cluster, victim int32, oldTerm
 }
 
 func printFailover(cfg config, rounds []failoverRound, writers []*writer) {
-	fmt.Printf("Producers (franz-go, acks=all, idempotent, linger 0) each write one record to each of %d partitions (replication factor 3) every %v: ", cfg.failoverPartitions, writeEvery)
+	fmt.Printf("Producers (acks=all, idempotent; franz-go with linger 0, the Java client with all its defaults) each write one record to each of %d partitions (replication factor 3) every %v: ", cfg.failoverPartitions, writeEvery)
 	for i, w := range writers {
 		if i > 0 {
 			fmt.Print(", ")

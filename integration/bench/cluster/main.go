@@ -9,12 +9,14 @@
 //     1, ...) for -repeat repetitions. Reported: records/s and MB/s of each
 //     run, their medians and the ratio of the medians. Target: three nodes at
 //     least 60% of one.
-//  2. failover: two producers write to every partition of a
+//  2. failover: three producers write to every partition of a
 //     -failover-partitions topic (replication factor 3), one record per
 //     partition every 10 ms each: one with kgo's defaults, one with
 //     MetadataMinAge -metadata-min-age (kgo waits that long between metadata
 //     refreshes, 5 s by default, so it bounds how soon a client learns of a
-//     new leader). The node that Metadata names leader of some partition is
+//     new leader), and the Apache Kafka Java client with its defaults
+//     (integration/failover-producer, built with Maven offline: it refreshes
+//     metadata retry.backoff.ms after a disconnect). The node that Metadata names leader of some partition is
 //     killed with SIGKILL. Measured per partition it led: from the kill to the
 //     first acknowledged record that was produced after the process was
 //     gone; also when a survivor leads the partition's Raft group in a higher
@@ -24,9 +26,11 @@
 //  3. rebuild: -keys keys loaded once each into a -produce-partitions topic
 //     (replication factor 3); node -rebuild-node is stopped (SIGTERM), its
 //     data dir removed, and it is started again with the same --node-id and
-//     --join. Measured: from that start until every Raft group it carries has
-//     committed and applied what its leader has (both nodes' /v1/status), and
-//     the live bytes of every topic (from /v1/status) over that time. Target:
+//     --join. Measured: from that start until, on every node, every Raft group
+//     it carries has committed and applied the highest commit index any node
+//     reports and its state machine has written as far as any node's has
+//     (/v1/status, polled every 20 ms), and the live bytes of every topic
+//     (from /v1/status) over that time. Target:
 //     at least 100 MB/s. Twice: first with the Raft logs as the load left
 //     them (a load in large batches leaves a few hundred entries per group,
 //     so the leaders send the log); then, with -rebuild-fill, after single
@@ -71,15 +75,19 @@
 //	-failover-partitions partitions of the failover topic (default 8)
 //	-recover-timeout     longest wait for a partition to take writes after a kill (default 30s)
 //	-metadata-min-age    MetadataMinAge of a second failover producer (default 250ms; 0: none)
+//	-java                a third failover producer, the Java client with its defaults (default true)
 //	-rebuild-node        node wiped by the rebuild phase (default 3)
 //	-rebuild-timeout     longest wait for the wiped node to catch up (default 5m)
 //	-rebuild-fill        a second rebuild after filling every data group's raft log past the snapshot threshold (default true)
+//	-rebuild-repeat      rebuilds from snapshots on the same cluster after the fill, for a median (default 1)
 //	-snapshot-wait       longest wait after the load for snapshots of long raft logs (default 90s)
 //	-partitions          partitions of the partitions phase (default 10,000)
 //	-topic-partitions    partitions per topic there (default 1,000)
 //	-idle                wait before sampling CPU (default 10s)
 //	-cpu-window          CPU sampling window (default 30s)
 //	-timeout             cap on the whole run (default 45m)
+//	-profile-dir         save CPU profiles of the nodes there (adds --pprof): over each rebuild, and over a second idle window of the partitions phase
+//	-profile-window      length of a rebuild's profiles (default 10s; the partitions phase uses -cpu-window)
 //	-keep                keep the nodes' data dirs and logs
 //	-v                   print the nodes' ERROR log lines
 //
@@ -95,9 +103,11 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -120,15 +130,19 @@ type config struct {
 	failoverPartitions int
 	recoverTimeout     time.Duration
 	metadataMinAge     time.Duration
+	java               bool
 	rebuildNode        int
 	rebuildTimeout     time.Duration
 	snapshotWait       time.Duration
 	rebuildFill        bool
+	rebuildRepeat      int
 	partitions         int
 	topicPartitions    int
 	idle               time.Duration
 	cpuWindow          time.Duration
 	timeout            time.Duration
+	profileDir         string
+	profileWindow      time.Duration
 	keep               bool
 	verbose            bool
 }
@@ -155,19 +169,32 @@ func main() {
 	flag.IntVar(&cfg.failoverPartitions, "failover-partitions", 8, "partitions of the failover topic")
 	flag.DurationVar(&cfg.recoverTimeout, "recover-timeout", 30*time.Second, "longest wait for a partition to take writes after a kill")
 	flag.DurationVar(&cfg.metadataMinAge, "metadata-min-age", 250*time.Millisecond, "MetadataMinAge of a second failover producer beside one with kgo's defaults (0: none)")
+	flag.BoolVar(&cfg.java, "java", true, "a third failover producer: the Apache Kafka Java client with its defaults (integration/failover-producer; needs mvn and java, see scripts/deps.sh)")
 	flag.IntVar(&cfg.rebuildNode, "rebuild-node", 3, "node wiped and rebuilt by the rebuild phase (1 to 3)")
 	flag.DurationVar(&cfg.rebuildTimeout, "rebuild-timeout", 5*time.Minute, "longest wait for the wiped node to catch up")
 	flag.BoolVar(&cfg.rebuildFill, "rebuild-fill", true, "a second rebuild after single records took every data group's raft log past the snapshot threshold")
+	flag.IntVar(&cfg.rebuildRepeat, "rebuild-repeat", 1, "rebuilds from snapshots on the same cluster after the fill (a median over them is printed)")
 	flag.DurationVar(&cfg.snapshotWait, "snapshot-wait", 90*time.Second, "longest wait after the rebuild load for the nodes to snapshot long raft logs")
 	flag.IntVar(&cfg.partitions, "partitions", 10_000, "partitions of the partitions phase")
 	flag.IntVar(&cfg.topicPartitions, "topic-partitions", 1000, "partitions per topic in the partitions phase")
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "idle wait before sampling CPU")
 	flag.DurationVar(&cfg.cpuWindow, "cpu-window", 30*time.Second, "CPU sampling window")
 	flag.DurationVar(&cfg.timeout, "timeout", 45*time.Minute, "cap on the whole run")
+	flag.StringVar(&cfg.profileDir, "profile-dir", "", "save CPU profiles of the nodes in this directory (adds --pprof to every node)")
+	flag.DurationVar(&cfg.profileWindow, "profile-window", 10*time.Second, "length of the CPU profiles taken over each rebuild")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the nodes' data dirs and logs")
 	flag.BoolVar(&cfg.verbose, "v", false, "print the nodes' ERROR log lines")
 	flag.Parse()
 	cfg.brokerArgs = strings.Fields(brokerArgs)
+	if cfg.profileDir != "" {
+		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
+			log.Print(err)
+			os.Exit(2)
+		}
+		if !slices.Contains(cfg.brokerArgs, "--pprof") {
+			cfg.brokerArgs = append(cfg.brokerArgs, "--pprof")
+		}
+	}
 	for _, p := range strings.Split(phases, ",") {
 		if p = strings.TrimSpace(p); p != "" {
 			cfg.phases = append(cfg.phases, p)
@@ -209,12 +236,16 @@ func (c config) validate() error {
 		return errors.New("-max-buffered must be positive")
 	case c.repeat < 1 || c.failovers < 1:
 		return errors.New("-repeat and -failovers must be at least 1")
+	case c.rebuildRepeat < 1:
+		return errors.New("-rebuild-repeat must be at least 1")
 	case c.rebuildNode < 1 || c.rebuildNode > 3:
 		return errors.New("-rebuild-node must be 1, 2 or 3")
 	case c.partitions < 1 || c.topicPartitions < 1 || c.topicPartitions > 10_000:
 		return errors.New("-partitions must be positive and -topic-partitions 1 to 10,000")
 	case c.produceTimeout <= 0 || c.recoverTimeout <= 0 || c.rebuildTimeout <= 0 || c.cpuWindow <= 0 || c.idle < 0 || c.timeout <= 0 || c.metadataMinAge < 0 || c.snapshotWait < 0:
 		return errors.New("durations must be positive")
+	case c.profileWindow < time.Second:
+		return errors.New("-profile-window must be at least 1s")
 	case c.metadataMinAge > 0 && c.metadataMinAge < 10*time.Millisecond:
 		return errors.New("-metadata-min-age must be at least 10ms (kgo's floor)")
 	}
@@ -289,6 +320,27 @@ func createTopic(ctx context.Context, c *harness.Cluster, topic string, partitio
 		return err
 	}
 	return c.WaitTopics(ctx, map[string]int{topic: partitions}, 2*time.Minute)
+}
+
+// profileNodes starts a CPU profile of each node over d, saved as
+// <-profile-dir>/<name>-node-<id>.pprof, and returns a function that waits for
+// them and logs failures. Without -profile-dir it does nothing.
+func profileNodes(ctx context.Context, cfg config, nodes []*harness.Node, d time.Duration, name string) (wait func()) {
+	if cfg.profileDir == "" {
+		return func() {}
+	}
+	var wg sync.WaitGroup
+	for _, n := range nodes {
+		path := filepath.Join(cfg.profileDir, fmt.Sprintf("%s-node-%d.pprof", name, n.ID))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := n.CPUProfile(ctx, d, path); err != nil {
+				log.Printf("profile %s: %v", path, err)
+			}
+		}()
+	}
+	return wg.Wait
 }
 
 func argsNote(args []string) string {

@@ -40,6 +40,7 @@ func runPartitions(ctx context.Context, cfg config) error {
 	}
 	log.Printf("partitions: sampling CPU over %v before creating topics", cfg.cpuWindow)
 	before := sampleNodes(ctx, c, cfg.cpuWindow)
+	profileNodes(ctx, cfg, c.Nodes, cfg.cpuWindow, "idle-no-topics")()
 
 	var topics []string
 	created := time.Now()
@@ -72,6 +73,7 @@ func runPartitions(ctx context.Context, cfg config) error {
 	}
 	log.Printf("partitions: sampling CPU over %v", cfg.cpuWindow)
 	after := sampleNodes(ctx, c, cfg.cpuWindow)
+	profileNodes(ctx, cfg, c.Nodes, cfg.cpuWindow, fmt.Sprintf("idle-%d-partitions", cfg.partitions))()
 
 	restarts := make([]nodeRestart, len(c.Nodes))
 	for i, n := range c.Nodes {

@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,15 +33,18 @@ var (
 
 // rebuildRun is one wipe and rebuild of the node.
 type rebuildRun struct {
-	name       string
-	logs       []groupLog // the data groups' logs before the wipe
-	groups     []uint32   // the Raft groups the node carried
-	liveKeys   int64      // live keys and bytes on the node before the wipe
-	liveBytes  int64
-	ready      time.Duration // start to /readyz 200
-	caughtUp   time.Duration // start to every group caught up
-	snapshots  int64         // snapshots the node installed
-	afterKeys  int64         // live keys and bytes on the rebuilt node
+	name      string
+	logs      []groupLog // the data groups' logs before the wipe
+	groups    []uint32   // the Raft groups the node carried
+	liveKeys  int64      // live keys and bytes on the node before the wipe
+	liveBytes int64
+	ready     time.Duration // start to /readyz 200
+	caughtUp  time.Duration // start to every group caught up
+	// cpu is the CPU time (utime+stime) each node used from the start to
+	// caught up: the rebuilt node's new process, the others' over that time.
+	cpu        map[int32]time.Duration
+	snapshots  int64 // snapshots the node installed
+	afterKeys  int64 // live keys and bytes on the rebuilt node
 	afterBytes int64
 	haveAfter  bool
 	// notSupported is the log line that says the node cannot restore a
@@ -81,7 +85,7 @@ func runRebuild(ctx context.Context, cfg config) error {
 	}
 	var runs []rebuildRun
 	filled := 0
-	defer func() { printRebuild(cfg, load, filled, runs) }()
+	defer func() { printRebuild(cfg, c, load, filled, runs) }()
 
 	// Every replica holds everything before the node is taken down.
 	loaded, err := waitCaughtUp(ctx, c, nil, 2*time.Minute)
@@ -114,6 +118,21 @@ func runRebuild(ctx context.Context, cfg config) error {
 	}
 	r, err = rebuildOnce(ctx, cfg, c, "logs filled and snapshotted", logs)
 	runs = append(runs, r)
+	for i := 2; i <= cfg.rebuildRepeat && err == nil; i++ {
+		// Again on the same cluster, once leadership has settled on the
+		// preferred leaders (the rebuilt node takes its back after 10 s).
+		if _, err = c.WaitSettled(ctx, 2*time.Minute, 100*time.Millisecond, true); err != nil {
+			return fmt.Errorf("before snapshot rebuild %d: %w", i, err)
+		}
+		if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
+			return fmt.Errorf("before snapshot rebuild %d: %w", i, err)
+		}
+		if logs, err = waitSnapshots(ctx, c, loaded, 0); err != nil {
+			return err
+		}
+		r, err = rebuildOnce(ctx, cfg, c, fmt.Sprintf("snapshots again (%d)", i), logs)
+		runs = append(runs, r)
+	}
 	return err
 }
 
@@ -155,10 +174,28 @@ func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name strin
 		victim.Unwatch(installed)
 	}()
 
+	// Profiles (-profile-dir): the senders from before the start, the
+	// rebuilt node from when it has logged its addresses.
+	var peers []*harness.Node
+	for _, n := range c.Nodes {
+		if n != victim {
+			peers = append(peers, n)
+		}
+	}
+	profName := "rebuild-" + strings.ReplaceAll(name, " ", "-")
+	waitPeers := profileNodes(ctx, cfg, peers, cfg.profileWindow, profName)
+	defer waitPeers()
+	ticks0 := map[int32]int64{}
+	for _, n := range peers {
+		if t, err := cpuTicks(n.PID()); err == nil {
+			ticks0[n.ID] = t
+		}
+	}
 	start := time.Now()
 	if err := victim.Launch(ctx); err != nil {
 		return r, err
 	}
+	defer profileNodes(ctx, cfg, []*harness.Node{victim}, cfg.profileWindow, profName)()
 	ready := make(chan time.Duration, 1)
 	go func() {
 		if victim.WaitReady(ctx, cfg.rebuildTimeout) == nil {
@@ -182,6 +219,14 @@ func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name strin
 		return nil
 	}, cfg.rebuildTimeout)
 	r.caughtUp = time.Since(start)
+	r.cpu = map[int32]time.Duration{}
+	for _, n := range c.Nodes {
+		t1, err := cpuTicks(n.PID())
+		if err != nil {
+			continue
+		}
+		r.cpu[n.ID] = time.Duration(t1-ticks0[n.ID]) * time.Second / clockTicks
+	}
 	r.snapshots = installed.Count()
 	if errors.Is(err, errRestoreUnsupported) {
 		// What the node claims and holds meanwhile.
@@ -365,17 +410,18 @@ func waitSnapshots(ctx context.Context, c *harness.Cluster, statuses map[int32]*
 	}
 }
 
-// waitCaughtUp polls every running node's /v1/status every 100 ms until, for
-// every Raft group, each node carrying it has committed and applied as far
-// as the group's leader (raft's applied index in /v1/status counts only
-// entries that reach the state machine, so the leader's applied index, not
-// its commit index, is the bar for applied). check, when set, runs first on
-// every poll and ends the wait with its error. It returns the statuses of
-// the last poll.
+// caughtUpPoll is how often waitCaughtUp looks: the time it reports is late
+// by at most this plus one round of status requests.
+const caughtUpPoll = 20 * time.Millisecond
+
+// waitCaughtUp polls every running node's /v1/status every caughtUpPoll until
+// every Raft group is caught up on every node that carries it (caughtUp).
+// check, when set, runs first on every poll and ends the wait with its error.
+// It returns the statuses of the last poll.
 func waitCaughtUp(ctx context.Context, c *harness.Cluster, check func() error, timeout time.Duration) (map[int32]*harness.Status, error) {
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	tick := time.NewTicker(100 * time.Millisecond)
+	tick := time.NewTicker(caughtUpPoll)
 	defer tick.Stop()
 	why := "no poll yet"
 	for {
@@ -399,7 +445,15 @@ func waitCaughtUp(ctx context.Context, c *harness.Cluster, check func() error, t
 	}
 }
 
-// caughtUp takes one look; why is "" when every replica has caught up.
+// caughtUp takes one look; why is "" when every replica has caught up: for
+// every Raft group, each node that carries it has committed and handed to
+// its state machine everything any node has committed (raft's applied index
+// reaches the highest commit index), and its state machine has written as far
+// as any node's has (the store's applied index). The highest values over the
+// nodes are the bar, not the leader's own: a replica that has just won an
+// election may not have applied its log yet, and raft's applied index runs
+// ahead of the state machine by up to 128 batches on a replica that catches
+// up from the log.
 func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Status, string) {
 	statuses := map[int32]*harness.Status{}
 	for _, n := range c.Nodes {
@@ -412,25 +466,32 @@ func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Statu
 		}
 		statuses[n.ID] = s
 	}
-	// Each group's leader, as the nodes that lead it say.
-	leader := map[uint32]harness.RaftGroupStatus{}
-	carriers := map[uint32]int{}
-	for _, s := range statuses {
-		for _, g := range s.Raft {
-			carriers[g.RaftGroupID]++
-			if g.State == "Leader" {
-				leader[g.RaftGroupID] = g
-			}
-		}
-	}
 	for id, s := range statuses {
 		if !s.Node.Ready {
 			return statuses, fmt.Sprintf("node %d not ready", id)
 		}
 	}
-	for g := range carriers {
-		l, ok := leader[g]
-		if !ok {
+	type bar struct {
+		carriers          int
+		leader            bool
+		commit, storeDone uint64
+	}
+	bars := map[uint32]*bar{}
+	for _, s := range statuses {
+		for _, g := range s.Raft {
+			b := bars[g.RaftGroupID]
+			if b == nil {
+				b = &bar{}
+				bars[g.RaftGroupID] = b
+			}
+			b.carriers++
+			b.leader = b.leader || g.State == "Leader"
+			b.commit = max(b.commit, g.CommitIndex)
+			b.storeDone = max(b.storeDone, g.StoreApplied)
+		}
+	}
+	for g, b := range bars {
+		if !b.leader {
 			return statuses, fmt.Sprintf("raft group %d has no leader", g)
 		}
 		for id, s := range statuses {
@@ -438,23 +499,21 @@ func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Statu
 			if !ok {
 				continue
 			}
-			if gs.CommitIndex < l.CommitIndex || gs.AppliedIndex < l.AppliedIndex {
-				return statuses, fmt.Sprintf("node %d raft group %d at commit %d applied %d, leader at commit %d applied %d",
-					id, g, gs.CommitIndex, gs.AppliedIndex, l.CommitIndex, l.AppliedIndex)
+			if gs.CommitIndex < b.commit || gs.AppliedIndex < b.commit || gs.StoreApplied < b.storeDone {
+				return statuses, fmt.Sprintf("node %d raft group %d at commit %d applied %d store %d; highest commit %d store %d",
+					id, g, gs.CommitIndex, gs.AppliedIndex, gs.StoreApplied, b.commit, b.storeDone)
 			}
 		}
-	}
-	// A rebuilt node carries the groups its peers do (replication factor 3
-	// on three nodes).
-	for g, k := range carriers {
-		if k != len(statuses) {
-			return statuses, fmt.Sprintf("raft group %d open on %d of %d nodes", g, k, len(statuses))
+		// A rebuilt node carries the groups its peers do (replication
+		// factor 3 on three nodes).
+		if b.carriers != len(statuses) {
+			return statuses, fmt.Sprintf("raft group %d open on %d of %d nodes", g, b.carriers, len(statuses))
 		}
 	}
 	return statuses, ""
 }
 
-func printRebuild(cfg config, load harness.ProduceResult, filled int, runs []rebuildRun) {
+func printRebuild(cfg config, c *harness.Cluster, load harness.ProduceResult, filled int, runs []rebuildRun) {
 	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3: %d acknowledged in %.1f s (%.0f records/s). Each rebuild: node %d is stopped (SIGTERM), its data dir removed, and it is started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries has committed and applied as far as its leader, by the /v1/status of both. Rate: the live bytes of every topic on the node before the wipe, over that time.",
 		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, load.Records, load.Elapsed.Seconds(), load.RecordsPerSec(),
 		cfg.rebuildNode, cfg.rebuildNode)
@@ -510,6 +569,18 @@ func printRebuild(cfg config, load harness.ProduceResult, filled int, runs []reb
 		}
 		return secs(r.caughtUp)
 	}, "")
+	row("CPU time over it, rebuilt node / others (utime+stime)", func(r rebuildRun) string {
+		if !measured(r) {
+			return "-"
+		}
+		var others []string
+		for _, n := range c.Nodes {
+			if n.ID != int32(cfg.rebuildNode) {
+				others = append(others, secs(r.cpu[n.ID]))
+			}
+		}
+		return secs(r.cpu[int32(cfg.rebuildNode)]) + " / " + strings.Join(others, ", ")
+	}, "")
 	row("**rebuild rate**", func(r rebuildRun) string {
 		if !measured(r) {
 			return "not measured"
@@ -533,6 +604,16 @@ func printRebuild(cfg config, load harness.ProduceResult, filled int, runs []reb
 		}
 		return fmt.Sprintf("%d keys, %.1f MB (%s)", r.afterKeys, float64(r.afterBytes)/1e6, same)
 	}, "")
+	var times, rates []float64
+	for _, r := range runs[min(1, len(runs)-1):] {
+		if measured(r) && r.snapshots > 0 {
+			times = append(times, r.caughtUp.Seconds())
+			rates = append(rates, float64(r.liveBytes)/1e6/r.caughtUp.Seconds())
+		}
+	}
+	if len(times) > 1 {
+		fmt.Printf("\nRebuilds from snapshots: median %.2f s, %.1f MB/s over %d (%s).\n", median(times), median(rates), len(times), verdict(median(rates) >= 100))
+	}
 	for i, r := range runs {
 		if r.notSupported != "" {
 			fmt.Printf("\n**Rebuild %d not measured: the rebuilt node cannot restore the snapshots its leaders send** (after %.1f s it logged, first):\n\n    %s\n\nSnapshot restore is being finished on branch `snapshot`; rerun with `-phases rebuild` once it is merged.\n",

@@ -18,13 +18,13 @@ type Status struct {
 		Ready     bool   `json:"ready"`
 	} `json:"node"`
 	// Raft lists the Raft groups open on the node: 0 is cluster metadata.
-	Raft   []RaftGroupStatus `json:"raft"`
+	Raft   []RaftGroupStatus `json:"raft_groups"`
 	Topics []TopicStatus     `json:"topics"`
 }
 
 // RaftGroupStatus is one Raft group as a node sees it.
 type RaftGroupStatus struct {
-	RaftGroupID uint32 `json:"group"`
+	RaftGroupID uint32 `json:"raft_group_id"`
 	// State is "Leader", "Follower", "Candidate" or "Shutdown".
 	State string `json:"state"`
 	// LeaderID is the leader's node id in decimal, "" when unknown.
@@ -32,8 +32,12 @@ type RaftGroupStatus struct {
 	Term        uint64 `json:"term"`
 	LastIndex   uint64 `json:"last_index"`
 	CommitIndex uint64 `json:"commit_index"`
-	// AppliedIndex is the last log entry applied to the node's state machine.
+	// AppliedIndex is the last log entry Raft has handed to the node's state
+	// machine (no-op and configuration entries included); the state machine
+	// may still be writing it.
 	AppliedIndex uint64 `json:"applied_index"`
+	// StoreApplied is the last command the state machine has written.
+	StoreApplied uint64 `json:"store_applied_index"`
 	Partitions   int    `json:"partitions"`
 }
 
@@ -51,7 +55,7 @@ type TopicStatus struct {
 // PartitionStatus is one partition of a topic on a node.
 type PartitionStatus struct {
 	Partition   int32  `json:"partition"`
-	RaftGroupID uint32 `json:"group"`
+	RaftGroupID uint32 `json:"raft_group_id"`
 	// Leader: this node leads the partition's Raft group.
 	Leader        bool  `json:"leader"`
 	HighWatermark int64 `json:"high_watermark"`

@@ -1,6 +1,7 @@
 // shardcache status page: polls /v1/status and renders it. Plain DOM, no
 // libraries. Every number cell carries data-field (and rows data-topic,
-// data-partition, data-group) so tests and scripts can read what is shown.
+// data-partition, data-group for a consumer group, data-raft-group for a Raft
+// group) so tests and scripts can read what is shown.
 "use strict";
 
 const REFRESH_MS = 2000;
@@ -157,7 +158,7 @@ function renderTopics(s) {
         numCell("live_bytes", p.live_bytes, bytes(p.live_bytes)),
         numCell("high_watermark", p.high_watermark),
         numCell("log_start_offset", p.log_start_offset),
-        el("td", {}, [el("span", { class: "tag " + (p.leader ? "leader" : "follower") }, "g" + p.group + (p.leader ? " · leader" : " · follower"))]),
+        el("td", {}, [el("span", { class: "tag " + (p.leader ? "leader" : "follower") }, "g" + p.raft_group_id + (p.leader ? " · leader" : " · follower"))]),
         el("td", {}, [bar(t.live_keys ? p.live_keys / t.live_keys : 0)]),
       ]);
       prow.hidden = folded;
@@ -201,8 +202,8 @@ function renderGroups(s) {
 }
 
 function renderRaft(s) {
-  $("raft-body").replaceChildren(...s.raft.map((g) => el("tr", { "data-group": g.group }, [
-    el("td", {}, g.group === 0 ? "0 · metadata" : String(g.group)),
+  $("raft-body").replaceChildren(...s.raft_groups.map((g) => el("tr", { "data-raft-group": g.raft_group_id }, [
+    el("td", {}, g.raft_group_id === 0 ? "0 · metadata" : String(g.raft_group_id)),
     el("td", {}, [el("span", { class: "tag " + g.state.toLowerCase() }, g.state + (g.ready ? "" : " (replaying)"))]),
     el("td", {}, [el("code", {}, g.leader_id ? g.leader_id + " (" + g.leader + ")" : "none")]),
     numCell("term", g.term),
