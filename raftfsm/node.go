@@ -284,8 +284,11 @@ func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, uint64, 
 	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(dl); timeout <= 0 {
+			// Not ctx.Err(): it stays nil until ctx's own timer fires, which
+			// on a loaded machine can be after the deadline has passed, and a
+			// nil error here would read as an applied entry with no response.
 			release()
-			return nil, 0, ctx.Err()
+			return nil, 0, context.DeadlineExceeded
 		}
 	}
 	f := g.raft.Apply(data, timeout)
