@@ -359,16 +359,22 @@ func TestToolsAPIsInCluster(t *testing.T) {
 	nodes := newBrokerCluster(t, 3, testGroupConfig())
 	first := newClient(t, nodes[0].Addr)
 	createTopics(t, first, 1, "purged")
-	altered, err := kadm.NewClient(first).AlterTopicConfigs(dataCtx(t), []kadm.AlterConfig{
-		{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kmsg.StringPtr("delete")}}, "purged")
-	if err == nil {
-		_, err = altered.On("purged", nil)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info raftfsm.TopicInfo
 	// Waits are generous: three nodes share two cores with other tests.
+	// The node the alter reaches may not know the new topic yet and answer
+	// UNKNOWN_TOPIC_OR_PARTITION in the resource's error, so that is retried.
+	waitUntil(t, 30*time.Second, "cleanup.policy=delete set on the new topic", func() error {
+		altered, err := kadm.NewClient(first).AlterTopicConfigs(dataCtx(t), []kadm.AlterConfig{
+			{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kmsg.StringPtr("delete")}}, "purged")
+		if err != nil {
+			return err
+		}
+		r, err := altered.On("purged", nil)
+		if err == nil {
+			err = r.Err
+		}
+		return err
+	})
+	var info raftfsm.TopicInfo
 	waitUntil(t, 30*time.Second, "the topic with delete policy on every node", func() error {
 		for _, n := range nodes {
 			ti, ok := n.Node.Topic("purged")
