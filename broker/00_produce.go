@@ -121,7 +121,7 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 			if err == nil && b.partitionRole(info.Partitions[rp.Partition].Group) != roleLeader {
 				g := info.Partitions[rp.Partition].Group
 				err = b.notLeaderError(g)
-				b.produceLeaderHint(resp, sp, g)
+				b.produceLeaderHint(rc.listener, resp, sp, g)
 			}
 			var batch decodedBatch
 			var charged int64
@@ -147,7 +147,7 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 			go func() {
 				defer proposals.Done()
 				defer b.budget.release(charged)
-				b.proposePart(ctx, resp, &hintMu, p)
+				b.proposePart(ctx, rc.listener, resp, &hintMu, p)
 			}()
 		}
 	}
@@ -180,7 +180,7 @@ func failedPartitions(resp *kmsg.ProduceResponse) int {
 
 // proposePart proposes one partition's batch and fills its response; hintMu
 // guards the response's NodeEndpoints, shared by the partitions' goroutines.
-func (b *Broker) proposePart(ctx context.Context, resp *kmsg.ProduceResponse, hintMu *sync.Mutex, p *producePart) {
+func (b *Broker) proposePart(ctx context.Context, lis *listener, resp *kmsg.ProduceResponse, hintMu *sync.Mutex, p *producePart) {
 	res, err := b.node.Produce(ctx, p.topic, p.resp.Partition, p.batch.Producer, p.batch.Records)
 	if err != nil {
 		b.setProduceError(p.resp, err, p.topic)
@@ -188,7 +188,7 @@ func (b *Broker) proposePart(ctx context.Context, resp *kmsg.ProduceResponse, hi
 			// Leadership moved since the check above (KIP-951 hint).
 			if ti, ok := b.node.Topic(p.topic); ok && int(p.resp.Partition) < len(ti.Partitions) {
 				hintMu.Lock()
-				b.produceLeaderHint(resp, p.resp, ti.Partitions[p.resp.Partition].Group)
+				b.produceLeaderHint(lis, resp, p.resp, ti.Partitions[p.resp.Partition].Group)
 				hintMu.Unlock()
 			}
 		}

@@ -49,9 +49,11 @@ package broker
 //     in-sync replica is in it, the leader answers no records and
 //     PreferredReadReplica = that replica; the client then fetches there.
 //
-// Not implemented: fetch sessions (KIP-227). Every answer has SessionID 0, which
-// tells clients to keep sending full fetches; a request naming a session id gets
-// FETCH_SESSION_ID_NOT_FOUND. ForgottenTopics are ignored.
+//   - Fetch sessions (KIP-227, v7+, fetch_sessions.go): a full fetch with
+//     SessionEpoch 0 opens a session while the cache has a slot; incremental
+//     fetches list only changed partitions and ForgottenTopics, and their
+//     answers only partitions with news. FETCH_SESSION_ID_NOT_FOUND and
+//     INVALID_FETCH_SESSION_EPOCH as in Kafka.
 //
 // Version notes: v4 is the Java 4.x floor (KIP-896) and adds LastStableOffset
 // and AbortedTransactions; v5 LogStartOffset; v7 sessions and the top-level
@@ -91,13 +93,14 @@ type fetchTarget struct {
 func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	resp.SessionID = 0
-
-	// KIP-227: we never hand out a session, so any session id is unknown.
-	if req.SessionID != 0 {
-		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+	// KIP-227: an incremental fetch becomes the session's full partition list
+	// here, and finish drops what did not change (fetch_sessions.go).
+	session, serr := b.fetchSessions.begin(req)
+	if serr != nil {
+		resp.ErrorCode = serr.Code
 		return resp, nil
 	}
+	defer session.finish(resp)
 
 	targets := b.resolveFetch(req)
 

@@ -40,7 +40,7 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
-	for _, ep := range b.liveEndpoints() {
+	for _, ep := range b.liveEndpoints(rc.listener) {
 		br := kmsg.NewMetadataResponseBroker()
 		br.NodeID, br.Host, br.Port, br.Rack = ep.id, ep.host, ep.port, ep.rack
 		resp.Brokers = append(resp.Brokers, br)

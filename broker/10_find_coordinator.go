@@ -44,7 +44,7 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 			c := kmsg.NewFindCoordinatorResponseCoordinator()
 			c.Key = key
 			var ep endpoint
-			ep, c.ErrorCode, c.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, key)
+			ep, c.ErrorCode, c.ErrorMessage = b.findCoordinator(ctx, rc.listener, req.CoordinatorType, key)
 			c.NodeID, c.Host, c.Port = -1, "", -1
 			if c.ErrorCode == 0 {
 				c.NodeID, c.Host, c.Port = ep.id, ep.host, ep.port
@@ -54,7 +54,7 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 		return resp, nil
 	}
 	var ep endpoint
-	ep, resp.ErrorCode, resp.ErrorMessage = b.findCoordinator(ctx, req.CoordinatorType, req.CoordinatorKey)
+	ep, resp.ErrorCode, resp.ErrorMessage = b.findCoordinator(ctx, rc.listener, req.CoordinatorType, req.CoordinatorKey)
 	resp.NodeID, resp.Host, resp.Port = -1, "", -1
 	if resp.ErrorCode == 0 {
 		resp.NodeID, resp.Host, resp.Port = ep.id, ep.host, ep.port
@@ -64,7 +64,7 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 
 // findCoordinator answers one key: the coordinator's endpoint and code 0, or
 // an error code.
-func (b *Broker) findCoordinator(ctx context.Context, typ int8, key string) (endpoint, int16, *string) {
+func (b *Broker) findCoordinator(ctx context.Context, lis *listener, typ int8, key string) (endpoint, int16, *string) {
 	var (
 		ti  raftfsm.TopicInfo
 		p   int32
@@ -87,13 +87,13 @@ func (b *Broker) findCoordinator(ctx context.Context, typ int8, key string) (end
 		return endpoint{}, kerr.InvalidRequest.Code, &msg
 	}
 	if err == nil {
-		self, _ := b.endpointOf(b.node.NodeID())
+		self, _ := b.endpointOf(lis, b.node.NodeID())
 		return self, 0, nil
 	}
 	if errors.Is(err, errNotCoordinator) && len(ti.Partitions) > 0 {
 		// Another node leads the group's offsets partition: name it.
 		if leader, _, ok := b.node.GroupLeader(ti.Partitions[p].Group); ok && leader != b.node.NodeID() {
-			if ep, ok := b.endpointOf(leader); ok {
+			if ep, ok := b.endpointOf(lis, leader); ok {
 				return ep, 0, nil
 			}
 		}

@@ -75,9 +75,22 @@ type Config struct {
 	// Now is the transaction coordinator's clock (timeouts, id expiry); nil
 	// means time.Now.
 	Now func() time.Time
+	// FetchSessionCacheSlots caps the open fetch sessions (KIP-227; Kafka's
+	// max.incremental.fetch.session.cache.slots), 0 to
+	// MaxFetchSessionCacheSlots; 0 disables sessions (clients then send full
+	// fetches).
+	FetchSessionCacheSlots int
 	// LogDir is the node's data directory, the one log dir DescribeLogDirs
 	// reports ("" reports it as "data").
 	LogDir string
+	// AuthenticationTimeout bounds a new connection's TLS handshake and, on
+	// SASL listeners, its SASL authentication (security.go). 0 means
+	// DefaultAuthenticationTimeout.
+	AuthenticationTimeout time.Duration
+	// SASLSessionLifetime is how long a SASL authentication holds before the
+	// client must authenticate again (KIP-368, Kafka's
+	// connections.max.reauth.ms); 0 means for the connection's life.
+	SASLSessionLifetime time.Duration
 
 	// hooks lets this package's tests stall the coordinator's I/O.
 	hooks *coordinatorHooks
@@ -118,6 +131,10 @@ const (
 	MinMaxDecompressedBytes = 4 << 10
 	// MinDefaultPartitions and raftfsm.MaxPartitions bound DefaultPartitions.
 	MinDefaultPartitions = 1
+	// MaxFetchSessionCacheSlots bounds FetchSessionCacheSlots: each session
+	// holds about 100 bytes per partition, and a slot is taken only by a
+	// client that fetches.
+	MaxFetchSessionCacheSlots = 100000
 )
 
 // DefaultConfig returns the configuration of a one-node broker on
@@ -137,6 +154,8 @@ func DefaultConfig() Config {
 		DefaultPartitions:    1,
 		Groups:               DefaultGroupConfig(),
 		Transactions:         DefaultTxnConfig(),
+
+		FetchSessionCacheSlots: DefaultFetchSessionCacheSlots,
 	}
 }
 
@@ -160,6 +179,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("broker: MaxInflightBytes %d is below twice MaxRequestBytes (%d): the largest request must fit with room to serve it",
 			c.MaxInflightBytes, c.MaxRequestBytes)
 	}
+	if c.FetchSessionCacheSlots < 0 || c.FetchSessionCacheSlots > MaxFetchSessionCacheSlots {
+		return fmt.Errorf("broker: FetchSessionCacheSlots %d is not 0 to %d", c.FetchSessionCacheSlots, MaxFetchSessionCacheSlots)
+	}
 	if c.MaxConnections < 1 {
 		return fmt.Errorf("broker: MaxConnections %d is below 1", c.MaxConnections)
 	}
@@ -170,6 +192,12 @@ func (c Config) Validate() error {
 		if d.v < time.Millisecond {
 			return fmt.Errorf("broker: %s %s is below 1ms", d.name, d.v)
 		}
+	}
+	if c.AuthenticationTimeout < MinAuthenticationTimeout || c.AuthenticationTimeout > MaxAuthenticationTimeout {
+		return fmt.Errorf("broker: AuthenticationTimeout %s is not between %s and %s", c.AuthenticationTimeout, MinAuthenticationTimeout, MaxAuthenticationTimeout)
+	}
+	if c.SASLSessionLifetime != 0 && c.SASLSessionLifetime < MinSASLSessionLifetime {
+		return fmt.Errorf("broker: SASLSessionLifetime %s is below %s (0 turns re-authentication off)", c.SASLSessionLifetime, MinSASLSessionLifetime)
 	}
 	if c.DefaultPartitions < MinDefaultPartitions || c.DefaultPartitions > raftfsm.MaxPartitions {
 		return fmt.Errorf("broker: DefaultPartitions %d is not between %d and %d", c.DefaultPartitions, MinDefaultPartitions, raftfsm.MaxPartitions)
@@ -210,6 +238,9 @@ func (c Config) withDefaults() Config {
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = DefaultWriteTimeout
 	}
+	if c.AuthenticationTimeout == 0 {
+		c.AuthenticationTimeout = DefaultAuthenticationTimeout
+	}
 	return c
 }
 
@@ -233,9 +264,8 @@ type Broker struct {
 	metrics *metrics
 	budget  *budget
 
-	// advHost and advPort are AdvertisedAddr split for Metadata.
-	advHost string
-	advPort int32
+	// plaintext is the listener Serve serves: PLAINTEXT at AdvertisedAddr.
+	plaintext *listener
 
 	// baseCtx is the parent of every request's context; cancelBase ends it
 	// when Close's drain deadline passes.
@@ -254,6 +284,8 @@ type Broker struct {
 	refusedSinceLog int
 	lastRefusedLog  time.Time
 
+	fetchSessions *fetchSessions // KIP-227 session cache (fetch_sessions.go)
+
 	closeOnce sync.Once
 	closeDone chan struct{} // closed when Close has finished
 
@@ -271,8 +303,10 @@ func New(cfg Config) (*Broker, error) {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	host, portStr, _ := net.SplitHostPort(cfg.AdvertisedAddr)
-	port, _ := strconv.Atoi(portStr)
+	plaintext, err := newListener(Listener{Name: string(ProtocolPlaintext), Protocol: ProtocolPlaintext, AdvertisedAddr: cfg.AdvertisedAddr})
+	if err != nil {
+		return nil, err
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
@@ -284,8 +318,7 @@ func New(cfg Config) (*Broker, error) {
 		store:      cfg.Store,
 		log:        log,
 		metrics:    newMetrics(cfg.Registerer),
-		advHost:    host,
-		advPort:    int32(port),
+		plaintext:  plaintext,
 		baseCtx:    ctx,
 		cancelBase: cancel,
 		listeners:  map[net.Listener]struct{}{},
@@ -303,6 +336,8 @@ func New(cfg Config) (*Broker, error) {
 	b.metrics.inflightLimit.Set(float64(cfg.MaxInflightBytes))
 	b.groupMetrics = newGroupMetrics(b, cfg.Registerer)
 	b.groups = newCoordinator(b, cfg.Groups)
+	b.fetchSessions = newFetchSessions(cfg.FetchSessionCacheSlots, nil)
+	b.fetchSessions.onChange = func(n int) { b.metrics.fetchSessions.Set(float64(n)) }
 	if cfg.Transactions == (TxnConfig{}) {
 		cfg.Transactions = DefaultTxnConfig()
 		b.cfg.Transactions = cfg.Transactions
@@ -315,9 +350,25 @@ func New(cfg Config) (*Broker, error) {
 	return b, nil
 }
 
-// Serve accepts connections on ln until Close. It returns nil after Close, or
-// the accept error that stopped it; either way ln is closed.
+// Serve accepts connections on ln as the PLAINTEXT listener at
+// AdvertisedAddr until Close. It returns nil after Close, or the accept error
+// that stopped it; either way ln is closed.
 func (b *Broker) Serve(ln net.Listener) error {
+	return b.serve(ln, b.plaintext)
+}
+
+// ServeListener is Serve for a named listener with its security protocol
+// (security.go). A bad Listener is an error and ln is closed.
+func (b *Broker) ServeListener(ln net.Listener, l Listener) error {
+	lis, err := newListener(l)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	return b.serve(ln, lis)
+}
+
+func (b *Broker) serve(ln net.Listener, lis *listener) error {
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -326,7 +377,7 @@ func (b *Broker) Serve(ln net.Listener) error {
 	}
 	b.listeners[ln] = struct{}{}
 	b.mu.Unlock()
-	b.log.Info("kafka listener started", logKeyAddr, ln.Addr().String())
+	b.log.Info("kafka listener started", logKeyAddr, ln.Addr().String(), logKeyListener, lis.Name, "protocol", lis.Protocol)
 
 	defer func() {
 		b.mu.Lock()
@@ -361,7 +412,7 @@ func (b *Broker) Serve(ln net.Listener) error {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			_ = tc.SetNoDelay(true)
 		}
-		c := newConn(b, nc)
+		c := newConn(b, nc, lis)
 		b.mu.Lock()
 		if b.closed {
 			b.mu.Unlock()

@@ -8,6 +8,7 @@ package broker
 import (
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -51,13 +52,18 @@ type endpoint struct {
 	rack *string
 }
 
-// endpointOf returns how clients reach node id: this node's own advertised
-// address, else the Kafka address it registered. ok is false for an unknown
-// node.
-func (b *Broker) endpointOf(id int32) (endpoint, bool) {
+// endpointOf returns how a client that came through listener lis (nil: the
+// PLAINTEXT listener) reaches node id: this node's own advertised address on
+// lis, else the address the node registered for a listener of that name, or
+// its Kafka address when it registered no listeners. ok is false for an
+// unknown node or one without that listener (Kafka leaves such a node out).
+func (b *Broker) endpointOf(lis *listener, id int32) (endpoint, bool) {
+	if lis == nil {
+		lis = b.plaintext
+	}
 	ni, known := b.node.NodeInfo(id)
 	if id == b.node.NodeID() {
-		ep := endpoint{id: id, host: b.advHost, port: b.advPort}
+		ep := endpoint{id: id, host: lis.host, port: lis.port}
 		if known && ni.Rack != "" {
 			ep.rack = &ni.Rack
 		}
@@ -66,7 +72,14 @@ func (b *Broker) endpointOf(id int32) (endpoint, bool) {
 	if !known || ni.Removed {
 		return endpoint{}, false
 	}
-	host, portStr, err := net.SplitHostPort(ni.KafkaAddr)
+	addr := ni.KafkaAddr
+	if ni.Listeners != "" {
+		var ok bool
+		if addr, ok = listenerAddr(ni.Listeners, lis.Name); !ok {
+			return endpoint{}, false
+		}
+	}
+	host, portStr, err := net.SplitHostPort(addr)
 	port, perr := strconv.Atoi(portStr)
 	if err != nil || perr != nil {
 		return endpoint{}, false
@@ -80,17 +93,17 @@ func (b *Broker) endpointOf(id int32) (endpoint, bool) {
 
 // liveEndpoints lists every registered node that was not removed, this node
 // included even before it has registered.
-func (b *Broker) liveEndpoints() []endpoint {
+func (b *Broker) liveEndpoints(lis *listener) []endpoint {
 	var out []endpoint
 	self := false
 	for _, ni := range b.node.Nodes() {
-		if ep, ok := b.endpointOf(ni.ID); ok {
+		if ep, ok := b.endpointOf(lis, ni.ID); ok {
 			out = append(out, ep)
 			self = self || ni.ID == b.node.NodeID()
 		}
 	}
 	if !self {
-		ep, _ := b.endpointOf(b.node.NodeID())
+		ep, _ := b.endpointOf(lis, b.node.NodeID())
 		out = append(out, ep)
 	}
 	return out
@@ -108,7 +121,7 @@ func (b *Broker) notLeaderError(g uint32) error {
 // produceLeaderHint fills a produce partition's CurrentLeader (v10+, KIP-951)
 // and adds the leader to the response's NodeEndpoints, so the client can
 // retry there without a metadata round trip.
-func (b *Broker) produceLeaderHint(resp *kmsg.ProduceResponse, sp *kmsg.ProduceResponseTopicPartition, g uint32) {
+func (b *Broker) produceLeaderHint(lis *listener, resp *kmsg.ProduceResponse, sp *kmsg.ProduceResponseTopicPartition, g uint32) {
 	if resp.Version < 10 {
 		return
 	}
@@ -116,7 +129,7 @@ func (b *Broker) produceLeaderHint(resp *kmsg.ProduceResponse, sp *kmsg.ProduceR
 	if !ok || leader == b.node.NodeID() {
 		return
 	}
-	ep, ok := b.endpointOf(leader)
+	ep, ok := b.endpointOf(lis, leader)
 	if !ok {
 		return
 	}
@@ -160,4 +173,15 @@ func (b *Broker) preferredReadReplica(g uint32, rack string) int32 {
 		}
 	}
 	return -1
+}
+
+// listenerAddr finds name's address in a "NAME://host:port,..." list.
+func listenerAddr(list, name string) (string, bool) {
+	for _, item := range strings.Split(list, ",") {
+		n, addr, ok := strings.Cut(strings.TrimSpace(item), "://")
+		if ok && n == name {
+			return addr, true
+		}
+	}
+	return "", false
 }

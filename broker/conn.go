@@ -3,6 +3,7 @@ package broker
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -41,6 +42,10 @@ type conn struct {
 	b      *Broker
 	nc     net.Conn
 	remote string
+	// lis is the listener the connection came through; sess its
+	// authentication state (security.go).
+	lis  *listener
+	sess session
 
 	ctx    context.Context // every request's context; cancelled when serve ends
 	cancel context.CancelFunc
@@ -101,12 +106,16 @@ var (
 	errMemoryPreempted = errors.New("memory budget full of partly read requests; this connection's was the largest")
 )
 
-func newConn(b *Broker, nc net.Conn) *conn {
+func newConn(b *Broker, nc net.Conn, lis *listener) *conn {
 	ctx, cancel := context.WithCancel(b.baseCtx)
 	readCtx, cancelRead := context.WithCancel(ctx)
+	if lis.TLS != nil && lis.Protocol.TLS() {
+		nc = tls.Server(nc, lis.TLS)
+	}
 	c := &conn{
 		b:          b,
 		nc:         nc,
+		lis:        lis,
 		remote:     nc.RemoteAddr().String(),
 		ctx:        ctx,
 		cancel:     cancel,
@@ -115,6 +124,8 @@ func newConn(b *Broker, nc net.Conn) *conn {
 		reqs:       make(chan inbound),
 		done:       make(chan struct{}),
 	}
+	c.sess.principal = principalAnonymous
+	c.sess.authenticated.Store(!lis.Protocol.SASL())
 	c.lastActive.Store(time.Now().UnixNano())
 	return c
 }
@@ -150,6 +161,18 @@ func (c *conn) isStopped() bool {
 // serve runs the processor until the reader stops or a request closes the
 // connection, then closes the socket and waits for the reader.
 func (c *conn) serve() {
+	if c.lis.Protocol.SASL() {
+		defer c.startAuthTimer()()
+	}
+	if tc, ok := c.nc.(*tls.Conn); ok {
+		if err := c.handshakeTLS(tc); err != nil {
+			c.b.metrics.connectionsClosed.WithLabelValues("tls_handshake").Inc()
+			c.b.log.Debug("tls handshake failed", logKeyRemote, c.remote, logKeyListener, c.lis.Name, logKeyError, err)
+			c.cancel()
+			c.nc.Close()
+			return
+		}
+	}
 	var reader sync.WaitGroup
 	reader.Add(1)
 	go func() {
@@ -196,7 +219,7 @@ func (c *conn) readRequest(br *bufio.Reader) (inbound, error) {
 	if err != nil {
 		return in, err
 	}
-	if err := checkFrameSize(size, c.b.cfg.MaxRequestBytes); err != nil {
+	if err := checkFrameSize(size, c.maxFrameBytes()); err != nil {
 		return in, err
 	}
 	frame, charged, deadline, err := c.readFrame(br, int(size))
@@ -387,15 +410,26 @@ func (c *conn) process(in inbound) bool {
 	rq := in.rq
 	a := registry[rq.key]
 	var resp kmsg.Response
+	var rc *requestContext
 	if rq.unsupportedVersion {
 		resp = unsupportedAPIVersionsResponse()
 	} else {
-		rc := &requestContext{
+		if err := c.checkAuthenticated(rq.key, time.Now()); err != nil {
+			c.b.budget.releaseRead(in.charged)
+			c.b.metrics.requests.WithLabelValues(a.name, "unauthenticated").Inc()
+			c.b.log.Warn("request before authentication, closing connection", logKeyRemote, c.remote,
+				logKeyListener, c.lis.Name, logKeyAPIKey, rq.key, logKeyClientID, rq.clientID, logKeyError, err)
+			return false
+		}
+		rc = &requestContext{
 			key:           rq.key,
 			version:       rq.version,
 			correlationID: rq.correlationID,
 			clientID:      rq.clientID,
 			remote:        c.nc.RemoteAddr(),
+			listener:      c.lis,
+			principal:     c.sess.principal,
+			conn:          c,
 		}
 		var err error
 		resp, err = c.call(a, rc, rq.body)
@@ -434,7 +468,8 @@ func (c *conn) process(in inbound) bool {
 		c.b.log.Debug("write failed", logKeyRemote, c.remote, logKeyError, err)
 		return false
 	}
-	return true
+	// A failed authentication is answered, then the connection closes.
+	return rc == nil || !rc.closeAfter
 }
 
 // call runs the handler, turning a panic into an error (logged with its stack)

@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
@@ -42,6 +43,10 @@ func errorCode(err error) int16 {
 		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, topicconfig.ErrUnknown), errors.Is(err, topicconfig.ErrInvalid):
 		return kerr.InvalidConfig.Code
+	case errors.Is(err, raftfsm.ErrUnknownCredential):
+		return kerr.ResourceNotFound.Code
+	case errors.Is(err, scram.ErrBadCredential):
+		return kerr.UnacceptableCredential.Code
 	case errors.Is(err, shardstore.ErrKeyRequired):
 		return kerr.InvalidRecord.Code
 	case errors.Is(err, shardstore.ErrOutOfOrderSequence):
@@ -72,7 +77,8 @@ func errorMessage(err error) *string {
 	switch code := errorCode(err); code {
 	case kerr.InvalidConfig.Code, kerr.InvalidRecord.Code, kerr.InvalidTopicException.Code,
 		kerr.InvalidPartitions.Code, kerr.TopicAlreadyExists.Code, kerr.InvalidRequest.Code,
-		kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code, kerr.UnsupportedCompressionType.Code:
+		kerr.CorruptMessage.Code, kerr.MessageTooLarge.Code, kerr.UnsupportedCompressionType.Code,
+		kerr.UnacceptableCredential.Code:
 		s := err.Error()
 		return &s
 	}

@@ -40,6 +40,9 @@ type testBrokerConfig struct {
 	WriteTimeout       time.Duration
 	// Logger, when set, receives the broker's logs instead of t.Log.
 	Logger *slog.Logger
+	// FetchSessionCacheSlots is Config.FetchSessionCacheSlots; 0 keeps
+	// DefaultConfig's value.
+	FetchSessionCacheSlots int
 }
 
 // testBroker is one running single-node broker over a real raftfsm.Node and
@@ -96,6 +99,9 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 	}
 	if cfg.WriteTimeout != 0 {
 		bcfg.WriteTimeout = cfg.WriteTimeout
+	}
+	if cfg.FetchSessionCacheSlots != 0 {
+		bcfg.FetchSessionCacheSlots = cfg.FetchSessionCacheSlots
 	}
 	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 	tb := &testBroker{Node: node, Store: store}

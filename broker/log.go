@@ -21,4 +21,7 @@ const (
 	logKeyRefused        = "refused"
 	logKeyReason         = "reason"
 	logKeyTimeout        = "timeout"
+	logKeyListener       = "listener"
+	logKeyMechanism      = "mechanism"
+	logKeyUser           = "user"
 )

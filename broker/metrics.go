@@ -20,6 +20,9 @@ type metrics struct {
 	inflightBytes      prometheus.Gauge
 	inflightLimit      prometheus.Gauge
 	budgetWaits        *prometheus.CounterVec // class
+	fetchSessions      prometheus.Gauge
+	// saslAuthentications counts SaslAuthenticate outcomes.
+	saslAuthentications *prometheus.CounterVec // mechanism, result
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -63,7 +66,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		connectionsClosed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardcache_broker_connections_closed_total",
-			Help: "Kafka client connections closed by the broker, by reason: idle, read_timeout, write_timeout, memory.",
+			Help: "Kafka client connections closed by the broker, by reason: idle, read_timeout, write_timeout, memory, tls_handshake, authentication_timeout.",
 		}, []string{"reason"}),
 		inflightBytes: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shardcache_broker_inflight_bytes",
@@ -77,11 +80,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shardcache_broker_inflight_waits_total",
 			Help: "Times a connection reader (class read) or a handler (class work) waited for room in the memory budget.",
 		}, []string{"class"}),
+		fetchSessions: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "shardcache_broker_fetch_sessions",
+			Help: "Open fetch sessions (KIP-227), at most FetchSessionCacheSlots.",
+		}),
+		saslAuthentications: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_sasl_authentications_total",
+			Help: "SASL authentications, by mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and result (success or failure).",
+		}, []string{"mechanism", "result"}),
 	}
 	if reg != nil {
+		reg.MustRegister(m.saslAuthentications)
 		reg.MustRegister(m.requests, m.requestSeconds, m.produceBytes, m.produceRecords,
 			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen,
-			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits)
+			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits,
+			m.fetchSessions)
 	}
 	return m
 }

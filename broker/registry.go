@@ -79,4 +79,12 @@ type requestContext struct {
 	correlationID int32
 	clientID      string
 	remote        net.Addr
+	// listener is the listener the connection came through; principal the
+	// connection's identity when the request arrived (security.go).
+	listener  *listener
+	principal string
+	// conn is the connection (the SASL handlers change its session);
+	// closeAfter, set by a handler, closes it once the response is written.
+	conn       *conn
+	closeAfter bool
 }

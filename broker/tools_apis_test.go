@@ -359,20 +359,20 @@ func TestToolsAPIsInCluster(t *testing.T) {
 	nodes := newBrokerCluster(t, 3, testGroupConfig())
 	first := newClient(t, nodes[0].Addr)
 	createTopics(t, first, 1, "purged")
-	// Waits are generous: three nodes share two cores with other tests.
-	// The node the alter reaches may not know the new topic yet and answer
-	// UNKNOWN_TOPIC_OR_PARTITION in the resource's error, so that is retried.
-	waitUntil(t, 30*time.Second, "cleanup.policy=delete set on the new topic", func() error {
+	// Waits are generous: three nodes share two cores with other tests, and
+	// a leader change while the config change is forwarded answers a
+	// retriable error in the resource's result, which kadm leaves to us.
+	waitUntil(t, 30*time.Second, "cleanup.policy=delete accepted", func() error {
 		altered, err := kadm.NewClient(first).AlterTopicConfigs(dataCtx(t), []kadm.AlterConfig{
 			{Op: kadm.SetConfig, Name: "cleanup.policy", Value: kmsg.StringPtr("delete")}}, "purged")
 		if err != nil {
 			return err
 		}
 		r, err := altered.On("purged", nil)
-		if err == nil {
-			err = r.Err
+		if err != nil {
+			return err
 		}
-		return err
+		return r.Err
 	})
 	var info raftfsm.TopicInfo
 	waitUntil(t, 30*time.Second, "the topic with delete policy on every node", func() error {

@@ -138,6 +138,8 @@ func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Com
 		return start
 	case CmdInitCluster, CmdRegisterNode, CmdRemoveNode, CmdSetGroupLeader:
 		return p.applyCluster(w, m, c)
+	case CmdUpsertScramCredential, CmdDeleteScramCredential:
+		return p.applyScram(w, m, c)
 	case CmdSetClusterID:
 		if m.clusterID == "" && c.ClusterID != "" {
 			m.clusterID = c.ClusterID

@@ -40,6 +40,11 @@ type NodeInfo struct {
 	HTTPAddr string
 	// Rack is the node's rack (--rack), "" for none.
 	Rack string
+	// Listeners are the node's advertised Kafka listeners when it has more
+	// than the one at KafkaAddr, as "NAME://host:port,..." (--listeners);
+	// "" when KafkaAddr is its only listener. A string keeps NodeInfo
+	// comparable.
+	Listeners string
 	// Removed marks a node an operator removed; it is kept so its id is never
 	// reused by mistake and its removal is visible.
 	Removed bool
@@ -96,7 +101,13 @@ func appendNodeInfo(dst []byte, n *NodeInfo) []byte {
 	dst = appendString(dst, n.KafkaAddr)
 	dst = appendString(dst, n.HTTPAddr)
 	dst = appendString(dst, n.Rack)
-	return appendBool(dst, n.Removed)
+	dst = appendBool(dst, n.Removed)
+	if n.Listeners != "" {
+		// Optional and last, so that nodes without listeners encode as
+		// before this field existed and older entries decode unchanged.
+		dst = appendString(dst, n.Listeners)
+	}
+	return dst
 }
 
 func (d *decoder) nodeInfo(n *NodeInfo) {
@@ -107,6 +118,9 @@ func (d *decoder) nodeInfo(n *NodeInfo) {
 	n.HTTPAddr = d.string()
 	n.Rack = d.string()
 	n.Removed = d.bool()
+	if len(d.b) > 0 && d.err == nil {
+		n.Listeners = d.string()
+	}
 }
 
 // loadClusterKey decodes one of the cluster keys into m; it reports false for a

@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -42,7 +43,10 @@ const (
 	CmdRemoveNode          CommandType = 24
 	CmdSetGroupLeader      CommandType = 25
 
-	// 26-31 are taken or reserved by other changes.
+	CmdUpsertScramCredential CommandType = 26
+	CmdDeleteScramCredential CommandType = 27
+
+	// 28-31 are taken or reserved by other changes.
 
 	CmdAlterTopicConfig CommandType = 32
 )
@@ -67,6 +71,9 @@ var commandTypeNames = map[CommandType]string{
 	CmdRemoveNode:          "remove_node",
 	CmdSetGroupLeader:      "set_group_leader",
 	CmdAlterTopicConfig:    "alter_topic_config",
+
+	CmdUpsertScramCredential: "upsert_scram_credential",
+	CmdDeleteScramCredential: "delete_scram_credential",
 }
 
 func (t CommandType) String() string {
@@ -100,6 +107,8 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdRemoveNode:          NodeID
 //	CmdSetGroupLeader:      Group, NodeID, Term
 //	CmdAlterTopicConfig:    Topic.Name, ConfigOps (applied to the overrides in force)
+//	CmdUpsertScramCredential: Scram (user, mechanism, iterations, salt, keys)
+//	CmdDeleteScramCredential: Scram.User, Scram.Mechanism
 //
 // A decoded command's byte slices (record keys, values, header values) alias the
 // encoded buffer.
@@ -127,6 +136,8 @@ type Command struct {
 	Term              uint64
 
 	ConfigOps []topicconfig.Op
+
+	Scram ScramCredential
 }
 
 // EncodeCommand appends the encoding of c to dst.
@@ -218,6 +229,11 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 			dst = appendString(dst, op.Name)
 			dst = appendString(dst, op.Value)
 		}
+	case CmdUpsertScramCredential:
+		dst = appendScram(dst, &c.Scram)
+	case CmdDeleteScramCredential:
+		dst = appendString(dst, c.Scram.User)
+		dst = append(dst, byte(c.Scram.Mechanism))
 	}
 	return dst
 }
@@ -389,6 +405,11 @@ func DecodeCommand(b []byte) (*Command, error) {
 			op.Name = d.string()
 			op.Value = d.string()
 		}
+	case CmdUpsertScramCredential:
+		d.scram(&c.Scram)
+	case CmdDeleteScramCredential:
+		c.Scram.User = d.string()
+		c.Scram.Mechanism = scram.Mechanism(int8(d.byte()))
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, b[1])
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -57,6 +58,12 @@ func goldenCommands() []*Command {
 			{Type: topicconfig.OpSubtract, Name: "cleanup.policy", Value: "compact"},
 		}},
 		{Type: CmdExpireProducers, Shard: 9, BeforeMs: 1699913600000, Options: shardstore.AppendOptions{AppendTimeMs: 1700000000000}},
+		{Type: CmdUpsertScramCredential, Scram: ScramCredential{User: "alice", Credential: scram.Credential{
+			Mechanism: scram.SHA256, Iterations: 4096, Salt: []byte("salt"),
+			StoredKey: bytes.Repeat([]byte{1}, 32), ServerKey: bytes.Repeat([]byte{2}, 32)}}},
+		{Type: CmdRegisterNode, Member: NodeInfo{ID: 3, Incarnation: 7, ClusterAddr: "127.0.0.1:9093", KafkaAddr: "127.0.0.1:9092",
+			Listeners: "PLAINTEXT://127.0.0.1:9092,SASL_SSL://kafka.example:9094"}},
+		{Type: CmdDeleteScramCredential, Scram: ScramCredential{User: "alice", Credential: scram.Credential{Mechanism: scram.SHA512}}},
 	}
 }
 

@@ -42,6 +42,10 @@ type Config struct {
 	// for redirects.
 	KafkaAddr string
 	HTTPAddr  string
+	// KafkaListeners are this node's advertised Kafka listeners as
+	// "NAME://host:port,..." when there are several (NodeInfo.Listeners);
+	// "" when KafkaAddr is the only one.
+	KafkaListeners string
 	// Rack is this node's rack (KIP-392 follower fetch); "" for none.
 	Rack string
 	// Join lists cluster addresses of existing nodes. A node with no state

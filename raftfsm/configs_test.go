@@ -80,3 +80,21 @@ func TestNodeAlterTopicConfig(t *testing.T) {
 		t.Fatalf("overrides after restart %v, before %v", after.Overrides, before.Overrides)
 	}
 }
+
+// TestNodeTopicSharesPartitions: a topic lookup (every produce and fetch makes
+// one) allocates nothing however many partitions the topic has, and an append
+// to the returned partitions does not reach the node's metadata.
+func TestNodeTopicSharesPartitions(t *testing.T) {
+	c := newTestCluster(t)
+	if _, err := c.node.CreateTopic(testCtx(t), "wide", 1000, map[string]string{topicconfig.RetentionMs: "1000"}, false); err != nil {
+		t.Fatal(err)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { c.node.Topic("wide") }); allocs != 0 {
+		t.Fatalf("Node.Topic of a 1,000-partition topic allocates %v times, want 0", allocs)
+	}
+	ti, _ := c.node.Topic("wide")
+	_ = append(ti.Partitions, PartitionInfo{Partition: 1000})
+	if again, _ := c.node.Topic("wide"); len(again.Partitions) != 1000 || cap(again.Partitions) != 1000 {
+		t.Fatalf("after a caller's append: %d partitions (cap %d), want 1000", len(again.Partitions), cap(again.Partitions))
+	}
+}

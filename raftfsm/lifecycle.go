@@ -257,16 +257,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 			return nil, err
 		}
 	}
-	// Every AppendEntries a leader sends reads the entry before the first one
-	// it carries, including the empty ones that tell an idle follower the
-	// commit index every CommitTimeout: the last entry stored, cached here,
-	// answers those without a Pebble read. One entry: no memory to speak of.
-	cached, err := raft.NewLogCache(1, g.logs)
-	if err != nil {
-		closeTransport(g.trans)
-		return nil, err
-	}
-	if g.raft, err = raft.NewRaft(rc, g.fsm, cached, g.logs, snaps, g.trans); err != nil {
+	if g.raft, err = raft.NewRaft(rc, g.fsm, g.logs, g.logs, snaps, g.trans); err != nil {
 		closeTransport(g.trans)
 		return nil, err
 	}

@@ -52,16 +52,31 @@ func stableKey(group uint32, key []byte) []byte {
 	return append(raftGroupPrefix(group, raftKindStable), key...)
 }
 
+// Log cache bounds, per group. Raft reads an entry back soon after storing it:
+// the leader once per follower to replicate it, a follower to apply it once
+// committed. The cache holds the newest entries so those reads cost a copy of
+// a struct instead of a Pebble Get and a decode; it only has to span what
+// replication and apply have not caught up with (an AppendEntries carries at
+// most maxAppendEntries entries), and older reads (a lagging follower,
+// replay at start) go to Pebble.
+const (
+	logCacheEntries = 512
+	logCacheBytes   = 4 << 20
+)
+
 // LogStore is one Raft group's raft.LogStore and raft.StableStore inside the
 // shared Pebble DB. StoreLogs, DeleteRange and Set commit with pebble.Sync, so
 // everything Raft was told is stored survives a crash. The first and last index
-// are cached; LogStore is safe for concurrent use.
+// are cached, and so are the newest entries stored (logCacheEntries, at most
+// logCacheBytes of data), which GetLog serves from memory. LogStore is safe
+// for concurrent use.
 type LogStore struct {
 	db    *pebble.DB
 	group uint32
 
 	mu          sync.Mutex
 	first, last uint64
+	cache       logCache
 }
 
 var (
@@ -71,7 +86,12 @@ var (
 
 // NewLogStore opens group's log in db and loads its first and last index.
 func NewLogStore(db *pebble.DB, group uint32) (*LogStore, error) {
-	s := &LogStore{db: db, group: group}
+	return newLogStore(db, group, logCacheEntries, logCacheBytes)
+}
+
+// newLogStore is NewLogStore with the cache's bounds (0 entries: no cache).
+func newLogStore(db *pebble.DB, group uint32, cacheEntries, cacheBytes int) (*LogStore, error) {
+	s := &LogStore{db: db, group: group, cache: logCache{maxEntries: cacheEntries, maxBytes: cacheBytes}}
 	if err := s.loadBounds(); err != nil {
 		return nil, err
 	}
@@ -112,8 +132,16 @@ func (s *LogStore) LastIndex() (uint64, error) {
 }
 
 // GetLog reads the entry at index into log (raft.ErrLogNotFound when absent).
-// log.Data is a copy owned by the caller.
+// log.Data and log.Extensions may be shared with the cache and other readers:
+// the caller must not modify them.
 func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
+	s.mu.Lock()
+	cached := s.cache.get(index)
+	s.mu.Unlock()
+	if cached != nil {
+		*log = *cached
+		return nil
+	}
 	v, closer, err := s.db.Get(logKey(s.group, index))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return raft.ErrLogNotFound
@@ -155,6 +183,7 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.cache.add(logs)
 	for _, l := range logs {
 		if s.first == 0 || l.Index < s.first {
 			s.first = l.Index
@@ -175,6 +204,11 @@ func (s *LogStore) DeleteRange(min, max uint64) error {
 	if max == ^uint64(0) {
 		end = raftGroupPrefix(s.group, raftKindLog+1)
 	}
+	s.mu.Lock()
+	// Dropped before the delete, so no reader sees from the cache an entry
+	// that Pebble no longer has; a failed delete only costs reads from Pebble.
+	s.cache.remove(min, max)
+	s.mu.Unlock()
 	if err := s.db.DeleteRange(logKey(s.group, min), end, pebble.Sync); err != nil {
 		return err
 	}
@@ -217,6 +251,96 @@ func (s *LogStore) GetUint64(key []byte) (uint64, error) {
 		return 0, fmt.Errorf("%w: stable value %q has %d bytes", ErrCorruptLog, key, len(v))
 	}
 	return binary.BigEndian.Uint64(v), nil
+}
+
+// logCache holds copies of the newest log entries with consecutive indexes,
+// oldest first, within maxEntries and maxBytes (of Data and Extensions). The
+// copies share Data and Extensions with the raft.Log values StoreLogs was
+// given, which hashicorp/raft does not modify once stored. Not safe for
+// concurrent use: LogStore.mu guards it.
+type logCache struct {
+	maxEntries, maxBytes int
+
+	logs  []raft.Log // logs[i].Index == logs[0].Index + i
+	bytes int
+}
+
+func logDataBytes(l *raft.Log) int { return len(l.Data) + len(l.Extensions) }
+
+// get returns the cached entry at index, or nil.
+func (c *logCache) get(index uint64) *raft.Log {
+	if len(c.logs) == 0 || index < c.logs[0].Index {
+		return nil
+	}
+	i := index - c.logs[0].Index
+	if i >= uint64(len(c.logs)) {
+		return nil
+	}
+	return &c.logs[i]
+}
+
+// add caches logs, just stored. Entries that do not follow the cached ones
+// (after a truncation, or a gap) replace the whole cache; then the oldest are
+// dropped until the bounds hold.
+func (c *logCache) add(logs []*raft.Log) {
+	if c.maxEntries <= 0 {
+		return
+	}
+	for _, l := range logs {
+		if n := len(c.logs); n > 0 && l.Index != c.logs[n-1].Index+1 {
+			c.reset()
+		}
+		c.logs = append(c.logs, *l)
+		c.bytes += logDataBytes(l)
+	}
+	drop := 0
+	for drop < len(c.logs) && (len(c.logs)-drop > c.maxEntries || c.bytes > c.maxBytes) {
+		c.bytes -= logDataBytes(&c.logs[drop])
+		drop++
+	}
+	if drop > 0 {
+		// Copy the rest down, so the slice does not creep through memory
+		// and dropped entries' data can be collected.
+		n := copy(c.logs, c.logs[drop:])
+		clear(c.logs[n:])
+		c.logs = c.logs[:n]
+	}
+}
+
+// remove drops the cached entries in min..max.
+func (c *logCache) remove(min, max uint64) {
+	if len(c.logs) == 0 {
+		return
+	}
+	lo, hi := c.logs[0].Index, c.logs[len(c.logs)-1].Index
+	switch {
+	case max < lo || min > hi:
+	case min <= lo && max >= hi:
+		c.reset()
+	case min <= lo: // the front: a log compaction
+		drop := int(max - lo + 1)
+		for i := range drop {
+			c.bytes -= logDataBytes(&c.logs[i])
+		}
+		n := copy(c.logs, c.logs[drop:])
+		clear(c.logs[n:])
+		c.logs = c.logs[:n]
+	case max >= hi: // the back: a follower dropping conflicting entries
+		keep := int(min - lo)
+		for i := keep; i < len(c.logs); i++ {
+			c.bytes -= logDataBytes(&c.logs[i])
+		}
+		clear(c.logs[keep:])
+		c.logs = c.logs[:keep]
+	default: // a hole in the middle: never done by Raft
+		c.reset()
+	}
+}
+
+func (c *logCache) reset() {
+	clear(c.logs)
+	c.logs = c.logs[:0]
+	c.bytes = 0
 }
 
 // Stored log value: version | type | uvarint term | varint appendedAt (unix ns,

@@ -248,3 +248,111 @@ func BenchmarkStoreLogs(b *testing.B) {
 		}
 	}
 }
+
+// TestLogCacheMatchesPebble runs the same appends and truncations, the ones
+// Raft makes, on a store with a small cache and one without, and checks that
+// every index reads the same from both after each step.
+func TestLogCacheMatchesPebble(t *testing.T) {
+	db := openPebble(t, vfs.NewMem())
+	defer db.Close()
+	cached, err := newLogStore(db, 1, 8, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, err := newLogStore(db, 2, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	steps := []struct {
+		name string
+		do   func(s *LogStore) error
+	}{
+		{"append 1-5", func(s *LogStore) error { storeRange(t, s, 1, 5); return nil }},
+		{"append 6-20 past the entry bound", func(s *LogStore) error { storeRange(t, s, 6, 20); return nil }},
+		{"one entry at a time", func(s *LogStore) error {
+			for i := uint64(21); i <= 25; i++ {
+				if err := s.StoreLog(testLog(i)); err != nil {
+					return err
+				}
+			}
+			return nil
+		}},
+		{"compact the front", func(s *LogStore) error { return s.DeleteRange(1, 19) }},
+		{"compact into the cache", func(s *LogStore) error { return s.DeleteRange(20, 21) }},
+		{"drop a conflicting tail", func(s *LogStore) error { return s.DeleteRange(24, 25) }},
+		{"rewrite the tail", func(s *LogStore) error { storeRange(t, s, 24, 27); return nil }},
+		{"rewrite without a delete", func(s *LogStore) error { storeRange(t, s, 26, 28); return nil }},
+		{"append after a gap", func(s *LogStore) error { storeRange(t, s, 40, 41); return nil }},
+		{"delete everything", func(s *LogStore) error { return s.DeleteRange(0, ^uint64(0)) }},
+		{"start again", func(s *LogStore) error { storeRange(t, s, 100, 103); return nil }},
+	}
+	for _, st := range steps {
+		for _, s := range []*LogStore{cached, plain} {
+			if err := st.do(s); err != nil {
+				t.Fatalf("%s: %v", st.name, err)
+			}
+		}
+		for i := uint64(0); i <= 110; i++ {
+			var a, b raft.Log
+			errA, errB := cached.GetLog(i, &a), plain.GetLog(i, &b)
+			if !errors.Is(errA, errB) && (errA != nil || errB != nil) {
+				t.Fatalf("%s: GetLog(%d): cached %v, pebble %v", st.name, i, errA, errB)
+			}
+			if errA == nil && (a.Index != b.Index || a.Term != b.Term || a.Type != b.Type ||
+				!bytes.Equal(a.Data, b.Data) || !bytes.Equal(a.Extensions, b.Extensions) || !a.AppendedAt.Equal(b.AppendedAt)) {
+				t.Fatalf("%s: GetLog(%d): cached %+v, pebble %+v", st.name, i, a, b)
+			}
+		}
+		if n := len(cached.cache.logs); n > 8 {
+			t.Fatalf("%s: %d entries cached, bound 8", st.name, n)
+		}
+	}
+}
+
+// TestLogCacheBounds checks the cache's entry and byte bounds and that it
+// serves the newest entries.
+func TestLogCacheBounds(t *testing.T) {
+	entry := func(i uint64, size int) *raft.Log {
+		return &raft.Log{Index: i, Data: make([]byte, size)}
+	}
+	tests := []struct {
+		name              string
+		entries, bytes    int
+		sizes             []int // entries 1, 2, ... of these data sizes
+		wantLo, wantCount int
+	}{
+		{"within bounds", 4, 100, []int{10, 10, 10}, 1, 3},
+		{"entry bound", 2, 100, []int{10, 10, 10}, 2, 2},
+		{"byte bound", 10, 25, []int{10, 10, 10}, 2, 2},
+		{"an entry larger than the bound", 10, 25, []int{10, 30}, 0, 0},
+		{"no cache", 0, 0, []int{10}, 0, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := logCache{maxEntries: tt.entries, maxBytes: tt.bytes}
+			var logs []*raft.Log
+			for i, sz := range tt.sizes {
+				logs = append(logs, entry(uint64(i+1), sz))
+			}
+			c.add(logs)
+			if len(c.logs) != tt.wantCount {
+				t.Fatalf("%d entries cached, want %d", len(c.logs), tt.wantCount)
+			}
+			bytes := 0
+			for i := range c.logs {
+				bytes += len(c.logs[i].Data)
+			}
+			if bytes != c.bytes || bytes > tt.bytes {
+				t.Fatalf("bytes %d counted %d, bound %d", bytes, c.bytes, tt.bytes)
+			}
+			if tt.wantCount > 0 {
+				if c.logs[0].Index != uint64(tt.wantLo) || c.get(uint64(len(tt.sizes))) == nil {
+					t.Fatalf("cached from %d, want from %d through the newest", c.logs[0].Index, tt.wantLo)
+				}
+			}
+			if tt.wantLo > 1 && c.get(uint64(tt.wantLo-1)) != nil {
+				t.Fatalf("entry %d still cached", tt.wantLo-1)
+			}
+		})
+	}
+}

@@ -212,7 +212,7 @@ func (n *Node) initCluster(ctx context.Context) {
 
 // selfInfo is this node as it registers itself.
 func (n *Node) selfInfo() NodeInfo {
-	return NodeInfo{ID: n.cfg.NodeID, Incarnation: n.incarnation, ClusterAddr: n.cfg.ClusterAddr, KafkaAddr: n.cfg.KafkaAddr, HTTPAddr: n.cfg.HTTPAddr, Rack: n.cfg.Rack}
+	return NodeInfo{ID: n.cfg.NodeID, Incarnation: n.incarnation, ClusterAddr: n.cfg.ClusterAddr, KafkaAddr: n.cfg.KafkaAddr, HTTPAddr: n.cfg.HTTPAddr, Rack: n.cfg.Rack, Listeners: n.cfg.KafkaListeners}
 }
 
 // registered reports whether m has this node with its current addresses.

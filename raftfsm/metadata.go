@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"sort"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -56,6 +57,9 @@ type metadata struct {
 	nodes     map[int32]*NodeInfo
 	placement map[uint32][]int32 // data group -> replicas, first = preferred leader
 	leaders   map[uint32]GroupLeader
+
+	// SASL users (scram.go).
+	scram map[scramKey]*ScramCredential
 }
 
 func newMetadata() *metadata {
@@ -66,6 +70,7 @@ func newMetadata() *metadata {
 		nodes:     map[int32]*NodeInfo{},
 		placement: map[uint32][]int32{},
 		leaders:   map[uint32]GroupLeader{},
+		scram:     map[scramKey]*ScramCredential{},
 	}
 }
 
@@ -78,22 +83,22 @@ func (m *metadata) clone() *metadata {
 	c.nodes = maps.Clone(m.nodes)
 	c.placement = maps.Clone(m.placement)
 	c.leaders = maps.Clone(m.leaders)
+	c.scram = maps.Clone(m.scram)
 	return &c
 }
 
-// info returns a caller-owned copy of t.
+// info returns t as a TopicInfo. Partitions and Overrides are shared with the
+// published metadata, which never modifies them (changes build a new
+// topicMeta), so a lookup costs nothing per partition; Partitions is clipped
+// so an append by the caller copies.
 func (t *topicMeta) info() TopicInfo {
-	ti := TopicInfo{
+	return TopicInfo{
 		Name:       t.Name,
 		ID:         t.ID,
-		Partitions: append([]PartitionInfo(nil), t.Partitions...),
-		Overrides:  make(map[string]string, len(t.Overrides)),
+		Partitions: slices.Clip(t.Partitions),
+		Overrides:  t.Overrides,
 		Config:     t.config,
 	}
-	for k, v := range t.Overrides {
-		ti.Overrides[k] = v
-	}
-	return ti
 }
 
 func metaKey(kind byte, name string) []byte {
@@ -156,6 +161,8 @@ func loadMetadata(db *pebble.DB, resolve func(map[string]string) topicconfig.Con
 			t.config = resolve(t.Overrides)
 			m.topics[t.Name] = t
 			m.byID[t.ID] = t
+		case metaKindScram:
+			m.loadScramKey(k, &d)
 		default:
 			if !m.loadClusterKey(k, &d) {
 				return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)

@@ -22,7 +22,10 @@ import (
 type TopicInfo struct {
 	Name string
 	// ID is the Kafka topic id (a random UUID, never zero).
-	ID         [16]byte
+	ID [16]byte
+	// Partitions and Overrides are shared with the node's metadata and read
+	// only: a caller must not modify them (Node.Topic would otherwise copy
+	// every partition on every produce and fetch).
 	Partitions []PartitionInfo // index = partition number
 	// Overrides are the topic's own configs, as set by CreateTopics or
 	// IncrementalAlterConfigs; Config is them resolved over the defaults.

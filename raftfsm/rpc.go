@@ -21,6 +21,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 )
 
@@ -45,6 +46,8 @@ const (
 	opSetLeader        = "set_leader"        // Group, NodeID, Term
 	opShardCommand     = "shard_command"     // Group, Command (create or delete shards, transaction markers)
 	opStatus           = "status"            // -> Status
+	opUpsertScram      = "upsert_scram"      // Scram
+	opDeleteScram      = "delete_scram"      // Scram.User, Scram.Mechanism
 )
 
 type rpcRequest struct {
@@ -59,6 +62,7 @@ type rpcRequest struct {
 	Term         uint64            `json:"term,omitempty"`
 	Command      []byte            `json:"command,omitempty"`
 	ConfigOps    []topicconfig.Op  `json:"config_ops,omitempty"`
+	Scram        *ScramCredential  `json:"scram,omitempty"`
 }
 
 type rpcResponse struct {
@@ -93,6 +97,8 @@ var rpcErrors = []struct {
 	{"identity", ErrIdentity},
 	{"config_unknown", topicconfig.ErrUnknown},
 	{"config_invalid", topicconfig.ErrInvalid},
+	{"unknown_credential", ErrUnknownCredential},
+	{"bad_credential", scram.ErrBadCredential},
 }
 
 func errorResponse(err error) rpcResponse {
@@ -243,6 +249,8 @@ func (n *Node) applyMetaRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 			n.log.Info("node removed", keyPeer, req.NodeID)
 			n.kick()
 		}
+	case opUpsertScram, opDeleteScram:
+		idx, err = n.scramLocal(ctx, req.Op, req.Scram)
 	case opSetLeader:
 		_, idx, err = n.proposeLocal(ctx, metaGroup, &Command{Type: CmdSetGroupLeader, Group: req.Group, NodeID: req.NodeID, Term: req.Term})
 	default:

@@ -653,6 +653,17 @@ func newGroupTransport(layer *StreamLayer, provider raft.ServerAddressProvider, 
 		// that. Snapshots never use the pool. More would only hold idle
 		// sockets, multiplied by every group.
 		MaxPool: 3,
+		// One RPC in flight per follower: pipelining off. With the default of
+		// two, hashicorp/raft sizes the pipeline's channels at zero, and a
+		// follower's Success=false can leave the leader's replication loop
+		// parked on one more send while the response reader waits on a channel
+		// nobody reads: that follower then gets heartbeats but never another
+		// entry, so no election repairs it (seen once here as a hung
+		// TestClusterFailover; the same analysis is in grafana/pyroscope#5518).
+		// Replication is 2-5% of a node's CPU on the produce path
+		// (integration/bench/profiles/README.md), and on a LAN the library's
+		// own measurements favour little or no pipelining (hashicorp/raft#541).
+		MaxRPCsInFlight: 1,
 		// I/O deadline of each RPC and of Dial; InstallSnapshot scales it by
 		// size. It must outlast a follower's slowest synced append on a busy
 		// disk, and still abandon a dead peer's connection in bounded time.

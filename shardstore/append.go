@@ -93,6 +93,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 			writeRecord(&recs[i], base+int64(i))
 		}
 	} else {
+		p.reserveKeys(len(res.kept))
 		for j, i := range res.kept {
 			r := &recs[i]
 			off := base + int64(i)

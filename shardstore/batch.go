@@ -93,6 +93,15 @@ func (b *Batch) need(id ShardID) (*pendingShard, error) {
 	return p, nil
 }
 
+// reserveKeys sizes the batch's key index changes for n more keys before the
+// first is set, so a large append does not grow the map step by step (on
+// every replica, for every batch).
+func (p *pendingShard) reserveKeys(n int) {
+	if p.keys == nil {
+		p.keys = make(map[string]ovEntry, n)
+	}
+}
+
 func (p *pendingShard) setKey(key string, e keyEntry, live bool) {
 	if p.keys == nil {
 		p.keys = make(map[string]ovEntry)
@@ -261,6 +270,12 @@ func (s *Store) apply(b *Batch) {
 	s.mu.Lock()
 	for id, p := range b.pending {
 		if !p.changed {
+			// ExpireProducers, and reads of producer state, change no meta.
+			if sh := s.shards[id]; sh != nil && len(p.producers) > 0 {
+				sh.mu.Lock()
+				mergeProducers(sh, p.producers)
+				sh.mu.Unlock()
+			}
 			continue
 		}
 		if p.removed {
@@ -287,6 +302,7 @@ func (s *Store) apply(b *Batch) {
 		sh.st = p.st
 		sh.group, sh.grouped = p.group, p.grouped
 		s.mergeCache(sh, p.keys)
+		mergeProducers(sh, p.producers)
 		if sh.wait != nil {
 			wake = append(wake, sh.wait)
 			sh.wait = nil
@@ -371,6 +387,7 @@ func (s *Store) evictOne(sh *shard) bool {
 func (s *Store) dropCache(sh *shard) {
 	s.cached.Add(-sh.cacheBytes)
 	sh.cache, sh.cacheBytes = nil, 0
+	sh.producers = nil
 }
 
 // lookupKey finds key's live record through the batch overlay, the key cache and
@@ -416,6 +433,9 @@ func (b *Batch) producer(p *pendingShard, pid int64) (*producerState, error) {
 	if p.fresh {
 		return nil, nil
 	}
+	if ps, ok := p.sh.committedProducer(pid); ok {
+		return ps, nil
+	}
 	v, closer, err := b.s.db.Get(producerKey(p.id, pid))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, nil
@@ -424,5 +444,43 @@ func (b *Batch) producer(p *pendingShard, pid int64) (*producerState, error) {
 		return nil, err
 	}
 	defer closer.Close()
-	return decodeProducer(v)
+	ps, err := decodeProducer(v)
+	if err != nil {
+		return nil, err
+	}
+	// Remembered in the overlay, so the commit publishes it to the shard's
+	// producer cache (batches of a shard are applied one at a time, so it
+	// is still the committed state then, or replaced by this batch's own).
+	if p.producers == nil {
+		p.producers = make(map[int64]*producerState)
+	}
+	p.producers[pid] = ps
+	return ps, nil
+}
+
+// committedProducer returns the shard's cached committed state of producer
+// pid; ok is false when the cache does not know it (sh may be nil).
+func (sh *shard) committedProducer(pid int64) (*producerState, bool) {
+	if sh == nil {
+		return nil, false
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	ps, ok := sh.producers[pid]
+	return ps, ok
+}
+
+// mergeProducers publishes a committed batch's producer states to sh's cache;
+// a nil state (forgotten by ExpireProducers) leaves it. sh.mu is held.
+func mergeProducers(sh *shard, producers map[int64]*producerState) {
+	for pid, ps := range producers {
+		if ps == nil {
+			delete(sh.producers, pid)
+			continue
+		}
+		if sh.producers == nil {
+			sh.producers = make(map[int64]*producerState)
+		}
+		sh.producers[pid] = ps
+	}
 }

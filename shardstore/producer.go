@@ -172,6 +172,16 @@ func (s *Store) Duplicate(id ShardID, p Producer, n int) (AppendResult, bool, er
 		return AppendResult{}, false, err
 	}
 	defer s.life.RUnlock()
+	if ps, ok := s.shard(id).committedProducer(p.ID); ok {
+		if ps == nil {
+			return AppendResult{}, false, nil
+		}
+		base, dup, err := ps.check(p, n)
+		if err != nil || !dup {
+			return AppendResult{}, false, nil
+		}
+		return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset, Duplicate: true}, true, nil
+	}
 	v, closer, err := s.db.Get(producerKey(id, p.ID))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return AppendResult{}, false, nil

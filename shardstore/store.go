@@ -98,6 +98,14 @@ type shard struct {
 	// store kept it, until SetShardGroups records it.
 	group   uint32
 	grouped bool
+	// producers holds the committed state of producers that a batch read or
+	// wrote since the shard was opened or reloaded, so an append or a
+	// Duplicate check costs no Pebble read per batch (with many partitions a
+	// batch holds a record or two). Entries are exact copies of the pid/
+	// keys, published by Store.apply after the commit, never modified (add
+	// builds a new state); a missing entry says nothing. Like the pid/ keys,
+	// it grows with the producers until ExpireProducers forgets them.
+	producers map[int64]*producerState
 }
 
 // Open opens or creates the store in dir.

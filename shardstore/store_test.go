@@ -209,6 +209,7 @@ func TestConformance(t *testing.T) {
 		{"Idempotence", testIdempotence},
 		{"SequenceWindowAndWrap", testSequenceWindow},
 		{"ProducerExpiry", testProducerExpiry},
+		{"ProducerCacheFollowsCommits", testProducerCache},
 		{"SeveralAppendsInOneBatch", testSeveralAppends},
 		{"FailedAppendKeepsBatch", testFailedAppend},
 		{"DeleteShard", testDeleteShard},
@@ -1098,6 +1099,51 @@ func testProducerExpiry(h *h) {
 	wantErr(h.t, err, ErrOutOfOrderSequence)
 	expire(20001, 30000, 1)
 	due(math.MaxInt64, false)
+}
+
+// testProducerCache: with no restart in between, so producer state comes from
+// the shard's in-memory cache, a retry is found by Duplicate and Append, an
+// expiry makes the producer unknown at once, and a state read before a
+// restart is used again only after the batch that read it commits.
+func testProducerCache(h *h) {
+	at := func(ms int64) AppendOptions { return AppendOptions{Policy: PolicyCompact, AppendTimeMs: ms} }
+	h.create(1)
+	h.mustAppend(1, at(1000), pid(20, 0, 0), kv("a", "1"), kv("b", "1"))
+	if r, dup, err := h.s.Duplicate(1, pid(20, 0, 0), 2); err != nil || !dup || r.BaseOffset != 0 {
+		h.t.Fatalf("Duplicate of the first batch = %+v, %v, %v; want base 0", r, dup, err)
+	}
+	if r := h.mustAppend(1, at(1000), pid(20, 0, 2), kv("c", "1")); r.BaseOffset != 2 || r.Duplicate {
+		h.t.Fatalf("next batch = %+v", r)
+	}
+	if r := h.mustAppend(1, at(1000), pid(20, 0, 2), kv("c", "1")); r.BaseOffset != 2 || !r.Duplicate {
+		h.t.Fatalf("retry = %+v", r)
+	}
+	_, err := h.append(1, at(1000), pid(20, 0, 9), kv("x", "1"))
+	wantErr(h.t, err, ErrOutOfOrderSequence)
+	h.batch(func(b *Batch) {
+		if n, err := b.ExpireProducers(1, 2000, 3000); err != nil || n != 1 {
+			h.t.Fatalf("ExpireProducers = %d, %v; want 1", n, err)
+		}
+	})
+	if _, dup, err := h.s.Duplicate(1, pid(20, 0, 0), 2); err != nil || dup {
+		h.t.Fatalf("Duplicate after expiry = %v, %v; want not a duplicate", dup, err)
+	}
+	if r := h.mustAppend(1, at(4000), pid(20, 0, 9), kv("x", "1")); r.Duplicate || r.BaseOffset != 3 {
+		h.t.Fatalf("forgotten producer's batch = %+v", r)
+	}
+	// After a restart the state comes from Pebble once, then from the cache.
+	h.restart()
+	for range 2 {
+		if r := h.mustAppend(1, at(4000), pid(20, 0, 9), kv("x", "1")); !r.Duplicate || r.BaseOffset != 3 {
+			h.t.Fatalf("retry after restart = %+v", r)
+		}
+	}
+	if r := h.mustAppend(1, at(4000), pid(20, 0, 10), kv("y", "1")); r.Duplicate || r.BaseOffset != 4 {
+		h.t.Fatalf("next batch after restart = %+v", r)
+	}
+	if r, dup, err := h.s.Duplicate(1, pid(20, 0, 10), 1); err != nil || !dup || r.BaseOffset != 4 {
+		h.t.Fatalf("Duplicate after restart = %+v, %v, %v; want base 4", r, dup, err)
+	}
 }
 
 // testKeyCacheBytes writes large keys to two shards through a 256 KiB key

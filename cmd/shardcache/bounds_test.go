@@ -72,6 +72,8 @@ func flagBounds() []flagBound {
 		{flag: "group-initial-rebalance-delay", lo: "0s", hi: ms(broker.MaxGroupInitialRebalanceDelay),
 			below: "-1ms", above: ms(broker.MaxGroupInitialRebalanceDelay + time.Millisecond),
 			doc: "0s to " + ms(broker.MaxGroupInitialRebalanceDelay), pkg: checkBroker},
+		{flag: "fetch-session-cache-slots", lo: "0", hi: fmt.Sprint(broker.MaxFetchSessionCacheSlots), below: "-1",
+			above: fmt.Sprint(broker.MaxFetchSessionCacheSlots + 1), doc: fmt.Sprintf("0 to %d", broker.MaxFetchSessionCacheSlots), pkg: checkBroker},
 		{flag: "group-max-size", lo: fmt.Sprint(broker.MinGroupMaxSize), hi: maxInt32, below: fmt.Sprint(broker.MinGroupMaxSize - 1),
 			doc: fmt.Sprintf(">= %d", broker.MinGroupMaxSize), pkg: checkBroker},
 		{flag: "offsets-retention", lo: ms(broker.MinOffsetsRetention), below: ms(broker.MinOffsetsRetention - time.Microsecond),
@@ -98,6 +100,9 @@ func flagBounds() []flagBound {
 			doc: "at least " + formatBytes(raftfsm.MinSnapshotRateBytes), pkg: checkRaft},
 		{flag: "key-cache-bytes", lo: "0", hi: formatBytes(shardstore.MaxKeyCacheBytes), below: "-1", above: fmt.Sprint(shardstore.MaxKeyCacheBytes + 1),
 			doc: "at most " + formatBytes(shardstore.MaxKeyCacheBytes), pkg: checkStore},
+		{flag: "sasl-handshake-timeout", lo: ms(broker.MinAuthenticationTimeout), hi: ms(broker.MaxAuthenticationTimeout),
+			below: ms(broker.MinAuthenticationTimeout - time.Millisecond), above: ms(broker.MaxAuthenticationTimeout + time.Millisecond),
+			doc: fmt.Sprintf("%s to %s", ms(broker.MinAuthenticationTimeout), ms(broker.MaxAuthenticationTimeout)), pkg: checkBroker},
 		{flag: "producer-id-expiration", lo: ms(compaction.MinProducerIDExpiration), hi: ms(compaction.MaxProducerIDExpiration),
 			below: ms(compaction.MinProducerIDExpiration - time.Microsecond), above: ms(compaction.MaxProducerIDExpiration + time.Millisecond),
 			doc: fmt.Sprintf("%s to %s", ms(compaction.MinProducerIDExpiration), ms(compaction.MaxProducerIDExpiration)), pkg: checkCompaction},
@@ -113,6 +118,10 @@ var unboundedFlags = []string{
 	// TestParseConfigInvalid): their bounds are still written both in
 	// broker.Config.Validate and in cmd, not yet as shared constants.
 	"max-inflight-bytes", "max-connections", "connections-max-idle", "request-read-timeout", "write-timeout",
+	// Security: forms checked by TestParseConfigInvalid; the session
+	// lifetime is 0 or at least broker.MinSASLSessionLifetime.
+	"listeners", "advertised-listeners", "listener-security-protocol-map", "tls-cert-file", "tls-key-file", "tls-ca-file",
+	"tls-client-auth", "http-tls", "sasl-session-lifetime", "sasl-bootstrap-user",
 }
 
 // checkRaft, checkBroker, checkCompaction and checkStore validate what

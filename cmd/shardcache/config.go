@@ -63,6 +63,9 @@ type Config struct {
 	MaxInflightBytes int64
 	// MaxConnections caps open Kafka client connections.
 	MaxConnections int
+	// FetchSessionCacheSlots caps open fetch sessions
+	// (broker.Config.FetchSessionCacheSlots; 0 disables them).
+	FetchSessionCacheSlots int
 	// ConnectionsMaxIdle closes Kafka connections idle for this long.
 	ConnectionsMaxIdle time.Duration
 	// RequestReadTimeout closes a connection whose request takes longer to arrive.
@@ -131,6 +134,34 @@ type Config struct {
 	// ProducerIDExpiration is how long an idempotent producer's state is kept
 	// after its last batch (Kafka's producer.id.expiration.ms).
 	ProducerIDExpiration time.Duration
+
+	// Listeners are the Kafka listeners, "NAME://host:port,..." (Kafka's
+	// listeners); empty means one PLAINTEXT listener at KafkaAddr.
+	Listeners string
+	// AdvertisedListeners are their advertised addresses, same shape; a
+	// listener not named advertises its bound address.
+	AdvertisedListeners string
+	// ListenerProtocolMap maps listener names to security protocols
+	// (listener.security.protocol.map).
+	ListenerProtocolMap string
+	// TLSCertFile, TLSKeyFile and TLSCAFile are the PEM files of SSL and
+	// SASL_SSL listeners and of the HTTP server with HTTPTLS; reloaded when
+	// they change.
+	TLSCertFile, TLSKeyFile, TLSCAFile string
+	// TLSClientAuth is none, requested or required (ssl.client.auth).
+	TLSClientAuth string
+	// HTTPTLS serves the HTTP port over TLS.
+	HTTPTLS bool
+	// SASLHandshakeTimeout bounds a new connection's TLS handshake and SASL
+	// authentication.
+	SASLHandshakeTimeout time.Duration
+	// SASLSessionLifetime is connections.max.reauth.ms (KIP-368); 0 is off.
+	SASLSessionLifetime time.Duration
+	// SASLBootstrapUser gets SCRAM credentials on first start, with the
+	// password from SHARDCACHE_SASL_BOOTSTRAP_PASSWORD (read by start, and
+	// checked to be set by parseConfig; never a flag or a Config field, so
+	// it is in no process list or log).
+	SASLBootstrapUser string
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -166,6 +197,8 @@ func defaultConfig() Config {
 		TransactionMaxTimeout:      broker.DefaultTxnConfig().MaxTimeout,
 		TransactionalIDExpiration:  broker.DefaultTxnConfig().IDExpiration,
 
+		FetchSessionCacheSlots: broker.DefaultFetchSessionCacheSlots,
+
 		ClusterAddr:          "127.0.0.1:9093",
 		ReplicationFactor:    3,
 		RaftHeartbeatTimeout: time.Second,
@@ -174,6 +207,10 @@ func defaultConfig() Config {
 
 		KeyCacheBytes:        shardstore.DefaultKeyCacheBytes,
 		ProducerIDExpiration: compaction.DefaultProducerIDExpiration,
+
+		ListenerProtocolMap:  defaultProtocolMap,
+		TLSClientAuth:        "none",
+		SASLHandshakeTimeout: broker.DefaultAuthenticationTimeout,
 	}
 }
 
@@ -199,6 +236,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var((*bytesValue)(&c.MaxDecompressedBytes), "max-decompressed-bytes", "largest record batch after decompression (bytes; KiB, MiB, GiB suffixes allowed)")
 	fs.Var((*bytes64Value)(&c.MaxInflightBytes), "max-inflight-bytes", "memory budget of requests in flight: frames, decoded batches, responses (bytes; KiB, MiB, GiB suffixes allowed)")
 	fs.IntVar(&c.MaxConnections, "max-connections", c.MaxConnections, "most open Kafka client connections; more are closed as they are accepted")
+	fs.IntVar(&c.FetchSessionCacheSlots, "fetch-session-cache-slots", c.FetchSessionCacheSlots, "most open fetch sessions (KIP-227); 0 disables them")
 	fs.DurationVar(&c.ConnectionsMaxIdle, "connections-max-idle", c.ConnectionsMaxIdle, "close a Kafka connection with no request in flight that has sent nothing for this long")
 	fs.DurationVar(&c.RequestReadTimeout, "request-read-timeout", c.RequestReadTimeout, "close a Kafka connection whose request takes longer than this to arrive")
 	fs.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "close a Kafka connection whose client leaves a response unread this long")
@@ -226,6 +264,17 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
 	fs.DurationVar(&c.ProducerIDExpiration, "producer-id-expiration", c.ProducerIDExpiration, "how long an idempotent producer's state is kept after its last batch (producer.id.expiration.ms)")
 	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache)")
+	fs.StringVar(&c.Listeners, "listeners", c.Listeners, "Kafka listeners, NAME://host:port,... (default: one PLAINTEXT listener at --kafka-addr)")
+	fs.StringVar(&c.AdvertisedListeners, "advertised-listeners", c.AdvertisedListeners, "advertised addresses of --listeners, NAME://host:port,... (default: the bound addresses)")
+	fs.StringVar(&c.ListenerProtocolMap, "listener-security-protocol-map", c.ListenerProtocolMap, "NAME:PROTOCOL,... security protocol of each listener: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+	fs.StringVar(&c.TLSCertFile, "tls-cert-file", c.TLSCertFile, "PEM certificate chain of SSL and SASL_SSL listeners (and of HTTP with --http-tls); reloaded when it changes")
+	fs.StringVar(&c.TLSKeyFile, "tls-key-file", c.TLSKeyFile, "PEM private key of --tls-cert-file")
+	fs.StringVar(&c.TLSCAFile, "tls-ca-file", c.TLSCAFile, "PEM CA certificates that client certificates must chain to")
+	fs.Var(&choiceValue{p: &c.TLSClientAuth, choices: []string{"none", "requested", "required"}}, "tls-client-auth", "client certificates: none, requested or required (principal User:<CN>)")
+	fs.BoolVar(&c.HTTPTLS, "http-tls", c.HTTPTLS, "serve the HTTP port over TLS with --tls-cert-file")
+	fs.DurationVar(&c.SASLHandshakeTimeout, "sasl-handshake-timeout", c.SASLHandshakeTimeout, "close a new connection that has not finished its TLS handshake and SASL authentication in this time")
+	fs.DurationVar(&c.SASLSessionLifetime, "sasl-session-lifetime", c.SASLSessionLifetime, "SASL sessions last this long before clients must re-authenticate (KIP-368; 0: for the connection's life)")
+	fs.StringVar(&c.SASLBootstrapUser, "sasl-bootstrap-user", c.SASLBootstrapUser, "user given SCRAM credentials on first start, password from "+bootstrapPasswordEnv)
 	return fs
 }
 
@@ -270,6 +319,9 @@ func parseConfig(args []string, lookupEnv func(string) (string, bool)) (Config, 
 	}
 	if err := c.Validate(); err != nil {
 		return Config{}, fmt.Errorf("%w: %v", errUsage, err)
+	}
+	if pw, _ := lookupEnv(bootstrapPasswordEnv); c.SASLBootstrapUser != "" && pw == "" {
+		return Config{}, fmt.Errorf("%w: flag --sasl-bootstrap-user: needs the password in %s", errUsage, bootstrapPasswordEnv)
 	}
 	return c, nil
 }
@@ -316,6 +368,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConnections < 1 {
 		return bad("max-connections", "must be >= 1, got %d", c.MaxConnections)
+	}
+	if c.FetchSessionCacheSlots < 0 || c.FetchSessionCacheSlots > broker.MaxFetchSessionCacheSlots {
+		return bad("fetch-session-cache-slots", "must be 0 to %d, got %d", broker.MaxFetchSessionCacheSlots, c.FetchSessionCacheSlots)
 	}
 	for _, d := range []struct {
 		name string
@@ -404,7 +459,7 @@ func (c Config) Validate() error {
 	if c.ProducerIDExpiration < compaction.MinProducerIDExpiration || c.ProducerIDExpiration > compaction.MaxProducerIDExpiration {
 		return bad("producer-id-expiration", "must be between %s and %s, got %s", compaction.MinProducerIDExpiration, compaction.MaxProducerIDExpiration, c.ProducerIDExpiration)
 	}
-	return nil
+	return c.validateSecurity()
 }
 
 // checkHostPort accepts host:port with a numeric port (0 only when zeroOK). An

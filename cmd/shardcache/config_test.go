@@ -55,6 +55,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		TransactionMaxTimeout:      time.Hour,
 		TransactionalIDExpiration:  168 * time.Hour,
 
+		FetchSessionCacheSlots: 1000,
+
 		ClusterAddr:          "127.0.0.1:9093",
 		ReplicationFactor:    3,
 		RaftHeartbeatTimeout: time.Second,
@@ -63,6 +65,10 @@ func TestParseConfigDefaults(t *testing.T) {
 
 		KeyCacheBytes:        128 << 20,
 		ProducerIDExpiration: 24 * time.Hour,
+
+		ListenerProtocolMap:  defaultProtocolMap,
+		TLSClientAuth:        "none",
+		SASLHandshakeTimeout: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults:\n got %+v\nwant %+v", got, want)
@@ -106,6 +112,8 @@ var allSet = struct {
 		"transaction-max-timeout":       "2h",
 		"transactional-id-expiration":   "1h",
 
+		"fetch-session-cache-slots": "7",
+
 		"cluster-addr":            "0.0.0.0:19093",
 		"advertised-cluster-addr": "node7.example:19093",
 		"join":                    "a.example:9093, b.example:9093",
@@ -118,6 +126,18 @@ var allSet = struct {
 
 		"key-cache-bytes":        "4GiB",
 		"producer-id-expiration": "15m",
+
+		"listeners":                      "PLAINTEXT://0.0.0.0:19092,SECURE://0.0.0.0:19094",
+		"advertised-listeners":           "SECURE://kafka.example:19094",
+		"listener-security-protocol-map": "PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL",
+		"tls-cert-file":                  "/etc/sc/tls.crt",
+		"tls-key-file":                   "/etc/sc/tls.key",
+		"tls-ca-file":                    "/etc/sc/ca.crt",
+		"tls-client-auth":                "requested",
+		"http-tls":                       "true",
+		"sasl-handshake-timeout":         "3s",
+		"sasl-session-lifetime":          "1h",
+		"sasl-bootstrap-user":            "admin",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -151,6 +171,8 @@ var allSet = struct {
 		TransactionMaxTimeout:      2 * time.Hour,
 		TransactionalIDExpiration:  time.Hour,
 
+		FetchSessionCacheSlots: 7,
+
 		ClusterAddr:           "0.0.0.0:19093",
 		AdvertisedClusterAddr: "node7.example:19093",
 		Join:                  []string{"a.example:9093", "b.example:9093"},
@@ -163,6 +185,18 @@ var allSet = struct {
 
 		KeyCacheBytes:        4 << 30,
 		ProducerIDExpiration: 15 * time.Minute,
+
+		Listeners:            "PLAINTEXT://0.0.0.0:19092,SECURE://0.0.0.0:19094",
+		AdvertisedListeners:  "SECURE://kafka.example:19094",
+		ListenerProtocolMap:  "PLAINTEXT:PLAINTEXT,SECURE:SASL_SSL",
+		TLSCertFile:          "/etc/sc/tls.crt",
+		TLSKeyFile:           "/etc/sc/tls.key",
+		TLSCAFile:            "/etc/sc/ca.crt",
+		TLSClientAuth:        "requested",
+		HTTPTLS:              true,
+		SASLHandshakeTimeout: 3 * time.Second,
+		SASLSessionLifetime:  time.Hour,
+		SASLBootstrapUser:    "admin",
 	},
 }
 
@@ -183,7 +217,7 @@ func TestParseConfigFlags(t *testing.T) {
 	for name, v := range allSet.values {
 		args = append(args, "--"+name+"="+v)
 	}
-	got, err := parseConfig(args, env{}.lookup)
+	got, err := parseConfig(args, env{bootstrapPasswordEnv: "pw"}.lookup)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +227,7 @@ func TestParseConfigFlags(t *testing.T) {
 }
 
 func TestParseConfigEnv(t *testing.T) {
-	e := env{}
+	e := env{bootstrapPasswordEnv: "pw"}
 	for name, v := range allSet.values {
 		e[envName(name)] = v
 	}
@@ -282,6 +316,7 @@ var invalidValues = []struct {
 	{"group-max-size", []string{"0", "-1", "big"}},
 	{"offsets-retention", []string{"0s", "500us", "-1h", "7d"}},
 	{"offsets-topic-partitions", []string{"0", "1001", "fifty"}},
+	{"fetch-session-cache-slots", []string{"-1", "100001", "many"}},
 	{"cluster-addr", []string{"9093", "h:x", ""}},
 	{"advertised-cluster-addr", []string{":9093", "h:0", "nohost"}},
 	{"join", []string{"a.example", "a:0", "a:1,b"}},
@@ -295,6 +330,18 @@ var invalidValues = []struct {
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},
 	{"transactional-id-expiration", []string{"0s", "-1h", "600h", "7d"}},
+	{"listeners", []string{"PLAINTEXT:9092", "FOO://127.0.0.1:9092", "SSL://127.0.0.1:9094", "PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2",
+		"PLAINTEXT://nohost", "://127.0.0.1:1", "PLAINTEXT://127.0.0.1:1,SASL_PLAINTEXT://127.0.0.1:1"}},
+	{"advertised-listeners", []string{"PLAINTEXT://kafka.example:9092"}}, // without --listeners
+	{"listener-security-protocol-map", []string{"PLAINTEXT:TLS", "PLAINTEXT", "PLAINTEXT:PLAINTEXT,PLAINTEXT:SSL"}},
+	{"tls-cert-file", []string{"/etc/sc/tls.crt"}}, // without --tls-key-file
+	{"tls-key-file", []string{"/etc/sc/tls.key"}},
+	{"tls-ca-file", []string{"/etc/sc/ca.crt"}},           // without a certificate
+	{"tls-client-auth", []string{"optional", "required"}}, // required without --tls-ca-file
+	{"http-tls", []string{"true", "maybe"}},               // without certificate files
+	{"sasl-handshake-timeout", []string{"0s", "10ms", "11m", "x"}},
+	{"sasl-session-lifetime", []string{"500ms", "-1s", "x"}},
+	{"sasl-bootstrap-user", []string{"admin"}}, // without the password
 }
 
 func TestParseConfigInvalid(t *testing.T) {

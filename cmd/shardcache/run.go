@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -65,10 +66,13 @@ type server struct {
 	node      *raftfsm.Node
 	clusterLn net.Listener // owned by node once raftfsm.Open succeeds
 
-	kafkaLn    net.Listener
+	// kafkaLns are the Kafka listeners (security.go), each served by the
+	// broker once the node is ready; advertised is the first one's address.
+	kafkaLns   []*kafkaListener
 	advertised string
 	broker     *broker.Broker
 	brokerDone chan error
+	serving    int // listeners whose Serve runs (each sends to brokerDone)
 
 	compactionStop context.CancelFunc
 	compactionDone chan error
@@ -96,22 +100,27 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		}
 	}
 
+	tlsCfg, err := s.loadTLS()
+	if err != nil {
+		return nil, err
+	}
+
 	// HTTP: metrics and probes.
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
-	var handler http.Handler = httpapi.New(httpapi.Config{
-		Gatherer:   s.reg,
-		Registerer: s.reg,
-		Ready:      s.isReady,
-		Backend:    s.backend.Load,
-		Logger:     log.With(logComponent, "http"),
-	})
-	if cfg.Pprof {
-		handler = withPprof(handler)
+	if cfg.HTTPTLS {
+		s.httpLn = tls.NewListener(s.httpLn, tlsCfg.ServerConfig())
 	}
 	s.httpSrv = &http.Server{
-		Handler:           handler,
+		Handler: httpapi.New(httpapi.Config{
+			Gatherer:   s.reg,
+			Registerer: s.reg,
+			Ready:      s.isReady,
+			Backend:    s.backend.Load,
+			Logger:     log.With(logComponent, "http"),
+			Pprof:      cfg.Pprof,
+		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),
 	}
@@ -128,10 +137,22 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	}
 	// Kafka and node-to-node listeners: bind now, so a busy port fails before
 	// the wait for Raft and the addresses can be registered with the cluster.
-	if s.kafkaLn, err = net.Listen("tcp", cfg.KafkaAddr); err != nil {
-		return nil, fmt.Errorf("kafka listener: %w", err)
+	specs, err := cfg.listenerSpecs()
+	if err != nil {
+		return nil, err
 	}
-	s.advertised = advertisedAddr(cfg.AdvertisedKafkaAddr, s.kafkaLn.Addr())
+	for _, spec := range specs {
+		kl := &kafkaListener{spec: spec}
+		if kl.ln, err = net.Listen("tcp", spec.addr); err != nil {
+			return nil, fmt.Errorf("kafka listener %s: %w", spec.name, err)
+		}
+		s.kafkaLns = append(s.kafkaLns, kl)
+		kl.l = broker.Listener{Name: spec.name, Protocol: spec.protocol, AdvertisedAddr: advertisedAddr(spec.advertised, kl.ln.Addr())}
+		if spec.protocol.TLS() {
+			kl.l.TLS = tlsCfg.ServerConfig()
+		}
+	}
+	s.advertised = s.kafkaLns[0].l.AdvertisedAddr
 	if s.clusterLn, err = net.Listen("tcp", cfg.ClusterAddr); err != nil {
 		return nil, fmt.Errorf("cluster listener: %w", err)
 	}
@@ -145,6 +166,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	rc.Listener = s.clusterLn
 	rc.ClusterAddr = clusterAddr
 	rc.KafkaAddr = s.advertised
+	rc.KafkaListeners = listenersValue(cfg, s.kafkaLns)
 	rc.HTTPAddr = advertisedAddr("", s.httpLn.Addr())
 	if err := rc.Validate(); err != nil {
 		return nil, fmt.Errorf("raft config: %w", err)
@@ -172,9 +194,17 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		return nil, err
 	}
 
-	s.brokerDone = make(chan error, 1)
-	go func() { s.brokerDone <- s.broker.Serve(s.kafkaLn) }()
-	log.Info("kafka listening", logAddr, s.kafkaLn.Addr().String(), "advertised", s.advertised)
+	if err := s.bootstrapUser(ctx); err != nil {
+		return nil, err
+	}
+
+	s.brokerDone = make(chan error, len(s.kafkaLns))
+	for _, kl := range s.kafkaLns {
+		go func() { s.brokerDone <- s.broker.ServeListener(kl.ln, kl.l) }()
+		s.serving++
+		log.Info("kafka listening", logAddr, kl.ln.Addr().String(), "advertised", kl.l.AdvertisedAddr,
+			"listener", kl.spec.name, "protocol", kl.spec.protocol)
+	}
 	log.Info("started", logElapsed, time.Since(startedAt).Round(time.Millisecond))
 	return s, nil
 }
@@ -191,7 +221,7 @@ func (s *server) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return nil
 	case err := <-s.brokerDone:
-		s.brokerDone = nil
+		s.serving--
 		return fmt.Errorf("kafka listener stopped: %w", err)
 	case err := <-s.httpDone:
 		s.httpDone = nil
@@ -233,13 +263,13 @@ func (s *server) shutdown() error {
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 		step("broker", s.broker.Close(ctx))
 		cancel()
-		if s.brokerDone != nil {
+		for ; s.serving > 0; s.serving-- {
 			step("broker serve", <-s.brokerDone)
 		}
 	}
-	if s.kafkaLn != nil {
+	for _, kl := range s.kafkaLns {
 		// broker.Close closed it if Serve ran; before that nobody else owns it.
-		if err := s.kafkaLn.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
+		if err := kl.ln.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 			step("kafka listener", err)
 		}
 	}
@@ -338,6 +368,11 @@ func brokerConfig(cfg Config) broker.Config {
 		Groups:               groupConfig(cfg),
 		Transactions:         txnConfig(cfg),
 		LogDir:               absDir(cfg.DataDir),
+
+		FetchSessionCacheSlots: cfg.FetchSessionCacheSlots,
+
+		AuthenticationTimeout: cfg.SASLHandshakeTimeout,
+		SASLSessionLifetime:   cfg.SASLSessionLifetime,
 	}
 }
 

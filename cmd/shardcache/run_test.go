@@ -119,7 +119,7 @@ func TestRunLifecycle(t *testing.T) {
 		t.Fatalf("start: %v", err)
 	}
 	httpURL := "http://" + s.httpLn.Addr().String()
-	kafkaAddr := s.kafkaLn.Addr().String()
+	kafkaAddr := s.kafkaLns[0].ln.Addr().String()
 	if s.advertised != kafkaAddr {
 		t.Errorf("advertised %q, want the bound address %q", s.advertised, kafkaAddr)
 	}
@@ -190,7 +190,7 @@ func TestRunLifecycle(t *testing.T) {
 			t.Errorf("shutdown after restart: %v", err)
 		}
 	})
-	if second := produceKey(t, s2.kafkaLn.Addr().String(), "lifecycle", "k", "v2"); second != first+1 {
+	if second := produceKey(t, s2.kafkaLns[0].ln.Addr().String(), "lifecycle", "k", "v2"); second != first+1 {
 		t.Errorf("offset after restart = %d, want %d", second, first+1)
 	}
 }

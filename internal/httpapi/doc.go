@@ -19,6 +19,8 @@
 //	                        the other nodes.
 //	DELETE /v1/cluster/nodes/{id}  remove a node that is gone for good.
 //	GET  /           the status page, embedded from status/ (status.go).
+//	GET  /debug/pprof/...  Go's runtime profiles (net/http/pprof), only with
+//	                       Config.Pprof (the --pprof flag).
 //
 // HEAD is accepted wherever GET is. A known path with another method answers 405
 // with an Allow header; an unknown path answers 404. Every error body is JSON:

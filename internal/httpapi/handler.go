@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -32,6 +33,10 @@ type Config struct {
 	Backend func() *Backend
 	// Logger; nil means slog.Default().
 	Logger *slog.Logger
+	// Pprof serves net/http/pprof's profiles under /debug/pprof/ (CPU
+	// profile, heap, goroutines, execution trace). They expose the process's
+	// internals and cost CPU while taken, so they are off unless asked for.
+	Pprof bool
 }
 
 // Backend is what the data endpoints (key lookups, the status page) read.
@@ -98,6 +103,15 @@ func New(cfg Config) *Handler {
 		{pattern: "/v1/cluster/nodes/{id}", name: "cluster_remove_node", methods: []string{http.MethodDelete}, serve: h.removeNode},
 		{pattern: "/{$}", name: "statuspage", methods: []string{http.MethodGet}, serve: h.statusPage},
 		{pattern: "/static/", name: "static", methods: []string{http.MethodGet}, serve: static.ServeHTTP},
+	}
+	if cfg.Pprof {
+		routes = append(routes,
+			route{pattern: "/debug/pprof/", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Index},
+			route{pattern: "/debug/pprof/cmdline", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Cmdline},
+			route{pattern: "/debug/pprof/profile", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Profile},
+			route{pattern: "/debug/pprof/symbol", name: "pprof", methods: []string{http.MethodGet, http.MethodPost}, serve: pprof.Symbol},
+			route{pattern: "/debug/pprof/trace", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Trace},
+		)
 	}
 	for _, rt := range routes {
 		h.mux.Handle(rt.pattern, h.instrument(rt.name, methodGuard(rt.methods, rt.serve)))

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -168,5 +169,31 @@ func TestMetricsLint(t *testing.T) {
 	m.requests.WithLabelValues("healthz", "200").Inc()
 	if mfs := metricstest.Lint(t, reg); len(mfs) == 0 {
 		t.Fatal("no metrics gathered")
+	}
+}
+
+// TestPprof: /debug/pprof/ is served only with Config.Pprof.
+func TestPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprint("pprof=", on), func(t *testing.T) {
+			srv := httptest.NewServer(New(Config{Logger: testLogger(t), Pprof: on}))
+			t.Cleanup(srv.Close)
+			want := http.StatusNotFound
+			if on {
+				want = http.StatusOK
+			}
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1", "/debug/pprof/cmdline"} {
+				resp, body := do(t, srv, http.MethodGet, path)
+				if resp.StatusCode != want {
+					t.Errorf("GET %s = %d, want %d: %.200s", path, resp.StatusCode, want, body)
+				}
+			}
+			if on {
+				resp, _ := do(t, srv, http.MethodDelete, "/debug/pprof/")
+				if resp.StatusCode != http.StatusMethodNotAllowed {
+					t.Errorf("DELETE /debug/pprof/ = %d, want 405", resp.StatusCode)
+				}
+			}
+		})
 	}
 }

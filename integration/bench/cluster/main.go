@@ -7,8 +7,10 @@
 //     -value-bytes values) into a new -produce-partitions topic on one node
 //     and on three nodes with replication factor 3, alternating (1, 3, then 3,
 //     1, ...) for -repeat repetitions. Reported: records/s and MB/s of each
-//     run, their medians and the ratio of the medians. Target: three nodes at
-//     least 60% of one.
+//     run, their medians and the ratio of the medians, and the CPU time
+//     (utime+stime) each node and the load generator spent per record, which
+//     is what bounds the rate when every process shares a few cores. Target:
+//     three nodes at least 60% of one.
 //  2. failover: three producers write to every partition of a
 //     -failover-partitions topic (replication factor 3), one record per
 //     partition every 10 ms each: one with kgo's defaults, one with
@@ -62,6 +64,7 @@
 //
 //	-phases              phases to run, comma-separated (default produce,failover,rebuild,partitions)
 //	-binary              shardcache binary (default ./bin/shardcache, else built from ./cmd/shardcache)
+//	-baseline-binary     produce phase: also run one node and three of this binary, all four clusters alternating (default none)
 //	-broker-args         extra flags for every node, space separated
 //	-keys                distinct keys of the produce and rebuild phases (default 1,000,000)
 //	-key-bytes           key size (default 16)
@@ -71,6 +74,7 @@
 //	-max-buffered        producer buffer in records (default 10,000)
 //	-repeat              produce repetitions per cluster size (default 3)
 //	-produce-timeout     cap on one produce run (default 5m)
+//	-profile-delay       with -profile-dir: wait after a produce run starts before profiling (default 2s)
 //	-failovers           leader kills (default 5)
 //	-failover-partitions partitions of the failover topic (default 8)
 //	-recover-timeout     longest wait for a partition to take writes after a kill (default 30s)
@@ -86,8 +90,8 @@
 //	-idle                wait before sampling CPU (default 10s)
 //	-cpu-window          CPU sampling window (default 30s)
 //	-timeout             cap on the whole run (default 45m)
-//	-profile-dir         save CPU profiles of the nodes there (adds --pprof): over each rebuild, and over a second idle window of the partitions phase
-//	-profile-window      length of a rebuild's profiles (default 10s; the partitions phase uses -cpu-window)
+//	-profile-dir         save CPU profiles of the nodes there (adds --pprof): over each produce run, each rebuild, and a second idle window of the partitions phase
+//	-profile-window      length of a produce run's and a rebuild's profiles (default 10s; the partitions phase uses -cpu-window)
 //	-keep                keep the nodes' data dirs and logs
 //	-v                   print the nodes' ERROR log lines
 //
@@ -117,6 +121,7 @@ import (
 type config struct {
 	phases             []string
 	binary             string
+	baselineBinary     string
 	brokerArgs         []string
 	keys               int
 	keyBytes           int
@@ -126,6 +131,7 @@ type config struct {
 	maxBuffered        int
 	repeat             int
 	produceTimeout     time.Duration
+	profileDelay       time.Duration
 	failovers          int
 	failoverPartitions int
 	recoverTimeout     time.Duration
@@ -156,6 +162,7 @@ func main() {
 	var phases, brokerArgs string
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated")
 	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary (default <module root>/bin/shardcache, else go build)")
+	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce phase: a second shardcache binary measured beside -binary in the same run")
 	flag.StringVar(&brokerArgs, "broker-args", "", "extra flags for every node, space separated")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys of the produce and rebuild phases")
 	flag.IntVar(&cfg.keyBytes, "key-bytes", 16, "key size in bytes")
@@ -165,6 +172,7 @@ func main() {
 	flag.IntVar(&cfg.maxBuffered, "max-buffered", 10_000, "producer buffer in records")
 	flag.IntVar(&cfg.repeat, "repeat", 3, "produce repetitions per cluster size")
 	flag.DurationVar(&cfg.produceTimeout, "produce-timeout", 300*time.Second, "cap on one produce run")
+	flag.DurationVar(&cfg.profileDelay, "profile-delay", 2*time.Second, "with -profile-dir: wait after a produce run starts before profiling")
 	flag.IntVar(&cfg.failovers, "failovers", 5, "leader kills")
 	flag.IntVar(&cfg.failoverPartitions, "failover-partitions", 8, "partitions of the failover topic")
 	flag.DurationVar(&cfg.recoverTimeout, "recover-timeout", 30*time.Second, "longest wait for a partition to take writes after a kill")
@@ -180,8 +188,8 @@ func main() {
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "idle wait before sampling CPU")
 	flag.DurationVar(&cfg.cpuWindow, "cpu-window", 30*time.Second, "CPU sampling window")
 	flag.DurationVar(&cfg.timeout, "timeout", 45*time.Minute, "cap on the whole run")
-	flag.StringVar(&cfg.profileDir, "profile-dir", "", "save CPU profiles of the nodes in this directory (adds --pprof to every node)")
-	flag.DurationVar(&cfg.profileWindow, "profile-window", 10*time.Second, "length of the CPU profiles taken over each rebuild")
+	flag.StringVar(&cfg.profileDir, "profile-dir", "", "save CPU profiles of the nodes in this directory, over each produce run, rebuild and idle window (adds --pprof to every node)")
+	flag.DurationVar(&cfg.profileWindow, "profile-window", 10*time.Second, "length of each CPU profile")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the nodes' data dirs and logs")
 	flag.BoolVar(&cfg.verbose, "v", false, "print the nodes' ERROR log lines")
 	flag.Parse()
@@ -246,6 +254,10 @@ func (c config) validate() error {
 		return errors.New("durations must be positive")
 	case c.profileWindow < time.Second:
 		return errors.New("-profile-window must be at least 1s")
+	case c.baselineBinary != "" && c.binary == "":
+		return errors.New("-baseline-binary needs -binary")
+	case c.profileDelay < 0:
+		return errors.New("-profile-delay must not be negative")
 	case c.metadataMinAge > 0 && c.metadataMinAge < 10*time.Millisecond:
 		return errors.New("-metadata-min-age must be at least 10ms (kgo's floor)")
 	}

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// metric is one row of the table for one workload: how to read it from a
+// sample, how to print it, and which direction is better.
+type metric struct {
+	name   string
+	value  func(sample) float64
+	format func(float64) string
+	better string
+}
+
+var metrics = []metric{
+	{"produce, records/s", func(s sample) float64 { return float64(s.produced) / s.produceSecs }, thousands, "higher is better"},
+	{"produce request p50", func(s sample) float64 { return s.p50.Seconds() }, millis, "lower is better"},
+	{"produce request p99", func(s sample) float64 { return s.p99.Seconds() }, millis, "lower is better"},
+	{"full read: records", func(s sample) float64 { return float64(s.readRecords) }, thousands, "fewer is better (same live keys)"},
+	{"full read: seconds", func(s sample) float64 { return s.readSecs }, secs, "lower is better"},
+	{"read rate, records/s", func(s sample) float64 { return float64(s.readRecords) / s.readSecs }, thousands, "higher is better"},
+	{"data dir growth", func(s sample) float64 { return float64(s.dataDirBytes) }, mib, "lower is better"},
+	{"RSS after the read", func(s sample) float64 { return float64(s.rssBytes) }, mib, "lower is better"},
+}
+
+func printReport(cfg config, ws []workload, results map[string][]runResult, loadBefore string, took time.Duration) {
+	fmt.Printf("# shardcache beside Apache Kafka %s\n\n", cfg.kafkaVersion)
+	fmt.Printf("- one KRaft node (Kafka defaults, -Xmx1G -Xms1G G1 as kafka-server-start.sh) and one shardcache node (defaults), loopback, one at a time\n")
+	fmt.Printf("- %d rounds interleaved (Kafka, shardcache, then shardcache, Kafka, ...); each figure is the median of the rounds\n", cfg.rounds)
+	fmt.Printf("- producer (same on both): franz-go, acks=all, idempotent, linger %v, buffer bounded at %s records, 16 B keys; topics cleanup.policy=compact\n",
+		cfg.client.linger, commas(cfg.client.maxBuffered))
+	fmt.Printf("- produce p50/p99: round trip of each Produce request (write to response), not time in the client's buffer\n")
+	fmt.Printf("- ratio: shardcache / Kafka; the last column says which direction is better\n")
+	fmt.Printf("- load average before: %s; after: %s; took %v\n\n", loadBefore, loadAverage(), took.Round(time.Second))
+	fmt.Println("| workload | measure | shardcache | Kafka | ratio | better |")
+	fmt.Println("|---|---|---:|---:|---:|---|")
+	for i, w := range ws {
+		for _, m := range metrics {
+			sc := median(results["shardcache"], func(r runResult) float64 { return m.value(r.samples[i]) })
+			k := median(results["Kafka"], func(r runResult) float64 { return m.value(r.samples[i]) })
+			fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", w.Name, m.name, m.format(sc), m.format(k), ratio(sc, k), m.better)
+		}
+	}
+	sc := median(results["shardcache"], func(r runResult) float64 { return r.restart.Seconds() })
+	k := median(results["Kafka"], func(r runResult) float64 { return r.restart.Seconds() })
+	fmt.Printf("| %s | restart to serving (SIGTERM, start, first Metadata + fetch) | %s | %s | %s | lower is better |\n",
+		restartAfter(ws), secs(sc), secs(k), ratio(sc, k))
+}
+
+func median(rs []runResult, f func(runResult) float64) float64 {
+	v := make([]float64, len(rs))
+	for i, r := range rs {
+		v[i] = f(r)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+func ratio(a, b float64) string {
+	if b == 0 {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2fx", a/b)
+}
+
+func thousands(v float64) string { return commas(int(v + 0.5)) }
+func millis(v float64) string    { return fmt.Sprintf("%.1f ms", v*1000) }
+func secs(v float64) string      { return fmt.Sprintf("%.2f s", v) }
+func mib(v float64) string       { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+
+// count names a workload size: 100k and 1M for round ones, else with commas.
+func count(n int) string {
+	switch {
+	case n >= 1_000_000 && n%1_000_000 == 0:
+		return fmt.Sprintf("%dM", n/1_000_000)
+	case n >= 1_000 && n%1_000 == 0 && n < 1_000_000:
+		return fmt.Sprintf("%dk", n/1_000)
+	}
+	return commas(n)
+}
+
+// commas prints n with thousands separators: 1,000,000.
+func commas(n int) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// restartAfter names the load the restart measurement follows (see runOne).
+func restartAfter(ws []workload) string {
+	for i, w := range ws {
+		if w.Versions == 10 {
+			if i == 0 {
+				return "after " + w.Name
+			}
+			return "after the loads up to " + w.Name
+		}
+	}
+	return "after all of the above"
+}
