@@ -37,11 +37,16 @@ package broker
 //   - A retried idempotent batch (same producer id, epoch and sequence) is not
 //     written again and answers its original base offset (docs/ARCHITECTURE.md rule 8).
 //
-// Not implemented: transactions. A request with a TransactionalID or a batch
-// with the transactional bit is answered INVALID_REQUEST ("transactions are not
-// supported yet"); transactions arrive with the transactions issue. INVALID_REQUEST
-// rather than TRANSACTIONAL_ID_AUTHORIZATION_FAILED: nothing is wrong with the
-// client's rights, the broker does not offer the feature.
+//   - Transactional batches (docs/ARCHITECTURE.md rule 7) take their offsets
+//     at once and are staged until the transaction's marker: the key index
+//     and read_committed readers see them only after the commit. A
+//     transactional batch needs the request's TransactionalID and a producer
+//     id (else INVALID_RECORD); a plain batch from a producer with an open
+//     transaction in the partition answers INVALID_TXN_STATE; a batch from a
+//     fenced epoch INVALID_PRODUCER_EPOCH.
+//
+// Not implemented: the leader does not ask the coordinator whether the
+// partition was added to the transaction (Kafka 3.6+, KIP-890 part 1).
 //
 // Version notes: v3 is the first with RecordBatch v2 (and the Java 4.x floor,
 // KIP-896). LogAppendTime is always -1 (create time). LogStartOffset v5+;
@@ -62,10 +67,6 @@ import (
 )
 
 func init() { register(kmsg.Produce.Int16(), 3, 11, (*Broker).handleProduce) }
-
-// errTransactionsUnsupported answers transactional produce and InitProducerId.
-var errTransactionsUnsupported = newKafkaError(kerr.InvalidRequest,
-	"transactions are not supported yet: produce without transactional.id (idempotent producers are supported)")
 
 // producePart is one partition of a produce request on its way to Raft.
 type producePart struct {
@@ -131,9 +132,11 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 					Policy:               info.Config.CleanupPolicy,
 				})
 			}
-			if err == nil && (txnRequest || batch.Transactional) {
+			if err == nil && batch.Transactional && (!txnRequest || batch.Producer.ID < 0 || batch.Producer.BaseSequence < 0) {
+				// (A transactional batch without a sequence is the group
+				// coordinator's own write, group_txn.go.)
 				b.budget.release(charged)
-				err = errTransactionsUnsupported
+				err = invalidRecord("a transactional batch needs the request's transactional id, a producer id and a sequence")
 			}
 			if err != nil {
 				b.setProduceError(sp, err, rt.Topic)

@@ -28,8 +28,14 @@ package broker
 //     when the fetch is answered (raftfsm.Node.LeaderEpoch, what Metadata and
 //     ListOffsets report), not the term the records were written in: the
 //     store does not keep per-record terms.
-//   - No transactions yet: LastStableOffset = HighWatermark, AbortedTransactions
-//     empty (an empty array, not null, for read_committed).
+//   - Transactions (docs/ARCHITECTURE.md rule 7): LastStableOffset is the first
+//     offset of the oldest open transaction (the high watermark without one).
+//     read_committed (IsolationLevel 1) reads only below it, and its gap
+//     batch stops there; read_uncommitted reads staged records too.
+//     AbortedTransactions is always empty (an empty array, not null, for
+//     read_committed): an abort deletes its records at once, so nothing
+//     aborted is ever below the last stable offset. Markers are control
+//     batches (txn_control.go) that clients skip.
 //
 //   - Who serves (KIP-392): the leader of the partition's Raft group, from its
 //     store. A replica that does not lead (or a leader that has not applied its
@@ -222,7 +228,7 @@ func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, tar
 				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			}
 			limit := min(int(rp.PartitionMaxBytes), maxBytes-bytes)
-			n, nrec, err := b.fetchPartition(rt.Topic, rp, sp, targets[i][j], limit, bytes == 0)
+			n, nrec, err := b.fetchPartition(rt.Topic, rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1)
 			if err != nil {
 				sp.ErrorCode = b.codeFor(err, "fetch", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
 				if sp.ErrorCode == kerr.NotLeaderForPartition.Code {
@@ -241,7 +247,7 @@ func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, tar
 // fetchPartition answers one partition into sp. first is whether nothing has
 // been answered yet, so the first record is due whatever the limit (KIP-74).
 func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
-	t fetchTarget, limit int, first bool) (int, int, error) {
+	t fetchTarget, limit int, first, readCommitted bool) (int, int, error) {
 	if t.err != nil {
 		return 0, 0, t.err
 	}
@@ -249,9 +255,18 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	if err != nil {
 		return 0, 0, err
 	}
+	lso, err := b.store.LastStableOffset(t.shard)
+	if err != nil {
+		return 0, 0, err
+	}
+	lso = min(lso, st.HighWatermark)
 	sp.HighWatermark = st.HighWatermark
-	sp.LastStableOffset = st.HighWatermark
+	sp.LastStableOffset = lso
 	sp.LogStartOffset = st.LogStartOffset
+	end := st.HighWatermark // readers stop before end
+	if readCommitted {
+		end = lso
+	}
 	if err := b.checkLeaderEpoch(t.group, rp.CurrentLeaderEpoch); err != nil {
 		return 0, 0, err
 	}
@@ -263,9 +278,10 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	if from < st.LogStartOffset || (from > st.HighWatermark && !t.replica) {
 		return 0, 0, shardstore.ErrOffsetOutOfRange
 	}
-	if from >= st.HighWatermark {
+	if from >= end {
 		// On a replica that lags, an offset above its high watermark was
-		// written on the leader and will arrive: no records, no error.
+		// written on the leader and will arrive: no records, no error. A
+		// read_committed reader at the last stable offset waits the same way.
 		return 0, 0, nil
 	}
 	if limit <= 0 {
@@ -280,7 +296,7 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	}
 	// A write applied after State was read may show up here; the answer stays
 	// consistent with the high watermark it reports.
-	for len(recs) > 0 && recs[len(recs)-1].Offset >= st.HighWatermark {
+	for len(recs) > 0 && recs[len(recs)-1].Offset >= end {
 		recs = recs[:len(recs)-1]
 	}
 	// The batches carry the group's term as their partition leader epoch: the
@@ -291,7 +307,7 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 		if !first && limit < batchHeaderSize {
 			return 0, 0, nil
 		}
-		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, st.HighWatermark)
+		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, end)
 		return len(sp.RecordBatches), 0, nil
 	}
 	// The limit counts the batches on the wire; Read counted stored bytes.

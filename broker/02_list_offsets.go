@@ -4,9 +4,9 @@ package broker
 //
 // Behavior:
 //   - Timestamp -2 (earliest): the log start offset, which compaction never moves
-//     (docs/ARCHITECTURE.md rule 6). -1 (latest): the high watermark, for both isolation
-//     levels (read_committed would stop at the last stable offset, which is the
-//     high watermark until transactions exist). Both answer Timestamp -1.
+//     (docs/ARCHITECTURE.md rule 6). -1 (latest): the high watermark, or with
+//     IsolationLevel 1 (read_committed) the last stable offset, the first
+//     offset of the oldest open transaction (rule 7). Both answer Timestamp -1.
 //   - Timestamp -3 (max timestamp, v7, KIP-734): the offset and timestamp of the
 //     readable record with the largest timestamp, the first of equals
 //     (Store.MaxTimestamp), as Kafka answers from the batches its log still
@@ -74,7 +74,7 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 			case rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions):
 				err = raftfsm.ErrUnknownPartition
 			default:
-				err = b.listOffset(rc, info.Partitions[rp.Partition], rp, sp)
+				err = b.listOffset(rc, info.Partitions[rp.Partition], rp, sp, req.IsolationLevel == 1)
 			}
 			if err != nil {
 				sp.ErrorCode = b.codeFor(err, "list offsets", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
@@ -85,7 +85,7 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 }
 
 func (b *Broker) listOffset(rc *requestContext, p raftfsm.PartitionInfo, rp *kmsg.ListOffsetsRequestTopicPartition,
-	sp *kmsg.ListOffsetsResponseTopicPartition) error {
+	sp *kmsg.ListOffsetsResponseTopicPartition, readCommitted bool) error {
 	switch b.partitionRole(p.Group) {
 	case roleLeader:
 	case roleLeaderLoading:
@@ -111,6 +111,13 @@ func (b *Broker) listOffset(rc *requestContext, p raftfsm.PartitionInfo, rp *kms
 		sp.Offset = st.LogStartOffset
 	case ts == listOffsetsLatest:
 		sp.Offset = st.HighWatermark
+		if readCommitted {
+			lso, err := b.store.LastStableOffset(p.Shard)
+			if err != nil {
+				return err
+			}
+			sp.Offset = min(lso, st.HighWatermark)
+		}
 	case ts == listOffsetsMaxTimestamp && rc.version >= 7:
 		off, at, found, err := b.store.MaxTimestamp(p.Shard)
 		if err != nil {

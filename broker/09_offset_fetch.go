@@ -12,8 +12,9 @@ package broker
 //     re-created) are not answered, even before the coordinator has removed
 //     them: each offset carries the id of the topic it was committed on.
 //   - v8 asks for several groups at once; each group gets its own error code.
-//   - RequireStable (v7+): there are no pending transactional offsets yet, so
-//     every offset is stable and the flag changes nothing.
+//   - RequireStable (v7+): a partition with offsets staged by TxnOffsetCommit
+//     in a transaction still open answers UNSTABLE_OFFSET_COMMIT (retriable)
+//     instead of its offset; without the flag the last committed offset.
 //   - The empty group id is a group like any other, as in Kafka.
 //   - Errors (v1: in every partition; v2-7: top level; v8: per group):
 //     NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
@@ -41,6 +42,7 @@ type fetchedPartition struct {
 	partition int32
 	offset    committedOffset
 	found     bool
+	code      int16
 }
 
 // fetchedTopic is one topic's answer.
@@ -65,7 +67,7 @@ func (b *Broker) handleOffsetFetch(ctx context.Context, rc *requestContext, kreq
 					topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 				}
 			}
-			code, answer := b.offsetFetchGroup(ctx, rg.Group, topics, order)
+			code, answer := b.offsetFetchGroup(ctx, rg.Group, topics, order, req.RequireStable)
 			g := kmsg.NewOffsetFetchResponseGroup()
 			g.Group = rg.Group
 			g.ErrorCode = code
@@ -76,6 +78,7 @@ func (b *Broker) handleOffsetFetch(ctx context.Context, rc *requestContext, kreq
 					p := kmsg.NewOffsetFetchResponseGroupTopicPartition()
 					p.Partition = fp.partition
 					fillFetched(fp, &p.Offset, &p.LeaderEpoch, &p.Metadata)
+					p.ErrorCode = fp.code
 					t.Partitions = append(t.Partitions, p)
 				}
 				g.Topics = append(g.Topics, t)
@@ -96,7 +99,7 @@ func (b *Broker) handleOffsetFetch(ctx context.Context, rc *requestContext, kreq
 			topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 		}
 	}
-	code, answer := b.offsetFetchGroup(ctx, req.Group, topics, order)
+	code, answer := b.offsetFetchGroup(ctx, req.Group, topics, order, req.Version >= 7 && req.RequireStable)
 	if req.Version >= 2 {
 		resp.ErrorCode = code
 	}
@@ -111,6 +114,9 @@ func (b *Broker) handleOffsetFetch(ctx context.Context, rc *requestContext, kreq
 			p.Partition = fp.partition
 			p.ErrorCode = code
 			fillFetched(fp, &p.Offset, &p.LeaderEpoch, &p.Metadata)
+			if fp.code != 0 {
+				p.ErrorCode = fp.code
+			}
 			t.Partitions = append(t.Partitions, p)
 		}
 		resp.Topics = append(resp.Topics, t)
@@ -133,14 +139,18 @@ func fillFetched(fp fetchedPartition, offset *int64, epoch *int32, metadata **st
 
 // offsetFetchGroup answers one group: the requested partitions (topics
 // non-nil, in order) or every committed partition (topics nil).
-func (b *Broker) offsetFetchGroup(ctx context.Context, groupID string, topics map[string][]int32, order []string) (int16, []fetchedTopic) {
+func (b *Broker) offsetFetchGroup(ctx context.Context, groupID string, topics map[string][]int32, order []string, requireStable bool) (int16, []fetchedTopic) {
 	var offsets map[topicPartition]committedOffset
+	var unstable map[topicPartition]bool
 	var code int16
 	if len(groupID) > maxGroupIDBytes {
 		code = kerr.InvalidGroupID.Code
 	} else {
 		var err error
-		offsets, err = b.groups.fetchOffsets(ctx, groupID)
+		offsets, unstable, err = b.groups.fetchOffsetsStable(ctx, groupID)
+		if !requireStable {
+			unstable = nil
+		}
 		if err != nil {
 			code = b.codeFor(err, "offset fetch", logKeyGroup, groupID)
 		}
@@ -166,7 +176,11 @@ func (b *Broker) offsetFetchGroup(ctx context.Context, groupID string, topics ma
 		ft := fetchedTopic{topic: t}
 		for _, p := range topics[t] {
 			o, ok := offsets[topicPartition{t, p}]
-			ft.partitions = append(ft.partitions, fetchedPartition{partition: p, offset: o, found: ok})
+			fp := fetchedPartition{partition: p, offset: o, found: ok}
+			if unstable[topicPartition{t, p}] {
+				fp = fetchedPartition{partition: p, code: kerr.UnstableOffsetCommit.Code}
+			}
+			ft.partitions = append(ft.partitions, fp)
 		}
 		out = append(out, ft)
 	}

@@ -9,13 +9,10 @@ package broker
 //     (unless the broker created it at startup), as Kafka does. Answers
 //     COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be created,
 //     its partition has no known leader, or the leader here is still loading.
-//   - Key type TRANSACTION (1), until transactions exist: INVALID_REQUEST with
-//     the message "transactions are not supported yet ...". It is not
-//     retriable, so a transactional producer's initTransactions fails at once
-//     with that text (the Java client's TransactionManager turns a
-//     non-retriable FindCoordinator error into a fatal KafkaException that
-//     quotes ErrorMessage) instead of retrying COORDINATOR_NOT_AVAILABLE
-//     until max.block.ms. Any other key type: INVALID_REQUEST.
+//   - Key type TRANSACTION (1): the leader of the __transaction_state
+//     partition the transactional id hashes to, the same way (the topic is
+//     created on first use, 50 partitions; txn_coordinator.go). Any other key
+//     type: INVALID_REQUEST.
 //   - v4 (KIP-699) answers every key of CoordinatorKeys separately.
 //
 // Version notes: v0 has only a group key; v1 CoordinatorType, ThrottleMillis
@@ -27,6 +24,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
 )
 
 func init() { register(kmsg.FindCoordinator.Int16(), 0, 4, (*Broker).handleFindCoordinator) }
@@ -66,18 +65,27 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 // findCoordinator answers one key: the coordinator's endpoint and code 0, or
 // an error code.
 func (b *Broker) findCoordinator(ctx context.Context, lis *listener, typ int8, key string) (endpoint, int16, *string) {
+	var (
+		ti  raftfsm.TopicInfo
+		p   int32
+		err error
+	)
 	switch typ {
 	case coordinatorGroup:
+		if len(key) > maxGroupIDBytes {
+			return endpoint{}, kerr.InvalidGroupID.Code, nil
+		}
+		ti, p, err = b.groups.route(ctx, key)
 	case coordinatorTransaction:
-		return endpoint{}, errorCode(errTransactionsUnsupported), clientMessage(errTransactionsUnsupported)
+		if key == "" || len(key) > maxTxnIDBytes {
+			msg := "transactional id must be 1 to 32767 bytes"
+			return endpoint{}, kerr.InvalidRequest.Code, &msg
+		}
+		ti, p, err = b.txns.route(ctx, key)
 	default:
 		msg := "unknown coordinator key type"
 		return endpoint{}, kerr.InvalidRequest.Code, &msg
 	}
-	if len(key) > maxGroupIDBytes {
-		return endpoint{}, kerr.InvalidGroupID.Code, nil
-	}
-	ti, p, err := b.groups.route(ctx, key)
 	if err == nil {
 		self, _ := b.endpointOf(lis, b.node.NodeID())
 		return self, 0, nil

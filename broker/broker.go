@@ -69,6 +69,12 @@ type Config struct {
 	// Groups configures the consumer group coordinator; the zero value means
 	// DefaultGroupConfig().
 	Groups GroupConfig
+	// Transactions configures the transaction coordinator; the zero value
+	// means DefaultTxnConfig().
+	Transactions TxnConfig
+	// Now is the transaction coordinator's clock (timeouts, id expiry); nil
+	// means time.Now.
+	Now func() time.Time
 	// FetchSessionCacheSlots caps the open fetch sessions (KIP-227; Kafka's
 	// max.incremental.fetch.session.cache.slots), 0 to
 	// MaxFetchSessionCacheSlots; 0 disables sessions (clients then send full
@@ -147,6 +153,7 @@ func DefaultConfig() Config {
 		AutoCreateTopics:     true,
 		DefaultPartitions:    1,
 		Groups:               DefaultGroupConfig(),
+		Transactions:         DefaultTxnConfig(),
 
 		FetchSessionCacheSlots: DefaultFetchSessionCacheSlots,
 	}
@@ -203,6 +210,11 @@ func (c Config) Validate() error {
 	}
 	if c.Groups != (GroupConfig{}) {
 		if err := c.Groups.Validate(); err != nil {
+			return err
+		}
+	}
+	if c.Transactions != (TxnConfig{}) {
+		if err := c.Transactions.Validate(); err != nil {
 			return err
 		}
 	}
@@ -281,6 +293,8 @@ type Broker struct {
 	// stopped by Close); groupMetrics its collectors.
 	groups       *coordinator
 	groupMetrics *groupMetrics
+	// txns is the transaction coordinator (stopped by Close).
+	txns *txnCoordinator
 }
 
 // New builds a broker; it does not listen yet.
@@ -324,6 +338,15 @@ func New(cfg Config) (*Broker, error) {
 	b.groups = newCoordinator(b, cfg.Groups)
 	b.fetchSessions = newFetchSessions(cfg.FetchSessionCacheSlots, nil)
 	b.fetchSessions.onChange = func(n int) { b.metrics.fetchSessions.Set(float64(n)) }
+	if cfg.Transactions == (TxnConfig{}) {
+		cfg.Transactions = DefaultTxnConfig()
+		b.cfg.Transactions = cfg.Transactions
+	}
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	b.txns = newTxnCoordinator(b, cfg.Transactions, now)
 	return b, nil
 }
 
@@ -475,6 +498,7 @@ func (b *Broker) Close(ctx context.Context) error {
 		}
 		b.cancelBase()
 		b.groups.close()
+		b.txns.close()
 		b.log.Info("kafka listener stopped")
 	})
 	<-b.closeDone

@@ -53,6 +53,8 @@ func errorCode(err error) int16 {
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, shardstore.ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, shardstore.ErrInvalidTxnState):
+		return kerr.InvalidTxnState.Code
 	case errors.Is(err, shardstore.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code
 	case errors.Is(err, shardstore.ErrEmptyBatch):

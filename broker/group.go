@@ -156,6 +156,9 @@ type group struct {
 	syncDeadline time.Time
 
 	offsets map[topicPartition]committedOffset
+	// txnOffsets are the partitions with offsets staged by TxnOffsetCommit,
+	// per producer id, until their transaction ends (group_txn.go).
+	txnOffsets map[int64]map[topicPartition]bool
 }
 
 // topicPartition names one partition in maps.

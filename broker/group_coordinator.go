@@ -522,6 +522,13 @@ func (c *coordinator) readPartition(p int32, shard shardstore.ShardID) (map[stri
 	start := time.Now()
 	metas := map[string]*storedGroup{}
 	offsets := map[string]map[topicPartition]committedOffset{}
+	// Offsets staged by TxnOffsetCommit are not committed yet: left out,
+	// remembered per producer (group_txn.go).
+	staged, err := c.b.store.StagedOffsets(shard)
+	if err != nil {
+		return nil, err
+	}
+	txnOffsets := map[string]map[int64]map[topicPartition]bool{}
 	var from int64
 	records := 0
 	for {
@@ -534,10 +541,19 @@ func (c *coordinator) readPartition(p int32, shard shardstore.ShardID) (map[stri
 		}
 		for i := range recs {
 			r := &recs[i]
+			if r.Marker != nil {
+				continue // a transaction marker (AddOffsetsToTxn added the partition)
+			}
 			records++
 			k, err := decodeGroupRecordKey(r.Key)
 			if err != nil {
 				c.log.Warn("skipping offsets record", logKeyPartition, p, "offset", r.Offset, logKeyError, err)
+				continue
+			}
+			if pid, ok := staged[r.Offset]; ok {
+				if k.typ == recordTypeOffset {
+					addTxnOffset(txnOffsets, k.group, pid, topicPartition{k.topic, k.partition})
+				}
 				continue
 			}
 			switch k.typ {
@@ -588,6 +604,14 @@ func (c *coordinator) readPartition(p int32, shard shardstore.ShardID) (map[stri
 			groups[name] = g
 		}
 		g.offsets = offs
+	}
+	for name, byPID := range txnOffsets {
+		g := groups[name]
+		if g == nil {
+			g = newGroup(name, p, now)
+			groups[name] = g
+		}
+		g.txnOffsets = byPID
 	}
 	c.log.Info("offsets partition loaded", logKeyPartition, p, "records", records,
 		"groups", len(metas), "elapsed", time.Since(start).Round(time.Microsecond))

@@ -33,7 +33,10 @@ type groupBroker struct {
 	dir string
 	cfg GroupConfig
 	// hooks, when set, are the coordinator's test hooks from the next start.
-	hooks   *coordinatorHooks
+	hooks *coordinatorHooks
+	// txn and now, when set, are the transaction settings and clock.
+	txn     TxnConfig
+	now     func() time.Time
 	Addr    string
 	Broker  *Broker
 	Node    *raftfsm.Node
@@ -74,6 +77,7 @@ func (gb *groupBroker) start() {
 	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 	bcfg.Groups = gb.cfg
 	bcfg.hooks = gb.hooks
+	bcfg.Transactions, bcfg.Now = gb.txn, gb.now
 	b, addr, reg, closeBroker := serveBroker(t, bcfg)
 	started = true
 	gb.Addr, gb.Broker, gb.Node, gb.Store, gb.Metrics = addr, b, node, store, reg

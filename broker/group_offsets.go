@@ -157,19 +157,27 @@ func (c *coordinator) commit(ctx context.Context, groupID, memberID string, inst
 // fetchOffsets returns a copy of a group's committed offsets (nil, nil for an
 // unknown group) or the routing error.
 func (c *coordinator) fetchOffsets(ctx context.Context, groupID string) (map[topicPartition]committedOffset, error) {
+	offs, _, err := c.fetchOffsetsStable(ctx, groupID)
+	return offs, err
+}
+
+// fetchOffsetsStable is fetchOffsets that also returns the partitions with
+// offsets staged by an open transaction (group_txn.go).
+func (c *coordinator) fetchOffsetsStable(ctx context.Context, groupID string) (map[topicPartition]committedOffset, map[topicPartition]bool, error) {
 	_, p, err := c.route(ctx, groupID)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	g := c.lookup(groupID, p, false)
 	if g == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if g.state == stateDead {
-		return nil, nil
+		return nil, nil, nil
 	}
+	unstable := c.resolveTxnOffsets(g)
 	live := c.b.liveOffsets()
 	out := make(map[topicPartition]committedOffset, len(g.offsets))
 	for tp, o := range g.offsets {
@@ -177,7 +185,7 @@ func (c *coordinator) fetchOffsets(ctx context.Context, groupID string) (map[top
 			out[tp] = o
 		}
 	}
-	return out, nil
+	return out, unstable, nil
 }
 
 // liveOffsets returns a check that a committed offset still applies: its

@@ -442,13 +442,13 @@ func TestGroupErrorCodes(t *testing.T) {
 		{"commit memberless to a group with members", commit("full", "", -1, "known", 0), kerr.UnknownMemberID},
 		{"commit wrong generation", commit("full", full.id, 9, "known", 0), kerr.IllegalGeneration},
 		{"commit generation to an unknown group", commit("c2", "m", 3, "known", 0), kerr.IllegalGeneration},
-		{"find transaction coordinator", func() int16 {
+		{"find transaction coordinator of the empty id", func() int16 {
 			req := kmsg.NewPtrFindCoordinatorRequest()
 			req.CoordinatorType = 1
-			req.CoordinatorKey = "txn"
+			req.CoordinatorKey = ""
 			req.Version = 3
 			return groupRequest[*kmsg.FindCoordinatorResponse](t, cl, req).ErrorCode
-		}, kerr.InvalidRequest}, // not retriable: transactional producers fail at once
+		}, kerr.InvalidRequest},
 		{"delete group with members", func() int16 {
 			req := kmsg.NewPtrDeleteGroupsRequest()
 			req.Groups = []string{"full"}

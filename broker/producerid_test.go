@@ -40,8 +40,9 @@ func TestInitProducerID(t *testing.T) {
 	req = kmsg.NewPtrInitProducerIDRequest()
 	req.Version = 4
 	req.TransactionalID = &txn
-	resp = directRequest[*kmsg.InitProducerIDResponse](t, tb.Addr, req)
-	if resp.ErrorCode != kerr.InvalidRequest.Code || resp.ProducerID != -1 {
+	req.TransactionTimeoutMillis = 60_000
+	resp = rawRequest[*kmsg.InitProducerIDResponse](t, cl, req)
+	if resp.ErrorCode != 0 || resp.ProducerID < 0 || seen[resp.ProducerID] || resp.ProducerEpoch != 0 {
 		t.Fatalf("transactional id: %+v (%v)", resp, kerr.ErrorForCode(resp.ErrorCode))
 	}
 }

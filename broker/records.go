@@ -405,11 +405,20 @@ func (r *recordReader) record(rec *shardstore.Record, headers *[]shardstore.Head
 // offset deltas are relative to it, so compacted gaps between records are
 // fine; a new batch starts only when a delta would not fit in an int32. It
 // returns the grown buffer.
+//
+// A transaction marker (Record.Marker) becomes a control batch of its own
+// (txn_control.go), which ends the batch before it.
 func appendBatch(dst []byte, epoch int32, recs []shardstore.Record) []byte {
 	for len(recs) > 0 {
+		if m := recs[0].Marker; m != nil {
+			dst = appendControlBatch(dst, epoch, txnMarker{Offset: recs[0].Offset, Timestamp: recs[0].Timestamp,
+				ProducerID: m.ProducerID, ProducerEpoch: m.ProducerEpoch, Commit: m.Commit, CoordinatorEpoch: m.CoordinatorEpoch})
+			recs = recs[1:]
+			continue
+		}
 		n := 1
 		base := recs[0].Offset
-		for n < len(recs) && recs[n].Offset-base <= math.MaxInt32 {
+		for n < len(recs) && recs[n].Offset-base <= math.MaxInt32 && recs[n].Marker == nil {
 			n++
 		}
 		dst = appendOneBatch(dst, epoch, recs[:n])
@@ -519,7 +528,15 @@ func fitBatches(recs []shardstore.Record, limit int) int {
 	}
 	size, base := 0, recs[0].Offset
 	for i := range recs {
-		if i == 0 || recs[i].Offset-base > math.MaxInt32 { // appendBatch starts a batch
+		if recs[i].Marker != nil {
+			size += controlBatchSize
+			base = -1 // the next record starts a batch
+			if size > limit {
+				return i
+			}
+			continue
+		}
+		if i == 0 || base < 0 || recs[i].Offset-base > math.MaxInt32 { // appendBatch starts a batch
 			base = recs[i].Offset
 			size += batchHeaderSize
 		}
@@ -550,8 +567,14 @@ func appendRecord(dst []byte, rec *shardstore.Record, offDelta, tsDelta int64) [
 	return dst
 }
 
+// controlBatchSize is the encoded size of a transaction marker's batch.
+const controlBatchSize = batchHeaderSize + 1 + 1 + 1 + 1 + 1 + 4 + 1 + 6 + 1
+
 // encodedRecordSize estimates a record's size in a batch, for pre-sizing buffers.
 func encodedRecordSize(rec *shardstore.Record) int {
+	if rec.Marker != nil {
+		return controlBatchSize
+	}
 	n := 16 + len(rec.Key) + len(rec.Value)
 	for i := range rec.Headers {
 		n += 4 + len(rec.Headers[i].Key) + len(rec.Headers[i].Value)

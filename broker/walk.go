@@ -126,6 +126,18 @@ var fieldVersions = map[string]fieldRange{
 	"InitProducerIDRequest.ProducerEpoch":         {3, anyVersion, false},
 	"DescribeConfigsRequest.IncludeSynonyms":      {1, anyVersion, false},
 	"DescribeConfigsRequest.IncludeDocumentation": {3, anyVersion, false},
+
+	"AddPartitionsToTxnRequest.TransactionalID":        {0, 3, false},
+	"AddPartitionsToTxnRequest.ProducerID":             {0, 3, false},
+	"AddPartitionsToTxnRequest.ProducerEpoch":          {0, 3, false},
+	"AddPartitionsToTxnRequest.Topics":                 {0, 3, false},
+	"AddPartitionsToTxnRequest.Transactions":           {4, anyVersion, false},
+	"TxnOffsetCommitRequest.Generation":                {3, anyVersion, false},
+	"TxnOffsetCommitRequest.MemberID":                  {3, anyVersion, false},
+	"TxnOffsetCommitRequest.InstanceID":                {3, anyVersion, false},
+	"TxnOffsetCommitRequestTopicPartition.LeaderEpoch": {2, anyVersion, false},
+	"TxnOffsetCommitRequestTopic.Topic":                {0, 5, false},
+	"TxnOffsetCommitRequestTopic.TopicID":              {6, anyVersion, false},
 }
 
 // Go-side costs of decoded values, in bytes.

@@ -20,21 +20,23 @@ import (
 )
 
 const (
-	// javaSuiteTimeout bounds `mvn -o test`: JVM start, compiling the tests and four
-	// test methods that each wait at most 30 s on the broker.
+	// javaSuiteTimeout bounds `mvn -o test`: JVM start, compiling the tests and nine
+	// test methods that each wait at most 30 s on the broker (45 s for a timed-out
+	// transaction).
 	javaSuiteTimeout = 5 * time.Minute
 	// pythonSuiteTimeout bounds the pytest run; every poll loop in it has a 30 s deadline.
 	pythonSuiteTimeout = 3 * time.Minute
 
 	// minJavaTests and minPythonTests are the test counts of the two suites today; a
 	// run that reports fewer lost tests on the way (not compiled, not collected).
-	minJavaTests   = 5
+	minJavaTests   = 9
 	minPythonTests = 6
 )
 
 // TestJavaClient runs the Java client suite (kafka-clients 4.x: idempotent producer,
 // assign + seekToBeginning over a compacted topic, AdminClient createTopics,
-// describeTopics, listOffsets and describeConfigs) against a fresh broker.
+// describeTopics, listOffsets and describeConfigs, transactions with read_committed
+// consumers in TransactionTest) against a fresh broker.
 func TestJavaClient(t *testing.T) {
 	requireTool(t, "mvn")
 	requireTool(t, "java")

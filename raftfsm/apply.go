@@ -27,6 +27,7 @@ var errMetaInDataGroup = errors.New("raftfsm: metadata command in a data group")
 //
 //	CmdProduce:             shardstore.AppendResult or error
 //	CmdExpire*:             int (records or producers removed) or error
+//	CmdTxnMarker:           int64 (the marker's offset) or error
 //	CmdAllocateProducerIDs: int64 (first id of the block) or error
 //	CmdSetClusterID:        string (the cluster id in force) or error
 //	CmdCreateTopic:         *topicMeta or error
@@ -67,6 +68,12 @@ func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Com
 		return n
 	case CmdDeleteRecordsBefore:
 		return b.DeleteRecordsBefore(c.Shard, c.Offset)
+	case CmdTxnMarker:
+		off, err := b.EndTxn(c.Shard, c.Options, c.Marker)
+		if err != nil {
+			return err
+		}
+		return off
 	case CmdExpireProducers:
 		n, err := b.ExpireProducers(c.Shard, c.BeforeMs, c.Options.AppendTimeMs)
 		if err != nil {

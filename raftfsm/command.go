@@ -29,6 +29,7 @@ const (
 	CmdExpireTombstones    CommandType = 4
 	CmdExpireSuperseded    CommandType = 5
 	CmdDeleteRecordsBefore CommandType = 6
+	CmdTxnMarker           CommandType = 8
 	CmdExpireProducers     CommandType = 40
 
 	CmdCreateTopic         CommandType = 16
@@ -57,6 +58,7 @@ var commandTypeNames = map[CommandType]string{
 	CmdExpireTombstones:    "expire_tombstones",
 	CmdExpireSuperseded:    "expire_superseded",
 	CmdDeleteRecordsBefore: "delete_records_before",
+	CmdTxnMarker:           "txn_marker",
 	CmdExpireProducers:     "expire_producers",
 	CmdCreateTopic:         "create_topic",
 	CmdDeleteTopic:         "delete_topic",
@@ -92,6 +94,7 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdExpireTombstones:    Shard, BeforeMs
 //	CmdExpireSuperseded:    Shard, BeforeMs
 //	CmdDeleteRecordsBefore: Shard, Offset
+//	CmdTxnMarker:           Shard, Options (policy, append time), Marker
 //	CmdExpireProducers:     Shard, BeforeMs, Options.AppendTimeMs (the proposer's clock)
 //	CmdCreateTopic:         Topic (name, id, partitions, overrides)
 //	CmdDeleteTopic:         Topic.Name
@@ -119,6 +122,7 @@ type Command struct {
 	Shards   []shardstore.ShardID
 	BeforeMs int64
 	Offset   int64
+	Marker   shardstore.Marker
 
 	Topic     topicMeta
 	Count     int64
@@ -179,6 +183,14 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 	case CmdDeleteRecordsBefore:
 		dst = binary.AppendUvarint(dst, uint64(c.Shard))
 		dst = binary.AppendVarint(dst, c.Offset)
+	case CmdTxnMarker:
+		dst = binary.AppendUvarint(dst, uint64(c.Shard))
+		dst = append(dst, byte(c.Options.Policy))
+		dst = binary.AppendVarint(dst, c.Options.AppendTimeMs)
+		dst = binary.AppendVarint(dst, c.Marker.ProducerID)
+		dst = binary.AppendVarint(dst, int64(c.Marker.ProducerEpoch))
+		dst = appendBool(dst, c.Marker.Commit)
+		dst = binary.AppendVarint(dst, int64(c.Marker.CoordinatorEpoch))
 	case CmdExpireProducers:
 		dst = binary.AppendUvarint(dst, uint64(c.Shard))
 		dst = binary.AppendVarint(dst, c.BeforeMs)
@@ -343,6 +355,14 @@ func DecodeCommand(b []byte) (*Command, error) {
 	case CmdDeleteRecordsBefore:
 		c.Shard = shardstore.ShardID(d.uvarint())
 		c.Offset = d.varint()
+	case CmdTxnMarker:
+		c.Shard = shardstore.ShardID(d.uvarint())
+		c.Options.Policy = shardstore.Policy(d.byte())
+		c.Options.AppendTimeMs = d.varint()
+		c.Marker.ProducerID = d.varintRange(0, math.MaxInt64)
+		c.Marker.ProducerEpoch = int16(d.varintRange(0, math.MaxInt16))
+		c.Marker.Commit = d.bool()
+		c.Marker.CoordinatorEpoch = int32(d.varintRange(math.MinInt32, math.MaxInt32))
 	case CmdExpireProducers:
 		c.Shard = shardstore.ShardID(d.uvarint())
 		c.BeforeMs = d.varint()

@@ -37,6 +37,8 @@ func goldenCommands() []*Command {
 		{Type: CmdExpireTombstones, Shard: 9, BeforeMs: 1700000000000},
 		{Type: CmdExpireSuperseded, Shard: 9, BeforeMs: -1},
 		{Type: CmdDeleteRecordsBefore, Shard: 9, Offset: 12345},
+		{Type: CmdTxnMarker, Shard: 9, Options: shardstore.AppendOptions{Policy: shardstore.PolicyDelete, AppendTimeMs: 1700000000000},
+			Marker: shardstore.Marker{ProducerID: 42, ProducerEpoch: 4, Commit: true, CoordinatorEpoch: 7}},
 		{Type: CmdCreateTopic, Topic: topicMeta{Name: "orders", ID: [16]byte{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16},
 			Partitions: []PartitionInfo{{0, 10, 3}, {1, 11, 4}},
 			Overrides:  map[string]string{"cleanup.policy": "delete", "retention.ms": "1000"}}},

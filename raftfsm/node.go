@@ -287,8 +287,11 @@ func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, uint64, 
 	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		if timeout = time.Until(dl); timeout <= 0 {
+			// Not ctx.Err(): it stays nil until ctx's own timer fires, which
+			// on a loaded machine can be after the deadline has passed, and a
+			// nil error here would read as an applied entry with no response.
 			release()
-			return nil, 0, ctx.Err()
+			return nil, 0, context.DeadlineExceeded
 		}
 	}
 	f := g.raft.Apply(data, timeout)
@@ -701,6 +704,31 @@ func (n *Node) Produce(ctx context.Context, topic string, partition int32, p sha
 		return shardstore.AppendResult{}, fmt.Errorf("raftfsm: produce applied with response %T", resp)
 	}
 	return res, nil
+}
+
+// WriteTxnMarker ends a producer's transaction in one partition through its
+// Raft group, on the group's leader wherever it is (here, or over the
+// shard_command RPC): the marker takes the partition's next offset and
+// commits or aborts what the producer staged there
+// (shardstore.Batch.EndTxn). Errors as Produce, and a marker older than the
+// producer's epoch (shardstore.ErrInvalidProducerEpoch when applied here).
+func (n *Node) WriteTxnMarker(ctx context.Context, topic string, partition int32, m shardstore.Marker) error {
+	if err := n.checkReady(); err != nil {
+		return err
+	}
+	t, part, err := n.partition(topic, partition)
+	if err != nil {
+		return err
+	}
+	return n.proposeOnLeader(ctx, part.Group, &Command{
+		Type:  CmdTxnMarker,
+		Shard: part.Shard,
+		Options: shardstore.AppendOptions{
+			Policy:       t.config.CleanupPolicy,
+			AppendTimeMs: n.cfg.Now().UnixMilli(),
+		},
+		Marker: m,
+	})
 }
 
 // InitProducerID allocates a fresh producer id (epoch 0) for an idempotent

@@ -1,12 +1,14 @@
 package raftfsm
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 
@@ -492,4 +494,28 @@ func BenchmarkNodeProduce(b *testing.B) {
 			}
 		}
 	})
+}
+
+// lateContext is a context whose deadline has passed while its Done channel
+// is still open and Err still nil, as a context.WithTimeout is between its
+// deadline and its timer firing on a loaded machine.
+type lateContext struct{ context.Context }
+
+func (lateContext) Deadline() (time.Time, bool) { return time.Now().Add(-time.Millisecond), true }
+
+// TestProposePastDeadlineBeforeCtxErr: a proposal whose deadline has passed
+// before ctx reports it fails with context.DeadlineExceeded. It answered a nil
+// error and no response, which Produce turned into "produce applied with
+// response <nil>" (UNKNOWN_SERVER_ERROR to the client) in
+// TestSlowDiskFloodMemoryFlat.
+func TestProposePastDeadlineBeforeCtxErr(t *testing.T) {
+	c := newTestCluster(t)
+	ctx := testCtx(t)
+	if _, err := c.node.CreateTopic(ctx, "late", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.node.Produce(lateContext{context.Background()}, "late", 0, shardstore.NoProducer, keyed("k", 1))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Produce past its deadline = %v, want context.DeadlineExceeded", err)
+	}
 }

@@ -44,7 +44,7 @@ const (
 	opAllocatePIDs     = "allocate_pids"     // -> PIDStart
 	opRemoveNode       = "remove_node"       // NodeID
 	opSetLeader        = "set_leader"        // Group, NodeID, Term
-	opShardCommand     = "shard_command"     // Group, Command (create or delete shards)
+	opShardCommand     = "shard_command"     // Group, Command (create or delete shards, transaction markers)
 	opStatus           = "status"            // -> Status
 	opUpsertScram      = "upsert_scram"      // Scram
 	opDeleteScram      = "delete_scram"      // Scram.User, Scram.Mechanism
@@ -186,7 +186,7 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 		if err != nil {
 			return errorResponse(fmt.Errorf("%w: %v", ErrBadRequest, err))
 		}
-		if c.Type != CmdCreateShards && c.Type != CmdDeleteShards {
+		if c.Type != CmdCreateShards && c.Type != CmdDeleteShards && c.Type != CmdTxnMarker {
 			return errorResponse(fmt.Errorf("%w: %s is not a shard command", ErrBadRequest, c.Type))
 		}
 		g := n.group(req.Group)

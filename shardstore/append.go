@@ -37,12 +37,35 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 		if ps, err = b.producer(p, pr.ID); err != nil {
 			return AppendResult{}, err
 		}
+		if pr.Transactional && pr.BaseSequence < 0 {
+			// A coordinator's write for the producer (TxnOffsetCommit): no
+			// sequence, only the epoch is checked (Kafka's coordinator
+			// origin).
+			if ps != nil && pr.Epoch < ps.epoch {
+				return AppendResult{}, ErrInvalidProducerEpoch
+			}
+			_, open, err := b.openTxn(p, pr.ID)
+			if err != nil {
+				return AppendResult{}, err
+			}
+			return b.appendStaged(p, opts, pr, ps, recs, open), nil
+		}
 		dupBase, dup, err := ps.check(pr, len(recs))
 		if err != nil {
 			return AppendResult{}, err
 		}
 		if dup {
 			return AppendResult{BaseOffset: dupBase, LogStartOffset: p.st.LogStartOffset, Duplicate: true}, nil
+		}
+		_, open, err := b.openTxn(p, pr.ID)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if open && !pr.Transactional {
+			return AppendResult{}, ErrInvalidTxnState
+		}
+		if pr.Transactional {
+			return b.appendStaged(p, opts, pr, ps, recs, open), nil
 		}
 	}
 

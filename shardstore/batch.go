@@ -48,6 +48,9 @@ type pendingShard struct {
 	grouped   bool
 	keys      map[string]ovEntry // key index changes made by the batch
 	producers map[int64]*producerState
+	// txns are open transactions changed by the batch: producer id -> first
+	// offset, -1 once ended (txn.go).
+	txns map[int64]int64
 }
 
 // ovEntry is a key index change: the new entry, or live=false for a removal.

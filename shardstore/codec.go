@@ -20,6 +20,9 @@ const (
 
 	recFlagKeyNil   = 1 << 0
 	recFlagValueNil = 1 << 1
+	// recFlagMarker: a transaction marker; the key field holds producer id:8
+	// epoch:2 coordinator epoch:4, the value field commit:1.
+	recFlagMarker = 1 << 2
 
 	// recordHeaderLen is version, flags, timestamp and append time.
 	recordHeaderLen = 1 + 1 + 8 + 8
@@ -34,6 +37,21 @@ var errCorrupt = errors.New("shardstore: corrupt value")
 //	uvarint(headers) { uvarint(len key) key  uvarint(len value + 1, 0 = nil) value }
 func appendRecord(buf []byte, r *Record, appendMs int64) []byte {
 	var flags byte
+	if r.Marker != nil {
+		m := r.Marker
+		buf = append(buf, recordVersion, recFlagMarker)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(r.Timestamp))
+		buf = binary.BigEndian.AppendUint64(buf, uint64(appendMs))
+		buf = append(buf, 14)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(m.ProducerID))
+		buf = binary.BigEndian.AppendUint16(buf, uint16(m.ProducerEpoch))
+		buf = binary.BigEndian.AppendUint32(buf, uint32(m.CoordinatorEpoch))
+		commit := byte(0)
+		if m.Commit {
+			commit = 1
+		}
+		return append(buf, 1, commit, 0)
+	}
 	if r.Key == nil {
 		flags |= recFlagKeyNil
 	}
@@ -123,6 +141,19 @@ func decodeRecord(b []byte, r *Record, arena []Header) ([]Header, error) {
 	}
 	if flags&recFlagValueNil != 0 {
 		r.Value = nil
+	}
+	r.Marker = nil
+	if flags&recFlagMarker != 0 {
+		if len(r.Key) != 14 || len(r.Value) != 1 || r.Value[0] > 1 {
+			return arena, errCorrupt
+		}
+		r.Marker = &Marker{
+			ProducerID:       int64(binary.BigEndian.Uint64(r.Key)),
+			ProducerEpoch:    int16(binary.BigEndian.Uint16(r.Key[8:])),
+			CoordinatorEpoch: int32(binary.BigEndian.Uint32(r.Key[10:])),
+			Commit:           r.Value[0] == 1,
+		}
+		r.Key, r.Value = nil, nil
 	}
 	nh, w := binary.Uvarint(b[pos:])
 	if w <= 0 || nh > uint64(len(arena)) {

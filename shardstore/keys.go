@@ -14,6 +14,8 @@ import (
 //	s h <shard:8> r <offset:8>                  record (encodeRecord)
 //	s h <shard:8> t <append ms:8> <offset:8>    tombstone due for expiry -> size, record key
 //	s h <shard:8> x <append ms:8> <offset:8>    superseded record held by min.compaction.lag -> size
+//	s h <shard:8> o <producer id:8>             open transaction of a producer -> first offset
+//	s h <shard:8> n <producer id:8> <offset:8>  staged transactional record -> size, flags, record key
 //	s a <group:4>                               last applied Raft index of a group
 //	s g <group:4> <shard:8>                     registry: the shard is carried by the group -> version
 //
@@ -36,6 +38,8 @@ const (
 	subRecord     = 'r'
 	subTombstone  = 't'
 	subSuperseded = 'x'
+	subOpenTxn    = 'o'
+	subStaged     = 'n'
 
 	shardPrefixLen = 2 + 8
 )
@@ -84,6 +88,20 @@ func producerKey(id ShardID, pid int64) []byte {
 
 // producersEnd bounds a shard's producer state keys.
 func producersEnd(id ShardID) []byte { return sub(id, subProducer+1) }
+
+func openTxnKey(id ShardID, pid int64) []byte {
+	return binary.BigEndian.AppendUint64(sub(id, subOpenTxn), flip(pid))
+}
+
+func stagedKey(id ShardID, pid, offset int64) []byte {
+	return binary.BigEndian.AppendUint64(stagedPrefix(id, pid), flip(offset))
+}
+
+// stagedPrefix is the start of a producer's staged records; stagedPrefix of
+// pid+1 bounds them.
+func stagedPrefix(id ShardID, pid int64) []byte {
+	return binary.BigEndian.AppendUint64(sub(id, subStaged), flip(pid))
+}
 
 func recordKey(id ShardID, offset int64) []byte {
 	return binary.BigEndian.AppendUint64(sub(id, subRecord), flip(offset))
@@ -164,6 +182,8 @@ const (
 	kindSuperseded
 	kindApplied
 	kindGroupShard
+	kindOpenTxn
+	kindStaged
 )
 
 // parsedKey is a decoded store key; which fields are set depends on kind.
@@ -221,6 +241,17 @@ func parseKey(k []byte) (parsedKey, bool) {
 			return parsedKey{}, false
 		}
 		p.kind, p.offset = kindRecord, unflip(binary.BigEndian.Uint64(rest))
+	case subOpenTxn:
+		if len(rest) != 8 {
+			return parsedKey{}, false
+		}
+		p.kind, p.id = kindOpenTxn, unflip(binary.BigEndian.Uint64(rest))
+	case subStaged:
+		if len(rest) != 16 {
+			return parsedKey{}, false
+		}
+		p.kind, p.id = kindStaged, unflip(binary.BigEndian.Uint64(rest))
+		p.offset = unflip(binary.BigEndian.Uint64(rest[8:]))
 	case subTombstone, subSuperseded:
 		if len(rest) != 16 {
 			return parsedKey{}, false
@@ -252,6 +283,10 @@ func (p parsedKey) encode() []byte {
 		return tombstoneKey(p.shard, p.ms, p.offset)
 	case kindSuperseded:
 		return supersededKey(p.shard, p.ms, p.offset)
+	case kindOpenTxn:
+		return openTxnKey(p.shard, p.id)
+	case kindStaged:
+		return stagedKey(p.shard, p.id, p.offset)
 	case kindApplied:
 		return appliedKey(p.group)
 	case kindGroupShard:

@@ -24,6 +24,8 @@ func FuzzKeys(f *testing.F) {
 			{kind: kindRecord, shard: id, offset: a},
 			{kind: kindTombstone, shard: id, ms: a, offset: b},
 			{kind: kindSuperseded, shard: id, ms: b, offset: a},
+			{kind: kindOpenTxn, shard: id, id: a},
+			{kind: kindStaged, shard: id, id: a, offset: b},
 			{kind: kindApplied, group: group},
 			{kind: kindGroupShard, group: group, shard: id},
 		}

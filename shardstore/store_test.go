@@ -222,6 +222,9 @@ func TestConformance(t *testing.T) {
 		{"KeyCacheBoundedInBytes", testKeyCacheBytes},
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"GroupRegistry", testGroupRegistry},
+		{"TransactionCommit", testTxnCommit},
+		{"TransactionAbort", testTxnAbort},
+		{"TransactionFencing", testTxnFencing},
 	}
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {

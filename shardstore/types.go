@@ -50,6 +50,20 @@ type Record struct {
 	// Value is nil for a tombstone.
 	Value   []byte
 	Headers []Header
+	// Marker is set on a transaction marker (a control record: Key, Value
+	// and Headers are nil), written by EndTxn.
+	Marker *Marker
+}
+
+// Marker ends a producer's transaction in a shard (docs/ARCHITECTURE.md
+// rule 7): it commits or aborts the records the producer staged there.
+type Marker struct {
+	ProducerID    int64
+	ProducerEpoch int16
+	Commit        bool
+	// CoordinatorEpoch is the transaction coordinator's epoch, kept for
+	// the control record readers see.
+	CoordinatorEpoch int32
 }
 
 // Producer identifies the producer of an appended batch for Kafka's idempotence
@@ -122,6 +136,9 @@ var (
 	ErrOutOfOrderSequence = errors.New("shardstore: out of order sequence number")
 	// ErrInvalidProducerEpoch: a batch from an older epoch of a known producer.
 	ErrInvalidProducerEpoch = errors.New("shardstore: invalid producer epoch")
+	// ErrInvalidTxnState: a batch that is not transactional from a producer
+	// with an open transaction in the shard.
+	ErrInvalidTxnState = errors.New("shardstore: producer has an open transaction")
 	// ErrEmptyBatch: Append with no records.
 	ErrEmptyBatch = errors.New("shardstore: empty batch")
 	// ErrOffsetOutOfRange: DeleteRecordsBefore past the high watermark.

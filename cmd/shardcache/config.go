@@ -97,6 +97,12 @@ type Config struct {
 	// OffsetsTopicPartitions is the partition count of __consumer_offsets when
 	// it is created.
 	OffsetsTopicPartitions int32
+	// TransactionMaxTimeout is the largest transaction timeout a producer may
+	// ask for (Kafka's transaction.max.timeout.ms); TransactionalIDExpiration
+	// forgets a transactional id idle for that long
+	// (transactional.id.expiration.ms).
+	TransactionMaxTimeout     time.Duration
+	TransactionalIDExpiration time.Duration
 
 	// ClusterAddr is the host:port the node-to-node listener binds (Raft and
 	// control RPCs of every group share it); port 0 picks a free port.
@@ -188,6 +194,8 @@ func defaultConfig() Config {
 		GroupMaxSize:               math.MaxInt32,
 		OffsetsRetention:           7 * 24 * time.Hour,
 		OffsetsTopicPartitions:     50,
+		TransactionMaxTimeout:      broker.DefaultTxnConfig().MaxTimeout,
+		TransactionalIDExpiration:  broker.DefaultTxnConfig().IDExpiration,
 
 		FetchSessionCacheSlots: broker.DefaultFetchSessionCacheSlots,
 
@@ -243,6 +251,8 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var((*int32Value)(&c.GroupMaxSize), "group-max-size", "most members one consumer group may have")
 	fs.DurationVar(&c.OffsetsRetention, "offsets-retention", c.OffsetsRetention, "how long committed offsets of a group without members are kept")
 	fs.Var((*int32Value)(&c.OffsetsTopicPartitions), "offsets-topic-partitions", "partitions of __consumer_offsets when it is created (1 to 1000)")
+	fs.DurationVar(&c.TransactionMaxTimeout, "transaction-max-timeout", c.TransactionMaxTimeout, "largest transaction timeout a producer may ask for (transaction.max.timeout.ms)")
+	fs.DurationVar(&c.TransactionalIDExpiration, "transactional-id-expiration", c.TransactionalIDExpiration, "how long a transactional id without transactions is remembered (transactional.id.expiration.ms)")
 	fs.StringVar(&c.ClusterAddr, "cluster-addr", c.ClusterAddr, "host:port the node-to-node listener binds (port 0 picks one)")
 	fs.StringVar(&c.AdvertisedClusterAddr, "advertised-cluster-addr", c.AdvertisedClusterAddr, "host:port other nodes dial (default: the bound cluster address)")
 	fs.Var((*listValue)(&c.Join), "join", "cluster addresses of existing nodes, comma-separated: an empty data dir joins their cluster")
@@ -400,6 +410,12 @@ func (c Config) Validate() error {
 	}
 	if c.OffsetsTopicPartitions < broker.MinOffsetsTopicPartitions || c.OffsetsTopicPartitions > broker.MaxOffsetsTopicPartitions {
 		return bad("offsets-topic-partitions", "must be between %d and %d, got %d", broker.MinOffsetsTopicPartitions, broker.MaxOffsetsTopicPartitions, c.OffsetsTopicPartitions)
+	}
+	if c.TransactionMaxTimeout < broker.MinTxnMaxTimeout || c.TransactionMaxTimeout > broker.MaxTxnMaxTimeout {
+		return bad("transaction-max-timeout", "must be between %s and %s, got %s", broker.MinTxnMaxTimeout, broker.MaxTxnMaxTimeout, c.TransactionMaxTimeout)
+	}
+	if c.TransactionalIDExpiration < broker.MinTxnIDExpiration || c.TransactionalIDExpiration > broker.MaxTxnIDExpiration {
+		return bad("transactional-id-expiration", "must be between %s and %s, got %s", broker.MinTxnIDExpiration, broker.MaxTxnIDExpiration, c.TransactionalIDExpiration)
 	}
 	if err := checkHostPort(c.ClusterAddr, true); err != nil {
 		return bad("cluster-addr", "%v", err)

@@ -52,6 +52,8 @@ func TestParseConfigDefaults(t *testing.T) {
 		GroupMaxSize:               math.MaxInt32,
 		OffsetsRetention:           168 * time.Hour,
 		OffsetsTopicPartitions:     50,
+		TransactionMaxTimeout:      time.Hour,
+		TransactionalIDExpiration:  168 * time.Hour,
 
 		FetchSessionCacheSlots: 1000,
 
@@ -107,6 +109,8 @@ var allSet = struct {
 		"group-max-size":                "3",
 		"offsets-retention":             "24h",
 		"offsets-topic-partitions":      "4",
+		"transaction-max-timeout":       "2h",
+		"transactional-id-expiration":   "1h",
 
 		"fetch-session-cache-slots": "7",
 
@@ -164,6 +168,8 @@ var allSet = struct {
 		GroupMaxSize:               3,
 		OffsetsRetention:           24 * time.Hour,
 		OffsetsTopicPartitions:     4,
+		TransactionMaxTimeout:      2 * time.Hour,
+		TransactionalIDExpiration:  time.Hour,
 
 		FetchSessionCacheSlots: 7,
 
@@ -322,6 +328,8 @@ var invalidValues = []struct {
 	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
 	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
+	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},
+	{"transactional-id-expiration", []string{"0s", "-1h", "600h", "7d"}},
 	{"listeners", []string{"PLAINTEXT:9092", "FOO://127.0.0.1:9092", "SSL://127.0.0.1:9094", "PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2",
 		"PLAINTEXT://nohost", "://127.0.0.1:1", "PLAINTEXT://127.0.0.1:1,SASL_PLAINTEXT://127.0.0.1:1"}},
 	{"advertised-listeners", []string{"PLAINTEXT://kafka.example:9092"}}, // without --listeners

@@ -366,6 +366,7 @@ func brokerConfig(cfg Config) broker.Config {
 		DefaultPartitions:    cfg.DefaultPartitions,
 		TopicDefaults:        map[string]string{topicconfig.CleanupPolicy: cfg.DefaultCleanupPolicy},
 		Groups:               groupConfig(cfg),
+		Transactions:         txnConfig(cfg),
 		LogDir:               absDir(cfg.DataDir),
 
 		FetchSessionCacheSlots: cfg.FetchSessionCacheSlots,
@@ -373,6 +374,14 @@ func brokerConfig(cfg Config) broker.Config {
 		AuthenticationTimeout: cfg.SASLHandshakeTimeout,
 		SASLSessionLifetime:   cfg.SASLSessionLifetime,
 	}
+}
+
+// txnConfig is the transaction coordinator's configuration from the flags.
+func txnConfig(cfg Config) broker.TxnConfig {
+	t := broker.DefaultTxnConfig()
+	t.MaxTimeout = cfg.TransactionMaxTimeout
+	t.IDExpiration = cfg.TransactionalIDExpiration
+	return t
 }
 
 // absDir is dir made absolute, or dir itself when that fails.

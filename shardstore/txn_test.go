@@ -1,0 +1,182 @@
+package shardstore
+
+import (
+	"bytes"
+	"testing"
+)
+
+func txnPID(id int64, epoch int16, seq int32) Producer {
+	return Producer{ID: id, Epoch: epoch, BaseSequence: seq, Transactional: true}
+}
+
+func (h *h) endTxn(id ShardID, o AppendOptions, m Marker) int64 {
+	h.t.Helper()
+	var off int64
+	h.batch(func(b *Batch) {
+		var err error
+		if off, err = b.EndTxn(id, o, m); err != nil {
+			h.t.Fatalf("end txn: %v", err)
+		}
+	})
+	return off
+}
+
+func (h *h) lso(id ShardID) int64 {
+	h.t.Helper()
+	lso, err := h.s.LastStableOffset(id)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return lso
+}
+
+func (h *h) lookupValue(id ShardID, key string) string {
+	h.t.Helper()
+	r, ok, err := h.s.Lookup(id, []byte(key))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	if !ok {
+		return "<none>"
+	}
+	return string(r.Value)
+}
+
+// testTxnCommit: staged records take offsets at once, stay out of the key
+// index and hold the last stable offset until the commit; at commit each
+// becomes live only if its offset is above the key's live record.
+func testTxnCommit(h *h) {
+	h.create(1)
+	h.mustAppend(1, compact, NoProducer, kv("a", "a0"), kv("b", "b0"))
+	if got := h.mustAppend(1, compact, txnPID(7, 0, 0), kv("a", "a1"), kv("c", "c1")); got.BaseOffset != 2 {
+		h.t.Fatalf("staged base = %d, want 2", got.BaseOffset)
+	}
+	// A plain write to b after the transaction started: above the LSO too.
+	h.mustAppend(1, compact, NoProducer, kv("b", "b2"))
+	h.mustAppend(1, compact, txnPID(7, 0, 2), kv("b", "b-txn"))
+	if lso := h.lso(1); lso != 2 {
+		h.t.Fatalf("LSO = %d, want 2", lso)
+	}
+	if v := h.lookupValue(1, "a"); v != "a0" {
+		h.t.Fatalf("lookup a before commit = %s", v)
+	}
+	if v := h.lookupValue(1, "c"); v != "<none>" {
+		h.t.Fatalf("lookup c before commit = %s", v)
+	}
+	// read_uncommitted sees the staged records.
+	wantOffsets(h.t, h.read(1, 0), 0, 2, 3, 4, 5) // b0 at 1 replaced by b2
+	// A plain batch from the producer with its transaction open.
+	_, err := h.append(1, compact, pid(7, 0, 3), kv("x", "1"))
+	wantErr(h.t, err, ErrInvalidTxnState)
+
+	h.restart()
+	off := h.endTxn(1, at(compact, 100), Marker{ProducerID: 7, ProducerEpoch: 0, Commit: true, CoordinatorEpoch: 3})
+	if off != 6 || h.lso(1) != 7 || h.state(1).HighWatermark != 7 {
+		h.t.Fatalf("marker at %d, LSO %d, HW %d", off, h.lso(1), h.state(1).HighWatermark)
+	}
+	for k, want := range map[string]string{"a": "a1", "b": "b-txn", "c": "c1"} {
+		if v := h.lookupValue(1, k); v != want {
+			h.t.Fatalf("lookup %s = %s, want %s", k, v, want)
+		}
+	}
+	recs := h.read(1, 0)
+	wantOffsets(h.t, recs, 2, 3, 5, 6)
+	m := recs[3].Marker
+	if m == nil || !m.Commit || m.ProducerID != 7 || m.CoordinatorEpoch != 3 || recs[3].Key != nil {
+		h.t.Fatalf("marker record %+v", recs[3])
+	}
+	if st := h.state(1); st.LiveKeys != 3 || st.LiveRecords != 4 {
+		h.t.Fatalf("state after commit %+v", st)
+	}
+	// Sequences go on across transactions of one epoch (transactions v1).
+	h.mustAppend(1, compact, txnPID(7, 0, 3), kv("a", "a3"))
+	if h.lso(1) != 7 {
+		h.t.Fatalf("LSO = %d, want 7", h.lso(1))
+	}
+}
+
+// testTxnAbort: aborted records are deleted and never reach the key index.
+func testTxnAbort(h *h) {
+	h.create(1)
+	h.mustAppend(1, compact, NoProducer, kv("a", "a0"))
+	h.mustAppend(1, compact, txnPID(9, 2, 0), kv("a", "bad"), tomb("a"))
+	h.mustAppend(1, del, NoProducer, kv("z", "z"))
+	h.restart()
+	h.endTxn(1, at(compact, 5), Marker{ProducerID: 9, ProducerEpoch: 2})
+	if v := h.lookupValue(1, "a"); v != "a0" {
+		h.t.Fatalf("lookup a after abort = %s", v)
+	}
+	recs := h.read(1, 0)
+	wantOffsets(h.t, recs, 0, 3, 4)
+	if recs[2].Marker == nil || recs[2].Marker.Commit {
+		h.t.Fatalf("abort marker %+v", recs[2])
+	}
+	if st := h.state(1); st.LiveKeys != 1 || st.LiveRecords != 3 || st.Tombstones != 0 || h.lso(1) != 5 {
+		h.t.Fatalf("state after abort %+v, LSO %d", st, h.lso(1))
+	}
+	// A marker for a producer with nothing staged still takes an offset.
+	if off := h.endTxn(1, compact, Marker{ProducerID: 11, Commit: true}); off != 5 {
+		h.t.Fatalf("empty marker at %d", off)
+	}
+	// Delete policy: commit keeps the records, abort deletes them.
+	h.create(2)
+	h.mustAppend(2, del, txnPID(1, 0, 0), Record{Value: []byte("k1")}, Record{Value: []byte("k2")})
+	h.endTxn(2, del, Marker{ProducerID: 1, Commit: true})
+	h.mustAppend(2, del, txnPID(1, 0, 2), Record{Value: []byte("gone")})
+	h.endTxn(2, del, Marker{ProducerID: 1})
+	recs = h.read(2, 0)
+	wantOffsets(h.t, recs, 0, 1, 2, 4)
+	if !bytes.Equal(recs[1].Value, []byte("k2")) {
+		h.t.Fatalf("delete-policy records %+v", recs)
+	}
+}
+
+// testTxnFencing: a marker with a bumped epoch (a fenced and aborted
+// transaction) refuses the zombie's later batches and older markers.
+func testTxnFencing(h *h) {
+	h.create(1)
+	h.mustAppend(1, compact, txnPID(5, 3, 0), kv("a", "zombie"))
+	h.endTxn(1, compact, Marker{ProducerID: 5, ProducerEpoch: 4})
+	_, err := h.append(1, compact, txnPID(5, 3, 1), kv("a", "late"))
+	wantErr(h.t, err, ErrInvalidProducerEpoch)
+	b := h.s.NewBatch()
+	defer b.Close()
+	_, err = b.EndTxn(1, compact, Marker{ProducerID: 5, ProducerEpoch: 3, Commit: true})
+	wantErr(h.t, err, ErrInvalidProducerEpoch)
+	h.mustAppend(1, compact, txnPID(5, 4, 0), kv("a", "new"))
+	h.endTxn(1, compact, Marker{ProducerID: 5, ProducerEpoch: 4, Commit: true})
+	if v := h.lookupValue(1, "a"); v != "new" {
+		h.t.Fatalf("lookup a = %s", v)
+	}
+}
+
+// TestCoordinatorTxnWrite: a transactional write without a sequence (the
+// group coordinator's TxnOffsetCommit) is staged, checked by epoch only, and
+// listed by StagedOffsets until its marker.
+func TestCoordinatorTxnWrite(t *testing.T) {
+	s, reopen := backends[0].open(t)
+	hh := &h{t: t, s: s, reopen: reopen}
+	hh.create(1)
+	coord := Producer{ID: 4, Epoch: 2, BaseSequence: -1, Transactional: true}
+	hh.mustAppend(1, compact, coord, kv("g/t/0", "10"))
+	hh.mustAppend(1, compact, coord, kv("g/t/0", "12"))
+	staged, err := hh.s.StagedOffsets(1)
+	if err != nil || len(staged) != 2 || staged[0] != 4 || staged[1] != 4 {
+		t.Fatalf("staged %v, %v", staged, err)
+	}
+	if open, _ := hh.s.OpenTxn(1, 4); !open {
+		t.Fatal("no open transaction")
+	}
+	_, err = hh.append(1, compact, Producer{ID: 4, Epoch: 1, BaseSequence: -1, Transactional: true}, kv("g/t/0", "old"))
+	wantErr(t, err, ErrInvalidProducerEpoch)
+	hh.endTxn(1, compact, Marker{ProducerID: 4, ProducerEpoch: 2, Commit: true})
+	if v := hh.lookupValue(1, "g/t/0"); v != "12" {
+		t.Fatalf("committed offset %s", v)
+	}
+	if staged, _ := hh.s.StagedOffsets(1); len(staged) != 0 {
+		t.Fatalf("staged after commit %v", staged)
+	}
+	if open, _ := hh.s.OpenTxn(1, 4); open {
+		t.Fatal("open after commit")
+	}
+}
