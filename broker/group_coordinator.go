@@ -36,7 +36,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
-	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -191,7 +190,7 @@ type coordinator struct {
 	// (so waiting for it honours a request's context).
 	loading map[int32]chan struct{}
 
-	createMu sync.Mutex // serializes creating __consumer_offsets
+	topic internalTopic // __consumer_offsets
 
 	// expiring is set while an offset expiry pass runs.
 	expiring atomic.Bool
@@ -223,6 +222,7 @@ func newCoordinator(b *Broker, cfg GroupConfig) *coordinator {
 		stop:    make(chan struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
+		topic:   internalTopic{name: offsetsTopic, partitions: cfg.OffsetsTopicPartitions, what: "offsets topic"},
 	}
 	if b.cfg.hooks != nil {
 		c.hooks = *b.cfg.hooks
@@ -415,29 +415,7 @@ func partitionFor(group string, partitions int) int32 {
 // offsetsTopicInfo returns __consumer_offsets, creating it (compacted) when
 // create is set and it does not exist.
 func (c *coordinator) offsetsTopicInfo(ctx context.Context, create bool) (raftfsm.TopicInfo, error) {
-	if ti, ok := c.b.node.Topic(offsetsTopic); ok {
-		return ti, nil
-	}
-	if !create {
-		return raftfsm.TopicInfo{}, errCoordinatorNA
-	}
-	c.createMu.Lock()
-	defer c.createMu.Unlock()
-	if ti, ok := c.b.node.Topic(offsetsTopic); ok {
-		return ti, nil
-	}
-	ti, err := c.b.node.CreateTopic(ctx, offsetsTopic, c.cfg.OffsetsTopicPartitions,
-		map[string]string{topicconfig.CleanupPolicy: "compact"}, false)
-	if errors.Is(err, raftfsm.ErrTopicExists) {
-		if ti, ok := c.b.node.Topic(offsetsTopic); ok {
-			return ti, nil
-		}
-	}
-	if err != nil {
-		return raftfsm.TopicInfo{}, err
-	}
-	c.log.Info("offsets topic created", logKeyTopic, offsetsTopic, "partitions", c.cfg.OffsetsTopicPartitions)
-	return ti, nil
+	return c.topic.info(ctx, c.b.node, c.log, create)
 }
 
 // route finds the offsets partition of a group and makes sure this node

@@ -41,7 +41,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -149,7 +148,7 @@ type txnCoordinator struct {
 	loaded  map[int32]int32
 	loading map[int32]chan struct{}
 
-	createMu sync.Mutex // serializes creating __transaction_state
+	topic internalTopic // __transaction_state
 
 	stop   chan struct{}
 	ctx    context.Context
@@ -171,6 +170,7 @@ func newTxnCoordinator(b *Broker, cfg TxnConfig, now func() time.Time) *txnCoord
 		stop:    make(chan struct{}),
 		ctx:     ctx,
 		cancel:  cancel,
+		topic:   internalTopic{name: txnStateTopic, partitions: cfg.TopicPartitions, what: "transaction state topic"},
 	}
 	c.goFunc(c.run)
 	return c
@@ -236,29 +236,7 @@ func (c *txnCoordinator) run() {
 // is set and it does not exist, as the group coordinator creates
 // __consumer_offsets.
 func (c *txnCoordinator) topicInfo(ctx context.Context, create bool) (raftfsm.TopicInfo, error) {
-	if ti, ok := c.b.node.Topic(txnStateTopic); ok {
-		return ti, nil
-	}
-	if !create {
-		return raftfsm.TopicInfo{}, errCoordinatorNA
-	}
-	c.createMu.Lock()
-	defer c.createMu.Unlock()
-	if ti, ok := c.b.node.Topic(txnStateTopic); ok {
-		return ti, nil
-	}
-	ti, err := c.b.node.CreateTopic(ctx, txnStateTopic, c.cfg.TopicPartitions,
-		map[string]string{topicconfig.CleanupPolicy: "compact"}, false)
-	if errors.Is(err, raftfsm.ErrTopicExists) {
-		if ti, ok := c.b.node.Topic(txnStateTopic); ok {
-			return ti, nil
-		}
-	}
-	if err != nil {
-		return raftfsm.TopicInfo{}, err
-	}
-	c.log.Info("transaction state topic created", logKeyTopic, txnStateTopic, "partitions", c.cfg.TopicPartitions)
-	return ti, nil
+	return c.topic.info(ctx, c.b.node, c.log, create)
 }
 
 // route finds the partition of a transactional id and makes sure this node
