@@ -101,16 +101,17 @@ public final class Jobs {
     }
 
     /**
-     * Starts the exactly-once pipeline without waiting for it: read the source, fail once
-     * after the first completed checkpoint ({@link FailOnceAfterCheckpoint}, up to three
-     * restarts), map every value with {@link MapValue}, tag it with the writer's attempt
-     * ({@link TagAttempt}) and write it through {@code sink}.
+     * Starts the exactly-once pipeline without waiting for it: read the source, fail one
+     * subtask after a checkpoint completed and before it committed that checkpoint's
+     * transaction ({@link FailBeforeCommit}, up to three restarts), map every value with
+     * {@link MapValue}, tag it with the writer's attempt ({@link TagAttempt}) and write it
+     * through {@code sink}.
      */
     public static JobClient startExactlyOncePipeline(KafkaSource<Update> source, KafkaSink<Update> sink,
             String jobName) throws Exception {
         StreamExecutionEnvironment env = environment(3);
         read(env, source, "input")
-                .map(new FailOnceAfterCheckpoint()).name("fail-once")
+                .map(new FailBeforeCommit()).name("fail-before-commit")
                 .map(new MapValue()).name("map-value")
                 .map(new TagAttempt()).name("tag-attempt")
                 .sinkTo(sink).name("output");

@@ -10,6 +10,7 @@ import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Objects;
 import java.util.Properties;
 import java.util.UUID;
 import java.util.function.BiFunction;
@@ -25,12 +26,14 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
  * One exactly-once run and its checks, shared by the test classes of both Flink
- * versions. A bounded job reads {@link #UPDATES} keyed updates from a compacted input,
- * fails once after its first completed checkpoint and restarts from it, and writes the
+ * versions. A bounded job reads keyed updates from a compacted input and writes the
  * mapped values, tagged with the writing attempt ({@link TagAttempt}), through an
- * EXACTLY_ONCE KafkaSink into a compacted output. The restore commits the checkpoint's
- * pre-committed transactions from a new producer (a bare EndTxn), and aborts the
- * transactions the failed attempt left open.
+ * EXACTLY_ONCE KafkaSink into a compacted output. One subtask fails after a checkpoint
+ * completed and before it committed that checkpoint's transaction ({@link
+ * FailBeforeCommit}); its restore must commit that transaction from a new producer (a
+ * bare EndTxn) and abort the ones the failed attempt left open. The input starts with
+ * {@link #SOLO_KEYS} keys written once, so the pre-committed transaction holds final
+ * values: had the restore not committed it, they would be missing from the output.
  *
  * <p>A read_committed consumer follows the output while the job runs, and a second one
  * reads it whole after the job ends. Every input value is unique, so a value seen twice
@@ -39,6 +42,7 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * stay open (the read_committed end offsets reach the high watermarks).
  */
 final class ExactlyOnce {
+    static final int SOLO_KEYS = 400;
     static final int UPDATES = 20_000;
     static final int KEYS = 2_000;
     static final int PARTITIONS = 4;
@@ -59,10 +63,14 @@ final class ExactlyOnce {
         String prefix = "eo-" + what + "-" + UUID.randomUUID().toString().substring(0, 8);
         kafka.createCompacted(input, PARTITIONS);
         kafka.createCompacted(output, PARTITIONS);
-        List<Update> ups = CachePipelineTest.updates(what, UPDATES, KEYS);
+        List<Update> ups = new ArrayList<>();
+        for (int i = 0; i < SOLO_KEYS; i++) {
+            ups.add(new Update("solo-" + i, what + "-solo-" + i));
+        }
+        ups.addAll(CachePipelineTest.updates(what, UPDATES, KEYS));
         kafka.write(input, ups);
 
-        FailOnceAfterCheckpoint.reset();
+        FailBeforeCommit.reset();
         JobClient job = Jobs.startExactlyOncePipeline(
                 Jobs.source(kafka.bootstrap, input, null, OffsetsInitializer.earliest(), OffsetsInitializer.latest(), 0),
                 configure.apply(Jobs.exactlyOnceSink(kafka.bootstrap, output, prefix), output).build(),
@@ -92,9 +100,22 @@ final class ExactlyOnce {
             }
             readTo(c, lso, followed, deadline, output);
         }
-        assertTrue(FailOnceAfterCheckpoint.hasFailed(), "the job never hit its injected failure");
+        assertTrue(FailBeforeCommit.hasFailed(), "the job never hit its injected failure");
+        assertTrue(FailBeforeCommit.checkpointCompletedBeforeFailure(),
+                "the failing subtask gave up waiting for its checkpoint to complete");
 
         Map<String, String> want = Kafka.latest(ups);
+        // Updates in the transaction that only the restore committed, whose value is final.
+        List<Update> finalPreCommitted = FailBeforeCommit.preCommitted().stream()
+                .filter(u -> Objects.equals(want.get(u.key), u.value))
+                .collect(Collectors.toList());
+        assertTrue(!finalPreCommitted.isEmpty(), "no final value among the updates pre-committed before the failure: "
+                + FailBeforeCommit.preCommitted().size() + " updates");
+        Map<String, String> latest = Kafka.live(Kafka.latest(untagged(readCommitted(kafka.bootstrap, output))));
+        for (Update u : finalPreCommitted) {
+            assertEquals(MapValue.apply(u.value), latest.get(u.key), "key " + u.key
+                    + " of the transaction pre-committed before the failure and committed by the restore");
+        }
         check("followed while the job ran", followed, want, output);
         check("read after the job ended", readCommitted(kafka.bootstrap, output), want, output);
     }
@@ -135,6 +156,16 @@ final class ExactlyOnce {
                 assertEquals(null, latest.get(k), "key " + k + " of " + output + " ends in a tombstone (" + how + ")");
             }
         });
+    }
+
+    /** Records as updates, values without their attempt tag. */
+    static List<Update> untagged(List<ConsumerRecord<byte[], byte[]>> records) {
+        List<Update> out = new ArrayList<>(records.size());
+        for (ConsumerRecord<byte[], byte[]> r : records) {
+            String v = r.value() == null ? null : TagAttempt.untag(new String(r.value(), StandardCharsets.UTF_8));
+            out.add(new Update(new String(r.key(), StandardCharsets.UTF_8), v));
+        }
+        return out;
     }
 
     /** Every record of topic up to its last stable offsets, read by a new read_committed consumer. */
