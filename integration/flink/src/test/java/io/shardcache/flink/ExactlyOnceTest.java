@@ -1,7 +1,5 @@
 package io.shardcache.flink;
 
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -12,23 +10,11 @@ import org.junit.jupiter.api.Timeout;
  * consumers ({@link ExactlyOnce}). Runs under both Flink profiles.
  */
 class ExactlyOnceTest {
-    static Kafka kafka;
-
-    @BeforeAll
-    static void connect() {
-        kafka = Kafka.connect();
-    }
-
-    @AfterAll
-    static void close() {
-        if (kafka != null) {
-            kafka.close();
-        }
-    }
-
     @Test
     @Timeout(240)
     void failAndRestoreWithDefaults() throws Exception {
-        ExactlyOnce.run(kafka, "eo", (b, topic) -> b);
+        try (Kafka kafka = Kafka.connect()) {
+            ExactlyOnce.run(kafka, "eo", (b, topic) -> b);
+        }
     }
 }

@@ -5,8 +5,6 @@ import java.util.Locale;
 import org.apache.flink.api.common.serialization.SerializationSchema;
 import org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema;
 import org.apache.flink.connector.kafka.sink.TransactionNamingStrategy;
-import org.junit.jupiter.api.AfterAll;
-import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
@@ -22,20 +20,6 @@ import org.junit.jupiter.api.Timeout;
  * which the connector's own serialization-schema builder does; both runs use it.
  */
 class NamingStrategyTest {
-    static Kafka kafka;
-
-    @BeforeAll
-    static void connect() {
-        kafka = Kafka.connect();
-    }
-
-    @AfterAll
-    static void close() {
-        if (kafka != null) {
-            kafka.close();
-        }
-    }
-
     @Test
     @Timeout(240)
     void incrementing() throws Exception {
@@ -55,9 +39,11 @@ class NamingStrategyTest {
     }
 
     private static void run(TransactionNamingStrategy naming) throws Exception {
-        ExactlyOnce.run(kafka, naming.name().toLowerCase(Locale.ROOT), (b, topic) -> b
-                .setRecordSerializer(serializer(topic))
-                .setTransactionNamingStrategy(naming));
+        try (Kafka kafka = Kafka.connect()) {
+            ExactlyOnce.run(kafka, naming.name().toLowerCase(Locale.ROOT), (b, topic) -> b
+                    .setRecordSerializer(serializer(topic))
+                    .setTransactionNamingStrategy(naming));
+        }
     }
 
     /** Keyed updates into topic (a null value stays a tombstone), naming the topic for POOLING. */
