@@ -29,6 +29,11 @@ import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
  *       queued behind the blocked update and never runs.
  * </ol>
  *
+ * <p>In attempt 1 the same subtask fails again, mid-transaction, on its
+ * {@link #SECOND_FAILURE_AFTER}th update: the updates it passed on since its last
+ * snapshot are in a transaction that is aborted ({@link #aborted()}), so no
+ * read_committed reader may see them as attempt 1 wrote them.
+ *
  * <p>Until the failure every update is held for {@link FailOnceAfterCheckpoint#HOLD_NANOS},
  * so the input cannot drain first. The flags are static (a local MiniCluster runs the job
  * in the test's JVM); {@link #reset()} arms it for one job.
@@ -40,15 +45,25 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
     /** How long the failing subtask waits for the checkpoint to complete elsewhere. */
     static final long WAIT_NANOS = TimeUnit.SECONDS.toNanos(60);
 
+    /** The update of attempt 1 on which the failing subtask fails again. */
+    static final int SECOND_FAILURE_AFTER = 200;
+
     private static final AtomicInteger failingSubtask = new AtomicInteger(-1);
     private static final AtomicLong failAfterCheckpoint = new AtomicLong(-1);
     private static final AtomicLong completedElsewhere = new AtomicLong(-1);
     private static final AtomicBoolean failed = new AtomicBoolean();
     private static final AtomicBoolean sawCompletion = new AtomicBoolean();
+    private static final AtomicBoolean failedAgain = new AtomicBoolean();
     private static volatile List<Update> preCommitted = List.of();
+    private static volatile List<Update> aborted = List.of();
 
-    /** Updates this subtask passed on in attempt 0 (only the failing one's are kept). */
+    /**
+     * Updates this subtask passed on: in attempt 0 since the start (only the failing
+     * one's are kept), in the failing subtask's attempt 1 since its last snapshot.
+     */
     private transient List<Update> passed;
+    /** Updates the failing subtask passed on in attempt 1. */
+    private transient int passedAgain;
 
     /** Arms the failure for the next job. */
     public static void reset() {
@@ -57,7 +72,19 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
         completedElsewhere.set(-1);
         failed.set(false);
         sawCompletion.set(false);
+        failedAgain.set(false);
         preCommitted = List.of();
+        aborted = List.of();
+    }
+
+    /** Whether the second failure (attempt 1, mid-transaction) was thrown. */
+    public static boolean hasFailedAgain() {
+        return failedAgain.get();
+    }
+
+    /** The updates of the transaction that attempt 1 left open when it failed. */
+    public static List<Update> aborted() {
+        return aborted;
     }
 
     /** Whether the failure was thrown since the last {@link #reset()}. */
@@ -93,7 +120,20 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
 
     @Override
     public Update map(Update u) {
+        if (failedAgain.get()) {
+            return u;
+        }
         if (failed.get()) {
+            if (failingSubtask.get() != subtask() || getRuntimeContext().getTaskInfo().getAttemptNumber() != 1) {
+                return u;
+            }
+            if (++passedAgain == SECOND_FAILURE_AFTER) {
+                aborted = List.copyOf(passed);
+                failedAgain.set(true);
+                throw new IllegalStateException("injected failure in the middle of a transaction of attempt 1");
+            }
+            LockSupport.parkNanos(FailOnceAfterCheckpoint.HOLD_NANOS);
+            passed.add(u);
             return u;
         }
         if (firstAttempt() && failingSubtask.get() == subtask() && failAfterCheckpoint.get() >= 0) {
@@ -115,6 +155,10 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
 
     @Override
     public void snapshotState(FunctionSnapshotContext context) {
+        if (failed.get()) {
+            passed.clear(); // attempt 1: what follows is in the next transaction
+            return;
+        }
         if (firstAttempt() && !passed.isEmpty() && failingSubtask.compareAndSet(-1, subtask())) {
             preCommitted = List.copyOf(passed);
             failAfterCheckpoint.set(context.getCheckpointId());

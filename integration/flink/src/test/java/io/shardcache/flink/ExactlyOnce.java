@@ -8,10 +8,12 @@ import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.HashMap;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Objects;
 import java.util.Properties;
+import java.util.Set;
 import java.util.UUID;
 import java.util.function.BiFunction;
 import java.util.stream.Collectors;
@@ -33,7 +35,9 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * FailBeforeCommit}); its restore must commit that transaction from a new producer (a
  * bare EndTxn) and abort the ones the failed attempt left open. The input starts with
  * {@link #SOLO_KEYS} keys written once, so the pre-committed transaction holds final
- * values: had the restore not committed it, they would be missing from the output.
+ * values: had the restore not committed it, they would be missing from the output. The
+ * restarted subtask then fails again in the middle of a transaction, which is aborted: no
+ * read_committed reader may see what it held.
  *
  * <p>A read_committed consumer follows the output while the job runs, and a second one
  * reads it whole after the job ends. Every input value is unique, so a value seen twice
@@ -103,6 +107,15 @@ final class ExactlyOnce {
         assertTrue(FailBeforeCommit.hasFailed(), "the job never hit its injected failure");
         assertTrue(FailBeforeCommit.checkpointCompletedBeforeFailure(),
                 "the failing subtask gave up waiting for its checkpoint to complete");
+        assertTrue(FailBeforeCommit.hasFailedAgain(), "the job never hit its second injected failure");
+        // The values attempt 1 wrote into the transaction its failure left open.
+        Set<String> abortedValues = new HashSet<>();
+        for (Update u : FailBeforeCommit.aborted()) {
+            if (u.value != null) {
+                abortedValues.add(MapValue.apply(u.value) + "@1");
+            }
+        }
+        assertTrue(!abortedValues.isEmpty(), "the second failure left no update in an open transaction");
 
         Map<String, String> want = Kafka.latest(ups);
         // Updates in the transaction that only the restore committed, whose value is final.
@@ -111,13 +124,22 @@ final class ExactlyOnce {
                 .collect(Collectors.toList());
         assertTrue(!finalPreCommitted.isEmpty(), "no final value among the updates pre-committed before the failure: "
                 + FailBeforeCommit.preCommitted().size() + " updates");
-        Map<String, String> latest = Kafka.live(Kafka.latest(untagged(readCommitted(kafka.bootstrap, output))));
+        List<ConsumerRecord<byte[], byte[]>> after = readCommitted(kafka.bootstrap, output);
+        for (List<ConsumerRecord<byte[], byte[]>> records : List.of(followed, after)) {
+            for (ConsumerRecord<byte[], byte[]> r : records) {
+                String v = r.value() == null ? null : new String(r.value(), StandardCharsets.UTF_8);
+                assertTrue(v == null || !abortedValues.contains(v), String.format(
+                        "%s-%d@%d: %s was written by attempt 1 in the transaction its failure aborted",
+                        output, r.partition(), r.offset(), v));
+            }
+        }
+        Map<String, String> latest = Kafka.live(Kafka.latest(untagged(after)));
         for (Update u : finalPreCommitted) {
             assertEquals(MapValue.apply(u.value), latest.get(u.key), "key " + u.key
                     + " of the transaction pre-committed before the failure and committed by the restore");
         }
         check("followed while the job ran", followed, want, output);
-        check("read after the job ended", readCommitted(kafka.bootstrap, output), want, output);
+        check("read after the job ended", after, want, output);
     }
 
     /**
