@@ -25,15 +25,16 @@ import (
 const (
 	// flinkProfileTimeout bounds one profile's `mvn -o test`: compile, JVM start, six
 	// jobs whose waits have 60 s deadlines (about 25 s in all on two cores) and up to
-	// three exactly-once jobs (about 15 s each) bounded at 150 s.
+	// two exactly-once jobs (15 to 50 s each) bounded at 150 s.
 	flinkProfileTimeout = 10 * time.Minute
 )
 
 // minFlinkTests is the number of JUnit tests in integration/flink per profile: the cache
 // pipeline, failure and recovery, committed-offset start, the slow reader with partition
 // discovery, the latest and timestamp initializers, and exactly-once with the defaults;
-// on connector 5.0 also exactly-once with INCREMENTING and with POOLING naming (less one
-// when POOLING is left out, see flinkExcludedGroups).
+// on connector 5.0 also the check that INCREMENTING naming is the default and
+// exactly-once with POOLING naming (less one when POOLING is left out, see
+// flinkExcludedGroups).
 var minFlinkTests = map[string]int{"flink-2.2": 9, "flink-1.20": 7}
 
 // flinkExcludedGroups are the JUnit tags left out against b: "cluster" (those tests need
