@@ -2,6 +2,9 @@ package io.shardcache.flink;
 
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicBoolean;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -14,29 +17,29 @@ import org.apache.flink.runtime.state.FunctionSnapshotContext;
 import org.apache.flink.streaming.api.checkpoint.CheckpointedFunction;
 
 /**
- * Passes updates through and makes one subtask fail after a checkpoint has completed but
- * before that subtask hears of it, so its EXACTLY_ONCE sink never commits the transaction
- * it pre-committed for that checkpoint: the restore must commit it (Flink's recovery
- * resumes the transaction by producer id and epoch in a new producer and sends a bare
- * EndTxn). Chained in front of the sink, in attempt 0:
+ * Passes updates through and injects two failures into a job whose EXACTLY_ONCE sink is
+ * chained behind it.
  *
  * <ol>
- *   <li>the first subtask to snapshot a checkpoint after passing on at least one update
- *       becomes the failing one; the updates it passed on so far are in the transaction
- *       pre-committed at that checkpoint ({@link #preCommitted()});
- *   <li>on its next update it waits until another subtask is notified that this
- *       checkpoint completed (so it is complete), then throws. Its own notification is
- *       queued behind the blocked update and never runs.
+ *   <li>In attempt 0, the first subtask to snapshot a checkpoint after passing on at least
+ *       one update since its previous snapshot becomes the failing one; those updates are
+ *       in the transaction pre-committed at that checkpoint ({@link #preCommitted()}). On
+ *       its next update it waits until another subtask is notified that the checkpoint
+ *       completed (so it is complete), then throws: its own notification is queued behind
+ *       the blocked update and never runs, so its sink never commits that transaction
+ *       and the restore must (Flink's recovery resumes the transaction by producer id and
+ *       epoch in a new producer and sends a bare EndTxn).
+ *   <li>After that, the first subtask (any attempt) to pass on {@link
+ *       #SECOND_FAILURE_AFTER} more updates throws in the middle of a transaction: the
+ *       updates it passed on since its last snapshot are in a transaction that is aborted
+ *       ({@link #aborted()}, written with the tag {@link #abortedTag()}), so no
+ *       read_committed reader may see them as that attempt wrote them.
  * </ol>
  *
- * <p>In attempt 1 the same subtask fails again, mid-transaction, on its
- * {@link #SECOND_FAILURE_AFTER}th update: the updates it passed on since its last
- * snapshot are in a transaction that is aborted ({@link #aborted()}), so no
- * read_committed reader may see them as attempt 1 wrote them.
- *
- * <p>Until the failure every update is held for {@link FailOnceAfterCheckpoint#HOLD_NANOS},
- * so the input cannot drain first. The flags are static (a local MiniCluster runs the job
- * in the test's JVM); {@link #reset()} arms it for one job.
+ * <p>Until the second failure every update is held for {@link
+ * FailOnceAfterCheckpoint#HOLD_NANOS}, so the input cannot drain first. The flags are static
+ * (a local MiniCluster runs the job in the test's JVM); {@link #reset()} arms them for one
+ * job.
  */
 public class FailBeforeCommit extends RichMapFunction<Update, Update>
         implements CheckpointedFunction, CheckpointListener {
@@ -44,8 +47,7 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
 
     /** How long the failing subtask waits for the checkpoint to complete elsewhere. */
     static final long WAIT_NANOS = TimeUnit.SECONDS.toNanos(60);
-
-    /** The update of attempt 1 on which the failing subtask fails again. */
+    /** How many updates a subtask passes on after the first failure before the second. */
     static final int SECOND_FAILURE_AFTER = 200;
 
     private static final AtomicInteger failingSubtask = new AtomicInteger(-1);
@@ -56,16 +58,16 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
     private static final AtomicBoolean failedAgain = new AtomicBoolean();
     private static volatile List<Update> preCommitted = List.of();
     private static volatile List<Update> aborted = List.of();
+    private static volatile String abortedTag = "";
+    /** Updates passed on by "subtask#attempt", for failure messages. */
+    private static final Map<String, AtomicInteger> counts = new ConcurrentHashMap<>();
 
-    /**
-     * Updates this subtask passed on: in attempt 0 since the start (only the failing
-     * one's are kept), in the failing subtask's attempt 1 since its last snapshot.
-     */
-    private transient List<Update> passed;
-    /** Updates the failing subtask passed on in attempt 1. */
-    private transient int passedAgain;
+    /** Updates this instance passed on since its last snapshot. */
+    private transient List<Update> sinceSnapshot;
+    /** Updates this instance passed on since it saw the first failure. */
+    private transient int sinceFailure;
 
-    /** Arms the failure for the next job. */
+    /** Arms the failures for the next job. */
     public static void reset() {
         failingSubtask.set(-1);
         failAfterCheckpoint.set(-1);
@@ -75,21 +77,18 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
         failedAgain.set(false);
         preCommitted = List.of();
         aborted = List.of();
+        abortedTag = "";
+        counts.clear();
     }
 
-    /** Whether the second failure (attempt 1, mid-transaction) was thrown. */
-    public static boolean hasFailedAgain() {
-        return failedAgain.get();
-    }
-
-    /** The updates of the transaction that attempt 1 left open when it failed. */
-    public static List<Update> aborted() {
-        return aborted;
-    }
-
-    /** Whether the failure was thrown since the last {@link #reset()}. */
+    /** Whether the first failure was thrown since the last {@link #reset()}. */
     public static boolean hasFailed() {
         return failed.get();
+    }
+
+    /** Whether the second failure (in the middle of a transaction) was thrown. */
+    public static boolean hasFailedAgain() {
+        return failedAgain.get();
     }
 
     /**
@@ -105,38 +104,48 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
         return preCommitted;
     }
 
+    /** The updates of the transaction that the second failure left open. */
+    public static List<Update> aborted() {
+        return aborted;
+    }
+
+    /** The {@link TagAttempt} suffix ("@n") of the attempt that wrote {@link #aborted()}. */
+    public static String abortedTag() {
+        return abortedTag;
+    }
+
+    /** Updates passed on per "subtask#attempt" and the failing subtask, for messages. */
+    public static String describe() {
+        return "updates passed on " + new TreeMap<>(counts) + ", failing subtask " + failingSubtask.get()
+                + " after checkpoint " + failAfterCheckpoint.get();
+    }
+
     private int subtask() {
         return getRuntimeContext().getTaskInfo().getIndexOfThisSubtask();
     }
 
-    private boolean firstAttempt() {
-        return getRuntimeContext().getTaskInfo().getAttemptNumber() == 0;
+    private int attempt() {
+        return getRuntimeContext().getTaskInfo().getAttemptNumber();
     }
 
     @Override
     public void initializeState(FunctionInitializationContext context) {
-        passed = new ArrayList<>();
+        sinceSnapshot = new ArrayList<>();
     }
 
     @Override
     public Update map(Update u) {
+        counts.computeIfAbsent(subtask() + "#" + attempt(), k -> new AtomicInteger()).incrementAndGet();
         if (failedAgain.get()) {
             return u;
         }
         if (failed.get()) {
-            if (failingSubtask.get() != subtask() || getRuntimeContext().getTaskInfo().getAttemptNumber() != 1) {
-                return u;
+            if (++sinceFailure > SECOND_FAILURE_AFTER && failedAgain.compareAndSet(false, true)) {
+                aborted = List.copyOf(sinceSnapshot);
+                abortedTag = "@" + attempt();
+                throw new IllegalStateException("injected failure in the middle of a transaction");
             }
-            if (++passedAgain == SECOND_FAILURE_AFTER) {
-                aborted = List.copyOf(passed);
-                failedAgain.set(true);
-                throw new IllegalStateException("injected failure in the middle of a transaction of attempt 1");
-            }
-            LockSupport.parkNanos(FailOnceAfterCheckpoint.HOLD_NANOS);
-            passed.add(u);
-            return u;
-        }
-        if (firstAttempt() && failingSubtask.get() == subtask() && failAfterCheckpoint.get() >= 0) {
+        } else if (attempt() == 0 && failingSubtask.get() == subtask()) {
             long deadline = System.nanoTime() + WAIT_NANOS;
             while (completedElsewhere.get() < failAfterCheckpoint.get() && System.nanoTime() < deadline) {
                 LockSupport.parkNanos(TimeUnit.MILLISECONDS.toNanos(5));
@@ -147,22 +156,18 @@ public class FailBeforeCommit extends RichMapFunction<Update, Update>
                     + " completed and before this subtask committed it");
         }
         LockSupport.parkNanos(FailOnceAfterCheckpoint.HOLD_NANOS);
-        if (firstAttempt() && failingSubtask.get() < 0) {
-            passed.add(u);
-        }
+        sinceSnapshot.add(u);
         return u;
     }
 
     @Override
     public void snapshotState(FunctionSnapshotContext context) {
-        if (failed.get()) {
-            passed.clear(); // attempt 1: what follows is in the next transaction
-            return;
-        }
-        if (firstAttempt() && !passed.isEmpty() && failingSubtask.compareAndSet(-1, subtask())) {
-            preCommitted = List.copyOf(passed);
+        if (attempt() == 0 && !failed.get() && !sinceSnapshot.isEmpty()
+                && failingSubtask.compareAndSet(-1, subtask())) {
+            preCommitted = List.copyOf(sinceSnapshot);
             failAfterCheckpoint.set(context.getCheckpointId());
         }
+        sinceSnapshot.clear();
     }
 
     @Override

@@ -35,8 +35,8 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
  * FailBeforeCommit}); its restore must commit that transaction from a new producer (a
  * bare EndTxn) and abort the ones the failed attempt left open. The input starts with
  * {@link #SOLO_KEYS} keys written once, so the pre-committed transaction holds final
- * values: had the restore not committed it, they would be missing from the output. The
- * restarted subtask then fails again in the middle of a transaction, which is aborted: no
+ * values: had the restore not committed it, they would be missing from the output. A
+ * subtask then fails again in the middle of a transaction, which is aborted: no
  * read_committed reader may see what it held.
  *
  * <p>A read_committed consumer follows the output while the job runs, and a second one
@@ -104,15 +104,16 @@ final class ExactlyOnce {
             }
             readTo(c, lso, followed, deadline, output);
         }
-        assertTrue(FailBeforeCommit.hasFailed(), "the job never hit its injected failure");
+        assertTrue(FailBeforeCommit.hasFailed(), "the job never hit its injected failure: " + FailBeforeCommit.describe());
         assertTrue(FailBeforeCommit.checkpointCompletedBeforeFailure(),
                 "the failing subtask gave up waiting for its checkpoint to complete");
-        assertTrue(FailBeforeCommit.hasFailedAgain(), "the job never hit its second injected failure");
-        // The values attempt 1 wrote into the transaction its failure left open.
+        assertTrue(FailBeforeCommit.hasFailedAgain(),
+                "the job never hit its second injected failure: " + FailBeforeCommit.describe());
+        // The values written into the transaction that the second failure left open.
         Set<String> abortedValues = new HashSet<>();
         for (Update u : FailBeforeCommit.aborted()) {
             if (u.value != null) {
-                abortedValues.add(MapValue.apply(u.value) + "@1");
+                abortedValues.add(MapValue.apply(u.value) + FailBeforeCommit.abortedTag());
             }
         }
         assertTrue(!abortedValues.isEmpty(), "the second failure left no update in an open transaction");
@@ -129,7 +130,7 @@ final class ExactlyOnce {
             for (ConsumerRecord<byte[], byte[]> r : records) {
                 String v = r.value() == null ? null : new String(r.value(), StandardCharsets.UTF_8);
                 assertTrue(v == null || !abortedValues.contains(v), String.format(
-                        "%s-%d@%d: %s was written by attempt 1 in the transaction its failure aborted",
+                        "%s-%d@%d: %s was written in the transaction that the second failure aborted",
                         output, r.partition(), r.offset(), v));
             }
         }
