@@ -135,6 +135,8 @@ func Open(cfg Config) (*Node, error) {
 			Advertised: cfg.ClusterAddr,
 			HandleRPC:  n.serveRPC,
 			Logger:     n.log,
+			TLS:        cfg.ClusterTLS,
+			OnRefused:  n.metrics.connRefused,
 		})
 		n.wg.Add(1)
 		go func() {

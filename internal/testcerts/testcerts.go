@@ -89,6 +89,19 @@ func (ca *CA) Server(tb testing.TB, cn string) Pair {
 	})
 }
 
+// Node issues a certificate for a cluster node, which serves and dials the
+// node-to-node port with it: server and client usage, for 127.0.0.1, ::1
+// and localhost, with common name cn.
+func (ca *CA) Node(tb testing.TB, cn string) Pair {
+	tb.Helper()
+	return ca.issue(tb, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		DNSNames:    []string{"localhost"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
+}
+
 // Client issues a client certificate with common name cn.
 func (ca *CA) Client(tb testing.TB, cn string) Pair {
 	tb.Helper()
