@@ -127,13 +127,13 @@ func dialTLSError(err error, conn net.Conn) error {
 	var rh tls.RecordHeaderError
 	rc, ok := conn.(*recordingConn)
 	if !errors.As(err, &rh) || !ok || rh.RecordHeader[0] != statusRefused || len(rc.buf) < 2 || rc.buf[0] != statusRefused {
-		return fmt.Errorf("tls: %w", err)
+		return err // crypto/tls errors start with "tls:"
 	}
 	want := 2 + int(rc.buf[1])
 	if len(rc.buf) < want {
 		rest := make([]byte, want-len(rc.buf))
 		if _, rerr := io.ReadFull(rc.Conn, rest); rerr != nil {
-			return fmt.Errorf("tls: %w", err)
+			return err // crypto/tls errors start with "tls:"
 		}
 		rc.buf = append(rc.buf, rest...)
 	}
