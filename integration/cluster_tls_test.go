@@ -53,6 +53,18 @@ func produceRange(t *testing.T, cl *kgo.Client, topic string, from, to int) {
 	}
 }
 
+// seedTopic creates a delete-policy topic, produces v0..v<n-1> to it and
+// waits until every node has them; it returns the client it used.
+func seedTopic(t *testing.T, c *testCluster, topic string, partitions int32, n int) *kgo.Client {
+	t.Helper()
+	cl := c.Client(t)
+	createClusterTopic(t, cl, topic, partitions, map[string]string{"cleanup.policy": "delete"})
+	c.WaitLeaders(topic)
+	produceRange(t, cl, topic, 0, n)
+	c.WaitReplicated(topic)
+	return cl
+}
+
 // readValues reads topic from the start until want records arrived and
 // fails on a duplicate or a missing value v0..v<want-1>.
 func readValues(t *testing.T, c *testCluster, topic string, want int) {
@@ -150,12 +162,8 @@ func waitRefused(t *testing.T, c *testCluster, id int32, reason string) {
 func TestClusterTLS(t *testing.T) {
 	ca := testcerts.NewCA(t, "cluster-ca")
 	c := startCluster(t, 3, withNodeArgs(clusterTLSArgs(t, ca, filepath.Join(t.TempDir(), "tls"))...))
-	cl := c.Client(t)
 	const topic = "tls-replicated"
-	createClusterTopic(t, cl, topic, 3, map[string]string{"cleanup.policy": "delete"})
-	c.WaitLeaders(topic)
-	produceRange(t, cl, topic, 0, 100)
-	c.WaitReplicated(topic)
+	cl := seedTopic(t, c, topic, 3, 100)
 
 	leader := c.Leaders(topic)[0]
 	t.Logf("killing node %d, the leader of %s/0", leader, topic)
@@ -186,12 +194,8 @@ func TestClusterTLS(t *testing.T) {
 // each other). Its data survives and it takes writes.
 func TestClusterTLSEnableExisting(t *testing.T) {
 	c := startCluster(t, 3)
-	cl := c.Client(t)
 	const topic = "tls-enabled-later"
-	createClusterTopic(t, cl, topic, 2, map[string]string{"cleanup.policy": "delete"})
-	c.WaitLeaders(topic)
-	produceRange(t, cl, topic, 0, 50)
-	c.WaitReplicated(topic)
+	cl := seedTopic(t, c, topic, 2, 50)
 
 	if hung := c.StopAll(allStopTimeout); len(hung) > 0 {
 		t.Fatalf("nodes %v did not stop", hung)

@@ -87,12 +87,7 @@ func (p Pair) TLS(tb TB) tls.Certificate {
 // common name cn.
 func (ca *CA) Server(tb TB, cn string) Pair {
 	tb.Helper()
-	return ca.issue(tb, &x509.Certificate{
-		Subject:     pkix.Name{CommonName: cn},
-		DNSNames:    []string{"localhost"},
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	})
+	return ca.loopback(tb, cn, x509.ExtKeyUsageServerAuth)
 }
 
 // Node issues a certificate for a cluster node, which serves and dials the
@@ -100,11 +95,16 @@ func (ca *CA) Server(tb TB, cn string) Pair {
 // and localhost, with common name cn.
 func (ca *CA) Node(tb TB, cn string) Pair {
 	tb.Helper()
+	return ca.loopback(tb, cn, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+// loopback issues a certificate for 127.0.0.1, ::1 and localhost.
+func (ca *CA) loopback(tb TB, cn string, usage ...x509.ExtKeyUsage) Pair {
 	return ca.issue(tb, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
 		DNSNames:    []string{"localhost"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+		ExtKeyUsage: usage,
 	})
 }
 
