@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"bufio"
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -230,4 +231,28 @@ func TestTransportTLS(t *testing.T) {
 			t.Fatal("a node on the old CA still connects after the listener rotated")
 		}
 	})
+}
+
+// TestClusterTLSJoinFromSnapshot: two nodes with node-to-node TLS, the second
+// joining after the first trimmed its logs, so the join, Raft and the
+// snapshot streams all run over mutually authenticated TLS (a plain peer is
+// refused, so nothing can have gone around it).
+func TestClusterTLSJoinFromSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "cluster-ca")
+	var mu sync.Mutex
+	var addrs []string
+	testJoinFromSnapshot(t, func(c *Config) {
+		mu.Lock()
+		defer mu.Unlock()
+		addrs = append(addrs, c.ClusterAddr)
+		name := fmt.Sprintf("node-%d", len(addrs))
+		c.ClusterTLS, _ = nodeTLS(t, ca, filepath.Join(dir, name), name)
+	})
+	// The nodes still run: a plain dialer is refused by both.
+	for _, addr := range addrs {
+		if err := rawDial(t, addr, connHeader{kind: connKindRPC, sender: 9}.appendTo(nil)); !refusedWith(err, "tls required") {
+			t.Errorf("plain dial to %s: %v, want refused: tls required", addr, err)
+		}
+	}
 }
