@@ -187,6 +187,10 @@ type MuxConfig struct {
 	// TLS, when set, carries every connection the Mux accepts or dials over
 	// TLS with mutual authentication (transport_tls.go); nil is plain TCP.
 	TLS ClusterTLS
+	// TLSPermissive, with TLS, also accepts plain connections and dials a
+	// peer again in plain TCP when it answers "tls not enabled": a cluster
+	// turns TLS on or off with two rolling restarts (transport_tls.go).
+	TLSPermissive bool
 	// OnRefused is called once for every connection refused, with a short
 	// reason from a fixed set ("tls_handshake", "cluster_id_mismatch",
 	// "busy", ...), for a metric. nil ignores refusals.
@@ -332,12 +336,9 @@ func (m *Mux) handshake(conn net.Conn) {
 	defer m.untrack(conn)
 
 	_ = conn.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
-	c := conn // what the header and the user's bytes travel on
-	if m.cfg.TLS != nil {
-		var ok bool
-		if c, ok = m.acceptTLS(conn); !ok {
-			return
-		}
+	c, ok := m.acceptSecurity(conn) // what the header and the user's bytes travel on
+	if !ok {
+		return
 	}
 	h, err := readConnHeader(c)
 	decoded := err == nil
@@ -505,12 +506,21 @@ func (m *Mux) dial(ctx context.Context, addr string, h connHeader) (net.Conn, er
 	if len(h.clusterID) > maxClusterIDLen {
 		return nil, fmt.Errorf("raftfsm: cluster id longer than %d bytes", maxClusterIDLen)
 	}
+	conn, err := m.dialOnce(ctx, addr, h, m.cfg.TLS != nil)
+	if err != nil && m.cfg.TLS != nil && m.cfg.TLSPermissive && errors.Is(err, refuseTLSNotEnabled) {
+		return m.dialOnce(ctx, addr, h, false) // a node that is not on TLS yet
+	}
+	return conn, err
+}
+
+// dialOnce is one connection attempt of dial, over TLS or plain TCP.
+func (m *Mux) dialOnce(ctx context.Context, addr string, h connHeader, useTLS bool) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	if m.cfg.TLS != nil {
+	if useTLS {
 		conn = m.clientTLS(conn, addr)
 	}
 	deadline, ok := ctx.Deadline()

@@ -1,6 +1,7 @@
 package raftfsm
 
 import (
+	"bufio"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -19,14 +20,20 @@ import (
 // dial it at. Raft's transports, the control RPCs, joins and snapshot streams
 // all come through Mux.dial and Mux.handshake, so all of them are covered.
 //
-// Plain and TLS nodes do not talk. Each side answers the other in the bytes
-// the other understands, so both log a clear reason instead of a bare reset:
+// Plain and TLS nodes do not talk, unless the TLS node is permissive
+// (MuxConfig.TLSPermissive): it accepts a connection that does not start with
+// a TLS record as plain, and dials plain a peer that refuses TLS with "tls not
+// enabled". That is for the rolling restarts that turn TLS on (all nodes
+// permissive, then all strict) or off (the reverse), and it gives up the
+// authentication of plain peers while it lasts. Otherwise each side answers
+// the other in bytes the other understands, so both log a clear reason
+// instead of a bare reset:
 //
 //   - a TLS listener that reads a plain header instead of a ClientHello
 //     answers the refusal "tls required" in plain bytes;
 //   - a plain listener that reads a TLS record header answers "tls not
-//     enabled", and the TLS dialer, whose TLS layer fails on
-//     that answer, reads the refusal from the plain connection under it.
+//     enabled", and the TLS dialer, whose TLS layer fails on that answer,
+//     reads the refusal from the plain connection under it.
 
 // ClusterTLS supplies the TLS configurations of the node-to-node port; its
 // methods are called for every connection, so certificates may change between
@@ -41,6 +48,47 @@ type ClusterTLS interface {
 	// of the dialed address): this node's certificate, and the CA that
 	// verifies the listener.
 	ClientConfig(serverName string) *tls.Config
+}
+
+// acceptSecurity returns what an accepted connection's header and bytes
+// travel on: conn itself without TLS, a TLS connection after a successful
+// handshake, or, when permissive, conn again for a peer that did not start
+// with a TLS record. false means the connection was refused and closed.
+func (m *Mux) acceptSecurity(conn net.Conn) (net.Conn, bool) {
+	if m.cfg.TLS == nil {
+		return conn, true
+	}
+	if !m.cfg.TLSPermissive {
+		return m.acceptTLS(conn)
+	}
+	pc := &peekedConn{Conn: conn, r: bufio.NewReaderSize(conn, 16)}
+	first, err := pc.r.Peek(1)
+	if err != nil {
+		m.log.Debug("cluster handshake failed", keyRemoteAddr, conn.RemoteAddr().String(), keyError, err)
+		_ = conn.Close()
+		return nil, false
+	}
+	if first[0] != tlsRecordHandshake {
+		return pc, true
+	}
+	return m.acceptTLS(pc)
+}
+
+// peekedConn reads through r, which has peeked at the connection's first
+// bytes.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(b []byte) (int, error) { return c.r.Read(b) }
+
+// CloseWrite half-closes the connection under c, for refuse.
+func (c *peekedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
 }
 
 // tlsRecordHandshake is the content type of a TLS handshake record, the
@@ -137,5 +185,5 @@ func dialTLSError(err error, conn net.Conn) error {
 		}
 		rc.buf = append(rc.buf, rest...)
 	}
-	return fmt.Errorf("%w: %s", errPeerRefused, rc.buf[2:want])
+	return fmt.Errorf("%w: %w", errPeerRefused, refusal(rc.buf[2:want]))
 }

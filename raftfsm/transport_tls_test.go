@@ -233,6 +233,43 @@ func TestTransportTLS(t *testing.T) {
 	})
 }
 
+// TestTransportTLSPermissive: a permissive node talks to plain and TLS nodes
+// both ways, still refuses a certificate from another CA, and a strict node
+// never falls back to plain.
+func TestTransportTLSPermissive(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "cluster-ca")
+	permTLS, _ := nodeTLS(t, ca, filepath.Join(dir, "permissive"), "permissive")
+	strictTLS, _ := nodeTLS(t, ca, filepath.Join(dir, "strict"), "strict")
+	rogueTLS, _ := nodeTLS(t, testcerts.NewCA(t, "other-ca"), filepath.Join(dir, "rogue"), "rogue")
+	var refused refusalCounter
+	perm := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1"), HandleRPC: echoRPC, TLS: permTLS, TLSPermissive: true, OnRefused: refused.add})
+	strict := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1"), HandleRPC: echoRPC, TLS: strictTLS})
+	plain := startMux(t, MuxConfig{NodeID: 3, ClusterID: fixedClusterID("c1"), HandleRPC: echoRPC})
+	rogue := startMux(t, MuxConfig{NodeID: 4, ClusterID: fixedClusterID("c1"), TLS: rogueTLS})
+
+	for _, tt := range []struct {
+		name     string
+		from, to *Mux
+	}{
+		{"plain to permissive", plain, perm},
+		{"permissive to plain, falling back", perm, plain},
+		{"permissive to strict", perm, strict},
+		{"strict to permissive", strict, perm},
+	} {
+		if err := pingRPC(t, tt.from, tt.to.Addr().String()); err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+	}
+	if err := pingRPC(t, strict, plain.Addr().String()); !refusedWith(err, "tls not enabled") {
+		t.Errorf("strict to plain: %v, want refused: tls not enabled", err)
+	}
+	if err := pingRPC(t, rogue, perm.Addr().String()); err == nil {
+		t.Error("a certificate from another CA was accepted by a permissive node")
+	}
+	waitUntil(t, "the refusal to be counted", func() bool { return refused.get(refusedTLSHandshake) > 0 })
+}
+
 // TestClusterTLSJoinFromSnapshot: two nodes with node-to-node TLS, the second
 // joining after the first trimmed its logs, so the join, Raft and the
 // snapshot streams all run over mutually authenticated TLS (a plain peer is

@@ -126,6 +126,7 @@ var allSet = struct {
 		"cluster-tls-cert-file":   "/etc/sc/node.crt",
 		"cluster-tls-key-file":    "/etc/sc/node.key",
 		"cluster-tls-ca-file":     "/etc/sc/cluster-ca.crt",
+		"cluster-tls-permissive":  "true",
 
 		"key-cache-bytes":        "4GiB",
 		"producer-id-expiration": "15m",
@@ -188,6 +189,7 @@ var allSet = struct {
 		ClusterTLSCertFile:    "/etc/sc/node.crt",
 		ClusterTLSKeyFile:     "/etc/sc/node.key",
 		ClusterTLSCAFile:      "/etc/sc/cluster-ca.crt",
+		ClusterTLSPermissive:  true,
 
 		KeyCacheBytes:        4 << 30,
 		ProducerIDExpiration: 15 * time.Minute,
@@ -335,6 +337,7 @@ var invalidValues = []struct {
 	{"cluster-tls-cert-file", []string{"/etc/sc/node.crt"}}, // without key and CA
 	{"cluster-tls-key-file", []string{"/etc/sc/node.key"}},
 	{"cluster-tls-ca-file", []string{"/etc/sc/cluster-ca.crt"}},
+	{"cluster-tls-permissive", []string{"true", "maybe"}}, // without the files
 	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},

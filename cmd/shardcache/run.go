@@ -171,7 +171,8 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	rc.ClusterAddr = clusterAddr
 	if clusterTLS != nil { // not a typed nil in the interface
 		rc.ClusterTLS = clusterTLS
-		log.Info("cluster tls on", "cert_file", cfg.ClusterTLSCertFile, "ca_file", cfg.ClusterTLSCAFile)
+		rc.ClusterTLSPermissive = cfg.ClusterTLSPermissive
+		log.Info("cluster tls on", "cert_file", cfg.ClusterTLSCertFile, "ca_file", cfg.ClusterTLSCAFile, "permissive", cfg.ClusterTLSPermissive)
 	}
 	rc.KafkaAddr = s.advertised
 	rc.KafkaListeners = listenersValue(cfg, s.kafkaLns)

@@ -205,6 +205,9 @@ func (c Config) validateClusterTLS() error {
 	if set != 0 && set != len(files) {
 		return fmt.Errorf("flag --%s: TLS on the node-to-node port needs all of --cluster-tls-cert-file, --cluster-tls-key-file and --cluster-tls-ca-file", first)
 	}
+	if c.ClusterTLSPermissive && set == 0 {
+		return fmt.Errorf("flag --cluster-tls-permissive: needs --cluster-tls-cert-file, --cluster-tls-key-file and --cluster-tls-ca-file")
+	}
 	return nil
 }
 
