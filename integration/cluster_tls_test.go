@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -209,4 +210,33 @@ func TestClusterTLSEnableExisting(t *testing.T) {
 	produceRange(t, cl, topic, 50, 100)
 	c.WaitReplicated(topic)
 	readValues(t, c, topic, 100)
+}
+
+// TestClusterTLSRollingEnable: TLS turned on for a running cluster without
+// stopping it: a rolling restart with --cluster-tls-* and
+// --cluster-tls-permissive (each restarted node is ready while the others
+// are still plain), then a rolling restart without --cluster-tls-permissive.
+// The data survives and the cluster takes writes.
+func TestClusterTLSRollingEnable(t *testing.T) {
+	c := startCluster(t, 3)
+	const topic = "tls-rolling"
+	cl := seedTopic(t, c, topic, 2, 50)
+	base := slices.Clone(c.cfg.args)
+	tlsArgs := clusterTLSArgs(t, testcerts.NewCA(t, "cluster-ca"), filepath.Join(t.TempDir(), "tls"))
+	for i, args := range [][]string{append(slices.Clone(tlsArgs), "--cluster-tls-permissive"), tlsArgs} {
+		c.cfg.args = append(slices.Clone(base), args...)
+		for _, id := range c.IDs() {
+			t.Logf("rolling restart %d: node %d with %v", i+1, id, args)
+			c.Stop(id)
+			c.Start(id)
+			c.WaitReady()
+			c.WaitLeaders(topic)
+		}
+	}
+	produceRange(t, cl, topic, 50, 100)
+	c.WaitReplicated(topic)
+	readValues(t, c, topic, 100)
+	// Every node is strict now: a plain node cannot join.
+	startOutsider(t, c, "plain", 1)
+	waitRefused(t, c, 1, "tls_required")
 }
