@@ -328,6 +328,9 @@ func (h *Handler) askPeer(ctx context.Context, ni raftfsm.NodeInfo, clusterID st
 		return peerAnswer{err: fmt.Sprintf("bad HTTP address %q", ni.HTTPAddr)}
 	}
 	req.Header.Set("Accept", "application/json")
+	if auth := forwardAuth(ctx); auth != "" {
+		req.Header.Set("Authorization", auth) // the caller's own, checked (auth.go)
+	}
 	resp, err := h.peers.Do(req)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
@@ -351,6 +354,9 @@ func (h *Handler) askPeer(ctx context.Context, ni raftfsm.NodeInfo, clusterID st
 		var e apiErrorBody
 		if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(body, &e) == nil && e.Code == codeNotReady {
 			return peerAnswer{alive: true, err: e.Error}
+		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return peerAnswer{err: fmt.Sprintf("answered HTTP %d: it does not accept the caller's credentials (a client certificate is not forwarded)", resp.StatusCode)}
 		}
 		return peerAnswer{err: fmt.Sprintf("answered HTTP %d", resp.StatusCode)}
 	}

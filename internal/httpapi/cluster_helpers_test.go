@@ -37,8 +37,9 @@ type httpNode struct {
 }
 
 // newHTTPNode starts a node; join lists cluster addresses of existing nodes
-// (none bootstraps a new cluster). It is stopped at cleanup.
-func newHTTPNode(t testing.TB, id int32, join []string) *httpNode {
+// (none bootstraps a new cluster); opts change its handler's Config. It is
+// stopped at cleanup.
+func newHTTPNode(t testing.TB, id int32, join []string, opts ...func(*Config)) *httpNode {
 	t.Helper()
 	clusterLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,8 +53,12 @@ func newHTTPNode(t testing.TB, id int32, join []string) *httpNode {
 	n := &httpNode{t: t, id: id, addr: clusterLn.Addr().String(), httpAddr: httpLn.Addr().String(), srvDone: make(chan error, 1)}
 	t.Cleanup(n.stop)
 	logger := nodetest.Logger(t, slog.LevelWarn) // raftfsm adds node_id itself
+	hc := Config{Backend: n.backend.Load, Ready: func() bool { b := n.backend.Load(); return b != nil && b.Node.Ready() }, Logger: logger.With("node_id", id)}
+	for _, o := range opts {
+		o(&hc)
+	}
 	n.srv = &http.Server{
-		Handler:           New(Config{Backend: n.backend.Load, Ready: func() bool { b := n.backend.Load(); return b != nil && b.Node.Ready() }, Logger: logger.With("node_id", id)}),
+		Handler:           New(hc),
 		ReadHeaderTimeout: 5 * time.Second,
 	}
 	go func() { n.srvDone <- n.srv.Serve(httpLn) }()

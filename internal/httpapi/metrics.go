@@ -9,6 +9,8 @@ import (
 // route name from the route table (or "notfound"), code an HTTP status code.
 type metrics struct {
 	requests *prometheus.CounterVec // handler, code
+	// authFailures counts refused requests by reason (auth.go).
+	authFailures *prometheus.CounterVec // reason
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -17,9 +19,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shardcache_http_requests_total",
 			Help: "HTTP requests served, by route and status code.",
 		}, []string{"handler", "code"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_http_auth_failures_total",
+			Help: "HTTP requests refused: missing, malformed or invalid credentials (401), or denied by the authorizer (403).",
+		}, []string{"reason"}),
+	}
+	for _, r := range []string{authMissing, authMalformed, authInvalid, authDenied} {
+		m.authFailures.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests)
+		reg.MustRegister(m.requests, m.authFailures)
 	}
 	return m
 }
