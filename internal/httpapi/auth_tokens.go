@@ -32,6 +32,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -124,6 +125,10 @@ type TokenFile struct {
 	path    string
 	onError func(error)
 
+	// loaded and failed count the file's reads that took effect and those
+	// that did not (shardcache_http_tokens_file_loads_total).
+	loaded, failed atomic.Uint64
+
 	mu        sync.Mutex
 	lastCheck time.Time
 	stamp     fileStamp
@@ -156,15 +161,17 @@ func (f *TokenFile) Reload() error {
 func (f *TokenFile) reloadLocked() error {
 	f.lastCheck = time.Now()
 	st, data, err := readTokensFile(f.path)
-	if err != nil {
-		return err
+	if err == nil {
+		var tokens []tokenEntry
+		if tokens, err = parseTokens(data); err == nil {
+			f.stamp, f.tokens = st, tokens
+			f.loaded.Add(1)
+			return nil
+		}
+		err = fmt.Errorf("tokens file %s: %w", f.path, err)
 	}
-	tokens, err := parseTokens(data)
-	if err != nil {
-		return fmt.Errorf("tokens file %s: %w", f.path, err)
-	}
-	f.stamp, f.tokens = st, tokens
-	return nil
+	f.failed.Add(1)
+	return err
 }
 
 func readTokensFile(path string) (fileStamp, []byte, error) {
@@ -203,6 +210,7 @@ func (f *TokenFile) current() []tokenEntry {
 	if err == nil {
 		err = f.reloadLocked()
 	} else {
+		f.failed.Add(1)
 		err = fmt.Errorf("tokens file: %w", err)
 	}
 	if err != nil && f.onError != nil {

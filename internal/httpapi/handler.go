@@ -96,7 +96,7 @@ type route struct {
 
 // New builds the handler.
 func New(cfg Config) *Handler {
-	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now(), peers: newPeerClient()}
+	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer, cfg.Tokens), started: time.Now(), peers: newPeerClient()}
 	if h.log == nil {
 		h.log = slog.Default()
 	}

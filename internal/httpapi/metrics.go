@@ -1,6 +1,8 @@
 package httpapi
 
 import (
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 )
@@ -13,7 +15,9 @@ type metrics struct {
 	authFailures *prometheus.CounterVec // reason
 }
 
-func newMetrics(reg prometheus.Registerer) *metrics {
+// newMetrics builds the collectors and registers them with reg (nil:
+// none); tokens, when set, adds its load counters.
+func newMetrics(reg prometheus.Registerer, tokens *TokenFile) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardcache_http_requests_total",
@@ -27,8 +31,19 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []string{authMissing, authMalformed, authInvalid, authDenied} {
 		m.authFailures.WithLabelValues(r)
 	}
-	if reg != nil {
-		reg.MustRegister(m.requests, m.authFailures)
+	if reg == nil {
+		return m
+	}
+	reg.MustRegister(m.requests, m.authFailures)
+	if tokens != nil {
+		loads := func(result string, n *atomic.Uint64) prometheus.Collector {
+			return prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Name:        "shardcache_http_tokens_file_loads_total",
+				Help:        "Reads of --http-tokens-file: ok took effect, error kept the tokens in force.",
+				ConstLabels: prometheus.Labels{"result": result},
+			}, func() float64 { return float64(n.Load()) })
+		}
+		reg.MustRegister(loads("ok", &tokens.loaded), loads("error", &tokens.failed))
 	}
 	return m
 }
