@@ -49,7 +49,7 @@ func writeTokensFile(t testing.TB, path string, lines ...string) {
 	}
 }
 
-// httpAnswer is one HTTP answer read whole.
+// authAnswer is one HTTP answer read whole.
 type authAnswer struct {
 	status int
 	header http.Header
@@ -65,8 +65,8 @@ func (a authAnswer) code(t testing.TB) string {
 	return e.Code
 }
 
-// authGet sends GET url with the Authorization header auth ("" for none).
-func authGet(t testing.TB, client *http.Client, method, url, auth string) authAnswer {
+// authDo sends a request to url with the Authorization header auth ("" for none).
+func authDo(t testing.TB, client *http.Client, method, url, auth string) authAnswer {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -118,31 +118,31 @@ func TestHTTPAuthTokens(t *testing.T) {
 	base := "http://" + b.HTTPAddr
 	lookup := base + "/v1/topics/" + topic + "/keys/k"
 
-	if a := authGet(t, client, "GET", lookup, ""); a.status != 401 || a.code(t) != "unauthenticated" ||
+	if a := authDo(t, client, "GET", lookup, ""); a.status != 401 || a.code(t) != "unauthenticated" ||
 		!strings.HasPrefix(a.header.Get("WWW-Authenticate"), "Bearer ") {
 		t.Fatalf("no token: %d %q %q", a.status, a.header.Get("WWW-Authenticate"), a.body)
 	}
-	if a := authGet(t, client, "GET", lookup, "Bearer "+bob); a.status != 401 || a.code(t) != "unauthenticated" ||
+	if a := authDo(t, client, "GET", lookup, "Bearer "+bob); a.status != 401 || a.code(t) != "unauthenticated" ||
 		!strings.Contains(a.header.Get("WWW-Authenticate"), `error="invalid_token"`) {
 		t.Fatalf("unknown token: %d %q %q", a.status, a.header.Get("WWW-Authenticate"), a.body)
 	}
-	if a := authGet(t, client, "GET", lookup, "Bearer "+alice); a.status != 200 || string(a.body) != "v" {
+	if a := authDo(t, client, "GET", lookup, "Bearer "+alice); a.status != 200 || string(a.body) != "v" {
 		t.Fatalf("alice's token: %d %q", a.status, a.body)
 	}
-	if a := authGet(t, client, "GET", base+"/v1/cluster", "Bearer "+alice); a.status != 200 {
+	if a := authDo(t, client, "GET", base+"/v1/cluster", "Bearer "+alice); a.status != 200 {
 		t.Fatalf("/v1/cluster with alice's token: %d %q", a.status, a.body)
 	}
-	if a := authGet(t, client, "GET", base+"/v1/cluster", ""); a.status != 401 {
+	if a := authDo(t, client, "GET", base+"/v1/cluster", ""); a.status != 401 {
 		t.Fatalf("/v1/cluster without a token: %d %q", a.status, a.body)
 	}
-	if a := authGet(t, client, "DELETE", base+"/v1/cluster/nodes/99", "Bearer "+bob); a.status != 401 {
+	if a := authDo(t, client, "DELETE", base+"/v1/cluster/nodes/99", "Bearer "+bob); a.status != 401 {
 		t.Fatalf("node removal with an unknown token: %d %q", a.status, a.body)
 	}
-	if a := authGet(t, client, "DELETE", base+"/v1/cluster/nodes/99", "Bearer "+alice); a.status != 404 || a.code(t) != "unknown_node" {
+	if a := authDo(t, client, "DELETE", base+"/v1/cluster/nodes/99", "Bearer "+alice); a.status != 404 || a.code(t) != "unknown_node" {
 		t.Fatalf("node removal with alice's token: %d %q", a.status, a.body)
 	}
 	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
-		if a := authGet(t, client, "GET", base+p, ""); a.status != 200 {
+		if a := authDo(t, client, "GET", base+p, ""); a.status != 200 {
 			t.Fatalf("%s without a token (open by default): %d %q", p, a.status, a.body)
 		}
 	}
@@ -161,17 +161,17 @@ func TestHTTPAuthTokens(t *testing.T) {
 				}
 				return r
 			}, string(raw))
-			if a := authGet(t, client, "GET", lookup, "Bearer "+tok); a.status != 401 {
+			if a := authDo(t, client, "GET", lookup, "Bearer "+tok); a.status != 401 {
 				t.Fatalf("garbage token %q: %d %q", tok, a.status, a.body)
 			}
 		}
 		for _, n := range []int{4096, 4097, 512 << 10} {
-			if a := authGet(t, client, "GET", lookup, "Bearer "+strings.Repeat("A", n)); a.status != 401 {
+			if a := authDo(t, client, "GET", lookup, "Bearer "+strings.Repeat("A", n)); a.status != 401 {
 				t.Fatalf("token of %d bytes: %d %q", n, a.status, a.body)
 			}
 		}
 		// A header past Go's 1 MiB header limit is refused before any handler.
-		if a := authGet(t, client, "GET", lookup, "Bearer "+strings.Repeat("A", 2<<20)); a.status != http.StatusRequestHeaderFieldsTooLarge {
+		if a := authDo(t, client, "GET", lookup, "Bearer "+strings.Repeat("A", 2<<20)); a.status != http.StatusRequestHeaderFieldsTooLarge {
 			t.Fatalf("2 MiB Authorization header: %d %q", a.status, a.body)
 		}
 		// Control bytes no client library would send, on a raw connection.
@@ -181,10 +181,10 @@ func TestHTTPAuthTokens(t *testing.T) {
 				t.Fatalf("Authorization %q: status %d, want 400 or 401", hdr, status)
 			}
 		}
-		if a := authGet(t, client, "GET", lookup, "Bearer "+alice); a.status != 200 {
+		if a := authDo(t, client, "GET", lookup, "Bearer "+alice); a.status != 200 {
 			t.Fatalf("alice after the hostile requests: %d %q", a.status, a.body)
 		}
-		m := authGet(t, client, "GET", base+"/metrics", "")
+		m := authDo(t, client, "GET", base+"/metrics", "")
 		if !strings.Contains(string(m.body), `shardcache_http_auth_failures_total{reason="malformed"}`) ||
 			!strings.Contains(string(m.body), `shardcache_http_auth_failures_total{reason="invalid"}`) {
 			t.Fatalf("/metrics has no auth failure counters")
@@ -196,18 +196,18 @@ func TestHTTPAuthTokens(t *testing.T) {
 		// once a second, on a request.
 		writeTokensFile(t, path, tokensLine(bob, "User:bob"))
 		waitFor(t, 30*time.Second, 100*time.Millisecond, "the new tokens file in force", func() error {
-			if a := authGet(t, client, "GET", lookup, "Bearer "+bob); a.status != 200 {
+			if a := authDo(t, client, "GET", lookup, "Bearer "+bob); a.status != 200 {
 				return fmt.Errorf("bob: %d %s", a.status, a.body)
 			}
 			return nil
 		})
-		if a := authGet(t, client, "GET", lookup, "Bearer "+alice); a.status != 401 {
+		if a := authDo(t, client, "GET", lookup, "Bearer "+alice); a.status != 401 {
 			t.Fatalf("alice after her token was removed: %d %q", a.status, a.body)
 		}
 		// A file that does not parse keeps bob's token (requests go on
 		// until the broker has read it: its error counter rises).
 		failed := func() string {
-			m := authGet(t, client, "GET", base+"/metrics", "")
+			m := authDo(t, client, "GET", base+"/metrics", "")
 			for _, line := range strings.Split(string(m.body), "\n") {
 				if strings.HasPrefix(line, `shardcache_http_tokens_file_loads_total{result="error"} `) {
 					return line
@@ -219,7 +219,7 @@ func TestHTTPAuthTokens(t *testing.T) {
 		before := failed()
 		writeTokensFile(t, path, bob+" User:bob\n")
 		waitFor(t, 30*time.Second, 100*time.Millisecond, "the bad tokens file read", func() error {
-			if a := authGet(t, client, "GET", lookup, "Bearer "+bob); a.status != 200 {
+			if a := authDo(t, client, "GET", lookup, "Bearer "+bob); a.status != 200 {
 				t.Fatalf("bob after a bad rewrite: %d %q", a.status, a.body)
 			}
 			if now := failed(); now == before {
@@ -227,10 +227,10 @@ func TestHTTPAuthTokens(t *testing.T) {
 			}
 			return nil
 		})
-		if a := authGet(t, client, "GET", lookup, "Bearer "+bob); a.status != 200 {
+		if a := authDo(t, client, "GET", lookup, "Bearer "+bob); a.status != 200 {
 			t.Fatalf("bob after a bad rewrite: %d %q", a.status, a.body)
 		}
-		if a := authGet(t, client, "GET", lookup, "Bearer "+bob[:10]); a.status != 401 {
+		if a := authDo(t, client, "GET", lookup, "Bearer "+bob[:10]); a.status != 401 {
 			t.Fatalf("a prefix of bob's token: %d %q", a.status, a.body)
 		}
 	})
@@ -273,10 +273,10 @@ func TestHTTPAuthProbesClosed(t *testing.T) {
 	}
 	b := startBrokerProbe(t, probe, "--http-tokens-file="+path, "--http-open-probes=false")
 	for _, p := range []string{"/metrics", "/healthz", "/readyz"} {
-		if a := authGet(t, client, "GET", "http://"+b.HTTPAddr+p, ""); a.status != 401 || a.code(t) != "unauthenticated" {
+		if a := authDo(t, client, "GET", "http://"+b.HTTPAddr+p, ""); a.status != 401 || a.code(t) != "unauthenticated" {
 			t.Fatalf("%s without a token: %d %q", p, a.status, a.body)
 		}
-		if a := authGet(t, client, "GET", "http://"+b.HTTPAddr+p, "Bearer "+token); a.status != 200 {
+		if a := authDo(t, client, "GET", "http://"+b.HTTPAddr+p, "Bearer "+token); a.status != 200 {
 			t.Fatalf("%s with a token: %d %q", p, a.status, a.body)
 		}
 	}
@@ -311,13 +311,13 @@ func TestHTTPAuthClientCertificate(t *testing.T) {
 	topic := seedKey(t, b)
 	lookup := "https://" + b.HTTPAddr + "/v1/topics/" + topic + "/keys/k"
 
-	if a := authGet(t, withCert, "GET", lookup, ""); a.status != 200 || string(a.body) != "v" {
+	if a := authDo(t, withCert, "GET", lookup, ""); a.status != 200 || string(a.body) != "v" {
 		t.Fatalf("carol's certificate: %d %q", a.status, a.body)
 	}
-	if a := authGet(t, client(nil), "GET", lookup, ""); a.status != 401 || a.code(t) != "unauthenticated" {
+	if a := authDo(t, client(nil), "GET", lookup, ""); a.status != 401 || a.code(t) != "unauthenticated" {
 		t.Fatalf("no certificate, no token: %d %q", a.status, a.body)
 	}
-	if a := authGet(t, client(nil), "GET", lookup, "Bearer "+token); a.status != 200 {
+	if a := authDo(t, client(nil), "GET", lookup, "Bearer "+token); a.status != 200 {
 		t.Fatalf("a token over HTTPS without a certificate: %d %q", a.status, a.body)
 	}
 	// The server's own CA is not the HTTP client CA: its client certificate
@@ -330,7 +330,7 @@ func TestHTTPAuthClientCertificate(t *testing.T) {
 		}
 	}
 	// Plain HTTP on the TLS port is refused.
-	if a := authGet(t, &http.Client{Timeout: 10 * time.Second}, "GET", "http://"+b.HTTPAddr+"/v1/topics/"+topic+"/keys/k", ""); a.status != 400 {
+	if a := authDo(t, &http.Client{Timeout: 10 * time.Second}, "GET", "http://"+b.HTTPAddr+"/v1/topics/"+topic+"/keys/k", ""); a.status != 400 {
 		t.Fatalf("plain HTTP on the HTTPS port: %d %q", a.status, a.body)
 	}
 }

@@ -486,3 +486,47 @@ func TestAuthClusterForwardsCallerToken(t *testing.T) {
 		t.Fatalf("asking node 2 without credentials: %+v", pa)
 	}
 }
+
+// TestAuthPprof: the profiles need ALTER on the cluster.
+func TestAuthPprof(t *testing.T) {
+	f := newAuthFixture(t, func(c *Config) { c.Pprof = true })
+	for _, tc := range []struct {
+		auth   string
+		status int
+	}{{"", 401}, {"Bearer alice-token", 403}, {"Bearer admin-token", 200}} {
+		var auth []string
+		if tc.auth != "" {
+			auth = append(auth, tc.auth)
+		}
+		if r := authCall(t, f.b.Srv.Client(), "GET", f.b.Srv.URL+"/debug/pprof/cmdline", "", auth...); r.resp.StatusCode != tc.status {
+			t.Fatalf("pprof with %q: %d %q, want %d", tc.auth, r.resp.StatusCode, r.body, tc.status)
+		}
+	}
+}
+
+// BenchmarkTokenPrincipal is the cost of checking one bearer token against
+// a tokens file of n entries: a SHA-256 and a map lookup.
+func BenchmarkTokenPrincipal(b *testing.B) {
+	for _, n := range []int{1, 100, 10000} {
+		b.Run(fmt.Sprint("entries=", n), func(b *testing.B) {
+			lines := make([]string, n)
+			for i := range lines {
+				lines[i] = tokenLine(fmt.Sprint("token-", i), fmt.Sprint("User:u", i))
+			}
+			path := filepath.Join(b.TempDir(), "tokens")
+			writeTokens(b, path, lines...)
+			tf, err := LoadTokenFile(path, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			want := fmt.Sprint("token-", n-1)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, ok := tf.Principal(want); !ok {
+					b.Fatal("token not found")
+				}
+			}
+		})
+	}
+}
