@@ -320,6 +320,9 @@ func TestHTTPAuthClientCertificate(t *testing.T) {
 	if a := authDo(t, client(nil), "GET", lookup, "Bearer "+token); a.status != 200 {
 		t.Fatalf("a token over HTTPS without a certificate: %d %q", a.status, a.body)
 	}
+	if a := authDo(t, withCert, "GET", "https://"+b.HTTPAddr+"/v1/cluster", ""); a.status != 200 {
+		t.Fatalf("/v1/cluster with carol's certificate: %d %q", a.status, a.body)
+	}
 	// The server's own CA is not the HTTP client CA: its client certificate
 	// names no principal.
 	other := serverCA.Client(t, "mallory")

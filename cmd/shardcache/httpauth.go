@@ -5,7 +5,9 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
+	"os"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
@@ -38,6 +40,9 @@ type httpAuth struct {
 	tls *tls.Config
 	// clientCerts: the HTTP listener asks for client certificates.
 	clientCerts bool
+	// peerTLS is how /v1/cluster asks the other nodes' HTTPS ports (nil
+	// without --http-tls).
+	peerTLS *tls.Config
 }
 
 // loadHTTPAuth reads the tokens file and the HTTP client CA. shared is the
@@ -59,6 +64,10 @@ func (s *server) loadHTTPAuth(shared *tlsfiles.Config) (httpAuth, error) {
 	if !s.cfg.HTTPTLS {
 		return a, nil
 	}
+	var err error
+	if a.peerTLS, err = peerTLS(s.cfg.TLSCAFile); err != nil {
+		return a, err
+	}
 	if s.cfg.HTTPClientCAFile == "" {
 		a.tls = shared.ServerConfig()
 		return a, nil
@@ -75,6 +84,26 @@ func (s *server) loadHTTPAuth(shared *tlsfiles.Config) (httpAuth, error) {
 	}
 	a.tls, a.clientCerts = own.ServerConfig(), true
 	return a, nil
+}
+
+// peerTLS is the client configuration for the other nodes' HTTPS ports:
+// their certificates are checked against the system's roots and caFile
+// (--tls-ca-file), read once.
+func peerTLS(caFile string) (*tls.Config, error) {
+	pool, err := x509.SystemCertPool()
+	if err != nil {
+		pool = x509.NewCertPool()
+	}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("flag --tls-ca-file: %w", err)
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("flag --tls-ca-file: %s holds no PEM certificate", caFile)
+		}
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
 
 // allowAuthenticated lets any authenticated principal do anything on the

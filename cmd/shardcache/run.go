@@ -129,6 +129,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 			ClientCerts:    httpAuth.clientCerts,
 			Authorizer:     httpapi.AuthorizerFunc(allowAuthenticated), // the ACL authorizer after the merge of branch acl
 			ProbesNeedAuth: !cfg.HTTPOpenProbes,
+			PeerTLS:        httpAuth.peerTLS,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),

@@ -80,6 +80,9 @@ type access struct {
 	// topicParam names the path parameter that is the resource's name
 	// (topic resources); cluster resources are ClusterResourceName.
 	topicParam string
+	// forward: the handler asks other nodes on the caller's behalf, with the
+	// caller's bearer header (forwardAuth).
+	forward bool
 }
 
 var (
@@ -88,6 +91,9 @@ var (
 	accessTopicRead     = access{op: kmsg.ACLOperationRead, res: kmsg.ACLResourceTypeTopic, topicParam: "topic"}
 	accessClusterRead   = access{op: kmsg.ACLOperationDescribe, res: kmsg.ACLResourceTypeCluster}
 	accessClusterChange = access{op: kmsg.ACLOperationAlter, res: kmsg.ACLResourceTypeCluster}
+	// GET /v1/cluster and node removal ask the other nodes' /v1/cluster/local.
+	accessClusterView = access{op: kmsg.ACLOperationDescribe, res: kmsg.ACLResourceTypeCluster, forward: true}
+	accessNodeRemoval = access{op: kmsg.ACLOperationAlter, res: kmsg.ACLResourceTypeCluster, forward: true}
 )
 
 // authOn reports whether requests are authenticated.
@@ -117,8 +123,9 @@ func (h *Handler) guard(a access, next http.Handler) http.Handler {
 			}
 		}
 		// Only a bearer caller's credentials travel on to other nodes
-		// (GET /v1/cluster); they were just checked here.
-		if viaToken {
+		// (GET /v1/cluster); they were just checked here. A token that came
+		// over TLS goes on over TLS only.
+		if viaToken && a.forward && (r.TLS == nil || h.cfg.PeerTLS != nil) {
 			r = r.WithContext(context.WithValue(r.Context(), forwardAuthKey{}, r.Header.Get("Authorization")))
 		}
 		next.ServeHTTP(w, r)

@@ -438,24 +438,40 @@ func TestAuthClientCertificates(t *testing.T) {
 // TestAuthClusterForwardsCallerToken: GET /v1/cluster asks the other node
 // with the caller's own token, which the other node checks; without a
 // token the other node refuses, and a denied caller is refused before any
-// node is asked.
+// node is asked. Over HTTPS (PeerTLS) as over HTTP.
 func TestAuthClusterForwardsCallerToken(t *testing.T) {
+	for _, https := range []bool{false, true} {
+		t.Run(fmt.Sprintf("https=%v", https), func(t *testing.T) { testClusterForwarding(t, https) })
+	}
+}
+
+func testClusterForwarding(t *testing.T, https bool) {
 	path := filepath.Join(t.TempDir(), "tokens")
 	writeTokens(t, path, tokenLine("alice-token", "User:alice"), tokenLine("bob-token", "User:bob"))
 	auth := newRuleAuthorizer("User:alice DESCRIBE CLUSTER kafka-cluster")
-	withAuth := func(c *Config) {
+	ca := testcerts.NewCA(t, "ca")
+	opt := nodeOption{cfg: func(c *Config) {
 		tf, err := LoadTokenFile(path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
 		c.Tokens, c.Authorizer = tf, auth
+		if https {
+			c.PeerTLS = &tls.Config{RootCAs: ca.Pool()}
+		}
+	}}
+	client, scheme := testClient, "http://"
+	if https {
+		opt.serverTLS = &tls.Config{Certificates: []tls.Certificate{ca.Server(t, "node").TLS(t)}}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}, Timeout: 30 * time.Second}
+		scheme = "https://"
 	}
-	n1 := newHTTPNode(t, 1, nil, withAuth)
-	n2 := newHTTPNode(t, 2, []string{n1.addr}, withAuth)
+	n1 := newHTTPNode(t, 1, nil, opt)
+	n2 := newHTTPNode(t, 2, []string{n1.addr}, opt)
 	n1.waitReady(t)
 	n2.waitReady(t)
 	get := func(addr, path, auth string) httpResult {
-		return authCall(t, testClient, "GET", "http://"+addr+path, "", auth)
+		return authCall(t, client, "GET", scheme+addr+path, "", auth)
 	}
 	if r := get(n2.httpAddr, "/v1/cluster/local", "Bearer bob-token"); r.resp.StatusCode != 403 {
 		t.Fatalf("bob on node 2's /v1/cluster/local: %d %q", r.resp.StatusCode, r.body)
@@ -481,7 +497,11 @@ func TestAuthClusterForwardsCallerToken(t *testing.T) {
 	})
 	// The peer request a caller without a token would make is refused: what
 	// node 1 reports when the token is not forwarded.
-	pa := (&Handler{peers: newPeerClient()}).askPeer(t.Context(), raftfsm.NodeInfo{ID: 2, HTTPAddr: n2.httpAddr}, "")
+	var peerTLS *tls.Config
+	if https {
+		peerTLS = &tls.Config{RootCAs: ca.Pool()}
+	}
+	pa := (&Handler{cfg: Config{PeerTLS: peerTLS}, peers: newPeerClient(peerTLS)}).askPeer(t.Context(), raftfsm.NodeInfo{ID: 2, HTTPAddr: n2.httpAddr}, "")
 	if pa.alive || !strings.Contains(pa.err, "HTTP 401") {
 		t.Fatalf("asking node 2 without credentials: %+v", pa)
 	}

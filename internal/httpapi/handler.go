@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -53,6 +54,10 @@ type Config struct {
 	// ProbesNeedAuth makes /metrics, /healthz and /readyz need a principal
 	// too when authentication is on; by default they answer anyone.
 	ProbesNeedAuth bool
+	// PeerTLS, when set, is the client TLS configuration /v1/cluster asks
+	// the other nodes' HTTP ports with (https); nil asks over plain HTTP.
+	// Set it when the HTTP port serves TLS: every node's does.
+	PeerTLS *tls.Config
 }
 
 // Backend is what the data endpoints (key lookups, the status page) read.
@@ -96,7 +101,7 @@ type route struct {
 
 // New builds the handler.
 func New(cfg Config) *Handler {
-	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer, cfg.Tokens), started: time.Now(), peers: newPeerClient()}
+	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer, cfg.Tokens), started: time.Now(), peers: newPeerClient(cfg.PeerTLS)}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -123,9 +128,9 @@ func New(cfg Config) *Handler {
 		{pattern: "/v1/topics/{topic}/keys/{key}", name: "lookup", methods: []string{http.MethodGet}, serve: h.getKey, access: accessTopicRead},
 		{pattern: "/v1/topics/{topic}/keys:batchGet", name: "batchget", methods: []string{http.MethodPost}, serve: h.batchGet, access: accessTopicRead},
 		{pattern: "/v1/status", name: "status", methods: []string{http.MethodGet}, serve: h.status, access: accessClusterRead},
-		{pattern: "/v1/cluster", name: "cluster", methods: []string{http.MethodGet}, serve: h.cluster, access: accessClusterRead},
+		{pattern: "/v1/cluster", name: "cluster", methods: []string{http.MethodGet}, serve: h.cluster, access: accessClusterView},
 		{pattern: "/v1/cluster/local", name: "cluster_local", methods: []string{http.MethodGet}, serve: h.clusterLocal, access: accessClusterRead},
-		{pattern: "/v1/cluster/nodes/{id}", name: "cluster_remove_node", methods: []string{http.MethodDelete}, serve: h.removeNode, access: accessClusterChange},
+		{pattern: "/v1/cluster/nodes/{id}", name: "cluster_remove_node", methods: []string{http.MethodDelete}, serve: h.removeNode, access: accessNodeRemoval},
 		{pattern: "/{$}", name: "statuspage", methods: []string{http.MethodGet}, serve: h.statusPage, access: accessClusterRead},
 		{pattern: "/static/", name: "static", methods: []string{http.MethodGet}, serve: static.ServeHTTP, access: accessPrincipal},
 	}
