@@ -12,7 +12,7 @@ package httpapi
 //     certificate came with it.
 //   - A request without a principal answers 401 with "WWW-Authenticate:
 //     Bearer" and a JSON error; one whose principal Config.Authorizer denies
-//     answers 403. Each route names what it needs (routeAccess in
+//     answers 403. Each route names what it needs (its access in the route table,
 //     handler.go): lookups READ on the topic, the cluster view, the status
 //     page and /v1/status DESCRIBE on the cluster ("kafka-cluster"), node
 //     removal and the pprof profiles ALTER on the cluster.

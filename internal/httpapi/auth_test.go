@@ -550,3 +550,31 @@ func BenchmarkTokenPrincipal(b *testing.B) {
 		})
 	}
 }
+
+// FuzzAuthenticate: whatever the Authorization header holds, a principal
+// comes out only for the one token in the file.
+func FuzzAuthenticate(f *testing.F) {
+	path := filepath.Join(f.TempDir(), "tokens")
+	writeTokens(f, path, tokenLine("good-token", "User:alice"))
+	tf, err := LoadTokenFile(path, nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := New(Config{Tokens: tf})
+	for _, s := range []string{"", "Bearer good-token", "bearer  good-token", "Bearer", "Bearer ", "Basic Zm9v", "Bearer good-token ", "Bearer good-tokeN", "\x00\xff"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, hdr string) {
+		r := httptest.NewRequest("GET", "/v1/cluster", nil)
+		r.Header["Authorization"] = []string{hdr}
+		p, viaToken, reason := h.authenticate(r)
+		scheme, tok, _ := strings.Cut(hdr, " ")
+		valid := strings.EqualFold(scheme, "Bearer") && strings.TrimLeft(tok, " ") == "good-token"
+		switch {
+		case valid && (p != "User:alice" || !viaToken):
+			t.Fatalf("%q: principal %q via token %v, want User:alice", hdr, p, viaToken)
+		case !valid && (p != "" || reason == ""):
+			t.Fatalf("%q: principal %q, reason %q; want none", hdr, p, reason)
+		}
+	})
+}
