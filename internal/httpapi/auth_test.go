@@ -165,37 +165,49 @@ func TestTokenFileReload(t *testing.T) {
 	check(strings.Repeat("x", MaxTokenBytes+1), "")
 
 	// A changed file is read on the first request after TokenReloadInterval
-	// (lastCheck moved back instead of waiting).
+	// (nextCheck moved back instead of waiting).
 	writeTokens(t, path, "# rotated\n", tokenLine("new", "User:alice"), tokenLine("bob", "User:bob"))
-	tf.mu.Lock()
-	tf.lastCheck = time.Time{}
-	tf.mu.Unlock()
+	tf.nextCheck.Store(0)
 	check("new", "User:alice")
 	check("bob", "User:bob")
 	check("old", "")
+	reported := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(reloadErrs)
+	}
 
-	// A file that no longer parses keeps the last good tokens and is reported.
+	// A file that no longer parses keeps the last good tokens and is
+	// reported once, however often it is checked.
 	writeTokens(t, path, "plain-token User:mallory\n")
+	for i := 0; i < 3; i++ {
+		tf.nextCheck.Store(0)
+		check("new", "User:alice")
+		check("plain-token", "")
+	}
+	if n := reported(); n != 1 {
+		t.Fatalf("%d reload errors reported, want 1", n)
+	}
 	if err := tf.Reload(); err == nil || strings.Contains(err.Error(), "plain-token") {
 		t.Fatalf("Reload of a bad file: %v, want an error that does not repeat the token", err)
 	}
-	tf.mu.Lock()
-	tf.lastCheck = time.Time{}
-	tf.mu.Unlock()
-	check("new", "User:alice")
-	check("plain-token", "")
-	mu.Lock()
-	n := len(reloadErrs)
-	mu.Unlock()
-	if n != 1 {
-		t.Fatalf("%d reload errors reported, want 1 (the periodic check)", n)
+	if got := tf.failed.Load(); got != 2 {
+		t.Fatalf("%d failed loads counted, want 2 (one check, one Reload)", got)
 	}
-	// A removed file too.
+	// A removed file too, reported once more.
 	os.Remove(path)
-	tf.mu.Lock()
-	tf.lastCheck = time.Time{}
-	tf.mu.Unlock()
+	tf.nextCheck.Store(0)
 	check("bob", "User:bob")
+	if n := reported(); n != 2 {
+		t.Fatalf("%d reload errors reported, want 2", n)
+	}
+	// Back: the same tokens as before the bad rewrite are read again.
+	writeTokens(t, path, "# rotated\n", tokenLine("new", "User:alice"), tokenLine("bob", "User:bob"))
+	tf.nextCheck.Store(0)
+	check("bob", "User:bob")
+	if got := tf.loaded.Load(); got != 3 {
+		t.Fatalf("%d good loads counted, want 3", got)
+	}
 
 	if _, err := LoadTokenFile(filepath.Join(t.TempDir(), "missing"), nil); err == nil {
 		t.Fatal("LoadTokenFile of a missing file succeeded")
@@ -577,4 +589,42 @@ func FuzzAuthenticate(f *testing.F) {
 			t.Fatalf("%q: principal %q, reason %q; want none", hdr, p, reason)
 		}
 	})
+}
+
+// TestTokenFileConcurrent: requests read tokens while the file is rewritten
+// and checked (run with -race); the token kept in every version always
+// works.
+func TestTokenFileConcurrent(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "tokens")
+	writeTokens(t, path, tokenLine("kept", "User:k"))
+	tf, err := LoadTokenFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 4)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 300; i++ {
+				tf.nextCheck.Store(0)
+				if p, ok := tf.Principal("kept"); !ok || p != "User:k" {
+					errs <- fmt.Sprintf("kept: %q %v", p, ok)
+					return
+				}
+			}
+		}()
+	}
+	for i := 0; i < 50; i++ {
+		writeTokens(t, path+".tmp", tokenLine("kept", "User:k"), tokenLine(fmt.Sprint("extra-", i), "User:x"))
+		if err := os.Rename(path+".tmp", path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
 }

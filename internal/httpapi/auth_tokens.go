@@ -18,9 +18,9 @@ package httpapi
 // rotation). The principal is "User:" and a name without spaces or control
 // characters, as the Kafka listeners name users. An empty file is valid and
 // accepts no token. The file is read at start and read again when its
-// modification time or size changes, at most once per TokenReloadInterval;
-// a file that no longer parses keeps the last good tokens in force and is
-// reported through the OnError callback.
+// contents change, checked at most once per TokenReloadInterval; a file that
+// no longer parses keeps the last good tokens in force and is reported (once
+// per content) through the onError callback.
 
 import (
 	"crypto/sha256"
@@ -119,7 +119,8 @@ func parseTokenEntry(hash, principal string) (tokenEntry, error) {
 }
 
 // TokenFile authenticates bearer tokens against a tokens file. It is safe for
-// concurrent use.
+// concurrent use: requests read the tokens in force without a lock, and one
+// request at a time checks the file when TokenReloadInterval has passed.
 type TokenFile struct {
 	path    string
 	onError func(error)
@@ -127,20 +128,23 @@ type TokenFile struct {
 	// loaded and failed count the file's reads that took effect and those
 	// that did not (shardcache_http_tokens_file_loads_total).
 	loaded, failed atomic.Uint64
+	// tokens maps SHA-256 digests to principals; replaced whole, never
+	// modified.
+	tokens atomic.Pointer[map[[sha256.Size]byte]string]
+	// nextCheck is when the file may be checked again (Unix ns).
+	nextCheck atomic.Int64
 
-	mu        sync.Mutex
-	lastCheck time.Time
-	stamp     fileStamp
-	tokens    map[[sha256.Size]byte]string // digest -> principal; never modified, replaced whole
-}
-
-type fileStamp struct {
-	mod  time.Time
-	size int64
+	mu sync.Mutex // serializes reads of the file; guards what follows
+	// lastSum is the SHA-256 of the contents last read, good or bad, and
+	// lastErr what they gave: unchanged contents are not parsed or
+	// reported again.
+	lastSum [sha256.Size]byte
+	lastErr string
 }
 
 // LoadTokenFile reads the tokens file at path, or returns why it does not
-// load. onError is told about a later reload that failed; nil ignores it.
+// load. onError is told about a later reload that failed (once per failing
+// content); nil ignores it.
 func LoadTokenFile(path string, onError func(error)) (*TokenFile, error) {
 	f := &TokenFile{path: path, onError: onError}
 	if err := f.Reload(); err != nil {
@@ -154,72 +158,74 @@ func LoadTokenFile(path string, onError func(error)) (*TokenFile, error) {
 func (f *TokenFile) Reload() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.reloadLocked()
+	_, err := f.checkLocked(true)
+	return err
 }
 
-func (f *TokenFile) reloadLocked() error {
-	f.lastCheck = time.Now()
-	st, data, err := readTokensFile(f.path)
+// checkLocked reads the file and, when its contents changed or force is set,
+// parses it and puts its tokens in force. fresh reports an outcome not seen
+// at the previous check.
+func (f *TokenFile) checkLocked(force bool) (fresh bool, err error) {
+	f.nextCheck.Store(time.Now().Add(TokenReloadInterval).UnixNano())
+	data, err := readTokensFile(f.path)
+	var sum [sha256.Size]byte
 	if err == nil {
+		sum = sha256.Sum256(data)
+		if !force && sum == f.lastSum {
+			return false, nil // in force, or already reported
+		}
 		var entries []tokenEntry
 		if entries, err = parseTokens(data); err == nil {
 			tokens := make(map[[sha256.Size]byte]string, len(entries))
 			for _, e := range entries {
 				tokens[e.hash] = e.principal
 			}
-			f.stamp, f.tokens = st, tokens
+			f.tokens.Store(&tokens)
+			f.lastSum, f.lastErr = sum, ""
 			f.loaded.Add(1)
-			return nil
+			return true, nil
 		}
 		err = fmt.Errorf("tokens file %s: %w", f.path, err)
 	}
-	f.failed.Add(1)
-	return err
+	fresh = force || sum != f.lastSum || err.Error() != f.lastErr
+	f.lastSum, f.lastErr = sum, err.Error()
+	if fresh {
+		f.failed.Add(1)
+	}
+	return fresh, err
 }
 
-func readTokensFile(path string) (fileStamp, []byte, error) {
+func readTokensFile(path string) ([]byte, error) {
 	fh, err := os.Open(path)
 	if err != nil {
-		return fileStamp{}, nil, fmt.Errorf("tokens file: %w", err)
+		return nil, fmt.Errorf("tokens file: %w", err)
 	}
 	defer fh.Close()
 	fi, err := fh.Stat()
 	if err != nil {
-		return fileStamp{}, nil, fmt.Errorf("tokens file: %w", err)
+		return nil, fmt.Errorf("tokens file: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return fileStamp{}, nil, fmt.Errorf("tokens file %s is not a regular file", path)
+		return nil, fmt.Errorf("tokens file %s is not a regular file", path)
 	}
 	data, err := io.ReadAll(io.LimitReader(fh, MaxTokensFileBytes+1))
 	if err != nil {
-		return fileStamp{}, nil, fmt.Errorf("tokens file: %w", err)
+		return nil, fmt.Errorf("tokens file: %w", err)
 	}
-	return fileStamp{fi.ModTime(), fi.Size()}, data, nil
+	return data, nil
 }
 
-// current returns the tokens in force, reloading the file first when it
-// changed and the last check is TokenReloadInterval old.
+// current returns the tokens in force, checking the file first when
+// TokenReloadInterval has passed and no other request is checking it.
 func (f *TokenFile) current() map[[sha256.Size]byte]string {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if time.Since(f.lastCheck) < TokenReloadInterval {
-		return f.tokens
+	if time.Now().UnixNano() >= f.nextCheck.Load() && f.mu.TryLock() {
+		fresh, err := f.checkLocked(false)
+		f.mu.Unlock()
+		if err != nil && fresh && f.onError != nil {
+			f.onError(err)
+		}
 	}
-	f.lastCheck = time.Now()
-	fi, err := os.Stat(f.path)
-	if err == nil && (fileStamp{fi.ModTime(), fi.Size()}) == f.stamp {
-		return f.tokens
-	}
-	if err == nil {
-		err = f.reloadLocked()
-	} else {
-		f.failed.Add(1)
-		err = fmt.Errorf("tokens file: %w", err)
-	}
-	if err != nil && f.onError != nil {
-		f.onError(err)
-	}
-	return f.tokens
+	return *f.tokens.Load()
 }
 
 // Principal returns the principal of token, and whether the file names it.
