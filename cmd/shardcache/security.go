@@ -168,6 +168,9 @@ func (c Config) validateSecurity() error {
 	if c.HTTPTLS && c.TLSCertFile == "" {
 		return fmt.Errorf("flag --http-tls: needs --tls-cert-file and --tls-key-file")
 	}
+	if err := c.validateHTTPAuth(); err != nil {
+		return err
+	}
 	if c.SASLHandshakeTimeout < broker.MinAuthenticationTimeout || c.SASLHandshakeTimeout > broker.MaxAuthenticationTimeout {
 		return fmt.Errorf("flag --sasl-handshake-timeout: must be between %s and %s, got %s", broker.MinAuthenticationTimeout, broker.MaxAuthenticationTimeout, c.SASLHandshakeTimeout)
 	}
