@@ -34,7 +34,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
-	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
 )
 
@@ -62,21 +61,13 @@ func (b *Broker) handleWriteTxnMarkers(ctx context.Context, _ *requestContext, k
 			*st = kmsg.NewWriteTxnMarkersResponseMarkerTopic()
 			st.Topic = rt.Topic
 			st.Partitions = make([]kmsg.WriteTxnMarkersResponseMarkerTopicPartition, len(rt.Partitions))
-			info, ok := b.node.Topic(rt.Topic)
 			for k, p := range rt.Partitions {
 				sp := &st.Partitions[k]
 				*sp = kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
 				sp.Partition = p
-				var err error
-				switch {
-				case !ok:
-					err = raftfsm.ErrUnknownTopic
-				case p < 0 || int(p) >= len(info.Partitions):
-					err = raftfsm.ErrUnknownPartition
-				case rm.ProducerID < 0 || rm.ProducerEpoch < 0:
-					err = kerr.InvalidRequest
-				default:
-					err = b.writeTxnMarker(ctx, info, info.Partitions[p], marker)
+				err := error(kerr.InvalidRequest)
+				if rm.ProducerID >= 0 && rm.ProducerEpoch >= 0 {
+					err = b.writeTxnMarker(ctx, rt.Topic, p, marker)
 				}
 				if err != nil {
 					sp.ErrorCode = b.codeFor(err, "write txn markers", logKeyTopic, rt.Topic, logKeyPartition, p)
@@ -87,10 +78,11 @@ func (b *Broker) handleWriteTxnMarkers(ctx context.Context, _ *requestContext, k
 	return resp, nil
 }
 
-// writeTxnMarker writes m into one partition this node leads.
-func (b *Broker) writeTxnMarker(ctx context.Context, info raftfsm.TopicInfo, p raftfsm.PartitionInfo, m shardstore.Marker) error {
-	if b.partitionRole(p.Group) != roleLeader {
-		return b.notLeaderError(p.Group)
+// writeTxnMarker writes m into partition p of topic, which this node must
+// lead.
+func (b *Broker) writeTxnMarker(ctx context.Context, topic string, p int32, m shardstore.Marker) error {
+	if _, err := b.ledPartition(topic, p); err != nil {
+		return err
 	}
-	return b.node.WriteTxnMarker(ctx, info.Name, p.Partition, m)
+	return b.node.WriteTxnMarker(ctx, topic, p, m)
 }

@@ -45,19 +45,13 @@ func (b *Broker) handleDescribeProducers(_ context.Context, _ *requestContext, k
 		*st = kmsg.NewDescribeProducersResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.DescribeProducersResponseTopicPartition, len(rt.Partitions))
-		info, ok := b.node.Topic(rt.Topic)
 		for j, p := range rt.Partitions {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = p
-			var err error
-			switch {
-			case !ok:
-				err = raftfsm.ErrUnknownTopic
-			case p < 0 || int(p) >= len(info.Partitions):
-				err = raftfsm.ErrUnknownPartition
-			default:
-				sp.ActiveProducers, err = b.describeProducers(info.Partitions[p])
+			part, err := b.ledPartition(rt.Topic, p)
+			if err == nil {
+				sp.ActiveProducers, err = b.describeProducers(part)
 			}
 			if err != nil {
 				sp.ErrorCode = b.codeFor(err, "describe producers", logKeyTopic, rt.Topic, logKeyPartition, p)
@@ -67,11 +61,8 @@ func (b *Broker) handleDescribeProducers(_ context.Context, _ *requestContext, k
 	return resp, nil
 }
 
-// describeProducers lists the producers of one partition this node leads.
+// describeProducers lists the producers of one partition.
 func (b *Broker) describeProducers(p raftfsm.PartitionInfo) ([]kmsg.DescribeProducersResponseTopicPartitionActiveProducer, error) {
-	if b.partitionRole(p.Group) != roleLeader {
-		return nil, b.notLeaderError(p.Group)
-	}
 	ps, err := b.store.Producers(p.Shard)
 	if err != nil {
 		return nil, err

@@ -16,6 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
 )
 
 // txnStateByName maps Kafka's transaction state names (TransactionState.name,
@@ -129,4 +131,24 @@ func (c *txnCoordinator) listTxns(ctx context.Context, f *txnFilter) ([]listedTx
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].id < out[j].id })
 	return out, nil
+}
+
+// ledPartition returns partition p of topic if this node leads it (the
+// partition-level admin APIs, 27 and 61, are served by leaders only, as in
+// Kafka): UNKNOWN_TOPIC_OR_PARTITION for an unknown one,
+// NOT_LEADER_OR_FOLLOWER (LEADER_NOT_AVAILABLE with no known leader)
+// elsewhere, so the admin client looks the leader up.
+func (b *Broker) ledPartition(topic string, p int32) (raftfsm.PartitionInfo, error) {
+	info, ok := b.node.Topic(topic)
+	switch {
+	case !ok:
+		return raftfsm.PartitionInfo{}, raftfsm.ErrUnknownTopic
+	case p < 0 || int(p) >= len(info.Partitions):
+		return raftfsm.PartitionInfo{}, raftfsm.ErrUnknownPartition
+	}
+	part := info.Partitions[p]
+	if b.partitionRole(part.Group) != roleLeader {
+		return raftfsm.PartitionInfo{}, b.notLeaderError(part.Group)
+	}
+	return part, nil
 }

@@ -86,28 +86,7 @@ func (b *Batch) ExpireTombstones(id ShardID, beforeMs int64) (int, error) {
 // is left, as for tombstones. Offsets stay as they were: a fetch over a
 // removed marker reads forward (rules 1 to 3).
 func (b *Batch) ExpireTxnMarkers(id ShardID, beforeMs int64) (int, error) {
-	p, err := b.need(id)
-	if err != nil {
-		return 0, err
-	}
-	if err := b.s.acquire(); err != nil {
-		return 0, err
-	}
-	defer b.s.life.RUnlock()
-	ents, err := b.scanTimed(p, subMarker, beforeMs)
-	if err != nil {
-		return 0, err
-	}
-	for _, e := range ents {
-		b.singleDelete(recordKey(id, e.offset))
-		b.singleDelete(markerKey(id, e.ms, e.offset))
-		p.st.LiveRecords--
-		p.st.LiveBytes -= int64(e.size)
-	}
-	if len(ents) > 0 {
-		p.dirty, p.changed = true, true
-	}
-	return len(ents), nil
+	return b.removeTimed(id, subMarker, beforeMs)
 }
 
 // ExpireSuperseded removes the superseded records held back by
@@ -115,6 +94,13 @@ func (b *Batch) ExpireTxnMarkers(id ShardID, beforeMs int64) (int, error) {
 // policy passes now - lag, so a record stays readable until it is that old, as
 // Kafka's min.compaction.lag.ms does), and returns how many it removed.
 func (b *Batch) ExpireSuperseded(id ShardID, beforeMs int64) (int, error) {
+	return b.removeTimed(id, subSuperseded, beforeMs)
+}
+
+// removeTimed removes the records that the tag index (superseded records,
+// transaction markers: records no key index entry points at) lists as
+// appended before beforeMs, with their index entries, and returns how many.
+func (b *Batch) removeTimed(id ShardID, tag byte, beforeMs int64) (int, error) {
 	p, err := b.need(id)
 	if err != nil {
 		return 0, err
@@ -123,13 +109,13 @@ func (b *Batch) ExpireSuperseded(id ShardID, beforeMs int64) (int, error) {
 		return 0, err
 	}
 	defer b.s.life.RUnlock()
-	ents, err := b.scanTimed(p, subSuperseded, beforeMs)
+	ents, err := b.scanTimed(p, tag, beforeMs)
 	if err != nil {
 		return 0, err
 	}
 	for _, e := range ents {
 		b.singleDelete(recordKey(id, e.offset))
-		b.singleDelete(supersededKey(id, e.ms, e.offset))
+		b.singleDelete(timedKey(id, tag, e.ms, e.offset))
 		p.st.LiveRecords--
 		p.st.LiveBytes -= int64(e.size)
 	}
