@@ -163,6 +163,15 @@ func TestTxnTools(t *testing.T) {
 		t.Fatalf("list: tools-live rows %v in %v", liveRows, rows)
 	}
 	livePID := liveRows[0]["ProducerId"]
+	// The filters of ListTransactions v1 and v2: a pattern the whole id
+	// matches, and a duration no transaction has run for yet.
+	rows = toolTable(t, k.ok(t, "", "kafka-transactions", k.with("list", "--transactional-id-pattern", "tools-l.*")...))
+	if len(rows) != 1 || rows[0]["TransactionalId"] != "tools-live" {
+		t.Fatalf("list --transactional-id-pattern: %v", rows)
+	}
+	if rows = toolTable(t, k.ok(t, "", "kafka-transactions", k.with("list", "--duration-filter", "3600000")...)); len(rows) != 0 {
+		t.Fatalf("list --duration-filter 1h: %v", rows)
+	}
 
 	// describe: the open transaction's state, timeout and partition.
 	desc := toolTable(t, k.ok(t, "", "kafka-transactions", k.with("describe", "--transactional-id", "tools-live")...))
