@@ -162,6 +162,17 @@ type Config struct {
 	TLSClientAuth string
 	// HTTPTLS serves the HTTP port over TLS.
 	HTTPTLS bool
+	// HTTPTokensFile holds the SHA-256 hashes of the HTTP API's bearer tokens
+	// and their principals (httpapi/auth_tokens.go); reloaded when it
+	// changes. Setting it turns HTTP authentication on.
+	HTTPTokensFile string
+	// HTTPClientCAFile holds the CA certificates HTTP client certificates
+	// must chain to (asked for, not required); a verified certificate is the
+	// principal User:<CN>. Needs HTTPTLS; turns HTTP authentication on.
+	HTTPClientCAFile string
+	// HTTPOpenProbes keeps /metrics, /healthz and /readyz open to anyone
+	// when HTTP authentication is on.
+	HTTPOpenProbes bool
 	// SASLHandshakeTimeout bounds a new connection's TLS handshake and SASL
 	// authentication.
 	SASLHandshakeTimeout time.Duration
@@ -181,6 +192,7 @@ func defaultConfig() Config {
 		DataDir:              "./data",
 		KafkaAddr:            "127.0.0.1:9092",
 		HTTPAddr:             "127.0.0.1:9644",
+		HTTPOpenProbes:       true,
 		NodeID:               1,
 		DefaultPartitions:    1,
 		DefaultCleanupPolicy: "compact",
@@ -286,6 +298,9 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.TLSCAFile, "tls-ca-file", c.TLSCAFile, "PEM CA certificates that client certificates must chain to")
 	fs.Var(&choiceValue{p: &c.TLSClientAuth, choices: []string{"none", "requested", "required"}}, "tls-client-auth", "client certificates: none, requested or required (principal User:<CN>)")
 	fs.BoolVar(&c.HTTPTLS, "http-tls", c.HTTPTLS, "serve the HTTP port over TLS with --tls-cert-file")
+	fs.StringVar(&c.HTTPTokensFile, "http-tokens-file", c.HTTPTokensFile, "file of sha256:<hex> User:<name> lines: the HTTP API's bearer tokens (hashed) and their principals; turns HTTP authentication on; reloaded when it changes")
+	fs.StringVar(&c.HTTPClientCAFile, "http-client-ca-file", c.HTTPClientCAFile, "PEM CA certificates HTTP client certificates must chain to (principal User:<CN>); needs --http-tls; turns HTTP authentication on")
+	fs.BoolVar(&c.HTTPOpenProbes, "http-open-probes", c.HTTPOpenProbes, "with HTTP authentication on, /metrics, /healthz and /readyz answer without credentials (false: they need a principal too)")
 	fs.DurationVar(&c.SASLHandshakeTimeout, "sasl-handshake-timeout", c.SASLHandshakeTimeout, "close a new connection that has not finished its TLS handshake and SASL authentication in this time")
 	fs.DurationVar(&c.SASLSessionLifetime, "sasl-session-lifetime", c.SASLSessionLifetime, "SASL sessions last this long before clients must re-authenticate (KIP-368; 0: for the connection's life)")
 	fs.StringVar(&c.SASLBootstrapUser, "sasl-bootstrap-user", c.SASLBootstrapUser, "user given SCRAM credentials on first start, password from "+bootstrapPasswordEnv)

@@ -68,6 +68,7 @@ func TestParseConfigDefaults(t *testing.T) {
 
 		ListenerProtocolMap:  defaultProtocolMap,
 		TLSClientAuth:        "none",
+		HTTPOpenProbes:       true,
 		SASLHandshakeTimeout: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -139,6 +140,9 @@ var allSet = struct {
 		"tls-ca-file":                    "/etc/sc/ca.crt",
 		"tls-client-auth":                "requested",
 		"http-tls":                       "true",
+		"http-tokens-file":               "testdata/http-tokens",
+		"http-client-ca-file":            "/etc/sc/http-ca.crt",
+		"http-open-probes":               "false",
 		"sasl-handshake-timeout":         "3s",
 		"sasl-session-lifetime":          "1h",
 		"sasl-bootstrap-user":            "admin",
@@ -202,6 +206,9 @@ var allSet = struct {
 		TLSCAFile:            "/etc/sc/ca.crt",
 		TLSClientAuth:        "requested",
 		HTTPTLS:              true,
+		HTTPTokensFile:       "testdata/http-tokens",
+		HTTPClientCAFile:     "/etc/sc/http-ca.crt",
+		HTTPOpenProbes:       false,
 		SASLHandshakeTimeout: 3 * time.Second,
 		SASLSessionLifetime:  time.Hour,
 		SASLBootstrapUser:    "admin",
@@ -348,9 +355,12 @@ var invalidValues = []struct {
 	{"listener-security-protocol-map", []string{"PLAINTEXT:TLS", "PLAINTEXT", "PLAINTEXT:PLAINTEXT,PLAINTEXT:SSL"}},
 	{"tls-cert-file", []string{"/etc/sc/tls.crt"}}, // without --tls-key-file
 	{"tls-key-file", []string{"/etc/sc/tls.key"}},
-	{"tls-ca-file", []string{"/etc/sc/ca.crt"}},           // without a certificate
-	{"tls-client-auth", []string{"optional", "required"}}, // required without --tls-ca-file
-	{"http-tls", []string{"true", "maybe"}},               // without certificate files
+	{"tls-ca-file", []string{"/etc/sc/ca.crt"}},                                      // without a certificate
+	{"tls-client-auth", []string{"optional", "required"}},                            // required without --tls-ca-file
+	{"http-tls", []string{"true", "maybe"}},                                          // without certificate files
+	{"http-tokens-file", []string{"testdata/missing", "testdata", "config_test.go"}}, // missing, not a file, not a tokens file
+	{"http-client-ca-file", []string{"/etc/sc/http-ca.crt"}},                         // without --http-tls
+	{"http-open-probes", []string{"false", "maybe"}},                                 // closed without HTTP authentication
 	{"sasl-handshake-timeout", []string{"0s", "10ms", "11m", "x"}},
 	{"sasl-session-lifetime", []string{"500ms", "-1s", "x"}},
 	{"sasl-bootstrap-user", []string{"admin"}}, // without the password

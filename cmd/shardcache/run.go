@@ -109,21 +109,31 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		return nil, err
 	}
 
+	httpAuth, err := s.loadHTTPAuth(tlsCfg)
+	if err != nil {
+		return nil, err
+	}
+
 	// HTTP: metrics and probes.
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
-	if cfg.HTTPTLS {
-		s.httpLn = tls.NewListener(s.httpLn, tlsCfg.ServerConfig())
+	if httpAuth.tls != nil {
+		s.httpLn = tls.NewListener(s.httpLn, httpAuth.tls)
 	}
 	s.httpSrv = &http.Server{
 		Handler: httpapi.New(httpapi.Config{
-			Gatherer:   s.reg,
-			Registerer: s.reg,
-			Ready:      s.isReady,
-			Backend:    s.backend.Load,
-			Logger:     log.With(logComponent, "http"),
-			Pprof:      cfg.Pprof,
+			Gatherer:       s.reg,
+			Registerer:     s.reg,
+			Ready:          s.isReady,
+			Backend:        s.backend.Load,
+			Logger:         log.With(logComponent, "http"),
+			Pprof:          cfg.Pprof,
+			Tokens:         httpAuth.tokens,
+			ClientCerts:    httpAuth.clientCerts,
+			Authorizer:     httpapi.AuthorizerFunc(allowAuthenticated), // the ACL authorizer after the merge of branch acl
+			ProbesNeedAuth: !cfg.HTTPOpenProbes,
+			PeerTLS:        httpAuth.peerTLS,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),

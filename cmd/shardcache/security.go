@@ -171,6 +171,9 @@ func (c Config) validateSecurity() error {
 	if err := c.validateClusterTLS(); err != nil {
 		return err
 	}
+	if err := c.validateHTTPAuth(); err != nil {
+		return err
+	}
 	if c.SASLHandshakeTimeout < broker.MinAuthenticationTimeout || c.SASLHandshakeTimeout > broker.MaxAuthenticationTimeout {
 		return fmt.Errorf("flag --sasl-handshake-timeout: must be between %s and %s, got %s", broker.MinAuthenticationTimeout, broker.MaxAuthenticationTimeout, c.SASLHandshakeTimeout)
 	}
