@@ -125,6 +125,16 @@ type Config struct {
 	// two election timeouts.
 	RaftHeartbeatTimeout time.Duration
 	RaftElectionTimeout  time.Duration
+	// ClusterTLSCertFile, ClusterTLSKeyFile and ClusterTLSCAFile are the PEM
+	// files of TLS with mutual authentication on the node-to-node port: this
+	// node's certificate (server and client usage) and key, and the CA that
+	// every node's certificate chains to. All three or none; reloaded when
+	// they change.
+	ClusterTLSCertFile, ClusterTLSKeyFile, ClusterTLSCAFile string
+	// ClusterTLSPermissive, with the cluster TLS files, also accepts plain
+	// node-to-node connections and dials plain nodes in plain TCP: for the
+	// rolling restarts that turn node-to-node TLS on or off.
+	ClusterTLSPermissive bool
 	// SnapshotRate caps how fast this node streams a Raft group's snapshot to
 	// a replica that needs one, bytes per second; 0 is unlimited.
 	SnapshotRate int32
@@ -271,6 +281,10 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.Rack, "rack", c.Rack, "this node's rack, for follower fetch (client.rack)")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", c.ReplicationFactor, "replicas per data group (capped by the number of nodes), chosen when the cluster is bootstrapped")
 	fs.Var((*peerAddrsValue)(&c.PeerAddrs), "cluster-peer-addrs", "id=host:port,... addresses this node dials for other nodes instead of their advertised ones (NAT, test proxies)")
+	fs.StringVar(&c.ClusterTLSCertFile, "cluster-tls-cert-file", c.ClusterTLSCertFile, "PEM certificate chain of this node on the node-to-node port (TLS with mutual authentication; server and client usage); reloaded when it changes")
+	fs.StringVar(&c.ClusterTLSKeyFile, "cluster-tls-key-file", c.ClusterTLSKeyFile, "PEM private key of --cluster-tls-cert-file")
+	fs.BoolVar(&c.ClusterTLSPermissive, "cluster-tls-permissive", c.ClusterTLSPermissive, "with --cluster-tls-*: also talk to nodes without TLS, unauthenticated (only while turning node-to-node TLS on or off with rolling restarts)")
+	fs.StringVar(&c.ClusterTLSCAFile, "cluster-tls-ca-file", c.ClusterTLSCAFile, "PEM CA certificates every node's certificate must chain to, both ways")
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")

@@ -124,6 +124,10 @@ var allSet = struct {
 		"raft-heartbeat-timeout":  "250ms",
 		"raft-election-timeout":   "500ms",
 		"snapshot-rate":           "0",
+		"cluster-tls-cert-file":   "/etc/sc/node.crt",
+		"cluster-tls-key-file":    "/etc/sc/node.key",
+		"cluster-tls-ca-file":     "/etc/sc/cluster-ca.crt",
+		"cluster-tls-permissive":  "true",
 
 		"key-cache-bytes":        "4GiB",
 		"producer-id-expiration": "15m",
@@ -186,6 +190,10 @@ var allSet = struct {
 		RaftHeartbeatTimeout:  250 * time.Millisecond,
 		RaftElectionTimeout:   500 * time.Millisecond,
 		SnapshotRate:          0,
+		ClusterTLSCertFile:    "/etc/sc/node.crt",
+		ClusterTLSKeyFile:     "/etc/sc/node.key",
+		ClusterTLSCAFile:      "/etc/sc/cluster-ca.crt",
+		ClusterTLSPermissive:  true,
 
 		KeyCacheBytes:        4 << 30,
 		ProducerIDExpiration: 15 * time.Minute,
@@ -333,6 +341,10 @@ var invalidValues = []struct {
 	{"raft-heartbeat-timeout", []string{"1ms", "2m", "soon"}},
 	{"raft-election-timeout", []string{"100ms", "2m", "x"}},
 	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
+	{"cluster-tls-cert-file", []string{"/etc/sc/node.crt"}}, // without key and CA
+	{"cluster-tls-key-file", []string{"/etc/sc/node.key"}},
+	{"cluster-tls-ca-file", []string{"/etc/sc/cluster-ca.crt"}},
+	{"cluster-tls-permissive", []string{"true", "maybe"}}, // without the files
 	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},

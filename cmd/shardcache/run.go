@@ -104,6 +104,10 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	if err != nil {
 		return nil, err
 	}
+	clusterTLS, err := s.loadClusterTLS()
+	if err != nil {
+		return nil, err
+	}
 
 	httpAuth, err := s.loadHTTPAuth(tlsCfg)
 	if err != nil {
@@ -175,6 +179,11 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	rc.Registerer = s.reg
 	rc.Listener = s.clusterLn
 	rc.ClusterAddr = clusterAddr
+	if clusterTLS != nil { // not a typed nil in the interface
+		rc.ClusterTLS = clusterTLS
+		rc.ClusterTLSPermissive = cfg.ClusterTLSPermissive
+		log.Info("cluster tls on", "cert_file", cfg.ClusterTLSCertFile, "ca_file", cfg.ClusterTLSCAFile, "permissive", cfg.ClusterTLSPermissive)
+	}
 	rc.KafkaAddr = s.advertised
 	rc.KafkaListeners = listenersValue(cfg, s.kafkaLns)
 	rc.HTTPAddr = advertisedAddr("", s.httpLn.Addr())
