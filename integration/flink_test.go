@@ -13,13 +13,9 @@ package integration
 // offline runs here work.
 
 import (
-	"context"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/twmb/franz-go/pkg/kadm"
 )
 
 const (
@@ -33,35 +29,8 @@ const (
 // pipeline, failure and recovery, committed-offset start, the slow reader with partition
 // discovery, the latest and timestamp initializers, and exactly-once with the defaults;
 // on connector 5.0 also the check that INCREMENTING naming is the default and
-// exactly-once with POOLING naming (less one when POOLING is left out, see
-// flinkExcludedGroups).
+// exactly-once with POOLING naming.
 var minFlinkTests = map[string]int{"flink-2.2": 9, "flink-1.20": 7}
-
-// flinkExcludedGroups are the JUnit tags left out against b: "cluster" (those tests need
-// a cluster and its driver, cluster_flink_test.go), and "txnadmin" (the POOLING naming
-// strategy, which lists lingering transactions with DescribeProducers and
-// ListTransactions) while b does not advertise both APIs. It returns how many tests that
-// leaves out of minFlinkTests.
-func flinkExcludedGroups(t *testing.T, b *testBroker) (groups string, fewer int) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	vs, err := b.Admin(t).ApiVersions(ctx)
-	if err != nil {
-		t.Fatalf("api versions: %v", err)
-	}
-	have := map[int16]bool{}
-	vs.Each(func(v kadm.BrokerApiVersions) {
-		v.EachKeySorted(func(key, _, _ int16) { have[key] = true })
-	})
-	excluded := []string{"cluster"}
-	if !have[61] || !have[66] { // DescribeProducers, ListTransactions
-		t.Logf("broker lacks DescribeProducers (61) or ListTransactions (66): leaving out the POOLING exactly-once test (tag txnadmin)")
-		excluded = append(excluded, "txnadmin")
-		fewer = 1
-	}
-	return strings.Join(excluded, ","), fewer
-}
 
 // TestFlink runs the Flink job suite once per Flink version, each against a fresh broker.
 func TestFlink(t *testing.T) {
@@ -75,19 +44,17 @@ func TestFlink(t *testing.T) {
 			// written into the checkout and no earlier run's report is counted.
 			buildDir := filepath.Join(t.TempDir(), "target")
 			b := startBroker(t)
-			excluded, fewer := flinkExcludedGroups(t, b)
-			if profile != "flink-2.2" {
-				fewer = 0 // the POOLING test exists only on connector 5.0
-			}
 			runExternalSuite(t, externalSuite{
 				Dir:     dir,
 				Command: "mvn",
+				// Tests tagged "cluster" need a cluster and its driver
+				// (cluster_flink_test.go).
 				Args: []string{"-q", "-B", "-o", "-Dstyle.color=never", "-P", profile,
-					"-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=" + excluded, "test"},
+					"-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster", "test"},
 				Bootstrap: b.KafkaAddr,
 				Timeout:   flinkProfileTimeout,
 				Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),
-				MinTests:  minFlinkTests[profile] - fewer,
+				MinTests:  minFlinkTests[profile],
 			})
 		})
 	}

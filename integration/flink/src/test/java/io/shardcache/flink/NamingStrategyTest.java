@@ -7,7 +7,6 @@ import java.util.Locale;
 import org.apache.flink.api.common.serialization.SerializationSchema;
 import org.apache.flink.connector.kafka.sink.KafkaRecordSerializationSchema;
 import org.apache.flink.connector.kafka.sink.TransactionNamingStrategy;
-import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.Timeout;
 
@@ -30,13 +29,8 @@ class NamingStrategyTest {
                 "ExactlyOnceTest runs the default naming strategy");
     }
 
-    /**
-     * Tagged "txnadmin": its lingering-transaction listing needs DescribeProducers (61)
-     * and ListTransactions (66); integration/flink_test.go leaves the tag out against a
-     * broker that does not advertise both.
-     */
+    /** Lingering transactions are listed with DescribeProducers (61) and ListTransactions (66). */
     @Test
-    @Tag("txnadmin")
     @Timeout(240)
     void pooling() throws Exception {
         run(TransactionNamingStrategy.POOLING);
