@@ -28,7 +28,7 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 /**
  * One exactly-once run and its checks, shared by the test classes of both Flink
- * versions. A bounded job reads keyed updates from a compacted input and writes the
+ * versions. A bounded job reads keyed updates from an uncompacted input and writes the
  * mapped values, tagged with the writing attempt ({@link TagAttempt}), through an
  * EXACTLY_ONCE KafkaSink into a compacted output. One subtask fails after a checkpoint
  * completed and before it committed that checkpoint's transaction ({@link
@@ -65,7 +65,10 @@ final class ExactlyOnce {
         String input = Kafka.topicName(what + "-in");
         String output = Kafka.topicName(what + "-out");
         String prefix = "eo-" + what + "-" + UUID.randomUUID().toString().substring(0, 8);
-        kafka.createCompacted(input, PARTITIONS);
+        // The input keeps every update (a compacted input would hold only each key's
+        // latest by the time the job reads it, too few for the failures to land); the
+        // output is compacted.
+        kafka.createTopic(input, PARTITIONS, Map.of("cleanup.policy", "delete"));
         kafka.createCompacted(output, PARTITIONS);
         List<Update> ups = new ArrayList<>();
         for (int i = 0; i < SOLO_KEYS; i++) {
