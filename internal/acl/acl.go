@@ -60,8 +60,15 @@ type Filter struct {
 	Permission   kmsg.ACLPermissionType      `json:"perm"`
 }
 
+// invalidError is a validation error: Kafka's message, and errors.Is
+// ErrInvalid.
+type invalidError string
+
+func (e invalidError) Error() string        { return string(e) }
+func (e invalidError) Is(target error) bool { return target == ErrInvalid }
+
 func invalid(format string, args ...any) error {
-	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+	return invalidError(fmt.Sprintf(format, args...))
 }
 
 // Validate checks a binding to be created, with the messages Kafka's
