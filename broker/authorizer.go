@@ -28,6 +28,7 @@ package broker
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -67,36 +68,34 @@ type aclResource struct {
 	name string
 }
 
-type aclPrefix struct {
-	prefix  string
-	entries []aclEntry
-}
-
-// aclIndex is an ACLSet indexed by resource.
+// aclIndex is an ACLSet indexed by resource: literal bindings by type and
+// name, prefixed ones by type and prefix, with the prefix lengths in use per
+// type, so a lookup tries only the prefixes of the name that some binding
+// could have.
 type aclIndex struct {
-	src      *raftfsm.ACLSet
-	literal  map[aclResource][]aclEntry
-	prefixed map[kmsg.ACLResourceType][]aclPrefix
+	src        *raftfsm.ACLSet
+	literal    map[aclResource][]aclEntry
+	prefixed   map[aclResource][]aclEntry
+	prefixLens map[kmsg.ACLResourceType][]int // ascending
 }
 
 func newACLIndex(s *raftfsm.ACLSet) *aclIndex {
-	ix := &aclIndex{src: s, literal: map[aclResource][]aclEntry{}, prefixed: map[kmsg.ACLResourceType][]aclPrefix{}}
+	ix := &aclIndex{src: s, literal: map[aclResource][]aclEntry{}, prefixed: map[aclResource][]aclEntry{},
+		prefixLens: map[kmsg.ACLResourceType][]int{}}
 	for _, b := range s.Bindings() {
 		e := aclEntry{principal: b.Principal, host: b.Host, op: b.Operation, deny: b.Permission == kmsg.ACLPermissionTypeDeny}
+		k := aclResource{b.ResourceType, b.Name}
 		if b.Pattern == kmsg.ACLResourcePatternTypeLiteral {
-			k := aclResource{b.ResourceType, b.Name}
 			ix.literal[k] = append(ix.literal[k], e)
 			continue
 		}
-		ps := ix.prefixed[b.ResourceType]
-		// Bindings are sorted by name within a type, so one prefix's
-		// bindings are adjacent.
-		if n := len(ps); n > 0 && ps[n-1].prefix == b.Name {
-			ps[n-1].entries = append(ps[n-1].entries, e)
-		} else {
-			ps = append(ps, aclPrefix{prefix: b.Name, entries: []aclEntry{e}})
+		if len(ix.prefixed[k]) == 0 {
+			ls := ix.prefixLens[b.ResourceType]
+			if i, found := slices.BinarySearch(ls, len(b.Name)); !found {
+				ix.prefixLens[b.ResourceType] = slices.Insert(ls, i, len(b.Name))
+			}
 		}
-		ix.prefixed[b.ResourceType] = ps
+		ix.prefixed[k] = append(ix.prefixed[k], e)
 	}
 	return ix
 }
@@ -148,10 +147,11 @@ func (a *authorizer) authorize(principal, host string, op kmsg.ACLOperation, rt 
 	d := decision{principal: principal, host: host, op: op}
 	d.scan(ix.literal[aclResource{rt, name}])
 	d.scan(ix.literal[aclResource{rt, acl.Wildcard}])
-	for _, p := range ix.prefixed[rt] {
-		if strings.HasPrefix(name, p.prefix) {
-			d.scan(p.entries)
+	for _, l := range ix.prefixLens[rt] {
+		if l > len(name) {
+			break
 		}
+		d.scan(ix.prefixed[aclResource{rt, name[:l]}])
 	}
 	if !d.found {
 		return a.allowIfNoACL

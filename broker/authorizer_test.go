@@ -192,8 +192,12 @@ func BenchmarkAuthorize(b *testing.B) {
 	}
 	bs = append(bs, acl.Binding{ResourceType: kmsg.ACLResourceTypeTopic, Name: "app-", Pattern: kmsg.ACLResourcePatternTypePrefixed,
 		Principal: "User:alice", Host: "*", Operation: kmsg.ACLOperationWrite, Permission: kmsg.ACLPermissionTypeAllow})
-	if err := tb.Node.CreateACLs(ctx, bs); err != nil {
-		b.Fatal(err)
+	for len(bs) > 0 {
+		n := min(len(bs), raftfsm.MaxACLsPerCommand)
+		if err := tb.Node.CreateACLs(ctx, bs[:n]); err != nil {
+			b.Fatal(err)
+		}
+		bs = bs[n:]
 	}
 	b.Run("1001-acls", func(b *testing.B) { check(b, newAuthorizer(nil, false, tb.Node.ACLs)) })
 }

@@ -145,7 +145,7 @@ func loadACLKey(k []byte, bindings map[acl.Binding]struct{}) error {
 func checkACLCommand(c *Command) error {
 	n := len(c.ACLs) + len(c.ACLFilters)
 	if n == 0 || n > MaxACLsPerCommand {
-		return fmt.Errorf("%w: %d acl bindings or filters, want 1 to %d", ErrBadRequest, n, MaxACLsPerCommand)
+		return fmt.Errorf("%w: %d bindings or filters in one command, want 1 to %d", acl.ErrInvalid, n, MaxACLsPerCommand)
 	}
 	for i := range c.ACLs {
 		if err := c.ACLs[i].Validate(); err != nil {
