@@ -3,6 +3,8 @@ package broker
 // DescribeGroups: v0-5
 //
 // Behavior:
+//   - Needs DESCRIBE on each group (authorizer.go), else that group answers
+//     GROUP_AUTHORIZATION_FAILED.
 //   - Per group: state (Empty, PreparingRebalance, CompletingRebalance,
 //     Stable, Dead), protocol type, chosen protocol and members (id, instance
 //     id, client id, client host). As in Kafka, a Stable group's members carry
@@ -30,6 +32,12 @@ func (b *Broker) handleDescribeGroups(ctx context.Context, rc *requestContext, k
 	req := kreq.(*kmsg.DescribeGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	for _, id := range req.Groups {
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, id) {
+			g := kmsg.NewDescribeGroupsResponseGroup()
+			g.Group, g.ErrorCode = id, kerr.GroupAuthorizationFailed.Code
+			resp.Groups = append(resp.Groups, g)
+			continue
+		}
 		resp.Groups = append(resp.Groups, b.describeGroup(ctx, id))
 	}
 	return resp, nil

@@ -3,6 +3,9 @@ package broker
 // DescribeTopicPartitions: v0
 //
 // Behavior (KIP-966; `kafka-topics --describe` uses it instead of Metadata):
+//   - Authorization (authorizer.go): the list of every topic holds only the
+//     topics the principal may DESCRIBE; a named one it may not answers
+//     TOPIC_AUTHORIZATION_FAILED.
 //   - An empty topic list describes every topic; otherwise the named ones.
 //     Topics are answered in name order, each with its id and its partitions
 //     as Metadata describes them (leader, leader epoch = the group's Raft
@@ -37,7 +40,7 @@ func init() {
 // (Kafka's max.request.partition.size.limit default).
 const maxDescribePartitions = 2000
 
-func (b *Broker) handleDescribeTopicPartitions(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeTopicPartitions(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeTopicPartitionsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeTopicPartitionsResponse)
 	limit := int(req.ResponsePartitionLimit)
@@ -49,7 +52,9 @@ func (b *Broker) handleDescribeTopicPartitions(_ context.Context, _ *requestCont
 	var names []string
 	if len(req.Topics) == 0 {
 		for _, ti := range b.node.Topics() {
-			names = append(names, ti.Name)
+			if b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
+				names = append(names, ti.Name)
+			}
 		}
 	} else {
 		for _, t := range req.Topics {
@@ -82,6 +87,13 @@ func (b *Broker) handleDescribeTopicPartitions(_ context.Context, _ *requestCont
 		from := int32(0)
 		if i == 0 {
 			from = startPartition
+		}
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) {
+			t := kmsg.NewDescribeTopicPartitionsResponseTopic()
+			t.Topic = kmsg.StringPtr(name)
+			t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, t)
+			continue
 		}
 		ti, ok := b.node.Topic(name)
 		if !ok {

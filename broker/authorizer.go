@@ -184,6 +184,60 @@ func (d *decision) scan(es []aclEntry) {
 	}
 }
 
+// authorizeAny decides whether principal may do op on some resource of
+// type rt (Kafka's authorizeByResourceType, which InitProducerId uses for
+// idempotent producers): yes for super users and where a resource that no
+// binding names is open (allowIfNoACL); otherwise some ALLOW binding of op
+// (or ALL) must apply to the principal and host without a DENY covering it
+// (a DENY on the literal "*", on the same literal name or on a prefix of
+// the allowed name).
+func (a *authorizer) authorizeAny(principal, host string, op kmsg.ACLOperation, rt kmsg.ACLResourceType) bool {
+	if a.superUsers[principal] {
+		return true
+	}
+	s := a.acls()
+	if s == nil || s.Len() == 0 {
+		return a.allowIfNoACL
+	}
+	var allowLit, allowPre, denyPre []string
+	denyLit := map[string]bool{}
+	for _, b := range s.Bindings() {
+		if b.ResourceType != rt || (b.Operation != op && b.Operation != kmsg.ACLOperationAll) ||
+			(b.Principal != principal && b.Principal != acl.WildcardPrincipal) || (b.Host != host && b.Host != acl.Wildcard) {
+			continue
+		}
+		lit := b.Pattern == kmsg.ACLResourcePatternTypeLiteral
+		switch {
+		case b.Permission == kmsg.ACLPermissionTypeDeny && lit && b.Name == acl.Wildcard:
+			return false
+		case b.Permission == kmsg.ACLPermissionTypeDeny && lit:
+			denyLit[b.Name] = true
+		case b.Permission == kmsg.ACLPermissionTypeDeny:
+			denyPre = append(denyPre, b.Name)
+		case lit:
+			allowLit = append(allowLit, b.Name)
+		default:
+			allowPre = append(allowPre, b.Name)
+		}
+	}
+	deniedByPrefix := func(name string) bool {
+		return slices.ContainsFunc(denyPre, func(p string) bool { return strings.HasPrefix(name, p) })
+	}
+	for _, n := range allowLit {
+		if !denyLit[n] && !deniedByPrefix(n) {
+			return true
+		}
+	}
+	for _, n := range allowPre {
+		if !deniedByPrefix(n) {
+			return true
+		}
+	}
+	// A name no binding covers is open when allowIfNoACL (Kafka checks a
+	// made-up resource name the same way).
+	return a.authorize(principal, host, op, rt, "\x00no-such-resource")
+}
+
 // implies reports whether an ALLOW of granted allows op.
 func implies(granted, op kmsg.ACLOperation) bool {
 	switch {
@@ -238,6 +292,17 @@ func (b *Broker) allowedTopicCreate(rc *requestContext, topic string) bool {
 		return true
 	}
 	return b.allowed(rc, kmsg.ACLOperationCreate, kmsg.ACLResourceTypeTopic, topic)
+}
+
+// allowedIdempotentWrite is InitProducerId's check for a producer without
+// a transactional id (Kafka 4, KIP-679): IDEMPOTENT_WRITE on the cluster, or
+// WRITE on any topic.
+func (b *Broker) allowedIdempotentWrite(rc *requestContext) bool {
+	if b.permits(rc, kmsg.ACLOperationIdempotentWrite, kmsg.ACLResourceTypeCluster, acl.ClusterName) ||
+		b.authz.authorizeAny(rc.principal, rc.host, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic) {
+		return true
+	}
+	return b.allowedCluster(rc, kmsg.ACLOperationIdempotentWrite) // counted and logged
 }
 
 // hostOf is the IP of a "host:port" remote address, the host ACLs name.

@@ -512,3 +512,180 @@ func testCtx(t testing.TB) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// TestACLErrorsPerAPI sends every checked API as a principal with no
+// rights on a broker that refuses what no ACL allows, and checks the
+// authorization error lands where Kafka puts it.
+func TestACLErrorsPerAPI(t *testing.T) {
+	ab := newACLBroker(t, func(c *testBrokerConfig) { c.DenyIfNoACLFound = true })
+	ctx := testCtx(t)
+	if _, err := kadm.NewClient(ab.as(t, "admin")).CreateTopic(ctx, 1, 1, nil, "t"); err != nil {
+		t.Fatal(err)
+	}
+	bob := ab.as(t, "bob")
+	const (
+		topicDenied   = 29 // kerr.TopicAuthorizationFailed.Code
+		groupDenied   = 30
+		clusterDenied = 31
+		txnDenied     = 53
+	)
+	txn := "tx"
+	tests := []struct {
+		name string
+		req  kmsg.Request
+		code func(kmsg.Response) int16
+		want int16
+	}{
+		{"ListOffsets", func() kmsg.Request {
+			r := kmsg.NewPtrListOffsetsRequest()
+			rt := kmsg.NewListOffsetsRequestTopic()
+			rt.Topic = "t"
+			rt.Partitions = []kmsg.ListOffsetsRequestTopicPartition{kmsg.NewListOffsetsRequestTopicPartition()}
+			r.Topics = append(r.Topics, rt)
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0].ErrorCode }, topicDenied},
+		{"OffsetCommit", func() kmsg.Request {
+			r := kmsg.NewPtrOffsetCommitRequest()
+			r.Group, r.Generation = "g", -1
+			rt := kmsg.NewOffsetCommitRequestTopic()
+			rt.Topic = "t"
+			rt.Partitions = []kmsg.OffsetCommitRequestTopicPartition{kmsg.NewOffsetCommitRequestTopicPartition()}
+			r.Topics = append(r.Topics, rt)
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.OffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }, groupDenied},
+		{"OffsetFetch", func() kmsg.Request {
+			r := kmsg.NewPtrOffsetFetchRequest()
+			g := kmsg.NewOffsetFetchRequestGroup()
+			g.Group = "g"
+			r.Groups = append(r.Groups, g)
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.OffsetFetchResponse).Groups[0].ErrorCode }, groupDenied},
+		{"FindCoordinator group", func() kmsg.Request {
+			r := kmsg.NewPtrFindCoordinatorRequest()
+			r.CoordinatorKeys = []string{"g"}
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.FindCoordinatorResponse).Coordinators[0].ErrorCode }, groupDenied},
+		{"FindCoordinator txn", func() kmsg.Request {
+			r := kmsg.NewPtrFindCoordinatorRequest()
+			r.CoordinatorType, r.CoordinatorKeys = 1, []string{txn}
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.FindCoordinatorResponse).Coordinators[0].ErrorCode }, txnDenied},
+		{"JoinGroup", func() kmsg.Request {
+			r := kmsg.NewPtrJoinGroupRequest()
+			r.Group, r.ProtocolType, r.SessionTimeoutMillis, r.RebalanceTimeoutMillis = "g", "consumer", 10000, 10000
+			p := kmsg.NewJoinGroupRequestProtocol()
+			p.Name = "range"
+			r.Protocols = append(r.Protocols, p)
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.JoinGroupResponse).ErrorCode }, groupDenied},
+		{"Heartbeat", &kmsg.HeartbeatRequest{Group: "g", MemberID: "m"}, func(r kmsg.Response) int16 { return r.(*kmsg.HeartbeatResponse).ErrorCode }, groupDenied},
+		{"SyncGroup", &kmsg.SyncGroupRequest{Group: "g", MemberID: "m"}, func(r kmsg.Response) int16 { return r.(*kmsg.SyncGroupResponse).ErrorCode }, groupDenied},
+		{"LeaveGroup", &kmsg.LeaveGroupRequest{Group: "g", Version: 3, Members: []kmsg.LeaveGroupRequestMember{{MemberID: "m"}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.LeaveGroupResponse).ErrorCode }, groupDenied},
+		{"DescribeGroups", &kmsg.DescribeGroupsRequest{Groups: []string{"g"}}, func(r kmsg.Response) int16 { return r.(*kmsg.DescribeGroupsResponse).Groups[0].ErrorCode }, groupDenied},
+		{"DeleteGroups", &kmsg.DeleteGroupsRequest{Groups: []string{"g"}}, func(r kmsg.Response) int16 { return r.(*kmsg.DeleteGroupsResponse).Groups[0].ErrorCode }, groupDenied},
+		{"OffsetDelete", &kmsg.OffsetDeleteRequest{Group: "g"}, func(r kmsg.Response) int16 { return r.(*kmsg.OffsetDeleteResponse).ErrorCode }, groupDenied},
+		{"CreateTopics", func() kmsg.Request {
+			r := kmsg.NewPtrCreateTopicsRequest()
+			rt := kmsg.NewCreateTopicsRequestTopic()
+			rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "new", 1, -1
+			r.Topics = append(r.Topics, rt)
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode }, topicDenied},
+		{"DeleteTopics", &kmsg.DeleteTopicsRequest{TopicNames: []string{"t"}, Topics: []kmsg.DeleteTopicsRequestTopic{{Topic: kmsg.StringPtr("t")}}}, func(r kmsg.Response) int16 { return r.(*kmsg.DeleteTopicsResponse).Topics[0].ErrorCode }, topicDenied},
+		{"DeleteRecords", &kmsg.DeleteRecordsRequest{Topics: []kmsg.DeleteRecordsRequestTopic{{Topic: "t", Partitions: []kmsg.DeleteRecordsRequestTopicPartition{{Offset: 0}}}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.DeleteRecordsResponse).Topics[0].Partitions[0].ErrorCode }, topicDenied},
+		{"CreatePartitions", &kmsg.CreatePartitionsRequest{Topics: []kmsg.CreatePartitionsRequestTopic{{Topic: "t", Count: 2}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.CreatePartitionsResponse).Topics[0].ErrorCode }, topicDenied},
+		{"DescribeConfigs topic", &kmsg.DescribeConfigsRequest{Resources: []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.DescribeConfigsResponse).Resources[0].ErrorCode }, topicDenied},
+		{"DescribeConfigs broker", &kmsg.DescribeConfigsRequest{Resources: []kmsg.DescribeConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeBroker, ResourceName: "1"}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.DescribeConfigsResponse).Resources[0].ErrorCode }, clusterDenied},
+		{"IncrementalAlterConfigs", &kmsg.IncrementalAlterConfigsRequest{Resources: []kmsg.IncrementalAlterConfigsRequestResource{{ResourceType: kmsg.ConfigResourceTypeTopic, ResourceName: "t"}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.IncrementalAlterConfigsResponse).Resources[0].ErrorCode }, topicDenied},
+		{"InitProducerId idempotent", &kmsg.InitProducerIDRequest{ProducerID: -1, ProducerEpoch: -1},
+			func(r kmsg.Response) int16 { return r.(*kmsg.InitProducerIDResponse).ErrorCode }, clusterDenied},
+		{"InitProducerId transactional", &kmsg.InitProducerIDRequest{TransactionalID: &txn, TransactionTimeoutMillis: 60000, ProducerID: -1, ProducerEpoch: -1},
+			func(r kmsg.Response) int16 { return r.(*kmsg.InitProducerIDResponse).ErrorCode }, txnDenied},
+		{"AddPartitionsToTxn", &kmsg.AddPartitionsToTxnRequest{TransactionalID: txn, Topics: []kmsg.AddPartitionsToTxnRequestTopic{{Topic: "t", Partitions: []int32{0}}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode }, txnDenied},
+		{"AddOffsetsToTxn", &kmsg.AddOffsetsToTxnRequest{TransactionalID: txn, Group: "g"}, func(r kmsg.Response) int16 { return r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode }, txnDenied},
+		{"EndTxn", &kmsg.EndTxnRequest{TransactionalID: txn}, func(r kmsg.Response) int16 { return r.(*kmsg.EndTxnResponse).ErrorCode }, txnDenied},
+		{"TxnOffsetCommit", &kmsg.TxnOffsetCommitRequest{TransactionalID: txn, Group: "g", Topics: []kmsg.TxnOffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{}}}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }, txnDenied},
+		{"DescribeLogDirs", &kmsg.DescribeLogDirsRequest{Version: 4}, func(r kmsg.Response) int16 { return r.(*kmsg.DescribeLogDirsResponse).ErrorCode }, clusterDenied},
+		{"DescribeUserScramCredentials", &kmsg.DescribeUserSCRAMCredentialsRequest{}, func(r kmsg.Response) int16 { return r.(*kmsg.DescribeUserSCRAMCredentialsResponse).ErrorCode }, clusterDenied},
+		{"AlterUserScramCredentials", &kmsg.AlterUserSCRAMCredentialsRequest{Deletions: []kmsg.AlterUserSCRAMCredentialsRequestDeletion{{Name: "alice", Mechanism: 1}}},
+			func(r kmsg.Response) int16 { return r.(*kmsg.AlterUserSCRAMCredentialsResponse).Results[0].ErrorCode }, clusterDenied},
+		{"DescribeQuorum", func() kmsg.Request {
+			r := kmsg.NewPtrDescribeQuorumRequest()
+			rt := kmsg.NewDescribeQuorumRequestTopic()
+			rt.Topic = metadataLogTopic
+			rt.Partitions = []kmsg.DescribeQuorumRequestTopicPartition{kmsg.NewDescribeQuorumRequestTopicPartition()}
+			r.Topics = append(r.Topics, rt)
+			return r
+		}(), func(r kmsg.Response) int16 { return r.(*kmsg.DescribeQuorumResponse).ErrorCode }, clusterDenied},
+		{"DescribeTopicPartitions", &kmsg.DescribeTopicPartitionsRequest{Topics: []kmsg.DescribeTopicPartitionsRequestTopic{{Topic: "t"}}, ResponsePartitionLimit: 10},
+			func(r kmsg.Response) int16 { return r.(*kmsg.DescribeTopicPartitionsResponse).Topics[0].ErrorCode }, topicDenied},
+	}
+	// Straight to the broker: the client's own routing (FindCoordinator,
+	// Metadata) would stop at their authorization errors first.
+	if _, err := kmsg.NewPtrMetadataRequest().RequestWith(ctx, bob); err != nil {
+		t.Fatal(err)
+	}
+	direct := bob.DiscoveredBrokers()[0]
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := direct.Request(ctx, tt.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tt.code(resp); got != tt.want {
+				t.Fatalf("error %d (%v), want %d (%v)", got, kerr.ErrorForCode(got), tt.want, kerr.ErrorForCode(tt.want))
+			}
+		})
+	}
+	// Lists hold only what bob may describe: nothing.
+	lg, err := kmsg.NewPtrListGroupsRequest().RequestWith(ctx, bob)
+	if err != nil || len(lg.Groups) != 0 {
+		t.Fatalf("ListGroups = %+v, %v; want no groups", lg, err)
+	}
+}
+
+// TestACLConsumerGroup: a consumer with READ on its topic and group joins,
+// consumes and commits; the same client without READ on the group gets
+// GROUP_AUTHORIZATION_FAILED.
+func TestACLConsumerGroup(t *testing.T) {
+	ab := newACLBroker(t, func(c *testBrokerConfig) { c.DenyIfNoACLFound = true })
+	ctx := testCtx(t)
+	admin := ab.as(t, "admin")
+	if _, err := kadm.NewClient(admin).CreateTopic(ctx, 1, 1, nil, "events"); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.ProduceSync(ctx, &kgo.Record{Topic: "events", Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	ab.allow(t, kadm.NewACLs().Allow("User:alice").Topics("events").Groups("readers").Operations(kadm.OpRead))
+	alice := ab.as(t, "alice", kgo.ConsumeTopics("events"), kgo.ConsumerGroup("readers"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	for got := 0; got == 0; {
+		fs := alice.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatal(err)
+		}
+		if err := fs.Err0(); err != nil {
+			t.Fatal(err)
+		}
+		got = fs.NumRecords()
+	}
+	if err := alice.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatal(err)
+	}
+	ab.allow(t, kadm.NewACLs().Allow("User:bob").Topics("events").Operations(kadm.OpRead))
+	bob := ab.as(t, "bob", kgo.ConsumeTopics("events"), kgo.ConsumerGroup("readers"))
+	fs := bob.PollFetches(ctx)
+	var gotErr error
+	fs.EachError(func(_ string, _ int32, err error) { gotErr = err })
+	if !errors.Is(gotErr, kerr.GroupAuthorizationFailed) {
+		t.Fatalf("bob's poll error = %v, want GROUP_AUTHORIZATION_FAILED", gotErr)
+	}
+}
