@@ -608,11 +608,15 @@ func TestACLErrorsPerAPI(t *testing.T) {
 		{"InitProducerId transactional", &kmsg.InitProducerIDRequest{TransactionalID: &txn, TransactionTimeoutMillis: 60000, ProducerID: -1, ProducerEpoch: -1},
 			func(r kmsg.Response) int16 { return r.(*kmsg.InitProducerIDResponse).ErrorCode }, txnDenied},
 		{"AddPartitionsToTxn", &kmsg.AddPartitionsToTxnRequest{TransactionalID: txn, Topics: []kmsg.AddPartitionsToTxnRequestTopic{{Topic: "t", Partitions: []int32{0}}}},
-			func(r kmsg.Response) int16 { return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode }, txnDenied},
+			func(r kmsg.Response) int16 {
+				return r.(*kmsg.AddPartitionsToTxnResponse).Topics[0].Partitions[0].ErrorCode
+			}, txnDenied},
 		{"AddOffsetsToTxn", &kmsg.AddOffsetsToTxnRequest{TransactionalID: txn, Group: "g"}, func(r kmsg.Response) int16 { return r.(*kmsg.AddOffsetsToTxnResponse).ErrorCode }, txnDenied},
 		{"EndTxn", &kmsg.EndTxnRequest{TransactionalID: txn}, func(r kmsg.Response) int16 { return r.(*kmsg.EndTxnResponse).ErrorCode }, txnDenied},
 		{"TxnOffsetCommit", &kmsg.TxnOffsetCommitRequest{TransactionalID: txn, Group: "g", Topics: []kmsg.TxnOffsetCommitRequestTopic{{Topic: "t", Partitions: []kmsg.TxnOffsetCommitRequestTopicPartition{{}}}}},
-			func(r kmsg.Response) int16 { return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode }, txnDenied},
+			func(r kmsg.Response) int16 {
+				return r.(*kmsg.TxnOffsetCommitResponse).Topics[0].Partitions[0].ErrorCode
+			}, txnDenied},
 		{"DescribeLogDirs", &kmsg.DescribeLogDirsRequest{Version: 4}, func(r kmsg.Response) int16 { return r.(*kmsg.DescribeLogDirsResponse).ErrorCode }, clusterDenied},
 		{"DescribeUserScramCredentials", &kmsg.DescribeUserSCRAMCredentialsRequest{}, func(r kmsg.Response) int16 { return r.(*kmsg.DescribeUserSCRAMCredentialsResponse).ErrorCode }, clusterDenied},
 		{"AlterUserScramCredentials", &kmsg.AlterUserSCRAMCredentialsRequest{Deletions: []kmsg.AlterUserSCRAMCredentialsRequestDeletion{{Name: "alice", Mechanism: 1}}},

@@ -280,7 +280,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.BoolVar(&c.HTTPTLS, "http-tls", c.HTTPTLS, "serve the HTTP port over TLS with --tls-cert-file")
 	fs.DurationVar(&c.SASLHandshakeTimeout, "sasl-handshake-timeout", c.SASLHandshakeTimeout, "close a new connection that has not finished its TLS handshake and SASL authentication in this time")
 	fs.DurationVar(&c.SASLSessionLifetime, "sasl-session-lifetime", c.SASLSessionLifetime, "SASL sessions last this long before clients must re-authenticate (KIP-368; 0: for the connection's life)")
-	fs.StringVar(&c.SASLBootstrapUser, "sasl-bootstrap-user", c.SASLBootstrapUser, "user given SCRAM credentials on first start, password from "+bootstrapPasswordEnv)
+	fs.StringVar(&c.SASLBootstrapUser, "sasl-bootstrap-user", c.SASLBootstrapUser, "user given SCRAM credentials on first start, password from "+bootstrapPasswordEnv+"; a super user")
 	fs.StringVar(&c.SuperUsers, "super-users", c.SuperUsers, "principals allowed everything whatever the ACLs say, \"User:a;User:b\" (super.users)")
 	fs.Var(optBoolValue{&c.AllowEveryoneIfNoACLFound}, "allow-everyone-if-no-acl-found",
 		"allow any client on a resource no ACL names (default: true while no listener authenticates clients, false once one is SASL_PLAINTEXT, SASL_SSL, or SSL with --tls-client-auth)")

@@ -158,9 +158,14 @@ func (c Config) allowEveryone() bool {
 	return true
 }
 
-// superUsers is --super-users parsed (Validate has checked it).
+// superUsers is --super-users parsed (Validate has checked it), plus the
+// --sasl-bootstrap-user: the first administrator must be able to grant the
+// ACLs everyone else needs.
 func superUsers(c Config) []string {
 	u, _ := broker.ParseSuperUsers(c.SuperUsers)
+	if c.SASLBootstrapUser != "" {
+		u = append(u, "User:"+c.SASLBootstrapUser)
+	}
 	return u
 }
 
