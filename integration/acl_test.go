@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -179,10 +178,5 @@ func TestACLKafkaTools(t *testing.T) {
 	out = k.ok(t, "", "kafka-acls", k.with("--list")...)
 	if strings.Contains(out, "team-") || strings.Contains(out, "operation=WRITE") || !strings.Contains(out, "operation=READ") {
 		t.Fatalf("--list after --remove:\n%s", out)
-	}
-	// Kafka's error for a bad binding reaches the user.
-	_, stderr, err := k.run(t, "", "kafka-acls", k.with("--add", "--allow-principal", "alice", "--operation", "Read", "--topic", topic)...)
-	if err == nil || !regexp.MustCompile(`(?i)principal`).MatchString(stderr) {
-		t.Fatalf("a principal without a type: err %v, stderr:\n%s", err, stderr)
 	}
 }
