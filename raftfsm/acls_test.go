@@ -115,3 +115,26 @@ func TestClusterACLsFromAnyNode(t *testing.T) {
 		return true
 	})
 }
+
+// FuzzACLKey feeds stored-key bytes to the loader: it refuses or decodes,
+// and what it decodes encodes back to the same key.
+func FuzzACLKey(f *testing.F) {
+	f.Add([]byte{})
+	for _, b := range []acl.Binding{aliceReadOrders, bobWriteOrd, anyoneDenyGroup} {
+		k := aclMetaKey(&b)
+		f.Add(k[2:])
+		f.Add(append(k[2:len(k):len(k)], 0xff))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		k := append([]byte{prefixMeta, metaKindACL}, b...)
+		got := map[acl.Binding]struct{}{}
+		if err := loadACLKey(k, got); err != nil {
+			return
+		}
+		for bd := range got {
+			if re := aclMetaKey(&bd); string(re) != string(k) {
+				t.Fatalf("key %x decodes to %+v, which encodes to %x", k, bd, re)
+			}
+		}
+	})
+}
