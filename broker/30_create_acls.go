@@ -41,10 +41,9 @@ func (b *Broker) handleCreateACLs(ctx context.Context, rc *requestContext, kreq 
 		}
 		return resp, nil
 	}
-	var valid []acl.Binding
-	var at []int
+	bindings := make([]acl.Binding, len(req.Creations))
 	for i, c := range req.Creations {
-		bd := acl.Binding{
+		bindings[i] = acl.Binding{
 			ResourceType: c.ResourceType,
 			Name:         c.ResourceName,
 			Pattern:      c.ResourcePatternType,
@@ -53,26 +52,41 @@ func (b *Broker) handleCreateACLs(ctx context.Context, rc *requestContext, kreq 
 			Operation:    c.Operation,
 			Permission:   c.PermissionType,
 		}
-		if err := bd.Validate(); err != nil {
-			resp.Results[i].ErrorCode = errorCode(err)
-			resp.Results[i].ErrorMessage = clientMessage(err)
+	}
+	fail := func(i int, err error) {
+		resp.Results[i].ErrorCode = b.codeFor(err, "create acls")
+		resp.Results[i].ErrorMessage = clientMessage(err)
+	}
+	writeACLChanges(bindings, (*acl.Binding).Validate, fail, func(chunk []acl.Binding, at []int) {
+		if err := b.node.CreateACLs(ctx, chunk); err != nil {
+			for _, i := range at {
+				fail(i, err)
+			}
+			return
+		}
+		b.log.Info("acls created", logKeyPrincipal, rc.principal, "count", len(chunk))
+	})
+	return resp, nil
+}
+
+// writeACLChanges validates each of items, answering the invalid ones
+// through fail, and hands the valid ones to apply in Raft commands of at
+// most raftfsm.MaxACLsPerCommand, with the request indexes of the chunk's
+// items (CreateAcls and DeleteAcls).
+func writeACLChanges[T any](items []T, validate func(*T) error, fail func(i int, err error), apply func(chunk []T, at []int)) {
+	var valid []T
+	var at []int
+	for i := range items {
+		if err := validate(&items[i]); err != nil {
+			fail(i, err)
 			continue
 		}
-		valid = append(valid, bd)
+		valid = append(valid, items[i])
 		at = append(at, i)
 	}
 	for len(valid) > 0 {
 		n := min(len(valid), raftfsm.MaxACLsPerCommand)
-		if err := b.node.CreateACLs(ctx, valid[:n]); err != nil {
-			code := b.codeFor(err, "create acls")
-			for _, i := range at[:n] {
-				resp.Results[i].ErrorCode = code
-				resp.Results[i].ErrorMessage = clientMessage(err)
-			}
-		} else {
-			b.log.Info("acls created", logKeyPrincipal, rc.principal, "count", n)
-		}
+		apply(valid[:n], at[:n])
 		valid, at = valid[n:], at[n:]
 	}
-	return resp, nil
 }

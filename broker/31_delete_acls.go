@@ -22,7 +22,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/internal/acl"
-	"github.com/shardcache/shardcache/raftfsm"
 )
 
 func init() { register(kmsg.DeleteACLs.Int16(), 1, 3, (*Broker).handleDeleteACLs) }
@@ -40,10 +39,9 @@ func (b *Broker) handleDeleteACLs(ctx context.Context, rc *requestContext, kreq 
 		}
 		return resp, nil
 	}
-	var valid []acl.Filter
-	var at []int
+	filters := make([]acl.Filter, len(req.Filters))
 	for i, rf := range req.Filters {
-		f := acl.Filter{
+		filters[i] = acl.Filter{
 			ResourceType: rf.ResourceType,
 			Name:         rf.ResourceName,
 			Pattern:      rf.ResourcePatternType,
@@ -52,24 +50,21 @@ func (b *Broker) handleDeleteACLs(ctx context.Context, rc *requestContext, kreq 
 			Operation:    rf.Operation,
 			Permission:   rf.PermissionType,
 		}
-		if err := f.Validate(); err != nil {
-			resp.Results[i].ErrorCode = errorCode(err)
-			resp.Results[i].ErrorMessage = clientMessage(err)
-			continue
-		}
-		valid = append(valid, f)
-		at = append(at, i)
 	}
-	for len(valid) > 0 {
-		n := min(len(valid), raftfsm.MaxACLsPerCommand)
-		deleted, err := b.node.DeleteACLs(ctx, valid[:n])
-		for j, i := range at[:n] {
-			r := &resp.Results[i]
-			if err != nil {
-				r.ErrorCode = b.codeFor(err, "delete acls")
-				r.ErrorMessage = clientMessage(err)
-				continue
+	fail := func(i int, err error) {
+		resp.Results[i].ErrorCode = b.codeFor(err, "delete acls")
+		resp.Results[i].ErrorMessage = clientMessage(err)
+	}
+	writeACLChanges(filters, (*acl.Filter).Validate, fail, func(chunk []acl.Filter, at []int) {
+		deleted, err := b.node.DeleteACLs(ctx, chunk)
+		if err != nil {
+			for _, i := range at {
+				fail(i, err)
 			}
+			return
+		}
+		for j, i := range at {
+			r := &resp.Results[i]
 			for _, bd := range deleted[j] {
 				m := kmsg.NewDeleteACLsResponseResultMatchingACL()
 				m.ResourceType, m.ResourceName, m.ResourcePatternType = bd.ResourceType, bd.Name, bd.Pattern
@@ -77,10 +72,7 @@ func (b *Broker) handleDeleteACLs(ctx context.Context, rc *requestContext, kreq 
 				r.MatchingACLs = append(r.MatchingACLs, m)
 			}
 		}
-		if err == nil {
-			b.log.Info("acls deleted", logKeyPrincipal, rc.principal, "filters", n)
-		}
-		valid, at = valid[n:], at[n:]
-	}
+		b.log.Info("acls deleted", logKeyPrincipal, rc.principal, "filters", len(chunk))
+	})
 	return resp, nil
 }
