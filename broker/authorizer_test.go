@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -691,5 +692,40 @@ func TestACLConsumerGroup(t *testing.T) {
 	fs.EachError(func(_ string, _ int32, err error) { gotErr = err })
 	if !errors.Is(gotErr, kerr.GroupAuthorizationFailed) {
 		t.Fatalf("bob's poll error = %v, want GROUP_AUTHORIZATION_FAILED", gotErr)
+	}
+}
+
+// TestACLTransactions: a transactional producer with WRITE on its
+// transactional id (prefixed) and its topic commits; without the id's ACL
+// it is refused at InitProducerId.
+func TestACLTransactions(t *testing.T) {
+	ab := newACLBroker(t, func(c *testBrokerConfig) { c.DenyIfNoACLFound = true })
+	ctx := testCtx(t)
+	if _, err := kadm.NewClient(ab.as(t, "admin")).CreateTopic(ctx, 1, 1, nil, "orders"); err != nil {
+		t.Fatal(err)
+	}
+	ab.allow(t, kadm.NewACLs().Allow("User:alice").Topics("orders").Operations(kadm.OpWrite, kadm.OpRead))
+	ab.allow(t, kadm.NewACLs().Allow("User:alice").TransactionalIDs("alice-").Operations(kadm.OpWrite).ResourcePatternType(kadm.ACLPatternPrefixed))
+
+	p := ab.as(t, "alice", kgo.TransactionalID("alice-1"), kgo.DefaultProduceTopic("orders"))
+	if err := p.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+		t.Fatalf("transactional produce: %v", err)
+	}
+	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+
+	other := ab.as(t, "alice", kgo.TransactionalID("bob-1"), kgo.DefaultProduceTopic("orders"), kgo.RecordRetries(0))
+	err := other.BeginTransaction()
+	if err == nil {
+		err = other.ProduceSync(ctx, &kgo.Record{Key: []byte("k"), Value: []byte("v")}).FirstErr()
+	}
+	// kgo reports it as its fatal producer-id error, with the Kafka error's
+	// name in the text.
+	if err == nil || !strings.Contains(err.Error(), "TRANSACTIONAL_ID_AUTHORIZATION_FAILED") {
+		t.Fatalf("produce with an unauthorized transactional id: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
 	}
 }
