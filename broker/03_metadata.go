@@ -25,8 +25,8 @@ package broker
 //     the group's voters, no offline replicas.
 //
 // Version notes:
-//   - v8+: authorized operations are not computed; the fields keep their "not
-//     requested" value (-2147483648) even when asked for.
+//   - v8+: authorized operations (KIP-430) of each topic, and v8-10 of the
+//     cluster, when asked for; else the "not requested" value (-2147483648).
 //   - v10+: topic ids. v13 (top-level error code) is not served.
 
 import (
@@ -36,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/shardcache/shardcache/internal/acl"
 	"github.com/shardcache/shardcache/raftfsm"
 )
 
@@ -52,6 +53,9 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 	}
 	clusterID := b.node.ClusterID()
 	resp.ClusterID = &clusterID
+	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeCluster, acl.ClusterName, clusterOperations)
+	}
 	resp.ControllerID = b.node.MetadataLeader()
 	if resp.ControllerID < 0 {
 		resp.ControllerID = b.node.NodeID()
@@ -60,7 +64,7 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 	if req.Topics == nil {
 		for _, ti := range b.node.Topics() {
 			if b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
-				resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+				resp.Topics = append(resp.Topics, b.metadataTopicFor(rc, req, ti))
 			}
 		}
 		return resp, nil
@@ -86,7 +90,7 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 				resp.Topics = append(resp.Topics, t)
 				continue
 			}
-			resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+			resp.Topics = append(resp.Topics, b.metadataTopicFor(rc, req, ti))
 			continue
 		}
 		name := *rt.Topic
@@ -109,7 +113,7 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 			resp.Topics = append(resp.Topics, t)
 			continue
 		}
-		resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+		resp.Topics = append(resp.Topics, b.metadataTopicFor(rc, req, ti))
 	}
 	return resp, nil
 }
@@ -138,6 +142,16 @@ func (b *Broker) lookupOrCreateTopic(ctx context.Context, rc *requestContext, na
 		}
 	}
 	return ti, err
+}
+
+// metadataTopicFor is metadataTopic with the topic's authorized operations
+// when the request asks for them (v8+).
+func (b *Broker) metadataTopicFor(rc *requestContext, req *kmsg.MetadataRequest, ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic {
+	t := b.metadataTopic(ti)
+	if req.Version >= 8 && req.IncludeTopicAuthorizedOperations {
+		t.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeTopic, ti.Name, topicOperations)
+	}
+	return t
 }
 
 // metadataTopic describes one topic with all its partitions.

@@ -15,8 +15,8 @@ package broker
 //     COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID (id too long).
 //   - kadm's Lag combines this with OffsetFetch and ListOffsets.
 //
-// Version notes: v1 ThrottleMillis; v3 AuthorizedOperations (there are no
-// ACLs: the "not requested" value is kept); v4 InstanceID; v5+ flexible. v6
+// Version notes: v1 ThrottleMillis; v3 AuthorizedOperations (KIP-430, when
+// asked for); v4 InstanceID; v5+ flexible. v6
 // (ErrorMessage) is not served.
 
 import (
@@ -38,7 +38,11 @@ func (b *Broker) handleDescribeGroups(ctx context.Context, rc *requestContext, k
 			resp.Groups = append(resp.Groups, g)
 			continue
 		}
-		resp.Groups = append(resp.Groups, b.describeGroup(ctx, id))
+		g := b.describeGroup(ctx, id)
+		if req.Version >= 3 && req.IncludeAuthorizedOperations {
+			g.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeGroup, id, groupOperations)
+		}
+		resp.Groups = append(resp.Groups, g)
 	}
 	return resp, nil
 }

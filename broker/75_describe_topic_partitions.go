@@ -20,7 +20,8 @@ package broker
 //     topic list answers INVALID_REQUEST on every topic, as Kafka does.
 //   - EligibleLeaderReplicas and LastKnownELR are empty (no KIP-966 ELR:
 //     Raft elects among the voters); OfflineReplicas is empty.
-//   - AuthorizedOperations keeps its "not requested" value: there are no ACLs.
+//   - AuthorizedOperations: the KIP-430 bit field of the principal's
+//     operations on the topic, always (as Kafka answers it).
 
 import (
 	"context"
@@ -108,6 +109,7 @@ func (b *Broker) handleDescribeTopicPartitions(_ context.Context, rc *requestCon
 			break
 		}
 		t, next := b.describeTopicPartitions(ti, from, left)
+		t.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeTopic, name, topicOperations)
 		resp.Topics = append(resp.Topics, t)
 		left -= len(t.Partitions)
 		if next >= 0 {

@@ -305,6 +305,30 @@ func (b *Broker) allowedIdempotentWrite(rc *requestContext) bool {
 	return b.allowedCluster(rc, kmsg.ACLOperationIdempotentWrite) // counted and logged
 }
 
+// The operations each resource type reports in AuthorizedOperations
+// (Kafka's AclEntry.supportedOperations).
+var (
+	topicOperations = []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationWrite, kmsg.ACLOperationCreate,
+		kmsg.ACLOperationDelete, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe, kmsg.ACLOperationDescribeConfigs,
+		kmsg.ACLOperationAlterConfigs}
+	groupOperations   = []kmsg.ACLOperation{kmsg.ACLOperationRead, kmsg.ACLOperationDescribe, kmsg.ACLOperationDelete}
+	clusterOperations = []kmsg.ACLOperation{kmsg.ACLOperationCreate, kmsg.ACLOperationAlter, kmsg.ACLOperationDescribe,
+		kmsg.ACLOperationClusterAction, kmsg.ACLOperationDescribeConfigs, kmsg.ACLOperationAlterConfigs,
+		kmsg.ACLOperationIdempotentWrite}
+)
+
+// authorizedOperations is the AuthorizedOperations bit field (KIP-430): bit
+// op set for each of ops the principal may do on the resource.
+func (b *Broker) authorizedOperations(rc *requestContext, rt kmsg.ACLResourceType, name string, ops []kmsg.ACLOperation) int32 {
+	var bits int32
+	for _, op := range ops {
+		if b.permits(rc, op, rt, name) {
+			bits |= 1 << op
+		}
+	}
+	return bits
+}
+
 // hostOf is the IP of a "host:port" remote address, the host ACLs name.
 func hostOf(remote string) string {
 	if h, _, err := net.SplitHostPort(remote); err == nil {

@@ -435,6 +435,18 @@ func TestACLProduceFetchMetadata(t *testing.T) {
 	if fmt.Sprint(listed) != "[allowed app-1]" {
 		t.Fatalf("alice's metadata lists %q, want [allowed app-1]", listed)
 	}
+	// KIP-430: READ and WRITE, and the DESCRIBE they imply.
+	oreq := kmsg.NewPtrMetadataRequest()
+	oreq.IncludeTopicAuthorizedOperations = true
+	ot := kmsg.NewMetadataRequestTopic()
+	ot.Topic = kmsg.StringPtr("allowed")
+	oreq.Topics = append(oreq.Topics, ot)
+	if mresp, err = oreq.RequestWith(ctx, alice); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := mresp.Topics[0].AuthorizedOperations, int32(1<<3|1<<4|1<<8); got != want {
+		t.Fatalf("authorized operations on allowed: %b, want %b", got, want)
+	}
 	mreq := kmsg.NewPtrMetadataRequest()
 	mreq.AllowAutoTopicCreation = true
 	for _, topic := range []string{"denied", "no-such-topic", "app-new"} {
