@@ -3,6 +3,8 @@ package broker
 // DescribeUserScramCredentials: v0
 //
 // Behavior:
+//   - Needs DESCRIBE on the cluster (authorizer.go), else
+//     CLUSTER_AUTHORIZATION_FAILED.
 //   - Lists each user's SCRAM mechanisms and iteration counts (never salts or
 //     keys) from the credentials stored through Raft. A null user list
 //     means every user with a credential; a user without one is
@@ -24,9 +26,13 @@ func init() {
 	register(kmsg.DescribeUserSCRAMCredentials.Int16(), 0, 0, (*Broker).handleDescribeUserSCRAMCredentials)
 }
 
-func (b *Broker) handleDescribeUserSCRAMCredentials(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeUserSCRAMCredentials(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeUserSCRAMCredentialsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+	if !b.allowedCluster(rc, kmsg.ACLOperationDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp, nil
+	}
 	byUser := map[string][]raftfsm.ScramCredential{}
 	var order []string
 	for _, c := range b.node.ScramCredentials() {

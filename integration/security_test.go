@@ -1,9 +1,10 @@
 package integration
 
 // The binary with a SASL_SSL listener beside PLAINTEXT, certificates made at run
-// time and a bootstrap admin: franz-go manages SCRAM users over SASL_SSL, kcat
-// (librdkafka) and confluent-kafka produce and consume as one of them, and a wrong
-// password is refused.
+// time and a bootstrap admin (a super user): franz-go manages SCRAM users and
+// ACLs over SASL_SSL, kcat (librdkafka) and confluent-kafka produce and consume
+// as one of them on the topic the ACLs allow and get TOPIC_AUTHORIZATION_FAILED
+// on one they do not, and a wrong password is refused.
 
 import (
 	"context"
@@ -49,6 +50,20 @@ func TestSASLSSLClients(t *testing.T) {
 	}
 	topic := topicName(t)
 	createTopic(t, adm, topic, 1, nil)
+	denied := topic + "-denied"
+	createTopic(t, adm, denied, 1, nil)
+	// A SASL listener turns --allow-everyone-if-no-acl-found off by default:
+	// alice gets only what these ACLs give her.
+	acls, err := adm.CreateACLs(ctx, kadm.NewACLs().Allow("User:alice").Topics(topic).Groups("py-sasl").
+		Operations(kadm.OpRead, kadm.OpWrite, kadm.OpDescribe))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range acls {
+		if r.Err != nil {
+			t.Fatalf("create acl: %v %s", r.Err, r.ErrMessage)
+		}
+	}
 
 	// A wrong password, through franz-go.
 	bad, err := kgo.NewClient(kgo.SeedBrokers(secure), kgo.DialTLSConfig(tlsCfg),
@@ -60,9 +75,10 @@ func TestSASLSSLClients(t *testing.T) {
 	if _, err := bad.Request(ctx, kmsg.NewPtrMetadataRequest()); !errors.Is(err, kerr.SaslAuthenticationFailed) {
 		t.Fatalf("wrong password: %v, want SASL_AUTHENTICATION_FAILED", err)
 	}
-	// The PLAINTEXT listener still serves (no authorization yet).
-	if _, err := b.Admin(t).ListTopics(ctx); err != nil {
-		t.Fatal(err)
+	// The PLAINTEXT listener still serves, as User:ANONYMOUS, who may
+	// describe no topic.
+	if listed, err := b.Admin(t).ListTopics(ctx); err != nil || len(listed) != 0 {
+		t.Fatalf("anonymous lists %v (%v), want no topics", listed.Names(), err)
 	}
 
 	caFile := files.CA
@@ -85,6 +101,14 @@ func TestSASLSSLClients(t *testing.T) {
 		if err == nil || !strings.Contains(string(out2), "uthentication") {
 			t.Fatalf("kcat with a wrong password: err %v", err)
 		}
+		// A topic alice has no ACL on.
+		cmd = exec.CommandContext(cctx, requireTool(t, "kcat"), append(kcatArgs("alice", "alice-secret"), "-P", "-t", denied)...)
+		cmd.Stdin = strings.NewReader("x\n")
+		out3, err := cmd.CombinedOutput()
+		t.Logf("kcat on a denied topic: %s", out3)
+		if err == nil || !strings.Contains(strings.ToLower(string(out3)), "topic authorization failed") {
+			t.Fatalf("kcat on a denied topic: err %v, want Topic authorization failed", err)
+		}
 	})
 
 	t.Run("confluent-kafka", func(t *testing.T) {
@@ -95,6 +119,12 @@ from confluent_kafka import Producer, Consumer
 conf = {"bootstrap.servers": sys.argv[1], "security.protocol": "SASL_SSL", "sasl.mechanisms": "SCRAM-SHA-256",
         "sasl.username": "alice", "sasl.password": sys.argv[3], "ssl.ca.location": sys.argv[4]}
 p = Producer(conf)
+errs = []
+p.produce(sys.argv[5], key=b"py", value=b"v", on_delivery=lambda err, msg: errs.append(err))
+p.flush(20)
+if not errs or errs[0] is None or errs[0].name() != "TOPIC_AUTHORIZATION_FAILED":
+    sys.exit("produce to the denied topic: %r, want TOPIC_AUTHORIZATION_FAILED" % errs)
+print("denied")
 p.produce(sys.argv[2], key=b"py", value=b"v")
 left = p.flush(20)
 if left:
@@ -114,7 +144,7 @@ c.close()
 `
 		cctx, ccancel := context.WithTimeout(context.Background(), 60*time.Second)
 		defer ccancel()
-		out, err := exec.CommandContext(cctx, py, "-c", script, secure, topic, "alice-secret", caFile).CombinedOutput()
+		out, err := exec.CommandContext(cctx, py, "-c", script, secure, topic, "alice-secret", caFile, denied).CombinedOutput()
 		t.Logf("confluent-kafka: %s", out)
 		if err != nil {
 			if strings.Contains(string(out), "No module named") {
@@ -122,8 +152,8 @@ c.close()
 			}
 			t.Fatalf("confluent-kafka over SASL_SSL: %v", err)
 		}
-		if !strings.Contains(string(out), "ok") {
-			t.Fatal("confluent-kafka did not read its record back")
+		if !strings.Contains(string(out), "denied") || !strings.Contains(string(out), "ok") {
+			t.Fatal("confluent-kafka was not denied the denied topic, or did not read its record back")
 		}
 	})
 }
