@@ -56,3 +56,21 @@ func TestSASLSSLJavaClient(t *testing.T) {
 	b := startSASLSSLBroker(t)
 	runSASLSuite(t, b, "java", saslJavaSuiteTimeout, minSASLJavaTests)
 }
+
+// saslFlinkProfileTimeout bounds one profile's run of the Flink SaslTest:
+// compile, JVM start and one job whose waits have 60 s deadlines.
+const saslFlinkProfileTimeout = 4 * time.Minute
+
+// TestSASLSSLFlink: the cache pipeline (KafkaSource, KafkaSink) over SASL_SSL
+// with SCRAM-SHA-256 and a PEM truststore, once per Flink version, against one
+// broker; its output is checked record by record.
+func TestSASLSSLFlink(t *testing.T) {
+	requireTool(t, "mvn")
+	requireTool(t, "java")
+	b := startSASLSSLBroker(t)
+	for _, profile := range []string{"flink-2.2", "flink-1.20"} {
+		t.Run(profile, func(t *testing.T) {
+			runSASLSuite(t, b, "flink", saslFlinkProfileTimeout, 1, "-P", profile)
+		})
+	}
+}
