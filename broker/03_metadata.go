@@ -14,6 +14,11 @@ package broker
 //     (v4+ AllowAutoTopicCreation; v1-3 always allow), else
 //     UNKNOWN_TOPIC_OR_PARTITION. A name Kafka would refuse is
 //     INVALID_TOPIC_EXCEPTION.
+//   - Authorization (authorizer.go): the list of every topic holds only the
+//     topics the principal may DESCRIBE; a named (or, v10+, id-given) topic
+//     it may not DESCRIBE answers TOPIC_AUTHORIZATION_FAILED whether it
+//     exists or not, and auto-creation needs CREATE on the cluster or the
+//     topic, else TOPIC_AUTHORIZATION_FAILED.
 //   - Every partition: leader = its Raft group's leader (LEADER_NOT_AVAILABLE
 //     while none is known), leader epoch = the group's Raft term (it never goes
 //     back), replicas = the group's placement (preferred leader first), ISR =
@@ -21,7 +26,7 @@ package broker
 //
 // Version notes:
 //   - v8+: authorized operations are not computed; the fields keep their "not
-//     requested" value (-2147483648) even when asked for, as there are no ACLs.
+//     requested" value (-2147483648) even when asked for.
 //   - v10+: topic ids. v13 (top-level error code) is not served.
 
 import (
@@ -54,7 +59,9 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 
 	if req.Topics == nil {
 		for _, ti := range b.node.Topics() {
-			resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+			if b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
+				resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+			}
 		}
 		return resp, nil
 	}
@@ -69,10 +76,13 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 			}
 			seenIDs[rt.TopicID] = true
 			ti, ok := b.node.TopicByID(rt.TopicID)
-			if !ok || rt.TopicID == ([16]byte{}) {
+			if !ok || rt.TopicID == ([16]byte{}) || !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
 				t := kmsg.NewMetadataResponseTopic()
 				t.TopicID = rt.TopicID
 				t.ErrorCode = kerr.UnknownTopicID.Code
+				if ok {
+					t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				}
 				resp.Topics = append(resp.Topics, t)
 				continue
 			}
@@ -84,7 +94,14 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 			continue
 		}
 		seenNames[name] = true
-		ti, err := b.lookupOrCreateTopic(ctx, name, allowCreate)
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) {
+			t := kmsg.NewMetadataResponseTopic()
+			t.Topic = kmsg.StringPtr(name)
+			t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, t)
+			continue
+		}
+		ti, err := b.lookupOrCreateTopic(ctx, rc, name, allowCreate)
 		if err != nil {
 			t := kmsg.NewMetadataResponseTopic()
 			t.Topic = kmsg.StringPtr(name)
@@ -98,9 +115,10 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 }
 
 // lookupOrCreateTopic returns the named topic, creating it with the default
-// partition count when create is set. A bad name is ErrInvalidTopic even when
+// partition count when create is set and the principal may create it
+// (TOPIC_AUTHORIZATION_FAILED if not). A bad name is ErrInvalidTopic even when
 // the topic would not be created, as Kafka answers.
-func (b *Broker) lookupOrCreateTopic(ctx context.Context, name string, create bool) (raftfsm.TopicInfo, error) {
+func (b *Broker) lookupOrCreateTopic(ctx context.Context, rc *requestContext, name string, create bool) (raftfsm.TopicInfo, error) {
 	if ti, ok := b.node.Topic(name); ok {
 		return ti, nil
 	}
@@ -109,6 +127,9 @@ func (b *Broker) lookupOrCreateTopic(ctx context.Context, name string, create bo
 	}
 	if !create {
 		return raftfsm.TopicInfo{}, raftfsm.ErrUnknownTopic
+	}
+	if !b.allowedTopicCreate(rc, name) {
+		return raftfsm.TopicInfo{}, kerr.TopicAuthorizationFailed
 	}
 	ti, err := b.node.CreateTopic(ctx, name, b.cfg.DefaultPartitions, nil, false)
 	if errors.Is(err, raftfsm.ErrTopicExists) { // created concurrently

@@ -373,6 +373,9 @@ func brokerConfig(cfg Config) broker.Config {
 
 		AuthenticationTimeout: cfg.SASLHandshakeTimeout,
 		SASLSessionLifetime:   cfg.SASLSessionLifetime,
+
+		SuperUsers:                superUsers(cfg),
+		AllowEveryoneIfNoACLFound: cfg.allowEveryone(),
 	}
 }
 
