@@ -17,13 +17,13 @@ import (
 )
 
 const (
-	// saslJavaSuiteTimeout bounds the Java SaslTest run: compile, JVM start and six
-	// tests that each wait at most 30 s on the broker.
+	// saslJavaSuiteTimeout bounds the Java SaslTest run: compile, JVM start and seven
+	// tests that each wait at most 30 s on the broker (twice for the denied topics).
 	saslJavaSuiteTimeout = 4 * time.Minute
 	// minSASLJavaTests is SaslTest's count: produce and consume and a wrong
-	// password for each of the two mechanisms, a mechanism without a credential
-	// and an unknown user.
-	minSASLJavaTests = 6
+	// password for each of the two mechanisms, a mechanism without a credential,
+	// an unknown user, and the topics ACLs deny.
+	minSASLJavaTests = 7
 )
 
 // runSASLSuite runs the JUnit tests tagged "sasl" of the Maven project in
@@ -48,8 +48,10 @@ func runSASLSuite(t *testing.T, b *saslSSLBroker, project string, timeout time.D
 
 // TestSASLSSLJavaClient: the Apache Kafka Java client (kafka-clients 4.x) over
 // SASL_SSL with SCRAM-SHA-256 and SCRAM-SHA-512: users made with the Admin
-// client produce and consume; a wrong password, a mechanism without a credential
-// and an unknown user get SaslAuthenticationException.
+// client, allowed by ACLs made with createAcls, produce and consume; a wrong
+// password, a mechanism without a credential and an unknown user get
+// SaslAuthenticationException; topics an ACL denies get
+// TopicAuthorizationException on produce and on consume.
 func TestSASLSSLJavaClient(t *testing.T) {
 	requireTool(t, "mvn")
 	requireTool(t, "java")

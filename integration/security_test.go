@@ -49,7 +49,9 @@ type saslSSLBroker struct {
 }
 
 // startSASLSSLBroker starts a broker with a PLAINTEXT and a SASL_SSL listener
-// and the bootstrap admin, plus args.
+// and the bootstrap admin, a super user, plus args. With a SASL listener
+// nothing is allowed without an ACL (--allow-everyone-if-no-acl-found is off by
+// default): grant users what their test does (grantPrefixes).
 func startSASLSSLBroker(t *testing.T, args ...string) *saslSSLBroker {
 	t.Helper()
 	requireLocalBroker(t)
@@ -58,7 +60,7 @@ func startSASLSSLBroker(t *testing.T, args ...string) *saslSSLBroker {
 	t.Setenv("SHARDCACHE_SASL_BOOTSTRAP_PASSWORD", saslAdminPassword)
 	secure := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	b := startBroker(t, append([]string{"--listeners=PLAINTEXT://127.0.0.1:0,SASL_SSL://" + secure,
-		"--tls-cert-file=" + files.Cert, "--tls-key-file=" + files.Key, "--sasl-bootstrap-user=" + saslAdminUser}, args...)...)
+		"--tls-cert-file=" + files.Cert, "--tls-key-file=" + files.Key, "--sasl-bootstrap-user=" + saslAdminUser, "--super-users=User:" + saslAdminUser}, args...)...)
 	return &saslSSLBroker{testBroker: b, Secure: secure, Files: files, ca: ca}
 }
 
@@ -82,6 +84,29 @@ func (s *saslSSLBroker) SecureAdmin(t testing.TB) *kadm.Client {
 	return kadm.NewClient(s.SecureClient(t, scram.Auth{User: saslAdminUser, Pass: saslAdminPassword}.AsSha512Mechanism()))
 }
 
+// grantPrefixes lets user do everything on the topics whose names start with
+// topicPrefix and read (join, commit in) the groups that start with
+// groupPrefix, through the super user's CreateAcls.
+func grantPrefixes(t testing.TB, adm *kadm.Client, user, topicPrefix, groupPrefix string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, b := range []*kadm.ACLBuilder{
+		kadm.NewACLs().Allow("User:" + user).Topics(topicPrefix).Operations(kadm.OpAll),
+		kadm.NewACLs().Allow("User:" + user).Groups(groupPrefix).Operations(kadm.OpRead),
+	} {
+		res, err := adm.CreateACLs(ctx, b.ResourcePatternType(kadm.ACLPatternPrefixed))
+		if err != nil {
+			t.Fatalf("create ACLs for %s: %v", user, err)
+		}
+		for _, r := range res {
+			if r.Err != nil {
+				t.Fatalf("create ACL %s %s on %s: %v (%s)", r.Principal, r.Operation, r.Name, r.Err, r.ErrMessage)
+			}
+		}
+	}
+}
+
 func TestSASLSSLClients(t *testing.T) {
 	b := startSASLSSLBroker(t)
 	secure := b.Secure
@@ -94,13 +119,15 @@ func TestSASLSSLClients(t *testing.T) {
 	}
 	topic := topicName(t)
 	createTopic(t, adm, topic, 1, nil)
+	grantPrefixes(t, adm, "alice", topic, "py-sasl")
 
 	// A wrong password, through franz-go.
 	bad := b.SecureClient(t, scram.Auth{User: "alice", Pass: "nope"}.AsSha256Mechanism())
 	if _, err := bad.Request(ctx, kmsg.NewPtrMetadataRequest()); !errors.Is(err, kerr.SaslAuthenticationFailed) {
 		t.Fatalf("wrong password: %v, want SASL_AUTHENTICATION_FAILED", err)
 	}
-	// The PLAINTEXT listener still serves (no authorization yet).
+	// The PLAINTEXT listener still answers (its ANONYMOUS principal sees only
+	// what ACLs let it see).
 	if _, err := b.Admin(t).ListTopics(ctx); err != nil {
 		t.Fatal(err)
 	}

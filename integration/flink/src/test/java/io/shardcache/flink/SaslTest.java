@@ -30,6 +30,13 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.config.SslConfigs;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -46,8 +53,10 @@ import org.junit.jupiter.api.Timeout;
  * SHARDCACHE_SASL_ADMIN_PASSWORD to its bootstrap admin; the PLAINTEXT run (TestFlink) excludes
  * the "sasl" tag.
  *
- * <p>The admin makes a user for the job; everything else (topics, input, the job's source,
- * sink and offset commits, reading the output) runs as that user. Judged exactly: with no
+ * <p>The admin (a super user) makes a user for the job and lets it, through ACLs, do
+ * everything on the topics named "flink-sasl-..." and read the groups named so; everything
+ * else (topics, input, the job's source, sink and offset commits, reading the output) runs as
+ * that user. Judged exactly: with no
  * failure the AT_LEAST_ONCE sink writes every update once, so the output holds, key by key,
  * the input's values mapped through {@link MapValue} in input order, tombstones included
  * (both topics have cleanup.policy=delete, so compaction keeps every record to judge).
@@ -59,6 +68,8 @@ class SaslTest {
     static final int PARTITIONS = 2;
     static final String USER = "flink-job";
     static final String PASSWORD = "flink-secret";
+    /** The prefix of the topics and groups the job's user may use (Kafka.topicName's "flink-"). */
+    static final String PREFIX = "flink-sasl-";
     private static final long MS = Kafka.TIMEOUT.toMillis();
 
     /** A setting from the system property or, without one, the environment variable. */
@@ -90,6 +101,12 @@ class SaslTest {
         try (Admin admin = Admin.create(adminSec)) {
             admin.alterUserScramCredentials(List.of(new UserScramCredentialUpsertion(USER,
                     new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_256, 4096), PASSWORD)))
+                    .all().get(MS, TimeUnit.MILLISECONDS);
+            AccessControlEntry all = new AccessControlEntry("User:" + USER, "*", AclOperation.ALL, AclPermissionType.ALLOW);
+            AccessControlEntry read = new AccessControlEntry("User:" + USER, "*", AclOperation.READ, AclPermissionType.ALLOW);
+            admin.createAcls(List.of(
+                    new AclBinding(new ResourcePattern(ResourceType.TOPIC, PREFIX, PatternType.PREFIXED), all),
+                    new AclBinding(new ResourcePattern(ResourceType.GROUP, PREFIX, PatternType.PREFIXED), read)))
                     .all().get(MS, TimeUnit.MILLISECONDS);
         }
         Properties sec = security("SCRAM-SHA-256", USER, PASSWORD);

@@ -27,9 +27,20 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AccessControlEntryFilter;
+import org.apache.kafka.common.acl.AclBinding;
+import org.apache.kafka.common.acl.AclBindingFilter;
+import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.config.SslConfigs;
 import org.apache.kafka.common.errors.SaslAuthenticationException;
+import org.apache.kafka.common.errors.TopicAuthorizationException;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourcePatternFilter;
+import org.apache.kafka.common.resource.ResourceType;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
@@ -45,17 +56,23 @@ import org.junit.jupiter.params.provider.ValueSource;
  * admin (system properties of the same names win). The PLAINTEXT suite (TestJavaClient)
  * excludes the "sasl" tag.
  *
- * <p>The admin creates one user per mechanism through AlterUserScramCredentials (the Java
- * client salts the password; the broker stores what it is sent). Each user produces with the
- * default idempotent producer and reads its records back in a consumer group; a wrong
- * password, and a mechanism the user has no credential for, are refused with
- * SaslAuthenticationException on the producer, the consumer and the Admin client.
+ * <p>The admin (a super user) creates one user per mechanism through
+ * AlterUserScramCredentials (the Java client salts the password; the broker stores what it is
+ * sent) and, with createAcls, lets both do everything on the topics named "java-sasl-..." and
+ * read the groups named so: the broker allows nothing without an ACL once a listener
+ * authenticates. Each user produces with the default idempotent producer and reads its
+ * records back in a consumer group; a wrong password, and a mechanism the user has no
+ * credential for, are refused with SaslAuthenticationException on the producer, the consumer
+ * and the Admin client; topics the ACLs deny get TopicAuthorizationException on produce and
+ * on consume while an allowed topic works.
  */
 @Tag("sasl")
 class SaslTest {
   static final String PASSWORD = "java-secret";
   static final int RECORDS = 50;
   static final int PARTITIONS = 2;
+  /** The prefix of the topics and groups the users may use. */
+  static final String PREFIX = "java-sasl-";
   private static final long MS = Cluster.TIMEOUT.toMillis();
 
   /** A setting from the system property or, without one, the environment variable. */
@@ -107,7 +124,20 @@ class SaslTest {
           users.get(userFor("SCRAM-SHA-256")).credentialInfos(), "credentials of " + userFor("SCRAM-SHA-256"));
       assertEquals(List.of(new ScramCredentialInfo(ScramMechanism.SCRAM_SHA_512, 4096)),
           users.get(userFor("SCRAM-SHA-512")).credentialInfos(), "credentials of " + userFor("SCRAM-SHA-512"));
+      List<AclBinding> acls = new ArrayList<>();
+      for (String m : List.of("SCRAM-SHA-256", "SCRAM-SHA-512")) {
+        acls.add(acl(ResourceType.TOPIC, PREFIX, PatternType.PREFIXED, userFor(m), AclOperation.ALL, AclPermissionType.ALLOW));
+        acls.add(acl(ResourceType.GROUP, PREFIX, PatternType.PREFIXED, userFor(m), AclOperation.READ, AclPermissionType.ALLOW));
+      }
+      admin.createAcls(acls).all().get(MS, TimeUnit.MILLISECONDS);
     }
+  }
+
+  /** One ACL binding for User:user from any host. */
+  static AclBinding acl(ResourceType type, String name, PatternType pattern, String user,
+      AclOperation op, AclPermissionType permission) {
+    return new AclBinding(new ResourcePattern(type, name, pattern),
+        new AccessControlEntry("User:" + user, "*", op, permission));
   }
 
   /**
@@ -119,7 +149,7 @@ class SaslTest {
   @ValueSource(strings = {"SCRAM-SHA-256", "SCRAM-SHA-512"})
   void produceAndConsume(String mechanism) throws Exception {
     Map<String, Object> sec = security(mechanism, userFor(mechanism), PASSWORD);
-    String topic = Cluster.uniqueTopic("java-sasl");
+    String topic = Cluster.uniqueTopic(PREFIX + "data");
     try (Admin admin = Cluster.admin(sec)) {
       Cluster.createTopic(admin, topic, PARTITIONS, Map.of("cleanup.policy", "delete"));
     }
@@ -137,7 +167,7 @@ class SaslTest {
     }
 
     Map<String, Object> cp = new HashMap<>(sec);
-    cp.put(ConsumerConfig.GROUP_ID_CONFIG, Cluster.uniqueTopic("java-sasl-group"));
+    cp.put(ConsumerConfig.GROUP_ID_CONFIG, Cluster.uniqueTopic(PREFIX + "group"));
     cp.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, false);
     Map<String, String> got = new TreeMap<>();
     try (KafkaConsumer<String, String> consumer = Cluster.consumer(cp)) {
@@ -185,6 +215,60 @@ class SaslTest {
     assertRefused(security("SCRAM-SHA-256", "java-nobody", PASSWORD));
   }
 
+  /**
+   * Beside the topics it may use, the user is denied two: one with DENY ALL (Metadata
+   * already refuses it) and one with DENY WRITE and DENY READ but DESCRIBE still allowed, so
+   * that Produce and Fetch themselves refuse. Both get TopicAuthorizationException from the
+   * producer and from the consumer; the allowed topic, created in the same way, works. The
+   * admin's DescribeAcls lists the bindings it made.
+   */
+  @Test
+  void deniedTopicsGetTopicAuthorizationException() throws Exception {
+    String user = userFor("SCRAM-SHA-256");
+    String allowed = Cluster.uniqueTopic(PREFIX + "acl-allowed");
+    String denied = Cluster.uniqueTopic(PREFIX + "acl-denied");
+    String noWriteRead = Cluster.uniqueTopic(PREFIX + "acl-no-write-read");
+    List<AclBinding> denies = List.of(
+        acl(ResourceType.TOPIC, denied, PatternType.LITERAL, user, AclOperation.ALL, AclPermissionType.DENY),
+        acl(ResourceType.TOPIC, noWriteRead, PatternType.LITERAL, user, AclOperation.WRITE, AclPermissionType.DENY),
+        acl(ResourceType.TOPIC, noWriteRead, PatternType.LITERAL, user, AclOperation.READ, AclPermissionType.DENY));
+    try (Admin admin = Cluster.admin(admin())) {
+      for (String t : List.of(allowed, denied, noWriteRead)) {
+        Cluster.createTopic(admin, t, 1, Map.of("cleanup.policy", "delete"));
+      }
+      admin.createAcls(denies).all().get(MS, TimeUnit.MILLISECONDS);
+      AclBindingFilter mine = new AclBindingFilter(ResourcePatternFilter.ANY,
+          new AccessControlEntryFilter("User:" + user, null, AclOperation.ANY, AclPermissionType.DENY));
+      assertEquals(Set.copyOf(denies), Set.copyOf(admin.describeAcls(mine).values().get(MS, TimeUnit.MILLISECONDS)),
+          "DENY bindings of User:" + user);
+    }
+
+    Map<String, Object> sec = security("SCRAM-SHA-256", user, PASSWORD);
+    try (KafkaProducer<String, String> producer = Cluster.producer(sec)) {
+      producer.send(new ProducerRecord<>(allowed, "k", "v")).get(MS, TimeUnit.MILLISECONDS);
+      for (String t : List.of(denied, noWriteRead)) {
+        assertThrowsCause(TopicAuthorizationException.class, "produce to " + t,
+            () -> producer.send(new ProducerRecord<>(t, "k", "v")).get(MS, TimeUnit.MILLISECONDS));
+      }
+    }
+    try (KafkaConsumer<String, String> consumer = Cluster.consumer(sec)) {
+      List<ConsumerRecord<String, String>> got = Cluster.readAll(consumer, List.of(new TopicPartition(allowed, 0)));
+      assertEquals(1, got.size(), "records read from " + allowed);
+      assertEquals("v", got.get(0).value());
+    }
+    for (String t : List.of(denied, noWriteRead)) {
+      try (KafkaConsumer<String, String> consumer = Cluster.consumer(sec)) {
+        consumer.assign(List.of(new TopicPartition(t, 0)));
+        assertThrowsCause(TopicAuthorizationException.class, "consume from " + t, () -> {
+          long deadline = System.nanoTime() + Cluster.TIMEOUT.toNanos();
+          while (System.nanoTime() < deadline) {
+            consumer.poll(Duration.ofMillis(200));
+          }
+        });
+      }
+    }
+  }
+
   static void assertRefused(Map<String, Object> sec) {
     String topic = Cluster.uniqueTopic("java-sasl-refused");
     assertSaslRefused("producer", () -> {
@@ -205,8 +289,12 @@ class SaslTest {
     });
   }
 
-  /** Runs what and fails unless it throws with a SaslAuthenticationException in its causes. */
   static void assertSaslRefused(String what, Executable call) {
+    assertThrowsCause(SaslAuthenticationException.class, what, call);
+  }
+
+  /** Runs call and fails unless it throws with a want among the causes of what it throws. */
+  static void assertThrowsCause(Class<? extends Throwable> want, String what, Executable call) {
     Throwable thrown = null;
     try {
       call.execute();
@@ -214,10 +302,10 @@ class SaslTest {
       thrown = t;
     }
     for (Throwable t = thrown; t != null; t = t.getCause()) {
-      if (t instanceof SaslAuthenticationException) {
+      if (want.isInstance(t)) {
         return;
       }
     }
-    throw new AssertionError(what + ": want SaslAuthenticationException, got " + thrown, thrown);
+    throw new AssertionError(what + ": want " + want.getSimpleName() + ", got " + thrown, thrown);
   }
 }
