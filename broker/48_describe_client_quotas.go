@@ -8,6 +8,8 @@ package broker
 //     is set. It is served so that `kafka-configs.sh --describe
 //     --entity-type users`, which asks for quotas before it lists the
 //     users' SCRAM credentials, works.
+//   - The principal needs DESCRIBE_CONFIGS on the cluster, as in Kafka;
+//     without it the answer is CLUSTER_AUTHORIZATION_FAILED.
 //   - The filter is checked as Kafka checks it: entity types are "user",
 //     "client-id" and "ip" (any other is UNSUPPORTED_VERSION), each at most
 //     once; an exact match needs a match string, default and any matches
@@ -29,9 +31,13 @@ func init() {
 	register(kmsg.DescribeClientQuotas.Int16(), 0, 1, (*Broker).handleDescribeClientQuotas)
 }
 
-func (b *Broker) handleDescribeClientQuotas(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeClientQuotas(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeClientQuotasRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeClientQuotasResponse)
+	if !b.allowedCluster(rc, kmsg.ACLOperationDescribeConfigs) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp, nil
+	}
 	if code, err := checkQuotaFilter(req.Components); err != nil {
 		msg := err.Error()
 		resp.ErrorCode, resp.ErrorMessage = code, &msg

@@ -499,3 +499,24 @@ func TestDescribeClientQuotas(t *testing.T) {
 		})
 	}
 }
+
+// TestDescribeClientQuotasNeedsClusterDescribeConfigs: with authorization on,
+// DescribeClientQuotas answers CLUSTER_AUTHORIZATION_FAILED until the principal
+// may DESCRIBE_CONFIGS the cluster.
+func TestDescribeClientQuotasNeedsClusterDescribeConfigs(t *testing.T) {
+	ab := newACLBroker(t, func(c *testBrokerConfig) { c.DenyIfNoACLFound = true })
+	quotas := func(user string) int16 {
+		t.Helper()
+		return groupRequest[*kmsg.DescribeClientQuotasResponse](t, ab.as(t, user), kmsg.NewPtrDescribeClientQuotasRequest()).ErrorCode
+	}
+	if code := quotas("alice"); code != kerr.ClusterAuthorizationFailed.Code {
+		t.Fatalf("alice without an ACL: error %d, want CLUSTER_AUTHORIZATION_FAILED", code)
+	}
+	if code := quotas("admin"); code != 0 {
+		t.Fatalf("the super user: error %d", code)
+	}
+	ab.allow(t, kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpDescribeConfigs))
+	if code := quotas("alice"); code != 0 {
+		t.Fatalf("alice with DESCRIBE_CONFIGS on the cluster: error %d", code)
+	}
+}
