@@ -6,9 +6,10 @@ package broker
 //   - Needs DESCRIBE on the cluster (authorizer.go), else
 //     CLUSTER_AUTHORIZATION_FAILED.
 //   - Lists each user's SCRAM mechanisms and iteration counts (never salts or
-//     keys) from the credentials stored through Raft. A null user list
-//     means every user with a credential; a user without one is
-//     RESOURCE_NOT_FOUND; a user named twice is DUPLICATE_RESOURCE.
+//     keys) from the credentials stored through Raft. A null or empty user
+//     list means every user with a credential (KIP-554; the Java Admin
+//     client, and so kafka-configs.sh, sends an empty list); a user without
+//     one is RESOURCE_NOT_FOUND; a user named twice is DUPLICATE_RESOURCE.
 //
 // Version notes:
 //   - v0 is the only version (KIP-554).
@@ -51,7 +52,7 @@ func (b *Broker) handleDescribeUserSCRAMCredentials(_ context.Context, rc *reque
 		}
 		return r
 	}
-	if req.Users == nil {
+	if len(req.Users) == 0 {
 		for _, u := range order {
 			resp.Results = append(resp.Results, result(u))
 		}
