@@ -8,9 +8,11 @@ package integration
 // KTable (a compacted changelog, read back read_committed on restore). The count is
 // not idempotent, so an order processed twice shows. The JVM is killed with SIGKILL
 // while a batch of orders is half processed, twice: once restarted on its state dir
-// (its successor has the same transactional id and fences the open transaction) and
-// once with the state dir wiped (a new transactional id: the broker aborts the open
-// transaction at its timeout, and the store comes back from the changelog). A
+// (its successor has the same transactional id and fences the open transaction:
+// InitProducerId on an Ongoing transaction) and once with the state dir wiped (a new
+// transactional id: the broker aborts the open transaction at its timeout). Both
+// times Streams restores the store from the compacted changelog read_committed (a
+// task closed dirty under EOS has no checkpoint). A
 // read_committed reader of the output must see each customer's counts go 1, 2, 3, ...
 // with no repeat and no gap, ending at the exact totals.
 

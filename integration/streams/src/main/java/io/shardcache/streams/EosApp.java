@@ -4,6 +4,7 @@ import java.time.Duration;
 import java.util.Properties;
 import java.util.concurrent.CountDownLatch;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.streams.KafkaStreams;
 import org.apache.kafka.streams.KeyValue;
@@ -63,13 +64,19 @@ public final class EosApp {
     props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
     props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
     props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
-    // Every update goes out; a transaction commits every 200 ms; a killed instance's
-    // transaction is aborted by its successor (same process id from the state dir) or,
-    // when the state dir is gone, by the broker after 10 s (Streams' EOS default).
+    // Every update goes out; a transaction commits every 200 ms. A killed instance's
+    // open transaction is aborted by its successor, which has the same process id (kept
+    // in the state dir) and so the same transactional id, once the group has dropped
+    // the killed member (the 6 s session timeout) and the successor initializes its
+    // producer (InitProducerId fences and aborts it); the 30 s transaction timeout is
+    // longer, so the fencing comes first. When the state dir is gone, the successor's
+    // transactional id is new and the broker aborts the transaction at its timeout.
     props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
     props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
     props.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 200);
     props.put(StreamsConfig.consumerPrefix(ConsumerConfig.MAX_POLL_RECORDS_CONFIG), 50);
+    props.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
+    props.put(StreamsConfig.producerPrefix(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG), 30000);
 
     KafkaStreams streams = new KafkaStreams(topology(args[2], args[3], delayMs), props);
     CountDownLatch stopped = new CountDownLatch(1);
