@@ -54,37 +54,32 @@ func (c *testCluster) endTxnOn(ctx context.Context, node int32, id string, pid i
 	return resp.(*kmsg.EndTxnResponse).ErrorCode, nil
 }
 
+// txnStatePartition is the __transaction_state partition of a transactional id:
+// Kafka's abs(String.hashCode) mod 50, as the broker computes it.
+func txnStatePartition(id string) int32 {
+	var h int32
+	for _, r := range id { // ASCII ids only: one UTF-16 unit per rune
+		h = 31*h + r
+	}
+	return (h & 0x7fffffff) % 50
+}
+
 // TestTxnClusterCoordinatorKillNine: a transaction open over partitions led by the
 // two other nodes survives kill -9 of its coordinator and is committed through the
 // new one, which writes the markers on the other leaders; an aborted transaction
-// before it stays invisible. The restarted old coordinator answers NOT_COORDINATOR
-// to the producer's EndTxn, FindCoordinator names the new one, and the retried
-// COMMIT there answers NONE. A read_committed consumer sees exactly the committed
-// records.
+// before it stays invisible. The third node answers the producer's EndTxn with
+// NOT_COORDINATOR and FindCoordinator there names the new coordinator, where the
+// retried COMMIT answers NONE. Once the old coordinator is back and has taken its
+// partition back (it is the preferred leader), the producer's cached coordinator
+// answers NOT_COORDINATOR and the producer finds the moved one by itself. A
+// read_committed consumer sees exactly the committed records.
 func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 	c := startCluster(t, 3)
 	admin := c.Client(t)
 	topic := topicName(t)
 	createClusterTopic(t, admin, topic, 6, nil)
-	// Leaders spread once each group's preferred leader takes over (after 10 s of
-	// another node leading it, docs/ARCHITECTURE.md "Membership reconcile").
-	c.waitFor("partition leaders on every node", func(ctx context.Context) error {
-		ps, err := c.partitions(ctx, 1, topic)
-		if err != nil {
-			return err
-		}
-		nodes := map[int32]bool{}
-		for _, st := range ps {
-			nodes[st.Leader] = true
-		}
-		if len(nodes) < 3 {
-			return fmt.Errorf("leaders %v", ps)
-		}
-		return nil
-	})
-	c.WaitLeaders(topic)
 	const id = "cluster-txn"
-	ctx, cancel := context.WithTimeout(context.Background(), 2*opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*opTimeout)
 	defer cancel()
 
 	p := c.Client(t, kgo.TransactionalID(id), kgo.TransactionTimeout(time.Minute),
@@ -94,22 +89,51 @@ func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("init producer id: %v", err)
 	}
+	// Every group is led by its preferred leader (the first replica) 10 s after
+	// another node took it (docs/ARCHITECTURE.md "Membership reconcile"): wait for
+	// that on the id's partition, so that the coordinator killed below takes the
+	// partition back once it returns, and for leaders on every node.
+	statePart := txnStatePartition(id)
 	var coord int32
-	c.waitFor("the coordinator of "+id, func(ctx context.Context) error {
-		coord, err = c.findTxnCoordinator(ctx, 1, id)
-		return err
-	})
-	leaders := c.Leaders(topic)
-	var others []int32 // partitions led by nodes other than the coordinator
-	for part, l := range leaders {
-		if l != coord {
-			others = append(others, part)
+	c.waitFor("the coordinator of "+id+" is its partition's preferred leader", func(ctx context.Context) error {
+		ps, err := c.partitions(ctx, 1, "__transaction_state")
+		if err != nil {
+			return err
 		}
-	}
+		st := ps[statePart]
+		if len(st.Replicas) == 0 || st.Leader != st.Replicas[0] {
+			return fmt.Errorf("__transaction_state/%d: leader %d, replicas %v", statePart, st.Leader, st.Replicas)
+		}
+		if coord, err = c.findTxnCoordinator(ctx, 1, id); err != nil {
+			return err
+		}
+		if coord != st.Leader {
+			return fmt.Errorf("FindCoordinator names %d, the partition's leader is %d", coord, st.Leader)
+		}
+		return nil
+	})
+	var others []int32 // partitions led by nodes other than the coordinator
+	var leaders map[int32]int32
+	c.waitFor("partition leaders on every node", func(ctx context.Context) error {
+		ps, err := c.partitions(ctx, 1, topic)
+		if err != nil {
+			return err
+		}
+		others, leaders = nil, map[int32]int32{}
+		nodes := map[int32]bool{}
+		for part, st := range ps {
+			nodes[st.Leader] = true
+			leaders[part] = st.Leader
+			if st.Leader != coord {
+				others = append(others, part)
+			}
+		}
+		if len(nodes) < 3 {
+			return fmt.Errorf("leaders %v", leaders)
+		}
+		return nil
+	})
 	slices.Sort(others)
-	if len(others) < 2 {
-		t.Fatalf("partition leaders %v: fewer than two partitions away from the coordinator %d", leaders, coord)
-	}
 	t.Logf("coordinator of %s: node %d (producer %d epoch %d); data partitions %v on other leaders %v", id, coord, pid, epoch, others, leaders)
 
 	produce := func(value string) {
@@ -153,43 +177,42 @@ func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 		t.Fatalf("commit through the new coordinator: %v", err)
 	}
 
-	// The old coordinator comes back as a follower: a producer that still sends to
-	// it gets NOT_COORDINATOR, and FindCoordinator (even from it) names the new one,
-	// where the retried COMMIT answers NONE.
+	// The third node does not coordinate the id: NOT_COORDINATOR, and its
+	// FindCoordinator names the new coordinator, where the retried COMMIT
+	// answers NONE.
+	third := 6 - coord - next
+	code, err := c.endTxnOn(ctx, third, id, pid, epoch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != kerr.NotCoordinator.Code {
+		t.Fatalf("EndTxn on node %d, which does not coordinate %s: %v, want NOT_COORDINATOR", third, id, kerr.ErrorForCode(code))
+	}
+	if got, err := c.findTxnCoordinator(ctx, third, id); err != nil || got != next {
+		t.Fatalf("FindCoordinator from node %d: %d, %v; want %d", third, got, err, next)
+	}
+	if code, err := c.endTxnOn(ctx, next, id, pid, epoch); err != nil || code != 0 {
+		t.Fatalf("retried COMMIT on the new coordinator %d: %v, %v; want NONE", next, kerr.ErrorForCode(code), err)
+	}
+
+	// The old coordinator comes back and, as the preferred leader, takes the
+	// partition back. The producer still has the new coordinator cached: its next
+	// AddPartitionsToTxn there answers NOT_COORDINATOR, and it finds the old one.
 	c.Start(coord)
 	c.WaitReady()
-	c.waitFor("NOT_COORDINATOR from the old coordinator", func(ctx context.Context) error {
-		code, err := c.endTxnOn(ctx, coord, id, pid, epoch)
+	c.waitFor("the coordinator moves back to node "+fmt.Sprint(coord), func(ctx context.Context) error {
+		got, err := c.findTxnCoordinator(ctx, next, id)
 		if err != nil {
 			return err
 		}
-		if code != kerr.NotCoordinator.Code {
-			t.Fatalf("EndTxn on the old coordinator %d: %v, want NOT_COORDINATOR", coord, kerr.ErrorForCode(code))
+		if got != coord {
+			return fmt.Errorf("node %d names node %d", next, got)
 		}
 		return nil
 	})
-	c.waitFor("FindCoordinator from the old coordinator", func(ctx context.Context) error {
-		got, err := c.findTxnCoordinator(ctx, coord, id)
-		if err != nil {
-			return err
-		}
-		if got == coord {
-			return fmt.Errorf("node %d names itself", coord)
-		}
-		code, err := c.endTxnOn(ctx, got, id, pid, epoch)
-		if err != nil {
-			return err
-		}
-		if code != 0 {
-			t.Fatalf("retried COMMIT on the new coordinator %d: %v, want NONE", got, kerr.ErrorForCode(code))
-		}
-		return nil
-	})
-
-	// The same producer goes on through the new coordinator.
 	produce("after")
 	if err := p.EndTransaction(ctx, kgo.TryCommit); err != nil {
-		t.Fatalf("commit after the failover: %v", err)
+		t.Fatalf("commit after the coordinator moved back: %v", err)
 	}
 
 	// read_committed sees, per partition, "committed" then "after", nothing else.
@@ -208,7 +231,7 @@ func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 		}
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			t.Fatalf("read_committed: %v within %v", seen, 2*opTimeout)
+			t.Fatalf("read_committed: %v within %v", seen, 3*opTimeout)
 		}
 		fs.EachError(func(_ string, _ int32, err error) { t.Logf("fetch: %v", err) })
 		fs.EachRecord(func(r *kgo.Record) { seen[r.Partition] = append(seen[r.Partition], string(r.Value)) })
