@@ -7,7 +7,8 @@ package integration
 // repartition topic written inside each transaction) and counted per customer into a
 // KTable (a compacted changelog, read back read_committed on restore). The count is
 // not idempotent, so an order processed twice shows. The JVM is killed with SIGKILL
-// while a batch of orders is half processed, twice: once restarted on its state dir
+// while a batch of orders is half processed and a transaction with output records is
+// open, twice: once restarted on its state dir
 // (its successor has the same transactional id and fences the open transaction:
 // InitProducerId on an Ongoing transaction) and once with the state dir wiped (a new
 // transactional id: the broker aborts the open transaction at its timeout). Both
@@ -18,6 +19,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -195,20 +197,55 @@ func TestKafkaStreamsEOS(t *testing.T) {
 			return err
 		})
 	}
-	// killMidBatch writes a batch and kills the app with SIGKILL as soon as some of
-	// the batch's output is committed, then checks that the batch was only partly
-	// processed (else the kill missed its window and the test proves less).
+	// openRecords is how many offsets of the output lie past its last stable
+	// offset: those of an open transaction (0 when none is open).
+	openRecords := func() (int64, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		lso, err := adm.ListCommittedOffsets(ctx, w.output)
+		if err == nil {
+			err = lso.Error()
+		}
+		if err != nil {
+			return 0, err
+		}
+		hw, err := adm.ListEndOffsets(ctx, w.output)
+		if err == nil {
+			err = hw.Error()
+		}
+		if err != nil {
+			return 0, err
+		}
+		var open int64
+		hw.Each(func(o kadm.ListedOffset) {
+			if l, ok := lso.Lookup(w.output, o.Partition); ok {
+				open += o.Offset - l.Offset
+			}
+		})
+		return open, nil
+	}
+	// killMidBatch writes a batch and kills the app with SIGKILL once some of the
+	// batch's output is committed and a transaction with output records is open.
+	// It then checks that the batch was only partly processed and that the
+	// transaction is still open, so the restart has to deal with it.
 	killMidBatch := func(app *appProc, what string) {
 		t.Helper()
 		before := w.orderCount()
 		w.addBatch()
-		waitApps(t, streamsOutputTimeout, what+": first output of the batch", []*appProc{app}, func() error {
+		waitApps(t, streamsOutputTimeout, what+": output of the batch committed and a transaction open", []*appProc{app}, func() error {
 			n, err := history(false)
 			if err != nil {
 				return err
 			}
 			if n <= before {
 				return fmt.Errorf("%d of %d outputs committed", n, before)
+			}
+			open, err := openRecords()
+			if err != nil {
+				return err
+			}
+			if open == 0 {
+				return errors.New("no transaction open on the output")
 			}
 			return nil
 		})
@@ -220,7 +257,14 @@ func TestKafkaStreamsEOS(t *testing.T) {
 		if n >= w.orderCount() {
 			t.Fatalf("%s: the batch was fully processed (%d outputs) before the kill; raise eosDelayMs", what, n)
 		}
-		t.Logf("%s: killed after %d of %d outputs", what, n, w.orderCount())
+		open, err := openRecords()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if open == 0 {
+			t.Fatalf("%s: no transaction open on the output after the kill", what)
+		}
+		t.Logf("%s: killed after %d of %d outputs, with a transaction open over %d offsets of the output", what, n, w.orderCount(), open)
 	}
 
 	// Batch 1: a first run.

@@ -172,20 +172,20 @@ func run(ctx context.Context, cfg config) error {
 		cfg.producers, cfg.partitions, cfg.valueBytes, cfg.duration, cfg.rounds)
 	fmt.Println("| mode | commits/s per producer | records/s | MB/s | vs non-transactional | commit p50 | commit p99 |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
-	base := median(results[modes[0]], result.recordsPerSec)
+	base := harness.Median(results[modes[0]], result.recordsPerSec)
 	for _, m := range modes {
 		rs := results[m]
-		rps := median(rs, result.recordsPerSec)
+		rps := harness.Median(rs, result.recordsPerSec)
 		if m.rate == 0 {
-			fmt.Printf("| %s | - | %.0f | %.1f | 1.00 | - | - |\n", m, rps, median(rs, result.mbPerSec))
+			fmt.Printf("| %s | - | %.0f | %.1f | 1.00 | - | - |\n", m, rps, harness.Median(rs, result.mbPerSec))
 			continue
 		}
-		commitRate := median(rs, func(r result) float64 {
+		commitRate := harness.Median(rs, func(r result) float64 {
 			return float64(len(r.commits)) / float64(cfg.producers) / r.elapsed.Seconds()
 		})
-		p50 := median(rs, func(r result) float64 { return float64(harness.Quantile(r.commits, 0.5)) })
-		p99 := median(rs, func(r result) float64 { return float64(harness.Quantile(r.commits, 0.99)) })
-		fmt.Printf("| %s | %.1f | %.0f | %.1f | %.2f | %s | %s |\n", m, commitRate, rps, median(rs, result.mbPerSec), rps/base,
+		p50 := harness.Median(rs, func(r result) float64 { return float64(harness.Quantile(r.commits, 0.5)) })
+		p99 := harness.Median(rs, func(r result) float64 { return float64(harness.Quantile(r.commits, 0.99)) })
+		fmt.Printf("| %s | %.1f | %.0f | %.1f | %.2f | %s | %s |\n", m, commitRate, rps, harness.Median(rs, result.mbPerSec), rps/base,
 			fmtDur(time.Duration(p50)), fmtDur(time.Duration(p99)))
 	}
 	return nil
@@ -335,19 +335,6 @@ func minTime(a, b time.Time) time.Time {
 		return a
 	}
 	return b
-}
-
-// median returns the median of f over rs.
-func median(rs []result, f func(result) float64) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = f(r)
-	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 func fmtDur(d time.Duration) string {

@@ -1,8 +1,6 @@
 package io.shardcache.streams;
 
-import java.time.Duration;
 import java.util.Properties;
-import java.util.concurrent.CountDownLatch;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.common.serialization.Serdes;
@@ -34,8 +32,8 @@ import org.apache.kafka.streams.kstream.Produced;
  *
  * <p>Usage: {@code EosApp APPLICATION_ID STATE_DIR ORDERS OUTPUT DELAY_MS}, with the broker
  * address in SHARDCACHE_BOOTSTRAP. DELAY_MS slows the processing of each order, so that a
- * test can kill the JVM while a batch of orders is half processed. It runs until SIGTERM or
- * SIGKILL, and exits 1 if Streams fails.
+ * test can kill the JVM while a batch of orders is half processed. It runs as {@link App#run}
+ * does: until SIGTERM (or SIGKILL), exiting 1 if Streams fails.
  */
 public final class EosApp {
   private EosApp() {}
@@ -78,31 +76,7 @@ public final class EosApp {
     props.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
     props.put(StreamsConfig.producerPrefix(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG), 30000);
 
-    KafkaStreams streams = new KafkaStreams(topology(args[2], args[3], delayMs), props);
-    CountDownLatch stopped = new CountDownLatch(1);
-    boolean[] failed = {false};
-    streams.setStateListener(
-        (now, before) -> {
-          System.err.println("streams state " + before + " -> " + now);
-          if (now == KafkaStreams.State.ERROR) {
-            failed[0] = true;
-            stopped.countDown();
-          }
-        });
-    Runtime.getRuntime()
-        .addShutdownHook(
-            new Thread(
-                () -> {
-                  streams.close(Duration.ofSeconds(30));
-                  System.err.println("streams closed");
-                  stopped.countDown();
-                }));
-    streams.start();
-    stopped.await();
-    if (failed[0]) {
-      streams.close(Duration.ofSeconds(10));
-      System.exit(1);
-    }
+    App.run(new KafkaStreams(topology(args[2], args[3], delayMs), props));
   }
 
   static Topology topology(String orders, String output, long delayMs) {
