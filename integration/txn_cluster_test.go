@@ -122,6 +122,9 @@ func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 		others, leaders = nil, map[int32]int32{}
 		nodes := map[int32]bool{}
 		for part, st := range ps {
+			if st.Leader < 0 {
+				return fmt.Errorf("%s/%d has no leader", topic, part)
+			}
 			nodes[st.Leader] = true
 			leaders[part] = st.Leader
 			if st.Leader != coord {
@@ -136,13 +139,20 @@ func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 	slices.Sort(others)
 	t.Logf("coordinator of %s: node %d (producer %d epoch %d); data partitions %v on other leaders %v", id, coord, pid, epoch, others, leaders)
 
+	// The topic is compacted: "aborted" and "committed" share each partition's key
+	// (the abort must not touch the live record), "after" has its own key, so
+	// that it does not replace "committed".
 	produce := func(value string) {
 		t.Helper()
+		key := "k%d"
+		if value == "after" {
+			key = "after-%d"
+		}
 		if err := p.BeginTransaction(); err != nil {
 			t.Fatal(err)
 		}
 		for _, part := range others {
-			r := &kgo.Record{Topic: topic, Partition: part, Key: []byte(fmt.Sprintf("k%d", part)), Value: []byte(value)}
+			r := &kgo.Record{Topic: topic, Partition: part, Key: []byte(fmt.Sprintf(key, part)), Value: []byte(value)}
 			if err := p.ProduceSync(ctx, r).FirstErr(); err != nil {
 				t.Fatalf("produce %s to %d: %v", value, part, err)
 			}
