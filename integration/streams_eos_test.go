@@ -103,15 +103,20 @@ func (w *eosWorld) checkHistory(recs []*kgo.Record, complete bool) (int, error) 
 	return len(recs), nil
 }
 
+// readCommittedAttempt bounds one readCommittedAll.
+const readCommittedAttempt = 10 * time.Second
+
 // readCommittedAll reads every partition of topic with a read_committed consumer up
 // to its last stable offset, keeping control records to know where it stands, and
-// returns the data records in partition and offset order. Errors are returned, so a
-// wait loop retries them.
-func readCommittedAll(t testing.TB, b *testBroker, topic string) ([]*kgo.Record, error) {
+// returns the data records in partition and offset order. The offset just below the
+// last stable offset must be a committed record or a marker: while it is a record
+// of an aborted transaction (deleted at the abort), the read fails after
+// readCommittedAttempt. Errors are returned, so a wait loop retries them.
+func readCommittedAll(t testing.TB, newClient clientFunc, topic string) ([]*kgo.Record, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), readCommittedAttempt)
 	defer cancel()
-	admCl := b.Client(t)
+	admCl := newClient()
 	defer admCl.Close()
 	ends, err := kadm.NewClient(admCl).ListCommittedOffsets(ctx, topic)
 	if err == nil {
@@ -129,14 +134,14 @@ func readCommittedAll(t testing.TB, b *testBroker, topic string) ([]*kgo.Record,
 	if len(want) == 0 {
 		return nil, nil
 	}
-	cl := b.Client(t, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+	cl := newClient(kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.KeepControlRecords(), kgo.FetchMaxWait(200*time.Millisecond))
 	defer cl.Close()
 	byPartition := map[int32][]*kgo.Record{}
 	for len(want) > 0 {
 		fs := cl.PollFetches(ctx)
 		if ctx.Err() != nil {
-			return nil, fmt.Errorf("read_committed %s: partitions %v not read up to their last stable offsets within %v", topic, want, opTimeout)
+			return nil, fmt.Errorf("read_committed %s: partitions %v not read up to their last stable offsets within %v", topic, want, readCommittedAttempt)
 		}
 		if err := fs.Err0(); err != nil {
 			return nil, fmt.Errorf("read_committed %s: %w", topic, err)
@@ -184,7 +189,7 @@ func TestKafkaStreamsEOS(t *testing.T) {
 	// history reads the committed output and checks it; complete also wants the
 	// final totals.
 	history := func(complete bool) (int, error) {
-		recs, err := readCommittedAll(t, b, w.output)
+		recs, err := readCommittedAll(t, brokerClients(t, b), w.output)
 		if err != nil {
 			return 0, err
 		}
@@ -301,7 +306,7 @@ func TestKafkaStreamsEOS(t *testing.T) {
 		t.Fatalf("output holds %d committed updates, want one per order (%d)", n, w.orderCount())
 	}
 	// The changelog is compacted on write and read committed: one record per customer.
-	recs, err := readCommittedAll(t, b, changelog)
+	recs, err := readCommittedAll(t, brokerClients(t, b), changelog)
 	if err != nil {
 		t.Fatal(err)
 	}

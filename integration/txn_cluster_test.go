@@ -64,6 +64,35 @@ func txnStatePartition(id string) int32 {
 	return (h & 0x7fffffff) % 50
 }
 
+// waitTxnCoordinatorPreferred waits until the coordinator of transactional id
+// is the preferred leader (the first replica) of the id's __transaction_state
+// partition, which every group's leadership returns to 10 s after another node
+// took it (docs/ARCHITECTURE.md "Membership reconcile"), and returns it. From
+// then on the coordinator stays put until a fault moves it.
+func (c *testCluster) waitTxnCoordinatorPreferred(id string) int32 {
+	c.t.Helper()
+	statePart := txnStatePartition(id)
+	var coord int32
+	c.waitFor("the coordinator of "+id+" is its partition's preferred leader", func(ctx context.Context) error {
+		ps, err := c.partitions(ctx, c.live()[0], "__transaction_state")
+		if err != nil {
+			return err
+		}
+		st := ps[statePart]
+		if len(st.Replicas) == 0 || st.Leader != st.Replicas[0] {
+			return fmt.Errorf("__transaction_state/%d: leader %d, replicas %v", statePart, st.Leader, st.Replicas)
+		}
+		if coord, err = c.findTxnCoordinator(ctx, c.live()[0], id); err != nil {
+			return err
+		}
+		if coord != st.Leader {
+			return fmt.Errorf("FindCoordinator names %d, the partition's leader is %d", coord, st.Leader)
+		}
+		return nil
+	})
+	return coord
+}
+
 // TestTxnClusterCoordinatorKillNine: a transaction open over partitions led by the
 // two other nodes survives kill -9 of its coordinator and is committed through the
 // new one, which writes the markers on the other leaders; an aborted transaction
@@ -89,29 +118,8 @@ func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 	if err != nil {
 		t.Fatalf("init producer id: %v", err)
 	}
-	// Every group is led by its preferred leader (the first replica) 10 s after
-	// another node took it (docs/ARCHITECTURE.md "Membership reconcile"): wait for
-	// that on the id's partition, so that the coordinator killed below takes the
-	// partition back once it returns, and for leaders on every node.
-	statePart := txnStatePartition(id)
-	var coord int32
-	c.waitFor("the coordinator of "+id+" is its partition's preferred leader", func(ctx context.Context) error {
-		ps, err := c.partitions(ctx, 1, "__transaction_state")
-		if err != nil {
-			return err
-		}
-		st := ps[statePart]
-		if len(st.Replicas) == 0 || st.Leader != st.Replicas[0] {
-			return fmt.Errorf("__transaction_state/%d: leader %d, replicas %v", statePart, st.Leader, st.Replicas)
-		}
-		if coord, err = c.findTxnCoordinator(ctx, 1, id); err != nil {
-			return err
-		}
-		if coord != st.Leader {
-			return fmt.Errorf("FindCoordinator names %d, the partition's leader is %d", coord, st.Leader)
-		}
-		return nil
-	})
+	// The coordinator killed below takes the partition back once it returns.
+	coord := c.waitTxnCoordinatorPreferred(id)
 	var others []int32 // partitions led by nodes other than the coordinator
 	var leaders map[int32]int32
 	c.waitFor("partition leaders on every node", func(ctx context.Context) error {
@@ -251,4 +259,70 @@ func TestTxnClusterCoordinatorKillNine(t *testing.T) {
 			t.Errorf("partition %d read_committed: %v, want [committed after]", part, vs)
 		}
 	}
+}
+
+// clusterCrashPartitions is the partition count of the transaction whose
+// coordinator is killed in its window on a cluster.
+const clusterCrashPartitions = 60
+
+// TestTxnClusterKillNineBetweenEndTxnAndMarkers: on a cluster, the node that
+// coordinates a transaction over clusterCrashPartitions partitions is killed
+// with SIGKILL as soon as EndTxn has answered. On a cluster the markers and
+// CompleteCommit can all be written before the kill lands, so the test holds
+// them up: just before the commit it pauses (SIGSTOP) another node that leads
+// some of the partitions; the markers for those cannot be written while it is
+// stopped, while PrepareCommit needs only the coordinator and the third node.
+// Once the coordinator is dead the paused node resumes (markers in flight may
+// land then, with the old coordinator epoch); the next leader of the id's
+// __transaction_state partition loads PrepareCommit from the replicated
+// partition and writes the markers with its own coordinator epoch
+// (crashedCommit.check).
+//
+// It pins a bug: a node that came to lead a __transaction_state partition
+// loaded it only when a request for one of its ids arrived, so the markers of
+// a commit whose coordinator died were never written, and the last stable
+// offset of every partition of the transaction stayed behind it.
+func TestTxnClusterKillNineBetweenEndTxnAndMarkers(t *testing.T) {
+	c := startCluster(t, 3)
+	admin := c.Client(t)
+	topic, warm := topicName(t), topicName(t)+"-warm"
+	createClusterTopic(t, admin, topic, clusterCrashPartitions, nil)
+	createClusterTopic(t, admin, warm, 1, nil)
+	cc := &crashedCommit{t: t, newClient: func(opts ...kgo.Opt) *kgo.Client { return c.Client(t, opts...) },
+		topic: topic, partitions: clusterCrashPartitions, id: crashTxnID}
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	// __transaction_state comes with the first InitProducerId; the coordinator
+	// must not move between the warm-up and the kill, so that the warm-up's
+	// marker shows the epoch of the markers written before the kill.
+	if _, _, err := cc.newProducer(crashTxnID + "-init").ProducerID(ctx); err != nil {
+		t.Fatalf("init producer id: %v", err)
+	}
+	coord := c.waitTxnCoordinatorPreferred(crashTxnID)
+	// A node other than the coordinator that leads some of the partitions.
+	var held int32
+	c.waitFor("a partition led by a node other than the coordinator", func(ctx context.Context) error {
+		ps, err := c.partitions(ctx, coord, topic)
+		if err != nil {
+			return err
+		}
+		for _, st := range ps {
+			if st.Leader > 0 && st.Leader != coord {
+				held = st.Leader
+				return nil
+			}
+		}
+		return fmt.Errorf("every partition led by node %d", coord)
+	})
+	c.WaitLeaders(topic, warm)
+	cc.warmUp(warm)
+	if got := c.waitTxnCoordinatorPreferred(crashTxnID); got != coord {
+		t.Fatalf("the coordinator moved from node %d to %d during the warm-up", coord, got)
+	}
+	cc.commitThenKill(func() { c.Pause(held) }, func() {
+		c.Kill(coord)
+		c.Resume(held)
+	})
+	t.Logf("node %d, the coordinator, killed after EndTxn answered, with node %d paused meanwhile", coord, held)
+	cc.check(warm)
 }
