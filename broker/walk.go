@@ -138,6 +138,10 @@ var fieldVersions = map[string]fieldRange{
 	"TxnOffsetCommitRequestTopicPartition.LeaderEpoch": {2, anyVersion, false},
 	"TxnOffsetCommitRequestTopic.Topic":                {0, 5, false},
 	"TxnOffsetCommitRequestTopic.TopicID":              {6, anyVersion, false},
+
+	"WriteTxnMarkersRequestMarker.TransactionVersion": {2, anyVersion, false},
+	"ListTransactionsRequest.DurationFilterMillis":    {1, anyVersion, false},
+	"ListTransactionsRequest.TransactionalIDPattern":  {2, anyVersion, false},
 }
 
 // Go-side costs of decoded values, in bytes.

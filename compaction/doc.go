@@ -9,7 +9,11 @@
 //   - compacted topics (cleanup.policy=compact or compact,delete): tombstones
 //     older than delete.retention.ms are removed (ExpireTombstones), and
 //     records superseded longer ago than min.compaction.lag.ms are removed
-//     (ExpireSuperseded).
+//     (ExpireSuperseded). Transaction markers older than delete.retention.ms
+//     are removed too (ExpireTxnMarkers): a marker settles its transaction
+//     when it is written, so, as in Kafka's cleaner once a transaction's data
+//     is gone, only the retention is left to wait for, and Flink's
+//     per-checkpoint commits do not grow a partition without bound.
 //   - topics whose cleanup.policy names delete (delete or compact,delete): the
 //     log start moves past records older than retention.ms and past the
 //     oldest records until at most retention.bytes remain

@@ -36,6 +36,7 @@ const (
 const (
 	opExpireTombstones    = "expire_tombstones"
 	opExpireSuperseded    = "expire_superseded"
+	opExpireTxnMarkers    = "expire_txn_markers"
 	opDeleteRecordsBefore = "delete_records_before"
 	opExpireProducers     = "expire_producers"
 )
@@ -206,6 +207,14 @@ func (l *Loop) partition(ctx context.Context, t raftfsm.TopicInfo, p raftfsm.Par
 		if st.Tombstones > 0 && l.due(l.cfg.Store.TombstonesDue, t, p, before) {
 			run(opExpireTombstones, func() error {
 				return l.cfg.Node.ExpireTombstones(ctx, t.Name, p.Partition, before)
+			})
+		}
+		// Transaction markers: settled when written (docs/ARCHITECTURE.md
+		// rule 7), so they only wait for delete.retention.ms, as Kafka's
+		// cleaner keeps a marker for that long once its data is gone.
+		if l.due(l.cfg.Store.TxnMarkersDue, t, p, before) {
+			run(opExpireTxnMarkers, func() error {
+				return l.cfg.Node.ExpireTxnMarkers(ctx, t.Name, p.Partition, before)
 			})
 		}
 		// Superseded records held by min.compaction.lag.ms (the shard then has

@@ -129,6 +129,68 @@ func TestTombstoneExpiresAfterRetention(t *testing.T) {
 	}
 }
 
+// TestTxnMarkersExpireAfterRetention: repeated small transactions on a
+// compacted topic leave a commit marker each; once delete.retention.ms has
+// passed the loop removes them, so the partition's readable records come back
+// to its live keys, offsets stay put, and an abort marker goes the same way.
+func TestTxnMarkersExpireAfterRetention(t *testing.T) {
+	f := newFixture(t)
+	ctx := testCtx(t)
+	if _, err := f.node.CreateTopic(ctx, "table", 1, map[string]string{topicconfig.DeleteRetentionMs: "1000"}, false); err != nil {
+		t.Fatal(err)
+	}
+	const txns, keys = 40, 3
+	pr := shardstore.Producer{ID: 77, Epoch: 0, Transactional: true}
+	for i := 0; i < txns; i++ {
+		pr.BaseSequence = int32(i)
+		r := rec(string(rune('a'+i%keys)), "v")
+		if _, err := f.node.Produce(ctx, "table", 0, pr, []shardstore.Record{r}); err != nil {
+			t.Fatal(err)
+		}
+		m := shardstore.Marker{ProducerID: 77, Commit: i%5 != 4}
+		if err := f.node.WriteTxnMarker(ctx, "table", 0, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := f.state(t, "table")
+	if before.LiveKeys != keys || before.LiveRecords != keys+txns || before.HighWatermark != 2*txns {
+		t.Fatalf("state before expiry: %+v", before)
+	}
+	f.clock.advance(999 * time.Millisecond)
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("pass before delete.retention.ms proposed %d commands", n)
+	}
+	f.clock.advance(2 * time.Millisecond)
+	if n := f.loop.RunOnce(ctx); n != 1 {
+		t.Fatalf("pass after delete.retention.ms proposed %d commands, want 1", n)
+	}
+	st := f.state(t, "table")
+	if st.LiveRecords != keys || st.LiveKeys != keys || st.HighWatermark != before.HighWatermark || st.LogStartOffset != 0 {
+		t.Fatalf("state after expiry: %+v (before %+v)", st, before)
+	}
+	recs, err := f.store.Read(f.shard(t, "table"), 0, 1<<20, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range recs {
+		if r.Marker != nil {
+			t.Fatalf("marker left at %d", r.Offset)
+		}
+	}
+	if n := f.loop.RunOnce(ctx); n != 0 {
+		t.Fatalf("idle pass proposed %d commands", n)
+	}
+}
+
+func (f *fixture) shard(tb testing.TB, topic string) shardstore.ShardID {
+	tb.Helper()
+	ti, ok := f.node.Topic(topic)
+	if !ok {
+		tb.Fatalf("no topic %s", topic)
+	}
+	return ti.Partitions[0].Shard
+}
+
 func TestSupersededExpiresAfterLag(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)

@@ -2,7 +2,7 @@ package compaction
 
 import "github.com/prometheus/client_golang/prometheus"
 
-// metrics are the loop's collectors; labels are bounded (op: four values,
+// metrics are the loop's collectors; labels are bounded (op: five values,
 // result: ok or error).
 type metrics struct {
 	commands *prometheus.CounterVec

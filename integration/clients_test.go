@@ -30,7 +30,7 @@ const (
 	// minJavaTests and minPythonTests are the test counts of the two suites today; a
 	// run that reports fewer lost tests on the way (not compiled, not collected).
 	minJavaTests   = 9
-	minPythonTests = 6
+	minPythonTests = 9
 )
 
 // TestJavaClient runs the Java client suite (kafka-clients 4.x: idempotent producer,
@@ -58,7 +58,8 @@ func TestJavaClient(t *testing.T) {
 }
 
 // TestPythonClients runs the pytest suite (confluent-kafka with lz4 and zstd,
-// offsets_for_times; kafka-python round trip) against a fresh broker.
+// offsets_for_times, transactions committed, aborted and fenced read back with
+// read_committed; kafka-python round trip) against a fresh broker.
 func TestPythonClients(t *testing.T) {
 	python := requireTool(t, "python3")
 	root := mustModuleRoot(t)

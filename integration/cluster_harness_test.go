@@ -357,7 +357,7 @@ func (c *testCluster) start(nd *clusterNode) error {
 
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
-	if err := waitReady(nd.HTTPAddr, p.done, deadline.C); err != nil {
+	if err := waitReady(nd.HTTPAddr, nil, p.done, deadline.C); err != nil {
 		c.reap(nd)
 		return fmt.Errorf("node %d (start #%d) not ready: %v", nd.ID, run, err)
 	}

@@ -137,6 +137,8 @@ type testBroker struct {
 
 	t    testing.TB // owner: output is logged here, cleanup is registered here
 	args []string   // extra args given to startBroker
+	// probe asks /readyz (startBrokerProbe); nil: plain HTTP, no credentials.
+	probe func(httpAddr string) (*http.Response, error)
 
 	mu       sync.Mutex
 	proc     *brokerProc // nil when not running
@@ -159,6 +161,13 @@ type brokerProc struct {
 // process is stopped (SIGTERM, then wait) when the test ends.
 func startBroker(t testing.TB, args ...string) *testBroker {
 	t.Helper()
+	return startBrokerProbe(t, nil, args...)
+}
+
+// startBrokerProbe is startBroker for an HTTP port that needs TLS or
+// credentials: probe asks /readyz at an HTTP address.
+func startBrokerProbe(t testing.TB, probe func(httpAddr string) (*http.Response, error), args ...string) *testBroker {
+	t.Helper()
 	if len(externalSeeds) > 0 {
 		if len(args) > 0 {
 			t.Logf("external cluster: ignoring broker args %q", args)
@@ -177,6 +186,7 @@ func startBroker(t testing.TB, args ...string) *testBroker {
 		DataDir:   filepath.Join(t.TempDir(), "data"),
 		t:         t,
 		args:      args,
+		probe:     probe,
 		pastAddrs: make(map[string]bool),
 	}
 	t.Cleanup(func() {
@@ -256,20 +266,23 @@ func (b *testBroker) Start(t testing.TB) {
 	b.pastAddrs[got[0]] = true
 	b.mu.Unlock()
 
-	if err := waitReady(got[1], p.done, deadline.C); err != nil {
+	if err := waitReady(got[1], b.probe, p.done, deadline.C); err != nil {
 		b.Kill(t)
 		t.Fatalf("broker not ready: %v", err)
 	}
 }
 
 // waitReady polls /readyz until it answers 200, the process exits or the deadline fires.
-func waitReady(httpAddr string, exited <-chan struct{}, deadline <-chan time.Time) error {
-	client := &http.Client{Timeout: 2 * time.Second}
+func waitReady(httpAddr string, probe func(string) (*http.Response, error), exited <-chan struct{}, deadline <-chan time.Time) error {
+	if probe == nil {
+		client := &http.Client{Timeout: 2 * time.Second}
+		probe = func(addr string) (*http.Response, error) { return client.Get("http://" + addr + "/readyz") }
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	last := "no answer yet"
 	for {
-		resp, err := client.Get("http://" + httpAddr + "/readyz")
+		resp, err := probe(httpAddr)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

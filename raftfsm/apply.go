@@ -66,6 +66,12 @@ func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Com
 			return err
 		}
 		return n
+	case CmdExpireTxnMarkers:
+		n, err := b.ExpireTxnMarkers(c.Shard, c.BeforeMs)
+		if err != nil {
+			return err
+		}
+		return n
 	case CmdDeleteRecordsBefore:
 		return b.DeleteRecordsBefore(c.Shard, c.Offset)
 	case CmdTxnMarker:

@@ -424,8 +424,12 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 
 // A node that joins after the leaders trimmed their logs catches up from a
 // streamed snapshot of each group, over the real transport.
-func TestClusterJoinFromSnapshot(t *testing.T) {
-	first := newTCPNodeWith(t, 1, nil, func(c *Config) { c.trailingLogs = 4 })
+func TestClusterJoinFromSnapshot(t *testing.T) { testJoinFromSnapshot(t, func(*Config) {}) }
+
+// testJoinFromSnapshot is TestClusterJoinFromSnapshot with adjust applied to
+// both nodes' configs.
+func testJoinFromSnapshot(t *testing.T, adjust func(*Config)) {
+	first := newTCPNodeWith(t, 1, nil, func(c *Config) { c.trailingLogs = 4; adjust(c) })
 	ctx := testCtx(t)
 	if err := first.node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
@@ -449,7 +453,7 @@ func TestClusterJoinFromSnapshot(t *testing.T) {
 			t.Fatalf("group %d log not trimmed (first index %d)", g.id, fi)
 		}
 	}
-	second := newTCPNode(t, 2, []string{first.addr})
+	second := newTCPNodeWith(t, 2, []string{first.addr}, adjust)
 	if err := second.node.WaitReady(ctx); err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ const (
 	CmdExpireSuperseded    CommandType = 5
 	CmdDeleteRecordsBefore CommandType = 6
 	CmdTxnMarker           CommandType = 8
+	CmdExpireTxnMarkers    CommandType = 9
 	CmdExpireProducers     CommandType = 40
 
 	CmdCreateTopic         CommandType = 16
@@ -59,6 +60,7 @@ var commandTypeNames = map[CommandType]string{
 	CmdExpireSuperseded:    "expire_superseded",
 	CmdDeleteRecordsBefore: "delete_records_before",
 	CmdTxnMarker:           "txn_marker",
+	CmdExpireTxnMarkers:    "expire_txn_markers",
 	CmdExpireProducers:     "expire_producers",
 	CmdCreateTopic:         "create_topic",
 	CmdDeleteTopic:         "delete_topic",
@@ -95,6 +97,7 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdExpireSuperseded:    Shard, BeforeMs
 //	CmdDeleteRecordsBefore: Shard, Offset
 //	CmdTxnMarker:           Shard, Options (policy, append time), Marker
+//	CmdExpireTxnMarkers:    Shard, BeforeMs
 //	CmdExpireProducers:     Shard, BeforeMs, Options.AppendTimeMs (the proposer's clock)
 //	CmdCreateTopic:         Topic (name, id, partitions, overrides)
 //	CmdDeleteTopic:         Topic.Name
@@ -177,7 +180,7 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		for _, s := range c.Shards {
 			dst = binary.AppendUvarint(dst, uint64(s))
 		}
-	case CmdExpireTombstones, CmdExpireSuperseded:
+	case CmdExpireTombstones, CmdExpireSuperseded, CmdExpireTxnMarkers:
 		dst = binary.AppendUvarint(dst, uint64(c.Shard))
 		dst = binary.AppendVarint(dst, c.BeforeMs)
 	case CmdDeleteRecordsBefore:
@@ -349,7 +352,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 		for i := 0; i < n && d.err == nil; i++ {
 			c.Shards = append(c.Shards, shardstore.ShardID(d.uvarint()))
 		}
-	case CmdExpireTombstones, CmdExpireSuperseded:
+	case CmdExpireTombstones, CmdExpireSuperseded, CmdExpireTxnMarkers:
 		c.Shard = shardstore.ShardID(d.uvarint())
 		c.BeforeMs = d.varint()
 	case CmdDeleteRecordsBefore:

@@ -64,6 +64,7 @@ func goldenCommands() []*Command {
 		{Type: CmdRegisterNode, Member: NodeInfo{ID: 3, Incarnation: 7, ClusterAddr: "127.0.0.1:9093", KafkaAddr: "127.0.0.1:9092",
 			Listeners: "PLAINTEXT://127.0.0.1:9092,SASL_SSL://kafka.example:9094"}},
 		{Type: CmdDeleteScramCredential, Scram: ScramCredential{User: "alice", Credential: scram.Credential{Mechanism: scram.SHA512}}},
+		{Type: CmdExpireTxnMarkers, Shard: 9, BeforeMs: 1700000000000},
 	}
 }
 

@@ -37,6 +37,13 @@ type Config struct {
 	// ClusterAddr is the address other nodes dial to reach Listener
 	// (--advertised-cluster-addr). Required with Listener.
 	ClusterAddr string
+	// ClusterTLS, when set, runs every node-to-node connection over TLS with
+	// mutual authentication (transport_tls.go); nil is plain TCP. Needs a
+	// Listener.
+	ClusterTLS ClusterTLS
+	// ClusterTLSPermissive, with ClusterTLS, also talks to plain nodes, for
+	// the rolling restarts that turn TLS on or off (MuxConfig.TLSPermissive).
+	ClusterTLSPermissive bool
 	// KafkaAddr and HTTPAddr are this node's advertised Kafka and HTTP
 	// addresses, registered in cluster metadata for Metadata responses and
 	// for redirects.
@@ -185,6 +192,10 @@ func (c Config) Validate() error {
 		return errors.New("raftfsm: ClusterAddr is required with a Listener")
 	case c.Listener == nil && len(c.Join) > 0:
 		return errors.New("raftfsm: Join needs a Listener")
+	case c.Listener == nil && c.ClusterTLS != nil:
+		return errors.New("raftfsm: ClusterTLS needs a Listener")
+	case c.ClusterTLSPermissive && c.ClusterTLS == nil:
+		return errors.New("raftfsm: ClusterTLSPermissive needs ClusterTLS")
 	case c.HeartbeatTimeout < MinRaftTimeout || c.HeartbeatTimeout > MaxRaftTimeout:
 		return fmt.Errorf("raftfsm: HeartbeatTimeout %s must be between %s and %s", c.HeartbeatTimeout, MinRaftTimeout, MaxRaftTimeout)
 	case c.ElectionTimeout < c.HeartbeatTimeout || c.ElectionTimeout > MaxRaftTimeout:

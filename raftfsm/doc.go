@@ -14,7 +14,8 @@
 //
 // Nodes form a cluster over one node-to-node port per node (transport.go):
 // every group runs raft's NetworkTransport over it, and control RPCs (joining,
-// forwarding metadata changes to the metadata leader) share it. Cluster
+// forwarding metadata changes to the metadata leader) share it, in plain TCP or
+// TLS with mutual authentication (transport_tls.go). Cluster
 // metadata also holds the registered nodes and which nodes carry each data
 // group (placement.go); each group's leader moves its Raft configuration
 // toward that placement (membership.go).

@@ -130,11 +130,14 @@ func Open(cfg Config) (*Node, error) {
 
 	if cfg.Listener != nil {
 		n.mux = NewMux(cfg.Listener, MuxConfig{
-			NodeID:     cfg.NodeID,
-			ClusterID:  n.ClusterID,
-			Advertised: cfg.ClusterAddr,
-			HandleRPC:  n.serveRPC,
-			Logger:     n.log,
+			NodeID:        cfg.NodeID,
+			ClusterID:     n.ClusterID,
+			Advertised:    cfg.ClusterAddr,
+			HandleRPC:     n.serveRPC,
+			Logger:        n.log,
+			TLS:           cfg.ClusterTLS,
+			TLSPermissive: cfg.ClusterTLSPermissive,
+			OnRefused:     n.metrics.connRefused,
 		})
 		n.wg.Add(1)
 		go func() {

@@ -17,6 +17,9 @@ type metrics struct {
 	// and not finished (pending.go).
 	pending      prometheus.Gauge
 	pendingBytes prometheus.Gauge
+	// refused counts node-to-node connections the Mux refused, by reason
+	// (a fixed set: MuxConfig.OnRefused).
+	refused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -42,9 +45,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shardcache_raft_pending_proposal_bytes",
 			Help: "Bytes charged by pending data-group proposals (encoded size plus 4 KiB each), bounded by MaxPendingProposalBytes.",
 		}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_cluster_connections_refused_total",
+			Help: "Node-to-node connections refused, by reason: tls_handshake (no or an invalid client certificate), tls_required, cluster_id_mismatch, busy, ...",
+		}, []string{"reason"}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.applyDuration, m.applied, m.leader, m.pending, m.pendingBytes} {
+		for _, c := range []prometheus.Collector{m.applyDuration, m.applied, m.leader, m.pending, m.pendingBytes, m.refused} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -52,6 +59,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	return m, nil
 }
+
+func (m *metrics) connRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 func groupLabel(g uint32) string { return strconv.FormatUint(uint64(g), 10) }
 

@@ -766,6 +766,12 @@ func (n *Node) ExpireSuperseded(ctx context.Context, topic string, partition int
 	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdExpireSuperseded, BeforeMs: beforeMs})
 }
 
+// ExpireTxnMarkers: see ExpireTombstones (transaction markers of a
+// compacted partition, shardstore.Batch.ExpireTxnMarkers).
+func (n *Node) ExpireTxnMarkers(ctx context.Context, topic string, partition int32, beforeMs int64) error {
+	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdExpireTxnMarkers, BeforeMs: beforeMs})
+}
+
 // DeleteRecordsBefore: see ExpireTombstones.
 func (n *Node) DeleteRecordsBefore(ctx context.Context, topic string, partition int32, offset int64) error {
 	return n.shardCommand(ctx, topic, partition, &Command{Type: CmdDeleteRecordsBefore, Offset: offset})

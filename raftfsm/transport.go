@@ -2,6 +2,7 @@ package raftfsm
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"maps"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +47,10 @@ import (
 // count); gRPC (it would replace NetworkTransport and its heartbeat fast path);
 // a yamux-style multiplexer over one TCP connection (a snapshot or a large
 // append stalls every group behind it: head-of-line blocking).
+//
+// With MuxConfig.TLS set, every connection is TLS with mutual authentication
+// before the header is sent (transport_tls.go); the header and everything
+// after it travel inside TLS.
 
 const (
 	connMagic          = "SCRN"
@@ -94,7 +100,19 @@ const (
 	refuseBusy         refusal = "busy"
 	refuseNoRPC        refusal = "rpc not served"
 	refuseClosing      refusal = "shutting down"
+	// refuseTLSNotEnabled answers a TLS ClientHello on a plain listener, in
+	// plain bytes; the TLS dialer reads it back (transport_tls.go).
+	refuseTLSNotEnabled refusal = "tls not enabled"
+	// refuseTLSRequired answers a plain header on a TLS listener.
+	refuseTLSRequired refusal = "tls required"
 )
+
+// refusedTLSHandshake is the OnRefused reason of a failed TLS handshake:
+// no certificate, one the CA did not sign, an expired one.
+const refusedTLSHandshake = "tls_handshake"
+
+// label is r as an OnRefused reason: lowercase words joined by '_'.
+func (r refusal) label() string { return strings.ReplaceAll(string(r), " ", "_") }
 
 // connHeader is the header a dialer sends.
 type connHeader struct {
@@ -121,6 +139,9 @@ func readConnHeader(r io.Reader) (connHeader, error) {
 		return h, err
 	}
 	switch {
+	case fixed[0] == tlsRecordHandshake && fixed[1] == 3:
+		// A TLS record header (type 22, version 3.x): the dialer speaks TLS.
+		return h, refuseTLSNotEnabled
 	case string(fixed[:4]) != connMagic:
 		return h, refuseMagic
 	case fixed[4] != connVersion:
@@ -160,8 +181,20 @@ type MuxConfig struct {
 	Advertised string
 	// Logger receives refusals and accept errors; nil means slog.Default().
 	Logger *slog.Logger
-	// HandshakeTimeout bounds reading a header and answering it; 0 means 5s.
+	// HandshakeTimeout bounds the TLS handshake, reading a header and
+	// answering it; 0 means 5s.
 	HandshakeTimeout time.Duration
+	// TLS, when set, carries every connection the Mux accepts or dials over
+	// TLS with mutual authentication (transport_tls.go); nil is plain TCP.
+	TLS ClusterTLS
+	// TLSPermissive, with TLS, also accepts plain connections and dials a
+	// peer again in plain TCP when it answers "tls not enabled": a cluster
+	// turns TLS on or off with two rolling restarts (transport_tls.go).
+	TLSPermissive bool
+	// OnRefused is called once for every connection refused, with a short
+	// reason from a fixed set ("tls_handshake", "cluster_id_mismatch",
+	// "busy", ...), for a metric. nil ignores refusals.
+	OnRefused func(reason string)
 }
 
 // Mux serves one cluster listener: it reads each connection's header and hands
@@ -193,6 +226,9 @@ func NewMux(ln net.Listener, cfg MuxConfig) *Mux {
 	}
 	if cfg.HandshakeTimeout <= 0 {
 		cfg.HandshakeTimeout = defaultHandshakeTimeout
+	}
+	if cfg.OnRefused == nil {
+		cfg.OnRefused = func(string) {}
 	}
 	m := &Mux{
 		ln:        ln,
@@ -262,8 +298,11 @@ func (m *Mux) Serve() error {
 			// No drain here, unlike refuse: the loop must not wait. The dialer
 			// may see a reset instead of the reason.
 			m.log.Warn("refused cluster connection", keyRemoteAddr, conn.RemoteAddr().String(), keyReason, "too many handshakes")
-			_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
-			_, _ = conn.Write(append([]byte{statusRefused, byte(len(refuseBusy))}, refuseBusy...))
+			m.cfg.OnRefused(refuseBusy.label())
+			if m.cfg.TLS == nil { // a TLS dialer could not read a plain answer
+				_ = conn.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = conn.Write(append([]byte{statusRefused, byte(len(refuseBusy))}, refuseBusy...))
+			}
 			_ = conn.Close()
 			continue
 		}
@@ -281,7 +320,9 @@ func (m *Mux) Serve() error {
 	}
 }
 
-// handshake reads and checks conn's header, then hands conn on or refuses it.
+// handshake runs TLS when configured, reads and checks the header, then hands
+// the connection on or refuses it. conn is the accepted TCP connection, the
+// one m.conns tracks.
 func (m *Mux) handshake(conn net.Conn) {
 	defer m.wg.Done()
 	slot := true
@@ -295,13 +336,17 @@ func (m *Mux) handshake(conn net.Conn) {
 	defer m.untrack(conn)
 
 	_ = conn.SetDeadline(time.Now().Add(m.cfg.HandshakeTimeout))
-	h, err := readConnHeader(conn)
+	c, ok := m.acceptSecurity(conn) // what the header and the user's bytes travel on
+	if !ok {
+		return
+	}
+	h, err := readConnHeader(c)
 	decoded := err == nil
 	if decoded {
 		err = m.check(h)
 	}
 	if err == nil && h.kind == connKindRaft {
-		err = m.handOff(h.group, conn) // the layer answers when its transport accepts
+		err = m.handOff(h.group, conn, c) // the layer answers when its transport accepts
 		if err == nil {
 			return
 		}
@@ -313,21 +358,22 @@ func (m *Mux) handshake(conn net.Conn) {
 			attrs = append(attrs, keySender, h.sender, keyGroup, h.group)
 		}
 		m.log.Warn("refused cluster connection", attrs...)
-		refuse(conn, r)
+		m.cfg.OnRefused(r.label())
+		refuse(c, r)
 		return
 	}
 	if err != nil {
 		m.log.Debug("cluster handshake failed", keyRemoteAddr, conn.RemoteAddr().String(), keyError, err)
-		_ = conn.Close()
+		_ = c.Close()
 		return
 	}
-	if _, err := conn.Write([]byte{statusOK}); err != nil {
-		_ = conn.Close()
+	if _, err := c.Write([]byte{statusOK}); err != nil {
+		_ = c.Close()
 		return
 	}
-	_ = conn.SetDeadline(time.Time{})
+	_ = c.SetDeadline(time.Time{})
 	release()
-	m.cfg.HandleRPC(conn, h.sender)
+	m.cfg.HandleRPC(c, h.sender)
 }
 
 // check applies the cluster id rules to a well-formed header.
@@ -354,8 +400,10 @@ func (m *Mux) check(h connHeader) error {
 	return nil
 }
 
-// handOff queues conn for group's layer without blocking; the layer now owns it.
-func (m *Mux) handOff(group uint32, conn net.Conn) error {
+// handOff queues c for group's layer without blocking; the layer now owns it.
+// raw is the TCP connection under c (c itself without TLS), which the Mux
+// stops tracking.
+func (m *Mux) handOff(group uint32, raw, c net.Conn) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := m.layers[group]
@@ -366,8 +414,8 @@ func (m *Mux) handOff(group uint32, conn net.Conn) error {
 		return refuseGroup
 	}
 	select {
-	case l.queue <- conn:
-		delete(m.conns, conn)
+	case l.queue <- c:
+		delete(m.conns, raw)
 		return nil
 	default:
 		return refuseBusy
@@ -458,10 +506,22 @@ func (m *Mux) dial(ctx context.Context, addr string, h connHeader) (net.Conn, er
 	if len(h.clusterID) > maxClusterIDLen {
 		return nil, fmt.Errorf("raftfsm: cluster id longer than %d bytes", maxClusterIDLen)
 	}
+	conn, err := m.dialOnce(ctx, addr, h, m.cfg.TLS != nil)
+	if err != nil && m.cfg.TLS != nil && m.cfg.TLSPermissive && errors.Is(err, refuseTLSNotEnabled) {
+		return m.dialOnce(ctx, addr, h, false) // a node that is not on TLS yet
+	}
+	return conn, err
+}
+
+// dialOnce is one connection attempt of dial, over TLS or plain TCP.
+func (m *Mux) dialOnce(ctx context.Context, addr string, h connHeader, useTLS bool) (net.Conn, error) {
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
+	}
+	if useTLS {
+		conn = m.clientTLS(conn, addr)
 	}
 	deadline, ok := ctx.Deadline()
 	if !ok {
@@ -485,8 +545,15 @@ func (m *Mux) dial(ctx context.Context, addr string, h connHeader) (net.Conn, er
 	return conn, nil
 }
 
-// dialHandshake sends a header and reads the acceptor's answer.
+// dialHandshake runs TLS on a TLS connection, sends a header and reads the
+// acceptor's answer.
 func dialHandshake(conn net.Conn, header []byte) error {
+	if tc, ok := conn.(*tls.Conn); ok {
+		if err := tc.Handshake(); err != nil {
+			return dialTLSError(err, tc.NetConn())
+		}
+		stopRecording(tc.NetConn())
+	}
 	if _, err := conn.Write(header); err != nil {
 		return err
 	}

@@ -579,6 +579,7 @@ func FuzzReadConnHeader(f *testing.F) {
 	f.Add(valid)
 	f.Add(connHeader{kind: connKindRPC, clusterID: strings.Repeat("x", maxClusterIDLen), group: 1<<32 - 1}.appendTo(nil))
 	f.Add(append(slices.Clone(valid), "garbage"...))
+	f.Add([]byte{tlsRecordHandshake, 3, 1, 0, 0x80, 1, 0, 0}) // a TLS ClientHello's start
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := bytes.NewReader(data)
 		h, err := readConnHeader(r)

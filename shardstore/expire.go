@@ -7,7 +7,8 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 )
 
-// Removal of records: tombstone expiry (delete.retention.ms), the end of the hold
+// Removal of records: tombstone and transaction marker expiry
+// (delete.retention.ms), the end of the hold
 // on superseded records (min.compaction.lag.ms) and moves of the log start
 // (DeleteRecords, retention of delete-policy shards); and of idle producers'
 // state (producer.id.expiration.ms). Each is a scan of a small index range,
@@ -76,11 +77,30 @@ func (b *Batch) ExpireTombstones(id ShardID, beforeMs int64) (int, error) {
 	return len(ents), nil
 }
 
+// ExpireTxnMarkers removes the transaction markers of a compacted shard that
+// were appended before beforeMs (the compaction policy passes now -
+// delete.retention.ms) and returns how many it removed. A marker settles its
+// transaction in the batch that writes it (rule 7: the staged records become
+// live or are deleted at once), so what Kafka's cleaner waits for, the
+// transaction's data being gone, holds from the start and only the retention
+// is left, as for tombstones. Offsets stay as they were: a fetch over a
+// removed marker reads forward (rules 1 to 3).
+func (b *Batch) ExpireTxnMarkers(id ShardID, beforeMs int64) (int, error) {
+	return b.removeTimed(id, subMarker, beforeMs)
+}
+
 // ExpireSuperseded removes the superseded records held back by
 // min.compaction.lag.ms that were appended before beforeMs (the compaction
 // policy passes now - lag, so a record stays readable until it is that old, as
 // Kafka's min.compaction.lag.ms does), and returns how many it removed.
 func (b *Batch) ExpireSuperseded(id ShardID, beforeMs int64) (int, error) {
+	return b.removeTimed(id, subSuperseded, beforeMs)
+}
+
+// removeTimed removes the records that the tag index (superseded records,
+// transaction markers: records no key index entry points at) lists as
+// appended before beforeMs, with their index entries, and returns how many.
+func (b *Batch) removeTimed(id ShardID, tag byte, beforeMs int64) (int, error) {
 	p, err := b.need(id)
 	if err != nil {
 		return 0, err
@@ -89,13 +109,13 @@ func (b *Batch) ExpireSuperseded(id ShardID, beforeMs int64) (int, error) {
 		return 0, err
 	}
 	defer b.s.life.RUnlock()
-	ents, err := b.scanTimed(p, subSuperseded, beforeMs)
+	ents, err := b.scanTimed(p, tag, beforeMs)
 	if err != nil {
 		return 0, err
 	}
 	for _, e := range ents {
 		b.singleDelete(recordKey(id, e.offset))
-		b.singleDelete(supersededKey(id, e.ms, e.offset))
+		b.singleDelete(timedKey(id, tag, e.ms, e.offset))
 		p.st.LiveRecords--
 		p.st.LiveBytes -= int64(e.size)
 	}
@@ -172,6 +192,10 @@ func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error {
 	if err != nil {
 		return err
 	}
+	markers, err := b.scanTimed(p, subMarker, math.MaxInt64)
+	if err != nil {
+		return err
+	}
 
 	for _, v := range victims {
 		b.singleDelete(recordKey(id, v.offset))
@@ -192,6 +216,11 @@ func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error {
 	for _, h := range held {
 		if h.offset < offset {
 			b.singleDelete(supersededKey(id, h.ms, h.offset))
+		}
+	}
+	for _, m := range markers {
+		if m.offset < offset {
+			b.singleDelete(markerKey(id, m.ms, m.offset))
 		}
 	}
 	p.st.LogStartOffset = offset

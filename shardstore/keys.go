@@ -16,6 +16,7 @@ import (
 //	s h <shard:8> x <append ms:8> <offset:8>    superseded record held by min.compaction.lag -> size
 //	s h <shard:8> o <producer id:8>             open transaction of a producer -> first offset
 //	s h <shard:8> n <producer id:8> <offset:8>  staged transactional record -> size, flags, record key
+//	s h <shard:8> c <append ms:8> <offset:8>    transaction marker due for expiry (compacted shards) -> size
 //	s a <group:4>                               last applied Raft index of a group
 //	s g <group:4> <shard:8>                     registry: the shard is carried by the group -> version
 //
@@ -40,6 +41,7 @@ const (
 	subSuperseded = 'x'
 	subOpenTxn    = 'o'
 	subStaged     = 'n'
+	subMarker     = 'c'
 
 	shardPrefixLen = 2 + 8
 )
@@ -131,6 +133,10 @@ func supersededKey(id ShardID, ms, offset int64) []byte {
 	return timedKey(id, subSuperseded, ms, offset)
 }
 
+func markerKey(id ShardID, ms, offset int64) []byte {
+	return timedKey(id, subMarker, ms, offset)
+}
+
 // timedBound is the exclusive bound of tag entries appended before ms.
 func timedBound(id ShardID, tag byte, ms int64) []byte {
 	return binary.BigEndian.AppendUint64(sub(id, tag), flip(ms))
@@ -184,6 +190,7 @@ const (
 	kindGroupShard
 	kindOpenTxn
 	kindStaged
+	kindMarker
 )
 
 // parsedKey is a decoded store key; which fields are set depends on kind.
@@ -252,13 +259,17 @@ func parseKey(k []byte) (parsedKey, bool) {
 		}
 		p.kind, p.id = kindStaged, unflip(binary.BigEndian.Uint64(rest))
 		p.offset = unflip(binary.BigEndian.Uint64(rest[8:]))
-	case subTombstone, subSuperseded:
+	case subTombstone, subSuperseded, subMarker:
 		if len(rest) != 16 {
 			return parsedKey{}, false
 		}
-		p.kind = kindTombstone
-		if k[shardPrefixLen] == subSuperseded {
+		switch k[shardPrefixLen] {
+		case subTombstone:
+			p.kind = kindTombstone
+		case subSuperseded:
 			p.kind = kindSuperseded
+		default:
+			p.kind = kindMarker
 		}
 		p.ms = unflip(binary.BigEndian.Uint64(rest))
 		p.offset = unflip(binary.BigEndian.Uint64(rest[8:]))
@@ -283,6 +294,8 @@ func (p parsedKey) encode() []byte {
 		return tombstoneKey(p.shard, p.ms, p.offset)
 	case kindSuperseded:
 		return supersededKey(p.shard, p.ms, p.offset)
+	case kindMarker:
+		return markerKey(p.shard, p.ms, p.offset)
 	case kindOpenTxn:
 		return openTxnKey(p.shard, p.id)
 	case kindStaged:

@@ -23,6 +23,7 @@ func FuzzKeys(f *testing.F) {
 			{kind: kindProducer, shard: id, id: a},
 			{kind: kindRecord, shard: id, offset: a},
 			{kind: kindTombstone, shard: id, ms: a, offset: b},
+			{kind: kindMarker, shard: id, ms: a, offset: b},
 			{kind: kindSuperseded, shard: id, ms: b, offset: a},
 			{kind: kindOpenTxn, shard: id, id: a},
 			{kind: kindStaged, shard: id, id: a, offset: b},

@@ -1,9 +1,11 @@
 package shardstore
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -199,4 +201,82 @@ func (s *Store) Duplicate(id ShardID, p Producer, n int) (AppendResult, bool, er
 		return AppendResult{}, false, nil
 	}
 	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset, Duplicate: true}, true, nil
+}
+
+// ProducerInfo is one producer's state in a shard, as DescribeProducers shows
+// it.
+type ProducerInfo struct {
+	ID    int64
+	Epoch int16
+	// LastSequence is the sequence of the last remembered batch of the
+	// current epoch, -1 when there is none (a coordinator's write or a
+	// marker started the epoch).
+	LastSequence int32
+	// LastAppendMs is the append time of the producer's last batch or
+	// marker, -1 for state written before append times were kept.
+	LastAppendMs int64
+	// TxnStartOffset is the first offset of the producer's open transaction
+	// in the shard, -1 when none is open.
+	TxnStartOffset int64
+}
+
+// Producers lists the producers whose state the shard keeps, by producer id,
+// with their open transactions (O(producers) reads of committed state).
+// Errors: ErrUnknownShard, read errors.
+func (s *Store) Producers(id ShardID) ([]ProducerInfo, error) {
+	if _, err := s.readView(id); err != nil {
+		return nil, err
+	}
+	defer s.life.RUnlock()
+	snap := s.db.NewSnapshot()
+	defer snap.Close()
+	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: sub(id, subProducer), UpperBound: producersEnd(id)})
+	if err != nil {
+		return nil, err
+	}
+	var out []ProducerInfo
+	for ok := it.First(); ok; ok = it.Next() {
+		pk, good := parseKey(it.Key())
+		if !good || pk.kind != kindProducer {
+			_ = it.Close()
+			return nil, errCorrupt
+		}
+		ps, err := decodeProducer(it.Value())
+		if err != nil {
+			_ = it.Close()
+			return nil, err
+		}
+		pi := ProducerInfo{ID: pk.id, Epoch: ps.epoch, LastSequence: -1, LastAppendMs: ps.lastMs, TxnStartOffset: -1}
+		if ps.undated {
+			pi.LastAppendMs = -1
+		}
+		if n := len(ps.batches); n > 0 {
+			pi.LastSequence = ps.batches[n-1].last
+		}
+		out = append(out, pi)
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	it, err = snap.NewIter(&pebble.IterOptions{LowerBound: sub(id, subOpenTxn), UpperBound: sub(id, subOpenTxn+1)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	for ok := it.First(); ok; ok = it.Next() {
+		pk, good := parseKey(it.Key())
+		if !good || pk.kind != kindOpenTxn || len(it.Value()) != 8 {
+			return nil, errCorrupt
+		}
+		first := int64(binary.BigEndian.Uint64(it.Value()))
+		i, found := slices.BinarySearchFunc(out, pk.id, func(p ProducerInfo, id int64) int { return cmp.Compare(p.ID, id) })
+		if !found {
+			// An open transaction always has producer state; keep it
+			// visible rather than hide a transaction that holds the LSO.
+			out = slices.Insert(out, i, ProducerInfo{ID: pk.id, Epoch: -1, LastSequence: -1, LastAppendMs: -1, TxnStartOffset: first})
+			continue
+		}
+		out[i].TxnStartOffset = first
+	}
+	return out, it.Error()
 }

@@ -299,6 +299,12 @@ func (s *Store) SupersededDue(id ShardID, beforeMs int64) (bool, error) {
 	return s.timedDue(id, subSuperseded, beforeMs)
 }
 
+// TxnMarkersDue reports whether ExpireTxnMarkers(id, beforeMs) would remove a
+// transaction marker. One seek, as TombstonesDue.
+func (s *Store) TxnMarkersDue(id ShardID, beforeMs int64) (bool, error) {
+	return s.timedDue(id, subMarker, beforeMs)
+}
+
 func (s *Store) timedDue(id ShardID, tag byte, beforeMs int64) (bool, error) {
 	if _, err := s.readView(id); err != nil {
 		return false, err

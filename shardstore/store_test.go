@@ -225,6 +225,9 @@ func TestConformance(t *testing.T) {
 		{"TransactionCommit", testTxnCommit},
 		{"TransactionAbort", testTxnAbort},
 		{"TransactionFencing", testTxnFencing},
+		{"TransactionMarkerExpiry", testTxnMarkerExpiry},
+		{"TransactionMarkerBelowLogStart", testTxnMarkerBelowLogStart},
+		{"Producers", testProducers},
 	}
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {

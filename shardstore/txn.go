@@ -11,6 +11,9 @@ package shardstore
 // key's live record if its offset is above the live one's (else deletes it),
 // or, on abort, deletes the staged records: aborted data never stays below
 // the last stable offset, so readers need no list of aborted transactions.
+// On a compacted shard the marker is also indexed under c <append ms> <offset>,
+// and ExpireTxnMarkers removes it once delete.retention.ms has passed, so
+// repeated transactions leave a bounded number of markers behind.
 
 import (
 	"encoding/binary"
@@ -235,6 +238,12 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 	st.LiveRecords++
 	st.LiveBytes += int64(len(b.vbuf))
 	st.HighWatermark++
+	if compact {
+		// The transaction is settled in this same batch (its records are
+		// live or deleted), so the marker only waits for delete.retention.ms
+		// like a tombstone (ExpireTxnMarkers).
+		b.set(markerKey(id, opts.AppendTimeMs, off), sizedValue(int32(len(b.vbuf)), nil))
+	}
 
 	// The marker's epoch becomes the producer's (a fenced zombie's batches
 	// are refused); its sequences start again.

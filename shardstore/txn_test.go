@@ -180,3 +180,132 @@ func TestCoordinatorTxnWrite(t *testing.T) {
 		t.Fatal("open after commit")
 	}
 }
+
+func (h *h) expireMarkers(id ShardID, beforeMs int64) int {
+	h.t.Helper()
+	var n int
+	h.batch(func(b *Batch) {
+		var err error
+		if n, err = b.ExpireTxnMarkers(id, beforeMs); err != nil {
+			h.t.Fatalf("expire markers: %v", err)
+		}
+	})
+	return n
+}
+
+func (h *h) markersDue(id ShardID, beforeMs int64) bool {
+	h.t.Helper()
+	due, err := h.s.TxnMarkersDue(id, beforeMs)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return due
+}
+
+// testTxnMarkerExpiry: on a compacted shard a commit or abort marker is
+// removed once it is older than the cutoff (delete.retention.ms), the
+// committed records stay, offsets stay where they were and reads step over
+// the gap; a delete-policy shard's markers are left to retention.
+func testTxnMarkerExpiry(h *h) {
+	h.create(1)
+	h.mustAppend(1, at(compact, 10), txnPID(7, 0, 0), kv("a", "a1"), kv("b", "b1")) // 0, 1
+	h.endTxn(1, at(compact, 20), Marker{ProducerID: 7, Commit: true})               // 2
+	h.mustAppend(1, at(compact, 30), txnPID(7, 0, 2), kv("a", "gone"))              // 3
+	h.endTxn(1, at(compact, 40), Marker{ProducerID: 7})                             // 4
+	h.mustAppend(1, at(compact, 50), NoProducer, kv("c", "c0"))                     // 5
+	before := h.state(1)
+	if h.markersDue(1, 20) || !h.markersDue(1, 21) {
+		h.t.Fatal("markers due: want the marker at 20 due only from 21")
+	}
+	if n := h.expireMarkers(1, 20); n != 0 {
+		h.t.Fatalf("expired %d markers before any was due", n)
+	}
+	h.restart()
+	if n := h.expireMarkers(1, 41); n != 2 {
+		h.t.Fatalf("expired %d markers, want 2", n)
+	}
+	wantOffsets(h.t, h.read(1, 0), 0, 1, 5)
+	st := h.state(1)
+	if st.HighWatermark != before.HighWatermark || st.LiveRecords != 3 || st.LiveKeys != 3 || st.LogStartOffset != 0 {
+		h.t.Fatalf("state after expiry %+v (before %+v)", st, before)
+	}
+	if h.markersDue(1, 1<<62) {
+		h.t.Fatal("markers still due after expiry")
+	}
+	for k, want := range map[string]string{"a": "a1", "b": "b1", "c": "c0"} {
+		if v := h.lookupValue(1, k); v != want {
+			h.t.Fatalf("lookup %s = %s, want %s", k, v, want)
+		}
+	}
+	h.restart()
+	if again := h.state(1); again != st {
+		h.t.Fatalf("state after restart %+v, before it %+v", again, st)
+	}
+	if recs := h.read(1, 0); st.LiveBytes <= 0 || len(recs) != 3 {
+		h.t.Fatalf("live bytes %d, records %+v", st.LiveBytes, recs)
+	}
+	// Delete policy: no expiry index, the marker stays for retention.
+	h.create(2)
+	h.mustAppend(2, at(del, 1), txnPID(8, 0, 0), Record{Value: []byte("x")})
+	h.endTxn(2, at(del, 2), Marker{ProducerID: 8, Commit: true})
+	if h.markersDue(2, 1<<62) || h.expireMarkers(2, 1<<62) != 0 {
+		h.t.Fatal("a delete-policy marker is due for expiry")
+	}
+	wantOffsets(h.t, h.read(2, 0), 0, 1)
+}
+
+// testTxnMarkerBelowLogStart: DeleteRecordsBefore past a marker also drops
+// its expiry entry, so a later expiry does not count it twice.
+func testTxnMarkerBelowLogStart(h *h) {
+	h.create(1)
+	h.mustAppend(1, at(compact, 1), txnPID(3, 0, 0), kv("a", "1"))
+	h.endTxn(1, at(compact, 2), Marker{ProducerID: 3, Commit: true})
+	h.mustAppend(1, at(compact, 3), NoProducer, kv("b", "2"))
+	h.batch(func(b *Batch) {
+		if err := b.DeleteRecordsBefore(1, 2); err != nil {
+			h.t.Fatal(err)
+		}
+	})
+	if h.markersDue(1, 1<<62) || h.expireMarkers(1, 1<<62) != 0 {
+		h.t.Fatal("marker below the log start still indexed")
+	}
+	if st := h.state(1); st.LiveRecords != 1 || st.LiveKeys != 1 {
+		h.t.Fatalf("state %+v", st)
+	}
+}
+
+// testProducers: Producers lists each producer's epoch, last sequence, last
+// append time and open transaction.
+func testProducers(h *h) {
+	h.create(1)
+	if ps, err := h.s.Producers(1); err != nil || len(ps) != 0 {
+		h.t.Fatalf("producers of an empty shard: %v, %v", ps, err)
+	}
+	h.mustAppend(1, at(compact, 5), pid(2, 1, 0), kv("a", "1"), kv("b", "2"))    // 0, 1
+	h.mustAppend(1, at(compact, 6), txnPID(9, 3, 0), kv("c", "3"))               // 2
+	h.mustAppend(1, at(compact, 7), txnPID(9, 3, 1), kv("d", "4"), kv("e", "5")) // 3, 4
+	h.endTxn(1, at(compact, 8), Marker{ProducerID: 11, ProducerEpoch: 4})        // 5
+	want := []ProducerInfo{
+		{ID: 2, Epoch: 1, LastSequence: 1, LastAppendMs: 5, TxnStartOffset: -1},
+		{ID: 9, Epoch: 3, LastSequence: 2, LastAppendMs: 7, TxnStartOffset: 2},
+		{ID: 11, Epoch: 4, LastSequence: -1, LastAppendMs: 8, TxnStartOffset: -1},
+	}
+	for round := 0; round < 2; round++ {
+		got, err := h.s.Producers(1)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			h.t.Fatalf("producers %+v, want %+v", got, want)
+		}
+		for i := range want {
+			if got[i] != want[i] {
+				h.t.Fatalf("producer %d: %+v, want %+v", i, got[i], want[i])
+			}
+		}
+		h.restart()
+	}
+	if _, err := h.s.Producers(99); err == nil {
+		h.t.Fatal("Producers of an unknown shard succeeded")
+	}
+}

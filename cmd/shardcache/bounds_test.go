@@ -122,6 +122,8 @@ var unboundedFlags = []string{
 	// lifetime is 0 or at least broker.MinSASLSessionLifetime.
 	"listeners", "advertised-listeners", "listener-security-protocol-map", "tls-cert-file", "tls-key-file", "tls-ca-file",
 	"tls-client-auth", "http-tls", "sasl-session-lifetime", "sasl-bootstrap-user",
+	"cluster-tls-cert-file", "cluster-tls-key-file", "cluster-tls-ca-file", "cluster-tls-permissive",
+	"http-tokens-file", "http-client-ca-file", "http-open-probes",
 }
 
 // checkRaft, checkBroker, checkCompaction and checkStore validate what

@@ -125,6 +125,16 @@ type Config struct {
 	// two election timeouts.
 	RaftHeartbeatTimeout time.Duration
 	RaftElectionTimeout  time.Duration
+	// ClusterTLSCertFile, ClusterTLSKeyFile and ClusterTLSCAFile are the PEM
+	// files of TLS with mutual authentication on the node-to-node port: this
+	// node's certificate (server and client usage) and key, and the CA that
+	// every node's certificate chains to. All three or none; reloaded when
+	// they change.
+	ClusterTLSCertFile, ClusterTLSKeyFile, ClusterTLSCAFile string
+	// ClusterTLSPermissive, with the cluster TLS files, also accepts plain
+	// node-to-node connections and dials plain nodes in plain TCP: for the
+	// rolling restarts that turn node-to-node TLS on or off.
+	ClusterTLSPermissive bool
 	// SnapshotRate caps how fast this node streams a Raft group's snapshot to
 	// a replica that needs one, bytes per second; 0 is unlimited.
 	SnapshotRate int32
@@ -152,6 +162,17 @@ type Config struct {
 	TLSClientAuth string
 	// HTTPTLS serves the HTTP port over TLS.
 	HTTPTLS bool
+	// HTTPTokensFile holds the SHA-256 hashes of the HTTP API's bearer tokens
+	// and their principals (httpapi/auth_tokens.go); reloaded when it
+	// changes. Setting it turns HTTP authentication on.
+	HTTPTokensFile string
+	// HTTPClientCAFile holds the CA certificates HTTP client certificates
+	// must chain to (asked for, not required); a verified certificate is the
+	// principal User:<CN>. Needs HTTPTLS; turns HTTP authentication on.
+	HTTPClientCAFile string
+	// HTTPOpenProbes keeps /metrics, /healthz and /readyz open to anyone
+	// when HTTP authentication is on.
+	HTTPOpenProbes bool
 	// SASLHandshakeTimeout bounds a new connection's TLS handshake and SASL
 	// authentication.
 	SASLHandshakeTimeout time.Duration
@@ -171,6 +192,7 @@ func defaultConfig() Config {
 		DataDir:              "./data",
 		KafkaAddr:            "127.0.0.1:9092",
 		HTTPAddr:             "127.0.0.1:9644",
+		HTTPOpenProbes:       true,
 		NodeID:               1,
 		DefaultPartitions:    1,
 		DefaultCleanupPolicy: "compact",
@@ -259,6 +281,10 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.Rack, "rack", c.Rack, "this node's rack, for follower fetch (client.rack)")
 	fs.IntVar(&c.ReplicationFactor, "replication-factor", c.ReplicationFactor, "replicas per data group (capped by the number of nodes), chosen when the cluster is bootstrapped")
 	fs.Var((*peerAddrsValue)(&c.PeerAddrs), "cluster-peer-addrs", "id=host:port,... addresses this node dials for other nodes instead of their advertised ones (NAT, test proxies)")
+	fs.StringVar(&c.ClusterTLSCertFile, "cluster-tls-cert-file", c.ClusterTLSCertFile, "PEM certificate chain of this node on the node-to-node port (TLS with mutual authentication; server and client usage); reloaded when it changes")
+	fs.StringVar(&c.ClusterTLSKeyFile, "cluster-tls-key-file", c.ClusterTLSKeyFile, "PEM private key of --cluster-tls-cert-file")
+	fs.BoolVar(&c.ClusterTLSPermissive, "cluster-tls-permissive", c.ClusterTLSPermissive, "with --cluster-tls-*: also talk to nodes without TLS, unauthenticated (only while turning node-to-node TLS on or off with rolling restarts)")
+	fs.StringVar(&c.ClusterTLSCAFile, "cluster-tls-ca-file", c.ClusterTLSCAFile, "PEM CA certificates every node's certificate must chain to, both ways")
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
@@ -272,6 +298,9 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.StringVar(&c.TLSCAFile, "tls-ca-file", c.TLSCAFile, "PEM CA certificates that client certificates must chain to")
 	fs.Var(&choiceValue{p: &c.TLSClientAuth, choices: []string{"none", "requested", "required"}}, "tls-client-auth", "client certificates: none, requested or required (principal User:<CN>)")
 	fs.BoolVar(&c.HTTPTLS, "http-tls", c.HTTPTLS, "serve the HTTP port over TLS with --tls-cert-file")
+	fs.StringVar(&c.HTTPTokensFile, "http-tokens-file", c.HTTPTokensFile, "file of sha256:<hex> User:<name> lines: the HTTP API's bearer tokens (hashed) and their principals; turns HTTP authentication on; reloaded when it changes")
+	fs.StringVar(&c.HTTPClientCAFile, "http-client-ca-file", c.HTTPClientCAFile, "PEM CA certificates HTTP client certificates must chain to (principal User:<CN>); needs --http-tls; turns HTTP authentication on")
+	fs.BoolVar(&c.HTTPOpenProbes, "http-open-probes", c.HTTPOpenProbes, "with HTTP authentication on, /metrics, /healthz and /readyz answer without credentials (false: they need a principal too)")
 	fs.DurationVar(&c.SASLHandshakeTimeout, "sasl-handshake-timeout", c.SASLHandshakeTimeout, "close a new connection that has not finished its TLS handshake and SASL authentication in this time")
 	fs.DurationVar(&c.SASLSessionLifetime, "sasl-session-lifetime", c.SASLSessionLifetime, "SASL sessions last this long before clients must re-authenticate (KIP-368; 0: for the connection's life)")
 	fs.StringVar(&c.SASLBootstrapUser, "sasl-bootstrap-user", c.SASLBootstrapUser, "user given SCRAM credentials on first start, password from "+bootstrapPasswordEnv)

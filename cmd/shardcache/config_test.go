@@ -68,6 +68,7 @@ func TestParseConfigDefaults(t *testing.T) {
 
 		ListenerProtocolMap:  defaultProtocolMap,
 		TLSClientAuth:        "none",
+		HTTPOpenProbes:       true,
 		SASLHandshakeTimeout: 10 * time.Second,
 	}
 	if !reflect.DeepEqual(got, want) {
@@ -123,6 +124,10 @@ var allSet = struct {
 		"raft-heartbeat-timeout":  "250ms",
 		"raft-election-timeout":   "500ms",
 		"snapshot-rate":           "0",
+		"cluster-tls-cert-file":   "/etc/sc/node.crt",
+		"cluster-tls-key-file":    "/etc/sc/node.key",
+		"cluster-tls-ca-file":     "/etc/sc/cluster-ca.crt",
+		"cluster-tls-permissive":  "true",
 
 		"key-cache-bytes":        "4GiB",
 		"producer-id-expiration": "15m",
@@ -135,6 +140,9 @@ var allSet = struct {
 		"tls-ca-file":                    "/etc/sc/ca.crt",
 		"tls-client-auth":                "requested",
 		"http-tls":                       "true",
+		"http-tokens-file":               "testdata/http-tokens",
+		"http-client-ca-file":            "/etc/sc/http-ca.crt",
+		"http-open-probes":               "false",
 		"sasl-handshake-timeout":         "3s",
 		"sasl-session-lifetime":          "1h",
 		"sasl-bootstrap-user":            "admin",
@@ -182,6 +190,10 @@ var allSet = struct {
 		RaftHeartbeatTimeout:  250 * time.Millisecond,
 		RaftElectionTimeout:   500 * time.Millisecond,
 		SnapshotRate:          0,
+		ClusterTLSCertFile:    "/etc/sc/node.crt",
+		ClusterTLSKeyFile:     "/etc/sc/node.key",
+		ClusterTLSCAFile:      "/etc/sc/cluster-ca.crt",
+		ClusterTLSPermissive:  true,
 
 		KeyCacheBytes:        4 << 30,
 		ProducerIDExpiration: 15 * time.Minute,
@@ -194,6 +206,9 @@ var allSet = struct {
 		TLSCAFile:            "/etc/sc/ca.crt",
 		TLSClientAuth:        "requested",
 		HTTPTLS:              true,
+		HTTPTokensFile:       "testdata/http-tokens",
+		HTTPClientCAFile:     "/etc/sc/http-ca.crt",
+		HTTPOpenProbes:       false,
 		SASLHandshakeTimeout: 3 * time.Second,
 		SASLSessionLifetime:  time.Hour,
 		SASLBootstrapUser:    "admin",
@@ -326,6 +341,10 @@ var invalidValues = []struct {
 	{"raft-heartbeat-timeout", []string{"1ms", "2m", "soon"}},
 	{"raft-election-timeout", []string{"100ms", "2m", "x"}},
 	{"snapshot-rate", []string{"1KiB", "-1", "fast"}},
+	{"cluster-tls-cert-file", []string{"/etc/sc/node.crt"}}, // without key and CA
+	{"cluster-tls-key-file", []string{"/etc/sc/node.key"}},
+	{"cluster-tls-ca-file", []string{"/etc/sc/cluster-ca.crt"}},
+	{"cluster-tls-permissive", []string{"true", "maybe"}}, // without the files
 	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},
@@ -336,9 +355,12 @@ var invalidValues = []struct {
 	{"listener-security-protocol-map", []string{"PLAINTEXT:TLS", "PLAINTEXT", "PLAINTEXT:PLAINTEXT,PLAINTEXT:SSL"}},
 	{"tls-cert-file", []string{"/etc/sc/tls.crt"}}, // without --tls-key-file
 	{"tls-key-file", []string{"/etc/sc/tls.key"}},
-	{"tls-ca-file", []string{"/etc/sc/ca.crt"}},           // without a certificate
-	{"tls-client-auth", []string{"optional", "required"}}, // required without --tls-ca-file
-	{"http-tls", []string{"true", "maybe"}},               // without certificate files
+	{"tls-ca-file", []string{"/etc/sc/ca.crt"}},                                      // without a certificate
+	{"tls-client-auth", []string{"optional", "required"}},                            // required without --tls-ca-file
+	{"http-tls", []string{"true", "maybe"}},                                          // without certificate files
+	{"http-tokens-file", []string{"testdata/missing", "testdata", "config_test.go"}}, // missing, not a file, not a tokens file
+	{"http-client-ca-file", []string{"/etc/sc/http-ca.crt"}},                         // without --http-tls
+	{"http-open-probes", []string{"false", "maybe"}},                                 // closed without HTTP authentication
 	{"sasl-handshake-timeout", []string{"0s", "10ms", "11m", "x"}},
 	{"sasl-session-lifetime", []string{"500ms", "-1s", "x"}},
 	{"sasl-bootstrap-user", []string{"admin"}}, // without the password

@@ -58,8 +58,9 @@ func main() {
 
 	if err := run(ctx, cfg, log); err != nil {
 		log.Error("shardcache failed", logNodeID, cfg.NodeID, logError, err)
-		if errors.Is(err, raftfsm.ErrIdentity) {
-			// A data dir of another node or cluster is a configuration error.
+		if errors.Is(err, raftfsm.ErrIdentity) || errors.Is(err, errUsage) {
+			// A data dir of another node or cluster, or a file named by a
+			// flag that does not load, is a configuration error.
 			fmt.Fprintf(os.Stderr, "shardcache: %v\n", err)
 			os.Exit(2)
 		}

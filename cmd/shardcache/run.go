@@ -104,22 +104,36 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	if err != nil {
 		return nil, err
 	}
+	clusterTLS, err := s.loadClusterTLS()
+	if err != nil {
+		return nil, err
+	}
+
+	httpAuth, err := s.loadHTTPAuth(tlsCfg)
+	if err != nil {
+		return nil, err
+	}
 
 	// HTTP: metrics and probes.
 	if s.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return nil, fmt.Errorf("http listener: %w", err)
 	}
-	if cfg.HTTPTLS {
-		s.httpLn = tls.NewListener(s.httpLn, tlsCfg.ServerConfig())
+	if httpAuth.tls != nil {
+		s.httpLn = tls.NewListener(s.httpLn, httpAuth.tls)
 	}
 	s.httpSrv = &http.Server{
 		Handler: httpapi.New(httpapi.Config{
-			Gatherer:   s.reg,
-			Registerer: s.reg,
-			Ready:      s.isReady,
-			Backend:    s.backend.Load,
-			Logger:     log.With(logComponent, "http"),
-			Pprof:      cfg.Pprof,
+			Gatherer:       s.reg,
+			Registerer:     s.reg,
+			Ready:          s.isReady,
+			Backend:        s.backend.Load,
+			Logger:         log.With(logComponent, "http"),
+			Pprof:          cfg.Pprof,
+			Tokens:         httpAuth.tokens,
+			ClientCerts:    httpAuth.clientCerts,
+			Authorizer:     httpapi.AuthorizerFunc(allowAuthenticated), // the ACL authorizer after the merge of branch acl
+			ProbesNeedAuth: !cfg.HTTPOpenProbes,
+			PeerTLS:        httpAuth.peerTLS,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.With(logComponent, "http").Handler(), slog.LevelWarn),
@@ -165,6 +179,11 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	rc.Registerer = s.reg
 	rc.Listener = s.clusterLn
 	rc.ClusterAddr = clusterAddr
+	if clusterTLS != nil { // not a typed nil in the interface
+		rc.ClusterTLS = clusterTLS
+		rc.ClusterTLSPermissive = cfg.ClusterTLSPermissive
+		log.Info("cluster tls on", "cert_file", cfg.ClusterTLSCertFile, "ca_file", cfg.ClusterTLSCAFile, "permissive", cfg.ClusterTLSPermissive)
+	}
 	rc.KafkaAddr = s.advertised
 	rc.KafkaListeners = listenersValue(cfg, s.kafkaLns)
 	rc.HTTPAddr = advertisedAddr("", s.httpLn.Addr())

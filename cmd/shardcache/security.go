@@ -168,6 +168,12 @@ func (c Config) validateSecurity() error {
 	if c.HTTPTLS && c.TLSCertFile == "" {
 		return fmt.Errorf("flag --http-tls: needs --tls-cert-file and --tls-key-file")
 	}
+	if err := c.validateClusterTLS(); err != nil {
+		return err
+	}
+	if err := c.validateHTTPAuth(); err != nil {
+		return err
+	}
 	if c.SASLHandshakeTimeout < broker.MinAuthenticationTimeout || c.SASLHandshakeTimeout > broker.MaxAuthenticationTimeout {
 		return fmt.Errorf("flag --sasl-handshake-timeout: must be between %s and %s, got %s", broker.MinAuthenticationTimeout, broker.MaxAuthenticationTimeout, c.SASLHandshakeTimeout)
 	}
@@ -180,6 +186,54 @@ func (c Config) validateSecurity() error {
 		}
 	}
 	return nil
+}
+
+// validateClusterTLS checks that the node-to-node TLS files come as a set.
+func (c Config) validateClusterTLS() error {
+	files := []struct{ flag, value string }{
+		{"cluster-tls-cert-file", c.ClusterTLSCertFile},
+		{"cluster-tls-key-file", c.ClusterTLSKeyFile},
+		{"cluster-tls-ca-file", c.ClusterTLSCAFile},
+	}
+	set := 0
+	first := ""
+	for _, f := range files {
+		if f.value != "" {
+			set++
+			if first == "" {
+				first = f.flag
+			}
+		}
+	}
+	if set != 0 && set != len(files) {
+		return fmt.Errorf("flag --%s: TLS on the node-to-node port needs all of --cluster-tls-cert-file, --cluster-tls-key-file and --cluster-tls-ca-file", first)
+	}
+	if c.ClusterTLSPermissive && set == 0 {
+		return fmt.Errorf("flag --cluster-tls-permissive: needs --cluster-tls-cert-file, --cluster-tls-key-file and --cluster-tls-ca-file")
+	}
+	return nil
+}
+
+// loadClusterTLS loads the node-to-node port's PEM files, client
+// certificates required, or returns nil when none are configured.
+func (s *server) loadClusterTLS() (*tlsfiles.Config, error) {
+	if s.cfg.ClusterTLSCertFile == "" {
+		return nil, nil
+	}
+	log := s.log
+	cfg, err := tlsfiles.Load(tlsfiles.Files{
+		CertFile:   s.cfg.ClusterTLSCertFile,
+		KeyFile:    s.cfg.ClusterTLSKeyFile,
+		CAFile:     s.cfg.ClusterTLSCAFile,
+		ClientAuth: tlsfiles.ClientAuthRequired,
+		OnError: func(err error) {
+			log.Warn("cluster tls files did not reload, keeping the last good ones", logError, err)
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cluster %w", err)
+	}
+	return cfg, nil
 }
 
 // loadTLS loads the PEM files, or returns nil when none are configured.

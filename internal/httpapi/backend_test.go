@@ -16,7 +16,8 @@ import (
 )
 
 // testBackend is a real shard store and single-node Raft node in t.TempDir(),
-// served by a Handler on an httptest server.
+// served by a Handler on an httptest server. opts change the handler's
+// Config.
 type testBackend struct {
 	Node   *raftfsm.Node
 	Store  *shardstore.Store
@@ -25,14 +26,18 @@ type testBackend struct {
 	groups []broker.GroupSummary
 }
 
-func newTestBackend(t testing.TB) *testBackend {
+func newTestBackend(t testing.TB, opts ...func(*Config)) *testBackend {
 	t.Helper()
 	logger := testLogger(t)
 	store, node := nodetest.Open(t, nodetest.WithLogger(logger),
 		nodetest.TopicDefaults(map[string]string{topicconfig.CleanupPolicy: "compact"}))
 	tb := &testBackend{Node: node, Store: store, Reg: NewRegistry()}
 	be := &Backend{Node: node, Store: store, Groups: func() []broker.GroupSummary { return tb.groups }}
-	h := New(Config{Gatherer: tb.Reg, Registerer: tb.Reg, Ready: node.Ready, Backend: func() *Backend { return be }, Logger: logger})
+	cfg := Config{Gatherer: tb.Reg, Registerer: tb.Reg, Ready: node.Ready, Backend: func() *Backend { return be }, Logger: logger}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	h := New(cfg)
 	tb.Srv = httptest.NewServer(h)
 	t.Cleanup(tb.Srv.Close)
 	return tb

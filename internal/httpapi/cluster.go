@@ -20,7 +20,9 @@ package httpapi
 //     replica's distance from that commit index; null when the replica did
 //     not answer or does not carry the group yet.
 //   - /v1/cluster/local reads memory only and never asks another node, so a
-//     fan-out cannot cascade.
+//     fan-out cannot cascade. The fan-out is over HTTPS with Config.PeerTLS,
+//     and carries the caller's bearer token when authentication is on
+//     (auth.go).
 //   - DELETE calls raftfsm's Node.RemoveNode: the metadata group places the
 //     node's replicas on the other nodes and each Raft group's leader then
 //     moves its configuration (raftfsm/membership.go). It answers once this
@@ -31,6 +33,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -154,10 +157,13 @@ type removeNodeResponse struct {
 }
 
 // newPeerClient is the client /v1/cluster asks other nodes with: no proxy
-// from the environment, no redirects, every step bounded by peerTimeout.
-func newPeerClient() *http.Client {
+// from the environment, no redirects, every step bounded by peerTimeout;
+// over TLS with tlsCfg when it is set.
+func newPeerClient(tlsCfg *tls.Config) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
+			TLSClientConfig:        tlsCfg,
+			TLSHandshakeTimeout:    peerTimeout,
 			DialContext:            (&net.Dialer{Timeout: peerTimeout}).DialContext,
 			ResponseHeaderTimeout:  peerTimeout,
 			MaxResponseHeaderBytes: 64 << 10,
@@ -323,11 +329,17 @@ func (h *Handler) askPeers(ctx context.Context, self int32, clusterID string, no
 // that node of this cluster.
 func (h *Handler) askPeer(ctx context.Context, ni raftfsm.NodeInfo, clusterID string) peerAnswer {
 	u := url.URL{Scheme: "http", Host: ni.HTTPAddr, Path: "/v1/cluster/local"}
+	if h.cfg.PeerTLS != nil {
+		u.Scheme = "https"
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		return peerAnswer{err: fmt.Sprintf("bad HTTP address %q", ni.HTTPAddr)}
 	}
 	req.Header.Set("Accept", "application/json")
+	if auth := forwardAuth(ctx); auth != "" {
+		req.Header.Set("Authorization", auth) // the caller's own, checked (auth.go)
+	}
 	resp, err := h.peers.Do(req)
 	if err != nil {
 		if ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) {
@@ -351,6 +363,9 @@ func (h *Handler) askPeer(ctx context.Context, ni raftfsm.NodeInfo, clusterID st
 		var e apiErrorBody
 		if resp.StatusCode == http.StatusServiceUnavailable && json.Unmarshal(body, &e) == nil && e.Code == codeNotReady {
 			return peerAnswer{alive: true, err: e.Error}
+		}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return peerAnswer{err: fmt.Sprintf("answered HTTP %d: it does not accept the caller's credentials (a client certificate is not forwarded)", resp.StatusCode)}
 		}
 		return peerAnswer{err: fmt.Sprintf("answered HTTP %d", resp.StatusCode)}
 	}

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"io"
@@ -37,8 +38,9 @@ type httpNode struct {
 }
 
 // newHTTPNode starts a node; join lists cluster addresses of existing nodes
-// (none bootstraps a new cluster). It is stopped at cleanup.
-func newHTTPNode(t testing.TB, id int32, join []string) *httpNode {
+// (none bootstraps a new cluster); opts change its HTTP server. It is
+// stopped at cleanup.
+func newHTTPNode(t testing.TB, id int32, join []string, opts ...nodeOption) *httpNode {
 	t.Helper()
 	clusterLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -52,9 +54,22 @@ func newHTTPNode(t testing.TB, id int32, join []string) *httpNode {
 	n := &httpNode{t: t, id: id, addr: clusterLn.Addr().String(), httpAddr: httpLn.Addr().String(), srvDone: make(chan error, 1)}
 	t.Cleanup(n.stop)
 	logger := nodetest.Logger(t, slog.LevelWarn) // raftfsm adds node_id itself
+	hc := Config{Backend: n.backend.Load, Ready: func() bool { b := n.backend.Load(); return b != nil && b.Node.Ready() }, Logger: logger.With("node_id", id)}
+	var serverTLS *tls.Config
+	for _, o := range opts {
+		if o.cfg != nil {
+			o.cfg(&hc)
+		}
+		if o.serverTLS != nil {
+			serverTLS = o.serverTLS
+		}
+	}
 	n.srv = &http.Server{
-		Handler:           New(Config{Backend: n.backend.Load, Ready: func() bool { b := n.backend.Load(); return b != nil && b.Node.Ready() }, Logger: logger.With("node_id", id)}),
+		Handler:           New(hc),
 		ReadHeaderTimeout: 5 * time.Second,
+	}
+	if serverTLS != nil {
+		httpLn = tls.NewListener(httpLn, serverTLS)
 	}
 	go func() { n.srvDone <- n.srv.Serve(httpLn) }()
 
@@ -91,6 +106,13 @@ func newHTTPNode(t testing.TB, id int32, join []string) *httpNode {
 
 // stop stops the HTTP server (peers then see the node unreachable), the Raft
 // node and the store. Idempotent.
+// nodeOption changes a newHTTPNode's HTTP server: its handler's Config, and
+// TLS on its port.
+type nodeOption struct {
+	cfg       func(*Config)
+	serverTLS *tls.Config
+}
+
 func (n *httpNode) stop() {
 	if n.srv != nil {
 		n.srv.Close()

@@ -28,6 +28,14 @@
 // lookup this node cannot serve answers 421 and names the partition's leader
 // (lookup.go).
 //
+// Authentication (auth.go, auth_tokens.go) is on with Config.Tokens (bearer
+// tokens whose SHA-256 hashes a tokens file maps to principals) or
+// Config.ClientCerts (a verified client certificate is User:<CN>). Then every
+// endpoint but the probes (unless Config.ProbesNeedAuth) answers 401 without
+// a principal, and Config.Authorizer decides the rest, 403 when it denies:
+// lookups READ on the topic, the cluster view and the status page DESCRIBE
+// on the cluster, node removal and the profiles ALTER on the cluster.
+//
 // The cluster endpoints read raftfsm.Node only; /v1/cluster's requests to other
 // nodes are bounded in time (500 ms in all), size and concurrency, and
 // /v1/cluster/local never asks another node.

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/broker"
 	"github.com/shardcache/shardcache/raftfsm"
@@ -37,6 +39,25 @@ type Config struct {
 	// profile, heap, goroutines, execution trace). They expose the process's
 	// internals and cost CPU while taken, so they are off unless asked for.
 	Pprof bool
+
+	// Tokens authenticates bearer tokens (auth_tokens.go); nil accepts none.
+	Tokens *TokenFile
+	// ClientCerts turns authentication on for client certificates: a
+	// certificate the TLS listener verified names the principal
+	// "User:<CN>". Set it when the HTTP listener asks for client
+	// certificates.
+	ClientCerts bool
+	// Authorizer decides what an authenticated principal may do (auth.go).
+	// With authentication on (Tokens or ClientCerts), nil denies every
+	// check that needs it.
+	Authorizer Authorizer
+	// ProbesNeedAuth makes /metrics, /healthz and /readyz need a principal
+	// too when authentication is on; by default they answer anyone.
+	ProbesNeedAuth bool
+	// PeerTLS, when set, is the client TLS configuration /v1/cluster asks
+	// the other nodes' HTTP ports with (https); nil asks over plain HTTP.
+	// Set it when the HTTP port serves TLS: every node's does.
+	PeerTLS *tls.Config
 }
 
 // Backend is what the data endpoints (key lookups, the status page) read.
@@ -74,16 +95,25 @@ type route struct {
 	name    string
 	methods []string
 	serve   http.HandlerFunc
+	// access is what the route needs when authentication is on (auth.go).
+	access access
 }
 
 // New builds the handler.
 func New(cfg Config) *Handler {
-	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer), started: time.Now(), peers: newPeerClient()}
+	h := &Handler{mux: http.NewServeMux(), cfg: cfg, log: cfg.Logger, metrics: newMetrics(cfg.Registerer, cfg.Tokens), started: time.Now(), peers: newPeerClient(cfg.PeerTLS)}
 	if h.log == nil {
 		h.log = slog.Default()
 	}
 	if h.cfg.Gatherer == nil {
 		h.cfg.Gatherer = prometheus.NewRegistry()
+	}
+	if h.cfg.Authorizer == nil {
+		h.cfg.Authorizer = AuthorizerFunc(func(string, string, kmsg.ACLOperation, kmsg.ACLResourceType, string) bool { return false })
+	}
+	probes := accessOpen
+	if cfg.ProbesNeedAuth {
+		probes = accessPrincipal
 	}
 	var static http.Handler
 	h.indexHTML, static = statusAssets()
@@ -92,29 +122,33 @@ func New(cfg Config) *Handler {
 		ErrorHandling: promhttp.ContinueOnError,
 	})
 	routes := []route{
-		{pattern: "/metrics", name: "metrics", methods: []string{http.MethodGet}, serve: metricsHandler.ServeHTTP},
-		{pattern: "/healthz", name: "healthz", methods: []string{http.MethodGet}, serve: h.healthz},
-		{pattern: "/readyz", name: "readyz", methods: []string{http.MethodGet}, serve: h.readyz},
-		{pattern: "/v1/topics/{topic}/keys/{key}", name: "lookup", methods: []string{http.MethodGet}, serve: h.getKey},
-		{pattern: "/v1/topics/{topic}/keys:batchGet", name: "batchget", methods: []string{http.MethodPost}, serve: h.batchGet},
-		{pattern: "/v1/status", name: "status", methods: []string{http.MethodGet}, serve: h.status},
-		{pattern: "/v1/cluster", name: "cluster", methods: []string{http.MethodGet}, serve: h.cluster},
-		{pattern: "/v1/cluster/local", name: "cluster_local", methods: []string{http.MethodGet}, serve: h.clusterLocal},
-		{pattern: "/v1/cluster/nodes/{id}", name: "cluster_remove_node", methods: []string{http.MethodDelete}, serve: h.removeNode},
-		{pattern: "/{$}", name: "statuspage", methods: []string{http.MethodGet}, serve: h.statusPage},
-		{pattern: "/static/", name: "static", methods: []string{http.MethodGet}, serve: static.ServeHTTP},
+		{pattern: "/metrics", name: "metrics", methods: []string{http.MethodGet}, serve: metricsHandler.ServeHTTP, access: probes},
+		{pattern: "/healthz", name: "healthz", methods: []string{http.MethodGet}, serve: h.healthz, access: probes},
+		{pattern: "/readyz", name: "readyz", methods: []string{http.MethodGet}, serve: h.readyz, access: probes},
+		{pattern: "/v1/topics/{topic}/keys/{key}", name: "lookup", methods: []string{http.MethodGet}, serve: h.getKey, access: accessTopicRead},
+		{pattern: "/v1/topics/{topic}/keys:batchGet", name: "batchget", methods: []string{http.MethodPost}, serve: h.batchGet, access: accessTopicRead},
+		{pattern: "/v1/status", name: "status", methods: []string{http.MethodGet}, serve: h.status, access: accessClusterRead},
+		{pattern: "/v1/cluster", name: "cluster", methods: []string{http.MethodGet}, serve: h.cluster, access: accessClusterView},
+		{pattern: "/v1/cluster/local", name: "cluster_local", methods: []string{http.MethodGet}, serve: h.clusterLocal, access: accessClusterRead},
+		{pattern: "/v1/cluster/nodes/{id}", name: "cluster_remove_node", methods: []string{http.MethodDelete}, serve: h.removeNode, access: accessNodeRemoval},
+		{pattern: "/{$}", name: "statuspage", methods: []string{http.MethodGet}, serve: h.statusPage, access: accessClusterRead},
+		{pattern: "/static/", name: "static", methods: []string{http.MethodGet}, serve: static.ServeHTTP, access: accessPrincipal},
 	}
 	if cfg.Pprof {
+		// Profiles show the process's internals and cost CPU: ALTER on the cluster.
+		pp := func(pattern string, serve http.HandlerFunc, methods ...string) route {
+			return route{pattern: pattern, name: "pprof", methods: methods, serve: serve, access: accessClusterChange}
+		}
 		routes = append(routes,
-			route{pattern: "/debug/pprof/", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Index},
-			route{pattern: "/debug/pprof/cmdline", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Cmdline},
-			route{pattern: "/debug/pprof/profile", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Profile},
-			route{pattern: "/debug/pprof/symbol", name: "pprof", methods: []string{http.MethodGet, http.MethodPost}, serve: pprof.Symbol},
-			route{pattern: "/debug/pprof/trace", name: "pprof", methods: []string{http.MethodGet}, serve: pprof.Trace},
+			pp("/debug/pprof/", pprof.Index, http.MethodGet),
+			pp("/debug/pprof/cmdline", pprof.Cmdline, http.MethodGet),
+			pp("/debug/pprof/profile", pprof.Profile, http.MethodGet),
+			pp("/debug/pprof/symbol", pprof.Symbol, http.MethodGet, http.MethodPost),
+			pp("/debug/pprof/trace", pprof.Trace, http.MethodGet),
 		)
 	}
 	for _, rt := range routes {
-		h.mux.Handle(rt.pattern, h.instrument(rt.name, methodGuard(rt.methods, rt.serve)))
+		h.mux.Handle(rt.pattern, h.instrument(rt.name, h.guard(rt.access, methodGuard(rt.methods, rt.serve))))
 	}
 	h.mux.Handle("/", h.instrument("notfound", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such endpoint: "+r.URL.Path)

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -165,7 +166,13 @@ func TestMetricsExposesSharedRegistry(t *testing.T) {
 
 func TestMetricsLint(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := newMetrics(reg)
+	path := filepath.Join(t.TempDir(), "tokens")
+	writeTokens(t, path, tokenLine("t", "User:a"))
+	tf, err := LoadTokenFile(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := newMetrics(reg, tf)
 	m.requests.WithLabelValues("healthz", "200").Inc()
 	if mfs := metricstest.Lint(t, reg); len(mfs) == 0 {
 		t.Fatal("no metrics gathered")

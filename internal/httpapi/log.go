@@ -6,4 +6,8 @@ const (
 	keyPartition = "partition"
 	keyPeer      = "peer_node_id"
 	keyError     = "error"
+	keyPrincipal = "principal"
+	keyRemote    = "remote"
+	keyURLPath   = "path"
+	keyReason    = "reason"
 )

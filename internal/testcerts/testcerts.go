@@ -16,9 +16,15 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"testing"
 	"time"
 )
+
+// TB is the part of testing.TB the package uses, so that benchmark programs
+// can make certificates too.
+type TB interface {
+	Helper()
+	Fatal(args ...any)
+}
 
 // CA is a certificate authority that signs test certificates.
 type CA struct {
@@ -28,7 +34,7 @@ type CA struct {
 }
 
 // NewCA makes a CA valid for a day.
-func NewCA(tb testing.TB, name string) *CA {
+func NewCA(tb TB, name string) *CA {
 	tb.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -54,7 +60,7 @@ func NewCA(tb testing.TB, name string) *CA {
 	return &CA{Cert: cert, key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-func serial(tb testing.TB) *big.Int {
+func serial(tb TB) *big.Int {
 	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 62))
 	if err != nil {
 		tb.Fatal(err)
@@ -68,7 +74,7 @@ type Pair struct {
 }
 
 // TLS returns the pair as a tls.Certificate.
-func (p Pair) TLS(tb testing.TB) tls.Certificate {
+func (p Pair) TLS(tb TB) tls.Certificate {
 	tb.Helper()
 	c, err := tls.X509KeyPair(p.CertPEM, p.KeyPEM)
 	if err != nil {
@@ -79,18 +85,31 @@ func (p Pair) TLS(tb testing.TB) tls.Certificate {
 
 // Server issues a server certificate for 127.0.0.1, ::1 and localhost with
 // common name cn.
-func (ca *CA) Server(tb testing.TB, cn string) Pair {
+func (ca *CA) Server(tb TB, cn string) Pair {
 	tb.Helper()
+	return ca.loopback(tb, cn, x509.ExtKeyUsageServerAuth)
+}
+
+// Node issues a certificate for a cluster node, which serves and dials the
+// node-to-node port with it: server and client usage, for 127.0.0.1, ::1
+// and localhost, with common name cn.
+func (ca *CA) Node(tb TB, cn string) Pair {
+	tb.Helper()
+	return ca.loopback(tb, cn, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+}
+
+// loopback issues a certificate for 127.0.0.1, ::1 and localhost.
+func (ca *CA) loopback(tb TB, cn string, usage ...x509.ExtKeyUsage) Pair {
 	return ca.issue(tb, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn},
 		DNSNames:    []string{"localhost"},
 		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		ExtKeyUsage: usage,
 	})
 }
 
 // Client issues a client certificate with common name cn.
-func (ca *CA) Client(tb testing.TB, cn string) Pair {
+func (ca *CA) Client(tb TB, cn string) Pair {
 	tb.Helper()
 	return ca.issue(tb, &x509.Certificate{
 		Subject:     pkix.Name{CommonName: cn, Organization: []string{"shardcache tests"}},
@@ -98,7 +117,7 @@ func (ca *CA) Client(tb testing.TB, cn string) Pair {
 	})
 }
 
-func (ca *CA) issue(tb testing.TB, tmpl *x509.Certificate) Pair {
+func (ca *CA) issue(tb TB, tmpl *x509.Certificate) Pair {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		tb.Fatal(err)
@@ -134,7 +153,7 @@ type Files struct {
 }
 
 // Write writes p and the CA to dir as name.crt, name.key and ca.crt.
-func (ca *CA) Write(tb testing.TB, dir, name string, p Pair) Files {
+func (ca *CA) Write(tb TB, dir, name string, p Pair) Files {
 	tb.Helper()
 	f := Files{Cert: filepath.Join(dir, name+".crt"), Key: filepath.Join(dir, name+".key"), CA: filepath.Join(dir, "ca.crt")}
 	for path, b := range map[string][]byte{f.Cert: p.CertPEM, f.Key: p.KeyPEM, f.CA: ca.CertPEM} {

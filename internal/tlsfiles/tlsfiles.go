@@ -182,6 +182,20 @@ func (c *Config) ServerConfig() *tls.Config {
 	}
 }
 
+// ClientConfig returns a tls.Config for dialing serverName with the files'
+// current contents: the certificate as the client certificate, and the CA
+// file as the roots that verify the server (the node-to-node port, where each
+// node is both ends). Without a CA file the system roots verify the server.
+func (c *Config) ClientConfig(serverName string) *tls.Config {
+	cur := c.current()
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: cur.Certificates,
+		RootCAs:      cur.ClientCAs,
+		ServerName:   serverName,
+	}
+}
+
 // Principal is Kafka's principal for a verified client certificate,
 // "User:" and its subject's common name; "" when there is none.
 func Principal(cs tls.ConnectionState) string {

@@ -66,6 +66,7 @@
 //	-binary              shardcache binary (default ./bin/shardcache, else built from ./cmd/shardcache)
 //	-baseline-binary     produce phase: also run one node and three of this binary, all four clusters alternating (default none)
 //	-broker-args         extra flags for every node, space separated
+//	-cluster-tls         node-to-node TLS with mutual authentication: a throwaway CA and node certificate, --cluster-tls-* on every node
 //	-keys                distinct keys of the produce and rebuild phases (default 1,000,000)
 //	-key-bytes           key size (default 16)
 //	-value-bytes         value size (default 100)
@@ -164,6 +165,7 @@ func main() {
 	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary (default <module root>/bin/shardcache, else go build)")
 	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce phase: a second shardcache binary measured beside -binary in the same run")
 	flag.StringVar(&brokerArgs, "broker-args", "", "extra flags for every node, space separated")
+	clusterTLS := flag.Bool("cluster-tls", false, "node-to-node TLS with mutual authentication: a throwaway CA and node certificate, --cluster-tls-* on every node")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys of the produce and rebuild phases")
 	flag.IntVar(&cfg.keyBytes, "key-bytes", 16, "key size in bytes")
 	flag.IntVar(&cfg.valueBytes, "value-bytes", 100, "value size in bytes")
@@ -194,6 +196,14 @@ func main() {
 	flag.BoolVar(&cfg.verbose, "v", false, "print the nodes' ERROR log lines")
 	flag.Parse()
 	cfg.brokerArgs = strings.Fields(brokerArgs)
+	if *clusterTLS {
+		dir, err := os.MkdirTemp("", "shardcache-bench-tls-")
+		if err != nil {
+			log.Fatal(err)
+		}
+		defer os.RemoveAll(dir)
+		cfg.brokerArgs = append(cfg.brokerArgs, harness.ClusterTLSArgs(dir)...)
+	}
 	if cfg.profileDir != "" {
 		if err := os.MkdirAll(cfg.profileDir, 0o755); err != nil {
 			log.Print(err)
@@ -363,17 +373,7 @@ func argsNote(args []string) string {
 }
 
 // loadAverage is /proc/loadavg's 1, 5 and 15 minute load averages.
-func loadAverage() string {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return "unknown (" + err.Error() + ")"
-	}
-	f := strings.Fields(string(b))
-	if len(f) < 3 {
-		return "unknown"
-	}
-	return fmt.Sprintf("%s %s %s (1, 5, 15 min) on %d CPUs", f[0], f[1], f[2], runtime.NumCPU())
-}
+func loadAverage() string { return harness.LoadAverage() }
 
 // verdict says whether a measurement meets its target.
 func verdict(ok bool) string {

@@ -130,9 +130,8 @@ func sampleNodes(ctx context.Context, c *harness.Cluster, window time.Duration) 
 	return out
 }
 
-// clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat:
-// 100 on every Linux architecture Go runs on.
-const clockTicks = 100
+// clockTicks is USER_HZ, the unit of cpuTicks.
+const clockTicks = harness.ClockTicks
 
 func sampleProcess(ctx context.Context, pid int, window time.Duration) nodeSample {
 	t0, err := cpuTicks(pid)
@@ -153,31 +152,8 @@ func sampleProcess(ctx context.Context, pid int, window time.Duration) nodeSampl
 	return s
 }
 
-// cpuTicks returns utime+stime of a process from /proc/<pid>/stat, in
-// clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	// The command name (field 2) is in parentheses and may hold spaces:
-	// fields are counted after its closing one, from field 3 (state).
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no command name", pid)
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f)+2)
-	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err1 != nil || err2 != nil {
-		return 0, fmt.Errorf("/proc/%d/stat: bad utime or stime", pid)
-	}
-	return utime + stime, nil
-}
+// cpuTicks returns utime+stime of a process in clock ticks.
+var cpuTicks = harness.CPUTicks
 
 // procStatus reads VmRSS (bytes) and Threads from /proc/<pid>/status.
 func procStatus(pid int) (rss int64, threads int, err error) {

@@ -90,7 +90,12 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 		for sc.Scan() {
 			line := sc.Text()
 			if m := listening.FindStringSubmatch(line); m != nil {
-				addrs <- [2]string{m[1], strings.Trim(m[2], `"`)}
+				// Never block the drain: a broker with several Kafka
+				// listeners logs more lines than the start waits for.
+				select {
+				case addrs <- [2]string{m[1], strings.Trim(m[2], `"`)}:
+				default:
+				}
 			} else if strings.Contains(line, "level=ERROR") {
 				log.Printf("broker: %s", line)
 			}

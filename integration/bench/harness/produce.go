@@ -32,6 +32,8 @@ type ProduceConfig struct {
 	// Duration caps the run: no record is started after it, and records
 	// still buffered then fail. 0 means no cap beyond ctx.
 	Duration time.Duration
+	// ClientOpts are extra client options (TLS, SASL).
+	ClientOpts []kgo.Opt
 }
 
 // Validate reports the first setting Produce cannot run with.
@@ -84,12 +86,13 @@ func Produce(ctx context.Context, cfg ProduceConfig) (ProduceResult, error) {
 	if err := cfg.Validate(); err != nil {
 		return ProduceResult{}, err
 	}
-	cl, err := kgo.NewClient(
+	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(cfg.Seeds...),
 		kgo.DefaultProduceTopic(cfg.Topic),
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.ProducerLinger(cfg.Linger),
 		kgo.MaxBufferedRecords(cfg.MaxBuffered),
+	}, cfg.ClientOpts...)...,
 	)
 	if err != nil {
 		return ProduceResult{}, err
