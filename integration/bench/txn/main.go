@@ -168,8 +168,8 @@ func run(ctx context.Context, cfg config) error {
 		}
 	}
 
-	fmt.Printf("\nshardcache transactional produce: %d producers, %d partitions, %d-byte values, %s per mode, median of %d interleaved rounds\n\n",
-		cfg.producers, cfg.partitions, cfg.valueBytes, cfg.duration, cfg.rounds)
+	fmt.Printf("\nshardcache transactional produce: %d producers, %d partitions, %d-byte values, %s per mode, median of %d interleaved rounds\nload average at the end: %s\n\n",
+		cfg.producers, cfg.partitions, cfg.valueBytes, cfg.duration, cfg.rounds, harness.LoadAverage())
 	fmt.Println("| mode | commits/s per producer | records/s | MB/s | vs non-transactional | commit p50 | commit p99 |")
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|")
 	base := harness.Median(results[modes[0]], result.recordsPerSec)
