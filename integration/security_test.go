@@ -224,6 +224,26 @@ c.close()
 			t.Fatal("confluent-kafka was not denied the denied topic, or did not read its record back")
 		}
 	})
+	// franz-go as alice, last because it adds a record to the topic the
+	// others read exactly: the allowed topic takes a record and reads it
+	// back, the denied one answers TOPIC_AUTHORIZATION_FAILED.
+	t.Run("franz-go", func(t *testing.T) {
+		alice := b.SecureClient(t, scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha256Mechanism(),
+			kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+		if err := alice.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("franz"), Value: []byte("go")}).FirstErr(); err != nil {
+			t.Fatalf("franz-go produce to the allowed topic: %v", err)
+		}
+		for found := false; !found; {
+			fs := alice.PollFetches(ctx)
+			if fs.Err() != nil {
+				t.Fatalf("franz-go consume of the allowed topic: %v", fs.Err())
+			}
+			fs.EachRecord(func(r *kgo.Record) { found = found || string(r.Key) == "franz" })
+		}
+		if err := alice.ProduceSync(ctx, &kgo.Record{Topic: denied, Key: []byte("k"), Value: []byte("v")}).FirstErr(); !errors.Is(err, kerr.TopicAuthorizationFailed) {
+			t.Fatalf("franz-go produce to the denied topic: %v, want TOPIC_AUTHORIZATION_FAILED", err)
+		}
+	})
 }
 
 // javaClientProperties writes the Java client's SASL_SSL settings for a SCRAM
