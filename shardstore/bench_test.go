@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 const (
@@ -123,7 +124,10 @@ func BenchmarkRead(b *testing.B) {
 // BenchmarkSnapshot measures a group snapshot of 1M live keys (10 shards of
 // benchKeys 16-byte keys with 100-byte values) on disk: Export (both walks:
 // sizing and encoding) read to the end, and Ingest of the stream from a file
-// (tables written, one Pebble Ingest, synced). MB/s is of the stream.
+// (tables written, one Pebble Ingest, synced); Decode only reads the stream
+// file through the decoder, as Ingest does. MB/s is of the stream, and so
+// is cpu-ms/MB, the process's CPU time (all goroutines, Pebble's included) per
+// MB, which a busy machine changes far less than MB/s.
 func BenchmarkSnapshot(b *testing.B) {
 	const shards = 10
 	dir := b.TempDir()
@@ -153,6 +157,7 @@ func BenchmarkSnapshot(b *testing.B) {
 	var size int64
 
 	b.Run("Export", func(b *testing.B) {
+		cpu0 := processCPU(b)
 		for b.Loop() {
 			e, err := src.Export(1, ExportOptions{})
 			if err != nil {
@@ -170,14 +175,41 @@ func BenchmarkSnapshot(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
+		reportCPUPerMB(b, cpu0, size)
 		b.SetBytes(size)
 		b.ReportMetric(float64(b.N*shards*benchKeys)/b.Elapsed().Seconds(), "keys/s")
+	})
+	b.Run("Decode", func(b *testing.B) {
+		if size == 0 {
+			b.Skip("needs the Export sub-benchmark's stream")
+		}
+		cpu0 := processCPU(b)
+		for b.Loop() {
+			f, err := os.Open(streamPath)
+			if err != nil {
+				b.Fatal(err)
+			}
+			d, err := newSnapshotDecoder(f)
+			for err == nil {
+				var ok bool
+				if ok, err = d.next(); !ok {
+					break
+				}
+			}
+			f.Close()
+			if err != nil || !d.done {
+				b.Fatalf("decode: done %v, %v", d.done, err)
+			}
+		}
+		reportCPUPerMB(b, cpu0, size)
+		b.SetBytes(size)
 	})
 	b.Run("Ingest", func(b *testing.B) {
 		if size == 0 {
 			b.Skip("needs the Export sub-benchmark's stream")
 		}
 		dst := openStore(b, filepath.Join(dir, "dst"), Options{Logger: testLogger(b)})
+		cpu0 := processCPU(b)
 		for b.Loop() {
 			f, err := os.Open(streamPath)
 			if err != nil {
@@ -189,10 +221,19 @@ func BenchmarkSnapshot(b *testing.B) {
 				b.Fatalf("ingest: %+v, %v", res, err)
 			}
 		}
+		reportCPUPerMB(b, cpu0, size)
 		b.SetBytes(size)
 		b.ReportMetric(float64(b.N*shards*benchKeys)/b.Elapsed().Seconds(), "keys/s")
 		if st, err := dst.State(1); err != nil || st.LiveKeys != benchKeys {
 			b.Fatalf("ingested shard 1: %+v, %v", st, err)
 		}
 	})
+}
+
+// reportCPUPerMB reports the process's CPU time since cpu0 per MB of b.N
+// streams of size bytes.
+func reportCPUPerMB(b *testing.B, cpu0 time.Duration, size int64) {
+	if mb := float64(int64(b.N)*size) / 1e6; mb > 0 {
+		b.ReportMetric(float64(processCPU(b)-cpu0)/1e6/mb, "cpu-ms/MB")
+	}
 }
