@@ -420,6 +420,16 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 		st, err := victim.store.State(p.Shard)
 		return err == nil && st.HighWatermark == 30
 	})
+	// Its data groups came as snapshots, not as their logs from index 1
+	// (trimLogForNewServer): a log it was sent whole would start at 1.
+	for _, g := range victim.node.openGroups() {
+		if g.id == metaGroup {
+			continue
+		}
+		if fi, err := g.logs.FirstIndex(); err != nil || fi == 1 {
+			t.Errorf("raft group %d on the wiped node: log starts at %d (%v), so it was sent the log, not a snapshot", g.id, fi, err)
+		}
+	}
 }
 
 // A node that joins after the leaders trimmed their logs catches up from a
