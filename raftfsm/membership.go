@@ -432,19 +432,28 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 	}
 }
 
-// trimLogForNewServer snapshots data group g and trims its whole log up to
-// the snapshot, so that a server added empty (a new or wiped node, or a
-// placement move) is sent the group as a streamed snapshot, ingested as
-// tables, rather than the log since index 1, applied entry by entry: that
-// costs the new server several times the CPU per byte (docs/ARCHITECTURE.md,
-// Snapshots), and a log under the snapshot threshold can still hold
-// gigabytes of large batches. Raft keeps TrailingLogs entries after every
-// other snapshot, for followers that only lag; it is set to 0 for this one
-// and put back.
+// newServerTrailingLogs is how many entries trimLogForNewServer keeps
+// before its snapshot. A removed server's replication makes one last
+// attempt from where that server was (raft's best effort on stop), and
+// a wiped node's old server was caught up shortly before: finding its
+// entries, the attempt ends; not finding them, Raft would stream a whole
+// snapshot to the node's address a second time. The new server needs
+// none of them: it gets the snapshot and the entries after it.
+const newServerTrailingLogs = promoteLag
+
+// trimLogForNewServer snapshots data group g and trims its log up to the
+// snapshot but for the last newServerTrailingLogs entries, so that a server
+// added empty (a new or wiped node, or a placement move), which needs the log
+// from index 1, is sent the group as a streamed snapshot, ingested as tables,
+// rather than the whole log applied entry by entry: that costs the new server
+// several times the CPU per byte (docs/ARCHITECTURE.md, Snapshots), and a log
+// under the snapshot threshold can still hold gigabytes of large batches.
+// Raft's TrailingLogs is set to newServerTrailingLogs for this one snapshot and
+// put back.
 func (n *Node) trimLogForNewServer(g *group) {
 	keep := g.raft.ReloadableConfig()
 	trim := keep
-	trim.TrailingLogs = 0
+	trim.TrailingLogs = min(keep.TrailingLogs, newServerTrailingLogs)
 	if err := g.raft.ReloadConfig(trim); err != nil {
 		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
 		return
