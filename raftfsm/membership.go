@@ -17,9 +17,7 @@ package raftfsm
 //  1. remove a server that is not wanted (transfer leadership first when it is
 //     this node);
 //  2. add a wanted server that is missing, as a non-voter, so it catches up
-//     without counting toward the quorum; a data group's leader first
-//     snapshots and trims its log, so the server is sent a snapshot rather
-//     than the whole log (trimLogForNewServer);
+//     without counting toward the quorum;
 //  3. promote a non-voter that should vote once it has caught up (its applied
 //     index within promoteLag of the leader's commit index);
 //  4. hand leadership to the group's preferred leader when it is a caught-up
@@ -384,9 +382,6 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 			continue
 		}
 		n.log.Info("adding non-voter to raft group", keyGroup, g.id, keyPeer, id)
-		if g.id != metaGroup {
-			n.trimLogForNewServer(g)
-		}
 		n.logFuture(g, "add non-voter", g.raft.AddNonvoter(serverID(id, ni.Incarnation), raft.ServerAddress(ni.ClusterAddr), 0, configTimeout))
 		return
 	}
@@ -429,41 +424,6 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 	if n.caughtUp(ctx, g, all[0]) {
 		n.log.Info("handing leadership to the preferred leader", keyGroup, g.id, keyPeer, all[0])
 		n.logFuture(g, "leadership transfer", g.raft.LeadershipTransferToServer(pref.ID, pref.Address))
-	}
-}
-
-// newServerTrailingLogs is how many entries trimLogForNewServer keeps
-// before its snapshot. A removed server's replication makes one last
-// attempt from where that server was (raft's best effort on stop), and
-// a wiped node's old server was caught up shortly before: finding its
-// entries, the attempt ends; not finding them, Raft would stream a whole
-// snapshot to the node's address a second time. The new server needs
-// none of them: it gets the snapshot and the entries after it.
-const newServerTrailingLogs = promoteLag
-
-// trimLogForNewServer snapshots data group g and trims its log up to the
-// snapshot but for the last newServerTrailingLogs entries, so that a server
-// added empty (a new or wiped node, or a placement move), which needs the log
-// from index 1, is sent the group as a streamed snapshot, ingested as tables,
-// rather than the whole log applied entry by entry: that costs the new server
-// several times the CPU per byte (docs/ARCHITECTURE.md, Snapshots), and a log
-// under the snapshot threshold can still hold gigabytes of large batches.
-// Raft's TrailingLogs is set to newServerTrailingLogs for this one snapshot and
-// put back.
-func (n *Node) trimLogForNewServer(g *group) {
-	keep := g.raft.ReloadableConfig()
-	trim := keep
-	trim.TrailingLogs = min(keep.TrailingLogs, newServerTrailingLogs)
-	if err := g.raft.ReloadConfig(trim); err != nil {
-		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
-		return
-	}
-	err := g.raft.Snapshot().Error()
-	if rerr := g.raft.ReloadConfig(keep); rerr != nil {
-		n.log.Warn("restoring the raft log's trailing entries failed", keyGroup, g.id, keyError, rerr)
-	}
-	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
-		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
 	}
 }
 
