@@ -15,7 +15,7 @@ SOAK_TIMEOUT  ?= 2h
 SOAK_TESTS := TestCluster(KillLeader|PauseLeader|PartitionLeaderMinority|AsymmetricPartition|IdempotentProducerLeaderKill|RollingRestart)$$
 
 .DEFAULT_GOAL := help
-.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-hostile bench-security bench-compare bench-all fuzz lint api-table api-table-readme clean
+.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-hostile bench-security bench-compare bench-txn bench-all fuzz lint api-table api-table-readme clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -64,10 +64,13 @@ bench-hostile: build ## hostile load for 30 s (bombs, 16 MiB array frames, slowl
 bench-security: build ## client security cost on one broker: PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL (SCRAM) produce, fetch and connection setup, interleaved rounds, medians (integration/bench/security)
 	$(GO) run ./integration/bench/security $(BENCH_ARGS)
 
+bench-txn: build ## transactional produce at 1, 10 and 100 commits/s per producer beside non-transactional, commit latency p50/p99 (integration/bench/txn)
+	$(GO) run ./integration/bench/txn $(BENCH_ARGS)
+
 bench-compare: build ## Apache Kafka (KRaft, jars from Maven Central, cached) beside shardcache: same workloads, 3 interleaved rounds, medians and ratios (integration/bench/compare)
 	$(GO) run ./integration/bench/compare $(BENCH_ARGS)
 
-bench-all: bench bench-lookup bench-groups bench-cluster bench-hostile bench-security ## every benchmark, one after the other
+bench-all: bench bench-lookup bench-groups bench-cluster bench-hostile bench-security bench-txn ## every benchmark, one after the other
 
 fuzz: ## run every Fuzz target in the module for FUZZTIME (30s) each
 	@set -e; for f in $$(grep -rl --include='*_test.go' '^func Fuzz' .); do \

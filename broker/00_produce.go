@@ -27,8 +27,15 @@ package broker
 //     returns nil), so the next request on the connection is still answered in
 //     order. If any partition fails, the connection is closed instead (the
 //     handler returns an error), as Kafka does, so the client learns.
+//   - Authorization (authorizer.go): a request with a TransactionalID needs
+//     WRITE on that transactional id, else every partition answers
+//     TRANSACTIONAL_ID_AUTHORIZATION_FAILED; each topic needs WRITE, else its
+//     partitions answer TOPIC_AUTHORIZATION_FAILED. (Idempotent producers
+//     are checked at InitProducerId, as in Kafka 4, KIP-679.)
 //   - Unknown topics are created with Config.DefaultPartitions when
-//     Config.AutoCreateTopics is set, otherwise UNKNOWN_TOPIC_OR_PARTITION.
+//     Config.AutoCreateTopics is set, otherwise UNKNOWN_TOPIC_OR_PARTITION;
+//     creating needs CREATE on the cluster or the topic, else
+//     TOPIC_AUTHORIZATION_FAILED.
 //   - Keyless records on a compacted topic: INVALID_RECORD with the message
 //     "compacted topic requires a record key" and, v8+, one RecordErrors entry
 //     per keyless record. Nothing of the batch is written (docs/ARCHITECTURE.md rule 4).
@@ -86,6 +93,7 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 		defer cancel()
 	}
 	txnRequest := req.TransactionID != nil
+	txnDenied := txnRequest && !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *req.TransactionID)
 
 	var proposals sync.WaitGroup
 	var hintMu sync.Mutex // NodeEndpoints (KIP-951) shared by the partitions
@@ -99,12 +107,17 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, len(rt.Partitions))
 		var info raftfsm.TopicInfo
 		var topicErr error
-		if isInternalTopic(rt.Topic) {
+		switch {
+		case txnDenied:
+			topicErr = kerr.TransactionalIDAuthorizationFailed
+		case !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, rt.Topic):
+			topicErr = kerr.TopicAuthorizationFailed
+		case isInternalTopic(rt.Topic):
 			// Kafka refuses client appends to internal topics; the coordinators
 			// write them through raftfsm directly.
 			topicErr = newKafkaError(kerr.InvalidTopicException, "cannot produce to internal topic %s", rt.Topic)
-		} else {
-			info, topicErr = b.lookupOrCreateTopic(ctx, rt.Topic, b.cfg.AutoCreateTopics)
+		default:
+			info, topicErr = b.lookupOrCreateTopic(ctx, rc, rt.Topic, b.cfg.AutoCreateTopics)
 		}
 		for pi := range rt.Partitions {
 			rp := &rt.Partitions[pi]

@@ -5,6 +5,8 @@ package broker
 // Behavior:
 //   - Only consumers: ReplicaID must be -1, else every partition answers
 //     INVALID_REQUEST (followers replicate through Raft, not Fetch).
+//   - Needs READ on each topic (authorizer.go), else its partitions answer
+//     TOPIC_AUTHORIZATION_FAILED.
 //   - Per partition: OFFSET_OUT_OF_RANGE below the log start or above the high
 //     watermark; otherwise the live records from the fetch offset, read from the
 //     local store and encoded as uncompressed RecordBatch v2 (records.go). Offsets
@@ -102,7 +104,7 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 	}
 	defer session.finish(resp)
 
-	targets := b.resolveFetch(req)
+	targets := b.resolveFetch(rc, req)
 
 	var deadline <-chan time.Time
 	if req.MaxWaitMillis > 0 && req.MinBytes > 0 {
@@ -162,18 +164,22 @@ func (b *Broker) waitFetch(ctx context.Context, deadline <-chan time.Time, waits
 }
 
 // resolveFetch maps every requested partition to its shard, once per request.
-func (b *Broker) resolveFetch(req *kmsg.FetchRequest) [][]fetchTarget {
+// The topics the principal may not READ answer TOPIC_AUTHORIZATION_FAILED.
+func (b *Broker) resolveFetch(rc *requestContext, req *kmsg.FetchRequest) [][]fetchTarget {
 	out := make([][]fetchTarget, len(req.Topics))
 	for i := range req.Topics {
 		rt := &req.Topics[i]
 		out[i] = make([]fetchTarget, len(rt.Partitions))
 		info, ok := b.node.Topic(rt.Topic)
+		readable := b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, rt.Topic)
 		for j := range rt.Partitions {
 			p := rt.Partitions[j].Partition
 			out[i][j].preferred = -1
 			switch {
 			case req.ReplicaID != -1:
 				out[i][j].err = newKafkaError(kerr.InvalidRequest, "fetch is served to consumers only (replica id -1)")
+			case !readable:
+				out[i][j].err = kerr.TopicAuthorizationFailed
 			case !ok:
 				out[i][j].err = raftfsm.ErrUnknownTopic
 			case p < 0 || int(p) >= len(info.Partitions):

@@ -3,6 +3,8 @@ package broker
 // ListOffsets: v1-7
 //
 // Behavior:
+//   - Needs DESCRIBE on each topic (authorizer.go), else its partitions
+//     answer TOPIC_AUTHORIZATION_FAILED.
 //   - Timestamp -2 (earliest): the log start offset, which compaction never moves
 //     (docs/ARCHITECTURE.md rule 6). -1 (latest): the high watermark, or with
 //     IsolationLevel 1 (read_committed) the last stable offset, the first
@@ -60,6 +62,7 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ListOffsetsResponseTopicPartition, len(rt.Partitions))
 		info, ok := b.node.Topic(rt.Topic)
+		describable := b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, rt.Topic)
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := &st.Partitions[j]
@@ -69,6 +72,8 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 			sp.Timestamp = -1
 			var err error
 			switch {
+			case !describable:
+				err = kerr.TopicAuthorizationFailed
 			case !ok:
 				err = raftfsm.ErrUnknownTopic
 			case rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions):

@@ -14,14 +14,19 @@ package broker
 //     (v4+ AllowAutoTopicCreation; v1-3 always allow), else
 //     UNKNOWN_TOPIC_OR_PARTITION. A name Kafka would refuse is
 //     INVALID_TOPIC_EXCEPTION.
+//   - Authorization (authorizer.go): the list of every topic holds only the
+//     topics the principal may DESCRIBE; a named (or, v10+, id-given) topic
+//     it may not DESCRIBE answers TOPIC_AUTHORIZATION_FAILED whether it
+//     exists or not, and auto-creation needs CREATE on the cluster or the
+//     topic, else TOPIC_AUTHORIZATION_FAILED.
 //   - Every partition: leader = its Raft group's leader (LEADER_NOT_AVAILABLE
 //     while none is known), leader epoch = the group's Raft term (it never goes
 //     back), replicas = the group's placement (preferred leader first), ISR =
 //     the group's voters, no offline replicas.
 //
 // Version notes:
-//   - v8+: authorized operations are not computed; the fields keep their "not
-//     requested" value (-2147483648) even when asked for, as there are no ACLs.
+//   - v8+: authorized operations (KIP-430) of each topic, and v8-10 of the
+//     cluster, when asked for; else the "not requested" value (-2147483648).
 //   - v10+: topic ids. v13 (top-level error code) is not served.
 
 import (
@@ -31,6 +36,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/shardcache/shardcache/internal/acl"
 	"github.com/shardcache/shardcache/raftfsm"
 )
 
@@ -47,6 +53,9 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 	}
 	clusterID := b.node.ClusterID()
 	resp.ClusterID = &clusterID
+	if req.Version >= 8 && req.Version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeCluster, acl.ClusterName, clusterOperations)
+	}
 	resp.ControllerID = b.node.MetadataLeader()
 	if resp.ControllerID < 0 {
 		resp.ControllerID = b.node.NodeID()
@@ -54,7 +63,9 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 
 	if req.Topics == nil {
 		for _, ti := range b.node.Topics() {
-			resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+			if b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
+				resp.Topics = append(resp.Topics, b.metadataTopicFor(rc, req, ti))
+			}
 		}
 		return resp, nil
 	}
@@ -69,14 +80,17 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 			}
 			seenIDs[rt.TopicID] = true
 			ti, ok := b.node.TopicByID(rt.TopicID)
-			if !ok || rt.TopicID == ([16]byte{}) {
+			if !ok || rt.TopicID == ([16]byte{}) || !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
 				t := kmsg.NewMetadataResponseTopic()
 				t.TopicID = rt.TopicID
 				t.ErrorCode = kerr.UnknownTopicID.Code
+				if ok {
+					t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				}
 				resp.Topics = append(resp.Topics, t)
 				continue
 			}
-			resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+			resp.Topics = append(resp.Topics, b.metadataTopicFor(rc, req, ti))
 			continue
 		}
 		name := *rt.Topic
@@ -84,7 +98,14 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 			continue
 		}
 		seenNames[name] = true
-		ti, err := b.lookupOrCreateTopic(ctx, name, allowCreate)
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) {
+			t := kmsg.NewMetadataResponseTopic()
+			t.Topic = kmsg.StringPtr(name)
+			t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, t)
+			continue
+		}
+		ti, err := b.lookupOrCreateTopic(ctx, rc, name, allowCreate)
 		if err != nil {
 			t := kmsg.NewMetadataResponseTopic()
 			t.Topic = kmsg.StringPtr(name)
@@ -92,15 +113,16 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 			resp.Topics = append(resp.Topics, t)
 			continue
 		}
-		resp.Topics = append(resp.Topics, b.metadataTopic(ti))
+		resp.Topics = append(resp.Topics, b.metadataTopicFor(rc, req, ti))
 	}
 	return resp, nil
 }
 
 // lookupOrCreateTopic returns the named topic, creating it with the default
-// partition count when create is set. A bad name is ErrInvalidTopic even when
+// partition count when create is set and the principal may create it
+// (TOPIC_AUTHORIZATION_FAILED if not). A bad name is ErrInvalidTopic even when
 // the topic would not be created, as Kafka answers.
-func (b *Broker) lookupOrCreateTopic(ctx context.Context, name string, create bool) (raftfsm.TopicInfo, error) {
+func (b *Broker) lookupOrCreateTopic(ctx context.Context, rc *requestContext, name string, create bool) (raftfsm.TopicInfo, error) {
 	if ti, ok := b.node.Topic(name); ok {
 		return ti, nil
 	}
@@ -110,6 +132,9 @@ func (b *Broker) lookupOrCreateTopic(ctx context.Context, name string, create bo
 	if !create {
 		return raftfsm.TopicInfo{}, raftfsm.ErrUnknownTopic
 	}
+	if !b.allowedTopicCreate(rc, name) {
+		return raftfsm.TopicInfo{}, kerr.TopicAuthorizationFailed
+	}
 	ti, err := b.node.CreateTopic(ctx, name, b.cfg.DefaultPartitions, nil, false)
 	if errors.Is(err, raftfsm.ErrTopicExists) { // created concurrently
 		if ti, ok := b.node.Topic(name); ok {
@@ -117,6 +142,16 @@ func (b *Broker) lookupOrCreateTopic(ctx context.Context, name string, create bo
 		}
 	}
 	return ti, err
+}
+
+// metadataTopicFor is metadataTopic with the topic's authorized operations
+// when the request asks for them (v8+).
+func (b *Broker) metadataTopicFor(rc *requestContext, req *kmsg.MetadataRequest, ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic {
+	t := b.metadataTopic(ti)
+	if req.Version >= 8 && req.IncludeTopicAuthorizedOperations {
+		t.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeTopic, ti.Name, topicOperations)
+	}
+	return t
 }
 
 // metadataTopic describes one topic with all its partitions.

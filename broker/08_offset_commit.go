@@ -22,6 +22,9 @@ package broker
 //     rebalance (commits during PreparingRebalance are allowed, for
 //     onPartitionsRevoked). Last, per partition, OFFSET_METADATA_TOO_LARGE
 //     above 4096 bytes. A commit refreshes the member's session.
+//   - Authorization (authorizer.go), first: READ on the group, else every
+//     partition answers GROUP_AUTHORIZATION_FAILED; READ on each topic, else
+//     its partitions answer TOPIC_AUTHORIZATION_FAILED.
 //   - The empty group id is a group like any other, as in Kafka (kept for
 //     backwards compatibility); INVALID_GROUP_ID only for an id too long to
 //     store. NOT_COORDINATOR and COORDINATOR_LOAD_IN_PROGRESS from routing.
@@ -37,6 +40,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -51,15 +55,25 @@ func (b *Broker) handleOffsetCommit(ctx context.Context, rc *requestContext, kre
 	if req.Version <= 4 && req.RetentionTimeMillis > 0 {
 		expireMs = time.Now().UnixMilli() + req.RetentionTimeMillis
 	}
+	groupOK := b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, req.Group)
 	for i, rt := range req.Topics {
 		st := &resp.Topics[i]
 		*st = kmsg.NewOffsetCommitResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.OffsetCommitResponseTopicPartition, len(rt.Partitions))
+		topicOK := groupOK && b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewOffsetCommitResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if !groupOK {
+				sp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+				continue
+			}
+			if !topicOK {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				continue
+			}
 			epoch := rp.LeaderEpoch
 			if req.Version < 6 {
 				epoch = -1

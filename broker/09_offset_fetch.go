@@ -19,6 +19,10 @@ package broker
 //   - Errors (v1: in every partition; v2-7: top level; v8: per group):
 //     NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
 //     INVALID_GROUP_ID for an id too long to store.
+//   - Authorization (authorizer.go): DESCRIBE on the group, else
+//     GROUP_AUTHORIZATION_FAILED where the other group errors go; DESCRIBE
+//     on each named topic, else TOPIC_AUTHORIZATION_FAILED in its
+//     partitions; the null topic list answers only describable topics.
 //
 // Not implemented: v0 (ZooKeeper offsets) and v9+ (KIP-848 member epochs,
 // topic ids).
@@ -67,7 +71,7 @@ func (b *Broker) handleOffsetFetch(ctx context.Context, rc *requestContext, kreq
 					topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 				}
 			}
-			code, answer := b.offsetFetchGroup(ctx, rg.Group, topics, order, req.RequireStable)
+			code, answer := b.offsetFetchGroup(ctx, rc, rg.Group, topics, order, req.RequireStable)
 			g := kmsg.NewOffsetFetchResponseGroup()
 			g.Group = rg.Group
 			g.ErrorCode = code
@@ -99,7 +103,7 @@ func (b *Broker) handleOffsetFetch(ctx context.Context, rc *requestContext, kreq
 			topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 		}
 	}
-	code, answer := b.offsetFetchGroup(ctx, req.Group, topics, order, req.Version >= 7 && req.RequireStable)
+	code, answer := b.offsetFetchGroup(ctx, rc, req.Group, topics, order, req.Version >= 7 && req.RequireStable)
 	if req.Version >= 2 {
 		resp.ErrorCode = code
 	}
@@ -139,11 +143,13 @@ func fillFetched(fp fetchedPartition, offset *int64, epoch *int32, metadata **st
 
 // offsetFetchGroup answers one group: the requested partitions (topics
 // non-nil, in order) or every committed partition (topics nil).
-func (b *Broker) offsetFetchGroup(ctx context.Context, groupID string, topics map[string][]int32, order []string, requireStable bool) (int16, []fetchedTopic) {
+func (b *Broker) offsetFetchGroup(ctx context.Context, rc *requestContext, groupID string, topics map[string][]int32, order []string, requireStable bool) (int16, []fetchedTopic) {
 	var offsets map[topicPartition]committedOffset
 	var unstable map[topicPartition]bool
 	var code int16
-	if len(groupID) > maxGroupIDBytes {
+	if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, groupID) {
+		code = kerr.GroupAuthorizationFailed.Code
+	} else if len(groupID) > maxGroupIDBytes {
 		code = kerr.InvalidGroupID.Code
 	} else {
 		var err error
@@ -165,6 +171,9 @@ func (b *Broker) offsetFetchGroup(ctx context.Context, groupID string, topics ma
 		}
 		var out []fetchedTopic
 		for t, ps := range byTopic {
+			if !b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, t) {
+				continue // the full list holds only topics the principal may describe
+			}
 			slices.SortFunc(ps, func(a, b fetchedPartition) int { return int(a.partition - b.partition) })
 			out = append(out, fetchedTopic{topic: t, partitions: ps})
 		}
@@ -174,10 +183,13 @@ func (b *Broker) offsetFetchGroup(ctx context.Context, groupID string, topics ma
 	out := make([]fetchedTopic, 0, len(order))
 	for _, t := range order {
 		ft := fetchedTopic{topic: t}
+		describable := code != 0 || b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, t)
 		for _, p := range topics[t] {
 			o, ok := offsets[topicPartition{t, p}]
 			fp := fetchedPartition{partition: p, offset: o, found: ok}
-			if unstable[topicPartition{t, p}] {
+			if !describable {
+				fp = fetchedPartition{partition: p, code: kerr.TopicAuthorizationFailed.Code}
+			} else if unstable[topicPartition{t, p}] {
 				fp = fetchedPartition{partition: p, code: kerr.UnstableOffsetCommit.Code}
 			}
 			ft.partitions = append(ft.partitions, fp)

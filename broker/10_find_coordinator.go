@@ -3,6 +3,9 @@ package broker
 // FindCoordinator: v0-4
 //
 // Behavior:
+//   - Needs DESCRIBE on the group or transactional id (authorizer.go), else
+//     GROUP_AUTHORIZATION_FAILED or TRANSACTIONAL_ID_AUTHORIZATION_FAILED
+//     (per key in v4).
 //   - Key type GROUP (0): the coordinator of a group is the leader of the
 //     __consumer_offsets partition its id hashes to; any node names it. The
 //     first request creates __consumer_offsets when it does not exist yet
@@ -44,7 +47,7 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 			c := kmsg.NewFindCoordinatorResponseCoordinator()
 			c.Key = key
 			var ep endpoint
-			ep, c.ErrorCode, c.ErrorMessage = b.findCoordinator(ctx, rc.listener, req.CoordinatorType, key)
+			ep, c.ErrorCode, c.ErrorMessage = b.findCoordinator(ctx, rc, req.CoordinatorType, key)
 			c.NodeID, c.Host, c.Port = -1, "", -1
 			if c.ErrorCode == 0 {
 				c.NodeID, c.Host, c.Port = ep.id, ep.host, ep.port
@@ -54,7 +57,7 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 		return resp, nil
 	}
 	var ep endpoint
-	ep, resp.ErrorCode, resp.ErrorMessage = b.findCoordinator(ctx, rc.listener, req.CoordinatorType, req.CoordinatorKey)
+	ep, resp.ErrorCode, resp.ErrorMessage = b.findCoordinator(ctx, rc, req.CoordinatorType, req.CoordinatorKey)
 	resp.NodeID, resp.Host, resp.Port = -1, "", -1
 	if resp.ErrorCode == 0 {
 		resp.NodeID, resp.Host, resp.Port = ep.id, ep.host, ep.port
@@ -64,19 +67,26 @@ func (b *Broker) handleFindCoordinator(ctx context.Context, rc *requestContext, 
 
 // findCoordinator answers one key: the coordinator's endpoint and code 0, or
 // an error code.
-func (b *Broker) findCoordinator(ctx context.Context, lis *listener, typ int8, key string) (endpoint, int16, *string) {
+func (b *Broker) findCoordinator(ctx context.Context, rc *requestContext, typ int8, key string) (endpoint, int16, *string) {
 	var (
 		ti  raftfsm.TopicInfo
 		p   int32
 		err error
+		lis = rc.listener
 	)
 	switch typ {
 	case coordinatorGroup:
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, key) {
+			return endpoint{}, kerr.GroupAuthorizationFailed.Code, nil
+		}
 		if len(key) > maxGroupIDBytes {
 			return endpoint{}, kerr.InvalidGroupID.Code, nil
 		}
 		ti, p, err = b.groups.route(ctx, key)
 	case coordinatorTransaction:
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, key) {
+			return endpoint{}, kerr.TransactionalIDAuthorizationFailed.Code, nil
+		}
 		if key == "" || len(key) > maxTxnIDBytes {
 			msg := "transactional id must be 1 to 32767 bytes"
 			return endpoint{}, kerr.InvalidRequest.Code, &msg

@@ -3,6 +3,7 @@ package broker
 // JoinGroup: v0-9
 //
 // Behavior (Apache Kafka's classic group protocol):
+//   - Needs READ on the group (authorizer.go), else GROUP_AUTHORIZATION_FAILED.
 //   - INVALID_GROUP_ID for an empty group id; INVALID_SESSION_TIMEOUT outside
 //     GroupConfig.MinSessionTimeout..MaxSessionTimeout; INCONSISTENT_GROUP_PROTOCOL
 //     when the first member offers no protocol type or no protocols, or a later
@@ -52,7 +53,10 @@ func init() { register(kmsg.JoinGroup.Int16(), 0, 9, (*Broker).handleJoinGroup) 
 func (b *Broker) handleJoinGroup(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.JoinGroupRequest)
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
-	r := b.groups.join(ctx, rc, req)
+	r := joinResult{code: kerr.GroupAuthorizationFailed.Code, generation: -1}
+	if b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, req.Group) {
+		r = b.groups.join(ctx, rc, req)
+	}
 	resp.ErrorCode = r.code
 	resp.MemberID = r.memberID
 	resp.Generation = r.generation

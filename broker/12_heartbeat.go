@@ -3,6 +3,7 @@ package broker
 // Heartbeat: v0-4
 //
 // Behavior:
+//   - Needs READ on the group (authorizer.go), else GROUP_AUTHORIZATION_FAILED.
 //   - Refreshes the member's session (GroupConfig bounds it; a member whose
 //     session passes without a heartbeat, JoinGroup, SyncGroup or
 //     OffsetCommit is removed and the group rebalances).
@@ -28,6 +29,10 @@ func init() { register(kmsg.Heartbeat.Int16(), 0, 4, (*Broker).handleHeartbeat) 
 func (b *Broker) handleHeartbeat(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.HeartbeatRequest)
 	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	if !b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	resp.ErrorCode = b.groups.heartbeat(ctx, req)
 	return resp, nil
 }

@@ -3,6 +3,8 @@ package broker
 // LeaveGroup: v0-5
 //
 // Behavior:
+//   - Needs READ on the group (authorizer.go), else GROUP_AUTHORIZATION_FAILED
+//     (top level).
 //   - Removes the members and rebalances the rest at once (no wait for their
 //     session timeouts). When the last member leaves, the group becomes Empty
 //     with the next generation and keeps its committed offsets.
@@ -30,6 +32,10 @@ func init() { register(kmsg.LeaveGroup.Int16(), 0, 5, (*Broker).handleLeaveGroup
 func (b *Broker) handleLeaveGroup(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.LeaveGroupRequest)
 	resp := req.ResponseKind().(*kmsg.LeaveGroupResponse)
+	if !b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	members := req.Members
 	if req.Version < 3 {
 		m := kmsg.NewLeaveGroupRequestMember()

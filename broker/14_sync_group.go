@@ -3,6 +3,7 @@ package broker
 // SyncGroup: v0-5
 //
 // Behavior:
+//   - Needs READ on the group (authorizer.go), else GROUP_AUTHORIZATION_FAILED.
 //   - The leader's request carries every member's assignment; the broker stores
 //     and relays them untouched (any client-side assignor, eager or
 //     cooperative, works). Members the leader leaves out get an empty
@@ -37,7 +38,10 @@ func init() { register(kmsg.SyncGroup.Int16(), 0, 5, (*Broker).handleSyncGroup) 
 func (b *Broker) handleSyncGroup(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.SyncGroupRequest)
 	resp := req.ResponseKind().(*kmsg.SyncGroupResponse)
-	r := b.groups.sync(ctx, req)
+	r := syncResult{code: kerr.GroupAuthorizationFailed.Code}
+	if b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, req.Group) {
+		r = b.groups.sync(ctx, req)
+	}
 	resp.ErrorCode = r.code
 	resp.MemberAssignment = r.assignment
 	if resp.MemberAssignment == nil {

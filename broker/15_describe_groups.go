@@ -3,6 +3,8 @@ package broker
 // DescribeGroups: v0-5
 //
 // Behavior:
+//   - Needs DESCRIBE on each group (authorizer.go), else that group answers
+//     GROUP_AUTHORIZATION_FAILED.
 //   - Per group: state (Empty, PreparingRebalance, CompletingRebalance,
 //     Stable, Dead), protocol type, chosen protocol and members (id, instance
 //     id, client id, client host). As in Kafka, a Stable group's members carry
@@ -13,8 +15,8 @@ package broker
 //     COORDINATOR_NOT_AVAILABLE, INVALID_GROUP_ID (id too long).
 //   - kadm's Lag combines this with OffsetFetch and ListOffsets.
 //
-// Version notes: v1 ThrottleMillis; v3 AuthorizedOperations (there are no
-// ACLs: the "not requested" value is kept); v4 InstanceID; v5+ flexible. v6
+// Version notes: v1 ThrottleMillis; v3 AuthorizedOperations (KIP-430, when
+// asked for); v4 InstanceID; v5+ flexible. v6
 // (ErrorMessage) is not served.
 
 import (
@@ -30,7 +32,17 @@ func (b *Broker) handleDescribeGroups(ctx context.Context, rc *requestContext, k
 	req := kreq.(*kmsg.DescribeGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	for _, id := range req.Groups {
-		resp.Groups = append(resp.Groups, b.describeGroup(ctx, id))
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, id) {
+			g := kmsg.NewDescribeGroupsResponseGroup()
+			g.Group, g.ErrorCode = id, kerr.GroupAuthorizationFailed.Code
+			resp.Groups = append(resp.Groups, g)
+			continue
+		}
+		g := b.describeGroup(ctx, id)
+		if req.Version >= 3 && req.IncludeAuthorizedOperations {
+			g.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeGroup, id, groupOperations)
+		}
+		resp.Groups = append(resp.Groups, g)
 	}
 	return resp, nil
 }

@@ -3,6 +3,8 @@ package broker
 // ListGroups: v0-5
 //
 // Behavior:
+//   - Authorization (authorizer.go): DESCRIBE on the cluster lists every
+//     group; otherwise only the groups the principal may DESCRIBE.
 //   - Lists every group this node coordinates that is not Dead, with its
 //     protocol type ("consumer" for Kafka consumers, "" for groups that only
 //     hold memberless commits) and, v4+, its state.
@@ -24,6 +26,8 @@ import (
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/acl"
 )
 
 func init() { register(kmsg.ListGroups.Int16(), 0, 5, (*Broker).handleListGroups) }
@@ -45,12 +49,16 @@ func (b *Broker) handleListGroups(ctx context.Context, rc *requestContext, kreq 
 		!slices.ContainsFunc(req.TypesFilter, func(s string) bool { return strings.EqualFold(s, groupTypeClassic) }) {
 		return resp, nil
 	}
+	clusterDescribe := b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeCluster, acl.ClusterName)
 	b.groups.loadAll(ctx)
 	for _, g := range b.groups.snapshot() {
 		g.mu.Lock()
 		state, ptype, name := g.state, g.protocolType, g.name
 		g.mu.Unlock()
 		if state == stateDead || !keep(state.String()) {
+			continue
+		}
+		if !clusterDescribe && !b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeGroup, name) {
 			continue
 		}
 		lg := kmsg.NewListGroupsResponseGroup()

@@ -3,6 +3,8 @@ package broker
 // CreateTopics: v2-7
 //
 // Behavior:
+//   - Needs CREATE on the cluster or on the topic (authorizer.go), else
+//     that topic answers TOPIC_AUTHORIZATION_FAILED.
 //   - NumPartitions -1 means Config.DefaultPartitions; 0 or below -1 is
 //     INVALID_PARTITIONS.
 //   - ReplicationFactor -1, or 1 up to the number of live brokers, is
@@ -38,7 +40,7 @@ import (
 
 func init() { register(kmsg.CreateTopics.Int16(), 2, 7, (*Broker).handleCreateTopics) }
 
-func (b *Broker) handleCreateTopics(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleCreateTopics(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
@@ -49,6 +51,9 @@ func (b *Broker) handleCreateTopics(ctx context.Context, _ *requestContext, kreq
 		t := kmsg.NewCreateTopicsResponseTopic()
 		t.Topic = rt.Topic
 		var ti raftfsm.TopicInfo
+		if err == nil && !b.allowedTopicCreate(rc, rt.Topic) {
+			err = kerr.TopicAuthorizationFailed
+		}
 		if err == nil {
 			ti, err = b.createTopic(ctx, rt, req.ValidateOnly)
 		}

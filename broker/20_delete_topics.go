@@ -3,6 +3,8 @@ package broker
 // DeleteTopics: v1-6
 //
 // Behavior:
+//   - Needs DELETE on each topic (authorizer.go), else that topic answers
+//     TOPIC_AUTHORIZATION_FAILED (whether it exists or not).
 //   - Each topic is deleted with its shards through cluster metadata; an
 //     unknown name is UNKNOWN_TOPIC_OR_PARTITION, an unknown id (v6+)
 //     UNKNOWN_TOPIC_ID. A topic named twice is answered once.
@@ -32,7 +34,7 @@ import (
 
 func init() { register(kmsg.DeleteTopics.Int16(), 1, 6, (*Broker).handleDeleteTopics) }
 
-func (b *Broker) handleDeleteTopics(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDeleteTopics(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
@@ -77,6 +79,9 @@ func (b *Broker) handleDeleteTopics(ctx context.Context, _ *requestContext, kreq
 			} else {
 				err = kerr.UnknownTopicID
 			}
+		}
+		if name != "" && !b.allowed(rc, kmsg.ACLOperationDelete, kmsg.ACLResourceTypeTopic, name) {
+			err = kerr.TopicAuthorizationFailed
 		}
 		if err == nil && isInternalTopic(name) {
 			err = errInternalTopic("delete", name)

@@ -3,6 +3,8 @@ package broker
 // DeleteRecords: v0-2
 //
 // Behavior:
+//   - Needs DELETE on each topic (authorizer.go), else its partitions
+//     answer TOPIC_AUTHORIZATION_FAILED.
 //   - Moves each partition's log start offset up to the requested offset
 //     through the partition's Raft group (raftfsm Node.DeleteRecordsBefore,
 //     the command retention uses), so every replica drops the same records at
@@ -36,7 +38,7 @@ import (
 
 func init() { register(kmsg.DeleteRecords.Int16(), 0, 2, (*Broker).handleDeleteRecords) }
 
-func (b *Broker) handleDeleteRecords(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDeleteRecords(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteRecordsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
 	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
@@ -50,6 +52,7 @@ func (b *Broker) handleDeleteRecords(ctx context.Context, _ *requestContext, kre
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.DeleteRecordsResponseTopicPartition, len(rt.Partitions))
 		info, ok := b.node.Topic(rt.Topic)
+		deletable := b.allowed(rc, kmsg.ACLOperationDelete, kmsg.ACLResourceTypeTopic, rt.Topic)
 		for j := range rt.Partitions {
 			rp := &rt.Partitions[j]
 			sp := &st.Partitions[j]
@@ -58,6 +61,8 @@ func (b *Broker) handleDeleteRecords(ctx context.Context, _ *requestContext, kre
 			sp.LowWatermark = -1
 			var err error
 			switch {
+			case !deletable:
+				err = kerr.TopicAuthorizationFailed
 			case isInternalTopic(rt.Topic):
 				err = newKafkaError(kerr.InvalidTopicException, "records of internal topic %s cannot be deleted", rt.Topic)
 			case !ok:

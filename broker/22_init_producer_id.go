@@ -3,6 +3,10 @@ package broker
 // InitProducerId: v0-4
 //
 // Behavior:
+//   - Authorization (authorizer.go): WRITE on the transactional id, else
+//     TRANSACTIONAL_ID_AUTHORIZATION_FAILED; without one, IDEMPOTENT_WRITE on
+//     the cluster or WRITE on some topic (Kafka 4, KIP-679), else
+//     CLUSTER_AUTHORIZATION_FAILED.
 //   - No TransactionalID (an idempotent producer, the Java default since 3.0):
 //     a fresh producer id with epoch 0 from raftfsm (Node.InitProducerID), unique
 //     across restarts. The transaction timeout is ignored (Flink sends one hour).
@@ -40,6 +44,10 @@ func (b *Broker) handleInitProducerID(ctx context.Context, rc *requestContext, k
 	resp.ProducerID = -1
 	resp.ProducerEpoch = -1
 	if req.TransactionalID != nil {
+		if !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, *req.TransactionalID) {
+			resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			return resp, nil
+		}
 		if *req.TransactionalID == "" || len(*req.TransactionalID) > maxTxnIDBytes {
 			resp.ErrorCode = kerr.InvalidRequest.Code
 			return resp, nil
@@ -49,6 +57,10 @@ func (b *Broker) handleInitProducerID(ctx context.Context, rc *requestContext, k
 		if res.err == nil {
 			resp.ProducerID, resp.ProducerEpoch = res.pid, res.epoch
 		}
+		return resp, nil
+	}
+	if !b.allowedIdempotentWrite(rc) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
 		return resp, nil
 	}
 	id, epoch, err := b.node.InitProducerID(ctx)

@@ -3,6 +3,10 @@ package broker
 // AddPartitionsToTxn: v0-3
 //
 // Behavior:
+//   - Authorization (authorizer.go): WRITE on the transactional id, else
+//     every partition answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED; WRITE
+//     on each topic, else its partitions answer TOPIC_AUTHORIZATION_FAILED
+//     and the others OPERATION_NOT_ATTEMPTED.
 //   - Adds partitions to the producer's transaction at its coordinator
 //     (txn_coordinator.go): an Empty or Complete* transaction turns Ongoing
 //     and its timeout starts counting. The partition set is written to
@@ -49,21 +53,33 @@ func (b *Broker) handleAddPartitionsToTxn(ctx context.Context, rc *requestContex
 			resp.Topics = append(resp.Topics, st)
 		}
 	}
+	if !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, req.TransactionalID) {
+		answer(func(string, int32) int16 { return kerr.TransactionalIDAuthorizationFailed.Code })
+		return resp, nil
+	}
 	parts := topicPartitions{}
-	unknown := false
+	denied := map[string]bool{}
+	failed := false
 	for _, rt := range req.Topics {
+		if !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, rt.Topic) {
+			denied[rt.Topic], failed = true, true
+			continue
+		}
 		ti, ok := b.node.Topic(rt.Topic)
 		for _, p := range rt.Partitions {
 			if !ok || p < 0 || int(p) >= len(ti.Partitions) || isInternalTopic(rt.Topic) {
-				unknown = true
+				failed = true
 				continue
 			}
 			parts.add(rt.Topic, p)
 		}
 	}
-	if unknown {
+	if failed {
 		answer(func(topic string, p int32) int16 {
-			if parts.has(topic, p) {
+			switch {
+			case denied[topic]:
+				return kerr.TopicAuthorizationFailed.Code
+			case parts.has(topic, p):
 				return kerr.OperationNotAttempted.Code
 			}
 			return kerr.UnknownTopicOrPartition.Code

@@ -3,6 +3,9 @@ package broker
 // AddOffsetsToTxn: v0-4
 //
 // Behavior:
+//   - Authorization (authorizer.go): WRITE on the transactional id, else
+//     TRANSACTIONAL_ID_AUTHORIZATION_FAILED; READ on the group, else
+//     GROUP_AUTHORIZATION_FAILED.
 //   - Adds the group's __consumer_offsets partition (the one its id hashes
 //     to) to the producer's transaction, as Kafka does, so the transaction's
 //     markers reach the group's offsets (sendOffsetsToTransaction). Creates
@@ -27,7 +30,14 @@ func init() { register(kmsg.AddOffsetsToTxn.Int16(), 0, 4, (*Broker).handleAddOf
 func (b *Broker) handleAddOffsetsToTxn(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AddOffsetsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
-	if len(req.Group) > maxGroupIDBytes {
+	switch {
+	case !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, req.TransactionalID):
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp, nil
+	case !b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, req.Group):
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	case len(req.Group) > maxGroupIDBytes:
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return resp, nil
 	}

@@ -3,6 +3,8 @@ package broker
 // EndTxn: v0-4
 //
 // Behavior (Kafka's transactions v1, txn_coordinator.go):
+//   - Needs WRITE on the transactional id (authorizer.go), else
+//     TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
 //   - Ongoing: writes PrepareCommit or PrepareAbort to __transaction_state
 //     and answers NONE once that is durable; the markers follow in the
 //     background, then Complete*. Accepted from any connection, also a new
@@ -25,6 +27,7 @@ package broker
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -33,6 +36,10 @@ func init() { register(kmsg.EndTxn.Int16(), 0, 4, (*Broker).handleEndTxn) }
 func (b *Broker) handleEndTxn(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.EndTxnRequest)
 	resp := req.ResponseKind().(*kmsg.EndTxnResponse)
+	if !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, req.TransactionalID) {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp, nil
+	}
 	e := b.txns.endTxn(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Commit)
 	resp.ErrorCode = errCode(fencedFor(e, req.Version, 2))
 	return resp, nil

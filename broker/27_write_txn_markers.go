@@ -41,11 +41,13 @@ func init() {
 	register(kmsg.WriteTxnMarkers.Int16(), 1, 2, (*Broker).handleWriteTxnMarkers)
 }
 
-func (b *Broker) handleWriteTxnMarkers(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleWriteTxnMarkers(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.WriteTxnMarkersRequest)
 	resp := req.ResponseKind().(*kmsg.WriteTxnMarkersResponse)
 	ctx, cancel := context.WithTimeout(ctx, txnWriteTimeout)
 	defer cancel()
+	// Kafka: CLUSTER_ACTION on the cluster, else every partition is refused.
+	allowed := b.allowedCluster(rc, kmsg.ACLOperationClusterAction)
 	resp.Markers = make([]kmsg.WriteTxnMarkersResponseMarker, len(req.Markers))
 	for i := range req.Markers {
 		rm := &req.Markers[i]
@@ -66,7 +68,9 @@ func (b *Broker) handleWriteTxnMarkers(ctx context.Context, _ *requestContext, k
 				*sp = kmsg.NewWriteTxnMarkersResponseMarkerTopicPartition()
 				sp.Partition = p
 				err := error(kerr.InvalidRequest)
-				if rm.ProducerID >= 0 && rm.ProducerEpoch >= 0 {
+				if !allowed {
+					err = kerr.ClusterAuthorizationFailed
+				} else if rm.ProducerID >= 0 && rm.ProducerEpoch >= 0 {
 					err = b.writeTxnMarker(ctx, rt.Topic, p, marker)
 				}
 				if err != nil {

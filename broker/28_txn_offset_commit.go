@@ -3,6 +3,10 @@ package broker
 // TxnOffsetCommit: v0-4
 //
 // Behavior:
+//   - Authorization (authorizer.go): WRITE on the transactional id, else
+//     every partition answers TRANSACTIONAL_ID_AUTHORIZATION_FAILED; READ on
+//     the group, else GROUP_AUTHORIZATION_FAILED; READ on each topic, else
+//     its partitions answer TOPIC_AUTHORIZATION_FAILED.
 //   - Sent to the group's coordinator by a transactional producer
 //     (sendOffsetsToTransaction) after AddOffsetsToTxn. The offsets are written
 //     to __consumer_offsets as records staged in the producer's transaction
@@ -44,13 +48,29 @@ func (b *Broker) handleTxnOffsetCommit(ctx context.Context, rc *requestContext, 
 		resp.Topics = append(resp.Topics, st)
 	}
 	known := 0
+	var denied int16 // the code of every partition when the txn id or group is denied
+	switch {
+	case !b.allowed(rc, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTransactionalId, req.TransactionalID):
+		denied = kerr.TransactionalIDAuthorizationFailed.Code
+	case !b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeGroup, req.Group):
+		denied = kerr.GroupAuthorizationFailed.Code
+	}
 	for i, rt := range req.Topics {
 		st := &resp.Topics[i]
 		info, ok := b.node.Topic(rt.Topic)
+		readable := denied == 0 && b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, rt.Topic)
 		for j, rp := range rt.Partitions {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewTxnOffsetCommitResponseTopicPartition()
 			sp.Partition = rp.Partition
+			if denied != 0 {
+				sp.ErrorCode = denied
+				continue
+			}
+			if !readable {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				continue
+			}
 			if !ok || rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions) {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
 				continue

@@ -3,6 +3,9 @@ package broker
 // DescribeConfigs: v1-4
 //
 // Behavior:
+//   - Authorization (authorizer.go): DESCRIBE_CONFIGS on the topic, else
+//     TOPIC_AUTHORIZATION_FAILED; on the cluster for a broker resource, else
+//     CLUSTER_AUTHORIZATION_FAILED.
 //   - Topic resources list every topic config Kafka 4.x defines (the table in
 //     internal/topicconfig), or the ones in ConfigNames (unknown names are left
 //     out), with the value the topic uses and its source: DYNAMIC_TOPIC_CONFIG
@@ -37,7 +40,7 @@ import (
 
 func init() { register(kmsg.DescribeConfigs.Int16(), 1, 4, (*Broker).handleDescribeConfigs) }
 
-func (b *Broker) handleDescribeConfigs(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeConfigs(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	for _, rr := range req.Resources {
@@ -46,8 +49,16 @@ func (b *Broker) handleDescribeConfigs(_ context.Context, _ *requestContext, kre
 		var err error
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !b.allowed(rc, kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeTopic, rr.ResourceName) {
+				err = kerr.TopicAuthorizationFailed
+				break
+			}
 			r.Configs, err = b.describeTopicConfigs(req, rr)
 		case kmsg.ConfigResourceTypeBroker:
+			if !b.allowedCluster(rc, kmsg.ACLOperationDescribeConfigs) {
+				err = kerr.ClusterAuthorizationFailed
+				break
+			}
 			r.Configs, err = b.describeBrokerConfigs(req, rr)
 		default:
 			err = newKafkaError(kerr.InvalidRequest, "config resource type %s is not supported", rr.ResourceType)

@@ -3,6 +3,8 @@ package broker
 // DescribeLogDirs: v1-4
 //
 // Behavior:
+//   - Needs DESCRIBE on the cluster (authorizer.go), else
+//     CLUSTER_AUTHORIZATION_FAILED (v3+; v1-2 answer no log dirs).
 //   - One log dir: the node's data directory (Config.LogDir), which holds the
 //     one Pebble store of every partition the node carries.
 //   - It lists the partitions this node holds a replica of (leader or
@@ -26,6 +28,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/raftfsm"
@@ -33,9 +36,13 @@ import (
 
 func init() { register(kmsg.DescribeLogDirs.Int16(), 1, 4, (*Broker).handleDescribeLogDirs) }
 
-func (b *Broker) handleDescribeLogDirs(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeLogDirs(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeLogDirsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeLogDirsResponse)
+	if !b.allowedCluster(rc, kmsg.ACLOperationDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code // v3+; before, no dirs
+		return resp, nil
+	}
 	dir := kmsg.NewDescribeLogDirsResponseDir()
 	dir.Dir = b.cfg.LogDir
 	if dir.Dir == "" {

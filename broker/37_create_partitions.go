@@ -3,6 +3,8 @@ package broker
 // CreatePartitions: v0-3
 //
 // Behavior:
+//   - Needs ALTER on each topic (authorizer.go), else that topic answers
+//     TOPIC_AUTHORIZATION_FAILED.
 //   - Grows a topic to Count partitions; a Count not above the current count
 //     is INVALID_PARTITIONS with both numbers in the message.
 //   - Manual assignments are not supported: INVALID_REQUEST.
@@ -28,7 +30,7 @@ import (
 
 func init() { register(kmsg.CreatePartitions.Int16(), 0, 3, (*Broker).handleCreatePartitions) }
 
-func (b *Broker) handleCreatePartitions(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleCreatePartitions(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.CreatePartitionsRequest)
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	ctx, cancel := requestTimeout(ctx, req.TimeoutMillis)
@@ -40,6 +42,8 @@ func (b *Broker) handleCreatePartitions(ctx context.Context, _ *requestContext, 
 		t.Topic = rt.Topic
 		switch ti, ok := b.node.Topic(rt.Topic); {
 		case err != nil: // listed more than once
+		case !b.allowed(rc, kmsg.ACLOperationAlter, kmsg.ACLResourceTypeTopic, rt.Topic):
+			err = kerr.TopicAuthorizationFailed
 		case isInternalTopic(rt.Topic):
 			err = errInternalTopic("add partitions to", rt.Topic)
 		case rt.Assignment != nil:

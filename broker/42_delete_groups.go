@@ -3,6 +3,8 @@ package broker
 // DeleteGroups: v0-2
 //
 // Behavior:
+//   - Needs DELETE on each group (authorizer.go), else that group answers
+//     GROUP_AUTHORIZATION_FAILED.
 //   - Deletes groups without members: tombstones for every committed offset
 //     and for the group's metadata record go to __consumer_offsets in one Raft
 //     entry, then the group is forgotten. It is Dead while they are written
@@ -35,7 +37,11 @@ func (b *Broker) handleDeleteGroups(ctx context.Context, rc *requestContext, kre
 	for _, id := range req.Groups {
 		g := kmsg.NewDeleteGroupsResponseGroup()
 		g.Group = id
-		g.ErrorCode = b.groups.deleteGroup(ctx, id)
+		if b.allowed(rc, kmsg.ACLOperationDelete, kmsg.ACLResourceTypeGroup, id) {
+			g.ErrorCode = b.groups.deleteGroup(ctx, id)
+		} else {
+			g.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		}
 		resp.Groups = append(resp.Groups, g)
 	}
 	return resp, nil

@@ -3,6 +3,9 @@ package broker
 // IncrementalAlterConfigs: v0-1
 //
 // Behavior:
+//   - Authorization (authorizer.go): ALTER_CONFIGS on the topic, else
+//     TOPIC_AUTHORIZATION_FAILED; on the cluster for a broker resource, else
+//     CLUSTER_AUTHORIZATION_FAILED.
 //   - Topic resources: SET, DELETE, APPEND and SUBTRACT travel as they are to
 //     the metadata state machine, which applies them to the topic's overrides
 //     in force when the change is committed (raftfsm.Node.AlterTopicConfig).
@@ -39,7 +42,7 @@ func init() {
 	register(kmsg.IncrementalAlterConfigs.Int16(), 0, 1, (*Broker).handleIncrementalAlterConfigs)
 }
 
-func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	for _, rr := range req.Resources {
@@ -48,8 +51,16 @@ func (b *Broker) handleIncrementalAlterConfigs(ctx context.Context, _ *requestCo
 		var err error
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !b.allowed(rc, kmsg.ACLOperationAlterConfigs, kmsg.ACLResourceTypeTopic, rr.ResourceName) {
+				err = kerr.TopicAuthorizationFailed
+				break
+			}
 			err = b.alterTopicConfigs(ctx, rr, req.ValidateOnly)
 		case kmsg.ConfigResourceTypeBroker:
+			if !b.allowedCluster(rc, kmsg.ACLOperationAlterConfigs) {
+				err = kerr.ClusterAuthorizationFailed
+				break
+			}
 			err = newKafkaError(kerr.InvalidRequest, "broker configs are static")
 		default:
 			err = newKafkaError(kerr.InvalidRequest, "config resource type %s is not supported", rr.ResourceType)

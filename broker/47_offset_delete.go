@@ -3,6 +3,9 @@ package broker
 // OffsetDelete: v0
 //
 // Behavior (KIP-496):
+//   - Authorization (authorizer.go): DELETE on the group, else
+//     GROUP_AUTHORIZATION_FAILED (top level); READ on each topic, else its
+//     partitions answer TOPIC_AUTHORIZATION_FAILED.
 //   - Deletes committed offsets of a group with tombstones in
 //     __consumer_offsets, in one Raft entry, written in the group's write turn
 //     with no lock held (group_writes.go).
@@ -28,6 +31,10 @@ func (b *Broker) handleOffsetDelete(ctx context.Context, rc *requestContext, kre
 	req := kreq.(*kmsg.OffsetDeleteRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
 	c := b.groups
+	if !b.allowed(rc, kmsg.ACLOperationDelete, kmsg.ACLResourceTypeGroup, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	if !validGroupID(req.Group) {
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 		return resp, nil
@@ -64,10 +71,13 @@ func (b *Broker) handleOffsetDelete(ctx context.Context, rc *requestContext, kre
 		st := kmsg.NewOffsetDeleteResponseTopic()
 		st.Topic = rt.Topic
 		info, found := b.node.Topic(rt.Topic)
+		readable := b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewOffsetDeleteResponseTopicPartition()
 			sp.Partition = rp.Partition
 			switch {
+			case !readable:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case subscribed[rt.Topic]:
 				sp.ErrorCode = kerr.GroupSubscribedToTopic.Code
 			case !found || rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions):

@@ -3,10 +3,13 @@ package broker
 // DescribeUserScramCredentials: v0
 //
 // Behavior:
+//   - Needs DESCRIBE on the cluster (authorizer.go), else
+//     CLUSTER_AUTHORIZATION_FAILED.
 //   - Lists each user's SCRAM mechanisms and iteration counts (never salts or
-//     keys) from the credentials stored through Raft. A null user list
-//     means every user with a credential; a user without one is
-//     RESOURCE_NOT_FOUND; a user named twice is DUPLICATE_RESOURCE.
+//     keys) from the credentials stored through Raft. A null or empty user
+//     list means every user with a credential (KIP-554; the Java Admin
+//     client, and so kafka-configs.sh, sends an empty list); a user without
+//     one is RESOURCE_NOT_FOUND; a user named twice is DUPLICATE_RESOURCE.
 //
 // Version notes:
 //   - v0 is the only version (KIP-554).
@@ -24,9 +27,13 @@ func init() {
 	register(kmsg.DescribeUserSCRAMCredentials.Int16(), 0, 0, (*Broker).handleDescribeUserSCRAMCredentials)
 }
 
-func (b *Broker) handleDescribeUserSCRAMCredentials(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeUserSCRAMCredentials(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeUserSCRAMCredentialsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeUserSCRAMCredentialsResponse)
+	if !b.allowedCluster(rc, kmsg.ACLOperationDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp, nil
+	}
 	byUser := map[string][]raftfsm.ScramCredential{}
 	var order []string
 	for _, c := range b.node.ScramCredentials() {
@@ -45,7 +52,7 @@ func (b *Broker) handleDescribeUserSCRAMCredentials(_ context.Context, _ *reques
 		}
 		return r
 	}
-	if req.Users == nil {
+	if len(req.Users) == 0 {
 		for _, u := range order {
 			resp.Results = append(resp.Results, result(u))
 		}

@@ -3,6 +3,8 @@ package broker
 // AlterUserScramCredentials: v0
 //
 // Behavior:
+//   - Needs ALTER on the cluster (authorizer.go), else every user answers
+//     CLUSTER_AUTHORIZATION_FAILED.
 //   - Upsertions carry the salt, the iteration count and the salted
 //     password the client computed (kafka-configs.sh does it); the broker
 //     derives StoredKey and ServerKey from them and stores those through Raft
@@ -43,10 +45,11 @@ type scramChange struct {
 	cred   scram.Credential
 }
 
-func (b *Broker) handleAlterUserSCRAMCredentials(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleAlterUserSCRAMCredentials(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AlterUserSCRAMCredentialsRequest)
 	resp := req.ResponseKind().(*kmsg.AlterUserSCRAMCredentialsResponse)
 
+	alterable := b.allowedCluster(rc, kmsg.ACLOperationAlter)
 	var order []string
 	changes := map[string][]scramChange{}
 	failed := map[string]error{}
@@ -61,6 +64,8 @@ func (b *Broker) handleAlterUserSCRAMCredentials(ctx context.Context, _ *request
 			return
 		}
 		switch {
+		case !alterable:
+			failed[user] = kerr.ClusterAuthorizationFailed
 		case err != nil:
 			failed[user] = err
 		case seen[user][ch.mech]:

@@ -3,6 +3,8 @@ package broker
 // DescribeQuorum: v0-2
 //
 // Behavior:
+//   - Needs DESCRIBE on the cluster (authorizer.go), else
+//     CLUSTER_AUTHORIZATION_FAILED.
 //   - Describes the metadata Raft group (group 0, which holds topics,
 //     placement and configs), as Kafka describes its KRaft metadata log.
 //     Clients ask for topic __cluster_metadata partition 0; any other answers
@@ -45,9 +47,13 @@ const metadataLogTopic = "__cluster_metadata"
 // clusterListenerName names the node-to-node listener in DescribeQuorum v2.
 const clusterListenerName = "CLUSTER"
 
-func (b *Broker) handleDescribeQuorum(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeQuorum(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeQuorumRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeQuorumResponse)
+	if !b.allowedCluster(rc, kmsg.ACLOperationDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp, nil
+	}
 	if len(req.Topics) != 1 || req.Topics[0].Topic != metadataLogTopic ||
 		len(req.Topics[0].Partitions) != 1 || req.Topics[0].Partitions[0].Partition != 0 {
 		resp.ErrorCode = kerr.UnknownTopicOrPartition.Code

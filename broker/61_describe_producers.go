@@ -26,6 +26,7 @@ package broker
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/raftfsm"
@@ -35,7 +36,7 @@ func init() {
 	register(kmsg.DescribeProducers.Int16(), 0, 0, (*Broker).handleDescribeProducers)
 }
 
-func (b *Broker) handleDescribeProducers(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeProducers(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeProducersRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
 	resp.Topics = make([]kmsg.DescribeProducersResponseTopic, len(req.Topics))
@@ -45,10 +46,15 @@ func (b *Broker) handleDescribeProducers(_ context.Context, _ *requestContext, k
 		*st = kmsg.NewDescribeProducersResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.DescribeProducersResponseTopicPartition, len(rt.Partitions))
+		allowed := b.allowed(rc, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, rt.Topic)
 		for j, p := range rt.Partitions {
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewDescribeProducersResponseTopicPartition()
 			sp.Partition = p
+			if !allowed {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				continue
+			}
 			part, err := b.ledPartition(rt.Topic, p)
 			if err == nil {
 				sp.ActiveProducers, err = b.describeProducers(part)

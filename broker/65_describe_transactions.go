@@ -20,6 +20,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -27,7 +28,7 @@ func init() {
 	register(kmsg.DescribeTransactions.Int16(), 0, 0, (*Broker).handleDescribeTransactions)
 }
 
-func (b *Broker) handleDescribeTransactions(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeTransactions(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeTransactionsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeTransactionsResponse)
 	resp.TransactionStates = make([]kmsg.DescribeTransactionsResponseTransactionState, len(req.TransactionalIDs))
@@ -35,6 +36,10 @@ func (b *Broker) handleDescribeTransactions(ctx context.Context, _ *requestConte
 		ts := &resp.TransactionStates[i]
 		*ts = kmsg.NewDescribeTransactionsResponseTransactionState()
 		ts.TransactionalID = id
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, id) {
+			ts.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			continue
+		}
 		m, e := b.txns.describeTxn(ctx, id)
 		if e != nil {
 			ts.ErrorCode = e.Code

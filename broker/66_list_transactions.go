@@ -25,6 +25,7 @@ package broker
 import (
 	"context"
 	"regexp"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -34,7 +35,7 @@ func init() {
 	register(kmsg.ListTransactions.Int16(), 0, 2, (*Broker).handleListTransactions)
 }
 
-func (b *Broker) handleListTransactions(ctx context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleListTransactions(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListTransactionsRequest)
 	resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
 	f := txnFilter{minDurationMs: -1}
@@ -77,6 +78,10 @@ func (b *Broker) handleListTransactions(ctx context.Context, _ *requestContext, 
 		resp.ErrorCode = e.Code
 		return resp, nil
 	}
+	// Kafka lists only the ids the principal may DESCRIBE, silently.
+	txns = slices.DeleteFunc(txns, func(t listedTxn) bool {
+		return !b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTransactionalId, t.id)
+	})
 	resp.TransactionStates = make([]kmsg.ListTransactionsResponseTransactionState, len(txns))
 	for i, t := range txns {
 		ts := &resp.TransactionStates[i]

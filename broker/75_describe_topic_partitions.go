@@ -3,6 +3,9 @@ package broker
 // DescribeTopicPartitions: v0
 //
 // Behavior (KIP-966; `kafka-topics --describe` uses it instead of Metadata):
+//   - Authorization (authorizer.go): the list of every topic holds only the
+//     topics the principal may DESCRIBE; a named one it may not answers
+//     TOPIC_AUTHORIZATION_FAILED.
 //   - An empty topic list describes every topic; otherwise the named ones.
 //     Topics are answered in name order, each with its id and its partitions
 //     as Metadata describes them (leader, leader epoch = the group's Raft
@@ -17,7 +20,8 @@ package broker
 //     topic list answers INVALID_REQUEST on every topic, as Kafka does.
 //   - EligibleLeaderReplicas and LastKnownELR are empty (no KIP-966 ELR:
 //     Raft elects among the voters); OfflineReplicas is empty.
-//   - AuthorizedOperations keeps its "not requested" value: there are no ACLs.
+//   - AuthorizedOperations: the KIP-430 bit field of the principal's
+//     operations on the topic, always (as Kafka answers it).
 
 import (
 	"context"
@@ -37,7 +41,7 @@ func init() {
 // (Kafka's max.request.partition.size.limit default).
 const maxDescribePartitions = 2000
 
-func (b *Broker) handleDescribeTopicPartitions(_ context.Context, _ *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
+func (b *Broker) handleDescribeTopicPartitions(_ context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeTopicPartitionsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeTopicPartitionsResponse)
 	limit := int(req.ResponsePartitionLimit)
@@ -49,7 +53,9 @@ func (b *Broker) handleDescribeTopicPartitions(_ context.Context, _ *requestCont
 	var names []string
 	if len(req.Topics) == 0 {
 		for _, ti := range b.node.Topics() {
-			names = append(names, ti.Name)
+			if b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
+				names = append(names, ti.Name)
+			}
 		}
 	} else {
 		for _, t := range req.Topics {
@@ -83,6 +89,13 @@ func (b *Broker) handleDescribeTopicPartitions(_ context.Context, _ *requestCont
 		if i == 0 {
 			from = startPartition
 		}
+		if !b.allowed(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) {
+			t := kmsg.NewDescribeTopicPartitionsResponseTopic()
+			t.Topic = kmsg.StringPtr(name)
+			t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, t)
+			continue
+		}
 		ti, ok := b.node.Topic(name)
 		if !ok {
 			t := kmsg.NewDescribeTopicPartitionsResponseTopic()
@@ -96,6 +109,7 @@ func (b *Broker) handleDescribeTopicPartitions(_ context.Context, _ *requestCont
 			break
 		}
 		t, next := b.describeTopicPartitions(ti, from, left)
+		t.AuthorizedOperations = b.authorizedOperations(rc, kmsg.ACLResourceTypeTopic, name, topicOperations)
 		resp.Topics = append(resp.Topics, t)
 		left -= len(t.Partitions)
 		if next >= 0 {

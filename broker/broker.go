@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -91,6 +92,15 @@ type Config struct {
 	// client must authenticate again (KIP-368, Kafka's
 	// connections.max.reauth.ms); 0 means for the connection's life.
 	SASLSessionLifetime time.Duration
+	// SuperUsers are principals ("User:admin") allowed everything whatever
+	// the ACLs say (Kafka's super.users).
+	SuperUsers []string
+	// AllowEveryoneIfNoACLFound allows any principal on a resource no ACL
+	// binding applies to (Kafka's allow.everyone.if.no.acl.found); false
+	// refuses it to all but SuperUsers. DefaultConfig sets it, so a broker
+	// without ACLs stays open; cmd/shardcache clears it by default once a
+	// listener authenticates clients (authorizer.go).
+	AllowEveryoneIfNoACLFound bool
 
 	// hooks lets this package's tests stall the coordinator's I/O.
 	hooks *coordinatorHooks
@@ -155,6 +165,8 @@ func DefaultConfig() Config {
 		Groups:               DefaultGroupConfig(),
 		Transactions:         DefaultTxnConfig(),
 
+		AllowEveryoneIfNoACLFound: true,
+
 		FetchSessionCacheSlots: DefaultFetchSessionCacheSlots,
 	}
 }
@@ -201,6 +213,11 @@ func (c Config) Validate() error {
 	}
 	if c.DefaultPartitions < MinDefaultPartitions || c.DefaultPartitions > raftfsm.MaxPartitions {
 		return fmt.Errorf("broker: DefaultPartitions %d is not between %d and %d", c.DefaultPartitions, MinDefaultPartitions, raftfsm.MaxPartitions)
+	}
+	for _, p := range c.SuperUsers {
+		if typ, name, ok := strings.Cut(p, ":"); !ok || typ == "" || name == "" {
+			return fmt.Errorf("broker: super user %q is not TYPE:NAME", p)
+		}
 	}
 	if c.Node == nil {
 		return errors.New("broker: Node is nil")
@@ -295,6 +312,8 @@ type Broker struct {
 	groupMetrics *groupMetrics
 	// txns is the transaction coordinator (stopped by Close).
 	txns *txnCoordinator
+	// authz decides requests against the ACLs (authorizer.go).
+	authz *authorizer
 }
 
 // New builds a broker; it does not listen yet.
@@ -347,6 +366,7 @@ func New(cfg Config) (*Broker, error) {
 		now = time.Now
 	}
 	b.txns = newTxnCoordinator(b, cfg.Transactions, now)
+	b.authz = newAuthorizer(cfg.SuperUsers, cfg.AllowEveryoneIfNoACLFound, cfg.Node.ACLs)
 	return b, nil
 }
 

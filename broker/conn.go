@@ -42,6 +42,8 @@ type conn struct {
 	b      *Broker
 	nc     net.Conn
 	remote string
+	// host is remote's IP, the host ACLs name (authorizer.go).
+	host string
 	// lis is the listener the connection came through; sess its
 	// authentication state (security.go).
 	lis  *listener
@@ -117,6 +119,7 @@ func newConn(b *Broker, nc net.Conn, lis *listener) *conn {
 		nc:         nc,
 		lis:        lis,
 		remote:     nc.RemoteAddr().String(),
+		host:       hostOf(nc.RemoteAddr().String()),
 		ctx:        ctx,
 		cancel:     cancel,
 		readCtx:    readCtx,
@@ -429,6 +432,7 @@ func (c *conn) process(in inbound) bool {
 			remote:        c.nc.RemoteAddr(),
 			listener:      c.lis,
 			principal:     c.sess.principal,
+			host:          c.host,
 			conn:          c,
 		}
 		var err error

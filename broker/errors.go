@@ -7,6 +7,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
+	"github.com/shardcache/shardcache/internal/acl"
 	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/raftfsm"
@@ -45,6 +46,8 @@ func errorCode(err error) int16 {
 		return kerr.InvalidConfig.Code
 	case errors.Is(err, raftfsm.ErrUnknownCredential):
 		return kerr.ResourceNotFound.Code
+	case errors.Is(err, acl.ErrInvalid):
+		return kerr.InvalidRequest.Code
 	case errors.Is(err, scram.ErrBadCredential):
 		return kerr.UnacceptableCredential.Code
 	case errors.Is(err, shardstore.ErrKeyRequired):

@@ -43,6 +43,10 @@ type testBrokerConfig struct {
 	// FetchSessionCacheSlots is Config.FetchSessionCacheSlots; 0 keeps
 	// DefaultConfig's value.
 	FetchSessionCacheSlots int
+	// SuperUsers is Config.SuperUsers; DenyIfNoACLFound clears
+	// Config.AllowEveryoneIfNoACLFound.
+	SuperUsers       []string
+	DenyIfNoACLFound bool
 }
 
 // testBroker is one running single-node broker over a real raftfsm.Node and
@@ -103,6 +107,8 @@ func newTestBroker(t testing.TB, opts ...func(*testBrokerConfig)) *testBroker {
 	if cfg.FetchSessionCacheSlots != 0 {
 		bcfg.FetchSessionCacheSlots = cfg.FetchSessionCacheSlots
 	}
+	bcfg.SuperUsers = cfg.SuperUsers
+	bcfg.AllowEveryoneIfNoACLFound = !cfg.DenyIfNoACLFound
 	bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 	tb := &testBroker{Node: node, Store: store}
 	var stop func()

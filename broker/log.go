@@ -24,4 +24,5 @@ const (
 	logKeyListener       = "listener"
 	logKeyMechanism      = "mechanism"
 	logKeyUser           = "user"
+	logKeyPrincipal      = "principal"
 )

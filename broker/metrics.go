@@ -23,6 +23,8 @@ type metrics struct {
 	fetchSessions      prometheus.Gauge
 	// saslAuthentications counts SaslAuthenticate outcomes.
 	saslAuthentications *prometheus.CounterVec // mechanism, result
+	// authorizationDenied counts requests refused on a resource (authorizer.go).
+	authorizationDenied *prometheus.CounterVec // resource_type
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -88,9 +90,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shardcache_sasl_authentications_total",
 			Help: "SASL authentications, by mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) and result (success or failure).",
 		}, []string{"mechanism", "result"}),
+		authorizationDenied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_authorization_denied_total",
+			Help: "Resources a request was refused access to by the ACLs, by resource type (TOPIC, GROUP, CLUSTER, TRANSACTIONAL_ID).",
+		}, []string{"resource_type"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.saslAuthentications)
+		reg.MustRegister(m.saslAuthentications, m.authorizationDenied)
 		reg.MustRegister(m.requests, m.requestSeconds, m.produceBytes, m.produceRecords,
 			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen,
 			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits,

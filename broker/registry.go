@@ -83,6 +83,8 @@ type requestContext struct {
 	// connection's identity when the request arrived (security.go).
 	listener  *listener
 	principal string
+	// host is the client's IP address, the host ACLs name.
+	host string
 	// conn is the connection (the SASL handlers change its session);
 	// closeAfter, set by a handler, closes it once the response is written.
 	conn       *conn

@@ -502,6 +502,11 @@ func TestScramCredentialAdmin(t *testing.T) {
 	if len(desc) != 1 || len(desc["alice"].CredInfos) != 2 || desc["alice"].CredInfos[0].Iterations != 8192 {
 		t.Fatalf("describe all: %+v", desc)
 	}
+	// An empty list, as the Java Admin client sends it, describes every user too.
+	all, err := (&kmsg.DescribeUserSCRAMCredentialsRequest{Users: []kmsg.DescribeUserSCRAMCredentialsRequestUser{}}).RequestWith(ctx, sb.client(t))
+	if err != nil || len(all.Results) != 1 || all.Results[0].User != "alice" {
+		t.Fatalf("describe with an empty user list: %v %+v", err, all)
+	}
 	desc, err = adm.DescribeUserSCRAMs(ctx, "alice", "bob")
 	if err != nil {
 		t.Fatal(err)

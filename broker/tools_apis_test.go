@@ -1,7 +1,8 @@
 package broker
 
 // Edge cases of the APIs Kafka's command-line tools need: DeleteRecords,
-// DescribeLogDirs, DescribeQuorum, DescribeTopicPartitions and ListGroups v5.
+// DescribeLogDirs, DescribeQuorum, DescribeTopicPartitions, ListGroups v5 and
+// DescribeClientQuotas.
 // The tools themselves run against the binary in integration/kafkatools_test.go.
 
 import (
@@ -445,5 +446,77 @@ func TestToolsAPIsInCluster(t *testing.T) {
 	}
 	if len(leaders) != 1 {
 		t.Fatalf("nodes name different quorum leaders: %v", leaders)
+	}
+}
+
+// TestDescribeClientQuotas: with no quotas, any valid filter (none, an exact
+// user, a default client-id, any ip) answers an empty list at v0 and v1; a
+// bad filter answers Kafka's error code with a message.
+func TestDescribeClientQuotas(t *testing.T) {
+	tb := newTestBroker(t)
+	comp := func(typ string, mt kmsg.QuotasMatchType, match *string) kmsg.DescribeClientQuotasRequestComponent {
+		c := kmsg.NewDescribeClientQuotasRequestComponent()
+		c.EntityType, c.MatchType, c.Match = typ, mt, match
+		return c
+	}
+	alice := kmsg.StringPtr("alice")
+	tests := []struct {
+		name       string
+		components []kmsg.DescribeClientQuotasRequestComponent
+		want       int16
+	}{
+		{"no filter", nil, 0},
+		{"exact user", []kmsg.DescribeClientQuotasRequestComponent{comp("user", kmsg.QuotasMatchTypeExact, alice)}, 0},
+		{"user and default client-id", []kmsg.DescribeClientQuotasRequestComponent{
+			comp("user", kmsg.QuotasMatchTypeAny, nil), comp("client-id", kmsg.QuotasMatchTypeDefault, nil)}, 0},
+		{"any ip", []kmsg.DescribeClientQuotasRequestComponent{comp("ip", kmsg.QuotasMatchTypeAny, nil)}, 0},
+		{"empty entity type", []kmsg.DescribeClientQuotasRequestComponent{comp("", kmsg.QuotasMatchTypeAny, nil)}, kerr.InvalidRequest.Code},
+		{"unknown entity type", []kmsg.DescribeClientQuotasRequestComponent{comp("group", kmsg.QuotasMatchTypeAny, nil)}, kerr.UnsupportedVersion.Code},
+		{"user twice", []kmsg.DescribeClientQuotasRequestComponent{
+			comp("user", kmsg.QuotasMatchTypeAny, nil), comp("user", kmsg.QuotasMatchTypeExact, alice)}, kerr.InvalidRequest.Code},
+		{"exact without match", []kmsg.DescribeClientQuotasRequestComponent{comp("user", kmsg.QuotasMatchTypeExact, nil)}, kerr.InvalidRequest.Code},
+		{"default with match", []kmsg.DescribeClientQuotasRequestComponent{comp("user", kmsg.QuotasMatchTypeDefault, alice)}, kerr.InvalidRequest.Code},
+		{"unknown match type", []kmsg.DescribeClientQuotasRequestComponent{comp("user", kmsg.QuotasMatchType(7), nil)}, kerr.UnsupportedVersion.Code},
+		{"ip with user", []kmsg.DescribeClientQuotasRequestComponent{
+			comp("ip", kmsg.QuotasMatchTypeAny, nil), comp("user", kmsg.QuotasMatchTypeAny, nil)}, kerr.InvalidRequest.Code},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for v := int16(0); v <= 1; v++ {
+				req := kmsg.NewPtrDescribeClientQuotasRequest()
+				req.Components = tt.components
+				resp := atVersion[*kmsg.DescribeClientQuotasResponse](t, tb.Addr, req, v)
+				if resp.ErrorCode != tt.want {
+					t.Fatalf("v%d: error %d, want %d", v, resp.ErrorCode, tt.want)
+				}
+				if tt.want != 0 && (resp.ErrorMessage == nil || *resp.ErrorMessage == "") {
+					t.Fatalf("v%d: error %d without a message", v, resp.ErrorCode)
+				}
+				if tt.want == 0 && (resp.Entries == nil || len(resp.Entries) != 0) {
+					t.Fatalf("v%d: entries %+v, want an empty list", v, resp.Entries)
+				}
+			}
+		})
+	}
+}
+
+// TestDescribeClientQuotasNeedsClusterDescribeConfigs: with authorization on,
+// DescribeClientQuotas answers CLUSTER_AUTHORIZATION_FAILED until the principal
+// may DESCRIBE_CONFIGS the cluster.
+func TestDescribeClientQuotasNeedsClusterDescribeConfigs(t *testing.T) {
+	ab := newACLBroker(t, func(c *testBrokerConfig) { c.DenyIfNoACLFound = true })
+	quotas := func(user string) int16 {
+		t.Helper()
+		return groupRequest[*kmsg.DescribeClientQuotasResponse](t, ab.as(t, user), kmsg.NewPtrDescribeClientQuotasRequest()).ErrorCode
+	}
+	if code := quotas("alice"); code != kerr.ClusterAuthorizationFailed.Code {
+		t.Fatalf("alice without an ACL: error %d, want CLUSTER_AUTHORIZATION_FAILED", code)
+	}
+	if code := quotas("admin"); code != 0 {
+		t.Fatalf("the super user: error %d", code)
+	}
+	ab.allow(t, kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpDescribeConfigs))
+	if code := quotas("alice"); code != 0 {
+		t.Fatalf("alice with DESCRIBE_CONFIGS on the cluster: error %d", code)
 	}
 }

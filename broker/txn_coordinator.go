@@ -204,18 +204,18 @@ func (c *txnCoordinator) close() {
 }
 
 // run aborts timed-out transactions and expires idle transactional ids,
-// until close. It also loads the partitions this node leads at start.
+// until close. It also loads the partitions this node leads: at start, and
+// whenever it comes to lead one (as Kafka loads a partition on election), so
+// that a transaction left in Prepare* by a failed coordinator gets its markers
+// and an Ongoing one its timeout without waiting for a request of its id.
 func (c *txnCoordinator) run() {
 	if err := c.b.node.WaitReady(c.ctx); err != nil {
 		return
 	}
-	if ti, ok := c.b.node.Topic(txnStateTopic); ok {
-		for _, p := range ti.Partitions {
-			if _, err := c.ensureLoaded(c.ctx, ti, p.Partition); err != nil && c.ctx.Err() == nil {
-				c.log.Debug("transaction state partition not loaded", logKeyPartition, p.Partition, logKeyError, err)
-			}
-		}
-	}
+	// A group's new leader reports itself to the metadata group, which
+	// changes the metadata; the abort check looks again as a fallback.
+	changed := c.b.node.MetadataChanged()
+	c.loadLed()
 	abort := time.NewTicker(c.cfg.AbortCheckInterval)
 	defer abort.Stop()
 	expire := time.NewTicker(c.cfg.IDExpirationCheckInterval)
@@ -224,10 +224,32 @@ func (c *txnCoordinator) run() {
 		select {
 		case <-c.stop:
 			return
+		case <-changed:
+			changed = c.b.node.MetadataChanged()
+			c.loadLed()
 		case <-abort.C:
+			c.loadLed()
 			c.abortTimedOut(c.now())
 		case <-expire.C:
 			c.expireIDs(c.now())
+		}
+	}
+}
+
+// loadLed loads every __transaction_state partition this node leads and has
+// not loaded in the current term (ensureLoaded finishes its Prepare*
+// transactions).
+func (c *txnCoordinator) loadLed() {
+	ti, ok := c.b.node.Topic(txnStateTopic)
+	if !ok {
+		return
+	}
+	for _, p := range ti.Partitions {
+		if !c.b.node.IsLeader(p.Group) {
+			continue
+		}
+		if _, err := c.ensureLoaded(c.ctx, ti, p.Partition); err != nil && c.ctx.Err() == nil {
+			c.log.Debug("transaction state partition not loaded", logKeyPartition, p.Partition, logKeyError, err)
 		}
 	}
 }
@@ -271,7 +293,14 @@ func (c *txnCoordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo,
 	if !c.b.node.IsLeader(pi.Group) {
 		return 0, errNotCoordinator
 	}
-	epoch := c.b.node.LeaderEpoch(pi.Group)
+	// Until this node's report as the group's leader is in the leader table,
+	// the table names the previous leader and its epoch, which this node's
+	// markers must not carry: wait for it (the report changes the metadata,
+	// and run loads again).
+	leader, epoch, ok := c.b.node.GroupLeader(pi.Group)
+	if !ok || leader != c.b.node.NodeID() {
+		return 0, errCoordinatorLoad
+	}
 	c.mu.Lock()
 	if e, ok := c.loaded[p]; ok && e == epoch {
 		c.mu.Unlock()
@@ -298,6 +327,9 @@ func (c *txnCoordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo,
 		return epoch, nil
 	}
 	metas, err := c.readPartition(p, pi.Shard)
+	if errors.Is(err, shardstore.ErrUnknownShard) {
+		return 0, errCoordinatorLoad // the topic is new: its shard is being created
+	}
 	if err != nil {
 		c.log.Error("load transaction state partition failed", logKeyPartition, p, logKeyError, err)
 		return 0, errCoordinatorLoad

@@ -48,8 +48,9 @@ func TestJavaClient(t *testing.T) {
 	runExternalSuite(t, externalSuite{
 		Dir:     filepath.Join(root, "integration", "java"),
 		Command: "mvn",
-		// Tests tagged "cluster" need a cluster and a driver (cluster_java_test.go).
-		Args:      []string{"-q", "-B", "-o", "-Dstyle.color=never", "-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster", "test"},
+		// Tests tagged "cluster" need a cluster and a driver (cluster_java_test.go),
+		// those tagged "sasl" a SASL_SSL listener (security_clients_test.go).
+		Args:      []string{"-q", "-B", "-o", "-Dstyle.color=never", "-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster,sasl", "test"},
 		Bootstrap: b.KafkaAddr,
 		Timeout:   javaSuiteTimeout,
 		Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),

@@ -48,9 +48,10 @@ func TestFlink(t *testing.T) {
 				Dir:     dir,
 				Command: "mvn",
 				// Tests tagged "cluster" need a cluster and its driver
-				// (cluster_flink_test.go).
+				// (cluster_flink_test.go), those tagged "sasl" a SASL_SSL
+				// listener (security_clients_test.go).
 				Args: []string{"-q", "-B", "-o", "-Dstyle.color=never", "-P", profile,
-					"-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster", "test"},
+					"-Dshardcache.build.dir=" + buildDir, "-DexcludedGroups=cluster,sasl", "test"},
 				Bootstrap: b.KafkaAddr,
 				Timeout:   flinkProfileTimeout,
 				Reports:   filepath.Join(buildDir, "surefire-reports", "TEST-*.xml"),

@@ -146,6 +146,8 @@ func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Com
 		return p.applyCluster(w, m, c)
 	case CmdUpsertScramCredential, CmdDeleteScramCredential:
 		return p.applyScram(w, m, c)
+	case CmdCreateACLs, CmdDeleteACLs:
+		return p.applyACLs(w, m, c)
 	case CmdSetClusterID:
 		if m.clusterID == "" && c.ClusterID != "" {
 			m.clusterID = c.ClusterID

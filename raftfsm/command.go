@@ -7,6 +7,7 @@ import (
 	"math"
 	"sort"
 
+	"github.com/shardcache/shardcache/internal/acl"
 	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
@@ -47,7 +48,10 @@ const (
 	CmdUpsertScramCredential CommandType = 26
 	CmdDeleteScramCredential CommandType = 27
 
-	// 28-31 are taken or reserved by other changes.
+	CmdCreateACLs CommandType = 28
+	CmdDeleteACLs CommandType = 29
+
+	// 30-31 are taken or reserved by other changes.
 
 	CmdAlterTopicConfig CommandType = 32
 )
@@ -76,6 +80,8 @@ var commandTypeNames = map[CommandType]string{
 
 	CmdUpsertScramCredential: "upsert_scram_credential",
 	CmdDeleteScramCredential: "delete_scram_credential",
+	CmdCreateACLs:            "create_acls",
+	CmdDeleteACLs:            "delete_acls",
 }
 
 func (t CommandType) String() string {
@@ -112,6 +118,8 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdAlterTopicConfig:    Topic.Name, ConfigOps (applied to the overrides in force)
 //	CmdUpsertScramCredential: Scram (user, mechanism, iterations, salt, keys)
 //	CmdDeleteScramCredential: Scram.User, Scram.Mechanism
+//	CmdCreateACLs:          ACLs
+//	CmdDeleteACLs:          ACLFilters (resolved when applied; answers [][]acl.Binding)
 //
 // A decoded command's byte slices (record keys, values, header values) alias the
 // encoded buffer.
@@ -141,6 +149,9 @@ type Command struct {
 	ConfigOps []topicconfig.Op
 
 	Scram ScramCredential
+
+	ACLs       []acl.Binding
+	ACLFilters []acl.Filter
 }
 
 // EncodeCommand appends the encoding of c to dst.
@@ -237,6 +248,16 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 	case CmdDeleteScramCredential:
 		dst = appendString(dst, c.Scram.User)
 		dst = append(dst, byte(c.Scram.Mechanism))
+	case CmdCreateACLs:
+		dst = binary.AppendUvarint(dst, uint64(len(c.ACLs)))
+		for i := range c.ACLs {
+			dst = appendACL(dst, &c.ACLs[i])
+		}
+	case CmdDeleteACLs:
+		dst = binary.AppendUvarint(dst, uint64(len(c.ACLFilters)))
+		for i := range c.ACLFilters {
+			dst = appendACLFilter(dst, &c.ACLFilters[i])
+		}
 	}
 	return dst
 }
@@ -413,6 +434,22 @@ func DecodeCommand(b []byte) (*Command, error) {
 	case CmdDeleteScramCredential:
 		c.Scram.User = d.string()
 		c.Scram.Mechanism = scram.Mechanism(int8(d.byte()))
+	case CmdCreateACLs:
+		n := d.count(minACLBytes)
+		if n > 0 {
+			c.ACLs = make([]acl.Binding, n)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			d.acl(&c.ACLs[i])
+		}
+	case CmdDeleteACLs:
+		n := d.count(minACLBytes)
+		if n > 0 {
+			c.ACLFilters = make([]acl.Filter, n)
+		}
+		for i := 0; i < n && d.err == nil; i++ {
+			d.aclFilter(&c.ACLFilters[i])
+		}
 	default:
 		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, b[1])
 	}

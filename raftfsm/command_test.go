@@ -13,6 +13,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/internal/acl"
 	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
@@ -65,8 +68,22 @@ func goldenCommands() []*Command {
 			Listeners: "PLAINTEXT://127.0.0.1:9092,SASL_SSL://kafka.example:9094"}},
 		{Type: CmdDeleteScramCredential, Scram: ScramCredential{User: "alice", Credential: scram.Credential{Mechanism: scram.SHA512}}},
 		{Type: CmdExpireTxnMarkers, Shard: 9, BeforeMs: 1700000000000},
+		{Type: CmdCreateACLs, ACLs: []acl.Binding{
+			{ResourceType: kmsg.ACLResourceTypeTopic, Name: "orders", Pattern: kmsg.ACLResourcePatternTypeLiteral,
+				Principal: "User:alice", Host: "*", Operation: kmsg.ACLOperationRead, Permission: kmsg.ACLPermissionTypeAllow},
+			{ResourceType: kmsg.ACLResourceTypeGroup, Name: "app-", Pattern: kmsg.ACLResourcePatternTypePrefixed,
+				Principal: "User:*", Host: "10.0.0.1", Operation: kmsg.ACLOperationAll, Permission: kmsg.ACLPermissionTypeDeny},
+		}},
+		{Type: CmdDeleteACLs, ACLFilters: []acl.Filter{
+			{ResourceType: kmsg.ACLResourceTypeAny, Pattern: kmsg.ACLResourcePatternTypeAny,
+				Operation: kmsg.ACLOperationAny, Permission: kmsg.ACLPermissionTypeAny},
+			{ResourceType: kmsg.ACLResourceTypeTopic, Name: ptr("orders"), Pattern: kmsg.ACLResourcePatternTypeMatch,
+				Principal: ptr(""), Host: ptr("*"), Operation: kmsg.ACLOperationWrite, Permission: kmsg.ACLPermissionTypeAllow},
+		}},
 	}
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func TestCommandGolden(t *testing.T) {
 	path := filepath.Join("testdata", "commands.golden")

@@ -135,11 +135,15 @@ func (s *LogStore) LastIndex() (uint64, error) {
 // log.Data and log.Extensions may be shared with the cache and other readers:
 // the caller must not modify them.
 func (s *LogStore) GetLog(index uint64, log *raft.Log) error {
+	// The copy is made under the lock: cached points into the cache's slice,
+	// which add and remove shift, so after Unlock it may hold another entry.
 	s.mu.Lock()
 	cached := s.cache.get(index)
-	s.mu.Unlock()
 	if cached != nil {
 		*log = *cached
+	}
+	s.mu.Unlock()
+	if cached != nil {
 		return nil
 	}
 	v, closer, err := s.db.Get(logKey(s.group, index))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	"github.com/shardcache/shardcache/internal/acl"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 	"github.com/shardcache/shardcache/shardstore"
 )
@@ -60,6 +61,9 @@ type metadata struct {
 
 	// SASL users (scram.go).
 	scram map[scramKey]*ScramCredential
+
+	// ACL bindings (acls.go); immutable, replaced on change.
+	acls *ACLSet
 }
 
 func newMetadata() *metadata {
@@ -71,6 +75,7 @@ func newMetadata() *metadata {
 		placement: map[uint32][]int32{},
 		leaders:   map[uint32]GroupLeader{},
 		scram:     map[scramKey]*ScramCredential{},
+		acls:      emptyACLSet,
 	}
 }
 
@@ -134,6 +139,7 @@ var errCorruptMeta = errors.New("raftfsm: corrupt metadata")
 // loadMetadata reads the metadata keys from db; resolve fills each topic's config.
 func loadMetadata(db *pebble.DB, resolve func(map[string]string) topicconfig.Config) (*metadata, error) {
 	m := newMetadata()
+	bindings := map[acl.Binding]struct{}{}
 	it, err := db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte{prefixMeta},
 		UpperBound: []byte{prefixMeta + 1},
@@ -163,6 +169,10 @@ func loadMetadata(db *pebble.DB, resolve func(map[string]string) topicconfig.Con
 			m.byID[t.ID] = t
 		case metaKindScram:
 			m.loadScramKey(k, &d)
+		case metaKindACL:
+			if err := loadACLKey(k, bindings); err != nil {
+				return nil, err
+			}
 		default:
 			if !m.loadClusterKey(k, &d) {
 				return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)
@@ -171,6 +181,9 @@ func loadMetadata(db *pebble.DB, resolve func(map[string]string) topicconfig.Con
 		if d.err != nil || len(d.b) != 0 {
 			return nil, fmt.Errorf("%w: key %q", errCorruptMeta, k)
 		}
+	}
+	if len(bindings) > 0 {
+		m.acls = newACLSet(bindings)
 	}
 	return m, it.Error()
 }

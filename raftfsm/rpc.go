@@ -21,6 +21,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/shardcache/shardcache/internal/acl"
 	"github.com/shardcache/shardcache/internal/scram"
 	"github.com/shardcache/shardcache/internal/topicconfig"
 )
@@ -48,6 +49,8 @@ const (
 	opStatus           = "status"            // -> Status
 	opUpsertScram      = "upsert_scram"      // Scram
 	opDeleteScram      = "delete_scram"      // Scram.User, Scram.Mechanism
+	opCreateACLs       = "create_acls"       // ACLs
+	opDeleteACLs       = "delete_acls"       // ACLFilters -> DeletedACLs
 )
 
 type rpcRequest struct {
@@ -63,6 +66,8 @@ type rpcRequest struct {
 	Command      []byte            `json:"command,omitempty"`
 	ConfigOps    []topicconfig.Op  `json:"config_ops,omitempty"`
 	Scram        *ScramCredential  `json:"scram,omitempty"`
+	ACLs         []acl.Binding     `json:"acls,omitempty"`
+	ACLFilters   []acl.Filter      `json:"acl_filters,omitempty"`
 }
 
 type rpcResponse struct {
@@ -75,6 +80,8 @@ type rpcResponse struct {
 	ClusterID string        `json:"cluster_id,omitempty"`
 	PIDStart  int64         `json:"pid_start,omitempty"`
 	Status    []GroupStatus `json:"status,omitempty"`
+	// DeletedACLs are the bindings each filter of opDeleteACLs deleted.
+	DeletedACLs [][]acl.Binding `json:"deleted_acls,omitempty"`
 }
 
 // rpcErrors maps the sentinels callers test with errors.Is to wire codes.
@@ -99,6 +106,7 @@ var rpcErrors = []struct {
 	{"config_invalid", topicconfig.ErrInvalid},
 	{"unknown_credential", ErrUnknownCredential},
 	{"bad_credential", scram.ErrBadCredential},
+	{"invalid_acl", acl.ErrInvalid},
 }
 
 func errorResponse(err error) rpcResponse {
@@ -251,6 +259,8 @@ func (n *Node) applyMetaRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 		}
 	case opUpsertScram, opDeleteScram:
 		idx, err = n.scramLocal(ctx, req.Op, req.Scram)
+	case opCreateACLs, opDeleteACLs:
+		idx, err = n.aclsLocal(ctx, req, &resp)
 	case opSetLeader:
 		_, idx, err = n.proposeLocal(ctx, metaGroup, &Command{Type: CmdSetGroupLeader, Group: req.Group, NodeID: req.NodeID, Term: req.Term})
 	default:

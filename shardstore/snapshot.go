@@ -1,8 +1,8 @@
 package shardstore
 
 import (
-	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -196,10 +196,20 @@ func sortSpans(spans []groupSpan) {
 // then one entry per next. It checks the framing, the limits, the key order
 // and (at the end) the entry count and the CRC; what the entries mean is
 // Ingest's concern.
+//
+// It decodes in place from its own buffer: a value that fits in the buffer is
+// handed out as a slice of it, and the CRC is computed over consumed bytes a
+// buffer at a time (when the buffer is refilled, and at the trailer), not a
+// field at a time.
 type snapshotDecoder struct {
-	r   *bufio.Reader
-	crc uint32
-	one [1]byte
+	src io.Reader
+	// buf[r:w] is read but not decoded; buf[crcAt:r] is decoded but not yet
+	// in crc. err is the error the source returned last (io.EOF at the end).
+	buf         []byte
+	r, w, crcAt int
+	crc         uint32
+	err         error
+	big         []byte // a value longer than buf, copied
 
 	hdr SnapshotHeader
 	// key and value are the current entry; valid until the next call of next.
@@ -209,19 +219,22 @@ type snapshotDecoder struct {
 	done       bool
 }
 
+// snapshotDecodeBuf is the decoder's buffer size: values up to it are not
+// copied.
+const snapshotDecodeBuf = 256 << 10
+
 func badSnapshot(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{ErrBadSnapshot}, args...)...)
 }
 
 // newSnapshotDecoder reads and checks the prefix and header of a stream.
 func newSnapshotDecoder(r io.Reader) (*snapshotDecoder, error) {
-	d := &snapshotDecoder{r: bufio.NewReaderSize(r, 256<<10)}
-	var prefix [SnapshotPrefixLen]byte
-	if err := d.full(prefix[:]); err != nil {
+	d := &snapshotDecoder{src: r, buf: make([]byte, snapshotDecodeBuf)}
+	prefix, err := d.take(SnapshotPrefixLen)
+	if err != nil {
 		return nil, err
 	}
-	var err error
-	if d.hdr.Group, d.hdr.Applied, err = ParseSnapshotPrefix(prefix[:]); err != nil {
+	if d.hdr.Group, d.hdr.Applied, err = ParseSnapshotPrefix(prefix); err != nil {
 		return nil, err
 	}
 	n, err := d.uvarint(maxSnapshotShards, "shard count")
@@ -229,12 +242,12 @@ func newSnapshotDecoder(r io.Reader) (*snapshotDecoder, error) {
 		return nil, err
 	}
 	d.hdr.Shards = make([]ShardID, 0, min(n, 1<<12))
-	var b [8]byte
 	for i := uint64(0); i < n; i++ {
-		if err := d.full(b[:]); err != nil {
+		b, err := d.take(8)
+		if err != nil {
 			return nil, err
 		}
-		id := ShardID(binary.BigEndian.Uint64(b[:]))
+		id := ShardID(binary.BigEndian.Uint64(b))
 		if i > 0 && id <= d.hdr.Shards[i-1] {
 			return nil, badSnapshot("shard %d after %d", id, d.hdr.Shards[i-1])
 		}
@@ -245,10 +258,10 @@ func newSnapshotDecoder(r io.Reader) (*snapshotDecoder, error) {
 	}
 	for i := uint64(0); i < n; i++ {
 		var sp Span
-		if sp.Start, err = d.bytes(nil, maxSpanKeyLen, "span start"); err != nil {
+		if sp.Start, err = d.bytes(maxSpanKeyLen, "span start"); err != nil {
 			return nil, err
 		}
-		if sp.End, err = d.bytes(nil, maxSpanKeyLen, "span end"); err != nil {
+		if sp.End, err = d.bytes(maxSpanKeyLen, "span end"); err != nil {
 			return nil, err
 		}
 		d.hdr.Extra = append(d.hdr.Extra, sp)
@@ -265,7 +278,6 @@ func (d *snapshotDecoder) next() (bool, error) {
 	if d.done {
 		return false, nil
 	}
-	d.prev, d.key = d.key, d.prev
 	kl, err := d.uvarint(maxSnapshotKey, "key length")
 	if err != nil {
 		return false, err
@@ -273,9 +285,12 @@ func (d *snapshotDecoder) next() (bool, error) {
 	if kl == 0 {
 		return false, d.trailer()
 	}
-	if d.key, err = d.bytesN(d.key[:0], kl); err != nil {
+	k, err := d.take(kl)
+	if err != nil {
 		return false, err
 	}
+	// The key is kept (as prev) past the next refill of buf: copy it.
+	d.prev, d.key = d.key, append(d.prev[:0], k...)
 	if d.count > 0 && bytes.Compare(d.key, d.prev) <= 0 {
 		return false, badSnapshot("key %x after %x", d.key, d.prev)
 	}
@@ -283,7 +298,7 @@ func (d *snapshotDecoder) next() (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if d.value, err = d.bytesN(d.value[:0], vl); err != nil {
+	if d.value, err = d.take(vl); err != nil {
 		return false, err
 	}
 	d.count++
@@ -291,25 +306,26 @@ func (d *snapshotDecoder) next() (bool, error) {
 }
 
 func (d *snapshotDecoder) trailer() error {
-	var b [8]byte
-	if err := d.full(b[:]); err != nil {
+	b, err := d.take(8)
+	if err != nil {
 		return err
 	}
-	if n := binary.BigEndian.Uint64(b[:]); n != d.count {
+	if n := binary.BigEndian.Uint64(b); n != d.count {
 		return badSnapshot("trailer counts %d entries, stream has %d", n, d.count)
 	}
-	want := d.crc
-	if _, err := io.ReadFull(d.r, b[:4]); err != nil {
-		return d.readErr(err)
+	d.sum()
+	if b, err = d.take(4); err != nil {
+		return err
 	}
-	if got := binary.BigEndian.Uint32(b[:4]); got != want {
-		return badSnapshot("checksum %08x, computed %08x", got, want)
+	d.crcAt = d.r // the CRC is not part of itself
+	if got := binary.BigEndian.Uint32(b); got != d.crc {
+		return badSnapshot("checksum %08x, computed %08x", got, d.crc)
 	}
-	if _, err := d.r.ReadByte(); err != io.EOF {
-		if err != nil {
-			return fmt.Errorf("shardstore: read group snapshot: %w", err)
-		}
+	switch err := d.fill(1); {
+	case d.w > d.r:
 		return badSnapshot("bytes after the trailer")
+	case err != io.EOF:
+		return fmt.Errorf("shardstore: read group snapshot: %w", err)
 	}
 	d.done = true
 	return nil
@@ -322,24 +338,74 @@ func (d *snapshotDecoder) readErr(err error) error {
 	return fmt.Errorf("shardstore: read group snapshot: %w", err)
 }
 
-// full reads len(p) bytes.
-func (d *snapshotDecoder) full(p []byte) error {
-	if _, err := io.ReadFull(d.r, p); err != nil {
-		return d.readErr(err)
+// sum adds the decoded bytes not yet in the CRC to it.
+func (d *snapshotDecoder) sum() {
+	d.crc = crc32.Update(d.crc, castagnoli, d.buf[d.crcAt:d.r])
+	d.crcAt = d.r
+}
+
+// fill reads until buf holds at least n (at most len(buf)) undecoded bytes,
+// moving them to its start first when they would not fit. It returns the
+// source's error, io.EOF included, when the stream ends first.
+func (d *snapshotDecoder) fill(n int) error {
+	if d.w-d.r >= n {
+		return nil
 	}
-	d.crc = crc32.Update(d.crc, castagnoli, p)
+	if d.r+n > len(d.buf) {
+		d.sum()
+		d.w = copy(d.buf, d.buf[d.r:d.w])
+		d.r, d.crcAt = 0, 0
+	}
+	for d.w-d.r < n {
+		if d.err != nil {
+			return d.err
+		}
+		m, err := d.src.Read(d.buf[d.w:])
+		d.w += m
+		if err != nil {
+			d.err = err
+		} else if m == 0 {
+			d.err = io.ErrNoProgress
+		}
+	}
 	return nil
 }
 
-func (d *snapshotDecoder) uvarint(limit uint64, what string) (uint64, error) {
-	var v uint64
-	for shift := uint(0); ; shift += 7 {
-		c, err := d.r.ReadByte()
-		if err != nil {
-			return 0, d.readErr(err)
+// take returns the next n bytes: a slice of buf, valid until the next fill,
+// when they fit in it, else a copy grown as the bytes arrive, so that a
+// corrupt length fails at the end of the stream instead of allocating it.
+func (d *snapshotDecoder) take(n uint64) ([]byte, error) {
+	if n <= uint64(len(d.buf)) {
+		if err := d.fill(int(n)); err != nil {
+			return nil, d.readErr(err)
 		}
-		d.one[0] = c
-		d.crc = crc32.Update(d.crc, castagnoli, d.one[:])
+		p := d.buf[d.r : d.r+int(n) : d.r+int(n)]
+		d.r += int(n)
+		return p, nil
+	}
+	d.big = d.big[:0]
+	for n > 0 {
+		if err := d.fill(1); err != nil {
+			return nil, d.readErr(err)
+		}
+		step := int(min(n, uint64(d.w-d.r)))
+		d.big = append(d.big, d.buf[d.r:d.r+step]...)
+		d.r += step
+		n -= uint64(step)
+	}
+	return d.big, nil
+}
+
+func (d *snapshotDecoder) uvarint(limit uint64, what string) (uint64, error) {
+	// A stream may end in fewer bytes than the longest varint: the loop
+	// below reports a varint cut short.
+	_ = d.fill(binary.MaxVarintLen64)
+	var v uint64
+	for i, shift := 0, uint(0); ; i, shift = i+1, shift+7 {
+		if d.r+i == d.w {
+			return 0, d.readErr(cmp.Or(d.err, io.ErrUnexpectedEOF))
+		}
+		c := d.buf[d.r+i]
 		if shift == 63 && c > 1 {
 			return 0, badSnapshot("%s overflows", what)
 		}
@@ -349,6 +415,7 @@ func (d *snapshotDecoder) uvarint(limit uint64, what string) (uint64, error) {
 		}
 		v |= uint64(c&0x7f) << shift
 		if c < 0x80 {
+			d.r += i + 1
 			break
 		}
 	}
@@ -358,30 +425,12 @@ func (d *snapshotDecoder) uvarint(limit uint64, what string) (uint64, error) {
 	return v, nil
 }
 
-// bytes reads a uvarint length and that many bytes, appended to buf.
-func (d *snapshotDecoder) bytes(buf []byte, limit uint64, what string) ([]byte, error) {
+// bytes reads a uvarint length and that many bytes, copied.
+func (d *snapshotDecoder) bytes(limit uint64, what string) ([]byte, error) {
 	n, err := d.uvarint(limit, what)
 	if err != nil {
 		return nil, err
 	}
-	return d.bytesN(buf, n)
-}
-
-// bytesN appends n bytes to buf. It grows buf as the bytes arrive, so a
-// corrupt length fails at the end of the stream instead of allocating it.
-func (d *snapshotDecoder) bytesN(buf []byte, n uint64) ([]byte, error) {
-	const chunk = 1 << 20
-	for n > 0 {
-		step := int(min(n, chunk))
-		start := len(buf)
-		buf = slices.Grow(buf, step)[:start+step]
-		if err := d.full(buf[start:]); err != nil {
-			return nil, err
-		}
-		n -= uint64(step)
-	}
-	if buf == nil {
-		buf = []byte{}
-	}
-	return buf, nil
+	b, err := d.take(n)
+	return bytes.Clone(b), err
 }

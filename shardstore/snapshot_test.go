@@ -5,10 +5,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -695,3 +697,79 @@ func FuzzSnapshotDecoder(f *testing.F) {
 		}
 	})
 }
+
+// TestSnapshotDecoderBuffer: the decoder hands out values from its own buffer
+// and checksums a buffer at a time, so values that end at, straddle and
+// outgrow the buffer's edge, read whole or a byte at a time, must come out as
+// they went in, and a flipped bit anywhere, or a cut, must fail the stream.
+func TestSnapshotDecoderBuffer(t *testing.T) {
+	sizes := []int{0, 1, snapshotDecodeBuf - 40, snapshotDecodeBuf - 1, snapshotDecodeBuf, snapshotDecodeBuf + 1, 3*snapshotDecodeBuf + 7, 5}
+	type entry struct{ k, v []byte }
+	var entries []entry
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i, n := range sizes {
+		v := make([]byte, n)
+		for j := range v {
+			v[j] = byte(rng.Uint32())
+		}
+		entries = append(entries, entry{k: fmt.Appendf(nil, "s-key-%03d", i), v: v})
+	}
+	stream := appendSnapshotHeader(nil, &SnapshotHeader{Group: 3, Applied: 9, Shards: []ShardID{4}})
+	for _, e := range entries {
+		stream = appendSnapshotEntry(stream, e.k, e.v)
+	}
+	stream = append(stream, 0)
+	stream = binary.BigEndian.AppendUint64(stream, uint64(len(entries)))
+	stream = binary.BigEndian.AppendUint32(stream, crc32.Checksum(stream, castagnoli))
+
+	decode := func(r io.Reader) ([]entry, error) {
+		d, err := newSnapshotDecoder(r)
+		if err != nil {
+			return nil, err
+		}
+		var got []entry
+		for {
+			ok, err := d.next()
+			if err != nil || !ok {
+				return got, err
+			}
+			got = append(got, entry{slices.Clone(d.key), slices.Clone(d.value)})
+		}
+	}
+	readers := map[string]func([]byte) io.Reader{
+		"Whole":   func(b []byte) io.Reader { return bytes.NewReader(b) },
+		"OneByte": func(b []byte) io.Reader { return iotest.OneByteReader(bytes.NewReader(b)) },
+		"Half":    func(b []byte) io.Reader { return iotest.HalfReader(bytes.NewReader(b)) },
+		"DataErr": func(b []byte) io.Reader { return iotest.DataErrReader(bytes.NewReader(b)) },
+	}
+	for name, reader := range readers {
+		t.Run(name, func(t *testing.T) {
+			got, err := decode(reader(stream))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.EqualFunc(got, entries, func(a, b entry) bool { return bytes.Equal(a.k, b.k) && bytes.Equal(a.v, b.v) }) {
+				t.Fatalf("decoded %d entries, not the %d encoded", len(got), len(entries))
+			}
+		})
+	}
+	for _, at := range []int{SnapshotPrefixLen + 5, snapshotDecodeBuf - 3, snapshotDecodeBuf + 100, 3 * snapshotDecodeBuf, len(stream) - 14, len(stream) - 1} {
+		bad := slices.Clone(stream)
+		bad[at] ^= 0x10
+		if _, err := decode(bytes.NewReader(bad)); !errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("bit flipped at byte %d of %d: %v", at, len(stream), err)
+		}
+		if _, err := decode(iotest.OneByteReader(bytes.NewReader(stream[:at]))); !errors.Is(err, ErrBadSnapshot) {
+			t.Errorf("cut at byte %d of %d: %v", at, len(stream), err)
+		}
+	}
+	if _, err := decode(bytes.NewReader(append(slices.Clone(stream), 0))); !errors.Is(err, ErrBadSnapshot) {
+		t.Errorf("a byte after the trailer: %v", err)
+	}
+	failing := io.MultiReader(bytes.NewReader(stream[:snapshotDecodeBuf+9]), iotest.ErrReader(errSnapshotTest))
+	if _, err := decode(failing); !errors.Is(err, errSnapshotTest) {
+		t.Errorf("a read error midway: %v", err)
+	}
+}
+
+var errSnapshotTest = errors.New("test: read failed")

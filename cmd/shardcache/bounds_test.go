@@ -121,7 +121,7 @@ var unboundedFlags = []string{
 	// Security: forms checked by TestParseConfigInvalid; the session
 	// lifetime is 0 or at least broker.MinSASLSessionLifetime.
 	"listeners", "advertised-listeners", "listener-security-protocol-map", "tls-cert-file", "tls-key-file", "tls-ca-file",
-	"tls-client-auth", "http-tls", "sasl-session-lifetime", "sasl-bootstrap-user",
+	"tls-client-auth", "http-tls", "sasl-session-lifetime", "sasl-bootstrap-user", "super-users", "allow-everyone-if-no-acl-found",
 	"cluster-tls-cert-file", "cluster-tls-key-file", "cluster-tls-ca-file", "cluster-tls-permissive",
 	"http-tokens-file", "http-client-ca-file", "http-open-probes",
 }

@@ -183,6 +183,12 @@ type Config struct {
 	// checked to be set by parseConfig; never a flag or a Config field, so
 	// it is in no process list or log).
 	SASLBootstrapUser string
+	// SuperUsers are principals allowed everything, "User:a;User:b"
+	// (Kafka's super.users).
+	SuperUsers string
+	// AllowEveryoneIfNoACLFound is allow.everyone.if.no.acl.found; nil
+	// means true unless a listener authenticates clients (allowEveryone).
+	AllowEveryoneIfNoACLFound *bool
 }
 
 // defaultConfig is the configuration of shardcache started with no flags: a
@@ -303,7 +309,10 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.BoolVar(&c.HTTPOpenProbes, "http-open-probes", c.HTTPOpenProbes, "with HTTP authentication on, /metrics, /healthz and /readyz answer without credentials (false: they need a principal too)")
 	fs.DurationVar(&c.SASLHandshakeTimeout, "sasl-handshake-timeout", c.SASLHandshakeTimeout, "close a new connection that has not finished its TLS handshake and SASL authentication in this time")
 	fs.DurationVar(&c.SASLSessionLifetime, "sasl-session-lifetime", c.SASLSessionLifetime, "SASL sessions last this long before clients must re-authenticate (KIP-368; 0: for the connection's life)")
-	fs.StringVar(&c.SASLBootstrapUser, "sasl-bootstrap-user", c.SASLBootstrapUser, "user given SCRAM credentials on first start, password from "+bootstrapPasswordEnv)
+	fs.StringVar(&c.SASLBootstrapUser, "sasl-bootstrap-user", c.SASLBootstrapUser, "user given SCRAM credentials on first start, password from "+bootstrapPasswordEnv+"; a super user")
+	fs.StringVar(&c.SuperUsers, "super-users", c.SuperUsers, "principals allowed everything whatever the ACLs say, \"User:a;User:b\" (super.users)")
+	fs.Var(optBoolValue{&c.AllowEveryoneIfNoACLFound}, "allow-everyone-if-no-acl-found",
+		"allow any client on a resource no ACL names (default: true while no listener authenticates clients, false once one is SASL_PLAINTEXT, SASL_SSL, or SSL with --tls-client-auth)")
 	return fs
 }
 
@@ -632,6 +641,27 @@ func (v *choiceValue) Set(s string) error {
 		}
 	}
 	return fmt.Errorf("want one of %s", strings.Join(v.choices, ", "))
+}
+
+// optBoolValue is a boolean flag.Value that remembers whether it was set.
+type optBoolValue struct{ p **bool }
+
+func (v optBoolValue) IsBoolFlag() bool { return true }
+
+func (v optBoolValue) String() string {
+	if v.p == nil || *v.p == nil {
+		return "auto"
+	}
+	return strconv.FormatBool(**v.p)
+}
+
+func (v optBoolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return errors.New("want true or false")
+	}
+	*v.p = &b
+	return nil
 }
 
 // listValue is a flag.Value for a comma-separated list; empty items are dropped.

@@ -146,6 +146,8 @@ var allSet = struct {
 		"sasl-handshake-timeout":         "3s",
 		"sasl-session-lifetime":          "1h",
 		"sasl-bootstrap-user":            "admin",
+		"super-users":                    "User:admin; User:CN=ops",
+		"allow-everyone-if-no-acl-found": "true",
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
@@ -212,6 +214,9 @@ var allSet = struct {
 		SASLHandshakeTimeout: 3 * time.Second,
 		SASLSessionLifetime:  time.Hour,
 		SASLBootstrapUser:    "admin",
+
+		SuperUsers:                "User:admin; User:CN=ops",
+		AllowEveryoneIfNoACLFound: func() *bool { b := true; return &b }(),
 	},
 }
 
@@ -364,6 +369,38 @@ var invalidValues = []struct {
 	{"sasl-handshake-timeout", []string{"0s", "10ms", "11m", "x"}},
 	{"sasl-session-lifetime", []string{"500ms", "-1s", "x"}},
 	{"sasl-bootstrap-user", []string{"admin"}}, // without the password
+	{"super-users", []string{"admin", "User:", ":x", "User:a;bob"}},
+	{"allow-everyone-if-no-acl-found", []string{"maybe", "auto"}},
+}
+
+// TestAllowEveryoneDefault: open while no listener authenticates clients,
+// closed once one does, and the flag wins either way.
+func TestAllowEveryoneDefault(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		want bool
+	}{
+		{"no flags", nil, true},
+		{"plaintext and ssl without client auth", []string{"--listeners=PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0",
+			"--tls-cert-file=c", "--tls-key-file=k"}, true},
+		{"sasl listener", []string{"--listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0"}, false},
+		{"ssl with client auth", []string{"--listeners=SSL://127.0.0.1:0", "--tls-cert-file=c", "--tls-key-file=k",
+			"--tls-ca-file=ca", "--tls-client-auth=required"}, false},
+		{"sasl listener, flag on", []string{"--listeners=SASL_PLAINTEXT://127.0.0.1:0", "--allow-everyone-if-no-acl-found"}, true},
+		{"no security, flag off", []string{"--allow-everyone-if-no-acl-found=false"}, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, err := parseConfig(tt.args, env{}.lookup)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.allowEveryone(); got != tt.want {
+				t.Fatalf("allowEveryone = %v, want %v", got, tt.want)
+			}
+		})
+	}
 }
 
 func TestParseConfigInvalid(t *testing.T) {

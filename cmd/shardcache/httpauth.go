@@ -106,11 +106,11 @@ func peerTLS(caFile string) (*tls.Config, error) {
 	return &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}, nil
 }
 
-// allowAuthenticated lets any authenticated principal do anything on the
-// HTTP API. It stands in for the broker's ACL authorizer until the merge of
-// branch acl, which exports (*broker.Broker).Authorize with this signature:
-// then run.go passes the broker (built after the HTTP server starts, so
-// through a pointer set once it exists) and this goes.
-func allowAuthenticated(string, string, kmsg.ACLOperation, kmsg.ACLResourceType, string) bool {
-	return true
+// authorize is the HTTP API's authorizer: the broker's ACL decision, the
+// same one the Kafka APIs use (Broker.Authorize). The broker is built after
+// the HTTP server starts, so it is read through s.authz; until it exists the
+// answer is no (fail closed). The data endpoints answer 503 until then anyway.
+func (s *server) authorize(principal, host string, op kmsg.ACLOperation, res kmsg.ACLResourceType, name string) bool {
+	b := s.authz.Load()
+	return b != nil && b.Authorize(principal, host, op, res, name)
 }

@@ -57,6 +57,8 @@ type server struct {
 	ready atomic.Pointer[raftfsm.Node]
 	// backend is set with ready; the HTTP data endpoints read it.
 	backend atomic.Pointer[httpapi.Backend]
+	// authz is the broker once it exists; the HTTP API authorizes through it.
+	authz atomic.Pointer[broker.Broker]
 
 	httpLn   net.Listener
 	httpSrv  *http.Server
@@ -131,7 +133,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 			Pprof:          cfg.Pprof,
 			Tokens:         httpAuth.tokens,
 			ClientCerts:    httpAuth.clientCerts,
-			Authorizer:     httpapi.AuthorizerFunc(allowAuthenticated), // the ACL authorizer after the merge of branch acl
+			Authorizer:     httpapi.AuthorizerFunc(s.authorize),
 			ProbesNeedAuth: !cfg.HTTPOpenProbes,
 			PeerTLS:        httpAuth.peerTLS,
 		}),
@@ -207,6 +209,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		return nil, fmt.Errorf("wait for raft groups: %w", err)
 	}
 	s.ready.Store(s.node)
+	s.authz.Store(s.broker)
 	s.backend.Store(&httpapi.Backend{Node: s.node, Store: s.store, Groups: s.broker.Groups})
 
 	if err := s.startCompaction(); err != nil {
@@ -392,6 +395,9 @@ func brokerConfig(cfg Config) broker.Config {
 
 		AuthenticationTimeout: cfg.SASLHandshakeTimeout,
 		SASLSessionLifetime:   cfg.SASLSessionLifetime,
+
+		SuperUsers:                superUsers(cfg),
+		AllowEveryoneIfNoACLFound: cfg.allowEveryone(),
 	}
 }
 

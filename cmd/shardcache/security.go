@@ -142,6 +142,33 @@ func (c Config) listenerSpecs() ([]listenerSpec, error) {
 	return out, nil
 }
 
+// allowEveryone is --allow-everyone-if-no-acl-found, or by default whether
+// no listener authenticates its clients: a local node without security stays
+// open, one with SASL or client certificates refuses what no ACL allows.
+func (c Config) allowEveryone() bool {
+	if c.AllowEveryoneIfNoACLFound != nil {
+		return *c.AllowEveryoneIfNoACLFound
+	}
+	specs, _ := c.listenerSpecs()
+	for _, s := range specs {
+		if s.protocol.SASL() || (s.protocol == broker.ProtocolSSL && tlsfiles.ClientAuth(c.TLSClientAuth) != tlsfiles.ClientAuthNone) {
+			return false
+		}
+	}
+	return true
+}
+
+// superUsers is --super-users parsed (Validate has checked it), plus the
+// --sasl-bootstrap-user: the first administrator must be able to grant the
+// ACLs everyone else needs.
+func superUsers(c Config) []string {
+	u, _ := broker.ParseSuperUsers(c.SuperUsers)
+	if c.SASLBootstrapUser != "" {
+		u = append(u, "User:"+c.SASLBootstrapUser)
+	}
+	return u
+}
+
 // validateSecurity checks the security flags (part of Config.Validate).
 func (c Config) validateSecurity() error {
 	if _, err := parseProtocolMap(c.ListenerProtocolMap); err != nil {
@@ -176,6 +203,9 @@ func (c Config) validateSecurity() error {
 	}
 	if c.SASLHandshakeTimeout < broker.MinAuthenticationTimeout || c.SASLHandshakeTimeout > broker.MaxAuthenticationTimeout {
 		return fmt.Errorf("flag --sasl-handshake-timeout: must be between %s and %s, got %s", broker.MinAuthenticationTimeout, broker.MaxAuthenticationTimeout, c.SASLHandshakeTimeout)
+	}
+	if _, err := broker.ParseSuperUsers(c.SuperUsers); err != nil {
+		return fmt.Errorf("flag --super-users: %v", err)
 	}
 	if c.SASLSessionLifetime != 0 && c.SASLSessionLifetime < broker.MinSASLSessionLifetime {
 		return fmt.Errorf("flag --sasl-session-lifetime: must be 0 (off) or at least %s, got %s", broker.MinSASLSessionLifetime, c.SASLSessionLifetime)

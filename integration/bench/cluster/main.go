@@ -64,7 +64,8 @@
 //
 //	-phases              phases to run, comma-separated (default produce,failover,rebuild,partitions)
 //	-binary              shardcache binary (default ./bin/shardcache, else built from ./cmd/shardcache)
-//	-baseline-binary     produce phase: also run one node and three of this binary, all four clusters alternating (default none)
+//	-baseline-binary     produce phase: also run one node and three of this binary, all four clusters alternating;
+//	                     rebuild phase: a second three-node cluster of this binary, rebuilds alternating (default none)
 //	-broker-args         extra flags for every node, space separated
 //	-cluster-tls         node-to-node TLS with mutual authentication: a throwaway CA and node certificate, --cluster-tls-* on every node
 //	-keys                distinct keys of the produce and rebuild phases (default 1,000,000)
@@ -163,7 +164,7 @@ func main() {
 	var phases, brokerArgs string
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated")
 	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary (default <module root>/bin/shardcache, else go build)")
-	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce phase: a second shardcache binary measured beside -binary in the same run")
+	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce and rebuild phases: a second shardcache binary measured beside -binary in the same run")
 	flag.StringVar(&brokerArgs, "broker-args", "", "extra flags for every node, space separated")
 	clusterTLS := flag.Bool("cluster-tls", false, "node-to-node TLS with mutual authentication: a throwaway CA and node certificate, --cluster-tls-* on every node")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys of the produce and rebuild phases")
@@ -370,6 +371,14 @@ func argsNote(args []string) string {
 		return ""
 	}
 	return ", plus " + strings.Join(args, " ")
+}
+
+// loadAverage1 is /proc/loadavg's 1-minute load average.
+func loadAverage1() string {
+	if f := strings.Fields(loadAverage()); len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }
 
 // loadAverage is /proc/loadavg's 1, 5 and 15 minute load averages.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -50,23 +51,97 @@ type rebuildRun struct {
 	// notSupported is the log line that says the node cannot restore a
 	// snapshot; the run could not be measured.
 	notSupported string
+	load1        string // the 1-minute load average at the wipe
+}
+
+// cpuPerMB is the CPU time the rebuilt node and the other nodes together
+// spent per MB of live data (ms/MB); unlike the rate it hardly depends on how
+// much of the machine other work took.
+func (r rebuildRun) cpuPerMB(rebuilt int32) (node, senders float64) {
+	mb := float64(r.liveBytes) / 1e6
+	if mb == 0 {
+		return 0, 0
+	}
+	for id, d := range r.cpu {
+		if id == rebuilt {
+			node += d.Seconds() * 1e3 / mb
+		} else {
+			senders += d.Seconds() * 1e3 / mb
+		}
+	}
+	return node, senders
+}
+
+// rebuildSetup is one cluster the rebuild phase runs on: -binary's, and with
+// -baseline-binary one of that binary beside it.
+type rebuildSetup struct {
+	label  string // "" alone, else "new" or "baseline"
+	cfg    config // with this cluster's binary
+	c      *harness.Cluster
+	load   harness.ProduceResult
+	filled int
+	runs   []rebuildRun
 }
 
 // runRebuild loads the keys, then rebuilds the node twice: first with the
 // Raft logs as the load left them, then, with -rebuild-fill, after filling
 // every data group's log past the snapshot threshold and letting the nodes
-// snapshot it, so the node must be sent snapshots.
+// snapshot it, so the node must be sent snapshots; then -rebuild-repeat - 1
+// times more from snapshots. With -baseline-binary a cluster of each binary
+// runs at once, and the repeated rebuilds alternate between them, the order
+// swapping every time, so both see the same machine.
 func runRebuild(ctx context.Context, cfg config) error {
-	c, err := startCluster(ctx, cfg, 3)
-	if err != nil {
+	setups := []*rebuildSetup{{cfg: cfg}}
+	if cfg.baselineBinary != "" {
+		base := cfg
+		base.binary = cfg.baselineBinary
+		setups = []*rebuildSetup{{label: "new", cfg: cfg}, {label: "baseline", cfg: base}}
+	}
+	defer func() {
+		for _, s := range setups {
+			if s.c != nil {
+				s.c.Close()
+			}
+		}
+	}()
+	defer func() { printRebuild(cfg, setups) }()
+	for _, s := range setups {
+		if err := s.prepare(ctx); err != nil {
+			return fmt.Errorf("%s: %w", cmp.Or(s.label, "cluster"), err)
+		}
+	}
+	if !cfg.rebuildFill {
+		return nil
+	}
+	for i := 2; i <= cfg.rebuildRepeat; i++ {
+		order := setups
+		if i%2 == 1 && len(setups) == 2 {
+			order = []*rebuildSetup{setups[1], setups[0]}
+		}
+		for _, s := range order {
+			if err := s.again(ctx, i); err != nil {
+				return fmt.Errorf("%s: %w", cmp.Or(s.label, "cluster"), err)
+			}
+		}
+	}
+	return nil
+}
+
+// prepare starts the cluster, loads it, rebuilds the node from the logs as
+// loaded and, with -rebuild-fill, fills the logs and rebuilds it from
+// snapshots.
+func (s *rebuildSetup) prepare(ctx context.Context) error {
+	cfg := s.cfg
+	var err error
+	if s.c, err = startCluster(ctx, cfg, 3); err != nil {
 		return err
 	}
-	defer c.Close()
+	c := s.c
 	if err := createTopic(ctx, c, rebuildTopic, cfg.produceParts, 3); err != nil {
 		return err
 	}
-	log.Printf("rebuild: loading %d keys", cfg.keys)
-	load, err := harness.Produce(ctx, harness.ProduceConfig{
+	log.Printf("rebuild: loading %d keys%s", cfg.keys, s.of())
+	s.load, err = harness.Produce(ctx, harness.ProduceConfig{
 		Seeds:       c.KafkaAddrs(),
 		Topic:       rebuildTopic,
 		Records:     cfg.keys,
@@ -80,12 +155,9 @@ func runRebuild(ctx context.Context, cfg config) error {
 	if err != nil {
 		return fmt.Errorf("load: %w", err)
 	}
-	if load.Failed > 0 {
-		return fmt.Errorf("load: %d records not acknowledged (first error: %v)", load.Failed, load.FirstErr)
+	if s.load.Failed > 0 {
+		return fmt.Errorf("load: %d records not acknowledged (first error: %v)", s.load.Failed, s.load.FirstErr)
 	}
-	var runs []rebuildRun
-	filled := 0
-	defer func() { printRebuild(cfg, c, load, filled, runs) }()
 
 	// Every replica holds everything before the node is taken down.
 	loaded, err := waitCaughtUp(ctx, c, nil, 2*time.Minute)
@@ -96,8 +168,8 @@ func runRebuild(ctx context.Context, cfg config) error {
 	if err != nil {
 		return err
 	}
-	r, err := rebuildOnce(ctx, cfg, c, "logs as loaded", logs)
-	runs = append(runs, r)
+	r, err := rebuildOnce(ctx, cfg, c, s.label, "logs as loaded", logs)
+	s.runs = append(s.runs, r)
 	if err != nil || !cfg.rebuildFill {
 		return err
 	}
@@ -105,7 +177,7 @@ func runRebuild(ctx context.Context, cfg config) error {
 	if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
 		return fmt.Errorf("after the first rebuild: %w", err)
 	}
-	if filled, err = fillLogs(ctx, c, loaded); err != nil {
+	if s.filled, err = fillLogs(ctx, c, loaded); err != nil {
 		return fmt.Errorf("filling the raft logs: %w", err)
 	}
 	if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
@@ -116,30 +188,44 @@ func runRebuild(ctx context.Context, cfg config) error {
 	if logs, err = waitSnapshots(ctx, c, loaded, cfg.snapshotWait); err != nil {
 		return err
 	}
-	r, err = rebuildOnce(ctx, cfg, c, "logs filled and snapshotted", logs)
-	runs = append(runs, r)
-	for i := 2; i <= cfg.rebuildRepeat && err == nil; i++ {
-		// Again on the same cluster, once leadership has settled on the
-		// preferred leaders (the rebuilt node takes its back after 10 s).
-		if _, err = c.WaitSettled(ctx, 2*time.Minute, 100*time.Millisecond, true); err != nil {
-			return fmt.Errorf("before snapshot rebuild %d: %w", i, err)
-		}
-		if loaded, err = waitCaughtUp(ctx, c, nil, 2*time.Minute); err != nil {
-			return fmt.Errorf("before snapshot rebuild %d: %w", i, err)
-		}
-		if logs, err = waitSnapshots(ctx, c, loaded, 0); err != nil {
-			return err
-		}
-		r, err = rebuildOnce(ctx, cfg, c, fmt.Sprintf("snapshots again (%d)", i), logs)
-		runs = append(runs, r)
-	}
+	r, err = rebuildOnce(ctx, cfg, c, s.label, "logs filled and snapshotted", logs)
+	s.runs = append(s.runs, r)
 	return err
+}
+
+// again rebuilds the node from snapshots once more (the i-th time), once
+// leadership has settled on the preferred leaders (the rebuilt node takes its
+// back after 10 s).
+func (s *rebuildSetup) again(ctx context.Context, i int) error {
+	c := s.c
+	if _, err := c.WaitSettled(ctx, 2*time.Minute, 100*time.Millisecond, true); err != nil {
+		return fmt.Errorf("before snapshot rebuild %d: %w", i, err)
+	}
+	loaded, err := waitCaughtUp(ctx, c, nil, 2*time.Minute)
+	if err != nil {
+		return fmt.Errorf("before snapshot rebuild %d: %w", i, err)
+	}
+	logs, err := waitSnapshots(ctx, c, loaded, 0)
+	if err != nil {
+		return err
+	}
+	r, err := rebuildOnce(ctx, s.cfg, c, s.label, fmt.Sprintf("snapshots again (%d)", i), logs)
+	s.runs = append(s.runs, r)
+	return err
+}
+
+// of names the cluster in log lines.
+func (s *rebuildSetup) of() string {
+	if s.label == "" {
+		return ""
+	}
+	return " on the " + s.label + " cluster"
 }
 
 // rebuildOnce stops node -rebuild-node, wipes its data dir, starts it again
 // with --join at the other nodes, and times it until it has caught up.
-func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name string, logs []groupLog) (rebuildRun, error) {
-	r := rebuildRun{name: name, logs: logs}
+func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, label, name string, logs []groupLog) (rebuildRun, error) {
+	r := rebuildRun{name: name, logs: logs, load1: loadAverage1()}
 	victim := c.Node(int32(cfg.rebuildNode))
 	st, err := victim.Status(ctx)
 	if err != nil {
@@ -151,7 +237,7 @@ func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name strin
 	}
 	slices.Sort(r.groups)
 
-	log.Printf("rebuild (%s): stopping node %d, wiping %s", name, victim.ID, victim.DataDir)
+	log.Printf("rebuild (%s%s): stopping node %d, wiping %s", cmp.Or(label+" ", ""), name, victim.ID, victim.DataDir)
 	if err := victim.Stop(); err != nil {
 		return r, err
 	}
@@ -182,7 +268,7 @@ func rebuildOnce(ctx context.Context, cfg config, c *harness.Cluster, name strin
 			peers = append(peers, n)
 		}
 	}
-	profName := "rebuild-" + strings.ReplaceAll(name, " ", "-")
+	profName := "rebuild-" + strings.ReplaceAll(strings.TrimSpace(label+" "+name), " ", "-")
 	waitPeers := profileNodes(ctx, cfg, peers, cfg.profileWindow, profName)
 	defer waitPeers()
 	ticks0 := map[int32]int64{}
@@ -513,16 +599,66 @@ func caughtUp(ctx context.Context, c *harness.Cluster) (map[int32]*harness.Statu
 	return statuses, ""
 }
 
-func printRebuild(cfg config, c *harness.Cluster, load harness.ProduceResult, filled int, runs []rebuildRun) {
-	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3: %d acknowledged in %.1f s (%.0f records/s). Each rebuild: node %d is stopped (SIGTERM), its data dir removed, and it is started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries has committed and applied as far as its leader, by the /v1/status of both. Rate: the live bytes of every topic on the node before the wipe, over that time.",
-		cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts, load.Records, load.Elapsed.Seconds(), load.RecordsPerSec(),
+func printRebuild(cfg config, setups []*rebuildSetup) {
+	fmt.Printf("Load: %d keys once each (key %d B, value %d B) into %d partitions, replication factor 3", cfg.keys, cfg.keyBytes, cfg.valueBytes, cfg.produceParts)
+	for _, s := range setups {
+		fmt.Printf("; %s%d acknowledged in %.1f s (%.0f records/s)", cmp.Or(s.label+" cluster: ", ""), s.load.Records, s.load.Elapsed.Seconds(), s.load.RecordsPerSec())
+	}
+	fmt.Printf(". Each rebuild: node %d is stopped (SIGTERM), its data dir removed, and it is started again with --node-id %d --join <the other two>; timed from that start until every Raft group it carries has committed and applied as far as its leader, by the /v1/status of both. Rate: the live bytes of every topic on the node before the wipe, over that time.",
 		cfg.rebuildNode, cfg.rebuildNode)
-	if filled > 0 {
+	if filled := setups[0].filled; filled > 0 {
 		fmt.Printf(" Before the second rebuild, %d single-record writes to %s take every data group's Raft log past the snapshot threshold (%d entries), and the nodes get up to %v to snapshot and compact it, as a cluster that has run for a while would have: the node must be sent snapshots.",
 			filled, fillTopic, raftfsm.DefaultConfig().SnapshotThreshold, cfg.snapshotWait)
 	}
 	fmt.Print("\n\n")
-	if len(runs) == 0 {
+	if len(setups) > 1 {
+		fmt.Printf("Binaries: %s (new) and %s (baseline), a cluster of each running at once; the rebuilds from snapshots after the first alternate between them, the order swapping each time.\n\n", setups[0].cfg.binary, setups[1].cfg.binary)
+	}
+	for _, s := range setups {
+		if s.label != "" {
+			fmt.Printf("### %s\n\n", s.label)
+		}
+		printRebuildRuns(cfg, s.c, s.runs)
+	}
+	if len(setups) > 1 {
+		fmt.Println("\nSide by side, rebuilds from snapshots (medians):")
+		fmt.Println()
+		fmt.Println("| binary | rebuilds | seconds | MB/s | CPU ms/MB, rebuilt node | CPU ms/MB, the two senders | 1-min load averages |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---|")
+		for _, s := range setups {
+			var times, rates, node, senders []float64
+			var loads []string
+			for _, r := range snapshotRuns(s.runs) {
+				times = append(times, r.caughtUp.Seconds())
+				rates = append(rates, float64(r.liveBytes)/1e6/r.caughtUp.Seconds())
+				nc, sc := r.cpuPerMB(int32(cfg.rebuildNode))
+				node, senders = append(node, nc), append(senders, sc)
+				loads = append(loads, r.load1)
+			}
+			if len(times) == 0 {
+				fmt.Printf("| %s | 0 | - | - | - | - | - |\n", s.label)
+				continue
+			}
+			fmt.Printf("| %s | %d | %.2f | %.1f | %.1f | %.1f | %s |\n", s.label, len(times), median(times), median(rates), median(node), median(senders), strings.Join(loads, ", "))
+		}
+	}
+}
+
+// snapshotRuns are the measured rebuilds from snapshots: every run after the
+// first that installed one.
+func snapshotRuns(runs []rebuildRun) []rebuildRun {
+	var out []rebuildRun
+	for i, r := range runs {
+		if i > 0 && r.notSupported == "" && r.caughtUp > 0 && r.snapshots > 0 {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// printRebuildRuns prints one cluster's rebuilds as a table.
+func printRebuildRuns(cfg config, c *harness.Cluster, runs []rebuildRun) {
+	if len(runs) == 0 || c == nil {
 		return
 	}
 	fmt.Print("| | ")
@@ -581,6 +717,14 @@ func printRebuild(cfg config, c *harness.Cluster, load harness.ProduceResult, fi
 		}
 		return secs(r.cpu[int32(cfg.rebuildNode)]) + " / " + strings.Join(others, ", ")
 	}, "")
+	row("CPU per MB of live data, rebuilt node / the others together", func(r rebuildRun) string {
+		if !measured(r) {
+			return "-"
+		}
+		node, senders := r.cpuPerMB(int32(cfg.rebuildNode))
+		return fmt.Sprintf("%.1f / %.1f ms", node, senders)
+	}, "")
+	row("1-minute load average at the wipe", func(r rebuildRun) string { return r.load1 }, "")
 	row("**rebuild rate**", func(r rebuildRun) string {
 		if !measured(r) {
 			return "not measured"
@@ -605,11 +749,9 @@ func printRebuild(cfg config, c *harness.Cluster, load harness.ProduceResult, fi
 		return fmt.Sprintf("%d keys, %.1f MB (%s)", r.afterKeys, float64(r.afterBytes)/1e6, same)
 	}, "")
 	var times, rates []float64
-	for _, r := range runs[min(1, len(runs)-1):] {
-		if measured(r) && r.snapshots > 0 {
-			times = append(times, r.caughtUp.Seconds())
-			rates = append(rates, float64(r.liveBytes)/1e6/r.caughtUp.Seconds())
-		}
+	for _, r := range snapshotRuns(runs) {
+		times = append(times, r.caughtUp.Seconds())
+		rates = append(rates, float64(r.liveBytes)/1e6/r.caughtUp.Seconds())
 	}
 	if len(times) > 1 {
 		fmt.Printf("\nRebuilds from snapshots: median %.2f s, %.1f MB/s over %d (%s).\n", median(times), median(rates), len(times), verdict(median(rates) >= 100))

@@ -1,7 +1,7 @@
 // Package harness is what the benchmark commands under integration/bench
 // share: starting a local shardcache process on ephemeral ports (StartBroker),
 // the keyed produce workload (Produce) and reading latency quantiles
-// (Quantile).
+// (Quantile, Median).
 package harness
 
 import (
@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -226,4 +227,18 @@ func ModuleRoot() (string, error) {
 func Quantile(sorted []time.Duration, q float64) time.Duration {
 	i := int(math.Ceil(q*float64(len(sorted)))) - 1
 	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// Median returns the median of f over xs (the mean of the middle two for an
+// even count); xs must not be empty.
+func Median[T any](xs []T, f func(T) float64) float64 {
+	v := make([]float64, len(xs))
+	for i, x := range xs {
+		v[i] = f(x)
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }

@@ -54,15 +54,26 @@ final class Cluster {
   }
 
   static Admin admin() {
+    return admin(Map.of());
+  }
+
+  /** An Admin client with more properties (security settings, for one). */
+  static Admin admin(Map<String, Object> extra) {
     Properties p = new Properties();
     p.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap());
     p.put(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, (int) TIMEOUT.toMillis());
     p.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
+    p.putAll(extra);
     return Admin.create(p);
   }
 
   /** A producer with the client's defaults (idempotent, acks=all) and String serdes. */
   static KafkaProducer<String, String> producer() {
+    return producer(Map.of());
+  }
+
+  /** {@link #producer()} with more properties. */
+  static KafkaProducer<String, String> producer(Map<String, Object> extra) {
     Map<String, Object> p = new HashMap<>();
     p.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap());
     p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
@@ -70,17 +81,24 @@ final class Cluster {
     p.put(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, 10_000);
     p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, (int) TIMEOUT.toMillis());
     p.put(ProducerConfig.MAX_BLOCK_MS_CONFIG, TIMEOUT.toMillis());
+    p.putAll(extra);
     return new KafkaProducer<>(p);
   }
 
   /** A group-less consumer (for assign) with String serdes. */
   static KafkaConsumer<String, String> consumer() {
+    return consumer(Map.of());
+  }
+
+  /** {@link #consumer()} with more properties (a group.id, security settings). */
+  static KafkaConsumer<String, String> consumer(Map<String, Object> extra) {
     Map<String, Object> p = new HashMap<>();
     p.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap());
     p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
     p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
     p.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
     p.put(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, (int) TIMEOUT.toMillis());
+    p.putAll(extra);
     return new KafkaConsumer<>(p);
   }
 

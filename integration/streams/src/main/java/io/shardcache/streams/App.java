@@ -69,7 +69,14 @@ public final class App {
     props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
     props.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 200);
 
-    KafkaStreams streams = new KafkaStreams(topology(args[2], args[3], args[4], args[5]), props);
+    run(new KafkaStreams(topology(args[2], args[3], args[4], args[5]), props));
+  }
+
+  /**
+   * Starts streams and runs it until SIGTERM, then closes it (committing, and leaving the
+   * consumer group so a restarted instance takes over at once); exits 1 if Streams fails.
+   */
+  static void run(KafkaStreams streams) throws InterruptedException {
     CountDownLatch stopped = new CountDownLatch(1);
     boolean[] failed = {false};
     streams.setStateListener(
