@@ -8,6 +8,7 @@ import org.apache.flink.configuration.RestOptions;
 import org.apache.flink.configuration.RestartStrategyOptions;
 import org.apache.flink.connector.base.DeliveryGuarantee;
 import org.apache.flink.connector.kafka.sink.KafkaSink;
+import org.apache.flink.connector.kafka.sink.KafkaSinkBuilder;
 import org.apache.flink.connector.kafka.source.KafkaSource;
 import org.apache.flink.connector.kafka.source.KafkaSourceBuilder;
 import org.apache.flink.connector.kafka.source.enumerator.initializer.OffsetsInitializer;
@@ -83,6 +84,38 @@ public final class Jobs {
                 .setDeliveryGuarantee(DeliveryGuarantee.AT_LEAST_ONCE)
                 .setProperty("enable.idempotence", "true")
                 .build();
+    }
+
+    /**
+     * An EXACTLY_ONCE sink builder of {@link Update}s into topic: transactional ids start
+     * with {@code transactionalIdPrefix}, and the connector's own transaction.timeout.ms
+     * (1 h) is kept. Callers may set more (the naming strategy on connector 5.x) and build.
+     */
+    public static KafkaSinkBuilder<Update> exactlyOnceSink(String bootstrap, String topic,
+            String transactionalIdPrefix) {
+        return KafkaSink.<Update>builder()
+                .setBootstrapServers(bootstrap)
+                .setRecordSerializer(new UpdateSerializer(topic))
+                .setDeliveryGuarantee(DeliveryGuarantee.EXACTLY_ONCE)
+                .setTransactionalIdPrefix(transactionalIdPrefix);
+    }
+
+    /**
+     * Starts the exactly-once pipeline without waiting for it: read the source, fail one
+     * subtask after a checkpoint completed and before it committed that checkpoint's
+     * transaction ({@link FailBeforeCommit}, up to three restarts), map every value with
+     * {@link MapValue}, tag it with the writer's attempt ({@link TagAttempt}) and write it
+     * through {@code sink}.
+     */
+    public static JobClient startExactlyOncePipeline(KafkaSource<Update> source, KafkaSink<Update> sink,
+            String jobName) throws Exception {
+        StreamExecutionEnvironment env = environment(3);
+        read(env, source, "input")
+                .map(new FailBeforeCommit()).name("fail-before-commit")
+                .map(new MapValue()).name("map-value")
+                .map(new TagAttempt()).name("tag-attempt")
+                .sinkTo(sink).name("output");
+        return env.executeAsync(jobName);
     }
 
     /** Reads source into a stream of updates without watermarks. */
