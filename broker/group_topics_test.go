@@ -139,9 +139,10 @@ func TestDeleteTopicsDropsCommittedOffsets(t *testing.T) {
 // clusterBroker is one node of an in-process cluster: a raftfsm node joined
 // over loopback TCP and a broker over it.
 type clusterBroker struct {
-	Addr  string
-	Node  *raftfsm.Node
-	Store *shardstore.Store
+	Addr   string
+	Node   *raftfsm.Node
+	Store  *shardstore.Store
+	Broker *Broker
 }
 
 // newBrokerCluster starts size nodes (node 1 bootstraps, the others join it),
@@ -181,9 +182,9 @@ func newBrokerCluster(t testing.TB, size int, groups GroupConfig) []*clusterBrok
 		bcfg.TopicDefaults = defaults
 		bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 		bcfg.Groups = groups
-		_, addr, _, stop := serveBrokerOn(t, bcfg, kafkaLn)
+		b, addr, _, stop := serveBrokerOn(t, bcfg, kafkaLn)
 		t.Cleanup(stop)
-		out = append(out, &clusterBroker{Addr: addr, Node: node, Store: store})
+		out = append(out, &clusterBroker{Addr: addr, Node: node, Store: store, Broker: b})
 	}
 	return out
 }
