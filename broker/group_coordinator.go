@@ -193,32 +193,23 @@ type coordinator struct {
 	// expiring is set while an offset expiry pass runs.
 	expiring atomic.Bool
 
-	kick   chan struct{} // wakes the loop after a deadline moved earlier
-	stop   chan struct{} // closed by close
-	ctx    context.Context
-	cancel context.CancelFunc
-	once   sync.Once
+	kick chan struct{} // wakes the loop after a deadline moved earlier
 
-	// wg counts every goroutine of the coordinator (the loop, startup loads,
-	// expiry passes, metadata flushes); goFunc refuses new ones once
-	// spawnClosed is set, so close can wait for all of them.
-	wg          sync.WaitGroup
-	spawnMu     sync.Mutex
-	spawnClosed bool
+	// coordinatorLife: the loop, startup creation, the loader's watch,
+	// expiry passes and metadata flushes run through goFunc; close waits
+	// for them.
+	coordinatorLife
 }
 
 func newCoordinator(b *Broker, cfg GroupConfig) *coordinator {
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &coordinator{
 		b:      b,
 		cfg:    cfg,
 		log:    b.log,
 		groups: map[string]*group{},
 		kick:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		ctx:    ctx,
-		cancel: cancel,
 	}
+	c.init()
 	c.loader = newPartitionLoader(b.node, b.log,
 		&internalTopic{name: offsetsTopic, partitions: cfg.OffsetsTopicPartitions, what: "offsets topic"},
 		c.stop, c.loadPartition, c.unloadPartition)
@@ -230,32 +221,10 @@ func newCoordinator(b *Broker, cfg GroupConfig) *coordinator {
 	return c
 }
 
-// goFunc runs f on a goroutine that close waits for; false (and f not run)
-// once close has begun.
-func (c *coordinator) goFunc(f func()) bool {
-	c.spawnMu.Lock()
-	defer c.spawnMu.Unlock()
-	if c.spawnClosed {
-		return false
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // close stops the loop and every other goroutine of the coordinator (their
 // writes end with its context) and answers every waiting request; idempotent.
 func (c *coordinator) close() {
-	c.once.Do(func() {
-		c.spawnMu.Lock()
-		c.spawnClosed = true
-		c.spawnMu.Unlock()
-		close(c.stop)
-		c.cancel()
-		c.wg.Wait()
+	c.shutdown(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, g := range c.groups {

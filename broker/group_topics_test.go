@@ -189,6 +189,21 @@ func newBrokerCluster(t testing.TB, size int, groups GroupConfig) []*clusterBrok
 	return out
 }
 
+// newClusterClient returns a franz-go client seeded with every node; the
+// caller closes it.
+func newClusterClient(t testing.TB, nodes []*clusterBroker) *kgo.Client {
+	t.Helper()
+	var seeds []string
+	for _, n := range nodes {
+		seeds = append(seeds, n.Addr)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
+}
+
 // TestDeleteTopicsDropsCommittedOffsetsOnEveryCoordinator: in a three-node
 // cluster whose two data groups are led by different nodes, the groups of
 // each coordinator lose their offsets of a deleted and re-created topic. The
@@ -200,14 +215,7 @@ func TestDeleteTopicsDropsCommittedOffsetsOnEveryCoordinator(t *testing.T) {
 		t.Skip("three nodes and a leadership hand-off take about 15 s")
 	}
 	nodes := newBrokerCluster(t, 3, testGroupConfig())
-	var seeds []string
-	for _, n := range nodes {
-		seeds = append(seeds, n.Addr)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := newClusterClient(t, nodes)
 	t.Cleanup(cl.Close)
 	adm := kadm.NewClient(cl)
 	// A topic created through one node reaches the others' metadata a moment

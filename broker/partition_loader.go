@@ -227,3 +227,57 @@ func (l *partitionLoader) watch(ctx context.Context) {
 		}
 	}
 }
+
+// coordinatorLife is what both coordinators share of their lifetime: a
+// context and a stop channel that end with close, and every goroutine they
+// start, which close waits for. The coordinators embed it.
+type coordinatorLife struct {
+	stop   chan struct{} // closed by shutdown
+	ctx    context.Context
+	cancel context.CancelFunc
+	once   sync.Once
+
+	// wg counts every goroutine started by goFunc, which refuses new ones
+	// once spawnClosed is set, so shutdown can wait for all of them.
+	wg          sync.WaitGroup
+	spawnMu     sync.Mutex
+	spawnClosed bool
+}
+
+func (l *coordinatorLife) init() {
+	l.stop = make(chan struct{})
+	l.ctx, l.cancel = context.WithCancel(context.Background())
+}
+
+// goFunc runs f on a goroutine that shutdown waits for; false (and f not
+// run) once shutdown has begun.
+func (l *coordinatorLife) goFunc(f func()) bool {
+	l.spawnMu.Lock()
+	defer l.spawnMu.Unlock()
+	if l.spawnClosed {
+		return false
+	}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// shutdown refuses new goroutines, closes stop, cancels ctx (ending the
+// writes under way), waits for every goroutine and then runs after (may be
+// nil); only the first call does anything.
+func (l *coordinatorLife) shutdown(after func()) {
+	l.once.Do(func() {
+		l.spawnMu.Lock()
+		l.spawnClosed = true
+		l.spawnMu.Unlock()
+		close(l.stop)
+		l.cancel()
+		l.wg.Wait()
+		if after != nil {
+			after()
+		}
+	})
+}

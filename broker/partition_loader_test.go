@@ -36,15 +36,8 @@ func TestGroupCoordinatorLoadsOnLeadershipChange(t *testing.T) {
 		t.Skip("three nodes and a leadership hand-off take about 15 s")
 	}
 	nodes := newBrokerCluster(t, 3, testGroupConfig())
-	var seeds []string
-	for _, n := range nodes {
-		seeds = append(seeds, n.Addr)
-	}
 	newAdmin := func() (*kgo.Client, *kadm.Client) {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-		if err != nil {
-			t.Fatal(err)
-		}
+		cl := newClusterClient(t, nodes)
 		return cl, kadm.NewClient(cl)
 	}
 	cl, adm := newAdmin()

@@ -149,25 +149,17 @@ type txnCoordinator struct {
 	// (partition_loader.go).
 	loader *partitionLoader
 
-	stop   chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	once   sync.Once
-
-	wg          sync.WaitGroup
-	spawnMu     sync.Mutex
-	spawnClosed bool
+	// coordinatorLife: the loop, the loader's watch and the markers'
+	// writers run through goFunc; close waits for them.
+	coordinatorLife
 }
 
 func newTxnCoordinator(b *Broker, cfg TxnConfig, now func() time.Time) *txnCoordinator {
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &txnCoordinator{
 		b: b, cfg: cfg, log: b.log, now: now,
-		txns:   map[string]*txn{},
-		stop:   make(chan struct{}),
-		ctx:    ctx,
-		cancel: cancel,
+		txns: map[string]*txn{},
 	}
+	c.init()
 	c.loader = newPartitionLoader(b.node, b.log,
 		&internalTopic{name: txnStateTopic, partitions: cfg.TopicPartitions, what: "transaction state topic"},
 		c.stop, c.loadPartition, c.unloadPartition)
@@ -175,32 +167,8 @@ func newTxnCoordinator(b *Broker, cfg TxnConfig, now func() time.Time) *txnCoord
 	return c
 }
 
-// goFunc runs f on a goroutine close waits for; false once close began.
-func (c *txnCoordinator) goFunc(f func()) bool {
-	c.spawnMu.Lock()
-	defer c.spawnMu.Unlock()
-	if c.spawnClosed {
-		return false
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // close stops the loop and every goroutine of the coordinator; idempotent.
-func (c *txnCoordinator) close() {
-	c.once.Do(func() {
-		c.spawnMu.Lock()
-		c.spawnClosed = true
-		c.spawnMu.Unlock()
-		close(c.stop)
-		c.cancel()
-		c.wg.Wait()
-	})
-}
+func (c *txnCoordinator) close() { c.shutdown(nil) }
 
 // run aborts timed-out transactions and expires idle transactional ids,
 // until close. It also loads the partitions this node leads: at start, and
