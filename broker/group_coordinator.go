@@ -399,7 +399,6 @@ func (c *coordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo, p 
 func (c *coordinator) loadPartition(pi raftfsm.PartitionInfo, epoch int32) error {
 	groups, err := c.readPartition(pi.Partition, pi.Shard)
 	if err != nil {
-		c.log.Error("load offsets partition failed", logKeyPartition, pi.Partition, logKeyError, err)
 		return err
 	}
 	c.install(pi.Partition, groups)

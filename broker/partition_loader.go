@@ -31,6 +31,7 @@ import (
 	"sync/atomic"
 
 	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 // partitionLoader keeps the load state of one coordinator's partitions.
@@ -41,8 +42,8 @@ type partitionLoader struct {
 	stop  <-chan struct{} // the coordinator's; closed by its close
 
 	// load reads partition pi of the topic and installs its state as loaded
-	// in epoch; it runs under the partition's load lock and logs its own
-	// failures. An error answers COORDINATOR_LOAD_IN_PROGRESS.
+	// in epoch; it runs under the partition's load lock. An error answers
+	// COORDINATOR_LOAD_IN_PROGRESS.
 	load func(pi raftfsm.PartitionInfo, epoch int32) error
 	// unload drops partition p's state once this node no longer leads it;
 	// it runs under the partition's load lock.
@@ -156,6 +157,11 @@ func (l *partitionLoader) ensure(ctx context.Context, ti raftfsm.TopicInfo, p in
 		return epoch, nil // loaded while we waited
 	}
 	if err := l.load(pi, epoch); err != nil {
+		// A shard not created here yet (the topic is new) is no failure.
+		if !errors.Is(err, shardstore.ErrUnknownShard) {
+			l.log.Error("load coordinator partition failed", logKeyTopic, l.topic.name,
+				logKeyPartition, p, logKeyError, err)
+		}
 		return 0, errCoordinatorLoad
 	}
 	l.mu.Lock()

@@ -224,11 +224,7 @@ func (c *txnCoordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo,
 // partition's load lock.
 func (c *txnCoordinator) loadPartition(pi raftfsm.PartitionInfo, _ int32) error {
 	metas, err := c.readPartition(pi.Partition, pi.Shard)
-	if errors.Is(err, shardstore.ErrUnknownShard) {
-		return err // the topic is new: its shard is being created
-	}
 	if err != nil {
-		c.log.Error("load transaction state partition failed", logKeyPartition, pi.Partition, logKeyError, err)
 		return err
 	}
 	for _, t := range c.install(pi.Partition, metas) {
