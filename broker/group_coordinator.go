@@ -386,12 +386,6 @@ func (c *coordinator) route(ctx context.Context, groupID string) (raftfsm.TopicI
 	return c.loader.route(ctx, groupID)
 }
 
-// ensureLoaded loads an offsets partition if this node leads it and has not
-// loaded it in the current epoch (partitionLoader.ensure).
-func (c *coordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo, p int32) (int32, error) {
-	return c.loader.ensure(ctx, ti, p)
-}
-
 // loadPartition reads an offsets partition and installs its groups; the
 // loader calls it under the partition's load lock, with no coordinator lock
 // held, so requests for other partitions' groups, and the deadline loop, go

@@ -213,12 +213,6 @@ func (c *txnCoordinator) route(ctx context.Context, id string) (raftfsm.TopicInf
 	return c.loader.route(ctx, id)
 }
 
-// ensureLoaded loads a partition if this node leads it and has not loaded
-// it in the current epoch (partitionLoader.ensure).
-func (c *txnCoordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo, p int32) (int32, error) {
-	return c.loader.ensure(ctx, ti, p)
-}
-
 // loadPartition reads a partition and installs its transactions, finishing
 // those a previous coordinator left ending; the loader calls it under the
 // partition's load lock.
