@@ -28,7 +28,6 @@ import (
 	"errors"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 
 	"github.com/shardcache/shardcache/raftfsm"
 	"github.com/shardcache/shardcache/shardstore"
@@ -54,9 +53,6 @@ type partitionLoader struct {
 	loaded map[int32]int32
 	// loading maps a partition to its load lock.
 	loading map[int32]chan struct{}
-
-	// loads and unloads count completed loads and unloads (tests read them).
-	loads, unloads atomic.Int64
 }
 
 func newPartitionLoader(node *raftfsm.Node, log *slog.Logger, topic *internalTopic, stop <-chan struct{},
@@ -167,7 +163,6 @@ func (l *partitionLoader) ensure(ctx context.Context, ti raftfsm.TopicInfo, p in
 	l.mu.Lock()
 	l.loaded[p] = epoch
 	l.mu.Unlock()
-	l.loads.Add(1)
 	return epoch, nil
 }
 
@@ -215,7 +210,6 @@ func (l *partitionLoader) unloadLost(ctx context.Context, pi raftfsm.PartitionIn
 		return
 	}
 	l.unload(pi.Partition)
-	l.unloads.Add(1)
 	l.log.Info("coordinator partition unloaded", logKeyTopic, l.topic.name, logKeyPartition, pi.Partition)
 }
 
