@@ -48,11 +48,9 @@ import (
 	"log"
 	"net"
 	"os"
-	"os/signal"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -112,13 +110,7 @@ func main() {
 		log.Print("-rounds, -records, -partitions and -connects must be positive, -value-bytes not negative")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		log.Print(err)
-		stop()
-		os.Exit(1)
-	}
+	harness.Main(func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 // freeAddrs picks n free loopback ports.
