@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,25 +165,17 @@ func readCommittedAll(t testing.TB, newClient clientFunc, topic string) ([]*kgo.
 // the second batch with a restart on the same state dir, and a kill -9 in the middle
 // of the third with the state dir wiped.
 func TestKafkaStreamsEOS(t *testing.T) {
-	root := mustModuleRoot(t)
-	dir := filepath.Join(root, "integration", "streams")
-	cp := mavenClasspath(t, dir, "integration/streams/deps.sh")
-	b := startFixedPortBroker(t, "--group-initial-rebalance-delay=0")
-	adm := b.Admin(t)
-	base := topicName(t)
+	rig := newStreamsRig(t)
+	b, adm, base := rig.b, rig.adm, rig.base
 	w := &eosWorld{orders: base + "-orders", output: base + "-counts",
 		count: map[string]int{}, total: map[string]int{}, cl: b.Client(t), t: t}
 	// Both are plain logs, so the output keeps every update for the history check.
 	createTopic(t, adm, w.orders, 2, map[string]string{"cleanup.policy": "delete"})
 	createTopic(t, adm, w.output, 2, map[string]string{"cleanup.policy": "delete"})
 	appID := "eos-" + base
-	stateDir := filepath.Join(t.TempDir(), "state")
-	run := 0
+	stateDir := rig.stateDir
 	start := func() *appProc {
-		run++
-		return startApp(t, fmt.Sprintf("eos#%d", run), dir, []string{"SHARDCACHE_BOOTSTRAP=" + b.KafkaAddr},
-			"java", jvmFlags[0], jvmFlags[1], jvmFlags[2], "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
-			"io.shardcache.streams.EosApp", appID, stateDir, w.orders, w.output, strconv.Itoa(eosDelayMs))
+		return rig.start("eos", "EosApp", appID, stateDir, w.orders, w.output, strconv.Itoa(eosDelayMs))
 	}
 	// history reads the committed output and checks it; complete also wants the
 	// final totals.
