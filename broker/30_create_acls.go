@@ -35,12 +35,6 @@ func (b *Broker) handleCreateACLs(ctx context.Context, rc *requestContext, kreq 
 	for i := range resp.Results {
 		resp.Results[i] = kmsg.NewCreateACLsResponseResult()
 	}
-	if !b.allowedCluster(rc, kmsg.ACLOperationAlter) {
-		for i := range resp.Results {
-			resp.Results[i].ErrorCode = kerr.ClusterAuthorizationFailed.Code
-		}
-		return resp, nil
-	}
 	bindings := make([]acl.Binding, len(req.Creations))
 	for i, c := range req.Creations {
 		bindings[i] = acl.Binding{
@@ -53,27 +47,36 @@ func (b *Broker) handleCreateACLs(ctx context.Context, rc *requestContext, kreq 
 			Permission:   c.PermissionType,
 		}
 	}
-	fail := func(i int, err error) {
-		resp.Results[i].ErrorCode = b.codeFor(err, "create acls")
-		resp.Results[i].ErrorMessage = clientMessage(err)
-	}
-	writeACLChanges(bindings, (*acl.Binding).Validate, fail, func(chunk []acl.Binding, at []int) {
-		if err := b.node.CreateACLs(ctx, chunk); err != nil {
-			for _, i := range at {
-				fail(i, err)
+	changeACLs(b, rc, "create acls", bindings, (*acl.Binding).Validate,
+		func(i int, code int16, msg *string) {
+			resp.Results[i].ErrorCode, resp.Results[i].ErrorMessage = code, msg
+		},
+		func(chunk []acl.Binding, _ []int) error {
+			if err := b.node.CreateACLs(ctx, chunk); err != nil {
+				return err
 			}
-			return
-		}
-		b.log.Info("acls created", logKeyPrincipal, rc.principal, "count", len(chunk))
-	})
+			b.log.Info("acls created", logKeyPrincipal, rc.principal, "count", len(chunk))
+			return nil
+		})
 	return resp, nil
 }
 
-// writeACLChanges validates each of items, answering the invalid ones
-// through fail, and hands the valid ones to apply in Raft commands of at
-// most raftfsm.MaxACLsPerCommand, with the request indexes of the chunk's
-// items (CreateAcls and DeleteAcls).
-func writeACLChanges[T any](items []T, validate func(*T) error, fail func(i int, err error), apply func(chunk []T, at []int)) {
+// changeACLs carries out the changes of a CreateAcls or DeleteAcls request
+// (what names it in logs), answering each through answer by its index in
+// the request: without ALTER on the cluster every change answers
+// CLUSTER_AUTHORIZATION_FAILED; otherwise an invalid change answers its
+// error, and the valid ones go to apply in Raft commands of at most
+// raftfsm.MaxACLsPerCommand, with the request indexes of the chunk's items.
+// If apply fails, each change of the chunk answers its error.
+func changeACLs[T any](b *Broker, rc *requestContext, what string, items []T, validate func(*T) error,
+	answer func(i int, code int16, msg *string), apply func(chunk []T, at []int) error) {
+	if !b.allowedCluster(rc, kmsg.ACLOperationAlter) {
+		for i := range items {
+			answer(i, kerr.ClusterAuthorizationFailed.Code, nil)
+		}
+		return
+	}
+	fail := func(i int, err error) { answer(i, b.codeFor(err, what), clientMessage(err)) }
 	var valid []T
 	var at []int
 	for i := range items {
@@ -86,7 +89,11 @@ func writeACLChanges[T any](items []T, validate func(*T) error, fail func(i int,
 	}
 	for len(valid) > 0 {
 		n := min(len(valid), raftfsm.MaxACLsPerCommand)
-		apply(valid[:n], at[:n])
+		if err := apply(valid[:n], at[:n]); err != nil {
+			for _, i := range at[:n] {
+				fail(i, err)
+			}
+		}
 		valid, at = valid[n:], at[n:]
 	}
 }

@@ -18,7 +18,6 @@ package broker
 import (
 	"context"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/internal/acl"
@@ -33,12 +32,6 @@ func (b *Broker) handleDeleteACLs(ctx context.Context, rc *requestContext, kreq 
 	for i := range resp.Results {
 		resp.Results[i] = kmsg.NewDeleteACLsResponseResult()
 	}
-	if !b.allowedCluster(rc, kmsg.ACLOperationAlter) {
-		for i := range resp.Results {
-			resp.Results[i].ErrorCode = kerr.ClusterAuthorizationFailed.Code
-		}
-		return resp, nil
-	}
 	filters := make([]acl.Filter, len(req.Filters))
 	for i, rf := range req.Filters {
 		filters[i] = acl.Filter{
@@ -51,28 +44,26 @@ func (b *Broker) handleDeleteACLs(ctx context.Context, rc *requestContext, kreq 
 			Permission:   rf.PermissionType,
 		}
 	}
-	fail := func(i int, err error) {
-		resp.Results[i].ErrorCode = b.codeFor(err, "delete acls")
-		resp.Results[i].ErrorMessage = clientMessage(err)
-	}
-	writeACLChanges(filters, (*acl.Filter).Validate, fail, func(chunk []acl.Filter, at []int) {
-		deleted, err := b.node.DeleteACLs(ctx, chunk)
-		if err != nil {
-			for _, i := range at {
-				fail(i, err)
+	changeACLs(b, rc, "delete acls", filters, (*acl.Filter).Validate,
+		func(i int, code int16, msg *string) {
+			resp.Results[i].ErrorCode, resp.Results[i].ErrorMessage = code, msg
+		},
+		func(chunk []acl.Filter, at []int) error {
+			deleted, err := b.node.DeleteACLs(ctx, chunk)
+			if err != nil {
+				return err
 			}
-			return
-		}
-		for j, i := range at {
-			r := &resp.Results[i]
-			for _, bd := range deleted[j] {
-				m := kmsg.NewDeleteACLsResponseResultMatchingACL()
-				m.ResourceType, m.ResourceName, m.ResourcePatternType = bd.ResourceType, bd.Name, bd.Pattern
-				m.Principal, m.Host, m.Operation, m.PermissionType = bd.Principal, bd.Host, bd.Operation, bd.Permission
-				r.MatchingACLs = append(r.MatchingACLs, m)
+			for j, i := range at {
+				r := &resp.Results[i]
+				for _, bd := range deleted[j] {
+					m := kmsg.NewDeleteACLsResponseResultMatchingACL()
+					m.ResourceType, m.ResourceName, m.ResourcePatternType = bd.ResourceType, bd.Name, bd.Pattern
+					m.Principal, m.Host, m.Operation, m.PermissionType = bd.Principal, bd.Host, bd.Operation, bd.Permission
+					r.MatchingACLs = append(r.MatchingACLs, m)
+				}
 			}
-		}
-		b.log.Info("acls deleted", logKeyPrincipal, rc.principal, "filters", len(chunk))
-	})
+			b.log.Info("acls deleted", logKeyPrincipal, rc.principal, "filters", len(chunk))
+			return nil
+		})
 	return resp, nil
 }

@@ -650,9 +650,13 @@ func TestACLErrorsPerAPI(t *testing.T) {
 				return r.(*kmsg.WriteTxnMarkersResponse).Markers[0].Topics[0].Partitions[0].ErrorCode
 			}, clusterDenied},
 		{"DescribeProducers", &kmsg.DescribeProducersRequest{Topics: []kmsg.DescribeProducersRequestTopic{{Topic: "t", Partitions: []int32{0}}}},
-			func(r kmsg.Response) int16 { return r.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode }, topicDenied},
+			func(r kmsg.Response) int16 {
+				return r.(*kmsg.DescribeProducersResponse).Topics[0].Partitions[0].ErrorCode
+			}, topicDenied},
 		{"DescribeTransactions", &kmsg.DescribeTransactionsRequest{TransactionalIDs: []string{txn}},
-			func(r kmsg.Response) int16 { return r.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode }, txnDenied},
+			func(r kmsg.Response) int16 {
+				return r.(*kmsg.DescribeTransactionsResponse).TransactionStates[0].ErrorCode
+			}, txnDenied},
 	}
 	// Straight to the broker: the client's own routing (FindCoordinator,
 	// Metadata) would stop at their authorization errors first.

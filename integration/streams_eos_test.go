@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -166,25 +165,17 @@ func readCommittedAll(t testing.TB, newClient clientFunc, topic string) ([]*kgo.
 // the second batch with a restart on the same state dir, and a kill -9 in the middle
 // of the third with the state dir wiped.
 func TestKafkaStreamsEOS(t *testing.T) {
-	root := mustModuleRoot(t)
-	dir := filepath.Join(root, "integration", "streams")
-	cp := mavenClasspath(t, dir, "integration/streams/deps.sh")
-	b := startFixedPortBroker(t, "--group-initial-rebalance-delay=0")
-	adm := b.Admin(t)
-	base := topicName(t)
+	rig := newStreamsRig(t)
+	b, adm, base := rig.b, rig.adm, rig.base
 	w := &eosWorld{orders: base + "-orders", output: base + "-counts",
 		count: map[string]int{}, total: map[string]int{}, cl: b.Client(t), t: t}
 	// Both are plain logs, so the output keeps every update for the history check.
 	createTopic(t, adm, w.orders, 2, map[string]string{"cleanup.policy": "delete"})
 	createTopic(t, adm, w.output, 2, map[string]string{"cleanup.policy": "delete"})
 	appID := "eos-" + base
-	stateDir := filepath.Join(t.TempDir(), "state")
-	run := 0
+	stateDir := rig.stateDir
 	start := func() *appProc {
-		run++
-		return startApp(t, fmt.Sprintf("eos#%d", run), dir, []string{"SHARDCACHE_BOOTSTRAP=" + b.KafkaAddr},
-			"java", jvmFlags[0], jvmFlags[1], jvmFlags[2], "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
-			"io.shardcache.streams.EosApp", appID, stateDir, w.orders, w.output, strconv.Itoa(eosDelayMs))
+		return rig.start("eos", "EosApp", appID, stateDir, w.orders, w.output, strconv.Itoa(eosDelayMs))
 	}
 	// history reads the committed output and checks it; complete also wants the
 	// final totals.
@@ -231,9 +222,11 @@ func TestKafkaStreamsEOS(t *testing.T) {
 	}
 	// killMidBatch writes a batch and kills the app with SIGKILL once some of the
 	// batch's output is committed and a transaction with output records is open.
-	// It then checks that the batch was only partly processed and that the
-	// transaction is still open, so the restart has to deal with it.
-	killMidBatch := func(app *appProc, what string) {
+	// It then checks that the batch was only partly processed, and reports
+	// whether a transaction is still open (so the restart has to deal with
+	// it): the app commits every 200 ms, so the transaction seen open may
+	// commit between that check and the kill.
+	killMidBatch := func(app *appProc, what string) bool {
 		t.Helper()
 		before := w.orderCount()
 		w.addBatch()
@@ -267,9 +260,24 @@ func TestKafkaStreamsEOS(t *testing.T) {
 			t.Fatal(err)
 		}
 		if open == 0 {
-			t.Fatalf("%s: no transaction open on the output after the kill", what)
+			return false
 		}
 		t.Logf("%s: killed after %d of %d outputs, with a transaction open over %d offsets of the output", what, n, w.orderCount(), open)
+		return true
+	}
+	// killInTransaction repeats killMidBatch (a new batch each time, the
+	// previous one completed by a restart) until a kill lands with a
+	// transaction open, at most 4 times; it returns the killed app.
+	killInTransaction := func(app *appProc, what string) {
+		t.Helper()
+		for attempt := 1; !killMidBatch(app, what); attempt++ {
+			if attempt == 4 {
+				t.Fatalf("%s: %d kills all landed between transactions", what, attempt)
+			}
+			t.Logf("%s: the kill landed between transactions (attempt %d); restarting to try again", what, attempt)
+			app = start()
+			waitComplete(app, what+": the batch completed before another try")
+		}
 	}
 
 	// Batch 1: a first run.
@@ -283,14 +291,14 @@ func TestKafkaStreamsEOS(t *testing.T) {
 
 	// Batch 2: kill -9 half way; the restart on the same state dir has the same
 	// process id, hence the same transactional id, and fences the open transaction.
-	killMidBatch(app, "batch 2")
+	killInTransaction(app, "batch 2")
 	app = start()
 	waitComplete(app, "batch 2 output (after kill -9 and a restart on the same state dir)")
 
 	// Batch 3: kill -9 half way; the restart with no state dir gets a new process id:
 	// the killed transaction is aborted at its timeout, and the store is restored
 	// from the compacted changelog read_committed.
-	killMidBatch(app, "batch 3")
+	killInTransaction(app, "batch 3")
 	if err := os.RemoveAll(stateDir); err != nil {
 		t.Fatal(err)
 	}

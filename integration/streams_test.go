@@ -96,13 +96,40 @@ func (w *streamsWorld) wantWindowed() map[string]string {
 
 // TestKafkaStreamsApp runs the Streams app through three phases: a first run, an app
 // restart with its state dir wiped, and a broker restart under the running app.
+// streamsRig runs the apps of integration/streams (TestKafkaStreamsApp,
+// TestKafkaStreamsEOS) against a broker of its own.
+type streamsRig struct {
+	t        testing.TB
+	dir, cp  string // the Maven project and its classpath
+	b        *testBroker
+	adm      *kadm.Client
+	base     string // unique to the test: the stem of its topic names and app id
+	stateDir string // for the apps' state, under the test's temp dir
+	runs     int
+}
+
+func newStreamsRig(t testing.TB) *streamsRig {
+	dir := filepath.Join(mustModuleRoot(t), "integration", "streams")
+	r := &streamsRig{t: t, dir: dir, cp: mavenClasspath(t, dir, "integration/streams/deps.sh")}
+	r.b = startFixedPortBroker(t, "--group-initial-rebalance-delay=0")
+	r.adm = r.b.Admin(t)
+	r.base = topicName(t)
+	r.stateDir = filepath.Join(t.TempDir(), "state")
+	return r
+}
+
+// start runs the app's main class io.shardcache.streams.<class> with args,
+// named name#N for the rig's Nth start.
+func (r *streamsRig) start(name, class string, args ...string) *appProc {
+	r.runs++
+	return startApp(r.t, fmt.Sprintf("%s#%d", name, r.runs), r.dir, []string{"SHARDCACHE_BOOTSTRAP=" + r.b.KafkaAddr},
+		"java", append([]string{jvmFlags[0], jvmFlags[1], jvmFlags[2], "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+			"-cp", r.cp, "io.shardcache.streams." + class}, args...)...)
+}
+
 func TestKafkaStreamsApp(t *testing.T) {
-	root := mustModuleRoot(t)
-	dir := filepath.Join(root, "integration", "streams")
-	cp := mavenClasspath(t, dir, "integration/streams/deps.sh")
-	b := startFixedPortBroker(t, "--group-initial-rebalance-delay=0")
-	adm := b.Admin(t)
-	base := topicName(t)
+	rig := newStreamsRig(t)
+	b, adm, base := rig.b, rig.adm, rig.base
 	w := &streamsWorld{
 		orders: base + "-orders", customers: base + "-customers", output: base + "-totals",
 		windowed: base + "-windowed", stamp: time.Now(),
@@ -118,13 +145,9 @@ func TestKafkaStreamsApp(t *testing.T) {
 		w.setRegion(fmt.Sprintf("customer-%d", c), fmt.Sprintf("region-%d", c%2))
 	}
 	appID := "streams-" + base
-	stateDir := filepath.Join(t.TempDir(), "state")
-	run := 0
+	stateDir := rig.stateDir
 	start := func() *appProc {
-		run++
-		return startApp(t, fmt.Sprintf("streams#%d", run), dir, []string{"SHARDCACHE_BOOTSTRAP=" + b.KafkaAddr},
-			"java", jvmFlags[0], jvmFlags[1], jvmFlags[2], "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
-			"io.shardcache.streams.App", appID, stateDir, w.orders, w.customers, w.output, w.windowed)
+		return rig.start("streams", "App", appID, stateDir, w.orders, w.customers, w.output, w.windowed)
 	}
 	waitOutput := func(app *appProc, what string) {
 		t.Helper()

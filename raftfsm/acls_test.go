@@ -74,15 +74,7 @@ func TestNodeACLs(t *testing.T) {
 func TestClusterACLsFromAnyNode(t *testing.T) {
 	nodes := newTCPCluster(t, 2)
 	ctx := testCtx(t)
-	var follower *tcpNode
-	for _, n := range nodes {
-		if !n.node.leadsMeta() {
-			follower = n
-		}
-	}
-	if follower == nil {
-		t.Fatal("no node follows the metadata group")
-	}
+	follower := metaFollower(t, nodes)
 	if err := follower.node.CreateACLs(ctx, []acl.Binding{aliceReadOrders, bobWriteOrd}); err != nil {
 		t.Fatal(err)
 	}

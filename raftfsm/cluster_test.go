@@ -110,6 +110,18 @@ func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool
 	}
 }
 
+// metaFollower returns a node of nodes that does not lead the metadata group.
+func metaFollower(tb testing.TB, nodes []*tcpNode) *tcpNode {
+	tb.Helper()
+	for _, n := range nodes {
+		if !n.node.leadsMeta() {
+			return n
+		}
+	}
+	tb.Fatal("no node follows the metadata group")
+	return nil
+}
+
 // newTCPCluster starts node 1, which bootstraps, and nodes 2..size joining it,
 // and waits until every data group has a voter on every node.
 func newTCPCluster(tb testing.TB, size int) []*tcpNode {
@@ -206,13 +218,7 @@ func TestClusterFormsAndReplicates(t *testing.T) {
 	}
 
 	// A topic created through a node that does not lead the metadata group.
-	var creator *tcpNode
-	for _, n := range nodes {
-		if !n.node.leadsMeta() {
-			creator = n
-			break
-		}
-	}
+	creator := metaFollower(t, nodes)
 	info, err := creator.node.CreateTopic(ctx, "orders", 4, nil, false)
 	if err != nil {
 		t.Fatalf("CreateTopic via node %d: %v", creator.id, err)

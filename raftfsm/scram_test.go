@@ -83,15 +83,7 @@ func TestNodeScramCredentials(t *testing.T) {
 func TestClusterScramFromAnyNode(t *testing.T) {
 	nodes := newTCPCluster(t, 2)
 	ctx := testCtx(t)
-	var follower *tcpNode
-	for _, n := range nodes {
-		if !n.node.leadsMeta() {
-			follower = n
-		}
-	}
-	if follower == nil {
-		t.Fatal("no node follows the metadata group")
-	}
+	follower := metaFollower(t, nodes)
 	cr := testScram(t, "alice", scram.SHA512, "pw")
 	if err := follower.node.UpsertScramCredential(ctx, cr); err != nil {
 		t.Fatal(err)

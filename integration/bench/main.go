@@ -45,9 +45,7 @@ import (
 	"fmt"
 	"log"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -91,13 +89,7 @@ func main() {
 		os.Exit(2)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		log.Print(err)
-		stop()
-		os.Exit(1)
-	}
+	harness.Main(func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 func (c config) validate() error {
@@ -119,15 +111,11 @@ func (c config) validate() error {
 }
 
 func run(ctx context.Context, cfg config) error {
-	addr := cfg.bootstrap
-	if addr == "" {
-		b, err := harness.StartBroker(ctx, "", strings.Fields(cfg.brokerArgs)...)
-		if err != nil {
-			return err
-		}
-		defer b.Stop()
-		addr = b.KafkaAddr
+	addr, stop, err := harness.Bootstrap(ctx, cfg.bootstrap, "", strings.Fields(cfg.brokerArgs)...)
+	if err != nil {
+		return err
 	}
+	defer stop()
 
 	adm, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {

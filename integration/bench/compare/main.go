@@ -95,11 +95,9 @@ import (
 	"log"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -151,13 +149,7 @@ func main() {
 		log.Print(err)
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg, ws); err != nil {
-		log.Print(err)
-		stop()
-		os.Exit(1)
-	}
+	harness.Main(func(ctx context.Context) error { return run(ctx, cfg, ws) })
 }
 
 // allWorkloads lists the workloads in their run order, by id.

@@ -2,9 +2,10 @@ package main
 
 import (
 	"fmt"
-	"slices"
 	"strings"
 	"time"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
 )
 
 // metric is one row of the table for one workload: how to read it from a
@@ -40,27 +41,15 @@ func printReport(cfg config, ws []workload, results map[string][]runResult, load
 	fmt.Println("|---|---|---:|---:|---:|---|")
 	for i, w := range ws {
 		for _, m := range metrics {
-			sc := median(results["shardcache"], func(r runResult) float64 { return m.value(r.samples[i]) })
-			k := median(results["Kafka"], func(r runResult) float64 { return m.value(r.samples[i]) })
+			sc := harness.Median(results["shardcache"], func(r runResult) float64 { return m.value(r.samples[i]) })
+			k := harness.Median(results["Kafka"], func(r runResult) float64 { return m.value(r.samples[i]) })
 			fmt.Printf("| %s | %s | %s | %s | %s | %s |\n", w.Name, m.name, m.format(sc), m.format(k), ratio(sc, k), m.better)
 		}
 	}
-	sc := median(results["shardcache"], func(r runResult) float64 { return r.restart.Seconds() })
-	k := median(results["Kafka"], func(r runResult) float64 { return r.restart.Seconds() })
+	sc := harness.Median(results["shardcache"], func(r runResult) float64 { return r.restart.Seconds() })
+	k := harness.Median(results["Kafka"], func(r runResult) float64 { return r.restart.Seconds() })
 	fmt.Printf("| %s | restart to serving (SIGTERM, start, first Metadata + fetch) | %s | %s | %s | lower is better |\n",
 		restartAfter(ws), secs(sc), secs(k), ratio(sc, k))
-}
-
-func median(rs []runResult, f func(runResult) float64) float64 {
-	v := make([]float64, len(rs))
-	for i, r := range rs {
-		v[i] = f(r)
-	}
-	slices.Sort(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
 func ratio(a, b float64) string {

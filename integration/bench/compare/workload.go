@@ -12,6 +12,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
 )
 
 // workload is one client load, run the same way against both brokers: Keys
@@ -181,8 +183,8 @@ func produce(ctx context.Context, addr, topic string, w workload, cs clientSetti
 	slices.Sort(rtts)
 	s := sample{produced: acked, produceSecs: elapsed.Seconds()}
 	if len(rtts) > 0 {
-		s.p50 = quantile(rtts, 0.50)
-		s.p99 = quantile(rtts, 0.99)
+		s.p50 = harness.Quantile(rtts, 0.50)
+		s.p99 = harness.Quantile(rtts, 0.99)
 	}
 	return s, nil
 }
@@ -194,12 +196,6 @@ func (h e2eHook) OnBrokerE2E(_ kgo.BrokerMetadata, key int16, e2e kgo.BrokerE2E)
 	if key == 0 && e2e.Err() == nil {
 		h(e2e.DurationE2E())
 	}
-}
-
-// quantile is the nearest-rank q-quantile of sorted (ascending, not empty).
-func quantile(sorted []time.Duration, q float64) time.Duration {
-	i := int(q*float64(len(sorted))+0.999999) - 1
-	return sorted[min(max(i, 0), len(sorted)-1)]
 }
 
 // readAll is the GlobalKTable-style restore: a new consumer without a group

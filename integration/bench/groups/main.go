@@ -80,15 +80,11 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config) error {
-	addr := cfg.bootstrap
-	if addr == "" {
-		b, err := harness.StartBroker(ctx, "", "--group-initial-rebalance-delay=0s")
-		if err != nil {
-			return err
-		}
-		defer b.Stop()
-		addr = b.KafkaAddr
+	addr, stop, err := harness.Bootstrap(ctx, cfg.bootstrap, "", "--group-initial-rebalance-delay=0s")
+	if err != nil {
+		return err
 	}
+	defer stop()
 	admin, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
 		return err

@@ -1,7 +1,8 @@
 // Package harness is what the benchmark commands under integration/bench
-// share: starting a local shardcache process on ephemeral ports (StartBroker),
-// the keyed produce workload (Produce) and reading latency quantiles
-// (Quantile, Median).
+// share: starting a local shardcache process on ephemeral ports (StartBroker,
+// or Bootstrap when -bootstrap may name one), running a command until SIGINT
+// or SIGTERM (Main), the keyed produce workload (Produce) and reading latency
+// quantiles (Quantile, Median).
 package harness
 
 import (
@@ -15,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -192,6 +194,32 @@ func brokerBinary(ctx context.Context, binary, dir string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/shardcache: %w\n%s", err, out)
 	}
 	return bin, nil
+}
+
+// Bootstrap returns bootstrap when it is set; otherwise it starts a local
+// broker (StartBroker with binary and extra) and returns its Kafka address.
+// stop stops what Bootstrap started (nothing for a given address).
+func Bootstrap(ctx context.Context, bootstrap, binary string, extra ...string) (addr string, stop func(), err error) {
+	if bootstrap != "" {
+		return bootstrap, func() {}, nil
+	}
+	b, err := StartBroker(ctx, binary, extra...)
+	if err != nil {
+		return "", nil, err
+	}
+	return b.KafkaAddr, b.Stop, nil
+}
+
+// Main runs a benchmark command's f with a context that SIGINT and SIGTERM
+// cancel; if f fails, it logs the error and exits 1.
+func Main(f func(ctx context.Context) error) {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := f(ctx)
+	stop()
+	if err != nil {
+		log.Print(err)
+		os.Exit(1)
+	}
 }
 
 // Stop sends SIGTERM, waits up to 30 s (then kills the process) and removes

@@ -48,11 +48,9 @@ import (
 	"log"
 	"net"
 	"os"
-	"os/signal"
 	"runtime"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -112,13 +110,7 @@ func main() {
 		log.Print("-rounds, -records, -partitions and -connects must be positive, -value-bytes not negative")
 		os.Exit(2)
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, cfg); err != nil {
-		log.Print(err)
-		stop()
-		os.Exit(1)
-	}
+	harness.Main(func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
 // freeAddrs picks n free loopback ports.
@@ -216,14 +208,7 @@ func run(ctx context.Context, cfg config) error {
 	fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|")
 	for i, v := range variants {
 		ss := samples[i]
-		med := func(f func(sample) float64) float64 {
-			xs := make([]float64, len(ss))
-			for j, s := range ss {
-				xs[j] = f(s)
-			}
-			slices.Sort(xs)
-			return xs[len(xs)/2]
-		}
+		med := func(f func(sample) float64) float64 { return harness.Median(ss, f) }
 		us := func(f func(sample) time.Duration) float64 {
 			return med(func(s sample) float64 { return float64(f(s).Nanoseconds()) / 1e3 })
 		}
@@ -310,7 +295,7 @@ func measure(ctx context.Context, cfg config, b *harness.Broker, v variant, opts
 		}
 	}
 	slices.Sort(times)
-	s.connect = times[len(times)/2]
+	s.connect = harness.Quantile(times, 0.5)
 	return s, nil
 }
 

@@ -131,15 +131,11 @@ func (r result) recordsPerSec() float64 { return float64(r.records) / r.elapsed.
 func (r result) mbPerSec() float64      { return float64(r.bytes) / 1e6 / r.elapsed.Seconds() }
 
 func run(ctx context.Context, cfg config) error {
-	addr := cfg.bootstrap
-	if addr == "" {
-		b, err := harness.StartBroker(ctx, "")
-		if err != nil {
-			return err
-		}
-		defer b.Stop()
-		addr = b.KafkaAddr
+	addr, stop, err := harness.Bootstrap(ctx, cfg.bootstrap, "")
+	if err != nil {
+		return err
 	}
+	defer stop()
 	admin, err := kgo.NewClient(kgo.SeedBrokers(addr))
 	if err != nil {
 		return err

@@ -51,25 +51,41 @@ public final class App {
   private App() {}
 
   public static void main(String[] args) throws InterruptedException {
+    String bootstrap = bootstrap(args, 6, "App APPLICATION_ID STATE_DIR ORDERS CUSTOMERS OUTPUT WINDOWED");
+    Properties props = config(args[0], bootstrap, args[1], StreamsConfig.AT_LEAST_ONCE);
+    run(new KafkaStreams(topology(args[2], args[3], args[4], args[5]), props));
+  }
+
+  /**
+   * Returns the broker address in SHARDCACHE_BOOTSTRAP; if it is unset or args are not n,
+   * prints usage (the app's name and arguments) and exits 2.
+   */
+  static String bootstrap(String[] args, int n, String usage) {
     String bootstrap = System.getenv("SHARDCACHE_BOOTSTRAP");
-    if (args.length != 6 || bootstrap == null || bootstrap.isEmpty()) {
-      System.err.println(
-          "usage: SHARDCACHE_BOOTSTRAP=host:port App APPLICATION_ID STATE_DIR ORDERS CUSTOMERS OUTPUT WINDOWED");
+    if (args.length != n || bootstrap == null || bootstrap.isEmpty()) {
+      System.err.println("usage: SHARDCACHE_BOOTSTRAP=host:port " + usage);
       System.exit(2);
     }
+    return bootstrap;
+  }
+
+  /**
+   * The settings of both apps: the application id, broker, state dir, processing guarantee
+   * and String serdes, and, small and quick for a test, every update going out (no store
+   * cache) with commits and repartition purges every 200 ms.
+   */
+  static Properties config(String applicationId, String bootstrap, String stateDir, String guarantee) {
     Properties props = new Properties();
-    props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[0]);
+    props.put(StreamsConfig.APPLICATION_ID_CONFIG, applicationId);
     props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-    props.put(StreamsConfig.STATE_DIR_CONFIG, args[1]);
-    props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+    props.put(StreamsConfig.STATE_DIR_CONFIG, stateDir);
+    props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, guarantee);
     props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
     props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
-    // Small and quick for a test: every update goes out, commits and purges are frequent.
     props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
     props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
     props.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 200);
-
-    run(new KafkaStreams(topology(args[2], args[3], args[4], args[5]), props));
+    return props;
   }
 
   /**

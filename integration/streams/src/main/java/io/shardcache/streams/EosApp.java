@@ -39,12 +39,7 @@ public final class EosApp {
   private EosApp() {}
 
   public static void main(String[] args) throws InterruptedException {
-    String bootstrap = System.getenv("SHARDCACHE_BOOTSTRAP");
-    if (args.length != 5 || bootstrap == null || bootstrap.isEmpty()) {
-      System.err.println(
-          "usage: SHARDCACHE_BOOTSTRAP=host:port EosApp APPLICATION_ID STATE_DIR ORDERS OUTPUT DELAY_MS");
-      System.exit(2);
-    }
+    String bootstrap = App.bootstrap(args, 5, "EosApp APPLICATION_ID STATE_DIR ORDERS OUTPUT DELAY_MS");
     long delayMs;
     try {
       delayMs = Long.parseLong(args[4]);
@@ -55,23 +50,14 @@ public final class EosApp {
       System.err.println("EosApp: DELAY_MS " + args[4] + " is not a non-negative integer");
       System.exit(2);
     }
-    Properties props = new Properties();
-    props.put(StreamsConfig.APPLICATION_ID_CONFIG, args[0]);
-    props.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-    props.put(StreamsConfig.STATE_DIR_CONFIG, args[1]);
-    props.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.EXACTLY_ONCE_V2);
-    props.put(StreamsConfig.DEFAULT_KEY_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
-    props.put(StreamsConfig.DEFAULT_VALUE_SERDE_CLASS_CONFIG, Serdes.StringSerde.class);
-    // Every update goes out; a transaction commits every 200 ms. A killed instance's
-    // open transaction is aborted by its successor, which has the same process id (kept
-    // in the state dir) and so the same transactional id, once the group has dropped
+    Properties props = App.config(args[0], bootstrap, args[1], StreamsConfig.EXACTLY_ONCE_V2);
+    // Every update goes out and a transaction commits every 200 ms (App.config). A killed
+    // instance's open transaction is aborted by its successor, which has the same process id
+    // (kept in the state dir) and so the same transactional id, once the group has dropped
     // the killed member (the 6 s session timeout) and the successor initializes its
     // producer (InitProducerId fences and aborts it); the 30 s transaction timeout is
     // longer, so the fencing comes first. When the state dir is gone, the successor's
     // transactional id is new and the broker aborts the transaction at its timeout.
-    props.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, 0);
-    props.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, 200);
-    props.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, 200);
     props.put(StreamsConfig.consumerPrefix(ConsumerConfig.MAX_POLL_RECORDS_CONFIG), 50);
     props.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), 6000);
     props.put(StreamsConfig.producerPrefix(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG), 30000);
