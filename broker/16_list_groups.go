@@ -50,7 +50,7 @@ func (b *Broker) handleListGroups(ctx context.Context, rc *requestContext, kreq 
 		return resp, nil
 	}
 	clusterDescribe := b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeCluster, acl.ClusterName)
-	b.groups.loadAll(ctx)
+	b.groups.loader.loadLed(ctx) // complete after a leadership change
 	for _, g := range b.groups.snapshot() {
 		g.mu.Lock()
 		state, ptype, name := g.state, g.protocolType, g.name
@@ -72,16 +72,4 @@ func (b *Broker) handleListGroups(ctx context.Context, rc *requestContext, kreq 
 	}
 	slices.SortFunc(resp.Groups, func(a, b kmsg.ListGroupsResponseGroup) int { return strings.Compare(a.Group, b.Group) })
 	return resp, nil
-}
-
-// loadAll makes sure every offsets partition this node leads is loaded in
-// its current term, so listings after a leadership change are complete.
-func (c *coordinator) loadAll(ctx context.Context) {
-	ti, ok := c.b.node.Topic(offsetsTopic)
-	if !ok {
-		return
-	}
-	for _, p := range ti.Partitions {
-		_, _ = c.ensureLoaded(ctx, ti, p.Partition)
-	}
 }

@@ -10,12 +10,14 @@ package broker
 // (committed offsets, each group's generation, members and assignments) is a
 // record in that partition written through raftfsm.Node.Produce, compacted by
 // key like any shard and deleted with tombstones. A partition is loaded (a
-// read of its live records, O(live keys)) at startup and again whenever this
-// node leads it in a new Raft term. The loop also watches the metadata: a
+// read of its live records, O(live keys)) as soon as the leader table names
+// this node its leader, once per epoch, and its groups are dropped when this
+// node stops leading it: the rule both coordinators share
+// (partition_loader.go). The loop also watches the metadata: a
 // topic deleted or re-created loses its committed offsets
 // (dropDeletedTopicOffsets in group_offsets.go).
 //
-// Locks: coordinator.mu guards the group map and the load state; group.mu
+// Locks: coordinator.mu guards the group map (the loader its load state); group.mu
 // guards one group. Order: coordinator.mu before group.mu. Neither is held
 // across a Raft proposal or a partition read (docs/ARCHITECTURE.md): a
 // group's writes take its write turn (group_writes.go), decide under group.mu,
@@ -27,7 +29,6 @@ package broker
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -181,49 +182,37 @@ type coordinator struct {
 
 	mu     sync.Mutex
 	groups map[string]*group
-	// loaded maps an offsets partition to the Raft term it was loaded in.
-	loaded map[int32]int32
 	// pruneDue asks the loop to drop the offsets of deleted topics
 	// (dropDeletedTopicOffsets): set after a load.
 	pruneDue atomic.Bool
-	// loading maps an offsets partition to its load lock, a semaphore of one
-	// (so waiting for it honours a request's context).
-	loading map[int32]chan struct{}
 
-	topic internalTopic // __consumer_offsets
+	// loader keeps the load state of the __consumer_offsets partitions
+	// (partition_loader.go).
+	loader *partitionLoader
 
 	// expiring is set while an offset expiry pass runs.
 	expiring atomic.Bool
 
-	kick   chan struct{} // wakes the loop after a deadline moved earlier
-	stop   chan struct{} // closed by close
-	ctx    context.Context
-	cancel context.CancelFunc
-	once   sync.Once
+	kick chan struct{} // wakes the loop after a deadline moved earlier
 
-	// wg counts every goroutine of the coordinator (the loop, startup loads,
-	// expiry passes, metadata flushes); goFunc refuses new ones once
-	// spawnClosed is set, so close can wait for all of them.
-	wg          sync.WaitGroup
-	spawnMu     sync.Mutex
-	spawnClosed bool
+	// coordinatorLife: the loop, startup creation, the loader's watch,
+	// expiry passes and metadata flushes run through goFunc; close waits
+	// for them.
+	coordinatorLife
 }
 
 func newCoordinator(b *Broker, cfg GroupConfig) *coordinator {
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &coordinator{
-		b:       b,
-		cfg:     cfg,
-		log:     b.log,
-		groups:  map[string]*group{},
-		loaded:  map[int32]int32{},
-		loading: map[int32]chan struct{}{},
-		kick:    make(chan struct{}, 1),
-		stop:    make(chan struct{}),
-		ctx:     ctx,
-		cancel:  cancel,
-		topic:   internalTopic{name: offsetsTopic, partitions: cfg.OffsetsTopicPartitions, what: "offsets topic"},
+		b:      b,
+		cfg:    cfg,
+		log:    b.log,
+		groups: map[string]*group{},
+		kick:   make(chan struct{}, 1),
 	}
+	c.init()
+	c.loader = newPartitionLoader(b.node, b.log,
+		&internalTopic{name: offsetsTopic, partitions: cfg.OffsetsTopicPartitions, what: "offsets topic"},
+		c.stop, c.loadPartition, c.unloadPartition)
 	if b.cfg.hooks != nil {
 		c.hooks = *b.cfg.hooks
 	}
@@ -232,32 +221,10 @@ func newCoordinator(b *Broker, cfg GroupConfig) *coordinator {
 	return c
 }
 
-// goFunc runs f on a goroutine that close waits for; false (and f not run)
-// once close has begun.
-func (c *coordinator) goFunc(f func()) bool {
-	c.spawnMu.Lock()
-	defer c.spawnMu.Unlock()
-	if c.spawnClosed {
-		return false
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // close stops the loop and every other goroutine of the coordinator (their
 // writes end with its context) and answers every waiting request; idempotent.
 func (c *coordinator) close() {
-	c.once.Do(func() {
-		c.spawnMu.Lock()
-		c.spawnClosed = true
-		c.spawnMu.Unlock()
-		close(c.stop)
-		c.cancel()
-		c.wg.Wait()
+	c.shutdown(func() {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for _, g := range c.groups {
@@ -284,7 +251,8 @@ func (c *coordinator) run() {
 	if err := c.b.node.WaitReady(c.ctx); err != nil {
 		return
 	}
-	c.goFunc(c.loadStartup)
+	c.goFunc(c.createStartup)
+	c.goFunc(func() { c.loader.watch(c.ctx) })
 
 	// A topic deleted or re-created: its committed offsets go.
 	changed := c.b.node.MetadataChanged()
@@ -333,19 +301,13 @@ func (c *coordinator) run() {
 	}
 }
 
-// loadStartup creates __consumer_offsets if configured to and loads every
-// partition of it this node leads (requests load theirs on demand anyway).
-func (c *coordinator) loadStartup() {
+// createStartup creates __consumer_offsets if configured to; the loader's
+// watch loads the partitions this node leads (requests load theirs on demand
+// anyway).
+func (c *coordinator) createStartup() {
 	if c.cfg.CreateOffsetsTopic {
 		if _, err := c.offsetsTopicInfo(c.ctx, true); err != nil && c.ctx.Err() == nil {
 			c.log.Warn("create offsets topic failed", logKeyTopic, offsetsTopic, logKeyError, err)
-		}
-	}
-	if ti, ok := c.b.node.Topic(offsetsTopic); ok {
-		for _, p := range ti.Partitions {
-			if _, err := c.ensureLoaded(c.ctx, ti, p.Partition); err != nil && c.ctx.Err() == nil {
-				c.log.Debug("offsets partition not loaded", logKeyPartition, p.Partition, logKeyError, err)
-			}
 		}
 	}
 }
@@ -415,80 +377,32 @@ func partitionFor(group string, partitions int) int32 {
 // offsetsTopicInfo returns __consumer_offsets, creating it (compacted) when
 // create is set and it does not exist.
 func (c *coordinator) offsetsTopicInfo(ctx context.Context, create bool) (raftfsm.TopicInfo, error) {
-	return c.topic.info(ctx, c.b.node, c.log, create)
+	return c.loader.info(ctx, create)
 }
 
 // route finds the offsets partition of a group and makes sure this node
-// coordinates it and has loaded it. Errors: NOT_COORDINATOR (another node
-// leads the partition), COORDINATOR_NOT_AVAILABLE (no topic yet, shutting
-// down), COORDINATOR_LOAD_IN_PROGRESS.
+// coordinates it and has loaded it (partitionLoader.route).
 func (c *coordinator) route(ctx context.Context, groupID string) (raftfsm.TopicInfo, int32, error) {
-	select {
-	case <-c.stop:
-		return raftfsm.TopicInfo{}, 0, errNotCoordinator
-	default:
-	}
-	if !c.b.node.Ready() {
-		return raftfsm.TopicInfo{}, 0, errCoordinatorLoad
-	}
-	ti, err := c.offsetsTopicInfo(ctx, true)
-	if err != nil {
-		if errors.Is(err, raftfsm.ErrNotReady) || errors.Is(err, raftfsm.ErrNotLeader) {
-			return ti, 0, errCoordinatorNA
-		}
-		return ti, 0, err
-	}
-	p := partitionFor(groupID, len(ti.Partitions))
-	if _, err := c.ensureLoaded(ctx, ti, p); err != nil {
-		return ti, p, err
-	}
-	return ti, p, nil
+	return c.loader.route(ctx, groupID)
 }
 
-// ensureLoaded loads an offsets partition if this node leads it and has not
-// loaded it in the current term. The read runs under the partition's own load
-// lock, without coordinator.mu: requests for other partitions' groups, and
-// the deadline loop, go on meanwhile; requests for this partition's groups
-// wait for it (or their ctx).
-func (c *coordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo, p int32) (int32, error) {
-	pi := ti.Partitions[p]
-	if !c.b.node.IsLeader(pi.Group) {
-		return 0, errNotCoordinator
-	}
-	epoch := c.b.node.LeaderEpoch(pi.Group)
-	c.mu.Lock()
-	if e, ok := c.loaded[p]; ok && e == epoch {
-		c.mu.Unlock()
-		return epoch, nil
-	}
-	lock := c.loading[p]
-	if lock == nil {
-		lock = make(chan struct{}, 1)
-		c.loading[p] = lock
-	}
-	c.mu.Unlock()
-
-	select {
-	case lock <- struct{}{}:
-	case <-ctx.Done():
-		return 0, errCoordinatorLoad
-	case <-c.stop:
-		return 0, errNotCoordinator
-	}
-	defer func() { <-lock }()
-	c.mu.Lock()
-	e, ok := c.loaded[p]
-	c.mu.Unlock()
-	if ok && e == epoch {
-		return epoch, nil // loaded while we waited
-	}
-	groups, err := c.readPartition(p, pi.Shard)
+// loadPartition reads an offsets partition and installs its groups; the
+// loader calls it under the partition's load lock, with no coordinator lock
+// held, so requests for other partitions' groups, and the deadline loop, go
+// on meanwhile.
+func (c *coordinator) loadPartition(pi raftfsm.PartitionInfo, epoch int32) error {
+	groups, err := c.readPartition(pi.Partition, pi.Shard)
 	if err != nil {
-		c.log.Error("load offsets partition failed", logKeyPartition, p, logKeyError, err)
-		return 0, errCoordinatorLoad
+		return err
 	}
-	c.install(p, epoch, groups)
-	return epoch, nil
+	c.install(pi.Partition, groups)
+	return nil
+}
+
+// unloadPartition drops the groups of an offsets partition this node no
+// longer leads (Kafka's onResignation).
+func (c *coordinator) unloadPartition(p int32) {
+	c.install(p, nil)
 }
 
 // readPartition rebuilds the groups of one offsets partition from its live
@@ -596,10 +510,10 @@ func (c *coordinator) readPartition(p int32, shard shardstore.ShardID) (map[stri
 	return groups, nil
 }
 
-// install replaces the groups of partition p with groups, loaded in epoch.
+// install replaces the groups of partition p with groups (none to unload).
 // The groups it replaces turn Dead (their waiting requests are answered
 // NOT_COORDINATOR; a write of theirs still in flight applies to nothing).
-func (c *coordinator) install(p, epoch int32, groups map[string]*group) {
+func (c *coordinator) install(p int32, groups map[string]*group) {
 	now := time.Now()
 	c.mu.Lock()
 	for name, g := range c.groups {
@@ -614,8 +528,10 @@ func (c *coordinator) install(p, epoch int32, groups map[string]*group) {
 	for name, g := range groups {
 		c.groups[name] = g
 	}
-	c.loaded[p] = epoch
 	c.mu.Unlock()
+	if groups == nil {
+		return
+	}
 	c.pruneDue.Store(true) // topics may have gone while another node coordinated
 	c.wake()
 }

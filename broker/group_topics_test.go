@@ -139,9 +139,10 @@ func TestDeleteTopicsDropsCommittedOffsets(t *testing.T) {
 // clusterBroker is one node of an in-process cluster: a raftfsm node joined
 // over loopback TCP and a broker over it.
 type clusterBroker struct {
-	Addr  string
-	Node  *raftfsm.Node
-	Store *shardstore.Store
+	Addr   string
+	Node   *raftfsm.Node
+	Store  *shardstore.Store
+	Broker *Broker
 }
 
 // newBrokerCluster starts size nodes (node 1 bootstraps, the others join it),
@@ -181,11 +182,26 @@ func newBrokerCluster(t testing.TB, size int, groups GroupConfig) []*clusterBrok
 		bcfg.TopicDefaults = defaults
 		bcfg.Node, bcfg.Store, bcfg.Logger = node, store, logger
 		bcfg.Groups = groups
-		_, addr, _, stop := serveBrokerOn(t, bcfg, kafkaLn)
+		b, addr, _, stop := serveBrokerOn(t, bcfg, kafkaLn)
 		t.Cleanup(stop)
-		out = append(out, &clusterBroker{Addr: addr, Node: node, Store: store})
+		out = append(out, &clusterBroker{Addr: addr, Node: node, Store: store, Broker: b})
 	}
 	return out
+}
+
+// newClusterClient returns a franz-go client seeded with every node; the
+// caller closes it.
+func newClusterClient(t testing.TB, nodes []*clusterBroker) *kgo.Client {
+	t.Helper()
+	var seeds []string
+	for _, n := range nodes {
+		seeds = append(seeds, n.Addr)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl
 }
 
 // TestDeleteTopicsDropsCommittedOffsetsOnEveryCoordinator: in a three-node
@@ -199,14 +215,7 @@ func TestDeleteTopicsDropsCommittedOffsetsOnEveryCoordinator(t *testing.T) {
 		t.Skip("three nodes and a leadership hand-off take about 15 s")
 	}
 	nodes := newBrokerCluster(t, 3, testGroupConfig())
-	var seeds []string
-	for _, n := range nodes {
-		seeds = append(seeds, n.Addr)
-	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
-	if err != nil {
-		t.Fatal(err)
-	}
+	cl := newClusterClient(t, nodes)
 	t.Cleanup(cl.Close)
 	adm := kadm.NewClient(cl)
 	// A topic created through one node reaches the others' metadata a moment

@@ -108,7 +108,7 @@ func (c *txnCoordinator) listTxns(ctx context.Context, f *txnFilter) ([]listedTx
 		if !c.b.node.IsLeader(pi.Group) {
 			continue
 		}
-		_, err := c.ensureLoaded(ctx, ti, pi.Partition)
+		_, err := c.loader.ensure(ctx, ti, pi.Partition)
 		switch {
 		case err == nil:
 			led[pi.Partition] = true

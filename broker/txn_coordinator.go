@@ -144,64 +144,31 @@ type txnCoordinator struct {
 
 	mu   sync.Mutex
 	txns map[string]*txn
-	// loaded maps a __transaction_state partition to the term it was loaded in.
-	loaded  map[int32]int32
-	loading map[int32]chan struct{}
 
-	topic internalTopic // __transaction_state
+	// loader keeps the load state of the __transaction_state partitions
+	// (partition_loader.go).
+	loader *partitionLoader
 
-	stop   chan struct{}
-	ctx    context.Context
-	cancel context.CancelFunc
-	once   sync.Once
-
-	wg          sync.WaitGroup
-	spawnMu     sync.Mutex
-	spawnClosed bool
+	// coordinatorLife: the loop, the loader's watch and the markers'
+	// writers run through goFunc; close waits for them.
+	coordinatorLife
 }
 
 func newTxnCoordinator(b *Broker, cfg TxnConfig, now func() time.Time) *txnCoordinator {
-	ctx, cancel := context.WithCancel(context.Background())
 	c := &txnCoordinator{
 		b: b, cfg: cfg, log: b.log, now: now,
-		txns:    map[string]*txn{},
-		loaded:  map[int32]int32{},
-		loading: map[int32]chan struct{}{},
-		stop:    make(chan struct{}),
-		ctx:     ctx,
-		cancel:  cancel,
-		topic:   internalTopic{name: txnStateTopic, partitions: cfg.TopicPartitions, what: "transaction state topic"},
+		txns: map[string]*txn{},
 	}
+	c.init()
+	c.loader = newPartitionLoader(b.node, b.log,
+		&internalTopic{name: txnStateTopic, partitions: cfg.TopicPartitions, what: "transaction state topic"},
+		c.stop, c.loadPartition, c.unloadPartition)
 	c.goFunc(c.run)
 	return c
 }
 
-// goFunc runs f on a goroutine close waits for; false once close began.
-func (c *txnCoordinator) goFunc(f func()) bool {
-	c.spawnMu.Lock()
-	defer c.spawnMu.Unlock()
-	if c.spawnClosed {
-		return false
-	}
-	c.wg.Add(1)
-	go func() {
-		defer c.wg.Done()
-		f()
-	}()
-	return true
-}
-
 // close stops the loop and every goroutine of the coordinator; idempotent.
-func (c *txnCoordinator) close() {
-	c.once.Do(func() {
-		c.spawnMu.Lock()
-		c.spawnClosed = true
-		c.spawnMu.Unlock()
-		close(c.stop)
-		c.cancel()
-		c.wg.Wait()
-	})
-}
+func (c *txnCoordinator) close() { c.shutdown(nil) }
 
 // run aborts timed-out transactions and expires idle transactional ids,
 // until close. It also loads the partitions this node leads: at start, and
@@ -212,10 +179,10 @@ func (c *txnCoordinator) run() {
 	if err := c.b.node.WaitReady(c.ctx); err != nil {
 		return
 	}
-	// A group's new leader reports itself to the metadata group, which
-	// changes the metadata; the abort check looks again as a fallback.
-	changed := c.b.node.MetadataChanged()
-	c.loadLed()
+	// The loader loads on every metadata change (a group's new leader
+	// reports itself to the metadata group); the abort check looks again as
+	// a fallback.
+	c.goFunc(func() { c.loader.watch(c.ctx) })
 	abort := time.NewTicker(c.cfg.AbortCheckInterval)
 	defer abort.Stop()
 	expire := time.NewTicker(c.cfg.IDExpirationCheckInterval)
@@ -224,32 +191,11 @@ func (c *txnCoordinator) run() {
 		select {
 		case <-c.stop:
 			return
-		case <-changed:
-			changed = c.b.node.MetadataChanged()
-			c.loadLed()
 		case <-abort.C:
-			c.loadLed()
+			c.loader.loadLed(c.ctx)
 			c.abortTimedOut(c.now())
 		case <-expire.C:
 			c.expireIDs(c.now())
-		}
-	}
-}
-
-// loadLed loads every __transaction_state partition this node leads and has
-// not loaded in the current term (ensureLoaded finishes its Prepare*
-// transactions).
-func (c *txnCoordinator) loadLed() {
-	ti, ok := c.b.node.Topic(txnStateTopic)
-	if !ok {
-		return
-	}
-	for _, p := range ti.Partitions {
-		if !c.b.node.IsLeader(p.Group) {
-			continue
-		}
-		if _, err := c.ensureLoaded(c.ctx, ti, p.Partition); err != nil && c.ctx.Err() == nil {
-			c.log.Debug("transaction state partition not loaded", logKeyPartition, p.Partition, logKeyError, err)
 		}
 	}
 }
@@ -258,87 +204,33 @@ func (c *txnCoordinator) loadLed() {
 // is set and it does not exist, as the group coordinator creates
 // __consumer_offsets.
 func (c *txnCoordinator) topicInfo(ctx context.Context, create bool) (raftfsm.TopicInfo, error) {
-	return c.topic.info(ctx, c.b.node, c.log, create)
+	return c.loader.info(ctx, create)
 }
 
 // route finds the partition of a transactional id and makes sure this node
-// coordinates it and has loaded it. Errors as coordinator.route.
+// coordinates it and has loaded it (partitionLoader.route).
 func (c *txnCoordinator) route(ctx context.Context, id string) (raftfsm.TopicInfo, int32, error) {
-	select {
-	case <-c.stop:
-		return raftfsm.TopicInfo{}, 0, errNotCoordinator
-	default:
-	}
-	if !c.b.node.Ready() {
-		return raftfsm.TopicInfo{}, 0, errCoordinatorLoad
-	}
-	ti, err := c.topicInfo(ctx, true)
-	if err != nil {
-		if errors.Is(err, raftfsm.ErrNotReady) || errors.Is(err, raftfsm.ErrNotLeader) {
-			return ti, 0, errCoordinatorNA
-		}
-		return ti, 0, err
-	}
-	p := partitionFor(id, len(ti.Partitions))
-	if _, err := c.ensureLoaded(ctx, ti, p); err != nil {
-		return ti, p, err
-	}
-	return ti, p, nil
+	return c.loader.route(ctx, id)
 }
 
-// ensureLoaded loads a partition if this node leads it and has not loaded
-// it in the current term, under the partition's own load lock.
-func (c *txnCoordinator) ensureLoaded(ctx context.Context, ti raftfsm.TopicInfo, p int32) (int32, error) {
-	pi := ti.Partitions[p]
-	if !c.b.node.IsLeader(pi.Group) {
-		return 0, errNotCoordinator
-	}
-	// Until this node's report as the group's leader is in the leader table,
-	// the table names the previous leader and its epoch, which this node's
-	// markers must not carry: wait for it (the report changes the metadata,
-	// and run loads again).
-	leader, epoch, ok := c.b.node.GroupLeader(pi.Group)
-	if !ok || leader != c.b.node.NodeID() {
-		return 0, errCoordinatorLoad
-	}
-	c.mu.Lock()
-	if e, ok := c.loaded[p]; ok && e == epoch {
-		c.mu.Unlock()
-		return epoch, nil
-	}
-	lock := c.loading[p]
-	if lock == nil {
-		lock = make(chan struct{}, 1)
-		c.loading[p] = lock
-	}
-	c.mu.Unlock()
-	select {
-	case lock <- struct{}{}:
-	case <-ctx.Done():
-		return 0, errCoordinatorLoad
-	case <-c.stop:
-		return 0, errNotCoordinator
-	}
-	defer func() { <-lock }()
-	c.mu.Lock()
-	e, ok := c.loaded[p]
-	c.mu.Unlock()
-	if ok && e == epoch {
-		return epoch, nil
-	}
-	metas, err := c.readPartition(p, pi.Shard)
-	if errors.Is(err, shardstore.ErrUnknownShard) {
-		return 0, errCoordinatorLoad // the topic is new: its shard is being created
-	}
+// loadPartition reads a partition and installs its transactions, finishing
+// those a previous coordinator left ending; the loader calls it under the
+// partition's load lock.
+func (c *txnCoordinator) loadPartition(pi raftfsm.PartitionInfo, _ int32) error {
+	metas, err := c.readPartition(pi.Partition, pi.Shard)
 	if err != nil {
-		c.log.Error("load transaction state partition failed", logKeyPartition, p, logKeyError, err)
-		return 0, errCoordinatorLoad
+		return err
 	}
-	ending := c.install(p, epoch, metas)
-	for _, t := range ending {
+	for _, t := range c.install(pi.Partition, metas) {
 		c.goFunc(func() { c.finish(t) })
 	}
-	return epoch, nil
+	return nil
+}
+
+// unloadPartition drops the transactions of a partition this node no longer
+// leads; a holder of a turn sees its txn gone and stops writing.
+func (c *txnCoordinator) unloadPartition(p int32) {
+	c.install(p, nil)
 }
 
 // readPartition rebuilds the transactions of one partition from its live
@@ -382,7 +274,7 @@ func (c *txnCoordinator) readPartition(p int32, shard shardstore.ShardID) (map[s
 
 // install replaces the transactions of partition p and returns those that
 // were ending (Prepare*, or fenced), which the caller finishes.
-func (c *txnCoordinator) install(p, epoch int32, metas map[string]*txnMetadata) []*txn {
+func (c *txnCoordinator) install(p int32, metas map[string]*txnMetadata) []*txn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for id, t := range c.txns {
@@ -402,7 +294,6 @@ func (c *txnCoordinator) install(p, epoch int32, metas map[string]*txnMetadata) 
 			ending = append(ending, t)
 		}
 	}
-	c.loaded[p] = epoch
 	return ending
 }
 
