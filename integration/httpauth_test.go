@@ -340,8 +340,9 @@ func TestHTTPAuthClientCertificate(t *testing.T) {
 	}
 }
 
-// TestHTTPAuthBadFiles: a tokens file or an HTTP client CA that does not load
-// stops the binary at start with exit status 2 and a message naming the flag.
+// TestHTTPAuthBadFiles: a tokens file, an HTTP client CA or a TLS file that
+// does not load stops the binary at start with exit status 2 and a message
+// naming the flag.
 func TestHTTPAuthBadFiles(t *testing.T) {
 	requireLocalBroker(t)
 	dir := t.TempDir()
@@ -367,6 +368,10 @@ func TestHTTPAuthBadFiles(t *testing.T) {
 		{"client CA not PEM", []string{"--tls-cert-file=" + files.Cert, "--tls-key-file=" + files.Key, "--http-tls", "--http-client-ca-file=" + notPEM},
 			[]string{"--http-client-ca-file", "no PEM certificate"}},
 		{"closed probes without auth", []string{"--http-open-probes=false"}, []string{"--http-open-probes"}},
+		// The listeners' and the cluster port's TLS files are checked the same way.
+		{"TLS key not PEM", []string{"--tls-cert-file=" + files.Cert, "--tls-key-file=" + notPEM}, []string{"--tls-* files"}},
+		{"cluster TLS CA not PEM", []string{"--cluster-tls-cert-file=" + files.Cert, "--cluster-tls-key-file=" + files.Key,
+			"--cluster-tls-ca-file=" + notPEM}, []string{"--cluster-tls-* files"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -261,7 +261,9 @@ func (s *server) loadClusterTLS() (*tlsfiles.Config, error) {
 		},
 	})
 	if err != nil {
-		return nil, fmt.Errorf("cluster %w", err)
+		// A file named by a flag that does not load is a configuration
+		// error (exit 2), as for the tokens file.
+		return nil, fmt.Errorf("%w: --cluster-tls-* files: %w", errUsage, err)
 	}
 	return cfg, nil
 }
@@ -272,13 +274,17 @@ func (s *server) loadTLS() (*tlsfiles.Config, error) {
 		return nil, nil
 	}
 	log := s.log
-	return tlsfiles.Load(tlsfiles.Files{
+	cfg, err := tlsfiles.Load(tlsfiles.Files{
 		CertFile:   s.cfg.TLSCertFile,
 		KeyFile:    s.cfg.TLSKeyFile,
 		CAFile:     s.cfg.TLSCAFile,
 		ClientAuth: tlsfiles.ClientAuth(s.cfg.TLSClientAuth),
 		OnError:    func(err error) { log.Warn("tls files did not reload, keeping the last good ones", logError, err) },
 	})
+	if err != nil {
+		return nil, fmt.Errorf("%w: --tls-* files: %w", errUsage, err)
+	}
+	return cfg, nil
 }
 
 // kafkaListener is a bound Kafka listener.
