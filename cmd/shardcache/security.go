@@ -250,22 +250,12 @@ func (s *server) loadClusterTLS() (*tlsfiles.Config, error) {
 	if s.cfg.ClusterTLSCertFile == "" {
 		return nil, nil
 	}
-	log := s.log
-	cfg, err := tlsfiles.Load(tlsfiles.Files{
+	return s.loadTLSFiles("cluster-tls", tlsfiles.Files{
 		CertFile:   s.cfg.ClusterTLSCertFile,
 		KeyFile:    s.cfg.ClusterTLSKeyFile,
 		CAFile:     s.cfg.ClusterTLSCAFile,
 		ClientAuth: tlsfiles.ClientAuthRequired,
-		OnError: func(err error) {
-			log.Warn("cluster tls files did not reload, keeping the last good ones", logError, err)
-		},
 	})
-	if err != nil {
-		// A file named by a flag that does not load is a configuration
-		// error (exit 2), as for the tokens file.
-		return nil, fmt.Errorf("%w: --cluster-tls-* files: %w", errUsage, err)
-	}
-	return cfg, nil
 }
 
 // loadTLS loads the PEM files, or returns nil when none are configured.
@@ -273,16 +263,25 @@ func (s *server) loadTLS() (*tlsfiles.Config, error) {
 	if s.cfg.TLSCertFile == "" {
 		return nil, nil
 	}
-	log := s.log
-	cfg, err := tlsfiles.Load(tlsfiles.Files{
+	return s.loadTLSFiles("tls", tlsfiles.Files{
 		CertFile:   s.cfg.TLSCertFile,
 		KeyFile:    s.cfg.TLSKeyFile,
 		CAFile:     s.cfg.TLSCAFile,
 		ClientAuth: tlsfiles.ClientAuth(s.cfg.TLSClientAuth),
-		OnError:    func(err error) { log.Warn("tls files did not reload, keeping the last good ones", logError, err) },
 	})
+}
+
+// loadTLSFiles loads the files of the --<flags>-* flags, logging a failed
+// reload later. Files that do not load at start are a configuration error
+// (exit 2), as for the tokens file.
+func (s *server) loadTLSFiles(flags string, f tlsfiles.Files) (*tlsfiles.Config, error) {
+	log := s.log
+	f.OnError = func(err error) {
+		log.Warn(flags+" files did not reload, keeping the last good ones", logError, err)
+	}
+	cfg, err := tlsfiles.Load(f)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --tls-* files: %w", errUsage, err)
+		return nil, fmt.Errorf("%w: --%s-* files: %w", errUsage, flags, err)
 	}
 	return cfg, nil
 }
