@@ -97,13 +97,17 @@ final class ExactlyOnce {
             result.get(); // throws if the job failed for good
             // Every transaction is committed or aborted once the job is over: the
             // read_committed end (the last stable offset) reaches the high watermark.
-            Map<TopicPartition, Long> hw = highWatermarks(kafka.bootstrap, tps);
+            // Both are read afresh each round: as in Kafka, EndTxn returns once the
+            // decision is durable and the markers land just after, so the high
+            // watermark can still move by one marker after the job has ended.
             Map<TopicPartition, Long> lso = c.endOffsets(tps, Kafka.TIMEOUT);
+            Map<TopicPartition, Long> hw = highWatermarks(kafka.bootstrap, tps);
             while (!lso.equals(hw)) {
                 assertTrue(System.nanoTime() < deadline,
                         "transactions left open in " + output + ": last stable offsets " + lso + ", high watermarks " + hw);
                 Thread.sleep(100); // polling a condition with a deadline
                 lso = c.endOffsets(tps, Kafka.TIMEOUT);
+                hw = highWatermarks(kafka.bootstrap, tps);
             }
             readTo(c, lso, followed, deadline, output);
         }
