@@ -2,7 +2,9 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -124,4 +126,67 @@ func TestTxnProduceVerification(t *testing.T) {
 	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = "verify-a", pid, epoch, true
 	rawTxnRequest(t, cl, end, func(r kmsg.Response) int16 { return r.(*kmsg.EndTxnResponse).ErrorCode })
 	readCommitted(t, b, topic, map[string]string{"added partition": "v"})
+}
+
+// TestTxnProducerKeptWhileOpen: producer state expires after
+// --producer-id-expiration, but not while the producer's transaction is open
+// in the partition (Kafka never expires such a producer): once an idle
+// idempotent producer that wrote after it has been forgotten,
+// DescribeProducers still shows the transactional producer's epoch and last
+// sequence beside its open transaction. The transaction then commits, and
+// the producer expires like any other.
+func TestTxnProducerKeptWhileOpen(t *testing.T) {
+	b := startBroker(t, "--producer-id-expiration=1s", "--compaction-interval=100ms")
+	topic := topicName(t)
+	adm := b.Admin(t)
+	createTopic(t, adm, topic, 1, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+
+	txn := txnClient(t, b, "kept-while-open", topic)
+	txnProduce(t, txn, false, false, "t", "1") // offset 0, left open
+	txnPID, txnEpoch, err := txn.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	idem := b.Client(t, kgo.DefaultProduceTopic(topic))
+	produceSync(t, idem, &kgo.Record{Key: []byte("i"), Value: []byte("1")})
+	idemPID, _, err := idem.ProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	producers := func() kadm.DescribedProducers {
+		t.Helper()
+		d, err := adm.DescribeProducers(ctx, kadm.TopicsSet{topic: {0: {}}})
+		if err != nil {
+			t.Fatalf("describe producers: %v", err)
+		}
+		p := d[topic].Partitions[0]
+		if p.Err != nil {
+			t.Fatalf("describe producers: %v", p.Err)
+		}
+		return p.ActiveProducers
+	}
+	// The idempotent producer wrote last: once it is forgotten, the
+	// transactional one has been idle past the expiration too.
+	waitFor(t, opTimeout, 100*time.Millisecond, "the idle idempotent producer expired", func() error {
+		if _, ok := producers()[idemPID]; ok {
+			return fmt.Errorf("producer %d still described", idemPID)
+		}
+		return nil
+	})
+	if p, ok := producers()[txnPID]; !ok || p.ProducerEpoch != txnEpoch || p.LastSequence != 0 || p.CurrentTxnStartOffset != 0 {
+		t.Fatalf("transactional producer %d: %+v (described %v), want epoch %d, last sequence 0, transaction from 0", txnPID, p, ok, txnEpoch)
+	}
+
+	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	readCommitted(t, b, topic, map[string]string{"t": "1", "i": "1"})
+	waitFor(t, opTimeout, 100*time.Millisecond, "the committed producer expired", func() error {
+		if _, ok := producers()[txnPID]; ok {
+			return fmt.Errorf("producer %d still described", txnPID)
+		}
+		return nil
+	})
 }
