@@ -49,18 +49,31 @@ func rawTxnRequest(t testing.TB, cl *kgo.Client, req kmsg.Request, code func(kms
 // TestTxnProduceVerification: the leader refuses a transactional batch for a
 // partition that the producer's coordinator has not added to its ongoing
 // transaction, as Kafka 3.6+ does (KIP-890 part 1), so no batch can open a
-// transaction that no marker will end: an unknown transactional id or a
-// producer id the id does not hold answers INVALID_PRODUCER_ID_MAPPING,
-// another epoch INVALID_PRODUCER_EPOCH, a transaction not begun or a
-// partition not added INVALID_TXN_STATE. Nothing refused is written, the
-// last stable offset of the untouched partition follows its high watermark,
-// and the added partition's batch commits.
+// transaction that no marker will end: an unknown transactional id (also
+// before any exists) or a producer id the id does not hold answers
+// INVALID_PRODUCER_ID_MAPPING, another epoch INVALID_PRODUCER_EPOCH, a
+// transaction not begun or a partition not added INVALID_TXN_STATE. Nothing
+// refused is written, the last stable offset of the untouched partition
+// follows its high watermark, and the added partition's batch commits.
 func TestTxnProduceVerification(t *testing.T) {
 	b := startBroker(t)
 	topic := topicName(t)
 	adm := b.Admin(t)
 	createTopic(t, adm, topic, 2, nil)
 	cl := b.Client(t)
+	// Before any transactional id exists (no __transaction_state yet), with
+	// an idempotent producer's id.
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	initReq := kmsg.NewPtrInitProducerIDRequest()
+	initReq.TransactionTimeoutMillis = 60000
+	idem, err := initReq.RequestWith(ctx, cl)
+	if err != nil || idem.ErrorCode != 0 {
+		t.Fatalf("init producer id: %v %+v", err, idem)
+	}
+	if p := rawTxnProduce(t, cl, "first", topic, 0, txnRecordBatch(idem.ProducerID, idem.ProducerEpoch, 0, "first", "v")); p.ErrorCode != kerr.InvalidProducerIDMapping.Code {
+		t.Fatalf("produce before any transactional id: %v, want INVALID_PRODUCER_ID_MAPPING", kerr.ErrorForCode(p.ErrorCode))
+	}
 	pid, epoch := rawInitTxn(t, cl, "verify-a")
 	otherPID, otherEpoch := rawInitTxn(t, cl, "verify-b")
 
