@@ -12,14 +12,16 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// rawInitTxn sends InitProducerId for transactional id id and returns the
-// producer id and epoch.
+// rawInitTxn sends InitProducerId for transactional id id (none when id is
+// empty: an idempotent producer's id) and returns the producer id and epoch.
 func rawInitTxn(t testing.TB, cl *kgo.Client, id string) (int64, int16) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	req := kmsg.NewPtrInitProducerIDRequest()
-	req.TransactionalID = kmsg.StringPtr(id)
+	if id != "" {
+		req.TransactionalID = kmsg.StringPtr(id)
+	}
 	req.TransactionTimeoutMillis = 60000
 	resp, err := req.RequestWith(ctx, cl)
 	if err == nil {
@@ -63,15 +65,8 @@ func TestTxnProduceVerification(t *testing.T) {
 	cl := b.Client(t)
 	// Before any transactional id exists (no __transaction_state yet), with
 	// an idempotent producer's id.
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	initReq := kmsg.NewPtrInitProducerIDRequest()
-	initReq.TransactionTimeoutMillis = 60000
-	idem, err := initReq.RequestWith(ctx, cl)
-	if err != nil || idem.ErrorCode != 0 {
-		t.Fatalf("init producer id: %v %+v", err, idem)
-	}
-	if p := rawTxnProduce(t, cl, "first", topic, 0, txnRecordBatch(idem.ProducerID, idem.ProducerEpoch, 0, "first", "v")); p.ErrorCode != kerr.InvalidProducerIDMapping.Code {
+	idemPID, idemEpoch := rawInitTxn(t, cl, "")
+	if p := rawTxnProduce(t, cl, "first", topic, 0, txnRecordBatch(idemPID, idemEpoch, 0, "first", "v")); p.ErrorCode != kerr.InvalidProducerIDMapping.Code {
 		t.Fatalf("produce before any transactional id: %v, want INVALID_PRODUCER_ID_MAPPING", kerr.ErrorForCode(p.ErrorCode))
 	}
 	pid, epoch := rawInitTxn(t, cl, "verify-a")

@@ -74,19 +74,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // and the record's offset.
 func hangingBatch(t testing.TB, cl *kgo.Client, topic, key, value string) (int64, int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	initReq := kmsg.NewPtrInitProducerIDRequest()
-	initReq.TransactionTimeoutMillis = 60000
-	initResp, err := initReq.RequestWith(ctx, cl)
-	if err != nil || initResp.ErrorCode != 0 {
-		t.Fatalf("init producer id: %v %+v", err, initResp)
-	}
-	p := rawTxnProduce(t, cl, "never-initialized", topic, 0, txnRecordBatch(initResp.ProducerID, initResp.ProducerEpoch, 0, key, value))
+	pid, epoch := rawInitTxn(t, cl, "")
+	p := rawTxnProduce(t, cl, "never-initialized", topic, 0, txnRecordBatch(pid, epoch, 0, key, value))
 	if p.ErrorCode != 0 {
 		t.Fatalf("produce: error %d", p.ErrorCode)
 	}
-	return initResp.ProducerID, p.BaseOffset
+	return pid, p.BaseOffset
 }
 
 // txnRecordBatch is one record key=value in a RecordBatch v2 with the
