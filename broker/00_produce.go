@@ -57,10 +57,9 @@ package broker
 //     does not hold, INVALID_PRODUCER_EPOCH for another epoch,
 //     INVALID_TXN_STATE when the partition was not added to the ongoing
 //     transaction, NOT_ENOUGH_REPLICAS (retriable) while the coordinator
-//     cannot tell. Off with TxnConfig.VerifyPartitions.
-//
-// Not implemented: on a cluster, a batch whose transactional id another node
-// coordinates is not checked (txn_verify.go).
+//     cannot tell. When another node coordinates the transactional id, the
+//     leader asks it over the cluster port. Off with
+//     TxnConfig.VerifyPartitions.
 //
 // Version notes: v3 is the first with RecordBatch v2 (and the Java 4.x floor,
 // KIP-896). LogAppendTime is always -1 (create time). LogStartOffset v5+;

@@ -198,3 +198,116 @@ func TestTxnProducerKeptWhileOpen(t *testing.T) {
 		return nil
 	})
 }
+
+// TestTxnClusterProduceVerification: on a cluster the partition leader is
+// often not the transaction's coordinator; it then asks the coordinator's
+// node (a broker RPC on the cluster port) and answers as on one node: a
+// batch for a transaction not begun or a partition not added is
+// INVALID_TXN_STATE, another epoch INVALID_PRODUCER_EPOCH, an added
+// partition's batch is written and commits.
+func TestTxnClusterProduceVerification(t *testing.T) {
+	c := startCluster(t, 3)
+	admin := c.Client(t)
+	topic := topicName(t)
+	createClusterTopic(t, admin, topic, 6, nil)
+	const id = "cluster-verify"
+	cl := c.Client(t)
+	pid, epoch := rawInitTxn(t, cl, id)
+	coord := c.waitTxnCoordinatorPreferred(id)
+	var remote []int32 // partitions led by another node than the coordinator
+	leaders := map[int32]int32{}
+	c.waitFor("a partition led away from the coordinator", func(ctx context.Context) error {
+		ps, err := c.partitions(ctx, 1, topic)
+		if err != nil {
+			return err
+		}
+		remote = remote[:0]
+		for part, st := range ps {
+			if st.Leader < 0 {
+				return fmt.Errorf("%s/%d has no leader", topic, part)
+			}
+			leaders[part] = st.Leader
+			if st.Leader != coord {
+				remote = append(remote, part)
+			}
+		}
+		if len(remote) < 2 {
+			return fmt.Errorf("partitions led by others than coordinator %d: %v", coord, remote)
+		}
+		return nil
+	})
+	added, notAdded := remote[0], remote[1]
+	t.Logf("coordinator of %s: node %d; partition %d (leader %d) is added, %d (leader %d) is not",
+		id, coord, added, leaders[added], notAdded, leaders[notAdded])
+
+	// The coordinator may still be loading its partition, or move once to
+	// its preferred node: the retriable answers (NOT_ENOUGH_REPLICAS from a
+	// leader that cannot verify yet, COORDINATOR_* from the coordinator) are
+	// retried, as a producer does, until opTimeout.
+	retry := func(what string, send func() (int16, string)) (int16, string) {
+		t.Helper()
+		deadline := time.Now().Add(opTimeout)
+		for {
+			code, msg := send()
+			if err := kerr.ErrorForCode(code); err == nil || !kerr.IsRetriable(err) || time.Now().After(deadline) {
+				return code, msg
+			}
+			t.Logf("%s: %v (%s), retrying", what, kerr.ErrorForCode(code), msg)
+			time.Sleep(100 * time.Millisecond) // polling with a deadline
+		}
+	}
+	produce := func(name string, partition int32, ep int16, want error) {
+		t.Helper()
+		code, msg := retry(name, func() (int16, string) {
+			// Produce goes to the partition's leader, as a producer sends it.
+			p := rawTxnProduce(t, cl.Broker(int(leaders[partition])), id, topic, partition, txnRecordBatch(pid, ep, 0, name, "v"))
+			if p.ErrorMessage != nil {
+				return p.ErrorCode, *p.ErrorMessage
+			}
+			return p.ErrorCode, ""
+		})
+		if err := kerr.ErrorForCode(code); err != want {
+			t.Errorf("%s: produce to partition %d answered %v (%q), want %v", name, partition, err, msg, want)
+		}
+	}
+	produce("no transaction begun", added, epoch, kerr.InvalidTxnState)
+	add := kmsg.NewPtrAddPartitionsToTxnRequest()
+	add.TransactionalID, add.ProducerID, add.ProducerEpoch = id, pid, epoch
+	add.Topics = []kmsg.AddPartitionsToTxnRequestTopic{{Topic: topic, Partitions: []int32{added}}}
+	if code, _ := retry("AddPartitionsToTxn", func() (int16, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		defer cancel()
+		r, err := cl.Request(ctx, add)
+		if err != nil {
+			t.Fatalf("AddPartitionsToTxn: %v", err)
+		}
+		for _, rt := range r.(*kmsg.AddPartitionsToTxnResponse).Topics {
+			for _, rp := range rt.Partitions {
+				if rp.ErrorCode != 0 {
+					return rp.ErrorCode, ""
+				}
+			}
+		}
+		return 0, ""
+	}); code != 0 {
+		t.Fatalf("AddPartitionsToTxn: %v", kerr.ErrorForCode(code))
+	}
+	produce("partition not added", notAdded, epoch, kerr.InvalidTxnState)
+	produce("another epoch", added, epoch+1, kerr.InvalidProducerEpoch)
+	produce("added partition", added, epoch, nil)
+	if t.Failed() {
+		t.FailNow()
+	}
+	end := kmsg.NewPtrEndTxnRequest()
+	end.TransactionalID, end.ProducerID, end.ProducerEpoch, end.Commit = id, pid, epoch, true
+	rawTxnRequest(t, cl, end, func(r kmsg.Response) int16 { return r.(*kmsg.EndTxnResponse).ErrorCode })
+	// Only the added partition's batch was written, and it committed: the
+	// high watermark of the partition not added is still 0.
+	hw := endOffsets(t, kadm.NewClient(admin), topic)
+	if hw[notAdded] != 0 {
+		t.Errorf("high watermark of the partition not added = %d, want 0 (nothing written)", hw[notAdded])
+	}
+	if hw[added] < 1 {
+		t.Errorf("high watermark of the added partition = %d, want the batch and its marker", hw[added])
+	}
+}

@@ -118,7 +118,7 @@ func txnRecordBatch(pid int64, epoch int16, seq int32, key, value string) []byte
 
 // rawTxnProduce sends batch to one partition of topic in a Produce v9
 // request naming transactional id txnID, and returns the partition's answer.
-func rawTxnProduce(t testing.TB, cl *kgo.Client, txnID, topic string, partition int32, batch []byte) kmsg.ProduceResponseTopicPartition {
+func rawTxnProduce(t testing.TB, cl kmsg.Requestor, txnID, topic string, partition int32, batch []byte) kmsg.ProduceResponseTopicPartition {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
