@@ -599,3 +599,73 @@ func FuzzReadConnHeader(f *testing.F) {
 		}
 	})
 }
+
+// TestTransportPeerClosedAt: a connection its dialer closes is recorded
+// against the dialer, for its group only (leaderloss.go); one this node
+// closes, or a dialed one, is not.
+func TestTransportPeerClosedAt(t *testing.T) {
+	a := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1")})
+	b := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1")})
+	layer := func(m *Mux, g uint32) *StreamLayer {
+		t.Helper()
+		l, err := m.Layer(g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	connect := func(from, to *StreamLayer) (dialed, accepted net.Conn) {
+		t.Helper()
+		ch := make(chan net.Conn, 1)
+		go func() {
+			c, err := to.Accept()
+			if err != nil {
+				t.Error(err)
+			}
+			ch <- c
+		}()
+		dialed, err := from.Dial(raft.ServerAddress(to.mux.Addr().String()), 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		accepted = <-ch
+		if accepted == nil {
+			t.FailNow()
+		}
+		return dialed, accepted
+	}
+	a1, b1, b2 := layer(a, 1), layer(b, 1), layer(b, 2)
+	a2 := layer(a, 2)
+
+	// This node closes an accepted conn: not the peer's doing.
+	out, in := connect(a1, b1)
+	in.Close()
+	_, _ = in.Read(make([]byte, 1))
+	if at := b.peerClosedAt(1, 1); !at.IsZero() {
+		t.Fatalf("local close recorded against node 1 at %v", at)
+	}
+	out.Close()
+
+	// The dialer (node 1) closes: the acceptor's reader sees it.
+	out, in = connect(a1, b1)
+	out2, in2 := connect(a2, b2)
+	defer out2.Close()
+	defer in2.Close()
+	before := time.Now()
+	out.Close()
+	if n, err := in.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("read after the dialer closed: %d, %v", n, err)
+	}
+	if at := b.peerClosedAt(1, 1); at.Before(before) {
+		t.Fatalf("peerClosedAt(group 1, node 1) = %v, want at or after %v", at, before)
+	}
+	if at := b.peerClosedAt(2, 1); !at.IsZero() {
+		t.Fatalf("group 2 recorded a close of group 1's conn at %v", at)
+	}
+	if at := a.peerClosedAt(1, 2); !at.IsZero() {
+		t.Fatalf("the dialer recorded a close at %v", at)
+	}
+	if at := b.peerClosedAt(9, 1); !at.IsZero() {
+		t.Fatalf("an unknown group has a close at %v", at)
+	}
+}
