@@ -213,7 +213,7 @@ func (b *Broker) metadataTopic(ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic 
 		p.Replicas = b.node.Replicas(pi.Group)
 		p.ISR = b.node.InSync(pi.Group)
 		p.OfflineReplicas = []int32{}
-		if leader, epoch, ok := b.node.GroupLeader(pi.Group); ok && !b.node.LeaderLost(pi.Group) {
+		if leader, epoch, ok := b.liveGroupLeader(pi.Group); ok {
 			p.Leader, p.LeaderEpoch = leader, epoch
 		} else {
 			p.Leader, p.LeaderEpoch = -1, -1
