@@ -238,39 +238,44 @@ func TestTransportRaftGroups(t *testing.T) {
 // TestTransportLayerCloseEndsConns: closing one group's layer ends its
 // accepted and dialed connections (as io.EOF to local readers, which raft does
 // not log) and leaves another group on the same muxes working.
+// testLayer returns m's layer for group g.
+func testLayer(t testing.TB, m *Mux, g uint32) *StreamLayer {
+	t.Helper()
+	l, err := m.Layer(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// connectLayers dials from on to to's mux and returns both ends.
+func connectLayers(t testing.TB, from, to *StreamLayer) (dialed, accepted net.Conn) {
+	t.Helper()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := to.Accept()
+		ch <- result{c, err}
+	}()
+	dialed, err := from.Dial(raft.ServerAddress(to.mux.Addr().String()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return dialed, r.c
+}
+
 func TestTransportLayerCloseEndsConns(t *testing.T) {
 	a := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1")})
 	b := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1")})
-	layer := func(m *Mux, g uint32) *StreamLayer {
-		t.Helper()
-		l, err := m.Layer(g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	// connect dials from on to to's mux and returns both ends.
-	connect := func(from, to *StreamLayer) (dialed, accepted net.Conn) {
-		t.Helper()
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			c, err := to.Accept()
-			ch <- result{c, err}
-		}()
-		dialed, err := from.Dial(raft.ServerAddress(to.mux.Addr().String()), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := <-ch
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		return dialed, r.c
-	}
+	layer := func(m *Mux, g uint32) *StreamLayer { return testLayer(t, m, g) }
+	connect := func(from, to *StreamLayer) (net.Conn, net.Conn) { return connectLayers(t, from, to) }
 	readEOF := func(what string, c net.Conn) {
 		t.Helper()
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -606,34 +611,8 @@ func FuzzReadConnHeader(f *testing.F) {
 func TestTransportPeerClosedAt(t *testing.T) {
 	a := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1")})
 	b := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1")})
-	layer := func(m *Mux, g uint32) *StreamLayer {
-		t.Helper()
-		l, err := m.Layer(g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	connect := func(from, to *StreamLayer) (dialed, accepted net.Conn) {
-		t.Helper()
-		ch := make(chan net.Conn, 1)
-		go func() {
-			c, err := to.Accept()
-			if err != nil {
-				t.Error(err)
-			}
-			ch <- c
-		}()
-		dialed, err := from.Dial(raft.ServerAddress(to.mux.Addr().String()), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		accepted = <-ch
-		if accepted == nil {
-			t.FailNow()
-		}
-		return dialed, accepted
-	}
+	layer := func(m *Mux, g uint32) *StreamLayer { return testLayer(t, m, g) }
+	connect := func(from, to *StreamLayer) (net.Conn, net.Conn) { return connectLayers(t, from, to) }
 	a1, b1, b2 := layer(a, 1), layer(b, 1), layer(b, 2)
 	a2 := layer(a, 2)
 
