@@ -134,21 +134,7 @@ func Open(dir string, opts Options) (*Store, error) {
 
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
-	po := &pebble.Options{
-		FS:                 opts.FS,
-		Cache:              cache,
-		MemTableSize:       memtable,
-		Logger:             pebbleLogger{log},
-		FormatMajorVersion: pebble.FormatNewest,
-	}
-	for i := range po.Levels {
-		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
-	}
-	// An ingested snapshot table whose bounds only straddle a table of the
-	// level below (another Raft group's shards share a table between
-	// this group's shards) splits that table into two virtual ones and goes
-	// between them, instead of above and into a compaction (ingest.go).
-	po.Experimental.IngestSplit = func() bool { return true }
+	po := pebbleOptions(opts.FS, cache, memtable, log)
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", dir, err)
@@ -170,6 +156,27 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	log.Info("shard store opened", slog.String("dir", dir), slog.Int("shards", len(s.shards)))
 	return s, nil
+}
+
+// pebbleOptions are the Pebble options of every store: Pebble's defaults but
+// for the ones set here. Ingest writes its tables with the same options.
+func pebbleOptions(fs vfs.FS, cache *pebble.Cache, memtable uint64, log *slog.Logger) *pebble.Options {
+	po := &pebble.Options{
+		FS:                 fs,
+		Cache:              cache,
+		MemTableSize:       memtable,
+		Logger:             pebbleLogger{log},
+		FormatMajorVersion: pebble.FormatNewest,
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+	}
+	// An ingested snapshot table whose bounds only straddle a table of the
+	// level below (another Raft group's shards share a table between
+	// this group's shards) splits that table into two virtual ones and goes
+	// between them, instead of above and into a compaction (ingest.go).
+	po.Experimental.IngestSplit = func() bool { return true }
+	return po
 }
 
 // load reads every shard's meta key: one seek per shard, whatever the data size.
