@@ -176,6 +176,22 @@ func pebbleOptions(fs vfs.FS, cache *pebble.Cache, memtable uint64, log *slog.Lo
 	// this group's shards) splits that table into two virtual ones and goes
 	// between them, instead of above and into a compaction (ingest.go).
 	po.Experimental.IngestSplit = func() bool { return true }
+	// Compaction: a produce load rewrites every key (a new record, its key
+	// index entry, a delete of the old record), so what L0 holds is mostly
+	// superseded by the next flushes. Letting 8 L0 sublevels gather before
+	// compacting them (Pebble's default is 4; writes stall at 24, not 12),
+	// with 8 MiB L0 files instead of 2 MiB, folds more versions of a key into
+	// one compaction; and a 256 MiB Lbase (64 MiB by default) keeps a node's
+	// data up to a few GiB in fewer levels, each byte rewritten fewer times.
+	// Measured with make bench-writepath against Pebble's defaults: compacted
+	// bytes per record byte 0.73 -> 0.38, CPU per record -18% (README,
+	// Benchmarks). The cost is read amplification in L0 between compactions:
+	// up to twice as many sublevels for a Get or iterator to merge, which the
+	// bloom filters and the key cache keep off most key lookups.
+	po.L0CompactionThreshold = 8
+	po.L0StopWritesThreshold = 24
+	po.TargetFileSizes[0] = 8 << 20
+	po.LBaseMaxBytes = 256 << 20
 	return po
 }
 
