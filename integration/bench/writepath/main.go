@@ -140,6 +140,8 @@ type result struct {
 	diskWrite     int64         // /proc/pid/io write_bytes over the same span
 	pebble        map[string]float64
 	dirBytes      int64
+	walBytes      int64 // of dirBytes, Pebble's WAL files (*.log)
+	tableBytes    int64 // of dirBytes, Pebble's tables (*.sst)
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -264,7 +266,8 @@ func runOne(ctx context.Context, cfg config, s *side, round int) (result, error)
 	}
 	res := result{
 		recordsPerSec: prod.RecordsPerSec(), p99: prod.P99, records: prod.Records, recordBytes: prod.Bytes,
-		cpu: cpu1 - cpu0, diskWrite: io1 - io0, dirBytes: dir,
+		cpu: cpu1 - cpu0, diskWrite: io1 - io0,
+		dirBytes: dir[""], walBytes: dir[".log"], tableBytes: dir[".sst"],
 	}
 	if pm1 != nil {
 		res.pebble = map[string]float64{}
@@ -369,9 +372,11 @@ func pebbleMetrics(ctx context.Context, httpAddr string) (map[string]float64, er
 	return out, nil
 }
 
-func dirBytes(dir string) (int64, error) {
-	var n int64
-	err := filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+// dirBytes sums the sizes of the regular files under dir: in total (key "")
+// and by file name extension.
+func dirBytes(dir string) (map[string]int64, error) {
+	n := map[string]int64{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			if errors.Is(err, fs.ErrNotExist) {
 				return nil // removed while walking (obsolete tables, WALs)
@@ -380,7 +385,8 @@ func dirBytes(dir string) (int64, error) {
 		}
 		if d.Type().IsRegular() {
 			if fi, err := d.Info(); err == nil {
-				n += fi.Size()
+				n[""] += fi.Size()
+				n[filepath.Ext(path)] += fi.Size()
 			}
 		}
 		return nil
@@ -441,7 +447,10 @@ func report(cfg config, sides []*side, load string) {
 	row("Pebble compacted into L0 (intra-L0) per record byte", perByte("shardcache_pebble_compacted_bytes_total_l0"), f2)
 	row("Pebble flushes", func(r result) (float64, bool) { v, ok := r.pebble["shardcache_pebble_flushes_total"]; return v, ok }, f0)
 	row("Pebble compactions", func(r result) (float64, bool) { v, ok := r.pebble["shardcache_pebble_compactions_total"]; return v, ok }, f0)
-	row("data dir MiB at idle", always(func(r result) float64 { return float64(r.dirBytes) / (1 << 20) }), func(v float64) string { return fmt.Sprintf("%.1f", v) })
+	f1 := func(v float64) string { return fmt.Sprintf("%.1f", v) }
+	row("data dir MiB at idle", always(func(r result) float64 { return float64(r.dirBytes) / (1 << 20) }), f1)
+	row("of it Pebble WAL files (*.log) MiB", always(func(r result) float64 { return float64(r.walBytes) / (1 << 20) }), f1)
+	row("of it Pebble tables (*.sst) MiB", always(func(r result) float64 { return float64(r.tableBytes) / (1 << 20) }), f1)
 }
 
 func perMillion(v float64, records int64) float64 {
