@@ -30,7 +30,8 @@
 //	-baseline-binary  a second binary run beside it in every round (optional)
 //	-rounds           rounds (default 3); medians are printed
 //	-records, -keys, -partitions, -key-bytes, -value-bytes, -linger,
-//	-max-buffered, -duration  the produce workload (as integration/bench)
+//	-max-buffered  the produce workload (as integration/bench)
+//	-duration         cap on a produce run (default 300s; a run that hits it fails)
 //	-settle           cap on the wait for the node to go idle (default 30s)
 //	-profile-dir      write CPU profiles there
 //	-profile-seconds  length of each profile (default 10)
@@ -62,32 +63,30 @@ import (
 type config struct {
 	binary, baseline string
 	rounds           int
-	records, keys    int
-	partitions       int
-	keyBytes         int
-	valueBytes       int
-	linger           time.Duration
-	maxBuffered      int
-	duration         time.Duration
-	settle           time.Duration
-	profileDir       string
-	profileSeconds   int
-	brokerArgs       string
+	// workload is the produce run's settings (Seeds and Topic are set per
+	// run).
+	workload       harness.ProduceConfig
+	partitions     int
+	settle         time.Duration
+	profileDir     string
+	profileSeconds int
+	brokerArgs     string
 }
 
 func main() {
 	var cfg config
+	w := &cfg.workload
 	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary (default ./bin/shardcache or a build)")
 	flag.StringVar(&cfg.baseline, "baseline-binary", "", "a second binary to run beside -binary")
 	flag.IntVar(&cfg.rounds, "rounds", 3, "rounds")
-	flag.IntVar(&cfg.records, "records", 2_000_000, "records to produce")
-	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys")
+	flag.IntVar(&w.Records, "records", 2_000_000, "records to produce")
+	flag.IntVar(&w.Keys, "keys", 1_000_000, "distinct keys")
 	flag.IntVar(&cfg.partitions, "partitions", 4, "partitions of the benchmark topic")
-	flag.IntVar(&cfg.keyBytes, "key-bytes", 16, "key size in bytes")
-	flag.IntVar(&cfg.valueBytes, "value-bytes", 100, "value size in bytes")
-	flag.DurationVar(&cfg.linger, "linger", 5*time.Millisecond, "producer linger")
-	flag.IntVar(&cfg.maxBuffered, "max-buffered", 10_000, "producer buffer in records")
-	flag.DurationVar(&cfg.duration, "duration", 60*time.Second, "cap on the produce phase")
+	flag.IntVar(&w.KeyBytes, "key-bytes", 16, "key size in bytes")
+	flag.IntVar(&w.ValueBytes, "value-bytes", 100, "value size in bytes")
+	flag.DurationVar(&w.Linger, "linger", 5*time.Millisecond, "producer linger")
+	flag.IntVar(&w.MaxBuffered, "max-buffered", 10_000, "producer buffer in records")
+	flag.DurationVar(&w.Duration, "duration", 300*time.Second, "cap on the produce phase (a run that hits it fails: every record must be stored)")
 	flag.DurationVar(&cfg.settle, "settle", 30*time.Second, "cap on the wait for the node to go idle")
 	flag.StringVar(&cfg.profileDir, "profile-dir", "", "write CPU profiles there")
 	flag.IntVar(&cfg.profileSeconds, "profile-seconds", 10, "length of each CPU profile in seconds")
@@ -103,19 +102,16 @@ func main() {
 }
 
 func (c config) validate() error {
+	w := c.workload
+	w.Seeds, w.Topic = []string{"set per run"}, "set per run"
+	if err := w.Validate(); err != nil {
+		return err
+	}
 	switch {
 	case c.rounds <= 0:
 		return errors.New("-rounds must be positive")
-	case c.records <= 0 || c.keys <= 0:
-		return errors.New("-records and -keys must be positive")
-	case c.keyBytes < 8:
-		return errors.New("-key-bytes must be at least 8")
-	case c.valueBytes < 0:
-		return errors.New("-value-bytes must not be negative")
 	case c.partitions <= 0:
 		return errors.New("-partitions must be positive")
-	case c.maxBuffered <= 0:
-		return errors.New("-max-buffered must be positive")
 	case c.settle < 0:
 		return errors.New("-settle must not be negative")
 	case c.profileSeconds <= 0:
@@ -231,11 +227,9 @@ func runOne(ctx context.Context, cfg config, s *side, round int) (result, error)
 		profDone <- nil
 	}
 
-	prod, err := harness.Produce(ctx, harness.ProduceConfig{
-		Seeds: []string{b.KafkaAddr}, Topic: topic,
-		Records: cfg.records, Keys: cfg.keys, KeyBytes: cfg.keyBytes, ValueBytes: cfg.valueBytes,
-		Linger: cfg.linger, MaxBuffered: cfg.maxBuffered, Duration: cfg.duration,
-	})
+	w := cfg.workload
+	w.Seeds, w.Topic = []string{b.KafkaAddr}, topic
+	prod, err := harness.Produce(ctx, w)
 	if err != nil {
 		return result{}, fmt.Errorf("produce: %w", err)
 	}
@@ -396,7 +390,7 @@ func dirBytes(dir string) (map[string]int64, error) {
 
 func report(cfg config, sides []*side, load string) {
 	fmt.Printf("\nwrite path: %d records, %d keys, %d partitions, key %d B, value %d B, linger %v, acks=all, snappy; medians of %d rounds; load average before %s, after %s\n\n",
-		cfg.records, cfg.keys, cfg.partitions, cfg.keyBytes, cfg.valueBytes, cfg.linger, cfg.rounds, load, harness.LoadAverage())
+		cfg.workload.Records, cfg.workload.Keys, cfg.partitions, cfg.workload.KeyBytes, cfg.workload.ValueBytes, cfg.workload.Linger, cfg.rounds, load, harness.LoadAverage())
 	head := "| measure |"
 	sep := "|---|"
 	for _, s := range sides {
