@@ -83,10 +83,9 @@ const (
 // S2-compressed when that pays (logValueS2): a produce command carries the
 // records decoded, and their keys and values are what Pebble's WAL and
 // memtable would otherwise hold twice at full size, once here and once
-// applied. The first and last index
-// are cached, and so are the newest entries stored (logCacheEntries, at most
-// logCacheBytes of data), which GetLog serves from memory. LogStore is safe
-// for concurrent use.
+// applied. The first and last index are cached, and so are the newest entries
+// stored (logCacheEntries, at most logCacheBytes of data), which GetLog serves
+// from memory. LogStore is safe for concurrent use.
 type LogStore struct {
 	db    *pebble.DB
 	group uint32
