@@ -15,7 +15,8 @@
 //   - Pebble's own counters from /metrics (shardcache_pebble_*; a binary
 //     without them shows "-"): WAL bytes, flush and compaction bytes, per
 //     record byte;
-//   - the data dir's size at the end.
+//   - the data dir's size at the end, and how much of it is Pebble's WAL files
+//     (*.log) and tables (*.sst).
 //
 // With -profile-dir every node runs with --pprof and a CPU profile of
 // -profile-seconds is taken from 2 s into each produce (DIR/<label>-r<N>.pprof).
@@ -30,7 +31,7 @@
 //	-baseline-binary  a second binary run beside it in every round (optional)
 //	-rounds           rounds (default 3); medians are printed
 //	-records, -keys, -partitions, -key-bytes, -value-bytes, -linger,
-//	-max-buffered  the produce workload (as integration/bench)
+//	-max-buffered     the produce workload (as integration/bench)
 //	-duration         cap on a produce run (default 300s; a run that hits it fails)
 //	-settle           cap on the wait for the node to go idle (default 30s)
 //	-profile-dir      write CPU profiles there
