@@ -93,7 +93,17 @@ type LogStore struct {
 	mu          sync.Mutex
 	first, last uint64
 	cache       logCache
+
+	// compMu guards comp, StoreLogs' compression scratch, kept between calls
+	// so that a steady stream of large entries allocates it once (the
+	// produce path's memory accounting, broker/batch_memory.go, counts on
+	// that); one larger than maxKeptCompBuf is dropped after use.
+	compMu sync.Mutex
+	comp   []byte
 }
+
+// maxKeptCompBuf is the largest compression scratch a LogStore keeps.
+const maxKeptCompBuf = 16 << 20
 
 var (
 	_ raft.LogStore    = (*LogStore)(nil)
@@ -189,7 +199,16 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	var comp []byte
+	s.compMu.Lock()
+	defer s.compMu.Unlock()
+	comp := s.comp
+	defer func() {
+		if cap(comp) <= maxKeptCompBuf {
+			s.comp = comp[:0]
+		} else {
+			s.comp = nil
+		}
+	}()
 	for _, l := range logs {
 		key := logKey(s.group, l.Index)
 		comp = compressLogData(comp[:0], l.Data)
