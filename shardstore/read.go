@@ -39,12 +39,19 @@ func (s *Store) recordIter(id ShardID, from, to int64) (*pebble.Iterator, error)
 // one backing array per call (values are never copied twice), so keeping one
 // small record alive keeps the whole call's memory.
 func (s *Store) Read(id ShardID, from int64, maxBytes, maxRecords int) ([]Record, error) {
-	st, err := s.readView(id)
-	if err != nil {
+	if err := s.acquire(); err != nil {
 		return nil, err
 	}
 	defer s.life.RUnlock()
-	from = max(from, st.LogStartOffset)
+	sh := s.shard(id)
+	if sh == nil {
+		return nil, ErrUnknownShard
+	}
+	sh.mu.Lock()
+	st, dead, gen := sh.st, sh.hint.from, sh.hint.gen
+	sh.mu.Unlock()
+	// Below the hint nothing is readable: seek past the dead prefix.
+	from = max(from, st.LogStartOffset, dead)
 	if from >= st.HighWatermark {
 		return nil, nil
 	}
@@ -82,6 +89,20 @@ func (s *Store) Read(id ShardID, from int64, maxBytes, maxRecords int) ([]Record
 	}
 	if err := it.Error(); err != nil {
 		return nil, err
+	}
+	// Nothing in [from, first record found) is readable, nor will be: records
+	// are only written at new offsets (livehint.go). When the scan began at the
+	// dead prefix's end, the prefix now reaches the first record.
+	firstLive := st.HighWatermark
+	if len(spans) > 0 {
+		firstLive = spans[0].offset
+	}
+	if firstLive > from {
+		sh.mu.Lock()
+		if sh.hint.gen == gen && from <= max(sh.hint.from, st.LogStartOffset) {
+			sh.hint.learn(firstLive)
+		}
+		sh.mu.Unlock()
 	}
 	if len(spans) == 0 {
 		return nil, nil
