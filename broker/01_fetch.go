@@ -10,7 +10,9 @@ package broker
 //   - Per partition: OFFSET_OUT_OF_RANGE below the log start or above the high
 //     watermark; otherwise the live records from the fetch offset, read from the
 //     local store and encoded as uncompressed RecordBatch v2 (records.go). Offsets
-//     compacted away are skipped: a batch's base offset is its first live record.
+//     compacted away are skipped: a batch's base offset is its first live record,
+//     its base timestamp that record's (later records may have negative
+//     timestamp deltas, as in Kafka's own batches).
 //   - Nothing live between the fetch offset and the high watermark: one empty
 //     batch covering the gap, so the consumer's position reaches the high
 //     watermark (docs/ARCHITECTURE.md rule 3). An empty answer is zero bytes, never null.

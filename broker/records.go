@@ -10,9 +10,11 @@ package broker
 // bounded by Config.MaxDecompressedBytes and by what the caller reserved;
 // batch_memory.go charges all of it to the memory budget first.
 //
-// Fetch side: appendBatch and appendGapBatch encode into one caller-owned
-// buffer, computing the Length and CRC32C fields that kmsg's AppendTo leaves to
-// the caller.
+// Fetch side: batchWriter (and appendBatch over it) and appendGapBatch encode
+// into one caller-owned buffer, computing the Length and CRC32C fields that
+// kmsg's AppendTo leaves to the caller. Fetch feeds batchWriter straight from
+// the store's iterator (Store.ReadFunc): no record is copied or decoded into
+// a slice first.
 //
 // Layout of a v2 batch (offsets in bytes):
 //
