@@ -27,12 +27,9 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"log"
-	"net/http"
 	"os"
 	"path/filepath"
 	"time"
@@ -126,13 +123,20 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 		if i == 0 && cfg.profileDir != "" {
 			profErr = make(chan error, 1)
 			path := filepath.Join(cfg.profileDir, label+".pprof")
-			go func() { profErr <- cpuProfile(ctx, b.HTTPAddr, cfg.profileFor, path) }()
+			go func() { profErr <- harness.CPUProfile(ctx, b.HTTPAddr, cfg.profileFor, path) }()
 		}
 		cpu0, err := harness.CPUTime(b.PID())
 		if err != nil {
 			return err
 		}
-		n, secs, err := fullRead(ctx, b.KafkaAddr, admin, topic, cfg.readTimeout)
+		ends, err := admin.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+		if err != nil {
+			return fmt.Errorf("list end offsets: %w", err)
+		}
+		n, secs, err := harness.ReadToEnd(ctx, b.KafkaAddr, topic, ends, cfg.readTimeout)
 		if err != nil {
 			return err
 		}
@@ -149,81 +153,4 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 		}
 	}
 	return nil
-}
-
-// fullRead reads every partition of topic from the earliest offset to the end
-// offsets listed first, with a new consumer, and returns the records and seconds.
-func fullRead(ctx context.Context, addr string, admin *kadm.Client, topic string, timeout time.Duration) (int64, float64, error) {
-	ends, err := admin.ListEndOffsets(ctx, topic)
-	if err == nil {
-		err = ends.Error()
-	}
-	if err != nil {
-		return 0, 0, fmt.Errorf("list end offsets: %w", err)
-	}
-	want := make(map[int32]int64)
-	assign := make(map[int32]kgo.Offset)
-	ends.Each(func(o kadm.ListedOffset) {
-		assign[o.Partition] = kgo.NewOffset().AtStart()
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-	start := time.Now()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer cl.Close()
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var records int64
-	for len(want) > 0 {
-		fs := cl.PollFetches(rctx)
-		if rctx.Err() != nil {
-			return records, 0, fmt.Errorf("read: %d partitions short of their end offset after %v", len(want), timeout)
-		}
-		var ferr error
-		fs.EachError(func(_ string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && ferr == nil {
-				ferr = fmt.Errorf("fetch partition %d: %w", p, err)
-			}
-		})
-		if ferr != nil {
-			return records, 0, ferr
-		}
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			records += int64(len(p.Records))
-			if n := len(p.Records); n > 0 && p.Records[n-1].Offset+1 >= want[p.Partition] {
-				delete(want, p.Partition)
-			}
-		})
-	}
-	return records, time.Since(start).Seconds(), nil
-}
-
-// cpuProfile writes a CPU profile of the broker at httpAddr over d to path.
-func cpuProfile(ctx context.Context, httpAddr string, d time.Duration, path string) error {
-	secs := max(1, int(d/time.Second))
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", httpAddr, secs), nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("cpu profile: %w", err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("cpu profile: %s", resp.Status)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		f.Close()
-		return err
-	}
-	return f.Close()
 }
