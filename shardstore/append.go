@@ -122,7 +122,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 					j++
 					continue
 				}
-				p.dead = append(p.dead, base+int64(i))
+				p.dead.add(base + int64(i))
 			}
 		}
 	}
@@ -155,7 +155,7 @@ func (b *Batch) supersede(p *pendingShard, st *State, old keyEntry, opts AppendO
 	} else {
 		b.kbuf = recordKeyInto(b.kbuf, p.id, old.offset)
 		b.singleDelete(b.kbuf)
-		p.dead = append(p.dead, old.offset)
+		p.dead.add(old.offset)
 		st.LiveRecords--
 		st.LiveBytes -= int64(old.size)
 		b.replaced++

@@ -53,7 +53,7 @@ type pendingShard struct {
 	txns map[int64]int64
 	// dead are offsets of records the batch deleted or never wrote (keys
 	// repeated within an Append), for the shard's liveHint (livehint.go).
-	dead []int64
+	dead deadRuns
 }
 
 // ovEntry is a key index change: the new entry, or live=false for a removal.

@@ -17,8 +17,8 @@ package shardstore
 //
 // It learns from two sides:
 //   - writes: Append reports the offsets it deletes (superseded records and
-//     keys repeated within a batch), and Store.apply advances the hint past a
-//     run of deleted offsets that starts at it. Deletions out of order are
+//     keys repeated within a batch) as runs (deadRuns), and Store.apply
+//     advances the hint past a run of deleted offsets that starts at it. Deletions out of order are
 //     kept in a small bitmap window above the hint; ones beyond the window are
 //     dropped (the hint then stops there: it stays a lower bound). Deletions
 //     by expiry and transaction aborts are not reported.
@@ -43,6 +43,27 @@ type liveHint struct {
 // remembered (a 512-byte bitmap per shard that sees deletions out of order).
 const liveHintWindow = 4096
 
+// maxDeadRuns bounds the runs of deleted offsets a batch collects per shard
+// (16 bytes each). Keys rewritten in turn delete one run per batch; deletions
+// scattered further are dropped, which only keeps the hint lower.
+const maxDeadRuns = 256
+
+// deadRuns are the offsets a batch deleted in a shard, as runs [lo, hi) in
+// the order of deletion, for liveHint.deleted.
+type deadRuns []struct{ lo, hi int64 }
+
+// add records that offset o was deleted, extending the last run when o
+// follows it.
+func (d *deadRuns) add(o int64) {
+	if n := len(*d); n > 0 && (*d)[n-1].hi == o {
+		(*d)[n-1].hi++
+		return
+	}
+	if len(*d) < maxDeadRuns {
+		*d = append(*d, struct{ lo, hi int64 }{o, o + 1})
+	}
+}
+
 // reset forgets everything (the shard's records were replaced).
 func (h *liveHint) reset() {
 	*h = liveHint{gen: h.gen + 1}
@@ -57,19 +78,21 @@ func (h *liveHint) learn(from int64) {
 	h.skip()
 }
 
-// deleted records that the offsets in offs are unreadable and advances the
-// hint over the run starting at it. logStart is the shard's log start offset
+// deleted records that the offsets in runs are unreadable and advances the
+// hint over those starting at it. logStart is the shard's log start offset
 // (everything below it is unreadable too).
-func (h *liveHint) deleted(logStart int64, offs []int64) {
+func (h *liveHint) deleted(logStart int64, runs deadRuns) {
 	if logStart > h.from {
 		h.from = logStart
 	}
-	for _, o := range offs {
-		if o < h.from {
+	for _, r := range runs {
+		lo := max(r.lo, h.from)
+		switch {
+		case lo >= r.hi:
 			continue
-		}
-		if o == h.from {
-			h.from++
+		case lo == h.from:
+			h.from = r.hi
+			h.skip()
 			continue
 		}
 		if h.dead == nil {
@@ -77,7 +100,8 @@ func (h *liveHint) deleted(logStart int64, offs []int64) {
 			h.base = h.from &^ 63
 		}
 		h.slide()
-		if i := o - h.base; i < liveHintWindow {
+		for o := lo; o < r.hi && o-h.base < liveHintWindow; o++ {
+			i := o - h.base
 			h.dead[i/64] |= 1 << (i % 64)
 		}
 	}

@@ -20,22 +20,28 @@ func TestLiveHint(t *testing.T) {
 		{name: "Gap", batches: [][]int64{{0, 1, 3, 4}}, want: 2},
 		{name: "OutOfOrderThenFilled", batches: [][]int64{{2, 3, 70, 1}, {0}, {4}}, want: 5},
 		{name: "AcrossWords", batches: [][]int64{slices.Collect(func(yield func(int64) bool) {
-			for o := int64(300); o >= 1; o-- {
+			for o := int64(200); o >= 1; o-- { // 200 runs: within maxDeadRuns
 				if !yield(o) {
 					return
 				}
 			}
-		}), {0}}, want: 301},
+		}), {0}}, want: 201},
 		{name: "BeyondWindowDropped", batches: [][]int64{{liveHintWindow + 5, 1}, {0}}, want: 2},
 		{name: "LogStart", logStart: 10, batches: [][]int64{{3, 11, 10}}, want: 12},
 		{name: "LearnJoinsBitmap", batches: [][]int64{{5, 6, 8}}, learn: 5, want: 7},
 		{name: "LearnNeverLowers", batches: [][]int64{{0, 1, 2}}, learn: 1, want: 3},
+		{name: "RunAcrossTheHint", batches: [][]int64{{5, 6, 7}, {2, 3, 4}, {0, 1}}, want: 8},
+		{name: "RunPastTheWindow", batches: [][]int64{{10, 11}, {liveHintWindow - 1, liveHintWindow, liveHintWindow + 1}, {0}}, want: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var h liveHint
 			for _, b := range tc.batches {
-				h.deleted(tc.logStart, b)
+				var runs deadRuns
+				for _, o := range b {
+					runs.add(o)
+				}
+				h.deleted(tc.logStart, runs)
 			}
 			if tc.learn > 0 {
 				h.learn(tc.learn)
@@ -49,6 +55,24 @@ func TestLiveHint(t *testing.T) {
 				t.Fatalf("after reset: %+v", h)
 			}
 		})
+	}
+}
+
+// TestDeadRuns: a batch's deletions merge into runs, and past maxDeadRuns
+// runs the rest are dropped, not grown without bound.
+func TestDeadRuns(t *testing.T) {
+	var d deadRuns
+	for o := int64(100); o < 200; o++ {
+		d.add(o)
+	}
+	if len(d) != 1 || d[0].lo != 100 || d[0].hi != 200 {
+		t.Fatalf("one run expected: %v", d)
+	}
+	for o := int64(0); o < 4*maxDeadRuns; o += 2 {
+		d.add(1000 + o)
+	}
+	if len(d) != maxDeadRuns {
+		t.Fatalf("%d runs, want at most %d", len(d), maxDeadRuns)
 	}
 }
 
