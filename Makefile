@@ -15,7 +15,7 @@ SOAK_TIMEOUT  ?= 2h
 SOAK_TESTS := TestCluster(KillLeader|PauseLeader|PartitionLeaderMinority|AsymmetricPartition|IdempotentProducerLeaderKill|RollingRestart)$$
 
 .DEFAULT_GOAL := help
-.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-hostile bench-security bench-compare bench-txn bench-all fuzz lint api-table api-table-readme clean
+.PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-hostile bench-security bench-compare bench-txn bench-writepath bench-all fuzz lint api-table api-table-readme clean
 
 help: ## list the targets
 	@echo "Targets:"
@@ -69,6 +69,9 @@ bench-txn: build ## transactional produce at 1, 10 and 100 commits/s per produce
 
 bench-compare: build ## Apache Kafka (KRaft, jars from Maven Central, cached) beside shardcache: same workloads, 3 interleaved rounds, medians and ratios (integration/bench/compare)
 	$(GO) run ./integration/bench/compare $(BENCH_ARGS)
+
+bench-writepath: build ## one node's CPU and bytes written per record, Pebble WAL/flush/compaction bytes; -baseline-binary runs a second binary beside it (integration/bench/writepath)
+	$(GO) run ./integration/bench/writepath $(BENCH_ARGS)
 
 bench-all: bench bench-lookup bench-groups bench-cluster bench-hostile bench-security bench-txn ## every benchmark, one after the other
 

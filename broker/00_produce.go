@@ -51,9 +51,15 @@ package broker
 //     id (else INVALID_RECORD); a plain batch from a producer with an open
 //     transaction in the partition answers INVALID_TXN_STATE; a batch from a
 //     fenced epoch INVALID_PRODUCER_EPOCH.
-//
-// Not implemented: the leader does not ask the coordinator whether the
-// partition was added to the transaction (Kafka 3.6+, KIP-890 part 1).
+//   - The first transactional batch of a producer on a partition is checked
+//     against its coordinator (Kafka 3.6+, KIP-890 part 1; txn_verify.go):
+//     INVALID_PRODUCER_ID_MAPPING for a producer id the transactional id
+//     does not hold, INVALID_PRODUCER_EPOCH for another epoch,
+//     INVALID_TXN_STATE when the partition was not added to the ongoing
+//     transaction, NOT_ENOUGH_REPLICAS (retriable) while the coordinator
+//     cannot tell. When another node coordinates the transactional id, the
+//     leader asks it over the cluster port. Off with
+//     TxnConfig.VerifyPartitions.
 //
 // Version notes: v3 is the first with RecordBatch v2 (and the Java 4.x floor,
 // KIP-896). LogAppendTime is always -1 (create time). LogStartOffset v5+;
@@ -156,10 +162,17 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 				continue
 			}
 			p := &producePart{topic: rt.Topic, resp: sp, batch: batch, size: len(rp.Records)}
+			shard := info.Partitions[rp.Partition].Shard
 			proposals.Add(1)
 			go func() {
 				defer proposals.Done()
 				defer b.budget.release(charged)
+				if p.batch.Transactional {
+					if err := b.txns.verifyTxnBatch(ctx, *req.TransactionID, p.batch.Producer, p.topic, p.resp.Partition, shard); err != nil {
+						b.setProduceError(p.resp, err, p.topic)
+						return
+					}
+				}
 				b.proposePart(ctx, rc.listener, resp, &hintMu, p)
 			}()
 		}

@@ -19,10 +19,21 @@ package broker
 //     it may not DESCRIBE answers TOPIC_AUTHORIZATION_FAILED whether it
 //     exists or not, and auto-creation needs CREATE on the cluster or the
 //     topic, else TOPIC_AUTHORIZATION_FAILED.
-//   - Every partition: leader = its Raft group's leader (LEADER_NOT_AVAILABLE
-//     while none is known), leader epoch = the group's Raft term (it never goes
-//     back), replicas = the group's placement (preferred leader first), ISR =
-//     the group's voters, no offline replicas.
+//   - Every partition: leader = its Raft group's leader, leader epoch = the
+//     group's Raft term (it never goes back), replicas = the group's placement
+//     (preferred leader first), ISR = the group's voters, no offline replicas.
+//     While no leader is known, or this node carries the group and sees it
+//     has no live leader (raftfsm.Node.LeaderLost: its Raft knows none or
+//     another than the leader table, or the leader went silent), the
+//     partition is LEADER_NOT_AVAILABLE with leader and epoch -1, as Kafka
+//     answers for a partition whose leader is not alive, never the dead node.
+//   - Failover: a request naming a partition whose group has lost its leader
+//     is answered once the group has a live leader again, waiting at most
+//     raftfsm.Node.LeaderWait (4 s with the default Raft timeouts), so a
+//     client that refreshes once, right after losing the leader, learns the
+//     new one: franz-go refreshes at most once per MetadataMinAge (5 s), and
+//     an answer naming the dead leader, or LEADER_NOT_AVAILABLE, would cost
+//     it that long (docs/ARCHITECTURE.md, "Failover").
 //
 // Version notes:
 //   - v8+: authorized operations (KIP-430) of each topic, and v8-10 of the
@@ -61,6 +72,7 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 		resp.ControllerID = b.node.NodeID()
 	}
 
+	b.node.AwaitLeaders(ctx, b.metadataGroups(req))
 	if req.Topics == nil {
 		for _, ti := range b.node.Topics() {
 			if b.permits(rc, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, ti.Name) {
@@ -118,6 +130,40 @@ func (b *Broker) handleMetadata(ctx context.Context, rc *requestContext, kreq km
 	return resp, nil
 }
 
+// metadataGroups returns the Raft groups of the existing topics req names
+// (every topic for a null list), each once.
+func (b *Broker) metadataGroups(req *kmsg.MetadataRequest) []uint32 {
+	var groups []uint32
+	seen := map[uint32]bool{}
+	add := func(ti raftfsm.TopicInfo) {
+		for _, pi := range ti.Partitions {
+			if !seen[pi.Group] {
+				seen[pi.Group] = true
+				groups = append(groups, pi.Group)
+			}
+		}
+	}
+	if req.Topics == nil {
+		for _, ti := range b.node.Topics() {
+			add(ti)
+		}
+		return groups
+	}
+	for _, rt := range req.Topics {
+		var ti raftfsm.TopicInfo
+		var ok bool
+		if rt.Topic == nil {
+			ti, ok = b.node.TopicByID(rt.TopicID)
+		} else {
+			ti, ok = b.node.Topic(*rt.Topic)
+		}
+		if ok {
+			add(ti)
+		}
+	}
+	return groups
+}
+
 // lookupOrCreateTopic returns the named topic, creating it with the default
 // partition count when create is set and the principal may create it
 // (TOPIC_AUTHORIZATION_FAILED if not). A bad name is ErrInvalidTopic even when
@@ -167,7 +213,7 @@ func (b *Broker) metadataTopic(ti raftfsm.TopicInfo) kmsg.MetadataResponseTopic 
 		p.Replicas = b.node.Replicas(pi.Group)
 		p.ISR = b.node.InSync(pi.Group)
 		p.OfflineReplicas = []int32{}
-		if leader, epoch, ok := b.node.GroupLeader(pi.Group); ok {
+		if leader, epoch, ok := b.liveGroupLeader(pi.Group); ok {
 			p.Leader, p.LeaderEpoch = leader, epoch
 		} else {
 			p.Leader, p.LeaderEpoch = -1, -1

@@ -20,6 +20,9 @@ package broker
 //     written before append times were kept.
 //   - CoordinatorEpoch is -1: the shard does not keep the coordinator epoch
 //     of a producer's last marker (Kafka reports -1 too until one arrived).
+//     Keeping it, as Kafka's ProducerStateEntry does, needs a new version of
+//     the stored producer state (shardstore/producer.go, codec.go), and
+//     nothing reads it here: markers are not fenced by coordinator epoch.
 //     kafka-transactions.sh abort then sends coordinator epoch 0, which
 //     WriteTxnMarkers accepts.
 

@@ -150,7 +150,7 @@ func (b *Broker) describeTopicPartitions(ti raftfsm.TopicInfo, from int32, limit
 		p.EligibleLeaderReplicas = []int32{}
 		p.LastKnownELR = []int32{}
 		p.OfflineReplicas = []int32{}
-		if leader, epoch, ok := b.node.GroupLeader(pi.Group); ok {
+		if leader, epoch, ok := b.liveGroupLeader(pi.Group); ok {
 			p.LeaderID, p.LeaderEpoch = leader, epoch
 		} else {
 			p.LeaderID, p.LeaderEpoch = -1, -1

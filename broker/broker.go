@@ -366,6 +366,7 @@ func New(cfg Config) (*Broker, error) {
 		now = time.Now
 	}
 	b.txns = newTxnCoordinator(b, cfg.Transactions, now)
+	cfg.Node.SetBrokerRPC(b.serveNodeRPC)
 	b.authz = newAuthorizer(cfg.SuperUsers, cfg.AllowEveryoneIfNoACLFound, cfg.Node.ACLs)
 	return b, nil
 }

@@ -118,14 +118,26 @@ func (b *Broker) notLeaderError(g uint32) error {
 	return kerr.NotLeaderForPartition
 }
 
+// liveGroupLeader is GroupLeader, except that a group this node sees has lost
+// its leader (raftfsm.Node.LeaderLost) has none: a hint never names a dead
+// node, as Metadata does not.
+func (b *Broker) liveGroupLeader(g uint32) (leader, epoch int32, ok bool) {
+	leader, epoch, ok = b.node.GroupLeader(g)
+	if !ok || b.node.LeaderLost(g) {
+		return -1, -1, false
+	}
+	return leader, epoch, true
+}
+
 // produceLeaderHint fills a produce partition's CurrentLeader (v10+, KIP-951)
 // and adds the leader to the response's NodeEndpoints, so the client can
-// retry there without a metadata round trip.
+// retry there without a metadata round trip. While the group has no live
+// leader CurrentLeader stays -1, as Kafka leaves it for an unknown leader.
 func (b *Broker) produceLeaderHint(lis *listener, resp *kmsg.ProduceResponse, sp *kmsg.ProduceResponseTopicPartition, g uint32) {
 	if resp.Version < 10 {
 		return
 	}
-	leader, epoch, ok := b.node.GroupLeader(g)
+	leader, epoch, ok := b.liveGroupLeader(g)
 	if !ok || leader == b.node.NodeID() {
 		return
 	}
@@ -149,7 +161,7 @@ func (b *Broker) fetchLeaderHint(version int16, sp *kmsg.FetchResponseTopicParti
 	if version < 12 {
 		return
 	}
-	if leader, epoch, ok := b.node.GroupLeader(g); ok {
+	if leader, epoch, ok := b.liveGroupLeader(g); ok {
 		sp.CurrentLeader.LeaderID, sp.CurrentLeader.LeaderEpoch = leader, epoch
 	}
 }

@@ -68,6 +68,12 @@ type TxnConfig struct {
 	// IDExpirationCheckInterval is how often idle transactional ids are
 	// looked for (transaction.remove.expired.transaction.cleanup.interval.ms, 1 h).
 	IDExpirationCheckInterval time.Duration
+	// VerifyPartitions refuses a transactional batch for a partition the
+	// producer's coordinator has not added to its ongoing transaction
+	// (transaction.partition.verification.enable, on; txn_verify.go). Off,
+	// such a batch opens a transaction on the partition that only an
+	// admin's WriteTxnMarkers ends.
+	VerifyPartitions bool
 }
 
 // DefaultTxnConfig returns the defaults.
@@ -78,6 +84,7 @@ func DefaultTxnConfig() TxnConfig {
 		TopicPartitions:           50,
 		AbortCheckInterval:        10 * time.Second,
 		IDExpirationCheckInterval: time.Hour,
+		VerifyPartitions:          true,
 	}
 }
 

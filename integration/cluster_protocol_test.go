@@ -342,3 +342,86 @@ func TestClusterISRFollowsLiveReplicas(t *testing.T) {
 	c.Start(victim)
 	c.WaitReplicated(topic)
 }
+
+// TestClusterMetadataLeaderNotAvailable: while a partition's Raft group has no
+// leader, Metadata answers it as Kafka does, LEADER_NOT_AVAILABLE with leader
+// and epoch -1, never naming a dead node; once the group can elect again it
+// names the new, live leader. Two of the three nodes are killed, the
+// partition's leader among them, so no group has a quorum; then one comes
+// back. (The survivor holds each such answer for a moment while it waits for
+// an election, broker/03_metadata.go; the test only checks what it says.)
+func TestClusterMetadataLeaderNotAvailable(t *testing.T) {
+	c := startCluster(t, 3)
+	topic := topicName(t)
+	cl := c.Client(t)
+	createClusterTopic(t, cl, topic, 2, nil)
+	c.WaitReplicated(topic)
+	c.WaitLeaders(topic)
+	leader := c.Leaders(topic)[0]
+	var survivor, other int32
+	for _, id := range c.IDs() {
+		switch {
+		case id == leader:
+		case survivor == 0:
+			survivor = id
+		default:
+			other = id
+		}
+	}
+	c.Kill(leader)
+	c.Kill(other)
+
+	// answer returns the survivor's view of topic's partitions.
+	answer := func(ctx context.Context) ([]kmsg.MetadataResponseTopicPartition, error) {
+		md, err := c.metadata(ctx, survivor, []string{topic})
+		if err != nil {
+			return nil, err
+		}
+		if len(md.Topics) != 1 || md.Topics[0].ErrorCode != 0 {
+			return nil, fmt.Errorf("metadata for %s: %+v", topic, md.Topics)
+		}
+		return md.Topics[0].Partitions, nil
+	}
+	c.waitFor("every partition leaderless on the survivor", func(ctx context.Context) error {
+		ps, err := answer(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.ErrorCode != kerr.LeaderNotAvailable.Code || p.Leader != -1 || p.LeaderEpoch != -1 {
+				return fmt.Errorf("partition %d: leader %d epoch %d error %v, want LEADER_NOT_AVAILABLE, -1, -1", p.Partition, p.Leader, p.LeaderEpoch, kerr.ErrorForCode(p.ErrorCode))
+			}
+		}
+		return nil
+	})
+	// Without a quorum nothing changes: still no leader, and no dead one named.
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
+	ps, err := answer(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range ps {
+		if p.ErrorCode != kerr.LeaderNotAvailable.Code || p.Leader != -1 {
+			t.Fatalf("partition %d without a quorum: leader %d, error %v", p.Partition, p.Leader, kerr.ErrorForCode(p.ErrorCode))
+		}
+	}
+
+	c.Start(other)
+	live := []int32{survivor, other}
+	c.waitFor("a live leader named for every partition", func(ctx context.Context) error {
+		ps, err := answer(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range ps {
+			if p.Leader == leader {
+				t.Fatalf("partition %d: the survivor names dead node %d", p.Partition, p.Leader)
+			}
+			if p.ErrorCode != 0 || !slices.Contains(live, p.Leader) || p.LeaderEpoch < 0 {
+				return fmt.Errorf("partition %d: leader %d epoch %d error %v", p.Partition, p.Leader, p.LeaderEpoch, kerr.ErrorForCode(p.ErrorCode))
+			}
+		}
+		return nil
+	})
+}

@@ -69,18 +69,22 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // a producer id that no transaction coordinator knows (an idempotent
 // producer's id, a made-up transactional id): the partition then holds an
 // open transaction that nothing will ever end, what Kafka calls a hanging
-// transaction. It returns the producer id and the record's offset.
+// transaction. The broker must run with --transaction-partition-verification
+// off, as Kafka's check would refuse the batch. It returns the producer id
+// and the record's offset.
 func hangingBatch(t testing.TB, cl *kgo.Client, topic, key, value string) (int64, int64) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
-	defer cancel()
-	initReq := kmsg.NewPtrInitProducerIDRequest()
-	initReq.TransactionTimeoutMillis = 60000
-	initResp, err := initReq.RequestWith(ctx, cl)
-	if err != nil || initResp.ErrorCode != 0 {
-		t.Fatalf("init producer id: %v %+v", err, initResp)
+	pid, epoch := rawInitTxn(t, cl, "")
+	p := rawTxnProduce(t, cl, "never-initialized", topic, 0, txnRecordBatch(pid, epoch, 0, key, value))
+	if p.ErrorCode != 0 {
+		t.Fatalf("produce: error %d", p.ErrorCode)
 	}
-	// One record, RecordBatch v2 with the transactional attribute.
+	return pid, p.BaseOffset
+}
+
+// txnRecordBatch is one record key=value in a RecordBatch v2 with the
+// transactional attribute, from producer pid at epoch and sequence seq.
+func txnRecordBatch(pid int64, epoch int16, seq int32, key, value string) []byte {
 	var rec []byte
 	rec = append(rec, 0)              // attributes
 	rec = binary.AppendVarint(rec, 0) // timestamp delta
@@ -102,35 +106,42 @@ func hangingBatch(t testing.TB, cl *kgo.Client, topic, key, value string) (int64
 	b = binary.BigEndian.AppendUint32(b, 0)    // last offset delta
 	b = binary.BigEndian.AppendUint64(b, uint64(now))
 	b = binary.BigEndian.AppendUint64(b, uint64(now))
-	b = binary.BigEndian.AppendUint64(b, uint64(initResp.ProducerID))
-	b = binary.BigEndian.AppendUint16(b, uint16(initResp.ProducerEpoch))
-	b = binary.BigEndian.AppendUint32(b, 0) // base sequence
+	b = binary.BigEndian.AppendUint64(b, uint64(pid))
+	b = binary.BigEndian.AppendUint16(b, uint16(epoch))
+	b = binary.BigEndian.AppendUint32(b, uint32(seq))
 	b = binary.BigEndian.AppendUint32(b, 1) // records
 	b = append(b, recs...)
 	binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
 	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
+	return b
+}
 
+// rawTxnProduce sends batch to one partition of topic in a Produce v9
+// request naming transactional id txnID, and returns the partition's answer.
+func rawTxnProduce(t testing.TB, cl kmsg.Requestor, txnID, topic string, partition int32, batch []byte) kmsg.ProduceResponseTopicPartition {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+	defer cancel()
 	req := kmsg.NewPtrProduceRequest()
 	req.Version = 9
 	req.Acks = -1
 	req.TimeoutMillis = 30000
-	req.TransactionID = kmsg.StringPtr("never-initialized")
+	req.TransactionID = kmsg.StringPtr(txnID)
 	rt := kmsg.NewProduceRequestTopic()
 	rt.Topic = topic
 	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition = 0
-	rp.Records = b
+	rp.Partition = partition
+	rp.Records = batch
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
 	resp, err := req.RequestWith(ctx, cl)
 	if err != nil {
 		t.Fatalf("produce: %v", err)
 	}
-	p := resp.Topics[0].Partitions[0]
-	if p.ErrorCode != 0 {
-		t.Fatalf("produce: error %d", p.ErrorCode)
+	if len(resp.Topics) != 1 || len(resp.Topics[0].Partitions) != 1 {
+		t.Fatalf("produce answered %+v", resp)
 	}
-	return initResp.ProducerID, p.BaseOffset
+	return resp.Topics[0].Partitions[0]
 }
 
 // TestTxnTools: kafka-transactions.sh from Apache Kafka's tools against the
@@ -140,7 +151,7 @@ func hangingBatch(t testing.TB, cl *kgo.Client, topic, key, value string) (int64
 // --start-offset ends the hanging one, after which read_committed readers
 // reach the end and the live transaction still commits.
 func TestTxnTools(t *testing.T) {
-	b := startBroker(t)
+	b := startBroker(t, "--transaction-partition-verification=false") // for hangingBatch
 	k := requireKafkaTools(t, b)
 	topic := topicName(t)
 	createTopic(t, b.Admin(t), topic, 1, nil)

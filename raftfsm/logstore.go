@@ -9,6 +9,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/hashicorp/raft"
+	"github.com/klauspost/compress/s2"
 )
 
 // Key layout of the Raft log and stable store inside the node's Pebble DB:
@@ -25,8 +26,20 @@ const (
 	raftKindStable = 's'
 	raftKindSnap   = 'p'
 
-	// logValueVersion is the first byte of every stored log entry.
+	// logValueVersion is the first byte of a stored log entry whose Data is
+	// stored as is; logValueS2 of one whose Data is S2-compressed
+	// (klauspost/compress/s2 block format). StoreLogs compresses Data of at
+	// least minCompressLogBytes when that saves an eighth of it; decodeLog
+	// reads both.
 	logValueVersion = 1
+	logValueS2      = 2
+
+	minCompressLogBytes = 512
+	// maxLogExpansion bounds a compressed entry's decoded size as a multiple
+	// of its compressed size: StoreLogs stores Data that compresses better
+	// as is, and decodeLog refuses an entry that claims more, so a corrupt
+	// length cannot make it allocate without bound.
+	maxLogExpansion = 64
 )
 
 // errNotFound is the error hashicorp/raft expects from a StableStore for a
@@ -66,10 +79,13 @@ const (
 
 // LogStore is one Raft group's raft.LogStore and raft.StableStore inside the
 // shared Pebble DB. StoreLogs, DeleteRange and Set commit with pebble.Sync, so
-// everything Raft was told is stored survives a crash. The first and last index
-// are cached, and so are the newest entries stored (logCacheEntries, at most
-// logCacheBytes of data), which GetLog serves from memory. LogStore is safe
-// for concurrent use.
+// everything Raft was told is stored survives a crash. Entries' Data is stored
+// S2-compressed when that pays (logValueS2): a produce command carries the
+// records decoded, and their keys and values are what Pebble's WAL and
+// memtable would otherwise hold twice at full size, once here and once
+// applied. The first and last index are cached, and so are the newest entries
+// stored (logCacheEntries, at most logCacheBytes of data), which GetLog serves
+// from memory. LogStore is safe for concurrent use.
 type LogStore struct {
 	db    *pebble.DB
 	group uint32
@@ -173,11 +189,13 @@ func (s *LogStore) StoreLogs(logs []*raft.Log) error {
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
+	var comp []byte
 	for _, l := range logs {
 		key := logKey(s.group, l.Index)
-		op := b.SetDeferred(len(key), logValueSize(l))
+		comp = compressLogData(comp[:0], l.Data)
+		op := b.SetDeferred(len(key), logValueSize(l, comp))
 		copy(op.Key, key)
-		encodeLog(op.Value[:0], l)
+		encodeLog(op.Value[:0], l, comp)
 		if err := op.Finish(); err != nil {
 			return err
 		}
@@ -348,15 +366,43 @@ func (c *logCache) reset() {
 }
 
 // Stored log value: version | type | uvarint term | varint appendedAt (unix ns,
-// 0 for zero) | uvarint len | data | uvarint len | extensions. The index is the key.
+// 0 for zero) | uvarint len | data | uvarint len | extensions. The index is the
+// key. With version logValueS2, data is l.Data S2-compressed.
 
-func logValueSize(l *raft.Log) int {
+// compressLogData appends data S2-compressed to dst when data has at least
+// minCompressLogBytes and compresses to at most 7/8 of its size and no less
+// than 1/maxLogExpansion of it; otherwise it returns dst[:0] and the entry is
+// stored as is. dst's capacity is reused.
+func compressLogData(dst, data []byte) []byte {
+	if len(data) < minCompressLogBytes {
+		return dst[:0]
+	}
+	n := s2.MaxEncodedLen(len(data))
+	if n < 0 {
+		return dst[:0]
+	}
+	if cap(dst) < n {
+		dst = make([]byte, n)
+	}
+	c := s2.Encode(dst[:cap(dst)], data)
+	if len(c) > len(data)-len(data)/8 || len(c)*maxLogExpansion < len(data) {
+		return c[:0]
+	}
+	return c
+}
+
+// logValueSize is the size of encodeLog(nil, l, comp).
+func logValueSize(l *raft.Log, comp []byte) int {
 	var at int64
 	if !l.AppendedAt.IsZero() {
 		at = l.AppendedAt.UnixNano()
 	}
+	data := len(l.Data)
+	if len(comp) > 0 {
+		data = len(comp)
+	}
 	return 2 + uvarintLen(l.Term) + uvarintLen(uint64(at<<1^at>>63)) +
-		uvarintLen(uint64(len(l.Data))) + len(l.Data) +
+		uvarintLen(uint64(data)) + data +
 		uvarintLen(uint64(len(l.Extensions))) + len(l.Extensions)
 }
 
@@ -369,28 +415,34 @@ func uvarintLen(x uint64) int {
 	return n
 }
 
-func encodeLog(dst []byte, l *raft.Log) []byte {
-	dst = append(dst, logValueVersion, byte(l.Type))
+// encodeLog appends l's stored value to dst; comp, when not empty, is l.Data
+// compressed by compressLogData and is stored in its place.
+func encodeLog(dst []byte, l *raft.Log, comp []byte) []byte {
+	version, data := byte(logValueVersion), l.Data
+	if len(comp) > 0 {
+		version, data = logValueS2, comp
+	}
+	dst = append(dst, version, byte(l.Type))
 	dst = binary.AppendUvarint(dst, l.Term)
 	var at int64
 	if !l.AppendedAt.IsZero() {
 		at = l.AppendedAt.UnixNano()
 	}
 	dst = binary.AppendVarint(dst, at)
-	dst = binary.AppendUvarint(dst, uint64(len(l.Data)))
-	dst = append(dst, l.Data...)
+	dst = binary.AppendUvarint(dst, uint64(len(data)))
+	dst = append(dst, data...)
 	dst = binary.AppendUvarint(dst, uint64(len(l.Extensions)))
 	dst = append(dst, l.Extensions...)
 	return dst
 }
 
 // decodeLog fills l from v; with copyBytes Data and Extensions are copies,
-// otherwise they alias v.
+// otherwise they alias v (a compressed Data is always a new slice).
 func decodeLog(v []byte, l *raft.Log, copyBytes bool) error {
 	if len(v) < 2 {
 		return fmt.Errorf("%w: %d bytes", ErrCorruptLog, len(v))
 	}
-	if v[0] != logValueVersion {
+	if v[0] != logValueVersion && v[0] != logValueS2 {
 		return fmt.Errorf("%w: version %d", ErrCorruptLog, v[0])
 	}
 	l.Type = raft.LogType(v[1])
@@ -410,14 +462,36 @@ func decodeLog(v []byte, l *raft.Log, copyBytes bool) error {
 	if at != 0 {
 		l.AppendedAt = time.Unix(0, at)
 	}
+	compressed := v[0] == logValueS2
 	var err error
-	if l.Data, r, err = readLogBytes(r, copyBytes); err != nil {
+	if l.Data, r, err = readLogBytes(r, copyBytes && !compressed); err != nil {
 		return err
+	}
+	if compressed {
+		if l.Data, err = decompressLogData(l.Data); err != nil {
+			return err
+		}
 	}
 	if l.Extensions, _, err = readLogBytes(r, copyBytes); err != nil {
 		return err
 	}
 	return nil
+}
+
+// decompressLogData decodes an S2-compressed Data into a new slice.
+func decompressLogData(c []byte) ([]byte, error) {
+	n, err := s2.DecodedLen(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed data: %v", ErrCorruptLog, err)
+	}
+	if n > len(c)*maxLogExpansion {
+		return nil, fmt.Errorf("%w: compressed data of %d bytes claims %d", ErrCorruptLog, len(c), n)
+	}
+	d, err := s2.Decode(make([]byte, n), c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: compressed data: %v", ErrCorruptLog, err)
+	}
+	return d, nil
 }
 
 func readLogBytes(r []byte, copyBytes bool) ([]byte, []byte, error) {

@@ -2,6 +2,7 @@ package raftfsm
 
 import (
 	"bytes"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"testing"
@@ -222,10 +223,99 @@ func TestStableStore(t *testing.T) {
 
 func TestLogValueSize(t *testing.T) {
 	for _, l := range []*raft.Log{testLog(1), {}, {Term: 1 << 60, Data: make([]byte, 300), AppendedAt: time.Unix(-5, 0)}} {
-		if got, want := len(encodeLog(nil, l)), logValueSize(l); got != want {
+		comp := compressLogData(nil, l.Data)
+		if got, want := len(encodeLog(nil, l, comp)), logValueSize(l, comp); got != want {
 			t.Errorf("encoded %d bytes, size says %d", got, want)
 		}
 	}
+}
+
+// TestLogStoreCompressed stores entries whose Data compresses, does not
+// compress enough, compresses too well and is too short, reads them back from
+// Pebble (no cache), and checks which were stored compressed.
+func TestLogStoreCompressed(t *testing.T) {
+	db := openPebble(t, vfs.NewMem())
+	defer db.Close()
+	s, err := newLogStore(db, 1, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	random := make([]byte, 4096)
+	if _, err := rand.Read(random); err != nil {
+		t.Fatal(err)
+	}
+	// Records sharing a value, as a produce command carries them.
+	var records []byte
+	for i := range 200 {
+		records = fmt.Appendf(records, "key-%08d", i)
+		records = append(records, random[:100]...)
+	}
+	cases := []struct {
+		name       string
+		data       []byte
+		compressed bool
+	}{
+		{"records", records, true},
+		{"random", random, false},
+		{"zeros", make([]byte, 1<<20), false}, // beyond maxLogExpansion
+		{"short", records[:minCompressLogBytes-1], false},
+		{"empty", nil, false},
+	}
+	var logs []*raft.Log
+	for i, c := range cases {
+		logs = append(logs, &raft.Log{Index: uint64(i + 1), Term: 3, Type: raft.LogCommand, Data: c.data, Extensions: []byte("x")})
+	}
+	if err := s.StoreLogs(logs); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			v, closer, err := db.Get(logKey(1, uint64(i+1)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			version, size := v[0], len(v)
+			closer.Close()
+			if got := version == logValueS2; got != c.compressed {
+				t.Errorf("stored with version %d (%d bytes for %d of data), want compressed %v", version, size, len(c.data), c.compressed)
+			}
+			var got raft.Log
+			if err := s.GetLog(uint64(i+1), &got); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got.Data, c.data) || string(got.Extensions) != "x" || got.Term != 3 || got.Type != raft.LogCommand {
+				t.Errorf("GetLog = type %v term %d, %d bytes of data (equal: %v), extensions %q", got.Type, got.Term, len(got.Data), bytes.Equal(got.Data, c.data), got.Extensions)
+			}
+		})
+	}
+}
+
+// FuzzDecodeLog feeds stored values to decodeLog: it decodes or refuses, never
+// panics, and what it decodes encodes back to a value that decodes the same.
+func FuzzDecodeLog(f *testing.F) {
+	f.Add([]byte{})
+	f.Add([]byte{logValueVersion})
+	f.Add(encodeLog(nil, testLog(7), nil))
+	big := &raft.Log{Term: 2, Data: bytes.Repeat([]byte("abcdefgh"), 200)}
+	f.Add(encodeLog(nil, big, compressLogData(nil, big.Data)))
+	f.Add(append(encodeLog(nil, big, compressLogData(nil, big.Data)), 0xff))
+	f.Add([]byte{logValueS2, 0, 1, 0, 5, 0xff, 0xff, 0xff, 0xff, 0x0f, 0})
+	f.Fuzz(func(t *testing.T, v []byte) {
+		var l raft.Log
+		if err := decodeLog(v, &l, true); err != nil {
+			if !errors.Is(err, ErrCorruptLog) {
+				t.Fatalf("error %v does not wrap ErrCorruptLog", err)
+			}
+			return
+		}
+		var again raft.Log
+		if err := decodeLog(encodeLog(nil, &l, compressLogData(nil, l.Data)), &again, true); err != nil {
+			t.Fatalf("re-encoded entry: %v", err)
+		}
+		if again.Type != l.Type || again.Term != l.Term || !bytes.Equal(again.Data, l.Data) || !bytes.Equal(again.Extensions, l.Extensions) {
+			t.Fatalf("round trip changed the entry: %+v, then %+v", l, again)
+		}
+	})
 }
 
 // The log store passes raft's own conformance of a running cluster in

@@ -99,6 +99,8 @@ type Node struct {
 	metrics *metrics
 	proc    *processor
 	mux     *Mux // nil: in-memory transport, one node only
+	// brokerRPC serves broker RPCs (broker_rpc.go); nil until SetBrokerRPC.
+	brokerRPC atomic.Pointer[BrokerRPCHandler]
 
 	groupsMu sync.RWMutex
 	groups   map[uint32]*group // the groups this node carries; 0 is metadata

@@ -51,6 +51,7 @@ const (
 	opDeleteScram      = "delete_scram"      // Scram.User, Scram.Mechanism
 	opCreateACLs       = "create_acls"       // ACLs
 	opDeleteACLs       = "delete_acls"       // ACLFilters -> DeletedACLs
+	opBroker           = "broker"            // BrokerOp, Payload -> Payload (broker_rpc.go)
 )
 
 type rpcRequest struct {
@@ -68,6 +69,8 @@ type rpcRequest struct {
 	Scram        *ScramCredential  `json:"scram,omitempty"`
 	ACLs         []acl.Binding     `json:"acls,omitempty"`
 	ACLFilters   []acl.Filter      `json:"acl_filters,omitempty"`
+	BrokerOp     string            `json:"broker_op,omitempty"`
+	Payload      json.RawMessage   `json:"payload,omitempty"`
 }
 
 type rpcResponse struct {
@@ -82,6 +85,8 @@ type rpcResponse struct {
 	Status    []GroupStatus `json:"status,omitempty"`
 	// DeletedACLs are the bindings each filter of opDeleteACLs deleted.
 	DeletedACLs [][]acl.Binding `json:"deleted_acls,omitempty"`
+	// Payload is a broker RPC's response (opBroker).
+	Payload json.RawMessage `json:"payload,omitempty"`
 }
 
 // rpcErrors maps the sentinels callers test with errors.Is to wire codes.
@@ -189,6 +194,8 @@ func (n *Node) handleRPC(ctx context.Context, req *rpcRequest) rpcResponse {
 	switch req.Op {
 	case opStatus:
 		return rpcResponse{Status: n.GroupStatuses(), ClusterID: n.ClusterID()}
+	case opBroker:
+		return n.serveBrokerRPC(ctx, req)
 	case opShardCommand:
 		c, err := DecodeCommand(req.Command)
 		if err != nil {

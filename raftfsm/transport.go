@@ -346,7 +346,7 @@ func (m *Mux) handshake(conn net.Conn) {
 		err = m.check(h)
 	}
 	if err == nil && h.kind == connKindRaft {
-		err = m.handOff(h.group, conn, c) // the layer answers when its transport accepts
+		err = m.handOff(h.group, conn, senderConn{c, h.sender}) // the layer answers when its transport accepts
 		if err == nil {
 			return
 		}
@@ -403,7 +403,7 @@ func (m *Mux) check(h connHeader) error {
 // handOff queues c for group's layer without blocking; the layer now owns it.
 // raw is the TCP connection under c (c itself without TLS), which the Mux
 // stops tracking.
-func (m *Mux) handOff(group uint32, raw, c net.Conn) error {
+func (m *Mux) handOff(group uint32, raw net.Conn, c senderConn) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	l := m.layers[group]
@@ -484,7 +484,7 @@ func (m *Mux) Layer(group uint32) (*StreamLayer, error) {
 	if m.layers[group] != nil {
 		return nil, fmt.Errorf("raftfsm: raft group %d already has a stream layer", group)
 	}
-	l := &StreamLayer{mux: m, group: group, queue: make(chan net.Conn, layerBacklog), conns: make(map[*layerConn]struct{})}
+	l := &StreamLayer{mux: m, group: group, queue: make(chan senderConn, layerBacklog), conns: make(map[*layerConn]struct{}), peerClosed: map[int32]time.Time{}}
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	m.layers[group] = l
 	return l, nil
@@ -582,13 +582,22 @@ func dialHandshake(conn net.Conn, header []byte) error {
 type StreamLayer struct {
 	mux    *Mux
 	group  uint32
-	queue  chan net.Conn // handed off by the Mux, not yet accepted
+	queue  chan senderConn // handed off by the Mux, not yet accepted
 	ctx    context.Context
 	cancel context.CancelFunc // called by Close
 
 	mu     sync.Mutex
 	closed bool
 	conns  map[*layerConn]struct{}
+	// peerClosed: per sending node, when the last connection it dialed here
+	// was closed by its end (leaderloss.go).
+	peerClosed map[int32]time.Time
+}
+
+// senderConn is an accepted connection and the node its header names.
+type senderConn struct {
+	net.Conn
+	sender int32
 }
 
 var _ raft.StreamLayer = (*StreamLayer)(nil)
@@ -610,7 +619,7 @@ func (l *StreamLayer) Accept() (net.Conn, error) {
 				continue
 			}
 			_ = conn.SetDeadline(time.Time{})
-			return l.track(conn)
+			return l.track(conn.Conn, conn.sender)
 		}
 	}
 }
@@ -630,7 +639,7 @@ func (l *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	if err != nil {
 		return nil, err
 	}
-	return l.track(conn)
+	return l.track(conn, -1)
 }
 
 // Addr returns the node's advertised cluster address.
@@ -672,14 +681,15 @@ func (l *StreamLayer) Close() error {
 }
 
 // track wraps conn so Close can find it; it closes conn if the layer is closed.
-func (l *StreamLayer) track(conn net.Conn) (net.Conn, error) {
+// sender is the node that dialed an accepted conn, -1 for a dialed one.
+func (l *StreamLayer) track(conn net.Conn, sender int32) (net.Conn, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		_ = conn.Close()
 		return nil, net.ErrClosed
 	}
-	c := &layerConn{Conn: conn, layer: l}
+	c := &layerConn{Conn: conn, layer: l, sender: sender}
 	l.conns[c] = struct{}{}
 	return c, nil
 }
@@ -687,18 +697,42 @@ func (l *StreamLayer) track(conn net.Conn) (net.Conn, error) {
 // layerConn is a connection of a StreamLayer; closing it forgets it.
 type layerConn struct {
 	net.Conn
-	layer *StreamLayer
+	layer  *StreamLayer
+	sender int32 // the dialing node of an accepted connection, else -1
 }
 
 // Read reports a connection closed on this node as io.EOF: hashicorp/raft logs
 // any other read error at Error level, and closing a group's layer, which
-// closes its connections under raft's readers, is routine.
+// closes its connections under raft's readers, is routine. An accepted
+// connection that its dialer's end closed or reset is recorded against the
+// dialer: a leader killed with SIGKILL shows here at once, seconds before its
+// followers' heartbeat timeout (leaderloss.go).
 func (c *layerConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	if errors.Is(err, net.ErrClosed) {
-		err = io.EOF
+		return n, io.EOF
+	}
+	var ne net.Error
+	if err != nil && c.sender >= 0 && !(errors.As(err, &ne) && ne.Timeout()) {
+		c.layer.mu.Lock()
+		c.layer.peerClosed[c.sender] = time.Now()
+		c.layer.mu.Unlock()
 	}
 	return n, err
+}
+
+// peerClosedAt returns when a connection that node dialed to group was last
+// closed by node's end; zero when never, or without such a layer.
+func (m *Mux) peerClosedAt(group uint32, node int32) time.Time {
+	m.mu.Lock()
+	l := m.layers[group]
+	m.mu.Unlock()
+	if l == nil {
+		return time.Time{}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.peerClosed[node]
 }
 
 func (c *layerConn) Close() error {

@@ -238,39 +238,44 @@ func TestTransportRaftGroups(t *testing.T) {
 // TestTransportLayerCloseEndsConns: closing one group's layer ends its
 // accepted and dialed connections (as io.EOF to local readers, which raft does
 // not log) and leaves another group on the same muxes working.
+// testLayer returns m's layer for group g.
+func testLayer(t testing.TB, m *Mux, g uint32) *StreamLayer {
+	t.Helper()
+	l, err := m.Layer(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+// connectLayers dials from on to to's mux and returns both ends.
+func connectLayers(t testing.TB, from, to *StreamLayer) (dialed, accepted net.Conn) {
+	t.Helper()
+	type result struct {
+		c   net.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		c, err := to.Accept()
+		ch <- result{c, err}
+	}()
+	dialed, err := from.Dial(raft.ServerAddress(to.mux.Addr().String()), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := <-ch
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	return dialed, r.c
+}
+
 func TestTransportLayerCloseEndsConns(t *testing.T) {
 	a := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1")})
 	b := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1")})
-	layer := func(m *Mux, g uint32) *StreamLayer {
-		t.Helper()
-		l, err := m.Layer(g)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return l
-	}
-	// connect dials from on to to's mux and returns both ends.
-	connect := func(from, to *StreamLayer) (dialed, accepted net.Conn) {
-		t.Helper()
-		type result struct {
-			c   net.Conn
-			err error
-		}
-		ch := make(chan result, 1)
-		go func() {
-			c, err := to.Accept()
-			ch <- result{c, err}
-		}()
-		dialed, err := from.Dial(raft.ServerAddress(to.mux.Addr().String()), 5*time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r := <-ch
-		if r.err != nil {
-			t.Fatal(r.err)
-		}
-		return dialed, r.c
-	}
+	layer := func(m *Mux, g uint32) *StreamLayer { return testLayer(t, m, g) }
+	connect := func(from, to *StreamLayer) (net.Conn, net.Conn) { return connectLayers(t, from, to) }
 	readEOF := func(what string, c net.Conn) {
 		t.Helper()
 		_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
@@ -598,4 +603,48 @@ func FuzzReadConnHeader(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestTransportPeerClosedAt: a connection its dialer closes is recorded
+// against the dialer, for its group only (leaderloss.go); one this node
+// closes, or a dialed one, is not.
+func TestTransportPeerClosedAt(t *testing.T) {
+	a := startMux(t, MuxConfig{NodeID: 1, ClusterID: fixedClusterID("c1")})
+	b := startMux(t, MuxConfig{NodeID: 2, ClusterID: fixedClusterID("c1")})
+	layer := func(m *Mux, g uint32) *StreamLayer { return testLayer(t, m, g) }
+	connect := func(from, to *StreamLayer) (net.Conn, net.Conn) { return connectLayers(t, from, to) }
+	a1, b1, b2 := layer(a, 1), layer(b, 1), layer(b, 2)
+	a2 := layer(a, 2)
+
+	// This node closes an accepted conn: not the peer's doing.
+	out, in := connect(a1, b1)
+	in.Close()
+	_, _ = in.Read(make([]byte, 1))
+	if at := b.peerClosedAt(1, 1); !at.IsZero() {
+		t.Fatalf("local close recorded against node 1 at %v", at)
+	}
+	out.Close()
+
+	// The dialer (node 1) closes: the acceptor's reader sees it.
+	out, in = connect(a1, b1)
+	out2, in2 := connect(a2, b2)
+	defer out2.Close()
+	defer in2.Close()
+	before := time.Now()
+	out.Close()
+	if n, err := in.Read(make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("read after the dialer closed: %d, %v", n, err)
+	}
+	if at := b.peerClosedAt(1, 1); at.Before(before) {
+		t.Fatalf("peerClosedAt(group 1, node 1) = %v, want at or after %v", at, before)
+	}
+	if at := b.peerClosedAt(2, 1); !at.IsZero() {
+		t.Fatalf("group 2 recorded a close of group 1's conn at %v", at)
+	}
+	if at := a.peerClosedAt(1, 2); !at.IsZero() {
+		t.Fatalf("the dialer recorded a close at %v", at)
+	}
+	if at := b.peerClosedAt(9, 1); !at.IsZero() {
+		t.Fatalf("an unknown group has a close at %v", at)
+	}
 }

@@ -230,7 +230,8 @@ func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error {
 
 // ExpireProducers forgets the state of producers whose last batch was appended
 // before beforeMs (Kafka's producer.id.expiration.ms: the compaction policy
-// passes now - expiration) and returns how many it forgot. A forgotten
+// passes now - expiration) and have no open transaction in the shard, and
+// returns how many it forgot. A forgotten
 // producer is unknown again: its next batch may start at any sequence and is
 // never taken for a retry of an earlier one. State written before append times
 // were kept is dated nowMs instead, so it expires one expiration period after
@@ -270,7 +271,18 @@ func (b *Batch) ExpireProducers(id ShardID, beforeMs, nowMs int64) (int, error) 
 			ps.lastMs, ps.undated = nowMs, false
 			changes = append(changes, change{pk.id, ps})
 		case ps.expired(beforeMs):
-			changes = append(changes, change{pk.id, nil})
+			// Kafka never expires a producer with an ongoing transaction
+			// (ProducerStateManager.isProducerExpired): its epoch fences
+			// zombies and its sequences deduplicate retries until the
+			// marker, after which it expires as any other.
+			_, open, err := b.openTxn(p, pk.id)
+			if err != nil {
+				_ = it.Close()
+				return 0, err
+			}
+			if !open {
+				changes = append(changes, change{pk.id, nil})
+			}
 		}
 	}
 	if err := it.Close(); err != nil {

@@ -16,6 +16,7 @@ type metrics struct {
 	replaced prometheus.Counter
 	keyCache prometheus.GaugeFunc
 	live     *liveCollector
+	pebble   *pebbleCollector
 }
 
 func newMetrics(s *Store, reg prometheus.Registerer) *metrics {
@@ -33,13 +34,14 @@ func newMetrics(s *Store, reg prometheus.Registerer) *metrics {
 			Name: "shardcache_shardstore_key_cache_bytes",
 			Help: "Memory charged by the key cache of all shards, bounded by --key-cache-bytes.",
 		}, func() float64 { return float64(s.cached.Load()) }),
-		live: newLiveCollector(s),
+		live:   newLiveCollector(s),
+		pebble: newPebbleCollector(s),
 	}
 }
 
 func (m *metrics) register() error {
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.keyCache, m.live} {
+	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.keyCache, m.live, m.pebble} {
 		if err := m.reg.Register(c); err != nil {
 			for _, d := range done {
 				m.reg.Unregister(d)
@@ -56,6 +58,7 @@ func (m *metrics) unregister() {
 	m.reg.Unregister(m.replaced)
 	m.reg.Unregister(m.keyCache)
 	m.reg.Unregister(m.live)
+	m.reg.Unregister(m.pebble)
 }
 
 // liveCollector reports every shard's live keys, records and bytes. The label

@@ -13,7 +13,7 @@ import (
 // Idempotent producers (docs/ARCHITECTURE.md rule 8). Per (shard, producer id) the store keeps
 // the producer's epoch, its last producerWindow batches and when it last wrote
 // under the pid/ key, apart from the records, so compaction never forgets it.
-// ExpireProducers (expire.go) forgets producers idle for
+// ExpireProducers (expire.go) forgets producers without an open transaction idle for
 // producer.id.expiration.ms; a forgotten producer is an unknown one again.
 
 // producerWindow is how many batches per producer are remembered for

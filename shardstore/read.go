@@ -415,9 +415,27 @@ func (s *Store) ProducersDue(id ShardID, beforeMs int64) (bool, error) {
 		if err != nil {
 			return false, fmt.Errorf("shardstore: producer state %x: %w", it.Key(), err)
 		}
-		if ps.undated || ps.expired(beforeMs) {
+		if ps.undated {
 			return true, nil
 		}
+		if !ps.expired(beforeMs) {
+			continue
+		}
+		// A producer with an open transaction is never expired
+		// (ExpireProducers), so it alone does not make the shard due: the
+		// compaction loop would propose a no-op at every check.
+		pk, good := parseKey(it.Key())
+		if !good || pk.kind != kindProducer {
+			return false, fmt.Errorf("shardstore: producer key %x: %w", it.Key(), errCorrupt)
+		}
+		_, closer, err := s.db.Get(openTxnKey(id, pk.id))
+		if errors.Is(err, pebble.ErrNotFound) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		_ = closer.Close()
 	}
 	return false, it.Error()
 }

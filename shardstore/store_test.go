@@ -227,6 +227,7 @@ func TestConformance(t *testing.T) {
 		{"TransactionFencing", testTxnFencing},
 		{"TransactionMarkerExpiry", testTxnMarkerExpiry},
 		{"TransactionMarkerBelowLogStart", testTxnMarkerBelowLogStart},
+		{"TransactionProducerExpiry", testTxnProducerExpiry},
 		{"Producers", testProducers},
 	}
 	for _, be := range backends {

@@ -309,3 +309,47 @@ func testProducers(h *h) {
 		h.t.Fatal("Producers of an unknown shard succeeded")
 	}
 }
+
+// testTxnProducerExpiry: ExpireProducers keeps a producer whose transaction is
+// open in the shard however old its last batch (Kafka never expires a
+// producer with an ongoing transaction): its retry is still answered from its
+// state and a zombie of an older epoch still refused. Once the marker ends
+// the transaction, it expires like any other producer.
+func testTxnProducerExpiry(h *h) {
+	expire := func(beforeMs int64, want int) {
+		h.t.Helper()
+		h.batch(func(b *Batch) {
+			if n, err := b.ExpireProducers(1, beforeMs, beforeMs); err != nil || n != want {
+				h.t.Fatalf("ExpireProducers(%d) = %d, %v; want %d", beforeMs, n, err, want)
+			}
+		})
+	}
+	h.create(1)
+	h.mustAppend(1, at(compact, 1000), txnPID(7, 2, 0), kv("a", "1")) // 0, open
+	h.mustAppend(1, at(compact, 1000), pid(8, 0, 0), kv("b", "1"))    // 1, idempotent only
+	due := func(beforeMs int64, want bool) {
+		h.t.Helper()
+		if got, err := h.s.ProducersDue(1, beforeMs); err != nil || got != want {
+			h.t.Fatalf("ProducersDue(%d) = %v, %v; want %v", beforeMs, got, err, want)
+		}
+	}
+	due(5000, true)
+	expire(5000, 1) // 8 only
+	h.restart()
+	due(6000, false) // 7 is past due but kept: nothing to propose
+	expire(6000, 0)
+	if r := h.mustAppend(1, at(compact, 7000), txnPID(7, 2, 0), kv("a", "1")); !r.Duplicate || r.BaseOffset != 0 {
+		h.t.Fatalf("retry of the open transaction's batch = %+v, want a duplicate at 0", r)
+	}
+	_, err := h.append(1, at(compact, 7000), txnPID(7, 1, 0), kv("a", "zombie"))
+	wantErr(h.t, err, ErrInvalidProducerEpoch)
+	if ps, err := h.s.Producers(1); err != nil || len(ps) != 1 || ps[0].ID != 7 || ps[0].Epoch != 2 || ps[0].TxnStartOffset != 0 {
+		h.t.Fatalf("producers with the transaction open: %+v, %v", ps, err)
+	}
+	h.endTxn(1, at(compact, 8000), Marker{ProducerID: 7, ProducerEpoch: 2, Commit: true})
+	due(9000, true)
+	expire(9000, 1)
+	if ps, err := h.s.Producers(1); err != nil || len(ps) != 0 {
+		h.t.Fatalf("producers after the commit and expiry: %+v, %v", ps, err)
+	}
+}

@@ -114,6 +114,7 @@ func flagBounds() []flagBound {
 var unboundedFlags = []string{
 	"data-dir", "kafka-addr", "advertised-kafka-addr", "http-addr", "pprof", "default-cleanup-policy", "auto-create-topics",
 	"log-level", "log-format", "cluster-addr", "advertised-cluster-addr", "join", "rack", "cluster-peer-addrs",
+	"transaction-partition-verification",
 	// The memory budget and connection limits (ranges checked by
 	// TestParseConfigInvalid): their bounds are still written both in
 	// broker.Config.Validate and in cmd, not yet as shared constants.

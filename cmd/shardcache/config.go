@@ -103,6 +103,10 @@ type Config struct {
 	// (transactional.id.expiration.ms).
 	TransactionMaxTimeout     time.Duration
 	TransactionalIDExpiration time.Duration
+	// TransactionVerification refuses a transactional batch for a
+	// partition not added to the producer's ongoing transaction (Kafka's
+	// transaction.partition.verification.enable).
+	TransactionVerification bool
 
 	// ClusterAddr is the host:port the node-to-node listener binds (Raft and
 	// control RPCs of every group share it); port 0 picks a free port.
@@ -224,6 +228,7 @@ func defaultConfig() Config {
 		OffsetsTopicPartitions:     50,
 		TransactionMaxTimeout:      broker.DefaultTxnConfig().MaxTimeout,
 		TransactionalIDExpiration:  broker.DefaultTxnConfig().IDExpiration,
+		TransactionVerification:    broker.DefaultTxnConfig().VerifyPartitions,
 
 		FetchSessionCacheSlots: broker.DefaultFetchSessionCacheSlots,
 
@@ -281,6 +286,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.Var((*int32Value)(&c.OffsetsTopicPartitions), "offsets-topic-partitions", "partitions of __consumer_offsets when it is created (1 to 1000)")
 	fs.DurationVar(&c.TransactionMaxTimeout, "transaction-max-timeout", c.TransactionMaxTimeout, "largest transaction timeout a producer may ask for (transaction.max.timeout.ms)")
 	fs.DurationVar(&c.TransactionalIDExpiration, "transactional-id-expiration", c.TransactionalIDExpiration, "how long a transactional id without transactions is remembered (transactional.id.expiration.ms)")
+	fs.BoolVar(&c.TransactionVerification, "transaction-partition-verification", c.TransactionVerification, "refuse a transactional batch for a partition not added to the producer's transaction (transaction.partition.verification.enable)")
 	fs.StringVar(&c.ClusterAddr, "cluster-addr", c.ClusterAddr, "host:port the node-to-node listener binds (port 0 picks one)")
 	fs.StringVar(&c.AdvertisedClusterAddr, "advertised-cluster-addr", c.AdvertisedClusterAddr, "host:port other nodes dial (default: the bound cluster address)")
 	fs.Var((*listValue)(&c.Join), "join", "cluster addresses of existing nodes, comma-separated: an empty data dir joins their cluster")

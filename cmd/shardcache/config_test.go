@@ -54,6 +54,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		OffsetsTopicPartitions:     50,
 		TransactionMaxTimeout:      time.Hour,
 		TransactionalIDExpiration:  168 * time.Hour,
+		TransactionVerification:    true,
 
 		FetchSessionCacheSlots: 1000,
 
@@ -112,6 +113,8 @@ var allSet = struct {
 		"offsets-topic-partitions":      "4",
 		"transaction-max-timeout":       "2h",
 		"transactional-id-expiration":   "1h",
+
+		"transaction-partition-verification": "false",
 
 		"fetch-session-cache-slots": "7",
 
@@ -180,6 +183,7 @@ var allSet = struct {
 		OffsetsTopicPartitions:     4,
 		TransactionMaxTimeout:      2 * time.Hour,
 		TransactionalIDExpiration:  time.Hour,
+		TransactionVerification:    false,
 
 		FetchSessionCacheSlots: 7,
 
@@ -354,6 +358,7 @@ var invalidValues = []struct {
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},
 	{"transactional-id-expiration", []string{"0s", "-1h", "600h", "7d"}},
+	{"transaction-partition-verification", []string{"maybe"}},
 	{"listeners", []string{"PLAINTEXT:9092", "FOO://127.0.0.1:9092", "SSL://127.0.0.1:9094", "PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2",
 		"PLAINTEXT://nohost", "://127.0.0.1:1", "PLAINTEXT://127.0.0.1:1,SASL_PLAINTEXT://127.0.0.1:1"}},
 	{"advertised-listeners", []string{"PLAINTEXT://kafka.example:9092"}}, // without --listeners

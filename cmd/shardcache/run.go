@@ -406,6 +406,7 @@ func txnConfig(cfg Config) broker.TxnConfig {
 	t := broker.DefaultTxnConfig()
 	t.MaxTimeout = cfg.TransactionMaxTimeout
 	t.IDExpiration = cfg.TransactionalIDExpiration
+	t.VerifyPartitions = cfg.TransactionVerification
 	return t
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"math"
@@ -127,7 +128,32 @@ type failoverRound struct {
 	settleErr error
 }
 
+// runFailover measures -binary; with -baseline-binary it first measures that
+// binary the same way on a cluster of its own, then -binary, each with its own
+// tables, so both are seen in one run on the same machine.
 func runFailover(ctx context.Context, cfg config) error {
+	if cfg.baselineBinary == "" {
+		return runFailoverOn(ctx, cfg)
+	}
+	var errs []error
+	for i, bin := range []string{cfg.baselineBinary, cfg.binary} {
+		bc := cfg
+		bc.binary = bin
+		if cfg.clientLog != "" {
+			bc.clientLog += []string{".baseline", ".binary"}[i]
+		}
+		fmt.Printf("### %s\n\n", bin)
+		if err := runFailoverOn(ctx, bc); err != nil {
+			fmt.Printf("\n**failed:** %v\n\n", err)
+			errs = append(errs, fmt.Errorf("%s: %w", bin, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// runFailoverOn runs the failover phase on one three-node cluster of
+// cfg.binary.
+func runFailoverOn(ctx context.Context, cfg config) error {
 	c, err := startCluster(ctx, cfg, 3)
 	if err != nil {
 		return err
@@ -155,7 +181,18 @@ func runFailover(ctx context.Context, cfg config) error {
 			w.close()
 		}
 	}()
-	w, err := startWriter(wctx, &wg, "kgo defaults (MetadataMinAge 5s)", base, cfg.failoverPartitions, cfg.valueBytes)
+	defaults := slices.Clip(base)
+	if cfg.clientLog != "" {
+		f, err := os.Create(cfg.clientLog)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		defaults = append(defaults, kgo.WithLogger(kgo.BasicLogger(f, kgo.LogLevelDebug, func() string {
+			return time.Now().UTC().Format("15:04:05.000000 ")
+		})))
+	}
+	w, err := startWriter(wctx, &wg, "kgo defaults (MetadataMinAge 5s)", defaults, cfg.failoverPartitions, cfg.valueBytes)
 	if err != nil {
 		return err
 	}
@@ -225,6 +262,9 @@ func failoverOnce(ctx context.Context, cfg config, c *harness.Cluster, writers [
 	if _, err := c.WaitSettled(ctx, 60*time.Second, 100*time.Millisecond, true); err != nil {
 		r.settleErr = err
 		log.Printf("kill %d: %v; measuring anyway", round+1, err)
+	}
+	if err := quietBeforeKill(ctx, cfg, writers); err != nil {
+		return r, err
 	}
 	leaders, err := harness.PartitionLeaders(ctx, c.KafkaAddrs(), failoverTopic)
 	if err != nil {
@@ -341,6 +381,36 @@ func failoverOnce(ctx context.Context, cfg config, c *harness.Cluster, writers [
 	return r, nil
 }
 
+// quietBeforeKill waits, once leadership has settled, until every writer has
+// had a record acknowledged on every partition (so each client has followed
+// the settled leaders, which after a restart move back to their preferred
+// node and make the clients refresh metadata), then -failover-quiet more. A
+// kill right after such a refresh measures kgo's MetadataMinAge wait from it
+// rather than the failover: kgo refreshes at most once per MetadataMinAge.
+func quietBeforeKill(ctx context.Context, cfg config, writers []*writer) error {
+	if cfg.failoverQuiet == 0 {
+		return nil
+	}
+	now := time.Now()
+	for _, w := range writers {
+		for i, p := range w.probes {
+			select {
+			case <-p.arm(now):
+			case <-time.After(30 * time.Second):
+				return fmt.Errorf("%s: partition %d took no write within 30 s of leadership settling", w.name, i)
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}
+	select {
+	case <-time.After(cfg.failoverQuiet):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 // leaderWatch is what watchLeaders saw after a kill: when a survivor first
 // led each Raft group in a higher term (/v1/status), and when a survivor's
 // Metadata first named a live leader for each partition.
@@ -352,12 +422,26 @@ type leaderWatch struct {
 // watchLeaders polls the surviving nodes every 20 ms, their /v1/status for
 // each group in oldTerm and their Metadata for the partitions in led, until
 // everything is seen or ctx ends. clients hold one Metadata client per
-// survivor, connected before the kill.
+// survivor, connected before the kill. Each survivor's Metadata is polled by
+// its own goroutine: a node answers Metadata once the groups it carries have
+// a live leader, and one waiting answer must not hold up the other polls.
 func watchLeaders(ctx context.Context, c *harness.Cluster, victim int32, oldTerm map[uint32]uint64, led []int32, clients map[int32]*kgo.Client) leaderWatch {
 	w := leaderWatch{elected: map[uint32]time.Time{}, named: map[int32]time.Time{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	defer wg.Wait() // after cancel, below
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for _, cl := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			watchNamed(ctx, cl, victim, led, &mu, w.named)
+		}()
+	}
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for len(w.elected) < len(oldTerm) || len(w.named) < len(led) {
+	for {
 		for _, n := range c.Nodes {
 			if n.ID == victim || !n.Running() {
 				continue
@@ -372,29 +456,12 @@ func watchLeaders(ctx context.Context, c *harness.Cluster, victim int32, oldTerm
 					}
 				}
 			}
-			if cl := clients[n.ID]; cl != nil {
-				req := kmsg.NewPtrMetadataRequest()
-				rt := kmsg.NewMetadataRequestTopic()
-				rt.Topic = kmsg.StringPtr(failoverTopic)
-				req.Topics = append(req.Topics, rt)
-				rctx, cancel := context.WithTimeout(ctx, time.Second)
-				resp, err := cl.SeedBrokers()[0].Request(rctx, req)
-				cancel()
-				if err != nil {
-					continue
-				}
-				now := time.Now()
-				for _, t := range resp.(*kmsg.MetadataResponse).Topics {
-					for _, p := range t.Partitions {
-						if !slices.Contains(led, p.Partition) || p.ErrorCode != 0 || p.Leader < 0 || p.Leader == victim {
-							continue
-						}
-						if _, done := w.named[p.Partition]; !done {
-							w.named[p.Partition] = now
-						}
-					}
-				}
-			}
+		}
+		mu.Lock()
+		done := len(w.elected) == len(oldTerm) && len(w.named) == len(led)
+		mu.Unlock()
+		if done {
+			return w
 		}
 		select {
 		case <-ctx.Done():
@@ -402,7 +469,46 @@ func watchLeaders(ctx context.Context, c *harness.Cluster, victim int32, oldTerm
 		case <-tick.C:
 		}
 	}
-	return w
+}
+
+// watchNamed polls one survivor's Metadata every 20 ms and records in named,
+// under mu, when it first names a live leader for each partition in led.
+func watchNamed(ctx context.Context, cl *kgo.Client, victim int32, led []int32, mu *sync.Mutex, named map[int32]time.Time) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		req := kmsg.NewPtrMetadataRequest()
+		rt := kmsg.NewMetadataRequestTopic()
+		rt.Topic = kmsg.StringPtr(failoverTopic)
+		req.Topics = append(req.Topics, rt)
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		resp, err := cl.SeedBrokers()[0].Request(rctx, req)
+		cancel()
+		if err == nil {
+			now := time.Now()
+			mu.Lock()
+			for _, t := range resp.(*kmsg.MetadataResponse).Topics {
+				for _, p := range t.Partitions {
+					if !slices.Contains(led, p.Partition) || p.ErrorCode != 0 || p.Leader < 0 || p.Leader == victim {
+						continue
+					}
+					if _, done := named[p.Partition]; !done {
+						named[p.Partition] = now
+					}
+				}
+			}
+			done := len(named) == len(led)
+			mu.Unlock()
+			if done {
+				return
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }
 
 func printFailover(cfg config, rounds []failoverRound, writers []*writer) {
@@ -413,7 +519,7 @@ func printFailover(cfg config, rounds []failoverRound, writers []*writer) {
 		}
 		fmt.Printf("%c) %s", 'A'+i, w.name)
 	}
-	fmt.Printf(". Each kill: SIGKILL of a node Metadata names leader of some partition. Measured from the kill: per partition it led, the first acknowledged record produced after the process was gone (resolution about %v); per Raft group, a survivor leading it in a higher term (/v1/status, polled every 20 ms); per partition, a survivor's Metadata naming a live leader (polled every 20 ms). Then the node is restarted and leadership settles before the next kill.\n\n", writeEvery)
+	fmt.Printf(". Each kill: SIGKILL of a node Metadata names leader of some partition. Measured from the kill: per partition it led, the first acknowledged record produced after the process was gone (resolution about %v); per Raft group, a survivor leading it in a higher term (/v1/status, polled every 20 ms); per partition, a survivor's Metadata naming a live leader (polled every 20 ms). Then the node is restarted and leadership settles before the next kill; every producer then takes a write on every partition and the kill waits %v more (-failover-quiet), so no kill lands right after a producer refreshed metadata for the settling.\n\n", writeEvery, cfg.failoverQuiet)
 	fmt.Print("| kill | node | partitions led (raft groups) | new Raft leader | Metadata names it |")
 	for i := range writers {
 		fmt.Printf(" first acked write, %c (slowest partition) |", 'A'+i)

@@ -65,6 +65,7 @@
 //	-phases              phases to run, comma-separated (default produce,failover,rebuild,partitions)
 //	-binary              shardcache binary (default ./bin/shardcache, else built from ./cmd/shardcache)
 //	-baseline-binary     produce phase: also run one node and three of this binary, all four clusters alternating;
+//	                     failover phase: the same kills on a three-node cluster of this binary first, then on -binary's;
 //	                     rebuild phase: a second three-node cluster of this binary, rebuilds alternating (default none)
 //	-broker-args         extra flags for every node, space separated
 //	-cluster-tls         node-to-node TLS with mutual authentication: a throwaway CA and node certificate, --cluster-tls-* on every node
@@ -82,6 +83,8 @@
 //	-recover-timeout     longest wait for a partition to take writes after a kill (default 30s)
 //	-metadata-min-age    MetadataMinAge of a second failover producer (default 250ms; 0: none)
 //	-java                a third failover producer, the Java client with its defaults (default true)
+//	-failover-quiet      wait before each kill once every producer follows the settled leaders (default 6s, above kgo's 5s MetadataMinAge)
+//	-client-log          failover phase: the kgo-defaults producer's debug log goes to this file (default none)
 //	-rebuild-node        node wiped by the rebuild phase (default 3)
 //	-rebuild-timeout     longest wait for the wiped node to catch up (default 5m)
 //	-rebuild-fill        a second rebuild after filling every data group's raft log past the snapshot threshold (default true)
@@ -139,6 +142,8 @@ type config struct {
 	recoverTimeout     time.Duration
 	metadataMinAge     time.Duration
 	java               bool
+	clientLog          string
+	failoverQuiet      time.Duration
 	rebuildNode        int
 	rebuildTimeout     time.Duration
 	snapshotWait       time.Duration
@@ -164,7 +169,7 @@ func main() {
 	var phases, brokerArgs string
 	flag.StringVar(&phases, "phases", strings.Join(allPhases, ","), "phases to run, comma-separated")
 	flag.StringVar(&cfg.binary, "binary", "", "shardcache binary (default <module root>/bin/shardcache, else go build)")
-	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce and rebuild phases: a second shardcache binary measured beside -binary in the same run")
+	flag.StringVar(&cfg.baselineBinary, "baseline-binary", "", "produce, failover and rebuild phases: a second shardcache binary measured beside -binary in the same run")
 	flag.StringVar(&brokerArgs, "broker-args", "", "extra flags for every node, space separated")
 	clusterTLS := flag.Bool("cluster-tls", false, "node-to-node TLS with mutual authentication: a throwaway CA and node certificate, --cluster-tls-* on every node")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys of the produce and rebuild phases")
@@ -180,6 +185,8 @@ func main() {
 	flag.IntVar(&cfg.failoverPartitions, "failover-partitions", 8, "partitions of the failover topic")
 	flag.DurationVar(&cfg.recoverTimeout, "recover-timeout", 30*time.Second, "longest wait for a partition to take writes after a kill")
 	flag.DurationVar(&cfg.metadataMinAge, "metadata-min-age", 250*time.Millisecond, "MetadataMinAge of a second failover producer beside one with kgo's defaults (0: none)")
+	flag.DurationVar(&cfg.failoverQuiet, "failover-quiet", 6*time.Second, "failover phase: wait before each kill, once every producer follows the settled leaders (0: kill as soon as leadership settles)")
+	flag.StringVar(&cfg.clientLog, "client-log", "", "failover phase: write the kgo-defaults producer's debug log to this file, for a timeline of its metadata refreshes")
 	flag.BoolVar(&cfg.java, "java", true, "a third failover producer: the Apache Kafka Java client with its defaults (integration/failover-producer; needs mvn and java, see scripts/deps.sh)")
 	flag.IntVar(&cfg.rebuildNode, "rebuild-node", 3, "node wiped and rebuilt by the rebuild phase (1 to 3)")
 	flag.DurationVar(&cfg.rebuildTimeout, "rebuild-timeout", 5*time.Minute, "longest wait for the wiped node to catch up")
@@ -261,7 +268,7 @@ func (c config) validate() error {
 		return errors.New("-rebuild-node must be 1, 2 or 3")
 	case c.partitions < 1 || c.topicPartitions < 1 || c.topicPartitions > 10_000:
 		return errors.New("-partitions must be positive and -topic-partitions 1 to 10,000")
-	case c.produceTimeout <= 0 || c.recoverTimeout <= 0 || c.rebuildTimeout <= 0 || c.cpuWindow <= 0 || c.idle < 0 || c.timeout <= 0 || c.metadataMinAge < 0 || c.snapshotWait < 0:
+	case c.produceTimeout <= 0 || c.recoverTimeout <= 0 || c.rebuildTimeout <= 0 || c.cpuWindow <= 0 || c.idle < 0 || c.timeout <= 0 || c.metadataMinAge < 0 || c.snapshotWait < 0 || c.failoverQuiet < 0:
 		return errors.New("durations must be positive")
 	case c.profileWindow < time.Second:
 		return errors.New("-profile-window must be at least 1s")

@@ -169,6 +169,9 @@ func waitReady(ctx context.Context, httpAddr string, exited <-chan struct{}, tim
 // PID is the broker process's id.
 func (b *Broker) PID() int { return b.cmd.Process.Pid }
 
+// DataDir is the broker's --data-dir.
+func (b *Broker) DataDir() string { return filepath.Join(b.dir, "data") }
+
 // brokerBinary returns binary if set (it must exist), else ./bin/shardcache
 // under the module root, else a fresh build of ./cmd/shardcache in dir.
 func brokerBinary(ctx context.Context, binary, dir string) (string, error) {
