@@ -10,7 +10,9 @@ package broker
 //   - Per partition: OFFSET_OUT_OF_RANGE below the log start or above the high
 //     watermark; otherwise the live records from the fetch offset, read from the
 //     local store and encoded as uncompressed RecordBatch v2 (records.go). Offsets
-//     compacted away are skipped: a batch's base offset is its first live record.
+//     compacted away are skipped: a batch's base offset is its first live record,
+//     its base timestamp that record's (later records may have negative
+//     timestamp deltas, as in Kafka's own batches).
 //   - Nothing live between the fetch offset and the high watermark: one empty
 //     batch covering the gap, so the consumer's position reaches the high
 //     watermark (docs/ARCHITECTURE.md rule 3). An empty answer is zero bytes, never null.
@@ -296,43 +298,50 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 		}
 		limit = 1
 	}
-	recs, err := b.store.Read(t.shard, from, limit, fetchMaxRecords)
-	if err != nil {
-		return 0, 0, err
-	}
-	// A write applied after State was read may show up here; the answer stays
-	// consistent with the high watermark it reports.
-	for len(recs) > 0 && recs[len(recs)-1].Offset >= end {
-		recs = recs[:len(recs)-1]
-	}
 	// The batches carry the group's term as their partition leader epoch: the
 	// epoch Metadata reports now. Offsets do not record the term they were
 	// written in, so a batch written under an older leader says the current one.
 	epoch := b.node.LeaderEpoch(t.group)
-	if len(recs) == 0 {
-		if !first && limit < batchHeaderSize {
-			return 0, 0, nil
+	// Records are encoded as the store iterates them, into one buffer: the
+	// limit counts the batches on the wire, and only the first record of the
+	// first non-empty partition may exceed it (KIP-74).
+	w := batchWriter{dst: make([]byte, 0, fetchBufferSize(st, limit)), epoch: epoch}
+	nrec, full := 0, false
+	err = b.store.ReadFunc(t.shard, from, func(rec *shardstore.Record) bool {
+		// A write applied after State was read may show up here; the answer
+		// stays consistent with the high watermark it reports.
+		if rec.Offset >= end {
+			return false
 		}
-		sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, end)
-		return len(sp.RecordBatches), 0, nil
-	}
-	// The limit counts the batches on the wire; Read counted stored bytes.
-	// Only the first record of the first non-empty partition may exceed it
-	// (KIP-74).
-	n := fitBatches(recs, limit)
-	if n == 0 {
-		if !first {
-			return 0, 0, nil
+		if w.len()+w.size(rec) > limit && (nrec > 0 || !first) {
+			full = true
+			return false
 		}
-		n = 1
+		w.add(rec)
+		nrec++
+		return nrec < fetchMaxRecords
+	})
+	switch {
+	case err != nil:
+		return 0, 0, err
+	case nrec > 0:
+		sp.RecordBatches = w.bytes()
+		return len(sp.RecordBatches), nrec, nil
+	case full:
+		return 0, 0, nil // a later partition's first record does not fit
+	case !first && limit < batchHeaderSize:
+		return 0, 0, nil
 	}
-	recs = recs[:n]
-	size := batchHeaderSize
-	for i := range recs {
-		size += encodedRecordSize(&recs[i])
-	}
-	sp.RecordBatches = appendBatch(make([]byte, 0, size), epoch, recs)
-	return len(sp.RecordBatches), len(recs), nil
+	// Nothing readable in [from, end): a batch covering the gap.
+	sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, end)
+	return len(sp.RecordBatches), 0, nil
+}
+
+// fetchBufferSize sizes a partition's answer buffer: the limit, or less when
+// the shard's readable records take less (their stored encoding is larger
+// than their wire encoding, by more than the batch header per record).
+func fetchBufferSize(st shardstore.State, limit int) int {
+	return int(min(int64(limit), st.LiveBytes+batchHeaderSize))
 }
 
 // checkLeaderEpoch compares a client's CurrentLeaderEpoch (-1: no check) with

@@ -470,9 +470,11 @@ func TestFetchByteLimitsBoundEncodedBatches(t *testing.T) {
 	}
 }
 
-// TestFitBatchesBoundsAppendBatch: whatever fitBatches allows, appendBatch
-// encodes within the limit, and one more record would not fit.
-func TestFitBatchesBoundsAppendBatch(t *testing.T) {
+// TestBatchWriterSize: batchWriter.size is exactly what add appends (so the
+// fetch path fills its byte limit exactly), markers and wide offset gaps
+// included, and what it writes decodes (kgo) to the same records, timestamps
+// older than a batch's first record included (negative deltas).
+func TestBatchWriterSize(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 500 {
 		recs := make([]shardstore.Record, 1+rng.IntN(40))
@@ -487,6 +489,34 @@ func TestFitBatchesBoundsAppendBatch(t *testing.T) {
 			if rng.IntN(4) == 0 {
 				recs[i].Headers = []shardstore.Header{{Key: "h", Value: make([]byte, rng.IntN(200))}}
 			}
+			if rng.IntN(30) == 0 {
+				recs[i] = shardstore.Record{Offset: off, Timestamp: rng.Int64N(1 << 42),
+					Marker: &shardstore.Marker{ProducerID: 3, ProducerEpoch: 1, Commit: rng.IntN(2) == 0}}
+			}
+		}
+		w := batchWriter{epoch: 1}
+		for i := range recs {
+			before, size := w.len(), w.size(&recs[i])
+			w.add(&recs[i])
+			if got := w.len() - before; got != size {
+				t.Fatalf("record %d (%+v): size %d, add appended %d", i, recs[i], size, got)
+			}
+		}
+		raw := w.bytes()
+		got, next := fetchRecords(t, raw, recs[0].Offset)
+		var want []shardstore.Record
+		for _, r := range recs {
+			if r.Marker == nil {
+				want = append(want, r)
+			}
+		}
+		if next != recs[len(recs)-1].Offset+1 || len(got) != len(want) {
+			t.Fatalf("%d records up to %d, want %d up to %d", len(got), next, len(want), recs[len(recs)-1].Offset+1)
+		}
+		for i, r := range got {
+			if r.Offset != want[i].Offset || r.Timestamp.UnixMilli() != want[i].Timestamp || len(r.Value) != len(want[i].Value) {
+				t.Fatalf("record %d: offset %d ts %d, want %d ts %d", i, r.Offset, r.Timestamp.UnixMilli(), want[i].Offset, want[i].Timestamp)
+			}
 		}
 		limit := rng.IntN(40000)
 		n := fitBatches(recs, limit)
@@ -494,7 +524,7 @@ func TestFitBatchesBoundsAppendBatch(t *testing.T) {
 			t.Fatalf("fitBatches allows %d records in %d bytes, they encode in %d", n, limit, got)
 		}
 		if n < len(recs) {
-			if got := len(appendBatch(nil, 1, recs[:n+1])); got <= limit-64 {
+			if got := len(appendBatch(nil, 1, recs[:n+1])); got <= limit {
 				t.Fatalf("fitBatches stops at %d records in %d bytes though %d encode in %d", n, limit, n+1, got)
 			}
 		}

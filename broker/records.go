@@ -10,9 +10,11 @@ package broker
 // bounded by Config.MaxDecompressedBytes and by what the caller reserved;
 // batch_memory.go charges all of it to the memory budget first.
 //
-// Fetch side: appendBatch and appendGapBatch encode into one caller-owned
-// buffer, computing the Length and CRC32C fields that kmsg's AppendTo leaves to
-// the caller.
+// Fetch side: batchWriter (and appendBatch over it) and appendGapBatch encode
+// into one caller-owned buffer, computing the Length and CRC32C fields that
+// kmsg's AppendTo leaves to the caller. Fetch feeds batchWriter straight from
+// the store's iterator (Store.ReadFunc): no record is copied or decoded into
+// a slice first.
 //
 // Layout of a v2 batch (offsets in bytes):
 //
@@ -400,46 +402,93 @@ func (r *recordReader) record(rec *shardstore.Record, headers *[]shardstore.Head
 }
 
 // appendBatch appends recs, which must be in offset order, to dst as record
-// batches v2: no compression, no producer (-1s), attributes 0, partition
-// leader epoch epoch. A batch's base offset is its first record's offset and
-// offset deltas are relative to it, so compacted gaps between records are
-// fine; a new batch starts only when a delta would not fit in an int32. It
-// returns the grown buffer.
-//
-// A transaction marker (Record.Marker) becomes a control batch of its own
-// (txn_control.go), which ends the batch before it.
+// batches v2 (batchWriter) and returns the grown buffer.
 func appendBatch(dst []byte, epoch int32, recs []shardstore.Record) []byte {
-	for len(recs) > 0 {
-		if m := recs[0].Marker; m != nil {
-			dst = appendControlBatch(dst, epoch, txnMarker{Offset: recs[0].Offset, Timestamp: recs[0].Timestamp,
-				ProducerID: m.ProducerID, ProducerEpoch: m.ProducerEpoch, Commit: m.Commit, CoordinatorEpoch: m.CoordinatorEpoch})
-			recs = recs[1:]
-			continue
-		}
-		n := 1
-		base := recs[0].Offset
-		for n < len(recs) && recs[n].Offset-base <= math.MaxInt32 && recs[n].Marker == nil {
-			n++
-		}
-		dst = appendOneBatch(dst, epoch, recs[:n])
-		recs = recs[n:]
+	w := batchWriter{dst: dst, epoch: epoch}
+	for i := range recs {
+		w.add(&recs[i])
 	}
-	return dst
+	return w.bytes()
 }
 
-func appendOneBatch(dst []byte, epoch int32, recs []shardstore.Record) []byte {
-	base := recs[0].Offset
-	minTs, maxTs := recs[0].Timestamp, recs[0].Timestamp
-	for i := range recs {
-		minTs = min(minTs, recs[i].Timestamp)
-		maxTs = max(maxTs, recs[i].Timestamp)
+// batchWriter encodes records, as they come in offset order, into record
+// batches v2: no compression, no producer (-1s), attributes 0, partition
+// leader epoch epoch. A batch's base offset and base timestamp are its first
+// record's (Kafka's baseTimestamp; a later record with an older timestamp
+// has a negative delta) and offset deltas are relative to the base, so
+// compacted gaps between records are fine; a new batch starts only when a
+// delta would not fit in an int32. A transaction marker (Record.Marker)
+// becomes a control batch of its own (txn_control.go), which ends the batch
+// before it. size says what a record would add before add adds it, so the
+// fetch path fills a byte limit exactly without a second pass.
+type batchWriter struct {
+	dst   []byte
+	epoch int32
+	open  bool // a batch is open at start
+	start int
+	base  int64 // the open batch's base offset, base timestamp, largest
+	ts    int64 // timestamp and last offset
+	maxTs int64
+	last  int64
+	n     int32
+}
+
+// size returns how many bytes add(rec) would append.
+func (w *batchWriter) size(rec *shardstore.Record) int {
+	if rec.Marker != nil {
+		return controlBatchSize
 	}
-	start := len(dst)
-	dst = appendBatchHeader(dst, base, epoch, int32(recs[len(recs)-1].Offset-base), minTs, maxTs, int32(len(recs)))
-	for i := range recs {
-		dst = appendRecord(dst, &recs[i], recs[i].Offset-base, recs[i].Timestamp-minTs)
+	if w.open && rec.Offset-w.base <= math.MaxInt32 {
+		body := recordBodySize(rec, rec.Offset-w.base, rec.Timestamp-w.ts)
+		return varintLen(int64(body)) + body
 	}
-	return finishBatch(dst, start)
+	body := recordBodySize(rec, 0, 0)
+	return batchHeaderSize + varintLen(int64(body)) + body
+}
+
+// add appends rec, whose offset must be above every record added before.
+func (w *batchWriter) add(rec *shardstore.Record) {
+	if m := rec.Marker; m != nil {
+		w.close()
+		w.dst = appendControlBatch(w.dst, w.epoch, txnMarker{Offset: rec.Offset, Timestamp: rec.Timestamp,
+			ProducerID: m.ProducerID, ProducerEpoch: m.ProducerEpoch, Commit: m.Commit, CoordinatorEpoch: m.CoordinatorEpoch})
+		return
+	}
+	if w.open && rec.Offset-w.base > math.MaxInt32 {
+		w.close()
+	}
+	if !w.open {
+		w.open, w.start = true, len(w.dst)
+		w.base, w.ts, w.maxTs, w.n = rec.Offset, rec.Timestamp, rec.Timestamp, 0
+		// lastOffsetDelta, maxTimestamp and numRecords are set by close.
+		w.dst = appendBatchHeader(w.dst, w.base, w.epoch, 0, w.ts, w.ts, 0)
+	}
+	w.dst = appendRecord(w.dst, rec, rec.Offset-w.base, rec.Timestamp-w.ts)
+	w.maxTs = max(w.maxTs, rec.Timestamp)
+	w.last = rec.Offset
+	w.n++
+}
+
+// close finishes the open batch, if any.
+func (w *batchWriter) close() {
+	if !w.open {
+		return
+	}
+	b := w.dst[w.start:]
+	binary.BigEndian.PutUint32(b[23:], uint32(w.last-w.base))
+	binary.BigEndian.PutUint64(b[35:], uint64(w.maxTs))
+	binary.BigEndian.PutUint32(b[57:], uint32(w.n))
+	w.dst = finishBatch(w.dst, w.start)
+	w.open = false
+}
+
+// len is the bytes written so far, the open batch included.
+func (w *batchWriter) len() int { return len(w.dst) }
+
+// bytes finishes the open batch and returns the buffer.
+func (w *batchWriter) bytes() []byte {
+	w.close()
+	return w.dst
 }
 
 // appendGapBatch appends an empty batch (no records) whose offset range covers
@@ -513,42 +562,6 @@ func recordBodySize(rec *shardstore.Record, offDelta, tsDelta int64) int {
 	return size
 }
 
-// fitBatches returns how many of recs, from the first, appendBatch encodes in
-// at most limit bytes; 0 when not even the first record fits. Timestamp
-// deltas are taken from the smallest timestamp of all of recs: a prefix's own
-// deltas are never larger, so the sizes are bounds for every prefix and one
-// pass answers.
-func fitBatches(recs []shardstore.Record, limit int) int {
-	if len(recs) == 0 {
-		return 0
-	}
-	minTs := recs[0].Timestamp
-	for i := range recs {
-		minTs = min(minTs, recs[i].Timestamp)
-	}
-	size, base := 0, recs[0].Offset
-	for i := range recs {
-		if recs[i].Marker != nil {
-			size += controlBatchSize
-			base = -1 // the next record starts a batch
-			if size > limit {
-				return i
-			}
-			continue
-		}
-		if i == 0 || base < 0 || recs[i].Offset-base > math.MaxInt32 { // appendBatch starts a batch
-			base = recs[i].Offset
-			size += batchHeaderSize
-		}
-		body := recordBodySize(&recs[i], recs[i].Offset-base, recs[i].Timestamp-minTs)
-		size += varintLen(int64(body)) + body
-		if size > limit {
-			return i
-		}
-	}
-	return len(recs)
-}
-
 func appendRecord(dst []byte, rec *shardstore.Record, offDelta, tsDelta int64) []byte {
 	size := recordBodySize(rec, offDelta, tsDelta)
 	dst = binary.AppendVarint(dst, int64(size))
@@ -569,15 +582,3 @@ func appendRecord(dst []byte, rec *shardstore.Record, offDelta, tsDelta int64) [
 
 // controlBatchSize is the encoded size of a transaction marker's batch.
 const controlBatchSize = batchHeaderSize + 1 + 1 + 1 + 1 + 1 + 4 + 1 + 6 + 1
-
-// encodedRecordSize estimates a record's size in a batch, for pre-sizing buffers.
-func encodedRecordSize(rec *shardstore.Record) int {
-	if rec.Marker != nil {
-		return controlBatchSize
-	}
-	n := 16 + len(rec.Key) + len(rec.Value)
-	for i := range rec.Headers {
-		n += 4 + len(rec.Headers[i].Key) + len(rec.Headers[i].Value)
-	}
-	return n
-}

@@ -299,7 +299,9 @@ func TestAppendBatch(t *testing.T) {
 	if err := b.ReadFrom(raw); err != nil {
 		t.Fatal(err)
 	}
-	if b.FirstOffset != 10 || b.LastOffsetDelta != 5 || b.FirstTimestamp != 400 || b.MaxTimestamp != 900 ||
+	// The base timestamp is the first record's (Kafka's baseTimestamp); the
+	// second record's older one is a negative delta.
+	if b.FirstOffset != 10 || b.LastOffsetDelta != 5 || b.FirstTimestamp != 500 || b.MaxTimestamp != 900 ||
 		b.NumRecords != 3 || b.ProducerID != -1 || b.ProducerEpoch != -1 || b.FirstSequence != -1 ||
 		b.Attributes != 0 || b.PartitionLeaderEpoch != 7 || int(b.Length) != len(raw)-12 {
 		t.Fatalf("header %+v", b)
@@ -418,4 +420,18 @@ func FuzzDecodeBatch(f *testing.F) {
 			}
 		}
 	})
+}
+
+// fitBatches returns how many of recs, from the first, appendBatch encodes in
+// at most limit bytes (0 when not even the first record fits), with the sizes
+// the fetch path checks its limit with.
+func fitBatches(recs []shardstore.Record, limit int) int {
+	w := batchWriter{}
+	for i := range recs {
+		if w.len()+w.size(&recs[i]) > limit {
+			return i
+		}
+		w.add(&recs[i])
+	}
+	return len(recs)
 }

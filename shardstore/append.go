@@ -114,6 +114,17 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 			p.setKey(res.keys[j], e, true)
 		}
 		b.replaced += int64(len(recs) - len(res.kept))
+		if len(res.kept) < len(recs) {
+			// The offsets of repeated keys' earlier records are never readable.
+			j := 0
+			for i := range recs {
+				if j < len(res.kept) && res.kept[j] == i {
+					j++
+					continue
+				}
+				p.dead.add(base + int64(i))
+			}
+		}
 	}
 	for i := range recs {
 		if recs[i].Timestamp > st.MaxTimestamp {
@@ -144,6 +155,7 @@ func (b *Batch) supersede(p *pendingShard, st *State, old keyEntry, opts AppendO
 	} else {
 		b.kbuf = recordKeyInto(b.kbuf, p.id, old.offset)
 		b.singleDelete(b.kbuf)
+		p.dead.add(old.offset)
 		st.LiveRecords--
 		st.LiveBytes -= int64(old.size)
 		b.replaced++

@@ -51,6 +51,9 @@ type pendingShard struct {
 	// txns are open transactions changed by the batch: producer id -> first
 	// offset, -1 once ended (txn.go).
 	txns map[int64]int64
+	// dead are offsets of records the batch deleted or never wrote (keys
+	// repeated within an Append), for the shard's liveHint (livehint.go).
+	dead deadRuns
 }
 
 // ovEntry is a key index change: the new entry, or live=false for a removal.
@@ -168,7 +171,7 @@ func (b *Batch) CreateShard(id ShardID, group uint32) error {
 	p.exists, p.fresh, p.dirty, p.changed = true, true, true, true
 	p.group, p.grouped = group, true
 	p.st = State{MaxTimestamp: -1, MaxTimestampOffset: -1}
-	p.keys, p.producers = nil, nil
+	p.keys, p.producers, p.dead = nil, nil, nil
 	return nil
 }
 
@@ -189,7 +192,7 @@ func (b *Batch) DeleteShard(id ShardID) error {
 	p.removed = p.removed || p.sh != nil
 	p.exists, p.fresh, p.dirty, p.changed = false, false, false, true
 	p.st = State{}
-	p.keys, p.producers = nil, nil
+	p.keys, p.producers, p.dead = nil, nil, nil
 	return nil
 }
 
@@ -300,6 +303,7 @@ func (s *Store) apply(b *Batch) {
 		}
 		sh.mu.Lock()
 		sh.st = p.st
+		sh.hint.deleted(p.st.LogStartOffset, p.dead)
 		sh.group, sh.grouped = p.group, p.grouped
 		s.mergeCache(sh, p.keys)
 		mergeProducers(sh, p.producers)

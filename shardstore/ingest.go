@@ -517,6 +517,7 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 		}
 		sh.mu.Lock()
 		s.dropCache(sh)
+		sh.hint.reset()
 		if m.found {
 			sh.st = m.st
 			sh.cache = make(map[string]keyEntry)

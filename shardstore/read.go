@@ -39,52 +39,34 @@ func (s *Store) recordIter(id ShardID, from, to int64) (*pebble.Iterator, error)
 // one backing array per call (values are never copied twice), so keeping one
 // small record alive keeps the whole call's memory.
 func (s *Store) Read(id ShardID, from int64, maxBytes, maxRecords int) ([]Record, error) {
-	st, err := s.readView(id)
-	if err != nil {
-		return nil, err
-	}
-	defer s.life.RUnlock()
-	from = max(from, st.LogStartOffset)
-	if from >= st.HighWatermark {
-		return nil, nil
-	}
-	it, err := s.recordIter(id, from, st.HighWatermark)
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-
 	// Copy the encoded records into one arena, then decode in place: keys, values
 	// and header values alias the arena; headers share one slice.
 	type span struct {
 		offset     int64
 		start, end int
 	}
-	estRecs, estBytes := readEstimate(st, from, maxBytes, maxRecords)
-	arena := make([]byte, 0, estBytes)
-	spans := make([]span, 0, estRecs)
+	var arena []byte
+	var spans []span
 	headers := 0
-	for ok := it.First(); ok; ok = it.Next() {
-		v := it.Value()
+	err := s.scan(id, from, func(st State, from int64) {
+		estRecs, estBytes := readEstimate(st, from, maxBytes, maxRecords)
+		arena = make([]byte, 0, estBytes)
+		spans = make([]span, 0, estRecs)
+	}, func(offset int64, v []byte) (bool, error) {
 		if len(spans) > 0 && maxBytes > 0 && len(arena)+len(v) > maxBytes {
-			break
+			return false, nil
 		}
 		nh, err := recordHeaderCount(v)
 		if err != nil {
-			return nil, err
+			return false, err
 		}
 		headers += nh
-		spans = append(spans, span{offset: recordOffset(it.Key()), start: len(arena), end: len(arena) + len(v)})
+		spans = append(spans, span{offset: offset, start: len(arena), end: len(arena) + len(v)})
 		arena = append(arena, v...)
-		if maxRecords > 0 && len(spans) >= maxRecords {
-			break
-		}
-	}
-	if err := it.Error(); err != nil {
+		return maxRecords <= 0 || len(spans) < maxRecords, nil
+	})
+	if err != nil || len(spans) == 0 {
 		return nil, err
-	}
-	if len(spans) == 0 {
-		return nil, nil
 	}
 	recs := make([]Record, len(spans))
 	hs := make([]Header, headers)
@@ -95,6 +77,95 @@ func (s *Store) Read(id ShardID, from int64, maxBytes, maxRecords int) ([]Record
 		}
 	}
 	return recs, nil
+}
+
+// ReadFunc calls fn with the readable records with offset >= from in offset
+// order, as Read returns them, until fn returns false. Nothing is copied: rec,
+// its key, value and headers alias the store's memory and are valid only
+// during the call (fn copies what it keeps; it must not call back into the
+// store). Records past the high watermark seen at the start of the call are
+// never passed.
+func (s *Store) ReadFunc(id ShardID, from int64, fn func(rec *Record) bool) error {
+	var rec Record
+	var hs []Header
+	return s.scan(id, from, nil, func(offset int64, v []byte) (bool, error) {
+		nh, err := recordHeaderCount(v)
+		if err != nil {
+			return false, err
+		}
+		if cap(hs) < nh {
+			hs = make([]Header, nh)
+		}
+		rec = Record{Offset: offset}
+		if _, err := decodeRecord(v, &rec, hs[:nh]); err != nil {
+			return false, err
+		}
+		return fn(&rec), nil
+	})
+}
+
+// scan iterates a shard's readable records with offset >= from, below the
+// high watermark, passing each one's offset and encoding (valid until fn
+// returns) to fn until it returns false or an error. start, when set, is
+// called once before the first record with the counters and the offset the
+// scan starts at. The scan starts at the shard's dead prefix's end at the
+// earliest (livehint.go), and moves that end when it finds more of it.
+func (s *Store) scan(id ShardID, from int64, start func(st State, from int64), fn func(offset int64, v []byte) (bool, error)) error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	sh := s.shard(id)
+	if sh == nil {
+		return ErrUnknownShard
+	}
+	sh.mu.Lock()
+	st, dead, gen := sh.st, sh.hint.from, sh.hint.gen
+	sh.mu.Unlock()
+	// Below the hint nothing is readable: seek past the dead prefix.
+	from = max(from, st.LogStartOffset, dead)
+	if from >= st.HighWatermark {
+		return nil
+	}
+	it, err := s.recordIter(id, from, st.HighWatermark)
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	if start != nil {
+		start(st, from)
+	}
+	firstLive := int64(-1)
+	for ok := it.First(); ok; ok = it.Next() {
+		offset := recordOffset(it.Key())
+		if firstLive < 0 {
+			firstLive = offset
+		}
+		more, err := fn(offset, it.Value())
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	if err := it.Error(); err != nil {
+		return err
+	}
+	// Nothing in [from, first record found) is readable, nor will be: records
+	// are only written at new offsets (livehint.go). When the scan began at the
+	// dead prefix's end, the prefix now reaches the first record.
+	if firstLive < 0 {
+		firstLive = st.HighWatermark
+	}
+	if firstLive > from {
+		sh.mu.Lock()
+		if sh.hint.gen == gen && from <= max(sh.hint.from, st.LogStartOffset) {
+			sh.hint.learn(firstLive)
+		}
+		sh.mu.Unlock()
+	}
+	return nil
 }
 
 // Lookup returns the live record of key, found through the key index. A tombstone

@@ -106,6 +106,8 @@ type shard struct {
 	// builds a new state); a missing entry says nothing. Like the pid/ keys,
 	// it grows with the producers until ExpireProducers forgets them.
 	producers map[int64]*producerState
+	// hint is how far the shard's dead prefix reaches (livehint.go).
+	hint liveHint
 }
 
 // Open opens or creates the store in dir.

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	crand "crypto/rand"
-	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -214,45 +213,5 @@ func readAll(ctx context.Context, addr, topic string, timeout time.Duration) (in
 	if err != nil {
 		return 0, 0, fmt.Errorf("list end offsets of %s: %w", topic, err)
 	}
-	want := make(map[int32]int64)
-	assign := make(map[int32]kgo.Offset)
-	ends.Each(func(o kadm.ListedOffset) {
-		assign[o.Partition] = kgo.NewOffset().AtStart()
-		if o.Offset > 0 {
-			want[o.Partition] = o.Offset
-		}
-	})
-
-	start := time.Now()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr),
-		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}))
-	if err != nil {
-		return 0, 0, err
-	}
-	defer cl.Close()
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var records int64
-	for len(want) > 0 {
-		fs := cl.PollFetches(rctx)
-		if rctx.Err() != nil {
-			return records, 0, fmt.Errorf("read of %s: %d partitions short of their end offset after %v", topic, len(want), timeout)
-		}
-		var ferr error
-		fs.EachError(func(_ string, p int32, err error) {
-			if !errors.Is(err, context.Canceled) && ferr == nil {
-				ferr = fmt.Errorf("fetch partition %d: %w", p, err)
-			}
-		})
-		if ferr != nil {
-			return records, 0, ferr
-		}
-		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			records += int64(len(p.Records))
-			if n := len(p.Records); n > 0 && p.Records[n-1].Offset+1 >= want[p.Partition] {
-				delete(want, p.Partition)
-			}
-		})
-	}
-	return records, time.Since(start).Seconds(), nil
+	return harness.ReadToEnd(ctx, addr, topic, ends, timeout)
 }
