@@ -117,6 +117,7 @@ func (l *ackLog) counts() (sent, acked int) {
 // while several goroutines produce with acks=all, restarts it, and checks that every
 // key holds a version at least as new as the newest acknowledged one.
 func TestKillDuringProduceLoadLosesNoAcknowledgedWrite(t *testing.T) {
+	const writers, keysPerWriter, inflightPerWriter = 4, 50, 500
 	requireLocalBroker(t)
 	b := startBroker(t)
 	topic := topicName(t)
@@ -127,10 +128,12 @@ func TestKillDuringProduceLoadLosesNoAcknowledgedWrite(t *testing.T) {
 		kgo.ProducerLinger(2*time.Millisecond),
 		kgo.RecordDeliveryTimeout(45*time.Second),
 		kgo.MetadataMinAge(100*time.Millisecond), // find the restarted broker quickly
-		kgo.MaxBufferedRecords(2000),
+		// Room for every writer's in-flight records, so that Produce never
+		// blocks on a buffer the writers share: a writer starved of it
+		// would get no key acknowledged.
+		kgo.MaxBufferedRecords(writers*inflightPerWriter+1),
 	)
 
-	const writers, keysPerWriter = 4, 50
 	acks := newAckLog()
 	ctx, stop := context.WithCancel(context.Background())
 	defer stop()
@@ -139,24 +142,34 @@ func TestKillDuringProduceLoadLosesNoAcknowledgedWrite(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			inflight := make(chan struct{}, inflightPerWriter)
 			for version := 1; ; version++ {
 				for k := range keysPerWriter {
-					if ctx.Err() != nil {
+					select {
+					case inflight <- struct{}{}:
+					case <-ctx.Done():
 						return
 					}
 					key := fmt.Sprintf("w%d-k%02d", w, k)
 					acks.send(key, version)
 					r := kv(topic, key, strp(strconv.Itoa(version)))
-					cl.Produce(ctx, r, func(r *kgo.Record, err error) { acks.done(key, version, err) })
+					cl.Produce(ctx, r, func(r *kgo.Record, err error) {
+						acks.done(key, version, err)
+						<-inflight
+					})
 				}
 			}
 		}()
 	}
 
 	// Load for a while, kill -9 mid-stream, restart, load a little more.
+	// Every key acknowledged at least once before the kill, so the check
+	// below covers every key.
 	waitFor(t, 30*time.Second, 10*time.Millisecond, "first acknowledgements", func() error {
-		if n := acks.ackedCount(); n < 2000 {
-			return fmt.Errorf("%d acknowledged", n)
+		acks.mu.Lock()
+		defer acks.mu.Unlock()
+		if n, k := acks.nAcked, len(acks.acked); n < 2000 || k < writers*keysPerWriter {
+			return fmt.Errorf("%d acknowledged, %d of %d keys", n, k, writers*keysPerWriter)
 		}
 		return nil
 	})
