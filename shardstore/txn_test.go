@@ -110,7 +110,7 @@ func testTxnStateCached(h *h) {
 		h.t.Fatalf("LSO = %d, want 2", lso)
 	}
 	h.endTxn(1, compact, Marker{ProducerID: 7, Commit: true})
-	h.mustAppend(1, compact, pid(7, 0, 4), kv("a", "a5")) // closed again
+	h.mustAppend(1, compact, pid(7, 0, 4), kv("a", "a5"))    // closed again
 	h.mustAppend(1, compact, txnPID(7, 0, 5), kv("d", "d6")) // a new one
 	_, err = h.append(1, compact, pid(7, 0, 6), kv("x", "1"))
 	wantErr(h.t, err, ErrInvalidTxnState)
