@@ -13,10 +13,11 @@ package broker
 //   - Partitions are decoded one after the other, each batch's memory charged
 //     to the broker's budget before it is decompressed and held until its
 //     proposal ends, so a request's peak is bounded by the budget, not by its
-//     size. The decoded batches are proposed together (raftfsm
-//     Node.ProduceMany): the batches of one Raft group share a Raft entry and
-//     one store commit, each group proposed on its own goroutine, so a request
-//     touching 10,000 partitions costs entries per Raft group, not per
+//     size. Decoded batches are gathered up to produceFlushBytes of that
+//     memory and proposed together (raftfsm Node.ProduceMany) while decoding
+//     goes on: the batches of one Raft group share a Raft entry and a store
+//     commit, each group proposed on its own goroutine, so a request touching
+//     10,000 partitions costs a few entries per Raft group, not one per
 //     partition; each batch still succeeds or fails alone. When the budget
 //     runs short, the batches decoded so far are proposed before decoding
 //     waits, so a request never waits on its own memory. A batch that needs
