@@ -13,8 +13,8 @@ package broker
 //   - Partitions are decoded one after the other, each batch's memory charged
 //     to the broker's budget before it is decompressed and held until its
 //     proposal ends, so a request's peak is bounded by the budget, not by its
-//     size. Decoded batches are gathered up to produceFlushBytes of that
-//     memory and proposed together (raftfsm Node.ProduceMany) while decoding
+//     size. Decoded batches are gathered up to produceFlushBytes (as sent)
+//     and proposed together (raftfsm Node.ProduceMany) while decoding
 //     goes on: the batches of one Raft group share a Raft entry and a store
 //     commit, each group proposed on its own goroutine, so a request touching
 //     10,000 partitions costs a few entries per Raft group, not one per
@@ -87,12 +87,14 @@ import (
 
 func init() { register(kmsg.Produce.Int16(), 3, 11, (*Broker).handleProduce) }
 
-// produceFlushBytes is how much decoded batch memory (as the budget
-// charges it) a produce request gathers before it proposes what it holds:
-// a request of large batches proposes each as it is decoded, as before
-// batches were gathered, and one with a record or two in each of 10,000
-// partitions proposes a few entries per Raft group, not one per partition.
-const produceFlushBytes = 1 << 20
+// produceFlushBytes is how many bytes of batches (as sent) a produce request
+// gathers before it proposes what it holds, so a large request's first
+// batches go through Raft while the rest is decoded. A request as clients
+// usually send it (kgo's and the Java client's default cap is 1 MiB per
+// partition; a record or two in each of 10,000 partitions is about 2 MiB)
+// is proposed at once: one entry and one fsync per Raft group, however many
+// partitions it touches.
+const produceFlushBytes = 4 << 20
 
 // producePart is one partition of a produce request on its way to Raft.
 type producePart struct {
@@ -120,7 +122,7 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	var hintMu sync.Mutex // NodeEndpoints (KIP-951) shared by the partitions
 	defer proposals.Wait()
 	// pending are decoded batches not yet proposed (pendingBytes their
-	// memory); flush proposes them on a goroutine of their own, once they
+	// size as sent); flush proposes them on a goroutine of their own, once they
 	// hold produceFlushBytes (so Raft and the store work while the rest is
 	// decoded) or when decoding is about to wait for memory.
 	var pending []*producePart
@@ -197,7 +199,7 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 			}
 			pending = append(pending, &producePart{topic: rt.Topic, resp: sp, batch: batch, size: len(rp.Records),
 				shard: info.Partitions[rp.Partition].Shard, charged: charged})
-			if pendingBytes += charged; pendingBytes >= produceFlushBytes {
+			if pendingBytes += int64(len(rp.Records)); pendingBytes >= produceFlushBytes {
 				flush()
 			}
 		}
