@@ -667,45 +667,8 @@ func (n *Node) dataGroup(g uint32) (*group, error) {
 // group), ErrNotReady, ErrClosed, ctx errors, and the shardstore append errors
 // (ErrKeyRequired, ErrOutOfOrderSequence, ...).
 func (n *Node) Produce(ctx context.Context, topic string, partition int32, p shardstore.Producer, recs []shardstore.Record) (shardstore.AppendResult, error) {
-	if err := n.checkReady(); err != nil {
-		return shardstore.AppendResult{}, err
-	}
-	t, part, err := n.partition(topic, partition)
-	if err != nil {
-		return shardstore.AppendResult{}, err
-	}
-	g, err := n.dataGroup(part.Group)
-	if err != nil {
-		return shardstore.AppendResult{}, err
-	}
-	if g.raft.State() == raft.Leader {
-		// A retry of an applied batch is answered from the store, as Kafka
-		// answers it from its producer state: proposing it again would cost
-		// a commit, which on a slow disk outlasts the retry's timeout too.
-		if res, dup, err := n.store.Duplicate(part.Shard, p, len(recs)); err == nil && dup {
-			return res, nil
-		}
-	}
-	c := &Command{
-		Type:  CmdProduce,
-		Shard: part.Shard,
-		Options: shardstore.AppendOptions{
-			Policy:             t.config.CleanupPolicy,
-			AppendTimeMs:       n.cfg.Now().UnixMilli(),
-			MinCompactionLagMs: t.config.MinCompactionLagMs,
-		},
-		Producer: p,
-		Records:  recs,
-	}
-	resp, _, err := n.propose(ctx, g, c)
-	if err != nil {
-		return shardstore.AppendResult{}, err
-	}
-	res, ok := resp.(shardstore.AppendResult)
-	if !ok {
-		return shardstore.AppendResult{}, fmt.Errorf("raftfsm: produce applied with response %T", resp)
-	}
-	return res, nil
+	res := n.ProduceMany(ctx, []PartBatch{{Topic: topic, Partition: partition, Producer: p, Records: recs}})[0]
+	return res.AppendResult, res.Err
 }
 
 // PartBatch is one partition's produce batch for ProduceMany.
