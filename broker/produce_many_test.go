@@ -49,41 +49,45 @@ func TestProduceManyPartitionsReadBack(t *testing.T) {
 }
 
 // TestProduceManyPartitionsFailAlone: one raw produce request with an
-// idempotent batch for each of eight partitions, one of them out of
-// sequence, plus a partition the topic does not have. Only those two fail;
-// the request sent again answers every good batch with its original offset
-// and writes nothing twice.
+// idempotent batch for each of eight partitions: one out of sequence, one
+// from a fenced epoch, one over max.message.bytes, plus a partition the topic
+// does not have. Only those four fail; the request sent again answers every
+// good batch with its original offset and writes nothing twice.
 func TestProduceManyPartitionsFailAlone(t *testing.T) {
 	tb := newTestBroker(t)
-	tb.createDataTopic(t, "mixed", 8, nil)
+	tb.createDataTopic(t, "mixed", 8, map[string]string{"max.message.bytes": "2000"})
 	cl := tb.client(t)
 	pid := rawRequest[*kmsg.InitProducerIDResponse](t, cl, kmsg.NewPtrInitProducerIDRequest())
 	if pid.ErrorCode != 0 {
 		t.Fatalf("init producer id: %v", kerr.ErrorForCode(pid.ErrorCode))
 	}
-	batch := func(p int32, seq int32) []byte {
+	batchOf := func(p int32, epoch int16, seq int32, value []byte) []byte {
 		return wireBatch{firstTs: 1, records: []kmsg.Record{
-			testKmsgRecord(0, fmt.Appendf(nil, "a%d", p), []byte("v"), 0),
-			testKmsgRecord(1, fmt.Appendf(nil, "b%d", p), []byte("v"), 0),
-		}, producer: &shardstore.Producer{ID: pid.ProducerID, Epoch: pid.ProducerEpoch, BaseSequence: seq}}.build(t)
+			testKmsgRecord(0, fmt.Appendf(nil, "a%d", p), value, 0),
+			testKmsgRecord(1, fmt.Appendf(nil, "b%d", p), value, 0),
+		}, producer: &shardstore.Producer{ID: pid.ProducerID, Epoch: epoch, BaseSequence: seq}}.build(t)
 	}
-	// Partition 5 has seen sequences 0-1, so 7 leaves a gap.
-	if p := producePartitionResp(t, rawRequest[*kmsg.ProduceResponse](t, cl, produceBatch("mixed", 5, batch(5, 0)))); p.ErrorCode != 0 {
-		t.Fatalf("first produce: %v", kerr.ErrorForCode(p.ErrorCode))
+	batch := func(p int32, seq int32) []byte { return batchOf(p, pid.ProducerEpoch, seq, []byte("v")) }
+	// Partition 5 has seen sequences 0-1, so 7 leaves a gap; partition 6
+	// has seen the next epoch, so this one is fenced.
+	for p, raw := range map[int32][]byte{5: batch(5, 0), 6: batchOf(6, pid.ProducerEpoch+1, 0, []byte("v"))} {
+		if r := producePartitionResp(t, rawRequest[*kmsg.ProduceResponse](t, cl, produceBatch("mixed", p, raw))); r.ErrorCode != 0 {
+			t.Fatalf("first produce to %d: %v", p, kerr.ErrorForCode(r.ErrorCode))
+		}
 	}
 	req := produceBatch("mixed", 0, batch(0, 0))
-	for p := int32(1); p < 8; p++ {
-		seq := int32(0)
-		if p == 5 {
-			seq = 7
+	for p := int32(1); p <= 8; p++ {
+		raw := batch(p, 0)
+		switch p {
+		case 5:
+			raw = batch(p, 7)
+		case 7:
+			raw = batchOf(p, pid.ProducerEpoch, 0, make([]byte, 3000))
 		}
 		rp := kmsg.NewProduceRequestTopicPartition()
-		rp.Partition, rp.Records = p, batch(p, seq)
+		rp.Partition, rp.Records = p, raw
 		req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
 	}
-	rp := kmsg.NewProduceRequestTopicPartition()
-	rp.Partition, rp.Records = 8, batch(8, 0)
-	req.Topics[0].Partitions = append(req.Topics[0].Partitions, rp)
 
 	for round := range 2 {
 		resp := rawRequest[*kmsg.ProduceResponse](t, cl, req)
@@ -95,6 +99,10 @@ func TestProduceManyPartitionsFailAlone(t *testing.T) {
 			switch p.Partition {
 			case 5:
 				want = kerr.OutOfOrderSequenceNumber.Code
+			case 6:
+				want = kerr.InvalidProducerEpoch.Code
+			case 7:
+				want = kerr.MessageTooLarge.Code
 			case 8:
 				want = kerr.UnknownTopicOrPartition.Code
 			}
@@ -107,8 +115,12 @@ func TestProduceManyPartitionsFailAlone(t *testing.T) {
 		}
 	}
 	for p := int32(0); p < 8; p++ {
-		if st := tb.shardState(t, "mixed", p); st.HighWatermark != 2 {
-			t.Fatalf("partition %d: high watermark %d, want 2", p, st.HighWatermark)
+		want := int64(2)
+		if p == 7 {
+			want = 0
+		}
+		if st := tb.shardState(t, "mixed", p); st.HighWatermark != want {
+			t.Fatalf("partition %d: high watermark %d, want %d", p, st.HighWatermark, want)
 		}
 	}
 }
