@@ -13,11 +13,16 @@ package broker
 //   - Partitions are decoded one after the other, each batch's memory charged
 //     to the broker's budget before it is decompressed and held until its
 //     proposal ends, so a request's peak is bounded by the budget, not by its
-//     size. While the budget has room, decoding waits for nothing: each batch
-//     is proposed through raftfsm on its own goroutine as soon as it is
-//     decoded, all waited for, so the batches of one request share Raft
-//     entries and fsyncs. A batch that needs more memory than the budget can
-//     ever give is refused with MESSAGE_TOO_LARGE. acks=1 means what acks=-1
+//     size. Decoded batches are gathered up to produceFlushBytes (as sent)
+//     and proposed together (raftfsm Node.ProduceMany) while decoding
+//     goes on: the batches of one Raft group share a Raft entry and a store
+//     commit, each group proposed on its own goroutine, so a request touching
+//     10,000 partitions costs a few entries per Raft group, not one per
+//     partition; each batch still succeeds or fails alone. When the budget
+//     runs short, the batches decoded so far are proposed before decoding
+//     waits, so a request never waits on its own memory. A batch that needs
+//     more memory than the budget can ever give is refused with
+//     MESSAGE_TOO_LARGE. acks=1 means what acks=-1
 //     means: the answer comes once the entry is committed by a quorum and
 //     applied on the leader (offsets are assigned when an entry is applied,
 //     and hashicorp/raft reports no earlier point). TimeoutMillis bounds that
@@ -77,16 +82,28 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/shardcache/shardcache/raftfsm"
+	"github.com/shardcache/shardcache/shardstore"
 )
 
 func init() { register(kmsg.Produce.Int16(), 3, 11, (*Broker).handleProduce) }
 
+// produceFlushBytes is how many bytes of batches (as sent) a produce request
+// gathers before it proposes what it holds, so a large request's first
+// batches go through Raft while the rest is decoded. A request as clients
+// usually send it (kgo's and the Java client's default cap is 1 MiB per
+// partition; a record or two in each of 10,000 partitions is about 2 MiB)
+// is proposed at once: one entry and one fsync per Raft group, however many
+// partitions it touches.
+const produceFlushBytes = 4 << 20
+
 // producePart is one partition of a produce request on its way to Raft.
 type producePart struct {
-	topic string
-	resp  *kmsg.ProduceResponseTopicPartition
-	batch decodedBatch
-	size  int
+	topic   string
+	resp    *kmsg.ProduceResponseTopicPartition
+	batch   decodedBatch
+	size    int
+	shard   shardstore.ShardID
+	charged int64 // budget memory held until the proposal ends
 }
 
 func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
@@ -104,6 +121,24 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	var proposals sync.WaitGroup
 	var hintMu sync.Mutex // NodeEndpoints (KIP-951) shared by the partitions
 	defer proposals.Wait()
+	// pending are decoded batches not yet proposed (pendingBytes their
+	// size as sent); flush proposes them on a goroutine of their own, once they
+	// hold produceFlushBytes (so Raft and the store work while the rest is
+	// decoded) or when decoding is about to wait for memory.
+	var pending []*producePart
+	var pendingBytes int64
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		parts := pending
+		pending, pendingBytes = nil, 0
+		proposals.Add(1)
+		go func() {
+			defer proposals.Done()
+			b.produceParts(ctx, rc.listener, req.TransactionID, resp, &hintMu, parts)
+		}()
+	}
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
 	for ti := range req.Topics {
 		rt := &req.Topics[ti]
@@ -149,6 +184,7 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 					MaxMessageBytes:      info.Config.MaxMessageBytes,
 					MaxDecompressedBytes: b.cfg.MaxDecompressedBytes,
 					Policy:               info.Config.CleanupPolicy,
+					BeforeWait:           flush,
 				})
 			}
 			if err == nil && batch.Transactional && (!txnRequest || batch.Producer.ID < 0 || batch.Producer.BaseSequence < 0) {
@@ -161,21 +197,17 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 				b.setProduceError(sp, err, rt.Topic)
 				continue
 			}
-			p := &producePart{topic: rt.Topic, resp: sp, batch: batch, size: len(rp.Records)}
-			shard := info.Partitions[rp.Partition].Shard
-			proposals.Add(1)
-			go func() {
-				defer proposals.Done()
-				defer b.budget.release(charged)
-				if p.batch.Transactional {
-					if err := b.txns.verifyTxnBatch(ctx, *req.TransactionID, p.batch.Producer, p.topic, p.resp.Partition, shard); err != nil {
-						b.setProduceError(p.resp, err, p.topic)
-						return
-					}
-				}
-				b.proposePart(ctx, rc.listener, resp, &hintMu, p)
-			}()
+			pending = append(pending, &producePart{topic: rt.Topic, resp: sp, batch: batch, size: len(rp.Records),
+				shard: info.Partitions[rp.Partition].Shard, charged: charged})
+			if pendingBytes += int64(len(rp.Records)); pendingBytes >= produceFlushBytes {
+				flush()
+			}
 		}
+	}
+	if len(pending) > 0 {
+		parts := pending
+		pending = nil
+		b.produceParts(ctx, rc.listener, req.TransactionID, resp, &hintMu, parts)
 	}
 	proposals.Wait()
 
@@ -204,28 +236,95 @@ func failedPartitions(resp *kmsg.ProduceResponse) int {
 	return n
 }
 
-// proposePart proposes one partition's batch and fills its response; hintMu
-// guards the response's NodeEndpoints, shared by the partitions' goroutines.
-func (b *Broker) proposePart(ctx context.Context, lis *listener, resp *kmsg.ProduceResponse, hintMu *sync.Mutex, p *producePart) {
-	res, err := b.node.Produce(ctx, p.topic, p.resp.Partition, p.batch.Producer, p.batch.Records)
-	if err != nil {
-		b.setProduceError(p.resp, err, p.topic)
-		if errors.Is(err, raftfsm.ErrNotLeader) {
-			// Leadership moved since the check above (KIP-951 hint).
-			if ti, ok := b.node.Topic(p.topic); ok && int(p.resp.Partition) < len(ti.Partitions) {
-				hintMu.Lock()
-				b.produceLeaderHint(lis, resp, p.resp, ti.Partitions[p.resp.Partition].Group)
-				hintMu.Unlock()
-			}
+// produceParts verifies the transactional batches of parts, proposes the
+// rest together (raftfsm Node.ProduceMany), fills each partition's response
+// and releases the parts' memory. hintMu guards the response's
+// NodeEndpoints, shared by the calls of one request.
+func (b *Broker) produceParts(ctx context.Context, lis *listener, txnID *string, resp *kmsg.ProduceResponse, hintMu *sync.Mutex, parts []*producePart) {
+	defer func() {
+		for _, p := range parts {
+			b.budget.release(p.charged)
 		}
-		return
+	}()
+	ok := b.verifyTxnParts(ctx, txnID, parts)
+	batches := make([]raftfsm.PartBatch, len(ok))
+	for i, p := range ok {
+		batches[i] = raftfsm.PartBatch{Topic: p.topic, Partition: p.resp.Partition, Producer: p.batch.Producer, Records: p.batch.Records}
 	}
-	p.resp.BaseOffset = res.BaseOffset
-	p.resp.LogStartOffset = res.LogStartOffset
-	if !res.Duplicate {
-		b.metrics.produceBytes.Add(float64(p.size))
-		b.metrics.produceRecords.Add(float64(len(p.batch.Records)))
+	var topics map[string]raftfsm.TopicInfo // for leader hints
+	var records, bytes int
+	for i, res := range b.node.ProduceMany(ctx, batches) {
+		p := ok[i]
+		if res.Err != nil {
+			b.setProduceError(p.resp, res.Err, p.topic)
+			if errors.Is(res.Err, raftfsm.ErrNotLeader) {
+				// Leadership moved since the handler's check (KIP-951 hint).
+				ti, found := topics[p.topic]
+				if !found {
+					ti, found = b.node.Topic(p.topic)
+					if topics == nil {
+						topics = map[string]raftfsm.TopicInfo{}
+					}
+					topics[p.topic] = ti
+				}
+				if int(p.resp.Partition) < len(ti.Partitions) {
+					hintMu.Lock()
+					b.produceLeaderHint(lis, resp, p.resp, ti.Partitions[p.resp.Partition].Group)
+					hintMu.Unlock()
+				}
+			}
+			continue
+		}
+		p.resp.BaseOffset = res.BaseOffset
+		p.resp.LogStartOffset = res.LogStartOffset
+		if !res.Duplicate {
+			records += len(p.batch.Records)
+			bytes += p.size
+		}
 	}
+	b.metrics.produceBytes.Add(float64(bytes))
+	b.metrics.produceRecords.Add(float64(records))
+}
+
+// verifyTxnParts checks the transactional batches of parts against their
+// coordinator (txn_verify.go), each on its own goroutine since the
+// coordinator may be another node, fails those that do not pass, and
+// returns the parts still to propose.
+func (b *Broker) verifyTxnParts(ctx context.Context, txnID *string, parts []*producePart) []*producePart {
+	var txn []int
+	for i, p := range parts {
+		if p.batch.Transactional {
+			txn = append(txn, i)
+		}
+	}
+	if len(txn) == 0 {
+		return parts
+	}
+	failed := make([]bool, len(parts))
+	verify := func(i int) {
+		p := parts[i]
+		if err := b.txns.verifyTxnBatch(ctx, *txnID, p.batch.Producer, p.topic, p.resp.Partition, p.shard); err != nil {
+			b.setProduceError(p.resp, err, p.topic)
+			failed[i] = true
+		}
+	}
+	var wg sync.WaitGroup
+	for _, i := range txn[1:] {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			verify(i)
+		}()
+	}
+	verify(txn[0])
+	wg.Wait()
+	ok := make([]*producePart, 0, len(parts))
+	for i, p := range parts {
+		if !failed[i] {
+			ok = append(ok, p)
+		}
+	}
+	return ok
 }
 
 // setProduceError fills a partition's error code, message and (v8+) per-record

@@ -88,7 +88,7 @@ func (b *Broker) decodeProduceBatch(ctx context.Context, raw []byte, lim batchLi
 	var shape recordsShape
 	scanned := false
 	for attempt := 0; ; attempt++ {
-		if err := b.chargeBatch(ctx, batchMemory(size, decompressedSize(compressed, size), h.numRecords, shape), &charged); err != nil {
+		if err := b.chargeBatch(ctx, batchMemory(size, decompressedSize(compressed, size), h.numRecords, shape), &charged, lim.BeforeWait); err != nil {
 			return decodedBatch{}, 0, err
 		}
 		body := raw[batchHeaderSize:]
@@ -167,8 +167,16 @@ func decompressLimits(body []byte, h batchHeader, maxDec int64) (first, retry in
 }
 
 // chargeBatch acquires n bytes of work memory into *charged, turning an
-// amount the budget can never give into MESSAGE_TOO_LARGE.
-func (b *Broker) chargeBatch(ctx context.Context, n int64, charged *int64) error {
+// amount the budget can never give into MESSAGE_TOO_LARGE. beforeWait, if
+// set, runs first when the memory is not there at once.
+func (b *Broker) chargeBatch(ctx context.Context, n int64, charged *int64, beforeWait func()) error {
+	if beforeWait != nil {
+		if b.budget.tryAcquire(n) {
+			*charged = n
+			return nil
+		}
+		beforeWait()
+	}
 	err := b.budget.acquire(ctx, classWork, n, 0)
 	if errors.Is(err, errBudgetTooLarge) {
 		return &batchError{code: kerr.MessageTooLarge, msg: fmt.Sprintf(

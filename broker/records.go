@@ -94,6 +94,10 @@ type batchLimits struct {
 	MaxDecompressedBytes int32
 	// Policy decides whether keyless records are refused (compact).
 	Policy shardstore.Policy
+	// BeforeWait, when set, runs before decoding waits for budget memory:
+	// the produce handler proposes the batches it has decoded and holds, so
+	// their memory is freed and never waits on itself.
+	BeforeWait func()
 }
 
 // decodedBatch is a validated produce batch.

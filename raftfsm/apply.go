@@ -26,6 +26,7 @@ var errMetaInDataGroup = errors.New("raftfsm: metadata command in a data group")
 // ApplyFuture response:
 //
 //	CmdProduce:             shardstore.AppendResult or error
+//	CmdProduceParts:        []PartResult, one per part (each a result or an error)
 //	CmdExpire*:             int (records or producers removed) or error
 //	CmdTxnMarker:           int64 (the marker's offset) or error
 //	CmdAllocateProducerIDs: int64 (first id of the block) or error
@@ -40,6 +41,14 @@ func (p *processor) apply(b *shardstore.Batch, group uint32, m *metadata, c *Com
 			return err
 		}
 		return res
+	case CmdProduceParts:
+		out := make([]PartResult, len(c.Parts))
+		for i := range c.Parts {
+			p := &c.Parts[i]
+			opts := shardstore.AppendOptions{Policy: p.Policy, AppendTimeMs: c.Options.AppendTimeMs, MinCompactionLagMs: p.MinCompactionLagMs}
+			out[i].AppendResult, out[i].Err = b.Append(p.Shard, opts, p.Producer, p.Records)
+		}
+		return out
 	case CmdCreateShards:
 		for _, s := range c.Shards {
 			if err := b.CreateShard(s, group); err != nil && !errors.Is(err, shardstore.ErrShardExists) {

@@ -32,6 +32,7 @@ const (
 	CmdDeleteRecordsBefore CommandType = 6
 	CmdTxnMarker           CommandType = 8
 	CmdExpireTxnMarkers    CommandType = 9
+	CmdProduceParts        CommandType = 10
 	CmdExpireProducers     CommandType = 40
 
 	CmdCreateTopic         CommandType = 16
@@ -65,6 +66,7 @@ var commandTypeNames = map[CommandType]string{
 	CmdDeleteRecordsBefore: "delete_records_before",
 	CmdTxnMarker:           "txn_marker",
 	CmdExpireTxnMarkers:    "expire_txn_markers",
+	CmdProduceParts:        "produce_parts",
 	CmdExpireProducers:     "expire_producers",
 	CmdCreateTopic:         "create_topic",
 	CmdDeleteTopic:         "delete_topic",
@@ -104,6 +106,7 @@ var ErrBadCommand = errors.New("raftfsm: bad command")
 //	CmdDeleteRecordsBefore: Shard, Offset
 //	CmdTxnMarker:           Shard, Options (policy, append time), Marker
 //	CmdExpireTxnMarkers:    Shard, BeforeMs
+//	CmdProduceParts:        Options.AppendTimeMs, Parts (one produce batch per partition)
 //	CmdExpireProducers:     Shard, BeforeMs, Options.AppendTimeMs (the proposer's clock)
 //	CmdCreateTopic:         Topic (name, id, partitions, overrides)
 //	CmdDeleteTopic:         Topic.Name
@@ -134,6 +137,7 @@ type Command struct {
 	BeforeMs int64
 	Offset   int64
 	Marker   shardstore.Marker
+	Parts    []ProducePart
 
 	Topic     topicMeta
 	Count     int64
@@ -154,9 +158,22 @@ type Command struct {
 	ACLFilters []acl.Filter
 }
 
+// ProducePart is one partition's produce batch in a CmdProduceParts command:
+// what CmdProduce carries, less the append time the parts share. The parts
+// of one command are applied in order, each as its own Append, so one
+// failing (a duplicate, a sequence or epoch error, an unknown shard) fails
+// only that part.
+type ProducePart struct {
+	Shard              shardstore.ShardID
+	Policy             shardstore.Policy
+	MinCompactionLagMs int64
+	Producer           shardstore.Producer
+	Records            []shardstore.Record
+}
+
 // EncodeCommand appends the encoding of c to dst.
 func EncodeCommand(dst []byte, c *Command) []byte {
-	if c.Type == CmdProduce {
+	if c.Type == CmdProduce || c.Type == CmdProduceParts {
 		if n := len(dst) + produceSize(c); cap(dst) < n {
 			grown := make([]byte, len(dst), n)
 			copy(grown, dst)
@@ -170,21 +187,18 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		dst = append(dst, byte(c.Options.Policy))
 		dst = binary.AppendVarint(dst, c.Options.AppendTimeMs)
 		dst = binary.AppendVarint(dst, c.Options.MinCompactionLagMs)
-		dst = binary.AppendVarint(dst, c.Producer.ID)
-		dst = binary.AppendVarint(dst, int64(c.Producer.Epoch))
-		dst = binary.AppendVarint(dst, int64(c.Producer.BaseSequence))
-		dst = appendBool(dst, c.Producer.Transactional)
-		dst = binary.AppendUvarint(dst, uint64(len(c.Records)))
-		for i := range c.Records {
-			r := &c.Records[i]
-			dst = binary.AppendVarint(dst, r.Timestamp)
-			dst = appendNullable(dst, r.Key)
-			dst = appendNullable(dst, r.Value)
-			dst = binary.AppendUvarint(dst, uint64(len(r.Headers)))
-			for _, h := range r.Headers {
-				dst = appendString(dst, h.Key)
-				dst = appendNullable(dst, h.Value)
-			}
+		dst = appendProducer(dst, c.Producer)
+		dst = appendRecords(dst, c.Records)
+	case CmdProduceParts:
+		dst = binary.AppendVarint(dst, c.Options.AppendTimeMs)
+		dst = binary.AppendUvarint(dst, uint64(len(c.Parts)))
+		for i := range c.Parts {
+			p := &c.Parts[i]
+			dst = binary.AppendUvarint(dst, uint64(p.Shard))
+			dst = append(dst, byte(p.Policy))
+			dst = binary.AppendVarint(dst, p.MinCompactionLagMs)
+			dst = appendProducer(dst, p.Producer)
+			dst = appendRecords(dst, p.Records)
 		}
 	case CmdCreateShards, CmdDeleteShards:
 		dst = binary.AppendUvarint(dst, uint64(len(c.Shards)))
@@ -262,18 +276,51 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 	return dst
 }
 
-// produceSize bounds the encoded size of a produce command, so encoding
-// allocates once.
+// produceSize bounds the encoded size of a produce command (CmdProduce or
+// CmdProduceParts), so encoding allocates once.
 func produceSize(c *Command) int {
-	n := 2 + 8*binary.MaxVarintLen64
-	for i := range c.Records {
-		r := &c.Records[i]
+	n := 2 + 8*binary.MaxVarintLen64 + recordsSize(c.Records)
+	for i := range c.Parts {
+		n += 8*binary.MaxVarintLen64 + recordsSize(c.Parts[i].Records)
+	}
+	return n
+}
+
+func recordsSize(recs []shardstore.Record) int {
+	n := 0
+	for i := range recs {
+		r := &recs[i]
 		n += 4*binary.MaxVarintLen64 + len(r.Key) + len(r.Value)
 		for _, h := range r.Headers {
 			n += 2*binary.MaxVarintLen64 + len(h.Key) + len(h.Value)
 		}
 	}
 	return n
+}
+
+// appendProducer and appendRecords encode the producer and records of a
+// produce batch (CmdProduce, and each part of CmdProduceParts).
+func appendProducer(dst []byte, p shardstore.Producer) []byte {
+	dst = binary.AppendVarint(dst, p.ID)
+	dst = binary.AppendVarint(dst, int64(p.Epoch))
+	dst = binary.AppendVarint(dst, int64(p.BaseSequence))
+	return appendBool(dst, p.Transactional)
+}
+
+func appendRecords(dst []byte, recs []shardstore.Record) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(recs)))
+	for i := range recs {
+		r := &recs[i]
+		dst = binary.AppendVarint(dst, r.Timestamp)
+		dst = appendNullable(dst, r.Key)
+		dst = appendNullable(dst, r.Value)
+		dst = binary.AppendUvarint(dst, uint64(len(r.Headers)))
+		for _, h := range r.Headers {
+			dst = appendString(dst, h.Key)
+			dst = appendNullable(dst, h.Value)
+		}
+	}
+	return dst
 }
 
 func appendBool(dst []byte, b bool) []byte {
@@ -346,26 +393,21 @@ func DecodeCommand(b []byte) (*Command, error) {
 		c.Options.Policy = shardstore.Policy(d.byte())
 		c.Options.AppendTimeMs = d.varint()
 		c.Options.MinCompactionLagMs = d.varint()
-		c.Producer.ID = d.varint()
-		c.Producer.Epoch = int16(d.varintRange(math.MinInt16, math.MaxInt16))
-		c.Producer.BaseSequence = int32(d.varintRange(math.MinInt32, math.MaxInt32))
-		c.Producer.Transactional = d.bool()
-		n := d.count(3) // a record takes at least 3 bytes
+		c.Producer = d.producer()
+		c.Records = d.records()
+	case CmdProduceParts:
+		c.Options.AppendTimeMs = d.varint()
+		n := d.count(minProducePartBytes)
 		if n > 0 {
-			c.Records = make([]shardstore.Record, n)
+			c.Parts = make([]ProducePart, n)
 		}
 		for i := 0; i < n && d.err == nil; i++ {
-			r := &c.Records[i]
-			r.Timestamp = d.varint()
-			r.Key = d.nullable()
-			r.Value = d.nullable()
-			if nh := d.count(2); nh > 0 {
-				r.Headers = make([]shardstore.Header, nh)
-				for j := 0; j < nh && d.err == nil; j++ {
-					r.Headers[j].Key = d.string()
-					r.Headers[j].Value = d.nullable()
-				}
-			}
+			p := &c.Parts[i]
+			p.Shard = shardstore.ShardID(d.uvarint())
+			p.Policy = shardstore.Policy(d.byte())
+			p.MinCompactionLagMs = d.varint()
+			p.Producer = d.producer()
+			p.Records = d.records()
 		}
 	case CmdCreateShards, CmdDeleteShards:
 		n := d.count(1)
@@ -566,6 +608,41 @@ func (d *decoder) nullable() []byte {
 
 func (d *decoder) string() string {
 	return string(d.bytes(d.uvarint()))
+}
+
+// minProducePartBytes is the smallest encoding of a ProducePart: shard,
+// policy, lag, the producer's three varints and bool, a record count.
+const minProducePartBytes = 8
+
+func (d *decoder) producer() shardstore.Producer {
+	var p shardstore.Producer
+	p.ID = d.varint()
+	p.Epoch = int16(d.varintRange(math.MinInt16, math.MaxInt16))
+	p.BaseSequence = int32(d.varintRange(math.MinInt32, math.MaxInt32))
+	p.Transactional = d.bool()
+	return p
+}
+
+func (d *decoder) records() []shardstore.Record {
+	n := d.count(3) // a record takes at least 3 bytes
+	if n == 0 {
+		return nil
+	}
+	recs := make([]shardstore.Record, n)
+	for i := 0; i < n && d.err == nil; i++ {
+		r := &recs[i]
+		r.Timestamp = d.varint()
+		r.Key = d.nullable()
+		r.Value = d.nullable()
+		if nh := d.count(2); nh > 0 {
+			r.Headers = make([]shardstore.Header, nh)
+			for j := 0; j < nh && d.err == nil; j++ {
+				r.Headers[j].Key = d.string()
+				r.Headers[j].Value = d.nullable()
+			}
+		}
+	}
+	return recs
 }
 
 func (d *decoder) stringMap() map[string]string {

@@ -80,6 +80,18 @@ func goldenCommands() []*Command {
 			{ResourceType: kmsg.ACLResourceTypeTopic, Name: ptr("orders"), Pattern: kmsg.ACLResourcePatternTypeMatch,
 				Principal: ptr(""), Host: ptr("*"), Operation: kmsg.ACLOperationWrite, Permission: kmsg.ACLPermissionTypeAllow},
 		}},
+		{Type: CmdProduceParts, Options: shardstore.AppendOptions{AppendTimeMs: 1700000000000}, Parts: []ProducePart{
+			{Shard: 7, Policy: shardstore.PolicyCompact, MinCompactionLagMs: 5000,
+				Producer: shardstore.Producer{ID: 42, Epoch: 3, BaseSequence: 10},
+				Records: []shardstore.Record{
+					{Timestamp: 1700000000001, Key: []byte("k1"), Value: []byte("v1"),
+						Headers: []shardstore.Header{{Key: "h", Value: []byte("x")}}},
+					{Timestamp: -1, Key: []byte("k2"), Value: nil},
+				}},
+			{Shard: 300, Policy: shardstore.PolicyDelete, Producer: shardstore.NoProducer,
+				Records: []shardstore.Record{{Timestamp: 5, Key: nil, Value: []byte{}}}},
+			{Shard: 8, Policy: shardstore.PolicyCompact, Producer: shardstore.Producer{ID: 43, Epoch: 0, BaseSequence: 0, Transactional: true}},
+		}},
 	}
 }
 
@@ -147,6 +159,8 @@ func TestDecodeCommandErrors(t *testing.T) {
 		{"trailing garbage", append(append([]byte(nil), valid...), 0xff)},
 		{"huge record count", []byte{commandVersion, byte(CmdProduce), 1, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f}},
 		{"bad bool", []byte{commandVersion, byte(CmdProduce), 1, 0, 0, 0, 0, 0, 0, 7, 0}},
+		{"huge part count", []byte{commandVersion, byte(CmdProduceParts), 0, 0xff, 0xff, 0xff, 0xff, 0x0f, 0, 0, 0, 0, 0, 0, 0, 0}},
+		{"truncated part", EncodeCommand(nil, goldenCommands()[len(goldenCommands())-1])[:20]},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

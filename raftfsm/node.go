@@ -667,45 +667,169 @@ func (n *Node) dataGroup(g uint32) (*group, error) {
 // group), ErrNotReady, ErrClosed, ctx errors, and the shardstore append errors
 // (ErrKeyRequired, ErrOutOfOrderSequence, ...).
 func (n *Node) Produce(ctx context.Context, topic string, partition int32, p shardstore.Producer, recs []shardstore.Record) (shardstore.AppendResult, error) {
+	res := n.ProduceMany(ctx, []PartBatch{{Topic: topic, Partition: partition, Producer: p, Records: recs}})[0]
+	return res.AppendResult, res.Err
+}
+
+// PartBatch is one partition's produce batch for ProduceMany.
+type PartBatch struct {
+	Topic     string
+	Partition int32
+	Producer  shardstore.Producer
+	Records   []shardstore.Record
+}
+
+// PartResult is the outcome of one PartBatch: the append's result, or Err.
+type PartResult struct {
+	shardstore.AppendResult
+	Err error
+}
+
+// maxPartsEntryBytes bounds the records (as produceSize counts them) that
+// ProduceMany puts in one CmdProduceParts entry, so an entry stays about as
+// large as one produce batch and trailingLogs entries stay a bounded number
+// of bytes.
+const maxPartsEntryBytes = 1 << 20
+
+// ProduceMany appends batches to many partitions and returns one result per
+// batch, in order, once every batch is committed and applied (or failed).
+// The batches of one Raft group share Raft entries (CmdProduceParts, up to
+// maxPartsEntryBytes each; a lone batch is a CmdProduce, as Produce
+// proposes), and each group is proposed on its own goroutine, so a request
+// with a record or two in each of 10,000 partitions costs an entry, a
+// goroutine and a store commit per Raft group, not per partition. Each batch
+// still succeeds or fails alone: the errors of Produce, per batch (a retried
+// batch is answered from the store with its original offsets, as by
+// Produce; a group this node does not lead fails its batches with
+// ErrNotLeader).
+func (n *Node) ProduceMany(ctx context.Context, batches []PartBatch) []PartResult {
+	out := make([]PartResult, len(batches))
 	if err := n.checkReady(); err != nil {
-		return shardstore.AppendResult{}, err
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
 	}
-	t, part, err := n.partition(topic, partition)
-	if err != nil {
-		return shardstore.AppendResult{}, err
+	type groupWork struct {
+		g     *group
+		err   error // the group cannot take proposals here
+		idx   []int // into batches
+		parts []ProducePart
 	}
-	g, err := n.dataGroup(part.Group)
-	if err != nil {
-		return shardstore.AppendResult{}, err
+	var work []*groupWork
+	byGroup := map[uint32]*groupWork{}
+	m := n.metadata()
+	now := n.cfg.Now().UnixMilli()
+	for i := range batches {
+		pb := &batches[i]
+		t, ok := m.topics[pb.Topic]
+		if !ok {
+			out[i].Err = ErrUnknownTopic
+			continue
+		}
+		if pb.Partition < 0 || int(pb.Partition) >= len(t.Partitions) {
+			out[i].Err = ErrUnknownPartition
+			continue
+		}
+		part := t.Partitions[pb.Partition]
+		gw := byGroup[part.Group]
+		if gw == nil {
+			gw = &groupWork{}
+			gw.g, gw.err = n.dataGroup(part.Group)
+			byGroup[part.Group] = gw
+			work = append(work, gw)
+		}
+		if gw.err != nil {
+			out[i].Err = gw.err
+			continue
+		}
+		if pb.Producer.ID >= 0 && gw.g.raft.State() == raft.Leader {
+			// A retry of an applied batch is answered from the store (see
+			// Produce).
+			if res, dup, err := n.store.Duplicate(part.Shard, pb.Producer, len(pb.Records)); err == nil && dup {
+				out[i].AppendResult = res
+				continue
+			}
+		}
+		gw.idx = append(gw.idx, i)
+		gw.parts = append(gw.parts, ProducePart{
+			Shard:              part.Shard,
+			Policy:             t.config.CleanupPolicy,
+			MinCompactionLagMs: t.config.MinCompactionLagMs,
+			Producer:           pb.Producer,
+			Records:            pb.Records,
+		})
 	}
-	if g.raft.State() == raft.Leader {
-		// A retry of an applied batch is answered from the store, as Kafka
-		// answers it from its producer state: proposing it again would cost
-		// a commit, which on a slow disk outlasts the retry's timeout too.
-		if res, dup, err := n.store.Duplicate(part.Shard, p, len(recs)); err == nil && dup {
-			return res, nil
+	// Each group's parts, cut into entries of at most maxPartsEntryBytes.
+	type entry struct {
+		g     *group
+		idx   []int
+		parts []ProducePart
+	}
+	var entries []entry
+	for _, gw := range work {
+		for start := 0; start < len(gw.parts); {
+			end, size := start, 0
+			for end < len(gw.parts) && (end == start || size+recordsSize(gw.parts[end].Records) <= maxPartsEntryBytes) {
+				size += recordsSize(gw.parts[end].Records)
+				end++
+			}
+			entries = append(entries, entry{gw.g, gw.idx[start:end], gw.parts[start:end]})
+			start = end
 		}
 	}
-	c := &Command{
-		Type:  CmdProduce,
-		Shard: part.Shard,
-		Options: shardstore.AppendOptions{
-			Policy:             t.config.CleanupPolicy,
-			AppendTimeMs:       n.cfg.Now().UnixMilli(),
-			MinCompactionLagMs: t.config.MinCompactionLagMs,
-		},
-		Producer: p,
-		Records:  recs,
+	var wg sync.WaitGroup
+	for i, e := range entries {
+		if i == len(entries)-1 {
+			n.proposeParts(ctx, e.g, now, e.idx, e.parts, out)
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n.proposeParts(ctx, e.g, now, e.idx, e.parts, out)
+		}()
 	}
+	wg.Wait()
+	return out
+}
+
+// proposeParts proposes parts, the batches of out's entries idx, as one
+// entry of group g with append time nowMs, and fills their results.
+func (n *Node) proposeParts(ctx context.Context, g *group, nowMs int64, idx []int, parts []ProducePart, out []PartResult) {
+	if len(parts) == 1 {
+		p := &parts[0]
+		c := &Command{
+			Type:     CmdProduce,
+			Shard:    p.Shard,
+			Options:  shardstore.AppendOptions{Policy: p.Policy, AppendTimeMs: nowMs, MinCompactionLagMs: p.MinCompactionLagMs},
+			Producer: p.Producer,
+			Records:  p.Records,
+		}
+		resp, _, err := n.propose(ctx, g, c)
+		if err == nil {
+			res, ok := resp.(shardstore.AppendResult)
+			if !ok {
+				err = fmt.Errorf("raftfsm: produce applied with response %T", resp)
+			}
+			out[idx[0]].AppendResult = res
+		}
+		out[idx[0]].Err = err
+		return
+	}
+	c := &Command{Type: CmdProduceParts, Options: shardstore.AppendOptions{AppendTimeMs: nowMs}, Parts: parts}
 	resp, _, err := n.propose(ctx, g, c)
-	if err != nil {
-		return shardstore.AppendResult{}, err
+	res, ok := resp.([]PartResult)
+	if err == nil && (!ok || len(res) != len(parts)) {
+		err = fmt.Errorf("raftfsm: produce_parts of %d applied with response %T", len(parts), resp)
 	}
-	res, ok := resp.(shardstore.AppendResult)
-	if !ok {
-		return shardstore.AppendResult{}, fmt.Errorf("raftfsm: produce applied with response %T", resp)
+	for j, i := range idx {
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		out[i] = res[j]
 	}
-	return res, nil
 }
 
 // WriteTxnMarker ends a producer's transaction in one partition through its

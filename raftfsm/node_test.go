@@ -519,3 +519,72 @@ func TestProposePastDeadlineBeforeCtxErr(t *testing.T) {
 		t.Fatalf("Produce past its deadline = %v, want context.DeadlineExceeded", err)
 	}
 }
+
+// TestNodeProduceManyOneEntryPerGroup: ProduceMany puts the batches of one
+// Raft group in one entry, and each batch still has its own result: an
+// out-of-order sequence, an unknown partition or topic fails only its batch,
+// and a retry of the whole call answers every batch with its original
+// offsets, also after a restart.
+func TestNodeProduceManyOneEntryPerGroup(t *testing.T) {
+	c := newTestCluster(t)
+	ctx := testCtx(t)
+	info, err := c.node.CreateTopic(ctx, "many", 8, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := map[uint32]bool{}
+	for _, p := range info.Partitions {
+		groups[p.Group] = true
+	}
+	pid, epoch, err := c.node.InitProducerID(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var batches []PartBatch
+	for p := int32(0); p < 8; p++ {
+		batches = append(batches, PartBatch{Topic: "many", Partition: p,
+			Producer: shardstore.Producer{ID: pid, Epoch: epoch}, Records: keyed(fmt.Sprintf("p%d-", p), 2)})
+	}
+	batches[3].Producer.BaseSequence = 5 // a gap: a new producer may start anywhere, so first write 0..1
+	first := c.node.ProduceMany(ctx, []PartBatch{{Topic: "many", Partition: 3,
+		Producer: shardstore.Producer{ID: pid, Epoch: epoch}, Records: keyed("p3-first", 2)}})
+	if first[0].Err != nil {
+		t.Fatal(first[0].Err)
+	}
+	batches = append(batches,
+		PartBatch{Topic: "many", Partition: 8, Producer: shardstore.NoProducer, Records: keyed("x", 1)},
+		PartBatch{Topic: "nope", Partition: 0, Producer: shardstore.NoProducer, Records: keyed("x", 1)})
+	before := metricValue(t, c.node.metrics.applied.WithLabelValues(CmdProduceParts.String()))
+	check := func(t *testing.T, res []PartResult, wantDup bool) {
+		t.Helper()
+		if len(res) != len(batches) {
+			t.Fatalf("%d results for %d batches", len(res), len(batches))
+		}
+		for i, r := range res[:8] {
+			if i == 3 {
+				if !errors.Is(r.Err, shardstore.ErrOutOfOrderSequence) {
+					t.Fatalf("partition 3: %+v, want ErrOutOfOrderSequence", r)
+				}
+				continue
+			}
+			if r.Err != nil || r.BaseOffset != 0 || r.Duplicate != wantDup {
+				t.Fatalf("partition %d: %+v, want offset 0, duplicate %v", i, r, wantDup)
+			}
+		}
+		if !errors.Is(res[8].Err, ErrUnknownPartition) || !errors.Is(res[9].Err, ErrUnknownTopic) {
+			t.Fatalf("unknown partition %v, unknown topic %v", res[8].Err, res[9].Err)
+		}
+	}
+	check(t, c.node.ProduceMany(ctx, batches), false)
+	if got := metricValue(t, c.node.metrics.applied.WithLabelValues(CmdProduceParts.String())) - before; got != float64(len(groups)) {
+		t.Fatalf("%v produce_parts entries for %d groups", got, len(groups))
+	}
+	check(t, c.node.ProduceMany(ctx, batches), true)
+	c.restart()
+	check(t, c.node.ProduceMany(ctx, batches), true)
+	for p := int32(0); p < 8; p++ { // partition 3 holds its first write only
+		if got := len(readAll(t, c.store, info.Partitions[p].Shard)); got != 2 {
+			t.Fatalf("partition %d: read %d records, want 2", p, got)
+		}
+	}
+}

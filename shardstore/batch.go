@@ -171,7 +171,7 @@ func (b *Batch) CreateShard(id ShardID, group uint32) error {
 	p.exists, p.fresh, p.dirty, p.changed = true, true, true, true
 	p.group, p.grouped = group, true
 	p.st = State{MaxTimestamp: -1, MaxTimestampOffset: -1}
-	p.keys, p.producers, p.dead = nil, nil, nil
+	p.keys, p.producers, p.txns, p.dead = nil, nil, nil, nil
 	return nil
 }
 
@@ -192,7 +192,7 @@ func (b *Batch) DeleteShard(id ShardID) error {
 	p.removed = p.removed || p.sh != nil
 	p.exists, p.fresh, p.dirty, p.changed = false, false, false, true
 	p.st = State{}
-	p.keys, p.producers, p.dead = nil, nil, nil
+	p.keys, p.producers, p.txns, p.dead = nil, nil, nil, nil
 	return nil
 }
 
@@ -274,9 +274,10 @@ func (s *Store) apply(b *Batch) {
 	for id, p := range b.pending {
 		if !p.changed {
 			// ExpireProducers, and reads of producer state, change no meta.
-			if sh := s.shards[id]; sh != nil && len(p.producers) > 0 {
+			if sh := s.shards[id]; sh != nil && len(p.producers)+len(p.txns) > 0 {
 				sh.mu.Lock()
 				mergeProducers(sh, p.producers)
+				mergeTxns(sh, p.txns)
 				sh.mu.Unlock()
 			}
 			continue
@@ -307,6 +308,7 @@ func (s *Store) apply(b *Batch) {
 		sh.group, sh.grouped = p.group, p.grouped
 		s.mergeCache(sh, p.keys)
 		mergeProducers(sh, p.producers)
+		mergeTxns(sh, p.txns)
 		if sh.wait != nil {
 			wake = append(wake, sh.wait)
 			sh.wait = nil
@@ -391,7 +393,7 @@ func (s *Store) evictOne(sh *shard) bool {
 func (s *Store) dropCache(sh *shard) {
 	s.cached.Add(-sh.cacheBytes)
 	sh.cache, sh.cacheBytes = nil, 0
-	sh.producers = nil
+	sh.producers, sh.txns = nil, nil
 }
 
 // lookupKey finds key's live record through the batch overlay, the key cache and

@@ -106,6 +106,10 @@ type shard struct {
 	// builds a new state); a missing entry says nothing. Like the pid/ keys,
 	// it grows with the producers until ExpireProducers forgets them.
 	producers map[int64]*producerState
+	// txns caches the open-transaction keys a batch read or wrote, as
+	// producers does the pid/ keys: producer id -> first offset of its open
+	// transaction, -1 for none. A missing entry says nothing.
+	txns map[int64]int64
 	// hint is how far the shard's dead prefix reaches (livehint.go).
 	hint liveHint
 }

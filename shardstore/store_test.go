@@ -223,6 +223,7 @@ func TestConformance(t *testing.T) {
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"GroupRegistry", testGroupRegistry},
 		{"TransactionCommit", testTxnCommit},
+		{"TransactionStateCached", testTxnStateCached},
 		{"TransactionAbort", testTxnAbort},
 		{"TransactionFencing", testTxnFencing},
 		{"TransactionMarkerExpiry", testTxnMarkerExpiry},

@@ -32,18 +32,30 @@ func (b *Batch) openTxn(p *pendingShard, pid int64) (int64, bool, error) {
 	if p.fresh {
 		return 0, false, nil
 	}
+	if first, ok := p.sh.committedTxn(pid); ok {
+		return first, first >= 0, nil
+	}
+	first := int64(-1)
 	v, closer, err := b.s.db.Get(openTxnKey(p.id, pid))
-	if errors.Is(err, pebble.ErrNotFound) {
-		return 0, false, nil
-	}
-	if err != nil {
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+	case err != nil:
 		return 0, false, err
+	default:
+		ok := len(v) == 8
+		if ok {
+			first = int64(binary.BigEndian.Uint64(v))
+		}
+		closer.Close()
+		if !ok {
+			return 0, false, errCorrupt
+		}
 	}
-	defer closer.Close()
-	if len(v) != 8 {
-		return 0, false, errCorrupt
-	}
-	return int64(binary.BigEndian.Uint64(v)), true, nil
+	// Remembered in the overlay, so the commit publishes it to the shard's
+	// cache, as Batch.producer does (with many partitions a batch holds a
+	// record or two, and this read was a Pebble Get per batch).
+	p.setTxn(pid, first)
+	return first, first >= 0, nil
 }
 
 func (p *pendingShard) setTxn(pid, first int64) {
@@ -51,6 +63,29 @@ func (p *pendingShard) setTxn(pid, first int64) {
 		p.txns = make(map[int64]int64)
 	}
 	p.txns[pid] = first
+}
+
+// committedTxn returns the cached first offset of producer pid's open
+// transaction on sh (-1 for none), if the cache knows it.
+func (sh *shard) committedTxn(pid int64) (int64, bool) {
+	if sh == nil {
+		return 0, false
+	}
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	first, ok := sh.txns[pid]
+	return first, ok
+}
+
+// mergeTxns publishes a committed batch's open-transaction changes and reads
+// to sh's cache. sh.mu is held.
+func mergeTxns(sh *shard, txns map[int64]int64) {
+	for pid, first := range txns {
+		if sh.txns == nil {
+			sh.txns = make(map[int64]int64)
+		}
+		sh.txns[pid] = first
+	}
 }
 
 // stagedEntry is the value of a staged record's entry: size:4 tomb:1 key.

@@ -95,6 +95,30 @@ func testTxnCommit(h *h) {
 	}
 }
 
+// testTxnStateCached: the shard's cache of open transactions (a read of
+// "none", an open, an end) answers every later batch as the stored keys
+// would, with no restart between them.
+func testTxnStateCached(h *h) {
+	h.create(1)
+	h.mustAppend(1, compact, pid(7, 0, 0), kv("a", "a0")) // caches "none"
+	h.mustAppend(1, compact, pid(7, 0, 1), kv("a", "a1"))
+	h.mustAppend(1, compact, txnPID(7, 0, 2), kv("b", "b2")) // opens at 2
+	_, err := h.append(1, compact, pid(7, 0, 3), kv("x", "1"))
+	wantErr(h.t, err, ErrInvalidTxnState)
+	h.mustAppend(1, compact, txnPID(7, 0, 3), kv("c", "c3")) // still open
+	if lso := h.lso(1); lso != 2 {
+		h.t.Fatalf("LSO = %d, want 2", lso)
+	}
+	h.endTxn(1, compact, Marker{ProducerID: 7, Commit: true})
+	h.mustAppend(1, compact, pid(7, 0, 4), kv("a", "a5"))    // closed again
+	h.mustAppend(1, compact, txnPID(7, 0, 5), kv("d", "d6")) // a new one
+	_, err = h.append(1, compact, pid(7, 0, 6), kv("x", "1"))
+	wantErr(h.t, err, ErrInvalidTxnState)
+	h.restart()
+	_, err = h.append(1, compact, pid(7, 0, 6), kv("x", "1"))
+	wantErr(h.t, err, ErrInvalidTxnState)
+}
+
 // testTxnAbort: aborted records are deleted and never reach the key index.
 func testTxnAbort(h *h) {
 	h.create(1)

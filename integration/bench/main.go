@@ -66,6 +66,7 @@ type config struct {
 	duration    time.Duration
 	readTimeout time.Duration
 	brokerArgs  string
+	binary      string
 }
 
 func main() {
@@ -81,6 +82,7 @@ func main() {
 	flag.DurationVar(&cfg.duration, "duration", 60*time.Second, "cap on the produce phase")
 	flag.DurationVar(&cfg.readTimeout, "read-timeout", 60*time.Second, "cap on the read phase")
 	flag.StringVar(&cfg.brokerArgs, "broker-args", "", "extra flags for a locally started broker, space separated")
+	flag.StringVar(&cfg.binary, "binary", "", "broker binary to start (default ./bin/shardcache, else a fresh build)")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("bench: ")
@@ -111,7 +113,7 @@ func (c config) validate() error {
 }
 
 func run(ctx context.Context, cfg config) error {
-	addr, stop, err := harness.Bootstrap(ctx, cfg.bootstrap, "", strings.Fields(cfg.brokerArgs)...)
+	addr, stop, err := harness.Bootstrap(ctx, cfg.bootstrap, cfg.binary, strings.Fields(cfg.brokerArgs)...)
 	if err != nil {
 		return err
 	}
