@@ -385,6 +385,11 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 	}
 	p := info.Partitions[0]
 	produceOnLeader(t, nodes, "wiped", p, keyed("w", 30))
+	// A log longer than what trimLogForNewServer keeps: one entry each.
+	for i := range newServerTrailingLogs + 20 {
+		produceOnLeader(t, nodes, "wiped", p, keyed(fmt.Sprintf("x%d-", i), 1))
+	}
+	records := int64(30 + newServerTrailingLogs + 20)
 
 	victim := nodes[2]
 	oldSID := victim.node.selfServerID()
@@ -424,8 +429,39 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 	})
 	waitFor(t, "records on the rejoined node", 10*time.Second, func() bool {
 		st, err := victim.store.State(p.Shard)
-		return err == nil && st.HighWatermark == 30
+		return err == nil && st.HighWatermark == records
 	})
+	// The partition's group came as a snapshot, not as its log from index 1
+	// (trimLogForNewServer): a log it was sent whole would start at 1.
+	g := victim.node.group(p.Group)
+	if g == nil {
+		t.Fatalf("raft group %d not open on the wiped node", p.Group)
+	}
+	if fi, err := g.logs.FirstIndex(); err != nil || fi == 1 {
+		t.Errorf("raft group %d on the wiped node: log starts at %d (%v), so it was sent the log, not a snapshot", p.Group, fi, err)
+	}
+	// No node dials the old server any more: its address is where the new
+	// incarnation listens.
+	for _, n := range nodes[:2] {
+		addr, err := n.node.ServerAddr(oldSID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layer, err := n.node.mux.Layer(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if conn, err := layer.Dial(addr, time.Second); !errors.Is(err, errStaleServer) {
+			if conn != nil {
+				conn.Close()
+			}
+			t.Errorf("node %d dialing the wiped node's old server %s at %q: %v, want %v", n.id, oldSID, addr, err, errStaleServer)
+		}
+		layer.Close()
+		if addr, err := n.node.ServerAddr(newSID); err != nil || addr != raft.ServerAddress(victim.addr) {
+			t.Errorf("node %d: address of the new server %s is %q (%v), want %q", n.id, newSID, addr, err, victim.addr)
+		}
+	}
 }
 
 // A node that joins after the leaders trimmed their logs catches up from a

@@ -281,10 +281,16 @@ func closeTransport(t raft.Transport) {
 
 // ServerAddr implements raft.ServerAddressProvider: the address this node dials
 // to reach a peer (Config.PeerAddrs, else the peer's registered cluster address).
+// A stale server (a wiped node's old incarnation, membership.go) gets an
+// address StreamLayer.Dial refuses, since an error would make Raft dial the
+// configuration's address, where the new incarnation listens.
 func (n *Node) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	node, ok := parseServerID(id)
 	if !ok {
 		return "", fmt.Errorf("raftfsm: bad server id %q", id)
+	}
+	if n.staleServer(id) {
+		return raft.ServerAddress(staleAddrPrefix + string(id)), nil
 	}
 	if a := n.dialAddr(node); a != "" {
 		return raft.ServerAddress(a), nil

@@ -17,13 +17,23 @@ package raftfsm
 //  1. remove a server that is not wanted (transfer leadership first when it is
 //     this node);
 //  2. add a wanted server that is missing, as a non-voter, so it catches up
-//     without counting toward the quorum;
+//     without counting toward the quorum; a data group's leader first
+//     snapshots and trims its log, so the server is sent a snapshot rather
+//     than the whole log (trimLogForNewServer);
 //  3. promote a non-voter that should vote once it has caught up (its applied
 //     index within promoteLag of the leader's commit index);
 //  4. hand leadership to the group's preferred leader when it is a caught-up
 //     voter and this node has led for longer than leaderHysteresis.
 // The metadata group has metaVoterTarget voters; every other active node
 // follows it as a non-voter, so every node has every metadata change.
+//
+// A wiped node that comes back listens where its old server did, so until
+// that server is removed (and in Raft's last replication attempt when it is)
+// the leader would send the old server's traffic to the new one: log entries,
+// and once the log is trimmed, snapshots, whose install rolls the new
+// server's Raft state (applied index, configuration) back to an older one.
+// This node therefore never dials a stale server (staleServer): ServerAddr
+// gives it an address the stream layer refuses.
 
 import (
 	"context"
@@ -382,6 +392,9 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 			continue
 		}
 		n.log.Info("adding non-voter to raft group", keyGroup, g.id, keyPeer, id)
+		if g.id != metaGroup {
+			n.trimLogForNewServer(g)
+		}
 		n.logFuture(g, "add non-voter", g.raft.AddNonvoter(serverID(id, ni.Incarnation), raft.ServerAddress(ni.ClusterAddr), 0, configTimeout))
 		return
 	}
@@ -425,6 +438,50 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		n.log.Info("handing leadership to the preferred leader", keyGroup, g.id, keyPeer, all[0])
 		n.logFuture(g, "leadership transfer", g.raft.LeadershipTransferToServer(pref.ID, pref.Address))
 	}
+}
+
+// newServerTrailingLogs is how many entries trimLogForNewServer leaves in the
+// log before its snapshot: followers that only lag a little still get
+// entries, not a snapshot. The new server needs none of them: it is sent the
+// snapshot and the entries after it.
+const newServerTrailingLogs = promoteLag
+
+// trimLogForNewServer snapshots data group g and trims its log up to the
+// snapshot but for the last newServerTrailingLogs entries, so that a server
+// added empty (a new or wiped node, or a placement move), which needs the log
+// from index 1, is sent the group as a streamed snapshot, ingested as tables,
+// rather than the whole log applied entry by entry: that costs the new server
+// several times the CPU per byte (docs/ARCHITECTURE.md, Snapshots), and a log
+// under the snapshot threshold can still hold gigabytes of large batches.
+// Raft's TrailingLogs is lowered for this one snapshot and put back.
+func (n *Node) trimLogForNewServer(g *group) {
+	keep := g.raft.ReloadableConfig()
+	trim := keep
+	trim.TrailingLogs = min(keep.TrailingLogs, newServerTrailingLogs)
+	if err := g.raft.ReloadConfig(trim); err != nil {
+		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
+		return
+	}
+	err := g.raft.Snapshot().Error()
+	if rerr := g.raft.ReloadConfig(keep); rerr != nil {
+		n.log.Warn("restoring the raft log's trailing entries failed", keyGroup, g.id, keyError, rerr)
+	}
+	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
+		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
+	}
+}
+
+// staleServer reports whether id is a server of a node that has registered
+// another incarnation since: a wiped node's old server. What listens at its
+// address is the new incarnation, which must not get the old one's traffic
+// (see the file comment).
+func (n *Node) staleServer(id raft.ServerID) bool {
+	node, ok := parseServerID(id)
+	if !ok {
+		return false
+	}
+	ni := n.metadata().nodes[node]
+	return ni != nil && id != serverID(node, ni.Incarnation)
 }
 
 func (n *Node) logFuture(g *group, what string, f raft.Future) {

@@ -624,9 +624,19 @@ func (l *StreamLayer) Accept() (net.Conn, error) {
 	}
 }
 
+// staleAddrPrefix starts the address Node.ServerAddr gives a stale server;
+// Dial refuses it.
+const staleAddrPrefix = "stale-incarnation/"
+
+// errStaleServer: Raft dialed a server whose node registered a new incarnation.
+var errStaleServer = errors.New("raftfsm: not dialing a removed incarnation of a node")
+
 // Dial connects to this group on the node at address, waiting at most timeout
 // (0: the handshake timeout) for the connection and the peer's answer.
 func (l *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if strings.HasPrefix(string(address), staleAddrPrefix) {
+		return nil, fmt.Errorf("%w: %s", errStaleServer, strings.TrimPrefix(string(address), staleAddrPrefix))
+	}
 	ctx := l.ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
