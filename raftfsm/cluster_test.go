@@ -1,12 +1,15 @@
 package raftfsm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -515,5 +518,62 @@ func testJoinFromSnapshot(t *testing.T, adjust func(*Config)) {
 	}
 	if _, ok := second.node.Topic("snapped"); !ok {
 		t.Fatal("metadata from the snapshot does not have the topic")
+	}
+}
+
+// TestClusterSnapshotPull: an offered export is pulled over the control RPC
+// as the same bytes a sized export streams, once; a ref to an offer that is
+// gone or to a group not carried is answered with an error that says so.
+func TestClusterSnapshotPull(t *testing.T) {
+	nodes := newTCPCluster(t, 2)
+	ctx := testCtx(t)
+	info, err := nodes[0].node.CreateTopic(ctx, "pulled", 1, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := info.Partitions[0]
+	produceOnLeader(t, nodes, "pulled", p, keyed("k", 50))
+	src := nodes[0]
+	g := src.node.group(p.Group)
+	if g == nil {
+		t.Fatalf("raft group %d not open on node %d", p.Group, src.id)
+	}
+	sized, err := src.store.Export(p.Group, shardstore.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := io.ReadAll(sized)
+	sized.Close()
+	if err != nil || int64(len(want)) != sized.Size() {
+		t.Fatalf("sized export: %d of %d bytes: %v", len(want), sized.Size(), err)
+	}
+	unsized, err := src.store.Export(p.Group, shardstore.ExportOptions{Unsized: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsized.Size() != -1 {
+		t.Errorf("unsized export: size %d, want -1", unsized.Size())
+	}
+	ref := snapshotRef{group: p.Group, applied: unsized.Applied(), node: src.id, export: g.snaps.offer(unsized)}
+	rc, err := nodes[1].node.pullSnapshot(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("pulled %d bytes (%v), want the sized export's %d", len(got), err, len(want))
+	}
+	for name, bad := range map[string]snapshotRef{
+		"taken":       ref,
+		"never made":  {group: p.Group, node: src.id, export: ref.export + 1},
+		"other group": {group: 1 << 20, node: src.id, export: 1},
+	} {
+		if _, err := nodes[1].node.pullSnapshot(ctx, bad); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "no snapshot offer") {
+			t.Errorf("%s: pull answered %v, want a bad request naming the missing offer", name, err)
+		}
+	}
+	if _, err := nodes[1].node.pullSnapshot(ctx, snapshotRef{group: p.Group, node: 99, export: 1}); err == nil || !strings.Contains(err.Error(), "no address known for node 99") {
+		t.Errorf("pull from an unknown node: %v", err)
 	}
 }

@@ -25,6 +25,7 @@ type group struct {
 	fsm    *fsm
 	logs   *LogStore
 	trans  raft.Transport
+	snaps  *snapshotStore
 	notify chan bool
 	// stop is closed when the group alone is closed (stale.go), ending its
 	// leadership watcher.
@@ -217,6 +218,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.snaps = snaps
 	addr := raft.ServerAddress(n.cfg.ClusterAddr)
 	if n.mux != nil {
 		layer, err := n.mux.Layer(id)
@@ -224,6 +226,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 			return nil, err
 		}
 		g.trans = newGroupTransport(layer, n, hl)
+		snaps.self, snaps.pull = n.cfg.NodeID, n.pullSnapshot
 	} else {
 		addr = raft.ServerAddress(fmt.Sprintf("node-%d/group-%d", n.cfg.NodeID, id))
 		_, g.trans = raft.NewInmemTransport(addr)
@@ -586,6 +589,7 @@ func (n *Node) shutdownGroups() error {
 		if err := futures[i].Error(); err != nil {
 			errs = append(errs, fmt.Errorf("group %d: %w", g.id, err))
 		}
+		g.snaps.closeOffers()
 		n.metrics.setLeader(g.id, false)
 	}
 	return errors.Join(errs...)

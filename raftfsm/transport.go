@@ -754,7 +754,7 @@ func (c *layerConn) Close() error {
 
 // newGroupTransport returns a Raft transport for one group over layer.
 func newGroupTransport(layer *StreamLayer, provider raft.ServerAddressProvider, logger hclog.Logger) *raft.NetworkTransport {
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	t := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		ServerAddressProvider: provider,
 		Logger:                logger,
 		Stream:                layer,
@@ -781,4 +781,10 @@ func newGroupTransport(layer *StreamLayer, provider raft.ServerAddressProvider, 
 		// Elections do not wait on it: they run on Raft's own timeouts.
 		Timeout: 10 * time.Second,
 	})
+	// InstallSnapshot waits Timeout per TimeoutScale bytes of the request:
+	// between nodes a request is a stream ref whose padding bytes are the
+	// time the follower may take to pull and ingest the stream (snapshot.go),
+	// so one byte counts Timeout.
+	t.TimeoutScale = 1
+	return t
 }
