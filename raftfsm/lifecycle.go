@@ -45,6 +45,9 @@ type group struct {
 	reconciled atomic.Pointer[metadata]
 	// reporting is set while a leader report of this group is under way.
 	reporting atomic.Bool
+	// openWaits: when this leader first found a node it is to add without
+	// the group open (membership.go); used by the control loop only.
+	openWaits map[int32]time.Time
 }
 
 // Open starts the node. On an empty data dir without Config.Join it bootstraps

@@ -17,9 +17,10 @@ package raftfsm
 //  1. remove a server that is not wanted (transfer leadership first when it is
 //     this node);
 //  2. add a wanted server that is missing, as a non-voter, so it catches up
-//     without counting toward the quorum; a data group's leader first
-//     snapshots and trims its log, so the server is sent a snapshot rather
-//     than the whole log (trimLogForNewServer);
+//     without counting toward the quorum, once the node has the group open
+//     (readyToAdd); a data group's leader first snapshots and trims its log,
+//     so the server is sent a snapshot rather than the whole log
+//     (trimLogForNewServer);
 //  3. promote a non-voter that should vote once it has caught up (its applied
 //     index within promoteLag of the leader's commit index);
 //  4. hand leadership to the group's preferred leader when it is a caught-up
@@ -53,6 +54,9 @@ const (
 	promoteLag       = 256
 	leaderHysteresis = 10 * time.Second
 	statusTimeout    = time.Second
+	// openWait bounds how long a leader waits for a node to open a group
+	// before adding it (readyToAdd).
+	openWait = 5 * time.Second
 )
 
 // kick wakes the control loop.
@@ -391,6 +395,9 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		if ni == nil {
 			continue
 		}
+		if !n.readyToAdd(ctx, g, id) {
+			return
+		}
 		n.log.Info("adding non-voter to raft group", keyGroup, g.id, keyPeer, id)
 		if g.id != metaGroup {
 			n.trimLogForNewServer(g)
@@ -438,6 +445,43 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		n.log.Info("handing leadership to the preferred leader", keyGroup, g.id, keyPeer, all[0])
 		n.logFuture(g, "leadership transfer", g.raft.LeadershipTransferToServer(pref.ID, pref.Address))
 	}
+}
+
+// readyToAdd reports whether node id has group g open, asked over the status
+// RPC, so it can be added now. A node opens a data group once its metadata
+// places it there, which for a joining node comes just after its
+// registration; a server added before that fails its first AppendEntries, and
+// Raft tries again only after CommitTimeout (200-400 ms), which the rebuild of
+// a wiped node waited for. While the node is up without the group open, the
+// control loop asks again after controlMinGap, for up to openWait; then (an
+// older version, a node that cannot open it) the server is added anyway.
+func (n *Node) readyToAdd(ctx context.Context, g *group, id int32) bool {
+	first, waiting := g.openWaits[id]
+	if waiting && time.Since(first) > openWait {
+		delete(g.openWaits, id)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := n.call(ctx, n.dialAddr(id), &rpcRequest{Op: opStatus})
+	if err != nil || resp.err() != nil {
+		delete(g.openWaits, id)
+		return true // not up: Raft's retries find it when it is
+	}
+	for _, s := range resp.Status {
+		if s.Group == g.id {
+			delete(g.openWaits, id)
+			return true
+		}
+	}
+	if !waiting {
+		if g.openWaits == nil {
+			g.openWaits = map[int32]time.Time{}
+		}
+		g.openWaits[id] = time.Now()
+	}
+	n.kick()
+	return false
 }
 
 // newServerTrailingLogs is how many entries trimLogForNewServer leaves in the
