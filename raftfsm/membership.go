@@ -402,6 +402,13 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		if g.id != metaGroup {
 			n.trimLogForNewServer(g)
 		}
+		if t, ok := g.trans.(*raft.NetworkTransport); ok {
+			// A pooled connection to the address may lead to a process
+			// that is gone (a wiped node's old one): the first append
+			// would fail on it, and Raft tries again only after
+			// CommitTimeout. Dropping the pool costs a dial per peer.
+			t.CloseStreams()
+		}
 		n.logFuture(g, "add non-voter", g.raft.AddNonvoter(serverID(id, ni.Incarnation), raft.ServerAddress(ni.ClusterAddr), 0, configTimeout))
 		return
 	}
