@@ -83,8 +83,11 @@ const (
 	snapshotRefMagic   = "SCGR"
 	snapshotRefVersion = 1
 	snapshotRefLen     = 4 + 1 + 4 + 8 + 4 + 8
-	// snapshotOfferTTL is how long an offered export waits to be pulled.
-	snapshotOfferTTL = time.Minute
+	// snapshotOfferTTL is how long an offered export waits to be pulled. A
+	// follower pulls as soon as the ref reaches it; an offer nobody pulls (the
+	// follower held the state already, or the send failed) pins a Pebble
+	// snapshot meanwhile.
+	snapshotOfferTTL = 10 * time.Second
 	// snapshotPullIdle bounds the wait for the next bytes of a pulled stream,
 	// and of the follower reading them.
 	snapshotPullIdle = time.Minute
@@ -313,9 +316,10 @@ func (s *snapshotStore) List() ([]*raft.SnapshotMeta, error) { return s.files.Li
 // Open returns what snapshot id stands for. A received stream the store does
 // not hold yet (its applied index is above the store's) is returned as stored:
 // that is Raft restoring it after InstallSnapshot. Otherwise, for a local
-// marker or a stream already ingested, it returns a fresh stream of the group's
-// state from the store (at an applied index at least the snapshot's), with
-// meta.Size its exact length: that is Raft sending it to a follower.
+// marker or a stream already ingested, it captures the group's state from the
+// store (at an applied index at least the snapshot's) for Raft to send to a
+// follower: between nodes as a padded stream ref to the offered export, else
+// as the stream itself with meta.Size its exact length.
 func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 	meta, rc, err := s.files.Open(id)
 	if err != nil {
