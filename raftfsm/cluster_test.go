@@ -1,12 +1,15 @@
 package raftfsm
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -385,6 +388,11 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 	}
 	p := info.Partitions[0]
 	produceOnLeader(t, nodes, "wiped", p, keyed("w", 30))
+	// A log longer than what trimLogForNewServer keeps: one entry each.
+	for i := range newServerTrailingLogs + 20 {
+		produceOnLeader(t, nodes, "wiped", p, keyed(fmt.Sprintf("x%d-", i), 1))
+	}
+	records := int64(30 + newServerTrailingLogs + 20)
 
 	victim := nodes[2]
 	oldSID := victim.node.selfServerID()
@@ -424,8 +432,39 @@ func TestClusterWipedNodeRejoins(t *testing.T) {
 	})
 	waitFor(t, "records on the rejoined node", 10*time.Second, func() bool {
 		st, err := victim.store.State(p.Shard)
-		return err == nil && st.HighWatermark == 30
+		return err == nil && st.HighWatermark == records
 	})
+	// The partition's group came as a snapshot, not as its log from index 1
+	// (trimLogForNewServer): a log it was sent whole would start at 1.
+	g := victim.node.group(p.Group)
+	if g == nil {
+		t.Fatalf("raft group %d not open on the wiped node", p.Group)
+	}
+	if fi, err := g.logs.FirstIndex(); err != nil || fi == 1 {
+		t.Errorf("raft group %d on the wiped node: log starts at %d (%v), so it was sent the log, not a snapshot", p.Group, fi, err)
+	}
+	// No node dials the old server any more: its address is where the new
+	// incarnation listens.
+	for _, n := range nodes[:2] {
+		addr, err := n.node.ServerAddr(oldSID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		layer, err := n.node.mux.Layer(1 << 20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if conn, err := layer.Dial(addr, time.Second); !errors.Is(err, errStaleServer) {
+			if conn != nil {
+				conn.Close()
+			}
+			t.Errorf("node %d dialing the wiped node's old server %s at %q: %v, want %v", n.id, oldSID, addr, err, errStaleServer)
+		}
+		layer.Close()
+		if addr, err := n.node.ServerAddr(newSID); err != nil || addr != raft.ServerAddress(victim.addr) {
+			t.Errorf("node %d: address of the new server %s is %q (%v), want %q", n.id, newSID, addr, err, victim.addr)
+		}
+	}
 }
 
 // A node that joins after the leaders trimmed their logs catches up from a
@@ -479,5 +518,62 @@ func testJoinFromSnapshot(t *testing.T, adjust func(*Config)) {
 	}
 	if _, ok := second.node.Topic("snapped"); !ok {
 		t.Fatal("metadata from the snapshot does not have the topic")
+	}
+}
+
+// TestClusterSnapshotPull: an offered export is pulled over the control RPC
+// as the same bytes a sized export streams, once; a ref to an offer that is
+// gone or to a group not carried is answered with an error that says so.
+func TestClusterSnapshotPull(t *testing.T) {
+	nodes := newTCPCluster(t, 2)
+	ctx := testCtx(t)
+	info, err := nodes[0].node.CreateTopic(ctx, "pulled", 1, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := info.Partitions[0]
+	produceOnLeader(t, nodes, "pulled", p, keyed("k", 50))
+	src := nodes[0]
+	g := src.node.group(p.Group)
+	if g == nil {
+		t.Fatalf("raft group %d not open on node %d", p.Group, src.id)
+	}
+	sized, err := src.store.Export(p.Group, shardstore.ExportOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := io.ReadAll(sized)
+	sized.Close()
+	if err != nil || int64(len(want)) != sized.Size() {
+		t.Fatalf("sized export: %d of %d bytes: %v", len(want), sized.Size(), err)
+	}
+	unsized, err := src.store.Export(p.Group, shardstore.ExportOptions{Unsized: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsized.Size() != -1 {
+		t.Errorf("unsized export: size %d, want -1", unsized.Size())
+	}
+	ref := snapshotRef{group: p.Group, applied: unsized.Applied(), node: src.id, export: g.snaps.offer(unsized)}
+	rc, err := nodes[1].node.pullSnapshot(ctx, ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("pulled %d bytes (%v), want the sized export's %d", len(got), err, len(want))
+	}
+	for name, bad := range map[string]snapshotRef{
+		"taken":       ref,
+		"never made":  {group: p.Group, node: src.id, export: ref.export + 1},
+		"other group": {group: 1 << 20, node: src.id, export: 1},
+	} {
+		if _, err := nodes[1].node.pullSnapshot(ctx, bad); !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "no snapshot offer") {
+			t.Errorf("%s: pull answered %v, want a bad request naming the missing offer", name, err)
+		}
+	}
+	if _, err := nodes[1].node.pullSnapshot(ctx, snapshotRef{group: p.Group, node: 99, export: 1}); err == nil || !strings.Contains(err.Error(), "no address known for node 99") {
+		t.Errorf("pull from an unknown node: %v", err)
 	}
 }

@@ -25,6 +25,7 @@ type group struct {
 	fsm    *fsm
 	logs   *LogStore
 	trans  raft.Transport
+	snaps  *snapshotStore
 	notify chan bool
 	// stop is closed when the group alone is closed (stale.go), ending its
 	// leadership watcher.
@@ -44,6 +45,9 @@ type group struct {
 	reconciled atomic.Pointer[metadata]
 	// reporting is set while a leader report of this group is under way.
 	reporting atomic.Bool
+	// openWaits: when this leader first found a node it is to add without
+	// the group open (membership.go); used by the control loop only.
+	openWaits map[int32]time.Time
 }
 
 // Open starts the node. On an empty data dir without Config.Join it bootstraps
@@ -217,6 +221,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 	if err != nil {
 		return nil, err
 	}
+	g.snaps = snaps
 	addr := raft.ServerAddress(n.cfg.ClusterAddr)
 	if n.mux != nil {
 		layer, err := n.mux.Layer(id)
@@ -224,6 +229,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 			return nil, err
 		}
 		g.trans = newGroupTransport(layer, n, hl)
+		snaps.self, snaps.pull = n.cfg.NodeID, n.pullSnapshot
 	} else {
 		addr = raft.ServerAddress(fmt.Sprintf("node-%d/group-%d", n.cfg.NodeID, id))
 		_, g.trans = raft.NewInmemTransport(addr)
@@ -281,10 +287,16 @@ func closeTransport(t raft.Transport) {
 
 // ServerAddr implements raft.ServerAddressProvider: the address this node dials
 // to reach a peer (Config.PeerAddrs, else the peer's registered cluster address).
+// A stale server (a wiped node's old incarnation, membership.go) gets an
+// address StreamLayer.Dial refuses, since an error would make Raft dial the
+// configuration's address, where the new incarnation listens.
 func (n *Node) ServerAddr(id raft.ServerID) (raft.ServerAddress, error) {
 	node, ok := parseServerID(id)
 	if !ok {
 		return "", fmt.Errorf("raftfsm: bad server id %q", id)
+	}
+	if n.staleServer(id) {
+		return raft.ServerAddress(staleAddrPrefix + string(id)), nil
 	}
 	if a := n.dialAddr(node); a != "" {
 		return raft.ServerAddress(a), nil
@@ -580,6 +592,7 @@ func (n *Node) shutdownGroups() error {
 		if err := futures[i].Error(); err != nil {
 			errs = append(errs, fmt.Errorf("group %d: %w", g.id, err))
 		}
+		g.snaps.closeOffers()
 		n.metrics.setLeader(g.id, false)
 	}
 	return errors.Join(errs...)

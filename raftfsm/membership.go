@@ -17,13 +17,24 @@ package raftfsm
 //  1. remove a server that is not wanted (transfer leadership first when it is
 //     this node);
 //  2. add a wanted server that is missing, as a non-voter, so it catches up
-//     without counting toward the quorum;
+//     without counting toward the quorum, once the node has the group open
+//     (readyToAdd); a data group's leader first snapshots and trims its log,
+//     so the server is sent a snapshot rather than the whole log
+//     (trimLogForNewServer);
 //  3. promote a non-voter that should vote once it has caught up (its applied
 //     index within promoteLag of the leader's commit index);
 //  4. hand leadership to the group's preferred leader when it is a caught-up
 //     voter and this node has led for longer than leaderHysteresis.
 // The metadata group has metaVoterTarget voters; every other active node
 // follows it as a non-voter, so every node has every metadata change.
+//
+// A wiped node that comes back listens where its old server did, so until
+// that server is removed (and in Raft's last replication attempt when it is)
+// the leader would send the old server's traffic to the new one: log entries,
+// and once the log is trimmed, snapshots, whose install rolls the new
+// server's Raft state (applied index, configuration) back to an older one.
+// This node therefore never dials a stale server (staleServer): ServerAddr
+// gives it an address the stream layer refuses.
 
 import (
 	"context"
@@ -43,6 +54,9 @@ const (
 	promoteLag       = 256
 	leaderHysteresis = 10 * time.Second
 	statusTimeout    = time.Second
+	// openWait bounds how long a leader waits for a node to open a group
+	// before adding it (readyToAdd).
+	openWait = 5 * time.Second
 )
 
 // kick wakes the control loop.
@@ -381,7 +395,20 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		if ni == nil {
 			continue
 		}
+		if !n.readyToAdd(ctx, g, id) {
+			return
+		}
 		n.log.Info("adding non-voter to raft group", keyGroup, g.id, keyPeer, id)
+		if g.id != metaGroup {
+			n.trimLogForNewServer(g)
+		}
+		if t, ok := g.trans.(*raft.NetworkTransport); ok {
+			// A pooled connection to the address may lead to a process
+			// that is gone (a wiped node's old one): the first append
+			// would fail on it, and Raft tries again only after
+			// CommitTimeout. Dropping the pool costs a dial per peer.
+			t.CloseStreams()
+		}
 		n.logFuture(g, "add non-voter", g.raft.AddNonvoter(serverID(id, ni.Incarnation), raft.ServerAddress(ni.ClusterAddr), 0, configTimeout))
 		return
 	}
@@ -425,6 +452,87 @@ func (n *Node) reconcileMembership(ctx context.Context, g *group, m *metadata) {
 		n.log.Info("handing leadership to the preferred leader", keyGroup, g.id, keyPeer, all[0])
 		n.logFuture(g, "leadership transfer", g.raft.LeadershipTransferToServer(pref.ID, pref.Address))
 	}
+}
+
+// readyToAdd reports whether node id has group g open, asked over the status
+// RPC, so it can be added now. A node opens a data group once its metadata
+// places it there, which for a joining node comes just after its
+// registration; a server added before that fails its first AppendEntries, and
+// Raft tries again only after CommitTimeout (200-400 ms), which the rebuild of
+// a wiped node waited for. While the node is up without the group open, the
+// control loop asks again after controlMinGap, for up to openWait; then (an
+// older version, a node that cannot open it) the server is added anyway.
+func (n *Node) readyToAdd(ctx context.Context, g *group, id int32) bool {
+	first, waiting := g.openWaits[id]
+	if waiting && time.Since(first) > openWait {
+		delete(g.openWaits, id)
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, statusTimeout)
+	defer cancel()
+	resp, err := n.call(ctx, n.dialAddr(id), &rpcRequest{Op: opStatus})
+	if err != nil || resp.err() != nil {
+		delete(g.openWaits, id)
+		return true // not up: Raft's retries find it when it is
+	}
+	for _, s := range resp.Status {
+		if s.Group == g.id {
+			delete(g.openWaits, id)
+			return true
+		}
+	}
+	if !waiting {
+		if g.openWaits == nil {
+			g.openWaits = map[int32]time.Time{}
+		}
+		g.openWaits[id] = time.Now()
+	}
+	n.kick()
+	return false
+}
+
+// newServerTrailingLogs is how many entries trimLogForNewServer leaves in the
+// log before its snapshot: followers that only lag a little still get
+// entries, not a snapshot. The new server needs none of them: it is sent the
+// snapshot and the entries after it.
+const newServerTrailingLogs = promoteLag
+
+// trimLogForNewServer snapshots data group g and trims its log up to the
+// snapshot but for the last newServerTrailingLogs entries, so that a server
+// added empty (a new or wiped node, or a placement move), which needs the log
+// from index 1, is sent the group as a streamed snapshot, ingested as tables,
+// rather than the whole log applied entry by entry: that costs the new server
+// several times the CPU per byte (docs/ARCHITECTURE.md, Snapshots), and a log
+// under the snapshot threshold can still hold gigabytes of large batches.
+// Raft's TrailingLogs is lowered for this one snapshot and put back.
+func (n *Node) trimLogForNewServer(g *group) {
+	keep := g.raft.ReloadableConfig()
+	trim := keep
+	trim.TrailingLogs = min(keep.TrailingLogs, newServerTrailingLogs)
+	if err := g.raft.ReloadConfig(trim); err != nil {
+		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
+		return
+	}
+	err := g.raft.Snapshot().Error()
+	if rerr := g.raft.ReloadConfig(keep); rerr != nil {
+		n.log.Warn("restoring the raft log's trailing entries failed", keyGroup, g.id, keyError, rerr)
+	}
+	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
+		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
+	}
+}
+
+// staleServer reports whether id is a server of a node that has registered
+// another incarnation since: a wiped node's old server. What listens at its
+// address is the new incarnation, which must not get the old one's traffic
+// (see the file comment).
+func (n *Node) staleServer(id raft.ServerID) bool {
+	node, ok := parseServerID(id)
+	if !ok {
+		return false
+	}
+	ni := n.metadata().nodes[node]
+	return ni != nil && id != serverID(node, ni.Incarnation)
 }
 
 func (n *Node) logFuture(g *group, what string, f raft.Future) {

@@ -52,6 +52,7 @@ const (
 	opCreateACLs       = "create_acls"       // ACLs
 	opDeleteACLs       = "delete_acls"       // ACLFilters -> DeletedACLs
 	opBroker           = "broker"            // BrokerOp, Payload -> Payload (broker_rpc.go)
+	opSnapshotStream   = "snapshot_stream"   // Group, ExportID -> the offered stream follows the response (snapshot.go)
 )
 
 type rpcRequest struct {
@@ -71,6 +72,7 @@ type rpcRequest struct {
 	ACLFilters   []acl.Filter      `json:"acl_filters,omitempty"`
 	BrokerOp     string            `json:"broker_op,omitempty"`
 	Payload      json.RawMessage   `json:"payload,omitempty"`
+	ExportID     uint64            `json:"export_id,omitempty"`
 }
 
 type rpcResponse struct {
@@ -175,6 +177,10 @@ func (n *Node) serveRPC(conn net.Conn, sender int32) {
 	var req rpcRequest
 	if err := readFrame(conn, &req); err != nil {
 		n.log.Warn("bad control rpc", keyPeer, sender, keyError, err)
+		return
+	}
+	if req.Op == opSnapshotStream {
+		n.serveSnapshotStream(conn, sender, &req)
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rpcServeTimeout-time.Second)

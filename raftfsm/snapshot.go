@@ -2,12 +2,17 @@ package raftfsm
 
 import (
 	"bufio"
+	"bytes"
 	"cmp"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,10 +35,28 @@ import (
 //
 // Sending one to a follower streams data. Raft sends the newest stored
 // snapshot through SnapshotStore.Open; snapshotStore.Open ignores the marker's
-// bytes and streams the group's state as Pebble holds it now (a
+// bytes and captures the group's state as Pebble holds it now (a
 // shardstore.Export: applied index A >= the marker's index, the group's shards,
-// registry and, for the metadata group, the metadata keys), with the meta's
-// Size set to the stream's exact length.
+// registry and, for the metadata group, the metadata keys). Raft's
+// InstallSnapshot must be told the stream's length before its first byte, and
+// sizing it is a whole walk of the group, which the follower would wait for.
+// So between nodes (a snapshot store with a puller) Open sends a reference
+// instead: a few bytes naming this node and an offered export (the stream
+// ref format below), and the follower pulls the stream itself over a control
+// RPC (opSnapshotStream), reading it to EOF; the export is encoded as it is
+// sent, in one walk. Without a puller (in-memory transports) Open sends the
+// stream itself, sized by a first walk.
+//
+// Stream ref, integers big-endian:
+//
+//	"SCGR" | version 1 | group:4 | applied index:8 | node:4 | export id:8 | padding
+//
+// The padding is zero bytes, as many as 10 s each of the time Raft's
+// InstallSnapshot should wait for the pull and the ingest (the transport
+// scales its deadline by the request's length, TimeoutScale 1): the estimate
+// is from Pebble's table metadata, with room to spare (refDeadlineBytes).
+// A follower that is gone holds that sender's replication to it until then.
+// An offered export not pulled within snapshotOfferTTL is released.
 //
 // Receiving one ingests it as it arrives. The follower's Raft copies the
 // stream into the sink snapshotStore.Create returns (receiveSink), which feeds
@@ -56,6 +79,18 @@ import (
 const (
 	snapshotMarkerVersion = 1
 	snapshotMarkerLen     = 1 + 4 + 8
+
+	snapshotRefMagic   = "SCGR"
+	snapshotRefVersion = 1
+	snapshotRefLen     = 4 + 1 + 4 + 8 + 4 + 8
+	// snapshotOfferTTL is how long an offered export waits to be pulled. A
+	// follower pulls as soon as the ref reaches it; an offer nobody pulls (the
+	// follower held the state already, or the send failed) pins a Pebble
+	// snapshot meanwhile.
+	snapshotOfferTTL = 10 * time.Second
+	// snapshotPullIdle bounds the wait for the next bytes of a pulled stream,
+	// and of the follower reading them.
+	snapshotPullIdle = time.Minute
 	// ingestDirName is the scratch directory of shardstore.Ingest inside a
 	// group's snapshot directory.
 	ingestDirName = "ingest"
@@ -106,14 +141,82 @@ func parseMarker(b []byte) (group uint32, applied uint64, ok bool) {
 	return binary.BigEndian.Uint32(b[1:]), binary.BigEndian.Uint64(b[5:]), true
 }
 
+// snapshotRef is a decoded stream ref (format at the top of this file).
+type snapshotRef struct {
+	group   uint32
+	applied uint64
+	node    int32
+	export  uint64
+}
+
+func (r snapshotRef) appendTo(b []byte) []byte {
+	b = append(b, snapshotRefMagic...)
+	b = append(b, snapshotRefVersion)
+	b = binary.BigEndian.AppendUint32(b, r.group)
+	b = binary.BigEndian.AppendUint64(b, r.applied)
+	b = binary.BigEndian.AppendUint32(b, uint32(r.node))
+	return binary.BigEndian.AppendUint64(b, r.export)
+}
+
+// isSnapshotRef reports whether b (at least 4 bytes) starts a stream ref.
+func isSnapshotRef(b []byte) bool { return len(b) >= 4 && string(b[:4]) == snapshotRefMagic }
+
+// parseSnapshotRef decodes the first snapshotRefLen bytes of b.
+func parseSnapshotRef(b []byte) (snapshotRef, error) {
+	switch {
+	case len(b) < snapshotRefLen || !isSnapshotRef(b):
+		return snapshotRef{}, errors.New("raftfsm: not a snapshot stream ref")
+	case b[4] != snapshotRefVersion:
+		return snapshotRef{}, fmt.Errorf("raftfsm: snapshot stream ref version %d", b[4])
+	}
+	return snapshotRef{
+		group:   binary.BigEndian.Uint32(b[5:]),
+		applied: binary.BigEndian.Uint64(b[9:]),
+		node:    int32(binary.BigEndian.Uint32(b[17:])),
+		export:  binary.BigEndian.Uint64(b[21:]),
+	}, nil
+}
+
+// refDeadlineBytes is the padding of a ref for an export Pebble estimates at
+// est bytes (compressed, memtables not counted) sent at rate bytes/s (0:
+// unlimited): one byte per 10 s of a budget of two minutes (memtables and
+// small groups) plus 4 s per estimated MB (at least 1 MB/s of stream once
+// decompressed, about four times the estimate), or 4 times the rate limit's
+// time.
+func refDeadlineBytes(est uint64, rate int64) int {
+	secs := 120 + 4*est/1e6
+	if rate > 0 {
+		secs = max(secs, 120+4*4*est/uint64(rate))
+	}
+	return int(min(secs/10+1, 1<<20))
+}
+
+// snapshotPuller fetches the stream an offered export holds from the node
+// that offered it (Node.pullSnapshot).
+type snapshotPuller func(ctx context.Context, ref snapshotRef) (io.ReadCloser, error)
+
+// offeredExport is an export waiting to be pulled.
+type offeredExport struct {
+	e     *shardstore.Export
+	timer *time.Timer
+}
+
 // snapshotStore is a group's raft.SnapshotStore: a raft.FileSnapshotStore for
-// what is stored (local markers, received streams), and an Open that streams
-// fresh data from the store for a follower (see the top of this file).
+// what is stored (local markers, received streams), and an Open that offers
+// or streams fresh data from the store for a follower (see the top of this
+// file).
 type snapshotStore struct {
 	files *raft.FileSnapshotStore
 	fsm   *fsm
 	rate  int64
 	log   hclog.Logger
+	// self and pull are set between nodes (before Raft starts): Open then
+	// offers exports as refs, and receiveSink pulls the stream a ref names.
+	self int32
+	pull snapshotPuller
+
+	offersMu sync.Mutex
+	offers   map[uint64]*offeredExport
 	// received is the id of the snapshot receiveSink stored last, until Raft
 	// opens it to restore it (right after InstallSnapshot): that one Open
 	// returns the stored marker rather than a fresh export.
@@ -132,13 +235,13 @@ var _ raft.SnapshotStore = (*snapshotStore)(nil)
 // f.reload run as for a Restore). Call it after newFSM, with f.reload set, and
 // before raft.NewRaft. rateBytes limits how fast Open's streams are read (0:
 // unlimited).
-func openSnapshotStore(dir string, f *fsm, rateBytes int64, logger hclog.Logger) (raft.SnapshotStore, error) {
+func openSnapshotStore(dir string, f *fsm, rateBytes int64, logger hclog.Logger) (*snapshotStore, error) {
 	files, err := raft.NewFileSnapshotStoreWithLogger(dir, snapshotsRetain, logger)
 	if err != nil {
 		return nil, err
 	}
 	f.ingestDir = filepath.Join(dir, ingestDirName)
-	s := &snapshotStore{files: files, fsm: f, rate: rateBytes, log: logger}
+	s := &snapshotStore{files: files, fsm: f, rate: rateBytes, log: logger, offers: map[uint64]*offeredExport{}}
 	if err := s.recover(); err != nil {
 		return nil, fmt.Errorf("raftfsm: group %d: %w", f.group, err)
 	}
@@ -213,9 +316,10 @@ func (s *snapshotStore) List() ([]*raft.SnapshotMeta, error) { return s.files.Li
 // Open returns what snapshot id stands for. A received stream the store does
 // not hold yet (its applied index is above the store's) is returned as stored:
 // that is Raft restoring it after InstallSnapshot. Otherwise, for a local
-// marker or a stream already ingested, it returns a fresh stream of the group's
-// state from the store (at an applied index at least the snapshot's), with
-// meta.Size its exact length: that is Raft sending it to a follower.
+// marker or a stream already ingested, it captures the group's state from the
+// store (at an applied index at least the snapshot's) for Raft to send to a
+// follower: between nodes as a padded stream ref to the offered export, else
+// as the stream itself with meta.Size its exact length.
 func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, error) {
 	meta, rc, err := s.files.Open(id)
 	if err != nil {
@@ -243,7 +347,8 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		}
 	}
 	rc.Close()
-	e, err := s.fsm.store.Export(s.fsm.group, shardstore.ExportOptions{Extra: groupSpans(s.fsm.group), RateBytes: s.rate})
+	offer := s.pull != nil
+	e, err := s.fsm.store.Export(s.fsm.group, shardstore.ExportOptions{Extra: groupSpans(s.fsm.group), RateBytes: s.rate, Unsized: offer})
 	if err != nil {
 		return nil, nil, fmt.Errorf("raftfsm: export group %d: %w", s.fsm.group, err)
 	}
@@ -252,27 +357,84 @@ func (s *snapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		return nil, nil, fmt.Errorf("raftfsm: group %d store at index %d, below snapshot %s (%d)", s.fsm.group, e.Applied(), id, need)
 	}
 	m := *meta
-	m.Size = e.Size()
-	s.log.Info("streaming group snapshot", "id", id, "index", meta.Index, "applied", e.Applied(), "bytes", m.Size)
-	return &m, e, nil
+	if !offer {
+		m.Size = e.Size()
+		s.log.Info("streaming group snapshot", "id", id, "index", meta.Index, "applied", e.Applied(), "bytes", m.Size)
+		return &m, e, nil
+	}
+	ref := snapshotRef{group: s.fsm.group, applied: e.Applied(), node: s.self, export: s.offer(e)}
+	b := ref.appendTo(nil)
+	b = append(b, make([]byte, refDeadlineBytes(e.EstimatedBytes(), s.rate))...)
+	m.Size = int64(len(b))
+	s.log.Info("offering group snapshot", "id", id, "index", meta.Index, "applied", e.Applied(), "estimated_bytes", e.EstimatedBytes())
+	return &m, io.NopCloser(bytes.NewReader(b)), nil
+}
+
+// offer keeps e until it is taken or snapshotOfferTTL passes, and returns
+// its id.
+func (s *snapshotStore) offer(e *shardstore.Export) uint64 {
+	s.offersMu.Lock()
+	defer s.offersMu.Unlock()
+	id := rand.Uint64()
+	for s.offers[id] != nil || id == 0 {
+		id = rand.Uint64()
+	}
+	s.offers[id] = &offeredExport{e: e, timer: time.AfterFunc(snapshotOfferTTL, func() {
+		if e := s.take(id); e != nil {
+			s.log.Warn("offered group snapshot was not pulled, released", "export", id)
+			e.Close()
+		}
+	})}
+	return id
+}
+
+// take removes offered export id and returns it, or nil when there is none
+// (never offered, taken already or expired). The caller must close it.
+func (s *snapshotStore) take(id uint64) *shardstore.Export {
+	s.offersMu.Lock()
+	defer s.offersMu.Unlock()
+	o := s.offers[id]
+	if o == nil {
+		return nil
+	}
+	delete(s.offers, id)
+	o.timer.Stop()
+	return o.e
+}
+
+// closeOffers releases every offered export (the group is closing).
+func (s *snapshotStore) closeOffers() {
+	s.offersMu.Lock()
+	offers := s.offers
+	s.offers = map[uint64]*offeredExport{}
+	s.offersMu.Unlock()
+	for _, o := range offers {
+		o.timer.Stop()
+		o.e.Close()
+	}
 }
 
 // receiveSink is the raft.SnapshotSink of a snapshot this node stores. A local
 // marker (Persist) passes through to the file. A stream the leader sends
 // (told apart by its first bytes) is ingested as it arrives: the bytes go
 // through a pipe to shardstore.Ingest on another goroutine, which builds the
-// tables meanwhile; Close lets the ingest finish, then stores a marker of the
-// ingested applied index as the snapshot's file. From the stream's first bytes
-// to Close or Cancel the group's FSM is locked (it applies nothing, the ingest
-// replaces its state). Raft calls Write, Close and Cancel from one goroutine.
+// tables meanwhile. A stream ref names a stream to pull from the node that
+// offered it: the pulled stream goes to Ingest the same way, and the padding
+// after the ref is discarded. Close lets the ingest finish, then stores a
+// marker of the ingested applied index as the snapshot's file. From the
+// stream's (or ref's) first bytes to Close or Cancel the group's FSM is
+// locked (it applies nothing, the ingest replaces its state). Raft calls
+// Write, Close and Cancel from one goroutine.
 type receiveSink struct {
 	file  raft.SnapshotSink
 	store *snapshotStore
 	head  []byte // first bytes, until the kind of snapshot is known
 	mode  sinkMode
 
-	// Stream mode: the pipe into the ingest, its result, and when it began.
+	// Stream and ref modes: the ingest's input (a pipe, or the pulled
+	// stream), its result, and when it began.
 	pw      *io.PipeWriter
+	pulled  io.ReadCloser
 	done    chan ingestResult
 	start   time.Time
 	group   uint32
@@ -286,6 +448,7 @@ const (
 	sinkUndecided sinkMode = iota
 	sinkFile               // a marker (or anything but a stream): stored as is
 	sinkStream             // a group snapshot stream: ingested
+	sinkRef                // a stream ref: the stream is pulled and ingested
 )
 
 type ingestResult struct {
@@ -298,45 +461,80 @@ var _ raft.SnapshotSink = (*receiveSink)(nil)
 // ID is the stored snapshot's id.
 func (k *receiveSink) ID() string { return k.file.ID() }
 
+// headLen is how many first bytes tell the kind of snapshot: a ref's length
+// once its magic is seen, else a stream's prefix.
+func (k *receiveSink) headLen() int {
+	if isSnapshotRef(k.head) {
+		return snapshotRefLen
+	}
+	return shardstore.SnapshotPrefixLen
+}
+
 func (k *receiveSink) Write(p []byte) (int, error) {
 	switch k.mode {
 	case sinkFile:
 		return k.file.Write(p)
 	case sinkStream:
 		return k.feed(p)
-	}
-	need := shardstore.SnapshotPrefixLen - len(k.head)
-	if len(p) < need {
-		k.head = append(k.head, p...)
+	case sinkRef:
+		if i := bytes.IndexFunc(p, func(r rune) bool { return r != 0 }); i >= 0 {
+			return 0, fmt.Errorf("raftfsm: group %d: bytes after a snapshot stream ref", k.store.fsm.group)
+		}
 		return len(p), nil
 	}
-	k.head = append(k.head, p[:need]...)
-	if err := k.decide(); err != nil {
-		return 0, err
+	n := len(p)
+	for k.mode == sinkUndecided {
+		need := k.headLen() - len(k.head)
+		if len(p) < need {
+			k.head = append(k.head, p...)
+			return n, nil
+		}
+		k.head = append(k.head, p[:need]...)
+		p = p[need:]
+		if len(k.head) == k.headLen() {
+			if err := k.decide(); err != nil {
+				return 0, err
+			}
+		}
 	}
-	if _, err := k.Write(k.head); err != nil {
-		return 0, err
+	if k.mode != sinkRef {
+		if _, err := k.Write(k.head); err != nil {
+			return 0, err
+		}
 	}
 	k.head = nil
-	if _, err := k.Write(p[need:]); err != nil {
+	if _, err := k.Write(p); err != nil {
 		return 0, err
 	}
-	return len(p), nil
+	return n, nil
 }
 
-// decide picks the mode from the first SnapshotPrefixLen bytes; for a stream
-// it locks the FSM and starts the ingest.
+// decide picks the mode from the first bytes; for a stream or a ref it locks
+// the FSM and starts the ingest.
 func (k *receiveSink) decide() error {
-	group, applied, err := shardstore.ParseSnapshotPrefix(k.head)
-	if err != nil {
-		k.mode = sinkFile
-		return nil
+	var ref snapshotRef
+	var err error
+	if isSnapshotRef(k.head) {
+		if ref, err = parseSnapshotRef(k.head); err != nil {
+			return err
+		}
+		if k.store.pull == nil {
+			return fmt.Errorf("raftfsm: group %d received a snapshot stream ref without a cluster transport", k.store.fsm.group)
+		}
+		k.mode, k.group, k.applied = sinkRef, ref.group, ref.applied
+	} else {
+		if k.group, k.applied, err = shardstore.ParseSnapshotPrefix(k.head); err != nil {
+			k.mode = sinkFile
+			return nil
+		}
+		k.mode = sinkStream
 	}
 	f := k.store.fsm
-	if group != f.group {
-		return fmt.Errorf("raftfsm: group %d received a snapshot of group %d", f.group, group)
+	if k.group != f.group {
+		k.mode = sinkFile // nothing to release on Cancel
+		return fmt.Errorf("raftfsm: group %d received a snapshot of group %d", f.group, k.group)
 	}
-	k.mode, k.group, k.applied, k.start = sinkStream, group, applied, time.Now()
+	k.start = time.Now()
 	f.mu.Lock()
 	if f.failed != nil {
 		err := f.failed
@@ -344,18 +542,37 @@ func (k *receiveSink) decide() error {
 		k.mode = sinkFile // nothing to release on Cancel
 		return err
 	}
-	if applied <= f.applied {
-		f.log.Info("group snapshot already applied", keyGroup, f.group, keyIndex, applied, keyApplied, f.applied)
+	if k.applied <= f.applied {
+		f.log.Info("group snapshot already applied", keyGroup, f.group, keyIndex, k.applied, keyApplied, f.applied)
 		k.skip = true
 		return nil
 	}
-	pr, pw := io.Pipe()
-	k.pw, k.done = pw, make(chan ingestResult, 1)
+	var src io.Reader
+	if k.mode == sinkRef {
+		ctx, cancel := context.WithTimeout(context.Background(), snapshotPullIdle)
+		k.pulled, err = k.store.pull(ctx, ref)
+		cancel()
+		if err != nil {
+			f.mu.Unlock()
+			k.mode = sinkFile
+			return fmt.Errorf("raftfsm: group %d: pull snapshot from node %d: %w", f.group, ref.node, err)
+		}
+		src = k.pulled
+	} else {
+		pr, pw := io.Pipe()
+		k.pw, src = pw, pr
+	}
+	k.done = make(chan ingestResult, 1)
 	opts := f.ingestOptions()
 	go func() {
-		res, err := f.store.Ingest(pr, opts)
-		// A failed ingest stops reading: Raft's next Write fails with err.
-		pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
+		res, err := f.store.Ingest(src, opts)
+		if pr, ok := src.(*io.PipeReader); ok {
+			// A failed ingest stops reading: Raft's next Write fails with err.
+			pr.CloseWithError(cmp.Or(err, io.ErrClosedPipe))
+		}
+		if err == nil && res.Applied != k.applied {
+			err = fmt.Errorf("raftfsm: group %d: snapshot stream at index %d, announced %d", f.group, res.Applied, k.applied)
+		}
 		k.done <- ingestResult{res, err}
 	}()
 	return nil
@@ -384,8 +601,13 @@ func (k *receiveSink) Close() error {
 	f := k.store.fsm
 	defer f.mu.Unlock()
 	if !k.skip {
-		k.pw.Close()
+		if k.pw != nil {
+			k.pw.Close()
+		}
 		r := <-k.done
+		if k.pulled != nil {
+			k.pulled.Close()
+		}
 		if err := f.ingested(r.res, r.err, k.start); err != nil {
 			k.file.Cancel()
 			return err
@@ -412,14 +634,97 @@ func (k *receiveSink) Close() error {
 // Cancel abandons the snapshot: an ingest under way stops and removes its
 // tables, and nothing is stored.
 func (k *receiveSink) Cancel() error {
-	if k.mode == sinkStream {
+	if k.mode == sinkStream || k.mode == sinkRef {
 		if !k.skip {
-			k.pw.CloseWithError(errSnapshotCanceled)
+			if k.pw != nil {
+				k.pw.CloseWithError(errSnapshotCanceled)
+			}
+			if k.pulled != nil {
+				k.pulled.Close()
+			}
 			<-k.done
 		}
 		k.store.fsm.mu.Unlock()
 	}
 	return k.file.Cancel()
+}
+
+// pullSnapshot fetches the stream ref names from the node that offered it:
+// one opSnapshotStream request, whose response is followed by the stream,
+// read to EOF. The returned reader waits at most snapshotPullIdle for each
+// read; closing it closes the connection.
+func (n *Node) pullSnapshot(ctx context.Context, ref snapshotRef) (io.ReadCloser, error) {
+	addr := n.dialAddr(ref.node)
+	if g := n.group(ref.group); addr == "" && g != nil {
+		// A joining node learns addresses from the metadata group's
+		// snapshot: Raft knows the sending leader's address meanwhile.
+		if a, id := g.raft.LeaderWithID(); a != "" {
+			if node, ok := parseServerID(id); ok && node == ref.node {
+				addr = string(a)
+			}
+		}
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("no address known for node %d", ref.node)
+	}
+	conn, err := n.mux.DialRPC(ctx, addr)
+	if err != nil {
+		return nil, err
+	}
+	conn.SetDeadline(time.Now().Add(rpcDefaultTimeout))
+	var resp rpcResponse
+	err = writeFrame(conn, &rpcRequest{Op: opSnapshotStream, Group: ref.group, ExportID: ref.export})
+	if err == nil {
+		err = readFrame(conn, &resp)
+	}
+	if err == nil {
+		err = resp.err()
+	}
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &idleConn{Conn: conn}, nil
+}
+
+// serveSnapshotStream answers opSnapshotStream: the offered export goes to
+// the caller once, encoded as it is sent, then the connection closes.
+func (n *Node) serveSnapshotStream(conn net.Conn, sender int32, req *rpcRequest) {
+	g := n.group(req.Group)
+	var e *shardstore.Export
+	if g != nil {
+		e = g.snaps.take(req.ExportID)
+	}
+	if e == nil {
+		writeFrame(conn, errorResponse(fmt.Errorf("%w: group %d has no snapshot offer %d (taken, expired or never made)", ErrBadRequest, req.Group, req.ExportID)))
+		return
+	}
+	defer e.Close()
+	if err := writeFrame(conn, rpcResponse{}); err != nil {
+		n.log.Warn("snapshot stream not sent", keyGroup, req.Group, keyPeer, sender, keyError, err)
+		return
+	}
+	start := time.Now()
+	sent, err := io.CopyBuffer(&idleConn{Conn: conn}, e, make([]byte, 256<<10))
+	if err != nil {
+		n.log.Warn("snapshot stream cut", keyGroup, req.Group, keyPeer, sender, "bytes", sent, keyError, err)
+		return
+	}
+	n.log.Info("group snapshot sent", keyGroup, req.Group, keyPeer, sender, keyIndex, e.Applied(), "bytes", sent, keyDuration, time.Since(start))
+}
+
+// idleConn is a connection each read or write of which must finish within
+// snapshotPullIdle.
+type idleConn struct{ net.Conn }
+
+func (c *idleConn) Read(p []byte) (int, error) {
+	c.Conn.SetReadDeadline(time.Now().Add(snapshotPullIdle))
+	return c.Conn.Read(p)
+}
+
+func (c *idleConn) Write(p []byte) (int, error) {
+	c.Conn.SetWriteDeadline(time.Now().Add(snapshotPullIdle))
+	return c.Conn.Write(p)
 }
 
 var errSnapshotCanceled = errors.New("raftfsm: received snapshot canceled")

@@ -777,3 +777,55 @@ func TestOpenAfterBarrier(t *testing.T) {
 		t.Fatalf("stream at applied %d (%v), store %d, snapshot index %d", applied, err, p.applied(), meta.Index)
 	}
 }
+
+// FuzzSnapshotRef: any bytes decode to a ref or an error, never a panic, and
+// a decoded ref encodes back to the bytes it came from.
+func FuzzSnapshotRef(f *testing.F) {
+	valid := snapshotRef{group: 3, applied: 1 << 40, node: 7, export: 0xdeadbeef}.appendTo(nil)
+	f.Add([]byte{})
+	f.Add([]byte(snapshotRefMagic))
+	f.Add(valid)
+	f.Add(append(slices.Clone(valid), 0, 0, 0))
+	f.Add(append(slices.Clone(valid[:snapshotRefLen-1]), 0xff))
+	bad := slices.Clone(valid)
+	bad[4] = 2
+	f.Add(bad)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, err := parseSnapshotRef(b)
+		if err != nil {
+			return
+		}
+		if got := r.appendTo(nil); !bytes.Equal(got, b[:snapshotRefLen]) {
+			t.Fatalf("ref %+v encodes to %x, decoded from %x", r, got, b[:snapshotRefLen])
+		}
+	})
+}
+
+func TestSnapshotRefRejects(t *testing.T) {
+	valid := snapshotRef{group: 1, applied: 2, node: 3, export: 4}.appendTo(nil)
+	v2 := slices.Clone(valid)
+	v2[4] = 2
+	for name, b := range map[string][]byte{
+		"empty":     nil,
+		"short":     valid[:snapshotRefLen-1],
+		"a stream":  append([]byte("SCGS"), valid[4:]...),
+		"version 2": v2,
+	} {
+		if _, err := parseSnapshotRef(b); err == nil {
+			t.Errorf("%s: parsed", name)
+		}
+	}
+	if r, err := parseSnapshotRef(valid); err != nil || r != (snapshotRef{group: 1, applied: 2, node: 3, export: 4}) {
+		t.Errorf("valid ref: %+v, %v", r, err)
+	}
+	// Deadline padding grows with the estimate and a slow rate, bounded.
+	if a, b := refDeadlineBytes(0, 0), refDeadlineBytes(1e9, 0); a < 1 || b <= a {
+		t.Errorf("padding %d for nothing, %d for 1 GB", a, b)
+	}
+	if a, b := refDeadlineBytes(1e9, 0), refDeadlineBytes(1e9, 1e6); b <= a {
+		t.Errorf("padding %d unlimited, %d at 1 MB/s", a, b)
+	}
+	if n := refDeadlineBytes(1<<62, 1); n > 1<<20 {
+		t.Errorf("padding %d over the bound", n)
+	}
+}

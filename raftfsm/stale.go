@@ -94,6 +94,7 @@ func (n *Node) dropGroup(g *group) error {
 	f := g.raft.Shutdown()
 	closeTransport(g.trans) // as shutdownGroups: unblocks a pipelined write
 	err := f.Error()
+	g.snaps.closeOffers()
 	n.metrics.setLeader(g.id, false)
 	n.changed()
 	if err != nil {

@@ -624,9 +624,19 @@ func (l *StreamLayer) Accept() (net.Conn, error) {
 	}
 }
 
+// staleAddrPrefix starts the address Node.ServerAddr gives a stale server;
+// Dial refuses it.
+const staleAddrPrefix = "stale-incarnation/"
+
+// errStaleServer: Raft dialed a server whose node registered a new incarnation.
+var errStaleServer = errors.New("raftfsm: not dialing a removed incarnation of a node")
+
 // Dial connects to this group on the node at address, waiting at most timeout
 // (0: the handshake timeout) for the connection and the peer's answer.
 func (l *StreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if strings.HasPrefix(string(address), staleAddrPrefix) {
+		return nil, fmt.Errorf("%w: %s", errStaleServer, strings.TrimPrefix(string(address), staleAddrPrefix))
+	}
 	ctx := l.ctx
 	if timeout > 0 {
 		var cancel context.CancelFunc
@@ -744,7 +754,7 @@ func (c *layerConn) Close() error {
 
 // newGroupTransport returns a Raft transport for one group over layer.
 func newGroupTransport(layer *StreamLayer, provider raft.ServerAddressProvider, logger hclog.Logger) *raft.NetworkTransport {
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	t := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		ServerAddressProvider: provider,
 		Logger:                logger,
 		Stream:                layer,
@@ -771,4 +781,10 @@ func newGroupTransport(layer *StreamLayer, provider raft.ServerAddressProvider, 
 		// Elections do not wait on it: they run on Raft's own timeouts.
 		Timeout: 10 * time.Second,
 	})
+	// InstallSnapshot waits Timeout per TimeoutScale bytes of the request:
+	// between nodes a request is a stream ref whose padding bytes are the
+	// time the follower may take to pull and ingest the stream (snapshot.go),
+	// so one byte counts Timeout.
+	t.TimeoutScale = 1
+	return t
 }

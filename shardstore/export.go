@@ -22,6 +22,10 @@ type ExportOptions struct {
 	// RateBytes limits Read to this many bytes per second on average (bursts
 	// of at most a second's worth); 0 means unlimited.
 	RateBytes int64
+	// Unsized skips the walk that sizes the stream: Size is then -1, and
+	// EstimatedBytes says roughly how much the group holds. For a reader
+	// that reads to EOF and need not be told the length first.
+	Unsized bool
 }
 
 // exportChunk is how many bytes Read encodes at a time (more for one large
@@ -30,8 +34,9 @@ const exportChunk = 64 << 10
 
 // Export is one Raft group's state captured by a Pebble snapshot, read as a
 // group snapshot stream (format in snapshot.go). Store.Export walks the
-// captured keys once to size the stream; Read walks them again to encode it, a
-// chunk at a time, so neither the store nor the stream is ever held whole.
+// captured keys once to size the stream (unless ExportOptions.Unsized); Read
+// walks them to encode it, a chunk at a time, so neither the store nor the
+// stream is ever held whole.
 //
 // Read and Close may be called from any goroutine, but reads are serialized.
 // Close releases the Pebble snapshot; Store.Close closes every open Export.
@@ -39,7 +44,8 @@ type Export struct {
 	s     *Store
 	hdr   SnapshotHeader
 	spans []groupSpan
-	size  int64
+	size  int64 // -1: unsized
+	est   uint64
 
 	readMu sync.Mutex // serializes Read, pacing included
 	pacer  pacer
@@ -77,7 +83,7 @@ func (s *Store) Export(group uint32, opts ExportOptions) (*Export, error) {
 	e := &Export{s: s, snap: s.db.NewSnapshot(), pacer: newPacer(opts.RateBytes)}
 	e.hdr.Group = group
 	e.hdr.Extra = opts.Extra
-	if err := e.capture(); err != nil {
+	if err := e.capture(opts.Unsized); err != nil {
 		e.release()
 		return nil, err
 	}
@@ -88,8 +94,8 @@ func (s *Store) Export(group uint32, opts ExportOptions) (*Export, error) {
 }
 
 // capture reads the applied index and the shard list from the snapshot and
-// counts the stream's length.
-func (e *Export) capture() error {
+// counts the stream's length, or, unsized, estimates the group's bytes.
+func (e *Export) capture(unsized bool) error {
 	v, closer, err := e.snap.Get(appliedKey(e.hdr.Group))
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
@@ -116,6 +122,19 @@ func (e *Export) capture() error {
 		return err
 	}
 	e.spans = snapshotSpans(&e.hdr)
+	if unsized {
+		e.size = -1
+		for i := range e.spans {
+			// Pebble's estimate from table metadata, of the live database
+			// rather than the snapshot: a hint, never a length.
+			n, err := e.s.db.EstimateDiskUsage(e.spans[i].Start, e.spans[i].End)
+			if err != nil {
+				return err
+			}
+			e.est += n
+		}
+		return nil
+	}
 	e.size = int64(len(appendSnapshotHeader(nil, &e.hdr))) + 1 + snapshotTrailerLen
 	for i := range e.spans {
 		e.it.SetBounds(e.spans[i].Start, e.spans[i].End)
@@ -135,8 +154,14 @@ func (e *Export) Header() SnapshotHeader { return e.hdr }
 // Applied is the group's applied index in the captured state.
 func (e *Export) Applied() uint64 { return e.hdr.Applied }
 
-// Size is the exact length of the stream Read returns.
+// Size is the exact length of the stream Read returns; -1 when the Export
+// is unsized.
 func (e *Export) Size() int64 { return e.size }
+
+// EstimatedBytes is Pebble's estimate of the disk space the group's shards
+// take (compressed, so below the stream's length); 0 unless the Export is
+// unsized.
+func (e *Export) EstimatedBytes() uint64 { return e.est }
 
 // Read reads the stream, pacing itself to ExportOptions.RateBytes. After Close
 // or Store.Close it returns ErrClosed.
@@ -216,7 +241,7 @@ func (e *Export) fill() error {
 		e.crc = crc32.Update(e.crc, castagnoli, e.buf)
 	}
 	e.written += int64(len(e.buf))
-	if e.written > e.size || e.finished && e.written != e.size {
+	if e.size >= 0 && (e.written > e.size || e.finished && e.written != e.size) {
 		return fmt.Errorf("shardstore: export of group %d wrote %d bytes, sized %d", e.hdr.Group, e.written, e.size)
 	}
 	return nil

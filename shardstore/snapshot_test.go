@@ -99,7 +99,8 @@ func (st *snapStore) setRaw(k, v string) {
 	}
 }
 
-// export reads a whole stream and checks its length against Size.
+// export reads a whole stream and checks its length against Size, and that
+// an unsized export of the same state streams the same bytes.
 func export(tb testing.TB, s *Store, group uint32, extra []Span) []byte {
 	tb.Helper()
 	e, err := s.Export(group, ExportOptions{Extra: extra})
@@ -107,12 +108,21 @@ func export(tb testing.TB, s *Store, group uint32, extra []Span) []byte {
 		tb.Fatalf("export: %v", err)
 	}
 	defer e.Close()
+	u, err := s.Export(group, ExportOptions{Extra: extra, Unsized: true})
+	if err != nil {
+		tb.Fatalf("unsized export: %v", err)
+	}
+	defer u.Close()
 	b, err := io.ReadAll(e)
 	if err != nil {
 		tb.Fatalf("read export: %v", err)
 	}
 	if int64(len(b)) != e.Size() {
 		tb.Fatalf("stream is %d bytes, Size said %d", len(b), e.Size())
+	}
+	ub, err := io.ReadAll(u)
+	if err != nil || u.Size() != -1 || !bytes.Equal(ub, b) {
+		tb.Fatalf("unsized export: %d bytes, Size %d (%v); want the sized stream's %d bytes, Size -1", len(ub), u.Size(), err, len(b))
 	}
 	return b
 }
