@@ -96,6 +96,12 @@ func (t CommandType) String() string {
 // ErrBadCommand is wrapped by every decoding error.
 var ErrBadCommand = errors.New("raftfsm: bad command")
 
+// ErrNewerCommand is wrapped (with ErrBadCommand) by the decoding error of a
+// command whose version or type this build does not know: an entry written by
+// a newer shardcache. Skipping it would let this replica's state drift from
+// the replicas that applied it, so the FSM stops the group instead (fsm.go).
+var ErrNewerCommand = errors.New("raftfsm: command from a newer version")
+
 // Command is one Raft log command. Which fields are used depends on Type:
 //
 //	CmdProduce:             Shard, Options, Producer, Records
@@ -383,7 +389,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
 	}
 	if b[0] != commandVersion {
-		return nil, fmt.Errorf("%w: unknown version %d", ErrBadCommand, b[0])
+		return nil, fmt.Errorf("%w: %w: unknown version %d", ErrBadCommand, ErrNewerCommand, b[0])
 	}
 	c := &Command{Type: CommandType(b[1])}
 	d := decoder{b: b[2:]}
@@ -493,7 +499,7 @@ func DecodeCommand(b []byte) (*Command, error) {
 			d.aclFilter(&c.ACLFilters[i])
 		}
 	default:
-		return nil, fmt.Errorf("%w: unknown type %d", ErrBadCommand, b[1])
+		return nil, fmt.Errorf("%w: %w: unknown type %d", ErrBadCommand, ErrNewerCommand, b[1])
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrBadCommand, c.Type, d.err)

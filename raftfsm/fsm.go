@@ -2,6 +2,7 @@ package raftfsm
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -107,7 +108,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			// The entries from done on stay unapplied in the store; a
 			// restart replays them. Earlier pieces are committed and keep
 			// their responses.
-			f.log.Error("commit of applied raft entries failed; group stops applying until restart", keyGroup, f.group, keyIndex, logs[done+n-1].Index, keyError, err)
+			f.log.Error("raft entries from this index on not applied; group stops applying until restart", keyGroup, f.group, keyIndex, logs[done].Index, keyError, err)
 			f.failed = err
 			f.stopped.Store(true)
 			for i := done; i < len(resp); i++ {
@@ -147,8 +148,20 @@ func (f *fsm) applyPiece(logs []*raft.Log, resp []any) (int, error) {
 			continue
 		}
 		c, err := DecodeCommand(l.Data)
+		if errors.Is(err, ErrNewerCommand) {
+			// Written by a newer shardcache (a rolling upgrade that reached
+			// the leader first). Skipping it would make this replica drift,
+			// so apply what came before it and stop; a restart on a build
+			// that knows the command replays it.
+			n--
+			if n == 0 {
+				return 0, err
+			}
+			break
+		}
 		if err != nil {
-			// Deterministic on every replica: the entry is skipped.
+			// Malformed but of a known type: the same on every replica of
+			// this version, so the entry is skipped.
 			f.log.Error("undecodable raft command", keyGroup, f.group, keyIndex, l.Index, keyError, err)
 			resp[n-1] = err
 			continue
@@ -157,6 +170,10 @@ func (f *fsm) applyPiece(logs []*raft.Log, resp []any) (int, error) {
 		f.metrics.commandApplied(c.Type)
 	}
 	last := logs[n-1].Index
+	if last <= f.applied {
+		// Only skipped entries came before a newer command: nothing to commit.
+		return n, nil
+	}
 	size := b.Len()
 	b.SetApplied(f.group, last)
 	if err := b.Commit(); err != nil {

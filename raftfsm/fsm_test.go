@@ -229,3 +229,60 @@ func TestExpireProducersReplays(t *testing.T) {
 		t.Fatalf("replayed shard differs:\nleader   %q\nreplica  %q", leader, follower)
 	}
 }
+
+// TestApplyBatchStopsAtNewerCommand: an entry of a command type or version
+// this build does not know (written by a newer shardcache during a rolling
+// upgrade) stops the group before it: what came before is applied, nothing
+// after it is, and the FSM refuses snapshots, so Raft keeps the entry for a
+// restart on a build that knows it. A malformed entry of a known type is still
+// skipped, the same on every replica.
+func TestApplyBatchStopsAtNewerCommand(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		newer []byte
+	}{
+		{"unknown type", []byte{commandVersion, 250, 1, 2, 3}},
+		{"unknown version", []byte{commandVersion + 1, byte(CmdProduce), 1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, store := newTestFSM(t, 1)
+			logs := produceLogs(2, 4, 10)
+			logs[1].Data = []byte{commandVersion, byte(CmdProduce)} // malformed: skipped
+			logs = slices.Insert(logs, 3, &raft.Log{Index: 0, Type: raft.LogCommand, Data: tc.newer})
+			for i, l := range logs {
+				l.Index = uint64(2 + i)
+			}
+			resp := f.ApplyBatch(logs)
+			if _, ok := resp[0].(shardstore.AppendResult); !ok {
+				t.Errorf("entry before the malformed one answered %v", resp[0])
+			}
+			if err, ok := resp[1].(error); !ok || !errors.Is(err, ErrBadCommand) || errors.Is(err, ErrNewerCommand) {
+				t.Errorf("malformed entry answered %v, want a bad command", resp[1])
+			}
+			if _, ok := resp[2].(shardstore.AppendResult); !ok {
+				t.Errorf("entry after the malformed one answered %v", resp[2])
+			}
+			for i := 3; i < len(resp); i++ {
+				if err, ok := resp[i].(error); !ok || !errors.Is(err, ErrNewerCommand) {
+					t.Errorf("entry %d answered %v, want ErrNewerCommand", i, resp[i])
+				}
+			}
+			applied, err := store.Applied(1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if applied != logs[2].Index || f.applied != applied || !f.stopped.Load() {
+				t.Errorf("stored applied %d, fsm applied %d, stopped %v; want %d, stopped", applied, f.applied, f.stopped.Load(), logs[2].Index)
+			}
+			if _, err := f.Snapshot(); err == nil {
+				t.Error("a stopped FSM took a snapshot")
+			}
+			// The newer entry first in a later batch: nothing applied.
+			g, store2 := newTestFSM(t, 1)
+			resp = g.ApplyBatch([]*raft.Log{{Index: 2, Type: raft.LogCommand, Data: tc.newer}})
+			if applied, _ := store2.Applied(1); !errors.Is(resp[0].(error), ErrNewerCommand) || applied != 1 {
+				t.Errorf("lone newer entry answered %v, applied %d", resp[0], applied)
+			}
+		})
+	}
+}
