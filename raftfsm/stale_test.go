@@ -82,7 +82,7 @@ func TestClusterDropsRemovedReplica(t *testing.T) {
 	if applied, err := victim.store.Applied(g); err != nil || applied != 0 {
 		t.Fatalf("the victim's applied index of group %d: %d, %v", g, applied, err)
 	}
-	withState, err := groupsWithState(victim.store.DB())
+	withState, err := groupsWithState(victim.store.LogDB())
 	if err != nil || slices.Contains(withState, g) {
 		t.Fatalf("the victim's raft state: groups %v (%v), want none for group %d", withState, err, g)
 	}
