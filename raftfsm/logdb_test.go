@@ -38,6 +38,20 @@ func restartOnCrash(t *testing.T, p *raftPeer, clone *vfs.MemFS, applied uint64)
 	return r
 }
 
+// appliedOn is group's applied index in the store at dir on fs.
+func appliedOn(t *testing.T, fs vfs.FS, dir string, group uint32) uint64 {
+	t.Helper()
+	s, err := shardstore.Open(dir, shardstore.Options{FS: fs, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.Applied(group)
+	if err := errors.Join(err, s.Close()); err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
 // TestCrashReappliesUnflushedEntries: the state DB has no WAL, so a crash
 // loses every apply since its last flush; Raft re-delivers them from its log
 // and nothing acknowledged is lost.
@@ -54,15 +68,7 @@ func TestCrashReappliesUnflushedEntries(t *testing.T) {
 
 	clone := fs.CrashClone(vfs.CrashCloneCfg{})
 	// The crash must have lost applies, or there is nothing to re-apply.
-	crashed, err := shardstore.Open(p.dataDir, shardstore.Options{FS: clone, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	lost, _ := crashed.Applied(1)
-	if err := crashed.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if lost >= applied {
+	if lost := appliedOn(t, clone, p.dataDir, 1); lost >= applied {
 		t.Fatalf("the crash kept applied %d of %d: no unflushed applies to test", lost, applied)
 	}
 
@@ -93,14 +99,7 @@ func TestCrashAfterSnapshotKeepsSnapshotIndex(t *testing.T) {
 	want, applied := viewWithoutApplied(t, p.store, 1), p.applied()
 
 	clone := fs.CrashClone(vfs.CrashCloneCfg{})
-	crashed, err := shardstore.Open(p.dataDir, shardstore.Options{FS: clone, Logger: testLogger(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	got, _ := crashed.Applied(1)
-	if err := crashed.Close(); err != nil {
-		t.Fatal(err)
-	}
+	got := appliedOn(t, clone, p.dataDir, 1)
 	if got < snapApplied {
 		t.Fatalf("after a crash the state is at %d, below the snapshot at %d whose entries Raft trimmed", got, snapApplied)
 	}
