@@ -100,6 +100,9 @@ func TestMetrics(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, _ = gathered(t, reg)
+	if got["shardcache_pebble_wal_bytes_written_total{state}"] != 0 {
+		t.Errorf("a flush of the WAL-less state DB counted as WAL bytes: %v", got)
+	}
 	if got["shardcache_pebble_flushes_total{state}"] < 1 || got["shardcache_pebble_flushed_bytes_total{state}{0}"] <= 0 || got["shardcache_pebble_level_bytes{state}{0}"] <= 0 {
 		t.Errorf("after a flush: %v", got)
 	}

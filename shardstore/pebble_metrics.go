@@ -58,14 +58,22 @@ func (c *pebbleCollector) Collect(ch chan<- prometheus.Metric) {
 	if c.s.closed {
 		return
 	}
-	c.collect(ch, c.s.db, "state")
-	c.collect(ch, c.s.logDB, "raft")
+	c.collect(ch, c.s.db, "state", false)
+	c.collect(ch, c.s.logDB, "raft", true)
 }
 
-func (c *pebbleCollector) collect(ch chan<- prometheus.Metric, db *pebble.DB, name string) {
+// collect reports db's counters under the label name. Pebble estimates the
+// WAL's bytes written as what L0 took in from flushes plus the live WAL, which
+// for a DB without a WAL (wal false) counts its flushes again: its WAL bytes
+// are reported as they are, none.
+func (c *pebbleCollector) collect(ch chan<- prometheus.Metric, db *pebble.DB, name string, wal bool) {
 	m := db.Metrics()
+	walWritten := m.WAL.BytesWritten
+	if !wal {
+		walWritten = 0
+	}
 	ch <- prometheus.MustNewConstMetric(c.walIn, prometheus.CounterValue, float64(m.WAL.BytesIn), name)
-	ch <- prometheus.MustNewConstMetric(c.walWritten, prometheus.CounterValue, float64(m.WAL.BytesWritten), name)
+	ch <- prometheus.MustNewConstMetric(c.walWritten, prometheus.CounterValue, float64(walWritten), name)
 	ch <- prometheus.MustNewConstMetric(c.flushes, prometheus.CounterValue, float64(m.Flush.Count), name)
 	ch <- prometheus.MustNewConstMetric(c.compactions, prometheus.CounterValue, float64(m.Compact.Count), name)
 	for i := range m.Levels {
