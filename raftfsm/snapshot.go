@@ -39,7 +39,7 @@ import (
 // Receiving one ingests it as it arrives. The follower's Raft copies the
 // stream into the sink snapshotStore.Create returns (receiveSink), which feeds
 // it to shardstore.Ingest: the tables are built while the bytes come in, and
-// when Raft closes the sink the ingest happens (atomically, synced), the FSM's
+// when Raft closes the sink the ingest happens (atomically, flushed), the FSM's
 // applied index becomes A, and only then is a marker of A stored as the
 // snapshot's file. Raft then restores that marker (Open hands it back once),
 // which the store holds; Raft sets its own applied index to the snapshot's,

@@ -60,8 +60,8 @@ type IngestResult struct {
 // and applied index, the extra spans, and it removes the group's shards the
 // stream does not have. It is atomic: the stream is written into sstables in
 // opts.Dir, each starting with a range deletion of its own part of the spans,
-// then all are ingested by one Pebble Ingest, followed by a synced write so the
-// ingest is durable before Ingest returns. Then the in-memory state of the
+// then all are ingested by one Pebble Ingest, followed by a flush of the state
+// DB so the ingest is durable before Ingest returns. Then the in-memory state of the
 // affected shards is reloaded (counters, key caches, the shard set) and their
 // Wait channels are closed.
 //
