@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -329,10 +330,28 @@ func (s *Store) Flush() error {
 		return err
 	}
 	defer s.life.RUnlock()
-	if err := s.db.Flush(); err != nil {
+	return s.flush()
+}
+
+// flushTimeout bounds the wait for a flush of the state DB. Pebble retries a
+// failed flush (a full or failing disk) without end, so a caller that waited
+// for it would hang: Persist (and Raft's shutdown with it), Close.
+const flushTimeout = time.Minute
+
+// flush flushes the state DB and waits for it, at most flushTimeout.
+func (s *Store) flush() error {
+	done, err := s.db.AsyncFlush()
+	if err != nil {
 		return fmt.Errorf("shardstore: flush: %w", err)
 	}
-	return nil
+	t := time.NewTimer(flushTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("shardstore: flush: not done after %v (Pebble logs why)", flushTimeout)
+	}
 }
 
 // Close flushes the state DB, so a clean restart replays nothing, closes both
@@ -367,11 +386,8 @@ func (s *Store) Close() error {
 	for _, e := range exports {
 		e.release()
 	}
-	flushErr := s.db.Flush()
-	if flushErr != nil {
-		flushErr = fmt.Errorf("shardstore: flush at close: %w", flushErr)
-	}
-	return errors.Join(flushErr, s.db.Close(), s.logDB.Close())
+	// A flush that does not finish loses nothing: Raft re-applies its log.
+	return errors.Join(s.flush(), s.db.Close(), s.logDB.Close())
 }
 
 // Shards lists every shard in id order.
