@@ -204,7 +204,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
-	return &logicalSnapshot{db: f.store.DB(), group: f.group, applied: f.applied}, nil
+	return &logicalSnapshot{store: f.store, group: f.group, applied: f.applied}, nil
 }
 
 // Restore installs a snapshot of the group: a stream stored by a version that

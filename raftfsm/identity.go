@@ -18,7 +18,7 @@ import (
 // in every group, so a node whose data dir was wiped and that joins again
 // under the same node id is a new server to Raft: the leaders remove the old
 // server (whose votes and log are gone) and add the new one as a non-voter
-// that must catch up before it votes. It is kept in the node's Pebble DB under a key of its
+// that must catch up before it votes. It is kept in the node's Raft log DB under a key of its
 // own ('i' 'n'), outside every snapshot span, so a snapshot from another node
 // never overwrites it. A node restarted with another --node-id, or asked to join
 // another cluster, refuses to start (Kafka does the same with meta.properties).

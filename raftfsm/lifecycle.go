@@ -86,6 +86,11 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.closeCtx, n.closeCancel = context.WithCancel(context.Background())
 	n.proc = &processor{resolve: n.resolve}
+	// A data dir from before the Raft log DB keeps its Raft keys in the
+	// state DB: move them first.
+	if err := moveLogKeys(cfg.Store, n.log); err != nil {
+		return nil, err
+	}
 	if n.meta, err = loadMetadata(cfg.Store.DB(), n.resolve); err != nil {
 		return nil, err
 	}
@@ -94,7 +99,7 @@ func Open(cfg Config) (*Node, error) {
 	if err := backfillShardGroups(cfg.Store, n.meta.shardGroups()); err != nil {
 		return nil, err
 	}
-	db := cfg.Store.DB()
+	db := cfg.Store.LogDB()
 	stored, hasIdentity, err := loadIdentity(db)
 	if err != nil {
 		return nil, err
@@ -200,7 +205,7 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 	}
 	g := &group{id: id, notify: make(chan bool, 16), stop: make(chan struct{})}
 	var err error
-	if g.logs, err = NewLogStore(n.store.DB(), id); err != nil {
+	if g.logs, err = NewLogStore(n.store.LogDB(), id); err != nil {
 		return nil, err
 	}
 	if g.fsm, err = newFSM(id, n.store, n.proc, n.log, n.metrics); err != nil {

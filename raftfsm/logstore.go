@@ -12,7 +12,8 @@ import (
 	"github.com/klauspost/compress/s2"
 )
 
-// Key layout of the Raft log and stable store inside the node's Pebble DB:
+// Key layout of the Raft log and stable store inside the node's Raft log DB
+// (shardstore.Store.LogDB, logdb.go):
 //
 //	'r' | group (4 bytes BE) | 'l' | index (8 bytes BE)  -> encoded raft.Log
 //	'r' | group (4 bytes BE) | 's' | stable key          -> stable value
@@ -78,7 +79,7 @@ const (
 )
 
 // LogStore is one Raft group's raft.LogStore and raft.StableStore inside the
-// shared Pebble DB. StoreLogs, DeleteRange and Set commit with pebble.Sync, so
+// node's Raft log DB. StoreLogs, DeleteRange and Set commit with pebble.Sync, so
 // everything Raft was told is stored survives a crash. Entries' Data is stored
 // S2-compressed when that pays (logValueS2): a produce command carries the
 // records decoded, and their keys and values are what Pebble's WAL and

@@ -272,7 +272,7 @@ func (n *Node) join(ctx context.Context) error {
 				continue
 			}
 			id := identity{nodeID: n.cfg.NodeID, clusterID: resp.ClusterID, incarnation: n.incarnation}
-			if err := saveIdentity(n.store.DB(), id); err != nil {
+			if err := saveIdentity(n.store.LogDB(), id); err != nil {
 				return err
 			}
 			n.clusterID.Store(&id.clusterID)

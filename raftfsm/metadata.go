@@ -15,7 +15,7 @@ import (
 	"github.com/shardcache/shardcache/shardstore"
 )
 
-// Cluster metadata keys in the node's Pebble DB, written by the metadata group's
+// Cluster metadata keys in the node's state DB, written by the metadata group's
 // FSM in the same batch as its applied index:
 //
 //	'm' 'c'          -> cluster id

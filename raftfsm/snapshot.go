@@ -27,9 +27,10 @@ import (
 //
 // Taking one is logical. The state it stands for is already in Pebble: the
 // shards and metadata with the applied index in the same batches. A snapshot
-// therefore only has to make that state durable up to its index (one synced
-// Pebble write flushes the WAL, which holds every earlier unsynced apply) and
-// write a 13-byte marker, after which Raft may trim its log. Restart costs
+// therefore only has to make that state durable up to its index (a flush of
+// the state DB, which has no WAL, so every earlier apply reaches its tables)
+// and write a 13-byte marker to the Raft log DB, synced, after which Raft may
+// trim its log. Restart costs
 // O(groups), not O(data): NoSnapshotRestoreOnStart keeps Raft from reading the
 // snapshot back, and the FSM resumes from the applied index in Pebble.
 //
@@ -61,7 +62,7 @@ import (
 // Receiving one ingests it as it arrives. The follower's Raft copies the
 // stream into the sink snapshotStore.Create returns (receiveSink), which feeds
 // it to shardstore.Ingest: the tables are built while the bytes come in, and
-// when Raft closes the sink the ingest happens (atomically, synced), the FSM's
+// when Raft closes the sink the ingest happens (atomically, flushed), the FSM's
 // applied index becomes A, and only then is a marker of A stored as the
 // snapshot's file. Raft then restores that marker (Open hands it back once),
 // which the store holds; Raft sets its own applied index to the snapshot's,
@@ -109,19 +110,26 @@ func groupSpans(group uint32) []shardstore.Span {
 
 // logicalSnapshot is a captured applied index.
 type logicalSnapshot struct {
-	db      *pebble.DB
+	store   *shardstore.Store
 	group   uint32
 	applied uint64
 }
 
-// Persist syncs Pebble and writes the marker: version | group (4 BE) | applied (8 BE).
+// Persist flushes the state DB, so everything applied up to s.applied (and
+// any later apply) is durable without the Raft log, then writes the marker to
+// the Raft log DB, synced: version | group (4 BE) | applied (8 BE). Only when
+// it returns may Raft trim its log up to s.applied.
 func (s *logicalSnapshot) Persist(sink raft.SnapshotSink) error {
 	marker := []byte{snapshotMarkerVersion}
 	marker = binary.BigEndian.AppendUint32(marker, s.group)
 	marker = binary.BigEndian.AppendUint64(marker, s.applied)
-	if err := s.db.Set(raftGroupPrefix(s.group, raftKindSnap), marker, pebble.Sync); err != nil {
+	if err := s.store.Flush(); err != nil {
 		sink.Cancel()
-		return fmt.Errorf("sync store for snapshot: %w", err)
+		return fmt.Errorf("flush store for snapshot: %w", err)
+	}
+	if err := s.store.LogDB().Set(raftGroupPrefix(s.group, raftKindSnap), marker, pebble.Sync); err != nil {
+		sink.Cancel()
+		return fmt.Errorf("store snapshot marker: %w", err)
 	}
 	if _, err := sink.Write(marker); err != nil {
 		sink.Cancel()

@@ -40,7 +40,7 @@ func TestLogicalSnapshot(t *testing.T) {
 		t.Fatalf("snapshot: %v", err)
 	}
 	applied, _ := c.store.Applied(g.id)
-	marker, closer, err := c.store.DB().Get(raftGroupPrefix(g.id, raftKindSnap))
+	marker, closer, err := c.store.LogDB().Get(raftGroupPrefix(g.id, raftKindSnap))
 	if err != nil {
 		t.Fatalf("snapshot marker: %v", err)
 	}
@@ -147,7 +147,7 @@ func (p *raftPeer) openStore() {
 			return err
 		}
 	}
-	if p.logs, err = NewLogStore(store.DB(), p.group); err != nil {
+	if p.logs, err = NewLogStore(store.LogDB(), p.group); err != nil {
 		p.tb.Fatal(err)
 	}
 	if p.snaps, err = openSnapshotStore(p.snapDir, p.fsm, 0, p.raftConfig().Logger); err != nil {
@@ -694,7 +694,7 @@ func TestOpenRefusesStoreBehindSnapshot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := (&logicalSnapshot{db: p.store.DB(), group: 1, applied: 5}).Persist(sink); err != nil {
+	if err := (&logicalSnapshot{store: p.store, group: 1, applied: 5}).Persist(sink); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := openSnapshotStore(p.snapDir, p.fsm, 0, p.raftConfig().Logger); err == nil || !strings.Contains(err.Error(), "has only 0") {
@@ -719,7 +719,7 @@ func TestBackfillShardGroups(t *testing.T) {
 	}
 	// Shard 2 as an older release left it: no registry entry (s g <group> <shard>).
 	reg := binary.BigEndian.AppendUint64(binary.BigEndian.AppendUint32([]byte("sg"), 1), 2)
-	if err := p.store.DB().Delete(reg, pebble.Sync); err != nil {
+	if err := p.store.DB().Delete(reg, pebble.NoSync); err != nil {
 		t.Fatal(err)
 	}
 	p.stop()

@@ -13,11 +13,13 @@ package raftfsm
 // the control loop opens the group afresh and the leader adds it back as a new
 // non-voter, which receives a snapshot.
 //
-// Crash safety: the snapshot folder goes first, then everything in Pebble in
-// one synced batch. A crash between the two leaves the group's Raft state, so
-// the restarted node opens the group again and the next control round drops
-// it again; no crash leaves snapshots without Raft state (which a later
-// replica of the group on this node would wrongly start from).
+// Crash safety: the snapshot folder goes first, then the shards and applied
+// index in the state DB (one batch, flushed), and last the Raft log and
+// stable store in the Raft log DB (one synced range delete). A crash before
+// the last step leaves the group's Raft state, so the restarted node opens
+// the group again and the next control round drops it again; no crash leaves
+// snapshots without Raft state (which a later replica of the group on this
+// node would wrongly start from).
 
 import (
 	"context"
@@ -111,18 +113,19 @@ func (n *Node) dropGroup(g *group) error {
 		}
 	}
 	b.DeleteApplied(g.id)
+	if err := b.Commit(); err != nil {
+		return err
+	}
+	// The state DB has no WAL: flush the removal before the Raft state goes,
+	// so a crash in between leaves Raft state and the group is dropped again.
+	if err := n.store.Flush(); err != nil {
+		return err
+	}
 	start, end := raftGroupPrefix(g.id, 0)[:5], raftGroupPrefix(g.id+1, 0)[:5]
 	if g.id == ^uint32(0) {
 		end = []byte{prefixRaft + 1}
 	}
-	if err := b.Raw().DeleteRange(start, end, nil); err != nil {
-		return err
-	}
-	if err := b.Commit(); err != nil {
-		return err
-	}
-	// The batch commits without fsync; the removal must survive a crash.
-	return n.store.DB().LogData(nil, pebble.Sync)
+	return n.store.LogDB().DeleteRange(start, end, pebble.Sync)
 }
 
 // placed returns the nodes data group g should have, preferred leader first:

@@ -73,8 +73,11 @@ func TestClusterDropsRemovedReplica(t *testing.T) {
 	for _, n := range all {
 		n.node.placementFilter.Store(&swap)
 	}
+	// The Raft state goes last (after the shards, flushed): wait for it too.
 	waitFor(t, "the victim to drop the group and the spare to carry it", time.Minute, func() bool {
-		return !victim.node.Carries(g) && len(victim.store.GroupShards(g)) == 0 && spare.node.Carries(g) && hasRecords(spare)
+		withState, err := groupsWithState(victim.store.LogDB())
+		return !victim.node.Carries(g) && len(victim.store.GroupShards(g)) == 0 && err == nil && !slices.Contains(withState, g) &&
+			spare.node.Carries(g) && hasRecords(spare)
 	})
 	if _, err := victim.store.State(p.Shard); err == nil {
 		t.Fatal("the victim still has the partition's shard")
@@ -82,7 +85,7 @@ func TestClusterDropsRemovedReplica(t *testing.T) {
 	if applied, err := victim.store.Applied(g); err != nil || applied != 0 {
 		t.Fatalf("the victim's applied index of group %d: %d, %v", g, applied, err)
 	}
-	withState, err := groupsWithState(victim.store.DB())
+	withState, err := groupsWithState(victim.store.LogDB())
 	if err != nil || slices.Contains(withState, g) {
 		t.Fatalf("the victim's raft state: groups %v (%v), want none for group %d", withState, err, g)
 	}

@@ -1,5 +1,7 @@
 // Package shardstore stores shards: key-compacted (or append-only) logs of
-// Kafka records, one per topic partition, in one Pebble database per node.
+// Kafka records, one per topic partition, in one Pebble database per node (the
+// state DB), beside which Store keeps a second one for raftfsm's Raft logs
+// (LogDB).
 //
 // A shard assigns dense, monotonic offsets; under PolicyCompact writing a key
 // removes its previous record at once, so a reader's backlog is bounded by the
@@ -8,9 +10,10 @@
 // sequence rules, and their state is kept apart from the records.
 //
 // All writes go through a Batch, which raftfsm fills from one or more Raft
-// entries and commits once, without fsync, together with the applied Raft index
-// (SetApplied): the Raft log is the durable record, and after a crash the
-// database rolls back to a consistent applied index from which Raft replays.
+// entries and commits once, together with the applied Raft index (SetApplied),
+// to the state DB, which has no WAL: the Raft log is the durable record, the
+// state DB is durable up to its last Flush, and after a crash it rolls back to
+// a consistent applied index from which Raft replays.
 // Reads are safe from any goroutine; a shard's batches come from one goroutine.
 //
 // Every shard is registered in the Raft group that carries it. Export streams

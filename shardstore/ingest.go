@@ -70,8 +70,8 @@ type IngestResult struct {
 // and applied index, the extra spans, and it removes the group's shards the
 // stream does not have. It is atomic: the stream is written into sstables in
 // opts.Dir, each starting with a range deletion of its own part of the spans,
-// then all are ingested by one Pebble Ingest, followed by a synced write so the
-// ingest is durable before Ingest returns. Then the in-memory state of the
+// then all are ingested by one Pebble Ingest, followed by a flush of the state
+// DB so the ingest is durable before Ingest returns. Then the in-memory state of the
 // affected shards is reloaded (counters, key caches, the shard set) and their
 // Wait channels are closed.
 //
@@ -187,8 +187,11 @@ func (s *Store) Ingest(r io.Reader, opts IngestOptions) (IngestResult, error) {
 	}
 	ingested = true
 	res := IngestResult{Applied: h.Applied, Shards: h.Shards, Removed: removed, Tables: len(tb.paths)}
-	syncErr := s.db.LogData(nil, pebble.Sync)
-	// The keys are in place whether or not the sync worked: publish them.
+	// The state DB has no WAL: a flush makes the ingested tables (Pebble
+	// may hold them as a flushable in its memtable queue) and the batches
+	// before them durable, before the snapshot's marker lets Raft trim.
+	syncErr := s.db.Flush()
+	// The keys are in place whether or not the flush worked: publish them.
 	reloadErr := s.reloadShards(h.Group, append(slices.Clip(h.Shards), removed...))
 	if syncErr != nil {
 		return res, fmt.Errorf("shardstore: sync after ingesting group %d snapshot: %w", h.Group, syncErr)

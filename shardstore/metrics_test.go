@@ -4,6 +4,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -82,15 +83,27 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", k, got[k], v)
 		}
 	}
-	// Pebble's counters: the appends went through the WAL; a flush writes L0.
-	if got["shardcache_pebble_wal_logical_bytes_total"] <= 0 || got["shardcache_pebble_wal_bytes_written_total"] < got["shardcache_pebble_wal_logical_bytes_total"] {
-		t.Errorf("WAL counters: %v", got)
-	}
-	if err := s.DB().Flush(); err != nil {
+	// Pebble's counters, per DB: the appends stayed out of the WAL (the state
+	// DB has none); a synced write to the Raft log DB went through its WAL; a
+	// flush writes L0.
+	if err := s.LogDB().Set([]byte("r-test"), []byte("v"), pebble.Sync); err != nil {
 		t.Fatal(err)
 	}
 	got, _ = gathered(t, reg)
-	if got["shardcache_pebble_flushes_total"] < 1 || got["shardcache_pebble_flushed_bytes_total{0}"] <= 0 || got["shardcache_pebble_level_bytes{0}"] <= 0 {
+	if got["shardcache_pebble_wal_logical_bytes_total{state}"] != 0 || got["shardcache_pebble_wal_bytes_written_total{state}"] != 0 {
+		t.Errorf("state WAL counters: %v", got)
+	}
+	if got["shardcache_pebble_wal_logical_bytes_total{raft}"] <= 0 || got["shardcache_pebble_wal_bytes_written_total{raft}"] < got["shardcache_pebble_wal_logical_bytes_total{raft}"] {
+		t.Errorf("raft WAL counters: %v", got)
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ = gathered(t, reg)
+	if got["shardcache_pebble_wal_bytes_written_total{state}"] != 0 {
+		t.Errorf("a flush of the WAL-less state DB counted as WAL bytes: %v", got)
+	}
+	if got["shardcache_pebble_flushes_total{state}"] < 1 || got["shardcache_pebble_flushed_bytes_total{state}{0}"] <= 0 || got["shardcache_pebble_level_bytes{state}{0}"] <= 0 {
 		t.Errorf("after a flush: %v", got)
 	}
 

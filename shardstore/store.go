@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -19,6 +21,12 @@ import (
 const (
 	DefaultCacheBytes    = 512 << 20
 	DefaultMemTableBytes = 64 << 20
+	// DefaultLogMemTableBytes is the memtable of the Raft log DB: entries are
+	// trimmed soon after they are applied, so most never reach a table.
+	DefaultLogMemTableBytes = 16 << 20
+	// DefaultLogDirName is where the Raft log DB lives inside the store's
+	// directory when Options.LogDir is empty.
+	DefaultLogDirName = "raftlog"
 	// DefaultKeyCacheBytes holds 2^20 entries of 16-byte keys (128 bytes
 	// each), the key cache's former bound in entries.
 	DefaultKeyCacheBytes = 128 << 20
@@ -39,7 +47,15 @@ type Options struct {
 	// CacheBytes is Pebble's block cache size; 0 means the default (512 MiB).
 	CacheBytes int64
 	// MemTableBytes is Pebble's memtable size; 0 means the default (64 MiB).
+	// It also bounds what a crash loses from the state DB, which has no WAL:
+	// Raft re-delivers those entries from its log at the next start.
 	MemTableBytes uint64
+	// LogDir is the directory of the Raft log DB (LogDB); "" means
+	// DefaultLogDirName inside the store's directory.
+	LogDir string
+	// LogMemTableBytes is the Raft log DB's memtable size; 0 means the default
+	// (16 MiB).
+	LogMemTableBytes uint64
 	// Registerer receives the store's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 	// KeyCacheBytes bounds the in-memory key -> live offset cache in front of
@@ -50,14 +66,26 @@ type Options struct {
 	KeyCacheBytes int64
 }
 
-// Store is one node's Pebble database: every shard on the node, and (through DB)
-// the Raft logs and cluster metadata kept by raftfsm under their own key prefixes.
+// Store is one node's two Pebble databases.
+//
+// The state DB (DB) holds every shard on the node and, under raftfsm's own key
+// prefixes, cluster metadata and each group's applied index. It runs without a
+// write-ahead log: it is durable up to its last flush (Flush, a full memtable,
+// Close), and a crash rolls it back to a prefix of its commits, where data and
+// applied index, committed in the same batches, still agree. Raft re-delivers
+// the rest from its log, which is why raftfsm may trim a log only up to an
+// index the state DB has flushed.
+//
+// The Raft log DB (LogDB) holds what must be durable on its own write: the Raft
+// logs, stable stores and snapshot markers, and the node's identity. It keeps a
+// WAL and its writers commit with pebble.Sync.
 //
 // Concurrency: reads are safe from any goroutine. Writes go through Batch; batches
 // that touch the same shard must not be used concurrently (each shard belongs to
 // one Raft group, whose FSM applies its entries on one goroutine).
 type Store struct {
-	db       *pebble.DB
+	db       *pebble.DB // state: no WAL
+	logDB    *pebble.DB // Raft logs and node-local keys: WAL, synced writes
 	log      *slog.Logger
 	cacheCap int64        // KeyCacheBytes in force; 0: no cache
 	cached   atomic.Int64 // bytes charged by all shards' key caches (keyCacheCost)
@@ -128,6 +156,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	if memtable == 0 {
 		memtable = DefaultMemTableBytes
 	}
+	logMemtable := opts.LogMemTableBytes
+	if logMemtable == 0 {
+		logMemtable = DefaultLogMemTableBytes
+	}
+	logDir := opts.LogDir
+	if logDir == "" {
+		logDir = filepath.Join(dir, DefaultLogDirName)
+	}
 	keyCache := opts.KeyCacheBytes
 	switch {
 	case keyCache == 0:
@@ -141,26 +177,36 @@ func Open(dir string, opts Options) (*Store, error) {
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
 	po := pebbleOptions(opts.FS, cache, memtable, log)
+	// Without a WAL: see Store. A data dir from before the split still has
+	// WAL files; Pebble replays and flushes them at open.
+	po.DisableWAL = true
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", dir, err)
 	}
+	logDB, err := pebble.Open(logDir, pebbleOptions(opts.FS, cache, logMemtable, log))
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("shardstore: open %s: %w", logDir, err)
+	}
 	popts := po.Clone()
 	popts.EnsureDefaults()
-	s := &Store{db: db, log: log, cacheCap: keyCache, fs: popts.FS, popts: popts,
+	s := &Store{db: db, logDB: logDB, log: log, cacheCap: keyCache, fs: popts.FS, popts: popts,
 		shards: make(map[ShardID]*shard), exports: make(map[*Export]struct{})}
 	if err := s.load(); err != nil {
 		_ = db.Close()
+		_ = logDB.Close()
 		return nil, err
 	}
 	if opts.Registerer != nil {
 		s.metrics = newMetrics(s, opts.Registerer)
 		if err := s.metrics.register(); err != nil {
 			_ = db.Close()
+			_ = logDB.Close()
 			return nil, err
 		}
 	}
-	log.Info("shard store opened", slog.String("dir", dir), slog.Int("shards", len(s.shards)))
+	log.Info("shard store opened", slog.String("dir", dir), slog.String("log_dir", logDir), slog.Int("shards", len(s.shards)))
 	return s, nil
 }
 
@@ -270,13 +316,52 @@ func (s *Store) acquire() error {
 	return nil
 }
 
-// DB is the underlying Pebble database, shared with raftfsm (Raft log store and
-// metadata keys, under prefixes of raftfsm's own).
+// DB is the state DB, shared with raftfsm (metadata keys, under a prefix of
+// raftfsm's own). It has no WAL: a write with pebble.Sync fails, and a write
+// is durable only after Flush (see Store).
 func (s *Store) DB() *pebble.DB { return s.db }
 
-// Close closes the database and wakes every Wait channel. Open Exports are
-// released (their Read returns ErrClosed); an Ingest in progress is waited for.
-// It is idempotent.
+// LogDB is the Raft log DB, raftfsm's alone (Raft logs, stable stores,
+// snapshot markers, node identity): a WAL, and writes meant to survive a
+// crash commit with pebble.Sync.
+func (s *Store) LogDB() *pebble.DB { return s.logDB }
+
+// Flush makes every write committed to the state DB so far durable (a
+// memtable flush; the state DB has no WAL). Raft may trim its log only up to
+// an applied index that a Flush made durable.
+func (s *Store) Flush() error {
+	if err := s.acquire(); err != nil {
+		return err
+	}
+	defer s.life.RUnlock()
+	return s.flush()
+}
+
+// flushTimeout bounds the wait for a flush of the state DB. Pebble retries a
+// failed flush (a full or failing disk) without end, so a caller that waited
+// for it would hang: Persist (and Raft's shutdown with it), Close.
+const flushTimeout = time.Minute
+
+// flush flushes the state DB and waits for it, at most flushTimeout.
+func (s *Store) flush() error {
+	done, err := s.db.AsyncFlush()
+	if err != nil {
+		return fmt.Errorf("shardstore: flush: %w", err)
+	}
+	t := time.NewTimer(flushTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-t.C:
+		return fmt.Errorf("shardstore: flush: not done after %v (Pebble logs why)", flushTimeout)
+	}
+}
+
+// Close flushes the state DB, so a clean restart replays nothing, closes both
+// databases and wakes every Wait channel. Open Exports are released (their
+// Read returns ErrClosed); an Ingest in progress is waited for. It is
+// idempotent.
 func (s *Store) Close() error {
 	s.life.Lock()
 	defer s.life.Unlock()
@@ -305,7 +390,8 @@ func (s *Store) Close() error {
 	for _, e := range exports {
 		e.release()
 	}
-	return s.db.Close()
+	// A flush that does not finish loses nothing: Raft re-applies its log.
+	return errors.Join(s.flush(), s.db.Close(), s.logDB.Close())
 }
 
 // Shards lists every shard in id order.
@@ -377,7 +463,8 @@ var ErrGroupConflict = errors.New("shardstore: shard already recorded in another
 // written then). It returns how many shards it recorded.
 //
 // It writes outside Raft: the registry is derived from metadata every replica
-// holds, and a lost write is redone at the next start. Call it before the
+// holds, and a write a crash loses (it is durable at the next Flush) is redone
+// at the next start. Call it before the
 // groups' FSMs apply anything, never concurrently with a Batch.
 func (s *Store) SetShardGroups(groups map[ShardID]uint32) (int, error) {
 	if err := s.acquire(); err != nil {

@@ -24,8 +24,9 @@ import (
 
 // Folders under --data-dir.
 const (
-	storeDirName = "store" // the Pebble database: shards, Raft logs, cluster metadata
-	raftDirName  = "raft"  // Raft snapshot metadata
+	storeDirName   = "store" // the state Pebble DB (no WAL): shards, cluster metadata, applied indexes
+	raftDirName    = "raft"  // Raft snapshot metadata (group-N) and the Raft log DB
+	raftLogDirName = "log"   // in raftDirName: the Raft log Pebble DB (WAL, synced): Raft logs, node identity
 )
 
 // run starts a node, serves until ctx ends or a listener fails, then shuts the
@@ -148,6 +149,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	sopts := storeOptions(cfg)
 	sopts.Logger = log.With(logComponent, "shardstore")
 	sopts.Registerer = s.reg
+	sopts.LogDir = filepath.Join(cfg.DataDir, raftDirName, raftLogDirName)
 	if s.store, err = shardstore.Open(filepath.Join(cfg.DataDir, storeDirName), sopts); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}

@@ -173,7 +173,7 @@ func TestRunLifecycle(t *testing.T) {
 	if _, err := http.Get(httpURL + "/healthz"); err == nil {
 		t.Errorf("http port still serves after shutdown")
 	}
-	for _, sub := range []string{storeDirName, raftDirName} {
+	for _, sub := range []string{storeDirName, raftDirName, filepath.Join(raftDirName, raftLogDirName)} {
 		if fi, err := os.Stat(filepath.Join(dir, sub)); err != nil || !fi.IsDir() {
 			t.Errorf("data dir lacks %s/: %v", sub, err)
 		}

@@ -52,6 +52,9 @@ func newHTTPNode(t testing.TB, id int32, join []string, opts ...nodeOption) *htt
 		t.Fatal(err)
 	}
 	n := &httpNode{t: t, id: id, addr: clusterLn.Addr().String(), httpAddr: httpLn.Addr().String(), srvDone: make(chan error, 1)}
+	// The directory first: cleanups run last-in first-out, and the store
+	// flushes into it when it closes.
+	dir := t.TempDir()
 	t.Cleanup(n.stop)
 	logger := nodetest.Logger(t, slog.LevelWarn) // raftfsm adds node_id itself
 	hc := Config{Backend: n.backend.Load, Ready: func() bool { b := n.backend.Load(); return b != nil && b.Node.Ready() }, Logger: logger.With("node_id", id)}
@@ -73,7 +76,6 @@ func newHTTPNode(t testing.TB, id int32, join []string, opts ...nodeOption) *htt
 	}
 	go func() { n.srvDone <- n.srv.Serve(httpLn) }()
 
-	dir := t.TempDir()
 	n.store, err = shardstore.Open(filepath.Join(dir, "store"), shardstore.Options{Logger: logger, CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
 	if err != nil {
 		clusterLn.Close()

@@ -37,6 +37,8 @@ type Broker struct {
 	HTTPAddr  string
 
 	cmd    *exec.Cmd
+	bin    string
+	args   []string
 	dir    string
 	exited chan struct{} // closed once the process has exited
 }
@@ -67,16 +69,42 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 		"--http-addr=127.0.0.1:0",
 		"--cluster-addr=127.0.0.1:0",
 	}, extra...)
-	cmd := exec.Command(bin, args...)
+	b := &Broker{bin: bin, args: args, dir: dir}
+	if _, err := b.start(ctx); err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return b, nil
+}
+
+// Restart stops the broker, with SIGKILL when kill is set, else with SIGTERM
+// as Stop does, and starts the same binary with the same flags on the same
+// data directory (new ports). It returns the time from the new process's
+// start until /readyz answered 200.
+func (b *Broker) Restart(ctx context.Context, kill bool) (time.Duration, error) {
+	if kill {
+		_ = b.cmd.Process.Kill()
+		<-b.exited
+	} else {
+		b.stop()
+	}
+	b.KafkaAddr, b.HTTPAddr = "", ""
+	return b.start(ctx)
+}
+
+// start runs b.bin with b.args and waits until it is ready (see StartBroker);
+// on failure the process is stopped.
+func (b *Broker) start(ctx context.Context) (time.Duration, error) {
+	cmd := exec.Command(b.bin, b.args...)
 	setChildAttrs(cmd)
 	pr, pw := io.Pipe()
 	cmd.Stdout = pw
 	cmd.Stderr = pw
+	started := time.Now()
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+		return 0, err
 	}
-	b := &Broker{cmd: cmd, dir: dir, exited: make(chan struct{})}
+	b.cmd, b.exited = cmd, make(chan struct{})
 	go func() {
 		_ = cmd.Wait()
 		pw.Close()
@@ -105,11 +133,10 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 		_, _ = io.Copy(io.Discard, pr)
 	}()
 
-	fail := func(err error) (*Broker, error) {
-		b.Stop()
-		return nil, err
+	fail := func(err error) (time.Duration, error) {
+		b.stop()
+		return 0, err
 	}
-	started := time.Now()
 	deadline := time.NewTimer(startTimeout)
 	defer deadline.Stop()
 	for b.KafkaAddr == "" || b.HTTPAddr == "" {
@@ -131,7 +158,7 @@ func StartBroker(ctx context.Context, binary string, extra ...string) (*Broker, 
 	if err := waitReady(ctx, b.HTTPAddr, b.exited, time.Until(started.Add(startTimeout))); err != nil {
 		return fail(err)
 	}
-	return b, nil
+	return time.Since(started), nil
 }
 
 // waitReady polls GET /readyz on httpAddr every 20 ms until it answers 200;
@@ -228,6 +255,12 @@ func Main(f func(ctx context.Context) error) {
 // Stop sends SIGTERM, waits up to 30 s (then kills the process) and removes
 // the data directory. It may be called more than once.
 func (b *Broker) Stop() {
+	b.stop()
+	os.RemoveAll(b.dir)
+}
+
+// stop ends the process: SIGTERM, and SIGKILL after 30 s.
+func (b *Broker) stop() {
 	_ = b.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-b.exited:
@@ -235,7 +268,6 @@ func (b *Broker) Stop() {
 		_ = b.cmd.Process.Kill()
 		<-b.exited
 	}
-	os.RemoveAll(b.dir)
 }
 
 // ModuleRoot returns the directory holding the shardcache module's go.mod,

@@ -16,7 +16,13 @@
 //     without them shows "-"): WAL bytes, flush and compaction bytes, per
 //     record byte;
 //   - the data dir's size at the end, and how much of it is Pebble's WAL files
-//     (*.log) and tables (*.sst).
+//     (*.log) and tables (*.sst);
+//   - with -restart (the default), restart to serving: the node is stopped
+//     with SIGTERM and started again, then it takes another -records/4
+//     records and is killed with SIGKILL as the last one is acknowledged
+//     (what it applied but did not flush is replayed from the Raft log) and
+//     started again; each is timed from the exec to /readyz answering 200
+//     and a fetch returning a record of the topic.
 //
 // With -profile-dir every node runs with --pprof and a CPU profile of
 // -profile-seconds is taken from 2 s into each produce (DIR/<label>-r<N>.pprof).
@@ -37,6 +43,7 @@
 //	-profile-dir      write CPU profiles there
 //	-profile-seconds  length of each profile (default 10)
 //	-broker-args      extra broker flags, space separated, for both binaries
+//	-restart          measure restart to serving (default true)
 package main
 
 import (
@@ -72,6 +79,7 @@ type config struct {
 	profileDir     string
 	profileSeconds int
 	brokerArgs     string
+	restart        bool
 }
 
 func main() {
@@ -92,6 +100,7 @@ func main() {
 	flag.StringVar(&cfg.profileDir, "profile-dir", "", "write CPU profiles there")
 	flag.IntVar(&cfg.profileSeconds, "profile-seconds", 10, "length of each CPU profile in seconds")
 	flag.StringVar(&cfg.brokerArgs, "broker-args", "", "extra broker flags, space separated")
+	flag.BoolVar(&cfg.restart, "restart", true, "measure restart to serving after SIGTERM and after SIGKILL")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("writepath: ")
@@ -139,6 +148,9 @@ type result struct {
 	dirBytes      int64
 	walBytes      int64 // of dirBytes, Pebble's WAL files (*.log)
 	tableBytes    int64 // of dirBytes, Pebble's tables (*.sst)
+	// restartTerm and restartKill are restart to serving after SIGTERM and
+	// after SIGKILL at the end of a load; 0 without -restart.
+	restartTerm, restartKill time.Duration
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -270,7 +282,50 @@ func runOne(ctx context.Context, cfg config, s *side, round int) (result, error)
 			res.pebble[k] = v - pm0[k]
 		}
 	}
+	if cfg.restart {
+		if res.restartTerm, err = restartToServing(ctx, b, topic, false); err != nil {
+			return result{}, fmt.Errorf("restart after SIGTERM: %w", err)
+		}
+		w.Seeds, w.Records = []string{b.KafkaAddr}, max(w.Records/4, 1)
+		prod, err := harness.Produce(ctx, w)
+		if err == nil && prod.Failed > 0 {
+			err = fmt.Errorf("%d records failed (first: %v)", prod.Failed, prod.FirstErr)
+		}
+		if err != nil {
+			return result{}, fmt.Errorf("produce before the kill: %w", err)
+		}
+		if res.restartKill, err = restartToServing(ctx, b, topic, true); err != nil {
+			return result{}, fmt.Errorf("restart after SIGKILL: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// restartToServing restarts b (SIGKILL with kill, else SIGTERM) and returns
+// the time from the exec to /readyz answering 200 plus the time a new client
+// then takes to fetch a record of topic.
+func restartToServing(ctx context.Context, b *harness.Broker, topic string, kill bool) (time.Duration, error) {
+	ready, err := b.Restart(ctx, kill)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(b.KafkaAddr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		return 0, err
+	}
+	defer cl.Close()
+	fctx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	defer cancel()
+	for {
+		fs := cl.PollRecords(fctx, 1)
+		if err := fctx.Err(); err != nil {
+			return 0, fmt.Errorf("no record fetched: %w", err)
+		}
+		if fs.NumRecords() > 0 {
+			return ready + time.Since(start), nil
+		}
+	}
 }
 
 // waitIdle returns once the process used under a tenth of a core over a
@@ -446,6 +501,11 @@ func report(cfg config, sides []*side, load string) {
 	row("data dir MiB at idle", always(func(r result) float64 { return float64(r.dirBytes) / (1 << 20) }), f1)
 	row("of it Pebble WAL files (*.log) MiB", always(func(r result) float64 { return float64(r.walBytes) / (1 << 20) }), f1)
 	row("of it Pebble tables (*.sst) MiB", always(func(r result) float64 { return float64(r.tableBytes) / (1 << 20) }), f1)
+	restart := func(g func(result) time.Duration) func(result) (float64, bool) {
+		return func(r result) (float64, bool) { return g(r).Seconds(), g(r) > 0 }
+	}
+	row("restart to serving after SIGTERM, s", restart(func(r result) time.Duration { return r.restartTerm }), f2)
+	row("restart to serving after SIGKILL at the end of a load, s", restart(func(r result) time.Duration { return r.restartKill }), f2)
 }
 
 func perMillion(v float64, records int64) float64 {
