@@ -2,6 +2,7 @@ package raftfsm
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -44,6 +45,12 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		return
 	}
 	sl := slogLevel(level)
+	if sl > slog.LevelDebug && aboutStaleServer(args) {
+		// Raft keeps replicating to a replaced node's old server until the
+		// leader removes it; every such attempt fails on purpose (Dial
+		// refuses it, membership.go). They say nothing an operator must act on.
+		sl = slog.LevelDebug
+	}
 	ctx := context.Background()
 	if !h.l.Enabled(ctx, sl) {
 		return
@@ -55,6 +62,17 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	all = append(all, h.args...)
 	all = append(all, args...)
 	h.l.Log(ctx, sl, strings.ToLower(msg), all...)
+}
+
+// aboutStaleServer reports whether a Raft log line's arguments carry the
+// error of a refused dial to a stale server.
+func aboutStaleServer(args []any) bool {
+	for _, a := range args {
+		if err, ok := a.(error); ok && errors.Is(err, errStaleServer) {
+			return true
+		}
+	}
+	return false
 }
 
 func (h *hclogAdapter) Trace(msg string, args ...any) { h.Log(hclog.Trace, msg, args...) }

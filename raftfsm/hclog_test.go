@@ -2,6 +2,8 @@ package raftfsm
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -22,6 +24,12 @@ func TestHclogAdapter(t *testing.T) {
 		{"warn", func() { l.Warn("slow") }, `level=WARN msg=slow`},
 		{"error", func() { l.Error("failed", "error", "boom") }, `level=ERROR msg=failed library=raft.snapshot group=3 error=boom`},
 		{"debug filtered by slog", func() { l.Debug("noise") }, ""},
+		{"refused dial to a stale server is debug", func() {
+			l.Error("failed to appendEntries to", "peer", "3", "error", fmt.Errorf("dial: %w", errStaleServer))
+		}, ""},
+		{"other dial errors stay errors", func() {
+			l.Error("failed to appendEntries to", "peer", "3", "error", errors.New("connection refused"))
+		}, `level=ERROR msg="failed to appendentries to"`},
 		{"standard logger", func() { l.StandardLogger(nil).Print("from std\n") }, `msg="from std"`},
 	}
 	for _, tt := range tests {
