@@ -1,5 +1,10 @@
 package shardstore
 
+import (
+	"slices"
+	"strings"
+)
+
 // Append assigns the next offsets to recs in order and writes them. Under
 // PolicyCompact every key's previous record is removed (or kept until
 // MinCompactionLagMs passes), and records that repeat a key inside recs collapse
@@ -231,12 +236,22 @@ func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 	if useCache {
 		p.sh.mu.Unlock()
 	}
-	for _, j := range miss {
-		e, ok, err := b.getKey(p.id, recs[res.kept[j]].Key)
-		if err != nil {
-			return resolved{}, err
+	if len(miss) < lookupBatchMin {
+		for _, j := range miss {
+			e, ok, err := b.getKey(p.id, recs[res.kept[j]].Key)
+			if err != nil {
+				return resolved{}, err
+			}
+			res.olds[j], res.found[j] = e, ok
 		}
-		res.olds[j], res.found[j] = e, ok
+		return res, nil
+	}
+	slices.SortFunc(miss, func(x, y int) int { return strings.Compare(res.keys[x], res.keys[y]) })
+	err := b.getKeys(p.id, len(miss),
+		func(i int) []byte { return recs[res.kept[miss[i]]].Key },
+		func(i int, e keyEntry) { res.olds[miss[i]], res.found[miss[i]] = e, true })
+	if err != nil {
+		return resolved{}, err
 	}
 	return res, nil
 }

@@ -1,6 +1,7 @@
 package shardstore
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -429,6 +430,43 @@ func (b *Batch) getKey(id ShardID, key []byte) (keyEntry, bool, error) {
 	e, err := decodeKeyEntry(v)
 	_ = closer.Close()
 	return e, err == nil, err
+}
+
+// lookupBatchMin is how many key index reads an append needs before it makes
+// them with one iterator (getKeys) instead of a Get each.
+const lookupBatchMin = 8
+
+// getKeys reads the key index entries of n keys of shard id, given in
+// ascending order by key(i), with one Pebble iterator, and calls found for
+// each that has one. A Get builds an iterator over every level for one key
+// (most of its cost with more live keys than the key cache holds); one
+// iterator seeking forward through sorted keys opens each table once and
+// moves on within it. SeekPrefixGE (the whole key is the prefix, Pebble's
+// default Split) still consults each table's bloom filter, so a new key
+// costs no data block reads.
+func (b *Batch) getKeys(id ShardID, n int, key func(i int) []byte, found func(i int, e keyEntry)) error {
+	it, err := b.s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, subKey), UpperBound: sub(id, subKey+1)})
+	if err != nil {
+		return err
+	}
+	for i := range n {
+		b.kbuf = keyIndexKeyInto(b.kbuf, id, key(i))
+		if !it.SeekPrefixGE(b.kbuf) || !bytes.Equal(it.Key(), b.kbuf) {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		e, err := decodeKeyEntry(v)
+		if err != nil {
+			_ = it.Close()
+			return err
+		}
+		found(i, e)
+	}
+	return it.Close()
 }
 
 // producer returns the producer's state on shard p (nil if unknown).

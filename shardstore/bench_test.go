@@ -324,3 +324,53 @@ func BenchmarkAppendManyShards(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*perBatch), "ns/record")
 }
+
+// BenchmarkAppendUncached measures the write path when the key cache does not
+// hold the keys, as with more live keys than it has room for: the key cache is
+// off, the shard holds uncachedKeys live keys flushed and compacted into
+// tables, and each batch of 1000 records draws its keys at random from twice
+// as many, so half replace a live record and half are new. Every record's
+// previous entry is looked up in the key index in Pebble.
+func BenchmarkAppendUncached(b *testing.B) {
+	const uncachedKeys = 1_000_000
+	s := openStore(b, b.TempDir(), Options{Logger: testLogger(b), KeyCacheBytes: -1})
+	bt := s.NewBatch()
+	if err := bt.CreateShard(1, 1); err != nil {
+		b.Fatal(err)
+	}
+	if err := bt.Commit(); err != nil {
+		b.Fatal(err)
+	}
+	key := func(i uint64) []byte {
+		k := make([]byte, 16)
+		copy(k, "benchkey")
+		binary.BigEndian.PutUint64(k[8:], i*2654435761%(1<<40)) // scattered, distinct
+		return k
+	}
+	value := make([]byte, 100)
+	for start := 0; start < uncachedKeys; start += benchBatch {
+		recs := make([]Record, benchBatch)
+		for i := range recs {
+			recs[i] = Record{Key: key(uint64(start + i)), Value: value}
+		}
+		appendBatch(b, s, recs)
+	}
+	if err := s.db.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.db.Compact(context.Background(), shardsStart(), shardsEnd(), true); err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	b.ResetTimer()
+	cpu0 := processCPU(b)
+	for b.Loop() {
+		recs := make([]Record, benchBatch)
+		for i := range recs {
+			recs[i] = Record{Key: key(rng.Uint64N(2 * uncachedKeys)), Value: value}
+		}
+		appendBatch(b, s, recs)
+	}
+	b.ReportMetric(float64(b.N*benchBatch)/b.Elapsed().Seconds(), "records/s")
+	b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N*benchBatch), "cpu-ns/record")
+}
