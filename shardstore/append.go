@@ -106,7 +106,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 			b.vbuf = e.appendTo(b.vbuf[:0])
 			b.set(b.kbuf, b.vbuf)
 			if e.tomb {
-				b.set(tombstoneKey(id, appendMs, off), sizedValue(e.size, r.Key))
+				b.setTimed(p, subTombstone, appendMs, off, sizedValue(e.size, r.Key))
 				st.Tombstones++
 			} else {
 				st.LiveKeys++
@@ -151,7 +151,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 // it is deleted, or held (readable) while younger than MinCompactionLagMs.
 func (b *Batch) supersede(p *pendingShard, st *State, old keyEntry, opts AppendOptions) {
 	if opts.MinCompactionLagMs > 0 && opts.AppendTimeMs-old.appendMs < opts.MinCompactionLagMs {
-		b.set(supersededKey(p.id, old.appendMs, old.offset), sizedValue(old.size, nil))
+		b.setTimed(p, subSuperseded, old.appendMs, old.offset, sizedValue(old.size, nil))
 	} else {
 		b.kbuf = recordKeyInto(b.kbuf, p.id, old.offset)
 		b.singleDelete(b.kbuf)
