@@ -143,6 +143,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 	}
 	p.st = st
 	p.dirty, p.changed = true, true
+	p.due.add(dueRecords, appendMs)
 	b.appended += int64(len(recs))
 	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset}, nil
 }

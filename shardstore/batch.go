@@ -306,13 +306,13 @@ func (s *Store) apply(b *Batch) {
 			s.shards[id] = sh
 		}
 		sh.mu.Lock()
+		mergeDue(sh, p) // before sh.st changes: it compares the two
 		sh.st = p.st
 		sh.hint.deleted(p.st.LogStartOffset, p.dead)
 		sh.group, sh.grouped = p.group, p.grouped
 		s.mergeCache(sh, p.keys)
 		mergeProducers(sh, p.producers)
 		mergeTxns(sh, p.txns)
-		mergeDue(sh, p)
 		if sh.wait != nil {
 			wake = append(wake, sh.wait)
 			sh.wait = nil

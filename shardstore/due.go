@@ -4,7 +4,7 @@ import "math"
 
 // The compaction loop asks each shard it leads, on every pass, whether an
 // expiry has work (TombstonesDue, SupersededDue, TxnMarkersDue, and every few
-// minutes ProducersDue). Each answer was a Pebble iterator per shard (a scan of
+// minutes ProducersDue; RetentionOffset on topics with retention.ms). Each answer was a Pebble iterator per shard (a scan of
 // its producers for ProducersDue), so a pass over 10,000 idle-looking shards
 // cost a seek each in every level. Each shard now keeps, per expiry index, a
 // lower bound on the append time of its oldest entry (for producers: on their
@@ -16,7 +16,9 @@ import "math"
 //     notes each timed index entry, and every producer state a batch wrote is
 //     in pendingShard.producers), before the batch's effects are published;
 //   - removals (expiries, DeleteRecordsBefore) leave it as it was: a bound on
-//     more entries is a bound on fewer;
+//     more entries is a bound on fewer. Except the first readable record's:
+//     removing records can make a later one first, so a batch that removes
+//     any record (or leaves an offset unwritten) forgets that bound;
 //   - it is unknown after Open and after an Ingest reloads the shard
 //     (dropCache), so the first check there reads Pebble, as before;
 //   - a shard Store.apply creates is empty, so its bounds start known, at
@@ -37,6 +39,9 @@ const (
 	dueSuperseded
 	dueMarkers
 	dueProducers
+	// dueRecords bounds the append time of the first readable record, for
+	// retention by time (RetentionOffset).
+	dueRecords
 	dueKinds
 )
 
@@ -138,8 +143,17 @@ func (ps *producerState) dueMs() int64 {
 }
 
 // mergeDue lowers sh's bounds by what the committed batch added to p. sh.mu
-// is held.
+// is held, and sh.st is still the state before the batch.
 func mergeDue(sh *shard, p *pendingShard) {
+	// Every offset the batch took holds a record, and nothing moved the log
+	// start: no record was removed, so the first readable one is the same
+	// or one the batch appended.
+	if p.changed && (p.st.LogStartOffset != sh.st.LogStartOffset ||
+		p.st.HighWatermark-sh.st.HighWatermark != p.st.LiveRecords-sh.st.LiveRecords) {
+		b := &sh.due[dueRecords]
+		b.known = false
+		b.gen++
+	}
 	for k := range dueKinds {
 		if p.due.set&(1<<k) != 0 {
 			sh.due[k].lower(p.due.ms[k])

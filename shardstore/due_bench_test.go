@@ -8,9 +8,10 @@ import (
 
 // BenchmarkDueChecks is one compaction pass's checks over 10,000 compacted
 // shards, each holding one record of an idempotent producer (the shape of a
-// produce load to a 10,000-partition topic): TxnMarkersDue and ProducersDue
-// per shard, as the loop asks them (cutoffs a retention and an expiration
-// before now). "open" asks right after Open (the bounds are read from Pebble
+// produce load to a 10,000-partition topic): TxnMarkersDue, ProducersDue and
+// RetentionOffset (as for cleanup.policy=compact,delete) per shard, as the
+// loop asks them, with Kafka's default delete.retention.ms,
+// producer.id.expiration.ms and retention.ms. "open" asks right after Open (the bounds are read from Pebble
 // once), "warm" on later passes.
 func BenchmarkDueChecks(b *testing.B) {
 	const shards = 10_000
@@ -35,13 +36,17 @@ func BenchmarkDueChecks(b *testing.B) {
 	}
 	pass := func(b *testing.B, s *Store) {
 		markersBefore := now - (24 * time.Hour).Milliseconds()
-		producersBefore := now - (7 * 24 * time.Hour).Milliseconds()
+		producersBefore := now - (24 * time.Hour).Milliseconds()
+		retentionBefore := now - (7 * 24 * time.Hour).Milliseconds()
 		for id := ShardID(1); id <= shards; id++ {
 			if due, err := s.TxnMarkersDue(id, markersBefore); err != nil || due {
 				b.Fatalf("TxnMarkersDue(%d) = %v, %v", id, due, err)
 			}
 			if due, err := s.ProducersDue(id, producersBefore); err != nil || due {
 				b.Fatalf("ProducersDue(%d) = %v, %v", id, due, err)
+			}
+			if off, err := s.RetentionOffset(id, retentionBefore, -1); err != nil || off != 0 {
+				b.Fatalf("RetentionOffset(%d) = %d, %v", id, off, err)
 			}
 		}
 	}

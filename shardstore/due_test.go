@@ -312,3 +312,101 @@ func TestDueBoundsConcurrent(t *testing.T) {
 	}
 	hh.checkDue(1)
 }
+
+// exactRetentionOffset is RetentionOffset's walk without the due bound.
+func exactRetentionOffset(tb testing.TB, s *Store, id ShardID, olderThanMs, maxBytes int64) int64 {
+	tb.Helper()
+	st, err := s.State(id)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	it, err := s.recordIter(id, st.LogStartOffset, st.HighWatermark)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer it.Close()
+	start, remaining := st.LogStartOffset, st.LiveBytes
+	for valid := it.First(); valid; valid = it.Next() {
+		_, appendMs, err := recordTimes(it.Value())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if !(olderThanMs >= 0 && appendMs < olderThanMs) && !(maxBytes >= 0 && remaining > maxBytes) {
+			break
+		}
+		start = recordOffset(it.Key()) + 1
+		remaining -= int64(len(it.Value()))
+	}
+	return start
+}
+
+// checkRetention asks RetentionOffset at every cutoff in dueTimes (up, then
+// down), without and with a bytes limit, and wants the walk's answer.
+func (h *h) checkRetention(id ShardID) {
+	h.t.Helper()
+	st := h.state(id)
+	for _, maxBytes := range []int64{-1, st.LiveBytes, st.LiveBytes / 2} {
+		for _, i := range append(indexes(len(dueTimes)), reverse(indexes(len(dueTimes)))...) {
+			ms := dueTimes[i]
+			if ms == math.MinInt64 {
+				ms = -1 // RetentionOffset's "no time limit"
+			}
+			got, err := h.s.RetentionOffset(id, ms, maxBytes)
+			if err != nil {
+				h.t.Fatalf("RetentionOffset(%d, %d, %d): %v", id, ms, maxBytes, err)
+			}
+			if want := exactRetentionOffset(h.t, h.s, id, ms, maxBytes); got != want {
+				h.t.Fatalf("RetentionOffset(%d, %d, %d) = %d, want %d (from Pebble)", id, ms, maxBytes, got, want)
+			}
+		}
+	}
+}
+
+// TestRetentionBoundFollowsWrites: RetentionOffset, answered from the first
+// record's due bound where it can, agrees with the walk from the log start
+// after appends (older ones too), log start moves, compaction and aborted
+// transactions that make a later record the first, and a restart.
+func TestRetentionBoundFollowsWrites(t *testing.T) {
+	eachBackend(t, func(h *h) {
+		h.create(1, 2)
+		h.checkRetention(1)
+		// Delete policy: appends, an older one, a log start move.
+		h.mustAppend(1, at(del, 1000), NoProducer, kv("a", "1"), kv("b", "1"))
+		h.checkRetention(1)
+		h.mustAppend(1, at(del, 100), NoProducer, kv("c", "1"))
+		h.checkRetention(1)
+		h.batch(func(b *Batch) {
+			if err := b.DeleteRecordsBefore(1, 2); err != nil {
+				h.t.Fatal(err)
+			}
+		})
+		h.checkRetention(1)
+		// Compact policy (compact,delete): the first record is replaced, and
+		// the record after it is older (a leader's clock went back).
+		h.mustAppend(2, at(compact, 1000), NoProducer, kv("a", "1"))
+		h.mustAppend(2, at(compact, 50), NoProducer, kv("b", "1"))
+		h.checkRetention(2)
+		h.mustAppend(2, at(compact, 2000), NoProducer, kv("a", "2"))
+		h.checkRetention(2)
+		// An aborted transaction's records at the front are deleted.
+		h.create(3)
+		h.mustAppend(3, at(compact, 1000), txnPID(9, 0, 0), kv("x", "1"))
+		h.checkRetention(3)
+		h.mustAppend(3, at(compact, 99), NoProducer, kv("y", "1"))
+		h.checkRetention(3)
+		h.endTxn(3, at(compact, 5000), Marker{ProducerID: 9})
+		h.checkRetention(3)
+		// A marker alone (nothing staged) is a record too.
+		h.create(4)
+		h.checkRetention(4)
+		h.endTxn(4, at(compact, 10), Marker{ProducerID: 9, Commit: true})
+		h.checkRetention(4)
+		h.restart()
+		for _, id := range []ShardID{1, 2, 3, 4} {
+			h.checkRetention(id)
+		}
+		if _, err := h.s.RetentionOffset(5, 0, -1); !errors.Is(err, ErrUnknownShard) {
+			h.t.Fatalf("RetentionOffset of an unknown shard: %v, want %v", err, ErrUnknownShard)
+		}
+	})
+}

@@ -299,7 +299,9 @@ func (s *Store) MaxTimestamp(id ShardID) (offset, timestamp int64, ok bool, err 
 //
 // The scan walks from the log start and stops at the first record that neither
 // rule removes, so its cost is proportional to the records due; append times are
-// the leaders' clocks and taken as non-decreasing in offset order.
+// the leaders' clocks and taken as non-decreasing in offset order. When the
+// bytes are within maxBytes and the shard's due bound (due.go) says the first
+// readable record is not older than olderThanMs, nothing is read.
 func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64, error) {
 	st, err := s.readView(id)
 	if err != nil {
@@ -307,8 +309,19 @@ func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64,
 	}
 	defer s.life.RUnlock()
 	start := st.LogStartOffset
-	if olderThanMs < 0 && (maxBytes < 0 || st.LiveBytes <= maxBytes) {
+	bytesDue := maxBytes >= 0 && st.LiveBytes > maxBytes
+	if olderThanMs < 0 && !bytesDue {
 		return start, nil
+	}
+	var sh *shard // set: learn the first record's append time if nothing is due
+	var b dueBound
+	if !bytesDue {
+		if sh, b = s.dueBound(id, dueRecords); sh == nil {
+			return 0, ErrUnknownShard
+		}
+		if b.known && b.ms >= olderThanMs {
+			return start, nil
+		}
 	}
 	it, err := s.recordIter(id, start, st.HighWatermark)
 	if err != nil {
@@ -316,10 +329,14 @@ func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64,
 	}
 	defer it.Close()
 	remaining := st.LiveBytes
+	firstMs, seen := int64(noEntry), false
 	for valid := it.First(); valid; valid = it.Next() {
 		_, appendMs, err := recordTimes(it.Value())
 		if err != nil {
 			return 0, err
+		}
+		if !seen {
+			firstMs, seen = appendMs, true
 		}
 		byTime := olderThanMs >= 0 && appendMs < olderThanMs
 		byBytes := maxBytes >= 0 && remaining > maxBytes
@@ -329,7 +346,13 @@ func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64,
 		start = recordOffset(it.Key()) + 1
 		remaining -= int64(len(it.Value()))
 	}
-	return start, it.Error()
+	if err := it.Error(); err != nil {
+		return 0, err
+	}
+	if sh != nil && start == st.LogStartOffset {
+		sh.learnDue(dueRecords, b.gen, firstMs)
+	}
+	return start, nil
 }
 
 // readEstimate sizes Read's arena and record count from the shard's counters, so

@@ -142,6 +142,7 @@ func (b *Batch) appendStaged(p *pendingShard, opts AppendOptions, pr Producer, p
 	}
 	p.st = st
 	p.dirty, p.changed = true, true
+	p.due.add(dueRecords, opts.AppendTimeMs)
 	b.appended += int64(len(recs))
 	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset}
 }
@@ -292,6 +293,7 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 	}
 	p.st = st
 	p.dirty, p.changed = true, true
+	p.due.add(dueRecords, opts.AppendTimeMs)
 	b.appended++
 	return off, nil
 }
