@@ -60,7 +60,9 @@ func TestDueWorkFoundAfterRestart(t *testing.T) {
 			_, err := node.Produce(ctx, "table", 0, shardstore.Producer{ID: 9, Transactional: true}, []shardstore.Record{rec("c", "1")})
 			return err
 		},
-		func() error { return node.WriteTxnMarker(ctx, "table", 0, shardstore.Marker{ProducerID: 9, Commit: true}) },
+		func() error {
+			return node.WriteTxnMarker(ctx, "table", 0, shardstore.Marker{ProducerID: 9, Commit: true})
+		},
 	} {
 		if err := step(); err != nil {
 			stop()
