@@ -303,25 +303,25 @@ func (s *Store) MaxTimestamp(id ShardID) (offset, timestamp int64, ok bool, err 
 // bytes are within maxBytes and the shard's due bound (due.go) says the first
 // readable record is not older than olderThanMs, nothing is read.
 func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64, error) {
-	st, err := s.readView(id)
-	if err != nil {
+	if err := s.acquire(); err != nil {
 		return 0, err
 	}
 	defer s.life.RUnlock()
+	// The bound before the counters: a batch applied after this moves b.gen,
+	// so the walk below (up to the high watermark read next) is learned only
+	// if it saw every record the bound does not cover.
+	sh, b := s.dueBound(id, dueRecords)
+	if sh == nil {
+		return 0, ErrUnknownShard
+	}
+	st, err := s.State(id)
+	if err != nil {
+		return 0, err
+	}
 	start := st.LogStartOffset
 	bytesDue := maxBytes >= 0 && st.LiveBytes > maxBytes
-	if olderThanMs < 0 && !bytesDue {
+	if !bytesDue && (olderThanMs < 0 || (b.known && b.ms >= olderThanMs)) {
 		return start, nil
-	}
-	var sh *shard // set: learn the first record's append time if nothing is due
-	var b dueBound
-	if !bytesDue {
-		if sh, b = s.dueBound(id, dueRecords); sh == nil {
-			return 0, ErrUnknownShard
-		}
-		if b.known && b.ms >= olderThanMs {
-			return start, nil
-		}
 	}
 	it, err := s.recordIter(id, start, st.HighWatermark)
 	if err != nil {
@@ -349,7 +349,8 @@ func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64,
 	if err := it.Error(); err != nil {
 		return 0, err
 	}
-	if sh != nil && start == st.LogStartOffset {
+	if start == st.LogStartOffset {
+		// Nothing due: the first readable record's append time is the bound.
 		sh.learnDue(dueRecords, b.gen, firstMs)
 	}
 	return start, nil
