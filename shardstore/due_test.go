@@ -255,8 +255,8 @@ func TestDueBoundLearnLosesToApply(t *testing.T) {
 }
 
 // TestDueBoundsConcurrent: checks running beside batches that add and expire
-// entries at random times answer, once the writer is done, what Pebble holds
-// (run with -race).
+// entries at random times and move the log start answer, once the writer is
+// done, what Pebble holds (run with -race).
 func TestDueBoundsConcurrent(t *testing.T) {
 	s := openStore(t, t.TempDir(), testOptions(t, nil))
 	hh := &h{t: t, s: s}
@@ -276,7 +276,11 @@ func TestDueBoundsConcurrent(t *testing.T) {
 			default:
 			}
 			ms := dueTimes[1+i%(len(dueTimes)-2)]
-			for _, check := range []func(ShardID, int64) (bool, error){s.TombstonesDue, s.ProducersDue} {
+			retention := func(id ShardID, ms int64) (bool, error) {
+				_, err := s.RetentionOffset(id, ms, -1)
+				return false, err
+			}
+			for _, check := range []func(ShardID, int64) (bool, error){s.TombstonesDue, s.ProducersDue, retention} {
 				if _, err := check(1, ms); err != nil {
 					select {
 					case errs <- err:
@@ -301,6 +305,11 @@ func TestDueBoundsConcurrent(t *testing.T) {
 					t.Error(err)
 				}
 			}
+			if i%50 == 49 {
+				if err := b.DeleteRecordsBefore(1, int64(i-10)); err != nil {
+					t.Error(err)
+				}
+			}
 		})
 	}
 	close(stop)
@@ -311,6 +320,7 @@ func TestDueBoundsConcurrent(t *testing.T) {
 	default:
 	}
 	hh.checkDue(1)
+	hh.checkRetention(1)
 }
 
 // exactRetentionOffset is RetentionOffset's walk without the due bound.
