@@ -3,13 +3,14 @@ package shardstore
 import "math"
 
 // The compaction loop asks each shard it leads, on every pass, whether an
-// expiry has work (TombstonesDue, SupersededDue, TxnMarkersDue, and every few
-// minutes ProducersDue; RetentionOffset on topics with retention.ms). Each answer was a Pebble iterator per shard (a scan of
-// its producers for ProducersDue), so a pass over 10,000 idle-looking shards
-// cost a seek each in every level. Each shard now keeps, per expiry index, a
-// lower bound on the append time of its oldest entry (for producers: on their
-// last writes), and a check whose time bound is at or below it answers "not
-// due" from memory.
+// expiry has work (TombstonesDue, SupersededDue, TxnMarkersDue, every few
+// minutes ProducersDue, and RetentionOffset on topics with retention.ms).
+// Each answer was a Pebble iterator per shard (a scan of its producers for
+// ProducersDue), so a pass over 10,000 idle-looking shards cost a seek each
+// in every level. Each shard now keeps, per expiry index, a lower bound on
+// the append time of its oldest entry (producers: of their last writes;
+// retention: of the first readable record), and a check whose time bound is
+// at or below it answers "not due" from memory.
 //
 // The bound only ever errs low ("maybe due"), never high:
 //   - Store.apply lowers it by what a committed batch added (Batch.setTimed
@@ -25,7 +26,8 @@ import "math"
 //     "no entry".
 //
 // A check that cannot answer from the bound reads Pebble: the index's first
-// entry (the oldest: timed keys sort by append time), or every producer; and
+// entry (the oldest: timed keys sort by append time), every producer, or
+// the records from the log start; and
 // when it finds nothing due it stores what it read as the new bound. That
 // store is dropped if a batch was applied to the index meanwhile (the bound's
 // generation moved), since the read may predate that batch's entries. So a
