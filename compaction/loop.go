@@ -64,7 +64,7 @@ type Config struct {
 	// MaxProducerIDExpiration.
 	ProducerIDExpiration time.Duration
 	// ProducerCheckInterval is how often, at most, a pass looks for idle
-	// producers, a scan of each led partition's producer state; 0 means
+	// producers (Kafka's producer.id.expiration.check.interval.ms); 0 means
 	// DefaultProducerCheckInterval. A shorter ProducerIDExpiration shortens it.
 	ProducerCheckInterval time.Duration
 	// Now is the clock; nil means time.Now. It must agree with the Node's clock,

@@ -111,7 +111,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 			b.vbuf = e.appendTo(b.vbuf[:0])
 			b.set(b.kbuf, b.vbuf)
 			if e.tomb {
-				b.set(tombstoneKey(id, appendMs, off), sizedValue(e.size, r.Key))
+				b.setTimed(p, subTombstone, appendMs, off, sizedValue(e.size, r.Key))
 				st.Tombstones++
 			} else {
 				st.LiveKeys++
@@ -148,6 +148,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 	}
 	p.st = st
 	p.dirty, p.changed = true, true
+	p.due.add(dueRecords, appendMs)
 	b.appended += int64(len(recs))
 	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset}, nil
 }
@@ -156,7 +157,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 // it is deleted, or held (readable) while younger than MinCompactionLagMs.
 func (b *Batch) supersede(p *pendingShard, st *State, old keyEntry, opts AppendOptions) {
 	if opts.MinCompactionLagMs > 0 && opts.AppendTimeMs-old.appendMs < opts.MinCompactionLagMs {
-		b.set(supersededKey(p.id, old.appendMs, old.offset), sizedValue(old.size, nil))
+		b.setTimed(p, subSuperseded, old.appendMs, old.offset, sizedValue(old.size, nil))
 	} else {
 		b.kbuf = recordKeyInto(b.kbuf, p.id, old.offset)
 		b.singleDelete(b.kbuf)

@@ -55,6 +55,8 @@ type pendingShard struct {
 	// dead are offsets of records the batch deleted or never wrote (keys
 	// repeated within an Append), for the shard's liveHint (livehint.go).
 	dead deadRuns
+	// due is what the batch added to the shard's expiry indexes (due.go).
+	due dueAdds
 }
 
 // ovEntry is a key index change: the new entry, or live=false for a removal.
@@ -279,6 +281,7 @@ func (s *Store) apply(b *Batch) {
 				sh.mu.Lock()
 				mergeProducers(sh, p.producers)
 				mergeTxns(sh, p.txns)
+				mergeDue(sh, p)
 				sh.mu.Unlock()
 			}
 			continue
@@ -300,10 +303,11 @@ func (s *Store) apply(b *Batch) {
 		}
 		sh := s.shards[id]
 		if sh == nil {
-			sh = &shard{id: id, cache: make(map[string]keyEntry), cacheComplete: true}
+			sh = &shard{id: id, cache: make(map[string]keyEntry), cacheComplete: true, due: emptyDue()}
 			s.shards[id] = sh
 		}
 		sh.mu.Lock()
+		mergeDue(sh, p) // before sh.st changes: it compares the two
 		sh.st = p.st
 		sh.hint.deleted(p.st.LogStartOffset, p.dead)
 		sh.group, sh.grouped = p.group, p.grouped
@@ -395,6 +399,7 @@ func (s *Store) dropCache(sh *shard) {
 	s.cached.Add(-sh.cacheBytes)
 	sh.cache, sh.cacheBytes = nil, 0
 	sh.producers, sh.txns = nil, nil
+	sh.due.reset()
 }
 
 // lookupKey finds key's live record through the batch overlay, the key cache and

@@ -299,15 +299,28 @@ func (s *Store) MaxTimestamp(id ShardID) (offset, timestamp int64, ok bool, err 
 //
 // The scan walks from the log start and stops at the first record that neither
 // rule removes, so its cost is proportional to the records due; append times are
-// the leaders' clocks and taken as non-decreasing in offset order.
+// the leaders' clocks and taken as non-decreasing in offset order. When the
+// bytes are within maxBytes and the shard's due bound (due.go) says the first
+// readable record is not older than olderThanMs, nothing is read.
 func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64, error) {
-	st, err := s.readView(id)
-	if err != nil {
+	if err := s.acquire(); err != nil {
 		return 0, err
 	}
 	defer s.life.RUnlock()
+	// The bound before the counters: a batch applied after this moves b.gen,
+	// so the walk below (up to the high watermark read next) is learned only
+	// if it saw every record the bound does not cover.
+	sh, b := s.dueBound(id, dueRecords)
+	if sh == nil {
+		return 0, ErrUnknownShard
+	}
+	st, err := s.State(id)
+	if err != nil {
+		return 0, err
+	}
 	start := st.LogStartOffset
-	if olderThanMs < 0 && (maxBytes < 0 || st.LiveBytes <= maxBytes) {
+	bytesDue := maxBytes >= 0 && st.LiveBytes > maxBytes
+	if !bytesDue && (olderThanMs < 0 || (b.known && b.ms >= olderThanMs)) {
 		return start, nil
 	}
 	it, err := s.recordIter(id, start, st.HighWatermark)
@@ -316,10 +329,14 @@ func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64,
 	}
 	defer it.Close()
 	remaining := st.LiveBytes
+	firstMs, seen := int64(noEntry), false
 	for valid := it.First(); valid; valid = it.Next() {
 		_, appendMs, err := recordTimes(it.Value())
 		if err != nil {
 			return 0, err
+		}
+		if !seen {
+			firstMs, seen = appendMs, true
 		}
 		byTime := olderThanMs >= 0 && appendMs < olderThanMs
 		byBytes := maxBytes >= 0 && remaining > maxBytes
@@ -329,7 +346,14 @@ func (s *Store) RetentionOffset(id ShardID, olderThanMs, maxBytes int64) (int64,
 		start = recordOffset(it.Key()) + 1
 		remaining -= int64(len(it.Value()))
 	}
-	return start, it.Error()
+	if err := it.Error(); err != nil {
+		return 0, err
+	}
+	if start == st.LogStartOffset {
+		// Nothing due: the first readable record's append time is the bound.
+		sh.learnDue(dueRecords, b.gen, firstMs)
+	}
+	return start, nil
 }
 
 // readEstimate sizes Read's arena and record count from the shard's counters, so
@@ -357,59 +381,89 @@ func readEstimate(st State, from int64, maxBytes, maxRecords int) (recs, bytes i
 }
 
 // TombstonesDue reports whether the shard keeps a tombstone appended before
-// beforeMs, that is whether ExpireTombstones(id, beforeMs) would remove one. It is
-// one seek, so the compaction loop can ask on every pass instead of proposing a
-// Raft command that may find nothing to do.
+// beforeMs, that is whether ExpireTombstones(id, beforeMs) would remove one.
+// The compaction loop asks on every pass instead of proposing a Raft command
+// that may find nothing to do, so the answer comes from the shard's due bound
+// (due.go) where it can, else from one seek.
 func (s *Store) TombstonesDue(id ShardID, beforeMs int64) (bool, error) {
 	return s.timedDue(id, subTombstone, beforeMs)
 }
 
 // SupersededDue reports whether ExpireSuperseded(id, beforeMs) would remove a
-// record held back by min.compaction.lag.ms. One seek, as TombstonesDue.
+// record held back by min.compaction.lag.ms. As TombstonesDue.
 func (s *Store) SupersededDue(id ShardID, beforeMs int64) (bool, error) {
 	return s.timedDue(id, subSuperseded, beforeMs)
 }
 
 // TxnMarkersDue reports whether ExpireTxnMarkers(id, beforeMs) would remove a
-// transaction marker. One seek, as TombstonesDue.
+// transaction marker. As TombstonesDue.
 func (s *Store) TxnMarkersDue(id ShardID, beforeMs int64) (bool, error) {
 	return s.timedDue(id, subMarker, beforeMs)
 }
 
+// timedDue answers from the due bound when no entry of the tag index can be
+// older than beforeMs; else it seeks the index's oldest entry, and learns it
+// as the bound when it is not due.
 func (s *Store) timedDue(id ShardID, tag byte, beforeMs int64) (bool, error) {
 	if _, err := s.readView(id); err != nil {
 		return false, err
 	}
 	defer s.life.RUnlock()
-	it, err := s.db.NewIter(&pebble.IterOptions{
-		LowerBound: sub(id, tag),
-		UpperBound: timedBound(id, tag, beforeMs),
-	})
+	kind := dueKind(tag)
+	sh, b := s.dueBound(id, kind)
+	if sh == nil {
+		return false, ErrUnknownShard
+	}
+	if b.known && b.ms >= beforeMs {
+		return false, nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, tag), UpperBound: sub(id, tag+1)})
 	if err != nil {
 		return false, err
 	}
-	due := it.First()
+	oldest := int64(noEntry)
+	if it.First() {
+		pk, good := parseKey(it.Key())
+		if !good || pk.shard != id || pk.kind != timedKeyKind(tag) {
+			_ = it.Close()
+			return false, fmt.Errorf("shardstore: index key %x: %w", it.Key(), errCorrupt)
+		}
+		oldest = pk.ms
+	}
 	if err := it.Close(); err != nil {
 		return false, err
 	}
-	return due, nil
+	if oldest < beforeMs {
+		return true, nil
+	}
+	sh.learnDue(kind, b.gen, oldest)
+	return false, nil
 }
 
 // ProducersDue reports whether ExpireProducers(id, beforeMs, ...) would change
 // anything: whether the shard keeps state of a producer that last wrote before
-// beforeMs, or undated state from before append times were kept. Unlike
-// TombstonesDue it is a scan of the shard's producers, stopping at the first
-// due one; the compaction loop asks every few minutes, not every pass.
+// beforeMs, or undated state from before append times were kept. It answers
+// from the shard's due bound (due.go) when no producer can have last written
+// before beforeMs; else it scans the shard's producers, stopping at the first
+// due one, and when none is, learns the earliest last write as the bound.
 func (s *Store) ProducersDue(id ShardID, beforeMs int64) (bool, error) {
 	if _, err := s.readView(id); err != nil {
 		return false, err
 	}
 	defer s.life.RUnlock()
+	sh, b := s.dueBound(id, dueProducers)
+	if sh == nil {
+		return false, ErrUnknownShard
+	}
+	if b.known && b.ms >= beforeMs {
+		return false, nil
+	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, subProducer), UpperBound: producersEnd(id)})
 	if err != nil {
 		return false, err
 	}
 	defer it.Close()
+	oldest := int64(noEntry)
 	for ok := it.First(); ok; ok = it.Next() {
 		ps, err := decodeProducer(it.Value())
 		if err != nil {
@@ -418,6 +472,10 @@ func (s *Store) ProducersDue(id ShardID, beforeMs int64) (bool, error) {
 		if ps.undated {
 			return true, nil
 		}
+		// A producer with an open transaction is kept in the bound: its
+		// marker need not write its state (EndTxn), so it may become due
+		// with no batch applied to lower the bound.
+		oldest = min(oldest, ps.dueMs())
 		if !ps.expired(beforeMs) {
 			continue
 		}
@@ -437,5 +495,9 @@ func (s *Store) ProducersDue(id ShardID, beforeMs int64) (bool, error) {
 		}
 		_ = closer.Close()
 	}
-	return false, it.Error()
+	if err := it.Error(); err != nil {
+		return false, err
+	}
+	sh.learnDue(dueProducers, b.gen, oldest)
+	return false, nil
 }

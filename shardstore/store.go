@@ -140,6 +140,9 @@ type shard struct {
 	txns map[int64]int64
 	// hint is how far the shard's dead prefix reaches (livehint.go).
 	hint liveHint
+	// due bounds the ages of the entries of the shard's expiry indexes, for
+	// the compaction loop's checks (due.go).
+	due dueBounds
 }
 
 // Open opens or creates the store in dir.

@@ -142,6 +142,7 @@ func (b *Batch) appendStaged(p *pendingShard, opts AppendOptions, pr Producer, p
 	}
 	p.st = st
 	p.dirty, p.changed = true, true
+	p.due.add(dueRecords, opts.AppendTimeMs)
 	b.appended += int64(len(recs))
 	return AppendResult{BaseOffset: base, LogStartOffset: st.LogStartOffset}
 }
@@ -252,7 +253,7 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 			e := keyEntry{offset: r.offset, appendMs: opts.AppendTimeMs, tomb: r.tomb, size: r.size}
 			b.set(keyIndexKey(id, r.key), e.appendTo(nil))
 			if e.tomb {
-				b.set(tombstoneKey(id, opts.AppendTimeMs, r.offset), sizedValue(e.size, r.key))
+				b.setTimed(p, subTombstone, opts.AppendTimeMs, r.offset, sizedValue(e.size, r.key))
 				st.Tombstones++
 			} else {
 				st.LiveKeys++
@@ -277,7 +278,7 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 		// The transaction is settled in this same batch (its records are
 		// live or deleted), so the marker only waits for delete.retention.ms
 		// like a tombstone (ExpireTxnMarkers).
-		b.set(markerKey(id, opts.AppendTimeMs, off), sizedValue(int32(len(b.vbuf)), nil))
+		b.setTimed(p, subMarker, opts.AppendTimeMs, off, sizedValue(int32(len(b.vbuf)), nil))
 	}
 
 	// The marker's epoch becomes the producer's (a fenced zombie's batches
@@ -292,6 +293,7 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 	}
 	p.st = st
 	p.dirty, p.changed = true, true
+	p.due.add(dueRecords, opts.AppendTimeMs)
 	b.appended++
 	return off, nil
 }
