@@ -300,8 +300,17 @@ func TestSlowDiskFloodMemoryFlat(t *testing.T) {
 	if peakPending > budget {
 		t.Errorf("pending proposals peaked at %.0f bytes, budget %d", peakPending, budget)
 	}
+	// The heap limit only guards against gross leaks; the pending-proposal
+	// bound above is what tells a bounded broker from an unbounded one. With
+	// this budget, about 50 runs under -race on the 2-core machine peaked at
+	// 57-158 MiB over a base of 2-19 MiB (the tail from GC and apply batches that
+	// overlap: a 16 MiB window of 512 KiB entries is held as proposals, as
+	// decoded entries being applied and as the state batch they become). With
+	// a 1 GiB budget the 4 s flood peaked at 113-137 MiB but left 63-67 MiB of
+	// proposals pending, which the check above fails on. With 64 MiB of slack
+	// it failed 2 of about 30 runs of one build (one in CI).
 	top := max(peak[0].live, peak[1].live)
-	if limit := base.live + 4*budget + 64<<20; top > limit {
+	if limit := base.live + 4*budget + 96<<20; top > limit {
 		t.Errorf("live heap peaked at %.1f MiB, want under %.1f MiB", mib(top), mib(limit))
 	}
 	// The two windows are logged, not compared: on a loaded machine the first
