@@ -577,3 +577,63 @@ func TestClusterSnapshotPull(t *testing.T) {
 		t.Errorf("pull from an unknown node: %v", err)
 	}
 }
+
+// A data group's leader snapshots and trims its log before adding a server
+// only when its last snapshot would leave the server more than
+// newServerTrailingLogs entries to apply, or the log still starts at index 1
+// (recentSnapshotSuffices): each snapshot flushes the state DB.
+func TestTrimLogForNewServerSkipsRecentSnapshot(t *testing.T) {
+	nodes := newTCPCluster(t, 1)
+	n := nodes[0]
+	ctx := testCtx(t)
+	info, err := n.node.CreateTopic(ctx, "trim", 1, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := info.Partitions[0]
+	g := n.node.group(p.Group)
+	if g == nil {
+		t.Fatalf("raft group %d not open", p.Group)
+	}
+	// newest is the index of the group's latest snapshot, 0 for none.
+	newest := func() uint64 {
+		t.Helper()
+		metas, err := g.snaps.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(metas) == 0 {
+			return 0
+		}
+		return metas[0].Index
+	}
+	produce := func(entries int) {
+		t.Helper()
+		for i := range entries {
+			produceOnLeader(t, nodes, "trim", p, keyed(fmt.Sprintf("e%d-", i), 1))
+		}
+	}
+
+	// More than the trim keeps, so the trim moves the log's start.
+	produce(newServerTrailingLogs + 20)
+	if first, err := g.logs.FirstIndex(); err != nil || first != 1 {
+		t.Fatalf("log starts at %d (%v) before any snapshot, want 1", first, err)
+	}
+	n.node.trimLogForNewServer(g)
+	s1 := newest()
+	if first, err := g.logs.FirstIndex(); err != nil || first <= 1 || s1 == 0 {
+		t.Fatalf("a log from index 1: after the trim it starts at %d (%v), latest snapshot at %d; want a snapshot and a trimmed log", first, err, s1)
+	}
+
+	produce(5)
+	n.node.trimLogForNewServer(g)
+	if s := newest(); s != s1 {
+		t.Errorf("5 entries after the snapshot at %d: a new snapshot at %d, want none", s1, s)
+	}
+
+	produce(newServerTrailingLogs + 1)
+	n.node.trimLogForNewServer(g)
+	if s := newest(); s <= s1 {
+		t.Errorf("%d entries after the snapshot at %d: latest snapshot at %d, want a new one", newServerTrailingLogs+6, s1, s)
+	}
+}

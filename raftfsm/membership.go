@@ -505,7 +505,15 @@ const newServerTrailingLogs = promoteLag
 // several times the CPU per byte (docs/ARCHITECTURE.md, Snapshots), and a log
 // under the snapshot threshold can still hold gigabytes of large batches.
 // Raft's TrailingLogs is lowered for this one snapshot and put back.
+//
+// A log that an earlier snapshot already trimmed, with at most
+// newServerTrailingLogs entries after that snapshot, is left as it is
+// (recentSnapshotSuffices): the new server is sent that snapshot and those
+// few entries.
 func (n *Node) trimLogForNewServer(g *group) {
+	if recentSnapshotSuffices(g) {
+		return
+	}
 	keep := g.raft.ReloadableConfig()
 	trim := keep
 	trim.TrailingLogs = min(keep.TrailingLogs, newServerTrailingLogs)
@@ -520,6 +528,27 @@ func (n *Node) trimLogForNewServer(g *group) {
 	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
 		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
 	}
+}
+
+// recentSnapshotSuffices reports whether group g's log already starts past
+// index 1, so a new server is sent a snapshot whatever happens, and its latest
+// snapshot is at most newServerTrailingLogs entries behind the log's end. A
+// new snapshot would then spare the new server only those few entries, and it
+// costs a flush of the state DB (logicalSnapshot.Persist): a table of a few
+// bytes in Pebble's L0, and a few of those make Pebble compact L0 into Lbase,
+// rewriting tens of MB of tables on this leader while it streams the snapshot
+// (docs/ARCHITECTURE.md, Membership reconcile).
+func recentSnapshotSuffices(g *group) bool {
+	first, err := g.logs.FirstIndex()
+	if err != nil || first <= 1 {
+		return false
+	}
+	metas, err := g.snaps.List()
+	if err != nil || len(metas) == 0 {
+		return false
+	}
+	// List is newest first.
+	return g.raft.LastIndex() <= metas[0].Index+newServerTrailingLogs
 }
 
 // staleServer reports whether id is a server of a node that has registered
