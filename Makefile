@@ -13,6 +13,11 @@ SOAK_DURATION ?= 5m
 SOAK_TIMEOUT  ?= 2h
 # The cluster fault tests that `make soak` repeats.
 SOAK_TESTS := TestCluster(KillLeader|PauseLeader|PartitionLeaderMinority|AsymmetricPartition|IdempotentProducerLeaderKill|RollingRestart)$$
+# The tests that calibrate the broker's memory accounting against what the Go
+# runtime allocates; the race detector changes allocations, so under -race they
+# skip (or skip their allocation checks), and `make test` runs them once more
+# without it.
+ALLOC_TESTS := Test(BatchMemoryCoversProduce|WalkBodyEstimateCoversKmsg|ParseRequestBoundsDecodedSize|DecompressBoundedStopsAtLimit)$$
 
 .DEFAULT_GOAL := help
 .PHONY: help build run cluster deps test test-unit test-integration soak bench bench-lookup bench-groups bench-cluster bench-hostile bench-security bench-compare bench-txn bench-writepath bench-all fuzz lint api-table api-table-readme clean
@@ -33,9 +38,10 @@ cluster: ## build, then run three local nodes in the foreground (scripts/cluster
 deps: ## install test dependencies: kcat, Python clients, Maven dependencies (scripts/deps.sh)
 	bash scripts/deps.sh
 
-test: deps ## what CI runs: deps, go vet, then every test with -race
+test: deps ## what CI runs: deps, go vet, every test with -race, then the allocation calibration tests without it
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 25m ./...
+	$(GO) test -count=1 -timeout 5m -run '$(ALLOC_TESTS)' ./broker/
 
 test-unit: ## every package's tests except integration/
 	$(GO) test -timeout 10m $$($(GO) list ./... | grep -v '/integration')

@@ -81,20 +81,32 @@ func TestBatchMemoryCoversProduce(t *testing.T) {
 			t.Fatal(err)
 		}
 		charged := batchMemory(int64(len(body)), decompressedSize(h.codec != codecNone, int64(len(body))), h.numRecords, shape)
-		// The first send warms up decoders and pools; the second, which
-		// replaces every key the first wrote, is measured.
+		// The first send warms up decoders and pools; the next ones, each
+		// replacing every key the one before wrote, are measured. The
+		// count is process-wide, so Pebble's background work (a memtable
+		// rotating or flushing) can land in a window and add a few MB;
+		// that only ever adds, so the least of three sends is the
+		// produce's own cost (without it, about 1 run in 12 failed).
 		c.write(framed)
 		c.response(kmsg.Produce.Int16(), 9)
-		var resp kmsg.Response
-		got := allocated(func() {
-			c.write(framed)
-			_, resp = c.response(kmsg.Produce.Int16(), 9)
-		})
-		if code := producePartitionResp(t, resp.(*kmsg.ProduceResponse)).ErrorCode; code != 0 {
-			t.Fatalf("%s: produce error %v", bt.name, kerr.ErrorForCode(code))
+		var got uint64
+		var each []uint64
+		for range 3 {
+			var resp kmsg.Response
+			n := allocated(func() {
+				c.write(framed)
+				_, resp = c.response(kmsg.Produce.Int16(), 9)
+			})
+			if code := producePartitionResp(t, resp.(*kmsg.ProduceResponse)).ErrorCode; code != 0 {
+				t.Fatalf("%s: produce error %v", bt.name, kerr.ErrorForCode(code))
+			}
+			each = append(each, n)
+			if got == 0 || n < got {
+				got = n
+			}
 		}
-		t.Logf("%s: %d bytes sent, %d records, %d decompressed: allocated %d, charged %d (%.2f)",
-			bt.name, len(raw), h.numRecords, len(body), got, charged, float64(got)/float64(charged))
+		t.Logf("%s: %d bytes sent, %d records, %d decompressed: allocated %d (least of %v), charged %d (%.2f)",
+			bt.name, len(raw), h.numRecords, len(body), got, each, charged, float64(got)/float64(charged))
 		if uint64(charged) < got {
 			t.Errorf("%s: produce allocated %d bytes, batchMemory charges %d", bt.name, got, charged)
 		}
