@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hclogAdapter sends hashicorp/raft's hclog output to slog. Raft's key/value
@@ -51,6 +52,13 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 		// refuses it, membership.go). They say nothing an operator must act on.
 		sl = slog.LevelDebug
 	}
+	if sl == slog.LevelError && msg == "failed to get log" && hasError(args, raft.ErrLogNotFound) {
+		// A leader replicating to a server that needs entries its log no
+		// longer holds: Raft sends it a snapshot next, as it does for every
+		// node added or rebuilt after a trim (membership.go). Where the same
+		// line means a lost entry, Raft panics right after it.
+		sl = slog.LevelInfo
+	}
 	ctx := context.Background()
 	if !h.l.Enabled(ctx, sl) {
 		return
@@ -66,9 +74,13 @@ func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 
 // aboutStaleServer reports whether a Raft log line's arguments carry the
 // error of a refused dial to a stale server.
-func aboutStaleServer(args []any) bool {
+func aboutStaleServer(args []any) bool { return hasError(args, errStaleServer) }
+
+// hasError reports whether a Raft log line's arguments carry an error that
+// is target or wraps it.
+func hasError(args []any, target error) bool {
 	for _, a := range args {
-		if err, ok := a.(error); ok && errors.Is(err, errStaleServer) {
+		if err, ok := a.(error); ok && errors.Is(err, target) {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 func TestHclogAdapter(t *testing.T) {
@@ -30,6 +31,12 @@ func TestHclogAdapter(t *testing.T) {
 		{"other dial errors stay errors", func() {
 			l.Error("failed to appendEntries to", "peer", "3", "error", errors.New("connection refused"))
 		}, `level=ERROR msg="failed to appendentries to"`},
+		{"a trimmed entry on the way to a snapshot is info", func() {
+			l.Error("failed to get log", "index", 1, "error", raft.ErrLogNotFound)
+		}, `level=INFO msg="failed to get log"`},
+		{"other log read errors stay errors", func() {
+			l.Error("failed to get log", "index", 1, "error", errors.New("disk on fire"))
+		}, `level=ERROR msg="failed to get log"`},
 		{"standard logger", func() { l.StandardLogger(nil).Print("from std\n") }, `msg="from std"`},
 	}
 	for _, tt := range tests {
