@@ -1406,3 +1406,72 @@ func testGroupRegistry(h *h) {
 		h.t.Fatalf("ShardGroup(1) after conflict = %d, %v", g, ok)
 	}
 }
+
+// TestFlushCovering: FlushCovering flushes only when no completed flush covers
+// the writes it names, a group's LastCommit moves only with writes that may
+// touch the group, and what a flush covers survives a crash (the state DB has
+// no WAL).
+func TestFlushCovering(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s := openStore(t, "db", Options{FS: fs, Logger: testLogger(t)})
+	flushes := func() int64 { return s.db.Metrics().Flush.Count }
+	// write commits a batch that creates shard id (when not 0) and sets
+	// the applied index of groups.
+	write := func(id ShardID, groups ...uint32) {
+		t.Helper()
+		b := s.NewBatch()
+		defer b.Close()
+		if id != 0 {
+			if err := b.CreateShard(id, testGroup); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, g := range groups {
+			b.SetApplied(g, 7)
+		}
+		if err := b.Commit(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	flushCovering := func(n uint64, wantFlushes int64) {
+		t.Helper()
+		before := flushes()
+		if err := s.FlushCovering(n); err != nil {
+			t.Fatal(err)
+		}
+		if got := flushes() - before; got != wantFlushes {
+			t.Fatalf("FlushCovering(%d): %d flushes, want %d", n, got, wantFlushes)
+		}
+	}
+	// shardsAfterCrash opens what a crash now would leave.
+	shardsAfterCrash := func() []ShardID {
+		t.Helper()
+		c := openStore(t, "db", Options{FS: fs.CrashClone(vfs.CrashCloneCfg{}), Logger: testLogger(t)})
+		return c.Shards()
+	}
+
+	if s.LastCommit(1) != 0 {
+		t.Fatalf("LastCommit of a store with no write since Open: %d", s.LastCommit(1))
+	}
+	write(1) // names no group: may touch any
+	n1 := s.LastCommit(1)
+	if n1 == 0 || s.LastCommit(2) != n1 {
+		t.Fatalf("after a write naming no group: LastCommit 1 %d, 2 %d; want both the write's", n1, s.LastCommit(2))
+	}
+	flushCovering(n1, 1)
+	flushCovering(n1, 0)
+	write(2)
+	flushCovering(n1, 0)
+	if got := shardsAfterCrash(); !slices.Equal(got, []ShardID{1}) {
+		t.Fatalf("after a crash: shards %v, want [1] (shard 2 never flushed)", got)
+	}
+	flushCovering(s.LastCommit(1), 1)
+	if got := shardsAfterCrash(); !slices.Equal(got, []ShardID{1, 2}) {
+		t.Fatalf("after a crash: shards %v, want [1 2]", got)
+	}
+
+	// A write of group 2's state does not make group 1's snapshot flush.
+	write(0, 2)
+	flushCovering(s.LastCommit(1), 0)
+	flushCovering(s.LastCommit(2), 1)
+}
