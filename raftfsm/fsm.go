@@ -204,9 +204,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, f.failed
 	}
-	// Every write up to f.applied has committed (applies hold f.mu), so
-	// the group's last write now is the newest the snapshot needs durable.
-	return &logicalSnapshot{store: f.store, group: f.group, applied: f.applied, commits: f.store.LastCommit(f.group)}, nil
+	return &logicalSnapshot{store: f.store, group: f.group, applied: f.applied}, nil
 }
 
 // Restore installs a snapshot of the group: a stream stored by a version that

@@ -113,22 +113,17 @@ type logicalSnapshot struct {
 	store   *shardstore.Store
 	group   uint32
 	applied uint64
-	// commits is the group's last write to the store when the snapshot was
-	// taken (shardstore.Store.LastCommit): a flush covering it holds
-	// everything applied up to applied.
-	commits uint64
 }
 
-// Persist flushes the state DB, so everything applied up to s.applied is
-// durable without the Raft log (unless a flush that began after it already
-// did: another group's snapshot just before, FlushCovering), then writes the marker to
+// Persist flushes the state DB, so everything applied up to s.applied (and
+// any later apply) is durable without the Raft log, then writes the marker to
 // the Raft log DB, synced: version | group (4 BE) | applied (8 BE). Only when
 // it returns may Raft trim its log up to s.applied.
 func (s *logicalSnapshot) Persist(sink raft.SnapshotSink) error {
 	marker := []byte{snapshotMarkerVersion}
 	marker = binary.BigEndian.AppendUint32(marker, s.group)
 	marker = binary.BigEndian.AppendUint64(marker, s.applied)
-	if err := s.store.FlushCovering(s.commits); err != nil {
+	if err := s.store.Flush(); err != nil {
 		sink.Cancel()
 		return fmt.Errorf("flush store for snapshot: %w", err)
 	}

@@ -31,10 +31,6 @@ type Batch struct {
 	kbuf, vbuf []byte // scratch for keys and values copied into the Pebble batch
 
 	appended, replaced int64 // metrics, added on Commit
-
-	// groups are the Raft groups whose applied index the batch sets or
-	// deletes: a batch that names none may touch any (Store.LastCommit).
-	groups []uint32
 }
 
 // pendingShard is a shard as the batch sees it.
@@ -210,7 +206,6 @@ func (b *Batch) SetApplied(group uint32, index uint64) {
 		return
 	}
 	b.set(appliedKey(group), binary.BigEndian.AppendUint64(nil, index))
-	b.groups = append(b.groups, group)
 }
 
 // DeleteApplied forgets the last Raft index applied for a group, in this
@@ -222,7 +217,6 @@ func (b *Batch) DeleteApplied(group uint32) {
 		return
 	}
 	b.del(appliedKey(group))
-	b.groups = append(b.groups, group)
 }
 
 // Len is the size of the Pebble batch so far, in bytes. Pebble refuses (panics
@@ -261,7 +255,6 @@ func (b *Batch) Commit() error {
 	if err := b.b.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("shardstore: commit: %w", err)
 	}
-	b.s.noteCommit(b.groups)
 	b.done = true
 	_ = b.b.Close()
 	b.s.apply(b)

@@ -194,12 +194,11 @@ func (s *Store) Ingest(r io.Reader, opts IngestOptions) (IngestResult, error) {
 		return IngestResult{}, fmt.Errorf("shardstore: ingest group %d snapshot: %w", h.Group, err)
 	}
 	ingested = true
-	s.noteCommit(nil)
 	res := IngestResult{Applied: h.Applied, Shards: h.Shards, Removed: removed, Tables: len(tb.paths)}
 	// The state DB has no WAL: a flush makes the ingested tables (Pebble
 	// may hold them as a flushable in its memtable queue) and the batches
 	// before them durable, before the snapshot's marker lets Raft trim.
-	syncErr := s.flush()
+	syncErr := s.db.Flush()
 	// The keys are in place whether or not the flush worked: publish them.
 	reloadErr := s.reloadShards(h.Group, append(slices.Clip(h.Shards), removed...))
 	if syncErr != nil {

@@ -104,17 +104,6 @@ type Store struct {
 	mu      sync.RWMutex // guards shards (the map, not the shard contents) and exports
 	shards  map[ShardID]*shard
 	exports map[*Export]struct{} // open Exports, released by Close
-
-	// commits counts the writes to db since Open (batch commits and
-	// ingests); flushedCommits is how many of them a completed flush has made
-	// durable (FlushCovering).
-	commits, flushedCommits atomic.Uint64
-	// commitMu guards groupCommits and anyCommit (LastCommit): the number
-	// of the latest write that set or deleted each group's applied index,
-	// and of the latest write that named no group.
-	commitMu     sync.Mutex
-	groupCommits map[uint32]uint64
-	anyCommit    uint64
 }
 
 // shard is the in-memory part of one shard: its counters (a copy of the meta
@@ -351,47 +340,6 @@ func (s *Store) Flush() error {
 	return s.flush()
 }
 
-// noteCommit counts a write to the state DB that set or deleted the applied
-// index of groups (none: a write that names no group, so it may touch any).
-func (s *Store) noteCommit(groups []uint32) {
-	s.commitMu.Lock()
-	n := s.commits.Add(1)
-	if len(groups) == 0 {
-		s.anyCommit = n
-	} else {
-		if s.groupCommits == nil {
-			s.groupCommits = make(map[uint32]uint64)
-		}
-		for _, g := range groups {
-			s.groupCommits[g] = n
-		}
-	}
-	s.commitMu.Unlock()
-}
-
-// LastCommit is the number of the latest write since Open that may have
-// changed group's state: one that set or deleted its applied index, or one
-// that named no group. A FlushCovering of it makes the group's state as
-// written so far durable; 0 means nothing was written since Open.
-func (s *Store) LastCommit(group uint32) uint64 {
-	s.commitMu.Lock()
-	defer s.commitMu.Unlock()
-	return max(s.groupCommits[group], s.anyCommit)
-}
-
-// FlushCovering makes the first n writes to the state DB since Open durable
-// (n from LastCommit): it returns at once when a flush that began after them
-// has completed, and flushes otherwise. Each flush of the state DB adds a
-// table to Pebble's L0, however little the memtable holds, and a few of them
-// make Pebble compact L0 into Lbase, so snapshots of several Raft groups in a
-// row (a node added to each) share one flush instead of one each.
-func (s *Store) FlushCovering(n uint64) error {
-	if s.flushedCommits.Load() >= n {
-		return nil
-	}
-	return s.Flush()
-}
-
 // flushTimeout bounds the wait for a flush of the state DB. Pebble retries a
 // failed flush (a full or failing disk) without end, so a caller that waited
 // for it would hang: Persist (and Raft's shutdown with it), Close.
@@ -399,9 +347,6 @@ const flushTimeout = time.Minute
 
 // flush flushes the state DB and waits for it, at most flushTimeout.
 func (s *Store) flush() error {
-	// Every write counted so far is in the memtables this flush writes out
-	// (a write is counted once it is in the memtable).
-	covers := s.commits.Load()
 	done, err := s.db.AsyncFlush()
 	if err != nil {
 		return fmt.Errorf("shardstore: flush: %w", err)
@@ -410,12 +355,7 @@ func (s *Store) flush() error {
 	defer t.Stop()
 	select {
 	case <-done:
-		for {
-			old := s.flushedCommits.Load()
-			if old >= covers || s.flushedCommits.CompareAndSwap(old, covers) {
-				return nil
-			}
-		}
+		return nil
 	case <-t.C:
 		return fmt.Errorf("shardstore: flush: not done after %v (Pebble logs why)", flushTimeout)
 	}
@@ -568,7 +508,6 @@ func (s *Store) SetShardGroups(groups map[ShardID]uint32) (int, error) {
 	if err := b.Commit(pebble.NoSync); err != nil {
 		return 0, fmt.Errorf("shardstore: record shard groups: %w", err)
 	}
-	s.noteCommit(nil)
 	for _, r := range todo {
 		r.sh.mu.Lock()
 		r.sh.group, r.sh.grouped = r.group, true
