@@ -747,13 +747,20 @@ func (c *txnCoordinator) list() []*txn {
 // coordinatorError maps an error of routing or writing to the Kafka error a
 // transactional request answers: the coordinator errors as they are, a lost
 // leadership as NOT_COORDINATOR, anything else as COORDINATOR_NOT_AVAILABLE
-// (retriable, so the client looks the coordinator up again).
+// (retriable, so the client looks the coordinator up again). A group with no
+// leader for the moment (ErrNotReady: an election, as when a preferred
+// leader takes its partition back) is a lost leadership too, as Kafka's
+// coordinator answers NOT_COORDINATOR when the partition is not led here and
+// as the group coordinator does (writeErrorCode): franz-go looks the
+// coordinator up again on NOT_COORDINATOR, but failed every buffered record
+// of a transaction on a COORDINATOR_NOT_AVAILABLE answered in that window
+// (TestTxnClusterCoordinatorKillNine, once in make test).
 func coordinatorError(err error) *kerr.Error {
 	var ke *kerr.Error
 	switch {
 	case errors.As(err, &ke):
 		return ke
-	case errors.Is(err, raftfsm.ErrNotLeader), errors.Is(err, raftfsm.ErrClosed):
+	case errors.Is(err, raftfsm.ErrNotLeader), errors.Is(err, raftfsm.ErrClosed), errors.Is(err, raftfsm.ErrNotReady):
 		return kerr.NotCoordinator
 	}
 	return kerr.CoordinatorNotAvailable

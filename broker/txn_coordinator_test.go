@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"testing"
@@ -9,6 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/shardcache/shardcache/raftfsm"
 )
 
 // fakeClock is time.Now moved forward by what a test adds.
@@ -384,5 +387,26 @@ func TestTxnOffsetCommit(t *testing.T) {
 	c.endDone("etl", pid, epoch, false)
 	if off, code := c.offsetFetch("etl-group", "in", 0); code != 0 || off != 10 {
 		t.Fatalf("offset after abort: %d %s", off, codeName(code))
+	}
+}
+
+// TestCoordinatorErrorMapping: what a transactional request answers for an
+// error of routing or writing. A group without a leader for the moment is
+// NOT_COORDINATOR, as a lost leadership is: clients look the coordinator up
+// again on it.
+func TestCoordinatorErrorMapping(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want *kerr.Error
+	}{
+		{kerr.ConcurrentTransactions, kerr.ConcurrentTransactions},
+		{fmt.Errorf("write: %w", raftfsm.ErrNotLeader), kerr.NotCoordinator},
+		{raftfsm.ErrClosed, kerr.NotCoordinator},
+		{fmt.Errorf("propose: %w", raftfsm.ErrNotReady), kerr.NotCoordinator},
+		{errors.New("disk on fire"), kerr.CoordinatorNotAvailable},
+	} {
+		if got := coordinatorError(tt.err); got != tt.want {
+			t.Errorf("coordinatorError(%v) = %v, want %v", tt.err, got, tt.want)
+		}
 	}
 }
