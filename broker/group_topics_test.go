@@ -11,6 +11,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/shardcache/shardcache/internal/nodetest"
@@ -25,12 +26,23 @@ func committedOf(t testing.TB, adm *kadm.Client, group string) map[string]int64 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	resps, err := adm.FetchOffsets(ctx, group)
-	if err != nil {
-		t.Fatalf("fetch offsets of %s: %v", group, err)
-	}
-	if err := resps.Error(); err != nil {
-		t.Fatalf("fetch offsets of %s: %v", group, err)
+	var resps kadm.OffsetResponses
+	for {
+		var err error
+		resps, err = adm.FetchOffsets(ctx, group)
+		if err == nil {
+			err = resps.Error()
+		}
+		if err == nil {
+			break
+		}
+		// A coordinator moving in an election answers a retriable error
+		// (COORDINATOR_NOT_AVAILABLE from FindCoordinator while its
+		// partition has no leader, as Kafka's does); a client asks again.
+		if !kerr.IsRetriable(err) || ctx.Err() != nil {
+			t.Fatalf("fetch offsets of %s: %v", group, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	out := map[string]int64{}
 	resps.Each(func(o kadm.OffsetResponse) {
