@@ -19,8 +19,9 @@ package raftfsm
 //  2. add a wanted server that is missing, as a non-voter, so it catches up
 //     without counting toward the quorum, once the node has the group open
 //     (readyToAdd); a data group's leader first snapshots and trims its log,
-//     so the server is sent a snapshot rather than the whole log
-//     (trimLogForNewServer);
+//     so the server is sent a snapshot rather than the whole log, unless an
+//     earlier snapshot already trimmed it and few entries follow that one
+//     (trimLogForNewServer, recentSnapshotSuffices);
 //  3. promote a non-voter that should vote once it has caught up (its applied
 //     index within promoteLag of the leader's commit index);
 //  4. hand leadership to the group's preferred leader when it is a caught-up
