@@ -452,7 +452,11 @@ func (c *conn) process(in inbound) bool {
 		return true
 	}
 	bufp := respBufs.Get().(*[]byte)
-	buf := appendResponse((*bufp)[:0], rq.key, rq.correlationID, resp)
+	buf := (*bufp)[:0]
+	if n := responseSizeHint(resp); n > cap(buf) {
+		buf = make([]byte, 0, n) // a large fetch: one allocation, no growth
+	}
+	buf = appendResponse(buf, rq.key, rq.correlationID, resp)
 	c.b.budget.force(int64(len(buf)))
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
 	_, err := c.nc.Write(buf)

@@ -142,6 +142,38 @@ func readBody(rq *request, body []byte) error {
 	return nil
 }
 
+// responseSizeHint is an upper estimate of a response's framed size when it
+// can be large, else 0. A Fetch response is the one that carries megabytes:
+// kmsg's AppendTo copies each partition's record batches into the growing
+// buffer, and growing a pooled 64 KiB buffer by doubling to a few MiB copied
+// the batches about twice more and was a third of the fetch handler's CPU in
+// a full read (integration/bench/profiles/README.md, "Read path: the response
+// buffer"). The estimate counts every byte of the batches and aborted
+// transactions and a generous fixed cost per topic and partition; a low guess
+// only costs the growth it was meant to avoid.
+func responseSizeHint(resp kmsg.Response) int {
+	fr, ok := resp.(*kmsg.FetchResponse)
+	if !ok {
+		return 0
+	}
+	const (
+		fixed        = 64 // frame, header and the response's own fields
+		perTopic     = 40 // name length or id, array length, tags
+		perPartition = 48 // index, error, offsets, replica, length prefixes, tags: 43 at most
+		perAborted   = 17 // producer id, first offset, tags
+	)
+	n := fixed
+	for i := range fr.Topics {
+		t := &fr.Topics[i]
+		n += perTopic + len(t.Topic)
+		for j := range t.Partitions {
+			p := &t.Partitions[j]
+			n += perPartition + len(p.RecordBatches) + perAborted*len(p.AbortedTransactions)
+		}
+	}
+	return n
+}
+
 // appendResponse appends the framed response to dst: size, correlation id,
 // the tag byte of flexible response headers (never for ApiVersions), body.
 func appendResponse(dst []byte, key int16, correlationID int32, resp kmsg.Response) []byte {

@@ -211,3 +211,60 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestResponseSizeHintCoversFetch checks that a fetch response, at every
+// version, fits in the buffer its hint sizes: the hint exists so that
+// appendResponse never grows a large fetch's buffer.
+func TestResponseSizeHintCoversFetch(t *testing.T) {
+	build := func(topics, parts, batchBytes, aborted int) *kmsg.FetchResponse {
+		r := kmsg.NewPtrFetchResponse()
+		r.SessionID = 1 << 30
+		for ti := range topics {
+			ft := kmsg.NewFetchResponseTopic()
+			ft.Topic = "topic-with-a-long-name-" + string(rune('a'+ti))
+			ft.TopicID = [16]byte{byte(ti + 1)}
+			for p := range parts {
+				fp := kmsg.NewFetchResponseTopicPartition()
+				fp.Partition = int32(p)
+				fp.HighWatermark, fp.LastStableOffset, fp.LogStartOffset = 1<<40, 1<<40, 1<<39
+				fp.PreferredReadReplica = 3
+				fp.RecordBatches = bytes.Repeat([]byte{7}, batchBytes)
+				for a := range aborted {
+					at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+					at.ProducerID, at.FirstOffset = int64(a)<<40, 1<<41
+					fp.AbortedTransactions = append(fp.AbortedTransactions, at)
+				}
+				ft.Partitions = append(ft.Partitions, fp)
+			}
+			r.Topics = append(r.Topics, ft)
+		}
+		return r
+	}
+	shapes := []struct{ topics, parts, batchBytes, aborted int }{
+		{0, 0, 0, 0},
+		{1, 1, 0, 0},
+		{1, 1, 1 << 20, 0},
+		{3, 100, 1000, 2},
+		{1, 10000, 1, 0},
+		{2, 8, 200 << 10, 40},
+	}
+	for v := int16(0); v <= kmsg.NewPtrFetchResponse().MaxVersion(); v++ {
+		for _, sh := range shapes {
+			resp := build(sh.topics, sh.parts, sh.batchBytes, sh.aborted)
+			resp.SetVersion(v)
+			hint := responseSizeHint(resp)
+			got := len(appendResponse(nil, kmsg.Fetch.Int16(), 9, resp))
+			if got > hint {
+				t.Errorf("fetch v%d %+v: response %d bytes, hint %d", v, sh, got, hint)
+			}
+			// The hint sizes an allocation, so where batches are most of the
+			// response it must not be far above it either.
+			if sh.batchBytes >= 1000 && hint > got+got/8 {
+				t.Errorf("fetch v%d %+v: hint %d for a %d-byte response", v, sh, hint, got)
+			}
+		}
+	}
+	if n := responseSizeHint(kmsg.NewPtrMetadataResponse()); n != 0 {
+		t.Errorf("metadata response hint %d, want 0", n)
+	}
+}
