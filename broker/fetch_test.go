@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -527,6 +528,70 @@ func TestBatchWriterSize(t *testing.T) {
 			if got := len(appendBatch(nil, 1, recs[:n+1])); got <= limit {
 				t.Fatalf("fitBatches stops at %d records in %d bytes though %d encode in %d", n, limit, n+1, got)
 			}
+		}
+	}
+}
+
+// TestFetchTailLargerThanAverage fetches the tail of a partition whose last
+// records are far larger than its average: the answer buffer, sized from the
+// average (fetchBufferSize), grows, and every byte comes back.
+func TestFetchTailLargerThanAverage(t *testing.T) {
+	tb := newTestBroker(t)
+	tb.createDataTopic(t, "big-tail", 1, nil)
+	cl := tb.client(t)
+	var kvs [][2]string
+	for i := range 200 {
+		kvs = append(kvs, [2]string{fmt.Sprintf("small-%03d", i), "v"})
+	}
+	produceKeyed(t, cl, "big-tail", kvs...)
+	big1, big2 := strings.Repeat("a", 200<<10), strings.Repeat("b", 300<<10)
+	produceKeyed(t, cl, "big-tail", [2]string{"big-1", big1}, [2]string{"big-2", big2})
+	for _, from := range []int64{200, 201, 150} {
+		resp, err := fetchOne(12, "big-tail", 0, from).RequestWith(dataCtx(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := fetchPartitionResp(t, resp)
+		if p.ErrorCode != 0 {
+			t.Fatalf("from %d: error %v", from, kerr.ErrorForCode(p.ErrorCode))
+		}
+		got := map[string]string{}
+		recs, _ := fetchRecords(t, p.RecordBatches, from)
+		for _, r := range recs {
+			got[string(r.Key)] = string(r.Value)
+		}
+		if from <= 200 && got["big-1"] != big1 {
+			t.Errorf("from %d: big-1 has %d bytes, want %d", from, len(got["big-1"]), len(big1))
+		}
+		if got["big-2"] != big2 {
+			t.Errorf("from %d: big-2 has %d bytes, want %d", from, len(got["big-2"]), len(big2))
+		}
+		if want := 200 - from; from < 200 && int64(len(got))-2 != want {
+			t.Errorf("from %d: %d records, want %d small ones and two big", from, len(got), want)
+		}
+	}
+}
+
+func TestFetchBufferSize(t *testing.T) {
+	st := shardstore.State{LiveRecords: 1000, LiveBytes: 1000 * 150}
+	tests := []struct {
+		name      string
+		st        shardstore.State
+		limit     int
+		from, end int64
+		want      int
+	}{
+		{"whole shard under the limit", st, 1 << 20, 0, 1000, 150_000 + batchHeaderSize},
+		{"whole shard over the limit", st, 100_000, 0, 1000, 100_000},
+		{"the last record", st, 1 << 20, 999, 1000, 151 + batchHeaderSize},
+		{"ten records", st, 1 << 20, 990, 1000, 1510 + batchHeaderSize},
+		{"a span wider than the records", st, 1 << 20, 0, 5000, 150_000 + batchHeaderSize},
+		{"an empty shard", shardstore.State{}, 1 << 20, 0, 1, batchHeaderSize},
+		{"offsets near the top", st, 1 << 20, 0, math.MaxInt64, 150_000 + batchHeaderSize},
+	}
+	for _, tt := range tests {
+		if got := fetchBufferSize(tt.st, tt.limit, tt.from, tt.end); got != tt.want {
+			t.Errorf("%s: %d, want %d", tt.name, got, tt.want)
 		}
 	}
 }
