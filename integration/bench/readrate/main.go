@@ -5,7 +5,7 @@
 // For each binary in turn (-binary, then -baseline-binary when set) it starts
 // one broker (harness.StartBroker, --pprof) on a new data directory, creates a
 // compacted topic of -partitions partitions, produces -keys distinct 16-byte
-// keys -versions times each with 100-byte values (harness.Produce: acks=all,
+// keys -versions times each with -value-bytes values (default 100; harness.Produce: acks=all,
 // idempotent, linger 5 ms, 10,000 records buffered, snappy), and then reads it
 // -reads times, each a GlobalKTable-style restore as bench-compare's: a new
 // consumer without a group, franz-go's default fetch sizes, every partition
@@ -22,7 +22,7 @@
 // Usage:
 //
 //	go run ./integration/bench/readrate -binary bin/shardcache -baseline-binary /tmp/main-shardcache \
-//	    [-keys 1000000 -versions 10] [-partitions 4] [-reads 2] [-profile-dir DIR]
+//	    [-keys 1000000 -versions 10] [-value-bytes 100] [-partitions 4] [-reads 2] [-profile-dir DIR]
 package main
 
 import (
@@ -43,6 +43,7 @@ import (
 type config struct {
 	binary, baseline string
 	keys, versions   int
+	valueBytes       int
 	partitions       int
 	reads            int
 	profileDir       string
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&cfg.baseline, "baseline-binary", "", "a second binary, measured after the first (e.g. main's)")
 	flag.IntVar(&cfg.keys, "keys", 1_000_000, "distinct keys")
 	flag.IntVar(&cfg.versions, "versions", 10, "times each key is written")
+	flag.IntVar(&cfg.valueBytes, "value-bytes", 100, "value size in bytes")
 	flag.IntVar(&cfg.partitions, "partitions", 4, "partitions of the topic")
 	flag.IntVar(&cfg.reads, "reads", 2, "full reads after the produce")
 	flag.StringVar(&cfg.profileDir, "profile-dir", "", "write a CPU profile of the broker during the first read here")
@@ -64,12 +66,12 @@ func main() {
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("readrate: ")
-	if cfg.keys <= 0 || cfg.versions <= 0 || cfg.partitions <= 0 || cfg.reads <= 0 {
-		log.Print("-keys, -versions, -partitions and -reads must be positive")
+	if cfg.keys <= 0 || cfg.versions <= 0 || cfg.partitions <= 0 || cfg.reads <= 0 || cfg.valueBytes < 0 {
+		log.Print("-keys, -versions, -partitions and -reads must be positive, -value-bytes not negative")
 		os.Exit(2)
 	}
 	harness.Main(func(ctx context.Context) error {
-		fmt.Printf("%d keys x %d versions, %d partitions; load average %s\n", cfg.keys, cfg.versions, cfg.partitions, harness.LoadAverage())
+		fmt.Printf("%d keys x %d versions, %d-byte values, %d partitions; load average %s\n", cfg.keys, cfg.versions, cfg.valueBytes, cfg.partitions, harness.LoadAverage())
 		fmt.Println("| binary | read | records | seconds | records/s | broker CPU per record | load average |")
 		fmt.Println("|---|---:|---:|---:|---:|---:|---|")
 		bins := []string{cfg.binary}
@@ -110,7 +112,7 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 		return fmt.Errorf("create topic: %w", err)
 	}
 	prod, err := harness.Produce(ctx, harness.ProduceConfig{Seeds: []string{b.KafkaAddr}, Topic: topic,
-		Records: cfg.keys * cfg.versions, Keys: cfg.keys, KeyBytes: 16, ValueBytes: 100,
+		Records: cfg.keys * cfg.versions, Keys: cfg.keys, KeyBytes: 16, ValueBytes: cfg.valueBytes,
 		Linger: 5 * time.Millisecond, MaxBuffered: 10_000})
 	if err != nil {
 		return fmt.Errorf("produce: %w", err)
