@@ -76,6 +76,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -121,6 +122,18 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	var proposals sync.WaitGroup
 	var hintMu sync.Mutex // NodeEndpoints (KIP-951) shared by the partitions
 	defer proposals.Wait()
+	// notQueued counts the produceParts calls whose proposals are not yet in
+	// Raft's queues, plus one for the decoding; when it reaches zero the
+	// connection may start its next produce request (rc.queued, conn.go).
+	var notQueued atomic.Int32
+	notQueued.Store(1)
+	partsQueued := func() {
+		if notQueued.Add(-1) == 0 && rc.queued != nil {
+			rc.queued()
+		}
+	}
+	decoded := sync.OnceFunc(partsQueued)
+	defer decoded()
 	// pending are decoded batches not yet proposed (pendingBytes their
 	// size as sent); flush proposes them on a goroutine of their own, once they
 	// hold produceFlushBytes (so Raft and the store work while the rest is
@@ -134,9 +147,10 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 		parts := pending
 		pending, pendingBytes = nil, 0
 		proposals.Add(1)
+		notQueued.Add(1)
 		go func() {
 			defer proposals.Done()
-			b.produceParts(ctx, rc.listener, req.TransactionID, resp, &hintMu, parts)
+			b.produceParts(ctx, rc.listener, req.TransactionID, resp, &hintMu, parts, partsQueued)
 		}()
 	}
 	resp.Topics = make([]kmsg.ProduceResponseTopic, len(req.Topics))
@@ -207,8 +221,11 @@ func (b *Broker) handleProduce(ctx context.Context, rc *requestContext, kreq kms
 	if len(pending) > 0 {
 		parts := pending
 		pending = nil
-		b.produceParts(ctx, rc.listener, req.TransactionID, resp, &hintMu, parts)
+		notQueued.Add(1)
+		decoded()
+		b.produceParts(ctx, rc.listener, req.TransactionID, resp, &hintMu, parts, partsQueued)
 	}
+	decoded()
 	proposals.Wait()
 
 	if req.Acks == 0 {
@@ -239,8 +256,11 @@ func failedPartitions(resp *kmsg.ProduceResponse) int {
 // produceParts verifies the transactional batches of parts, proposes the
 // rest together (raftfsm Node.ProduceMany), fills each partition's response
 // and releases the parts' memory. hintMu guards the response's
-// NodeEndpoints, shared by the calls of one request.
-func (b *Broker) produceParts(ctx context.Context, lis *listener, txnID *string, resp *kmsg.ProduceResponse, hintMu *sync.Mutex, parts []*producePart) {
+// NodeEndpoints, shared by the calls of one request. queued is called once,
+// when the proposals are in Raft's queues (or none will be made).
+func (b *Broker) produceParts(ctx context.Context, lis *listener, txnID *string, resp *kmsg.ProduceResponse, hintMu *sync.Mutex, parts []*producePart, queued func()) {
+	queued = sync.OnceFunc(queued)
+	defer queued()
 	defer func() {
 		for _, p := range parts {
 			b.budget.release(p.charged)
@@ -253,7 +273,7 @@ func (b *Broker) produceParts(ctx context.Context, lis *listener, txnID *string,
 	}
 	var topics map[string]raftfsm.TopicInfo // for leader hints
 	var records, bytes int
-	for i, res := range b.node.ProduceMany(ctx, batches) {
+	for i, res := range b.node.ProduceManyQueued(ctx, batches, queued) {
 		p := ok[i]
 		if res.Err != nil {
 			b.setProduceError(p.resp, res.Err, p.topic)

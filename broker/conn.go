@@ -26,8 +26,13 @@ import (
 //     at a time on reqs, so at most one decoded request waits while another
 //     is handled;
 //   - the processor (serve, the goroutine the broker started) handles them in
-//     arrival order and writes each response before taking the next request,
-//     so pipelined requests are answered in order, as Kafka does.
+//     arrival order and answers them in that order, as Kafka does. It writes
+//     each response before taking the next request, but for produce
+//     requests: once a produce's proposals are in Raft's queues, the next
+//     produce is handled while it waits for its commit (processAll, up to
+//     maxPipelinedProduces), so the 5 requests a client keeps in flight share
+//     Raft's fsyncs. Each partition's batches still reach Raft in the order
+//     the client sent them.
 //
 // serve owns the reader and waits for it before returning.
 //
@@ -182,15 +187,78 @@ func (c *conn) serve() {
 		defer reader.Done()
 		c.readLoop()
 	}()
-	for in := range c.reqs {
-		if !c.process(in) {
-			break
-		}
-	}
+	pending := c.processAll()
 	close(c.done)
 	c.cancel()
 	c.nc.Close()
+	// Produce handlers still running hold memory and proposals: wait for
+	// them (their context is cancelled) before the connection is gone.
+	for _, ans := range pending {
+		<-ans.done
+		c.requestDone()
+	}
 	reader.Wait()
+}
+
+// processAll takes requests until the connection closes and answers them in
+// order. Produce requests are pipelined: once a produce's proposals are in
+// Raft's queues, the next request is read and, if it is a produce too,
+// handled while the first waits for its commit (up to maxPipelinedProduces),
+// so a client's in-flight requests share Raft's fsyncs instead of taking
+// one each. Any other request first waits for the produces before it to be
+// answered. It returns the pipelined produces it did not answer.
+func (c *conn) processAll() []*answer {
+	var queue []*answer // pipelined produces, in request order
+	for {
+		var head chan struct{}
+		if len(queue) > 0 {
+			head = queue[0].done
+		}
+		reqs := c.reqs
+		if len(queue) >= maxPipelinedProduces {
+			reqs = nil
+		}
+		select {
+		case <-head:
+			ans := queue[0]
+			queue = queue[1:]
+			if !c.finish(ans) {
+				return queue
+			}
+		case in, ok := <-reqs:
+			if !ok {
+				for len(queue) > 0 {
+					ans := queue[0]
+					queue = queue[1:]
+					if !c.finish(ans) {
+						return queue
+					}
+				}
+				return nil
+			}
+			if pipelinable(in.rq) {
+				ans, ok := c.start(in, true)
+				if !ok {
+					c.requestDone()
+					return queue
+				}
+				queue = append(queue, ans)
+				continue
+			}
+			for len(queue) > 0 {
+				ans := queue[0]
+				queue = queue[1:]
+				if !c.finish(ans) {
+					c.b.budget.releaseRead(in.charged)
+					c.requestDone()
+					return queue
+				}
+			}
+			if !c.process(in) {
+				return nil
+			}
+		}
+	}
 }
 
 // readLoop decodes frames until the connection fails or a frame is bad.
@@ -403,52 +471,118 @@ func (c *conn) logReadError(rq *request, err error) {
 	c.b.log.Warn(msg, attrs...)
 }
 
+// answer is one request on its way through the processor: handled (done
+// closed) or being handled on a goroutine of its own, then written in turn.
+type answer struct {
+	in   inbound
+	a    api
+	rc   *requestContext // nil for an unsupported version
+	resp kmsg.Response
+	err  error // the handler failed: the connection closes
+	// queued is closed when a pipelined produce's proposals are all in
+	// Raft's queues (rc.queued); done when the handler has returned.
+	queued chan struct{}
+	done   chan struct{}
+}
+
+// maxPipelinedProduces is how many produce requests of one connection may be
+// handled at once: Kafka clients send at most 5 (max.in.flight), and an
+// idempotent producer's sequence order holds across them.
+const maxPipelinedProduces = 5
+
 // process handles one request and writes its response. It reports whether the
 // connection stays open.
 func (c *conn) process(in inbound) bool {
-	defer func() {
-		c.lastActive.Store(time.Now().UnixNano())
-		c.inflight.Add(-1)
-	}()
-	rq := in.rq
-	a := registry[rq.key]
-	var resp kmsg.Response
-	var rc *requestContext
-	if rq.unsupportedVersion {
-		resp = unsupportedAPIVersionsResponse()
-	} else {
-		if err := c.checkAuthenticated(rq.key, time.Now()); err != nil {
-			c.b.budget.releaseRead(in.charged)
-			c.b.metrics.requests.WithLabelValues(a.name, "unauthenticated").Inc()
-			c.b.log.Warn("request before authentication, closing connection", logKeyRemote, c.remote,
-				logKeyListener, c.lis.Name, logKeyAPIKey, rq.key, logKeyClientID, rq.clientID, logKeyError, err)
-			return false
-		}
-		rc = &requestContext{
-			key:           rq.key,
-			version:       rq.version,
-			correlationID: rq.correlationID,
-			clientID:      rq.clientID,
-			remote:        c.nc.RemoteAddr(),
-			listener:      c.lis,
-			principal:     c.sess.principal,
-			host:          c.host,
-			conn:          c,
-		}
-		var err error
-		resp, err = c.call(a, rc, rq.body)
-		if err != nil {
-			c.b.budget.releaseRead(in.charged)
-			c.b.metrics.requests.WithLabelValues(a.name, "closed").Inc()
-			c.b.log.Warn("request failed, closing connection", logKeyRemote, c.remote,
-				logKeyAPIKey, rq.key, logKeyAPIVersion, rq.version, logKeyClientID, rq.clientID, logKeyError, err)
-			return false
-		}
+	ans, ok := c.start(in, false)
+	if !ok {
+		c.requestDone()
+		return false
 	}
-	// The handler is done with the request (its frame may be collected).
-	c.b.budget.releaseRead(in.charged)
+	return c.finish(ans)
+}
+
+// start checks a request and runs its handler: on this goroutine, or, with
+// pipeline set and the request a produce that expects an answer, on a
+// goroutine of its own, returning once its proposals are queued in Raft (or
+// it has finished) so the next request can start behind them. It reports
+// false when the connection must close at once (a request before
+// authentication), having released the request's memory.
+func (c *conn) start(in inbound, pipeline bool) (*answer, bool) {
+	rq := in.rq
+	ans := &answer{in: in, a: registry[rq.key], done: make(chan struct{})}
+	if rq.unsupportedVersion {
+		ans.resp = unsupportedAPIVersionsResponse()
+		c.b.budget.releaseRead(in.charged)
+		close(ans.done)
+		return ans, true
+	}
+	if err := c.checkAuthenticated(rq.key, time.Now()); err != nil {
+		c.b.budget.releaseRead(in.charged)
+		c.b.metrics.requests.WithLabelValues(ans.a.name, "unauthenticated").Inc()
+		c.b.log.Warn("request before authentication, closing connection", logKeyRemote, c.remote,
+			logKeyListener, c.lis.Name, logKeyAPIKey, rq.key, logKeyClientID, rq.clientID, logKeyError, err)
+		return nil, false
+	}
+	ans.rc = &requestContext{
+		key:           rq.key,
+		version:       rq.version,
+		correlationID: rq.correlationID,
+		clientID:      rq.clientID,
+		remote:        c.nc.RemoteAddr(),
+		listener:      c.lis,
+		principal:     c.sess.principal,
+		host:          c.host,
+		conn:          c,
+	}
+	handle := func() {
+		defer close(ans.done)
+		ans.resp, ans.err = c.call(ans.a, ans.rc, rq.body)
+		// The handler is done with the request (its frame may be collected).
+		c.b.budget.releaseRead(in.charged)
+	}
+	if !pipeline || !pipelinable(rq) {
+		handle()
+		return ans, true
+	}
+	ans.queued = make(chan struct{})
+	ans.rc.queued = sync.OnceFunc(func() { close(ans.queued) })
+	go handle()
+	select {
+	case <-ans.queued:
+	case <-ans.done:
+	}
+	return ans, true
+}
+
+// pipelinable reports whether rq may be handled while the connection's
+// earlier produce requests wait for Raft: a produce that expects an answer.
+// (An acks=0 produce that fails closes the connection, which must happen
+// in order, so it waits for the ones before it.)
+func pipelinable(rq *request) bool {
+	pr, ok := rq.body.(*kmsg.ProduceRequest)
+	return ok && pr.Acks != 0
+}
+
+// requestDone marks a request answered (or dropped) for the idle timer.
+func (c *conn) requestDone() {
+	c.lastActive.Store(time.Now().UnixNano())
+	c.inflight.Add(-1)
+}
+
+// finish waits for ans's handler and writes its response. It reports whether
+// the connection stays open.
+func (c *conn) finish(ans *answer) bool {
+	defer c.requestDone()
+	<-ans.done
+	rq, a, resp, rc := ans.in.rq, ans.a, ans.resp, ans.rc
+	if ans.err != nil {
+		c.b.metrics.requests.WithLabelValues(a.name, "closed").Inc()
+		c.b.log.Warn("request failed, closing connection", logKeyRemote, c.remote,
+			logKeyAPIKey, rq.key, logKeyAPIVersion, rq.version, logKeyClientID, rq.clientID, logKeyError, ans.err)
+		return false
+	}
 	if resp == nil { // acks=0 produce: nothing goes back
-		c.observe(a.name, "ok", in.arrived)
+		c.observe(a.name, "ok", ans.in.arrived)
 		return true
 	}
 	bufp := respBufs.Get().(*[]byte)
@@ -460,7 +594,7 @@ func (c *conn) process(in inbound) bool {
 	c.b.budget.force(int64(len(buf)))
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
 	_, err := c.nc.Write(buf)
-	c.observe(a.name, resultLabel(resp), in.arrived)
+	c.observe(a.name, resultLabel(resp), ans.in.arrived)
 	c.b.budget.release(int64(len(buf)))
 	if cap(buf) <= reuseResponseBytes {
 		*bufp = buf[:0]

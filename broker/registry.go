@@ -89,4 +89,9 @@ type requestContext struct {
 	// closeAfter, set by a handler, closes it once the response is written.
 	conn       *conn
 	closeAfter bool
+	// queued, when set (a produce the connection pipelines, conn.go), is
+	// called by the handler once every proposal it makes is in its Raft
+	// group's queue, so the connection may start the next request; the
+	// handler's return stands for it otherwise.
+	queued func()
 }

@@ -260,6 +260,12 @@ func (n *Node) proposeLocal(ctx context.Context, id uint32, c *Command) (any, ui
 // ctx; it holds that room until Raft has finished with the entry, even when
 // ctx ends first.
 func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, uint64, error) {
+	return n.proposeQueued(ctx, g, c, nil)
+}
+
+// proposeQueued is propose that calls queued (when not nil) as soon as
+// raft.Apply has put the entry in the group's queue, before waiting for it.
+func (n *Node) proposeQueued(ctx context.Context, g *group, c *Command, queued func()) (any, uint64, error) {
 	if n.closed.Load() {
 		return nil, 0, ErrClosed
 	}
@@ -297,6 +303,9 @@ func (n *Node) propose(ctx context.Context, g *group, c *Command) (any, uint64, 
 		}
 	}
 	f := g.raft.Apply(data, timeout)
+	if queued != nil {
+		queued()
+	}
 	if ctx.Done() == nil {
 		f.Error()
 		release()
@@ -703,6 +712,21 @@ const maxPartsEntryBytes = 1 << 20
 // Produce; a group this node does not lead fails its batches with
 // ErrNotLeader).
 func (n *Node) ProduceMany(ctx context.Context, batches []PartBatch) []PartResult {
+	return n.ProduceManyQueued(ctx, batches, nil)
+}
+
+// ProduceManyQueued is ProduceMany that also calls queued, once, as soon as
+// every entry it proposes is in its Raft group's queue (raft.Apply returned)
+// or failed before it, and before it waits for them to commit and apply.
+// Entries a later call proposes are then behind this call's in every group's
+// log: the broker takes a connection's next produce request from that point
+// on, and each partition keeps the order its client sent (broker/conn.go).
+// queued may run on another goroutine; nil means none.
+func (n *Node) ProduceManyQueued(ctx context.Context, batches []PartBatch, queued func()) []PartResult {
+	if queued != nil {
+		queued = sync.OnceFunc(queued)
+		defer queued() // nothing was proposed, or every proposal has returned
+	}
 	out := make([]PartResult, len(batches))
 	if err := n.checkReady(); err != nil {
 		for i := range out {
@@ -778,16 +802,25 @@ func (n *Node) ProduceMany(ctx context.Context, batches []PartBatch) []PartResul
 			start = end
 		}
 	}
+	// inQueue counts the entries not yet in their group's Raft queue; queued
+	// is called once it reaches zero, from the proposal that brings it there.
+	var inQueue atomic.Int32
+	inQueue.Store(int32(len(entries)))
+	entered := func() {
+		if inQueue.Add(-1) == 0 && queued != nil {
+			queued()
+		}
+	}
 	var wg sync.WaitGroup
 	for i, e := range entries {
 		if i == len(entries)-1 {
-			n.proposeParts(ctx, e.g, now, e.idx, e.parts, out)
+			n.proposeParts(ctx, e.g, now, e.idx, e.parts, out, entered)
 			break
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			n.proposeParts(ctx, e.g, now, e.idx, e.parts, out)
+			n.proposeParts(ctx, e.g, now, e.idx, e.parts, out, entered)
 		}()
 	}
 	wg.Wait()
@@ -795,8 +828,11 @@ func (n *Node) ProduceMany(ctx context.Context, batches []PartBatch) []PartResul
 }
 
 // proposeParts proposes parts, the batches of out's entries idx, as one
-// entry of group g with append time nowMs, and fills their results.
-func (n *Node) proposeParts(ctx context.Context, g *group, nowMs int64, idx []int, parts []ProducePart, out []PartResult) {
+// entry of group g with append time nowMs, and fills their results. It calls
+// entered once, when the entry is in Raft's queue or has failed before it.
+func (n *Node) proposeParts(ctx context.Context, g *group, nowMs int64, idx []int, parts []ProducePart, out []PartResult, entered func()) {
+	entered = sync.OnceFunc(entered)
+	defer entered()
 	if len(parts) == 1 {
 		p := &parts[0]
 		c := &Command{
@@ -806,7 +842,7 @@ func (n *Node) proposeParts(ctx context.Context, g *group, nowMs int64, idx []in
 			Producer: p.Producer,
 			Records:  p.Records,
 		}
-		resp, _, err := n.propose(ctx, g, c)
+		resp, _, err := n.proposeQueued(ctx, g, c, entered)
 		if err == nil {
 			res, ok := resp.(shardstore.AppendResult)
 			if !ok {
@@ -818,7 +854,7 @@ func (n *Node) proposeParts(ctx context.Context, g *group, nowMs int64, idx []in
 		return
 	}
 	c := &Command{Type: CmdProduceParts, Options: shardstore.AppendOptions{AppendTimeMs: nowMs}, Parts: parts}
-	resp, _, err := n.propose(ctx, g, c)
+	resp, _, err := n.proposeQueued(ctx, g, c, entered)
 	res, ok := resp.([]PartResult)
 	if err == nil && (!ok || len(res) != len(parts)) {
 		err = fmt.Errorf("raftfsm: produce_parts of %d applied with response %T", len(parts), resp)
