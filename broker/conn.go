@@ -209,6 +209,18 @@ func (c *conn) serve() {
 // answered. It returns the pipelined produces it did not answer.
 func (c *conn) processAll() []*answer {
 	var queue []*answer // pipelined produces, in request order
+	// answerAll writes the queued answers in order; false if the connection
+	// must close.
+	answerAll := func() bool {
+		for len(queue) > 0 {
+			ans := queue[0]
+			queue = queue[1:]
+			if !c.finish(ans) {
+				return false
+			}
+		}
+		return true
+	}
 	for {
 		var head chan struct{}
 		if len(queue) > 0 {
@@ -227,14 +239,8 @@ func (c *conn) processAll() []*answer {
 			}
 		case in, ok := <-reqs:
 			if !ok {
-				for len(queue) > 0 {
-					ans := queue[0]
-					queue = queue[1:]
-					if !c.finish(ans) {
-						return queue
-					}
-				}
-				return nil
+				answerAll()
+				return queue
 			}
 			if pipelinable(in.rq) {
 				ans, ok := c.start(in, true)
@@ -245,14 +251,10 @@ func (c *conn) processAll() []*answer {
 				queue = append(queue, ans)
 				continue
 			}
-			for len(queue) > 0 {
-				ans := queue[0]
-				queue = queue[1:]
-				if !c.finish(ans) {
-					c.b.budget.releaseRead(in.charged)
-					c.requestDone()
-					return queue
-				}
+			if !answerAll() {
+				c.b.budget.releaseRead(in.charged)
+				c.requestDone()
+				return queue
 			}
 			if !c.process(in) {
 				return nil

@@ -17,7 +17,9 @@
 //	  -> registry            registry.go: api key -> versions and handler
 //	  -> handler             NN_api_name.go: validate, call raftfsm/shardstore,
 //	                         map errors to Kafka codes (errors.go)
-//	  -> conn                processor writes the response, in request order
+//	  -> conn                processor writes the response, in request order;
+//	                         a produce's successor starts once its proposals
+//	                         are in Raft's queues (pipelined, up to 5)
 //
 // Writes (produce, topic changes, configs) go through raftfsm.Node and are
 // answered once Raft has committed and applied them; reads (fetch, list
