@@ -23,8 +23,8 @@ import (
 // conn is one client connection. Two goroutines serve it:
 //
 //   - the reader (readLoop) reads and decodes frames and hands them over one
-//     at a time on reqs, so at most one decoded request waits while another
-//     is handled;
+//     at a time on reqs, so at most one decoded request waits while others
+//     are handled (one, or up to maxPipelinedProduces produces);
 //   - the processor (serve, the goroutine the broker started) handles them in
 //     arrival order and answers them in that order, as Kafka does. It writes
 //     each response before taking the next request, but for produce
