@@ -42,6 +42,15 @@ const (
 	eosDelayMs = 5
 )
 
+// killOutcome is how one try of TestKafkaStreamsEOS's kill in a transaction went.
+type killOutcome int
+
+const (
+	batchDone     killOutcome = iota // the batch completed before an open transaction was seen
+	killedBetween                    // killed, but no transaction was open at the kill
+	killedInTxn                      // killed with a transaction open
+)
+
 // eosWorld is the input the test has written and the output it expects.
 type eosWorld struct {
 	orders, output string
@@ -193,9 +202,12 @@ func TestKafkaStreamsEOS(t *testing.T) {
 			return err
 		})
 	}
-	// openRecords is how many offsets of the output lie past its last stable
-	// offset: those of an open transaction (0 when none is open).
-	openRecords := func() (int64, error) {
+	// outputOffsets sums the output's last stable offsets over its partitions,
+	// and reports how many offsets lie past them: those of an open transaction
+	// (0 when none is open). Two ListOffsets requests, so a wait loop can look
+	// often; reading the output itself takes longer than a batch on a loaded
+	// machine.
+	outputOffsets := func() (stable, open int64, err error) {
 		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 		defer cancel()
 		lso, err := adm.ListCommittedOffsets(ctx, w.output)
@@ -203,51 +215,73 @@ func TestKafkaStreamsEOS(t *testing.T) {
 			err = lso.Error()
 		}
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		hw, err := adm.ListEndOffsets(ctx, w.output)
 		if err == nil {
 			err = hw.Error()
 		}
 		if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
-		var open int64
 		hw.Each(func(o kadm.ListedOffset) {
 			if l, ok := lso.Lookup(w.output, o.Partition); ok {
+				stable += l.Offset
 				open += o.Offset - l.Offset
 			}
 		})
-		return open, nil
+		return stable, open, nil
 	}
 	// killMidBatch writes a batch and kills the app with SIGKILL once some of the
 	// batch's output is committed and a transaction with output records is open.
-	// It then checks that the batch was only partly processed, and reports
-	// whether a transaction is still open (so the restart has to deal with
-	// it): the app commits every 200 ms, so the transaction seen open may
-	// commit between that check and the kill.
-	killMidBatch := func(app *appProc, what string) bool {
+	// It then checks that the batch was only partly processed. The app commits
+	// every 200 ms and a batch takes about 2 s; the wait looks at the output's
+	// offsets, but on a loaded machine it may still miss the batch:
+	//   - batchDone: the batch was fully processed before an open transaction
+	//     was seen; the app was not killed.
+	//   - killedBetween: the transaction seen open committed before the kill.
+	//   - killedInTxn: the kill left a transaction open, as wanted.
+	killMidBatch := func(app *appProc, what string) killOutcome {
 		t.Helper()
-		before := w.orderCount()
+		// The app is idle between batches, its output all committed, so any
+		// rise of the last stable offsets is a commit of this batch's output.
+		stableBefore, _, err := outputOffsets()
+		if err != nil {
+			t.Fatal(err)
+		}
 		w.addBatch()
+		done := false
 		waitApps(t, streamsOutputTimeout, what+": output of the batch committed and a transaction open", []*appProc{app}, func() error {
+			stable, open, err := outputOffsets()
+			if err != nil {
+				return err
+			}
+			if stable == stableBefore {
+				return errors.New("none of the batch's output committed")
+			}
+			if open > 0 {
+				return nil
+			}
+			// None open: between two transactions, or the batch is done.
 			n, err := history(false)
 			if err != nil {
 				return err
 			}
-			if n <= before {
-				return fmt.Errorf("%d of %d outputs committed", n, before)
+			if n >= w.orderCount() {
+				done = true
+				return nil
 			}
-			open, err := openRecords()
-			if err != nil {
-				return err
-			}
-			if open == 0 {
-				return errors.New("no transaction open on the output")
-			}
-			return nil
+			return errors.New("no transaction open on the output")
 		})
+		if done {
+			return batchDone
+		}
 		app.Kill(t)
+		// Look at once: the broker aborts the killed transaction at its timeout.
+		_, open, err := outputOffsets()
+		if err != nil {
+			t.Fatal(err)
+		}
 		n, err := history(false)
 		if err != nil {
 			t.Fatalf("%s: after the kill: %v", what, err)
@@ -255,24 +289,29 @@ func TestKafkaStreamsEOS(t *testing.T) {
 		if n >= w.orderCount() {
 			t.Fatalf("%s: the batch was fully processed (%d outputs) before the kill; raise eosDelayMs", what, n)
 		}
-		open, err := openRecords()
-		if err != nil {
-			t.Fatal(err)
-		}
 		if open == 0 {
-			return false
+			return killedBetween
 		}
 		t.Logf("%s: killed after %d of %d outputs, with a transaction open over %d offsets of the output", what, n, w.orderCount(), open)
-		return true
+		return killedInTxn
 	}
-	// killInTransaction repeats killMidBatch (a new batch each time, the
-	// previous one completed by a restart) until a kill lands with a
-	// transaction open, at most 4 times; it returns the killed app.
+	// killInTransaction repeats killMidBatch with a new batch each time until a
+	// kill lands with a transaction open, at most 4 times. After a kill between
+	// transactions it restarts the app and waits for the batch to complete
+	// first.
 	killInTransaction := func(app *appProc, what string) {
 		t.Helper()
-		for attempt := 1; !killMidBatch(app, what); attempt++ {
+		for attempt := 1; ; attempt++ {
+			outcome := killMidBatch(app, what)
+			if outcome == killedInTxn {
+				return
+			}
 			if attempt == 4 {
-				t.Fatalf("%s: %d kills all landed between transactions", what, attempt)
+				t.Fatalf("%s: %d tries all missed an open transaction", what, attempt)
+			}
+			if outcome == batchDone {
+				t.Logf("%s: the batch completed before an open transaction was seen (attempt %d); trying again", what, attempt)
+				continue
 			}
 			t.Logf("%s: the kill landed between transactions (attempt %d); restarting to try again", what, attempt)
 			app = start()
