@@ -2,11 +2,13 @@ package shardstore
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strings"
@@ -211,6 +213,7 @@ func TestConformance(t *testing.T) {
 	}{
 		{"OffsetsDenseAndMonotonic", testOffsetsDense},
 		{"CompactionKeepsLatestPerKey", testCompactionLatest},
+		{"ShuffledKeysAgainstModel", testShuffledKeys},
 		{"ReadFromCompactedOffset", testReadCompactedOffset},
 		{"ReadSupersededTail", testReadSupersededTail},
 		{"KeylessRecords", testKeyless},
@@ -316,6 +319,83 @@ func testCompactionLatest(h *h) {
 	rec, ok, err := h.s.Lookup(1, []byte("key-0042"))
 	if err != nil || !ok || string(rec.Value) != "v9" || rec.Offset != 9042 {
 		h.t.Fatalf("lookup = %+v %v %v", rec, ok, err)
+	}
+}
+
+// testShuffledKeys appends batches of keys in random order, with repeats,
+// tombstones, and keys replaced in the same batch and across batches, and
+// checks the shard against a model after each (Append writes all of a batch's
+// records before their key index entries and deletes).
+func testShuffledKeys(h *h) {
+	type live struct {
+		offset int64
+		value  []byte // nil for a tombstone
+	}
+	rng := rand.New(rand.NewPCG(7, 11))
+	model := map[string]live{}
+	h.create(1)
+	next := int64(0)
+	for round := range 30 {
+		b := h.s.NewBatch()
+		for range 1 + rng.IntN(3) {
+			recs := make([]Record, 1+rng.IntN(200))
+			for i := range recs {
+				k := fmt.Sprintf("k%03d", rng.IntN(400))
+				recs[i] = Record{Key: []byte(k)}
+				if rng.IntN(10) > 0 {
+					recs[i].Value = fmt.Appendf(nil, "r%d-%d", round, i)
+				}
+			}
+			res, err := b.Append(1, at(compact, int64(round)), NoProducer, recs)
+			if err != nil {
+				h.t.Fatalf("round %d: append: %v", round, err)
+			}
+			if res.BaseOffset != next {
+				h.t.Fatalf("round %d: base offset %d, want %d", round, res.BaseOffset, next)
+			}
+			for i, r := range recs {
+				model[string(r.Key)] = live{offset: next + int64(i), value: r.Value}
+			}
+			next += int64(len(recs))
+		}
+		h.commit(b)
+		if round == 15 {
+			h.restart()
+		}
+
+		want := make([]live, 0, len(model))
+		var liveKeys, tombs int64
+		for _, l := range model {
+			want = append(want, l)
+			if l.value == nil {
+				tombs++
+			} else {
+				liveKeys++
+			}
+		}
+		slices.SortFunc(want, func(x, y live) int { return cmp.Compare(x.offset, y.offset) })
+		got := h.read(1, 0)
+		if len(got) != len(want) {
+			h.t.Fatalf("round %d: read %d records, want %d", round, len(got), len(want))
+		}
+		var size int64
+		for i, r := range got {
+			if r.Offset != want[i].offset || !bytes.Equal(r.Value, want[i].value) || (r.Value == nil) != (want[i].value == nil) {
+				h.t.Fatalf("round %d: record %d = %s=%q at %d, want %q at %d", round, i, r.Key, r.Value, r.Offset, want[i].value, want[i].offset)
+			}
+			size += int64(len(appendRecord(nil, &r, int64(round))))
+		}
+		st := h.state(1)
+		if st.HighWatermark != next || st.LiveKeys != liveKeys || st.Tombstones != tombs || st.LiveRecords != int64(len(want)) || st.LiveBytes != size {
+			h.t.Fatalf("round %d: state %+v, want hw %d, %d live keys, %d tombstones, %d records of %d bytes",
+				round, st, next, liveKeys, tombs, len(want), size)
+		}
+		for k, l := range model {
+			rec, ok, err := h.s.Lookup(1, []byte(k))
+			if err != nil || !ok || rec.Offset != l.offset {
+				h.t.Fatalf("round %d: lookup %s = %+v %v %v, want offset %d", round, k, rec, ok, err, l.offset)
+			}
+		}
 	}
 }
 
