@@ -64,8 +64,18 @@ func commitAll(t testing.TB, adm *kadm.Client, group string, offsets map[string]
 			os.Add(kadm.Offset{Topic: topic, Partition: p, At: at, LeaderEpoch: -1})
 		}
 	}
-	if err := adm.CommitAllOffsets(ctx, group, os); err != nil {
-		t.Fatalf("commit %s: %v", group, err)
+	for {
+		err := adm.CommitAllOffsets(ctx, group, os)
+		if err == nil {
+			return
+		}
+		// As in committedOf: a coordinator moving in an election (a young
+		// cluster's groups move to their preferred leaders) answers a
+		// retriable error, and a client commits again.
+		if !kerr.IsRetriable(err) || ctx.Err() != nil {
+			t.Fatalf("commit %s: %v", group, err)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
