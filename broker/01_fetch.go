@@ -135,7 +135,7 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 		if charged = c; err != nil {
 			return nil, err // the connection or the broker is closing
 		}
-		bytes, records, hasErr = b.fillFetch(req, resp, targets, limit)
+		bytes, records, hasErr = b.fillFetch(rc, req, resp, targets, limit)
 		charged = b.settleFetch(charged, bytes)
 		if deadline == nil || hasErr || bytes >= int(req.MinBytes) || len(waits) == 0 {
 			break
@@ -212,7 +212,7 @@ func (b *Broker) resolveFetch(rc *requestContext, req *kmsg.FetchRequest) [][]fe
 // fillFetch (re)builds resp's topics from the store. It returns the record
 // bytes and records answered, and whether any partition has an error (which
 // ends a long poll at once, as Kafka does).
-func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget, limit int) (bytes, records int, hasErr bool) {
+func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget, limit int) (bytes, records int, hasErr bool) {
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = int(^uint32(0) >> 1)
@@ -236,7 +236,7 @@ func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, tar
 				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			}
 			limit := min(int(rp.PartitionMaxBytes), maxBytes-bytes)
-			n, nrec, err := b.fetchPartition(rt.Topic, rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1)
+			n, nrec, err := b.fetchPartition(rc, rt.Topic, rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1)
 			if err != nil {
 				sp.ErrorCode = b.codeFor(err, "fetch", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
 				if sp.ErrorCode == kerr.NotLeaderForPartition.Code {
@@ -254,7 +254,7 @@ func (b *Broker) fillFetch(req *kmsg.FetchRequest, resp *kmsg.FetchResponse, tar
 
 // fetchPartition answers one partition into sp. first is whether nothing has
 // been answered yet, so the first record is due whatever the limit (KIP-74).
-func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
+func (b *Broker) fetchPartition(rc *requestContext, topic string, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
 	t fetchTarget, limit int, first, readCommitted bool) (int, int, error) {
 	if t.err != nil {
 		return 0, 0, t.err
@@ -305,7 +305,7 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 	// Records are encoded as the store iterates them, into one buffer: the
 	// limit counts the batches on the wire, and only the first record of the
 	// first non-empty partition may exceed it (KIP-74).
-	w := batchWriter{dst: make([]byte, 0, fetchBufferSize(st, limit, from, end)), epoch: epoch}
+	w := batchWriter{dst: getFetchBuf(fetchBufferSize(st, limit, from, end)), epoch: epoch}
 	nrec, full := 0, false
 	err = b.store.ReadFunc(t.shard, from, func(rec *shardstore.Record) bool {
 		// A write applied after State was read may show up here; the answer
@@ -321,11 +321,16 @@ func (b *Broker) fetchPartition(topic string, rp *kmsg.FetchRequestTopicPartitio
 		nrec++
 		return nrec < fetchMaxRecords
 	})
+	if err == nil && nrec > 0 {
+		sp.RecordBatches = w.bytes()
+		rc.keepFetchBuf(sp.RecordBatches)
+	} else {
+		putFetchBuf(w.dst)
+	}
 	switch {
 	case err != nil:
 		return 0, 0, err
 	case nrec > 0:
-		sp.RecordBatches = w.bytes()
 		return len(sp.RecordBatches), nrec, nil
 	case full:
 		return 0, 0, nil // a later partition's first record does not fit

@@ -596,6 +596,9 @@ func (c *conn) finish(ans *answer) bool {
 	c.b.budget.force(int64(len(buf)))
 	_ = c.nc.SetWriteDeadline(time.Now().Add(c.b.cfg.WriteTimeout))
 	_, err := c.nc.Write(buf)
+	if rc != nil {
+		rc.releaseFetchBufs() // buf holds copies of them
+	}
 	c.observe(a.name, resultLabel(resp), ans.in.arrived)
 	c.b.budget.release(int64(len(buf)))
 	if cap(buf) <= reuseResponseBytes {

@@ -94,4 +94,7 @@ type requestContext struct {
 	// group's queue, so the connection may start the next request; the
 	// handler's return stands for it otherwise.
 	queued func()
+	// fetchBufs are the record buffers a Fetch answer refers to, given back
+	// once it is written (fetch_buffers.go).
+	fetchBufs [][]byte
 }

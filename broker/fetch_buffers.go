@@ -1,0 +1,76 @@
+package broker
+
+import (
+	"math/bits"
+	"sync"
+)
+
+// Fetch's record buffers are recycled. fetchPartition encodes a partition's
+// records into a buffer of its own, and appendResponse then copies it into the
+// framed answer. Left to the collector, the buffers of a full read added up to
+// as many bytes as it returned, and each collection they caused scanned the
+// key cache and everything else live. Now fetchPartition takes a buffer here,
+// the request's context keeps it, and conn.finish gives it back once the answer
+// is written (or dropped).
+//
+// Buffers come in power-of-two sizes from 4 KiB to 8 MiB; a larger one is
+// allocated and left to the collector. A pool keeps what it holds until the
+// second collection after it was put back (sync.Pool), so idle buffers do not
+// outlive a quiet period.
+const (
+	minFetchBufShift = 12
+	maxFetchBufShift = 23
+)
+
+var fetchBufPools [maxFetchBufShift - minFetchBufShift + 1]sync.Pool
+
+// fetchBufClass is the pool of buffers of at least n bytes, or -1 above the
+// largest.
+func fetchBufClass(n int) int {
+	if n <= 1<<minFetchBufShift {
+		return 0
+	}
+	c := bits.Len(uint(n-1)) - minFetchBufShift
+	if c >= len(fetchBufPools) {
+		return -1
+	}
+	return c
+}
+
+// getFetchBuf returns an empty buffer with room for n bytes.
+func getFetchBuf(n int) []byte {
+	c := fetchBufClass(n)
+	if c < 0 {
+		return make([]byte, 0, n)
+	}
+	if p, ok := fetchBufPools[c].Get().(*[]byte); ok {
+		return (*p)[:0]
+	}
+	return make([]byte, 0, 1<<(c+minFetchBufShift))
+}
+
+// putFetchBuf gives b back; a buffer of another size (grown by append, or
+// too large for a pool) is left to the collector. Nothing may use b after.
+func putFetchBuf(b []byte) {
+	c := fetchBufClass(cap(b))
+	if c < 0 || cap(b) != 1<<(c+minFetchBufShift) {
+		return
+	}
+	b = b[:0]
+	fetchBufPools[c].Put(&b)
+}
+
+// keepFetchBuf records a buffer that rc's answer refers to, for
+// releaseFetchBufs.
+func (rc *requestContext) keepFetchBuf(b []byte) {
+	rc.fetchBufs = append(rc.fetchBufs, b)
+}
+
+// releaseFetchBufs gives back the buffers kept for rc's answer. It is called
+// once the answer is written or dropped, and nothing refers to them after.
+func (rc *requestContext) releaseFetchBufs() {
+	for _, b := range rc.fetchBufs {
+		putFetchBuf(b)
+	}
+	rc.fetchBufs = nil
+}
