@@ -204,13 +204,7 @@ func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 		res.kept = []int{0}
 		res.keys = []string{string(recs[0].Key)}
 	} else {
-		// The batch's scratch set, emptied: an append of n records would
-		// otherwise allocate and grow a map of its own.
-		if b.seen == nil {
-			b.seen = make(map[string]struct{}, n)
-		}
-		seen := b.seen
-		clear(seen)
+		seen := make(map[string]struct{}, n)
 		res.kept = make([]int, 0, n)
 		res.keys = make([]string, 0, n)
 		for i := n - 1; i >= 0; i-- {

@@ -28,9 +28,8 @@ type Batch struct {
 	err     error // first error of a write to the Pebble batch; returned by Commit
 	pending map[ShardID]*pendingShard
 
-	kbuf, vbuf []byte              // scratch for keys and values copied into the Pebble batch
-	sizes      []int32             // Append's scratch: the sizes of the records it wrote
-	seen       map[string]struct{} // resolve's scratch: keys met in an append
+	kbuf, vbuf []byte  // scratch for keys and values copied into the Pebble batch
+	sizes      []int32 // Append's scratch: the sizes of the records it wrote
 
 	appended, replaced int64 // metrics, added on Commit
 }
