@@ -218,6 +218,9 @@ func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kms
 		maxBytes = int(^uint32(0) >> 1)
 	}
 	maxBytes = min(maxBytes, limit)
+	// A long poll's earlier read is dropped here: give its buffers back, so
+	// a fetch holds one read's worth however often it wakes.
+	rc.releaseFetchBufs()
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	for i := range req.Topics {
 		rt := &req.Topics[i]

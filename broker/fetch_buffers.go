@@ -13,22 +13,28 @@ import (
 // the request's context keeps it, and conn.finish gives it back once the answer
 // is written (or dropped).
 //
-// Buffers come in power-of-two sizes from 4 KiB to 8 MiB; a larger one is
-// allocated and left to the collector. A pool keeps what it holds until the
-// second collection after it was put back (sync.Pool), so idle buffers do not
+// Buffers come in power-of-two sizes above 4 KiB up to 8 MiB, so a pooled
+// buffer holds at most twice the bytes the budget charges for (fetch_memory.go).
+// A smaller one (a consumer at the tail asks for a record or two per
+// partition) is allocated at its size, as a larger one is, and left to the
+// collector: rounded up to 4 KiB, a fetch over thousands of partitions would
+// hold far more than it answers. A pool keeps what it holds until the second
+// collection after it was put back (sync.Pool), so idle buffers do not
 // outlive a quiet period.
 const (
 	minFetchBufShift = 12
 	maxFetchBufShift = 23
 )
 
+// fetchBufPools[c] holds buffers of 1<<(c+minFetchBufShift) bytes; [0] is
+// never used (4 KiB and less are not pooled).
 var fetchBufPools [maxFetchBufShift - minFetchBufShift + 1]sync.Pool
 
-// fetchBufClass is the pool of buffers of at least n bytes, or -1 above the
-// largest.
+// fetchBufClass is the pool of buffers of at least n bytes, or -1 for n of
+// 4 KiB or less, or above 8 MiB.
 func fetchBufClass(n int) int {
 	if n <= 1<<minFetchBufShift {
-		return 0
+		return -1
 	}
 	c := bits.Len(uint(n-1)) - minFetchBufShift
 	if c >= len(fetchBufPools) {
@@ -67,7 +73,8 @@ func (rc *requestContext) keepFetchBuf(b []byte) {
 }
 
 // releaseFetchBufs gives back the buffers kept for rc's answer. It is called
-// once the answer is written or dropped, and nothing refers to them after.
+// once the answer is written, and by fillFetch before it rebuilds the answer
+// (a long poll reads again), when nothing refers to them any more.
 func (rc *requestContext) releaseFetchBufs() {
 	for _, b := range rc.fetchBufs {
 		putFetchBuf(b)

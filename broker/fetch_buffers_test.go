@@ -4,9 +4,9 @@ import "testing"
 
 func TestFetchBufClass(t *testing.T) {
 	for _, c := range []struct{ n, class, capacity int }{
-		{0, 0, 4 << 10},
-		{1, 0, 4 << 10},
-		{4 << 10, 0, 4 << 10},
+		{0, -1, 0},
+		{1, -1, 1},
+		{4 << 10, -1, 4 << 10},
 		{4<<10 + 1, 1, 8 << 10},
 		{1 << 20, 8, 1 << 20},
 		{1<<20 + 1, 9, 2 << 20},
@@ -34,6 +34,11 @@ func TestPutFetchBufKeepsOnlyClassSizes(t *testing.T) {
 		if b := getFetchBuf(cap(grown)); cap(b) == cap(grown) {
 			t.Fatalf("got back a buffer of %d bytes, not a class size", cap(b))
 		}
+	}
+	small := getFetchBuf(200)
+	putFetchBuf(small) // dropped: too small to pool
+	if again := getFetchBuf(200); cap(again) != 200 {
+		t.Fatalf("a 200-byte buffer came back with room for %d", cap(again))
 	}
 	b := getFetchBuf(100 << 10)
 	b = append(b, "stale"...)
