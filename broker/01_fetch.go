@@ -68,6 +68,9 @@ package broker
 import (
 	"context"
 	"reflect"
+	"runtime"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -218,8 +221,34 @@ func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kms
 		maxBytes = int(^uint32(0) >> 1)
 	}
 	maxBytes = min(maxBytes, limit)
-	// A long poll's earlier read is dropped here: give its buffers back, so
-	// a fetch holds one read's worth however often it wakes.
+	if fetchInParallel(req, targets, maxBytes) {
+		if bytes, records, hasErr, ok := b.fillFetchParallel(rc, req, resp, targets); ok {
+			return bytes, records, hasErr
+		}
+	}
+	b.resetFetch(rc, req, resp)
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			sp := &resp.Topics[i].Partitions[j]
+			limit := min(int(rp.PartitionMaxBytes), maxBytes-bytes)
+			r := b.fetchPartition(rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1)
+			if b.settlePartition(rc, req, sp, targets[i][j], rt.Topic, r) {
+				hasErr = true
+				continue
+			}
+			bytes += r.bytes
+			records += r.records
+		}
+	}
+	return bytes, records, hasErr
+}
+
+// resetFetch gives back the buffers of an earlier read (a long poll reads
+// again), so a fetch holds one read's worth, and sets resp to every requested
+// partition with no records.
+func (b *Broker) resetFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) {
 	rc.releaseFetchBufs()
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	for i := range req.Topics {
@@ -229,46 +258,161 @@ func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kms
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
-			rp := &rt.Partitions[j]
 			sp := &st.Partitions[j]
 			*sp = kmsg.NewFetchResponseTopicPartition()
-			sp.Partition = rp.Partition
+			sp.Partition = rt.Partitions[j].Partition
 			sp.PreferredReadReplica = -1
 			sp.RecordBatches = []byte{}
 			if req.IsolationLevel == 1 {
 				sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 			}
-			limit := min(int(rp.PartitionMaxBytes), maxBytes-bytes)
-			n, nrec, err := b.fetchPartition(rc, rt.Topic, rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1)
-			if err != nil {
-				sp.ErrorCode = b.codeFor(err, "fetch", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
-				if sp.ErrorCode == kerr.NotLeaderForPartition.Code {
-					b.fetchLeaderHint(req.Version, sp, targets[i][j].group)
-				}
-				hasErr = true
-				continue
-			}
-			bytes += n
-			records += nrec
 		}
 	}
-	return bytes, records, hasErr
+}
+
+// settlePartition records a partition's read in the request's context: the
+// buffer its records are in, or the error it answers. It reports whether the
+// partition failed.
+func (b *Broker) settlePartition(rc *requestContext, req *kmsg.FetchRequest, sp *kmsg.FetchResponseTopicPartition, t fetchTarget, topic string, r partitionRead) bool {
+	if r.err != nil {
+		sp.ErrorCode = b.codeFor(r.err, "fetch", logKeyTopic, topic, logKeyPartition, sp.Partition)
+		if sp.ErrorCode == kerr.NotLeaderForPartition.Code {
+			b.fetchLeaderHint(req.Version, sp, t.group)
+		}
+		return true
+	}
+	if r.bytes > 0 {
+		rc.keepFetchBuf(sp.RecordBatches)
+	}
+	return false
+}
+
+// Reading partitions in parallel. A consumer's fetch is answered while the
+// consumer waits: franz-go, the Java client and librdkafka each have one fetch
+// in flight per broker. Read one partition after another, a fetch over several
+// partitions used one core, and the consumer none. Read at once, the answer is
+// the same: fetchInParallel allows it only when the partitions' byte limits
+// fit in the response's together, so no partition's limit depends on what the
+// partitions before it answered; and fillFetchParallel gives up (the caller
+// reads again, in order) when the one other difference shows: a first record
+// larger than its partition's limit, which KIP-74 answers whole in the first
+// partition with data.
+
+// fetchInParallel reports whether req's partitions may be read at once: more
+// than one core, at least two partitions to read, each partition's limit at
+// least a batch header, and their sum within the response's maxBytes.
+func fetchInParallel(req *kmsg.FetchRequest, targets [][]fetchTarget, maxBytes int) bool {
+	if runtime.GOMAXPROCS(0) < 2 {
+		return false
+	}
+	readable, sum := 0, 0
+	for i := range req.Topics {
+		for j := range req.Topics[i].Partitions {
+			if targets[i][j].err != nil {
+				continue
+			}
+			pmb := int(req.Topics[i].Partitions[j].PartitionMaxBytes)
+			if pmb < batchHeaderSize {
+				return false
+			}
+			if sum += pmb; sum > maxBytes {
+				return false
+			}
+			readable++
+		}
+	}
+	return readable >= 2
+}
+
+// fillFetchParallel reads every partition of req at once, on up to GOMAXPROCS
+// goroutines (this one included). ok is false, and resp to be rebuilt, when a
+// partition's first record was larger than its limit and no partition before
+// it answered records: read in order, that partition would have been the
+// first with data and answered the record (KIP-74).
+func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget) (bytes, records int, hasErr, ok bool) {
+	b.resetFetch(rc, req, resp)
+	type slot struct{ i, j int }
+	var slots []slot
+	for i := range req.Topics {
+		for j := range req.Topics[i].Partitions {
+			slots = append(slots, slot{i, j})
+		}
+	}
+	reads := make([]partitionRead, len(slots))
+	var next atomic.Int64
+	work := func() {
+		for {
+			k := int(next.Add(1)) - 1
+			if k >= len(slots) {
+				return
+			}
+			i, j := slots[k].i, slots[k].j
+			rp := &req.Topics[i].Partitions[j]
+			// first is false: whether a first record may exceed the limit
+			// depends on the partitions before; oversized tells.
+			reads[k] = b.fetchPartition(rp, &resp.Topics[i].Partitions[j], targets[i][j],
+				int(rp.PartitionMaxBytes), false, req.IsolationLevel == 1)
+		}
+	}
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(slots)) - 1 {
+		wg.Go(work)
+	}
+	work()
+	wg.Wait()
+
+	sum := 0
+	for _, r := range reads {
+		if r.oversized && sum == 0 {
+			// Nothing is kept yet: every answered buffer goes back here.
+			for k, s := range slots {
+				if r := reads[k]; r.err == nil && r.bytes > 0 {
+					putFetchBuf(resp.Topics[s.i].Partitions[s.j].RecordBatches)
+				}
+			}
+			return 0, 0, false, false
+		}
+		sum += r.bytes
+	}
+	for k, s := range slots {
+		r := reads[k]
+		sp := &resp.Topics[s.i].Partitions[s.j]
+		if b.settlePartition(rc, req, sp, targets[s.i][s.j], req.Topics[s.i].Topic, r) {
+			hasErr = true
+			continue
+		}
+		bytes += r.bytes
+		records += r.records
+	}
+	return bytes, records, hasErr, true
+}
+
+// partitionRead is what fetchPartition answered for one partition.
+type partitionRead struct {
+	bytes, records int
+	// oversized: the first record from the fetch offset is larger than the
+	// limit, so nothing was answered.
+	oversized bool
+	err       error
 }
 
 // fetchPartition answers one partition into sp. first is whether nothing has
 // been answered yet, so the first record is due whatever the limit (KIP-74).
-func (b *Broker) fetchPartition(rc *requestContext, topic string, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
-	t fetchTarget, limit int, first, readCommitted bool) (int, int, error) {
+// sp.RecordBatches is a buffer from getFetchBuf when records are answered; the
+// caller keeps it (settlePartition). It touches nothing but sp, so partitions
+// may be read at once.
+func (b *Broker) fetchPartition(rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
+	t fetchTarget, limit int, first, readCommitted bool) partitionRead {
 	if t.err != nil {
-		return 0, 0, t.err
+		return partitionRead{err: t.err}
 	}
 	st, err := b.store.State(t.shard)
 	if err != nil {
-		return 0, 0, err
+		return partitionRead{err: err}
 	}
 	lso, err := b.store.LastStableOffset(t.shard)
 	if err != nil {
-		return 0, 0, err
+		return partitionRead{err: err}
 	}
 	lso = min(lso, st.HighWatermark)
 	sp.HighWatermark = st.HighWatermark
@@ -279,25 +423,25 @@ func (b *Broker) fetchPartition(rc *requestContext, topic string, rp *kmsg.Fetch
 		end = lso
 	}
 	if err := b.checkLeaderEpoch(t.group, rp.CurrentLeaderEpoch); err != nil {
-		return 0, 0, err
+		return partitionRead{err: err}
 	}
 	if t.preferred >= 0 {
 		sp.PreferredReadReplica = t.preferred
-		return 0, 0, nil
+		return partitionRead{}
 	}
 	from := rp.FetchOffset
 	if from < st.LogStartOffset || (from > st.HighWatermark && !t.replica) {
-		return 0, 0, shardstore.ErrOffsetOutOfRange
+		return partitionRead{err: shardstore.ErrOffsetOutOfRange}
 	}
 	if from >= end {
 		// On a replica that lags, an offset above its high watermark was
 		// written on the leader and will arrive: no records, no error. A
 		// read_committed reader at the last stable offset waits the same way.
-		return 0, 0, nil
+		return partitionRead{}
 	}
 	if limit <= 0 {
 		if !first {
-			return 0, 0, nil // the response is full; the consumer asks again
+			return partitionRead{} // the response is full; the consumer asks again
 		}
 		limit = 1
 	}
@@ -326,23 +470,24 @@ func (b *Broker) fetchPartition(rc *requestContext, topic string, rp *kmsg.Fetch
 	})
 	if err == nil && nrec > 0 {
 		sp.RecordBatches = w.bytes()
-		rc.keepFetchBuf(sp.RecordBatches)
 	} else {
 		putFetchBuf(w.dst)
 	}
 	switch {
 	case err != nil:
-		return 0, 0, err
+		return partitionRead{err: err}
 	case nrec > 0:
-		return len(sp.RecordBatches), nrec, nil
+		return partitionRead{bytes: len(sp.RecordBatches), records: nrec}
 	case full:
-		return 0, 0, nil // a later partition's first record does not fit
+		// The first record from the offset does not fit: nothing from
+		// this partition, and the consumer asks again.
+		return partitionRead{oversized: true}
 	case !first && limit < batchHeaderSize:
-		return 0, 0, nil
+		return partitionRead{}
 	}
 	// Nothing readable in [from, end): a batch covering the gap.
 	sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, end)
-	return len(sp.RecordBatches), 0, nil
+	return partitionRead{bytes: len(sp.RecordBatches)}
 }
 
 // fetchBufferSize sizes a partition's answer buffer for the records in
