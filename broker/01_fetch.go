@@ -53,6 +53,10 @@ package broker
 //     in-sync replica is in it, the leader answers no records and
 //     PreferredReadReplica = that replica; the client then fetches there.
 //
+//   - Partitions are read at once when their byte limits fit in MaxBytes
+//     together (fillFetchParallel), and a partition answered with more to
+//     read is read ahead for the connection's next fetch
+//     (fetch_readahead.go); both give the answer an in-order read gives.
 //   - Fetch sessions (KIP-227, v7+, fetch_sessions.go): a full fetch with
 //     SessionEpoch 0 opens a session while the cache has a slot; incremental
 //     fetches list only changed partitions and ForgottenTopics, and their
@@ -120,6 +124,10 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 	var bytes, records int
 	var charged int64 // memory budget held for the response (fetch_memory.go)
 	defer func() { b.budget.release(charged) }()
+	// What the connection read ahead for this fetch (fetch_readahead.go):
+	// used by the first read only; a long poll's later reads are fresh.
+	ahead := rc.takeReadAhead()
+	var reads []partitionRead
 	for {
 		// Take the wait channels before reading, so a write that lands between
 		// the read and the wait still wakes us.
@@ -138,7 +146,9 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 		if charged = c; err != nil {
 			return nil, err // the connection or the broker is closing
 		}
-		bytes, records, hasErr = b.fillFetch(rc, req, resp, targets, limit)
+		reads, bytes, records, hasErr = b.fillFetch(rc, req, resp, targets, limit, ahead)
+		ahead.discard(b)
+		ahead = nil
 		charged = b.settleFetch(charged, bytes)
 		if deadline == nil || hasErr || bytes >= int(req.MinBytes) || len(waits) == 0 {
 			break
@@ -149,6 +159,7 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 	}
 	b.metrics.fetchBytes.Add(float64(bytes))
 	b.metrics.fetchRecords.Add(float64(records))
+	b.startReadAhead(rc, req, targets, reads)
 	return resp, nil
 }
 
@@ -212,18 +223,20 @@ func (b *Broker) resolveFetch(rc *requestContext, req *kmsg.FetchRequest) [][]fe
 	return out
 }
 
-// fillFetch (re)builds resp's topics from the store. It returns the record
-// bytes and records answered, and whether any partition has an error (which
-// ends a long poll at once, as Kafka does).
-func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget, limit int) (bytes, records int, hasErr bool) {
+// fillFetch (re)builds resp's topics from the store, taking partitions from
+// ahead (nil: none) where it read them as they are now. It returns each
+// requested partition's read (topics and partitions in request order), the
+// record bytes and records answered, and whether any partition has an error
+// (which ends a long poll at once, as Kafka does).
+func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget, limit int, ahead *readAhead) (reads []partitionRead, bytes, records int, hasErr bool) {
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = int(^uint32(0) >> 1)
 	}
 	maxBytes = min(maxBytes, limit)
 	if fetchInParallel(req, targets, maxBytes) {
-		if bytes, records, hasErr, ok := b.fillFetchParallel(rc, req, resp, targets); ok {
-			return bytes, records, hasErr
+		if reads, bytes, records, hasErr, ok := b.fillFetchParallel(rc, req, resp, targets, ahead); ok {
+			return reads, bytes, records, hasErr
 		}
 	}
 	b.resetFetch(rc, req, resp)
@@ -234,6 +247,7 @@ func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kms
 			sp := &resp.Topics[i].Partitions[j]
 			limit := min(int(rp.PartitionMaxBytes), maxBytes-bytes)
 			r := b.fetchPartition(rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1)
+			reads = append(reads, r)
 			if b.settlePartition(rc, req, sp, targets[i][j], rt.Topic, r) {
 				hasErr = true
 				continue
@@ -242,7 +256,7 @@ func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kms
 			records += r.records
 		}
 	}
-	return bytes, records, hasErr
+	return reads, bytes, records, hasErr
 }
 
 // resetFetch gives back the buffers of an earlier read (a long poll reads
@@ -325,11 +339,12 @@ func fetchInParallel(req *kmsg.FetchRequest, targets [][]fetchTarget, maxBytes i
 }
 
 // fillFetchParallel reads every partition of req at once, on up to GOMAXPROCS
-// goroutines (this one included). ok is false, and resp to be rebuilt, when a
-// partition's first record was larger than its limit and no partition before
-// it answered records: read in order, that partition would have been the
-// first with data and answered the record (KIP-74).
-func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget) (bytes, records int, hasErr, ok bool) {
+// goroutines (this one included), or takes it from ahead. ok is false, and
+// resp to be rebuilt, when a partition's first record was larger than its
+// limit and no partition before it answered records: read in order, that
+// partition would have been the first with data and answered the record
+// (KIP-74).
+func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, targets [][]fetchTarget, ahead *readAhead) (reads []partitionRead, bytes, records int, hasErr, ok bool) {
 	b.resetFetch(rc, req, resp)
 	type slot struct{ i, j int }
 	var slots []slot
@@ -338,7 +353,7 @@ func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, r
 			slots = append(slots, slot{i, j})
 		}
 	}
-	reads := make([]partitionRead, len(slots))
+	reads = make([]partitionRead, len(slots))
 	var next atomic.Int64
 	work := func() {
 		for {
@@ -348,9 +363,14 @@ func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, r
 			}
 			i, j := slots[k].i, slots[k].j
 			rp := &req.Topics[i].Partitions[j]
+			sp := &resp.Topics[i].Partitions[j]
+			if r, ok := b.useReadAhead(ahead, req, req.Topics[i].Topic, rp, sp, targets[i][j]); ok {
+				reads[k] = r
+				continue
+			}
 			// first is false: whether a first record may exceed the limit
 			// depends on the partitions before; oversized tells.
-			reads[k] = b.fetchPartition(rp, &resp.Topics[i].Partitions[j], targets[i][j],
+			reads[k] = b.fetchPartition(rp, sp, targets[i][j],
 				int(rp.PartitionMaxBytes), false, req.IsolationLevel == 1)
 		}
 	}
@@ -370,7 +390,7 @@ func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, r
 					putFetchBuf(resp.Topics[s.i].Partitions[s.j].RecordBatches)
 				}
 			}
-			return 0, 0, false, false
+			return nil, 0, 0, false, false
 		}
 		sum += r.bytes
 	}
@@ -384,7 +404,7 @@ func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, r
 		bytes += r.bytes
 		records += r.records
 	}
-	return bytes, records, hasErr, true
+	return reads, bytes, records, hasErr, true
 }
 
 // partitionRead is what fetchPartition answered for one partition.
@@ -394,6 +414,14 @@ type partitionRead struct {
 	// limit, so nothing was answered.
 	oversized bool
 	err       error
+	// For a read that answered records or a gap: the shard as it was read
+	// (its counters, last stable offset and leader epoch), where the
+	// consumer's next fetch starts, and the end of what it could read (the
+	// high watermark, or for read_committed the last stable offset).
+	st        shardstore.State
+	lso       int64
+	epoch     int32
+	next, end int64
 }
 
 // fetchPartition answers one partition into sp. first is whether nothing has
@@ -477,7 +505,8 @@ func (b *Broker) fetchPartition(rp *kmsg.FetchRequestTopicPartition, sp *kmsg.Fe
 	case err != nil:
 		return partitionRead{err: err}
 	case nrec > 0:
-		return partitionRead{bytes: len(sp.RecordBatches), records: nrec}
+		return partitionRead{bytes: len(sp.RecordBatches), records: nrec,
+			st: st, lso: lso, epoch: epoch, next: w.last + 1, end: end}
 	case full:
 		// The first record from the offset does not fit: nothing from
 		// this partition, and the consumer asks again.
@@ -487,7 +516,7 @@ func (b *Broker) fetchPartition(rp *kmsg.FetchRequestTopicPartition, sp *kmsg.Fe
 	}
 	// Nothing readable in [from, end): a batch covering the gap.
 	sp.RecordBatches = appendGapBatch(make([]byte, 0, batchHeaderSize), epoch, from, end)
-	return partitionRead{bytes: len(sp.RecordBatches)}
+	return partitionRead{bytes: len(sp.RecordBatches), st: st, lso: lso, epoch: epoch, next: end, end: end}
 }
 
 // fetchBufferSize sizes a partition's answer buffer for the records in

@@ -222,6 +222,19 @@ func (b *budget) tryAcquire(n int64) bool {
 	return true
 }
 
+// tryAcquireSpare charges n bytes of work if that is possible without
+// waiting and leaves at least half the budget free: for memory that is only
+// worth holding when nothing else needs it (fetch_readahead.go).
+func (b *budget) tryAcquireSpare(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.queues[classWork].Len() > 0 || b.used+n > b.capacity/2 || !b.fits(classWork, n) {
+		return false
+	}
+	b.grant(classWork, n)
+	return true
+}
+
 // force charges n bytes without waiting, whatever the limit: for memory that
 // already exists, such as an encoded response. It delays later acquisitions
 // until it is released (release).

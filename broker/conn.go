@@ -74,6 +74,10 @@ type conn struct {
 	// Together they decide when the connection is idle.
 	inflight   atomic.Int32
 	lastActive atomic.Int64
+
+	// ahead is what the connection's last fetch read ahead for its next one
+	// (fetch_readahead.go); only the request handlers touch it, one at a time.
+	ahead *readAhead
 }
 
 // inbound is a decoded request, when its frame finished arriving, and what it
@@ -198,6 +202,11 @@ func (c *conn) serve() {
 		c.requestDone()
 	}
 	reader.Wait()
+	if c.ahead != nil {
+		<-c.ahead.done
+		c.ahead.discard(c.b)
+		c.ahead = nil
+	}
 }
 
 // processAll takes requests until the connection closes and answers them in

@@ -5,12 +5,16 @@ import "github.com/prometheus/client_golang/prometheus"
 // metrics are the broker's Prometheus collectors. Labels are bounded: api is one
 // of the registered API names, result is "ok" or a Kafka error name.
 type metrics struct {
-	requests        *prometheus.CounterVec   // api, result
-	requestSeconds  *prometheus.HistogramVec // api
-	produceBytes    prometheus.Counter
-	produceRecords  prometheus.Counter
-	fetchBytes      prometheus.Counter
-	fetchRecords    prometheus.Counter
+	requests       *prometheus.CounterVec   // api, result
+	requestSeconds *prometheus.HistogramVec // api
+	produceBytes   prometheus.Counter
+	produceRecords prometheus.Counter
+	fetchBytes     prometheus.Counter
+	fetchRecords   prometheus.Counter
+	// fetchReadAhead counts partitions read ahead for a connection's next
+	// fetch (result "read"), and then used by it or dropped
+	// (fetch_readahead.go).
+	fetchReadAhead  *prometheus.CounterVec // result
 	connections     prometheus.Gauge
 	connectionsOpen prometheus.Counter
 	// connectionsRefused counts connections closed at accept (MaxConnections);
@@ -54,6 +58,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "shardcache_broker_fetch_records_total",
 			Help: "Records returned by Fetch.",
 		}),
+		fetchReadAhead: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "shardcache_broker_fetch_read_ahead_partitions_total",
+			Help: "Partitions read ahead for a connection's next fetch (result read), then used by it (used) or read again (dropped).",
+		}, []string{"result"}),
 		connections: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "shardcache_broker_connections",
 			Help: "Open Kafka client connections.",
@@ -98,7 +106,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	if reg != nil {
 		reg.MustRegister(m.saslAuthentications, m.authorizationDenied)
 		reg.MustRegister(m.requests, m.requestSeconds, m.produceBytes, m.produceRecords,
-			m.fetchBytes, m.fetchRecords, m.connections, m.connectionsOpen,
+			m.fetchBytes, m.fetchRecords, m.fetchReadAhead, m.connections, m.connectionsOpen,
 			m.connectionsRefused, m.connectionsClosed, m.inflightBytes, m.inflightLimit, m.budgetWaits,
 			m.fetchSessions)
 	}
