@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/sstable"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -223,8 +224,15 @@ func pebbleOptions(fs vfs.FS, cache *pebble.Cache, memtable uint64, log *slog.Lo
 		Logger:             pebbleLogger{log},
 		FormatMajorVersion: pebble.FormatNewest,
 	}
+	// Blocks are compressed with MinLZ (Pebble's "Fastest" profile on
+	// amd64; Snappy on arm64, where MinLZ has no assembly) instead of
+	// Pebble's default Snappy. Side by side with make bench-writepath
+	// (README, Benchmarks): 1.95 against 2.03 and 1.91 against 2.08 s of CPU
+	// per 1M records with 100-byte values, and with 1 KiB values a data dir
+	// of 262 against 565 MiB. Tables written with Snappy stay readable.
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.FastestCompression }
 	}
 	// An ingested snapshot table whose bounds only straddle a table of the
 	// level below (another Raft group's shards share a table between

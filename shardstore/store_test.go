@@ -1486,3 +1486,43 @@ func testGroupRegistry(h *h) {
 		h.t.Fatalf("ShardGroup(1) after conflict = %d, %v", g, ok)
 	}
 }
+
+// TestTablesUseMinLZ: the state DB writes its tables with MinLZ
+// (pebbleOptions; Snappy on arm64), and a table of repetitive records comes
+// out smaller than the records.
+func TestTablesUseMinLZ(t *testing.T) {
+	want := "MinLZ"
+	if runtime.GOARCH == "arm64" {
+		want = "Snappy"
+	}
+	s := openStore(t, t.TempDir(), Options{Logger: testLogger(t)})
+	hh := &h{t: t, s: s}
+	hh.create(1)
+	value := strings.Repeat("a value that repeats ", 20)
+	var recs []Record
+	for i := range 2000 {
+		recs = append(recs, kv(fmt.Sprintf("key-%05d", i), value))
+	}
+	hh.mustAppend(1, compact, NoProducer, recs...)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	levels, err := s.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tables, size uint64
+	for _, level := range levels {
+		for _, tbl := range level {
+			tables++
+			size += tbl.Size
+			// CompressionStats: "algorithm:compressed/uncompressed,...".
+			if stats := tbl.Properties.CompressionStats; !strings.HasPrefix(stats, want) {
+				t.Errorf("table %s: compression %q, want %s first", tbl.FileNum, stats, want)
+			}
+		}
+	}
+	if raw := uint64(len(recs) * len(value)); tables == 0 || size > raw/4 {
+		t.Fatalf("%d tables of %d bytes for %d bytes of values", tables, size, raw)
+	}
+}
