@@ -122,6 +122,8 @@ type shard struct {
 	cache         map[string]keyEntry
 	cacheComplete bool
 	cacheBytes    int64 // what cache is charged to Store.cached
+	// admitCount counts the keys a full cache was offered (admit).
+	admitCount uint64
 	// group is the Raft group that carries the shard, from the registry
 	// (s g <group> <shard>); grouped is false for a shard created before the
 	// store kept it, until SetShardGroups records it.

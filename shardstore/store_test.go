@@ -236,6 +236,7 @@ func TestConformance(t *testing.T) {
 		{"ReadLimitsAndEncoding", testReadLimits},
 		{"KeyCacheBounded", testKeyCacheBounded},
 		{"KeyCacheBoundedInBytes", testKeyCacheBytes},
+		{"KeyCacheAdmitsOneInEight", testKeyCacheAdmission},
 		{"ConcurrentReaders", testConcurrentReaders},
 		{"GroupRegistry", testGroupRegistry},
 		{"TransactionCommit", testTxnCommit},
@@ -1246,6 +1247,59 @@ func testProducerCache(h *h) {
 	}
 	if r, dup, err := h.s.Duplicate(1, pid(20, 0, 10), 1); err != nil || !dup || r.BaseOffset != 4 {
 		h.t.Fatalf("Duplicate after restart = %+v, %v, %v; want base 4", r, dup, err)
+	}
+}
+
+// testKeyCacheAdmission: once the key cache is full, one new key in
+// keyCacheAdmitEvery takes another's place and the others are not cached;
+// lookups and compaction stay exact whichever keys it holds.
+func testKeyCacheAdmission(h *h) {
+	if err := h.s.Close(); err != nil {
+		h.t.Fatal(err)
+	}
+	key := func(i int) string { return fmt.Sprintf("key-%05d", i) }
+	bound := 100 * keyCacheCost(key(0))
+	h.s = openStore(h.t, h.t.TempDir(), Options{CacheBytes: 1 << 20, KeyCacheBytes: bound, Logger: testLogger(h.t)})
+	h.create(1)
+	cached := func(from, to int) (n int) {
+		sh := h.s.shard(1)
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		for i := from; i < to; i++ {
+			if _, ok := sh.cache[key(i)]; ok {
+				n++
+			}
+		}
+		return n
+	}
+	// Keys 0-99 fill the cache; keys 100-499 are new to it, one per append.
+	for i := range 500 {
+		h.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
+	}
+	// 400/keyCacheAdmitEvery keys got in, each evicting an arbitrary entry
+	// (a few of them keys admitted before): the cache stays full, and at
+	// most that many of the first keys left it.
+	admitted := 400 / keyCacheAdmitEvery
+	if old, young := cached(0, 100), cached(100, 500); old+young != 100 || young > admitted || old < 100-admitted {
+		h.t.Fatalf("cache holds %d of the first 100 keys and %d of the next 400, want 100 in all and at most %d of the next", old, young, admitted)
+	}
+	// Every key rewritten: each replaces exactly its own record, cached or not.
+	recs := make([]Record, 0, 500)
+	for i := range 500 {
+		recs = append(recs, kv(key(i), "v2"))
+	}
+	h.mustAppend(1, compact, NoProducer, recs...)
+	if st := h.state(1); st.LiveKeys != 500 || st.LiveRecords != 500 {
+		h.t.Fatalf("state = %+v", st)
+	}
+	got := h.read(1, 0)
+	if len(got) != 500 || got[0].Offset != 500 {
+		h.t.Fatalf("read %d records from %d", len(got), got[0].Offset)
+	}
+	for _, r := range got {
+		if string(r.Value) != "v2" {
+			h.t.Fatalf("record %s at %d: value %q", r.Key, r.Offset, r.Value)
+		}
 	}
 }
 
