@@ -125,8 +125,11 @@ func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.
 	var charged int64 // memory budget held for the response (fetch_memory.go)
 	defer func() { b.budget.release(charged) }()
 	// What the connection read ahead for this fetch (fetch_readahead.go):
-	// used by the first read only; a long poll's later reads are fresh.
+	// used by the first read only; a long poll's later reads are fresh. The
+	// deferred discard gives it back when the fetch ends before that read
+	// (the connection or the broker closing while the budget is full).
 	ahead := rc.takeReadAhead()
+	defer func() { ahead.discard(b) }()
 	var reads []partitionRead
 	for {
 		// Take the wait channels before reading, so a write that lands between
