@@ -54,7 +54,7 @@ func startApp(t testing.TB, name, dir string, env []string, command string, args
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p := &appProc{name: name, cmd: cmd, out: &lineLog{t: t, prefix: name + ": "}, done: make(chan struct{})}
+	p := &appProc{name: name, cmd: cmd, out: newLineLog(t, name+": "), done: make(chan struct{})}
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out
 	if err := cmd.Start(); err != nil {

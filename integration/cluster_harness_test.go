@@ -338,7 +338,7 @@ func (c *testCluster) start(nd *clusterNode) error {
 	nd.held = nil
 	cmd := exec.Command(binPath, args...)
 	setChildAttrs(cmd)
-	out := &nodeLog{c: c, node: nd.ID, lineLog: lineLog{t: c.t, prefix: fmt.Sprintf("n%d#%d: ", nd.ID, run)}}
+	out := &nodeLog{c: c, node: nd.ID, lineLog: newLineLog(c.t, fmt.Sprintf("n%d#%d: ", nd.ID, run))}
 	cmd.Stdout = out
 	cmd.Stderr = out
 	if err := cmd.Start(); err != nil {
@@ -368,12 +368,12 @@ func (c *testCluster) start(nd *clusterNode) error {
 // fires and it starts an election.
 const electionLine = "heartbeat timeout reached, starting election"
 
-// nodeLog sends a node's output to t.Log line by line and records its
+// nodeLog sends a node's output to the test's childLog line by line and records its
 // election timeouts.
 type nodeLog struct {
 	c    *testCluster
 	node int32
-	lineLog
+	*lineLog
 	mu      sync.Mutex
 	partial []byte // the unfinished last line
 }

@@ -133,7 +133,7 @@ func startOutsider(t *testing.T, c *testCluster, name string, seed int32, extra 
 	}, extra...)
 	cmd := exec.Command(binPath, args...)
 	setChildAttrs(cmd)
-	out := &lineLog{t: t, prefix: name + ": "}
+	out := newLineLog(t, name+": ")
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

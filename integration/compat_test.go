@@ -187,7 +187,7 @@ func runCapture(t *testing.T, timeout time.Duration, dir string, env map[string]
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	cmd.WaitDelay = 10 * time.Second
-	log := &lineLog{t: t, prefix: filepath.Base(name) + ": "}
+	log := newLineLog(t, filepath.Base(name)+": ")
 	tee := &teeLog{log: log}
 	cmd.Stdout = tee
 	cmd.Stderr = tee

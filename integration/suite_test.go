@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -74,7 +75,7 @@ func startExternalSuite(t *testing.T, s externalSuite) (wait func()) {
 	// A grandchild that inherited the output pipes must not hold Wait up forever.
 	cmd.WaitDelay = 10 * time.Second
 	name := filepath.Base(s.Command)
-	out := &lineLog{t: t, prefix: name + ": "}
+	out := newLineLog(t, name+": ")
 	cmd.Stdout = out
 	cmd.Stderr = out
 
@@ -215,14 +216,81 @@ func mustModuleRoot(t testing.TB) string {
 	return root
 }
 
-// lineLog is an io.Writer that sends each complete line to t.Log. It is safe for the
-// concurrent writes of a child's stdout and stderr copiers.
+// lineLog is an io.Writer that sends each complete line of a child process's
+// output to its test's childLog. It is safe for the concurrent writes of a
+// child's stdout and stderr copiers. Make one with newLineLog.
 type lineLog struct {
-	t      testing.TB
+	out    *childLog
 	prefix string
 
 	mu  sync.Mutex
 	buf []byte
+}
+
+func newLineLog(t testing.TB, prefix string) *lineLog {
+	return &lineLog{out: childLogOf(t), prefix: prefix}
+}
+
+// childLog is the output of one test's child processes (brokers, nodes, client
+// suites). With -v it goes to t.Log line by line as it comes. Otherwise it is
+// held and logged when the test ends, and only if it failed: then the failure
+// comes first in the test's output, ahead of thousands of lines of node
+// start-up, and a CI summary that shows only the first lines of a failed test
+// still shows what failed. Lines that come after the end go straight to t.Log
+// if the test failed and are dropped if it passed.
+type childLog struct {
+	t testing.TB
+
+	mu    sync.Mutex
+	lines []string
+	ended bool
+}
+
+var (
+	childLogsMu sync.Mutex
+	childLogs   = map[testing.TB]*childLog{}
+)
+
+// childLogOf returns t's childLog, made and registered for the end of t on the
+// first call.
+func childLogOf(t testing.TB) *childLog {
+	childLogsMu.Lock()
+	defer childLogsMu.Unlock()
+	if l, ok := childLogs[t]; ok {
+		return l
+	}
+	l := &childLog{t: t}
+	childLogs[t] = l
+	t.Cleanup(l.end)
+	return l
+}
+
+func (l *childLog) add(line string) {
+	if testing.Verbose() {
+		l.t.Log(line)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case !l.ended:
+		l.lines = append(l.lines, line)
+	case l.t.Failed():
+		l.t.Log(line)
+	}
+}
+
+// end logs the held lines if the test failed and forgets them.
+func (l *childLog) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.t.Failed() && len(l.lines) > 0 {
+		l.t.Logf("the output of the test's processes, %d lines:\n%s", len(l.lines), strings.Join(l.lines, "\n"))
+	}
+	l.lines, l.ended = nil, true
+	childLogsMu.Lock()
+	delete(childLogs, l.t)
+	childLogsMu.Unlock()
 }
 
 func (l *lineLog) Write(p []byte) (int, error) {
@@ -259,7 +327,7 @@ func (l *lineLog) logLine(line []byte) {
 	if len(bytes.TrimSpace(line)) == 0 {
 		return
 	}
-	l.t.Log(l.prefix + string(line))
+	l.out.add(l.prefix + string(line))
 }
 
 // TestCountJUnit pins how the JUnit reports of each producer are counted: a
