@@ -1,12 +1,14 @@
 package raftfsm
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -792,6 +794,7 @@ func (n *Node) ProduceManyQueued(ctx context.Context, batches []PartBatch, queue
 	}
 	var entries []entry
 	for _, gw := range work {
+		sortPartsByShard(gw.idx, gw.parts)
 		for start := 0; start < len(gw.parts); {
 			end, size := start, 0
 			for end < len(gw.parts) && (end == start || size+recordsSize(gw.parts[end].Records) <= maxPartsEntryBytes) {
@@ -825,6 +828,32 @@ func (n *Node) ProduceManyQueued(ctx context.Context, batches []PartBatch, queue
 	}
 	wg.Wait()
 	return out
+}
+
+// sortPartsByShard orders parts (and idx, their places in the request) by
+// shard, keeping the request's order within a shard. A shard's keys are one
+// span of the store (shardstore's key layout): applied in shard order, each
+// part's writes search Pebble's memtable skiplist near the previous part's,
+// through nodes still in the CPU's cache. A produce request lists its
+// partitions in any order. With 10,000 partitions, together with the metas
+// written in shard order (shardstore's Batch.Commit), this cost 11% less CPU
+// per record (profiles README, "Write path: the memtable insert").
+func sortPartsByShard(idx []int, parts []ProducePart) {
+	if slices.IsSortedFunc(parts, func(a, b ProducePart) int { return cmp.Compare(a.Shard, b.Shard) }) {
+		return
+	}
+	order := make([]int, len(parts))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(parts[a].Shard, parts[b].Shard) })
+	sortedIdx := make([]int, len(idx))
+	sortedParts := make([]ProducePart, len(parts))
+	for i, o := range order {
+		sortedIdx[i], sortedParts[i] = idx[o], parts[o]
+	}
+	copy(idx, sortedIdx)
+	copy(parts, sortedParts)
 }
 
 // proposeParts proposes parts, the batches of out's entries idx, as one
