@@ -82,73 +82,56 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 	}
 
 	// Nothing can fail from here on.
+	//
+	// The writes go in the order of their kinds' keys in the shard's span
+	// (keys.go): key index entries, producer state, deletes of replaced
+	// records, the new records at consecutive offsets, then tombstones' timed
+	// entries. Pebble inserts a batch into its memtable skiplist key by key.
+	// It skips the search from the top only for a key that lands right after
+	// the previous one with nothing between: the new records do, and so do the
+	// deletes of records at consecutive offsets that have left the memtable (a
+	// key set rewritten in the order it was written). Every other key is a
+	// search, and a search near the previous one walks skiplist nodes still in
+	// the CPU's cache. Side by side with records first and then each index
+	// entry and delete interleaved, this order cost 11% less CPU per record
+	// with 4 partitions and 5% less with 10,000 (profiles README, "Write path:
+	// the memtable insert").
 	base := p.st.HighWatermark
 	st := p.st
 	appendMs := opts.AppendTimeMs
-	writeRecord := func(r *Record, off int64) int32 {
-		b.vbuf = appendRecord(b.vbuf[:0], r, appendMs)
-		b.kbuf = recordKeyInto(b.kbuf, id, off)
-		b.set(b.kbuf, b.vbuf)
-		st.LiveRecords++
-		st.LiveBytes += int64(len(b.vbuf))
-		return int32(len(b.vbuf))
-	}
-	if !compact {
-		for i := range recs {
-			writeRecord(&recs[i], base+int64(i))
-		}
-	} else {
-		p.reserveKeys(len(res.kept))
-		// The records first, all of them, then each key's index entry and
-		// the delete of the record it replaces. Pebble inserts a batch into
-		// its memtable skiplist key by key, and skips the search from the
-		// top only when a key lands right after the one before, with nothing
-		// between: records at consecutive offsets, written one after
-		// another, do. Interleaved with the other writes, each was a full
-		// search (profiles README, "Write path: the memtable insert").
-		sizes := slices.Grow(b.sizes[:0], len(res.kept))
-		for _, i := range res.kept {
-			sizes = append(sizes, writeRecord(&recs[i], base+int64(i)))
-		}
-		b.sizes = sizes[:0]
-		for j, i := range res.kept {
-			r := &recs[i]
-			off := base + int64(i)
-			if res.found[j] {
-				b.supersede(p, &st, res.olds[j], opts)
-			}
-			e := keyEntry{offset: off, appendMs: appendMs, tomb: r.Value == nil, size: sizes[j]}
-			b.kbuf = keyIndexKeyInto(b.kbuf, id, r.Key)
-			b.vbuf = e.appendTo(b.vbuf[:0])
-			b.set(b.kbuf, b.vbuf)
-			if e.tomb {
-				b.setTimed(p, subTombstone, appendMs, off, sizedValue(e.size, r.Key))
-				st.Tombstones++
-			} else {
-				st.LiveKeys++
-			}
-			p.setKey(res.keys[j], e, true)
-		}
-		b.replaced += int64(len(recs) - len(res.kept))
-		if len(res.kept) < len(recs) {
-			// The offsets of repeated keys' earlier records are never readable.
-			j := 0
-			for i := range recs {
-				if j < len(res.kept) && res.kept[j] == i {
-					j++
-					continue
-				}
-				p.dead.add(base + int64(i))
-			}
-		}
-	}
 	for i := range recs {
 		if recs[i].Timestamp > st.MaxTimestamp {
 			st.MaxTimestamp, st.MaxTimestampOffset = recs[i].Timestamp, base+int64(i)
 		}
 	}
-	st.HighWatermark += int64(len(recs))
-
+	// The records' stored encodings, which the index entries give the size of.
+	kept := res.kept
+	if !compact {
+		kept = b.allOffsets(len(recs))
+	}
+	enc, ends := b.recEnc[:0], slices.Grow(b.recEnds[:0], len(kept))
+	for _, i := range kept {
+		enc = appendRecord(enc, &recs[i], appendMs)
+		ends = append(ends, len(enc))
+	}
+	b.recEnc, b.recEnds = enc[:0], ends[:0]
+	size := func(j int) int32 {
+		if j == 0 {
+			return int32(ends[0])
+		}
+		return int32(ends[j] - ends[j-1])
+	}
+	if compact {
+		p.reserveKeys(len(kept))
+		for j, i := range kept {
+			r := &recs[i]
+			e := keyEntry{offset: base + int64(i), appendMs: appendMs, tomb: r.Value == nil, size: size(j)}
+			b.kbuf = keyIndexKeyInto(b.kbuf, id, r.Key)
+			b.vbuf = e.appendTo(b.vbuf[:0])
+			b.set(b.kbuf, b.vbuf)
+			p.setKey(res.keys[j], e, true)
+		}
+	}
 	if pr.ID >= 0 {
 		next := ps.add(pr, len(recs), base, appendMs)
 		if p.producers == nil {
@@ -157,6 +140,46 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 		p.producers[pr.ID] = next
 		b.set(producerKey(id, pr.ID), next.encode())
 	}
+	if compact {
+		for j := range kept {
+			if res.found[j] {
+				b.supersede(p, &st, res.olds[j], opts)
+			}
+		}
+	}
+	from := 0
+	for j, i := range kept {
+		b.kbuf = recordKeyInto(b.kbuf, id, base+int64(i))
+		b.set(b.kbuf, enc[from:ends[j]])
+		from = ends[j]
+		st.LiveRecords++
+		st.LiveBytes += int64(size(j))
+	}
+	if compact {
+		for j, i := range kept {
+			r := &recs[i]
+			if r.Value == nil {
+				b.setTimed(p, subTombstone, appendMs, base+int64(i), sizedValue(size(j), r.Key))
+				st.Tombstones++
+			} else {
+				st.LiveKeys++
+			}
+		}
+		b.replaced += int64(len(recs) - len(kept))
+		if len(kept) < len(recs) {
+			// The offsets of repeated keys' earlier records are never readable.
+			j := 0
+			for i := range recs {
+				if j < len(kept) && kept[j] == i {
+					j++
+					continue
+				}
+				p.dead.add(base + int64(i))
+			}
+		}
+	}
+	st.HighWatermark += int64(len(recs))
+
 	p.st = st
 	p.dirty, p.changed = true, true
 	p.due.add(dueRecords, appendMs)
@@ -266,4 +289,13 @@ func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 		return resolved{}, err
 	}
 	return res, nil
+}
+
+// allOffsets returns 0..n-1, the indexes of every record of an append that
+// keeps them all (a delete-policy shard).
+func (b *Batch) allOffsets(n int) []int {
+	for len(b.offsets) < n {
+		b.offsets = append(b.offsets, len(b.offsets))
+	}
+	return b.offsets[:n]
 }

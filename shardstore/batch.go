@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -27,9 +28,12 @@ type Batch struct {
 	done    bool
 	err     error // first error of a write to the Pebble batch; returned by Commit
 	pending map[ShardID]*pendingShard
+	metaIDs []ShardID // Commit's scratch
 
-	kbuf, vbuf []byte  // scratch for keys and values copied into the Pebble batch
-	sizes      []int32 // Append's scratch: the sizes of the records it wrote
+	kbuf, vbuf []byte // scratch for keys and values copied into the Pebble batch
+	recEnc     []byte // Append's scratch: the records' stored encodings, one after another
+	recEnds    []int  // Append's scratch: where each record of recEnc ends
+	offsets    []int  // Append's scratch: 0..n-1 (allOffsets)
 
 	appended, replaced int64 // metrics, added on Commit
 }
@@ -245,11 +249,22 @@ func (b *Batch) Commit() error {
 		return err
 	}
 	defer b.s.life.RUnlock()
-	for _, p := range b.pending {
+	// The metas in shard order rather than the map's: each is a search of
+	// Pebble's memtable skiplist, and one near the previous walks nodes
+	// still in the CPU's cache. With thousands of shards in a batch this
+	// cost 7% less CPU per record (profiles README, "Write path: the
+	// memtable insert").
+	metas := b.metaIDs[:0]
+	for id, p := range b.pending {
 		if p.exists && p.changed {
-			b.set(metaKey(p.id), encodeMeta(p.st))
+			metas = append(metas, id)
 		}
 	}
+	slices.Sort(metas)
+	for _, id := range metas {
+		b.set(metaKey(id), encodeMeta(b.pending[id].st))
+	}
+	b.metaIDs = metas
 	if b.err != nil {
 		return b.err
 	}
