@@ -10,8 +10,9 @@ package broker
 //     __consumer_offsets partition its id hashes to; any node names it. The
 //     first request creates __consumer_offsets when it does not exist yet
 //     (unless the broker created it at startup), as Kafka does. Answers
-//     COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be created,
-//     its partition has no known leader, or the leader here is still loading.
+//     COORDINATOR_NOT_AVAILABLE (retriable) while the topic cannot be created
+//     or its partition has no known leader. A leader still loading the
+//     partition names itself, as Kafka does (coordinatorHint).
 //   - Key type TRANSACTION (1): the leader of the __transaction_state
 //     partition the transactional id hashes to, the same way (the topic is
 //     created on first use, 50 partitions; txn_coordinator.go). Any other key
@@ -100,18 +101,46 @@ func (b *Broker) findCoordinator(ctx context.Context, rc *requestContext, typ in
 		self, _ := b.endpointOf(lis, b.node.NodeID())
 		return self, 0, nil
 	}
-	if errors.Is(err, errNotCoordinator) && len(ti.Partitions) > 0 {
-		// Another node leads the group's offsets partition: name it.
-		if leader, _, ok := b.node.GroupLeader(ti.Partitions[p].Group); ok && leader != b.node.NodeID() {
-			if ep, ok := b.endpointOf(lis, leader); ok {
-				return ep, 0, nil
-			}
+	if len(ti.Partitions) > 0 {
+		if ep, ok := b.coordinatorHint(lis, ti.Partitions[p].Group, err); ok {
+			return ep, 0, nil
 		}
 	}
 	var ke *kerr.Error
 	if !errors.As(err, &ke) {
 		b.codeFor(err, "find coordinator", logKeyGroup, key)
 	}
-	// Loading, or no leader known yet: the client retries FindCoordinator.
+	// No leader known: the client retries FindCoordinator.
 	return endpoint{}, kerr.CoordinatorNotAvailable.Code, nil
+}
+
+// coordinatorHint names the coordinator of a key whose partition is in Raft
+// group g when this node cannot serve it (route's error err), as Kafka names
+// the partition's leader whatever its load state:
+//   - this node leads g but is loading the partition, or the leader table
+//     has not taken in its report yet: itself; the client's request there
+//     answers COORDINATOR_LOAD_IN_PROGRESS, which clients retry;
+//   - another node leads g: the leader table's leader, else (the table names
+//     this node, which no longer leads, until the new leader's report is
+//     applied here) the leader this node's Raft heard from; a stale name
+//     answers NOT_COORDINATOR, which clients retry too.
+//
+// COORDINATOR_NOT_AVAILABLE remains for no known leader. franz-go fails
+// every buffered record of a transaction when the FindCoordinator behind an
+// AddPartitionsToTxn answers it (TestTxnClusterCoordinatorKillNine, twice in
+// make test: the new leader's table still named the old one).
+func (b *Broker) coordinatorHint(lis *listener, g uint32, err error) (endpoint, bool) {
+	self := b.node.NodeID()
+	switch {
+	case errors.Is(err, errCoordinatorLoad) && (b.node.IsLeader(g) || b.node.LeadsLoading(g)):
+		return b.endpointOf(lis, self)
+	case errors.Is(err, errNotCoordinator):
+		if leader, _, ok := b.node.GroupLeader(g); ok && leader != self {
+			return b.endpointOf(lis, leader)
+		}
+		if leader, ok := b.node.RaftLeader(g); ok && leader != self {
+			return b.endpointOf(lis, leader)
+		}
+	}
+	return endpoint{}, false
 }

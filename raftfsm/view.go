@@ -112,6 +112,21 @@ func (n *Node) GroupLeader(g uint32) (leader int32, epoch int32, ok bool) {
 	return tl.Node, int32(tl.Term), true
 }
 
+// RaftLeader returns the leader of group g as this node's Raft knows it (the
+// last leader it heard from), without the leader table's guarantees: a
+// routing hint for while the table lags a new leader, never an epoch.
+func (n *Node) RaftLeader(g uint32) (int32, bool) {
+	grp := n.group(g)
+	if grp == nil {
+		return 0, false
+	}
+	_, id := grp.raft.LeaderWithID()
+	if id == "" {
+		return 0, false
+	}
+	return parseServerID(id)
+}
+
 // IsLeader reports whether this node leads group g and has applied its whole
 // log in this term (so it may answer for the group's partitions).
 func (n *Node) IsLeader(g uint32) bool {
