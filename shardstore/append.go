@@ -92,10 +92,11 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 	// deletes of records at consecutive offsets that have left the memtable (a
 	// key set rewritten in the order it was written). Every other key is a
 	// search, and a search near the previous one walks skiplist nodes still in
-	// the CPU's cache. Side by side with records first and then each index
-	// entry and delete interleaved, this order cost 11% less CPU per record
-	// with 4 partitions and 5% less with 10,000 (profiles README, "Write path:
-	// the memtable insert").
+	// the CPU's cache. Against the order before (the records, then each index
+	// entry and delete interleaved) it costs less CPU per record, with 4
+	// partitions and with 10,000 (profiles README, "An append's writes in key
+	// order"). The index entries hold the records' sizes, so recordSize
+	// computes them before the records are encoded.
 	base := p.st.HighWatermark
 	st := p.st
 	appendMs := opts.AppendTimeMs
@@ -104,28 +105,15 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 			st.MaxTimestamp, st.MaxTimestampOffset = recs[i].Timestamp, base+int64(i)
 		}
 	}
-	// The records' stored encodings, which the index entries give the size of.
 	kept := res.kept
 	if !compact {
 		kept = b.allOffsets(len(recs))
-	}
-	enc, ends := b.recEnc[:0], slices.Grow(b.recEnds[:0], len(kept))
-	for _, i := range kept {
-		enc = appendRecord(enc, &recs[i], appendMs)
-		ends = append(ends, len(enc))
-	}
-	b.recEnc, b.recEnds = enc[:0], ends[:0]
-	size := func(j int) int32 {
-		if j == 0 {
-			return int32(ends[0])
-		}
-		return int32(ends[j] - ends[j-1])
 	}
 	if compact {
 		p.reserveKeys(len(kept))
 		for j, i := range kept {
 			r := &recs[i]
-			e := keyEntry{offset: base + int64(i), appendMs: appendMs, tomb: r.Value == nil, size: size(j)}
+			e := keyEntry{offset: base + int64(i), appendMs: appendMs, tomb: r.Value == nil, size: recordSize(r)}
 			b.kbuf = keyIndexKeyInto(b.kbuf, id, r.Key)
 			b.vbuf = e.appendTo(b.vbuf[:0])
 			b.set(b.kbuf, b.vbuf)
@@ -147,19 +135,18 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 			}
 		}
 	}
-	from := 0
-	for j, i := range kept {
+	for _, i := range kept {
+		b.vbuf = appendRecord(b.vbuf[:0], &recs[i], appendMs)
 		b.kbuf = recordKeyInto(b.kbuf, id, base+int64(i))
-		b.set(b.kbuf, enc[from:ends[j]])
-		from = ends[j]
+		b.set(b.kbuf, b.vbuf)
 		st.LiveRecords++
-		st.LiveBytes += int64(size(j))
+		st.LiveBytes += int64(len(b.vbuf))
 	}
 	if compact {
-		for j, i := range kept {
+		for _, i := range kept {
 			r := &recs[i]
 			if r.Value == nil {
-				b.setTimed(p, subTombstone, appendMs, base+int64(i), sizedValue(size(j), r.Key))
+				b.setTimed(p, subTombstone, appendMs, base+int64(i), sizedValue(recordSize(r), r.Key))
 				st.Tombstones++
 			} else {
 				st.LiveKeys++

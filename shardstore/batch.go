@@ -31,8 +31,6 @@ type Batch struct {
 	metaIDs []ShardID // Commit's scratch
 
 	kbuf, vbuf []byte // scratch for keys and values copied into the Pebble batch
-	recEnc     []byte // Append's scratch: the records' stored encodings, one after another
-	recEnds    []int  // Append's scratch: where each record of recEnc ends
 	offsets    []int  // Append's scratch: 0..n-1 (allOffsets)
 
 	appended, replaced int64 // metrics, added on Commit

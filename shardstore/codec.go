@@ -79,6 +79,28 @@ func appendRecord(buf []byte, r *Record, appendMs int64) []byte {
 	return buf
 }
 
+// recordSize is len(appendRecord(nil, r, _)), computed without encoding: an
+// append writes each record's index entry, which holds its size, before the
+// record (Append's write order).
+func recordSize(r *Record) int32 {
+	if r.Marker != nil {
+		return recordHeaderLen + 1 + 14 + 3
+	}
+	n := int64(recordHeaderLen)
+	n += uvarintLen(uint64(len(r.Key))) + int64(len(r.Key))
+	n += uvarintLen(uint64(len(r.Value))) + int64(len(r.Value))
+	n += uvarintLen(uint64(len(r.Headers)))
+	for _, h := range r.Headers {
+		n += uvarintLen(uint64(len(h.Key))) + int64(len(h.Key))
+		if h.Value == nil {
+			n++
+			continue
+		}
+		n += uvarintLen(uint64(len(h.Value))+1) + int64(len(h.Value))
+	}
+	return int32(n)
+}
+
 // recordTimes returns the timestamp and append time of an encoded record without
 // decoding the rest.
 func recordTimes(b []byte) (ts, appendMs int64, err error) {

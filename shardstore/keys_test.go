@@ -116,6 +116,9 @@ func FuzzRecord(f *testing.F) {
 			t.Fatalf("decoded but recordTimes fails: %v", err)
 		}
 		enc := appendRecord(nil, &r, appendMs)
+		if got := recordSize(&r); int(got) != len(enc) {
+			t.Fatalf("recordSize %d, encoded %d bytes", got, len(enc))
+		}
 		var again Record
 		if _, err := decodeRecord(enc, &again, make([]Header, len(r.Headers))); err != nil || !sameRecord(r, again) {
 			t.Fatalf("%x decodes to %+v, re-encodes to %x, decodes to %+v (%v)", b, r, enc, again, err)
