@@ -358,14 +358,4 @@ func (n *Node) callMetaLeader(ctx context.Context, req *rpcRequest) (rpcResponse
 }
 
 // metaLeader returns the metadata group's leader as this node knows it.
-func (n *Node) metaLeader() (int32, bool) {
-	g := n.group(metaGroup)
-	if g == nil {
-		return 0, false
-	}
-	_, id := g.raft.LeaderWithID()
-	if id == "" {
-		return 0, false
-	}
-	return parseServerID(id)
-}
+func (n *Node) metaLeader() (int32, bool) { return n.RaftLeader(metaGroup) }
