@@ -837,7 +837,7 @@ func (n *Node) ProduceManyQueued(ctx context.Context, batches []PartBatch, queue
 // through nodes still in the CPU's cache. A produce request lists its
 // partitions in any order. With 10,000 partitions, together with the metas
 // written in shard order (shardstore's Batch.Commit), this cost 11% less CPU
-// per record (profiles README, "Write path: the memtable insert").
+// per record (profiles README, "An append's writes in key order").
 func sortPartsByShard(idx []int, parts []ProducePart) {
 	if slices.IsSortedFunc(parts, func(a, b ProducePart) int { return cmp.Compare(a.Shard, b.Shard) }) {
 		return

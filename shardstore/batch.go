@@ -28,7 +28,6 @@ type Batch struct {
 	done    bool
 	err     error // first error of a write to the Pebble batch; returned by Commit
 	pending map[ShardID]*pendingShard
-	metaIDs []ShardID // Commit's scratch
 
 	kbuf, vbuf []byte // scratch for keys and values copied into the Pebble batch
 	offsets    []int  // Append's scratch: 0..n-1 (allOffsets)
@@ -250,9 +249,9 @@ func (b *Batch) Commit() error {
 	// The metas in shard order rather than the map's: each is a search of
 	// Pebble's memtable skiplist, and one near the previous walks nodes
 	// still in the CPU's cache. With thousands of shards in a batch this
-	// cost 7% less CPU per record (profiles README, "Write path: the
-	// memtable insert").
-	metas := b.metaIDs[:0]
+	// cost 7% less CPU per record (profiles README, "An append's writes in
+	// key order").
+	var metas []ShardID
 	for id, p := range b.pending {
 		if p.exists && p.changed {
 			metas = append(metas, id)
@@ -262,7 +261,6 @@ func (b *Batch) Commit() error {
 	for _, id := range metas {
 		b.set(metaKey(id), encodeMeta(b.pending[id].st))
 	}
-	b.metaIDs = metas
 	if b.err != nil {
 		return b.err
 	}
