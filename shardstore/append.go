@@ -205,8 +205,9 @@ type resolved struct {
 }
 
 // resolve collapses repeated keys and looks up the live record of every kept key:
-// batch overlay and key cache first (one lock for the whole Append), then one
-// Pebble Get per remaining key.
+// batch overlay and key cache first (one lock for the whole Append), a key the
+// shard's key filter rules out is new, then the key index in Pebble for the
+// rest (a Get each, or one iterator for lookupBatchMin or more).
 func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 	n := len(recs)
 	var res resolved
@@ -251,7 +252,7 @@ func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 		}
 		if e, ok := p.sh.cache[k]; ok {
 			res.olds[j], res.found[j] = e, true
-		} else if !p.sh.cacheComplete {
+		} else if !p.sh.cacheComplete && (p.sh.filter == nil || p.sh.filter.mayContain(p.sh.filter.hash(k))) {
 			miss = append(miss, j)
 		}
 	}

@@ -372,15 +372,18 @@ func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry) {
 		if !had {
 			cost := keyCacheCost(k)
 			full := s.cached.Load()+cost > s.cacheCap
-			if full && !sh.admit() {
-				sh.cacheComplete = false
-				continue
-			}
-			for full && s.evictOne(sh) {
-				full = s.cached.Load()+cost > s.cacheCap
+			if full && sh.admit() {
+				for full && s.evictOne(sh) {
+					full = s.cached.Load()+cost > s.cacheCap
+				}
 			}
 			if full {
-				sh.cacheComplete = false
+				s.spill(sh) // the cache will not hold k
+			}
+			if sh.filter != nil {
+				s.filterAdd(sh, k)
+			}
+			if full {
 				continue
 			}
 			s.cached.Add(cost)
@@ -406,6 +409,53 @@ func (sh *shard) admit() bool {
 	return sh.admitCount%keyCacheAdmitEvery == 0
 }
 
+// spill is called before sh's cache stops holding every key of the shard:
+// while it still does, it builds the shard's key filter from the cache's keys
+// (keyfilter.go), if the filters' bound has room. sh.mu is held.
+func (s *Store) spill(sh *shard) {
+	if !sh.cacheComplete {
+		return
+	}
+	sh.cacheComplete = false
+	room := 2 * len(sh.cache)
+	if s.filtered.Load()+keyFilterPartBytes(room) > s.filterCap {
+		return
+	}
+	f := newKeyFilter(room)
+	for k := range sh.cache {
+		f.add(f.hash(k))
+	}
+	sh.filter = f
+	s.filtered.Add(f.bytes)
+}
+
+// filterAdd adds key k to sh's filter. A filter that would grow past the
+// filters' bound is dropped: the shard's appends read the key index again.
+// sh.mu is held.
+func (s *Store) filterAdd(sh *shard, k string) {
+	f := sh.filter
+	h := f.hash(k)
+	if f.mayContain(h) {
+		return
+	}
+	if f.full() {
+		if next := f.nextPartBytes(); s.filtered.Load()+next > s.filterCap {
+			s.dropFilter(sh)
+			return
+		}
+		s.filtered.Add(f.grow())
+	}
+	f.add(h)
+}
+
+// dropFilter removes sh's key filter and its charge. sh.mu is held.
+func (s *Store) dropFilter(sh *shard) {
+	if sh.filter != nil {
+		s.filtered.Add(-sh.filter.bytes)
+		sh.filter = nil
+	}
+}
+
 // uncache removes key from sh's cache and its charge. sh.mu is held.
 func (s *Store) uncache(sh *shard, key string) {
 	delete(sh.cache, key)
@@ -418,8 +468,8 @@ func (s *Store) uncache(sh *shard, key string) {
 // sh.mu is held.
 func (s *Store) evictOne(sh *shard) bool {
 	for k := range sh.cache {
+		s.spill(sh)
 		s.uncache(sh, k)
-		sh.cacheComplete = false
 		return true
 	}
 	return false
@@ -430,13 +480,15 @@ func (s *Store) evictOne(sh *shard) bool {
 func (s *Store) dropCache(sh *shard) {
 	s.cached.Add(-sh.cacheBytes)
 	sh.cache, sh.cacheBytes = nil, 0
+	s.dropFilter(sh)
 	sh.producers, sh.txns = nil, nil
 	sh.due.reset()
 }
 
-// lookupKey finds key's live record through the batch overlay, the key cache and
-// then the key index in the database (which the batch has not changed for this
-// key, or the overlay would know).
+// lookupKey finds key's live record through the batch overlay, the key cache,
+// the key filter (a key it rules out has none) and then the key index in the
+// database (which the batch has not changed for this key, or the overlay
+// would know).
 func (b *Batch) lookupKey(p *pendingShard, key []byte) (keyEntry, bool, error) {
 	if ov, ok := p.keys[string(key)]; ok {
 		return ov.e, ov.live, nil
@@ -446,9 +498,9 @@ func (b *Batch) lookupKey(p *pendingShard, key []byte) (keyEntry, bool, error) {
 	}
 	p.sh.mu.Lock()
 	e, ok := p.sh.cache[string(key)]
-	complete := p.sh.cacheComplete
+	known := ok || p.sh.cacheComplete || p.sh.filter != nil && !p.sh.filter.mayContain(p.sh.filter.hashBytes(key))
 	p.sh.mu.Unlock()
-	if ok || complete {
+	if known {
 		return e, ok, nil
 	}
 	return b.getKey(p.id, key)
@@ -456,6 +508,7 @@ func (b *Batch) lookupKey(p *pendingShard, key []byte) (keyEntry, bool, error) {
 
 // getKey reads the key index in the database.
 func (b *Batch) getKey(id ShardID, key []byte) (keyEntry, bool, error) {
+	b.s.indexReads.Add(1)
 	b.kbuf = keyIndexKeyInto(b.kbuf, id, key)
 	v, closer, err := b.s.db.Get(b.kbuf)
 	if errors.Is(err, pebble.ErrNotFound) {
@@ -482,6 +535,7 @@ const lookupBatchMin = 8
 // default Split) still consults each table's bloom filter, so a new key
 // costs no data block reads.
 func (b *Batch) getKeys(id ShardID, n int, key func(i int) []byte, found func(i int, e keyEntry)) error {
+	b.s.indexReads.Add(int64(n))
 	it, err := b.s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, subKey), UpperBound: sub(id, subKey+1)})
 	if err != nil {
 		return err

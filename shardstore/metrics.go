@@ -15,6 +15,8 @@ type metrics struct {
 	appended prometheus.Counter
 	replaced prometheus.Counter
 	keyCache prometheus.GaugeFunc
+	filter   prometheus.GaugeFunc
+	reads    prometheus.CounterFunc
 	live     *liveCollector
 	pebble   *pebbleCollector
 }
@@ -34,6 +36,14 @@ func newMetrics(s *Store, reg prometheus.Registerer) *metrics {
 			Name: "shardcache_shardstore_key_cache_bytes",
 			Help: "Memory charged by the key cache of all shards, bounded by --key-cache-bytes.",
 		}, func() float64 { return float64(s.cached.Load()) }),
+		filter: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "shardcache_shardstore_key_filter_bytes",
+			Help: "Memory of the key filters of shards with more keys than the key cache holds, bounded by half of --key-cache-bytes.",
+		}, func() float64 { return float64(s.filtered.Load()) }),
+		reads: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shardcache_shardstore_key_index_reads_total",
+			Help: "Keys the write path looked up in the key index in Pebble: neither the key cache nor the key filter could answer.",
+		}, func() float64 { return float64(s.indexReads.Load()) }),
 		live:   newLiveCollector(s),
 		pebble: newPebbleCollector(s),
 	}
@@ -41,7 +51,7 @@ func newMetrics(s *Store, reg prometheus.Registerer) *metrics {
 
 func (m *metrics) register() error {
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.keyCache, m.live, m.pebble} {
+	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.keyCache, m.filter, m.reads, m.live, m.pebble} {
 		if err := m.reg.Register(c); err != nil {
 			for _, d := range done {
 				m.reg.Unregister(d)
@@ -57,6 +67,8 @@ func (m *metrics) unregister() {
 	m.reg.Unregister(m.appended)
 	m.reg.Unregister(m.replaced)
 	m.reg.Unregister(m.keyCache)
+	m.reg.Unregister(m.filter)
+	m.reg.Unregister(m.reads)
 	m.reg.Unregister(m.live)
 	m.reg.Unregister(m.pebble)
 }

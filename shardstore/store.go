@@ -90,7 +90,13 @@ type Store struct {
 	log      *slog.Logger
 	cacheCap int64        // KeyCacheBytes in force; 0: no cache
 	cached   atomic.Int64 // bytes charged by all shards' key caches (keyCacheCost)
-	metrics  *metrics
+	// filterCap bounds the bytes of all shards' key filters (keyfilter.go),
+	// filtered: half of KeyCacheBytes, on top of it.
+	filterCap int64
+	filtered  atomic.Int64
+	// indexReads counts the keys appends looked up in the key index.
+	indexReads atomic.Int64
+	metrics    *metrics
 
 	// life is held shared by every operation that touches db and exclusively by
 	// Close, so Close waits for them and later calls get ErrClosed.
@@ -121,7 +127,11 @@ type shard struct {
 	// entry (a shard created or opened empty, nothing evicted yet).
 	cache         map[string]keyEntry
 	cacheComplete bool
-	cacheBytes    int64 // what cache is charged to Store.cached
+	// filter, once the cache stopped holding every key, has every key the
+	// shard had then and every key written since: a key it rules out is not
+	// in the key index (keyfilter.go). nil for a shard opened with keys.
+	filter     *keyFilter
+	cacheBytes int64 // what cache and filter are charged to Store.cached
 	// admitCount counts the keys a full cache was offered (admit).
 	admitCount uint64
 	// group is the Raft group that carries the shard, from the registry
@@ -197,7 +207,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	popts := po.Clone()
 	popts.EnsureDefaults()
-	s := &Store{db: db, logDB: logDB, log: log, cacheCap: keyCache, fs: popts.FS, popts: popts,
+	s := &Store{db: db, logDB: logDB, log: log, cacheCap: keyCache, filterCap: keyCache / 2, fs: popts.FS, popts: popts,
 		shards: make(map[ShardID]*shard), exports: make(map[*Export]struct{})}
 	if err := s.load(); err != nil {
 		_ = db.Close()

@@ -1,0 +1,183 @@
+package shardstore
+
+import (
+	"fmt"
+	"testing"
+)
+
+// TestKeyFilterGrows: every key added, across the parts the filter grows
+// into, is reported as maybe present; keys never added are mostly ruled out
+// (a blocked Bloom filter of 10 bits per key gives about 1% per part).
+func TestKeyFilterGrows(t *testing.T) {
+	f := newKeyFilter(0)
+	const n = 20_000
+	for i := range n {
+		h := f.hash(fmt.Sprintf("key-%d", i))
+		if f.mayContain(h) {
+			continue
+		}
+		if f.full() {
+			want := f.nextPartBytes()
+			if got := f.grow(); got != want {
+				t.Fatalf("grow added %d bytes, nextPartBytes said %d", got, want)
+			}
+		}
+		f.add(h)
+	}
+	if len(f.parts) < 4 {
+		t.Fatalf("%d keys in %d parts, want the filter to have grown", n, len(f.parts))
+	}
+	var sum int64
+	for _, p := range f.parts {
+		sum += int64(len(p.blocks)) * filterBlockBytes
+	}
+	if sum != f.bytes {
+		t.Fatalf("bytes %d, parts hold %d", f.bytes, sum)
+	}
+	for i := range n {
+		if !f.mayContain(f.hashBytes(fmt.Appendf(nil, "key-%d", i))) {
+			t.Fatalf("key-%d was added but is ruled out", i)
+		}
+	}
+	fp := 0
+	for i := range n {
+		if f.mayContain(f.hash(fmt.Sprintf("absent-%d", i))) {
+			fp++
+		}
+	}
+	t.Logf("%d keys, %d parts, %d bytes; false positives %d of %d absent keys", n, len(f.parts), f.bytes, fp, n)
+	if fp > n*len(f.parts)*3/100 {
+		t.Fatalf("%d false positives in %d absent keys over %d parts", fp, n, len(f.parts))
+	}
+}
+
+// keyFilterStore opens a store whose key cache holds 100 keys of
+// fmt.Sprintf("key-%05d") with shard 1 created.
+func keyFilterStore(t *testing.T) *h {
+	key := fmt.Sprintf("key-%05d", 0)
+	s := openStore(t, t.TempDir(), Options{CacheBytes: 1 << 20, KeyCacheBytes: 100 * keyCacheCost(key), Logger: testLogger(t)})
+	hd := &h{t: t, s: s}
+	hd.create(1)
+	return hd
+}
+
+// TestKeyFilterSkipsIndexReads: once the key cache is full, new keys are
+// written without a key index read (the filter rules them out), a store
+// without filters reads the index for each, and compaction stays exact
+// either way when every key is written again.
+func TestKeyFilterSkipsIndexReads(t *testing.T) {
+	for _, filters := range []bool{true, false} {
+		t.Run(fmt.Sprintf("filters=%v", filters), func(t *testing.T) {
+			hd := keyFilterStore(t)
+			if !filters {
+				hd.s.filterCap = 0
+			}
+			key := func(i int) string { return fmt.Sprintf("key-%05d", i) }
+			for i := range 100 {
+				hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
+			}
+			if n := hd.s.indexReads.Load(); n != 0 {
+				t.Fatalf("%d index reads while the cache held every key", n)
+			}
+			for i := 100; i < 500; i++ {
+				hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
+			}
+			reads := hd.s.indexReads.Load()
+			sh := hd.s.shard(1)
+			sh.mu.Lock()
+			hasFilter, filtered := sh.filter != nil, hd.s.filtered.Load()
+			sh.mu.Unlock()
+			t.Logf("400 new keys past a full cache: %d index reads, filter %v (%d bytes)", reads, hasFilter, filtered)
+			if filters {
+				// False positives: about 1% of 400 keys in one part.
+				if !hasFilter || filtered != keyFilterPartBytes(200) || reads > 20 {
+					t.Fatalf("filter %v, %d bytes, %d index reads", hasFilter, filtered, reads)
+				}
+			} else if hasFilter || filtered != 0 || reads < 300 {
+				// The cache admits one new key in eight, whose lookups are
+				// the rest.
+				t.Fatalf("filter %v, %d bytes, %d index reads", hasFilter, filtered, reads)
+			}
+			recs := make([]Record, 0, 500)
+			for i := range 500 {
+				recs = append(recs, kv(key(i), "v2"))
+			}
+			hd.mustAppend(1, compact, NoProducer, recs...)
+			if st := hd.state(1); st.LiveKeys != 500 || st.LiveRecords != 500 {
+				t.Fatalf("after every key written again: %+v, want 500 live keys and records", st)
+			}
+			if hd.s.indexReads.Load() == reads {
+				t.Fatal("keys the cache does not hold were rewritten without an index read")
+			}
+			for _, r := range hd.read(1, 0) {
+				if string(r.Value) != "v2" {
+					t.Fatalf("record %s at %d: value %q", r.Key, r.Offset, r.Value)
+				}
+			}
+		})
+	}
+}
+
+// TestKeyFilterBound: a filter that would grow past the filters' bound is
+// dropped and its bytes given back; the shard's appends then read the index
+// and stay exact. Deleting the shard gives back a filter's bytes.
+func TestKeyFilterBound(t *testing.T) {
+	hd := keyFilterStore(t)
+	// Room for the first part (2 x 100 keys, at least filterMinPartRoom),
+	// not for a second.
+	hd.s.filterCap = keyFilterPartBytes(filterMinPartRoom)
+	key := func(i int) string { return fmt.Sprintf("key-%05d", i) }
+	for i := range 101 {
+		hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
+	}
+	sh := hd.s.shard(1)
+	sh.mu.Lock()
+	hasFilter, filtered := sh.filter != nil, hd.s.filtered.Load()
+	sh.mu.Unlock()
+	if !hasFilter || filtered != hd.s.filterCap {
+		t.Fatalf("after the cache filled: filter %v, %d bytes, want one part of %d", hasFilter, filtered, hd.s.filterCap)
+	}
+	const more = 2050 // 41 appends of 50: past the first part's room
+	for i := 101; i < 101+more; i += 50 {
+		recs := make([]Record, 0, 50)
+		for j := i; j < i+50; j++ {
+			recs = append(recs, kv(key(j), "v1"))
+		}
+		hd.mustAppend(1, compact, NoProducer, recs...)
+	}
+	sh.mu.Lock()
+	hasFilter, filtered = sh.filter != nil, hd.s.filtered.Load()
+	sh.mu.Unlock()
+	if hasFilter || filtered != 0 {
+		t.Fatalf("past the bound: filter %v, %d bytes, want it dropped", hasFilter, filtered)
+	}
+	reads := hd.s.indexReads.Load()
+	hd.mustAppend(1, compact, NoProducer, kv(key(0), "v2"), kv(key(5000), "v1"))
+	if hd.s.indexReads.Load() == reads {
+		t.Fatal("no index read without a filter")
+	}
+	total := 101 + more + 1
+	if st := hd.state(1); st.LiveKeys != int64(total) || st.LiveRecords != int64(total) {
+		t.Fatalf("state %+v, want %d live keys and records", st, total)
+	}
+
+	// A new shard's filter, then the shard deleted.
+	hd.create(2)
+	for i := range 101 {
+		hd.mustAppend(2, compact, NoProducer, kv(key(i), "v1"))
+	}
+	if got := hd.s.filtered.Load(); got != hd.s.filterCap {
+		t.Fatalf("shard 2's filter: %d bytes, want %d", got, hd.s.filterCap)
+	}
+	b := hd.s.NewBatch()
+	defer b.Close()
+	if err := b.DeleteShard(2); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if got := hd.s.filtered.Load(); got != 0 {
+		t.Fatalf("after the shard's deletion the filters hold %d bytes", got)
+	}
+}
