@@ -301,7 +301,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
 	fs.DurationVar(&c.ProducerIDExpiration, "producer-id-expiration", c.ProducerIDExpiration, "how long an idempotent producer's state is kept after its last batch (producer.id.expiration.ms)")
-	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache)")
+	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache); the key filters of shards with more keys take up to half of it again")
 	fs.StringVar(&c.Listeners, "listeners", c.Listeners, "Kafka listeners, NAME://host:port,... (default: one PLAINTEXT listener at --kafka-addr)")
 	fs.StringVar(&c.AdvertisedListeners, "advertised-listeners", c.AdvertisedListeners, "advertised addresses of --listeners, NAME://host:port,... (default: the bound addresses)")
 	fs.StringVar(&c.ListenerProtocolMap, "listener-security-protocol-map", c.ListenerProtocolMap, "NAME:PROTOCOL,... security protocol of each listener: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
