@@ -381,7 +381,10 @@ func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry) {
 				s.spill(sh) // the cache will not hold k
 			}
 			if sh.filter != nil {
-				s.filterAdd(sh, k)
+				s.filterAdd(&sh.filter, sh.filter.hash(k))
+			}
+			if sh.building != nil {
+				s.filterAdd(&sh.building, sh.building.hash(k))
 			}
 			if full {
 				continue
@@ -429,18 +432,18 @@ func (s *Store) spill(sh *shard) {
 	s.filtered.Add(f.bytes)
 }
 
-// filterAdd adds key k to sh's filter. A filter that would grow past the
+// filterAdd adds a key, by its hash under the filter's seed, to the filter
+// in *slot (a shard's filter or building). A filter that would grow past the
 // filters' bound is dropped: the shard's appends read the key index again.
-// sh.mu is held.
-func (s *Store) filterAdd(sh *shard, k string) {
-	f := sh.filter
-	h := f.hash(k)
+// The shard's mu is held.
+func (s *Store) filterAdd(slot **keyFilter, h uint64) {
+	f := *slot
 	if f.mayContain(h) {
 		return
 	}
 	if f.full() {
 		if next := f.nextPartBytes(); s.filtered.Load()+next > s.filterCap {
-			s.dropFilter(sh)
+			s.dropFilter(slot)
 			return
 		}
 		s.filtered.Add(f.grow())
@@ -448,11 +451,12 @@ func (s *Store) filterAdd(sh *shard, k string) {
 	f.add(h)
 }
 
-// dropFilter removes sh's key filter and its charge. sh.mu is held.
-func (s *Store) dropFilter(sh *shard) {
-	if sh.filter != nil {
-		s.filtered.Add(-sh.filter.bytes)
-		sh.filter = nil
+// dropFilter removes the filter in *slot and its charge. The shard's mu is
+// held.
+func (s *Store) dropFilter(slot **keyFilter) {
+	if *slot != nil {
+		s.filtered.Add(-(*slot).bytes)
+		*slot = nil
 	}
 }
 
@@ -480,7 +484,8 @@ func (s *Store) evictOne(sh *shard) bool {
 func (s *Store) dropCache(sh *shard) {
 	s.cached.Add(-sh.cacheBytes)
 	sh.cache, sh.cacheBytes = nil, 0
-	s.dropFilter(sh)
+	s.dropFilter(&sh.filter)
+	s.dropFilter(&sh.building)
 	sh.producers, sh.txns = nil, nil
 	sh.due.reset()
 }

@@ -557,5 +557,6 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 	for _, c := range wake {
 		close(c)
 	}
+	s.wakeFilterBuilder()
 	return firstErr
 }

@@ -1,6 +1,14 @@
 package shardstore
 
-import "hash/maphash"
+import (
+	"errors"
+	"hash/maphash"
+	"log/slog"
+	"slices"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
 
 // A shard's key filter answers "is this key certainly not in the key index?"
 // without a Pebble read. It takes over from the key cache when the cache
@@ -20,11 +28,11 @@ import "hash/maphash"
 // 1% false positives per part. Keys removed from the index stay in the
 // filter; they only make a later lookup of them read Pebble.
 //
-// A shard opened with keys (a restart, a snapshot ingest) has no filter: its
-// cache is incomplete from the start, so nothing holds all of its keys to
-// build one from, and its appends read the index as before. All filters
-// together are bounded by half of KeyCacheBytes (Store.filterCap); a filter
-// that would grow past it is dropped.
+// A shard opened with keys (a restart, a snapshot ingest) gets its filter
+// from a goroutine that scans its key index (the builder, below); until then
+// its appends read the index. All filters together are bounded by half of
+// KeyCacheBytes (Store.filterCap); a filter that would grow past it is
+// dropped, and one that would not fit is not built.
 //
 // keyFilter is guarded by its shard's mu.
 type keyFilter struct {
@@ -45,7 +53,7 @@ const (
 	filterBlockWords  = 8 // 512 bits, one cache line
 	filterBlockBits   = filterBlockWords * 64
 	filterBlockMaxBit = filterBlockBits - 1
-	filterMinPartRoom = 1024
+	filterMinPartRoom = 256
 	filterPartGrowth  = 2
 	filterBlockBytes  = filterBlockWords * 8
 )
@@ -132,4 +140,182 @@ func (f *keyFilter) add(h uint64) {
 		b[bit/64] |= 1 << (bit % 64)
 	}
 	last.keys++
+}
+
+// The builder gives a filter to each shard opened with keys (at Open, and
+// after an Ingest reloads shards): it installs an empty filter as the shard's
+// building, scans the shard's key index into it, and then makes it the
+// shard's filter. Keys applied while it scans are added by mergeCache, so
+// none is missed: a batch committed before the scan's iterator was opened is
+// in what the iterator reads, and one committed after it is applied (Commit
+// applies right after Pebble's commit) while building is installed.
+
+// builderChunk is how many keys the builder adds per hold of the shard's mu.
+const builderChunk = 1024
+
+// filterBuildHook, set by tests before Open, runs on the builder once a
+// scan's iterator is open.
+var filterBuildHook func(*Store, ShardID)
+
+func (s *Store) startFilterBuilder() {
+	s.filterWake = make(chan struct{}, 1)
+	s.filterStop = make(chan struct{})
+	s.filterDone.Add(1)
+	go s.filterBuilder()
+	s.wakeFilterBuilder()
+}
+
+// wakeFilterBuilder asks the builder to look for shards without a filter.
+func (s *Store) wakeFilterBuilder() {
+	select {
+	case s.filterWake <- struct{}{}:
+	default:
+	}
+}
+
+func (s *Store) stopFilterBuilder() {
+	s.stopOnce.Do(func() {
+		close(s.filterStop)
+		s.filterDone.Wait()
+	})
+}
+
+func (s *Store) filterBuilder() {
+	defer s.filterDone.Done()
+	for {
+		select {
+		case <-s.filterStop:
+			return
+		case <-s.filterWake:
+		}
+		ids := s.shardsToFilter()
+		if len(ids) == 0 {
+			continue
+		}
+		start, built, keys := time.Now(), 0, 0
+		for _, id := range ids {
+			n, ok, more := s.buildFilter(id)
+			if ok {
+				built++
+				keys += n
+			}
+			if !more {
+				return
+			}
+		}
+		s.log.Info("key filters built", slog.Int("shards", built), slog.Int("of_shards", len(ids)),
+			slog.Int("keys", keys), slog.Int64("filter_bytes", s.filtered.Load()), slog.Duration("took", time.Since(start)))
+	}
+}
+
+// needsFilter: the shard was opened with keys (so its cache never held them
+// all) and has no filter, built or being built. sh.mu is held.
+func (sh *shard) needsFilter() bool {
+	return !sh.cacheComplete && sh.filter == nil && sh.building == nil && sh.st.LiveKeys+sh.st.Tombstones > 0
+}
+
+func (s *Store) shardsToFilter() []ShardID {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []ShardID
+	for id, sh := range s.shards {
+		sh.mu.Lock()
+		if sh.needsFilter() {
+			ids = append(ids, id)
+		}
+		sh.mu.Unlock()
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// buildFilter builds shard id's filter: the keys it scanned, whether the
+// filter is the shard's now, and false for more once the store is closing.
+func (s *Store) buildFilter(id ShardID) (keys int, ok, more bool) {
+	sh := s.shard(id)
+	if sh == nil {
+		return 0, false, true
+	}
+	sh.mu.Lock()
+	room := 2 * int(sh.st.LiveKeys+sh.st.Tombstones)
+	if !sh.needsFilter() || s.filtered.Load()+keyFilterPartBytes(room) > s.filterCap {
+		sh.mu.Unlock()
+		return 0, false, true
+	}
+	f := newKeyFilter(room)
+	s.filtered.Add(f.bytes)
+	sh.building = f
+	sh.mu.Unlock()
+
+	keys, done, err := s.scanKeysInto(sh, f)
+	sh.mu.Lock()
+	if sh.building == f {
+		sh.building = nil
+		if done {
+			sh.filter, ok = f, true
+		} else {
+			s.filtered.Add(-f.bytes)
+		}
+	}
+	sh.mu.Unlock()
+	if err != nil && !errors.Is(err, ErrClosed) {
+		s.log.Warn("key filter not built; the shard's appends read the key index", slog.Uint64("shard", uint64(id)), slog.Any("error", err))
+	}
+	select {
+	case <-s.filterStop:
+		return keys, ok, false
+	default:
+		return keys, ok, true
+	}
+}
+
+// scanKeysInto adds every key of sh's key index to f, which is sh.building,
+// builderChunk keys per hold of sh.mu. It returns the keys it read and
+// whether it read them all into f: not if the store is closing, or f stopped
+// being sh.building (the shard was reloaded or removed, or f outgrew the
+// filters' bound).
+func (s *Store) scanKeysInto(sh *shard, f *keyFilter) (int, bool, error) {
+	if err := s.acquire(); err != nil {
+		return 0, false, err
+	}
+	defer s.life.RUnlock()
+	lower := sub(sh.id, subKey)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: sub(sh.id, subKey+1)})
+	if err != nil {
+		return 0, false, err
+	}
+	defer it.Close()
+	if filterBuildHook != nil {
+		filterBuildHook(s, sh.id)
+	}
+	hashes := make([]uint64, 0, builderChunk)
+	add := func() bool {
+		select {
+		case <-s.filterStop:
+			return false
+		default:
+		}
+		sh.mu.Lock()
+		defer sh.mu.Unlock()
+		for _, h := range hashes {
+			if sh.building != f {
+				return false
+			}
+			s.filterAdd(&sh.building, h)
+		}
+		hashes = hashes[:0]
+		return sh.building == f
+	}
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		hashes = append(hashes, f.hashBytes(it.Key()[len(lower):]))
+		n++
+		if len(hashes) == builderChunk && !add() {
+			return n, false, nil
+		}
+	}
+	if err := it.Error(); err != nil {
+		return n, false, err
+	}
+	return n, add(), nil
 }

@@ -3,6 +3,7 @@ package shardstore
 import (
 	"fmt"
 	"testing"
+	"time"
 )
 
 // TestKeyFilterGrows: every key added, across the parts the filter grows
@@ -89,8 +90,8 @@ func TestKeyFilterSkipsIndexReads(t *testing.T) {
 			sh.mu.Unlock()
 			t.Logf("400 new keys past a full cache: %d index reads, filter %v (%d bytes)", reads, hasFilter, filtered)
 			if filters {
-				// False positives: about 1% of 400 keys in one part.
-				if !hasFilter || filtered != keyFilterPartBytes(200) || reads > 20 {
+				// False positives: about 1% per part of 400 keys.
+				if !hasFilter || filtered < keyFilterPartBytes(200) || reads > 20 {
 					t.Fatalf("filter %v, %d bytes, %d index reads", hasFilter, filtered, reads)
 				}
 			} else if hasFilter || filtered != 0 || reads < 300 {
@@ -179,5 +180,87 @@ func TestKeyFilterBound(t *testing.T) {
 	}
 	if got := hd.s.filtered.Load(); got != 0 {
 		t.Fatalf("after the shard's deletion the filters hold %d bytes", got)
+	}
+}
+
+// waitFilter waits for the builder to give shard id a filter.
+func waitFilter(t *testing.T, s *Store, id ShardID) {
+	t.Helper()
+	for range 1000 {
+		sh := s.shard(id)
+		sh.mu.Lock()
+		ready := sh.filter != nil
+		sh.mu.Unlock()
+		if ready {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("shard %d has no key filter after 5 s", id)
+}
+
+// TestKeyFilterAfterReopen: a shard opened with keys gets its filter from
+// the builder's scan of its key index, including keys written while the scan
+// runs (written from the hook, after the scan's iterator opened, so only
+// mergeCache can add them); new keys then cost no index reads, and every key
+// written again replaces exactly its record.
+func TestKeyFilterAfterReopen(t *testing.T) {
+	dir := t.TempDir()
+	key := func(i int) string { return fmt.Sprintf("key-%05d", i) }
+	opts := Options{CacheBytes: 1 << 20, KeyCacheBytes: 100 * keyCacheCost(key(0)), Logger: testLogger(t)}
+	hd := &h{t: t, s: openStore(t, dir, opts)}
+	hd.create(1)
+	for i := 0; i < 300; i += 50 {
+		recs := make([]Record, 0, 50)
+		for j := i; j < i+50; j++ {
+			recs = append(recs, kv(key(j), "v1"))
+		}
+		hd.mustAppend(1, compact, NoProducer, recs...)
+	}
+	if err := hd.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Reopened: the cache is empty and incomplete, so the builder scans.
+	// The hook writes keys 300-349 once the scan's iterator is open.
+	hooked := make(chan struct{})
+	filterBuildHook = func(s *Store, id ShardID) {
+		defer close(hooked)
+		recs := make([]Record, 0, 50)
+		for j := 300; j < 350; j++ {
+			recs = append(recs, kv(key(j), "v1"))
+		}
+		hw := &h{t: t, s: s}
+		hw.mustAppend(id, compact, NoProducer, recs...)
+	}
+	defer func() { filterBuildHook = nil }()
+	s := openStore(t, dir, opts)
+	hd.s = s
+	<-hooked
+	waitFilter(t, s, 1)
+	sh := s.shard(1)
+	sh.mu.Lock()
+	for i := range 350 {
+		if !sh.filter.mayContain(sh.filter.hash(key(i))) {
+			sh.mu.Unlock()
+			t.Fatalf("%s is in the key index but ruled out by the built filter", key(i))
+		}
+	}
+	sh.mu.Unlock()
+
+	reads := s.indexReads.Load()
+	for i := 350; i < 750; i++ {
+		hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
+	}
+	if n := s.indexReads.Load() - reads; n > 20 {
+		t.Fatalf("400 new keys after the filter was built cost %d index reads", n)
+	}
+	recs := make([]Record, 0, 750)
+	for i := range 750 {
+		recs = append(recs, kv(key(i), "v2"))
+	}
+	hd.mustAppend(1, compact, NoProducer, recs...)
+	if st := hd.state(1); st.LiveKeys != 750 || st.LiveRecords != 750 {
+		t.Fatalf("after every key written again: %+v, want 750 live keys and records", st)
 	}
 }

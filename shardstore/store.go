@@ -96,6 +96,12 @@ type Store struct {
 	filtered  atomic.Int64
 	// indexReads counts the keys appends looked up in the key index.
 	indexReads atomic.Int64
+	// The key filter builder (keyfilter.go): filterWake asks it to look for
+	// shards opened with keys, filterStop and filterDone end it at Close.
+	filterWake chan struct{}
+	filterStop chan struct{}
+	filterDone sync.WaitGroup
+	stopOnce   sync.Once
 	metrics    *metrics
 
 	// life is held shared by every operation that touches db and exclusively by
@@ -129,9 +135,12 @@ type shard struct {
 	cacheComplete bool
 	// filter, once the cache stopped holding every key, has every key the
 	// shard had then and every key written since: a key it rules out is not
-	// in the key index (keyfilter.go). nil for a shard opened with keys.
+	// in the key index (keyfilter.go). A shard opened with keys gets one
+	// from the builder: building is that filter while the builder scans the
+	// key index; it takes the keys written meanwhile but answers nothing.
 	filter     *keyFilter
-	cacheBytes int64 // what cache and filter are charged to Store.cached
+	building   *keyFilter
+	cacheBytes int64 // what cache is charged to Store.cached
 	// admitCount counts the keys a full cache was offered (admit).
 	admitCount uint64
 	// group is the Raft group that carries the shard, from the registry
@@ -222,6 +231,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
+	s.startFilterBuilder()
 	log.Info("shard store opened", slog.String("dir", dir), slog.String("log_dir", logDir), slog.Int("shards", len(s.shards)))
 	return s, nil
 }
@@ -393,6 +403,9 @@ func (s *Store) flush() error {
 // Read returns ErrClosed); an Ingest in progress is waited for. It is
 // idempotent.
 func (s *Store) Close() error {
+	// The builder holds life shared while it scans; it stops at its next
+	// chunk.
+	s.stopFilterBuilder()
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {
