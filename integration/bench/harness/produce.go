@@ -22,8 +22,9 @@ type ProduceConfig struct {
 	// Topic receives every record; it must exist.
 	Topic string
 	// Records is how many records to produce; Keys how many distinct keys
-	// they cycle over ("k0000…0", "k0000…1", …).
-	Records, Keys int
+	// they cycle over ("k0000…0", "k0000…1", …), starting at key number
+	// FirstKey.
+	Records, Keys, FirstKey int
 	// KeyBytes (at least 8) and ValueBytes are the record sizes.
 	KeyBytes, ValueBytes int
 	// Linger is the producer's linger; MaxBuffered its buffer in records.
@@ -47,6 +48,8 @@ func (c ProduceConfig) Validate() error {
 		return errors.New("records must be positive")
 	case c.Keys <= 0:
 		return errors.New("keys must be positive")
+	case c.FirstKey < 0:
+		return errors.New("first key must not be negative")
 	case c.KeyBytes < 8:
 		return errors.New("key size must be at least 8 bytes")
 	case c.ValueBytes < 0:
@@ -118,7 +121,7 @@ func Produce(ctx context.Context, cfg ProduceConfig) (ProduceResult, error) {
 	keyFmt := fmt.Sprintf("k%%0%dd", cfg.KeyBytes-1)
 	start := time.Now()
 	for i := 0; i < cfg.Records && pctx.Err() == nil; i++ {
-		r := &kgo.Record{Key: []byte(fmt.Sprintf(keyFmt, i%cfg.Keys)), Value: value}
+		r := &kgo.Record{Key: []byte(fmt.Sprintf(keyFmt, cfg.FirstKey+i%cfg.Keys)), Value: value}
 		size := int64(len(r.Key) + len(r.Value))
 		wg.Add(1)
 		began := time.Now()

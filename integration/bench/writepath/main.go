@@ -22,7 +22,10 @@
 //     records and is killed with SIGKILL as the last one is acknowledged
 //     (what it applied but did not flush is replayed from the Raft log) and
 //     started again; each is timed from the exec to /readyz answering 200
-//     and a fetch returning a record of the topic.
+//     and a fetch returning a record of the topic;
+//   - with -new-keys-after-restart N as well, the produce rate of N records
+//     of keys the topic has never had, right after the SIGTERM restart (a
+//     restarted node has no key filters until it has scanned its key index).
 //
 // With -profile-dir every node runs with --pprof and a CPU profile of
 // -profile-seconds is taken from 2 s into each produce (DIR/<label>-r<N>.pprof).
@@ -44,6 +47,7 @@
 //	-profile-seconds  length of each profile (default 10)
 //	-broker-args      extra broker flags, space separated, for both binaries
 //	-restart          measure restart to serving (default true)
+//	-new-keys-after-restart  records of new keys produced after the SIGTERM restart (default 0: none)
 package main
 
 import (
@@ -80,6 +84,7 @@ type config struct {
 	profileSeconds int
 	brokerArgs     string
 	restart        bool
+	newKeys        int
 }
 
 func main() {
@@ -101,6 +106,7 @@ func main() {
 	flag.IntVar(&cfg.profileSeconds, "profile-seconds", 10, "length of each CPU profile in seconds")
 	flag.StringVar(&cfg.brokerArgs, "broker-args", "", "extra broker flags, space separated")
 	flag.BoolVar(&cfg.restart, "restart", true, "measure restart to serving after SIGTERM and after SIGKILL")
+	flag.IntVar(&cfg.newKeys, "new-keys-after-restart", 0, "with -restart, records of new keys to produce right after the SIGTERM restart")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("writepath: ")
@@ -151,6 +157,9 @@ type result struct {
 	// restartTerm and restartKill are restart to serving after SIGTERM and
 	// after SIGKILL at the end of a load; 0 without -restart.
 	restartTerm, restartKill time.Duration
+	// newKeysPerSec is the produce rate of -new-keys-after-restart records
+	// of new keys after the SIGTERM restart; 0 without.
+	newKeysPerSec float64
 }
 
 func run(ctx context.Context, cfg config) error {
@@ -285,6 +294,18 @@ func runOne(ctx context.Context, cfg config, s *side, round int) (result, error)
 	if cfg.restart {
 		if res.restartTerm, err = restartToServing(ctx, b, topic, false); err != nil {
 			return result{}, fmt.Errorf("restart after SIGTERM: %w", err)
+		}
+		if cfg.newKeys > 0 {
+			nw := w
+			nw.Seeds, nw.Records, nw.Keys, nw.FirstKey = []string{b.KafkaAddr}, cfg.newKeys, cfg.newKeys, w.Keys
+			prod, err := harness.Produce(ctx, nw)
+			if err == nil && prod.Failed > 0 {
+				err = fmt.Errorf("%d records failed (first: %v)", prod.Failed, prod.FirstErr)
+			}
+			if err != nil {
+				return result{}, fmt.Errorf("produce of new keys after the restart: %w", err)
+			}
+			res.newKeysPerSec = prod.RecordsPerSec()
 		}
 		w.Seeds, w.Records = []string{b.KafkaAddr}, max(w.Records/4, 1)
 		prod, err := harness.Produce(ctx, w)
@@ -506,6 +527,7 @@ func report(cfg config, sides []*side, load string) {
 	}
 	row("restart to serving after SIGTERM, s", restart(func(r result) time.Duration { return r.restartTerm }), f2)
 	row("restart to serving after SIGKILL at the end of a load, s", restart(func(r result) time.Duration { return r.restartKill }), f2)
+	row("produce of new keys after the SIGTERM restart, records/s", func(r result) (float64, bool) { return r.newKeysPerSec, r.newKeysPerSec > 0 }, f0)
 }
 
 func perMillion(v float64, records int64) float64 {
