@@ -52,11 +52,36 @@ func TestKeyFilterGrows(t *testing.T) {
 	}
 }
 
+// filterKey is the i-th key of the key filter tests.
+func filterKey(i int) string { return fmt.Sprintf("key-%05d", i) }
+
+// writeAll writes keys from..to-1 of shard id with value v, step keys per
+// append.
+func (h *h) writeAll(id ShardID, from, to, step int, v string) {
+	h.t.Helper()
+	for i := from; i < to; i += step {
+		recs := make([]Record, 0, step)
+		for j := i; j < min(i+step, to); j++ {
+			recs = append(recs, kv(filterKey(j), v))
+		}
+		h.mustAppend(id, compact, NoProducer, recs...)
+	}
+}
+
+// rewriteExact writes keys 0..n-1 of shard 1 again and checks that each
+// replaced exactly its record.
+func (h *h) rewriteExact(n int) {
+	h.t.Helper()
+	h.writeAll(1, 0, n, n, "v2")
+	if st := h.state(1); st.LiveKeys != int64(n) || st.LiveRecords != int64(n) {
+		h.t.Fatalf("after every key written again: %+v, want %d live keys and records", st, n)
+	}
+}
+
 // keyFilterStore opens a store whose key cache holds 100 keys of
-// fmt.Sprintf("key-%05d") with shard 1 created.
+// filterKey with shard 1 created.
 func keyFilterStore(t *testing.T) *h {
-	key := fmt.Sprintf("key-%05d", 0)
-	s := openStore(t, t.TempDir(), Options{CacheBytes: 1 << 20, KeyCacheBytes: 100 * keyCacheCost(key), Logger: testLogger(t)})
+	s := openStore(t, t.TempDir(), Options{CacheBytes: 1 << 20, KeyCacheBytes: 100 * keyCacheCost(filterKey(0)), Logger: testLogger(t)})
 	hd := &h{t: t, s: s}
 	hd.create(1)
 	return hd
@@ -73,16 +98,11 @@ func TestKeyFilterSkipsIndexReads(t *testing.T) {
 			if !filters {
 				hd.s.filterCap = 0
 			}
-			key := func(i int) string { return fmt.Sprintf("key-%05d", i) }
-			for i := range 100 {
-				hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
-			}
+			hd.writeAll(1, 0, 100, 1, "v1")
 			if n := hd.s.indexReads.Load(); n != 0 {
 				t.Fatalf("%d index reads while the cache held every key", n)
 			}
-			for i := 100; i < 500; i++ {
-				hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
-			}
+			hd.writeAll(1, 100, 500, 1, "v1")
 			reads := hd.s.indexReads.Load()
 			sh := hd.s.shard(1)
 			sh.mu.Lock()
@@ -99,14 +119,7 @@ func TestKeyFilterSkipsIndexReads(t *testing.T) {
 				// the rest.
 				t.Fatalf("filter %v, %d bytes, %d index reads", hasFilter, filtered, reads)
 			}
-			recs := make([]Record, 0, 500)
-			for i := range 500 {
-				recs = append(recs, kv(key(i), "v2"))
-			}
-			hd.mustAppend(1, compact, NoProducer, recs...)
-			if st := hd.state(1); st.LiveKeys != 500 || st.LiveRecords != 500 {
-				t.Fatalf("after every key written again: %+v, want 500 live keys and records", st)
-			}
+			hd.rewriteExact(500)
 			if hd.s.indexReads.Load() == reads {
 				t.Fatal("keys the cache does not hold were rewritten without an index read")
 			}
@@ -127,10 +140,7 @@ func TestKeyFilterBound(t *testing.T) {
 	// Room for the first part (2 x 100 keys, at least filterMinPartRoom),
 	// not for a second.
 	hd.s.filterCap = keyFilterPartBytes(filterMinPartRoom)
-	key := func(i int) string { return fmt.Sprintf("key-%05d", i) }
-	for i := range 101 {
-		hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
-	}
+	hd.writeAll(1, 0, 101, 1, "v1")
 	sh := hd.s.shard(1)
 	sh.mu.Lock()
 	hasFilter, filtered := sh.filter != nil, hd.s.filtered.Load()
@@ -138,14 +148,8 @@ func TestKeyFilterBound(t *testing.T) {
 	if !hasFilter || filtered != hd.s.filterCap {
 		t.Fatalf("after the cache filled: filter %v, %d bytes, want one part of %d", hasFilter, filtered, hd.s.filterCap)
 	}
-	const more = 2050 // 41 appends of 50: past the first part's room
-	for i := 101; i < 101+more; i += 50 {
-		recs := make([]Record, 0, 50)
-		for j := i; j < i+50; j++ {
-			recs = append(recs, kv(key(j), "v1"))
-		}
-		hd.mustAppend(1, compact, NoProducer, recs...)
-	}
+	const more = 2050 // past the first part's room
+	hd.writeAll(1, 101, 101+more, 50, "v1")
 	sh.mu.Lock()
 	hasFilter, filtered = sh.filter != nil, hd.s.filtered.Load()
 	sh.mu.Unlock()
@@ -153,7 +157,7 @@ func TestKeyFilterBound(t *testing.T) {
 		t.Fatalf("past the bound: filter %v, %d bytes, want it dropped", hasFilter, filtered)
 	}
 	reads := hd.s.indexReads.Load()
-	hd.mustAppend(1, compact, NoProducer, kv(key(0), "v2"), kv(key(5000), "v1"))
+	hd.mustAppend(1, compact, NoProducer, kv(filterKey(0), "v2"), kv(filterKey(5000), "v1"))
 	if hd.s.indexReads.Load() == reads {
 		t.Fatal("no index read without a filter")
 	}
@@ -164,9 +168,7 @@ func TestKeyFilterBound(t *testing.T) {
 
 	// A new shard's filter, then the shard deleted.
 	hd.create(2)
-	for i := range 101 {
-		hd.mustAppend(2, compact, NoProducer, kv(key(i), "v1"))
-	}
+	hd.writeAll(2, 0, 101, 1, "v1")
 	if got := hd.s.filtered.Load(); got != hd.s.filterCap {
 		t.Fatalf("shard 2's filter: %d bytes, want %d", got, hd.s.filterCap)
 	}
@@ -206,17 +208,10 @@ func waitFilter(t *testing.T, s *Store, id ShardID) {
 // written again replaces exactly its record.
 func TestKeyFilterAfterReopen(t *testing.T) {
 	dir := t.TempDir()
-	key := func(i int) string { return fmt.Sprintf("key-%05d", i) }
-	opts := Options{CacheBytes: 1 << 20, KeyCacheBytes: 100 * keyCacheCost(key(0)), Logger: testLogger(t)}
+	opts := Options{CacheBytes: 1 << 20, KeyCacheBytes: 100 * keyCacheCost(filterKey(0)), Logger: testLogger(t)}
 	hd := &h{t: t, s: openStore(t, dir, opts)}
 	hd.create(1)
-	for i := 0; i < 300; i += 50 {
-		recs := make([]Record, 0, 50)
-		for j := i; j < i+50; j++ {
-			recs = append(recs, kv(key(j), "v1"))
-		}
-		hd.mustAppend(1, compact, NoProducer, recs...)
-	}
+	hd.writeAll(1, 0, 300, 50, "v1")
 	if err := hd.s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -226,12 +221,8 @@ func TestKeyFilterAfterReopen(t *testing.T) {
 	hooked := make(chan struct{})
 	filterBuildHook = func(s *Store, id ShardID) {
 		defer close(hooked)
-		recs := make([]Record, 0, 50)
-		for j := 300; j < 350; j++ {
-			recs = append(recs, kv(key(j), "v1"))
-		}
 		hw := &h{t: t, s: s}
-		hw.mustAppend(id, compact, NoProducer, recs...)
+		hw.writeAll(id, 300, 350, 50, "v1")
 	}
 	defer func() { filterBuildHook = nil }()
 	s := openStore(t, dir, opts)
@@ -241,26 +232,17 @@ func TestKeyFilterAfterReopen(t *testing.T) {
 	sh := s.shard(1)
 	sh.mu.Lock()
 	for i := range 350 {
-		if !sh.filter.mayContain(sh.filter.hash(key(i))) {
+		if !sh.filter.mayContain(sh.filter.hash(filterKey(i))) {
 			sh.mu.Unlock()
-			t.Fatalf("%s is in the key index but ruled out by the built filter", key(i))
+			t.Fatalf("%s is in the key index but ruled out by the built filter", filterKey(i))
 		}
 	}
 	sh.mu.Unlock()
 
 	reads := s.indexReads.Load()
-	for i := 350; i < 750; i++ {
-		hd.mustAppend(1, compact, NoProducer, kv(key(i), "v1"))
-	}
+	hd.writeAll(1, 350, 750, 1, "v1")
 	if n := s.indexReads.Load() - reads; n > 20 {
 		t.Fatalf("400 new keys after the filter was built cost %d index reads", n)
 	}
-	recs := make([]Record, 0, 750)
-	for i := range 750 {
-		recs = append(recs, kv(key(i), "v2"))
-	}
-	hd.mustAppend(1, compact, NoProducer, recs...)
-	if st := hd.state(1); st.LiveKeys != 750 || st.LiveRecords != 750 {
-		t.Fatalf("after every key written again: %+v, want 750 live keys and records", st)
-	}
+	hd.rewriteExact(750)
 }
