@@ -8,14 +8,10 @@ package integration
 // names.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"hash/crc32"
-	"net/http"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -261,25 +257,7 @@ func crc32c(b []byte) uint32 { return crc32.Checksum(b, crc32.MakeTable(crc32.Ca
 // fetchedRecords reads node id's shardcache_broker_fetch_records_total.
 func (c *testCluster) fetchedRecords(t testing.TB, id int32) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + c.Node(id).HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if name, v, ok := strings.Cut(line, " "); ok && name == fetchRecordsMetric {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	t.Fatalf("node %d exports no %s", id, fetchRecordsMetric)
-	return 0
+	return scrapeMetric(t, c.Node(id).HTTPAddr, fetchRecordsMetric)
 }
 
 // javaHash is Java's String.hashCode made non-negative as Kafka does

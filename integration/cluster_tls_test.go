@@ -8,16 +8,12 @@ package integration
 // ran plain.
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -98,24 +94,8 @@ func readValues(t *testing.T, c *testCluster, topic string, want int) {
 // for reason (0 when the series does not exist yet).
 func refusedConns(t *testing.T, c *testCluster, id int32, reason string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + c.Node(id).HTTPAddr + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	want := `shardcache_cluster_connections_refused_total{reason="` + reason + `"}`
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if name, v, ok := strings.Cut(sc.Text(), " "); ok && name == want {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	return 0
+	v, _ := scrapeSample(t, c.Node(id).HTTPAddr, `shardcache_cluster_connections_refused_total{reason="`+reason+`"}`)
+	return v
 }
 
 // startOutsider starts a node 9 with an empty data dir that joins through

@@ -5,11 +5,14 @@ package integration
 // hand-driven Fetch loop that tracks the consumer position exactly).
 
 import (
+	"bufio"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -322,4 +325,40 @@ func describe(recs []*kgo.Record) string {
 		fmt.Fprintf(&sb, " %d/%d %s=%s", r.Partition, r.Offset, r.Key, v)
 	}
 	return sb.String()
+}
+
+// scrapeMetric reads one sample of a node's /metrics, named as the exposition
+// writes it (with its labels); a missing series fails the test.
+func scrapeMetric(t testing.TB, httpAddr, series string) float64 {
+	t.Helper()
+	v, ok := scrapeSample(t, httpAddr, series)
+	if !ok {
+		t.Fatalf("%s exports no %s", httpAddr, series)
+	}
+	return v
+}
+
+// scrapeSample is scrapeMetric that reports a missing series instead.
+func scrapeSample(t testing.TB, httpAddr, series string) (float64, bool) {
+	t.Helper()
+	resp, err := http.Get("http://" + httpAddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		if name, v, ok := strings.Cut(sc.Text(), " "); ok && name == series {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return f, true
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return 0, false
 }

@@ -269,6 +269,7 @@ func (b *Batch) Commit() error {
 	}
 	b.done = true
 	_ = b.b.Close()
+	b.s.commits.Add(1)
 	b.s.apply(b)
 	return nil
 }

@@ -159,8 +159,7 @@ var filterBuildHook func(*Store, ShardID)
 
 func (s *Store) startFilterBuilder() {
 	s.filterWake = make(chan struct{}, 1)
-	s.filterStop = make(chan struct{})
-	s.filterDone.Add(1)
+	s.bgDone.Add(1)
 	go s.filterBuilder()
 	s.wakeFilterBuilder()
 }
@@ -173,18 +172,11 @@ func (s *Store) wakeFilterBuilder() {
 	}
 }
 
-func (s *Store) stopFilterBuilder() {
-	s.stopOnce.Do(func() {
-		close(s.filterStop)
-		s.filterDone.Wait()
-	})
-}
-
 func (s *Store) filterBuilder() {
-	defer s.filterDone.Done()
+	defer s.bgDone.Done()
 	for {
 		select {
-		case <-s.filterStop:
+		case <-s.bgStop:
 			return
 		case <-s.filterWake:
 		}
@@ -262,7 +254,7 @@ func (s *Store) buildFilter(id ShardID) (keys int, ok, more bool) {
 		s.log.Warn("key filter not built; the shard's appends read the key index", slog.Uint64("shard", uint64(id)), slog.Any("error", err))
 	}
 	select {
-	case <-s.filterStop:
+	case <-s.bgStop:
 		return keys, ok, false
 	default:
 		return keys, ok, true
@@ -291,7 +283,7 @@ func (s *Store) scanKeysInto(sh *shard, f *keyFilter) (int, bool, error) {
 	hashes := make([]uint64, 0, builderChunk)
 	add := func() bool {
 		select {
-		case <-s.filterStop:
+		case <-s.bgStop:
 			return false
 		default:
 		}

@@ -17,6 +17,7 @@ type metrics struct {
 	keyCache prometheus.GaugeFunc
 	filter   prometheus.GaugeFunc
 	reads    prometheus.CounterFunc
+	idle     prometheus.CounterFunc
 	live     *liveCollector
 	pebble   *pebbleCollector
 }
@@ -44,6 +45,10 @@ func newMetrics(s *Store, reg prometheus.Registerer) *metrics {
 			Name: "shardcache_shardstore_key_index_reads_total",
 			Help: "Keys the write path looked up in the key index in Pebble: neither the key cache nor the key filter could answer.",
 		}, func() float64 { return float64(s.indexReads.Load()) }),
+		idle: prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "shardcache_shardstore_idle_compactions_total",
+			Help: "Compactions of the shards' L0 run after the store went without a write for --idle-compaction.",
+		}, func() float64 { return float64(s.idleCompactions.Load()) }),
 		live:   newLiveCollector(s),
 		pebble: newPebbleCollector(s),
 	}
@@ -51,7 +56,7 @@ func newMetrics(s *Store, reg prometheus.Registerer) *metrics {
 
 func (m *metrics) register() error {
 	var done []prometheus.Collector
-	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.keyCache, m.filter, m.reads, m.live, m.pebble} {
+	for _, c := range []prometheus.Collector{m.appended, m.replaced, m.keyCache, m.filter, m.reads, m.idle, m.live, m.pebble} {
 		if err := m.reg.Register(c); err != nil {
 			for _, d := range done {
 				m.reg.Unregister(d)
@@ -69,6 +74,7 @@ func (m *metrics) unregister() {
 	m.reg.Unregister(m.keyCache)
 	m.reg.Unregister(m.filter)
 	m.reg.Unregister(m.reads)
+	m.reg.Unregister(m.idle)
 	m.reg.Unregister(m.live)
 	m.reg.Unregister(m.pebble)
 }

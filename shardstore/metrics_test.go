@@ -70,6 +70,7 @@ func TestMetrics(t *testing.T) {
 		"shardcache_shardstore_key_cache_bytes":        float64(3 * keyCacheCost("a")), // a, b, c
 		"shardcache_shardstore_key_filter_bytes":       0,                              // the cache holds every key
 		"shardcache_shardstore_key_index_reads_total":  0,
+		"shardcache_shardstore_idle_compactions_total": 0,
 	}
 	store := 0
 	for k := range got {

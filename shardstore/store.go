@@ -1,6 +1,7 @@
 package shardstore
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -36,6 +37,13 @@ const (
 // MaxKeyCacheBytes bounds Options.KeyCacheBytes (and --key-cache-bytes).
 const MaxKeyCacheBytes = 1 << 40
 
+// DefaultIdleCompaction is --idle-compaction's default (Options.IdleCompaction
+// has none: 0 turns idle compaction off); MaxIdleCompaction bounds both.
+const (
+	DefaultIdleCompaction = 5 * time.Second
+	MaxIdleCompaction     = 24 * time.Hour
+)
+
 // ErrClosed is returned by operations on a closed Store.
 var ErrClosed = errors.New("shardstore: store closed")
 
@@ -65,6 +73,9 @@ type Options struct {
 	// default (DefaultKeyCacheBytes, 128 MiB), negative disables the cache;
 	// at most MaxKeyCacheBytes.
 	KeyCacheBytes int64
+	// IdleCompaction is how long the store must go without a commit before
+	// it compacts its shards' L0 away (idlecompact.go); 0 never does.
+	IdleCompaction time.Duration
 }
 
 // Store is one node's two Pebble databases.
@@ -97,12 +108,20 @@ type Store struct {
 	// indexReads counts the keys appends looked up in the key index.
 	indexReads atomic.Int64
 	// The key filter builder (keyfilter.go): filterWake asks it to look for
-	// shards opened with keys, filterStop and filterDone end it at Close.
+	// shards opened with keys.
 	filterWake chan struct{}
-	filterStop chan struct{}
-	filterDone sync.WaitGroup
-	stopOnce   sync.Once
-	metrics    *metrics
+	// commits counts committed batches; the idle compactor (idlecompact.go)
+	// watches it, and idleCompactions counts what it ran.
+	commits         atomic.Uint64
+	idleCompactions atomic.Int64
+	// The background goroutines (key filter builder, idle compactor) end at
+	// Close: bgStop is closed, bgCancel cancels their Pebble calls, bgDone
+	// waits for them.
+	bgStop   chan struct{}
+	bgCancel context.CancelFunc
+	bgDone   sync.WaitGroup
+	stopOnce sync.Once
+	metrics  *metrics
 
 	// life is held shared by every operation that touches db and exclusively by
 	// Close, so Close waits for them and later calls get ErrClosed.
@@ -198,6 +217,9 @@ func Open(dir string, opts Options) (*Store, error) {
 	case keyCache > MaxKeyCacheBytes:
 		return nil, fmt.Errorf("shardstore: KeyCacheBytes %d is above %d", keyCache, int64(MaxKeyCacheBytes))
 	}
+	if opts.IdleCompaction < 0 || opts.IdleCompaction > MaxIdleCompaction {
+		return nil, fmt.Errorf("shardstore: IdleCompaction %s is not between 0 and %s", opts.IdleCompaction, MaxIdleCompaction)
+	}
 
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
@@ -231,7 +253,7 @@ func Open(dir string, opts Options) (*Store, error) {
 			return nil, err
 		}
 	}
-	s.startFilterBuilder()
+	s.startBackground(opts.IdleCompaction)
 	log.Info("shard store opened", slog.String("dir", dir), slog.String("log_dir", logDir), slog.Int("shards", len(s.shards)))
 	return s, nil
 }
@@ -403,9 +425,9 @@ func (s *Store) flush() error {
 // Read returns ErrClosed); an Ingest in progress is waited for. It is
 // idempotent.
 func (s *Store) Close() error {
-	// The builder holds life shared while it scans; it stops at its next
-	// chunk.
-	s.stopFilterBuilder()
+	// The filter builder holds life shared while it scans; it stops at its
+	// next chunk. An idle compaction in progress is cancelled.
+	s.stopBackground()
 	s.life.Lock()
 	defer s.life.Unlock()
 	if s.closed {

@@ -100,6 +100,8 @@ func flagBounds() []flagBound {
 			doc: "at least " + formatBytes(raftfsm.MinSnapshotRateBytes), pkg: checkRaft},
 		{flag: "key-cache-bytes", lo: "0", hi: formatBytes(shardstore.MaxKeyCacheBytes), below: "-1", above: fmt.Sprint(shardstore.MaxKeyCacheBytes + 1),
 			doc: "at most " + formatBytes(shardstore.MaxKeyCacheBytes), pkg: checkStore},
+		{flag: "idle-compaction", lo: "0s", hi: ms(shardstore.MaxIdleCompaction), below: "-1ms", above: ms(shardstore.MaxIdleCompaction + time.Millisecond),
+			doc: "0s to " + ms(shardstore.MaxIdleCompaction), pkg: checkStore},
 		{flag: "sasl-handshake-timeout", lo: ms(broker.MinAuthenticationTimeout), hi: ms(broker.MaxAuthenticationTimeout),
 			below: ms(broker.MinAuthenticationTimeout - time.Millisecond), above: ms(broker.MaxAuthenticationTimeout + time.Millisecond),
 			doc: fmt.Sprintf("%s to %s", ms(broker.MinAuthenticationTimeout), ms(broker.MaxAuthenticationTimeout)), pkg: checkBroker},

@@ -145,6 +145,9 @@ type Config struct {
 
 	// KeyCacheBytes bounds the memory of the store's key cache; 0 disables it.
 	KeyCacheBytes int64
+	// IdleCompaction is how long the store goes without a write before it
+	// compacts its shards' L0 away; 0 never does.
+	IdleCompaction time.Duration
 	// ProducerIDExpiration is how long an idempotent producer's state is kept
 	// after its last batch (Kafka's producer.id.expiration.ms).
 	ProducerIDExpiration time.Duration
@@ -239,6 +242,7 @@ func defaultConfig() Config {
 		SnapshotRate:         256 * mib,
 
 		KeyCacheBytes:        shardstore.DefaultKeyCacheBytes,
+		IdleCompaction:       shardstore.DefaultIdleCompaction,
 		ProducerIDExpiration: compaction.DefaultProducerIDExpiration,
 
 		ListenerProtocolMap:  defaultProtocolMap,
@@ -300,6 +304,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs.DurationVar(&c.RaftHeartbeatTimeout, "raft-heartbeat-timeout", c.RaftHeartbeatTimeout, "Raft heartbeat timeout: a follower that hears nothing for this long calls an election")
 	fs.DurationVar(&c.RaftElectionTimeout, "raft-election-timeout", c.RaftElectionTimeout, "Raft election timeout")
 	fs.Var((*bytesValue)(&c.SnapshotRate), "snapshot-rate", "how fast a snapshot is streamed to a replica that needs one, bytes per second (KiB, MiB, GiB suffixes; 0: unlimited)")
+	fs.DurationVar(&c.IdleCompaction, "idle-compaction", c.IdleCompaction, "after this long without a write, compact the shards' newest tables into the levels below when those hold at most four times as much, so the data dir comes down to the live records (0: never)")
 	fs.DurationVar(&c.ProducerIDExpiration, "producer-id-expiration", c.ProducerIDExpiration, "how long an idempotent producer's state is kept after its last batch (producer.id.expiration.ms)")
 	fs.Var((*bytes64Value)(&c.KeyCacheBytes), "key-cache-bytes", "memory of the in-memory key cache in front of the key index, all shards together (KiB, MiB, GiB suffixes; 0: no cache); the key filters of shards with more keys take up to half of it again")
 	fs.StringVar(&c.Listeners, "listeners", c.Listeners, "Kafka listeners, NAME://host:port,... (default: one PLAINTEXT listener at --kafka-addr)")
@@ -499,6 +504,9 @@ func (c Config) Validate() error {
 	}
 	if c.KeyCacheBytes < 0 || c.KeyCacheBytes > shardstore.MaxKeyCacheBytes {
 		return bad("key-cache-bytes", "must be between 0 (no cache) and %s, got %d", formatBytes(shardstore.MaxKeyCacheBytes), c.KeyCacheBytes)
+	}
+	if c.IdleCompaction < 0 || c.IdleCompaction > shardstore.MaxIdleCompaction {
+		return bad("idle-compaction", "must be between 0s (never) and %s, got %s", shardstore.MaxIdleCompaction, c.IdleCompaction)
 	}
 	if c.ProducerIDExpiration < compaction.MinProducerIDExpiration || c.ProducerIDExpiration > compaction.MaxProducerIDExpiration {
 		return bad("producer-id-expiration", "must be between %s and %s, got %s", compaction.MinProducerIDExpiration, compaction.MaxProducerIDExpiration, c.ProducerIDExpiration)

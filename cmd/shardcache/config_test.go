@@ -65,6 +65,7 @@ func TestParseConfigDefaults(t *testing.T) {
 		SnapshotRate:         256 << 20,
 
 		KeyCacheBytes:        128 << 20,
+		IdleCompaction:       5 * time.Second,
 		ProducerIDExpiration: 24 * time.Hour,
 
 		ListenerProtocolMap:  defaultProtocolMap,
@@ -133,6 +134,7 @@ var allSet = struct {
 		"cluster-tls-permissive":  "true",
 
 		"key-cache-bytes":        "4GiB",
+		"idle-compaction":        "1m",
 		"producer-id-expiration": "15m",
 
 		"listeners":                      "PLAINTEXT://0.0.0.0:19092,SECURE://0.0.0.0:19094",
@@ -202,6 +204,7 @@ var allSet = struct {
 		ClusterTLSPermissive:  true,
 
 		KeyCacheBytes:        4 << 30,
+		IdleCompaction:       time.Minute,
 		ProducerIDExpiration: 15 * time.Minute,
 
 		Listeners:            "PLAINTEXT://0.0.0.0:19092,SECURE://0.0.0.0:19094",
@@ -355,6 +358,7 @@ var invalidValues = []struct {
 	{"cluster-tls-ca-file", []string{"/etc/sc/cluster-ca.crt"}},
 	{"cluster-tls-permissive", []string{"true", "maybe"}}, // without the files
 	{"key-cache-bytes", []string{"-1", "1025GiB", "big"}},
+	{"idle-compaction", []string{"-1s", "25h", "soon"}},
 	{"producer-id-expiration", []string{"0s", "-1h", "600h", "1d"}},
 	{"transaction-max-timeout", []string{"0s", "-1h", "600h", "1"}},
 	{"transactional-id-expiration", []string{"0s", "-1h", "600h", "7d"}},

@@ -357,7 +357,7 @@ func storeOptions(cfg Config) shardstore.Options {
 	if keyCache == 0 {
 		keyCache = -1 // the flag's 0 disables the cache; the option's 0 is the default
 	}
-	return shardstore.Options{KeyCacheBytes: keyCache}
+	return shardstore.Options{KeyCacheBytes: keyCache, IdleCompaction: cfg.IdleCompaction}
 }
 
 func raftConfig(cfg Config) raftfsm.Config {

@@ -1,0 +1,142 @@
+package shardstore
+
+import (
+	"fmt"
+	"testing"
+	"time"
+)
+
+// idleStore opens a store with the given idle compaction delay and shard 1.
+func idleStore(t *testing.T, idle time.Duration) *h {
+	s := openStore(t, t.TempDir(), Options{CacheBytes: 1 << 20, IdleCompaction: idle, Logger: testLogger(t)})
+	hd := &h{t: t, s: s}
+	hd.create(1)
+	return hd
+}
+
+// writeVersions writes keys 0..keys-1 of shard 1 versions times, the value
+// naming the version, with a flush after each version: one L0 sublevel each.
+func (h *h) writeVersions(keys, versions int) {
+	h.t.Helper()
+	for v := range versions {
+		h.writeAll(1, 0, keys, 500, fmt.Sprintf("version-%d-%0100d", v, v))
+		if err := h.s.Flush(); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+}
+
+// tables returns the bytes of the state DB's L0 and of all its levels.
+func (h *h) tables() (l0, total int64) {
+	m := h.s.db.Metrics()
+	return m.Levels[0].TablesSize, m.Total().TablesSize
+}
+
+// TestIdleCompaction: a store that goes quiet after writing every key a few
+// times compacts L0 away, once, and every key still reads its last value.
+func TestIdleCompaction(t *testing.T) {
+	hd := idleStore(t, 100*time.Millisecond)
+	const keys, versions = 5000, 4
+	hd.writeVersions(keys, versions)
+	l0, total := hd.tables()
+	t.Logf("before: L0 %d bytes, all levels %d", l0, total)
+	if l0 == 0 {
+		t.Fatal("no L0 tables after the flushes")
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for hd.s.idleCompactions.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no idle compaction within 30 s of the last write")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	l0After, totalAfter := hd.tables()
+	t.Logf("after: L0 %d bytes, all levels %d", l0After, totalAfter)
+	if l0After != 0 || totalAfter*2 > total {
+		t.Fatalf("after the idle compaction: L0 %d bytes, all levels %d (before %d)", l0After, totalAfter, total)
+	}
+	recs := hd.read(1, 0)
+	if len(recs) != keys {
+		t.Fatalf("read %d records, want %d", len(recs), keys)
+	}
+	want := fmt.Sprintf("version-%d-%0100d", versions-1, versions-1)
+	for _, r := range recs {
+		if string(r.Value) != want {
+			t.Fatalf("record %s at %d: value %.20q", r.Key, r.Offset, r.Value)
+		}
+	}
+	// Quiet again with nothing written since: no second compaction.
+	time.Sleep(500 * time.Millisecond)
+	if n := hd.s.idleCompactions.Load(); n != 1 {
+		t.Fatalf("%d idle compactions, want 1", n)
+	}
+}
+
+// TestIdleCompactionWaitsForQuiet: while commits keep coming, closer together
+// than the idle delay, the store does not compact, whatever L0 holds.
+func TestIdleCompactionWaitsForQuiet(t *testing.T) {
+	hd := idleStore(t, time.Second)
+	hd.writeVersions(2000, 3)
+	for i := range 250 { // 2.5 s of one small write every 10 ms
+		hd.writeAll(1, i%2000, i%2000+1, 1, "busy")
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := hd.s.idleCompactions.Load(); n != 0 {
+		t.Fatalf("%d idle compactions while writes went on", n)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for hd.s.idleCompactions.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no idle compaction within 30 s of the last write")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestIdleCompactionRule: one flush in L0, or an L0 smaller than the levels
+// below, is left alone; idle compaction off (0) never runs.
+func TestIdleCompactionRule(t *testing.T) {
+	t.Run("off", func(t *testing.T) {
+		hd := idleStore(t, 0)
+		hd.writeVersions(2000, 3)
+		time.Sleep(500 * time.Millisecond)
+		if n := hd.s.idleCompactions.Load(); n != 0 {
+			t.Fatalf("%d idle compactions with IdleCompaction 0", n)
+		}
+		if l0, _ := hd.tables(); l0 == 0 {
+			t.Fatal("L0 compacted with idle compaction off (the test would not see a rule fail)")
+		}
+	})
+	t.Run("one sublevel", func(t *testing.T) {
+		hd := idleStore(t, 50*time.Millisecond)
+		hd.writeVersions(2000, 1)
+		time.Sleep(500 * time.Millisecond)
+		if n := hd.s.idleCompactions.Load(); n != 0 {
+			t.Fatalf("%d idle compactions of a single flush", n)
+		}
+	})
+	t.Run("small L0 over a larger level", func(t *testing.T) {
+		hd := idleStore(t, 50*time.Millisecond)
+		hd.writeVersions(20000, 1)
+		if err := hd.s.db.Compact(t.Context(), shardsStart(), shardsEnd(), false); err != nil {
+			t.Fatal(err)
+		}
+		// Two small flushes over it: a few keys each.
+		hd.writeAll(1, 0, 100, 100, "small-1")
+		if err := hd.s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		hd.writeAll(1, 0, 100, 100, "small-2")
+		if err := hd.s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		m := hd.s.db.Metrics()
+		if m.Levels[0].Sublevels < 2 {
+			t.Fatalf("L0 has %d sublevels, want 2 for this case", m.Levels[0].Sublevels)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if n := hd.s.idleCompactions.Load(); n != 0 {
+			t.Fatalf("%d idle compactions of a small L0 over a larger level", n)
+		}
+	})
+}
