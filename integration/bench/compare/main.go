@@ -34,6 +34,11 @@
 //     offsets listed before it started. Reported: records read, seconds, and
 //     records/s.
 //  4. the broker's RSS (VmRSS).
+//  5. the data directory's growth again, -idle-wait (7 s) after the produce
+//     ended, with nothing sent since the read, once two readings a second
+//     apart are within 256 KiB (at most 30 s more): what it comes down to at rest.
+//     shardcache compacts its newest tables away once quiet for 5 s
+//     (--idle-compaction); Kafka's cleaner never touches the active segment.
 //
 // After workload p10 (or the last one, when p10 is not run): restart to serving,
 // from SIGTERM's exit to the first successful Metadata request and fetch of a
@@ -79,6 +84,8 @@
 //	-max-buffered     producer buffer bound in records (default 10,000)
 //	-produce-timeout  cap on one produce phase (default 5m)
 //	-read-timeout     cap on one full read (default 5m)
+//	-idle-wait        from the end of a produce to the second data dir
+//	                  measure, with nothing sent (default 7s)
 //
 // On the shared two-core machine this project builds on (load average 7-10),
 // three rounds of every workload but parts took 5 minutes, and one round of
@@ -118,6 +125,7 @@ type config struct {
 	manyPartitions int
 	client         clientSettings
 	readTimeout    time.Duration
+	idleWait       time.Duration
 }
 
 func main() {
@@ -136,6 +144,7 @@ func main() {
 	flag.IntVar(&cfg.client.maxBuffered, "max-buffered", 10_000, "producer buffer bound in records")
 	flag.DurationVar(&cfg.client.timeout, "produce-timeout", 5*time.Minute, "cap on one produce phase")
 	flag.DurationVar(&cfg.readTimeout, "read-timeout", 5*time.Minute, "cap on one full read")
+	flag.DurationVar(&cfg.idleWait, "idle-wait", 7*time.Second, "time from the end of a produce to the idle data dir measure")
 	flag.Parse()
 	cfg.client.keyBytes = 16
 	log.SetFlags(log.Ltime)
@@ -186,8 +195,8 @@ func (c config) validate() ([]workload, error) {
 		return nil, errors.New("-many-partitions must be positive")
 	case c.client.maxBuffered <= 0:
 		return nil, errors.New("-max-buffered must be positive")
-	case c.client.linger < 0:
-		return nil, errors.New("-linger must not be negative")
+	case c.client.linger < 0 || c.idleWait < 0:
+		return nil, errors.New("-linger and -idle-wait must not be negative")
 	case c.client.timeout <= 0 || c.readTimeout <= 0:
 		return nil, errors.New("-produce-timeout and -read-timeout must be positive")
 	case c.kafkaVersion == "" || strings.ContainsAny(c.kafkaVersion, "/ \t"):
@@ -326,6 +335,7 @@ func runOne(ctx context.Context, cfg config, libs, name string, ws []workload, r
 			return rr, err
 		}
 		s.dataDirBytes = after - before
+		produced := time.Now()
 		s.readRecords, s.readSecs, err = readAll(ctx, n.addr, topic, cfg.readTimeout)
 		if err != nil {
 			return rr, fmt.Errorf("%s: %w", w.Name, err)
@@ -333,6 +343,17 @@ func runOne(ctx context.Context, cfg config, libs, name string, ws []workload, r
 		if s.rssBytes, err = n.rssBytes(); err != nil {
 			return rr, err
 		}
+		// Idle: nothing sent for -idle-wait after the produce (the read
+		// writes nothing), then until the size holds about still for a
+		// second.
+		// shardcache compacts its L0 once quiet for 5 s (--idle-compaction);
+		// Kafka's cleaner never touches the active segment.
+		time.Sleep(cfg.idleWait - time.Since(produced))
+		idle, err := settledDirBytes(n, idleSettleCap)
+		if err != nil {
+			return rr, err
+		}
+		s.dataDirIdleBytes = idle - before
 		log.Printf("  %s: produce %.0f records/s (p99 %v), read %d records in %.2f s",
 			w.Name, float64(s.produced)/s.produceSecs, s.p99.Round(time.Millisecond), s.readRecords, s.readSecs)
 		rr.samples = append(rr.samples, s)
@@ -346,6 +367,38 @@ func runOne(ctx context.Context, cfg config, libs, name string, ws []workload, r
 		return rr, restart(topic)
 	}
 	return rr, nil
+}
+
+// idleSettleCap bounds settledDirBytes's wait; settleTolerance is the change
+// between readings it takes for settled: Kafka's KRaft metadata log grows by
+// a few hundred bytes a second while nothing is sent, and a compaction writes
+// megabytes a second.
+const (
+	idleSettleCap   = 30 * time.Second
+	settleTolerance = 256 << 10
+)
+
+// settledDirBytes measures n's data dir once a second until two readings
+// are within settleTolerance (a compaction writes its output before it
+// removes its input), or returns the last reading after maxWait.
+func settledDirBytes(n *node, maxWait time.Duration) (int64, error) {
+	last, err := n.dirBytes()
+	if err != nil {
+		return 0, err
+	}
+	for deadline := time.Now().Add(maxWait); time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		cur, err := n.dirBytes()
+		if err != nil {
+			return 0, err
+		}
+		if d := cur - last; d < settleTolerance && d > -settleTolerance {
+			last = cur
+			break
+		}
+		last = cur
+	}
+	return last, nil
 }
 
 // moduleRoot is the directory of the shardcache module's go.mod.

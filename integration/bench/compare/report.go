@@ -25,6 +25,7 @@ var metrics = []metric{
 	{"full read: seconds", func(s sample) float64 { return s.readSecs }, secs, "lower is better"},
 	{"read rate, records/s", func(s sample) float64 { return float64(s.readRecords) / s.readSecs }, thousands, "higher is better"},
 	{"data dir growth", func(s sample) float64 { return float64(s.dataDirBytes) }, mib, "lower is better"},
+	{"data dir growth, idle", func(s sample) float64 { return float64(s.dataDirIdleBytes) }, mib, "lower is better"},
 	{"RSS after the read", func(s sample) float64 { return float64(s.rssBytes) }, mib, "lower is better"},
 }
 

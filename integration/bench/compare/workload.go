@@ -38,7 +38,9 @@ type sample struct {
 	readRecords  int64
 	readSecs     float64
 	dataDirBytes int64
-	rssBytes     int64
+	// dataDirIdleBytes is the growth again, -idle-wait after the produce.
+	dataDirIdleBytes int64
+	rssBytes         int64
 }
 
 // clientSettings are the producer settings both brokers get.
