@@ -257,7 +257,11 @@ func TestLogStoreCompressed(t *testing.T) {
 	}{
 		{"records", records, true},
 		{"random", random, false},
-		{"zeros", make([]byte, 1<<20), false}, // beyond maxLogExpansion
+		{"zeros", make([]byte, 1<<20), true}, // past maxLogExpansion, within anyRatioLogBytes
+		{"more zeros", make([]byte, anyRatioLogBytes+1), false},
+		// 256 copies of a 1 KiB value: past 64:1, as a produce command
+		// of records sharing a 1 KiB value is.
+		{"repeated value", bytes.Repeat(random[:1024], 256), true},
 		{"short", records[:minCompressLogBytes-1], false},
 		{"empty", nil, false},
 	}
