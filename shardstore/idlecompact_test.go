@@ -6,11 +6,22 @@ import (
 	"time"
 )
 
-// idleStore opens a store with the given idle compaction delay and shard 1.
-func idleStore(t *testing.T, idle time.Duration) *h {
-	s := openStore(t, t.TempDir(), Options{CacheBytes: 1 << 20, IdleCompaction: idle, Logger: testLogger(t)})
-	hd := &h{t: t, s: s}
+// idleStore opens a store without idle compaction, creates shard 1, runs
+// write, and reopens the store with idle compaction after idle. Writing with
+// it off keeps a compaction from starting between two writes that a loaded
+// machine spaces more than idle apart; the reopened store's compactor counts
+// its quiet from the open.
+func idleStore(t *testing.T, idle time.Duration, write func(*h)) *h {
+	dir := t.TempDir()
+	opts := Options{CacheBytes: 1 << 20, Logger: testLogger(t)}
+	hd := &h{t: t, s: openStore(t, dir, opts)}
 	hd.create(1)
+	write(hd)
+	if err := hd.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	opts.IdleCompaction = idle
+	hd.s = openStore(t, dir, opts)
 	return hd
 }
 
@@ -35,9 +46,8 @@ func (h *h) tables() (l0, total int64) {
 // TestIdleCompaction: a store that goes quiet after writing every key a few
 // times compacts L0 away, once, and every key still reads its last value.
 func TestIdleCompaction(t *testing.T) {
-	hd := idleStore(t, 100*time.Millisecond)
 	const keys, versions = 5000, 4
-	hd.writeVersions(keys, versions)
+	hd := idleStore(t, 100*time.Millisecond, func(hd *h) { hd.writeVersions(keys, versions) })
 	l0, total := hd.tables()
 	t.Logf("before: L0 %d bytes, all levels %d", l0, total)
 	if l0 == 0 {
@@ -75,8 +85,7 @@ func TestIdleCompaction(t *testing.T) {
 // TestIdleCompactionWaitsForQuiet: while commits keep coming, closer together
 // than the idle delay, the store does not compact, whatever L0 holds.
 func TestIdleCompactionWaitsForQuiet(t *testing.T) {
-	hd := idleStore(t, time.Second)
-	hd.writeVersions(2000, 3)
+	hd := idleStore(t, time.Second, func(hd *h) { hd.writeVersions(2000, 3) })
 	for i := range 250 { // 2.5 s of one small write every 10 ms
 		hd.writeAll(1, i%2000, i%2000+1, 1, "busy")
 		time.Sleep(10 * time.Millisecond)
@@ -97,8 +106,7 @@ func TestIdleCompactionWaitsForQuiet(t *testing.T) {
 // below, is left alone; idle compaction off (0) never runs.
 func TestIdleCompactionRule(t *testing.T) {
 	t.Run("off", func(t *testing.T) {
-		hd := idleStore(t, 0)
-		hd.writeVersions(2000, 3)
+		hd := idleStore(t, 0, func(hd *h) { hd.writeVersions(2000, 3) })
 		time.Sleep(500 * time.Millisecond)
 		if n := hd.s.idleCompactions.Load(); n != 0 {
 			t.Fatalf("%d idle compactions with IdleCompaction 0", n)
@@ -108,28 +116,28 @@ func TestIdleCompactionRule(t *testing.T) {
 		}
 	})
 	t.Run("one sublevel", func(t *testing.T) {
-		hd := idleStore(t, 50*time.Millisecond)
-		hd.writeVersions(2000, 1)
+		hd := idleStore(t, 50*time.Millisecond, func(hd *h) { hd.writeVersions(2000, 1) })
 		time.Sleep(500 * time.Millisecond)
 		if n := hd.s.idleCompactions.Load(); n != 0 {
 			t.Fatalf("%d idle compactions of a single flush", n)
 		}
 	})
 	t.Run("small L0 over a larger level", func(t *testing.T) {
-		hd := idleStore(t, 50*time.Millisecond)
-		hd.writeVersions(20000, 1)
-		if err := hd.s.db.Compact(t.Context(), shardsStart(), shardsEnd(), false); err != nil {
-			t.Fatal(err)
-		}
-		// Two small flushes over it: a few keys each.
-		hd.writeAll(1, 0, 100, 100, "small-1")
-		if err := hd.s.Flush(); err != nil {
-			t.Fatal(err)
-		}
-		hd.writeAll(1, 0, 100, 100, "small-2")
-		if err := hd.s.Flush(); err != nil {
-			t.Fatal(err)
-		}
+		hd := idleStore(t, 50*time.Millisecond, func(hd *h) {
+			hd.writeVersions(20000, 1)
+			if err := hd.s.db.Compact(t.Context(), shardsStart(), shardsEnd(), false); err != nil {
+				t.Fatal(err)
+			}
+			// Two small flushes over it: a few keys each.
+			hd.writeAll(1, 0, 100, 100, "small-1")
+			if err := hd.s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			hd.writeAll(1, 0, 100, 100, "small-2")
+			if err := hd.s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+		})
 		m := hd.s.db.Metrics()
 		if m.Levels[0].Sublevels < 2 {
 			t.Fatalf("L0 has %d sublevels, want 2 for this case", m.Levels[0].Sublevels)
