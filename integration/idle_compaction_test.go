@@ -47,10 +47,9 @@ func TestIdleCompactionShrinksDataDir(t *testing.T) {
 		}
 	}
 	before := tableBytes(t, b.DataDir)
+	// The store counts its quiet from the open: it compacts about 5 s into
+	// this start, with nothing written.
 	b.Start(t)
-	if n := scrapeMetric(t, b.HTTPAddr, idleCompactionsMetric); n != 0 {
-		t.Fatalf("%s is %v right after the start", idleCompactionsMetric, n)
-	}
 	waitFor(t, 60*time.Second, 200*time.Millisecond, "an idle compaction", func() error {
 		if n := scrapeMetric(t, b.HTTPAddr, idleCompactionsMetric); n < 1 {
 			return fmt.Errorf("%s is %v", idleCompactionsMetric, n)
