@@ -90,8 +90,12 @@
 // On the shared two-core machine this project builds on (load average 7-10),
 // three rounds of every workload but parts took 5 minutes, and one round of
 // parts 2.5, most of it Kafka creating and reloading 10,000 partitions: the
-// defaults exceed 10 minutes there. The load average is printed before and
-// after, since a shared machine moves every figure.
+// defaults exceed 10 minutes there. The idle measure (step 5) adds about 8 s
+// per workload, broker and round: three rounds of every workload but parts
+// took 6 min 52 s on a quiet machine (1 min 23 s before it); -idle-wait 0
+// leaves only the wait for the size to hold still (a second or more). The
+// load average is printed before and after, since a shared machine moves
+// every figure.
 package main
 
 import (
