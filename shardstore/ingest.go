@@ -18,16 +18,6 @@ import (
 // DefaultIngestTableBytes is where Ingest cuts its tables.
 const DefaultIngestTableBytes = 64 << 20
 
-// ingestBlockSize is the data block size of the tables Ingest writes (Pebble's
-// default is 4 KiB). A rebuilt node builds every byte of its data into tables
-// as it arrives; with 32 KiB blocks it finishes, compresses, checksums and
-// indexes an eighth as many blocks: BenchmarkSnapshot/Ingest ran at a median
-// 213 against 177 MB/s, 16 KiB at 199 (3 rounds interleaved). Point reads pay
-// a larger decompression on a block cache miss, which the default 512 MiB
-// cache makes rare; compactions rewrite the tables with the default size.
-// CockroachDB runs Pebble with 32 KiB blocks throughout.
-const ingestBlockSize = 32 << 10
-
 // ingestTableFormat is the newest table format Ingest writes: Pebble's row
 // blocks (v4), not the columnar blocks (v5 and later) its compactions write.
 // Building columnar blocks costs the rebuilt node more CPU than anything else
@@ -135,7 +125,6 @@ func (s *Store) Ingest(r io.Reader, opts IngestOptions) (IngestResult, error) {
 		bundle = DefaultIngestBundleBytes
 	}
 	wo := s.popts.MakeWriterOptions(len(s.popts.Levels)-1, min(s.db.TableFormat(), ingestTableFormat))
-	wo.BlockSize = ingestBlockSize
 	tb := &tableBuilder{
 		fs:     s.fs,
 		dir:    opts.Dir,

@@ -258,6 +258,14 @@ func Open(dir string, opts Options) (*Store, error) {
 	return s, nil
 }
 
+// tableBlockSize is the data block size of the state DB's tables, flushed,
+// compacted or ingested (pebbleOptions; Pebble's default is 4 KiB). Ingest
+// builds every byte of a rebuilt node's data into tables as it arrives; with
+// 32 KiB blocks it finishes, compresses, checksums and indexes an eighth as
+// many blocks: BenchmarkSnapshot/Ingest ran at a median 213 against 177 MB/s,
+// 16 KiB at 199 (3 rounds interleaved).
+const tableBlockSize = 32 << 10
+
 // pebbleOptions are the Pebble options of every store: Pebble's defaults but
 // for the ones set here. Ingest writes its tables with the same options.
 func pebbleOptions(fs vfs.FS, cache *pebble.Cache, memtable uint64, log *slog.Logger) *pebble.Options {
@@ -274,8 +282,20 @@ func pebbleOptions(fs vfs.FS, cache *pebble.Cache, memtable uint64, log *slog.Lo
 	// (README, Benchmarks): 1.95 against 2.03 and 1.91 against 2.08 s of CPU
 	// per 1M records with 100-byte values, and with 1 KiB values a data dir
 	// of 262 against 565 MiB. Tables written with Snappy stay readable.
+	//
+	// Data blocks are 32 KiB instead of Pebble's 4 KiB, as CockroachDB runs
+	// Pebble: a block is the unit of compression, and the records of a
+	// compacted topic often share most of their bytes with their neighbours
+	// (one schema, one producer's values) but not within one record. With
+	// 1 KiB values shared by every record, a 4 KiB block holds four records and
+	// compresses them to about one; a 32 KiB block holds thirty. Measured with
+	// 100k keys x 2 of 1 KiB values at idle: the store's tables 6.1 against
+	// 30.7 MB; 200k x 5 of 100 B values 4.9 against 6.1 MB (README, Data
+	// directory). A point read that misses the block cache decompresses 32 KiB
+	// instead of 4; the 512 MiB default cache and the key cache keep that rare.
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		po.Levels[i].BlockSize = tableBlockSize
 		po.Levels[i].Compression = func() *sstable.CompressionProfile { return sstable.FastestCompression }
 	}
 	// An ingested snapshot table whose bounds only straddle a table of the
