@@ -16,7 +16,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-const idleCompactionsMetric = "shardcache_shardstore_idle_compactions_total"
+const (
+	idleCompactionsMetric = "shardcache_shardstore_idle_compactions_total"
+	idleLogTrimsMetric    = "shardcache_raft_idle_log_trims_total"
+)
 
 // TestIdleCompactionShrinksDataDir writes every key twice with a restart after
 // each round (a clean stop flushes the state DB: one L0 table per round), then
@@ -73,6 +76,54 @@ func TestIdleCompactionShrinksDataDir(t *testing.T) {
 			t.Fatalf("key %s: value %.10q, want round 1's", k, derefOr(v))
 		}
 	}
+}
+
+// TestIdleLogTrimSurvivesKill: a one-node broker that goes quiet deletes its
+// Raft logs up to a new snapshot (raftfsm/idletrim.go); killed with SIGKILL
+// right after, it restarts with every record, though its state DB has no WAL
+// and the log that wrote them is gone, and takes writes again.
+func TestIdleLogTrimSurvivesKill(t *testing.T) {
+	requireLocalBroker(t)
+	b := startBroker(t)
+	topic := topicName(t)
+	createTopic(t, b.Admin(t), topic, 2, nil)
+
+	const keys = 3000
+	write := func(round int) {
+		t.Helper()
+		cl := b.Client(t, kgo.DefaultProduceTopic(topic))
+		defer cl.Close()
+		var recs []*kgo.Record
+		for k := range keys {
+			recs = append(recs, &kgo.Record{Key: []byte(fmt.Sprintf("key-%05d", k)), Value: []byte(fmt.Sprintf("round-%d;%d", round, k))})
+		}
+		produceSync(t, cl, recs...)
+	}
+	check := func(round int) {
+		t.Helper()
+		latest := latestByKey(t, consumeAll(t, b, topic))
+		if len(latest) != keys {
+			t.Fatalf("read %d keys, want %d", len(latest), keys)
+		}
+		for k, v := range latest {
+			if v == nil || !strings.HasPrefix(*v, fmt.Sprintf("round-%d;", round)) {
+				t.Fatalf("key %s: value %q, want round %d's", k, derefOr(v), round)
+			}
+		}
+	}
+	write(0)
+	write(1)
+	waitFor(t, 60*time.Second, 200*time.Millisecond, "an idle log trim", func() error {
+		if n := scrapeMetric(t, b.HTTPAddr, idleLogTrimsMetric); n < 1 {
+			return fmt.Errorf("%s is %v", idleLogTrimsMetric, n)
+		}
+		return nil
+	})
+	b.Kill(t)
+	b.Start(t)
+	check(1)
+	write(2)
+	check(2)
 }
 
 func derefOr(s *string) string {

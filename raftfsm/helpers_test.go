@@ -35,6 +35,8 @@ type testCluster struct {
 	node  *Node
 	reg   *prometheus.Registry
 	now   func() time.Time
+	// idle is the store's IdleCompaction (0: off, as by default in tests).
+	idle time.Duration
 }
 
 func testConfig(dir string, store *shardstore.Store) Config {
@@ -61,7 +63,7 @@ func newTestCluster(tb testing.TB) *testCluster {
 
 func (c *testCluster) start() {
 	c.tb.Helper()
-	store, err := shardstore.Open(filepath.Join(c.dir, "data"), shardstore.Options{Logger: testLogger(c.tb), CacheBytes: 8 << 20, MemTableBytes: 4 << 20})
+	store, err := shardstore.Open(filepath.Join(c.dir, "data"), shardstore.Options{Logger: testLogger(c.tb), CacheBytes: 8 << 20, MemTableBytes: 4 << 20, IdleCompaction: c.idle})
 	if err != nil {
 		c.tb.Fatal(err)
 	}

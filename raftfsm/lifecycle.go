@@ -177,6 +177,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.wg.Add(1)
 	go n.run(stored.clusterID == "", hasIdentity || len(withState) > 0)
+	cfg.Store.OnIdle(n.trimIdleLogs)
 	if n.mux != nil {
 		n.isr.start(cfg.Now())
 		n.wg.Add(1)
@@ -522,6 +523,7 @@ func (n *Node) Close() error {
 			n.transferLeaderships()
 		}
 		n.closed.Store(true)
+		n.store.OnIdle(nil)
 		close(n.shutdownCh)
 		n.closeCancel()
 		n.closeErr = n.shutdownGroups()

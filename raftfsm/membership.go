@@ -505,7 +505,8 @@ const newServerTrailingLogs = promoteLag
 // rather than the whole log applied entry by entry: that costs the new server
 // several times the CPU per byte (docs/ARCHITECTURE.md, Snapshots), and a log
 // under the snapshot threshold can still hold gigabytes of large batches.
-// Raft's TrailingLogs is lowered for this one snapshot and put back.
+// Raft's TrailingLogs is lowered for this one snapshot and put back (trimLog,
+// idletrim.go).
 //
 // A log that an earlier snapshot already trimmed, with at most
 // newServerTrailingLogs entries after that snapshot, is left as it is
@@ -515,20 +516,7 @@ func (n *Node) trimLogForNewServer(g *group) {
 	if recentSnapshotSuffices(g) {
 		return
 	}
-	keep := g.raft.ReloadableConfig()
-	trim := keep
-	trim.TrailingLogs = min(keep.TrailingLogs, newServerTrailingLogs)
-	if err := g.raft.ReloadConfig(trim); err != nil {
-		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
-		return
-	}
-	err := g.raft.Snapshot().Error()
-	if rerr := g.raft.ReloadConfig(keep); rerr != nil {
-		n.log.Warn("restoring the raft log's trailing entries failed", keyGroup, g.id, keyError, rerr)
-	}
-	if err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) && !errors.Is(err, raft.ErrRaftShutdown) {
-		n.log.Warn("trimming the raft log for a new server failed", keyGroup, g.id, keyError, err)
-	}
+	n.trimLog(g, newServerTrailingLogs)
 }
 
 // recentSnapshotSuffices reports whether group g's log already starts past

@@ -20,6 +20,9 @@ type metrics struct {
 	// refused counts node-to-node connections the Mux refused, by reason
 	// (a fixed set: MuxConfig.OnRefused).
 	refused *prometheus.CounterVec
+	// idleLogTrims counts data groups whose log was trimmed at idle
+	// (idletrim.go).
+	idleLogTrims prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -49,9 +52,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shardcache_cluster_connections_refused_total",
 			Help: "Node-to-node connections refused, by reason: tls_handshake (no or an invalid client certificate), tls_required, cluster_id_mismatch, busy, ...",
 		}, []string{"reason"}),
+		idleLogTrims: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "shardcache_raft_idle_log_trims_total",
+			Help: "Raft groups whose log was deleted up to a new snapshot because the store went quiet and this node is the group's only replica.",
+		}),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.applyDuration, m.applied, m.leader, m.pending, m.pendingBytes, m.refused} {
+		for _, c := range []prometheus.Collector{m.applyDuration, m.applied, m.leader, m.pending, m.pendingBytes, m.refused, m.idleLogTrims} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}

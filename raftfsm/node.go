@@ -137,6 +137,10 @@ type Node struct {
 	// only: today's placement never takes a live node out of a group).
 	placementFilter atomic.Pointer[func(g uint32, rs []int32) []int32]
 
+	// trimMu serializes trimLog (idletrim.go), which lowers a group's
+	// TrailingLogs for one snapshot and puts it back.
+	trimMu sync.Mutex
+
 	initDone    atomic.Bool
 	failErr     atomic.Pointer[error]
 	failed      chan struct{} // closed with failErr set

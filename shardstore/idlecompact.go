@@ -83,9 +83,25 @@ func (s *Store) idleCompactor(ctx context.Context, idle time.Duration) {
 				continue
 			}
 			pending = false
+			if f := s.onIdle.Load(); f != nil {
+				(*f)(ctx)
+			}
 			s.compactIdle(ctx)
 		}
 	}
+}
+
+// OnIdle sets f (nil: none) to run once per quiet spell, in the idle
+// compactor's goroutine, before it compacts: the Raft layer trims its logs
+// there (raftfsm/idletrim.go), and the snapshot that takes flushes the
+// memtable into L0, which the compaction then merges. ctx is cancelled at
+// Close. With IdleCompaction 0, f never runs.
+func (s *Store) OnIdle(f func(ctx context.Context)) {
+	if f == nil {
+		s.onIdle.Store(nil)
+		return
+	}
+	s.onIdle.Store(&f)
 }
 
 // idleCompactionWorth is the rule above, on the state DB's metrics.

@@ -1,7 +1,9 @@
 package shardstore
 
 import (
+	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -83,6 +85,40 @@ func TestIdleCompaction(t *testing.T) {
 	time.Sleep(500 * time.Millisecond)
 	if n := hd.s.idleCompactions.Load(); n != 1 {
 		t.Fatalf("%d idle compactions, want 1", n)
+	}
+}
+
+// TestOnIdleHook: the OnIdle hook runs once per quiet spell, whether or not
+// the store then compacts (one flush here: it does not).
+func TestOnIdleHook(t *testing.T) {
+	hd := idleStore(t, time.Second, func(hd *h) { hd.writeVersions(500, 1) })
+	var hooks atomic.Int32
+	hd.s.OnIdle(func(context.Context) { hooks.Add(1) })
+	wait := func(want int32) {
+		t.Helper()
+		deadline := time.Now().Add(20 * time.Second)
+		for hooks.Load() < want {
+			if time.Now().After(deadline) {
+				t.Fatalf("the hook ran %d times in 20 s, want %d", hooks.Load(), want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		time.Sleep(1500 * time.Millisecond) // quiet past the delay again
+		if n := hooks.Load(); n != want {
+			t.Fatalf("the hook ran %d times, want %d", n, want)
+		}
+	}
+	wait(1)
+	hd.writeAll(1, 0, 10, 10, "again")
+	wait(2)
+	hd.s.OnIdle(nil)
+	hd.writeAll(1, 0, 10, 10, "once more")
+	time.Sleep(2500 * time.Millisecond)
+	if n := hooks.Load(); n != 2 {
+		t.Fatalf("the hook ran %d times after it was cleared, want 2", n)
+	}
+	if n := hd.s.idleCompactions.Load(); n != 0 {
+		t.Fatalf("%d idle compactions of one flush", n)
 	}
 }
 

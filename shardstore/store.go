@@ -114,6 +114,8 @@ type Store struct {
 	// watches it, and idleCompactions counts what it ran.
 	commits         atomic.Uint64
 	idleCompactions atomic.Int64
+	// onIdle is run by the idle compactor before it compacts (OnIdle).
+	onIdle atomic.Pointer[func(context.Context)]
 	// The background goroutines (key filter builder, idle compactor) end at
 	// Close: bgStop is closed, bgCancel cancels their Pebble calls, bgDone
 	// waits for them.
