@@ -2,6 +2,7 @@ package broker
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"log/slog"
 	"runtime"
@@ -218,7 +219,13 @@ func TestSlowDiskFloodMemoryFlat(t *testing.T) {
 	const budget = 16 << 20
 	sb := newSlowBroker(t, budget)
 	sb.createDataTopic(t, "flood", 1, map[string]string{topicconfig.CleanupPolicy: "delete"})
+	// Random bytes: the Raft log stores a compressible entry compressed
+	// (raftfsm/logstore.go), so a value of zeros would cost the slow disk a
+	// few bytes and the flood would not outrun it.
 	value := make([]byte, 512<<10)
+	if _, err := rand.Read(value); err != nil {
+		t.Fatal(err)
+	}
 	batch := wireBatch{records: []kmsg.Record{testKmsgRecord(0, nil, value, 0)}}.build(t)
 	value = nil
 
