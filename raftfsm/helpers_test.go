@@ -37,6 +37,8 @@ type testCluster struct {
 	now   func() time.Time
 	// idle is the store's IdleCompaction (0: off, as by default in tests).
 	idle time.Duration
+	// adjust, when set, changes the node's Config before each start.
+	adjust func(*Config)
 }
 
 func testConfig(dir string, store *shardstore.Store) Config {
@@ -73,6 +75,9 @@ func (c *testCluster) start() {
 	cfg.Logger = testLogger(c.tb)
 	cfg.Registerer = c.reg
 	cfg.Now = func() time.Time { return c.now() }
+	if c.adjust != nil {
+		c.adjust(&cfg)
+	}
 	n, err := Open(cfg)
 	if err != nil {
 		store.Close()

@@ -277,12 +277,48 @@ func (n *Node) openGroup(id uint32, bootstrap bool) (*group, error) {
 		return nil, err
 	}
 	n.groups[id] = g
+	n.electAloneAtOnce(g)
 	n.wg.Add(1)
 	go n.watchLeadership(g)
 	if !exists {
 		n.log.Info("raft group opened", keyGroup, id, "bootstrap", bootstrap)
 	}
 	return g, nil
+}
+
+// electAloneAtOnce has group g, just opened, elect this node without waiting
+// out its heartbeat timeout when the group's configuration is this node alone
+// as a voter: a bootstrapped or restarted single node. Raft starts every group
+// as a follower that calls an election once it has heard from no leader for a
+// random time between one and two heartbeat timeouts (1-2 s with the binary's
+// defaults), so a restarted single node served nothing for up to 2 s while no
+// other server could ever lead its groups.
+//
+// hashicorp/raft has no call to start an election. ReloadConfig with a shorter
+// HeartbeatTimeout makes a follower fire its heartbeat timer at once, and the
+// timer then finds no contact from any leader since the start and calls the
+// election; the timeout is put back right away, so the value Raft runs with
+// does not change. With any other configuration (other voters, or none yet:
+// a joining node) nothing is done, and a timeout that cannot be lowered (not
+// above LeaderLeaseTimeout) leaves the group to the ordinary timer.
+func (n *Node) electAloneAtOnce(g *group) {
+	f := g.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	servers := f.Configuration().Servers
+	if len(servers) != 1 || servers[0].ID != n.selfServerID() || servers[0].Suffrage != raft.Voter {
+		return
+	}
+	keep := g.raft.ReloadableConfig()
+	nudge := keep
+	nudge.HeartbeatTimeout = keep.HeartbeatTimeout - time.Millisecond
+	if g.raft.ReloadConfig(nudge) != nil {
+		return
+	}
+	if err := g.raft.ReloadConfig(keep); err != nil {
+		n.log.Warn("restoring the raft heartbeat timeout failed", keyGroup, g.id, keyError, err)
+	}
 }
 
 func closeTransport(t raft.Transport) {
