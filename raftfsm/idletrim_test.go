@@ -97,3 +97,53 @@ func TestIdleLogTrimKeepsReplicatedLogs(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterJoinAfterIdleTrim: a single node whose data groups' logs the idle
+// trim emptied takes a second node: the new replicas start from streamed
+// snapshots, and the writes after the join reach both nodes.
+func TestClusterJoinAfterIdleTrim(t *testing.T) {
+	first := newTCPNode(t, 1, nil)
+	ctx := testCtx(t)
+	if err := first.node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	info, err := first.node.CreateTopic(ctx, "trimmed", 2, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		for _, p := range info.Partitions {
+			if _, err := first.node.Produce(ctx, "trimmed", p.Partition, shardstore.NoProducer, keyed(fmt.Sprintf("b%d", i), 5)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first.node.trimIdleLogs(ctx)
+	for _, p := range info.Partitions {
+		g := first.node.group(p.Group)
+		if last, _ := g.logs.LastIndex(); last != 0 {
+			t.Fatalf("raft group %d: log ends at %d after the idle trim, want it empty", p.Group, last)
+		}
+	}
+
+	nodes := []*tcpNode{first, newTCPNode(t, 2, []string{first.addr})}
+	if err := nodes[1].node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range info.Partitions {
+		waitFor(t, "the joined node's copy of the records", 30*time.Second, func() bool {
+			st, err := nodes[1].store.State(p.Shard)
+			return err == nil && st.HighWatermark == 50
+		})
+		produceOnLeader(t, nodes, "trimmed", p, keyed("after", 5))
+		for _, n := range nodes {
+			waitFor(t, "the write after the join on both nodes", 30*time.Second, func() bool {
+				st, err := n.store.State(p.Shard)
+				return err == nil && st.HighWatermark == 55
+			})
+			if got := readAll(t, n.store, p.Shard); len(got) != 55 {
+				t.Fatalf("node %d, partition %d: %d records, want 55", n.id, p.Partition, len(got))
+			}
+		}
+	}
+}
