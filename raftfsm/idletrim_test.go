@@ -14,7 +14,7 @@ import (
 // has the log of a group that wrote entries deleted up to a new snapshot; the
 // records survive a restart (which then replays nothing) and writes go on.
 func TestIdleLogTrim(t *testing.T) {
-	c := &testCluster{tb: t, dir: t.TempDir(), now: time.Now, idle: 200 * time.Millisecond}
+	c := &testCluster{tb: t, dir: t.TempDir(), now: time.Now, idle: 500 * time.Millisecond}
 	c.start()
 	t.Cleanup(c.stop)
 	ctx := testCtx(t)
@@ -30,16 +30,12 @@ func TestIdleLogTrim(t *testing.T) {
 		}
 	}
 	g := c.node.group(p.Group)
-	if last, _ := g.logs.LastIndex(); last < entries {
-		t.Fatalf("log ends at %d after %d entries", last, entries)
-	}
-	waitFor(t, "the idle trim", 20*time.Second, func() bool {
-		return testutil.ToFloat64(c.node.metrics.idleLogTrims) >= 1
+	// A loaded machine may space two produces past the idle delay, so a trim
+	// may come before the last entry; the one after it empties the log.
+	waitFor(t, "an idle trim that empties the log", 20*time.Second, func() bool {
+		first, _ := g.logs.FirstIndex()
+		return testutil.ToFloat64(c.node.metrics.idleLogTrims) >= 1 && first == 0
 	})
-	if first, _ := g.logs.FirstIndex(); first != 0 {
-		last, _ := g.logs.LastIndex()
-		t.Fatalf("after the idle trim the log holds %d..%d, want nothing", first, last)
-	}
 	metas, err := g.snaps.List()
 	if err != nil || len(metas) == 0 {
 		t.Fatalf("no snapshot after the idle trim (%v)", err)
