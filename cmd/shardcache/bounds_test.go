@@ -114,7 +114,7 @@ func flagBounds() []flagBound {
 // unboundedFlags take strings, addresses, choices or booleans: checked for
 // their form by TestParseConfigInvalid, with no range to share with a package.
 var unboundedFlags = []string{
-	"data-dir", "kafka-addr", "advertised-kafka-addr", "http-addr", "pprof", "default-cleanup-policy", "auto-create-topics",
+	"data-dir", "raft-log-dir", "kafka-addr", "advertised-kafka-addr", "http-addr", "pprof", "default-cleanup-policy", "auto-create-topics",
 	"log-level", "log-format", "cluster-addr", "advertised-cluster-addr", "join", "rack", "cluster-peer-addrs",
 	"transaction-partition-verification",
 	// The memory budget and connection limits (ranges checked by

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +35,10 @@ const (
 type Config struct {
 	// DataDir holds the Pebble store (store/) and Raft metadata (raft/).
 	DataDir string
+	// RaftLogDir is the Raft log store's directory (the Pebble DB every
+	// write is synced to: Raft logs and the node's identity). Empty means
+	// raft/log inside DataDir.
+	RaftLogDir string
 	// KafkaAddr is the host:port the Kafka listener binds; port 0 picks a free port.
 	KafkaAddr string
 	// AdvertisedKafkaAddr is the host:port Metadata responses tell clients to use.
@@ -261,6 +266,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("shardcache", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.DataDir, "data-dir", c.DataDir, "directory for the shard store and Raft metadata")
+	fs.StringVar(&c.RaftLogDir, "raft-log-dir", c.RaftLogDir, "directory of the Raft log store, which every write is synced to (default: raft/log in --data-dir); a disk of its own keeps its syncs apart from the shard store's flushes")
 	fs.StringVar(&c.KafkaAddr, "kafka-addr", c.KafkaAddr, "host:port the Kafka listener binds (port 0 picks one)")
 	fs.StringVar(&c.AdvertisedKafkaAddr, "advertised-kafka-addr", c.AdvertisedKafkaAddr, "host:port clients are told to connect to (default: the bound Kafka address)")
 	fs.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "host:port of the HTTP server: /metrics, /healthz, /readyz")
@@ -382,6 +388,9 @@ func (c Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return bad("data-dir", "must not be empty")
+	}
+	if err := checkRaftLogDir(c.DataDir, c.RaftLogDir); err != nil {
+		return bad("raft-log-dir", "%v", err)
 	}
 	if err := checkHostPort(c.KafkaAddr, true); err != nil {
 		return bad("kafka-addr", "%v", err)
@@ -738,4 +747,35 @@ func (v *levelValue) Set(s string) error {
 	}
 	*v = levelValue(l)
 	return nil
+}
+
+// checkRaftLogDir refuses a Raft log directory that would share files with
+// the shard store: the data dir itself, the store's directory, a directory
+// inside it, or one that contains it.
+func checkRaftLogDir(dataDir, raftLogDir string) error {
+	if raftLogDir == "" {
+		return nil
+	}
+	data, err := filepath.Abs(dataDir)
+	if err != nil {
+		return err
+	}
+	logDir, err := filepath.Abs(raftLogDir)
+	if err != nil {
+		return err
+	}
+	store := filepath.Join(data, storeDirName)
+	switch {
+	case logDir == data:
+		return fmt.Errorf("%s is the data dir; name a directory of its own", raftLogDir)
+	case within(logDir, store) || within(store, logDir):
+		return fmt.Errorf("%s overlaps the shard store in %s", raftLogDir, store)
+	}
+	return nil
+}
+
+// within reports whether path is dir or inside it (both absolute and clean).
+func within(path, dir string) bool {
+	rel, err := filepath.Rel(dir, path)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }

@@ -85,6 +85,7 @@ var allSet = struct {
 }{
 	values: map[string]string{
 		"data-dir":               "/var/lib/sc",
+		"raft-log-dir":           "/disk2/sc-raft-log",
 		"kafka-addr":             "0.0.0.0:19092",
 		"advertised-kafka-addr":  "kafka.example:19092",
 		"http-addr":              ":19644",
@@ -156,6 +157,7 @@ var allSet = struct {
 	},
 	want: Config{
 		DataDir:              "/var/lib/sc",
+		RaftLogDir:           "/disk2/sc-raft-log",
 		KafkaAddr:            "0.0.0.0:19092",
 		AdvertisedKafkaAddr:  "kafka.example:19092",
 		HTTPAddr:             ":19644",
@@ -317,6 +319,9 @@ var invalidValues = []struct {
 	values []string
 }{
 	{"data-dir", []string{""}},
+	// The default data dir is ./data: its store, inside it, the dir itself,
+	// and a dir that holds the store.
+	{"raft-log-dir", []string{"data/store", "./data/store/raft", "data", "./data/", "."}},
 	{"kafka-addr", []string{"localhost", "127.0.0.1:http", "127.0.0.1:70000", ""}},
 	{"advertised-kafka-addr", []string{"nohost", ":9092", "h:0", "h:x"}},
 	{"http-addr", []string{"9644", "127.0.0.1:-1"}},
@@ -492,6 +497,16 @@ func TestParseBytes(t *testing.T) {
 		var back bytesValue
 		if err := back.Set(v.String()); err != nil || back != v {
 			t.Errorf("round trip of %d via %q = %d, %v", n, v.String(), back, err)
+		}
+	}
+}
+
+// A Raft log dir beside the store, inside the data dir or elsewhere is fine;
+// names that only start like the store's are not inside it.
+func TestRaftLogDirAccepted(t *testing.T) {
+	for _, dir := range []string{"", "data/raft-log", "data/raft/log", "data/storex", "data-raft", "/var/lib/sc-raft"} {
+		if err := checkRaftLogDir("./data", dir); err != nil {
+			t.Errorf("--raft-log-dir %q with --data-dir ./data: %v", dir, err)
 		}
 	}
 }

@@ -149,7 +149,10 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	sopts := storeOptions(cfg)
 	sopts.Logger = log.With(logComponent, "shardstore")
 	sopts.Registerer = s.reg
-	sopts.LogDir = filepath.Join(cfg.DataDir, raftDirName, raftLogDirName)
+	sopts.LogDir = cfg.RaftLogDir
+	if sopts.LogDir == "" {
+		sopts.LogDir = filepath.Join(cfg.DataDir, raftDirName, raftLogDirName)
+	}
 	if s.store, err = shardstore.Open(filepath.Join(cfg.DataDir, storeDirName), sopts); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -195,7 +198,7 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
 	if s.node, err = raftfsm.Open(rc); err != nil {
-		return nil, fmt.Errorf("open raft: %w", err)
+		return nil, fmt.Errorf("open raft (Raft log store in %s): %w", sopts.LogDir, err)
 	}
 	s.clusterLn = nil // the node's mux owns and closes it
 	bc := brokerConfig(cfg)

@@ -336,3 +336,78 @@ func TestRunRefusesAnotherNodeID(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRunRaftLogDir: with --raft-log-dir the Raft log store lives there and
+// nowhere in the data dir, and a restart reads back what a client wrote. A
+// start whose Raft log store is empty while the shard store holds the
+// cluster's data (another --raft-log-dir, or the default after running
+// with one) refuses with ErrIdentity (main exits 2) and changes nothing.
+func TestRunRaftLogDir(t *testing.T) {
+	requireComponents(t)
+	dir, logDir := t.TempDir(), filepath.Join(t.TempDir(), "raft-log")
+	cfg := testConfig(dir)
+	cfg.RaftLogDir = logDir
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+
+	s, err := start(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := produceKey(t, s.kafkaLns[0].ln.Addr().String(), "logdir", "k", "v1")
+	if err := s.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	if m, _ := filepath.Glob(filepath.Join(logDir, "MANIFEST-*")); len(m) == 0 {
+		t.Errorf("no Pebble DB in --raft-log-dir %s", logDir)
+	}
+	if _, err := os.Stat(filepath.Join(dir, raftDirName, raftLogDirName)); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("data dir has %s/%s with --raft-log-dir set: %v", raftDirName, raftLogDirName, err)
+	}
+
+	for _, other := range []string{filepath.Join(t.TempDir(), "empty"), ""} {
+		c := cfg
+		c.RaftLogDir = other
+		s, err := start(ctx, c, testLogger(t))
+		if err == nil {
+			_ = s.shutdown()
+		}
+		if !errors.Is(err, raftfsm.ErrIdentity) || !strings.Contains(err.Error(), "no node identity") {
+			t.Fatalf("start with --raft-log-dir %q over a store with data: %v, want ErrIdentity", other, err)
+		}
+	}
+
+	s, err = start(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("restart with the Raft log dir it ran with: %v", err)
+	}
+	defer func() {
+		if err := s.shutdown(); err != nil {
+			t.Error(err)
+		}
+	}()
+	addr := s.kafkaLns[0].ln.Addr().String()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("logdir"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+	defer fcancel()
+	var got []*kgo.Record
+	for len(got) == 0 && fctx.Err() == nil {
+		fs := cl.PollFetches(fctx)
+		fs.EachError(func(_ string, _ int32, err error) {
+			if !errors.Is(err, context.DeadlineExceeded) {
+				t.Errorf("fetch: %v", err)
+			}
+		})
+		got = append(got, fs.Records()...)
+	}
+	if len(got) != 1 || string(got[0].Value) != "v1" || got[0].Offset != first {
+		t.Fatalf("read after restart: %d records %v, want v1 at offset %d", len(got), got, first)
+	}
+	if second := produceKey(t, addr, "logdir", "k", "v2"); second != first+1 {
+		t.Errorf("offset after restart = %d, want %d", second, first+1)
+	}
+}
