@@ -16,6 +16,26 @@ import (
 // ends (listed before the call). It returns the records read and the seconds
 // from the client's creation to the last one; timeout caps the read.
 func ReadToEnd(ctx context.Context, addr, topic string, ends kadm.ListedOffsets, timeout time.Duration) (int64, float64, error) {
+	r, err := ReadToEndTimed(ctx, addr, topic, ends, timeout)
+	return r.Records, r.Secs, err
+}
+
+// ReadResult is what ReadToEndTimed measured.
+type ReadResult struct {
+	// Records read, and seconds from the client's creation to the last one.
+	Records int64
+	Secs    float64
+	// FirstSecs is the seconds from the client's creation to the first poll
+	// that returned records: the client's start, the first fetch's answer
+	// and its decoding.
+	FirstSecs float64
+	// Polls counts PollFetches calls.
+	Polls int
+}
+
+// ReadToEndTimed is ReadToEnd with the time to the first records and the
+// number of polls.
+func ReadToEndTimed(ctx context.Context, addr, topic string, ends kadm.ListedOffsets, timeout time.Duration) (ReadResult, error) {
 	want := make(map[int32]int64)
 	assign := make(map[int32]kgo.Offset)
 	ends.Each(func(o kadm.ListedOffset) {
@@ -29,16 +49,17 @@ func ReadToEnd(ctx context.Context, addr, topic string, ends kadm.ListedOffsets,
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: assign}))
 	if err != nil {
-		return 0, 0, err
+		return ReadResult{}, err
 	}
 	defer cl.Close()
 	rctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var records int64
+	var r ReadResult
 	for len(want) > 0 {
 		fs := cl.PollFetches(rctx)
+		r.Polls++
 		if rctx.Err() != nil {
-			return records, 0, fmt.Errorf("read of %s: %d partitions short of their end offset after %v", topic, len(want), timeout)
+			return r, fmt.Errorf("read of %s: %d partitions short of their end offset after %v", topic, len(want), timeout)
 		}
 		var ferr error
 		fs.EachError(func(_ string, p int32, err error) {
@@ -47,14 +68,18 @@ func ReadToEnd(ctx context.Context, addr, topic string, ends kadm.ListedOffsets,
 			}
 		})
 		if ferr != nil {
-			return records, 0, ferr
+			return r, ferr
+		}
+		if r.Records == 0 && fs.NumRecords() > 0 {
+			r.FirstSecs = time.Since(start).Seconds()
 		}
 		fs.EachPartition(func(p kgo.FetchTopicPartition) {
-			records += int64(len(p.Records))
+			r.Records += int64(len(p.Records))
 			if n := len(p.Records); n > 0 && p.Records[n-1].Offset+1 >= want[p.Partition] {
 				delete(want, p.Partition)
 			}
 		})
 	}
-	return records, time.Since(start).Seconds(), nil
+	r.Secs = time.Since(start).Seconds()
+	return r, nil
 }

@@ -12,8 +12,12 @@
 // assigned from the earliest offset, read to the end offsets listed before it
 // started. The first read follows the produce at once, as in bench-compare,
 // while Pebble still holds every replaced version; later reads show the warm
-// state. Per read it prints records, seconds, records/s and the broker's CPU
-// time per record (from /proc, so Pebble's background work counts too). With
+// state. Per read it prints records, seconds, the time to the first poll
+// that returned records (the client's start, the first fetch and its
+// decoding), the polls, records/s, and the CPU time per record of the broker
+// (from /proc, so Pebble's background work counts too) and of this process,
+// whose only work during a read is the consumer: which of the two bounds the
+// rate. With
 // -profile-dir, a CPU profile of the broker covers the first read
 // (<dir>/<label>.pprof). Run it on an idle machine or compare the two
 // binaries' rows of one run: on a busy one the rates move with the load, the
@@ -32,6 +36,7 @@ import (
 	"log"
 	"os"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -72,8 +77,8 @@ func main() {
 	}
 	harness.Main(func(ctx context.Context) error {
 		fmt.Printf("%d keys x %d versions, %d-byte values, %d partitions; load average %s\n", cfg.keys, cfg.versions, cfg.valueBytes, cfg.partitions, harness.LoadAverage())
-		fmt.Println("| binary | read | records | seconds | records/s | broker CPU per record | load average |")
-		fmt.Println("|---|---:|---:|---:|---:|---:|---|")
+		fmt.Println("| binary | read | records | seconds | first records after | polls | records/s | broker CPU per record | client CPU per record | load average |")
+		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 		bins := []string{cfg.binary}
 		if cfg.baseline != "" {
 			bins = append(bins, cfg.baseline)
@@ -138,7 +143,11 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 		if err != nil {
 			return fmt.Errorf("list end offsets: %w", err)
 		}
-		n, secs, err := harness.ReadToEnd(ctx, b.KafkaAddr, topic, ends, cfg.readTimeout)
+		self0, err := selfCPU()
+		if err != nil {
+			return err
+		}
+		r, err := harness.ReadToEndTimed(ctx, b.KafkaAddr, topic, ends, cfg.readTimeout)
 		if err != nil {
 			return err
 		}
@@ -146,8 +155,13 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 		if err != nil {
 			return err
 		}
-		fmt.Printf("| %s | %d | %d | %.2f | %.0f | %.0f ns | %s |\n", label, i+1, n, secs, float64(n)/secs,
-			float64((cpu1-cpu0).Nanoseconds())/float64(n), harness.LoadAverage())
+		self1, err := selfCPU()
+		if err != nil {
+			return err
+		}
+		perRecord := func(d time.Duration) float64 { return float64(d.Nanoseconds()) / float64(r.Records) }
+		fmt.Printf("| %s | %d | %d | %.3f | %.1f ms | %d | %.0f | %.0f ns | %.0f ns | %s |\n", label, i+1, r.Records, r.Secs,
+			r.FirstSecs*1000, r.Polls, float64(r.Records)/r.Secs, perRecord(cpu1-cpu0), perRecord(self1-self0), harness.LoadAverage())
 		if profErr != nil {
 			if err := <-profErr; err != nil {
 				return err
@@ -155,4 +169,15 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 		}
 	}
 	return nil
+}
+
+// selfCPU is this process's user and system CPU time. getrusage counts in
+// microseconds, where /proc's clock ticks (harness.CPUTime) are 10 ms: too
+// coarse for a read of 100k records.
+func selfCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
