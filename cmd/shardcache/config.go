@@ -750,8 +750,9 @@ func (v *levelValue) Set(s string) error {
 }
 
 // checkRaftLogDir refuses a Raft log directory that would share files with
-// the shard store: the data dir itself, the store's directory, a directory
-// inside it, or one that contains it.
+// the shard store or the Raft groups' snapshot metadata: the data dir itself,
+// the store's directory, a directory inside it or one that contains it, and
+// raft/ or a directory inside it other than the default raft/log.
 func checkRaftLogDir(dataDir, raftLogDir string) error {
 	if raftLogDir == "" {
 		return nil
@@ -764,12 +765,15 @@ func checkRaftLogDir(dataDir, raftLogDir string) error {
 	if err != nil {
 		return err
 	}
-	store := filepath.Join(data, storeDirName)
+	store, raft := filepath.Join(data, storeDirName), filepath.Join(data, raftDirName)
 	switch {
 	case logDir == data:
 		return fmt.Errorf("%s is the data dir; name a directory of its own", raftLogDir)
 	case within(logDir, store) || within(store, logDir):
 		return fmt.Errorf("%s overlaps the shard store in %s", raftLogDir, store)
+	case within(logDir, raft) && logDir != filepath.Join(raft, raftLogDirName):
+		return fmt.Errorf("%s is in %s, beside the Raft groups' snapshot metadata (the default %s is the one place there)",
+			raftLogDir, raft, filepath.Join(raft, raftLogDirName))
 	}
 	return nil
 }

@@ -320,8 +320,9 @@ var invalidValues = []struct {
 }{
 	{"data-dir", []string{""}},
 	// The default data dir is ./data: its store, inside it, the dir itself,
-	// and a dir that holds the store.
-	{"raft-log-dir", []string{"data/store", "./data/store/raft", "data", "./data/", "."}},
+	// a dir that holds the store, and raft/ (snapshot metadata) or a group's
+	// folder in it.
+	{"raft-log-dir", []string{"data/store", "./data/store/raft", "data", "./data/", ".", "data/raft", "data/raft/group-1"}},
 	{"kafka-addr", []string{"localhost", "127.0.0.1:http", "127.0.0.1:70000", ""}},
 	{"advertised-kafka-addr", []string{"nohost", ":9092", "h:0", "h:x"}},
 	{"http-addr", []string{"9644", "127.0.0.1:-1"}},

@@ -341,7 +341,8 @@ func TestRunRefusesAnotherNodeID(t *testing.T) {
 // nowhere in the data dir, and a restart reads back what a client wrote. A
 // start whose Raft log store is empty while the shard store holds the
 // cluster's data (another --raft-log-dir, or the default after running
-// with one) refuses with ErrIdentity (main exits 2) and changes nothing.
+// with one) refuses with ErrIdentity (main exits 2) and creates nothing.
+// Moved to the default place, the Raft log goes on from where it was.
 func TestRunRaftLogDir(t *testing.T) {
 	requireComponents(t)
 	dir, logDir := t.TempDir(), filepath.Join(t.TempDir(), "raft-log")
@@ -365,15 +366,30 @@ func TestRunRaftLogDir(t *testing.T) {
 		t.Errorf("data dir has %s/%s with --raft-log-dir set: %v", raftDirName, raftLogDirName, err)
 	}
 
-	for _, other := range []string{filepath.Join(t.TempDir(), "empty"), ""} {
+	// A Raft log dir that does not exist is refused before anything is
+	// created there; one that exists but is empty by raftfsm.
+	emptyDir := filepath.Join(t.TempDir(), "empty")
+	if err := os.Mkdir(emptyDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, other := range []string{filepath.Join(t.TempDir(), "missing"), "", emptyDir} {
 		c := cfg
 		c.RaftLogDir = other
 		s, err := start(ctx, c, testLogger(t))
 		if err == nil {
 			_ = s.shutdown()
 		}
-		if !errors.Is(err, raftfsm.ErrIdentity) || !strings.Contains(err.Error(), "no node identity") {
+		if !errors.Is(err, raftfsm.ErrIdentity) || !strings.Contains(err.Error(), "Raft log") {
 			t.Fatalf("start with --raft-log-dir %q over a store with data: %v, want ErrIdentity", other, err)
+		}
+		if other == emptyDir {
+			continue
+		}
+		if other == "" {
+			other = filepath.Join(dir, raftDirName, raftLogDirName)
+		}
+		if _, err := os.Stat(other); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("the refused start left %s behind: %v", other, err)
 		}
 	}
 
@@ -381,11 +397,6 @@ func TestRunRaftLogDir(t *testing.T) {
 	if err != nil {
 		t.Fatalf("restart with the Raft log dir it ran with: %v", err)
 	}
-	defer func() {
-		if err := s.shutdown(); err != nil {
-			t.Error(err)
-		}
-	}()
 	addr := s.kafkaLns[0].ln.Addr().String()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics("logdir"), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 	if err != nil {
@@ -409,5 +420,27 @@ func TestRunRaftLogDir(t *testing.T) {
 	}
 	if second := produceKey(t, addr, "logdir", "k", "v2"); second != first+1 {
 		t.Errorf("offset after restart = %d, want %d", second, first+1)
+	}
+	if err := s.shutdown(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Moved back to the default place (README, Data directory: stop, move,
+	// start), the node goes on where it was.
+	if err := os.Rename(logDir, filepath.Join(dir, raftDirName, raftLogDirName)); err != nil {
+		t.Fatal(err)
+	}
+	cfg.RaftLogDir = ""
+	s, err = start(ctx, cfg, testLogger(t))
+	if err != nil {
+		t.Fatalf("start after moving the Raft log to the default place: %v", err)
+	}
+	defer func() {
+		if err := s.shutdown(); err != nil {
+			t.Error(err)
+		}
+	}()
+	if third := produceKey(t, s.kafkaLns[0].ln.Addr().String(), "logdir", "k", "v3"); third != first+2 {
+		t.Errorf("offset after the move = %d, want %d", third, first+2)
 	}
 }
