@@ -17,8 +17,7 @@
 // decoding), the polls, records/s, and the CPU time per record of the broker
 // (from /proc, so Pebble's background work counts too) and of this process,
 // whose only work during a read is the consumer: which of the two bounds the
-// rate. With
-// -profile-dir, a CPU profile of the broker covers the first read
+// rate. With -profile-dir, a CPU profile of the broker covers the first read
 // (<dir>/<label>.pprof). Run it on an idle machine or compare the two
 // binaries' rows of one run: on a busy one the rates move with the load, the
 // CPU per record much less.
@@ -36,7 +35,6 @@ import (
 	"log"
 	"os"
 	"path/filepath"
-	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -169,15 +167,4 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 		}
 	}
 	return nil
-}
-
-// selfCPU is this process's user and system CPU time. getrusage counts in
-// microseconds, where /proc's clock ticks (harness.CPUTime) are 10 ms: too
-// coarse for a read of 100k records.
-func selfCPU() (time.Duration, error) {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0, err
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
