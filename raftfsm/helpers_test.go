@@ -65,7 +65,8 @@ func newTestCluster(tb testing.TB) *testCluster {
 
 func (c *testCluster) start() {
 	c.tb.Helper()
-	store, err := shardstore.Open(filepath.Join(c.dir, "data"), shardstore.Options{Logger: testLogger(c.tb), CacheBytes: 8 << 20, MemTableBytes: 4 << 20, IdleCompaction: c.idle})
+	store, err := shardstore.Open(filepath.Join(c.dir, "data"), shardstore.Options{Logger: testLogger(c.tb), CacheBytes: 8 << 20, MemTableBytes: 4 << 20, IdleCompaction: c.idle,
+		NewLogDir: CheckNewLogDB}) // as the binary opens it
 	if err != nil {
 		c.tb.Fatal(err)
 	}

@@ -128,9 +128,7 @@ func Open(cfg Config) (*Node, error) {
 		// has neither an identity nor a Raft log: it was lost, or the node
 		// was started with another --raft-log-dir. Bootstrapping or
 		// joining over that state would mix two histories.
-		return nil, fmt.Errorf("%w: the shard store holds data of cluster %s, but the Raft log store has no node identity and no Raft log "+
-			"(start the node with the Raft log directory it ran with; a node whose Raft log is lost needs an empty data dir, then joins as a new node)",
-			ErrIdentity, n.meta.clusterID)
+		return nil, errNoRaftLog(n.meta.clusterID)
 	case len(cfg.Join) == 0:
 		bootstrap = true
 		stored = identity{nodeID: cfg.NodeID, clusterID: newClusterID(), incarnation: newIncarnation()}

@@ -13,6 +13,7 @@ package raftfsm
 // over the same keys; nothing writes either DB in between.
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 
@@ -103,4 +104,45 @@ func copyPrefix(src, dst *pebble.DB, p byte) (keys, bytes int, err error) {
 		return keys, bytes, err
 	}
 	return keys, bytes, b.Commit(pebble.NoSync)
+}
+
+// CheckNewLogDB is shardstore.Options.NewLogDir: asked before a Raft log DB
+// is created where none exists, it refuses (ErrIdentity) a state DB that holds
+// a cluster's metadata but none of the Raft log DB's keys. That node's Raft
+// log was lost, or the node was started with another --raft-log-dir; a new
+// Raft log DB there would let Open bootstrap or join over the old data. A
+// state DB from before the split, which still holds its 'r' and 'i' keys,
+// gets its Raft log DB (moveLogKeys fills it), as does an empty one.
+func CheckNewLogDB(state *pebble.DB) error {
+	v, closer, err := state.Get(metaKey(metaKindCluster, ""))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	cluster := string(v[min(len(v), 1):]) // after the version byte
+	_ = closer.Close()
+	for _, p := range logKeyPrefixes {
+		it, err := state.NewIter(&pebble.IterOptions{LowerBound: []byte{p}, UpperBound: []byte{p + 1}})
+		if err != nil {
+			return err
+		}
+		found := it.First()
+		if err := it.Close(); err != nil {
+			return err
+		}
+		if found {
+			return nil
+		}
+	}
+	return errNoRaftLog(cluster)
+}
+
+// errNoRaftLog is the refusal of a state DB holding cluster's data beside a
+// Raft log DB that is missing or empty (CheckNewLogDB, Open).
+func errNoRaftLog(cluster string) error {
+	return fmt.Errorf("%w: the shard store holds data of cluster %s, but the Raft log store has no node identity and no Raft log "+
+		"(start the node with the --raft-log-dir it ran with; a node whose Raft log is lost needs an empty data dir, then joins as a new node)",
+		ErrIdentity, cluster)
 }

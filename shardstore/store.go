@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	iofs "io/fs"
 	"log/slog"
 	"path/filepath"
 	"slices"
@@ -62,6 +63,11 @@ type Options struct {
 	// LogDir is the directory of the Raft log DB (LogDB); "" means
 	// DefaultLogDirName inside the store's directory.
 	LogDir string
+	// NewLogDir, when set, is asked before Open creates a Raft log DB in a
+	// LogDir that does not exist, with the state DB open: an error ends Open
+	// with nothing created there. The Raft layer refuses a state DB that
+	// holds a cluster's data but no Raft log (raftfsm.CheckNewLogDB).
+	NewLogDir func(state *pebble.DB) error
 	// LogMemTableBytes is the Raft log DB's memtable size; 0 means the default
 	// (16 MiB).
 	LogMemTableBytes uint64
@@ -232,6 +238,18 @@ func Open(dir string, opts Options) (*Store, error) {
 	db, err := pebble.Open(dir, po)
 	if err != nil {
 		return nil, fmt.Errorf("shardstore: open %s: %w", dir, err)
+	}
+	if opts.NewLogDir != nil {
+		fsys := opts.FS
+		if fsys == nil {
+			fsys = vfs.Default
+		}
+		if _, err := fsys.Stat(logDir); errors.Is(err, iofs.ErrNotExist) {
+			if err := opts.NewLogDir(db); err != nil {
+				_ = db.Close()
+				return nil, fmt.Errorf("shardstore: no Raft log DB in %s: %w", logDir, err)
+			}
+		}
 	}
 	logDB, err := pebble.Open(logDir, pebbleOptions(opts.FS, cache, logMemtable, log))
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -154,9 +153,9 @@ func start(ctx context.Context, cfg Config, base *slog.Logger) (_ *server, err e
 	if sopts.LogDir == "" {
 		sopts.LogDir = filepath.Join(cfg.DataDir, raftDirName, raftLogDirName)
 	}
-	if err := checkRaftLogPresent(filepath.Join(cfg.DataDir, storeDirName), sopts.LogDir); err != nil {
-		return nil, err
-	}
+	// A store with a cluster's data but no Raft log DB is refused before one
+	// is created (a lost Raft log, or another --raft-log-dir).
+	sopts.NewLogDir = raftfsm.CheckNewLogDB
 	if s.store, err = shardstore.Open(filepath.Join(cfg.DataDir, storeDirName), sopts); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
@@ -439,21 +438,4 @@ func groupConfig(cfg Config) broker.GroupConfig {
 	g.OffsetsTopicPartitions = cfg.OffsetsTopicPartitions
 	g.CreateOffsetsTopic = true
 	return g
-}
-
-// checkRaftLogPresent refuses to start on a shard store that holds data when
-// the Raft log store's directory does not exist (lost, or another
-// --raft-log-dir), before opening the store would create an empty one there.
-// The shard store has no WAL, so data means tables. An existing but empty
-// Raft log store is refused by raftfsm.Open.
-func checkRaftLogPresent(storeDir, logDir string) error {
-	if _, err := os.Stat(logDir); !errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if tables, _ := filepath.Glob(filepath.Join(storeDir, "*.sst")); len(tables) == 0 {
-		return nil
-	}
-	return fmt.Errorf("%w: the shard store in %s holds data, but there is no Raft log store in %s "+
-		"(start the node with the --raft-log-dir it ran with; a node whose Raft log is lost needs an empty data dir, then joins as a new node)",
-		raftfsm.ErrIdentity, storeDir, logDir)
 }
