@@ -26,7 +26,7 @@ func newTestFSM(tb testing.TB, group uint32) (*fsm, *shardstore.Store) {
 		tb.Fatal(err)
 	}
 	tb.Cleanup(func() { _ = store.Close() })
-	m, _ := newMetrics(nil)
+	m, _ := newMetrics(nil, &pendingBudget{})
 	f, err := newFSM(group, store, &processor{resolve: resolveDefaults}, testLogger(tb), m)
 	if err != nil {
 		tb.Fatal(err)
@@ -202,7 +202,7 @@ func TestExpireProducersReplays(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer replica.Close()
-	m, _ := newMetrics(nil)
+	m, _ := newMetrics(nil, &pendingBudget{})
 	f, err := newFSM(part.Group, replica, &processor{resolve: resolveDefaults}, testLogger(t), m)
 	if err != nil {
 		t.Fatal(err)

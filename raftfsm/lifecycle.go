@@ -65,11 +65,13 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	m, err := newMetrics(cfg.Registerer)
+	pending := &pendingBudget{}
+	m, err := newMetrics(cfg.Registerer, pending)
 	if err != nil {
 		return nil, err
 	}
 	n := &Node{
+		pending:    pending,
 		cfg:        cfg,
 		log:        cfg.Logger.With(keyNodeID, cfg.NodeID),
 		store:      cfg.Store,

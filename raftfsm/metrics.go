@@ -14,9 +14,11 @@ type metrics struct {
 	applied       *prometheus.CounterVec
 	leader        *prometheus.GaugeVec
 	// pending and pendingBytes are the data-group proposals handed to Raft
-	// and not finished (pending.go).
-	pending      prometheus.Gauge
-	pendingBytes prometheus.Gauge
+	// and not finished (pending.go), read from the budget at each scrape: a
+	// gauge set after each change could be left stale when two changes
+	// raced (each reading the budget, the older read written last).
+	pending      prometheus.GaugeFunc
+	pendingBytes prometheus.GaugeFunc
 	// refused counts node-to-node connections the Mux refused, by reason
 	// (a fixed set: MuxConfig.OnRefused).
 	refused *prometheus.CounterVec
@@ -25,7 +27,9 @@ type metrics struct {
 	idleLogTrims prometheus.Counter
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+// newMetrics builds the collectors, registered with reg when it is not nil;
+// pending is the node's proposal budget, which the pending gauges read.
+func newMetrics(reg prometheus.Registerer, pending *pendingBudget) (*metrics, error) {
 	m := &metrics{
 		applyDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "shardcache_raft_apply_duration_seconds",
@@ -40,14 +44,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "shardcache_raft_leader",
 			Help: "1 when this node leads the Raft group, else 0.",
 		}, []string{"raft_group"}),
-		pending: prometheus.NewGauge(prometheus.GaugeOpts{
+		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shardcache_raft_pending_proposals",
 			Help: "Data-group proposals handed to Raft and not yet applied or failed, including those whose caller timed out.",
-		}),
-		pendingBytes: prometheus.NewGauge(prometheus.GaugeOpts{
+		}, func() float64 { count, _ := pending.stats(); return float64(count) }),
+		pendingBytes: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "shardcache_raft_pending_proposal_bytes",
 			Help: "Bytes charged by pending data-group proposals (encoded size plus 4 KiB each), bounded by MaxPendingProposalBytes.",
-		}),
+		}, func() float64 { _, bytes := pending.stats(); return float64(bytes) }),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardcache_cluster_connections_refused_total",
 			Help: "Node-to-node connections refused, by reason: tls_handshake (no or an invalid client certificate), tls_required, cluster_id_mismatch, busy, ...",
@@ -85,9 +89,4 @@ func (m *metrics) setLeader(g uint32, leader bool) {
 		v = 1
 	}
 	m.leader.WithLabelValues(groupLabel(g)).Set(v)
-}
-
-func (m *metrics) setPending(count int, bytes int64) {
-	m.pending.Set(float64(count))
-	m.pendingBytes.Set(float64(bytes))
 }

@@ -114,7 +114,7 @@ type Node struct {
 	// propMu serializes metadata proposals that allocate shard ids.
 	propMu sync.Mutex
 	// pending bounds data-group proposals handed to Raft (pending.go).
-	pending pendingBudget
+	pending *pendingBudget
 
 	// isr tracks which replicas are caught up with their leaders (isr.go).
 	isr isrTracker
@@ -288,11 +288,7 @@ func (n *Node) proposeQueued(ctx context.Context, g *group, c *Command, queued f
 		if err := n.pending.acquire(ctx, cost, limit, n.shutdownCh); err != nil {
 			return nil, 0, err
 		}
-		n.metrics.setPending(n.pending.stats())
-		release = func() {
-			n.pending.release(cost)
-			n.metrics.setPending(n.pending.stats())
-		}
+		release = func() { n.pending.release(cost) }
 	}
 	timeout := defaultApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {

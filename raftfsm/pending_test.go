@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestPendingBudget: bytes are granted first come first served; a proposal
@@ -114,5 +116,48 @@ func TestPendingBudget(t *testing.T) {
 	b.release(500)
 	if count, used := b.stats(); count != 0 || used != 0 {
 		t.Fatalf("stats = %d, %d after releasing everything", count, used)
+	}
+}
+
+// TestPendingGauges: the pending gauges read the budget when scraped. Gauges
+// set after each acquire and release (the first form) were left stale when
+// two releases raced: each read the budget, and the older read was written
+// last, so an idle node could report a proposal pending for good (the broker's
+// flood test waited 30 s for zero and failed in CI).
+func TestPendingGauges(t *testing.T) {
+	b := &pendingBudget{}
+	reg := prometheus.NewRegistry()
+	if _, err := newMetrics(reg, b); err != nil {
+		t.Fatal(err)
+	}
+	gauges := func() (count, bytes float64) {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			switch mf.GetName() {
+			case "shardcache_raft_pending_proposals":
+				count = mf.GetMetric()[0].GetGauge().GetValue()
+			case "shardcache_raft_pending_proposal_bytes":
+				bytes = mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return count, bytes
+	}
+	never := make(chan struct{})
+	for _, n := range []int64{30, 40} {
+		if err := b.acquire(context.Background(), n, 100, never); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c, by := gauges(); c != 2 || by != 70 {
+		t.Fatalf("gauges %v, %v with two proposals of 30 and 40 bytes, want 2, 70", c, by)
+	}
+	b.release(30)
+	b.release(40)
+	if c, by := gauges(); c != 0 || by != 0 {
+		t.Fatalf("gauges %v, %v once both are released, want 0, 0", c, by)
 	}
 }

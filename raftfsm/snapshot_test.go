@@ -128,7 +128,7 @@ func (p *raftPeer) openStore() {
 		p.tb.Fatal(err)
 	}
 	p.store = store
-	m, _ := newMetrics(nil)
+	m, _ := newMetrics(nil, &pendingBudget{})
 	if p.fsm, err = newFSM(p.group, store, &processor{resolve: resolveDefaults}, testLogger(p.tb), m); err != nil {
 		p.tb.Fatal(err)
 	}
