@@ -135,6 +135,12 @@ func (b *Batch) singleDelete(k []byte) {
 	}
 }
 
+func (b *Batch) deleteRange(start, end []byte) {
+	if err := b.b.DeleteRange(start, end, nil); err != nil && b.err == nil {
+		b.err = err
+	}
+}
+
 func (b *Batch) del(k []byte) {
 	if err := b.b.Delete(k, nil); err != nil && b.err == nil {
 		b.err = err

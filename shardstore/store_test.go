@@ -232,6 +232,7 @@ func TestConformance(t *testing.T) {
 		{"WaitWakesOnCommit", testWait},
 		{"AppliedRoundTrip", testApplied},
 		{"MinCompactionLag", testMinCompactionLag},
+		{"ReplacedRunsDeletedByRange", testReplacedRuns},
 		{"ShardErrors", testShardErrors},
 		{"ReadLimitsAndEncoding", testReadLimits},
 		{"KeyCacheBounded", testKeyCacheBounded},
@@ -1612,6 +1613,138 @@ func TestTablesCompressAcrossRecords(t *testing.T) {
 	for i, r := range hh.read(1, 0) {
 		if string(r.Value) != string(value) || string(r.Key) != fmt.Sprintf("key-%05d", i) {
 			t.Fatalf("record %d: key %q, value of %d bytes differs", i, r.Key, len(r.Value))
+		}
+	}
+}
+
+// testReplacedRuns: an append that replaces records at consecutive offsets
+// deletes each run of minRangeDelete (m) or more with one range deletion, and
+// a shorter run record by record. Runs end where a key is not rewritten, where
+// a record is held by MinCompactionLagMs, and where the order of the old
+// offsets breaks; the records between runs stay readable, before and after a
+// restart and a compaction.
+func testReplacedRuns(h *h) {
+	const m = minRangeDelete
+	key := func(i int) string { return fmt.Sprintf("k%06d", i) }
+	h.create(1)
+	const n = 4*m + 8
+	var first []Record
+	for i := range n {
+		first = append(first, kv(key(i), "v1"))
+	}
+	h.mustAppend(1, at(compact, 0), NoProducer, first...)
+	// Old offsets [0, m) (a range), m+2 (single), [m+4, 2m+3) (m-1 singles),
+	// [2m+4, 3m+4) (a range), then [3m+5, 4m+5) with its middle first, which
+	// splits it into three runs shorter than m.
+	mid := 3*m + 5 + m/2
+	var rewrite []int
+	for _, r := range [][2]int{{0, m}, {m + 2, m + 3}, {m + 4, 2*m + 3}, {2*m + 4, 3*m + 4}, {mid, mid + 1}, {3*m + 5, mid}, {mid + 1, 4*m + 5}} {
+		for i := r[0]; i < r[1]; i++ {
+			rewrite = append(rewrite, i)
+		}
+	}
+	var second []Record
+	for _, i := range rewrite {
+		second = append(second, kv(key(i), "v2"))
+	}
+	second = append(second, kv("new", "v2"))
+	b := h.s.NewBatch()
+	if _, err := b.Append(1, at(compact, 10), NoProducer, second); err != nil {
+		h.t.Fatal(err)
+	}
+	ranges, singles := batchDeletes(h.t, b)
+	h.commit(b)
+	b.Close()
+	if ranges != 2 || singles != 2*m {
+		h.t.Fatalf("%d range deletions and %d single deletes, want 2 and %d", ranges, singles, 2*m)
+	}
+	want := []int64{m, m + 1, m + 3, 2*m + 3, 3*m + 4, 4*m + 5, 4*m + 6, 4*m + 7}
+	for o := range int64(len(second)) {
+		want = append(want, n+o)
+	}
+	check := func(when string) {
+		h.t.Helper()
+		recs := h.read(1, 0)
+		if got := offsets(recs); !slices.Equal(got, want) {
+			h.t.Fatalf("%s: offsets %v, want %v", when, got, want)
+		}
+		for _, r := range recs {
+			if r.Offset >= n && string(r.Value) != "v2" || r.Offset < n && string(r.Value) != "v1" {
+				h.t.Fatalf("%s: offset %d holds %s=%s", when, r.Offset, r.Key, r.Value)
+			}
+		}
+		if st := h.state(1); st.LiveKeys != n+1 || st.LiveRecords != n+1 || st.HighWatermark != n+int64(len(second)) {
+			h.t.Fatalf("%s: state %+v", when, st)
+		}
+		for i, k := range []string{key(0), key(m), key(m + 1), key(3*m + 3), key(3*m + 4), key(mid), key(n - 1), "new"} {
+			rec, ok, err := h.s.Lookup(1, []byte(k))
+			if err != nil || !ok || string(rec.Key) != k {
+				h.t.Fatalf("%s: lookup %d of %s = %+v, %v, %v", when, i, k, rec, ok, err)
+			}
+		}
+	}
+	check("after the append")
+	h.restart()
+	check("after a restart")
+	if err := h.s.DB().Compact(h.t.Context(), shardPrefix(1), shardEnd(1), true); err != nil {
+		h.t.Fatal(err)
+	}
+	check("after a compaction")
+
+	// Held records break runs: [0, m) appended at 0 ms and [m, 2m) at
+	// 900 ms, all rewritten at 1,500 ms with a 1 s lag: [m, 2m) stay (held)
+	// and [0, m) go in one range deletion.
+	h.create(2)
+	lag := func(ms int64) AppendOptions {
+		return AppendOptions{Policy: PolicyCompact, AppendTimeMs: ms, MinCompactionLagMs: 1000}
+	}
+	var old, newer, all []Record
+	for i := range 2 * m {
+		if i < m {
+			old = append(old, kv(key(i), "old"))
+		} else {
+			newer = append(newer, kv(key(i), "old"))
+		}
+		all = append(all, kv(key(i), "new"))
+	}
+	h.mustAppend(2, lag(0), NoProducer, old...)
+	h.mustAppend(2, lag(900), NoProducer, newer...)
+	b = h.s.NewBatch()
+	defer b.Close()
+	if _, err := b.Append(2, lag(1500), NoProducer, all); err != nil {
+		h.t.Fatal(err)
+	}
+	if ranges, singles := batchDeletes(h.t, b); ranges != 1 || singles != 0 {
+		h.t.Fatalf("%d range deletions and %d single deletes, want 1 and 0", ranges, singles)
+	}
+	h.commit(b)
+	var want2 []int64
+	for o := int64(m); o < 4*m; o++ {
+		want2 = append(want2, o)
+	}
+	wantOffsets(h.t, h.read(2, 0), want2...)
+}
+
+// batchDeletes counts the range deletions and single deletes of record keys
+// in b's Pebble batch.
+func batchDeletes(t *testing.T, b *Batch) (ranges, singles int) {
+	t.Helper()
+	r := b.b.Reader()
+	for {
+		kind, k, _, ok, err := r.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return ranges, singles
+		}
+		switch kind {
+		case pebble.InternalKeyKindRangeDelete:
+			ranges++
+		case pebble.InternalKeyKindSingleDelete:
+			if kk, ok := parseKey(k); ok && kk.kind == kindRecord {
+				singles++
+			}
 		}
 	}
 }

@@ -222,6 +222,7 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 	}
 
 	st := p.st
+	var run offsetRun // replaced records to delete (supersede)
 	for i, r := range recs {
 		b.del(stagedKey(id, m.ProducerID, r.offset))
 		switch {
@@ -248,7 +249,7 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 				continue
 			}
 			if ok {
-				b.supersede(p, &st, old, opts)
+				b.supersede(p, &st, old, opts, &run)
 			}
 			e := keyEntry{offset: r.offset, appendMs: opts.AppendTimeMs, tomb: r.tomb, size: r.size}
 			b.set(keyIndexKey(id, r.key), e.appendTo(nil))
@@ -261,6 +262,7 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 			p.setKey(string(r.key), e, true)
 		}
 	}
+	b.deleteRecords(id, run)
 	if open {
 		b.del(openTxnKey(id, m.ProducerID))
 	}
