@@ -469,9 +469,9 @@ const refuseLogInterval = 10 * time.Second
 
 // refuseConnection closes a connection accepted beyond MaxConnections, with a
 // Warn at most every refuseLogInterval that says how many were refused.
-// Called with b.mu held.
+// Called with b.mu held. The count and the Warn come before the close, so a
+// client that sees its connection closed also sees it counted.
 func (b *Broker) refuseConnection(nc net.Conn) {
-	nc.Close()
 	b.metrics.connectionsRefused.Inc()
 	b.refusedSinceLog++
 	if now := time.Now(); now.Sub(b.lastRefusedLog) >= refuseLogInterval {
@@ -479,6 +479,7 @@ func (b *Broker) refuseConnection(nc net.Conn) {
 			logKeyRefused, b.refusedSinceLog, logKeyRemote, nc.RemoteAddr().String())
 		b.refusedSinceLog, b.lastRefusedLog = 0, now
 	}
+	nc.Close()
 }
 
 // Close stops accepting connections, waits for in-flight requests until ctx ends,
