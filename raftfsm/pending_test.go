@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // TestPendingBudget: bytes are granted first come first served; a proposal
@@ -126,25 +127,12 @@ func TestPendingBudget(t *testing.T) {
 // flood test waited 30 s for zero and failed in CI).
 func TestPendingGauges(t *testing.T) {
 	b := &pendingBudget{}
-	reg := prometheus.NewRegistry()
-	if _, err := newMetrics(reg, b); err != nil {
+	m, err := newMetrics(prometheus.NewRegistry(), b)
+	if err != nil {
 		t.Fatal(err)
 	}
 	gauges := func() (count, bytes float64) {
-		t.Helper()
-		mfs, err := reg.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			switch mf.GetName() {
-			case "shardcache_raft_pending_proposals":
-				count = mf.GetMetric()[0].GetGauge().GetValue()
-			case "shardcache_raft_pending_proposal_bytes":
-				bytes = mf.GetMetric()[0].GetGauge().GetValue()
-			}
-		}
-		return count, bytes
+		return testutil.ToFloat64(m.pending), testutil.ToFloat64(m.pendingBytes)
 	}
 	never := make(chan struct{})
 	for _, n := range []int64{30, 40} {
