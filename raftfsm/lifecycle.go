@@ -155,6 +155,7 @@ func Open(cfg Config) (*Node, error) {
 			TLS:           cfg.ClusterTLS,
 			TLSPermissive: cfg.ClusterTLSPermissive,
 			OnRefused:     n.metrics.connRefused,
+			PeerHosts:     n.peerHosts,
 		})
 		n.wg.Add(1)
 		go func() {
@@ -380,6 +381,21 @@ func (n *Node) dialAddr(id int32) string {
 		return ni.ClusterAddr
 	}
 	return ""
+}
+
+// peerHosts returns the hosts of the cluster addresses node id is known by
+// here (MuxConfig.PeerHosts): its Config.PeerAddrs override and its
+// registered address. known is false for an id with neither.
+func (n *Node) peerHosts(id int32) (hosts []string, known bool) {
+	if a, ok := n.cfg.PeerAddrs[id]; ok {
+		hosts = append(hosts, addrHost(a))
+	}
+	if id == n.cfg.NodeID {
+		hosts = append(hosts, addrHost(n.cfg.ClusterAddr))
+	} else if ni, ok := n.metadata().nodes[id]; ok {
+		hosts = append(hosts, addrHost(ni.ClusterAddr))
+	}
+	return hosts, len(hosts) > 0
 }
 
 // group returns an open group, or nil.

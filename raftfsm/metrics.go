@@ -54,7 +54,7 @@ func newMetrics(reg prometheus.Registerer, pending *pendingBudget) (*metrics, er
 		}, func() float64 { _, bytes := pending.stats(); return float64(bytes) }),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "shardcache_cluster_connections_refused_total",
-			Help: "Node-to-node connections refused, by reason: tls_handshake (no or an invalid client certificate), tls_required, cluster_id_mismatch, busy, ...",
+			Help: "Node-to-node connections refused, by reason: tls_handshake (no or an invalid client certificate), tls_required, certificate_does_not_name_sender, cluster_id_mismatch, busy, ...",
 		}, []string{"reason"}),
 		idleLogTrims: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "shardcache_raft_idle_log_trims_total",

@@ -179,6 +179,12 @@ func (n *Node) serveRPC(conn net.Conn, sender int32) {
 		n.log.Warn("bad control rpc", keyPeer, sender, keyError, err)
 		return
 	}
+	if err := n.checkSender(conn, sender, &req); err != nil {
+		n.log.Warn("refused control rpc", keyPeer, sender, keyRemoteAddr, conn.RemoteAddr().String(), "op", req.Op, keyError, err)
+		n.metrics.connRefused(refuseIdentity.label())
+		_ = writeFrame(conn, errorResponse(err))
+		return
+	}
 	if req.Op == opSnapshotStream {
 		n.serveSnapshotStream(conn, sender, &req)
 		return
@@ -191,6 +197,25 @@ func (n *Node) serveRPC(conn net.Conn, sender int32) {
 	if err := writeFrame(conn, resp); err != nil {
 		n.log.Debug("control rpc reply not sent", keyPeer, sender, keyError, err)
 	}
+}
+
+// checkSender applies the node-to-node TLS identity rule (transport_tls.go)
+// to an rpc: a node registering itself must hold a certificate naming the
+// host it registers; any other request from a node id known here, one naming
+// a host that id is known by. A request forwarded by another node (a
+// registration relayed to the metadata leader) is checked against the
+// forwarding node. Without TLS there is nothing to check.
+func (n *Node) checkSender(conn net.Conn, sender int32, req *rpcRequest) error {
+	if req.Op == opRegister && req.Node != nil && req.Node.ID == sender {
+		if certNamesHost(conn, addrHost(req.Node.ClusterAddr)) {
+			return nil
+		}
+		return fmt.Errorf("%w: node %d registers cluster address %s, which its TLS certificate does not name", ErrIdentity, sender, req.Node.ClusterAddr)
+	}
+	if hosts, known := n.peerHosts(sender); known && !certNamesHost(conn, hosts...) {
+		return fmt.Errorf("%w: the TLS certificate of node %d names none of its hosts %v", ErrIdentity, sender, hosts)
+	}
+	return nil
 }
 
 // handleRPC runs one request. Metadata changes are run here when this node

@@ -105,6 +105,9 @@ const (
 	refuseTLSNotEnabled refusal = "tls not enabled"
 	// refuseTLSRequired answers a plain header on a TLS listener.
 	refuseTLSRequired refusal = "tls required"
+	// refuseIdentity answers a TLS peer whose certificate does not name the
+	// host of the node id its header claims (transport_tls.go).
+	refuseIdentity refusal = "certificate does not name sender"
 )
 
 // refusedTLSHandshake is the OnRefused reason of a failed TLS handshake:
@@ -195,6 +198,13 @@ type MuxConfig struct {
 	// reason from a fixed set ("tls_handshake", "cluster_id_mismatch",
 	// "busy", ...), for a metric. nil ignores refusals.
 	OnRefused func(reason string)
+	// PeerHosts, with TLS, returns the hosts a node's certificate may name:
+	// those of the cluster addresses this node knows it by. known is false
+	// for a node id it does not know (a node joining). A Raft connection
+	// whose header names a known sender is refused unless the peer's
+	// certificate names one of them (transport_tls.go); an rpc connection
+	// is checked by HandleRPC, which sees the request. nil checks nothing.
+	PeerHosts func(node int32) (hosts []string, known bool)
 }
 
 // Mux serves one cluster listener: it reads each connection's header and hands
@@ -344,6 +354,9 @@ func (m *Mux) handshake(conn net.Conn) {
 	decoded := err == nil
 	if decoded {
 		err = m.check(h)
+	}
+	if err == nil && h.kind == connKindRaft && !m.namesSender(c, h.sender) {
+		err = refuseIdentity
 	}
 	if err == nil && h.kind == connKindRaft {
 		err = m.handOff(h.group, conn, senderConn{c, h.sender}) // the layer answers when its transport accepts

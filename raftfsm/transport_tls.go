@@ -20,6 +20,19 @@ import (
 // dial it at. Raft's transports, the control RPCs, joins and snapshot streams
 // all come through Mux.dial and Mux.handshake, so all of them are covered.
 //
+// A certificate from the cluster CA makes its holder a cluster node, and a
+// header names the node id it speaks for; the certificate ties the two
+// together by host. A node's certificate names the host it is dialed at (the
+// dialer checks that), so a Raft connection whose header names a node id this
+// node knows is refused ("certificate does not name sender") unless the
+// peer's certificate names the host of that node's cluster address, the
+// registered one or its Config.PeerAddrs override (MuxConfig.PeerHosts). The
+// rpc connections are checked the same way by Node.serveRPC once it has read
+// the request, because a registration is checked against the address it
+// registers instead (a node that moves host re-registers from its new one).
+// A header naming a node id no node has registered yet is a node joining, and
+// is not checked; nor are nodes that share a host told apart.
+//
 // Plain and TLS nodes do not talk, unless the TLS node is permissive
 // (MuxConfig.TLSPermissive): it accepts a connection that does not start with
 // a TLS record as plain, and dials plain a peer that refuses TLS with "tls not
@@ -130,14 +143,50 @@ func (m *Mux) acceptTLS(raw net.Conn) (net.Conn, bool) {
 	return nil, false
 }
 
+// namesSender reports whether c may speak for sender: c is not TLS (plain,
+// or a permissive node's plain peer), sender is a node id this node does not
+// know, or the peer's certificate names one of sender's hosts.
+func (m *Mux) namesSender(c net.Conn, sender int32) bool {
+	if m.cfg.PeerHosts == nil {
+		return true
+	}
+	hosts, known := m.cfg.PeerHosts(sender)
+	return !known || certNamesHost(c, hosts...)
+}
+
+// certNamesHost reports whether c is not a TLS connection, or its peer's
+// certificate is valid for one of hosts (a DNS name or an IP address, as
+// x509.Certificate.VerifyHostname reads them).
+func certNamesHost(c net.Conn, hosts ...string) bool {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return false
+	}
+	for _, h := range hosts {
+		if h != "" && certs[0].VerifyHostname(h) == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// addrHost is the host part of a host:port cluster address, or addr itself
+// when it has no port.
+func addrHost(addr string) string {
+	if host, _, err := net.SplitHostPort(addr); err == nil {
+		return host
+	}
+	return addr
+}
+
 // clientTLS wraps a dialed connection to addr in TLS; the handshake runs in
 // dialHandshake, under the dial's deadline.
 func (m *Mux) clientTLS(raw net.Conn, addr string) net.Conn {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		host = addr
-	}
-	return tls.Client(&recordingConn{Conn: raw, on: true}, m.cfg.TLS.ClientConfig(host))
+	return tls.Client(&recordingConn{Conn: raw, on: true}, m.cfg.TLS.ClientConfig(addrHost(addr)))
 }
 
 // maxRefusalBytes is the longest refusal on the wire: status, length, text.

@@ -3,6 +3,7 @@ package raftfsm
 import (
 	"bufio"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -292,4 +293,142 @@ func TestClusterTLSJoinFromSnapshot(t *testing.T) {
 			t.Errorf("plain dial to %s: %v, want refused: tls required", addr, err)
 		}
 	}
+}
+
+// TestTransportTLSSenderIdentity: a Raft connection whose header names a node
+// id the listener knows is accepted only from a certificate that names one of
+// that node's hosts. The test certificates name localhost, 127.0.0.1 and ::1.
+func TestTransportTLSSenderIdentity(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "cluster-ca")
+	serverTLS, _ := nodeTLS(t, ca, filepath.Join(dir, "server"), "server")
+	known := map[int32][]string{
+		2: {"127.0.0.1"},              // named by the dialer's certificate
+		3: {"127.0.0.9"},              // not named
+		4: {"127.0.0.9", "localhost"}, // one of two named
+	}
+	var refused refusalCounter
+	server := startMux(t, MuxConfig{
+		NodeID: 1, ClusterID: fixedClusterID("c1"), HandleRPC: echoRPC, TLS: serverTLS, OnRefused: refused.add,
+		PeerHosts: func(id int32) ([]string, bool) { h, ok := known[id]; return h, ok },
+	})
+	addr := server.Addr().String()
+	layer, err := server.Layer(7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			c, err := layer.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	clientTLS, _ := nodeTLS(t, ca, filepath.Join(dir, "client"), "client")
+	raftDial := func(sender int32) error {
+		m := startMux(t, MuxConfig{NodeID: sender, ClusterID: fixedClusterID("c1"), TLS: clientTLS})
+		out, err := m.Layer(7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer out.Close()
+		conn, err := out.Dial(raft.ServerAddress(addr), 5*time.Second)
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}
+	for _, c := range []struct {
+		sender int32
+		ok     bool
+	}{{2, true}, {3, false}, {4, true}, {5, true}} { // 5: unknown, a node joining
+		err := raftDial(c.sender)
+		switch {
+		case c.ok && err != nil:
+			t.Errorf("raft dial as node %d (hosts %v): %v, want accepted", c.sender, known[c.sender], err)
+		case !c.ok && !refusedWith(err, string(refuseIdentity)):
+			t.Errorf("raft dial as node %d (hosts %v): %v, want refused: %s", c.sender, known[c.sender], err, refuseIdentity)
+		}
+	}
+	if n := refused.get(refuseIdentity.label()); n != 1 {
+		t.Errorf("%s refusals %d, want 1", refuseIdentity.label(), n)
+	}
+	// rpc connections are left to HandleRPC, which sees the request
+	// (Node.checkSender, TestClusterTLSRegisterIdentity).
+	m := startMux(t, MuxConfig{NodeID: 3, ClusterID: fixedClusterID("c1"), TLS: clientTLS})
+	if err := pingRPC(t, m, addr); err != nil {
+		t.Errorf("rpc as node 3: %v, want it handed to HandleRPC", err)
+	}
+}
+
+// TestClusterTLSRegisterIdentity: with node-to-node TLS, a node may register
+// only a cluster address whose host its certificate names, and a control rpc
+// that claims a registered node's id needs a certificate naming that node's
+// host. The test certificates name 127.0.0.1 (and localhost, ::1); the joiner
+// listens and registers on 127.0.0.2.
+func TestClusterTLSRegisterIdentity(t *testing.T) {
+	dir := t.TempDir()
+	ca := testcerts.NewCA(t, "cluster-ca")
+	withTLS := func(name string) func(*Config) {
+		return func(c *Config) { c.ClusterTLS, _ = nodeTLS(t, ca, filepath.Join(dir, name), name) }
+	}
+	first := newTCPNodeWith(t, 1, nil, withTLS("node-1"))
+	ctx := testCtx(t)
+	if err := first.node.WaitReady(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("registering a host the certificate does not name", func(t *testing.T) {
+		ln, err := net.Listen("tcp", "127.0.0.2:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		joiner := &tcpNode{tb: t, id: 2, dir: t.TempDir(), addr: ln.Addr().String(), join: []string{first.addr}, adjust: withTLS("node-2")}
+		joiner.start(ln)
+		t.Cleanup(joiner.stop)
+		err = joiner.node.WaitReady(ctx)
+		if !errors.Is(err, ErrIdentity) || !strings.Contains(err.Error(), "does not name") {
+			t.Fatalf("join from %s: %v, want ErrIdentity: certificate does not name the address", joiner.addr, err)
+		}
+		if _, ok := first.node.metadata().nodes[2]; ok {
+			t.Fatal("node 2 was registered")
+		}
+	})
+
+	t.Run("an rpc claiming a registered node's id", func(t *testing.T) {
+		rogueDir := filepath.Join(dir, "rogue")
+		if err := os.MkdirAll(rogueDir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		f := ca.Write(t, rogueDir, "rogue", ca.NodeAt(t, "rogue", net.IPv4(127, 0, 0, 3)))
+		cfg, err := tlsfiles.Load(tlsfiles.Files{CertFile: f.Cert, KeyFile: f.Key, CAFile: f.CA, ClientAuth: tlsfiles.ClientAuthRequired})
+		if err != nil {
+			t.Fatal(err)
+		}
+		call := func(sender int32) rpcResponse {
+			m := startMux(t, MuxConfig{NodeID: sender, ClusterID: first.node.ClusterID, TLS: cfg})
+			conn, err := m.DialRPC(ctx, first.addr)
+			if err != nil {
+				t.Fatalf("dial as node %d: %v", sender, err)
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+			if err := writeFrame(conn, &rpcRequest{Op: opStatus}); err != nil {
+				t.Fatal(err)
+			}
+			var resp rpcResponse
+			if err := readFrame(conn, &resp); err != nil {
+				t.Fatalf("status as node %d: %v", sender, err)
+			}
+			return resp
+		}
+		if resp := call(1); !errors.Is(resp.err(), ErrIdentity) {
+			t.Errorf("status as node 1 from a certificate for 127.0.0.3: %+v, want ErrIdentity", resp)
+		}
+		if resp := call(9); resp.err() != nil || resp.ClusterID != first.node.ClusterID() {
+			t.Errorf("status as node 9 (not registered): %+v, want answered", resp)
+		}
+	})
 }

@@ -98,6 +98,17 @@ func (ca *CA) Node(tb TB, cn string) Pair {
 	return ca.loopback(tb, cn, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 }
 
+// NodeAt is Node for the given IP addresses only, no DNS name: a node
+// certificate that names another host than the loopback ones.
+func (ca *CA) NodeAt(tb TB, cn string, ips ...net.IP) Pair {
+	tb.Helper()
+	return ca.issue(tb, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: cn},
+		IPAddresses: ips,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	})
+}
+
 // loopback issues a certificate for 127.0.0.1, ::1 and localhost.
 func (ca *CA) loopback(tb TB, cn string, usage ...x509.ExtKeyUsage) Pair {
 	return ca.issue(tb, &x509.Certificate{
