@@ -8,12 +8,17 @@ package integration
 // ran plain.
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -98,10 +103,10 @@ func refusedConns(t *testing.T, c *testCluster, id int32, reason string) float64
 	return v
 }
 
-// startOutsider starts a node 9 with an empty data dir that joins through
-// node seed's cluster address directly, with extra flags; it is killed when
-// the test ends.
-func startOutsider(t *testing.T, c *testCluster, name string, seed int32, extra ...string) {
+// outsiderCmd is a node 9 with an empty data dir that joins through node
+// seed's cluster address directly, with extra flags (a later flag overrides an
+// earlier one); its output goes to the test log and to the returned buffer.
+func outsiderCmd(t *testing.T, c *testCluster, name string, seed int32, extra ...string) (*exec.Cmd, *syncBuffer) {
 	t.Helper()
 	args := append([]string{
 		"--node-id=9",
@@ -114,15 +119,41 @@ func startOutsider(t *testing.T, c *testCluster, name string, seed int32, extra 
 	cmd := exec.Command(binPath, args...)
 	setChildAttrs(cmd)
 	out := newLineLog(t, name+": ")
-	cmd.Stdout, cmd.Stderr = out, out
+	var buf syncBuffer
+	cmd.Stdout, cmd.Stderr = io.MultiWriter(out, &buf), io.MultiWriter(out, &buf)
+	t.Cleanup(out.flush)
+	return cmd, &buf
+}
+
+// startOutsider starts outsiderCmd; it is killed when the test ends.
+func startOutsider(t *testing.T, c *testCluster, name string, seed int32, extra ...string) {
+	t.Helper()
+	cmd, _ := outsiderCmd(t, c, name, seed, extra...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
-		out.flush()
 	})
+}
+
+// syncBuffer is a bytes.Buffer safe for a child's two output streams.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
 
 // waitRefused waits until node id has refused a connection for reason.
@@ -139,7 +170,8 @@ func waitRefused(t *testing.T, c *testCluster, id int32, reason string) {
 // TestClusterTLS: three nodes over mTLS form a cluster (joins, Raft, RPCs),
 // replicate, and fail over on kill -9 of a leader; a node with a certificate
 // from another CA, and a plain node, cannot join, and the cluster counts
-// both refusals.
+// both refusals; a node whose certificate does not name the host it registers
+// is refused and exits 2.
 func TestClusterTLS(t *testing.T) {
 	ca := testcerts.NewCA(t, "cluster-ca")
 	c := startCluster(t, 3, withNodeArgs(clusterTLSArgs(t, ca, filepath.Join(t.TempDir(), "tls"))...))
@@ -158,6 +190,29 @@ func TestClusterTLS(t *testing.T) {
 	startOutsider(t, c, "plain", survivor)
 	waitRefused(t, c, survivor, "tls_handshake")
 	waitRefused(t, c, survivor, "tls_required")
+
+	// A certificate from the cluster CA that does not name the host the
+	// joiner registers (it names 127.0.0.1; the joiner listens and
+	// registers on 127.0.0.2): refused, and the joiner exits 2 saying why.
+	cmd, out := outsiderCmd(t, c, "wrong-host", survivor,
+		append(clusterTLSArgs(t, ca, filepath.Join(t.TempDir(), "wrong-host")), "--cluster-addr=127.0.0.2:0")...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err := <-exited:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(out.String(), "which its TLS certificate does not name") {
+			t.Fatalf("joiner registering a host its certificate does not name: %v, want exit status 2 and the reason; output:\n%s", err, out.String())
+		}
+	case <-time.After(clusterWaitTimeout):
+		_ = cmd.Process.Kill()
+		<-exited
+		t.Fatalf("joiner registering a host its certificate does not name still runs after %v", clusterWaitTimeout)
+	}
+	waitRefused(t, c, survivor, "certificate_does_not_name_sender")
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()
 	md, err := c.metadata(ctx, survivor, nil)
