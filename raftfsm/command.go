@@ -544,9 +544,15 @@ func (d *decoder) bool() bool {
 	return false
 }
 
+// uvarint and varint refuse overlong encodings (a last byte of 0 after
+// continuation bytes, as 0x80 0x00 for 0). The encoders here write the
+// shortest form (binary.AppendUvarint), so only damaged bytes hold one, and
+// taking it would let two byte strings decode to one value: a stored ACL key
+// that encodes back to another key (FuzzACLKey), which deleting its binding
+// would leave behind.
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.fail("uvarint")
 		return 0
 	}
@@ -556,7 +562,7 @@ func (d *decoder) uvarint() uint64 {
 
 func (d *decoder) varint() int64 {
 	v, n := binary.Varint(d.b)
-	if n <= 0 {
+	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.fail("varint")
 		return 0
 	}
