@@ -8,7 +8,6 @@ package integration
 // ran plain.
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,7 +17,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -106,7 +104,7 @@ func refusedConns(t *testing.T, c *testCluster, id int32, reason string) float64
 // outsiderCmd is a node 9 with an empty data dir that joins through node
 // seed's cluster address directly, with extra flags (a later flag overrides an
 // earlier one); its output goes to the test log and to the returned buffer.
-func outsiderCmd(t *testing.T, c *testCluster, name string, seed int32, extra ...string) (*exec.Cmd, *syncBuffer) {
+func outsiderCmd(t *testing.T, c *testCluster, name string, seed int32, extra ...string) (*exec.Cmd, *lockedBuffer) {
 	t.Helper()
 	args := append([]string{
 		"--node-id=9",
@@ -119,7 +117,7 @@ func outsiderCmd(t *testing.T, c *testCluster, name string, seed int32, extra ..
 	cmd := exec.Command(binPath, args...)
 	setChildAttrs(cmd)
 	out := newLineLog(t, name+": ")
-	var buf syncBuffer
+	var buf lockedBuffer
 	cmd.Stdout, cmd.Stderr = io.MultiWriter(out, &buf), io.MultiWriter(out, &buf)
 	t.Cleanup(out.flush)
 	return cmd, &buf
@@ -136,24 +134,6 @@ func startOutsider(t *testing.T, c *testCluster, name string, seed int32, extra 
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 	})
-}
-
-// syncBuffer is a bytes.Buffer safe for a child's two output streams.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // waitRefused waits until node id has refused a connection for reason.

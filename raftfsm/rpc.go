@@ -13,6 +13,7 @@ package raftfsm
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -206,6 +207,9 @@ func (n *Node) serveRPC(conn net.Conn, sender int32) {
 // registration relayed to the metadata leader) is checked against the
 // forwarding node. Without TLS there is nothing to check.
 func (n *Node) checkSender(conn net.Conn, sender int32, req *rpcRequest) error {
+	if _, isTLS := conn.(*tls.Conn); !isTLS {
+		return nil
+	}
 	if req.Op == opRegister && req.Node != nil && req.Node.ID == sender {
 		if certNamesHost(conn, addrHost(req.Node.ClusterAddr)) {
 			return nil

@@ -147,7 +147,7 @@ func (m *Mux) acceptTLS(raw net.Conn) (net.Conn, bool) {
 // or a permissive node's plain peer), sender is a node id this node does not
 // know, or the peer's certificate names one of sender's hosts.
 func (m *Mux) namesSender(c net.Conn, sender int32) bool {
-	if m.cfg.PeerHosts == nil {
+	if _, isTLS := c.(*tls.Conn); !isTLS || m.cfg.PeerHosts == nil {
 		return true
 	}
 	hosts, known := m.cfg.PeerHosts(sender)

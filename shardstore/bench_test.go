@@ -35,16 +35,6 @@ func benchRecords(batch int) []Record {
 	return recs
 }
 
-// benchBatches returns the 200 batches BenchmarkAppend cycles through: 200k
-// records over benchKeys keys.
-func benchBatches() [][]Record {
-	batches := make([][]Record, 200)
-	for i := range batches {
-		batches[i] = benchRecords(i)
-	}
-	return batches
-}
-
 func benchStore(b *testing.B) *Store {
 	s := openStore(b, b.TempDir(), Options{Logger: testLogger(b)})
 	bt := s.NewBatch()
@@ -83,7 +73,10 @@ func BenchmarkAppendTailRead(b *testing.B) { benchAppend(b, true) }
 
 func benchAppend(b *testing.B, tailRead bool) {
 	s := benchStore(b)
-	batches := benchBatches()
+	batches := make([][]Record, 200) // 200k records over benchKeys keys
+	for i := range batches {
+		batches[i] = benchRecords(i)
+	}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
