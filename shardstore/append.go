@@ -108,15 +108,20 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 	kept := res.kept
 	if !compact {
 		kept = b.allOffsets(len(recs))
+		// A cache-only shard's records must all be keyed records of the
+		// index (cacheonly.go).
+		p.needIndex()
 	}
 	if compact {
 		p.reserveKeys(len(kept))
 		for j, i := range kept {
 			r := &recs[i]
 			e := keyEntry{offset: base + int64(i), appendMs: appendMs, tomb: r.Value == nil, size: recordSize(r)}
-			b.kbuf = keyIndexKeyInto(b.kbuf, id, r.Key)
-			b.vbuf = e.appendTo(b.vbuf[:0])
-			b.set(b.kbuf, b.vbuf)
+			if !p.cacheOnly {
+				b.kbuf = keyIndexKeyInto(b.kbuf, id, r.Key)
+				b.vbuf = e.appendTo(b.vbuf[:0])
+				b.set(b.kbuf, b.vbuf)
+			}
 			p.setKey(res.keys[j], e, true)
 		}
 	}

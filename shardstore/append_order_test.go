@@ -43,7 +43,9 @@ func batchOps(t *testing.T, b *Batch) []batchOp {
 // ascending offsets, then tombstones' timed entries. An append of one record
 // (a topic of thousands of partitions) is then in ascending key order.
 func TestAppendWritesInKeyOrder(t *testing.T) {
-	s := openStore(t, t.TempDir(), Options{Logger: testLogger(t)})
+	// No key cache: the shard keeps its key index in Pebble (a cache-only
+	// shard writes no index entries; TestCacheOnlyWritesNoIndex).
+	s := openStore(t, t.TempDir(), Options{Logger: testLogger(t), KeyCacheBytes: -1})
 	bt := s.NewBatch()
 	if err := bt.CreateShard(1, 1); err != nil {
 		t.Fatal(err)

@@ -33,6 +33,10 @@ type Batch struct {
 	offsets    []int  // Append's scratch: 0..n-1 (allOffsets)
 
 	appended, replaced int64 // metrics, added on Commit
+	// reserved is what Commit charged to the key caches for cache-only
+	// shards before the Pebble commit (settleCacheOnly), given back if the
+	// commit fails.
+	reserved int64
 }
 
 // pendingShard is a shard as the batch sees it.
@@ -45,6 +49,11 @@ type pendingShard struct {
 	removed bool // the batch deletes the store's shard sh
 	dirty   bool // the Pebble batch holds writes in this shard's key range
 	changed bool // Commit writes meta and wakes waiters
+	// cacheOnly: the shard keeps its key index in its key cache only
+	// (cacheonly.go), so the batch writes no k entries; writeIndex: an
+	// operation needs the index in Pebble, and Commit writes it.
+	cacheOnly  bool
+	writeIndex bool
 
 	st        State
 	group     uint32 // the shard's Raft group, when grouped (see shard.group)
@@ -83,6 +92,7 @@ func (b *Batch) pend(id ShardID) *pendingShard {
 		p.sh.mu.Lock()
 		p.st = p.sh.st
 		p.group, p.grouped = p.sh.group, p.sh.grouped
+		p.cacheOnly = p.sh.cacheOnly
 		p.sh.mu.Unlock()
 	}
 	b.pending[id] = p
@@ -183,6 +193,7 @@ func (b *Batch) CreateShard(id ShardID, group uint32) error {
 	p.group, p.grouped = group, true
 	p.st = State{MaxTimestamp: -1, MaxTimestampOffset: -1}
 	p.keys, p.producers, p.txns, p.dead = nil, nil, nil, nil
+	p.cacheOnly, p.writeIndex = b.s.cacheCap > 0, false
 	return nil
 }
 
@@ -204,6 +215,7 @@ func (b *Batch) DeleteShard(id ShardID) error {
 	p.exists, p.fresh, p.dirty, p.changed = false, false, false, true
 	p.st = State{}
 	p.keys, p.producers, p.txns, p.dead = nil, nil, nil, nil
+	p.cacheOnly, p.writeIndex = false, false
 	return nil
 }
 
@@ -264,13 +276,27 @@ func (b *Batch) Commit() error {
 		}
 	}
 	slices.Sort(metas)
+	var locked []*shard // cache-only shards' commitMu, in shard order
+	defer func() {
+		for _, sh := range locked {
+			sh.commitMu.Unlock()
+		}
+	}()
 	for _, id := range metas {
-		b.set(metaKey(id), encodeMeta(b.pending[id].st))
+		p := b.pending[id]
+		if p.cacheOnly && p.sh != nil && !p.fresh {
+			p.sh.commitMu.Lock()
+			locked = append(locked, p.sh)
+		}
+		b.settleCacheOnly(p)
+		b.set(metaKey(id), encodeMeta(p.st, p.cacheOnly))
 	}
 	if b.err != nil {
+		b.releaseReserved()
 		return b.err
 	}
 	if err := b.b.Commit(pebble.NoSync); err != nil {
+		b.releaseReserved()
 		return fmt.Errorf("shardstore: commit: %w", err)
 	}
 	b.done = true
@@ -330,6 +356,7 @@ func (s *Store) apply(b *Batch) {
 		sh.st = p.st
 		sh.hint.deleted(p.st.LogStartOffset, p.dead)
 		sh.group, sh.grouped = p.group, p.grouped
+		sh.cacheOnly = p.cacheOnly
 		s.mergeCache(sh, p.keys)
 		mergeProducers(sh, p.producers)
 		mergeTxns(sh, p.txns)
@@ -378,6 +405,12 @@ func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry) {
 		}
 		if !had {
 			cost := keyCacheCost(k)
+			if sh.cacheOnly {
+				// Commit charged it (settleCacheOnly); nothing is evicted.
+				sh.cacheBytes += cost
+				sh.cache[k] = ov.e
+				continue
+			}
 			full := s.cached.Load()+cost > s.cacheCap
 			if full && sh.admit() {
 				for full && s.evictOne(sh) {

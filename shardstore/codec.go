@@ -256,28 +256,50 @@ func decodeKeyEntry(b []byte) (keyEntry, error) {
 	}, nil
 }
 
-// shardMeta is the persisted form of State.
-const metaLen = 1 + 8*8
+// shardMeta is the persisted form of State. Version 1 is the counters alone;
+// version 2 adds a flags byte, written only while a flag is set (so a data dir
+// whose shards have none stays readable by a build from before version 2).
+const (
+	metaLen        = 1 + 8*8
+	metaLenFlagged = metaLen + 1
+	metaVersion2   = 2
 
-func encodeMeta(st State) []byte {
-	b := make([]byte, 0, metaLen)
-	b = append(b, metaVersion)
+	// metaFlagCacheOnly: the shard's key index is kept in its key cache only
+	// (no k entries in Pebble); Open rebuilds the cache from the records
+	// (cacheonly.go).
+	metaFlagCacheOnly = 1 << 0
+)
+
+func encodeMeta(st State, cacheOnly bool) []byte {
+	b := make([]byte, 0, metaLenFlagged)
+	if cacheOnly {
+		b = append(b, metaVersion2)
+	} else {
+		b = append(b, metaVersion)
+	}
 	for _, v := range [...]int64{st.HighWatermark, st.LogStartOffset, st.LiveKeys, st.LiveRecords,
 		st.LiveBytes, st.Tombstones, st.MaxTimestamp, st.MaxTimestampOffset} {
 		b = binary.BigEndian.AppendUint64(b, uint64(v))
 	}
+	if cacheOnly {
+		b = append(b, metaFlagCacheOnly)
+	}
 	return b
 }
 
-func decodeMeta(b []byte) (State, error) {
-	if len(b) != metaLen || b[0] != metaVersion {
-		return State{}, errCorrupt
+func decodeMeta(b []byte) (st State, cacheOnly bool, err error) {
+	switch {
+	case len(b) == metaLen && b[0] == metaVersion:
+	case len(b) == metaLenFlagged && b[0] == metaVersion2 && b[metaLen]&^metaFlagCacheOnly == 0:
+		cacheOnly = b[metaLen]&metaFlagCacheOnly != 0
+	default:
+		return State{}, false, errCorrupt
 	}
 	v := func(i int) int64 { return int64(binary.BigEndian.Uint64(b[1+8*i:])) }
 	return State{
 		HighWatermark: v(0), LogStartOffset: v(1), LiveKeys: v(2), LiveRecords: v(3),
 		LiveBytes: v(4), Tombstones: v(5), MaxTimestamp: v(6), MaxTimestampOffset: v(7),
-	}, nil
+	}, cacheOnly, nil
 }
 
 // sizedValue encodes the value of tombstone and superseded entries: the record's

@@ -65,7 +65,9 @@ func (b *Batch) ExpireTombstones(id ShardID, beforeMs int64) (int, error) {
 	for _, e := range ents {
 		b.singleDelete(recordKey(id, e.offset))
 		b.singleDelete(tombstoneKey(id, e.ms, e.offset))
-		b.del(keyIndexKey(id, e.key))
+		if !p.cacheOnly {
+			b.del(keyIndexKey(id, e.key))
+		}
 		p.setKey(string(e.key), keyEntry{}, false)
 		p.st.Tombstones--
 		p.st.LiveRecords--
@@ -204,7 +206,9 @@ func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error {
 		if v.index == nil {
 			continue
 		}
-		b.del(keyIndexKey(id, v.key))
+		if !p.cacheOnly {
+			b.del(keyIndexKey(id, v.key))
+		}
 		p.setKey(string(v.key), keyEntry{}, false)
 		if v.index.tomb {
 			b.singleDelete(tombstoneKey(id, v.index.appendMs, v.offset))

@@ -251,7 +251,7 @@ func (c *snapshotCheck) entry(si int, sp *groupSpan, k, v []byte) error {
 			if pk.kind != kindMeta {
 				return badSnapshot("shard %d starts at %x, not its meta key", sp.shard, k)
 			}
-			if _, err := decodeMeta(v); err != nil {
+			if _, _, err := decodeMeta(v); err != nil {
 				return badSnapshot("meta of shard %d: %v", sp.shard, err)
 			}
 			c.started, c.cur = true, si
@@ -492,6 +492,9 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 		id    ShardID
 		st    State
 		found bool
+		// index is the rebuilt cache of a cache-only shard (cacheOnly
+		// still set), or its cacheOnly is false.
+		index *shard
 	}
 	metas := make([]loaded, 0, len(ids))
 	var firstErr error
@@ -503,9 +506,19 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 		}
 		if err == nil {
 			var st State
-			st, err = decodeMeta(v)
+			var cacheOnly bool
+			st, cacheOnly, err = decodeMeta(v)
 			closer.Close()
-			if err == nil {
+			if err == nil && cacheOnly {
+				// Outside the locks: a scan of the shard's records. It
+				// is charged to the key caches before the shard's old
+				// cache is released below.
+				index := &shard{id: id, st: st, cacheOnly: true}
+				if err = s.loadCacheOnly(index); err == nil {
+					metas = append(metas, loaded{id: id, st: st, found: true, index: index})
+					continue
+				}
+			} else if err == nil {
 				metas = append(metas, loaded{id: id, st: st, found: true})
 				continue
 			}
@@ -534,6 +547,10 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 			sh.st = m.st
 			sh.cache = make(map[string]keyEntry)
 			sh.cacheComplete = m.st.LiveKeys+m.st.Tombstones == 0
+			sh.cacheOnly = false
+			if x := m.index; x != nil {
+				sh.cache, sh.cacheBytes, sh.cacheComplete, sh.cacheOnly = x.cache, x.cacheBytes, x.cacheComplete, x.cacheOnly
+			}
 			sh.group, sh.grouped = group, true
 		}
 		if sh.wait != nil {

@@ -187,19 +187,17 @@ func (s *Store) Lookup(id ShardID, key []byte) (rec Record, ok bool, err error) 
 	// misses; read the index again. A record found is one that was live when
 	// the index was read.
 	for attempt := 0; ; attempt++ {
-		v, closer, err := s.db.Get(keyIndexKey(id, key))
-		if errors.Is(err, pebble.ErrNotFound) {
-			return Record{}, false, nil
+		if rec, ok, err, done := s.lookupCacheOnly(id, key); done {
+			if errors.Is(err, errLookupAgain) && attempt < lookupRetries {
+				continue
+			}
+			return rec, ok, err
 		}
-		if err != nil {
+		e, found, err := s.indexEntry(id, key)
+		if err != nil || !found {
 			return Record{}, false, err
 		}
-		e, err := decodeKeyEntry(v)
-		_ = closer.Close()
-		if err != nil {
-			return Record{}, false, err
-		}
-		v, closer, err = s.db.Get(recordKey(id, e.offset))
+		v, closer, err := s.db.Get(recordKey(id, e.offset))
 		if errors.Is(err, pebble.ErrNotFound) && attempt < lookupRetries {
 			continue
 		}
@@ -210,6 +208,59 @@ func (s *Store) Lookup(id ShardID, key []byte) (rec Record, ok bool, err error) 
 		_ = closer.Close()
 		return rec, err == nil, err
 	}
+}
+
+// lookupCacheOnly is Lookup on a cache-only shard (cacheonly.go), whose key
+// index is its key cache: done is false for any other shard. Holding the
+// shard's commitMu shared keeps a commit of the shard from landing between
+// the cache read and the record read (Batch.Commit takes it exclusively until
+// the cache has the commit's keys).
+func (s *Store) lookupCacheOnly(id ShardID, key []byte) (rec Record, ok bool, err error, done bool) {
+	sh := s.shard(id)
+	if sh == nil {
+		return Record{}, false, nil, false
+	}
+	sh.commitMu.RLock()
+	defer sh.commitMu.RUnlock()
+	sh.mu.Lock()
+	e, found := sh.cache[string(key)]
+	cacheOnly := sh.cacheOnly
+	sh.mu.Unlock()
+	if !cacheOnly {
+		return Record{}, false, nil, false
+	}
+	if !found {
+		return Record{}, false, nil, true
+	}
+	v, closer, err := s.db.Get(recordKey(id, e.offset))
+	if errors.Is(err, pebble.ErrNotFound) {
+		// An Ingest replaced the shard (reloadShards updates the cache
+		// after it): read again.
+		return Record{}, false, errLookupAgain, true
+	}
+	if err != nil {
+		return Record{}, false, err, true
+	}
+	defer closer.Close()
+	rec, err = decodeOwnedRecord(v, e.offset)
+	return rec, err == nil, err, true
+}
+
+// errLookupAgain: a cache-only shard's cache named a record that is gone.
+var errLookupAgain = errors.New("shardstore: the key's record was replaced while it was read")
+
+// indexEntry reads key's key index entry from Pebble.
+func (s *Store) indexEntry(id ShardID, key []byte) (keyEntry, bool, error) {
+	v, closer, err := s.db.Get(keyIndexKey(id, key))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return keyEntry{}, false, nil
+	}
+	if err != nil {
+		return keyEntry{}, false, err
+	}
+	e, err := decodeKeyEntry(v)
+	_ = closer.Close()
+	return e, err == nil, err
 }
 
 // lookupRetries bounds Lookup's re-reads when the key is replaced between its

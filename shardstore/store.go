@@ -160,6 +160,14 @@ type shard struct {
 	// entry (a shard created or opened empty, nothing evicted yet).
 	cache         map[string]keyEntry
 	cacheComplete bool
+	// cacheOnly: the cache is the shard's whole key index, which Pebble does
+	// not hold (cacheonly.go). It implies cacheComplete.
+	cacheOnly bool
+	// commitMu orders a cache-only shard's Lookups (shared) and commits
+	// (exclusive, from the Pebble commit until the cache has its keys), so
+	// a Lookup never reads a cache entry whose record a commit has already
+	// replaced. Taken before s.mu and mu.
+	commitMu sync.RWMutex
 	// filter, once the cache stopped holding every key, has every key the
 	// shard had then and every key written since: a key it rules out is not
 	// in the key index (keyfilter.go). A shard opened with keys gets one
@@ -362,7 +370,7 @@ func (s *Store) load() error {
 		if !good || pk.kind != kindMeta {
 			return fmt.Errorf("shardstore: shard range without meta key at %x: %w", it.Key(), errCorrupt)
 		}
-		st, err := decodeMeta(it.Value())
+		st, cacheOnly, err := decodeMeta(it.Value())
 		if err != nil {
 			return fmt.Errorf("shardstore: meta of shard %d: %w", pk.shard, err)
 		}
@@ -371,6 +379,7 @@ func (s *Store) load() error {
 			st:            st,
 			cache:         make(map[string]keyEntry),
 			cacheComplete: st.LiveKeys+st.Tombstones == 0,
+			cacheOnly:     cacheOnly,
 		}
 		if pk.shard == ^ShardID(0) {
 			break
@@ -380,7 +389,10 @@ func (s *Store) load() error {
 	if err := it.Error(); err != nil {
 		return err
 	}
-	return s.loadGroups()
+	if err := s.loadGroups(); err != nil {
+		return err
+	}
+	return s.loadCacheOnlyShards()
 }
 
 // loadGroups reads the group registry into the loaded shards. An entry without

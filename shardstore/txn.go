@@ -221,6 +221,12 @@ func (b *Batch) EndTxn(id ShardID, opts AppendOptions, m Marker) (int64, error) 
 		}
 	}
 
+	if m.Commit && len(recs) > 0 {
+		// The committed records' index entries hold the commit's append
+		// time, which their records do not: a cache-only shard could not
+		// rebuild them (cacheonly.go).
+		p.needIndex()
+	}
 	st := p.st
 	var run offsetRun // replaced records to delete (supersede)
 	for i, r := range recs {
