@@ -117,7 +117,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 		for j, i := range kept {
 			r := &recs[i]
 			e := keyEntry{offset: base + int64(i), appendMs: appendMs, tomb: r.Value == nil, size: recordSize(r)}
-			if !p.cacheOnly {
+			if !p.cacheOnly || p.draining {
 				b.kbuf = keyIndexKeyInto(b.kbuf, id, r.Key)
 				b.vbuf = e.appendTo(b.vbuf[:0])
 				b.set(b.kbuf, b.vbuf)

@@ -54,6 +54,14 @@ type pendingShard struct {
 	// operation needs the index in Pebble, and Commit writes it.
 	cacheOnly  bool
 	writeIndex bool
+	// draining: the shard is writing its key index to Pebble a chunk per
+	// batch (cacheonly.go); drain is what is left after this batch's
+	// chunk, set once Commit wrote one (drained). charged: Commit charged
+	// the batch's new keys to the key caches.
+	draining bool
+	drained  bool
+	drain    []string
+	charged  bool
 
 	st        State
 	group     uint32 // the shard's Raft group, when grouped (see shard.group)
@@ -92,7 +100,7 @@ func (b *Batch) pend(id ShardID) *pendingShard {
 		p.sh.mu.Lock()
 		p.st = p.sh.st
 		p.group, p.grouped = p.sh.group, p.sh.grouped
-		p.cacheOnly = p.sh.cacheOnly
+		p.cacheOnly, p.draining = p.sh.cacheOnly, p.sh.draining
 		p.sh.mu.Unlock()
 	}
 	b.pending[id] = p
@@ -193,7 +201,7 @@ func (b *Batch) CreateShard(id ShardID, group uint32) error {
 	p.group, p.grouped = group, true
 	p.st = State{MaxTimestamp: -1, MaxTimestampOffset: -1}
 	p.keys, p.producers, p.txns, p.dead = nil, nil, nil, nil
-	p.cacheOnly, p.writeIndex = b.s.cacheCap > 0, false
+	p.cacheOnly, p.writeIndex, p.draining = b.s.cacheCap > 0, false, false
 	return nil
 }
 
@@ -215,7 +223,7 @@ func (b *Batch) DeleteShard(id ShardID) error {
 	p.exists, p.fresh, p.dirty, p.changed = false, false, false, true
 	p.st = State{}
 	p.keys, p.producers, p.txns, p.dead = nil, nil, nil, nil
-	p.cacheOnly, p.writeIndex = false, false
+	p.cacheOnly, p.writeIndex, p.draining = false, false, false
 	return nil
 }
 
@@ -356,8 +364,17 @@ func (s *Store) apply(b *Batch) {
 		sh.st = p.st
 		sh.hint.deleted(p.st.LogStartOffset, p.dead)
 		sh.group, sh.grouped = p.group, p.grouped
-		sh.cacheOnly = p.cacheOnly
-		s.mergeCache(sh, p.keys)
+		wasCacheOnly := sh.cacheOnly
+		sh.cacheOnly, sh.draining = p.cacheOnly, p.draining
+		if p.drained || !p.draining {
+			sh.drain = p.drain
+		}
+		s.mergeCache(sh, p.keys, p.charged)
+		if wasCacheOnly && !sh.cacheOnly {
+			// A drain lets the caches run over their bound (cacheonly.go).
+			for s.cached.Load() > s.cacheCap && s.evictOne(sh) {
+			}
+		}
 		mergeProducers(sh, p.producers)
 		mergeTxns(sh, p.txns)
 		if sh.wait != nil {
@@ -392,9 +409,9 @@ func keyCacheCost(key string) int64 {
 }
 
 // mergeCache applies a batch's key index changes to sh's cache, evicting
-// entries of sh while the store-wide byte bound would be exceeded. sh.mu is
-// held.
-func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry) {
+// entries of sh while the store-wide byte bound would be exceeded; charged
+// says Commit charged the new keys already (settleCacheOnly). sh.mu is held.
+func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry, charged bool) {
 	for k, ov := range keys {
 		_, had := sh.cache[k]
 		if !ov.live {
@@ -405,8 +422,9 @@ func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry) {
 		}
 		if !had {
 			cost := keyCacheCost(k)
-			if sh.cacheOnly {
-				// Commit charged it (settleCacheOnly); nothing is evicted.
+			if charged {
+				// Commit charged it (settleCacheOnly); a cache-only
+				// shard evicts nothing.
 				sh.cacheBytes += cost
 				sh.cache[k] = ov.e
 				continue

@@ -24,8 +24,9 @@ type coStore struct {
 
 const coShard ShardID = 1
 
-// keyCacheFor is a KeyCacheBytes that holds n keys of up to 9 bytes.
-func keyCacheFor(n int) int64 { return int64(n) * keyCacheCost("key-00000") }
+// keyCacheFor is a KeyCacheBytes under which a shard stays cache-only up to n
+// keys of up to 9 bytes (and Open keeps up to twice as many cache-only).
+func keyCacheFor(n int) int64 { return drainAt * int64(n) * keyCacheCost("key-00000") }
 
 func newCOStore(t *testing.T, fs vfs.FS, keyCache int64) *coStore {
 	c := &coStore{t: t, fs: fs, model: map[string]*string{}}
@@ -423,4 +424,160 @@ func TestCacheOnlyRebuildChecksCounts(t *testing.T) {
 	if !strings.Contains(err.Error(), "its meta counts 10") {
 		t.Fatalf("Open: %v, want the count mismatch", err)
 	}
+}
+
+// indexMatches checks the shard's key index entries in Pebble against its
+// records: one entry per key, naming the key's live record.
+func (c *coStore) indexMatches() {
+	c.t.Helper()
+	recs, err := c.s.Read(coShard, 0, 0, 0)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	live := map[string]int64{}
+	for _, r := range recs {
+		if r.Marker == nil {
+			live[string(r.Key)] = r.Offset
+		}
+	}
+	it, err := c.s.DB().NewIter(&pebble.IterOptions{LowerBound: sub(coShard, subKey), UpperBound: sub(coShard, subKey+1)})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer it.Close()
+	n := 0
+	for ok := it.First(); ok; ok = it.Next() {
+		pk, _ := parseKey(it.Key())
+		e, err := decodeKeyEntry(it.Value())
+		if err != nil {
+			c.t.Fatal(err)
+		}
+		if off, ok := live[string(pk.key)]; !ok || off != e.offset {
+			c.t.Fatalf("key index entry of %s names offset %d; its live record is at %d (live %v)", pk.key, e.offset, off, ok)
+		}
+		n++
+	}
+	if n != len(live) || n != len(c.model) {
+		c.t.Fatalf("%d key index entries, %d live keys in the records, %d in the model", n, len(live), len(c.model))
+	}
+}
+
+// expireTombstones expires every tombstone appended so far.
+func (c *coStore) expireTombstones() {
+	c.t.Helper()
+	b := c.s.NewBatch()
+	defer b.Close()
+	if _, err := b.ExpireTombstones(coShard, c.ms+1); err != nil {
+		c.t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		c.t.Fatal(err)
+	}
+	for k, v := range c.model {
+		if v == nil {
+			delete(c.model, k)
+		}
+	}
+}
+
+// TestCacheOnlyDrain: a shard whose new keys overflow the key cache writes its
+// index a chunk per batch, with each batch's own keys, and ends cache-only
+// with the last chunk; the caches are back within their bound then.
+func TestCacheOnlyDrain(t *testing.T) {
+	c := newCOStore(t, vfs.NewMem(), keyCacheFor(40))
+	c.s.drainMin = 2
+	c.put(keys(0, 36, "v1")...)
+	c.put(keys(36, 6, "v1")...) // overflows: the drain starts
+	c.wantIndex(true, 6+2+drainPerKey*6)
+	c.check()
+	c.put(tomb("key-00001")) // a few more of the 28 left
+	if !c.flagged() {
+		t.Fatal("drain ended early")
+	}
+	c.check()
+	for c.flagged() {
+		c.put(kv("key-00003", "v3"))
+	}
+	c.check()
+	c.indexMatches()
+	if got, limit := c.s.cached.Load(), c.s.cacheCap; got > limit {
+		t.Fatalf("key caches charged %d bytes after the drain, above the %d limit", got, limit)
+	}
+	c.put(keys(0, 50, "v4")...)
+	c.check()
+	c.indexMatches()
+	c.reopen(keyCacheFor(40))
+	c.check()
+	c.indexMatches()
+}
+
+// TestCacheOnlyDrainInterrupted: a crash in the middle of a drain leaves some
+// entries in Pebble with the flag still set. They go stale while the shard is
+// cache-only again, and whatever writes the index next (Open with a smaller
+// cache, or a new drain) leaves exactly the live keys' entries.
+func TestCacheOnlyDrainInterrupted(t *testing.T) {
+	for _, next := range []string{"OpenWithSmallerCache", "NewDrain"} {
+		t.Run(next, func(t *testing.T) {
+			fs := vfs.NewCrashableMem()
+			c := newCOStore(t, fs, keyCacheFor(40))
+			c.s.drainMin = 2
+			c.put(keys(0, 39, "v1")...)
+			// Overflows: a partial drain, which writes this batch's own
+			// entries, the tombstone's among them.
+			c.put(kv("key-00039", "v1"), kv("key-00040", "v1"), tomb("key-00005"))
+			if !c.flagged() || c.indexEntries() == 0 {
+				t.Fatalf("want a drain in progress: flag %v, %d entries", c.flagged(), c.indexEntries())
+			}
+			if err := c.s.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			c.fs = fs.CrashClone(vfs.CrashCloneCfg{})
+			c.open(0) // room for every key: cache-only again
+			c.wantIndex(true, c.indexEntries())
+			c.check()
+			// Entries written by the drain go stale, and a removed key's
+			// entry must go.
+			c.put(keys(6, 35, "v2")...)
+			c.put(tomb("key-00010"))
+			c.expireTombstones()
+			c.check()
+			switch next {
+			case "OpenWithSmallerCache":
+				c.reopen(keyCacheFor(10))
+			case "NewDrain":
+				c.reopen(keyCacheFor(40))
+				c.s.drainMin = 2
+				for i := 0; c.flagged(); i++ {
+					c.put(kv(fmt.Sprintf("new-%d", i), "v3"))
+				}
+			}
+			c.wantIndex(false, len(c.model))
+			c.check()
+			c.indexMatches()
+		})
+	}
+}
+
+// TestCacheOnlyDrainTrims: Open keeps a shard cache-only up to the whole key
+// cache, so its drain may take the caches past their bound; the batch that
+// ends it evicts back under it.
+func TestCacheOnlyDrainTrims(t *testing.T) {
+	c := newCOStore(t, vfs.NewMem(), 0)
+	c.put(keys(0, 39, "v1")...)
+	c.reopen(keyCacheFor(20)) // room for 40 keys, cache-only up to 20
+	c.wantIndex(true, 0)
+	c.s.drainMin = 2
+	over := false
+	for i := 0; c.flagged(); i++ {
+		c.put(kv(fmt.Sprintf("new-%02d", i), "v"))
+		over = over || c.s.cached.Load() > c.s.cacheCap
+	}
+	if !over {
+		t.Fatal("the drain never took the caches past their bound: the test tests nothing")
+	}
+	if got, limit := c.s.cached.Load(), c.s.cacheCap; got > limit {
+		t.Fatalf("key caches charged %d bytes after the drain, above the %d limit", got, limit)
+	}
+	c.check()
+	c.indexMatches()
 }

@@ -7,7 +7,10 @@
 // removes its previous record at once, so a reader's backlog is bounded by the
 // shard's live keys. Records are read by offset (Read), by key (Lookup) and by
 // timestamp (OffsetForTime). Idempotent producers are deduplicated with Kafka's
-// sequence rules, and their state is kept apart from the records.
+// sequence rules, and their state is kept apart from the records. A compacted
+// shard's key index lives in its key cache alone while the cache can hold all
+// its keys (cache-only, rebuilt from the records at Open), and in Pebble once
+// it cannot.
 //
 // All writes go through a Batch, which raftfsm fills from one or more Raft
 // entries and commits once, together with the applied Raft index (SetApplied),

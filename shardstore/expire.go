@@ -65,9 +65,9 @@ func (b *Batch) ExpireTombstones(id ShardID, beforeMs int64) (int, error) {
 	for _, e := range ents {
 		b.singleDelete(recordKey(id, e.offset))
 		b.singleDelete(tombstoneKey(id, e.ms, e.offset))
-		if !p.cacheOnly {
-			b.del(keyIndexKey(id, e.key))
-		}
+		// Also on a cache-only shard: an entry left by an unfinished drain
+		// (cacheonly.go) must not outlive its key.
+		b.del(keyIndexKey(id, e.key))
 		p.setKey(string(e.key), keyEntry{}, false)
 		p.st.Tombstones--
 		p.st.LiveRecords--
@@ -206,9 +206,7 @@ func (b *Batch) DeleteRecordsBefore(id ShardID, offset int64) error {
 		if v.index == nil {
 			continue
 		}
-		if !p.cacheOnly {
-			b.del(keyIndexKey(id, v.key))
-		}
+		b.del(keyIndexKey(id, v.key)) // also cache-only: see ExpireTombstones
 		p.setKey(string(v.key), keyEntry{}, false)
 		if v.index.tomb {
 			b.singleDelete(tombstoneKey(id, v.index.appendMs, v.offset))

@@ -9,7 +9,7 @@ import (
 // keeps its Raft logs and metadata under other first bytes of the same database.
 //
 //	s h <shard:8> 0x00                          meta: shard counters (shardMeta)
-//	s h <shard:8> k <record key>                key index: live offset, size, append time, flags
+//	s h <shard:8> k <record key>                key index: live offset, size, append time, flags (not for cache-only shards: cacheonly.go)
 //	s h <shard:8> p <producer id:8>             idempotent producer state
 //	s h <shard:8> r <offset:8>                  record (encodeRecord)
 //	s h <shard:8> t <append ms:8> <offset:8>    tombstone due for expiry -> size, record key

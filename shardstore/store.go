@@ -106,6 +106,7 @@ type Store struct {
 	logDB    *pebble.DB // Raft logs and node-local keys: WAL, synced writes
 	log      *slog.Logger
 	cacheCap int64        // KeyCacheBytes in force; 0: no cache
+	drainMin int          // drainMinChunk, smaller in tests
 	cached   atomic.Int64 // bytes charged by all shards' key caches (keyCacheCost)
 	// filterCap bounds the bytes of all shards' key filters (keyfilter.go),
 	// filtered: half of KeyCacheBytes, on top of it.
@@ -163,6 +164,10 @@ type shard struct {
 	// cacheOnly: the cache is the shard's whole key index, which Pebble does
 	// not hold (cacheonly.go). It implies cacheComplete.
 	cacheOnly bool
+	// draining: a cache-only shard writing its key index to Pebble, a
+	// chunk per batch; drain is the keys whose entries are still to write.
+	draining bool
+	drain    []string
 	// commitMu orders a cache-only shard's Lookups (shared) and commits
 	// (exclusive, from the Pebble commit until the cache has its keys), so
 	// a Lookup never reads a cache entry whose record a commit has already
@@ -266,7 +271,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	popts := po.Clone()
 	popts.EnsureDefaults()
-	s := &Store{db: db, logDB: logDB, log: log, cacheCap: keyCache, filterCap: keyCache / 2, fs: popts.FS, popts: popts,
+	s := &Store{db: db, logDB: logDB, log: log, cacheCap: keyCache, drainMin: drainMinChunk, filterCap: keyCache / 2, fs: popts.FS, popts: popts,
 		shards: make(map[ShardID]*shard), exports: make(map[*Export]struct{})}
 	if err := s.load(); err != nil {
 		_ = db.Close()
