@@ -581,3 +581,29 @@ func TestCacheOnlyDrainTrims(t *testing.T) {
 	c.check()
 	c.indexMatches()
 }
+
+// TestCacheOnlyIngestWhileDraining: an ingest replaces a draining shard; the
+// drain of the replaced keys must not carry over to the ingested ones.
+func TestCacheOnlyIngestWhileDraining(t *testing.T) {
+	snd := newCOStore(t, vfs.NewMem(), 0)
+	snd.put(keys(100, 30, "snd")...)
+
+	rcv := newCOStore(t, vfs.NewMem(), keyCacheFor(40))
+	rcv.s.drainMin = 2
+	rcv.put(keys(0, 39, "rcv")...)
+	rcv.put(keys(39, 2, "rcv")...) // a drain starts
+	if !rcv.flagged() || rcv.indexEntries() == 0 {
+		t.Fatalf("want a drain in progress: flag %v, %d entries", rcv.flagged(), rcv.indexEntries())
+	}
+	if _, err := rcv.s.Ingest(bytes.NewReader(export(t, snd.s, 1, nil)), ingestOpts(1, nil, 0)); err != nil {
+		t.Fatal(err)
+	}
+	rcv.model = maps.Clone(snd.model)
+	rcv.wantIndex(true, 0)
+	rcv.check()
+	for i := 0; rcv.flagged(); i++ {
+		rcv.put(kv(fmt.Sprintf("new-%02d", i), "v"))
+	}
+	rcv.check()
+	rcv.indexMatches()
+}

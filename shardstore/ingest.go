@@ -492,8 +492,9 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 		id    ShardID
 		st    State
 		found bool
-		// index is the rebuilt cache of a cache-only shard (cacheOnly
-		// still set), or its cacheOnly is false.
+		// index holds the cache of a cache-only shard: rebuilt from its
+		// records, or empty with cacheOnly cleared if the index had to be
+		// written (loadCacheOnly).
 		index *shard
 	}
 	metas := make([]loaded, 0, len(ids))
@@ -547,7 +548,8 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 			sh.st = m.st
 			sh.cache = make(map[string]keyEntry)
 			sh.cacheComplete = m.st.LiveKeys+m.st.Tombstones == 0
-			sh.cacheOnly = false
+			// A drain of the replaced keys ends with them.
+			sh.cacheOnly, sh.draining, sh.drain = false, false, nil
 			if x := m.index; x != nil {
 				sh.cache, sh.cacheBytes, sh.cacheComplete, sh.cacheOnly = x.cache, x.cacheBytes, x.cacheComplete, x.cacheOnly
 			}
