@@ -79,6 +79,7 @@ func (b *Batch) Append(id ShardID, opts AppendOptions, pr Producer, recs []Recor
 		if res, err = b.resolve(p, recs); err != nil {
 			return AppendResult{}, err
 		}
+		p.newCost += res.newCost
 	}
 
 	// Nothing can fail from here on.
@@ -246,6 +247,10 @@ type resolved struct {
 	keys  []string   // kept records' keys
 	olds  []keyEntry // the key's live record before the Append ...
 	found []bool     // ... if it has one
+	// newCost is what the kept keys that neither the batch nor the key
+	// cache has would cost the cache (keyCacheCost), for a cache-only
+	// shard's Commit (settleCacheOnly).
+	newCost int64
 }
 
 // resolve collapses repeated keys and looks up the live record of every kept key:
@@ -279,6 +284,9 @@ func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 	res.olds = make([]keyEntry, len(res.kept))
 	res.found = make([]bool, len(res.kept))
 	if p.fresh && len(p.keys) == 0 {
+		for _, k := range res.keys {
+			res.newCost += keyCacheCost(k)
+		}
 		return res, nil
 	}
 	var miss []int
@@ -292,11 +300,15 @@ func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 			continue
 		}
 		if !useCache {
+			res.newCost += keyCacheCost(k)
 			continue
 		}
 		if e, ok := p.sh.cache[k]; ok {
 			res.olds[j], res.found[j] = e, true
-		} else if !p.sh.cacheComplete && (p.sh.filter == nil || p.sh.filter.mayContain(p.sh.filter.hash(k))) {
+			continue
+		}
+		res.newCost += keyCacheCost(k)
+		if !p.sh.cacheComplete && (p.sh.filter == nil || p.sh.filter.mayContain(p.sh.filter.hash(k))) {
 			miss = append(miss, j)
 		}
 	}

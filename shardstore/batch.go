@@ -62,6 +62,10 @@ type pendingShard struct {
 	drained  bool
 	drain    []string
 	charged  bool
+	// newCost: what the keys the batch's Appends found in neither the batch
+	// nor the key cache cost the cache; apply corrects the charge to what
+	// mergeCache adds.
+	newCost int64
 
 	st        State
 	group     uint32 // the shard's Raft group, when grouped (see shard.group)
@@ -369,7 +373,11 @@ func (s *Store) apply(b *Batch) {
 		if p.drained || !p.draining {
 			sh.drain = p.drain
 		}
-		s.mergeCache(sh, p.keys, p.charged)
+		if added := s.mergeCache(sh, p.keys, p.charged); p.charged {
+			// Commit charged newCost; a key the batch also removed
+			// (an expired tombstone) was charged and not added.
+			s.cached.Add(added - p.newCost)
+		}
 		if wasCacheOnly && !sh.cacheOnly {
 			// A drain lets the caches run over their bound (cacheonly.go).
 			for s.cached.Load() > s.cacheCap && s.evictOne(sh) {
@@ -410,8 +418,9 @@ func keyCacheCost(key string) int64 {
 
 // mergeCache applies a batch's key index changes to sh's cache, evicting
 // entries of sh while the store-wide byte bound would be exceeded; charged
-// says Commit charged the new keys already (settleCacheOnly). sh.mu is held.
-func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry, charged bool) {
+// says Commit charged the new keys already (settleCacheOnly), and it returns
+// what they cost then. sh.mu is held.
+func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry, charged bool) (added int64) {
 	for k, ov := range keys {
 		_, had := sh.cache[k]
 		if !ov.live {
@@ -427,6 +436,7 @@ func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry, charged bool) {
 				// shard evicts nothing.
 				sh.cacheBytes += cost
 				sh.cache[k] = ov.e
+				added += cost
 				continue
 			}
 			full := s.cached.Load()+cost > s.cacheCap
@@ -452,6 +462,7 @@ func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry, charged bool) {
 		}
 		sh.cache[k] = ov.e
 	}
+	return added
 }
 
 // keyCacheAdmitEvery: once the key cache is full, one key in this many that

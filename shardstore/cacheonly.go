@@ -73,6 +73,12 @@ func (b *Batch) settleCacheOnly(p *pendingShard) {
 	if !p.cacheOnly {
 		return
 	}
+	cost := p.newCost
+	if !p.writeIndex && !p.draining && (cost == 0 || b.s.cached.Add(cost) <= b.s.cacheCap/drainAt) {
+		b.reserved += cost
+		p.charged = true
+		return
+	}
 	var cache map[string]keyEntry
 	if !p.fresh && p.sh != nil {
 		// Batches of a shard commit one at a time, so its cache is what
@@ -85,21 +91,7 @@ func (b *Batch) settleCacheOnly(p *pendingShard) {
 		b.writeIndex(p, cache)
 		return
 	}
-	var cost int64
-	for k, ov := range p.keys {
-		if _, had := cache[k]; ov.live && !had {
-			cost += keyCacheCost(k)
-		}
-	}
 	if !p.draining {
-		if cost == 0 {
-			return
-		}
-		if b.s.cached.Add(cost) <= b.s.cacheCap/drainAt {
-			b.reserved += cost
-			p.charged = true
-			return
-		}
 		// Start draining: this batch's Appends wrote no entries.
 		p.draining = true
 		b.setEntries(p, sortedLiveKeys(p.keys), cache)

@@ -128,6 +128,7 @@ func (c *coStore) check() {
 			tombs++
 		}
 	}
+	c.checkCharges()
 	if st.LiveKeys != int64(len(c.model)-tombs) || st.Tombstones != int64(tombs) || st.LiveRecords != int64(len(recs)) || data != len(c.model) {
 		c.t.Fatalf("state %+v with %d records read; the model has %d keys, %d of them tombstones", st, len(recs), len(c.model), tombs)
 	}
@@ -201,6 +202,21 @@ func TestCacheOnlyWritesNoIndex(t *testing.T) {
 	c.put(keys(10, 20, "v2")...)
 	c.put(tomb("key-00001"), kv("key-00002", "v3"))
 	c.wantIndex(true, 0)
+	c.check()
+	// A new key's tombstone expired in the batch that wrote it: charged at
+	// Commit, never cached.
+	c.ms++
+	b = c.s.NewBatch()
+	if _, err := b.Append(coShard, at(compact, c.ms), NoProducer, []Record{tomb("brief")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ExpireTombstones(coShard, c.ms+1); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	delete(c.model, "key-00001") // expired with it
 	c.check()
 
 	c.reopen(0)
@@ -606,4 +622,29 @@ func TestCacheOnlyIngestWhileDraining(t *testing.T) {
 	}
 	rcv.check()
 	rcv.indexMatches()
+}
+
+// checkCharges checks the key caches' accounting: each shard is charged what
+// its entries cost, and the store the sum.
+func (c *coStore) checkCharges() {
+	c.t.Helper()
+	c.s.mu.RLock()
+	defer c.s.mu.RUnlock()
+	var sum int64
+	for id, sh := range c.s.shards {
+		sh.mu.Lock()
+		var cost int64
+		for k := range sh.cache {
+			cost += keyCacheCost(k)
+		}
+		charged := sh.cacheBytes
+		sh.mu.Unlock()
+		if cost != charged {
+			c.t.Fatalf("shard %d: cache entries cost %d, charged %d", id, cost, charged)
+		}
+		sum += charged
+	}
+	if got := c.s.cached.Load(); got != sum {
+		c.t.Fatalf("key caches charged %d in all, the shards %d", got, sum)
+	}
 }
