@@ -73,6 +73,8 @@ func (b *Batch) settleCacheOnly(p *pendingShard) {
 	if !p.cacheOnly {
 		return
 	}
+	// The common case, without the shard's lock. A failed check leaves its
+	// charge in place: the drain that starts below keeps it.
 	cost := p.newCost
 	if !p.writeIndex && !p.draining && (cost == 0 || b.s.cached.Add(cost) <= b.s.cacheCap/drainAt) {
 		b.reserved += cost
@@ -132,7 +134,8 @@ const (
 	drainAt       = 2
 )
 
-func drainChunk(min, keys int) int { return min + drainPerKey*keys }
+// drainChunk is how many old entries a batch that changes keys keys writes.
+func drainChunk(least, keys int) int { return least + drainPerKey*keys }
 
 // sortedLiveKeys returns the keys the batch set live, in order.
 func sortedLiveKeys(keys map[string]ovEntry) []string {
