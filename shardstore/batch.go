@@ -584,16 +584,7 @@ func (b *Batch) lookupKey(p *pendingShard, key []byte) (keyEntry, bool, error) {
 func (b *Batch) getKey(id ShardID, key []byte) (keyEntry, bool, error) {
 	b.s.indexReads.Add(1)
 	b.kbuf = keyIndexKeyInto(b.kbuf, id, key)
-	v, closer, err := b.s.db.Get(b.kbuf)
-	if errors.Is(err, pebble.ErrNotFound) {
-		return keyEntry{}, false, nil
-	}
-	if err != nil {
-		return keyEntry{}, false, err
-	}
-	e, err := decodeKeyEntry(v)
-	_ = closer.Close()
-	return e, err == nil, err
+	return b.s.readKeyEntry(b.kbuf)
 }
 
 // lookupBatchMin is how many key index reads an append needs before it makes

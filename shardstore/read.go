@@ -193,7 +193,7 @@ func (s *Store) Lookup(id ShardID, key []byte) (rec Record, ok bool, err error) 
 			}
 			return rec, ok, err
 		}
-		e, found, err := s.indexEntry(id, key)
+		e, found, err := s.readKeyEntry(keyIndexKey(id, key))
 		if err != nil || !found {
 			return Record{}, false, err
 		}
@@ -249,9 +249,9 @@ func (s *Store) lookupCacheOnly(id ShardID, key []byte) (rec Record, ok bool, er
 // errLookupAgain: a cache-only shard's cache named a record that is gone.
 var errLookupAgain = errors.New("shardstore: the key's record was replaced while it was read")
 
-// indexEntry reads key's key index entry from Pebble.
-func (s *Store) indexEntry(id ShardID, key []byte) (keyEntry, bool, error) {
-	v, closer, err := s.db.Get(keyIndexKey(id, key))
+// readKeyEntry reads the key index entry under k (keyIndexKey) from Pebble.
+func (s *Store) readKeyEntry(k []byte) (keyEntry, bool, error) {
+	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
 		return keyEntry{}, false, nil
 	}
