@@ -58,10 +58,11 @@ type pendingShard struct {
 	// batch (cacheonly.go); drain is what is left after this batch's
 	// chunk, set once Commit wrote one (drained). charged: Commit charged
 	// the batch's new keys to the key caches.
-	draining bool
-	drained  bool
-	drain    []string
-	charged  bool
+	draining  bool
+	drained   bool
+	drain     []string
+	drainSort *drainSort
+	charged   bool
 	// newCost: what the keys the batch's Appends found in neither the batch
 	// nor the key cache cost the cache; apply corrects the charge to what
 	// mergeCache adds.
@@ -371,7 +372,7 @@ func (s *Store) apply(b *Batch) {
 		wasCacheOnly := sh.cacheOnly
 		sh.cacheOnly, sh.draining = p.cacheOnly, p.draining
 		if p.drained || !p.draining {
-			sh.drain = p.drain
+			sh.drain, sh.drainSort = p.drain, p.drainSort
 		}
 		if added := s.mergeCache(sh, p.keys, p.charged); p.charged {
 			// Commit charged newCost; a key the batch also removed

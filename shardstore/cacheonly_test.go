@@ -648,3 +648,29 @@ func (c *coStore) checkCharges() {
 		c.t.Fatalf("key caches charged %d in all, the shards %d", got, sum)
 	}
 }
+
+// TestCacheOnlyDrainSortedAside: a long drain list is sorted by a goroutine;
+// the drain's batches write their own keys meanwhile, then the list, and the
+// index ends exact.
+func TestCacheOnlyDrainSortedAside(t *testing.T) {
+	c := newCOStore(t, vfs.NewMem(), keyCacheFor(40))
+	c.s.drainMin, c.s.drainSortAside = 2, 0
+	c.put(keys(0, 39, "v1")...)
+	c.put(keys(39, 2, "v1")...) // the drain starts, its list sorted aside
+	sh := c.s.shard(coShard)
+	sh.mu.Lock()
+	aside := sh.drainSort != nil
+	sh.mu.Unlock()
+	if !aside {
+		t.Fatal("the drain's list was not sorted aside")
+	}
+	for i := 0; c.flagged(); i++ {
+		if i == 10000 {
+			t.Fatal("the drain never ended")
+		}
+		c.put(kv(fmt.Sprintf("new-%05d", i), "v"))
+		c.check()
+	}
+	c.check()
+	c.indexMatches()
+}

@@ -549,7 +549,7 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 			sh.cache = make(map[string]keyEntry)
 			sh.cacheComplete = m.st.LiveKeys+m.st.Tombstones == 0
 			// A drain of the replaced keys ends with them.
-			sh.cacheOnly, sh.draining, sh.drain = false, false, nil
+			sh.cacheOnly, sh.draining, sh.drain, sh.drainSort = false, false, nil, nil
 			if x := m.index; x != nil {
 				sh.cache, sh.cacheBytes, sh.cacheComplete, sh.cacheOnly = x.cache, x.cacheBytes, x.cacheComplete, x.cacheOnly
 			}

@@ -105,9 +105,11 @@ type Store struct {
 	db       *pebble.DB // state: no WAL
 	logDB    *pebble.DB // Raft logs and node-local keys: WAL, synced writes
 	log      *slog.Logger
-	cacheCap int64        // KeyCacheBytes in force; 0: no cache
-	drainMin int          // drainMinChunk, smaller in tests
-	cached   atomic.Int64 // bytes charged by all shards' key caches (keyCacheCost)
+	cacheCap int64 // KeyCacheBytes in force; 0: no cache
+	drainMin int   // drainMinChunk, smaller in tests
+	// drainSortAside is the constant of that name, smaller in tests.
+	drainSortAside int
+	cached         atomic.Int64 // bytes charged by all shards' key caches (keyCacheCost)
 	// filterCap bounds the bytes of all shards' key filters (keyfilter.go),
 	// filtered: half of KeyCacheBytes, on top of it.
 	filterCap int64
@@ -168,6 +170,9 @@ type shard struct {
 	// chunk per batch; drain is the keys whose entries are still to write.
 	draining bool
 	drain    []string
+	// drainSort is the drain's list while a goroutine sorts it; nil once
+	// a batch took it into drain.
+	drainSort *drainSort
 	// commitMu orders a cache-only shard's Lookups (shared) and commits
 	// (exclusive, from the Pebble commit until the cache has its keys), so
 	// a Lookup never reads a cache entry whose record a commit has already
@@ -271,7 +276,7 @@ func Open(dir string, opts Options) (*Store, error) {
 	}
 	popts := po.Clone()
 	popts.EnsureDefaults()
-	s := &Store{db: db, logDB: logDB, log: log, cacheCap: keyCache, drainMin: drainMinChunk, filterCap: keyCache / 2, fs: popts.FS, popts: popts,
+	s := &Store{db: db, logDB: logDB, log: log, cacheCap: keyCache, drainMin: drainMinChunk, drainSortAside: drainSortAside, filterCap: keyCache / 2, fs: popts.FS, popts: popts,
 		shards: make(map[ShardID]*shard), exports: make(map[*Export]struct{})}
 	if err := s.load(); err != nil {
 		_ = db.Close()
