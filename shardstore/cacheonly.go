@@ -1,7 +1,6 @@
 package shardstore
 
 import (
-	"encoding/binary"
 	"fmt"
 	"runtime"
 	"slices"
@@ -223,7 +222,7 @@ func (b *Batch) writeIndex(p *pendingShard, cache map[string]keyEntry) {
 	}
 	slices.Sort(keys)
 	b.setEntries(p, keys, cache)
-	p.cacheOnly, p.writeIndex, p.draining, p.drain = false, false, false, nil
+	p.cacheOnly, p.writeIndex, p.draining, p.drain, p.drainSort = false, false, false, nil, nil
 	p.dirty = true
 	b.s.log.Debug("shard key index written to Pebble", "shard", p.id, "keys", len(keys))
 }
@@ -285,22 +284,6 @@ func (s *Store) rebuildIndex(id ShardID, keys int64) (map[string]keyEntry, error
 		return nil, fmt.Errorf("shardstore: cache-only shard %d: its records hold %d keys, its meta counts %d: %w", id, len(index), keys, errCorrupt)
 	}
 	return index, nil
-}
-
-// stagedOffsets returns the offsets of shard id's records staged by open
-// transactions.
-func (s *Store) stagedOffsets(id ShardID) (map[int64]struct{}, error) {
-	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, subStaged), UpperBound: sub(id, subStaged+1)})
-	if err != nil {
-		return nil, err
-	}
-	defer it.Close()
-	staged := make(map[int64]struct{})
-	for ok := it.First(); ok; ok = it.Next() {
-		k := it.Key()
-		staged[unflip(binary.BigEndian.Uint64(k[len(k)-8:]))] = struct{}{}
-	}
-	return staged, it.Error()
 }
 
 // loadCacheOnlyShards runs loadCacheOnly for every cache-only shard of an

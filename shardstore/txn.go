@@ -339,6 +339,12 @@ func (s *Store) StagedOffsets(id ShardID) (map[int64]int64, error) {
 		return nil, err
 	}
 	defer s.life.RUnlock()
+	return s.stagedOffsets(id)
+}
+
+// stagedOffsets is StagedOffsets for a caller that holds the store open (and
+// for a shard not yet published: Open, Ingest).
+func (s *Store) stagedOffsets(id ShardID) (map[int64]int64, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: sub(id, subStaged), UpperBound: sub(id, subStaged+1)})
 	if err != nil {
 		return nil, err
