@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -144,5 +145,54 @@ func TestDecodeProduceBatchCharges(t *testing.T) {
 				t.Fatalf("err = %v, in use %d; want MESSAGE_TOO_LARGE and nothing charged", err, small.budget.inUse())
 			}
 		})
+	}
+}
+
+// TestDecodeProduceBatchStreamedZstd: a zstd frame without a content size
+// (what streaming encoders, the Java producer's among them, write) that
+// decompresses to far more than the first estimate of 8 times its size is
+// decoded again with room for its bound, not refused as corrupt. A Java
+// producer sending such a batch (one 200 KiB value of a repeated word) was
+// answered CORRUPT_MESSAGE, retried, and stalled to its delivery timeout.
+func TestDecodeProduceBatchStreamedZstd(t *testing.T) {
+	recs := []kmsg.Record{testKmsgRecord(0, []byte("k"), bytes.Repeat([]byte("big-"), 50<<10), 0)}
+	var stream bytes.Buffer
+	w, err := zstd.NewWriter(&stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(encodeKmsgRecords(recs)); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	var h zstd.Header
+	if err := h.Decode(stream.Bytes()); err != nil || h.HasFCS {
+		t.Fatalf("the stream's frame header: %+v, %v; want no content size", h, err)
+	}
+	raw := wireBatch{codec: kgo.ZstdCompression(), records: recs, mutate: func(b *kmsg.RecordBatch) {
+		b.Records = stream.Bytes()
+	}}.build(t)
+	lim := batchLimits{MaxDecompressedBytes: 16 << 20, Policy: shardstore.PolicyCompact}
+	b := &Broker{budget: newBudget(64<<20, 32<<20)}
+	batch, charged, err := b.decodeProduceBatch(t.Context(), raw, lim)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.budget.release(charged)
+	if len(batch.Records) != 1 || !bytes.Equal(batch.Records[0].Value, recs[0].Value) {
+		t.Fatalf("decoded %d records", len(batch.Records))
+	}
+
+	// Corrupt data is still refused as corrupt once decoded with room for
+	// its bound: here the frame's content checksum, its last 4 bytes.
+	bad := bytes.Clone(stream.Bytes())
+	bad[len(bad)-1] ^= 0xff
+	raw = wireBatch{codec: kgo.ZstdCompression(), records: recs, mutate: func(b *kmsg.RecordBatch) {
+		b.Records = bad
+	}}.build(t)
+	if _, _, err := b.decodeProduceBatch(t.Context(), raw, lim); !errors.Is(err, kerr.CorruptMessage) {
+		t.Fatalf("corrupt frame: %v, want CORRUPT_MESSAGE", err)
 	}
 }

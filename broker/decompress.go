@@ -79,6 +79,19 @@ func decompressBounded(src []byte, codec int16, limit int) ([]byte, error) {
 			if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
 				return nil, errDecompressTooLarge
 			}
+			// Out of room, the decoder does not always say so: a block
+			// whose output passes the buffer's capacity fails with "output
+			// bigger than max block size". That is how a frame without a
+			// content size (Java's and other streaming producers') fails
+			// when it decompresses past the first limit, an estimate, and
+			// answering CORRUPT_MESSAGE, which clients retry, stalled such a
+			// producer until its delivery timeout. So below the frames'
+			// bound any failure counts as too large: the caller decodes
+			// again with room for the bound, and only that decode tells
+			// corrupt data apart.
+			if n, ok := zstdBound(src); ok && n > int64(limit) {
+				return nil, errDecompressTooLarge
+			}
 			return nil, err
 		}
 		if len(out) > limit {
