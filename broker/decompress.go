@@ -12,10 +12,11 @@ package broker
 // declaredSize reads, without decompressing, what the compressed bytes say
 // they decompress to, so that the memory can be reserved first (see
 // batch_memory.go): snappy states each block's length; an lz4 block's
-// sequences add up to its exact length (lz4BlockLen); zstd frames are walked
-// block by block for an upper bound (a block is at most 128 KiB, raw and RLE
-// blocks state their length); gzip's trailer states the size mod 2^32, which
-// a sender may fake, so it is only an estimate.
+// sequences add up to its exact length (lz4BlockLen); a zstd frame states its
+// exact size or, written as a stream, is walked block by block for an upper
+// bound (a block is at most 128 KiB, raw and RLE blocks state their length);
+// gzip's trailer states the size mod 2^32, which a sender may fake, so it is
+// only an estimate.
 
 import (
 	"bytes"
@@ -85,7 +86,7 @@ func decompressBounded(src []byte, codec int16, limit int) ([]byte, error) {
 			// bound any failure counts as too large: the caller decodes
 			// again with room for the bound, and only that decode tells
 			// corrupt data apart.
-			if n, ok := zstdBound(src); ok && n > int64(limit) {
+			if n, _, ok := zstdBound(src); ok && n > int64(limit) {
 				return nil, errDecompressTooLarge
 			}
 			return nil, err
@@ -241,7 +242,12 @@ func declaredSize(src []byte, codec int16) (int64, sizeKind) {
 			return n, sizeExact
 		}
 	case codecZstd:
-		if n, ok := zstdBound(src); ok {
+		if n, stated, ok := zstdBound(src); ok {
+			if stated {
+				// Every frame states its content size, and the decoder
+				// refuses a frame that decodes to anything else.
+				return n, sizeExact
+			}
 			return n, sizeBound
 		}
 	}
@@ -476,18 +482,21 @@ const zstdBlockMax = 128 << 10
 
 // zstdBound walks zstd frames (RFC 8878) and returns the most their blocks
 // can decompress to: raw and RLE blocks state their size, a compressed block
-// is at most 128 KiB; a declared frame content size caps its frame.
-func zstdBound(src []byte) (int64, bool) {
+// is at most 128 KiB; a declared frame content size caps its frame. stated
+// reports whether every frame declared its content size (franz-go's do; the
+// Java producer's, written as a stream, do not), which makes the bound exact.
+func zstdBound(src []byte) (bound int64, stated, ok bool) {
 	var total int64
+	stated = true
 	for len(src) > 0 {
 		var h zstd.Header
 		if err := h.Decode(src); err != nil {
-			return 0, false
+			return 0, false, false
 		}
 		if h.Skippable {
 			n := int64(h.HeaderSize) + int64(h.SkippableSize)
 			if n > int64(len(src)) {
-				return 0, false
+				return 0, false, false
 			}
 			src = src[n:]
 			continue
@@ -496,7 +505,7 @@ func zstdBound(src []byte) (int64, bool) {
 		var frame int64
 		for {
 			if len(src) < 3 {
-				return 0, false
+				return 0, false, false
 			}
 			bh := uint32(src[0]) | uint32(src[1])<<8 | uint32(src[2])<<16
 			src = src[3:]
@@ -504,24 +513,24 @@ func zstdBound(src []byte) (int64, bool) {
 			switch bh >> 1 & 3 {
 			case 0: // raw
 				if size > int64(len(src)) {
-					return 0, false
+					return 0, false, false
 				}
 				frame += size
 				src = src[size:]
 			case 1: // RLE: one byte, repeated size times
 				if len(src) < 1 {
-					return 0, false
+					return 0, false, false
 				}
 				frame += size
 				src = src[1:]
 			case 2: // compressed
 				if size > int64(len(src)) {
-					return 0, false
+					return 0, false, false
 				}
 				frame += zstdBlockMax
 				src = src[size:]
 			default:
-				return 0, false
+				return 0, false, false
 			}
 			if bh&1 != 0 { // last block
 				break
@@ -529,14 +538,16 @@ func zstdBound(src []byte) (int64, bool) {
 		}
 		if h.HasCheckSum {
 			if len(src) < 4 {
-				return 0, false
+				return 0, false, false
 			}
 			src = src[4:]
 		}
-		if h.HasFCS && int64(min(h.FrameContentSize, math.MaxInt64)) < frame {
+		if !h.HasFCS {
+			stated = false
+		} else if int64(min(h.FrameContentSize, math.MaxInt64)) < frame {
 			frame = int64(h.FrameContentSize)
 		}
 		total = min(total+frame, math.MaxInt32)
 	}
-	return total, true
+	return total, stated, true
 }

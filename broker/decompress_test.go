@@ -41,8 +41,8 @@ func payloads() map[string][]byte {
 }
 
 // TestDeclaredSizeOfRealOutput: what declaredSize reads from the output of
-// the compressors clients use is exact (snappy), an upper bound (lz4, zstd)
-// or the true size (gzip), and decompressing with it as the limit works.
+// franz-go's compressors is exact (snappy, lz4, zstd) or the true size
+// (gzip), and decompressing with it as the limit works.
 func TestDeclaredSizeOfRealOutput(t *testing.T) {
 	for name, raw := range payloads() {
 		for _, c := range compressionCodecs[1:] {
