@@ -674,3 +674,25 @@ func TestCacheOnlyDrainSortedAside(t *testing.T) {
 	c.check()
 	c.indexMatches()
 }
+
+// TestMergeCacheAfterEviction: on an indexed shard whose key cache is full,
+// batches rewrite every key and add new ones, so each merge evicts keys
+// that the batch's Appends found cached, some before it reaches them. The
+// cache's accounting and every lookup stay exact.
+func TestMergeCacheAfterEviction(t *testing.T) {
+	const n = 200
+	c := newCOStore(t, vfs.NewMem(), keyCacheFor(n))
+	for i := 0; c.flagged(); i++ {
+		c.put(keys(i*100, 100, "v0")...)
+	}
+	live := len(c.model)
+	for round := 0; round < 4; round++ {
+		recs := append(keys(0, live, fmt.Sprintf("v%d", round+1)), keys(live+round*400, 400, "new")...)
+		c.put(recs...)
+		c.checkCharges()
+		if got, limit := c.s.cached.Load(), c.s.cacheCap; got > limit {
+			t.Fatalf("round %d: key caches charged %d bytes, above the %d limit", round, got, limit)
+		}
+	}
+	c.check()
+}
