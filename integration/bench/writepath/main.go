@@ -4,8 +4,8 @@
 //
 // Each round starts a fresh node per binary (alternating which goes first),
 // creates a compacted topic, produces -records keyed records (keys cycle over
-// -keys) with acks=all and snappy, then waits for the node to go idle (its
-// compactions done, at most -settle) and reads:
+// -keys) with acks=all and -codec (snappy by default), then waits for the node
+// to go idle (its compactions done, at most -settle) and reads:
 //
 //   - records/s and p99 latency of the produce (as integration/bench);
 //   - CPU seconds of the broker process, from the topic's creation to idle,
@@ -41,6 +41,7 @@
 //	-rounds           rounds (default 3); medians are printed
 //	-records, -keys, -partitions, -key-bytes, -value-bytes, -linger,
 //	-max-buffered     the produce workload (as integration/bench)
+//	-codec            the producer's compression: none, gzip, snappy (default), lz4, zstd
 //	-duration         cap on a produce run (default 300s; a run that hits it fails)
 //	-settle           cap on the wait for the node to go idle (default 30s)
 //	-profile-dir      write CPU profiles there
@@ -85,6 +86,16 @@ type config struct {
 	brokerArgs     string
 	restart        bool
 	newKeys        int
+	codec          string
+}
+
+// codecs are the -codec names and franz-go's codecs.
+var codecs = map[string]kgo.CompressionCodec{
+	"none":   kgo.NoCompression(),
+	"gzip":   kgo.GzipCompression(),
+	"snappy": kgo.SnappyCompression(),
+	"lz4":    kgo.Lz4Compression(),
+	"zstd":   kgo.ZstdCompression(),
 }
 
 func main() {
@@ -107,6 +118,7 @@ func main() {
 	flag.StringVar(&cfg.brokerArgs, "broker-args", "", "extra broker flags, space separated")
 	flag.BoolVar(&cfg.restart, "restart", true, "measure restart to serving after SIGTERM and after SIGKILL")
 	flag.IntVar(&cfg.newKeys, "new-keys-after-restart", 0, "with -restart, records of new keys to produce right after the SIGTERM restart")
+	flag.StringVar(&cfg.codec, "codec", "snappy", "the producer's compression: none, gzip, snappy, lz4, zstd")
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("writepath: ")
@@ -114,6 +126,7 @@ func main() {
 		log.Print(err)
 		os.Exit(2)
 	}
+	w.ClientOpts = append(w.ClientOpts, kgo.ProducerBatchCompression(codecs[cfg.codec]))
 	harness.Main(func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
@@ -122,6 +135,9 @@ func (c config) validate() error {
 	w.Seeds, w.Topic = []string{"set per run"}, "set per run"
 	if err := w.Validate(); err != nil {
 		return err
+	}
+	if _, ok := codecs[c.codec]; !ok {
+		return fmt.Errorf("unknown -codec %q: none, gzip, snappy, lz4 or zstd", c.codec)
 	}
 	switch {
 	case c.rounds <= 0:
@@ -466,8 +482,8 @@ func dirBytes(dir string) (map[string]int64, error) {
 }
 
 func report(cfg config, sides []*side, load string) {
-	fmt.Printf("\nwrite path: %d records, %d keys, %d partitions, key %d B, value %d B, linger %v, acks=all, snappy; medians of %d rounds; load average before %s, after %s\n\n",
-		cfg.workload.Records, cfg.workload.Keys, cfg.partitions, cfg.workload.KeyBytes, cfg.workload.ValueBytes, cfg.workload.Linger, cfg.rounds, load, harness.LoadAverage())
+	fmt.Printf("\nwrite path: %d records, %d keys, %d partitions, key %d B, value %d B, linger %v, acks=all, %s; medians of %d rounds; load average before %s, after %s\n\n",
+		cfg.workload.Records, cfg.workload.Keys, cfg.partitions, cfg.workload.KeyBytes, cfg.workload.ValueBytes, cfg.workload.Linger, cfg.codec, cfg.rounds, load, harness.LoadAverage())
 	head := "| measure |"
 	sep := "|---|"
 	for _, s := range sides {
