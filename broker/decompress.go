@@ -263,22 +263,24 @@ type lz4Block struct {
 	max        int64 // the frame's block size: no block decodes to more
 }
 
+// errLz4Truncated: an lz4 frame ends inside its header, a block or a checksum.
+var errLz4Truncated = errors.New("truncated lz4 frame")
+
 // lz4Frames walks the lz4 frames of src, skippable frames included, and calls
 // block for each data block in order. Checksums (of the header, the blocks
 // and the content) are skipped, not verified: the record batch's CRC-32C
 // covers these bytes already, and Kafka's own LZ4 reader ignores the content
 // checksum too.
 func lz4Frames(src []byte, block func(lz4Block) error) error {
-	errTruncated := errors.New("truncated lz4 frame")
 	for len(src) > 0 {
 		if len(src) < 8 {
-			return errTruncated
+			return errLz4Truncated
 		}
 		magic := binary.LittleEndian.Uint32(src)
 		if magic&0xfffffff0 == 0x184d2a50 { // skippable frame
 			size := int64(binary.LittleEndian.Uint32(src[4:]))
 			if size > int64(len(src)-8) {
-				return errTruncated
+				return errLz4Truncated
 			}
 			src = src[8+size:]
 			continue
@@ -312,12 +314,12 @@ func lz4Frames(src []byte, block func(lz4Block) error) error {
 		}
 		p++ // header checksum
 		if len(src) < p {
-			return errTruncated
+			return errLz4Truncated
 		}
 		src = src[p:]
 		for {
 			if len(src) < 4 {
-				return errTruncated
+				return errLz4Truncated
 			}
 			bs := binary.LittleEndian.Uint32(src)
 			src = src[4:]
@@ -326,7 +328,7 @@ func lz4Frames(src []byte, block func(lz4Block) error) error {
 			}
 			size := int64(bs & 0x7fffffff)
 			if size > int64(len(src)) {
-				return errTruncated
+				return errLz4Truncated
 			}
 			b.data, b.stored = src[:size], bs&0x80000000 != 0
 			if err := block(b); err != nil {
@@ -336,14 +338,14 @@ func lz4Frames(src []byte, block func(lz4Block) error) error {
 			src = src[size:]
 			if flg&0x10 != 0 { // block checksum
 				if len(src) < 4 {
-					return errTruncated
+					return errLz4Truncated
 				}
 				src = src[4:]
 			}
 		}
 		if flg&0x04 != 0 { // content checksum
 			if len(src) < 4 {
-				return errTruncated
+				return errLz4Truncated
 			}
 			src = src[4:]
 		}
