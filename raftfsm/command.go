@@ -16,7 +16,17 @@ import (
 // commandVersion is the first byte of every encoded command. A codec change that
 // alters the bytes bumps it and keeps decoding the old version; the golden test in
 // testdata pins the bytes of every type.
-const commandVersion = 1
+//
+// Version 2 adds a codec byte before each record of a produce command (the
+// compression of the producer's batch, kept with the record: shardstore
+// Record.Codec). Only a produce command with a compressed record is written
+// as version 2, so a node of an older build keeps applying everything else
+// (uncompressed produce included) during a rolling upgrade; one that meets a
+// version 2 entry stops the group (ErrNewerCommand) rather than drop codecs.
+const (
+	commandVersion       = 1
+	commandVersionCodecs = 2
+)
 
 // CommandType is the second byte of an encoded command.
 type CommandType uint8
@@ -186,7 +196,12 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 			dst = grown
 		}
 	}
-	dst = append(dst, commandVersion, byte(c.Type))
+	codecs := hasCodecs(c)
+	if codecs {
+		dst = append(dst, commandVersionCodecs, byte(c.Type))
+	} else {
+		dst = append(dst, commandVersion, byte(c.Type))
+	}
 	switch c.Type {
 	case CmdProduce:
 		dst = binary.AppendUvarint(dst, uint64(c.Shard))
@@ -194,7 +209,7 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 		dst = binary.AppendVarint(dst, c.Options.AppendTimeMs)
 		dst = binary.AppendVarint(dst, c.Options.MinCompactionLagMs)
 		dst = appendProducer(dst, c.Producer)
-		dst = appendRecords(dst, c.Records)
+		dst = appendRecords(dst, c.Records, codecs)
 	case CmdProduceParts:
 		dst = binary.AppendVarint(dst, c.Options.AppendTimeMs)
 		dst = binary.AppendUvarint(dst, uint64(len(c.Parts)))
@@ -204,7 +219,7 @@ func EncodeCommand(dst []byte, c *Command) []byte {
 			dst = append(dst, byte(p.Policy))
 			dst = binary.AppendVarint(dst, p.MinCompactionLagMs)
 			dst = appendProducer(dst, p.Producer)
-			dst = appendRecords(dst, p.Records)
+			dst = appendRecords(dst, p.Records, codecs)
 		}
 	case CmdCreateShards, CmdDeleteShards:
 		dst = binary.AppendUvarint(dst, uint64(len(c.Shards)))
@@ -296,7 +311,7 @@ func recordsSize(recs []shardstore.Record) int {
 	n := 0
 	for i := range recs {
 		r := &recs[i]
-		n += 4*binary.MaxVarintLen64 + len(r.Key) + len(r.Value)
+		n += 1 + 4*binary.MaxVarintLen64 + len(r.Key) + len(r.Value)
 		for _, h := range r.Headers {
 			n += 2*binary.MaxVarintLen64 + len(h.Key) + len(h.Value)
 		}
@@ -313,10 +328,39 @@ func appendProducer(dst []byte, p shardstore.Producer) []byte {
 	return appendBool(dst, p.Transactional)
 }
 
-func appendRecords(dst []byte, recs []shardstore.Record) []byte {
+// hasCodecs reports whether produce command c carries a compressed record,
+// so that it is written as commandVersionCodecs.
+func hasCodecs(c *Command) bool {
+	has := func(recs []shardstore.Record) bool {
+		for i := range recs {
+			if recs[i].Codec != shardstore.CodecNone {
+				return true
+			}
+		}
+		return false
+	}
+	switch c.Type {
+	case CmdProduce:
+		return has(c.Records)
+	case CmdProduceParts:
+		for i := range c.Parts {
+			if has(c.Parts[i].Records) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// appendRecords writes recs, each with its codec first when codecs is set
+// (commandVersionCodecs).
+func appendRecords(dst []byte, recs []shardstore.Record, codecs bool) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(recs)))
 	for i := range recs {
 		r := &recs[i]
+		if codecs {
+			dst = append(dst, byte(r.Codec))
+		}
 		dst = binary.AppendVarint(dst, r.Timestamp)
 		dst = appendNullable(dst, r.Key)
 		dst = appendNullable(dst, r.Value)
@@ -388,11 +432,11 @@ func DecodeCommand(b []byte) (*Command, error) {
 	if len(b) < 2 {
 		return nil, fmt.Errorf("%w: %d bytes", ErrBadCommand, len(b))
 	}
-	if b[0] != commandVersion {
+	if b[0] != commandVersion && b[0] != commandVersionCodecs {
 		return nil, fmt.Errorf("%w: %w: unknown version %d", ErrBadCommand, ErrNewerCommand, b[0])
 	}
 	c := &Command{Type: CommandType(b[1])}
-	d := decoder{b: b[2:]}
+	d := decoder{b: b[2:], codecs: b[0] == commandVersionCodecs}
 	switch c.Type {
 	case CmdProduce:
 		c.Shard = shardstore.ShardID(d.uvarint())
@@ -512,8 +556,9 @@ func DecodeCommand(b []byte) (*Command, error) {
 
 // decoder reads fields; after the first error every read returns zero values.
 type decoder struct {
-	b   []byte
-	err error
+	b      []byte
+	codecs bool // records carry their codec (commandVersionCodecs)
+	err    error
 }
 
 func (d *decoder) fail(what string) {
@@ -643,6 +688,11 @@ func (d *decoder) records() []shardstore.Record {
 	recs := make([]shardstore.Record, n)
 	for i := 0; i < n && d.err == nil; i++ {
 		r := &recs[i]
+		if d.codecs {
+			if r.Codec = shardstore.Codec(d.byte()); r.Codec > shardstore.MaxCodec {
+				d.fail("record codec")
+			}
+		}
 		r.Timestamp = d.varint()
 		r.Key = d.nullable()
 		r.Value = d.nullable()

@@ -92,6 +92,15 @@ func goldenCommands() []*Command {
 				Records: []shardstore.Record{{Timestamp: 5, Key: nil, Value: []byte{}}}},
 			{Shard: 8, Policy: shardstore.PolicyCompact, Producer: shardstore.Producer{ID: 43, Epoch: 0, BaseSequence: 0, Transactional: true}},
 		}},
+		// Compressed records: written as commandVersionCodecs.
+		{Type: CmdProduceParts, Options: shardstore.AppendOptions{AppendTimeMs: 1700000000000}, Parts: []ProducePart{
+			{Shard: 7, Policy: shardstore.PolicyCompact, Producer: shardstore.NoProducer,
+				Records: []shardstore.Record{{Timestamp: 1, Key: []byte("k1"), Value: []byte("v1"), Codec: shardstore.CodecLz4}}},
+			{Shard: 8, Policy: shardstore.PolicyCompact, Producer: shardstore.NoProducer,
+				Records: []shardstore.Record{{Timestamp: 2, Key: []byte("k2"), Value: []byte("v2")}}},
+		}},
+		{Type: CmdProduce, Shard: 9, Options: shardstore.AppendOptions{Policy: shardstore.PolicyCompact, AppendTimeMs: 1700000000000},
+			Producer: shardstore.NoProducer, Records: []shardstore.Record{{Timestamp: 3, Key: []byte("k3"), Value: []byte("v3"), Codec: shardstore.CodecZstd}}},
 	}
 }
 

@@ -242,7 +242,7 @@ func TestApplyBatchStopsAtNewerCommand(t *testing.T) {
 		newer []byte
 	}{
 		{"unknown type", []byte{commandVersion, 250, 1, 2, 3}},
-		{"unknown version", []byte{commandVersion + 1, byte(CmdProduce), 1}},
+		{"unknown version", []byte{commandVersionCodecs + 1, byte(CmdProduce), 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, store := newTestFSM(t, 1)

@@ -23,6 +23,12 @@ const (
 	// recFlagMarker: a transaction marker; the key field holds producer id:8
 	// epoch:2 coordinator epoch:4, the value field commit:1.
 	recFlagMarker = 1 << 2
+	// The record's Codec sits in flag bits 3-5 (recFlagCodecShift); records
+	// written before codecs were kept have 0 there, CodecNone.
+	recFlagCodecShift = 3
+	recFlagCodecMask  = 7 << recFlagCodecShift
+	// recFlagsKnown are the flag bits a record may have set.
+	recFlagsKnown = recFlagKeyNil | recFlagValueNil | recFlagMarker | recFlagCodecMask
 
 	// recordHeaderLen is version, flags, timestamp and append time.
 	recordHeaderLen = 1 + 1 + 8 + 8
@@ -34,6 +40,9 @@ var errCorrupt = errors.New("shardstore: corrupt value")
 //
 //	version:1 flags:1 timestamp:8 appendMs:8
 //	uvarint(len key) key  uvarint(len value) value
+//
+// flags: key nil, value nil, marker, and the codec in bits 3-5.
+//
 //	uvarint(headers) { uvarint(len key) key  uvarint(len value + 1, 0 = nil) value }
 func appendRecord(buf []byte, r *Record, appendMs int64) []byte {
 	var flags byte
@@ -57,6 +66,9 @@ func appendRecord(buf []byte, r *Record, appendMs int64) []byte {
 	}
 	if r.Value == nil {
 		flags |= recFlagValueNil
+	}
+	if r.Codec <= MaxCodec { // no producer batch names another codec (the broker refuses it)
+		flags |= byte(r.Codec) << recFlagCodecShift
 	}
 	buf = append(buf, recordVersion, flags)
 	buf = binary.BigEndian.AppendUint64(buf, uint64(r.Timestamp))
@@ -140,6 +152,10 @@ func decodeRecord(b []byte, r *Record, arena []Header) ([]Header, error) {
 		return arena, errCorrupt
 	}
 	flags := b[1]
+	if flags&^recFlagsKnown != 0 || Codec((flags&recFlagCodecMask)>>recFlagCodecShift) > MaxCodec {
+		return arena, errCorrupt
+	}
+	r.Codec = Codec((flags & recFlagCodecMask) >> recFlagCodecShift)
 	r.Timestamp = int64(binary.BigEndian.Uint64(b[2:]))
 	pos := recordHeaderLen
 	field := func() ([]byte, error) {

@@ -2,6 +2,7 @@ package shardstore
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"slices"
 	"testing"
@@ -101,6 +102,7 @@ func FuzzRecord(f *testing.F) {
 	f.Add(valid)
 	f.Add(append(append([]byte(nil), valid...), 0xff))
 	f.Add(appendRecord(nil, &Record{}, -1))
+	f.Add(appendRecord(nil, &Record{Key: []byte("z"), Value: []byte("v"), Codec: CodecZstd}, 5))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		b = append([]byte(nil), b...)
 		nh, err := recordHeaderCount(b)
@@ -130,10 +132,31 @@ func FuzzRecord(f *testing.F) {
 	})
 }
 
+// TestRecordCodec: a record keeps the codec of the batch that carried it;
+// flag bits no record is written with, and codecs past zstd, are corrupt.
+func TestRecordCodec(t *testing.T) {
+	for c := CodecNone; c <= MaxCodec; c++ {
+		enc := appendRecord(nil, &Record{Key: []byte("k"), Value: nil, Codec: c}, 1)
+		var r Record
+		if _, err := decodeRecord(enc, &r, nil); err != nil || r.Codec != c || r.Value != nil || string(r.Key) != "k" {
+			t.Fatalf("codec %d: decoded %+v, %v", c, r, err)
+		}
+	}
+	enc := appendRecord(nil, &Record{Key: []byte("k"), Value: []byte("v")}, 1)
+	for _, flags := range []byte{5 << recFlagCodecShift, 7 << recFlagCodecShift, 1 << 6, 1 << 7} {
+		bad := append([]byte(nil), enc...)
+		bad[1] |= flags
+		var r Record
+		if _, err := decodeRecord(bad, &r, nil); !errors.Is(err, errCorrupt) {
+			t.Fatalf("flags %08b: err %v, want errCorrupt", bad[1], err)
+		}
+	}
+}
+
 // sameRecord compares records including nil against empty.
 func sameRecord(a, b Record) bool {
 	same := func(x, y []byte) bool { return bytes.Equal(x, y) && (x == nil) == (y == nil) }
-	if a.Offset != b.Offset || a.Timestamp != b.Timestamp || !same(a.Key, b.Key) || !same(a.Value, b.Value) ||
+	if a.Offset != b.Offset || a.Timestamp != b.Timestamp || a.Codec != b.Codec || !same(a.Key, b.Key) || !same(a.Value, b.Value) ||
 		len(a.Headers) != len(b.Headers) {
 		return false
 	}

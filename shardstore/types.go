@@ -53,7 +53,26 @@ type Record struct {
 	// Marker is set on a transaction marker (a control record: Key, Value
 	// and Headers are nil), written by EndTxn.
 	Marker *Marker
+	// Codec is the compression of the producer's batch that carried the
+	// record. The store keeps records uncompressed and Codec beside each,
+	// so that a fetch can answer with the codec the producer chose, as
+	// Kafka's compression.type=producer does.
+	Codec Codec
 }
+
+// Codec is a Kafka compression codec, numbered as a record batch's
+// attributes number them.
+type Codec uint8
+
+// The codecs. MaxCodec is the largest a record can carry.
+const (
+	CodecNone   Codec = 0
+	CodecGzip   Codec = 1
+	CodecSnappy Codec = 2
+	CodecLz4    Codec = 3
+	CodecZstd   Codec = 4
+	MaxCodec          = CodecZstd
+)
 
 // Marker ends a producer's transaction in a shard (docs/ARCHITECTURE.md
 // rule 7): it commits or aborts the records the producer staged there.
