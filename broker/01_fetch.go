@@ -9,7 +9,9 @@ package broker
 //     TOPIC_AUTHORIZATION_FAILED.
 //   - Per partition: OFFSET_OUT_OF_RANGE below the log start or above the high
 //     watermark; otherwise the live records from the fetch offset, read from the
-//     local store and encoded as uncompressed RecordBatch v2 (records.go). Offsets
+//     local store and encoded as RecordBatch v2 (records.go), compressed with
+//     the codec each record was produced with or the topic's compression.type
+//     (fetch_compress.go). Offsets
 //     compacted away are skipped: a batch's base offset is its first live record,
 //     its base timestamp that record's (later records may have negative
 //     timestamp deltas, as in Kafka's own batches).
@@ -98,7 +100,11 @@ type fetchTarget struct {
 	replica bool
 	// preferred is the read replica to name instead of answering (-1: none).
 	preferred int32
-	err       error // resolution failed: answered with this error
+	// fixedCodec, when fixed: the topic's compression.type names a codec,
+	// which every answered batch takes (fetch_compress.go).
+	fixed      bool
+	fixedCodec shardstore.Codec
+	err        error // resolution failed: answered with this error
 }
 
 func (b *Broker) handleFetch(ctx context.Context, rc *requestContext, kreq kmsg.Request) (kmsg.Response, error) {
@@ -207,6 +213,7 @@ func (b *Broker) resolveFetch(rc *requestContext, req *kmsg.FetchRequest) [][]fe
 				t := &out[i][j]
 				t.shard = info.Partitions[p].Shard
 				t.group = info.Partitions[p].Group
+				t.fixed, t.fixedCodec = info.Config.FixedCompression, info.Config.Compression
 				switch b.partitionRole(t.group) {
 				case roleLeader:
 					if req.Version >= 11 {
@@ -249,7 +256,7 @@ func (b *Broker) fillFetch(rc *requestContext, req *kmsg.FetchRequest, resp *kms
 			rp := &rt.Partitions[j]
 			sp := &resp.Topics[i].Partitions[j]
 			limit := min(int(rp.PartitionMaxBytes), maxBytes-bytes)
-			r := b.fetchPartition(rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1)
+			r := b.fetchPartition(rp, sp, targets[i][j], limit, bytes == 0, req.IsolationLevel == 1, fetchCodecs(req.Version))
 			reads = append(reads, r)
 			if b.settlePartition(rc, req, sp, targets[i][j], rt.Topic, r) {
 				hasErr = true
@@ -374,7 +381,7 @@ func (b *Broker) fillFetchParallel(rc *requestContext, req *kmsg.FetchRequest, r
 			// first is false: whether a first record may exceed the limit
 			// depends on the partitions before; oversized tells.
 			reads[k] = b.fetchPartition(rp, sp, targets[i][j],
-				int(rp.PartitionMaxBytes), false, req.IsolationLevel == 1)
+				int(rp.PartitionMaxBytes), false, req.IsolationLevel == 1, fetchCodecs(req.Version))
 		}
 	}
 	var wg sync.WaitGroup
@@ -429,11 +436,12 @@ type partitionRead struct {
 
 // fetchPartition answers one partition into sp. first is whether nothing has
 // been answered yet, so the first record is due whatever the limit (KIP-74).
+// Batches are compressed with the codecs of codecs (fetch_compress.go).
 // sp.RecordBatches is a buffer from getFetchBuf when records are answered; the
 // caller keeps it (settlePartition). It touches nothing but sp, so partitions
 // may be read at once.
 func (b *Broker) fetchPartition(rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition,
-	t fetchTarget, limit int, first, readCommitted bool) partitionRead {
+	t fetchTarget, limit int, first, readCommitted bool, codecs codecSet) partitionRead {
 	if t.err != nil {
 		return partitionRead{err: t.err}
 	}
@@ -483,7 +491,8 @@ func (b *Broker) fetchPartition(rp *kmsg.FetchRequestTopicPartition, sp *kmsg.Fe
 	// Records are encoded as the store iterates them, into one buffer: the
 	// limit counts the batches on the wire, and only the first record of the
 	// first non-empty partition may exceed it (KIP-74).
-	w := batchWriter{dst: getFetchBuf(fetchBufferSize(st, limit, from, end)), epoch: epoch}
+	w := batchWriter{dst: getFetchBuf(fetchBufferSize(st, limit, from, end)), epoch: epoch, codecs: codecs,
+		fixed: t.fixed, fixedCodec: t.fixedCodec}
 	nrec, full := 0, false
 	err = b.store.ReadFunc(t.shard, from, func(rec *shardstore.Record) bool {
 		// A write applied after State was read may show up here; the answer

@@ -159,6 +159,8 @@ func resolvedValue(cfg topicconfig.Config, d topicconfig.Def) string {
 		return strconv.FormatInt(int64(cfg.MaxMessageBytes), 10)
 	case topicconfig.MinCompactionLagMs:
 		return strconv.FormatInt(cfg.MinCompactionLagMs, 10)
+	case topicconfig.CompressionType:
+		return cfg.CompressionValue()
 	}
 	return d.Default
 }

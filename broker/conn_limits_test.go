@@ -172,7 +172,9 @@ func TestConnectionRequestReadTimeout(t *testing.T) {
 func TestConnectionWriteTimeout(t *testing.T) {
 	tb := newTestBroker(t, func(c *testBrokerConfig) { c.WriteTimeout = 300 * time.Millisecond })
 	tb.createDataTopic(t, "big", 1, nil)
-	cl := tb.client(t)
+	// Uncompressed: a fetch answers with the producer's codec, and 900 KiB
+	// of one byte would come back as a few KiB.
+	cl := tb.client(t, kgo.ProducerBatchCompression(kgo.NoCompression()))
 	value := bytes.Repeat([]byte("v"), 900<<10)
 	if err := cl.ProduceSync(dataCtx(t), &kgo.Record{Topic: "big", Key: []byte("k"), Value: value}).FirstErr(); err != nil {
 		t.Fatal(err)

@@ -50,6 +50,7 @@ type readAheadPart struct {
 	from          int64
 	limit         int32
 	readCommitted bool
+	codecs        codecSet
 	sp            kmsg.FetchResponseTopicPartition
 	r             partitionRead
 	used          bool // taken into an answer, which owns sp's buffer now
@@ -77,6 +78,7 @@ func (b *Broker) startReadAhead(rc *requestContext, req *kmsg.FetchRequest, targ
 			rp := &rt.Partitions[j]
 			ra.reads[readAheadKey{rt.Topic, rp.Partition}] = &readAheadPart{
 				target: t, from: r.next, limit: rp.PartitionMaxBytes, readCommitted: req.IsolationLevel == 1,
+				codecs: fetchCodecs(req.Version),
 			}
 			want += int64(rp.PartitionMaxBytes)
 		}
@@ -93,7 +95,7 @@ func (b *Broker) startReadAhead(rc *requestContext, req *kmsg.FetchRequest, targ
 			rp := kmsg.NewFetchRequestTopicPartition()
 			rp.FetchOffset, rp.PartitionMaxBytes, rp.CurrentLeaderEpoch = p.from, p.limit, -1
 			p.sp = kmsg.NewFetchResponseTopicPartition()
-			p.r = b.fetchPartition(&rp, &p.sp, p.target, int(p.limit), false, p.readCommitted)
+			p.r = b.fetchPartition(&rp, &p.sp, p.target, int(p.limit), false, p.readCommitted, p.codecs)
 			held += int64(len(p.sp.RecordBatches))
 		}
 		b.metrics.fetchReadAhead.WithLabelValues("read").Add(float64(len(ra.reads)))
@@ -130,7 +132,8 @@ func (b *Broker) useReadAhead(ahead *readAhead, req *kmsg.FetchRequest, topic st
 	}
 	p := ahead.reads[readAheadKey{topic, rp.Partition}]
 	if p == nil || p.r.err != nil || p.r.oversized || p.target != t ||
-		p.from != rp.FetchOffset || p.limit != rp.PartitionMaxBytes || p.readCommitted != (req.IsolationLevel == 1) {
+		p.from != rp.FetchOffset || p.limit != rp.PartitionMaxBytes || p.readCommitted != (req.IsolationLevel == 1) ||
+		p.codecs != fetchCodecs(req.Version) {
 		return partitionRead{}, false
 	}
 	st, err := b.store.State(t.shard)

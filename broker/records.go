@@ -32,6 +32,7 @@ package broker
 // length, -1 = null). Varints are zigzag encoded, as in protobuf's sint64.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -290,6 +291,8 @@ func decodeRecords(body []byte, h batchHeader, shape recordsShape, lim batchLimi
 	r := recordReader{b: body}
 	for i := range recs {
 		_ = r.record(&recs[i], &headers, h.firstTimestamp, int32(i), nil)
+		// Kept with the record, so a fetch answers with the producer's codec.
+		recs[i].Codec = shardstore.Codec(h.codec)
 	}
 	return decodedBatch{Producer: h.producer, Records: recs, Transactional: h.transactional}, nil
 }
@@ -416,25 +419,50 @@ func appendBatch(dst []byte, epoch int32, recs []shardstore.Record) []byte {
 }
 
 // batchWriter encodes records, as they come in offset order, into record
-// batches v2: no compression, no producer (-1s), attributes 0, partition
-// leader epoch epoch. A batch's base offset and base timestamp are its first
-// record's (Kafka's baseTimestamp; a later record with an older timestamp
-// has a negative delta) and offset deltas are relative to the base, so
-// compacted gaps between records are fine; a new batch starts only when a
-// delta would not fit in an int32. A transaction marker (Record.Marker)
-// becomes a control batch of its own (txn_control.go), which ends the batch
-// before it. size says what a record would add before add adds it, so the
-// fetch path fills a byte limit exactly without a second pass.
+// batches v2: no producer (-1s), partition leader epoch epoch. A batch's base
+// offset and base timestamp are its first record's (Kafka's baseTimestamp; a
+// later record with an older timestamp has a negative delta) and offset
+// deltas are relative to the base, so compacted gaps between records are
+// fine; a new batch starts when a delta would not fit in an int32, or when
+// the record's codec differs from the batch's. A transaction marker
+// (Record.Marker) becomes a control batch of its own (txn_control.go), which
+// ends the batch before it.
+//
+// A batch takes the codec its records were produced with, or fixedCodec for
+// every record when fixed (the topic's compression.type names one), when
+// codecs has it (fetch_compress.go), and is compressed as it closes;
+// otherwise, or when compressing does not make it smaller, it goes
+// uncompressed. size says what
+// a record would add, uncompressed, before add adds it, so the fetch path
+// fills a byte limit without a second pass: the limit counts records
+// uncompressed, and a compressed answer comes in under it.
 type batchWriter struct {
-	dst   []byte
-	epoch int32
-	open  bool // a batch is open at start
-	start int
-	base  int64 // the open batch's base offset, base timestamp, largest
-	ts    int64 // timestamp and last offset
-	maxTs int64
-	last  int64
-	n     int32
+	dst    []byte
+	epoch  int32
+	codecs codecSet // codecs batches may be compressed with
+	// fixed: every record takes fixedCodec rather than its own.
+	fixed      bool
+	fixedCodec shardstore.Codec
+	open       bool // a batch is open at start
+	start      int
+	base       int64 // the open batch's base offset, base timestamp, largest
+	ts         int64 // timestamp and last offset
+	maxTs      int64
+	last       int64
+	n          int32
+	codec      shardstore.Codec // the open batch's codec
+}
+
+// codecOf is the codec rec's batch gets.
+func (w *batchWriter) codecOf(rec *shardstore.Record) shardstore.Codec {
+	c := rec.Codec
+	if w.fixed {
+		c = w.fixedCodec
+	}
+	if w.codecs.has(c) {
+		return c
+	}
+	return shardstore.CodecNone
 }
 
 // size returns how many bytes add(rec) would append.
@@ -442,7 +470,7 @@ func (w *batchWriter) size(rec *shardstore.Record) int {
 	if rec.Marker != nil {
 		return controlBatchSize
 	}
-	if w.open && rec.Offset-w.base <= math.MaxInt32 {
+	if w.open && rec.Offset-w.base <= math.MaxInt32 && w.codecOf(rec) == w.codec {
 		body := recordBodySize(rec, rec.Offset-w.base, rec.Timestamp-w.ts)
 		return varintLen(int64(body)) + body
 	}
@@ -458,11 +486,12 @@ func (w *batchWriter) add(rec *shardstore.Record) {
 			ProducerID: m.ProducerID, ProducerEpoch: m.ProducerEpoch, Commit: m.Commit, CoordinatorEpoch: m.CoordinatorEpoch})
 		return
 	}
-	if w.open && rec.Offset-w.base > math.MaxInt32 {
+	codec := w.codecOf(rec)
+	if w.open && (rec.Offset-w.base > math.MaxInt32 || codec != w.codec) {
 		w.close()
 	}
 	if !w.open {
-		w.open, w.start = true, len(w.dst)
+		w.open, w.start, w.codec = true, len(w.dst), codec
 		w.base, w.ts, w.maxTs, w.n = rec.Offset, rec.Timestamp, rec.Timestamp, 0
 		// lastOffsetDelta, maxTimestamp and numRecords are set by close.
 		w.dst = appendBatchHeader(w.dst, w.base, w.epoch, 0, w.ts, w.ts, 0)
@@ -482,8 +511,25 @@ func (w *batchWriter) close() {
 	binary.BigEndian.PutUint32(b[23:], uint32(w.last-w.base))
 	binary.BigEndian.PutUint64(b[35:], uint64(w.maxTs))
 	binary.BigEndian.PutUint32(b[57:], uint32(w.n))
+	if w.codec != shardstore.CodecNone {
+		w.compress()
+	}
 	w.dst = finishBatch(w.dst, w.start)
 	w.open = false
+}
+
+// compress replaces the open batch's records with their compression, and
+// sets the codec in its attributes, when that is smaller.
+func (w *batchWriter) compress() {
+	body := w.dst[w.start+batchHeaderSize:]
+	scratch := compressBuf.Get().(*bytes.Buffer)
+	defer compressBuf.Put(scratch)
+	c := compressRecords(scratch, w.codec, body)
+	if c == nil || len(c) >= len(body) {
+		return
+	}
+	w.dst = append(w.dst[:w.start+batchHeaderSize], c...)
+	binary.BigEndian.PutUint16(w.dst[w.start+21:], uint16(w.codec))
 }
 
 // len is the bytes written so far, the open batch included.

@@ -120,10 +120,15 @@ func TestDecodeBatchCodecs(t *testing.T) {
 		{Timestamp: 1002, Key: []byte("k2"), Value: []byte("v2"),
 			Headers: []shardstore.Header{{Key: "h", Value: []byte("hv")}, {Key: "", Value: nil}}},
 	}
-	for _, c := range compressionCodecs {
+	for i, c := range compressionCodecs {
 		t.Run(c.name, func(t *testing.T) {
 			raw := wireBatch{codec: c.codec, firstTs: 1000, records: threeRecords(),
 				producer: &shardstore.Producer{ID: 7, Epoch: 2, BaseSequence: 40}}.build(t)
+			// Each record keeps the batch's codec (compressionCodecs is in
+			// codec order).
+			for j := range want {
+				want[j].Codec = shardstore.Codec(i)
+			}
 			got, err := decodeBatch(raw, batchLimits{MaxMessageBytes: 1 << 20, MaxDecompressedBytes: 1 << 20, Policy: shardstore.PolicyDelete})
 			if err != nil {
 				t.Fatal(err)

@@ -16,7 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 func TestCompressionRoundTrip(t *testing.T) {
@@ -26,12 +28,15 @@ func TestCompressionRoundTrip(t *testing.T) {
 		name  string
 		codec kgo.CompressionCodec
 		attr  uint8 // the batch attribute bits the producer must use
+		// fetched is the codec the consumer's batches come back with: the
+		// producer's, as Kafka answers.
+		fetched uint8
 	}{
-		{"none", kgo.NoCompression(), 0},
-		{"gzip", kgo.GzipCompression(), 1},
-		{"snappy", kgo.SnappyCompression(), 2},
-		{"lz4", kgo.Lz4Compression(), 3},
-		{"zstd", kgo.ZstdCompression(), 4},
+		{"none", kgo.NoCompression(), 0, 0},
+		{"gzip", kgo.GzipCompression(), 1, 1},
+		{"snappy", kgo.SnappyCompression(), 2, 2},
+		{"lz4", kgo.Lz4Compression(), 3, 3},
+		{"zstd", kgo.ZstdCompression(), 4, 4},
 	}
 	for _, tc := range codecs {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,21 +71,106 @@ func TestCompressionRoundTrip(t *testing.T) {
 				return nil
 			})
 
-			got := latestByKey(t, consumeAll(t, b, topic))
+			got, fetched := consumeCodecs(t, b, topic)
 			mu.Lock()
 			if len(used) != 1 {
 				t.Errorf("producer wrote batches with codecs %v, want only %d", used, tc.attr)
 			}
+			if len(fetched) != 1 || fetched[tc.fetched] == 0 {
+				t.Errorf("consumer read batches with codecs %v, want only %d", fetched, tc.fetched)
+			}
 			mu.Unlock()
-			if len(got) != n {
-				t.Fatalf("read %d keys, want %d", len(got), n)
+			checkLatest(t, got, recs)
+			if tc.attr != 4 {
+				return
 			}
-			for _, r := range recs {
-				if v := got[string(r.Key)]; v == nil || *v != string(r.Value) {
-					t.Fatalf("key %s: read %v, want %q", r.Key, v, r.Value)
-				}
+			// A Fetch before v10 cannot carry zstd (KIP-110): such a
+			// consumer reads the same records uncompressed.
+			got, old := consumeCodecs(t, b, topic, kgo.MaxVersions(kversion.V2_0_0()))
+			if len(old) != 1 || old[0] == 0 {
+				t.Errorf("a Fetch v8 consumer read batches with codecs %v, want only uncompressed", old)
 			}
+			checkLatest(t, got, recs)
 		})
+	}
+}
+
+// TestTopicCompressionType: a topic's compression.type, when it names a
+// codec, is what every fetched batch comes compressed with, whatever the
+// producer used, as on Kafka (where the broker recompresses at produce); a
+// change applies to the next fetch.
+func TestTopicCompressionType(t *testing.T) {
+	b := startBroker(t)
+	adm := b.Admin(t)
+	topic := topicName(t)
+	createTopic(t, adm, topic, 1, map[string]string{"compression.type": "lz4"})
+	cl := b.Client(t, kgo.ProducerBatchCompression(kgo.SnappyCompression()))
+	const n = 200
+	var recs []*kgo.Record
+	for i := range n {
+		v := fmt.Sprintf("value-%04d-%s", i, strings.Repeat("xyz", 30))
+		recs = append(recs, kv(topic, fmt.Sprintf("key-%04d", i), &v))
+	}
+	produceSync(t, cl, recs...)
+	read := func(want uint8) {
+		t.Helper()
+		got, fetched := consumeCodecs(t, b, topic)
+		if len(fetched) != 1 || fetched[want] == 0 {
+			t.Errorf("read batches with codecs %v, want only %d", fetched, want)
+		}
+		checkLatest(t, got, recs)
+	}
+	read(3) // lz4, the topic's, not the producer's snappy
+	for _, step := range []struct {
+		value string
+		codec uint8
+	}{{"uncompressed", 0}, {"producer", 2}} {
+		ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+		resps, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Name: "compression.type", Value: &step.value}}, topic)
+		cancel()
+		if err == nil {
+			err = resps[0].Err
+		}
+		if err != nil {
+			t.Fatalf("set compression.type=%s: %v", step.value, err)
+		}
+		waitFor(t, 10*time.Second, 20*time.Millisecond, "compression.type="+step.value+" in force", func() error {
+			if _, fetched := consumeCodecs(t, b, topic); fetched[step.codec] == 0 {
+				return fmt.Errorf("read batches with codecs %v", fetched)
+			}
+			return nil
+		})
+		read(step.codec)
+	}
+}
+
+// consumeCodecs reads topic as consumeAll does and returns the latest value of
+// each key and how many fetched batches came with each codec.
+func consumeCodecs(t *testing.T, b *testBroker, topic string, opts ...kgo.Opt) (map[string]*string, map[uint8]int) {
+	t.Helper()
+	var mu sync.Mutex
+	codecs := map[uint8]int{}
+	recs := consumeAll(t, b, topic, append(opts, kgo.WithHooks(fetchCodecHook(func(c uint8) {
+		mu.Lock()
+		codecs[c]++
+		mu.Unlock()
+	})))...)
+	mu.Lock()
+	defer mu.Unlock()
+	return latestByKey(t, recs), codecs
+}
+
+// checkLatest checks that got, the latest value of each key read back, holds
+// the value of every record of recs (one per key) and no other key.
+func checkLatest(t *testing.T, got map[string]*string, recs []*kgo.Record) {
+	t.Helper()
+	if len(got) != len(recs) {
+		t.Fatalf("read %d keys, want %d", len(got), len(recs))
+	}
+	for _, r := range recs {
+		if v := got[string(r.Key)]; v == nil || *v != string(r.Value) {
+			t.Fatalf("key %s: read %v, want %q", r.Key, v, r.Value)
+		}
 	}
 }
 
@@ -88,6 +178,13 @@ func TestCompressionRoundTrip(t *testing.T) {
 type batchCodecHook func(codec uint8)
 
 func (h batchCodecHook) OnProduceBatchWritten(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.ProduceBatchMetrics) {
+	h(m.CompressionType)
+}
+
+// fetchCodecHook reports the compression codec of every fetched batch.
+type fetchCodecHook func(codec uint8)
+
+func (h fetchCodecHook) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
 	h(m.CompressionType)
 }
 

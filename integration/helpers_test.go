@@ -131,7 +131,7 @@ func listOffsets(t testing.TB, topic string, list func(context.Context) (kadm.Li
 // until it has seen the record just below each partition's high watermark (taken
 // before reading). It needs the last record of each non-empty partition to be live,
 // which holds for any log whose last record is not an expired tombstone.
-func consumeAll(t testing.TB, b *testBroker, topic string) []*kgo.Record {
+func consumeAll(t testing.TB, b *testBroker, topic string, opts ...kgo.Opt) []*kgo.Record {
 	t.Helper()
 	ends := endOffsets(t, b.Admin(t), topic)
 	starts := startOffsets(t, b.Admin(t), topic)
@@ -144,11 +144,11 @@ func consumeAll(t testing.TB, b *testBroker, topic string) []*kgo.Record {
 	if len(want) == 0 {
 		return nil
 	}
-	cl := b.Client(t,
+	cl := b.Client(t, append([]kgo.Opt{
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(200*time.Millisecond),
-	)
+		kgo.FetchMaxWait(200 * time.Millisecond),
+	}, opts...)...)
 	defer cl.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
 	defer cancel()

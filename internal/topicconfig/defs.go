@@ -20,6 +20,7 @@ const (
 	MinCompactionLagMs = "min.compaction.lag.ms"
 	MaxCompactionLagMs = "max.compaction.lag.ms"
 	RemoteStorage      = "remote.storage.enable"
+	CompressionType    = "compression.type"
 )
 
 // Kafka config type names, as DescribeConfigs v3+ reports them.
@@ -62,14 +63,15 @@ var defs = []Def{
 		Doc:      "compact keeps the latest record per key; delete is an append-only log bounded by retention; compact,delete compacts and applies retention; an empty list keeps an append-only log forever",
 		validate: validatePolicy},
 	{Name: "compression.gzip.level", Type: TypeInt, Default: "-1", BrokerName: "compression.gzip.level",
-		Doc: "gzip level when compression.type is gzip (1 to 9, or -1)." + ignored + ": fetched batches are re-encoded uncompressed", validate: gzipLevel},
+		Doc: "gzip level when compression.type is gzip (1 to 9, or -1)." + ignored + ": fetches compress at each codec's fastest level", validate: gzipLevel},
 	{Name: "compression.lz4.level", Type: TypeInt, Default: "9", BrokerName: "compression.lz4.level",
-		Doc: "lz4 level when compression.type is lz4." + ignored + ": fetched batches are re-encoded uncompressed", validate: intBetween(1, 17)},
-	{Name: "compression.type", Type: TypeString, Default: "producer", BrokerName: "compression.type",
-		Doc:      "final compression of the topic's batches." + ignored + ": records are stored one by one and fetched uncompressed",
+		Doc: "lz4 level when compression.type is lz4." + ignored + ": fetches compress at each codec's fastest level", validate: intBetween(1, 17)},
+	{Name: CompressionType, Type: TypeString, Default: "producer", Acts: true, BrokerName: "compression.type",
+		Doc: "the codec of the batches fetches answer with: producer (each record with the codec of the producer batch it came in), " +
+			"uncompressed, gzip, snappy, lz4 or zstd; records are stored uncompressed and compressed as they are fetched",
 		validate: oneOf("uncompressed", "zstd", "lz4", "snappy", "gzip", "producer")},
 	{Name: "compression.zstd.level", Type: TypeInt, Default: "3", BrokerName: "compression.zstd.level",
-		Doc: "zstd level when compression.type is zstd." + ignored + ": fetched batches are re-encoded uncompressed", validate: intBetween(-131072, 22)},
+		Doc: "zstd level when compression.type is zstd." + ignored + ": fetches compress at each codec's fastest level", validate: intBetween(-131072, 22)},
 	{Name: DeleteRetentionMs, Type: TypeLong, Default: "86400000", Acts: true, BrokerName: "log.cleaner.delete.retention.ms",
 		Doc: "compacted topics: how long a tombstone stays readable before it is removed", validate: longAtLeast(0)},
 	{Name: "file.delete.delay.ms", Type: TypeLong, Default: "60000", BrokerName: "log.segment.delete.delay.ms",

@@ -42,6 +42,31 @@ type Config struct {
 	MaxMessageBytes int32
 	// MinCompactionLagMs keeps superseded records readable for that long.
 	MinCompactionLagMs int64
+	// FixedCompression: compression.type names a codec, and fetches answer
+	// every record compressed with Compression (CodecNone for uncompressed).
+	// Otherwise (producer, the default) each record goes with the codec of
+	// the producer batch it came in.
+	FixedCompression bool
+	Compression      shardstore.Codec
+}
+
+// CompressionValue spells the compression as compression.type does.
+func (c Config) CompressionValue() string {
+	if !c.FixedCompression {
+		return "producer"
+	}
+	for name, codec := range compressionCodecs {
+		if codec == c.Compression {
+			return name
+		}
+	}
+	return "uncompressed"
+}
+
+// compressionCodecs maps compression.type's codec names to codecs.
+var compressionCodecs = map[string]shardstore.Codec{
+	"uncompressed": shardstore.CodecNone, "gzip": shardstore.CodecGzip, "snappy": shardstore.CodecSnappy,
+	"lz4": shardstore.CodecLz4, "zstd": shardstore.CodecZstd,
 }
 
 // PolicyValue spells the cleanup policy as cleanup.policy does: "compact",
@@ -143,6 +168,9 @@ func Resolve(overrides, brokerDefaults map[string]string) (Config, error) {
 	mmb, _ := parseInt(get(MaxMessageBytes))
 	c.MaxMessageBytes = int32(mmb)
 	c.MinCompactionLagMs, _ = parseLong(get(MinCompactionLagMs))
+	if v := get(CompressionType); v != "producer" {
+		c.FixedCompression, c.Compression = true, compressionCodecs[v] // validated: one of them
+	}
 	return c, nil
 }
 

@@ -151,6 +151,31 @@ func TestValidateAllCrossChecks(t *testing.T) {
 	}
 }
 
+// TestResolveCompression: compression.type names the codec fetches answer
+// with, producer (the default) each record's own.
+func TestResolveCompression(t *testing.T) {
+	for v, want := range map[string]Config{
+		"producer":     {},
+		"uncompressed": {FixedCompression: true, Compression: shardstore.CodecNone},
+		"gzip":         {FixedCompression: true, Compression: shardstore.CodecGzip},
+		"snappy":       {FixedCompression: true, Compression: shardstore.CodecSnappy},
+		"lz4":          {FixedCompression: true, Compression: shardstore.CodecLz4},
+		"zstd":         {FixedCompression: true, Compression: shardstore.CodecZstd},
+	} {
+		c, err := Resolve(map[string]string{CompressionType: v}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.FixedCompression != want.FixedCompression || c.Compression != want.Compression || c.CompressionValue() != v {
+			t.Errorf("compression.type=%s: %v %v (%s)", v, c.FixedCompression, c.Compression, c.CompressionValue())
+		}
+	}
+	// A broker-level compression.type is the default under the topic's.
+	if c, _ := Resolve(nil, map[string]string{CompressionType: "lz4"}); !c.FixedCompression || c.Compression != shardstore.CodecLz4 {
+		t.Errorf("broker compression.type=lz4: %+v", c)
+	}
+}
+
 func TestResolveLayers(t *testing.T) {
 	c, err := Resolve(nil, nil)
 	if err != nil {

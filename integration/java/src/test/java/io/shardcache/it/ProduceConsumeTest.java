@@ -121,8 +121,8 @@ class ProduceConsumeTest {
 
   /**
    * Every codec the Java producer offers: each batch is decompressed by the broker (which reads
-   * the keys) and read back. Values repeat within a batch, and one is 200 KiB, so an lz4 batch
-   * spans several of the Java client's 64 KiB lz4 blocks.
+   * the keys) and read back, compressed again by the broker with the producer's codec. Values
+   * repeat within a batch, and one is 200 KiB, so an lz4 batch spans several 64 KiB lz4 blocks.
    */
   @Test
   void everyCompressionCodecRoundTrips() throws Exception {
