@@ -6,7 +6,8 @@
 // one broker (harness.StartBroker, --pprof) on a new data directory, creates a
 // compacted topic of -partitions partitions, produces -keys distinct 16-byte
 // keys -versions times each with -value-bytes values (default 100; harness.Produce: acks=all,
-// idempotent, linger 5 ms, 10,000 records buffered, snappy), and then reads it
+// idempotent, linger 5 ms, 10,000 records buffered, -codec: snappy by default;
+// fetches answer with the producer's codec), and then reads it
 // -reads times, each a GlobalKTable-style restore as bench-compare's: a new
 // consumer without a group, franz-go's default fetch sizes, every partition
 // assigned from the earliest offset, read to the end offsets listed before it
@@ -25,7 +26,7 @@
 // Usage:
 //
 //	go run ./integration/bench/readrate -binary bin/shardcache -baseline-binary /tmp/main-shardcache \
-//	    [-keys 1000000 -versions 10] [-value-bytes 100] [-partitions 4] [-reads 2] [-profile-dir DIR]
+//	    [-keys 1000000 -versions 10] [-value-bytes 100] [-codec snappy] [-partitions 4] [-reads 2] [-profile-dir DIR]
 package main
 
 import (
@@ -47,6 +48,7 @@ type config struct {
 	binary, baseline string
 	keys, versions   int
 	valueBytes       int
+	codec            string
 	partitions       int
 	reads            int
 	profileDir       string
@@ -62,6 +64,7 @@ func main() {
 	flag.IntVar(&cfg.versions, "versions", 10, "times each key is written")
 	flag.IntVar(&cfg.valueBytes, "value-bytes", 100, "value size in bytes")
 	flag.IntVar(&cfg.partitions, "partitions", 4, "partitions of the topic")
+	flag.StringVar(&cfg.codec, "codec", "snappy", "the producer's compression: "+harness.CodecNames)
 	flag.IntVar(&cfg.reads, "reads", 2, "full reads after the produce")
 	flag.StringVar(&cfg.profileDir, "profile-dir", "", "write a CPU profile of the broker during the first read here")
 	flag.DurationVar(&cfg.profileFor, "profile-duration", 12*time.Second, "length of that profile")
@@ -73,8 +76,12 @@ func main() {
 		log.Print("-keys, -versions, -partitions and -reads must be positive, -value-bytes not negative")
 		os.Exit(2)
 	}
+	if _, ok := harness.Codecs[cfg.codec]; !ok {
+		log.Printf("unknown -codec %q: %s", cfg.codec, harness.CodecNames)
+		os.Exit(2)
+	}
 	harness.Main(func(ctx context.Context) error {
-		fmt.Printf("%d keys x %d versions, %d-byte values, %d partitions; load average %s\n", cfg.keys, cfg.versions, cfg.valueBytes, cfg.partitions, harness.LoadAverage())
+		fmt.Printf("%d keys x %d versions, %d-byte values, %s, %d partitions; load average %s\n", cfg.keys, cfg.versions, cfg.valueBytes, cfg.codec, cfg.partitions, harness.LoadAverage())
 		fmt.Println("| binary | read | records | seconds | first records after | polls | records/s | broker CPU per record | client CPU per record | load average |")
 		fmt.Println("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
 		bins := []string{cfg.binary}
@@ -116,7 +123,8 @@ func run(ctx context.Context, cfg config, bin, label string) error {
 	}
 	prod, err := harness.Produce(ctx, harness.ProduceConfig{Seeds: []string{b.KafkaAddr}, Topic: topic,
 		Records: cfg.keys * cfg.versions, Keys: cfg.keys, KeyBytes: 16, ValueBytes: cfg.valueBytes,
-		Linger: 5 * time.Millisecond, MaxBuffered: 10_000})
+		Linger: 5 * time.Millisecond, MaxBuffered: 10_000,
+		ClientOpts: []kgo.Opt{kgo.ProducerBatchCompression(harness.Codecs[cfg.codec])}})
 	if err != nil {
 		return fmt.Errorf("produce: %w", err)
 	}

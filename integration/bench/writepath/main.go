@@ -89,15 +89,6 @@ type config struct {
 	codec          string
 }
 
-// codecs are the -codec names and franz-go's codecs.
-var codecs = map[string]kgo.CompressionCodec{
-	"none":   kgo.NoCompression(),
-	"gzip":   kgo.GzipCompression(),
-	"snappy": kgo.SnappyCompression(),
-	"lz4":    kgo.Lz4Compression(),
-	"zstd":   kgo.ZstdCompression(),
-}
-
 func main() {
 	var cfg config
 	w := &cfg.workload
@@ -118,7 +109,7 @@ func main() {
 	flag.StringVar(&cfg.brokerArgs, "broker-args", "", "extra broker flags, space separated")
 	flag.BoolVar(&cfg.restart, "restart", true, "measure restart to serving after SIGTERM and after SIGKILL")
 	flag.IntVar(&cfg.newKeys, "new-keys-after-restart", 0, "with -restart, records of new keys to produce right after the SIGTERM restart")
-	flag.StringVar(&cfg.codec, "codec", "snappy", "the producer's compression: none, gzip, snappy, lz4, zstd")
+	flag.StringVar(&cfg.codec, "codec", "snappy", "the producer's compression: "+harness.CodecNames)
 	flag.Parse()
 	log.SetFlags(0)
 	log.SetPrefix("writepath: ")
@@ -126,7 +117,7 @@ func main() {
 		log.Print(err)
 		os.Exit(2)
 	}
-	w.ClientOpts = append(w.ClientOpts, kgo.ProducerBatchCompression(codecs[cfg.codec]))
+	w.ClientOpts = append(w.ClientOpts, kgo.ProducerBatchCompression(harness.Codecs[cfg.codec]))
 	harness.Main(func(ctx context.Context) error { return run(ctx, cfg) })
 }
 
@@ -136,8 +127,8 @@ func (c config) validate() error {
 	if err := w.Validate(); err != nil {
 		return err
 	}
-	if _, ok := codecs[c.codec]; !ok {
-		return fmt.Errorf("unknown -codec %q: none, gzip, snappy, lz4 or zstd", c.codec)
+	if _, ok := harness.Codecs[c.codec]; !ok {
+		return fmt.Errorf("unknown -codec %q: %s", c.codec, harness.CodecNames)
 	}
 	switch {
 	case c.rounds <= 0:
