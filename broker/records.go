@@ -432,10 +432,10 @@ func appendBatch(dst []byte, epoch int32, recs []shardstore.Record) []byte {
 // every record when fixed (the topic's compression.type names one), when
 // codecs has it (fetch_compress.go), and is compressed as it closes;
 // otherwise, or when compressing does not make it smaller, it goes
-// uncompressed. size says what
-// a record would add, uncompressed, before add adds it, so the fetch path
-// fills a byte limit without a second pass: the limit counts records
-// uncompressed, and a compressed answer comes in under it.
+// uncompressed. size says what a record would add, uncompressed, before add
+// adds it, so the fetch path fills a byte limit without a second pass: the
+// limit counts records uncompressed, and a compressed answer comes in under
+// it.
 type batchWriter struct {
 	dst    []byte
 	epoch  int32
