@@ -82,11 +82,18 @@ func compressRecords(scratch *bytes.Buffer, c shardstore.Codec, src []byte) []by
 	scratch.Reset()
 	switch c {
 	case shardstore.CodecSnappy:
-		scratch.Grow(s2.MaxEncodedLen(len(src)))
-		return s2.EncodeSnappy(scratch.AvailableBuffer()[:s2.MaxEncodedLen(len(src))], src)
+		n := s2.MaxEncodedLen(len(src))
+		if n < 0 { // over 4 GiB: never a fetch answer, but Grow would panic
+			return nil
+		}
+		scratch.Grow(n)
+		return s2.EncodeSnappy(scratch.AvailableBuffer()[:n], src)
 	case shardstore.CodecLz4:
 		return compressStream(&lz4Writers, scratch, src)
 	case shardstore.CodecZstd:
+		// Room for the worst case first, so the pooled buffer grows to it
+		// once rather than EncodeAll allocating per answer.
+		scratch.Grow(zstdEncoder().MaxEncodedSize(len(src)))
 		return zstdEncoder().EncodeAll(src, scratch.AvailableBuffer())
 	case shardstore.CodecGzip:
 		return compressStream(&gzipWriters, scratch, src)
