@@ -303,7 +303,7 @@ func (b *Batch) resolve(p *pendingShard, recs []Record) (resolved, error) {
 			res.newCost += keyCacheCost(k)
 			continue
 		}
-		if e, ok := p.sh.cache[k]; ok {
+		if e, ok := p.sh.cache.get(k); ok {
 			res.olds[j], res.found[j] = e, true
 			continue
 		}

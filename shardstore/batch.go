@@ -361,7 +361,7 @@ func (s *Store) apply(b *Batch) {
 		}
 		sh := s.shards[id]
 		if sh == nil {
-			sh = &shard{id: id, cache: make(map[string]keyEntry), cacheComplete: true, due: emptyDue()}
+			sh = &shard{id: id, cache: newKeyTable(0), cacheComplete: true, due: emptyDue()}
 			s.shards[id] = sh
 		}
 		sh.mu.Lock()
@@ -402,18 +402,26 @@ func (s *Store) apply(b *Batch) {
 	}
 }
 
-// keyCacheEntryOverhead is what one key cache entry costs beyond its key's
-// bytes: the map slot (string header and keyEntry, 40 bytes) at the map's
-// lowest load factor, its control byte, and the smallest keys' size-class
-// rounding. keyCacheCost adds a quarter of the key's length for the rounding
-// of larger keys (up to 25% just above 32 KiB, where allocations round to
-// 8 KiB pages). TestKeyCacheEntryCost checks it against measured memory.
-const keyCacheEntryOverhead = 108
+// keyCacheEntryOverhead is what one key cache entry (keytable.go) costs
+// beyond its key's bytes, at worst: its record's entry and length (20 + 3),
+// and its 8-byte slot at the table's lowest load, 3/8 (21.3). keyCacheCost
+// adds a quarter of the key's length for the newest chunk's unused end (up
+// to a sixteenth) and, for a key with a chunk of its own, the allocation's
+// size-class rounding (up to 25% just above 32 KiB, where allocations round
+// to 8 KiB pages) and the chunk's slice header (bigKeyOverhead).
+// TestKeyCacheEntryCost checks it against measured memory.
+const (
+	keyCacheEntryOverhead = 44
+	bigKeyOverhead        = 64
+)
 
-// keyCacheCost is what caching key is charged against KeyCacheBytes: about
-// 128 bytes for a 16-byte key.
+// keyCacheCost is what caching key is charged against KeyCacheBytes: 64
+// bytes for a 16-byte key (128 with the Go map the cache was before).
 func keyCacheCost(key string) int64 {
 	n := int64(len(key))
+	if n+entryBytes+3 > bigRecord {
+		return n + n/4 + keyCacheEntryOverhead + bigKeyOverhead
+	}
 	return n + n/4 + keyCacheEntryOverhead
 }
 
@@ -423,20 +431,18 @@ func keyCacheCost(key string) int64 {
 // what they cost then. sh.mu is held.
 func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry, charged bool) (added int64) {
 	for k, ov := range keys {
-		_, had := sh.cache[k]
 		if !ov.live {
-			if had {
-				s.uncache(sh, k)
-			}
+			s.uncache(sh, k)
 			continue
 		}
-		if !had {
+		// One probe for a key the cache has, the common case.
+		if !sh.cache.update(k, ov.e) {
 			cost := keyCacheCost(k)
 			if charged {
 				// Commit charged it (settleCacheOnly); a cache-only
 				// shard evicts nothing.
 				sh.cacheBytes += cost
-				sh.cache[k] = ov.e
+				sh.cache.set(k, ov.e)
 				added += cost
 				continue
 			}
@@ -460,8 +466,8 @@ func (s *Store) mergeCache(sh *shard, keys map[string]ovEntry, charged bool) (ad
 			}
 			s.cached.Add(cost)
 			sh.cacheBytes += cost
+			sh.cache.set(k, ov.e)
 		}
-		sh.cache[k] = ov.e
 	}
 	return added
 }
@@ -490,14 +496,12 @@ func (s *Store) spill(sh *shard) {
 		return
 	}
 	sh.cacheComplete = false
-	room := 2 * len(sh.cache)
+	room := 2 * sh.cache.len()
 	if s.filtered.Load()+keyFilterPartBytes(room) > s.filterCap {
 		return
 	}
 	f := newKeyFilter(room)
-	for k := range sh.cache {
-		f.add(f.hash(k))
-	}
+	sh.cache.each(func(k []byte, _ keyEntry) { f.add(f.hashBytes(k)) })
 	sh.filter = f
 	s.filtered.Add(f.bytes)
 }
@@ -530,9 +534,12 @@ func (s *Store) dropFilter(slot **keyFilter) {
 	}
 }
 
-// uncache removes key from sh's cache and its charge. sh.mu is held.
+// uncache removes key from sh's cache and its charge, if the cache has it.
+// sh.mu is held.
 func (s *Store) uncache(sh *shard, key string) {
-	delete(sh.cache, key)
+	if !sh.cache.delete(key) {
+		return
+	}
 	cost := keyCacheCost(key)
 	s.cached.Add(-cost)
 	sh.cacheBytes -= cost
@@ -541,12 +548,13 @@ func (s *Store) uncache(sh *shard, key string) {
 // evictOne drops an arbitrary entry of sh's cache; false if it is empty.
 // sh.mu is held.
 func (s *Store) evictOne(sh *shard) bool {
-	for k := range sh.cache {
-		s.spill(sh)
-		s.uncache(sh, k)
-		return true
+	k, ok := sh.cache.anyKey()
+	if !ok {
+		return false
 	}
-	return false
+	s.spill(sh)
+	s.uncache(sh, k)
+	return true
 }
 
 // dropCache empties sh's cache (the shard is removed or reloaded). sh.mu is
@@ -572,7 +580,7 @@ func (b *Batch) lookupKey(p *pendingShard, key []byte) (keyEntry, bool, error) {
 		return keyEntry{}, false, nil
 	}
 	p.sh.mu.Lock()
-	e, ok := p.sh.cache[string(key)]
+	e, ok := p.sh.cache.get(bytesView(key))
 	known := ok || p.sh.cacheComplete || p.sh.filter != nil && !p.sh.filter.mayContain(p.sh.filter.hashBytes(key))
 	p.sh.mu.Unlock()
 	if known {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -81,7 +82,7 @@ func (b *Batch) settleCacheOnly(p *pendingShard) {
 		p.charged = true
 		return
 	}
-	var cache map[string]keyEntry
+	var cache *keyTable
 	if !p.fresh && p.sh != nil {
 		// Batches of a shard commit one at a time, so its cache is what
 		// this batch was built on until apply merges it.
@@ -97,12 +98,12 @@ func (b *Batch) settleCacheOnly(p *pendingShard) {
 		// Start draining: this batch's Appends wrote no entries.
 		p.draining = true
 		b.setEntries(p, sortedLiveKeys(p.keys), cache)
-		keys := make([]string, 0, len(cache))
-		for k := range cache {
-			if _, changed := p.keys[k]; !changed {
-				keys = append(keys, k)
+		keys := make([]string, 0, cache.len())
+		cache.each(func(k []byte, _ keyEntry) {
+			if _, changed := p.keys[string(k)]; !changed {
+				keys = append(keys, string(k))
 			}
-		}
+		})
 		if len(keys) <= b.s.drainSortAside {
 			slices.Sort(keys)
 			p.drain = keys
@@ -186,7 +187,7 @@ func sortedLiveKeys(keys map[string]ovEntry) []string {
 // setEntries writes the key index entries of keys (in the given order): the
 // batch's own entry for a key it changed, else the cache's. A key neither has
 // live is skipped.
-func (b *Batch) setEntries(p *pendingShard, keys []string, cache map[string]keyEntry) {
+func (b *Batch) setEntries(p *pendingShard, keys []string, cache *keyTable) {
 	for _, k := range keys {
 		var e keyEntry
 		if ov, changed := p.keys[k]; changed {
@@ -194,7 +195,7 @@ func (b *Batch) setEntries(p *pendingShard, keys []string, cache map[string]keyE
 				continue
 			}
 			e = ov.e
-		} else if ce, ok := cache[k]; ok {
+		} else if ce, ok := cache.get(k); ok {
 			e = ce
 		} else {
 			continue
@@ -208,13 +209,13 @@ func (b *Batch) setEntries(p *pendingShard, keys []string, cache map[string]keyE
 // writeIndex writes shard p's whole key index into the batch, in key order,
 // and ends cache-only (a drain in progress with it). The batch's new keys
 // are charged by apply, as for any indexed shard.
-func (b *Batch) writeIndex(p *pendingShard, cache map[string]keyEntry) {
-	keys := make([]string, 0, len(cache)+len(p.keys))
-	for k := range cache {
-		if _, changed := p.keys[k]; !changed {
-			keys = append(keys, k)
+func (b *Batch) writeIndex(p *pendingShard, cache *keyTable) {
+	keys := make([]string, 0, cache.len()+len(p.keys))
+	cache.each(func(k []byte, _ keyEntry) {
+		if _, changed := p.keys[string(k)]; !changed {
+			keys = append(keys, string(k))
 		}
-	}
+	})
 	for k, ov := range p.keys {
 		if ov.live {
 			keys = append(keys, k)
@@ -245,7 +246,7 @@ func (p *pendingShard) needIndex() {
 // rebuildIndex reads the key index of cache-only shard id from its records:
 // record key -> entry. keys is the live keys and tombstones its meta counts,
 // which the result must match.
-func (s *Store) rebuildIndex(id ShardID, keys int64) (map[string]keyEntry, error) {
+func (s *Store) rebuildIndex(id ShardID, keys int64) (*keyTable, error) {
 	staged, err := s.stagedOffsets(id)
 	if err != nil {
 		return nil, err
@@ -255,7 +256,7 @@ func (s *Store) rebuildIndex(id ShardID, keys int64) (map[string]keyEntry, error
 		return nil, err
 	}
 	defer it.Close()
-	index := make(map[string]keyEntry, keys)
+	index := newKeyTable(int(min(keys, maxPresize)))
 	for ok := it.First(); ok; ok = it.Next() {
 		off := recordOffset(it.Key())
 		if _, open := staged[off]; open {
@@ -275,13 +276,13 @@ func (s *Store) rebuildIndex(id ShardID, keys int64) (map[string]keyEntry, error
 		if err != nil || v[1]&recFlagKeyNil != 0 {
 			return nil, fmt.Errorf("shardstore: record %d of cache-only shard %d: no key: %w", off, id, errCorrupt)
 		}
-		index[string(key)] = keyEntry{offset: off, appendMs: appendMs, size: int32(len(v)), tomb: v[1]&recFlagValueNil != 0}
+		index.set(bytesView(key), keyEntry{offset: off, appendMs: appendMs, size: int32(len(v)), tomb: v[1]&recFlagValueNil != 0})
 	}
 	if err := it.Error(); err != nil {
 		return nil, err
 	}
-	if int64(len(index)) != keys {
-		return nil, fmt.Errorf("shardstore: cache-only shard %d: its records hold %d keys, its meta counts %d: %w", id, len(index), keys, errCorrupt)
+	if int64(index.len()) != keys {
+		return nil, fmt.Errorf("shardstore: cache-only shard %d: its records hold %d keys, its meta counts %d: %w", id, index.len(), keys, errCorrupt)
 	}
 	return index, nil
 }
@@ -334,25 +335,25 @@ func (s *Store) loadCacheOnly(sh *shard) error {
 		return err
 	}
 	var cost int64
-	for k := range index {
-		cost += keyCacheCost(k)
-	}
+	index.each(func(k []byte, _ keyEntry) { cost += keyCacheCost(bytesView(k)) })
 	if s.cached.Add(cost) <= s.cacheCap {
 		sh.cache, sh.cacheBytes, sh.cacheComplete = index, cost, true
 		return nil
 	}
 	s.cached.Add(-cost)
-	keys := make([]string, 0, len(index))
-	for k := range index {
-		keys = append(keys, k)
+	type indexed struct {
+		key string
+		e   keyEntry
 	}
-	slices.Sort(keys)
+	keys := make([]indexed, 0, index.len())
+	index.each(func(k []byte, e keyEntry) { keys = append(keys, indexed{string(k), e}) })
+	slices.SortFunc(keys, func(a, b indexed) int { return strings.Compare(a.key, b.key) })
 	pb := s.db.NewBatch()
 	defer pb.Close()
 	var kbuf, vbuf []byte
 	for _, k := range keys {
-		kbuf = keyIndexKeyInto(kbuf, sh.id, []byte(k))
-		vbuf = index[k].appendTo(vbuf[:0])
+		kbuf = keyIndexKeyInto(kbuf, sh.id, []byte(k.key))
+		vbuf = k.e.appendTo(vbuf[:0])
 		if err := pb.Set(kbuf, vbuf, nil); err != nil {
 			return err
 		}
@@ -363,7 +364,7 @@ func (s *Store) loadCacheOnly(sh *shard) error {
 	if err := pb.Commit(pebble.NoSync); err != nil {
 		return fmt.Errorf("shardstore: write key index of shard %d: %w", sh.id, err)
 	}
-	sh.cache, sh.cacheBytes, sh.cacheComplete, sh.cacheOnly = make(map[string]keyEntry), 0, sh.st.LiveKeys+sh.st.Tombstones == 0, false
+	sh.cache, sh.cacheBytes, sh.cacheComplete, sh.cacheOnly = newKeyTable(0), 0, sh.st.LiveKeys+sh.st.Tombstones == 0, false
 	s.log.Info("shard key index written to Pebble: its keys do not fit in the key cache", "shard", sh.id, "keys", len(keys))
 	return nil
 }

@@ -634,9 +634,7 @@ func (c *coStore) checkCharges() {
 	for id, sh := range c.s.shards {
 		sh.mu.Lock()
 		var cost int64
-		for k := range sh.cache {
-			cost += keyCacheCost(k)
-		}
+		sh.cache.each(func(k []byte, _ keyEntry) { cost += keyCacheCost(string(k)) })
 		charged := sh.cacheBytes
 		sh.mu.Unlock()
 		if cost != charged {

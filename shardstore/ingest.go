@@ -546,7 +546,7 @@ func (s *Store) reloadShards(group uint32, ids []ShardID) error {
 		sh.hint.reset()
 		if m.found {
 			sh.st = m.st
-			sh.cache = make(map[string]keyEntry)
+			sh.cache = newKeyTable(0)
 			sh.cacheComplete = m.st.LiveKeys+m.st.Tombstones == 0
 			// A drain of the replaced keys ends with them.
 			sh.cacheOnly, sh.draining, sh.drain, sh.drainSort = false, false, nil, nil

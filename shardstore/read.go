@@ -223,7 +223,7 @@ func (s *Store) lookupCacheOnly(id ShardID, key []byte) (rec Record, ok bool, er
 	sh.commitMu.RLock()
 	defer sh.commitMu.RUnlock()
 	sh.mu.Lock()
-	e, found := sh.cache[string(key)]
+	e, found := sh.cache.get(bytesView(key))
 	cacheOnly := sh.cacheOnly
 	sh.mu.Unlock()
 	if !cacheOnly {

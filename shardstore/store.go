@@ -30,8 +30,8 @@ const (
 	// DefaultLogDirName is where the Raft log DB lives inside the store's
 	// directory when Options.LogDir is empty.
 	DefaultLogDirName = "raftlog"
-	// DefaultKeyCacheBytes holds 2^20 entries of 16-byte keys (128 bytes
-	// each), the key cache's former bound in entries.
+	// DefaultKeyCacheBytes holds 2^21 entries of 16-byte keys (64 bytes
+	// each, keyCacheCost); it held 2^20 while the cache was a Go map.
 	DefaultKeyCacheBytes = 128 << 20
 )
 
@@ -161,7 +161,7 @@ type shard struct {
 	// Entries are exact copies of the key index; a missing entry says nothing
 	// unless cacheComplete, which holds while the cache has every key index
 	// entry (a shard created or opened empty, nothing evicted yet).
-	cache         map[string]keyEntry
+	cache         *keyTable
 	cacheComplete bool
 	// cacheOnly: the cache is the shard's whole key index, which Pebble does
 	// not hold (cacheonly.go). It implies cacheComplete.
@@ -387,7 +387,7 @@ func (s *Store) load() error {
 		s.shards[pk.shard] = &shard{
 			id:            pk.shard,
 			st:            st,
-			cache:         make(map[string]keyEntry),
+			cache:         newKeyTable(0),
 			cacheComplete: st.LiveKeys+st.Tombstones == 0,
 			cacheOnly:     cacheOnly,
 		}
