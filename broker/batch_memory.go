@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/shardcache/shardcache/shardstore"
 	"github.com/twmb/franz-go/pkg/kerr"
 )
 
@@ -86,6 +87,7 @@ func (b *Broker) decodeProduceBatch(ctx context.Context, raw []byte, lim batchLi
 		charged = 0
 	}
 	var shape recordsShape
+	var recs []shardstore.Record // decoded by the scan, from this attempt's body
 	scanned := false
 	for attempt := 0; ; attempt++ {
 		if err := b.chargeBatch(ctx, batchMemory(size, decompressedSize(compressed, size), h.numRecords, shape), &charged, lim.BeforeWait); err != nil {
@@ -108,11 +110,14 @@ func (b *Broker) decodeProduceBatch(ctx context.Context, raw []byte, lim batchLi
 			}
 		}
 		if !scanned {
-			if shape, err = scanRecords(body, h); err != nil {
+			recs = make([]shardstore.Record, h.numRecords) // charged from the start
+			if shape, err = scanRecords(body, h, recs); err != nil {
 				release()
 				return decodedBatch{}, 0, err
 			}
 			scanned = true
+		} else {
+			recs = nil // they alias an earlier attempt's body
 		}
 		// The decompression buffer may be larger than the records it holds
 		// (the limit was an estimate); the records keep all of it alive.
@@ -132,7 +137,7 @@ func (b *Broker) decodeProduceBatch(ctx context.Context, raw []byte, lim batchLi
 			release()
 			return decodedBatch{}, 0, fmt.Errorf("broker: batch needs %d bytes after charging %d", need, charged)
 		}
-		batch, err := decodeRecords(body, h, shape, lim)
+		batch, err := decodeRecords(body, h, shape, lim, recs)
 		if err != nil {
 			release()
 			return decodedBatch{}, 0, err

@@ -77,7 +77,7 @@ func TestBatchMemoryCoversProduce(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		shape, err := scanRecords(body, h)
+		shape, err := scanRecords(body, h, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
