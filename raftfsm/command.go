@@ -596,6 +596,13 @@ func (d *decoder) bool() bool {
 // that encodes back to another key (FuzzACLKey), which deleting its binding
 // would leave behind.
 func (d *decoder) uvarint() uint64 {
+	// One byte, the common case (counts, short lengths), without
+	// binary.Uvarint's loop; a single byte is always canonical.
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		v := uint64(d.b[0])
+		d.b = d.b[1:]
+		return v
+	}
 	v, n := binary.Uvarint(d.b)
 	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.fail("uvarint")
@@ -606,6 +613,11 @@ func (d *decoder) uvarint() uint64 {
 }
 
 func (d *decoder) varint() int64 {
+	if len(d.b) > 0 && d.b[0] < 0x80 {
+		u := uint64(d.b[0])
+		d.b = d.b[1:]
+		return int64(u>>1) ^ -int64(u&1)
+	}
 	v, n := binary.Varint(d.b)
 	if n <= 0 || n > 1 && d.b[n-1] == 0 {
 		d.fail("varint")
