@@ -14,7 +14,7 @@ import (
 // and whose key pointers the garbage collector scanned on every cycle. The
 // key cache is looked up for every record a compacted shard takes and
 // written for every record applied, so those misses were most of the write
-// path's map cost (README, Benchmarks, "Key cache table").
+// path's map cost (README, Benchmarks, "The key cache as a table").
 //
 // Layout: an open-addressed table of 8-byte slots with linear probing, and
 // the entries in byte chunks. A slot holds a 20-bit tag of the key's hash
@@ -22,7 +22,7 @@ import (
 // touching a chunk. A chunk record is the keyEntry (20 bytes), the key's
 // length (uvarint) and the key, so the key and its entry share a cache line.
 // Neither slots nor chunks hold pointers: the garbage collector never scans
-// them. About 38 + 8/load bytes per 16-byte key (keyCacheCost).
+// them. About 37 + 8/load bytes per 16-byte key (keyCacheCost).
 //
 // A keyTable is not safe for concurrent use; the shard's mu guards it.
 type keyTable struct {
