@@ -36,6 +36,10 @@ type keyTable struct {
 	used   int // bytes of the entries' records in chunks
 	dead   int // bytes of removed entries' records, until compact
 	cursor int // where anyKey looks next
+	// fromTag is the largest log2 table size whose home slots come from the
+	// tags (tagBits); tests lower it to reach the rehashing path with small
+	// tables.
+	fromTag uint
 }
 
 const (
@@ -67,13 +71,9 @@ const (
 	maxPresize = 1 << 20
 )
 
-// homeFromTag is the largest log2 table size whose home slots come from the
-// tags; tests lower it to reach the other path with small tables.
-var homeFromTag uint = tagBits
-
 // newKeyTable returns an empty table with room for n entries before it grows.
 func newKeyTable(n int) *keyTable {
-	t := &keyTable{seed: maphash.MakeSeed(), cur: -1}
+	t := &keyTable{seed: maphash.MakeSeed(), cur: -1, fromTag: tagBits}
 	if n > 0 {
 		t.resize(slotsFor(min(n, maxPresize)))
 	}
@@ -224,7 +224,7 @@ func (t *keyTable) delete(key string) bool {
 // home returns the home slot of the entry in slot s: from its tag while the
 // table has at most 2^tagBits slots, else from its key's hash.
 func (t *keyTable) home(s uint64) int {
-	if b := 64 - t.shift; b <= homeFromTag {
+	if b := 64 - t.shift; b <= t.fromTag {
 		return int((s >> refBits) >> (tagBits - b))
 	}
 	return int(t.hash(bytesView(keyOf(t.record(s&refMask)))) >> t.shift)

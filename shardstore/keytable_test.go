@@ -33,8 +33,9 @@ func checkTable(t *testing.T, tab *keyTable, want map[string]keyEntry) {
 
 // runTableOps applies ops, read from b two bytes at a time (operation, key
 // number), to a keyTable and to a map, and checks they agree.
-func runTableOps(t *testing.T, b []byte, keyLen func(i int) int) {
+func runTableOps(t *testing.T, b []byte, fromTag uint, keyLen func(i int) int) {
 	tab := newKeyTable(0)
+	tab.fromTag = fromTag
 	want := map[string]keyEntry{}
 	key := func(i byte) string {
 		return fmt.Sprintf("%03d-%s", i, bytes.Repeat([]byte{'k'}, keyLen(int(i))))
@@ -86,12 +87,10 @@ func runTableOps(t *testing.T, b []byte, keyLen func(i int) int) {
 // sets, updates and deletes, with keys that share chunks and keys with a
 // chunk of their own (past bigRecord), through growth, backward-shift
 // deletes and chunk compaction; once with home slots from the tags, once
-// from rehashed keys (homeFromTag lowered).
+// from rehashed keys (fromTag lowered).
 func TestKeyTable(t *testing.T) {
 	for _, fromTag := range []uint{tagBits, 2} {
-		t.Run(fmt.Sprintf("homeFromTag=%d", fromTag), func(t *testing.T) {
-			defer func(v uint) { homeFromTag = v }(homeFromTag)
-			homeFromTag = fromTag
+		t.Run(fmt.Sprintf("fromTag=%d", fromTag), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, uint64(fromTag)))
 			for round := range 20 {
 				ops := make([]byte, 20000)
@@ -105,7 +104,7 @@ func TestKeyTable(t *testing.T) {
 						ops[i] = 0
 					}
 				}
-				runTableOps(t, ops, func(i int) int {
+				runTableOps(t, ops, fromTag, func(i int) int {
 					if i%50 == 0 {
 						return bigRecord + i
 					}
@@ -128,7 +127,7 @@ func TestKeyTableLarge(t *testing.T) {
 	for i := range n {
 		tab.set(key(i), keyEntry{offset: int64(i)})
 	}
-	if len(tab.slots) <= 1<<homeFromTag {
+	if len(tab.slots) <= 1<<tab.fromTag {
 		t.Fatalf("%d slots: the table never left tag-derived home slots", len(tab.slots))
 	}
 	for i := 0; i < n; i += 2 {
@@ -152,11 +151,11 @@ func FuzzKeyTable(f *testing.F) {
 	f.Add([]byte{0, 1, 0, 2, 3, 1, 2, 2, 0, 1})
 	f.Add(bytes.Repeat([]byte{0, 7, 3, 7}, 50))
 	f.Fuzz(func(t *testing.T, ops []byte) {
-		defer func(v uint) { homeFromTag = v }(homeFromTag)
+		fromTag := uint(tagBits)
 		if len(ops) > 0 && ops[0]&1 == 1 {
-			homeFromTag = 1
+			fromTag = 1
 		}
-		runTableOps(t, ops, func(i int) int {
+		runTableOps(t, ops, fromTag, func(i int) int {
 			if i%64 == 63 {
 				return bigRecord
 			}
