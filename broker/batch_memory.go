@@ -110,6 +110,10 @@ func (b *Broker) decodeProduceBatch(ctx context.Context, raw []byte, lim batchLi
 			}
 		}
 		if !scanned {
+			if err := checkRecordCount(body, h); err != nil {
+				release()
+				return decodedBatch{}, 0, err
+			}
 			recs = make([]shardstore.Record, h.numRecords) // charged from the start
 			if shape, err = scanRecords(body, h, recs); err != nil {
 				release()

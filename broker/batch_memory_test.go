@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -194,5 +196,45 @@ func TestDecodeProduceBatchStreamedZstd(t *testing.T) {
 	}}.build(t)
 	if _, _, err := b.decodeProduceBatch(t.Context(), raw, lim); !errors.Is(err, kerr.CorruptMessage) {
 		t.Fatalf("corrupt frame: %v, want CORRUPT_MESSAGE", err)
+	}
+}
+
+// TestDecodeBatchCountPastRecords: a compressed batch of three records whose
+// header claims 200,000 is refused as corrupt once decompressed, before the
+// records are allocated (about 20 MB for that count), by both decoders; the
+// produce decoder gives back everything it charged.
+func TestDecodeBatchCountPastRecords(t *testing.T) {
+	const claimed = 200_000
+	raw := wireBatch{codec: kgo.SnappyCompression(), records: threeRecords(), mutate: func(b *kmsg.RecordBatch) {
+		b.NumRecords = claimed
+		b.LastOffsetDelta = claimed - 1
+	}}.build(t)
+	lim := batchLimits{MaxDecompressedBytes: 16 << 20, Policy: shardstore.PolicyDelete}
+	// Room for what the claimed count is charged (about 320 bytes a record).
+	b := &Broker{budget: newBudget(256<<20, 32<<20)}
+	decoders := map[string]func() error{
+		"decodeBatch": func() error { _, err := decodeBatch(raw, lim); return err },
+		"decodeProduceBatch": func() error {
+			_, charged, err := b.decodeProduceBatch(t.Context(), raw, lim)
+			b.budget.release(charged)
+			return err
+		},
+	}
+	for name, decode := range decoders {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			err := decode()
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, kerr.CorruptMessage) || !strings.Contains(err.Error(), "claims 200000 records") {
+				t.Fatalf("err = %v, want CORRUPT_MESSAGE naming the claimed count", err)
+			}
+			if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+				t.Fatalf("allocated %d bytes refusing a batch of %d bytes", n, len(raw))
+			}
+			if n := b.budget.inUse(); n != 0 {
+				t.Fatalf("%d bytes still charged to the budget", n)
+			}
+		})
 	}
 }

@@ -210,6 +210,9 @@ func decodeBatch(raw []byte, lim batchLimits) (decodedBatch, error) {
 			return decodedBatch{}, err
 		}
 	}
+	if err := checkRecordCount(body, h); err != nil {
+		return decodedBatch{}, err
+	}
 	recs := make([]shardstore.Record, h.numRecords)
 	shape, err := scanRecords(body, h, recs)
 	if err != nil {
@@ -234,6 +237,18 @@ func decompressBatch(body []byte, codec int16, limit, max int) ([]byte, error) {
 			msg: fmt.Sprintf("record batch decompresses to more than %d bytes", max)}
 	}
 	return nil, corrupt("record batch does not decompress: %v", err)
+}
+
+// checkRecordCount refuses a batch whose records, decompressed, cannot hold
+// the records its header counts. parseBatchHeader could only bound a
+// compressed batch's count by what it may decompress to; this runs before
+// the records are allocated, so a small compressed batch claiming millions of
+// records costs nothing.
+func checkRecordCount(body []byte, h batchHeader) error {
+	if int64(h.numRecords) > int64(len(body)/minRecordSize) {
+		return corrupt("record batch claims %d records in %d bytes of records", h.numRecords, len(body))
+	}
+	return nil
 }
 
 // recordsShape is what scanRecords learns about a batch's records before
