@@ -19,6 +19,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +36,12 @@ const (
 	kgoModule = "github.com/twmb/franz-go"
 )
 
+// The SCRAM user of TestKgoSuite's SASL broker.
+const (
+	kgoScramUser     = "kgo"
+	kgoScramPassword = "kgo-secret"
+)
+
 // TestKgoSuite runs the allowlisted franz-go pkg/kgo tests against a fresh broker with
 // delete as the default cleanup policy (the suite checks every produced record comes back,
 // which a compacted topic would not promise), and fails unless every listed test passes.
@@ -47,6 +54,19 @@ func TestKgoSuite(t *testing.T) {
 	}
 	src := kgoModuleCopy(t, goBin, root)
 	b := startBroker(t, "--default-cleanup-policy=delete")
+	// TestSCRAMAuth and TestSCRAMAuthBadCredentials want a SASL listener
+	// (KGO_TEST_SCRAM_SEEDS) and a user of it (KGO_TEST_SCRAM): a second
+	// broker whose bootstrap user is that user.
+	scramAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	if len(externalSeeds) == 0 {
+		t.Setenv("SHARDCACHE_SASL_BOOTSTRAP_PASSWORD", kgoScramPassword)
+		startBroker(t, "--listeners=PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://"+scramAddr,
+			"--sasl-bootstrap-user="+kgoScramUser)
+	} else {
+		// An external cluster has no such user: the two tests would skip.
+		allow = slices.DeleteFunc(allow, func(name string) bool { return strings.HasPrefix(name, "TestSCRAMAuth") })
+		t.Logf("external cluster: not running the SCRAM tests")
+	}
 
 	args := []string{"test", "-race", "-count=1", "-v", "-timeout", "8m",
 		"-run", "^(" + strings.Join(allow, "|") + ")$", "./pkg/kgo/"}
@@ -54,6 +74,9 @@ func TestKgoSuite(t *testing.T) {
 		"KGO_SEEDS":        b.KafkaAddr,
 		"KGO_TEST_RF":      "1",
 		"KGO_TEST_RECORDS": "20000",
+		// SCRAM-SHA-256, franz-go's default for this DSL.
+		"KGO_TEST_SCRAM_SEEDS": scramAddr,
+		"KGO_TEST_SCRAM":       kgoScramUser + ":" + kgoScramPassword,
 		// The module copy is complete (go.sum included): never edit it, never touch
 		// the network.
 		"GOFLAGS": "-mod=readonly", "GOWORK": "off", "GOPROXY": "off", "GOTOOLCHAIN": "local",
