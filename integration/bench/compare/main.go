@@ -25,14 +25,17 @@
 //     records (Produce blocks when it is full). Reported: records/s and the p50
 //     and p99 of the Produce requests' round trips (franz-go's BrokerE2E, from
 //     writing a request to reading its response): the broker's latency, not time
-//     records wait in the client's buffer.
+//     records wait in the client's buffer. Also the broker process's CPU time
+//     (user and system, /proc in 10 ms ticks) over the produce, per record:
+//     on a machine shared with the client, what a broker spends is what the
+//     client cannot, and it moves less with the machine's load than rates do.
 //  2. the data directory's bytes (per file the smaller of its length and its
 //     allocated blocks, as du counts sparse files), as the growth over the
 //     workload.
 //  3. full read, a GlobalKTable-style restore: a new consumer without a group
 //     assigns every partition from the earliest offset and reads to the end
-//     offsets listed before it started. Reported: records read, seconds, and
-//     records/s.
+//     offsets listed before it started. Reported: records read, seconds,
+//     records/s, and the broker's CPU time over the read.
 //  4. the broker's RSS (VmRSS).
 //  5. the data directory's growth again, -idle-wait (7 s) after the produce
 //     ended, with nothing sent since the read, once two readings a second
@@ -330,10 +333,19 @@ func runOne(ctx context.Context, cfg config, libs, name string, ws []workload, r
 		if err := createTopic(ctx, n.addr, topic, w.Partitions); err != nil {
 			return rr, err
 		}
+		cpu0, err := n.cpuTime()
+		if err != nil {
+			return rr, err
+		}
 		s, err := produce(ctx, n.addr, topic, w, cfg.client)
 		if err != nil {
 			return rr, fmt.Errorf("%s: produce: %w", w.Name, err)
 		}
+		cpu1, err := n.cpuTime()
+		if err != nil {
+			return rr, err
+		}
+		s.produceCPU = cpu1 - cpu0
 		after, err := n.dirBytes()
 		if err != nil {
 			return rr, err
@@ -344,6 +356,11 @@ func runOne(ctx context.Context, cfg config, libs, name string, ws []workload, r
 		if err != nil {
 			return rr, fmt.Errorf("%s: %w", w.Name, err)
 		}
+		cpu2, err := n.cpuTime()
+		if err != nil {
+			return rr, err
+		}
+		s.readCPU = cpu2 - cpu1
 		if s.rssBytes, err = n.rssBytes(); err != nil {
 			return rr, err
 		}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/shardcache/shardcache/integration/bench/harness"
 )
 
 // node is one broker process under test: shardcache or Kafka. Its data
@@ -161,6 +163,14 @@ func (n *node) restart(ctx context.Context, topic string) (time.Duration, error)
 }
 
 // rssBytes is the process's resident set size (VmRSS in /proc/PID/status).
+// cpuTime is the node process's CPU time so far (harness.CPUTime).
+func (n *node) cpuTime() (time.Duration, error) {
+	if n.cmd == nil || n.cmd.Process == nil {
+		return 0, fmt.Errorf("%s is not running", n.name)
+	}
+	return harness.CPUTime(n.cmd.Process.Pid)
+}
+
 func (n *node) rssBytes() (int64, error) {
 	if n.cmd == nil {
 		return 0, errors.New("not running")

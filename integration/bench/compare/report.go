@@ -27,6 +27,16 @@ var metrics = []metric{
 	{"data dir growth", func(s sample) float64 { return float64(s.dataDirBytes) }, mib, "lower is better"},
 	{"data dir growth, idle", func(s sample) float64 { return float64(s.dataDirIdleBytes) }, mib, "lower is better"},
 	{"RSS after the read", func(s sample) float64 { return float64(s.rssBytes) }, mib, "lower is better"},
+	{"broker CPU per record produced", func(s sample) float64 { return perRecord(s.produceCPU, s.produced) }, micros, "lower is better"},
+	{"broker CPU for the full read", func(s sample) float64 { return s.readCPU.Seconds() }, millis, "lower is better"},
+}
+
+// perRecord is d divided over n records, in seconds.
+func perRecord(d time.Duration, n int64) float64 {
+	if n == 0 {
+		return 0
+	}
+	return d.Seconds() / float64(n)
 }
 
 func printReport(cfg config, ws []workload, results map[string][]runResult, loadBefore string, took time.Duration) {
@@ -64,6 +74,7 @@ func thousands(v float64) string { return commas(int(v + 0.5)) }
 func millis(v float64) string    { return fmt.Sprintf("%.1f ms", v*1000) }
 func secs(v float64) string      { return fmt.Sprintf("%.2f s", v) }
 func mib(v float64) string       { return fmt.Sprintf("%.1f MiB", v/(1<<20)) }
+func micros(v float64) string    { return fmt.Sprintf("%.2f µs", v*1e6) }
 
 // count names a workload size: 100k and 1M for round ones, else with commas.
 func count(n int) string {

@@ -41,6 +41,9 @@ type sample struct {
 	// dataDirIdleBytes is the growth again, -idle-wait after the produce.
 	dataDirIdleBytes int64
 	rssBytes         int64
+	// produceCPU and readCPU are the broker process's CPU time (user and
+	// system, in clock ticks of 10 ms) over the produce and the full read.
+	produceCPU, readCPU time.Duration
 }
 
 // clientSettings are the producer settings both brokers get.
