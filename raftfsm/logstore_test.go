@@ -403,6 +403,61 @@ func TestLogCacheMatchesPebble(t *testing.T) {
 	}
 }
 
+// TestLogCacheIdle: a log cache that nothing reads stops caching after
+// logCacheIdleStores appends, and caches again once GetLog reads a recent
+// entry; a read of an old entry (hashicorp/raft's metrics read the first)
+// does not count. Entries read while it does not cache come from Pebble.
+func TestLogCacheIdle(t *testing.T) {
+	db := openPebble(t, vfs.NewMem())
+	defer db.Close()
+	s, err := newLogStore(db, 1, 8, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next := uint64(1)
+	store := func(n int) {
+		t.Helper()
+		for range n {
+			if err := s.StoreLog(testLog(next)); err != nil {
+				t.Fatal(err)
+			}
+			next++
+		}
+	}
+	read := func(i uint64) {
+		t.Helper()
+		var l raft.Log
+		if err := s.GetLog(i, &l); err != nil || l.Index != i || !bytes.Equal(l.Data, testLog(i).Data) {
+			t.Fatalf("GetLog(%d) = %+v, %v", i, l, err)
+		}
+	}
+	cached := func() int { s.mu.Lock(); defer s.mu.Unlock(); return len(s.cache.logs) }
+
+	store(logCacheIdleStores)
+	if n := cached(); n != 8 {
+		t.Fatalf("%d entries cached after %d appends, want 8", n, logCacheIdleStores)
+	}
+	store(1)
+	if n := cached(); n != 0 {
+		t.Fatalf("%d entries cached after %d appends nobody read, want none", n, logCacheIdleStores+1)
+	}
+	read(next - 1) // from Pebble
+	store(3)
+	if n := cached(); n != 3 {
+		t.Fatalf("%d entries cached after a read of the newest and 3 appends, want 3", n)
+	}
+	for range logCacheIdleStores {
+		read(1) // the oldest: not a reader of the cache
+		store(1)
+	}
+	if n := cached(); n != 0 {
+		t.Fatalf("%d entries cached with only the oldest entry read, want none", n)
+	}
+	for i := uint64(1); i < next; i++ {
+		read(i)
+	}
+}
+
 // TestLogCacheBounds checks the cache's entry and byte bounds and that it
 // serves the newest entries.
 func TestLogCacheBounds(t *testing.T) {
