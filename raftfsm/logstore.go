@@ -89,8 +89,8 @@ const (
 )
 
 // logCacheIdleStores is how many StoreLogs calls in a row without a GetLog
-// make a log cache stop caching: it drops what it holds and caches again
-// after the next GetLog. A group with no other voter or non-voter is such a
+// of a recent entry make a log cache stop caching: it drops what it holds
+// and caches again after the next such GetLog. A group with no other voter or non-voter is such a
 // group: its leader applies entries from what Raft already holds and never
 // reads them back (a single node's groups read none in a load of 1M records),
 // so without this each of a single node's groups kept up to 4 MiB of entries
@@ -107,7 +107,8 @@ const logCacheIdleStores = 64
 // memtable would otherwise hold twice at full size, once here and once
 // applied. The first and last index are cached, and so are the newest entries
 // stored (logCacheEntries, at most logCacheBytes of data), which GetLog serves
-// from memory, while GetLog reads them (logCacheIdleStores). LogStore is safe for concurrent use.
+// from memory while it reads them (logCacheIdleStores). LogStore is safe for
+// concurrent use.
 type LogStore struct {
 	db    *pebble.DB
 	group uint32
