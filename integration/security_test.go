@@ -228,6 +228,10 @@ c.close()
 	// others read exactly: the allowed topic takes a record and reads it
 	// back, the denied one answers TOPIC_AUTHORIZATION_FAILED.
 	t.Run("franz-go", func(t *testing.T) {
+		// Its own deadline: the subtests before it (kafka-configs starts a
+		// JVM four times) take most of the test's first 30 s on a busy machine.
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
 		alice := b.SecureClient(t, scram.Auth{User: "alice", Pass: "alice-secret"}.AsSha256Mechanism(),
 			kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
 		if err := alice.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("franz"), Value: []byte("go")}).FirstErr(); err != nil {
