@@ -19,7 +19,11 @@ package broker
 //   - LeaderEpoch (v4+) is the group's Raft term; CurrentLeaderEpoch is checked as
 //     in Fetch (UNKNOWN_LEADER_EPOCH / FENCED_LEADER_EPOCH).
 //   - Served by the partition's leader only: elsewhere NOT_LEADER_OR_FOLLOWER
-//     (LEADER_NOT_AVAILABLE while no leader is known). A new leader that has
+//     (LEADER_NOT_AVAILABLE while no leader is known). The leader first
+//     commits a Barrier to confirm it still leads (Broker.verifyLeaders), so a
+//     deposed leader that has not noticed yet (paused, cut off) answers
+//     NOT_LEADER_OR_FOLLOWER rather than an offset older than one the new
+//     leader already gave. A new leader that has
 //     not applied its whole log yet answers latest with OFFSET_NOT_AVAILABLE
 //     (LEADER_NOT_AVAILABLE below v5), as Kafka does while its high watermark
 //     lags; other timestamps are answered from what it has.
@@ -55,6 +59,7 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	resp.Topics = make([]kmsg.ListOffsetsResponseTopic, len(req.Topics))
+	confirmed := b.verifyLeaders(ctx, b.listOffsetsGroups(req))
 	for i := range req.Topics {
 		rt := &req.Topics[i]
 		st := &resp.Topics[i]
@@ -79,7 +84,7 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 			case rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions):
 				err = raftfsm.ErrUnknownPartition
 			default:
-				err = b.listOffset(rc, info.Partitions[rp.Partition], rp, sp, req.IsolationLevel == 1)
+				err = b.listOffset(rc, info.Partitions[rp.Partition], rp, sp, req.IsolationLevel == 1, confirmed)
 			}
 			if err != nil {
 				sp.ErrorCode = b.codeFor(err, "list offsets", logKeyTopic, rt.Topic, logKeyPartition, rp.Partition)
@@ -89,10 +94,41 @@ func (b *Broker) handleListOffsets(ctx context.Context, rc *requestContext, kreq
 	return resp, nil
 }
 
+// listOffsetsGroups returns the Raft groups this node leads among the
+// partitions req asks for, each once, for verifyLeaders.
+func (b *Broker) listOffsetsGroups(req *kmsg.ListOffsetsRequest) []uint32 {
+	var groups []uint32
+	seen := map[uint32]bool{}
+	for i := range req.Topics {
+		info, ok := b.node.Topic(req.Topics[i].Topic)
+		if !ok {
+			continue
+		}
+		for _, rp := range req.Topics[i].Partitions {
+			if rp.Partition < 0 || int(rp.Partition) >= len(info.Partitions) {
+				continue
+			}
+			g := info.Partitions[rp.Partition].Group
+			if !seen[g] && b.partitionRole(g) == roleLeader {
+				seen[g] = true
+				groups = append(groups, g)
+			}
+		}
+	}
+	return groups
+}
+
+// listOffset answers one partition; confirmed holds the groups whose
+// leadership verifyLeaders confirmed for this request.
 func (b *Broker) listOffset(rc *requestContext, p raftfsm.PartitionInfo, rp *kmsg.ListOffsetsRequestTopicPartition,
-	sp *kmsg.ListOffsetsResponseTopicPartition, readCommitted bool) error {
+	sp *kmsg.ListOffsetsResponseTopicPartition, readCommitted bool, confirmed map[uint32]bool) error {
 	switch b.partitionRole(p.Group) {
 	case roleLeader:
+		if !confirmed[p.Group] {
+			// Deposed meanwhile (or it became ready after the check):
+			// the client asks again.
+			return b.notLeaderError(p.Group)
+		}
 	case roleLeaderLoading:
 		if rp.Timestamp == listOffsetsLatest {
 			if rc.version >= 5 {

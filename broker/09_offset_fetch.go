@@ -16,6 +16,9 @@ package broker
 //     in a transaction still open answers UNSTABLE_OFFSET_COMMIT (retriable)
 //     instead of its offset; without the flag the last committed offset.
 //   - The empty group id is a group like any other, as in Kafka.
+//   - The coordinator first confirms through Raft that it still leads the
+//     group's offsets partition (coordinator.fetchOffsetsStable), so a
+//     deposed one never answers an offset older than its successor holds.
 //   - Errors (v1: in every partition; v2-7: top level; v8: per group):
 //     NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS, COORDINATOR_NOT_AVAILABLE,
 //     INVALID_GROUP_ID for an id too long to store.

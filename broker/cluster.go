@@ -6,9 +6,11 @@ package broker
 // CurrentLeader and NodeEndpoints, FindCoordinator).
 
 import (
+	"context"
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -107,6 +109,33 @@ func (b *Broker) liveEndpoints(lis *listener) []endpoint {
 		out = append(out, ep)
 	}
 	return out
+}
+
+// verifyLeaders confirms at once, for every group in groups, that this node
+// still leads it (raftfsm.Node.VerifyLeader: a Barrier committed in its term,
+// immediate where it is the only voter) and returns the groups it confirmed. Handlers whose
+// answer must never go back, whichever node gave the last one, call it after
+// their role check and before they read the store (docs/ARCHITECTURE.md,
+// "Reads that never go back").
+func (b *Broker) verifyLeaders(ctx context.Context, groups []uint32) map[uint32]bool {
+	var (
+		mu        sync.Mutex
+		confirmed = make(map[uint32]bool, len(groups))
+		wg        sync.WaitGroup
+	)
+	for _, g := range groups {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if b.node.VerifyLeader(ctx, g) == nil {
+				mu.Lock()
+				confirmed[g] = true
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return confirmed
 }
 
 // notLeaderError is NOT_LEADER_OR_FOLLOWER for a partition this node cannot

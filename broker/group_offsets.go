@@ -162,11 +162,18 @@ func (c *coordinator) fetchOffsets(ctx context.Context, groupID string) (map[top
 }
 
 // fetchOffsetsStable is fetchOffsets that also returns the partitions with
-// offsets staged by an open transaction (group_txn.go).
+// offsets staged by an open transaction (group_txn.go). The coordinator first
+// confirms that it still leads the group's offsets partition
+// (raftfsm.Node.VerifyLeader): one deposed without knowing it yet (paused,
+// cut off) would answer from its memory offsets older than those the new
+// coordinator already took, and committed offsets never go back.
 func (c *coordinator) fetchOffsetsStable(ctx context.Context, groupID string) (map[topicPartition]committedOffset, map[topicPartition]bool, error) {
-	_, p, err := c.route(ctx, groupID)
+	ti, p, err := c.route(ctx, groupID)
 	if err != nil {
 		return nil, nil, err
+	}
+	if err := c.b.node.VerifyLeader(ctx, ti.Partitions[p].Group); err != nil {
+		return nil, nil, errNotCoordinator
 	}
 	g := c.lookup(groupID, p, false)
 	if g == nil {

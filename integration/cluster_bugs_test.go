@@ -7,6 +7,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -14,6 +15,10 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // TestClusterBugStaleLeaderWithNewEpoch: Metadata must never name two
@@ -207,4 +212,265 @@ func TestClusterBugShutdownHangs(t *testing.T) {
 		}
 		c.StartAll()
 	}
+}
+
+// TestClusterBugPausedLeaderAnswersStale: a leader that was paused past the
+// election timeout must not answer, when it resumes, the requests that waited
+// in its sockets from its own now-stale state: ListOffsets(latest) went back,
+// and committed offsets could go back.
+//
+// Fixed in raftfsm.Node.VerifyLeader and its callers (ListOffsets,
+// OffsetFetch): the leader commits a Raft Barrier in its term before it
+// reads. A first fix with raft.VerifyLeader still answered stale in one run
+// of three under load (its quorum counts answers to requests sent before the
+// pause). What broke: TestClusterPauseLeader's checker in CI,
+// "nonmonotonic-list-offsets log/0@492: latest offset 492 observed after 493
+// had been", on both partitions the paused node had led. While node 1 was
+// stopped a client, whose metadata still named it, sent it a ListOffsets;
+// node 3 meanwhile took over and answered 493. On SIGCONT node 1 read the
+// waiting request and answered from its own store (492) before hashicorp/raft
+// stepped it down (its lease check, or its first heartbeat answered with a
+// newer term), since partitionRole only asks raft.State().
+//
+// Each round queues both requests at the paused leader of the partition and
+// of a group's offsets, after the new leaders took newer writes, and resumes
+// it: each answer must be an error or at least as new as those writes. On
+// resuming, the node either handles its waiting requests before its Raft
+// steps down or after (all of them the same way); the old code answered stale
+// in about half the rounds, so the test runs three.
+func TestClusterBugPausedLeaderAnswersStale(t *testing.T) {
+	// Each round holds the pause as long as the fault tests do: the old
+	// code answered stale in no round of six with 2 s pauses, in about half
+	// the rounds with 8 s (why the length matters was not traced).
+	const rounds, pauseHold = 3, 8 * time.Second
+	c := startCluster(t, 3)
+	topic := topicName(t)
+	cl := c.Client(t, kgo.DefaultProduceTopic(topic), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	createClusterTopic(t, cl, topic, 1, nil)
+	c.WaitLeaders(topic)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	produced := int64(0)
+	for round := range rounds {
+		produceN(ctx, t, cl, 10)
+		produced += 10
+		victim, group, direct := pausedLeaderSetup(ctx, t, c, topic, fmt.Sprintf("%s-r%d", topic, round), produced)
+
+		pausedAt := time.Now()
+		c.Pause(victim)
+		t.Logf("round %d: paused node %d, which leads %s/0 and coordinates %s", round, victim, topic, group)
+		var coord int32
+		c.waitFor("a new leader and coordinator", func(ctx context.Context) error {
+			for _, id := range c.live() {
+				ps, err := c.partitions(ctx, id, topic)
+				if err != nil {
+					return err
+				}
+				if l := ps[0].Leader; l < 0 || l == victim {
+					return fmt.Errorf("node %d names leader %d", id, l)
+				}
+				var code int16
+				if coord, code, err = c.findGroupCoordinator(ctx, id, group); err != nil || code != 0 || coord == victim {
+					return fmt.Errorf("node %d names coordinator %d (code %d, %v)", id, coord, code, err)
+				}
+			}
+			return nil
+		})
+		// Through the live nodes only: a request sent to the stopped one
+		// waits for its timeout. Not idempotent, since InitProducerID may
+		// go to any broker the metadata lists, the stopped one too.
+		var live []string
+		for _, id := range c.live() {
+			live = append(live, c.Node(id).KafkaAddr)
+		}
+		liveCl := c.Client(t, kgo.SeedBrokers(live...), kgo.DefaultProduceTopic(topic),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.DisableIdempotentWrite())
+		produceN(ctx, t, liveCl, 10)
+		produced += 10
+		coordCl := c.nodeClient(coord)
+		for i := 0; ; i++ { // it may still be loading the group's offsets
+			err := commitAt(ctx, coordCl, topic, group, produced)
+			if err == nil {
+				break
+			}
+			if !kerr.IsRetriable(err) || i == 100 {
+				t.Fatalf("round %d: commit %d at node %d: %v", round, produced, coord, err)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+
+		type answer struct {
+			off int64
+			err error
+		}
+		// Queued a second before the resume: the connections time a
+		// request out after 3 s (nodeClient).
+		time.Sleep(time.Until(pausedAt.Add(pauseHold - time.Second)))
+		latestCh, committedCh := make(chan answer, len(direct)), make(chan answer, 1)
+		for _, d := range direct {
+			go func() { off, err := latestOffset(ctx, d, topic); latestCh <- answer{off, err} }()
+		}
+		go func() { off, err := committedOffset(ctx, direct[0], topic, group); committedCh <- answer{off, err} }()
+		// The requests reach the stopped node's socket buffers; it reads
+		// them when it resumes.
+		time.Sleep(time.Until(pausedAt.Add(pauseHold)))
+		c.Resume(victim)
+		answered := 0
+		for range direct {
+			a := <-latestCh
+			var kafkaErr *kerr.Error
+			if a.err == nil || errors.As(a.err, &kafkaErr) {
+				answered++
+			}
+			if a.err == nil && a.off < produced {
+				t.Errorf("round %d: node %d answered latest offset %d on resuming; the new leader had acknowledged up to %d", round, victim, a.off, produced)
+			} else {
+				t.Logf("round %d: resumed node %d, ListOffsets(latest): %d, %v", round, victim, a.off, a.err)
+			}
+		}
+		if answered == 0 {
+			t.Errorf("round %d: node %d answered none of the waiting requests: the round tested nothing", round, victim)
+		}
+		if a := <-committedCh; a.err == nil && a.off < produced {
+			t.Errorf("round %d: node %d answered committed offset %d on resuming; the new coordinator had taken %d", round, victim, a.off, produced)
+		} else {
+			t.Logf("round %d: resumed node %d, OffsetFetch: %d, %v", round, victim, a.off, a.err)
+		}
+		c.WaitReady()
+		c.WaitLeaders(topic)
+	}
+}
+
+// pausedLeaderSetup finds the leader of partition 0 of topic and a group
+// (named from prefix) it coordinates, commits produced for the group there,
+// and returns eight connections to it that each answered ListOffsets(latest)
+// with produced (the first also the commit). Leaderships move now and then
+// (a node given back the groups it is preferred for), so it tries again
+// until all that holds at once.
+func pausedLeaderSetup(ctx context.Context, t *testing.T, c *testCluster, topic, prefix string, produced int64) (victim int32, group string, direct []*kgo.Client) {
+	t.Helper()
+	var last error
+	for try := range 20 {
+		if try > 0 {
+			time.Sleep(250 * time.Millisecond)
+		}
+		victim = c.Leaders(topic)[0]
+		group = ""
+		for i := range 500 { // a group whose offsets partition the victim leads
+			name := fmt.Sprintf("%s-%d", prefix, i)
+			if coord, code, err := c.findGroupCoordinator(ctx, victim, name); err == nil && code == 0 && coord == victim {
+				group = name
+				break
+			}
+		}
+		if group == "" {
+			last = fmt.Errorf("no group among 500 is coordinated by node %d", victim)
+			continue
+		}
+		direct = make([]*kgo.Client, 8)
+		for i := range direct {
+			direct[i] = c.nodeClient(victim)
+		}
+		if last = commitAt(ctx, direct[0], topic, group, produced); last != nil {
+			continue
+		}
+		for _, d := range direct {
+			if off, err := latestOffset(ctx, d, topic); err != nil || off != produced {
+				last = fmt.Errorf("node %d: latest offset %d (%v), want %d", victim, off, err, produced)
+				break
+			}
+		}
+		if last != nil {
+			continue
+		}
+		if off, err := committedOffset(ctx, direct[0], topic, group); err != nil || off != produced {
+			last = fmt.Errorf("node %d: committed offset %d (%v), want %d", victim, off, err, produced)
+			continue
+		}
+		return victim, group, direct
+	}
+	t.Fatalf("no leader to pause: %v", last)
+	return 0, "", nil
+}
+
+// produceN produces n records to partition 0 of cl's default topic, waiting
+// for each acknowledgement.
+func produceN(ctx context.Context, t *testing.T, cl *kgo.Client, n int) {
+	t.Helper()
+	for i := range n {
+		r := &kgo.Record{Key: []byte(fmt.Sprint(i)), Value: []byte("v")}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+}
+
+// commitAt commits offset at on partition 0 of topic for group, as a group
+// without members (generation -1), at the one broker direct knows.
+func commitAt(ctx context.Context, direct *kgo.Client, topic, group string, at int64) error {
+	req := kmsg.NewPtrOffsetCommitRequest()
+	req.Group = group
+	req.Generation = -1
+	rt := kmsg.NewOffsetCommitRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewOffsetCommitRequestTopicPartition()
+	rp.Offset = at
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := direct.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		return err
+	}
+	ts := resp.(*kmsg.OffsetCommitResponse).Topics
+	if len(ts) != 1 || len(ts[0].Partitions) != 1 {
+		return fmt.Errorf("OffsetCommit answered %+v", ts)
+	}
+	return kerr.ErrorForCode(ts[0].Partitions[0].ErrorCode)
+}
+
+// latestOffset sends ListOffsets(latest) for partition 0 of topic to the one
+// broker direct knows (testCluster.nodeClient).
+func latestOffset(ctx context.Context, direct *kgo.Client, topic string) (int64, error) {
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = -1
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := direct.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	p := resp.(*kmsg.ListOffsetsResponse).Topics[0].Partitions[0]
+	return p.Offset, kerr.ErrorForCode(p.ErrorCode)
+}
+
+// committedOffset sends OffsetFetch for group's offset on partition 0 of
+// topic to the one broker direct knows, in v8's form (by group).
+func committedOffset(ctx context.Context, direct *kgo.Client, topic, group string) (int64, error) {
+	req := kmsg.NewPtrOffsetFetchRequest()
+	rg := kmsg.NewOffsetFetchRequestGroup()
+	rg.Group = group
+	rt := kmsg.NewOffsetFetchRequestGroupTopic()
+	rt.Topic = topic
+	rt.Partitions = []int32{0}
+	rg.Topics = append(rg.Topics, rt)
+	req.Groups = append(req.Groups, rg)
+	resp, err := direct.SeedBrokers()[0].Request(ctx, req)
+	if err != nil {
+		return 0, err
+	}
+	gs := resp.(*kmsg.OffsetFetchResponse).Groups
+	if len(gs) != 1 {
+		return 0, fmt.Errorf("OffsetFetch answered %d groups", len(gs))
+	}
+	if err := kerr.ErrorForCode(gs[0].ErrorCode); err != nil {
+		return 0, err
+	}
+	if len(gs[0].Topics) != 1 || len(gs[0].Topics[0].Partitions) != 1 {
+		return 0, fmt.Errorf("OffsetFetch answered %+v", gs[0].Topics)
+	}
+	p := gs[0].Topics[0].Partitions[0]
+	return p.Offset, kerr.ErrorForCode(p.ErrorCode)
 }

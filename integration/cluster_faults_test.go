@@ -40,9 +40,9 @@ type faultPlan struct {
 	Hold time.Duration
 }
 
-// defaultPlan: one fault held for sixteen election timeouts, in about 20s of
-// workload.
-var defaultPlan = faultPlan{Workload: defaultWorkload, Cycles: 1, Calm: 5 * time.Second, Hold: 8 * time.Second}
+// defaultPlan: one fault held for sixteen election timeouts, in about 16s of
+// workload (each calm phase also waits for progressSends on every partition).
+var defaultPlan = faultPlan{Workload: defaultWorkload, Cycles: 1, Calm: 3 * time.Second, Hold: 8 * time.Second}
 
 // calm lets the workload run for d and until every partition has made
 // progress.
