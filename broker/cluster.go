@@ -113,10 +113,10 @@ func (b *Broker) liveEndpoints(lis *listener) []endpoint {
 
 // verifyLeaders confirms at once, for every group in groups, that this node
 // still leads it (raftfsm.Node.VerifyLeader: a Barrier committed in its term,
-// immediate where it is the only voter) and returns the groups it confirmed. Handlers whose
-// answer must never go back, whichever node gave the last one, call it after
-// their role check and before they read the store (docs/ARCHITECTURE.md,
-// "Reads that never go back").
+// immediate where it is the only voter) and returns the groups it confirmed.
+// Handlers whose answer must never go back, whichever node gave the last
+// one, call it after their role check and before they read the store
+// (docs/ARCHITECTURE.md, "Reads that never go back").
 func (b *Broker) verifyLeaders(ctx context.Context, groups []uint32) map[uint32]bool {
 	var (
 		mu        sync.Mutex
