@@ -90,13 +90,13 @@ const (
 
 // logCacheIdleStores is how many StoreLogs calls in a row without a GetLog
 // of a recent entry make a log cache stop caching: it drops what it holds
-// and caches again after the next such GetLog. A group with no other voter or non-voter is such a
-// group: its leader applies entries from what Raft already holds and never
-// reads them back (a single node's groups read none in a load of 1M records),
-// so without this each of a single node's groups kept up to 4 MiB of entries
-// nobody read (22 MB of a node's heap after a load, in a heap profile).
-// Replication reads an entry soon after it is stored, on a leader for each
-// follower and on a follower to apply it.
+// and caches again after the next such GetLog. A group with no other server
+// (voter or non-voter) never reads its entries back: its leader applies them
+// from what Raft already holds (a single node's groups read none in a load of
+// 1M records), so without this each of a single node's groups kept up to
+// 4 MiB of entries nobody read (22 MB of a node's heap after a load, in a
+// heap profile). Replication reads an entry soon after it is stored, on a
+// leader for each follower and on a follower to apply it.
 const logCacheIdleStores = 64
 
 // LogStore is one Raft group's raft.LogStore and raft.StableStore inside the
@@ -325,10 +325,10 @@ func (s *LogStore) GetUint64(key []byte) (uint64, error) {
 
 // logCache holds copies of the newest log entries with consecutive indexes,
 // oldest first, within maxEntries and maxBytes (of Data and Extensions), while
-// something reads them (logCacheIdleStores). The
-// copies share Data and Extensions with the raft.Log values StoreLogs was
-// given, which hashicorp/raft does not modify once stored. Not safe for
-// concurrent use: LogStore.mu guards it.
+// something reads them (logCacheIdleStores). The copies share Data and
+// Extensions with the raft.Log values StoreLogs was given, which
+// hashicorp/raft does not modify once stored. Not safe for concurrent use:
+// LogStore.mu guards it.
 type logCache struct {
 	maxEntries, maxBytes int
 	// idle counts add calls since GetLog last read a recent entry
