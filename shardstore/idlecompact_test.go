@@ -6,6 +6,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/sstable"
 )
 
 // idleStore opens a store without idle compaction, creates shard 1, runs
@@ -187,4 +190,58 @@ func TestIdleCompactionRule(t *testing.T) {
 			t.Fatalf("%d idle compactions of a small L0 over a larger level", n)
 		}
 	})
+}
+
+// bottomCodecs counts the state DB's bottom-level tables by the compression
+// profile they were written with.
+func (h *h) bottomCodecs() map[string]int {
+	h.t.Helper()
+	levels, err := h.s.db.SSTables(pebble.WithProperties())
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	n := map[string]int{}
+	for _, tab := range levels[len(levels)-1] {
+		n[tab.Properties.CompressionName]++
+	}
+	return n
+}
+
+// TestIdleCompactionCompressesBottomLevel: the tables an idle compaction
+// writes to the bottom level use idleCompression (zstd); a compaction that
+// is not idle (a load's, or this test's own Compact) keeps MinLZ, and so do
+// the levels above.
+func TestIdleCompactionCompressesBottomLevel(t *testing.T) {
+	const keys, versions = 5000, 4
+	busy := idleStore(t, 0, func(hd *h) { hd.writeVersions(keys, versions) })
+	if err := busy.s.db.Compact(t.Context(), shardsStart(), shardsEnd(), false); err != nil {
+		t.Fatal(err)
+	}
+	if got := busy.bottomCodecs(); got[sstable.FastestCompression.Name] == 0 || len(got) != 1 {
+		t.Fatalf("bottom level after a compaction that is not idle: %v, want only %s", got, sstable.FastestCompression.Name)
+	}
+
+	idle := idleStore(t, 100*time.Millisecond, func(hd *h) { hd.writeVersions(keys, versions) })
+	deadline := time.Now().Add(30 * time.Second)
+	for idle.s.idleCompactions.Load() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("no idle compaction within 30 s of the last write")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := idle.bottomCodecs(); got[idleCompression.Name] == 0 || len(got) != 1 {
+		t.Fatalf("bottom level after the idle compaction: %v, want only %s", got, idleCompression.Name)
+	}
+	if idle.s.idleCompressing.Load() {
+		t.Fatal("still compressing with zstd after the idle compaction")
+	}
+	_, busyBytes := busy.tables()
+	_, idleBytes := idle.tables()
+	t.Logf("the same data in the bottom level: %d bytes with MinLZ, %d with zstd", busyBytes, idleBytes)
+	if idleBytes >= busyBytes {
+		t.Fatalf("zstd tables %d bytes, MinLZ ones %d: no smaller", idleBytes, busyBytes)
+	}
+	if len(idle.read(1, 0)) != keys {
+		t.Fatal("records lost")
+	}
 }

@@ -125,6 +125,9 @@ func (s *Store) Ingest(r io.Reader, opts IngestOptions) (IngestResult, error) {
 		bundle = DefaultIngestBundleBytes
 	}
 	wo := s.popts.MakeWriterOptions(len(s.popts.Levels)-1, min(s.db.TableFormat(), ingestTableFormat))
+	// MinLZ even while an idle compaction writes the bottom level with zstd
+	// (idleCompression): a rebuild runs at its codec's speed.
+	wo.Compression = sstable.FastestCompression
 	tb := &tableBuilder{
 		fs:     s.fs,
 		dir:    opts.Dir,
